@@ -1,0 +1,165 @@
+//! `fdfs-node`: run a tracker, a storage, or a whole local cluster.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use fdfs_node::config::{self, StorageConfig, TrackerConfig};
+use fdfs_node::local::{LocalCluster, LocalConfig, LocalOptions};
+use fdfs_node::{storage, tracker};
+
+#[derive(Debug, Parser)]
+#[command(name = "fdfs-node", version, about = "FastDFS-compatible tracker and storage node")]
+struct Cli {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// Run a tracker.
+    Tracker {
+        /// TOML config, or FastDFS's tracker.conf (by extension .conf).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen address, overriding the config.
+        #[arg(long)]
+        bind: Option<String>,
+        #[arg(long)]
+        base_path: Option<PathBuf>,
+    },
+    /// Run a storage.
+    Storage {
+        /// TOML config, or FastDFS's storage.conf (by extension .conf).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        bind: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        base_path: Option<PathBuf>,
+        /// Tracker `host:port` (repeatable), overriding the config's list.
+        #[arg(long = "tracker")]
+        trackers: Vec<String>,
+    },
+    /// Run a tracker and one storage per group on loopback until Ctrl-C or SIGTERM.
+    Local {
+        #[arg(long, default_value_t = 1)]
+        groups: usize,
+        #[arg(long, default_value = "fdfs-local-data")]
+        data_dir: PathBuf,
+        /// TOML with optional [tracker] and [storage] tables applied to every node.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:22122")]
+        tracker_addr: String,
+        /// Address of group1's storage; later groups take the following addresses.
+        #[arg(long, default_value = "127.0.0.2")]
+        storage_ip: Ipv4Addr,
+        #[arg(long, default_value_t = 23000)]
+        storage_port: u16,
+    },
+}
+
+fn is_fastdfs_conf(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "conf")
+}
+
+fn load_tracker(path: Option<&Path>) -> anyhow::Result<TrackerConfig> {
+    Ok(match path {
+        None => TrackerConfig::default(),
+        Some(p) if is_fastdfs_conf(p) => config::tracker_from_fastdfs(p)?,
+        Some(p) => config::load_toml(p)?,
+    })
+}
+
+fn load_storage(path: Option<&Path>) -> anyhow::Result<StorageConfig> {
+    Ok(match path {
+        None => StorageConfig::default(),
+        Some(p) if is_fastdfs_conf(p) => config::storage_from_fastdfs(p)?,
+        Some(p) => config::load_toml(p)?,
+    })
+}
+
+/// Resolves when Ctrl-C or SIGTERM arrives.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().role {
+        Role::Tracker { config, bind, base_path } => {
+            let mut cfg = load_tracker(config.as_deref())?;
+            if let Some(b) = bind {
+                cfg.bind = b;
+            }
+            if let Some(p) = base_path {
+                cfg.base_path = p;
+            }
+            let t = tracker::start(cfg).await.context("starting tracker")?;
+            println!("tracker {}", t.addr);
+            shutdown_signal().await;
+            t.stop(Duration::from_secs(5)).await;
+        }
+        Role::Storage { config, bind, group, base_path, trackers } => {
+            let mut cfg = load_storage(config.as_deref())?;
+            if let Some(b) = bind {
+                cfg.bind = b;
+            }
+            if let Some(g) = group {
+                cfg.group_name = g;
+            }
+            if let Some(p) = base_path {
+                cfg.base_path = p;
+            }
+            if !trackers.is_empty() {
+                cfg.tracker_servers = trackers;
+            }
+            anyhow::ensure!(!cfg.tracker_servers.is_empty(), "no tracker configured (tracker_servers or --tracker)");
+            let s = storage::start(cfg).await.context("starting storage")?;
+            println!("storage {} {}", s.node.config.group_name, s.addr);
+            shutdown_signal().await;
+            s.stop(Duration::from_secs(10)).await;
+        }
+        Role::Local { groups, data_dir, config, tracker_addr, storage_ip, storage_port } => {
+            let config: LocalConfig = match config {
+                Some(p) => config::load_toml(&p)?,
+                None => LocalConfig::default(),
+            };
+            let opts = LocalOptions { groups, data_dir, tracker_addr, first_storage_ip: storage_ip, storage_port, config };
+            let cluster = tokio::select! {
+                c = LocalCluster::start(opts) => c.context("starting local cluster")?,
+                _ = shutdown_signal() => return Ok(()),
+            };
+            for line in cluster.describe() {
+                println!("{line}");
+            }
+            println!("ready");
+            shutdown_signal().await;
+            tracing::info!("stopping");
+            cluster.stop().await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,518 @@
+//! Typed node configuration: TOML files of our own, or FastDFS's `tracker.conf` /
+//! `storage.conf` / `client.conf` for the keys we implement.
+//!
+//! An unknown key or a bad value is a start-up error. Keys FastDFS knows but we do
+//! not implement yet are logged and skipped, so an existing `.conf` still loads.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::proto::IpWidth;
+use crate::proto::query::FetchAllFormat;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {source}")]
+    Toml { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("config {path}, line {line}: unknown key {key:?}")]
+    UnknownKey { path: PathBuf, line: usize, key: String },
+    #[error("config {path}, line {line}: bad value {value:?} for {key}: {reason}")]
+    BadValue { path: PathBuf, line: usize, key: String, value: String, reason: String },
+    #[error("invalid setting {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// `reserved_storage_space`: an absolute amount or a share of the disk.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReservedSpace {
+    Mb(u64),
+    /// Fraction in 0..1.
+    Ratio(f64),
+}
+
+impl Default for ReservedSpace {
+    fn default() -> Self {
+        ReservedSpace::Mb(1024)
+    }
+}
+
+impl ReservedSpace {
+    /// Parses `10%`, `20.00%`, `1024MB`, `1G`, `512K`, `300` (MB).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        if let Some(pct) = t.strip_suffix('%') {
+            let v: f64 = pct.trim().parse().map_err(|_| format!("{t:?} is not a percentage"))?;
+            if !(0.0..100.0).contains(&v) {
+                return Err(format!("{t:?} must be below 100%"));
+            }
+            return Ok(ReservedSpace::Ratio(v / 100.0));
+        }
+        let upper = t.to_ascii_uppercase();
+        let digits = upper.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit = &upper[digits.len()..];
+        let n: u64 = digits.trim().parse().map_err(|_| format!("{t:?} is not a size"))?;
+        let mb = match unit {
+            "" | "M" | "MB" => n,
+            "G" | "GB" => n * 1024,
+            "T" | "TB" => n * 1024 * 1024,
+            "K" | "KB" => n / 1024,
+            _ => return Err(format!("{t:?} has unknown unit {unit:?}")),
+        };
+        Ok(ReservedSpace::Mb(mb))
+    }
+
+    /// Reserved MB for a disk of `total_mb`.
+    pub fn reserved_mb(&self, total_mb: u64) -> u64 {
+        match *self {
+            ReservedSpace::Mb(mb) => mb,
+            ReservedSpace::Ratio(r) => (total_mb as f64 * r) as u64,
+        }
+    }
+
+    /// Whether `free_mb` of `total_mb` leaves more than the reserve.
+    pub fn has_room(&self, free_mb: u64, total_mb: u64) -> bool {
+        match *self {
+            ReservedSpace::Mb(mb) => free_mb > mb,
+            ReservedSpace::Ratio(r) => total_mb > 0 && (free_mb as f64 / total_mb as f64) > r,
+        }
+    }
+
+    /// The text FastDFS sends in PARAMETER_REQ.
+    pub fn to_fastdfs_text(&self) -> String {
+        match *self {
+            ReservedSpace::Mb(mb) => format!("{mb}MB"),
+            ReservedSpace::Ratio(r) => format!("{:.2}%", r * 100.0),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ReservedSpace {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ReservedSpace::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Wire-compatibility choices where FastDFS versions disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Compat {
+    /// IP field width in tracker replies: 15 (default) or 45.
+    pub ip_width: IpWidth,
+    /// Form of the QUERY_FETCH_ALL (105) reply.
+    pub fetch_all_format: FetchAllFormat,
+}
+
+/// Settings of the tracker role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    /// Listen address.
+    pub bind: String,
+    /// Where the tracker keeps its state.
+    pub base_path: PathBuf,
+    /// Group choice: 0 round robin, 1 `store_group`, 2 most free space.
+    pub store_lookup: u8,
+    pub store_group: String,
+    /// Storage choice: 0 round robin, 1 first by id, 2 by upload priority.
+    pub store_server: u8,
+    /// Store path choice: 0 round robin, 2 most free space.
+    pub store_path: u8,
+    /// Download server: 0 round robin, 1 source first.
+    pub download_server: u8,
+    pub reserved_storage_space: ReservedSpace,
+    /// Seconds without a heartbeat before an ACTIVE storage goes OFFLINE.
+    pub check_active_interval: u64,
+    pub storage_sync_file_max_delay: u64,
+    pub storage_sync_file_max_time: u64,
+    pub max_connections: usize,
+    /// Seconds a connection may stay idle or stall mid-packet.
+    pub network_timeout: u64,
+    /// Largest request body the tracker reads (`max_buff_size`).
+    pub max_body_len: u64,
+    pub compat: Compat,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            bind: "0.0.0.0:22122".into(),
+            base_path: PathBuf::from("fdfs-tracker"),
+            store_lookup: 0,
+            store_group: String::new(),
+            store_server: 0,
+            store_path: 0,
+            download_server: 0,
+            reserved_storage_space: ReservedSpace::default(),
+            check_active_interval: 100,
+            storage_sync_file_max_delay: 86400,
+            storage_sync_file_max_time: 300,
+            max_connections: 1024,
+            network_timeout: 60,
+            max_body_len: 128 * 1024,
+            compat: Compat::default(),
+        }
+    }
+}
+
+/// Settings of the storage role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub bind: String,
+    pub group_name: String,
+    pub base_path: PathBuf,
+    /// Store paths; empty means `base_path` alone.
+    pub store_paths: Vec<PathBuf>,
+    pub subdir_count_per_path: u32,
+    /// Trackers as `host:port`; a host that resolves to several addresses names several trackers.
+    pub tracker_servers: Vec<String>,
+    pub heart_beat_interval: u64,
+    pub stat_report_interval: u64,
+    /// Bytes read or written per I/O step, and the cap on non-streamed bodies.
+    pub buff_size: u64,
+    pub file_distribute_path_mode: u8,
+    pub file_distribute_rotate_count: u32,
+    pub upload_priority: u64,
+    pub max_connections: usize,
+    pub network_timeout: u64,
+    pub connect_timeout: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            bind: "0.0.0.0:23000".into(),
+            group_name: "group1".into(),
+            base_path: PathBuf::from("fdfs-storage"),
+            store_paths: Vec::new(),
+            subdir_count_per_path: 256,
+            tracker_servers: Vec::new(),
+            heart_beat_interval: 30,
+            stat_report_interval: 60,
+            buff_size: 256 * 1024,
+            file_distribute_path_mode: 0,
+            file_distribute_rotate_count: 100,
+            upload_priority: 10,
+            max_connections: 1024,
+            network_timeout: 60,
+            connect_timeout: 10,
+        }
+    }
+}
+
+impl StorageConfig {
+    pub fn effective_store_paths(&self) -> Vec<PathBuf> {
+        if self.store_paths.is_empty() { vec![self.base_path.clone()] } else { self.store_paths.clone() }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !crate::fileid::valid_group(&self.group_name) {
+            return Err(ConfigError::Invalid {
+                key: "group_name",
+                reason: format!("{:?} must be 1–16 bytes of [A-Za-z0-9_-]", self.group_name),
+            });
+        }
+        if !(1..=256).contains(&self.subdir_count_per_path) {
+            return Err(ConfigError::Invalid { key: "subdir_count_per_path", reason: "must be 1–256".into() });
+        }
+        if self.effective_store_paths().len() > 256 {
+            return Err(ConfigError::Invalid { key: "store_paths", reason: "at most 256".into() });
+        }
+        if self.buff_size < 4096 {
+            return Err(ConfigError::Invalid { key: "buff_size", reason: "at least 4096".into() });
+        }
+        if self.file_distribute_path_mode > 1 {
+            return Err(ConfigError::Invalid { key: "file_distribute_path_mode", reason: "0 or 1".into() });
+        }
+        Ok(())
+    }
+
+    pub fn network_timeout(&self) -> Duration {
+        Duration::from_secs(self.network_timeout.max(1))
+    }
+}
+
+impl TrackerConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let check = |key: &'static str, v: u8, allowed: &[u8]| {
+            if allowed.contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid { key, reason: format!("{v} is not one of {allowed:?}") })
+            }
+        };
+        check("store_lookup", self.store_lookup, &[0, 1, 2])?;
+        check("store_server", self.store_server, &[0, 1, 2])?;
+        check("store_path", self.store_path, &[0, 2])?;
+        check("download_server", self.download_server, &[0, 1])?;
+        if self.store_lookup == 1 && !crate::fileid::valid_group(&self.store_group) {
+            return Err(ConfigError::Invalid { key: "store_group", reason: "store_lookup=1 needs a valid group".into() });
+        }
+        Ok(())
+    }
+}
+
+/// Loads a TOML file into `T`.
+pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Toml { path: path.into(), source: Box::new(source) })
+}
+
+/// Keys of FastDFS's conf files we accept and ignore (not implemented, or meaningless here).
+const IGNORED_FASTDFS_KEYS: &[&str] = &[
+    "disabled", "work_threads", "accept_threads", "min_buff_size", "thread_stack_size",
+    "log_level", "run_by_group", "run_by_user", "allow_hosts", "sync_log_buff_interval",
+    "use_trunk_file", "slot_min_size", "slot_max_size", "trunk_alloc_alignment_size",
+    "trunk_free_space_merge", "delete_unused_trunk_files", "trunk_file_size",
+    "trunk_create_file_advance", "trunk_create_file_time_base", "trunk_create_file_interval",
+    "trunk_create_file_space_threshold", "trunk_init_check_occupying", "trunk_init_reload_from_binlog",
+    "trunk_compress_binlog_min_interval", "trunk_compress_binlog_interval",
+    "trunk_compress_binlog_time_base", "trunk_binlog_max_backups", "use_storage_id",
+    "storage_ids_filename", "id_type_in_filename", "store_slave_file_use_link", "rotate_error_log",
+    "error_log_rotate_time", "compress_old_error_log", "compress_error_log_days_before",
+    "rotate_error_log_size", "log_file_keep_days", "use_connection_pool",
+    "connection_pool_max_idle_time", "http.server_port", "http.check_alive_interval",
+    "http.check_alive_type", "http.check_alive_uri", "storage_ip_changed_auto_adjust",
+    "sync_log_buff_interval", "thread_stack_size", "trust_storage_server_id",
+    "response_ip_addr_size", "address_family", "connect_timeout", "client_bind",
+    "disk_rw_separated", "disk_reader_threads", "disk_writer_threads", "sync_wait_msec",
+    "sync_interval", "sync_start_time", "sync_end_time", "write_mark_file_freq",
+    "sync_min_threads", "sync_max_threads", "sync_binlog_buff_interval", "sync_stat_file_interval",
+    "check_file_duplicate", "file_signature_method", "key_namespace", "keep_alive",
+    "fsync_after_written_bytes", "compress_binlog", "compress_binlog_time", "check_store_path_mark",
+    "disk_recovery_threads", "file_sync_skip_invalid_record", "if_alias_prefix", "server_id",
+    "use_access_log", "rotate_access_log", "access_log_rotate_time", "compress_old_access_log",
+    "compress_access_log_days_before", "rotate_access_log_size", "use_io_uring", "bind_addr",
+    "store_path_count", "tracker_server", "load_fdfs_parameters_from_tracker", "connect_first_by",
+    "http.anti_steal.check_token", "http.anti_steal.secret_key", "http.tracker_server_port",
+    "http.domain_name", "max_connections", "network_timeout", "base_path", "port",
+    "buff_size", "group_name", "subdir_count_per_path", "heart_beat_interval",
+    "stat_report_interval", "upload_priority", "file_distribute_path_mode",
+    "file_distribute_rotate_count", "store_lookup", "store_group", "store_server", "store_path",
+    "download_server", "reserved_storage_space", "check_active_interval",
+    "storage_sync_file_max_delay", "storage_sync_file_max_time", "max_buff_size",
+];
+
+/// One `key = value` line of a FastDFS conf file.
+#[derive(Debug, Clone)]
+pub struct ConfLine {
+    pub line: usize,
+    pub key: String,
+    pub value: String,
+}
+
+/// Reads FastDFS's INI-like format: `key = value`, `#` comments, `#include` ignored.
+pub fn read_fastdfs_conf(path: &Path) -> Result<Vec<ConfLine>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if l.is_empty() || l.starts_with('#') || l.starts_with('[') {
+            continue;
+        }
+        let Some((k, v)) = l.split_once('=') else {
+            return Err(ConfigError::BadValue {
+                path: path.into(),
+                line: i + 1,
+                key: l.into(),
+                value: String::new(),
+                reason: "expected key = value".into(),
+            });
+        };
+        out.push(ConfLine { line: i + 1, key: k.trim().to_owned(), value: v.trim().to_owned() });
+    }
+    Ok(out)
+}
+
+fn parse_num<T: std::str::FromStr>(path: &Path, l: &ConfLine) -> Result<T, ConfigError> {
+    l.value.parse().map_err(|_| ConfigError::BadValue {
+        path: path.into(),
+        line: l.line,
+        key: l.key.clone(),
+        value: l.value.clone(),
+        reason: "not a number".into(),
+    })
+}
+
+/// Parses sizes like `256KB`, `1MB`, `4096`.
+fn parse_bytes(path: &Path, l: &ConfLine) -> Result<u64, ConfigError> {
+    let upper = l.value.to_ascii_uppercase();
+    let digits = upper.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let mult = match &upper[digits.len()..] {
+        "" | "B" => 1,
+        "K" | "KB" => 1024,
+        "M" | "MB" => 1024 * 1024,
+        "G" | "GB" => 1024 * 1024 * 1024,
+        _ => 0,
+    };
+    match digits.trim().parse::<u64>() {
+        Ok(n) if mult > 0 => Ok(n * mult),
+        _ => Err(ConfigError::BadValue {
+            path: path.into(),
+            line: l.line,
+            key: l.key.clone(),
+            value: l.value.clone(),
+            reason: "not a size".into(),
+        }),
+    }
+}
+
+fn unknown_or_ignored(path: &Path, l: &ConfLine) -> Result<(), ConfigError> {
+    let base = l.key.trim_end_matches(|c: char| c.is_ascii_digit());
+    if IGNORED_FASTDFS_KEYS.contains(&l.key.as_str())
+        || base == "store_path"
+        || (base.starts_with("store_path") && base.ends_with("_readonly"))
+    {
+        tracing::warn!(key = %l.key, file = %path.display(), "FastDFS setting not implemented; ignored");
+        Ok(())
+    } else {
+        Err(ConfigError::UnknownKey { path: path.into(), line: l.line, key: l.key.clone() })
+    }
+}
+
+fn reserved(path: &Path, l: &ConfLine) -> Result<ReservedSpace, ConfigError> {
+    ReservedSpace::parse(&l.value).map_err(|reason| ConfigError::BadValue {
+        path: path.into(),
+        line: l.line,
+        key: l.key.clone(),
+        value: l.value.clone(),
+        reason,
+    })
+}
+
+/// Builds a tracker config from FastDFS's `tracker.conf`.
+pub fn tracker_from_fastdfs(path: &Path) -> Result<TrackerConfig, ConfigError> {
+    let mut c = TrackerConfig::default();
+    let mut bind_ip = "0.0.0.0".to_owned();
+    let mut port = 22122u16;
+    for l in read_fastdfs_conf(path)? {
+        match l.key.as_str() {
+            "bind_addr" if !l.value.is_empty() => bind_ip = l.value.clone(),
+            "port" => port = parse_num(path, &l)?,
+            "base_path" => c.base_path = PathBuf::from(&l.value),
+            "store_lookup" => c.store_lookup = parse_num(path, &l)?,
+            "store_group" => c.store_group = l.value.clone(),
+            "store_server" => c.store_server = parse_num(path, &l)?,
+            "store_path" => c.store_path = parse_num(path, &l)?,
+            "download_server" => c.download_server = parse_num(path, &l)?,
+            "reserved_storage_space" => c.reserved_storage_space = reserved(path, &l)?,
+            "check_active_interval" => c.check_active_interval = parse_num(path, &l)?,
+            "storage_sync_file_max_delay" => c.storage_sync_file_max_delay = parse_num(path, &l)?,
+            "storage_sync_file_max_time" => c.storage_sync_file_max_time = parse_num(path, &l)?,
+            "max_connections" => c.max_connections = parse_num(path, &l)?,
+            "network_timeout" => c.network_timeout = parse_num(path, &l)?,
+            "max_buff_size" => c.max_body_len = parse_bytes(path, &l)?,
+            "response_ip_addr_size" => {
+                // FastDFS: only `auto` gives 15-byte fields; anything else gives 45.
+                c.compat.ip_width = if l.value.eq_ignore_ascii_case("auto") { IpWidth::V4 } else { IpWidth::V6 };
+            }
+            _ => unknown_or_ignored(path, &l)?,
+        }
+    }
+    c.bind = format!("{bind_ip}:{port}");
+    c.validate()?;
+    Ok(c)
+}
+
+/// Builds a storage config from FastDFS's `storage.conf`.
+pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
+    let mut c = StorageConfig::default();
+    let mut bind_ip = "0.0.0.0".to_owned();
+    let mut port = 23000u16;
+    let mut paths: Vec<(usize, PathBuf)> = Vec::new();
+    for l in read_fastdfs_conf(path)? {
+        let store_index = l.key.strip_prefix("store_path").and_then(|n| n.parse::<usize>().ok());
+        match l.key.as_str() {
+            "bind_addr" if !l.value.is_empty() => bind_ip = l.value.clone(),
+            "port" => port = parse_num(path, &l)?,
+            "group_name" => c.group_name = l.value.clone(),
+            "base_path" => c.base_path = PathBuf::from(&l.value),
+            "subdir_count_per_path" => c.subdir_count_per_path = parse_num(path, &l)?,
+            "tracker_server" => c.tracker_servers.push(l.value.clone()),
+            "heart_beat_interval" => c.heart_beat_interval = parse_num(path, &l)?,
+            "stat_report_interval" => c.stat_report_interval = parse_num(path, &l)?,
+            "buff_size" => c.buff_size = parse_bytes(path, &l)?,
+            "file_distribute_path_mode" => c.file_distribute_path_mode = parse_num(path, &l)?,
+            "file_distribute_rotate_count" => c.file_distribute_rotate_count = parse_num(path, &l)?,
+            "upload_priority" => c.upload_priority = parse_num(path, &l)?,
+            "max_connections" => c.max_connections = parse_num(path, &l)?,
+            "network_timeout" => c.network_timeout = parse_num(path, &l)?,
+            "connect_timeout" => c.connect_timeout = parse_num(path, &l)?,
+            "store_path_count" => {
+                let _: u32 = parse_num(path, &l)?;
+            }
+            _ if store_index.is_some() => paths.push((store_index.unwrap_or(0), PathBuf::from(&l.value))),
+            _ => unknown_or_ignored(path, &l)?,
+        }
+    }
+    paths.sort_by_key(|(i, _)| *i);
+    c.store_paths = paths.into_iter().map(|(_, p)| p).collect();
+    c.bind = format!("{bind_ip}:{port}");
+    c.validate()?;
+    Ok(c)
+}
+
+/// The `tracker_server` lines of a FastDFS `client.conf`.
+pub fn trackers_from_client_conf(path: &Path) -> Result<Vec<String>, ConfigError> {
+    let lines = read_fastdfs_conf(path)?;
+    let trackers: Vec<String> =
+        lines.into_iter().filter(|l| l.key == "tracker_server").map(|l| l.value).collect();
+    if trackers.is_empty() {
+        return Err(ConfigError::Invalid { key: "tracker_server", reason: format!("none in {}", path.display()) });
+    }
+    Ok(trackers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_space_forms() {
+        assert_eq!(ReservedSpace::parse("10%"), Ok(ReservedSpace::Ratio(0.1)));
+        assert_eq!(ReservedSpace::parse("1024MB"), Ok(ReservedSpace::Mb(1024)));
+        assert_eq!(ReservedSpace::parse("2G"), Ok(ReservedSpace::Mb(2048)));
+        assert!(ReservedSpace::parse("ten").is_err());
+        assert!(ReservedSpace::parse("150%").is_err());
+        assert!(ReservedSpace::Ratio(0.1).has_room(20, 100));
+        assert!(!ReservedSpace::Mb(1024).has_room(1000, 5000));
+    }
+
+    #[test]
+    fn fastdfs_storage_conf() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("storage.conf");
+        std::fs::write(
+            &p,
+            "# comment\ngroup_name = group2\nport=23001\nbase_path=/data/fdfs\nstore_path_count=2\n\
+             store_path0=/d0\nstore_path1=/d1\ntracker_server = 10.0.0.1:22122\n\
+             tracker_server = tracker.svc:22122\nbuff_size = 256KB\nlog_level = info\n",
+        )
+        .expect("write");
+        let c = storage_from_fastdfs(&p).expect("loads");
+        assert_eq!(c.group_name, "group2");
+        assert_eq!(c.bind, "0.0.0.0:23001");
+        assert_eq!(c.store_paths, vec![PathBuf::from("/d0"), PathBuf::from("/d1")]);
+        assert_eq!(c.tracker_servers.len(), 2);
+        assert_eq!(c.buff_size, 256 * 1024);
+
+        std::fs::write(&p, "no_such_key = 1\n").expect("write");
+        assert!(matches!(storage_from_fastdfs(&p), Err(ConfigError::UnknownKey { .. })));
+        std::fs::write(&p, "port = abc\n").expect("write");
+        assert!(matches!(storage_from_fastdfs(&p), Err(ConfigError::BadValue { .. })));
+    }
+
+    #[test]
+    fn toml_rejects_unknown_keys() {
+        let bad: Result<TrackerConfig, _> = toml::from_str("bnid = \"x\"");
+        assert!(bad.is_err());
+        let ok: TrackerConfig = toml::from_str("[compat]\nip_width = \"45\"").expect("parses");
+        assert_eq!(ok.compat.ip_width, IpWidth::V6);
+    }
+}

@@ -1,0 +1,352 @@
+//! Monitor replies: group statistics (90/91) and storage statistics (92), in the
+//! V6.15+ layouts that `fdfs_monitor` V6.16 and Java v1.39 read.
+//!
+//! ```text
+//! group-stat (113 bytes):
+//! | group_name[17] | total_mb | free_mb | reserved_mb | trunk_free_mb | storage_count |
+//! | storage_port | readable_count | writable_count | current_write_server |
+//! | store_path_count | subdir_count_per_path | current_trunk_file_id |   (all u64 BE)
+//!
+//! storage-stat (487 bytes IPv4, 517 bytes IPv6):
+//! | status u8 | rw_mode u8 | id[16] | ip[16|46] | src_id[16] | version[8] |
+//! | join_time | up_time | total_mb | free_mb | reserved_mb | upload_priority |
+//! | store_path_count | subdir_count_per_path | current_write_path | storage_port |
+//! | stats[348] | if_trunk_server u8 |
+//!
+//! stats (348 bytes, also the body of BEAT):
+//! | alloc u32 | current u32 | max u32 | 38 × u64 counters | 4 × u64 timestamps |
+//! ```
+
+use super::ProtoError;
+use super::fields::{
+    GROUP_NAME_LEN, IpWidth, Reader, STORAGE_ID_LEN, VERSION_LEN, fixed_text, put_fixed, put_i64,
+    put_u32, put_u64,
+};
+
+/// Size of a V6.13.1+ group-stat record.
+pub const GROUP_STAT_LEN: usize = 113;
+/// Size of the statistics block.
+pub const STATS_LEN: usize = 348;
+/// Number of u64 counters in the statistics block.
+pub const COUNTER_COUNT: usize = 38;
+
+/// Indices into [`StorageStats::counters`]; each count is a (total, success) pair.
+pub mod counter {
+    pub const TOTAL_UPLOAD: usize = 0;
+    pub const SUCCESS_UPLOAD: usize = 1;
+    pub const TOTAL_APPEND: usize = 2;
+    pub const SUCCESS_APPEND: usize = 3;
+    pub const TOTAL_MODIFY: usize = 4;
+    pub const SUCCESS_MODIFY: usize = 5;
+    pub const TOTAL_TRUNCATE: usize = 6;
+    pub const SUCCESS_TRUNCATE: usize = 7;
+    pub const TOTAL_SET_META: usize = 8;
+    pub const SUCCESS_SET_META: usize = 9;
+    pub const TOTAL_DELETE: usize = 10;
+    pub const SUCCESS_DELETE: usize = 11;
+    pub const TOTAL_DOWNLOAD: usize = 12;
+    pub const SUCCESS_DOWNLOAD: usize = 13;
+    pub const TOTAL_GET_META: usize = 14;
+    pub const SUCCESS_GET_META: usize = 15;
+    pub const TOTAL_CREATE_LINK: usize = 16;
+    pub const SUCCESS_CREATE_LINK: usize = 17;
+    pub const TOTAL_DELETE_LINK: usize = 18;
+    pub const SUCCESS_DELETE_LINK: usize = 19;
+    pub const TOTAL_UPLOAD_BYTES: usize = 20;
+    pub const SUCCESS_UPLOAD_BYTES: usize = 21;
+    pub const TOTAL_APPEND_BYTES: usize = 22;
+    pub const SUCCESS_APPEND_BYTES: usize = 23;
+    pub const TOTAL_MODIFY_BYTES: usize = 24;
+    pub const SUCCESS_MODIFY_BYTES: usize = 25;
+    pub const TOTAL_DOWNLOAD_BYTES: usize = 26;
+    pub const SUCCESS_DOWNLOAD_BYTES: usize = 27;
+    pub const TOTAL_SYNC_IN_BYTES: usize = 28;
+    pub const SUCCESS_SYNC_IN_BYTES: usize = 29;
+    pub const TOTAL_SYNC_OUT_BYTES: usize = 30;
+    pub const SUCCESS_SYNC_OUT_BYTES: usize = 31;
+    pub const TOTAL_FILE_OPEN: usize = 32;
+    pub const SUCCESS_FILE_OPEN: usize = 33;
+    pub const TOTAL_FILE_READ: usize = 34;
+    pub const SUCCESS_FILE_READ: usize = 35;
+    pub const TOTAL_FILE_WRITE: usize = 36;
+    pub const SUCCESS_FILE_WRITE: usize = 37;
+}
+
+/// One group's statistics (reply record of 90 and 91).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupStat {
+    pub group: String,
+    pub total_mb: u64,
+    pub free_mb: u64,
+    pub reserved_mb: u64,
+    pub trunk_free_mb: u64,
+    pub storage_count: u64,
+    /// −1 when members listen on different ports.
+    pub storage_port: i64,
+    pub readable_count: u64,
+    pub writable_count: u64,
+    pub current_write_server: u64,
+    pub store_path_count: u64,
+    pub subdir_count_per_path: u64,
+    /// −1 when trunk storage is off.
+    pub current_trunk_file_id: i64,
+}
+
+impl GroupStat {
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        put_fixed(out, self.group.as_bytes(), GROUP_NAME_LEN + 1);
+        for v in [self.total_mb, self.free_mb, self.reserved_mb, self.trunk_free_mb, self.storage_count] {
+            put_u64(out, v);
+        }
+        put_i64(out, self.storage_port);
+        for v in [
+            self.readable_count,
+            self.writable_count,
+            self.current_write_server,
+            self.store_path_count,
+            self.subdir_count_per_path,
+        ] {
+            put_u64(out, v);
+        }
+        put_i64(out, self.current_trunk_file_id);
+    }
+
+    fn decode_one(r: &mut Reader<'_>) -> Result<Self, ProtoError> {
+        Ok(GroupStat {
+            group: r.fixed(GROUP_NAME_LEN + 1)?,
+            total_mb: r.u64()?,
+            free_mb: r.u64()?,
+            reserved_mb: r.u64()?,
+            trunk_free_mb: r.u64()?,
+            storage_count: r.u64()?,
+            storage_port: r.i64()?,
+            readable_count: r.u64()?,
+            writable_count: r.u64()?,
+            current_write_server: r.u64()?,
+            store_path_count: r.u64()?,
+            subdir_count_per_path: r.u64()?,
+            current_trunk_file_id: r.i64()?,
+        })
+    }
+
+    pub fn encode_all(stats: &[GroupStat]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(stats.len() * GROUP_STAT_LEN);
+        for s in stats {
+            s.encode_into(&mut out);
+        }
+        out
+    }
+
+    pub fn decode_all(body: &[u8]) -> Result<Vec<Self>, ProtoError> {
+        if !body.len().is_multiple_of(GROUP_STAT_LEN) {
+            return Err(ProtoError::BadLength { what: "group-stat list", len: body.len() });
+        }
+        let mut r = Reader::new(body, "group-stat list");
+        (0..body.len() / GROUP_STAT_LEN).map(|_| Self::decode_one(&mut r)).collect()
+    }
+}
+
+/// The 348-byte statistics block a storage reports in BEAT and the tracker lists in 92.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageStats {
+    /// alloc, current and max connection counts.
+    pub connections: [u32; 3],
+    pub counters: [u64; COUNTER_COUNT],
+    pub last_source_update: u64,
+    pub last_sync_update: u64,
+    pub last_synced_timestamp: u64,
+    pub last_heart_beat_time: u64,
+}
+
+impl Default for StorageStats {
+    fn default() -> Self {
+        StorageStats {
+            connections: [0; 3],
+            counters: [0; COUNTER_COUNT],
+            last_source_update: 0,
+            last_sync_update: 0,
+            last_synced_timestamp: 0,
+            last_heart_beat_time: 0,
+        }
+    }
+}
+
+impl StorageStats {
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        for c in self.connections {
+            put_u32(out, c);
+        }
+        for c in self.counters {
+            put_u64(out, c);
+        }
+        for t in [
+            self.last_source_update,
+            self.last_sync_update,
+            self.last_synced_timestamp,
+            self.last_heart_beat_time,
+        ] {
+            put_u64(out, t);
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(STATS_LEN);
+        self.encode_into(&mut out);
+        out
+    }
+
+    pub fn decode_from(r: &mut Reader<'_>) -> Result<Self, ProtoError> {
+        let mut s = StorageStats::default();
+        for c in &mut s.connections {
+            *c = r.u32()?;
+        }
+        for c in &mut s.counters {
+            *c = r.u64()?;
+        }
+        s.last_source_update = r.u64()?;
+        s.last_sync_update = r.u64()?;
+        s.last_synced_timestamp = r.u64()?;
+        s.last_heart_beat_time = r.u64()?;
+        Ok(s)
+    }
+}
+
+/// One storage's statistics (reply record of 92), V6.15+ layout.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StorageStat {
+    pub status: u8,
+    /// R_OK (4) | W_OK (2).
+    pub rw_mode: u8,
+    pub id: String,
+    pub ip: String,
+    pub src_id: String,
+    pub version: String,
+    pub join_time: u64,
+    pub up_time: u64,
+    pub total_mb: u64,
+    pub free_mb: u64,
+    pub reserved_mb: u64,
+    pub upload_priority: u64,
+    pub store_path_count: u64,
+    pub subdir_count_per_path: u64,
+    pub current_write_path: u64,
+    pub storage_port: u64,
+    pub stats: StorageStats,
+    pub if_trunk_server: bool,
+}
+
+impl StorageStat {
+    /// Record size for an IP width: 487 (IPv4) or 517 (IPv6).
+    pub fn record_len(width: IpWidth) -> usize {
+        1 + 1 + STORAGE_ID_LEN + width.full_len() + STORAGE_ID_LEN + VERSION_LEN + 10 * 8 + STATS_LEN + 1
+    }
+
+    pub fn encode_into(&self, out: &mut Vec<u8>, width: IpWidth) {
+        out.push(self.status);
+        out.push(self.rw_mode);
+        put_fixed(out, self.id.as_bytes(), STORAGE_ID_LEN);
+        put_fixed(out, self.ip.as_bytes(), width.full_len());
+        put_fixed(out, self.src_id.as_bytes(), STORAGE_ID_LEN);
+        put_fixed(out, self.version.as_bytes(), VERSION_LEN);
+        for v in [
+            self.join_time,
+            self.up_time,
+            self.total_mb,
+            self.free_mb,
+            self.reserved_mb,
+            self.upload_priority,
+            self.store_path_count,
+            self.subdir_count_per_path,
+            self.current_write_path,
+            self.storage_port,
+        ] {
+            put_u64(out, v);
+        }
+        self.stats.encode_into(out);
+        out.push(u8::from(self.if_trunk_server));
+    }
+
+    fn decode_one(r: &mut Reader<'_>, width: IpWidth) -> Result<Self, ProtoError> {
+        Ok(StorageStat {
+            status: r.u8()?,
+            rw_mode: r.u8()?,
+            id: r.fixed(STORAGE_ID_LEN)?,
+            ip: r.fixed(width.full_len())?,
+            src_id: r.fixed(STORAGE_ID_LEN)?,
+            version: r.fixed(VERSION_LEN)?,
+            join_time: r.u64()?,
+            up_time: r.u64()?,
+            total_mb: r.u64()?,
+            free_mb: r.u64()?,
+            reserved_mb: r.u64()?,
+            upload_priority: r.u64()?,
+            store_path_count: r.u64()?,
+            subdir_count_per_path: r.u64()?,
+            current_write_path: r.u64()?,
+            storage_port: r.u64()?,
+            stats: StorageStats::decode_from(r)?,
+            if_trunk_server: r.u8()? != 0,
+        })
+    }
+
+    pub fn encode_all(stats: &[StorageStat], width: IpWidth) -> Vec<u8> {
+        let mut out = Vec::with_capacity(stats.len() * Self::record_len(width));
+        for s in stats {
+            s.encode_into(&mut out, width);
+        }
+        out
+    }
+
+    /// Decodes a list, telling the variant apart by record size as clients do.
+    pub fn decode_all(body: &[u8]) -> Result<Vec<Self>, ProtoError> {
+        let width = [IpWidth::V4, IpWidth::V6]
+            .into_iter()
+            .find(|w| body.len().is_multiple_of(Self::record_len(*w)))
+            .ok_or(ProtoError::BadLength { what: "storage-stat list", len: body.len() })?;
+        let n = body.len() / Self::record_len(width);
+        let mut r = Reader::new(body, "storage-stat list");
+        (0..n).map(|_| Self::decode_one(&mut r, width)).collect()
+    }
+}
+
+/// Body of 92: a group and, optionally, one storage id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListStorageRequest {
+    pub group: String,
+    pub storage_id: Option<String>,
+}
+
+impl ListStorageRequest {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_fixed(&mut out, self.group.as_bytes(), GROUP_NAME_LEN);
+        if let Some(id) = &self.storage_id {
+            out.extend_from_slice(&id.as_bytes()[..id.len().min(STORAGE_ID_LEN - 1)]);
+        }
+        out
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        if !(GROUP_NAME_LEN..GROUP_NAME_LEN + STORAGE_ID_LEN).contains(&body.len()) {
+            return Err(ProtoError::BadLength { what: "list-storage request", len: body.len() });
+        }
+        let group = fixed_text(&body[..GROUP_NAME_LEN]);
+        let id = fixed_text(&body[GROUP_NAME_LEN..]);
+        Ok(ListStorageRequest { group, storage_id: (!id.is_empty()).then_some(id) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_sizes() {
+        assert_eq!(StorageStat::record_len(IpWidth::V4), 487);
+        assert_eq!(StorageStat::record_len(IpWidth::V6), 517);
+        assert_eq!(StorageStats::default().encode().len(), STATS_LEN);
+        let mut out = Vec::new();
+        GroupStat::default().encode_into(&mut out);
+        assert_eq!(out.len(), GROUP_STAT_LEN);
+    }
+}

@@ -1,0 +1,114 @@
+//! One accepted connection: reads headers and bodies under a length cap and a
+//! timeout, writes header-only errors and framed replies.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::proto::{HEADER_LEN, Header, ProtoError, Status};
+
+/// Why a connection must end.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("peer closed the connection")]
+    Closed,
+    #[error("peer idle or stalled for {0:?}")]
+    Timeout(Duration),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad packet: {0}")]
+    Proto(#[from] ProtoError),
+}
+
+/// Runs an I/O future under the connection's timeout.
+async fn timed<T>(timeout: Duration, fut: impl Future<Output = std::io::Result<T>>) -> Result<T, ConnError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(ConnError::Timeout(timeout)),
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(ConnError::Closed),
+        Ok(Err(e)) => Err(e.into()),
+    }
+}
+
+/// An accepted TCP connection with framing helpers.
+#[derive(Debug)]
+pub struct Connection {
+    stream: BufReader<TcpStream>,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    timeout: Duration,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream, peer: SocketAddr, local: SocketAddr, timeout: Duration) -> Self {
+        Connection { stream: BufReader::with_capacity(64 * 1024, stream), peer, local, timeout }
+    }
+
+    /// Reads the next header; `Ok(None)` on a clean close between packets.
+    pub async fn read_header(&mut self, max_body: u64) -> Result<Option<Header>, ConnError> {
+        let mut buf = [0u8; HEADER_LEN];
+        let first = match tokio::time::timeout(self.timeout, self.stream.read(&mut buf)).await {
+            Err(_) => return Err(ConnError::Timeout(self.timeout)),
+            Ok(Ok(0)) => return Ok(None),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) if is_reset(&e) => return Ok(None),
+            Ok(Err(e)) => return Err(e.into()),
+        };
+        if first < HEADER_LEN {
+            timed(self.timeout, self.stream.read_exact(&mut buf[first..])).await?;
+        }
+        Ok(Some(Header::decode(&buf, max_body)?))
+    }
+
+    /// Reads exactly `buf.len()` bytes.
+    pub async fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ConnError> {
+        timed(self.timeout, self.stream.read_exact(buf)).await.map(|_| ())
+    }
+
+    /// Reads a whole body of `len` bytes (callers have already capped `len`).
+    pub async fn read_body(&mut self, len: u64) -> Result<Vec<u8>, ConnError> {
+        let mut body = vec![0u8; len as usize];
+        self.read_exact(&mut body).await?;
+        Ok(body)
+    }
+
+    /// Reads up to `buf.len()` bytes, at least one.
+    pub async fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, ConnError> {
+        let n = timed(self.timeout, self.stream.read(buf)).await?;
+        if n == 0 { Err(ConnError::Closed) } else { Ok(n) }
+    }
+
+    /// Skips `len` body bytes without keeping them.
+    pub async fn discard(&mut self, mut len: u64) -> Result<(), ConnError> {
+        let mut scratch = [0u8; 8192];
+        while len > 0 {
+            let want = scratch.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+            let n = self.read_some(&mut scratch[..want]).await?;
+            len -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Sends a reply: header and body in one write.
+    pub async fn reply(&mut self, status: Status, body: &[u8]) -> Result<(), ConnError> {
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        out.extend_from_slice(&Header::response(status, body.len() as u64).encode());
+        out.extend_from_slice(body);
+        self.write_all(&out).await
+    }
+
+    /// Sends a header-only error reply.
+    pub async fn reply_error(&mut self, status: Status) -> Result<(), ConnError> {
+        self.reply(status, &[]).await
+    }
+
+    pub async fn write_all(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        timed(self.timeout, self.stream.get_mut().write_all(bytes)).await
+    }
+}
+
+fn is_reset(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+}

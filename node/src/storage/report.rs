@@ -1,0 +1,210 @@
+//! Reporting to trackers: one task per tracker address (a name that resolves to
+//! several addresses is several trackers), each joining and then sending
+//! heartbeats and disk usage until the storage stops.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::StorageNode;
+use crate::client::{ClientError, Conn, conn::resolve};
+use crate::proto::report::{BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, SyncSource};
+use crate::proto::{Command, Status, StorageStatus, VERSION_TEXT};
+
+/// How often tracker names are resolved again, to follow DNS changes.
+const RESOLVE_EVERY: Duration = Duration::from_secs(30);
+/// Pause before reconnecting to a tracker that failed.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// Starts and supervises one reporter per resolved tracker address.
+pub async fn run(node: Arc<StorageNode>, bind_ip: Option<Ipv4Addr>, stop: CancellationToken) {
+    let mut running: BTreeMap<SocketAddr, (CancellationToken, JoinHandle<()>)> = BTreeMap::new();
+    loop {
+        let mut wanted = Vec::new();
+        for t in &node.config.tracker_servers {
+            match resolve(t).await {
+                Ok(addrs) => wanted.extend(addrs),
+                Err(e) => tracing::warn!(tracker = %t, error = %e, "cannot resolve tracker"),
+            }
+        }
+        let wanted: std::collections::BTreeSet<SocketAddr> = wanted.into_iter().collect();
+        running.retain(|addr, (token, _)| {
+            let keep = wanted.contains(addr);
+            if !keep {
+                tracing::info!(tracker = %addr, "tracker address gone; stopping its reporter");
+                token.cancel();
+            }
+            keep
+        });
+        for addr in &wanted {
+            if !running.contains_key(addr) {
+                let token = stop.child_token();
+                let all: Vec<String> = wanted.iter().map(SocketAddr::to_string).collect();
+                let task = tokio::spawn(report_loop(node.clone(), *addr, all, bind_ip, token.clone()));
+                running.insert(*addr, (token, task));
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(RESOLVE_EVERY) => {}
+        }
+    }
+    for (_, (token, task)) in running {
+        token.cancel();
+        let _ = task.await;
+    }
+}
+
+async fn report_loop(
+    node: Arc<StorageNode>,
+    tracker: SocketAddr,
+    all_trackers: Vec<String>,
+    bind_ip: Option<Ipv4Addr>,
+    stop: CancellationToken,
+) {
+    loop {
+        let session = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = report_session(&node, tracker, &all_trackers, bind_ip, &stop) => r,
+        };
+        if let Err(e) = session {
+            tracing::warn!(%tracker, error = %e, "tracker session failed; retrying");
+        }
+        node.tracker_view.lock().unwrap_or_else(|e| e.into_inner()).remove(&tracker);
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(RETRY_AFTER) => {}
+        }
+    }
+}
+
+/// Local record of the initial full copy, in FastDFS's `.data_init_flag` format.
+fn init_flag_path(node: &StorageNode) -> PathBuf {
+    node.config.base_path.join("data").join(".data_init_flag")
+}
+
+fn sync_old_done(node: &StorageNode) -> bool {
+    std::fs::read_to_string(init_flag_path(node))
+        .map(|t| t.lines().any(|l| l.trim() == "sync_old_done=1"))
+        .unwrap_or(false)
+}
+
+fn record_sync_old_done(node: &StorageNode, src: &str, until: u64) -> std::io::Result<()> {
+    let path = init_flag_path(node);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = format!(
+        "storage_join_time={}\nsync_old_done=1\nsync_src_server={src}\nsync_until_timestamp={until}\n",
+        node.started_at
+    );
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, path)
+}
+
+fn set_view(node: &StorageNode, tracker: SocketAddr, status: u8) {
+    if let Some(s) = StorageStatus::from_byte(status) {
+        node.tracker_view.lock().unwrap_or_else(|e| e.into_inner()).insert(tracker, s);
+    }
+}
+
+async fn call_ok(conn: &mut Conn, cmd: Command, body: &[u8]) -> Result<Vec<u8>, ClientError> {
+    let (status, reply) = conn.call(cmd, body, 1 << 20).await?;
+    if status != Status::Ok {
+        return Err(ClientError::Status { op: "tracker report", target: format!("{cmd:?}"), status });
+    }
+    Ok(reply)
+}
+
+/// Applies a heartbeat reply: our own status as the tracker lists it.
+fn apply_heartbeat(node: &StorageNode, tracker: SocketAddr, own_ip: &str, reply: &[u8]) {
+    match HeartbeatReply::decode(reply) {
+        Ok(r) => {
+            if let Some(me) = r.members.iter().flatten().find(|m| m.ip == own_ip && u64::from(m.port) == u64::from(node.port)) {
+                set_view(node, tracker, me.status);
+            }
+        }
+        Err(e) => tracing::warn!(%tracker, error = %e, "unreadable heartbeat reply"),
+    }
+}
+
+async fn report_session(
+    node: &Arc<StorageNode>,
+    tracker: SocketAddr,
+    all_trackers: &[String],
+    bind_ip: Option<Ipv4Addr>,
+    stop: &CancellationToken,
+) -> Result<(), ClientError> {
+    let cfg = &node.config;
+    let timeout = cfg.network_timeout();
+    let mut conn = Conn::connect(
+        tracker,
+        Duration::from_secs(cfg.connect_timeout.max(1)),
+        timeout,
+        bind_ip.map(std::net::IpAddr::V4),
+    )
+    .await?;
+    let local_ip = conn.local_addr().map(|a| a.ip());
+    if let Some(ip) = local_ip {
+        node.learn_source_ip(ip);
+    }
+    let own_ip = local_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let done = sync_old_done(node);
+    let join = JoinRequest {
+        group: cfg.group_name.clone(),
+        storage_port: u64::from(node.port),
+        store_path_count: node.store.path_count() as u64,
+        subdir_count_per_path: u64::from(node.store.subdir_count()),
+        upload_priority: cfg.upload_priority,
+        join_time: node.started_at,
+        up_time: node.started_at,
+        version: VERSION_TEXT.into(),
+        init_flag: !done,
+        status: if done { StorageStatus::Active as i8 } else { StorageStatus::Init as i8 },
+        storage_id: String::new(),
+        current_tracker_ip: tracker.ip().to_string(),
+        trackers: all_trackers.to_vec(),
+    };
+    let reply = call_ok(&mut conn, Command::StorageJoin, &join.encode()).await?;
+    let joined = JoinResponse::decode(&reply).map_err(|source| ClientError::Proto { addr: tracker.to_string(), source })?;
+    set_view(node, tracker, joined.status);
+    tracing::info!(%tracker, status = joined.status, "joined tracker");
+    if !done {
+        let src = call_ok(&mut conn, Command::StorageSyncDestReq, &[]).await?;
+        let (src_id, until) = if src.is_empty() {
+            (String::new(), 0)
+        } else {
+            let s = SyncSource::decode(&src).map_err(|source| ClientError::Proto { addr: tracker.to_string(), source })?;
+            (s.src_id, s.until)
+        };
+        // Without group replication yet, a source can only be recorded, not used.
+        record_sync_old_done(node, &src_id, until)
+            .map_err(|source| ClientError::LocalFile { path: init_flag_path(node).display().to_string(), source })?;
+    }
+    let mut beat_tick = tokio::time::interval(Duration::from_secs(cfg.heart_beat_interval.max(1)));
+    let mut disk_tick = tokio::time::interval(Duration::from_secs(cfg.stat_report_interval.max(1)));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => {
+                conn.quit().await;
+                return Ok(());
+            }
+            _ = disk_tick.tick() => {
+                let usage = DiskUsage { paths: node.store.disk_usage() };
+                let reply = call_ok(&mut conn, Command::StorageReportDiskUsage, &usage.encode()).await?;
+                apply_heartbeat(node, tracker, &own_ip, &reply);
+            }
+            _ = beat_tick.tick() => {
+                let beat = BeatRequest { stats: Some(node.stats()) };
+                let reply = call_ok(&mut conn, Command::StorageBeat, &beat.encode()).await?;
+                apply_heartbeat(node, tracker, &own_ip, &reply);
+            }
+        }
+    }
+}

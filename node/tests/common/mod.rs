@@ -1,0 +1,101 @@
+//! Helpers shared by the integration tests: the recorded V6.16.1 exchanges and
+//! in-process clusters on loopback.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use fdfs_node::config::{ReservedSpace, StorageConfig, TrackerConfig};
+use fdfs_node::proto::StorageStatus;
+use fdfs_node::storage::RunningStorage;
+use fdfs_node::tracker::RunningTracker;
+use serde_json::Value;
+
+/// All exchanges of the fixture file, parsed once per test binary.
+pub fn exchanges() -> Vec<Value> {
+    let text = include_str!("../fixtures/fastdfs-v6.16-exchanges.json");
+    let doc: Value = serde_json::from_str(text).expect("fixture parses");
+    doc["exchanges"].as_array().expect("exchanges array").clone()
+}
+
+pub fn hex_field(v: &Value, key: &str) -> Vec<u8> {
+    hex::decode(v[key].as_str().unwrap_or_default()).expect("hex")
+}
+
+/// A tracker on `127.0.0.1:0` and one storage per group on `127.0.0.{2,3,…}:0`.
+pub struct Cluster {
+    pub tracker: RunningTracker,
+    pub storages: Vec<RunningStorage>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub async fn start(groups: &[&str], subdirs: u32) -> Cluster {
+        Self::start_with(groups, subdirs, TrackerConfig::default()).await
+    }
+
+    pub async fn start_with(groups: &[&str], subdirs: u32, mut tcfg: TrackerConfig) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        tcfg.bind = "127.0.0.1:0".into();
+        tcfg.base_path = dir.path().join("tracker");
+        tcfg.reserved_storage_space = ReservedSpace::Mb(0);
+        let tracker = fdfs_node::tracker::start(tcfg).await.expect("tracker starts");
+        let mut storages = Vec::new();
+        for (i, g) in groups.iter().enumerate() {
+            let cfg = StorageConfig {
+                bind: format!("127.0.0.{}:0", i + 2),
+                group_name: (*g).into(),
+                base_path: dir.path().join(format!("storage{i}")),
+                subdir_count_per_path: subdirs,
+                tracker_servers: vec![tracker.addr.to_string()],
+                ..Default::default()
+            };
+            storages.push(fdfs_node::storage::start(cfg).await.expect("storage starts"));
+        }
+        let cluster = Cluster { tracker, storages, dir };
+        cluster.wait_active().await;
+        cluster
+    }
+
+    /// Waits until the tracker holds every storage ACTIVE.
+    pub async fn wait_active(&self) {
+        let want = self.storages.len();
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            loop {
+                let active = {
+                    let reg = self.tracker.tracker.registry();
+                    reg.groups
+                        .values()
+                        .flat_map(|g| g.members.values())
+                        .filter(|m| m.status == StorageStatus::Active)
+                        .count()
+                };
+                if active == want {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("storages become ACTIVE");
+    }
+
+    pub fn tracker_addr(&self) -> SocketAddr {
+        self.tracker.addr
+    }
+
+    pub fn storage_addr(&self, i: usize) -> SocketAddr {
+        self.storages[i].addr
+    }
+
+    pub fn store_root(&self, i: usize) -> &Path {
+        &self.storages[i].node.config.base_path
+    }
+
+    pub async fn client(&self) -> fdfs_node::client::Client {
+        fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![self.tracker.addr.to_string()]))
+            .await
+            .expect("client")
+    }
+}

@@ -67,14 +67,28 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn report(op: &'static str, mut lat: Vec<Duration>, bytes: u64, elapsed: Duration) -> BenchReport {
     lat.sort_unstable();
-    BenchReport { op, count: lat.len(), bytes, elapsed, p50: percentile(&lat, 0.5), p99: percentile(&lat, 0.99) }
+    BenchReport {
+        op,
+        count: lat.len(),
+        bytes,
+        elapsed,
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+    }
 }
 
 /// Runs `job(i)` for i in 0..n over `concurrency` workers, timing each call.
-async fn drive<T, F>(n: usize, concurrency: usize, job: F) -> Result<(Vec<T>, Vec<Duration>, Duration), ClientError>
+async fn drive<T, F>(
+    n: usize,
+    concurrency: usize,
+    job: F,
+) -> Result<(Vec<T>, Vec<Duration>, Duration), ClientError>
 where
     T: Send + 'static,
-    F: Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = Result<T, ClientError>> + Send>> + Send + Sync + 'static,
+    F: Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = Result<T, ClientError>> + Send>>
+        + Send
+        + Sync
+        + 'static,
 {
     let job = Arc::new(job);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -107,7 +121,10 @@ where
 }
 
 /// Uploads, then downloads (verifying length), then optionally deletes.
-pub async fn run(client: Arc<Client>, opts: &BenchOptions) -> Result<Vec<BenchReport>, ClientError> {
+pub async fn run(
+    client: Arc<Client>,
+    opts: &BenchOptions,
+) -> Result<Vec<BenchReport>, ClientError> {
     let payload: Arc<Vec<u8>> = Arc::new((0..opts.size).map(|i| (i * 31 % 251) as u8).collect());
     let (c, p, g) = (client.clone(), payload.clone(), opts.group.clone());
     let (ids, lat, elapsed) = drive(opts.files, opts.concurrency, move |_| {
@@ -115,7 +132,12 @@ pub async fn run(client: Arc<Client>, opts: &BenchOptions) -> Result<Vec<BenchRe
         Box::pin(async move { c.upload_bytes(&p, "bin", g.as_deref()).await })
     })
     .await?;
-    let mut reports = vec![report("upload", lat, (opts.files * opts.size) as u64, elapsed)];
+    let mut reports = vec![report(
+        "upload",
+        lat,
+        (opts.files * opts.size) as u64,
+        elapsed,
+    )];
     let ids: Arc<Vec<FileId>> = Arc::new(ids);
     if opts.download_rounds > 0 {
         let total = ids.len() * opts.download_rounds;
@@ -127,13 +149,22 @@ pub async fn run(client: Arc<Client>, opts: &BenchOptions) -> Result<Vec<BenchRe
                 let id = &ids[i % ids.len()];
                 let n = c.download_to(id, 0, 0, &mut sink).await?;
                 if n != size {
-                    return Err(ClientError::LengthMismatch { file: id.to_string(), expected: size, got: n });
+                    return Err(ClientError::LengthMismatch {
+                        file: id.to_string(),
+                        expected: size,
+                        got: n,
+                    });
                 }
                 Ok(())
             })
         })
         .await?;
-        reports.push(report("download", lat, total as u64 * opts.size as u64, elapsed));
+        reports.push(report(
+            "download",
+            lat,
+            total as u64 * opts.size as u64,
+            elapsed,
+        ));
     }
     if opts.cleanup {
         let (c, i2) = (client.clone(), ids.clone());

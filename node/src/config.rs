@@ -16,13 +16,29 @@ use crate::proto::query::FetchAllFormat;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {source}")]
-    Toml { path: PathBuf, source: Box<toml::de::Error> },
+    Toml {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("config {path}, line {line}: unknown key {key:?}")]
-    UnknownKey { path: PathBuf, line: usize, key: String },
+    UnknownKey {
+        path: PathBuf,
+        line: usize,
+        key: String,
+    },
     #[error("config {path}, line {line}: bad value {value:?} for {key}: {reason}")]
-    BadValue { path: PathBuf, line: usize, key: String, value: String, reason: String },
+    BadValue {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        value: String,
+        reason: String,
+    },
     #[error("invalid setting {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
@@ -46,7 +62,10 @@ impl ReservedSpace {
     pub fn parse(text: &str) -> Result<Self, String> {
         let t = text.trim();
         if let Some(pct) = t.strip_suffix('%') {
-            let v: f64 = pct.trim().parse().map_err(|_| format!("{t:?} is not a percentage"))?;
+            let v: f64 = pct
+                .trim()
+                .parse()
+                .map_err(|_| format!("{t:?} is not a percentage"))?;
             if !(0.0..100.0).contains(&v) {
                 return Err(format!("{t:?} must be below 100%"));
             }
@@ -55,7 +74,10 @@ impl ReservedSpace {
         let upper = t.to_ascii_uppercase();
         let digits = upper.trim_end_matches(|c: char| c.is_ascii_alphabetic());
         let unit = &upper[digits.len()..];
-        let n: u64 = digits.trim().parse().map_err(|_| format!("{t:?} is not a size"))?;
+        let n: u64 = digits
+            .trim()
+            .parse()
+            .map_err(|_| format!("{t:?} is not a size"))?;
         let mb = match unit {
             "" | "M" | "MB" => n,
             "G" | "GB" => n * 1024,
@@ -208,27 +230,43 @@ impl Default for StorageConfig {
 
 impl StorageConfig {
     pub fn effective_store_paths(&self) -> Vec<PathBuf> {
-        if self.store_paths.is_empty() { vec![self.base_path.clone()] } else { self.store_paths.clone() }
+        if self.store_paths.is_empty() {
+            vec![self.base_path.clone()]
+        } else {
+            self.store_paths.clone()
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !crate::fileid::valid_group(&self.group_name) {
             return Err(ConfigError::Invalid {
                 key: "group_name",
-                reason: format!("{:?} must be 1–16 bytes of [A-Za-z0-9_-]", self.group_name),
+                reason: format!("{:?} must be 1–16 ASCII letters or digits", self.group_name),
             });
         }
         if !(1..=256).contains(&self.subdir_count_per_path) {
-            return Err(ConfigError::Invalid { key: "subdir_count_per_path", reason: "must be 1–256".into() });
+            return Err(ConfigError::Invalid {
+                key: "subdir_count_per_path",
+                reason: "must be 1–256".into(),
+            });
         }
         if self.effective_store_paths().len() > 256 {
-            return Err(ConfigError::Invalid { key: "store_paths", reason: "at most 256".into() });
+            return Err(ConfigError::Invalid {
+                key: "store_paths",
+                reason: "at most 256".into(),
+            });
         }
         if self.buff_size < 4096 {
-            return Err(ConfigError::Invalid { key: "buff_size", reason: "at least 4096".into() });
+            return Err(ConfigError::Invalid {
+                key: "buff_size",
+                reason: "at least 4096".into(),
+            });
         }
         if self.file_distribute_path_mode > 1 {
-            return Err(ConfigError::Invalid { key: "file_distribute_path_mode", reason: "0 or 1".into() });
+            return Err(ConfigError::Invalid {
+                key: "file_distribute_path_mode",
+                reason: "0 or 1".into(),
+            });
         }
         Ok(())
     }
@@ -244,7 +282,10 @@ impl TrackerConfig {
             if allowed.contains(&v) {
                 Ok(())
             } else {
-                Err(ConfigError::Invalid { key, reason: format!("{v} is not one of {allowed:?}") })
+                Err(ConfigError::Invalid {
+                    key,
+                    reason: format!("{v} is not one of {allowed:?}"),
+                })
             }
         };
         check("store_lookup", self.store_lookup, &[0, 1, 2])?;
@@ -252,7 +293,10 @@ impl TrackerConfig {
         check("store_path", self.store_path, &[0, 2])?;
         check("download_server", self.download_server, &[0, 1])?;
         if self.store_lookup == 1 && !crate::fileid::valid_group(&self.store_group) {
-            return Err(ConfigError::Invalid { key: "store_group", reason: "store_lookup=1 needs a valid group".into() });
+            return Err(ConfigError::Invalid {
+                key: "store_group",
+                reason: "store_lookup=1 needs a valid group".into(),
+            });
         }
         Ok(())
     }
@@ -260,43 +304,131 @@ impl TrackerConfig {
 
 /// Loads a TOML file into `T`.
 pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Toml { path: path.into(), source: Box::new(source) })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Toml {
+        path: path.into(),
+        source: Box::new(source),
+    })
 }
 
 /// Keys of FastDFS's conf files we accept and ignore (not implemented, or meaningless here).
 const IGNORED_FASTDFS_KEYS: &[&str] = &[
-    "disabled", "work_threads", "accept_threads", "min_buff_size", "thread_stack_size",
-    "log_level", "run_by_group", "run_by_user", "allow_hosts", "sync_log_buff_interval",
-    "use_trunk_file", "slot_min_size", "slot_max_size", "trunk_alloc_alignment_size",
-    "trunk_free_space_merge", "delete_unused_trunk_files", "trunk_file_size",
-    "trunk_create_file_advance", "trunk_create_file_time_base", "trunk_create_file_interval",
-    "trunk_create_file_space_threshold", "trunk_init_check_occupying", "trunk_init_reload_from_binlog",
-    "trunk_compress_binlog_min_interval", "trunk_compress_binlog_interval",
-    "trunk_compress_binlog_time_base", "trunk_binlog_max_backups", "use_storage_id",
-    "storage_ids_filename", "id_type_in_filename", "store_slave_file_use_link", "rotate_error_log",
-    "error_log_rotate_time", "compress_old_error_log", "compress_error_log_days_before",
-    "rotate_error_log_size", "log_file_keep_days", "use_connection_pool",
-    "connection_pool_max_idle_time", "http.server_port", "http.check_alive_interval",
-    "http.check_alive_type", "http.check_alive_uri", "storage_ip_changed_auto_adjust",
-    "sync_log_buff_interval", "thread_stack_size", "trust_storage_server_id",
-    "response_ip_addr_size", "address_family", "connect_timeout", "client_bind",
-    "disk_rw_separated", "disk_reader_threads", "disk_writer_threads", "sync_wait_msec",
-    "sync_interval", "sync_start_time", "sync_end_time", "write_mark_file_freq",
-    "sync_min_threads", "sync_max_threads", "sync_binlog_buff_interval", "sync_stat_file_interval",
-    "check_file_duplicate", "file_signature_method", "key_namespace", "keep_alive",
-    "fsync_after_written_bytes", "compress_binlog", "compress_binlog_time", "check_store_path_mark",
-    "disk_recovery_threads", "file_sync_skip_invalid_record", "if_alias_prefix", "server_id",
-    "use_access_log", "rotate_access_log", "access_log_rotate_time", "compress_old_access_log",
-    "compress_access_log_days_before", "rotate_access_log_size", "use_io_uring", "bind_addr",
-    "store_path_count", "tracker_server", "load_fdfs_parameters_from_tracker", "connect_first_by",
-    "http.anti_steal.check_token", "http.anti_steal.secret_key", "http.tracker_server_port",
-    "http.domain_name", "max_connections", "network_timeout", "base_path", "port",
-    "buff_size", "group_name", "subdir_count_per_path", "heart_beat_interval",
-    "stat_report_interval", "upload_priority", "file_distribute_path_mode",
-    "file_distribute_rotate_count", "store_lookup", "store_group", "store_server", "store_path",
-    "download_server", "reserved_storage_space", "check_active_interval",
-    "storage_sync_file_max_delay", "storage_sync_file_max_time", "max_buff_size",
+    "disabled",
+    "work_threads",
+    "accept_threads",
+    "min_buff_size",
+    "thread_stack_size",
+    "log_level",
+    "run_by_group",
+    "run_by_user",
+    "allow_hosts",
+    "sync_log_buff_interval",
+    "use_trunk_file",
+    "slot_min_size",
+    "slot_max_size",
+    "trunk_alloc_alignment_size",
+    "trunk_free_space_merge",
+    "delete_unused_trunk_files",
+    "trunk_file_size",
+    "trunk_create_file_advance",
+    "trunk_create_file_time_base",
+    "trunk_create_file_interval",
+    "trunk_create_file_space_threshold",
+    "trunk_init_check_occupying",
+    "trunk_init_reload_from_binlog",
+    "trunk_compress_binlog_min_interval",
+    "trunk_compress_binlog_interval",
+    "trunk_compress_binlog_time_base",
+    "trunk_binlog_max_backups",
+    "use_storage_id",
+    "storage_ids_filename",
+    "id_type_in_filename",
+    "store_slave_file_use_link",
+    "rotate_error_log",
+    "error_log_rotate_time",
+    "compress_old_error_log",
+    "compress_error_log_days_before",
+    "rotate_error_log_size",
+    "log_file_keep_days",
+    "use_connection_pool",
+    "connection_pool_max_idle_time",
+    "http.server_port",
+    "http.check_alive_interval",
+    "http.check_alive_type",
+    "http.check_alive_uri",
+    "storage_ip_changed_auto_adjust",
+    "sync_log_buff_interval",
+    "thread_stack_size",
+    "trust_storage_server_id",
+    "response_ip_addr_size",
+    "address_family",
+    "connect_timeout",
+    "client_bind",
+    "disk_rw_separated",
+    "disk_reader_threads",
+    "disk_writer_threads",
+    "sync_wait_msec",
+    "sync_interval",
+    "sync_start_time",
+    "sync_end_time",
+    "write_mark_file_freq",
+    "sync_min_threads",
+    "sync_max_threads",
+    "sync_binlog_buff_interval",
+    "sync_stat_file_interval",
+    "check_file_duplicate",
+    "file_signature_method",
+    "key_namespace",
+    "keep_alive",
+    "fsync_after_written_bytes",
+    "compress_binlog",
+    "compress_binlog_time",
+    "check_store_path_mark",
+    "disk_recovery_threads",
+    "file_sync_skip_invalid_record",
+    "if_alias_prefix",
+    "server_id",
+    "use_access_log",
+    "rotate_access_log",
+    "access_log_rotate_time",
+    "compress_old_access_log",
+    "compress_access_log_days_before",
+    "rotate_access_log_size",
+    "use_io_uring",
+    "bind_addr",
+    "store_path_count",
+    "tracker_server",
+    "load_fdfs_parameters_from_tracker",
+    "connect_first_by",
+    "http.anti_steal.check_token",
+    "http.anti_steal.secret_key",
+    "http.tracker_server_port",
+    "http.domain_name",
+    "max_connections",
+    "network_timeout",
+    "base_path",
+    "port",
+    "buff_size",
+    "group_name",
+    "subdir_count_per_path",
+    "heart_beat_interval",
+    "stat_report_interval",
+    "upload_priority",
+    "file_distribute_path_mode",
+    "file_distribute_rotate_count",
+    "store_lookup",
+    "store_group",
+    "store_server",
+    "store_path",
+    "download_server",
+    "reserved_storage_space",
+    "check_active_interval",
+    "storage_sync_file_max_delay",
+    "storage_sync_file_max_time",
+    "max_buff_size",
 ];
 
 /// One `key = value` line of a FastDFS conf file.
@@ -309,7 +441,10 @@ pub struct ConfLine {
 
 /// Reads FastDFS's INI-like format: `key = value`, `#` comments, `#include` ignored.
 pub fn read_fastdfs_conf(path: &Path) -> Result<Vec<ConfLine>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let l = raw.trim();
@@ -325,7 +460,11 @@ pub fn read_fastdfs_conf(path: &Path) -> Result<Vec<ConfLine>, ConfigError> {
                 reason: "expected key = value".into(),
             });
         };
-        out.push(ConfLine { line: i + 1, key: k.trim().to_owned(), value: v.trim().to_owned() });
+        out.push(ConfLine {
+            line: i + 1,
+            key: k.trim().to_owned(),
+            value: v.trim().to_owned(),
+        });
     }
     Ok(out)
 }
@@ -372,7 +511,11 @@ fn unknown_or_ignored(path: &Path, l: &ConfLine) -> Result<(), ConfigError> {
         tracing::warn!(key = %l.key, file = %path.display(), "FastDFS setting not implemented; ignored");
         Ok(())
     } else {
-        Err(ConfigError::UnknownKey { path: path.into(), line: l.line, key: l.key.clone() })
+        Err(ConfigError::UnknownKey {
+            path: path.into(),
+            line: l.line,
+            key: l.key.clone(),
+        })
     }
 }
 
@@ -410,7 +553,11 @@ pub fn tracker_from_fastdfs(path: &Path) -> Result<TrackerConfig, ConfigError> {
             "max_buff_size" => c.max_body_len = parse_bytes(path, &l)?,
             "response_ip_addr_size" => {
                 // FastDFS: only `auto` gives 15-byte fields; anything else gives 45.
-                c.compat.ip_width = if l.value.eq_ignore_ascii_case("auto") { IpWidth::V4 } else { IpWidth::V6 };
+                c.compat.ip_width = if l.value.eq_ignore_ascii_case("auto") {
+                    IpWidth::V4
+                } else {
+                    IpWidth::V6
+                };
             }
             _ => unknown_or_ignored(path, &l)?,
         }
@@ -427,7 +574,10 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
     let mut port = 23000u16;
     let mut paths: Vec<(usize, PathBuf)> = Vec::new();
     for l in read_fastdfs_conf(path)? {
-        let store_index = l.key.strip_prefix("store_path").and_then(|n| n.parse::<usize>().ok());
+        let store_index = l
+            .key
+            .strip_prefix("store_path")
+            .and_then(|n| n.parse::<usize>().ok());
         match l.key.as_str() {
             "bind_addr" if !l.value.is_empty() => bind_ip = l.value.clone(),
             "port" => port = parse_num(path, &l)?,
@@ -447,7 +597,9 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
             "store_path_count" => {
                 let _: u32 = parse_num(path, &l)?;
             }
-            _ if store_index.is_some() => paths.push((store_index.unwrap_or(0), PathBuf::from(&l.value))),
+            _ if store_index.is_some() => {
+                paths.push((store_index.unwrap_or(0), PathBuf::from(&l.value)))
+            }
             _ => unknown_or_ignored(path, &l)?,
         }
     }
@@ -461,10 +613,16 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
 /// The `tracker_server` lines of a FastDFS `client.conf`.
 pub fn trackers_from_client_conf(path: &Path) -> Result<Vec<String>, ConfigError> {
     let lines = read_fastdfs_conf(path)?;
-    let trackers: Vec<String> =
-        lines.into_iter().filter(|l| l.key == "tracker_server").map(|l| l.value).collect();
+    let trackers: Vec<String> = lines
+        .into_iter()
+        .filter(|l| l.key == "tracker_server")
+        .map(|l| l.value)
+        .collect();
     if trackers.is_empty() {
-        return Err(ConfigError::Invalid { key: "tracker_server", reason: format!("none in {}", path.display()) });
+        return Err(ConfigError::Invalid {
+            key: "tracker_server",
+            reason: format!("none in {}", path.display()),
+        });
     }
     Ok(trackers)
 }
@@ -498,14 +656,23 @@ mod tests {
         let c = storage_from_fastdfs(&p).expect("loads");
         assert_eq!(c.group_name, "group2");
         assert_eq!(c.bind, "0.0.0.0:23001");
-        assert_eq!(c.store_paths, vec![PathBuf::from("/d0"), PathBuf::from("/d1")]);
+        assert_eq!(
+            c.store_paths,
+            vec![PathBuf::from("/d0"), PathBuf::from("/d1")]
+        );
         assert_eq!(c.tracker_servers.len(), 2);
         assert_eq!(c.buff_size, 256 * 1024);
 
         std::fs::write(&p, "no_such_key = 1\n").expect("write");
-        assert!(matches!(storage_from_fastdfs(&p), Err(ConfigError::UnknownKey { .. })));
+        assert!(matches!(
+            storage_from_fastdfs(&p),
+            Err(ConfigError::UnknownKey { .. })
+        ));
         std::fs::write(&p, "port = abc\n").expect("write");
-        assert!(matches!(storage_from_fastdfs(&p), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(
+            storage_from_fastdfs(&p),
+            Err(ConfigError::BadValue { .. })
+        ));
     }
 
     #[test]

@@ -58,7 +58,10 @@ pub enum FileIdError {
 }
 
 fn bad(name: &str, reason: &'static str) -> FileIdError {
-    FileIdError::BadName { name: name.chars().take(200).collect(), reason }
+    FileIdError::BadName {
+        name: name.chars().take(200).collect(),
+        reason,
+    }
 }
 
 /// Where a file came from: an IPv4 storage address or a numeric storage id.
@@ -119,8 +122,12 @@ impl NameCore {
         if chars.len() != BASE64_LEN {
             return Err(bad(chars, "the encoded part must be 27 characters"));
         }
-        let raw = ENGINE.decode(chars).map_err(|_| bad(chars, "the encoded part is not base64"))?;
-        let raw: [u8; 20] = raw.try_into().map_err(|_| bad(chars, "the encoded part is not 20 bytes"))?;
+        let raw = ENGINE
+            .decode(chars)
+            .map_err(|_| bad(chars, "the encoded part is not base64"))?;
+        let raw: [u8; 20] = raw
+            .try_into()
+            .map_err(|_| bad(chars, "the encoded part is not 20 bytes"))?;
         let mut src = [0u8; 4];
         src.copy_from_slice(&raw[..4]);
         let mut ts = [0u8; 4];
@@ -171,13 +178,20 @@ pub fn appender_size_field(rand23: u32) -> u64 {
 
 /// Whether `ext` may be used as an upload extension (`[A-Za-z0-9._-]`, ≤ 6 bytes).
 pub fn valid_ext(ext: &str) -> bool {
-    ext.len() <= 6 && ext.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    ext.len() <= 6
+        && ext
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The 7-character suffix: random digits, then `.ext` when there is one.
 pub fn format_ext(ext: &str, mut digit: impl FnMut() -> u8) -> String {
     let mut out = String::with_capacity(FORMATTED_EXT_LEN);
-    let digits = if ext.is_empty() { FORMATTED_EXT_LEN } else { 6 - ext.len().min(6) };
+    let digits = if ext.is_empty() {
+        FORMATTED_EXT_LEN
+    } else {
+        6 - ext.len().min(6)
+    };
     for _ in 0..digits {
         out.push(char::from(b'0' + digit() % 10));
     }
@@ -228,7 +242,12 @@ fn upper_hex_byte(s: &[u8]) -> Option<u8> {
 
 impl RemoteName {
     pub fn new(store_path: u8, hh: u8, ll: u8, name: String) -> Self {
-        RemoteName { store_path, hh, ll, name }
+        RemoteName {
+            store_path,
+            hh,
+            ll,
+            name,
+        }
     }
 
     /// Parses and validates `Mxx/HH/LL/name`.
@@ -251,11 +270,18 @@ impl RemoteName {
             return Err(bad(text, "name too long"));
         }
         if name.starts_with('.')
-            || !name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+            || !name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
         {
             return Err(bad(text, "name has characters outside [A-Za-z0-9._-]"));
         }
-        Ok(RemoteName { store_path, hh, ll, name: name.to_owned() })
+        Ok(RemoteName {
+            store_path,
+            hh,
+            ll,
+            name: name.to_owned(),
+        })
     }
 
     /// Path of the file relative to its store path: `data/HH/LL/name`.
@@ -265,7 +291,10 @@ impl RemoteName {
 
     /// The decoded 20-byte core, when the name carries one.
     pub fn core(&self) -> Result<NameCore, FileIdError> {
-        let chars = self.name.get(..BASE64_LEN).ok_or_else(|| bad(&self.name, "no encoded part"))?;
+        let chars = self
+            .name
+            .get(..BASE64_LEN)
+            .ok_or_else(|| bad(&self.name, "no encoded part"))?;
         NameCore::decode(chars)
     }
 
@@ -287,14 +316,17 @@ impl RemoteName {
 
 impl fmt::Display for RemoteName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "M{:02X}/{:02X}/{:02X}/{}", self.store_path, self.hh, self.ll, self.name)
+        write!(
+            f,
+            "M{:02X}/{:02X}/{:02X}/{}",
+            self.store_path, self.hh, self.ll, self.name
+        )
     }
 }
 
-/// Whether `group` is a name FastDFS can carry: 1–16 bytes of `[A-Za-z0-9_-]`.
+/// Whether `group` is a name FastDFS accepts: 1–16 ASCII letters and digits.
 pub fn valid_group(group: &str) -> bool {
-    (1..=MAX_GROUP_LEN).contains(&group.len())
-        && group.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+    (1..=MAX_GROUP_LEN).contains(&group.len()) && group.bytes().all(|c| c.is_ascii_alphanumeric())
 }
 
 /// A full file ID: group plus remote filename.
@@ -306,11 +338,16 @@ pub struct FileId {
 
 impl FileId {
     pub fn parse(text: &str) -> Result<Self, FileIdError> {
-        let (group, remote) = text.split_once('/').ok_or_else(|| FileIdError::NoGroup(text.into()))?;
+        let (group, remote) = text
+            .split_once('/')
+            .ok_or_else(|| FileIdError::NoGroup(text.into()))?;
         if !valid_group(group) {
             return Err(FileIdError::BadGroup(group.into()));
         }
-        Ok(FileId { group: group.to_owned(), remote: RemoteName::parse(remote)? })
+        Ok(FileId {
+            group: group.to_owned(),
+            remote: RemoteName::parse(remote)?,
+        })
     }
 }
 
@@ -345,7 +382,10 @@ mod tests {
         let core = vector(Source::Ip(Ipv4Addr::new(192, 168, 1, 2)));
         assert_eq!(core.crc32, 0x3610_A686);
         assert_eq!(core.encode(), "wKgBAmVT8QCAEjRWAAAE0jYQpoY");
-        assert_eq!(NameCore::decode("wKgBAmVT8QCAEjRWAAAE0jYQpoY").ok(), Some(core));
+        assert_eq!(
+            NameCore::decode("wKgBAmVT8QCAEjRWAAAE0jYQpoY").ok(),
+            Some(core)
+        );
         assert_eq!(core.file_size(), 1234);
     }
 
@@ -353,7 +393,10 @@ mod tests {
     fn protocol_vector_server_id_source() {
         let core = vector(Source::ServerId(100_001));
         assert_eq!(core.encode(), "oYYBAGVT8QCAEjRWAAAE0jYQpoY");
-        assert_eq!(NameCore::decode("oYYBAGVT8QCAEjRWAAAE0jYQpoY").ok(), Some(core));
+        assert_eq!(
+            NameCore::decode("oYYBAGVT8QCAEjRWAAAE0jYQpoY").ok(),
+            Some(core)
+        );
     }
 
     #[test]
@@ -387,14 +430,23 @@ mod tests {
     #[test]
     fn pjw_vector() {
         assert_eq!(pjw_hash(b"wKgBAmVT8QCAEjRWAAAE0jYQpoY"), 125_509_545);
-        assert_eq!(hashed_subdirs("wKgBAmVT8QCAEjRWAAAE0jYQpoY", 256), (0x1F, 0xA9));
+        assert_eq!(
+            hashed_subdirs("wKgBAmVT8QCAEjRWAAAE0jYQpoY", 256),
+            (0x1F, 0xA9)
+        );
     }
 
     #[test]
     fn remote_names_are_confined() {
         let ok = RemoteName::parse("M00/07/F0/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt").expect("valid");
-        assert_eq!(ok.relative_path(), "data/07/F0/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt");
-        assert_eq!(ok.to_string(), "M00/07/F0/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt");
+        assert_eq!(
+            ok.relative_path(),
+            "data/07/F0/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt"
+        );
+        assert_eq!(
+            ok.to_string(),
+            "M00/07/F0/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt"
+        );
         for evil in [
             "M00/00/00/../../etc/passwd",
             "M00/00/00/..",
@@ -411,7 +463,8 @@ mod tests {
 
     #[test]
     fn file_ids() {
-        let id = FileId::parse("group1/M00/07/F0/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt").expect("valid");
+        let id =
+            FileId::parse("group1/M00/07/F0/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt").expect("valid");
         assert_eq!(id.group, "group1");
         assert!(FileId::parse("M00/00/00/abc").is_err());
         assert!(FileId::parse("g/../M00/00/00/abc").is_err());

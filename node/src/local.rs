@@ -44,7 +44,10 @@ pub struct LocalCluster {
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
     #[error("cannot start {what}: {source}")]
-    Start { what: String, source: std::io::Error },
+    Start {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("storages did not become ACTIVE within {0:?}")]
     NotReady(Duration),
     #[error(transparent)]
@@ -63,7 +66,10 @@ impl LocalCluster {
         tcfg.base_path = opts.data_dir.join("tracker");
         let tracker = tracker::start(tcfg)
             .await
-            .map_err(|source| LocalError::Start { what: format!("tracker on {}", opts.tracker_addr), source })?;
+            .map_err(|source| LocalError::Start {
+                what: format!("tracker on {}", opts.tracker_addr),
+                source,
+            })?;
         let mut storages = Vec::new();
         for i in 0..opts.groups {
             let group = format!("group{}", i + 1);
@@ -76,7 +82,10 @@ impl LocalCluster {
             scfg.tracker_servers = vec![tracker.addr.to_string()];
             let s = storage::start(scfg)
                 .await
-                .map_err(|source| LocalError::Start { what: format!("storage {group} on {ip}"), source })?;
+                .map_err(|source| LocalError::Start {
+                    what: format!("storage {group} on {ip}"),
+                    source,
+                })?;
             storages.push(s);
         }
         let cluster = LocalCluster { tracker, storages };
@@ -93,7 +102,10 @@ impl LocalCluster {
             for s in &self.storages {
                 let group = &s.node.config.group_name;
                 if let Ok(list) = client.list_storages(group).await {
-                    active += list.iter().filter(|m| m.status == StorageStatus::Active as u8).count();
+                    active += list
+                        .iter()
+                        .filter(|m| m.status == StorageStatus::Active as u8)
+                        .count();
                 }
             }
             if active >= self.storages.len() {

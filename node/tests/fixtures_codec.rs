@@ -5,16 +5,22 @@ mod common;
 
 use common::{exchanges, hex_field};
 use fdfs_node::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
-use fdfs_node::proto::query::{FetchAll, FetchAllFormat, FetchTarget, FileRequest, GroupRequest, StoreTarget, StoreTargets};
+use fdfs_node::proto::query::{
+    FetchAll, FetchAllFormat, FetchTarget, FileRequest, GroupRequest, StoreTarget, StoreTargets,
+};
 use fdfs_node::proto::report::{BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse};
 use fdfs_node::proto::storage::{DownloadRequest, UPLOAD_HEAD_LEN, UploadHead, UploadResponse};
 use fdfs_node::proto::{Command, HEADER_LEN, Header, IpWidth};
 use serde_json::Value;
 
-const IMPLEMENTED: &[u8] = &[11, 12, 14, 81, 82, 83, 84, 91, 92, 101, 102, 103, 104, 105, 106, 107, 111];
+const IMPLEMENTED: &[u8] = &[
+    11, 12, 14, 81, 82, 83, 84, 91, 92, 101, 102, 103, 104, 105, 106, 107, 111,
+];
 
 fn header(part: &Value) -> Header {
-    let bytes: [u8; HEADER_LEN] = hex_field(part, "header_hex").try_into().expect("10-byte header");
+    let bytes: [u8; HEADER_LEN] = hex_field(part, "header_hex")
+        .try_into()
+        .expect("10-byte header");
     let h = Header::decode(&bytes, u64::MAX >> 1).expect("header decodes");
     assert_eq!(h.encode(), bytes, "header re-encodes");
     assert_eq!(h.body_len, part["body_len"].as_u64().expect("body_len"));
@@ -31,14 +37,22 @@ fn request_round_trip(cmd: u8, body: &[u8]) -> Vec<u8> {
             out
         }
         12 | 102 | 103 | 105 => {
-            let r = if cmd == 12 { FileRequest::decode_any_len(body) } else { FileRequest::decode(body) };
+            let r = if cmd == 12 {
+                FileRequest::decode_any_len(body)
+            } else {
+                FileRequest::decode(body)
+            };
             r.expect("file request").encode()
         }
-        14 => DownloadRequest::decode(body).expect("download request").encode(),
+        14 => DownloadRequest::decode(body)
+            .expect("download request")
+            .encode(),
         81 => JoinRequest::decode(body).expect("join").encode(),
         83 => BeatRequest::decode(body).expect("beat").encode(),
         84 => DiskUsage::decode(body).expect("disk usage").encode(),
-        92 => ListStorageRequest::decode(body).expect("list storage").encode(),
+        92 => ListStorageRequest::decode(body)
+            .expect("list storage")
+            .encode(),
         104 | 107 => GroupRequest::decode(body).expect("group request").encode(),
         82 | 91 | 101 | 106 | 111 => {
             assert!(body.is_empty());
@@ -59,13 +73,19 @@ fn response_round_trip(cmd: u8, body: &[u8]) -> Vec<u8> {
             Vec::new()
         }
         81 => JoinResponse::decode(body).expect("join reply").encode(),
-        83 | 84 => HeartbeatReply::decode(body).expect("heartbeat reply").encode(),
+        83 | 84 => HeartbeatReply::decode(body)
+            .expect("heartbeat reply")
+            .encode(),
         91 => GroupStat::encode_all(&GroupStat::decode_all(body).expect("group stats")),
         92 => StorageStat::encode_all(&StorageStat::decode_all(body).expect("storage stats"), w),
         101 | 104 => StoreTarget::decode(body).expect("store reply").encode(w),
         102 | 103 => FetchTarget::decode(body).expect("fetch reply").encode(w),
-        105 => FetchAll::decode(body, Some(w)).expect("fetch-all reply").encode(w, FetchAllFormat::V616),
-        106 | 107 => StoreTargets::decode(body, None).expect("store-all reply").encode(w),
+        105 => FetchAll::decode(body, Some(w))
+            .expect("fetch-all reply")
+            .encode(w, FetchAllFormat::V616),
+        106 | 107 => StoreTargets::decode(body, None)
+            .expect("store-all reply")
+            .encode(w),
         _ => unreachable!("command {cmd} not in the implemented set"),
     }
 }
@@ -86,11 +106,19 @@ fn recorded_exchanges_decode_and_reencode() {
         let resp = &x["response"];
         let ok = resp.is_object() && resp["status"].as_u64() == Some(0);
         if ok && !req["truncated"].as_bool().unwrap_or(true) {
-            assert_eq!(request_round_trip(cmd, &req_body), req_body, "request of exchange {id} ({cmd})");
+            assert_eq!(
+                request_round_trip(cmd, &req_body),
+                req_body,
+                "request of exchange {id} ({cmd})"
+            );
         } else if cmd == 11 {
             // Large uploads are cut at 256 bytes: the head is still there.
             let head = UploadHead::decode(&req_body).expect("upload head");
-            assert_eq!(head.encode(), req_body[..UPLOAD_HEAD_LEN], "upload head of exchange {id}");
+            assert_eq!(
+                head.encode(),
+                req_body[..UPLOAD_HEAD_LEN],
+                "upload head of exchange {id}"
+            );
             if ok {
                 assert_eq!(h.body_len, UPLOAD_HEAD_LEN as u64 + head.file_size);
             }
@@ -103,23 +131,38 @@ fn recorded_exchanges_decode_and_reencode() {
         assert_eq!(rh.cmd, Command::Resp, "exchange {id}");
         let body = hex_field(resp, "body_hex");
         if !ok {
-            assert_eq!(rh.body_len, 0, "error replies carry no body (exchange {id})");
+            assert_eq!(
+                rh.body_len, 0,
+                "error replies carry no body (exchange {id})"
+            );
             continue;
         }
         if !resp["truncated"].as_bool().unwrap_or(true) {
-            assert_eq!(response_round_trip(cmd, &body), body, "response of exchange {id} ({cmd})");
+            assert_eq!(
+                response_round_trip(cmd, &body),
+                body,
+                "response of exchange {id} ({cmd})"
+            );
         }
         *checked.entry(cmd).or_default() += 1;
     }
     // Every implemented command that the recording answered OK was exercised.
-    for cmd in [11u8, 12, 14, 81, 83, 84, 91, 92, 101, 102, 103, 104, 105, 106, 107, 111] {
-        assert!(checked.get(&cmd).copied().unwrap_or(0) > 0, "no OK exchange checked for {cmd}");
+    for cmd in [
+        11u8, 12, 14, 81, 83, 84, 91, 92, 101, 102, 103, 104, 105, 106, 107, 111,
+    ] {
+        assert!(
+            checked.get(&cmd).copied().unwrap_or(0) > 0,
+            "no OK exchange checked for {cmd}"
+        );
     }
 }
 
 #[test]
 fn recorded_join_fields() {
-    let x = exchanges().into_iter().find(|x| x["cmd"] == 81).expect("a join");
+    let x = exchanges()
+        .into_iter()
+        .find(|x| x["cmd"] == 81)
+        .expect("a join");
     let j = JoinRequest::decode(&hex_field(&x["request"], "body_hex")).expect("join");
     assert_eq!(j.group, "group1");
     assert_eq!(j.storage_port, 23000);

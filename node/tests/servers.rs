@@ -43,7 +43,10 @@ async fn read_header(s: &mut TcpStream) -> Option<Header> {
 /// True when the server has closed the connection.
 async fn closed(s: &mut TcpStream) -> bool {
     let mut b = [0u8; 1];
-    matches!(tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await, Ok(Ok(0)) | Ok(Err(_)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
 }
 
 fn packet(cmd: Command, body: &[u8]) -> Vec<u8> {
@@ -76,7 +79,10 @@ async fn upload_download_delete_round_trips() {
     let client = c.client().await;
     for (i, size) in [0usize, 1, 4096, 10 * 1024 * 1024].into_iter().enumerate() {
         let data = payload(size, i as u32);
-        let id = client.upload_bytes(&data, "bin", None).await.expect("upload");
+        let id = client
+            .upload_bytes(&data, "bin", None)
+            .await
+            .expect("upload");
         let text = id.to_string();
         assert!(text.starts_with("group1/M00/"), "{text}");
         assert_eq!(id.remote.name.len(), 27 + 7, "{text}");
@@ -98,7 +104,10 @@ async fn upload_download_delete_round_trips() {
         let err = client.delete(&id).await.expect_err("already deleted");
         assert_eq!(err.status(), Some(Status::NotFound));
     }
-    assert!(stored_files(c.store_root(0)).is_empty(), "no temp or stray files left");
+    assert!(
+        stored_files(c.store_root(0)).is_empty(),
+        "no temp or stray files left"
+    );
 }
 
 #[tokio::test]
@@ -108,10 +117,19 @@ async fn uploads_stream_from_a_file_and_download_to_a_file() {
     let src = c.dir.path().join("photo.jpg");
     let data = payload(3 * 1024 * 1024 + 17, 9);
     std::fs::write(&src, &data).expect("write");
-    let id = client.upload_file(&src, None, Some("group1")).await.expect("upload");
+    let id = client
+        .upload_file(&src, None, Some("group1"))
+        .await
+        .expect("upload");
     assert!(id.remote.name.ends_with(".jpg"));
     let dst = c.dir.path().join("back.jpg");
-    assert_eq!(client.download_file(&id, &dst, 0, 0).await.expect("download"), data.len() as u64);
+    assert_eq!(
+        client
+            .download_file(&id, &dst, 0, 0)
+            .await
+            .expect("download"),
+        data.len() as u64
+    );
     assert!(std::fs::read(&dst).expect("read") == data);
 }
 
@@ -127,14 +145,26 @@ async fn ranged_downloads() {
     let tail = client.download_bytes(&id, 999_990, 0).await.expect("tail");
     assert!(tail == data[999_990..]);
     // A length past the end is clamped (V6.15.4+).
-    let clamped = client.download_bytes(&id, 999_000, 5000).await.expect("clamped");
+    let clamped = client
+        .download_bytes(&id, 999_000, 5000)
+        .await
+        .expect("clamped");
     assert!(clamped == data[999_000..]);
-    let err = client.download_bytes(&id, 1_000_000, 0).await.expect_err("offset at end");
+    let err = client
+        .download_bytes(&id, 1_000_000, 0)
+        .await
+        .expect_err("offset at end");
     assert_eq!(err.status(), Some(Status::InvalidArgument));
-    let err = client.download_bytes(&id, 2_000_000, 1).await.expect_err("offset past end");
+    let err = client
+        .download_bytes(&id, 2_000_000, 1)
+        .await
+        .expect_err("offset past end");
     assert_eq!(err.status(), Some(Status::InvalidArgument));
     // The storage closed that connection; the client recovers with a new one.
-    assert_eq!(client.download_bytes(&id, 0, 10).await.expect("again"), data[..10]);
+    assert_eq!(
+        client.download_bytes(&id, 0, 10).await.expect("again"),
+        data[..10]
+    );
 }
 
 #[tokio::test]
@@ -143,16 +173,35 @@ async fn tracker_places_round_robin_and_reports_members() {
     let client = c.client().await;
     let mut groups = Vec::new();
     for i in 0..4 {
-        groups.push(client.upload_bytes(&payload(10, i), "txt", None).await.expect("upload").group);
+        groups.push(
+            client
+                .upload_bytes(&payload(10, i), "txt", None)
+                .await
+                .expect("upload")
+                .group,
+        );
     }
     assert_eq!(groups, ["group1", "group2", "group1", "group2"]);
-    let id = client.upload_bytes(b"x", "txt", Some("group2")).await.expect("named group");
+    let id = client
+        .upload_bytes(b"x", "txt", Some("group2"))
+        .await
+        .expect("named group");
     assert_eq!(id.group, "group2");
-    let err = client.upload_bytes(b"x", "txt", Some("group9")).await.expect_err("unknown group");
+    let err = client
+        .upload_bytes(b"x", "txt", Some("group9"))
+        .await
+        .expect_err("unknown group");
     assert_eq!(err.status(), Some(Status::NotFound));
     let listed = client.list_groups().await.expect("91");
-    assert_eq!(listed.iter().map(|g| g.group.as_str()).collect::<Vec<_>>(), ["group1", "group2"]);
-    assert!(listed.iter().all(|g| g.storage_count == 1 && g.writable_count == 1 && g.subdir_count_per_path == 2));
+    assert_eq!(
+        listed.iter().map(|g| g.group.as_str()).collect::<Vec<_>>(),
+        ["group1", "group2"]
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|g| g.storage_count == 1 && g.writable_count == 1 && g.subdir_count_per_path == 2)
+    );
     let members = client.list_storages("group2").await.expect("92");
     assert_eq!(members.len(), 1);
     assert_eq!(members[0].ip, "127.0.0.3");
@@ -168,44 +217,80 @@ async fn tracker_refuses_lies_and_keeps_serving() {
     let addr = c.tracker_addr();
     // A header announcing 2^62 bytes: EINVAL, connection closed, nothing read or allocated.
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let h = raw_call(&mut s, &Header::request(Command::QueryStoreWithoutGroupOne, 1 << 62).encode()).await;
+    let h = raw_call(
+        &mut s,
+        &Header::request(Command::QueryStoreWithoutGroupOne, 1 << 62).encode(),
+    )
+    .await;
     assert_eq!(h.map(|h| h.status()), Some(Status::InvalidArgument));
     assert!(closed(&mut s).await);
     // A negative length.
     let mut s = TcpStream::connect(addr).await.expect("connect");
     let mut neg = Header::request(Command::QueryFetchOne, 0).encode();
     neg[..8].copy_from_slice(&(-5i64).to_be_bytes());
-    assert_eq!(raw_call(&mut s, &neg).await.map(|h| h.status()), Some(Status::InvalidArgument));
+    assert_eq!(
+        raw_call(&mut s, &neg).await.map(|h| h.status()),
+        Some(Status::InvalidArgument)
+    );
     assert!(closed(&mut s).await);
     // A body shorter than announced stalls only its own connection.
     let mut stalled = TcpStream::connect(addr).await.expect("connect");
-    stalled.write_all(&Header::request(Command::QueryStoreWithGroupOne, 16).encode()).await.expect("write");
+    stalled
+        .write_all(&Header::request(Command::QueryStoreWithGroupOne, 16).encode())
+        .await
+        .expect("write");
     stalled.write_all(b"grou").await.expect("write");
     // Unknown command: EINVAL, connection stays usable (as the C tracker).
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let h = raw_call(&mut s, &packet(Command::Unknown(39), b"abc")).await.expect("reply");
-    assert_eq!((h.cmd, h.status(), h.body_len), (Command::Resp, Status::InvalidArgument, 0));
-    let h = raw_call(&mut s, &packet(Command::ActiveTest, &[])).await.expect("reply");
+    let h = raw_call(&mut s, &packet(Command::Unknown(39), b"abc"))
+        .await
+        .expect("reply");
+    assert_eq!(
+        (h.cmd, h.status(), h.body_len),
+        (Command::Resp, Status::InvalidArgument, 0)
+    );
+    let h = raw_call(&mut s, &packet(Command::ActiveTest, &[]))
+        .await
+        .expect("reply");
     assert_eq!(h.status(), Status::Ok);
     // Bad body lengths.
-    let h = raw_call(&mut s, &packet(Command::QueryStoreWithGroupOne, b"group1")).await.expect("reply");
+    let h = raw_call(&mut s, &packet(Command::QueryStoreWithGroupOne, b"group1"))
+        .await
+        .expect("reply");
     assert_eq!(h.status(), Status::InvalidArgument);
-    let h = raw_call(&mut s, &packet(Command::QueryFetchOne, &[b'a'; 200])).await.expect("reply");
+    let h = raw_call(&mut s, &packet(Command::QueryFetchOne, &[b'a'; 200]))
+        .await
+        .expect("reply");
     assert_eq!(h.status(), Status::InvalidArgument);
     // Path tricks in a routed file name.
-    let evil = FileRequest { group: "group1".into(), remote_filename: "M00/00/00/../../../../etc/passwd".into() };
-    let h = raw_call(&mut s, &packet(Command::QueryFetchOne, &evil.encode())).await.expect("reply");
+    let evil = FileRequest {
+        group: "group1".into(),
+        remote_filename: "M00/00/00/../../../../etc/passwd".into(),
+    };
+    let h = raw_call(&mut s, &packet(Command::QueryFetchOne, &evil.encode()))
+        .await
+        .expect("reply");
     assert_eq!(h.status(), Status::InvalidArgument);
     // Storage-only commands before JOIN.
-    let h = raw_call(&mut s, &packet(Command::StorageBeat, &[])).await.expect("reply");
+    let h = raw_call(&mut s, &packet(Command::StorageBeat, &[]))
+        .await
+        .expect("reply");
     assert_eq!(h.status(), Status::AccessDenied);
     // QUIT closes without a reply.
-    s.write_all(&packet(Command::Quit, &[])).await.expect("quit");
+    s.write_all(&packet(Command::Quit, &[]))
+        .await
+        .expect("quit");
     assert!(closed(&mut s).await);
     // The tracker still serves everyone else.
     let client = c.client().await;
-    let id = client.upload_bytes(b"still here", "txt", None).await.expect("upload after abuse");
-    assert_eq!(client.download_bytes(&id, 0, 0).await.expect("download"), b"still here");
+    let id = client
+        .upload_bytes(b"still here", "txt", None)
+        .await
+        .expect("upload after abuse");
+    assert_eq!(
+        client.download_bytes(&id, 0, 0).await.expect("download"),
+        b"still here"
+    );
     drop(stalled);
 }
 
@@ -213,7 +298,10 @@ async fn tracker_refuses_lies_and_keeps_serving() {
 async fn storage_refuses_bad_input_and_touches_nothing() {
     let c = Cluster::start(&["group1"], 2).await;
     let client = c.client().await;
-    let keep = client.upload_bytes(b"precious", "txt", None).await.expect("upload");
+    let keep = client
+        .upload_bytes(b"precious", "txt", None)
+        .await
+        .expect("upload");
     let kept_path = c.store_root(0).join(keep.remote.relative_path());
     let victim = c.dir.path().join("victim.txt");
     std::fs::write(&victim, b"outside").expect("write");
@@ -222,7 +310,11 @@ async fn storage_refuses_bad_input_and_touches_nothing() {
     let expect_einval_and_close = |body: Vec<u8>, cmd: Command| async move {
         let mut s = TcpStream::connect(addr).await.expect("connect");
         let h = raw_call(&mut s, &packet(cmd, &body)).await.expect("reply");
-        assert_eq!((h.status(), h.body_len), (Status::InvalidArgument, 0), "{cmd:?}");
+        assert_eq!(
+            (h.status(), h.body_len),
+            (Status::InvalidArgument, 0),
+            "{cmd:?}"
+        );
         assert!(closed(&mut s).await, "storage closes after EINVAL");
     };
     for name in [
@@ -234,37 +326,80 @@ async fn storage_refuses_bad_input_and_touches_nothing() {
         "M00/0A/00/abcdefghij",
         "/etc/passwd",
     ] {
-        let del = FileRequest { group: "group1".into(), remote_filename: name.into() }.encode();
+        let del = FileRequest {
+            group: "group1".into(),
+            remote_filename: name.into(),
+        }
+        .encode();
         expect_einval_and_close(del, Command::DeleteFile).await;
-        let dl = DownloadRequest { offset: 0, length: 0, group: "group1".into(), remote_filename: name.into() }.encode();
+        let dl = DownloadRequest {
+            offset: 0,
+            length: 0,
+            group: "group1".into(),
+            remote_filename: name.into(),
+        }
+        .encode();
         expect_einval_and_close(dl, Command::DownloadFile).await;
     }
     // The right name in the wrong group.
-    let wrong = FileRequest { group: "group2".into(), remote_filename: keep.remote.to_string() }.encode();
+    let wrong = FileRequest {
+        group: "group2".into(),
+        remote_filename: keep.remote.to_string(),
+    }
+    .encode();
     expect_einval_and_close(wrong, Command::DeleteFile).await;
     // Upload lies: size field disagreeing with the header, a bad ext, a path index out of range.
-    let mut body = UploadHead { store_path_index: 0, file_size: 100, ext: "txt".into() }.encode();
+    let mut body = UploadHead {
+        store_path_index: 0,
+        file_size: 100,
+        ext: "txt".into(),
+    }
+    .encode();
     body.extend_from_slice(&[1u8; 10]);
     expect_einval_and_close(body, Command::UploadFile).await;
-    let mut body = UploadHead { store_path_index: 0, file_size: 3, ext: "t/x".into() }.encode();
+    let mut body = UploadHead {
+        store_path_index: 0,
+        file_size: 3,
+        ext: "t/x".into(),
+    }
+    .encode();
     body.extend_from_slice(b"abc");
     expect_einval_and_close(body, Command::UploadFile).await;
-    let mut body = UploadHead { store_path_index: 7, file_size: 3, ext: "txt".into() }.encode();
+    let mut body = UploadHead {
+        store_path_index: 7,
+        file_size: 3,
+        ext: "txt".into(),
+    }
+    .encode();
     body.extend_from_slice(b"abc");
     expect_einval_and_close(body, Command::UploadFile).await;
     expect_einval_and_close(b"short".to_vec(), Command::UploadFile).await;
     // Unknown command and oversized small bodies.
     expect_einval_and_close(b"??".to_vec(), Command::Unknown(39)).await;
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let h = raw_call(&mut s, &Header::request(Command::DeleteFile, 1 << 62).encode()).await.expect("reply");
+    let h = raw_call(
+        &mut s,
+        &Header::request(Command::DeleteFile, 1 << 62).encode(),
+    )
+    .await
+    .expect("reply");
     assert_eq!(h.status(), Status::InvalidArgument);
     assert!(closed(&mut s).await);
 
     // An upload cut off mid-body leaves no file and no temp file behind.
     let before = stored_files(c.store_root(0));
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let mut partial = Header::request(Command::UploadFile, 15 + 1_000_000).encode().to_vec();
-    partial.extend_from_slice(&UploadHead { store_path_index: 0xFF, file_size: 1_000_000, ext: "bin".into() }.encode());
+    let mut partial = Header::request(Command::UploadFile, 15 + 1_000_000)
+        .encode()
+        .to_vec();
+    partial.extend_from_slice(
+        &UploadHead {
+            store_path_index: 0xFF,
+            file_size: 1_000_000,
+            ext: "bin".into(),
+        }
+        .encode(),
+    );
     partial.extend_from_slice(&payload(600_000, 1));
     s.write_all(&partial).await.expect("write");
     drop(s);
@@ -279,19 +414,34 @@ async fn storage_refuses_bad_input_and_touches_nothing() {
     // Everything that was there is intact, and the storage still serves.
     assert_eq!(std::fs::read(&kept_path).expect("kept"), b"precious");
     assert_eq!(std::fs::read(&victim).expect("victim"), b"outside");
-    assert_eq!(client.download_bytes(&keep, 0, 0).await.expect("download"), b"precious");
-    let more = client.upload_bytes(b"more", "txt", None).await.expect("upload");
-    assert_eq!(client.download_bytes(&more, 0, 0).await.expect("download"), b"more");
+    assert_eq!(
+        client.download_bytes(&keep, 0, 0).await.expect("download"),
+        b"precious"
+    );
+    let more = client
+        .upload_bytes(b"more", "txt", None)
+        .await
+        .expect("upload");
+    assert_eq!(
+        client.download_bytes(&more, 0, 0).await.expect("download"),
+        b"more"
+    );
 }
 
 #[tokio::test]
 async fn a_storage_of_the_wrong_group_or_a_missing_tracker_gives_clear_errors() {
     let c = Cluster::start(&["group1"], 2).await;
     let client = c.client().await;
-    let id: FileId = "group1/M00/00/01/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt".parse().expect("id");
+    let id: FileId = "group1/M00/00/01/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt"
+        .parse()
+        .expect("id");
     let err = client.download_bytes(&id, 0, 0).await.expect_err("missing");
     let text = err.to_string();
-    assert!(text.contains("group1/M00/00/01/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt") && text.contains("ENOENT"), "{text}");
+    assert!(
+        text.contains("group1/M00/00/01/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt")
+            && text.contains("ENOENT"),
+        "{text}"
+    );
     let nobody = fdfs_node::client::Client::new(fdfs_node::client::ClientConfig {
         trackers: vec!["127.0.0.1:1".into()],
         connect_timeout: Duration::from_secs(1),
@@ -299,7 +449,10 @@ async fn a_storage_of_the_wrong_group_or_a_missing_tracker_gives_clear_errors() 
     })
     .await
     .expect("client");
-    let err = nobody.upload_bytes(b"x", "", None).await.expect_err("no tracker");
+    let err = nobody
+        .upload_bytes(b"x", "", None)
+        .await
+        .expect_err("no tracker");
     assert!(matches!(err, ClientError::Connect { .. }), "{err}");
 }
 
@@ -317,19 +470,35 @@ async fn recorded_error_probes_get_the_same_replies() {
         }
         seen += 1;
         let to_storage = x["to"] == "storage";
-        let addr = if to_storage { c.storage_addr(0) } else { c.tracker_addr() };
+        let addr = if to_storage {
+            c.storage_addr(0)
+        } else {
+            c.tracker_addr()
+        };
         let mut request = hex_field(&x["request"], "header_hex");
         request.extend(hex_field(&x["request"], "body_hex"));
         let mut s = TcpStream::connect(addr).await.expect("connect");
-        let reply = raw_call(&mut s, &request).await.unwrap_or_else(|| panic!("no reply to exchange {id}"));
+        let reply = raw_call(&mut s, &request)
+            .await
+            .unwrap_or_else(|| panic!("no reply to exchange {id}"));
         let expected = hex_field(&x["response"], "header_hex");
-        assert_eq!(reply.encode().to_vec(), expected, "exchange {id}: {}", x["tool"]);
+        assert_eq!(
+            reply.encode().to_vec(),
+            expected,
+            "exchange {id}: {}",
+            x["tool"]
+        );
     }
     assert_eq!(seen, replayed.len());
     // And the group query the recorded tools sent succeeds against ours.
     let mut s = TcpStream::connect(c.tracker_addr()).await.expect("connect");
-    let body = GroupRequest { group: "group1".into() }.encode();
-    let h = raw_call(&mut s, &packet(Command::QueryStoreWithGroupOne, &body)).await.expect("reply");
+    let body = GroupRequest {
+        group: "group1".into(),
+    }
+    .encode();
+    let h = raw_call(&mut s, &packet(Command::QueryStoreWithGroupOne, &body))
+        .await
+        .expect("reply");
     assert_eq!((h.status(), h.body_len), (Status::Ok, 40));
 }
 
@@ -343,7 +512,10 @@ async fn many_concurrent_clients() {
         tasks.spawn(async move {
             for i in 0..20u32 {
                 let data = payload(100 + (i as usize) * 37, t * 100 + i);
-                let id = client.upload_bytes(&data, "dat", None).await.expect("upload");
+                let id = client
+                    .upload_bytes(&data, "dat", None)
+                    .await
+                    .expect("upload");
                 assert!(client.download_bytes(&id, 0, 0).await.expect("download") == data);
             }
         });

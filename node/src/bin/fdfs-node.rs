@@ -11,7 +11,11 @@ use fdfs_node::local::{LocalCluster, LocalConfig, LocalOptions};
 use fdfs_node::{storage, tracker};
 
 #[derive(Debug, Parser)]
-#[command(name = "fdfs-node", version, about = "FastDFS-compatible tracker and storage node")]
+#[command(
+    name = "fdfs-node",
+    version,
+    about = "FastDFS-compatible tracker and storage node"
+)]
 struct Cli {
     #[command(subcommand)]
     role: Role,
@@ -109,7 +113,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().role {
-        Role::Tracker { config, bind, base_path } => {
+        Role::Tracker {
+            config,
+            bind,
+            base_path,
+        } => {
             let mut cfg = load_tracker(config.as_deref())?;
             if let Some(b) = bind {
                 cfg.bind = b;
@@ -122,7 +130,13 @@ async fn main() -> anyhow::Result<()> {
             shutdown_signal().await;
             t.stop(Duration::from_secs(5)).await;
         }
-        Role::Storage { config, bind, group, base_path, trackers } => {
+        Role::Storage {
+            config,
+            bind,
+            group,
+            base_path,
+            trackers,
+        } => {
             let mut cfg = load_storage(config.as_deref())?;
             if let Some(b) = bind {
                 cfg.bind = b;
@@ -136,18 +150,35 @@ async fn main() -> anyhow::Result<()> {
             if !trackers.is_empty() {
                 cfg.tracker_servers = trackers;
             }
-            anyhow::ensure!(!cfg.tracker_servers.is_empty(), "no tracker configured (tracker_servers or --tracker)");
+            anyhow::ensure!(
+                !cfg.tracker_servers.is_empty(),
+                "no tracker configured (tracker_servers or --tracker)"
+            );
             let s = storage::start(cfg).await.context("starting storage")?;
             println!("storage {} {}", s.node.config.group_name, s.addr);
             shutdown_signal().await;
             s.stop(Duration::from_secs(10)).await;
         }
-        Role::Local { groups, data_dir, config, tracker_addr, storage_ip, storage_port } => {
+        Role::Local {
+            groups,
+            data_dir,
+            config,
+            tracker_addr,
+            storage_ip,
+            storage_port,
+        } => {
             let config: LocalConfig = match config {
                 Some(p) => config::load_toml(&p)?,
                 None => LocalConfig::default(),
             };
-            let opts = LocalOptions { groups, data_dir, tracker_addr, first_storage_ip: storage_ip, storage_port, config };
+            let opts = LocalOptions {
+                groups,
+                data_dir,
+                tracker_addr,
+                first_storage_ip: storage_ip,
+                storage_port,
+                config,
+            };
             let cluster = tokio::select! {
                 c = LocalCluster::start(opts) => c.context("starting local cluster")?,
                 _ = shutdown_signal() => return Ok(()),

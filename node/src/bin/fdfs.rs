@@ -85,7 +85,9 @@ fn parse_size(s: &str) -> Result<usize, String> {
             None => (u.as_str(), 1),
         },
     };
-    num.parse::<usize>().map(|n| n * mult).map_err(|_| format!("bad size {s:?}"))
+    num.parse::<usize>()
+        .map(|n| n * mult)
+        .map_err(|_| format!("bad size {s:?}"))
 }
 
 async fn client(cli: &Cli) -> anyhow::Result<Client> {
@@ -103,7 +105,9 @@ async fn client(cli: &Cli) -> anyhow::Result<Client> {
 }
 
 fn status_name(status: u8) -> String {
-    StorageStatus::from_byte(status).map(|s| s.name().to_owned()).unwrap_or_else(|| status.to_string())
+    StorageStatus::from_byte(status)
+        .map(|s| s.name().to_owned())
+        .unwrap_or_else(|| status.to_string())
 }
 
 async fn monitor(c: &Client) -> anyhow::Result<()> {
@@ -114,7 +118,10 @@ async fn monitor(c: &Client) -> anyhow::Result<()> {
             "\ngroup {}: {} storage(s), {} active, free {} MB of {} MB (reserved {} MB)",
             g.group, g.storage_count, g.writable_count, g.free_mb, g.total_mb, g.reserved_mb
         );
-        println!("  {:<16} {:<22} {:<10} {:>10} {:>10} {:>10} {:>10}", "ID", "ADDRESS", "STATUS", "FREE_MB", "TOTAL_MB", "UPLOADS", "DOWNLOADS");
+        println!(
+            "  {:<16} {:<22} {:<10} {:>10} {:>10} {:>10} {:>10}",
+            "ID", "ADDRESS", "STATUS", "FREE_MB", "TOTAL_MB", "UPLOADS", "DOWNLOADS"
+        );
         for s in c.list_storages(&g.group).await? {
             println!(
                 "  {:<16} {:<22} {:<10} {:>10} {:>10} {:>10} {:>10}",
@@ -131,7 +138,13 @@ async fn monitor(c: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn download(c: &Client, id: &FileId, path: &Path, offset: u64, length: u64) -> anyhow::Result<u64> {
+async fn download(
+    c: &Client,
+    id: &FileId,
+    path: &Path,
+    offset: u64,
+    length: u64,
+) -> anyhow::Result<u64> {
     if path == Path::new("-") {
         let mut out = tokio::io::stdout();
         let n = c.download_to(id, offset, length, &mut out).await?;
@@ -145,17 +158,27 @@ async fn download(c: &Client, id: &FileId, path: &Path, offset: u64, length: u64
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let c = client(&cli).await?;
     match &cli.cmd {
         Cmd::Upload { file, group, ext } => {
-            let id = c.upload_file(file, ext.as_deref(), group.as_deref()).await.with_context(|| format!("uploading {}", file.display()))?;
+            let id = c
+                .upload_file(file, ext.as_deref(), group.as_deref())
+                .await
+                .with_context(|| format!("uploading {}", file.display()))?;
             println!("{id}");
         }
-        Cmd::Download { file_id, path, offset, length } => {
+        Cmd::Download {
+            file_id,
+            path,
+            offset,
+            length,
+        } => {
             let n = download(&c, file_id, path, *offset, *length).await?;
             eprintln!("downloaded {n} bytes of {file_id}");
         }
@@ -164,7 +187,14 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("deleted {file_id}");
         }
         Cmd::Monitor => monitor(&c).await?,
-        Cmd::Bench { files, size, concurrency, group, download_rounds, keep } => {
+        Cmd::Bench {
+            files,
+            size,
+            concurrency,
+            group,
+            download_rounds,
+            keep,
+        } => {
             let opts = BenchOptions {
                 files: *files,
                 size: *size,

@@ -26,19 +26,37 @@ impl Conn {
         bind_ip: Option<IpAddr>,
     ) -> Result<Self, ClientError> {
         let fut = async {
-            let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
             if let Some(ip) = bind_ip {
                 socket.bind(SocketAddr::new(ip, 0))?;
             }
             socket.connect(addr).await
         };
         let stream = match tokio::time::timeout(connect_timeout, fut).await {
-            Err(_) => return Err(ClientError::Timeout { addr: addr.to_string(), what: "connecting" }),
-            Ok(Err(source)) => return Err(ClientError::Connect { addr: addr.to_string(), source }),
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    addr: addr.to_string(),
+                    what: "connecting",
+                });
+            }
+            Ok(Err(source)) => {
+                return Err(ClientError::Connect {
+                    addr: addr.to_string(),
+                    source,
+                });
+            }
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
-        Ok(Conn { stream, addr, timeout: io_timeout })
+        Ok(Conn {
+            stream,
+            addr,
+            timeout: io_timeout,
+        })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -52,24 +70,39 @@ impl Conn {
     ) -> Result<T, ClientError> {
         let addr = self.addr;
         match tokio::time::timeout(self.timeout, f(&mut self.stream)).await {
-            Err(_) => Err(ClientError::Timeout { addr: addr.to_string(), what }),
-            Ok(Err(source)) => Err(ClientError::Io { addr: addr.to_string(), source }),
+            Err(_) => Err(ClientError::Timeout {
+                addr: addr.to_string(),
+                what,
+            }),
+            Ok(Err(source)) => Err(ClientError::Io {
+                addr: addr.to_string(),
+                source,
+            }),
             Ok(Ok(v)) => Ok(v),
         }
     }
 
     pub async fn write_all(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.timed("sending", async |s| s.write_all(bytes).await).await
+        self.timed("sending", async |s| s.write_all(bytes).await)
+            .await
     }
 
     pub async fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ClientError> {
-        self.timed("receiving", async |s| s.read_exact(buf).await.map(|_| ())).await
+        self.timed("receiving", async |s| s.read_exact(buf).await.map(|_| ()))
+            .await
     }
 
     /// Sends a request header and body in one write.
     pub async fn send(&mut self, cmd: Command, status: u8, body: &[u8]) -> Result<(), ClientError> {
         let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-        out.extend_from_slice(&Header { body_len: body.len() as u64, cmd, status }.encode());
+        out.extend_from_slice(
+            &Header {
+                body_len: body.len() as u64,
+                cmd,
+                status,
+            }
+            .encode(),
+        );
         out.extend_from_slice(body);
         self.write_all(&out).await
     }
@@ -78,16 +111,26 @@ impl Conn {
     pub async fn read_reply_header(&mut self, max_body: u64) -> Result<Header, ClientError> {
         let mut buf = [0u8; HEADER_LEN];
         self.read_exact(&mut buf).await?;
-        let h = Header::decode(&buf, max_body)
-            .map_err(|source| ClientError::Proto { addr: self.addr.to_string(), source })?;
+        let h = Header::decode(&buf, max_body).map_err(|source| ClientError::Proto {
+            addr: self.addr.to_string(),
+            source,
+        })?;
         if h.cmd != Command::Resp {
-            return Err(ClientError::NotAResponse { addr: self.addr.to_string(), cmd: h.cmd.into() });
+            return Err(ClientError::NotAResponse {
+                addr: self.addr.to_string(),
+                cmd: h.cmd.into(),
+            });
         }
         Ok(h)
     }
 
     /// One request/response exchange with a small reply (read whole, capped).
-    pub async fn call(&mut self, cmd: Command, body: &[u8], max_reply: u64) -> Result<(Status, Vec<u8>), ClientError> {
+    pub async fn call(
+        &mut self,
+        cmd: Command,
+        body: &[u8],
+        max_reply: u64,
+    ) -> Result<(Status, Vec<u8>), ClientError> {
         self.send(cmd, 0, body).await?;
         let h = self.read_reply_header(max_reply).await?;
         let mut reply = vec![0u8; h.body_len as usize];
@@ -105,7 +148,10 @@ impl Conn {
 pub async fn resolve(target: &str) -> Result<Vec<SocketAddr>, ClientError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target)
         .await
-        .map_err(|source| ClientError::Connect { addr: target.to_owned(), source })?
+        .map_err(|source| ClientError::Connect {
+            addr: target.to_owned(),
+            source,
+        })?
         .collect();
     if addrs.is_empty() {
         return Err(ClientError::NoTracker(target.to_owned()));

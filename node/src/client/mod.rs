@@ -31,13 +31,23 @@ const CHUNK: usize = 256 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{addr}: timed out {what}")]
     Timeout { addr: String, what: &'static str },
     #[error("{addr}: {source}")]
-    Io { addr: String, source: std::io::Error },
+    Io {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{op} {target}: server answered {status}")]
-    Status { op: &'static str, target: String, status: Status },
+    Status {
+        op: &'static str,
+        target: String,
+        status: Status,
+    },
     #[error("{addr}: malformed reply: {source}")]
     Proto { addr: String, source: ProtoError },
     #[error("{addr}: reply carries command {cmd}, not 100")]
@@ -47,9 +57,16 @@ pub enum ClientError {
     #[error("no tracker reachable at {0}")]
     NoTracker(String),
     #[error("local file {path}: {source}")]
-    LocalFile { path: String, source: std::io::Error },
+    LocalFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{file}: got {got} bytes, expected {expected}")]
-    LengthMismatch { file: String, expected: u64, got: u64 },
+    LengthMismatch {
+        file: String,
+        expected: u64,
+        got: u64,
+    },
     #[error("worker task failed: {0}")]
     Worker(#[from] tokio::task::JoinError),
 }
@@ -80,7 +97,11 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     pub fn new(trackers: Vec<String>) -> Self {
-        ClientConfig { trackers, connect_timeout: Duration::from_secs(5), network_timeout: Duration::from_secs(30) }
+        ClientConfig {
+            trackers,
+            connect_timeout: Duration::from_secs(5),
+            network_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -93,18 +114,36 @@ pub struct Client {
     pool: Mutex<HashMap<SocketAddr, Vec<Conn>>>,
 }
 
-fn check(op: &'static str, target: &dyn std::fmt::Display, status: Status) -> Result<(), ClientError> {
-    if status == Status::Ok { Ok(()) } else { Err(ClientError::Status { op, target: target.to_string(), status }) }
+fn check(
+    op: &'static str,
+    target: &dyn std::fmt::Display,
+    status: Status,
+) -> Result<(), ClientError> {
+    if status == Status::Ok {
+        Ok(())
+    } else {
+        Err(ClientError::Status {
+            op,
+            target: target.to_string(),
+            status,
+        })
+    }
 }
 
 fn storage_addr(addr: &StorageAddr) -> Result<SocketAddr, ClientError> {
     let port = u16::try_from(addr.port).map_err(|_| ClientError::Proto {
         addr: addr.ip.clone(),
-        source: ProtoError::BadField { what: "storage address", reason: format!("port {}", addr.port) },
+        source: ProtoError::BadField {
+            what: "storage address",
+            reason: format!("port {}", addr.port),
+        },
     })?;
     let ip = addr.ip.parse().map_err(|_| ClientError::Proto {
         addr: addr.ip.clone(),
-        source: ProtoError::BadField { what: "storage address", reason: format!("ip {:?}", addr.ip) },
+        source: ProtoError::BadField {
+            what: "storage address",
+            reason: format!("ip {:?}", addr.ip),
+        },
     })?;
     Ok(SocketAddr::new(ip, port))
 }
@@ -119,7 +158,12 @@ impl Client {
         if trackers.is_empty() {
             return Err(ClientError::NoTracker("(none configured)".into()));
         }
-        Ok(Client { config, trackers, next_tracker: AtomicUsize::new(0), pool: Mutex::new(HashMap::new()) })
+        Ok(Client {
+            config,
+            trackers,
+            next_tracker: AtomicUsize::new(0),
+            pool: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn trackers(&self) -> &[SocketAddr] {
@@ -127,15 +171,33 @@ impl Client {
     }
 
     async fn checkout(&self, addr: SocketAddr) -> Result<Conn, ClientError> {
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&addr).and_then(Vec::pop);
+        let pooled = self
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&addr)
+            .and_then(Vec::pop);
         match pooled {
             Some(c) => Ok(c),
-            None => Conn::connect(addr, self.config.connect_timeout, self.config.network_timeout, None).await,
+            None => {
+                Conn::connect(
+                    addr,
+                    self.config.connect_timeout,
+                    self.config.network_timeout,
+                    None,
+                )
+                .await
+            }
         }
     }
 
     fn checkin(&self, conn: Conn) {
-        self.pool.lock().unwrap_or_else(|e| e.into_inner()).entry(conn.addr).or_default().push(conn);
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(conn.addr)
+            .or_default()
+            .push(conn);
     }
 
     /// Runs `f` on a pooled connection to `addr`, returning it to the pool unless it broke.
@@ -154,12 +216,19 @@ impl Client {
     }
 
     /// Sends one small request to a tracker, failing over to the next on network errors.
-    pub async fn tracker_call(&self, cmd: Command, body: &[u8]) -> Result<(Status, Vec<u8>), ClientError> {
+    pub async fn tracker_call(
+        &self,
+        cmd: Command,
+        body: &[u8],
+    ) -> Result<(Status, Vec<u8>), ClientError> {
         let start = self.next_tracker.fetch_add(1, Ordering::Relaxed);
         let mut last = None;
         for i in 0..self.trackers.len() {
             let addr = self.trackers[(start + i) % self.trackers.len()];
-            match self.with_conn(addr, async |c| c.call(cmd, body, MAX_REPLY).await).await {
+            match self
+                .with_conn(addr, async |c| c.call(cmd, body, MAX_REPLY).await)
+                .await
+            {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     tracing::debug!(tracker = %addr, error = %e, "tracker failed; trying the next");
@@ -173,19 +242,40 @@ impl Client {
     /// 101/104: where to upload.
     pub async fn query_store(&self, group: Option<&str>) -> Result<StoreTarget, ClientError> {
         let (cmd, body) = match group {
-            Some(g) => (Command::QueryStoreWithGroupOne, GroupRequest { group: g.into() }.encode()),
+            Some(g) => (
+                Command::QueryStoreWithGroupOne,
+                GroupRequest { group: g.into() }.encode(),
+            ),
             None => (Command::QueryStoreWithoutGroupOne, Vec::new()),
         };
         let (status, reply) = self.tracker_call(cmd, &body).await?;
         check("query store for group", &group.unwrap_or("(any)"), status)?;
-        StoreTarget::decode(&reply).map_err(|source| ClientError::Proto { addr: "tracker".into(), source })
+        StoreTarget::decode(&reply).map_err(|source| ClientError::Proto {
+            addr: "tracker".into(),
+            source,
+        })
     }
 
     async fn query_file(&self, cmd: Command, id: &FileId) -> Result<FetchTarget, ClientError> {
-        let body = FileRequest { group: id.group.clone(), remote_filename: id.remote.to_string() }.encode();
+        let body = FileRequest {
+            group: id.group.clone(),
+            remote_filename: id.remote.to_string(),
+        }
+        .encode();
         let (status, reply) = self.tracker_call(cmd, &body).await?;
-        check(if cmd == Command::QueryUpdate { "query update" } else { "query fetch" }, id, status)?;
-        FetchTarget::decode(&reply).map_err(|source| ClientError::Proto { addr: "tracker".into(), source })
+        check(
+            if cmd == Command::QueryUpdate {
+                "query update"
+            } else {
+                "query fetch"
+            },
+            id,
+            status,
+        )?;
+        FetchTarget::decode(&reply).map_err(|source| ClientError::Proto {
+            addr: "tracker".into(),
+            source,
+        })
     }
 
     /// 102: which storage to download from.
@@ -208,7 +298,11 @@ impl Client {
     ) -> Result<FileId, ClientError> {
         let target = self.query_store(group).await?;
         let addr = storage_addr(&target.addr)?;
-        let head = UploadHead { store_path_index: target.store_path_index, file_size: size, ext: ext.to_owned() };
+        let head = UploadHead {
+            store_path_index: target.store_path_index,
+            file_size: size,
+            ext: ext.to_owned(),
+        };
         self.upload_to(addr, head, &mut reader).await
     }
 
@@ -244,28 +338,48 @@ impl Client {
             let mut reply = vec![0u8; h.body_len as usize];
             c.read_exact(&mut reply).await?;
             check("upload to", &addr, h.status())?;
-            let r = UploadResponse::decode(&reply)
-                .map_err(|source| ClientError::Proto { addr: addr.to_string(), source })?;
-            Ok(FileId::parse(&format!("{}/{}", r.group, r.remote_filename))?)
+            let r = UploadResponse::decode(&reply).map_err(|source| ClientError::Proto {
+                addr: addr.to_string(),
+                source,
+            })?;
+            Ok(FileId::parse(&format!(
+                "{}/{}",
+                r.group, r.remote_filename
+            ))?)
         })
         .await
     }
 
     /// Uploads an in-memory buffer.
-    pub async fn upload_bytes(&self, data: &[u8], ext: &str, group: Option<&str>) -> Result<FileId, ClientError> {
-        self.upload_reader(data, data.len() as u64, ext, group).await
+    pub async fn upload_bytes(
+        &self,
+        data: &[u8],
+        ext: &str,
+        group: Option<&str>,
+    ) -> Result<FileId, ClientError> {
+        self.upload_reader(data, data.len() as u64, ext, group)
+            .await
     }
 
     /// Uploads a local file, streaming it; `ext` defaults to the file's extension.
-    pub async fn upload_file(&self, path: &Path, ext: Option<&str>, group: Option<&str>) -> Result<FileId, ClientError> {
-        let local = |source| ClientError::LocalFile { path: path.display().to_string(), source };
+    pub async fn upload_file(
+        &self,
+        path: &Path,
+        ext: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<FileId, ClientError> {
+        let local = |source| ClientError::LocalFile {
+            path: path.display().to_string(),
+            source,
+        };
         let file = tokio::fs::File::open(path).await.map_err(local)?;
         let size = file.metadata().await.map_err(local)?.len();
         let ext = ext
             .map(str::to_owned)
             .or_else(|| path.extension().map(|e| e.to_string_lossy().into_owned()))
             .unwrap_or_default();
-        self.upload_reader(tokio::io::BufReader::new(file), size, &ext, group).await
+        self.upload_reader(tokio::io::BufReader::new(file), size, &ext, group)
+            .await
     }
 
     /// Downloads `length` bytes (0 = to the end) from `offset` into `out`; returns the count.
@@ -290,8 +404,13 @@ impl Client {
         length: u64,
         out: &mut W,
     ) -> Result<u64, ClientError> {
-        let body = DownloadRequest { offset, length, group: id.group.clone(), remote_filename: id.remote.to_string() }
-            .encode();
+        let body = DownloadRequest {
+            offset,
+            length,
+            group: id.group.clone(),
+            remote_filename: id.remote.to_string(),
+        }
+        .encode();
         self.with_conn(addr, async |c| {
             c.send(Command::DownloadFile, 0, &body).await?;
             let h = c.read_reply_header(u64::MAX >> 1).await?;
@@ -299,7 +418,10 @@ impl Client {
             if length != 0 && h.body_len > length {
                 return Err(ClientError::Proto {
                     addr: addr.to_string(),
-                    source: ProtoError::BadLength { what: "download reply", len: h.body_len as usize },
+                    source: ProtoError::BadLength {
+                        what: "download reply",
+                        len: h.body_len as usize,
+                    },
                 });
             }
             let mut left = h.body_len;
@@ -307,7 +429,12 @@ impl Client {
             while left > 0 {
                 let n = CHUNK.min(left as usize);
                 c.read_exact(&mut buf[..n]).await?;
-                out.write_all(&buf[..n]).await.map_err(|source| ClientError::LocalFile { path: "output".into(), source })?;
+                out.write_all(&buf[..n])
+                    .await
+                    .map_err(|source| ClientError::LocalFile {
+                        path: "output".into(),
+                        source,
+                    })?;
                 left -= n as u64;
             }
             Ok(h.body_len)
@@ -316,15 +443,29 @@ impl Client {
     }
 
     /// Downloads into memory.
-    pub async fn download_bytes(&self, id: &FileId, offset: u64, length: u64) -> Result<Vec<u8>, ClientError> {
+    pub async fn download_bytes(
+        &self,
+        id: &FileId,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, ClientError> {
         let mut out = Vec::new();
         self.download_to(id, offset, length, &mut out).await?;
         Ok(out)
     }
 
     /// Downloads to a local file.
-    pub async fn download_file(&self, id: &FileId, path: &Path, offset: u64, length: u64) -> Result<u64, ClientError> {
-        let local = |source| ClientError::LocalFile { path: path.display().to_string(), source };
+    pub async fn download_file(
+        &self,
+        id: &FileId,
+        path: &Path,
+        offset: u64,
+        length: u64,
+    ) -> Result<u64, ClientError> {
+        let local = |source| ClientError::LocalFile {
+            path: path.display().to_string(),
+            source,
+        };
         let file = tokio::fs::File::create(path).await.map_err(local)?;
         let mut w = tokio::io::BufWriter::with_capacity(CHUNK, file);
         let n = self.download_to(id, offset, length, &mut w).await?;
@@ -336,8 +477,16 @@ impl Client {
     pub async fn delete(&self, id: &FileId) -> Result<(), ClientError> {
         let target = self.query_update(id).await?;
         let addr = storage_addr(&target.addr)?;
-        let body = FileRequest { group: id.group.clone(), remote_filename: id.remote.to_string() }.encode();
-        let (status, _) = self.with_conn(addr, async |c| c.call(Command::DeleteFile, &body, MAX_REPLY).await).await?;
+        let body = FileRequest {
+            group: id.group.clone(),
+            remote_filename: id.remote.to_string(),
+        }
+        .encode();
+        let (status, _) = self
+            .with_conn(addr, async |c| {
+                c.call(Command::DeleteFile, &body, MAX_REPLY).await
+            })
+            .await?;
         check("delete", id, status)
     }
 
@@ -345,20 +494,36 @@ impl Client {
     pub async fn list_groups(&self) -> Result<Vec<GroupStat>, ClientError> {
         let (status, reply) = self.tracker_call(Command::ServerListAllGroups, &[]).await?;
         check("list groups", &"tracker", status)?;
-        GroupStat::decode_all(&reply).map_err(|source| ClientError::Proto { addr: "tracker".into(), source })
+        GroupStat::decode_all(&reply).map_err(|source| ClientError::Proto {
+            addr: "tracker".into(),
+            source,
+        })
     }
 
     /// 92: a group's storages.
     pub async fn list_storages(&self, group: &str) -> Result<Vec<StorageStat>, ClientError> {
-        let body = ListStorageRequest { group: group.into(), storage_id: None }.encode();
+        let body = ListStorageRequest {
+            group: group.into(),
+            storage_id: None,
+        }
+        .encode();
         let (status, reply) = self.tracker_call(Command::ServerListStorage, &body).await?;
         check("list storages of", &group, status)?;
-        StorageStat::decode_all(&reply).map_err(|source| ClientError::Proto { addr: "tracker".into(), source })
+        StorageStat::decode_all(&reply).map_err(|source| ClientError::Proto {
+            addr: "tracker".into(),
+            source,
+        })
     }
 }
 
 async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<(), ClientError> {
-    r.read_exact(buf).await.map(|_| ()).map_err(|source| ClientError::LocalFile { path: "input".into(), source })
+    r.read_exact(buf)
+        .await
+        .map(|_| ())
+        .map_err(|source| ClientError::LocalFile {
+            path: "input".into(),
+            source,
+        })
 }
 
 /// Store-path index that lets the storage choose.

@@ -91,7 +91,11 @@ impl<'a> Reader<'a> {
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], ProtoError> {
         if self.buf.len() < n {
-            return Err(ProtoError::Truncated { what: self.what, need: n, have: self.buf.len() });
+            return Err(ProtoError::Truncated {
+                what: self.what,
+                need: n,
+                have: self.buf.len(),
+            });
         }
         let (head, tail) = self.buf.split_at(n);
         self.buf = tail;
@@ -131,7 +135,10 @@ impl<'a> Reader<'a> {
         if self.buf.is_empty() {
             Ok(())
         } else {
-            Err(ProtoError::TrailingBytes { what: self.what, extra: self.buf.len() })
+            Err(ProtoError::TrailingBytes {
+                what: self.what,
+                extra: self.buf.len(),
+            })
         }
     }
 }

@@ -26,11 +26,19 @@ pub struct Header {
 
 impl Header {
     pub fn request(cmd: Command, body_len: u64) -> Self {
-        Header { body_len, cmd, status: 0 }
+        Header {
+            body_len,
+            cmd,
+            status: 0,
+        }
     }
 
     pub fn response(status: Status, body_len: u64) -> Self {
-        Header { body_len, cmd: Command::Resp, status: status.into() }
+        Header {
+            body_len,
+            cmd: Command::Resp,
+            status: status.into(),
+        }
     }
 
     pub fn status(&self) -> Status {
@@ -59,9 +67,17 @@ impl Header {
         }
         let body_len = raw as u64;
         if body_len > max_body {
-            return Err(ProtoError::BodyTooLarge { cmd, len: body_len, max: max_body });
+            return Err(ProtoError::BodyTooLarge {
+                cmd,
+                len: body_len,
+                max: max_body,
+            });
         }
-        Ok(Header { body_len, cmd, status: bytes[9] })
+        Ok(Header {
+            body_len,
+            cmd,
+            status: bytes[9],
+        })
     }
 }
 
@@ -80,8 +96,14 @@ mod tests {
     #[test]
     fn refuses_lies() {
         let mut huge = Header::request(Command::UploadFile, 1 << 62).encode();
-        assert!(matches!(Header::decode(&huge, 1 << 40), Err(ProtoError::BodyTooLarge { .. })));
+        assert!(matches!(
+            Header::decode(&huge, 1 << 40),
+            Err(ProtoError::BodyTooLarge { .. })
+        ));
         huge[0] = 0xff;
-        assert!(matches!(Header::decode(&huge, u64::MAX), Err(ProtoError::NegativeLength { .. })));
+        assert!(matches!(
+            Header::decode(&huge, u64::MAX),
+            Err(ProtoError::NegativeLength { .. })
+        ));
     }
 }

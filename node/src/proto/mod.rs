@@ -27,7 +27,11 @@ pub enum ProtoError {
     #[error("command {cmd:?} announces a {len}-byte body, above the {max}-byte limit")]
     BodyTooLarge { cmd: Command, len: u64, max: u64 },
     #[error("{what}: body too short, need {need} more bytes, have {have}")]
-    Truncated { what: &'static str, need: usize, have: usize },
+    Truncated {
+        what: &'static str,
+        need: usize,
+        have: usize,
+    },
     #[error("{what}: {extra} unexpected trailing bytes")]
     TrailingBytes { what: &'static str, extra: usize },
     #[error("{what}: invalid body length {len}")]

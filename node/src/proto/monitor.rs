@@ -95,7 +95,13 @@ pub struct GroupStat {
 impl GroupStat {
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         put_fixed(out, self.group.as_bytes(), GROUP_NAME_LEN + 1);
-        for v in [self.total_mb, self.free_mb, self.reserved_mb, self.trunk_free_mb, self.storage_count] {
+        for v in [
+            self.total_mb,
+            self.free_mb,
+            self.reserved_mb,
+            self.trunk_free_mb,
+            self.storage_count,
+        ] {
             put_u64(out, v);
         }
         put_i64(out, self.storage_port);
@@ -139,10 +145,15 @@ impl GroupStat {
 
     pub fn decode_all(body: &[u8]) -> Result<Vec<Self>, ProtoError> {
         if !body.len().is_multiple_of(GROUP_STAT_LEN) {
-            return Err(ProtoError::BadLength { what: "group-stat list", len: body.len() });
+            return Err(ProtoError::BadLength {
+                what: "group-stat list",
+                len: body.len(),
+            });
         }
         let mut r = Reader::new(body, "group-stat list");
-        (0..body.len() / GROUP_STAT_LEN).map(|_| Self::decode_one(&mut r)).collect()
+        (0..body.len() / GROUP_STAT_LEN)
+            .map(|_| Self::decode_one(&mut r))
+            .collect()
     }
 }
 
@@ -238,7 +249,14 @@ pub struct StorageStat {
 impl StorageStat {
     /// Record size for an IP width: 487 (IPv4) or 517 (IPv6).
     pub fn record_len(width: IpWidth) -> usize {
-        1 + 1 + STORAGE_ID_LEN + width.full_len() + STORAGE_ID_LEN + VERSION_LEN + 10 * 8 + STATS_LEN + 1
+        1 + 1
+            + STORAGE_ID_LEN
+            + width.full_len()
+            + STORAGE_ID_LEN
+            + VERSION_LEN
+            + 10 * 8
+            + STATS_LEN
+            + 1
     }
 
     pub fn encode_into(&self, out: &mut Vec<u8>, width: IpWidth) {
@@ -302,7 +320,10 @@ impl StorageStat {
         let width = [IpWidth::V4, IpWidth::V6]
             .into_iter()
             .find(|w| body.len().is_multiple_of(Self::record_len(*w)))
-            .ok_or(ProtoError::BadLength { what: "storage-stat list", len: body.len() })?;
+            .ok_or(ProtoError::BadLength {
+                what: "storage-stat list",
+                len: body.len(),
+            })?;
         let n = body.len() / Self::record_len(width);
         let mut r = Reader::new(body, "storage-stat list");
         (0..n).map(|_| Self::decode_one(&mut r, width)).collect()
@@ -328,11 +349,17 @@ impl ListStorageRequest {
 
     pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
         if !(GROUP_NAME_LEN..GROUP_NAME_LEN + STORAGE_ID_LEN).contains(&body.len()) {
-            return Err(ProtoError::BadLength { what: "list-storage request", len: body.len() });
+            return Err(ProtoError::BadLength {
+                what: "list-storage request",
+                len: body.len(),
+            });
         }
         let group = fixed_text(&body[..GROUP_NAME_LEN]);
         let id = fixed_text(&body[GROUP_NAME_LEN..]);
-        Ok(ListStorageRequest { group, storage_id: (!id.is_empty()).then_some(id) })
+        Ok(ListStorageRequest {
+            group,
+            storage_id: (!id.is_empty()).then_some(id),
+        })
     }
 }
 

@@ -45,9 +45,14 @@ impl GroupRequest {
 
     pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
         if body.len() != GROUP_NAME_LEN {
-            return Err(ProtoError::BadLength { what: "group request", len: body.len() });
+            return Err(ProtoError::BadLength {
+                what: "group request",
+                len: body.len(),
+            });
         }
-        Ok(GroupRequest { group: fixed_text(body) })
+        Ok(GroupRequest {
+            group: fixed_text(body),
+        })
     }
 }
 
@@ -72,7 +77,10 @@ impl FileRequest {
         if body.len() < GROUP_NAME_LEN
             || !(MIN_REMOTE_FILENAME_LEN..=MAX_REMOTE_FILENAME_LEN).contains(&name_len)
         {
-            return Err(ProtoError::BadLength { what: "file request", len: body.len() });
+            return Err(ProtoError::BadLength {
+                what: "file request",
+                len: body.len(),
+            });
         }
         Self::decode_any_len(body)
     }
@@ -82,11 +90,15 @@ impl FileRequest {
         let mut r = Reader::new(body, "file request");
         let group = r.fixed(GROUP_NAME_LEN)?;
         let name = r.rest();
-        let remote_filename = String::from_utf8(name.to_vec()).map_err(|_| ProtoError::BadField {
-            what: "file request",
-            reason: "file name is not UTF-8".into(),
-        })?;
-        Ok(FileRequest { group, remote_filename })
+        let remote_filename =
+            String::from_utf8(name.to_vec()).map_err(|_| ProtoError::BadField {
+                what: "file request",
+                reason: "file name is not UTF-8".into(),
+            })?;
+        Ok(FileRequest {
+            group,
+            remote_filename,
+        })
     }
 }
 
@@ -111,15 +123,23 @@ impl StoreTarget {
 
     /// Accepts exactly 40 or 70 bytes, as the C client does.
     pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
-        let width = IpWidth::from_len(body.len().wrapping_sub(GROUP_NAME_LEN + 9))
-            .ok_or(ProtoError::BadLength { what: "store query reply", len: body.len() })?;
+        let width = IpWidth::from_len(body.len().wrapping_sub(GROUP_NAME_LEN + 9)).ok_or(
+            ProtoError::BadLength {
+                what: "store query reply",
+                len: body.len(),
+            },
+        )?;
         let mut r = Reader::new(body, "store query reply");
         let group = r.fixed(GROUP_NAME_LEN)?;
         let ip = r.fixed(width.len())?;
         let port = r.u64()?;
         let store_path_index = r.u8()?;
         r.finish()?;
-        Ok(StoreTarget { group, addr: StorageAddr { ip, port }, store_path_index })
+        Ok(StoreTarget {
+            group,
+            addr: StorageAddr { ip, port },
+            store_path_index,
+        })
     }
 }
 
@@ -145,8 +165,14 @@ impl StoreTargets {
 
     /// Decodes with a known width, or infers it from the length as the C client does.
     pub fn decode(body: &[u8], width: Option<IpWidth>) -> Result<Self, ProtoError> {
-        let bad = ProtoError::BadLength { what: "store-all reply", len: body.len() };
-        let payload = body.len().checked_sub(GROUP_NAME_LEN + 1).ok_or_else(|| bad.clone())?;
+        let bad = ProtoError::BadLength {
+            what: "store-all reply",
+            len: body.len(),
+        };
+        let payload = body
+            .len()
+            .checked_sub(GROUP_NAME_LEN + 1)
+            .ok_or_else(|| bad.clone())?;
         let width = match width {
             Some(w) => w,
             None if payload % (IpWidth::V4.len() + 8) == 0 => IpWidth::V4,
@@ -167,7 +193,11 @@ impl StoreTargets {
         }
         let store_path_index = r.u8()?;
         r.finish()?;
-        Ok(StoreTargets { group, servers, store_path_index })
+        Ok(StoreTargets {
+            group,
+            servers,
+            store_path_index,
+        })
     }
 }
 
@@ -189,14 +219,21 @@ impl FetchTarget {
 
     /// Accepts exactly 39 or 69 bytes.
     pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
-        let width = IpWidth::from_len(body.len().wrapping_sub(GROUP_NAME_LEN + 8))
-            .ok_or(ProtoError::BadLength { what: "fetch query reply", len: body.len() })?;
+        let width = IpWidth::from_len(body.len().wrapping_sub(GROUP_NAME_LEN + 8)).ok_or(
+            ProtoError::BadLength {
+                what: "fetch query reply",
+                len: body.len(),
+            },
+        )?;
         let mut r = Reader::new(body, "fetch query reply");
         let group = r.fixed(GROUP_NAME_LEN)?;
         let ip = r.fixed(width.len())?;
         let port = r.u64()?;
         r.finish()?;
-        Ok(FetchTarget { group, addr: StorageAddr { ip, port } })
+        Ok(FetchTarget {
+            group,
+            addr: StorageAddr { ip, port },
+        })
     }
 }
 
@@ -234,8 +271,14 @@ impl FetchAll {
 
     /// Decodes the V6.16 form, falling back to the legacy form when only it fits.
     pub fn decode(body: &[u8], width: Option<IpWidth>) -> Result<Self, ProtoError> {
-        let bad = ProtoError::BadLength { what: "fetch-all reply", len: body.len() };
-        let payload = body.len().checked_sub(GROUP_NAME_LEN).ok_or_else(|| bad.clone())?;
+        let bad = ProtoError::BadLength {
+            what: "fetch-all reply",
+            len: body.len(),
+        };
+        let payload = body
+            .len()
+            .checked_sub(GROUP_NAME_LEN)
+            .ok_or_else(|| bad.clone())?;
         let widths: &[IpWidth] = match width {
             Some(ref w) => std::slice::from_ref(w),
             None => &[IpWidth::V4, IpWidth::V6],
@@ -256,7 +299,10 @@ impl FetchAll {
                 let port = r.u64()?;
                 let mut servers = vec![StorageAddr { ip, port }];
                 while r.remaining() > 0 {
-                    servers.push(StorageAddr { ip: r.fixed(w.len())?, port });
+                    servers.push(StorageAddr {
+                        ip: r.fixed(w.len())?,
+                        port,
+                    });
                 }
                 return Ok(FetchAll { group, servers });
             }
@@ -270,12 +316,19 @@ mod tests {
     use super::*;
 
     fn addr(ip: &str, port: u64) -> StorageAddr {
-        StorageAddr { ip: ip.into(), port }
+        StorageAddr {
+            ip: ip.into(),
+            port,
+        }
     }
 
     #[test]
     fn store_target_sizes() {
-        let t = StoreTarget { group: "group1".into(), addr: addr("127.0.0.2", 23000), store_path_index: 0 };
+        let t = StoreTarget {
+            group: "group1".into(),
+            addr: addr("127.0.0.2", 23000),
+            store_path_index: 0,
+        };
         assert_eq!(t.encode(IpWidth::V4).len(), 40);
         assert_eq!(t.encode(IpWidth::V6).len(), 70);
         assert_eq!(StoreTarget::decode(&t.encode(IpWidth::V6)).ok(), Some(t));
@@ -283,12 +336,18 @@ mod tests {
 
     #[test]
     fn fetch_all_both_forms() {
-        let all = FetchAll { group: "group1".into(), servers: vec![addr("127.0.0.2", 23000), addr("127.0.0.3", 23000)] };
+        let all = FetchAll {
+            group: "group1".into(),
+            servers: vec![addr("127.0.0.2", 23000), addr("127.0.0.3", 23000)],
+        };
         let v616 = all.encode(IpWidth::V4, FetchAllFormat::V616);
         let legacy = all.encode(IpWidth::V4, FetchAllFormat::Legacy);
         assert_eq!(v616.len(), 16 + 2 * 23);
         assert_eq!(legacy.len(), 39 + 15);
-        assert_eq!(FetchAll::decode(&v616, Some(IpWidth::V4)).ok(), Some(all.clone()));
+        assert_eq!(
+            FetchAll::decode(&v616, Some(IpWidth::V4)).ok(),
+            Some(all.clone())
+        );
         assert_eq!(FetchAll::decode(&legacy, Some(IpWidth::V4)).ok(), Some(all));
     }
 

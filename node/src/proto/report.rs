@@ -103,7 +103,11 @@ impl JoinRequest {
             what: "storage join",
             reason: "tracker list is not text".into(),
         })?;
-        j.trackers = text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect();
+        j.trackers = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
         if j.trackers.len() as u64 != count {
             return Err(ProtoError::BadField {
                 what: "storage join",
@@ -145,7 +149,10 @@ pub struct BeatRequest {
 
 impl BeatRequest {
     pub fn encode(&self) -> Vec<u8> {
-        self.stats.as_ref().map(StorageStats::encode).unwrap_or_default()
+        self.stats
+            .as_ref()
+            .map(StorageStats::encode)
+            .unwrap_or_default()
     }
 
     pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
@@ -153,7 +160,9 @@ impl BeatRequest {
             0 => Ok(BeatRequest { stats: None }),
             STATS_LEN => {
                 let mut r = Reader::new(body, "beat");
-                Ok(BeatRequest { stats: Some(StorageStats::decode_from(&mut r)?) })
+                Ok(BeatRequest {
+                    stats: Some(StorageStats::decode_from(&mut r)?),
+                })
             }
             len => Err(ProtoError::BadLength { what: "beat", len }),
         }
@@ -184,11 +193,19 @@ impl DiskUsage {
 
     pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
         if body.is_empty() || !body.len().is_multiple_of(16) {
-            return Err(ProtoError::BadLength { what: "disk usage", len: body.len() });
+            return Err(ProtoError::BadLength {
+                what: "disk usage",
+                len: body.len(),
+            });
         }
         let mut r = Reader::new(body, "disk usage");
         let paths = (0..body.len() / 16)
-            .map(|_| Ok(PathUsage { total_mb: r.u64()?, free_mb: r.u64()? }))
+            .map(|_| {
+                Ok(PathUsage {
+                    total_mb: r.u64()?,
+                    free_mb: r.u64()?,
+                })
+            })
             .collect::<Result<_, ProtoError>>()?;
         Ok(DiskUsage { paths })
     }
@@ -241,7 +258,10 @@ impl HeartbeatReply {
     pub fn encode(&self) -> Vec<u8> {
         let mut flags = 0;
         let mut out = vec![0];
-        for (flag, brief) in [(change_flag::LEADER, &self.leader), (change_flag::TRUNK, &self.trunk)] {
+        for (flag, brief) in [
+            (change_flag::LEADER, &self.leader),
+            (change_flag::TRUNK, &self.trunk),
+        ] {
             if let Some(b) = brief {
                 flags |= flag;
                 b.encode_into(&mut out);
@@ -269,11 +289,17 @@ impl HeartbeatReply {
         }
         if flags & change_flag::MEMBERS != 0 {
             if !r.remaining().is_multiple_of(BRIEF_LEN) {
-                return Err(ProtoError::BadLength { what: "heartbeat reply", len: body.len() });
+                return Err(ProtoError::BadLength {
+                    what: "heartbeat reply",
+                    len: body.len(),
+                });
             }
             let n = r.remaining() / BRIEF_LEN;
-            reply.members =
-                Some((0..n).map(|_| StorageBrief::decode_from(&mut r)).collect::<Result<_, _>>()?);
+            reply.members = Some(
+                (0..n)
+                    .map(|_| StorageBrief::decode_from(&mut r))
+                    .collect::<Result<_, _>>()?,
+            );
         }
         r.finish()?;
         Ok(reply)
@@ -298,7 +324,10 @@ impl SyncReport {
 
     pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
         if body.is_empty() || !body.len().is_multiple_of(20) {
-            return Err(ProtoError::BadLength { what: "sync report", len: body.len() });
+            return Err(ProtoError::BadLength {
+                what: "sync report",
+                len: body.len(),
+            });
         }
         let mut r = Reader::new(body, "sync report");
         let entries = (0..body.len() / 20)
@@ -361,14 +390,20 @@ impl Parameters {
             .map(|l| {
                 l.split_once('=')
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .ok_or_else(|| ProtoError::BadField { what: "parameters", reason: format!("line {l:?}") })
+                    .ok_or_else(|| ProtoError::BadField {
+                        what: "parameters",
+                        reason: format!("line {l:?}"),
+                    })
             })
             .collect::<Result<_, _>>()?;
         Ok(Parameters { entries })
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -422,7 +457,10 @@ mod tests {
     fn heartbeat_reply_flags() {
         let empty = HeartbeatReply::default();
         assert_eq!(empty.encode(), vec![0]);
-        let members = HeartbeatReply { members: Some(vec![StorageBrief::default()]), ..Default::default() };
+        let members = HeartbeatReply {
+            members: Some(vec![StorageBrief::default()]),
+            ..Default::default()
+        };
         let bytes = members.encode();
         assert_eq!(bytes.len(), 1 + BRIEF_LEN);
         assert_eq!(bytes[0], change_flag::MEMBERS);

@@ -42,7 +42,11 @@ impl UploadHead {
         let store_path_index = r.u8()?;
         let file_size = r.u64()?;
         let ext = fixed_text(r.take(EXT_LEN)?);
-        Ok(UploadHead { store_path_index, file_size, ext })
+        Ok(UploadHead {
+            store_path_index,
+            file_size,
+            ext,
+        })
     }
 }
 
@@ -63,13 +67,22 @@ impl UploadResponse {
 
     pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
         if body.len() <= GROUP_NAME_LEN || body.len() >= GROUP_NAME_LEN + 128 {
-            return Err(ProtoError::BadLength { what: "upload reply", len: body.len() });
+            return Err(ProtoError::BadLength {
+                what: "upload reply",
+                len: body.len(),
+            });
         }
         let group = fixed_text(&body[..GROUP_NAME_LEN]);
         let remote_filename = String::from_utf8(body[GROUP_NAME_LEN..].to_vec()).map_err(|_| {
-            ProtoError::BadField { what: "upload reply", reason: "file name is not UTF-8".into() }
+            ProtoError::BadField {
+                what: "upload reply",
+                reason: "file name is not UTF-8".into(),
+            }
         })?;
-        Ok(UploadResponse { group, remote_filename })
+        Ok(UploadResponse {
+            group,
+            remote_filename,
+        })
     }
 }
 
@@ -98,11 +111,17 @@ impl DownloadRequest {
         let offset = r.u64()?;
         let length = r.u64()?;
         let group = r.fixed(GROUP_NAME_LEN)?;
-        let remote_filename = String::from_utf8(r.rest().to_vec()).map_err(|_| ProtoError::BadField {
-            what: "download",
-            reason: "file name is not UTF-8".into(),
-        })?;
-        Ok(DownloadRequest { offset, length, group, remote_filename })
+        let remote_filename =
+            String::from_utf8(r.rest().to_vec()).map_err(|_| ProtoError::BadField {
+                what: "download",
+                reason: "file name is not UTF-8".into(),
+            })?;
+        Ok(DownloadRequest {
+            offset,
+            length,
+            group,
+            remote_filename,
+        })
     }
 }
 
@@ -112,7 +131,11 @@ mod tests {
 
     #[test]
     fn upload_head_round_trip() {
-        let h = UploadHead { store_path_index: ANY_STORE_PATH, file_size: 100, ext: "txt".into() };
+        let h = UploadHead {
+            store_path_index: ANY_STORE_PATH,
+            file_size: 100,
+            ext: "txt".into(),
+        };
         let bytes = h.encode();
         assert_eq!(hex::encode(&bytes), "ff0000000000000064747874000000");
         assert_eq!(UploadHead::decode(&bytes).ok(), Some(h));

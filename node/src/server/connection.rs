@@ -23,7 +23,10 @@ pub enum ConnError {
 }
 
 /// Runs an I/O future under the connection's timeout.
-async fn timed<T>(timeout: Duration, fut: impl Future<Output = std::io::Result<T>>) -> Result<T, ConnError> {
+async fn timed<T>(
+    timeout: Duration,
+    fut: impl Future<Output = std::io::Result<T>>,
+) -> Result<T, ConnError> {
     match tokio::time::timeout(timeout, fut).await {
         Err(_) => Err(ConnError::Timeout(timeout)),
         Ok(Ok(v)) => Ok(v),
@@ -43,7 +46,12 @@ pub struct Connection {
 
 impl Connection {
     pub fn new(stream: TcpStream, peer: SocketAddr, local: SocketAddr, timeout: Duration) -> Self {
-        Connection { stream: BufReader::with_capacity(64 * 1024, stream), peer, local, timeout }
+        Connection {
+            stream: BufReader::with_capacity(64 * 1024, stream),
+            peer,
+            local,
+            timeout,
+        }
     }
 
     /// Reads the next header; `Ok(None)` on a clean close between packets.
@@ -64,7 +72,9 @@ impl Connection {
 
     /// Reads exactly `buf.len()` bytes.
     pub async fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ConnError> {
-        timed(self.timeout, self.stream.read_exact(buf)).await.map(|_| ())
+        timed(self.timeout, self.stream.read_exact(buf))
+            .await
+            .map(|_| ())
     }
 
     /// Reads a whole body of `len` bytes (callers have already capped `len`).
@@ -77,14 +87,20 @@ impl Connection {
     /// Reads up to `buf.len()` bytes, at least one.
     pub async fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, ConnError> {
         let n = timed(self.timeout, self.stream.read(buf)).await?;
-        if n == 0 { Err(ConnError::Closed) } else { Ok(n) }
+        if n == 0 {
+            Err(ConnError::Closed)
+        } else {
+            Ok(n)
+        }
     }
 
     /// Skips `len` body bytes without keeping them.
     pub async fn discard(&mut self, mut len: u64) -> Result<(), ConnError> {
         let mut scratch = [0u8; 8192];
         while len > 0 {
-            let want = scratch.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+            let want = scratch
+                .len()
+                .min(usize::try_from(len).unwrap_or(usize::MAX));
             let n = self.read_some(&mut scratch[..want]).await?;
             len -= n as u64;
         }
@@ -110,5 +126,8 @@ impl Connection {
 }
 
 fn is_reset(e: &std::io::Error) -> bool {
-    matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+    )
 }

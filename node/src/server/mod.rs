@@ -18,7 +18,11 @@ use tokio_util::sync::CancellationToken;
 /// How one role serves one connection.
 pub trait Service: Send + Sync + 'static {
     /// Serves requests on `conn` until the peer leaves, a fatal error, or `stop`.
-    fn serve(self: Arc<Self>, conn: Connection, stop: CancellationToken) -> impl Future<Output = ()> + Send;
+    fn serve(
+        self: Arc<Self>,
+        conn: Connection,
+        stop: CancellationToken,
+    ) -> impl Future<Output = ()> + Send;
 }
 
 /// Accepts connections until `stop` fires, then waits up to `drain` for them to end.

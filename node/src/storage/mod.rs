@@ -95,12 +95,20 @@ fn io_status(e: &std::io::Error) -> Status {
 type Opened = (std::fs::File, u64, u64, Option<Vec<u8>>);
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
-    tokio::task::spawn_blocking(f).await.map_err(|_| Failure::Status(Status::Io))
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Failure::Status(Status::Io))
 }
 
 impl StorageNode {
-    pub fn new(config: StorageConfig, port: u16, bind_ip: Option<Ipv4Addr>) -> std::io::Result<Self> {
-        config.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    pub fn new(
+        config: StorageConfig,
+        port: u16,
+        bind_ip: Option<Ipv4Addr>,
+    ) -> std::io::Result<Self> {
+        config
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let store = Store::open(&config)?;
         Ok(StorageNode {
             config,
@@ -114,7 +122,10 @@ impl StorageNode {
     }
 
     fn source_ip(&self) -> Ipv4Addr {
-        self.source_ip.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(Ipv4Addr::LOCALHOST)
+        self.source_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or(Ipv4Addr::LOCALHOST)
     }
 
     /// Learns the storage's own address from a tracker connection, when not bound to one.
@@ -140,7 +151,11 @@ impl StorageNode {
     }
 
     fn check_group(&self, group: &str) -> Result<(), Status> {
-        if group == self.config.group_name { Ok(()) } else { Err(Status::InvalidArgument) }
+        if group == self.config.group_name {
+            Ok(())
+        } else {
+            Err(Status::InvalidArgument)
+        }
     }
 
     /// Bodies of non-streamed commands must fit in the buffer, as in FastDFS.
@@ -151,14 +166,19 @@ impl StorageNode {
         Ok(conn.read_body(header.body_len).await?)
     }
 
-    async fn upload(self: &Arc<Self>, conn: &mut Connection, header: &Header) -> Result<Vec<u8>, Failure> {
+    async fn upload(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+    ) -> Result<Vec<u8>, Failure> {
         if header.body_len < UPLOAD_HEAD_LEN as u64 {
             return Err(Status::InvalidArgument.into());
         }
         let mut head_bytes = [0u8; UPLOAD_HEAD_LEN];
         conn.read_exact(&mut head_bytes).await?;
         let head = UploadHead::decode(&head_bytes).map_err(|e| e.status())?;
-        if Some(header.body_len) != head.file_size.checked_add(UPLOAD_HEAD_LEN as u64) || !fileid::valid_ext(&head.ext)
+        if Some(header.body_len) != head.file_size.checked_add(UPLOAD_HEAD_LEN as u64)
+            || !fileid::valid_ext(&head.ext)
         {
             return Err(Status::InvalidArgument.into());
         }
@@ -171,7 +191,8 @@ impl StorageNode {
             let mut data = vec![0u8; size as usize];
             conn.read_exact(&mut data).await?;
             let ext = head.ext.clone();
-            blocking(move || store::write_small(&node.store, store_path, source, &ext, &data)).await?
+            blocking(move || store::write_small(&node.store, store_path, source, &ext, &data))
+                .await?
         } else {
             let s2 = node.clone();
             let (temp, file) = blocking(move || s2.store.create_temp(store_path))
@@ -194,7 +215,10 @@ impl StorageNode {
                 let (mut f, b) = (file.take(), std::mem::take(&mut buf));
                 let (f, b, r) = blocking(move || {
                     use std::io::Write;
-                    let r = f.as_mut().map(|f| f.write_all(&b[..want])).unwrap_or(Ok(()));
+                    let r = f
+                        .as_mut()
+                        .map(|f| f.write_all(&b[..want]))
+                        .unwrap_or(Ok(()));
                     (f, b, r)
                 })
                 .await?;
@@ -218,7 +242,11 @@ impl StorageNode {
         })?;
         self.counters.add(counter::SUCCESS_UPLOAD_BYTES, size);
         tracing::debug!(file = %name, size, "stored");
-        Ok(UploadResponse { group: self.config.group_name.clone(), remote_filename: name.to_string() }.encode())
+        Ok(UploadResponse {
+            group: self.config.group_name.clone(),
+            remote_filename: name.to_string(),
+        }
+        .encode())
     }
 
     async fn download(&self, conn: &mut Connection, header: &Header) -> Result<u64, Failure> {
@@ -245,7 +273,8 @@ impl StorageNode {
             let len = if want == 0 { remain } else { want.min(remain) };
             let data = if len <= chunk {
                 let mut buf = vec![0u8; len as usize];
-                file.read_exact_at(&mut buf, offset).map_err(|e| io_status(&e))?;
+                file.read_exact_at(&mut buf, offset)
+                    .map_err(|e| io_status(&e))?;
                 Some(buf)
             } else {
                 None
@@ -258,7 +287,8 @@ impl StorageNode {
             conn.reply(Status::Ok, &data).await?;
             return Ok(len);
         }
-        conn.write_all(&Header::response(Status::Ok, len).encode()).await?;
+        conn.write_all(&Header::response(Status::Ok, len).encode())
+            .await?;
         let file = Arc::new(file);
         let mut pos = offset;
         let end = offset + len;
@@ -287,21 +317,37 @@ impl StorageNode {
         self.check_group(&req.group)?;
         let name = RemoteName::parse(&req.remote_filename).map_err(|_| Status::InvalidArgument)?;
         let path = self.store.file_path(&name)?;
-        blocking(move || store::delete(&path)).await?.map_err(|e| io_status(&e))?;
+        blocking(move || store::delete(&path))
+            .await?
+            .map_err(|e| io_status(&e))?;
         tracing::debug!(file = %name, "deleted");
         Ok(Vec::new())
     }
 
     /// Handles one request; the reply has been written when this returns `Ok`.
-    async fn handle(self: &Arc<Self>, conn: &mut Connection, header: Header) -> Result<Next, ConnError> {
+    async fn handle(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: Header,
+    ) -> Result<Next, ConnError> {
         let (result, total) = match header.cmd {
             Command::Quit => return Ok(Next::Close),
             Command::ActiveTest => {
-                let r = if header.body_len == 0 { Ok(Vec::new()) } else { Err(Status::InvalidArgument.into()) };
+                let r = if header.body_len == 0 {
+                    Ok(Vec::new())
+                } else {
+                    Err(Status::InvalidArgument.into())
+                };
                 (r, None)
             }
-            Command::UploadFile => (self.upload(conn, &header).await, Some(counter::TOTAL_UPLOAD)),
-            Command::DeleteFile => (self.delete(conn, &header).await, Some(counter::TOTAL_DELETE)),
+            Command::UploadFile => (
+                self.upload(conn, &header).await,
+                Some(counter::TOTAL_UPLOAD),
+            ),
+            Command::DeleteFile => (
+                self.delete(conn, &header).await,
+                Some(counter::TOTAL_DELETE),
+            ),
             Command::DownloadFile => {
                 let r = self.download(conn, &header).await;
                 if let Ok(n) = &r {
@@ -413,6 +459,10 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
         Duration::from_secs(10),
     ));
     let reporter = tokio::spawn(report::run(node.clone(), bind_ip, stop.clone()));
-    Ok(RunningStorage { addr, node, stop, tasks: vec![serve, reporter] })
+    Ok(RunningStorage {
+        addr,
+        node,
+        stop,
+        tasks: vec![serve, reporter],
+    })
 }
-

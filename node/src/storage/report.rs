@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::StorageNode;
 use crate::client::{ClientError, Conn, conn::resolve};
-use crate::proto::report::{BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, SyncSource};
+use crate::proto::report::{
+    BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, SyncSource,
+};
 use crate::proto::{Command, Status, StorageStatus, VERSION_TEXT};
 
 /// How often tracker names are resolved again, to follow DNS changes.
@@ -45,7 +47,13 @@ pub async fn run(node: Arc<StorageNode>, bind_ip: Option<Ipv4Addr>, stop: Cancel
             if !running.contains_key(addr) {
                 let token = stop.child_token();
                 let all: Vec<String> = wanted.iter().map(SocketAddr::to_string).collect();
-                let task = tokio::spawn(report_loop(node.clone(), *addr, all, bind_ip, token.clone()));
+                let task = tokio::spawn(report_loop(
+                    node.clone(),
+                    *addr,
+                    all,
+                    bind_ip,
+                    token.clone(),
+                ));
                 running.insert(*addr, (token, task));
             }
         }
@@ -75,7 +83,10 @@ async fn report_loop(
         if let Err(e) = session {
             tracing::warn!(%tracker, error = %e, "tracker session failed; retrying");
         }
-        node.tracker_view.lock().unwrap_or_else(|e| e.into_inner()).remove(&tracker);
+        node.tracker_view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&tracker);
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(RETRY_AFTER) => {}
@@ -110,14 +121,21 @@ fn record_sync_old_done(node: &StorageNode, src: &str, until: u64) -> std::io::R
 
 fn set_view(node: &StorageNode, tracker: SocketAddr, status: u8) {
     if let Some(s) = StorageStatus::from_byte(status) {
-        node.tracker_view.lock().unwrap_or_else(|e| e.into_inner()).insert(tracker, s);
+        node.tracker_view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tracker, s);
     }
 }
 
 async fn call_ok(conn: &mut Conn, cmd: Command, body: &[u8]) -> Result<Vec<u8>, ClientError> {
     let (status, reply) = conn.call(cmd, body, 1 << 20).await?;
     if status != Status::Ok {
-        return Err(ClientError::Status { op: "tracker report", target: format!("{cmd:?}"), status });
+        return Err(ClientError::Status {
+            op: "tracker report",
+            target: format!("{cmd:?}"),
+            status,
+        });
     }
     Ok(reply)
 }
@@ -126,7 +144,12 @@ async fn call_ok(conn: &mut Conn, cmd: Command, body: &[u8]) -> Result<Vec<u8>, 
 fn apply_heartbeat(node: &StorageNode, tracker: SocketAddr, own_ip: &str, reply: &[u8]) {
     match HeartbeatReply::decode(reply) {
         Ok(r) => {
-            if let Some(me) = r.members.iter().flatten().find(|m| m.ip == own_ip && u64::from(m.port) == u64::from(node.port)) {
+            if let Some(me) = r
+                .members
+                .iter()
+                .flatten()
+                .find(|m| m.ip == own_ip && u64::from(m.port) == u64::from(node.port))
+            {
                 set_view(node, tracker, me.status);
             }
         }
@@ -166,13 +189,20 @@ async fn report_session(
         up_time: node.started_at,
         version: VERSION_TEXT.into(),
         init_flag: !done,
-        status: if done { StorageStatus::Active as i8 } else { StorageStatus::Init as i8 },
+        status: if done {
+            StorageStatus::Active as i8
+        } else {
+            StorageStatus::Init as i8
+        },
         storage_id: String::new(),
         current_tracker_ip: tracker.ip().to_string(),
         trackers: all_trackers.to_vec(),
     };
     let reply = call_ok(&mut conn, Command::StorageJoin, &join.encode()).await?;
-    let joined = JoinResponse::decode(&reply).map_err(|source| ClientError::Proto { addr: tracker.to_string(), source })?;
+    let joined = JoinResponse::decode(&reply).map_err(|source| ClientError::Proto {
+        addr: tracker.to_string(),
+        source,
+    })?;
     set_view(node, tracker, joined.status);
     tracing::info!(%tracker, status = joined.status, "joined tracker");
     if !done {
@@ -180,12 +210,17 @@ async fn report_session(
         let (src_id, until) = if src.is_empty() {
             (String::new(), 0)
         } else {
-            let s = SyncSource::decode(&src).map_err(|source| ClientError::Proto { addr: tracker.to_string(), source })?;
+            let s = SyncSource::decode(&src).map_err(|source| ClientError::Proto {
+                addr: tracker.to_string(),
+                source,
+            })?;
             (s.src_id, s.until)
         };
         // Without group replication yet, a source can only be recorded, not used.
-        record_sync_old_done(node, &src_id, until)
-            .map_err(|source| ClientError::LocalFile { path: init_flag_path(node).display().to_string(), source })?;
+        record_sync_old_done(node, &src_id, until).map_err(|source| ClientError::LocalFile {
+            path: init_flag_path(node).display().to_string(),
+            source,
+        })?;
     }
     let mut beat_tick = tokio::time::interval(Duration::from_secs(cfg.heart_beat_interval.max(1)));
     let mut disk_tick = tokio::time::interval(Duration::from_secs(cfg.stat_report_interval.max(1)));

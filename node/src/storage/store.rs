@@ -69,7 +69,9 @@ impl Store {
         let subdir_count = cfg.subdir_count_per_path;
         for root in &paths {
             let data = root.join("data");
-            let last = data.join(hex_dir(subdir_count - 1)).join(hex_dir(subdir_count - 1));
+            let last = data
+                .join(hex_dir(subdir_count - 1))
+                .join(hex_dir(subdir_count - 1));
             if !last.is_dir() {
                 tracing::info!(path = %root.display(), subdir_count, "creating data directories");
                 for hh in 0..subdir_count {
@@ -110,12 +112,19 @@ impl Store {
             return Ok((n % self.paths.len() as u64) as usize);
         }
         let i = usize::from(requested);
-        if i < self.paths.len() { Ok(i) } else { Err(Status::InvalidArgument) }
+        if i < self.paths.len() {
+            Ok(i)
+        } else {
+            Err(Status::InvalidArgument)
+        }
     }
 
     /// Absolute path of a stored file, refusing store paths this node lacks.
     pub fn file_path(&self, name: &RemoteName) -> Result<PathBuf, Status> {
-        let root = self.paths.get(usize::from(name.store_path)).ok_or(Status::InvalidArgument)?;
+        let root = self
+            .paths
+            .get(usize::from(name.store_path))
+            .ok_or(Status::InvalidArgument)?;
         if u32::from(name.hh) >= self.subdir_count || u32::from(name.ll) >= self.subdir_count {
             return Err(Status::InvalidArgument);
         }
@@ -125,9 +134,22 @@ impl Store {
     /// Creates a new temp file in `store_path`'s temp directory.
     pub fn create_temp(&self, store_path: usize) -> io::Result<(TempFile, std::fs::File)> {
         let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
-        let path = self.paths[store_path].join("data").join(TMP_DIR).join(format!("{seq}-{}.tmp", std::process::id()));
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
-        Ok((TempFile { path, store_path, committed: false }, file))
+        let path = self.paths[store_path]
+            .join("data")
+            .join(TMP_DIR)
+            .join(format!("{seq}-{}.tmp", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok((
+            TempFile {
+                path,
+                store_path,
+                committed: false,
+            },
+            file,
+        ))
     }
 
     fn subdirs(&self, core_chars: &str) -> (u32, u32) {
@@ -173,7 +195,12 @@ impl Store {
             let chars = core.encode();
             let (hh, ll) = self.subdirs(&chars);
             let suffix = fileid::format_ext(ext, || rand::random::<u8>() % 10);
-            let name = RemoteName::new(temp.store_path as u8, hh as u8, ll as u8, format!("{chars}{suffix}"));
+            let name = RemoteName::new(
+                temp.store_path as u8,
+                hh as u8,
+                ll as u8,
+                format!("{chars}{suffix}"),
+            );
             let target = self.paths[temp.store_path].join(name.relative_path());
             match renameat_with(CWD, &temp.path, CWD, &target, RenameFlags::NOREPLACE) {
                 Ok(()) => {
@@ -248,7 +275,11 @@ mod tests {
     use super::*;
 
     fn store(dir: &Path, subdirs: u32) -> Store {
-        let cfg = StorageConfig { base_path: dir.into(), subdir_count_per_path: subdirs, ..Default::default() };
+        let cfg = StorageConfig {
+            base_path: dir.into(),
+            subdir_count_per_path: subdirs,
+            ..Default::default()
+        };
         Store::open(&cfg).expect("open")
     }
 
@@ -258,14 +289,20 @@ mod tests {
         let s = store(dir.path(), 4);
         assert!(dir.path().join("data/03/03").is_dir());
         assert!(!dir.path().join("data/04").exists());
-        let name = write_small(&s, 0, Ipv4Addr::new(127, 0, 0, 2), "txt", b"hello").expect("commit");
+        let name =
+            write_small(&s, 0, Ipv4Addr::new(127, 0, 0, 2), "txt", b"hello").expect("commit");
         let path = s.file_path(&name).expect("path");
         assert_eq!(std::fs::read(&path).expect("read"), b"hello");
         let core = name.core().expect("core");
         assert_eq!(core.file_size(), 5);
         assert_eq!(core.crc32, crc32fast::hash(b"hello"));
         assert!(name.name.ends_with(".txt"));
-        assert_eq!(std::fs::read_dir(dir.path().join("data/.tmp")).expect("tmp").count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("data/.tmp"))
+                .expect("tmp")
+                .count(),
+            0
+        );
         delete(&path).expect("delete");
         assert!(!path.exists());
     }

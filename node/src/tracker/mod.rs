@@ -13,8 +13,8 @@ use crate::config::TrackerConfig;
 use crate::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
 use crate::proto::query::{FetchAll, FileRequest, GroupRequest};
 use crate::proto::report::{
-    BeatRequest, DiskUsage, GetMyIpRequest, HeartbeatReply, JoinRequest, Parameters, StorageBrief, SyncReport,
-    SyncSource,
+    BeatRequest, DiskUsage, GetMyIpRequest, HeartbeatReply, JoinRequest, Parameters, StorageBrief,
+    SyncReport, SyncSource,
 };
 use crate::proto::{Command, Header, Status};
 use crate::server::{self, ConnError, Connection, Service};
@@ -45,7 +45,10 @@ enum Next {
 
 impl Tracker {
     pub fn new(config: TrackerConfig) -> Self {
-        Tracker { registry: Mutex::new(Registry::new(config.clone())), config }
+        Tracker {
+            registry: Mutex::new(Registry::new(config.clone())),
+            config,
+        }
     }
 
     /// The registry, recovering from a poisoned lock (state stays consistent per call).
@@ -61,11 +64,20 @@ impl Tracker {
                 kv("use_storage_id", "0".into()),
                 kv("id_type_in_filename", "ip".into()),
                 kv("trust_storage_server_id", "1".into()),
-                kv("response_ip_addr_size", c.compat.ip_width.full_len().to_string()),
+                kv(
+                    "response_ip_addr_size",
+                    c.compat.ip_width.full_len().to_string(),
+                ),
                 kv("storage_ip_changed_auto_adjust", "1".into()),
-                kv("storage_sync_file_max_delay", c.storage_sync_file_max_delay.to_string()),
+                kv(
+                    "storage_sync_file_max_delay",
+                    c.storage_sync_file_max_delay.to_string(),
+                ),
                 kv("store_path", c.store_path.to_string()),
-                kv("reserved_storage_space", c.reserved_storage_space.to_fastdfs_text()),
+                kv(
+                    "reserved_storage_space",
+                    c.reserved_storage_space.to_fastdfs_text(),
+                ),
                 kv("use_trunk_file", "0".into()),
                 kv("store_slave_file_use_link", "0".into()),
             ],
@@ -77,12 +89,21 @@ impl Tracker {
         let mut reply = HeartbeatReply::default();
         if !session.leader_sent {
             let ip = conn.local.ip().to_string();
-            reply.leader = Some(StorageBrief { status: 0, port: u32::from(conn.local.port()), id: ip.clone(), ip });
+            reply.leader = Some(StorageBrief {
+                status: 0,
+                port: u32::from(conn.local.port()),
+                id: ip.clone(),
+                ip,
+            });
             session.leader_sent = true;
         }
         if let Some((group, _)) = &session.joined {
             let reg = self.registry();
-            if let Some(g) = reg.groups.get(group).filter(|g| session.members_sent != Some(g.changes)) {
+            if let Some(g) = reg
+                .groups
+                .get(group)
+                .filter(|g| session.members_sent != Some(g.changes))
+            {
                 reply.members = Some(g.briefs());
                 session.members_sent = Some(g.changes);
             }
@@ -90,7 +111,12 @@ impl Tracker {
         reply.encode()
     }
 
-    async fn handle(&self, conn: &mut Connection, header: Header, session: &mut Session) -> Result<Next, ConnError> {
+    async fn handle(
+        &self,
+        conn: &mut Connection,
+        header: Header,
+        session: &mut Session,
+    ) -> Result<Next, ConnError> {
         let body = conn.read_body(header.body_len).await?;
         let cmd = header.cmd;
         let width = self.config.compat.ip_width;
@@ -98,16 +124,16 @@ impl Tracker {
         let result: Result<Vec<u8>, Status> = match cmd {
             Command::Quit => return Ok(Next::Close),
             Command::ActiveTest => empty(&body).map(|_| Vec::new()),
-            Command::QueryStoreWithoutGroupOne => {
-                empty(&body).and_then(|_| self.registry().query_store(None)).map(|t| t.encode(width))
-            }
+            Command::QueryStoreWithoutGroupOne => empty(&body)
+                .and_then(|_| self.registry().query_store(None))
+                .map(|t| t.encode(width)),
             Command::QueryStoreWithGroupOne => GroupRequest::decode(&body)
                 .map_err(|e| e.status())
                 .and_then(|r| self.registry().query_store(Some(&r.group)))
                 .map(|t| t.encode(width)),
-            Command::QueryStoreWithoutGroupAll => {
-                empty(&body).and_then(|_| self.registry().query_store_all(None)).map(|t| t.encode(width))
-            }
+            Command::QueryStoreWithoutGroupAll => empty(&body)
+                .and_then(|_| self.registry().query_store_all(None))
+                .map(|t| t.encode(width)),
             Command::QueryStoreWithGroupAll => GroupRequest::decode(&body)
                 .map_err(|e| e.status())
                 .and_then(|r| self.registry().query_store_all(Some(&r.group)))
@@ -118,16 +144,21 @@ impl Tracker {
                     Ok(r) => {
                         let mut reg = self.registry();
                         match cmd {
-                            Command::QueryFetchOne => {
-                                reg.query_fetch(&r.group, &r.remote_filename, now).map(|t| t.encode(width))
-                            }
-                            Command::QueryUpdate => {
-                                reg.query_update(&r.group, &r.remote_filename).map(|t| t.encode(width))
-                            }
-                            _ => reg.query_fetch_all(&r.group, &r.remote_filename, now).map(|servers| {
-                                FetchAll { group: r.group.clone(), servers }
+                            Command::QueryFetchOne => reg
+                                .query_fetch(&r.group, &r.remote_filename, now)
+                                .map(|t| t.encode(width)),
+                            Command::QueryUpdate => reg
+                                .query_update(&r.group, &r.remote_filename)
+                                .map(|t| t.encode(width)),
+                            _ => reg.query_fetch_all(&r.group, &r.remote_filename, now).map(
+                                |servers| {
+                                    FetchAll {
+                                        group: r.group.clone(),
+                                        servers,
+                                    }
                                     .encode(width, self.config.compat.fetch_all_format)
-                            }),
+                                },
+                            ),
                         }
                     }
                 }
@@ -135,14 +166,19 @@ impl Tracker {
             Command::ServerListAllGroups => {
                 empty(&body).map(|_| GroupStat::encode_all(&self.registry().group_stats()))
             }
-            Command::ServerListOneGroup => GroupRequest::decode(&body).map_err(|e| e.status()).and_then(|r| {
-                let reg = self.registry();
-                let g = reg.groups.get(&r.group).ok_or(Status::NotFound)?;
-                Ok(GroupStat::encode_all(&[reg.group_stat(g)]))
-            }),
+            Command::ServerListOneGroup => GroupRequest::decode(&body)
+                .map_err(|e| e.status())
+                .and_then(|r| {
+                    let reg = self.registry();
+                    let g = reg.groups.get(&r.group).ok_or(Status::NotFound)?;
+                    Ok(GroupStat::encode_all(&[reg.group_stat(g)]))
+                }),
             Command::ServerListStorage => ListStorageRequest::decode(&body)
                 .map_err(|e| e.status())
-                .and_then(|r| self.registry().storage_stats(&r.group, r.storage_id.as_deref()))
+                .and_then(|r| {
+                    self.registry()
+                        .storage_stats(&r.group, r.storage_id.as_deref())
+                })
                 .map(|s| StorageStat::encode_all(&s, width)),
             Command::ServerGetLeader => empty(&body).map(|_| conn.local.to_string().into_bytes()),
             Command::StorageParameterReq => empty(&body).map(|_| self.parameters().encode()),
@@ -169,7 +205,9 @@ impl Tracker {
             | Command::StorageSyncNotify
             | Command::StorageSyncDestQuery => match session.joined.clone() {
                 None => Err(Status::AccessDenied),
-                Some((group, id)) => self.storage_report(conn, session, cmd, &body, &group, &id, now),
+                Some((group, id)) => {
+                    self.storage_report(conn, session, cmd, &body, &group, &id, now)
+                }
             },
             other => {
                 tracing::debug!(peer = %conn.peer, cmd = ?other, "unsupported command");
@@ -207,12 +245,17 @@ impl Tracker {
             }
             Command::StorageSyncReport => {
                 let report = SyncReport::decode(body).map_err(|e| e.status())?;
-                self.registry().sync_report(group, id, &report.entries, now)?;
+                self.registry()
+                    .sync_report(group, id, &report.entries, now)?;
                 Ok(self.heartbeat_reply(conn, session))
             }
             Command::StorageSyncDestReq => {
                 empty(body)?;
-                Ok(self.registry().sync_dest_req(group, id, now)?.map(|s| s.encode()).unwrap_or_default())
+                Ok(self
+                    .registry()
+                    .sync_dest_req(group, id, now)?
+                    .map(|s| s.encode())
+                    .unwrap_or_default())
             }
             Command::StorageSyncNotify => {
                 let src = SyncSource::decode(body).map_err(|e| e.status())?;
@@ -222,11 +265,19 @@ impl Tracker {
             _ => {
                 empty(body)?;
                 let reg = self.registry();
-                let m = reg.groups.get(group).and_then(|g| g.members.get(id)).ok_or(Status::NotFound)?;
+                let m = reg
+                    .groups
+                    .get(group)
+                    .and_then(|g| g.members.get(id))
+                    .ok_or(Status::NotFound)?;
                 Ok(if m.src_id.is_empty() {
                     Vec::new()
                 } else {
-                    SyncSource { src_id: m.src_id.clone(), until: m.sync_until }.encode()
+                    SyncSource {
+                        src_id: m.src_id.clone(),
+                        until: m.sync_until,
+                    }
+                    .encode()
                 })
             }
         }
@@ -234,7 +285,11 @@ impl Tracker {
 }
 
 fn empty(body: &[u8]) -> Result<(), Status> {
-    if body.is_empty() { Ok(()) } else { Err(Status::InvalidArgument) }
+    if body.is_empty() {
+        Ok(())
+    } else {
+        Err(Status::InvalidArgument)
+    }
 }
 
 impl Service for Tracker {
@@ -290,7 +345,9 @@ impl RunningTracker {
 
 /// Binds and starts a tracker; `config.bind` may use port 0.
 pub async fn start(config: TrackerConfig) -> std::io::Result<RunningTracker> {
-    config.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    config
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let (listener, addr) = server::bind(&config.bind).await?;
     let tracker = Arc::new(Tracker::new(config.clone()));
     let stop = CancellationToken::new();
@@ -315,5 +372,10 @@ pub async fn start(config: TrackerConfig) -> std::io::Result<RunningTracker> {
         stop.clone(),
         Duration::from_secs(5),
     ));
-    Ok(RunningTracker { addr, tracker, stop, task })
+    Ok(RunningTracker {
+        addr,
+        tracker,
+        stop,
+        task,
+    })
 }

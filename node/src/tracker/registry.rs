@@ -46,11 +46,19 @@ impl Member {
     }
 
     pub fn addr(&self) -> StorageAddr {
-        StorageAddr { ip: self.ip.clone(), port: self.port }
+        StorageAddr {
+            ip: self.ip.clone(),
+            port: self.port,
+        }
     }
 
     pub fn brief(&self) -> StorageBrief {
-        StorageBrief { status: self.status as u8, port: self.port as u32, id: self.id.clone(), ip: self.ip.clone() }
+        StorageBrief {
+            status: self.status as u8,
+            port: self.port as u32,
+            id: self.id.clone(),
+            ip: self.ip.clone(),
+        }
     }
 
     fn is_active(&self) -> bool {
@@ -127,7 +135,11 @@ fn status_of(byte: i8) -> Option<StorageStatus> {
 
 impl Registry {
     pub fn new(policy: TrackerConfig) -> Self {
-        Registry { groups: BTreeMap::new(), current_write_group: 0, policy }
+        Registry {
+            groups: BTreeMap::new(),
+            current_write_group: 0,
+            policy,
+        }
     }
 
     pub fn policy(&self) -> &TrackerConfig {
@@ -143,7 +155,12 @@ impl Registry {
     }
 
     /// STORAGE_JOIN (81): register or log in a storage seen at `peer_ip`.
-    pub fn join(&mut self, peer_ip: &str, req: &JoinRequest, now: u64) -> Result<(String, JoinResponse), Status> {
+    pub fn join(
+        &mut self,
+        peer_ip: &str,
+        req: &JoinRequest,
+        now: u64,
+    ) -> Result<(String, JoinResponse), Status> {
         if !crate::fileid::valid_group(&req.group)
             || !(1..=256).contains(&req.store_path_count)
             || !(1..=256).contains(&req.subdir_count_per_path)
@@ -153,12 +170,17 @@ impl Registry {
             return Err(Status::InvalidArgument);
         }
         // Without storage ids a storage is known by the address it connects from.
-        let id = if req.storage_id.is_empty() { peer_ip.to_owned() } else { req.storage_id.clone() };
-        let group = self
-            .groups
-            .entry(req.group.clone())
-            .or_insert_with(|| Group::new(&req.group, req.store_path_count, req.subdir_count_per_path));
-        if group.store_path_count != req.store_path_count || group.subdir_count_per_path != req.subdir_count_per_path {
+        let id = if req.storage_id.is_empty() {
+            peer_ip.to_owned()
+        } else {
+            req.storage_id.clone()
+        };
+        let group = self.groups.entry(req.group.clone()).or_insert_with(|| {
+            Group::new(&req.group, req.store_path_count, req.subdir_count_per_path)
+        });
+        if group.store_path_count != req.store_path_count
+            || group.subdir_count_per_path != req.subdir_count_per_path
+        {
             if group.members.is_empty() {
                 group.store_path_count = req.store_path_count;
                 group.subdir_count_per_path = req.subdir_count_per_path;
@@ -179,7 +201,16 @@ impl Registry {
                 } else {
                     match status_of(req.status) {
                         Some(StorageStatus::Active) => StorageStatus::Online,
-                        Some(s) if !matches!(s, StorageStatus::Deleted | StorageStatus::IpChanged | StorageStatus::None) => s,
+                        Some(s)
+                            if !matches!(
+                                s,
+                                StorageStatus::Deleted
+                                    | StorageStatus::IpChanged
+                                    | StorageStatus::None
+                            ) =>
+                        {
+                            s
+                        }
                         _ => return Err(Status::Fault),
                     }
                 };
@@ -211,16 +242,27 @@ impl Registry {
         member.up_time = req.up_time;
         member.upload_priority = req.upload_priority;
         member.last_heartbeat = now;
-        if matches!(member.status, StorageStatus::Offline | StorageStatus::Recovery) {
+        if matches!(
+            member.status,
+            StorageStatus::Offline | StorageStatus::Recovery
+        ) {
             member.status = StorageStatus::Online;
         }
-        let reply = JoinResponse { status: member.status as u8, src_id: member.src_id.clone() };
+        let reply = JoinResponse {
+            status: member.status as u8,
+            src_id: member.src_id.clone(),
+        };
         group.changes += 1;
         Ok((id, reply))
     }
 
     /// SYNC_DEST_REQ (87): a new storage asks who copies the group's files to it.
-    pub fn sync_dest_req(&mut self, group: &str, id: &str, now: u64) -> Result<Option<SyncSource>, Status> {
+    pub fn sync_dest_req(
+        &mut self,
+        group: &str,
+        id: &str,
+        now: u64,
+    ) -> Result<Option<SyncSource>, Status> {
         let (g, id) = self.member_mut(group, id)?;
         let source = g
             .members
@@ -228,7 +270,10 @@ impl Registry {
             .filter(|m| m.id != id && m.is_active())
             .map(|m| m.id.clone())
             .next();
-        let others_available = g.members.values().any(|m| m.id != id && m.status.is_available());
+        let others_available = g
+            .members
+            .values()
+            .any(|m| m.id != id && m.status.is_available());
         let m = g.members.get_mut(&id).ok_or(Status::NotFound)?;
         g.changes += 1;
         if !others_available {
@@ -239,7 +284,10 @@ impl Registry {
         m.status = StorageStatus::WaitSync;
         m.src_id = src.clone();
         m.sync_until = now;
-        Ok(Some(SyncSource { src_id: src, until: now }))
+        Ok(Some(SyncSource {
+            src_id: src,
+            until: now,
+        }))
     }
 
     /// SYNC_NOTIFY (88): the storage tells this tracker its sync source.
@@ -247,13 +295,17 @@ impl Registry {
         let (g, id) = self.member_mut(group, id)?;
         if !src.src_id.is_empty() {
             match g.members.get(&src.src_id) {
-                Some(s) if !matches!(s.status, StorageStatus::Deleted | StorageStatus::IpChanged) => {}
+                Some(s)
+                    if !matches!(s.status, StorageStatus::Deleted | StorageStatus::IpChanged) => {}
                 _ => return Err(Status::NotFound),
             }
         }
         let m = g.members.get_mut(&id).ok_or(Status::NotFound)?;
         if src.src_id.is_empty() {
-            if matches!(m.status, StorageStatus::Init | StorageStatus::WaitSync | StorageStatus::Syncing) {
+            if matches!(
+                m.status,
+                StorageStatus::Init | StorageStatus::WaitSync | StorageStatus::Syncing
+            ) {
                 m.status = StorageStatus::Online;
             }
         } else if m.status == StorageStatus::Init {
@@ -287,7 +339,13 @@ impl Registry {
     }
 
     /// BEAT (83).
-    pub fn beat(&mut self, group: &str, id: &str, stats: Option<StorageStats>, now: u64) -> Result<(), Status> {
+    pub fn beat(
+        &mut self,
+        group: &str,
+        id: &str,
+        stats: Option<StorageStats>,
+        now: u64,
+    ) -> Result<(), Status> {
         let (g, id) = self.member_mut(group, id)?;
         if let (Some(stats), Some(m)) = (stats, g.members.get_mut(&id)) {
             m.stats = stats;
@@ -296,7 +354,13 @@ impl Registry {
     }
 
     /// REPORT_DISK_USAGE (84).
-    pub fn disk_usage(&mut self, group: &str, id: &str, paths: Vec<PathUsage>, now: u64) -> Result<(), Status> {
+    pub fn disk_usage(
+        &mut self,
+        group: &str,
+        id: &str,
+        paths: Vec<PathUsage>,
+        now: u64,
+    ) -> Result<(), Status> {
         let store_path = self.policy.store_path;
         let (g, id) = self.member_mut(group, id)?;
         let m = g.members.get_mut(&id).ok_or(Status::NotFound)?;
@@ -304,15 +368,25 @@ impl Registry {
             return Err(Status::InvalidArgument);
         }
         if store_path == 2 {
-            m.current_write_path =
-                paths.iter().enumerate().max_by_key(|(_, p)| p.free_mb).map(|(i, _)| i).unwrap_or(0);
+            m.current_write_path = paths
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, p)| p.free_mb)
+                .map(|(i, _)| i)
+                .unwrap_or(0);
         }
         m.paths = paths;
         Self::mark_alive(g, &id, now)
     }
 
     /// SYNC_REPORT (89): the destination's view of how far each source got.
-    pub fn sync_report(&mut self, group: &str, id: &str, entries: &[(String, u32)], now: u64) -> Result<(), Status> {
+    pub fn sync_report(
+        &mut self,
+        group: &str,
+        id: &str,
+        entries: &[(String, u32)],
+        now: u64,
+    ) -> Result<(), Status> {
         let use_min = self.policy.store_server == 0;
         let (g, id) = self.member_mut(group, id)?;
         let relevant: Vec<u64> = entries
@@ -321,7 +395,11 @@ impl Registry {
             .map(|(_, ts)| u64::from(*ts))
             .collect();
         let m = g.members.get_mut(&id).ok_or(Status::NotFound)?;
-        let value = if use_min { relevant.iter().min() } else { relevant.iter().max() };
+        let value = if use_min {
+            relevant.iter().min()
+        } else {
+            relevant.iter().max()
+        };
         if let Some(&v) = value {
             m.last_synced_timestamp = v;
         }
@@ -349,17 +427,25 @@ impl Registry {
 
     /// Picks the group for an upload (`store_lookup`), or the named one.
     fn choose_group(&mut self, named: Option<&str>) -> Result<String, Status> {
-        let named = named.map(str::to_owned).or_else(|| {
-            (self.policy.store_lookup == 1).then(|| self.policy.store_group.clone())
-        });
+        let named = named
+            .map(str::to_owned)
+            .or_else(|| (self.policy.store_lookup == 1).then(|| self.policy.store_group.clone()));
         if let Some(name) = named {
             let g = self.groups.get(&name).ok_or(Status::NotFound)?;
             if g.active().is_empty() {
                 return Err(Status::NotFound);
             }
-            return if self.group_has_room(g) { Ok(name) } else { Err(Status::NoSpace) };
+            return if self.group_has_room(g) {
+                Ok(name)
+            } else {
+                Err(Status::NoSpace)
+            };
         }
-        let names: Vec<&Group> = self.groups.values().filter(|g| !g.active().is_empty()).collect();
+        let names: Vec<&Group> = self
+            .groups
+            .values()
+            .filter(|g| !g.active().is_empty())
+            .collect();
         if names.is_empty() {
             return Err(Status::NotFound);
         }
@@ -373,7 +459,10 @@ impl Registry {
         }
         let n = names.len();
         let start = self.current_write_group % n;
-        let chosen = (0..n).map(|i| names[(start + i) % n]).find(|g| self.group_has_room(g)).map(|g| g.name.clone());
+        let chosen = (0..n)
+            .map(|i| names[(start + i) % n])
+            .find(|g| self.group_has_room(g))
+            .map(|g| g.name.clone());
         self.current_write_group = (start + 1) % n;
         chosen.ok_or(Status::NoSpace)
     }
@@ -388,7 +477,11 @@ impl Registry {
         }
         let id = match store_server {
             1 => active[0].id.clone(),
-            2 => active.iter().min_by_key(|m| (m.upload_priority, m.id.clone())).map(|m| m.id.clone()).unwrap_or_default(),
+            2 => active
+                .iter()
+                .min_by_key(|m| (m.upload_priority, m.id.clone()))
+                .map(|m| m.id.clone())
+                .unwrap_or_default(),
             _ => {
                 let i = g.current_write_server % active.len();
                 let id = active[i].id.clone();
@@ -411,7 +504,9 @@ impl Registry {
             ReservedSpace::Mb(mb) => p.free_mb > mb / n as u64,
             ReservedSpace::Ratio(_) => reserved.has_room(p.free_mb, p.total_mb),
         };
-        let found = (0..n).map(|i| (start + i) % n).find(|&i| m.paths.get(i).is_some_and(per_path_reserve));
+        let found = (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&i| m.paths.get(i).is_some_and(per_path_reserve));
         if round_robin {
             m.current_write_path = (start + 1) % n;
         }
@@ -424,16 +519,32 @@ impl Registry {
         let id = self.choose_storage(&group)?;
         let path = self.choose_path(&group, &id)?;
         let m = &self.groups[&group].members[&id];
-        Ok(StoreTarget { group, addr: m.addr(), store_path_index: path })
+        Ok(StoreTarget {
+            group,
+            addr: m.addr(),
+            store_path_index: path,
+        })
     }
 
     /// 106/107: every writable storage of the chosen group.
     pub fn query_store_all(&mut self, group: Option<&str>) -> Result<StoreTargets, Status> {
         let group = self.choose_group(group)?;
-        let first = self.groups[&group].active().first().map(|m| m.id.clone()).ok_or(Status::NotFound)?;
+        let first = self.groups[&group]
+            .active()
+            .first()
+            .map(|m| m.id.clone())
+            .ok_or(Status::NotFound)?;
         let path = self.choose_path(&group, &first)?;
-        let servers = self.groups[&group].active().iter().map(|m| m.addr()).collect();
-        Ok(StoreTargets { group, servers, store_path_index: path })
+        let servers = self.groups[&group]
+            .active()
+            .iter()
+            .map(|m| m.addr())
+            .collect();
+        Ok(StoreTargets {
+            group,
+            servers,
+            store_path_index: path,
+        })
     }
 
     /// Whether member `m` can already serve a file uploaded at `file_ts` to `source`.
@@ -441,7 +552,8 @@ impl Registry {
         Some(m.id.as_str()) == source_id
             || file_ts + self.policy.storage_sync_file_max_delay < now
             || m.last_synced_timestamp > file_ts
-            || (m.last_synced_timestamp + 1 >= file_ts && now.saturating_sub(file_ts) > self.policy.storage_sync_file_max_time)
+            || (m.last_synced_timestamp + 1 >= file_ts
+                && now.saturating_sub(file_ts) > self.policy.storage_sync_file_max_time)
     }
 
     fn decode(&self, group: &str, remote: &str) -> Result<(RemoteName, Source, u64, bool), Status> {
@@ -455,23 +567,51 @@ impl Registry {
     }
 
     /// 102: one storage that holds the file (protocol notes §4.6).
-    pub fn query_fetch(&mut self, group: &str, remote: &str, now: u64) -> Result<FetchTarget, Status> {
+    pub fn query_fetch(
+        &mut self,
+        group: &str,
+        remote: &str,
+        now: u64,
+    ) -> Result<FetchTarget, Status> {
         let all = self.readable_holders(group, remote, now, true)?;
-        all.into_iter().next().map(|addr| FetchTarget { group: group.to_owned(), addr }).ok_or(Status::NotFound)
+        all.into_iter()
+            .next()
+            .map(|addr| FetchTarget {
+                group: group.to_owned(),
+                addr,
+            })
+            .ok_or(Status::NotFound)
     }
 
     /// 105: every storage that holds the file.
-    pub fn query_fetch_all(&mut self, group: &str, remote: &str, now: u64) -> Result<Vec<StorageAddr>, Status> {
+    pub fn query_fetch_all(
+        &mut self,
+        group: &str,
+        remote: &str,
+        now: u64,
+    ) -> Result<Vec<StorageAddr>, Status> {
         let all = self.readable_holders(group, remote, now, false)?;
-        if all.is_empty() { Err(Status::NotFound) } else { Ok(all) }
+        if all.is_empty() {
+            Err(Status::NotFound)
+        } else {
+            Ok(all)
+        }
     }
 
-    fn readable_holders(&mut self, group: &str, remote: &str, now: u64, one: bool) -> Result<Vec<StorageAddr>, Status> {
+    fn readable_holders(
+        &mut self,
+        group: &str,
+        remote: &str,
+        now: u64,
+        one: bool,
+    ) -> Result<Vec<StorageAddr>, Status> {
         let (_, source, file_ts, normal) = self.decode(group, remote)?;
         let g = &self.groups[group];
         let source_member = g.find_source(source).filter(|m| m.is_active());
         let source_id = g.find_source(source).map(|m| m.id.clone());
-        if let Some(s) = source_member.filter(|_| (!normal || self.policy.download_server == 1) && one) {
+        if let Some(s) =
+            source_member.filter(|_| (!normal || self.policy.download_server == 1) && one)
+        {
             return Ok(vec![s.addr()]);
         }
         let active = g.active();
@@ -479,7 +619,9 @@ impl Registry {
             return Err(Status::NotFound);
         }
         if !normal {
-            return Ok(source_member.map(|s| vec![s.addr()]).unwrap_or_else(|| vec![active[0].addr()]));
+            return Ok(source_member
+                .map(|s| vec![s.addr()])
+                .unwrap_or_else(|| vec![active[0].addr()]));
         }
         let start = g.current_read_server % active.len();
         let holders: Vec<StorageAddr> = (0..active.len())
@@ -491,7 +633,13 @@ impl Registry {
         if let Some(g) = self.groups.get_mut(group) {
             g.current_read_server = (start + 1) % active_len(g);
         }
-        Ok(if holders.is_empty() { vec![fallback] } else if one { holders[..1].to_vec() } else { holders })
+        Ok(if holders.is_empty() {
+            vec![fallback]
+        } else if one {
+            holders[..1].to_vec()
+        } else {
+            holders
+        })
     }
 
     /// 103: the storage to update a file on: its source when writable.
@@ -499,11 +647,17 @@ impl Registry {
         let (_, source, _, _) = self.decode(group, remote)?;
         let g = &self.groups[group];
         if let Some(s) = g.find_source(source).filter(|m| m.is_active()) {
-            return Ok(FetchTarget { group: group.to_owned(), addr: s.addr() });
+            return Ok(FetchTarget {
+                group: group.to_owned(),
+                addr: s.addr(),
+            });
         }
         let id = self.choose_storage(group)?;
         let addr = self.groups[group].members[&id].addr();
-        Ok(FetchTarget { group: group.to_owned(), addr })
+        Ok(FetchTarget {
+            group: group.to_owned(),
+            addr,
+        })
     }
 
     /// 90/91 records, sorted by group name.
@@ -522,7 +676,11 @@ impl Registry {
             reserved_mb: self.policy.reserved_storage_space.reserved_mb(total),
             trunk_free_mb: 0,
             storage_count: g.members.len() as u64,
-            storage_port: if ports.len() == 1 { ports.first().copied().unwrap_or(0) as i64 } else { -1 },
+            storage_port: if ports.len() == 1 {
+                ports.first().copied().unwrap_or(0) as i64
+            } else {
+                -1
+            },
             readable_count: active,
             writable_count: active,
             current_write_server: g.current_write_server as u64,
@@ -597,7 +755,16 @@ mod tests {
     }
 
     fn activate(reg: &mut Registry, group: &str, id: &str) {
-        reg.disk_usage(group, id, vec![PathUsage { total_mb: 100_000, free_mb: 50_000 }], 1000).expect("disk");
+        reg.disk_usage(
+            group,
+            id,
+            vec![PathUsage {
+                total_mb: 100_000,
+                free_mb: 50_000,
+            }],
+            1000,
+        )
+        .expect("disk");
     }
 
     fn name_from(ip: [u8; 4], ts: u32) -> String {
@@ -614,11 +781,20 @@ mod tests {
     fn new_storage_goes_init_online_active() {
         let mut reg = Registry::new(TrackerConfig::default());
         let id = join(&mut reg, "group1", "127.0.0.2", true);
-        assert_eq!(reg.groups["group1"].members[&id].status, StorageStatus::Init);
+        assert_eq!(
+            reg.groups["group1"].members[&id].status,
+            StorageStatus::Init
+        );
         assert_eq!(reg.sync_dest_req("group1", &id, 1000), Ok(None));
-        assert_eq!(reg.groups["group1"].members[&id].status, StorageStatus::Online);
+        assert_eq!(
+            reg.groups["group1"].members[&id].status,
+            StorageStatus::Online
+        );
         activate(&mut reg, "group1", &id);
-        assert_eq!(reg.groups["group1"].members[&id].status, StorageStatus::Active);
+        assert_eq!(
+            reg.groups["group1"].members[&id].status,
+            StorageStatus::Active
+        );
     }
 
     #[test]
@@ -628,8 +804,17 @@ mod tests {
         activate(&mut reg, "group1", &a);
         let b = join(&mut reg, "group1", "127.0.0.3", true);
         let src = reg.sync_dest_req("group1", &b, 2000).expect("source");
-        assert_eq!(src, Some(SyncSource { src_id: a, until: 2000 }));
-        assert_eq!(reg.groups["group1"].members[&b].status, StorageStatus::WaitSync);
+        assert_eq!(
+            src,
+            Some(SyncSource {
+                src_id: a,
+                until: 2000
+            })
+        );
+        assert_eq!(
+            reg.groups["group1"].members[&b].status,
+            StorageStatus::WaitSync
+        );
     }
 
     #[test]
@@ -638,9 +823,15 @@ mod tests {
         let a = join(&mut reg, "group1", "127.0.0.2", false);
         activate(&mut reg, "group1", &a);
         reg.check_alive(1050);
-        assert_eq!(reg.groups["group1"].members[&a].status, StorageStatus::Active);
+        assert_eq!(
+            reg.groups["group1"].members[&a].status,
+            StorageStatus::Active
+        );
         reg.check_alive(1101);
-        assert_eq!(reg.groups["group1"].members[&a].status, StorageStatus::Offline);
+        assert_eq!(
+            reg.groups["group1"].members[&a].status,
+            StorageStatus::Offline
+        );
         assert_eq!(reg.query_store(None), Err(Status::NotFound));
     }
 
@@ -651,15 +842,23 @@ mod tests {
             let id = join(&mut reg, g, ip, false);
             activate(&mut reg, g, &id);
         }
-        let picks: Vec<String> = (0..4).map(|_| reg.query_store(None).expect("store").group).collect();
+        let picks: Vec<String> = (0..4)
+            .map(|_| reg.query_store(None).expect("store").group)
+            .collect();
         assert_eq!(picks, ["group1", "group2", "group1", "group2"]);
         assert_eq!(reg.query_store(Some("nope")), Err(Status::NotFound));
-        assert_eq!(reg.query_store(Some("group2")).map(|t| t.addr.ip), Ok("127.0.0.3".into()));
+        assert_eq!(
+            reg.query_store(Some("group2")).map(|t| t.addr.ip),
+            Ok("127.0.0.3".into())
+        );
     }
 
     #[test]
     fn reserved_space_gives_enospc() {
-        let cfg = TrackerConfig { reserved_storage_space: ReservedSpace::Ratio(0.9), ..Default::default() };
+        let cfg = TrackerConfig {
+            reserved_storage_space: ReservedSpace::Ratio(0.9),
+            ..Default::default()
+        };
         let mut reg = Registry::new(cfg);
         let a = join(&mut reg, "group1", "127.0.0.2", false);
         activate(&mut reg, "group1", &a);
@@ -680,11 +879,23 @@ mod tests {
             assert_eq!(t.addr.ip, "127.0.0.2");
         }
         let old = name_from([127, 0, 0, 2], 10);
-        let ips: std::collections::BTreeSet<String> =
-            (0..4).map(|_| reg.query_fetch("group1", &old, 100_000).expect("fetch").addr.ip).collect();
+        let ips: std::collections::BTreeSet<String> = (0..4)
+            .map(|_| {
+                reg.query_fetch("group1", &old, 100_000)
+                    .expect("fetch")
+                    .addr
+                    .ip
+            })
+            .collect();
         assert_eq!(ips.len(), 2, "old files are spread over both members");
-        assert_eq!(reg.query_update("group1", &fresh).map(|t| t.addr.ip), Ok("127.0.0.2".into()));
+        assert_eq!(
+            reg.query_update("group1", &fresh).map(|t| t.addr.ip),
+            Ok("127.0.0.2".into())
+        );
         assert_eq!(reg.query_fetch("nope", &fresh, 1000), Err(Status::NotFound));
-        assert_eq!(reg.query_fetch("group1", "M00/00/00/../../x", 1000), Err(Status::InvalidArgument));
+        assert_eq!(
+            reg.query_fetch("group1", "M00/00/00/../../x", 1000),
+            Err(Status::InvalidArgument)
+        );
     }
 }

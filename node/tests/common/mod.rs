@@ -16,7 +16,10 @@ use serde_json::Value;
 pub fn exchanges() -> Vec<Value> {
     let text = include_str!("../fixtures/fastdfs-v6.16-exchanges.json");
     let doc: Value = serde_json::from_str(text).expect("fixture parses");
-    doc["exchanges"].as_array().expect("exchanges array").clone()
+    doc["exchanges"]
+        .as_array()
+        .expect("exchanges array")
+        .clone()
 }
 
 pub fn hex_field(v: &Value, key: &str) -> Vec<u8> {
@@ -40,7 +43,9 @@ impl Cluster {
         tcfg.bind = "127.0.0.1:0".into();
         tcfg.base_path = dir.path().join("tracker");
         tcfg.reserved_storage_space = ReservedSpace::Mb(0);
-        let tracker = fdfs_node::tracker::start(tcfg).await.expect("tracker starts");
+        let tracker = fdfs_node::tracker::start(tcfg)
+            .await
+            .expect("tracker starts");
         let mut storages = Vec::new();
         for (i, g) in groups.iter().enumerate() {
             let cfg = StorageConfig {
@@ -51,9 +56,17 @@ impl Cluster {
                 tracker_servers: vec![tracker.addr.to_string()],
                 ..Default::default()
             };
-            storages.push(fdfs_node::storage::start(cfg).await.expect("storage starts"));
+            storages.push(
+                fdfs_node::storage::start(cfg)
+                    .await
+                    .expect("storage starts"),
+            );
         }
-        let cluster = Cluster { tracker, storages, dir };
+        let cluster = Cluster {
+            tracker,
+            storages,
+            dir,
+        };
         cluster.wait_active().await;
         cluster
     }
@@ -94,8 +107,10 @@ impl Cluster {
     }
 
     pub async fn client(&self) -> fdfs_node::client::Client {
-        fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![self.tracker.addr.to_string()]))
-            .await
-            .expect("client")
+        fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
+            self.tracker.addr.to_string(),
+        ]))
+        .await
+        .expect("client")
     }
 }

@@ -1,0 +1,386 @@
+//! `FdfsCluster`: the trackers and the settings every group of a cluster shares.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{ImagePullPolicy, Scheduling};
+use super::reserved_space::RESERVED_STORAGE_SPACE_PATTERN;
+use super::storage_group::{GROUP_NAME_MAX_LEN, GROUP_NAME_PATTERN};
+
+/// Largest number of trackers a FastDFS storage accepts in its configuration.
+pub const MAX_TRACKERS: i32 = 16;
+
+/// A FastDFS-compatible cluster: its trackers, the Services clients connect to, and the
+/// settings shared by all of its storage groups. Groups are separate `StorageGroup` resources
+/// that name this cluster in `spec.clusterRef`.
+// Clippy reads the repeated `type_ = ...` of separate printer columns as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "fdfs.dev",
+    version = "v1alpha1",
+    kind = "FdfsCluster",
+    plural = "fdfsclusters",
+    shortname = "fdfs",
+    namespaced,
+    status = "FdfsClusterStatus",
+    derive = "PartialEq",
+    doc = "A FastDFS-compatible cluster: trackers, client Service and cluster-wide settings.",
+    printcolumn(
+        name = "Trackers",
+        type_ = "integer",
+        json_path = ".spec.trackers.replicas",
+        description = "Desired number of trackers"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyTrackers",
+        description = "Trackers that are ready"
+    ),
+    printcolumn(
+        name = "Leader",
+        type_ = "string",
+        json_path = ".status.leader",
+        description = "Tracker currently leading membership changes",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FdfsClusterSpec {
+    /// Container image of the `fdfs-node` binary, used by trackers and storages alike.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// When to pull `image`; Kubernetes' default applies when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+    /// The tracker Deployment.
+    #[serde(default)]
+    pub trackers: TrackerSpec,
+    /// FastDFS settings shared by the trackers and every storage group.
+    #[serde(default)]
+    pub settings: ClusterSettings,
+    /// The Service that FastDFS clients connect to.
+    #[serde(default)]
+    pub client_service: ClientServiceSpec,
+}
+
+/// The trackers: equal peers that every storage reports to, one of them leading membership
+/// changes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackerSpec {
+    /// Number of tracker Pods. FastDFS storages accept at most 16 trackers.
+    #[serde(default = "default_tracker_replicas")]
+    #[schemars(range(min = 1, max = MAX_TRACKERS))]
+    pub replicas: i32,
+    /// CPU and memory requests and limits of each tracker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node selection, tolerations, affinity and spreading of the tracker Pods.
+    #[serde(default)]
+    pub scheduling: Scheduling,
+    /// FastDFS protocol port of the trackers.
+    #[serde(default = "default_tracker_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// HTTP port of the trackers: health, readiness, metrics and the JSON cluster status.
+    #[serde(default = "default_tracker_http_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub http_port: i32,
+}
+
+impl Default for TrackerSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_tracker_replicas(),
+            resources: None,
+            scheduling: Scheduling::default(),
+            port: default_tracker_port(),
+            http_port: default_tracker_http_port(),
+        }
+    }
+}
+
+fn default_tracker_replicas() -> i32 {
+    2
+}
+
+fn default_tracker_port() -> i32 {
+    22122
+}
+
+fn default_tracker_http_port() -> i32 {
+    8080
+}
+
+/// Cluster-wide FastDFS settings (`tracker.conf` and the parameters storages fetch from the
+/// trackers).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new(
+    "!(has(self.storeLookup) && self.storeLookup == 'SpecifiedGroup') || has(self.storeGroup)"
+).message("storeGroup is required when storeLookup is SpecifiedGroup"))]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSettings {
+    /// How a tracker picks the group for an upload (FastDFS `store_lookup`). `LoadBalance`, the
+    /// choice of FastDFS's sample configuration, sends uploads to the group with the most free
+    /// space, so a newly added group fills up first.
+    #[serde(default)]
+    pub store_lookup: StoreLookup,
+    /// The group every upload goes to when `storeLookup` is `SpecifiedGroup` (FastDFS
+    /// `store_group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = GROUP_NAME_MAX_LEN), pattern(GROUP_NAME_PATTERN))]
+    pub store_group: Option<String>,
+    /// How a tracker picks the storage within the group for an upload (FastDFS `store_server`).
+    #[serde(default)]
+    pub store_server: StoreServer,
+    /// How a storage picks one of its store paths for an upload (FastDFS `store_path`).
+    #[serde(default)]
+    pub store_path: StorePath,
+    /// Which replica a tracker sends downloads to (FastDFS `download_server`).
+    #[serde(default)]
+    pub download_server: DownloadServer,
+    /// Free space each storage keeps back from uploads (FastDFS `reserved_storage_space`): a
+    /// ratio of each store path such as `10%` or `12.5%`, or a size with a binary unit such as
+    /// `1024M` or `10G`.
+    #[serde(default = "default_reserved_storage_space")]
+    #[schemars(pattern(RESERVED_STORAGE_SPACE_PATTERN))]
+    pub reserved_storage_space: String,
+    /// Identify storages by stable server IDs instead of their IP address (FastDFS
+    /// `use_storage_id`). Pod IPs change on restart, so turning this off is only meant for
+    /// clusters that mix in storages outside Kubernetes. Fixed at creation: the file IDs already
+    /// handed out depend on it.
+    #[serde(default = "default_true")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("useStorageId is immutable"))]
+    pub use_storage_id: bool,
+    /// What new file IDs encode as their source storage: its server ID or its IP address
+    /// (FastDFS `id_type_in_filename`). Fixed at creation: the file IDs already handed out
+    /// depend on it.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("idTypeInFilename is immutable"))]
+    pub id_type_in_filename: IdType,
+    /// Choices between FastDFS versions whose replies differ on the wire.
+    #[serde(default)]
+    pub compat: CompatSettings,
+    /// Secret key holding the anti-leech token secret checked on HTTP downloads (as
+    /// fastdfs-nginx-module's `secret_key`). Token checks are off when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_token_secret_ref: Option<SecretKeyRef>,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            store_lookup: StoreLookup::default(),
+            store_group: None,
+            store_server: StoreServer::default(),
+            store_path: StorePath::default(),
+            download_server: DownloadServer::default(),
+            reserved_storage_space: default_reserved_storage_space(),
+            use_storage_id: default_true(),
+            id_type_in_filename: IdType::default(),
+            compat: CompatSettings::default(),
+            http_token_secret_ref: None,
+        }
+    }
+}
+
+fn default_reserved_storage_space() -> String {
+    "10%".to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// FastDFS `store_lookup`: how the group for an upload is chosen.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum StoreLookup {
+    /// Take the groups in turn.
+    RoundRobin,
+    /// Always use `storeGroup`.
+    SpecifiedGroup,
+    /// Use the group with the most free space.
+    #[default]
+    LoadBalance,
+}
+
+/// FastDFS `store_server`: how the storage within a group is chosen for an upload.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum StoreServer {
+    /// Take the group's writable storages in turn.
+    #[default]
+    RoundRobin,
+    /// The first writable storage in server-ID order.
+    FirstById,
+    /// The writable storage with the lowest upload priority.
+    FirstByPriority,
+}
+
+/// FastDFS `store_path`: how a storage picks one of its store paths for an upload.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum StorePath {
+    /// Take the store paths in turn.
+    #[default]
+    RoundRobin,
+    /// The store path with the most free space.
+    LoadBalance,
+}
+
+/// FastDFS `download_server`: which replica serves a download.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DownloadServer {
+    /// Take the replicas that already hold the file in turn.
+    #[default]
+    RoundRobin,
+    /// The storage the file was uploaded to, when it is readable.
+    SourceFirst,
+}
+
+/// FastDFS `id_type_in_filename`: what a file ID records as its source storage.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum IdType {
+    /// The storage's server ID (needs `useStorageId`).
+    #[default]
+    Id,
+    /// The storage's IPv4 address.
+    Ip,
+}
+
+/// Wire-format choices where FastDFS versions disagree.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompatSettings {
+    /// Width in bytes of IP address fields in tracker replies: 15 (IPv4, understood by every
+    /// client) or 45 (IPv6-capable, needs a client that expects it).
+    #[serde(default = "default_ip_field_width")]
+    #[schemars(extend("enum" = [15, 45]))]
+    pub ip_field_width: i32,
+    /// Reply format of the fetch-all query (command 105) when several replicas hold a file.
+    #[serde(default)]
+    pub fetch_all_format: FetchAllFormat,
+}
+
+impl Default for CompatSettings {
+    fn default() -> Self {
+        Self {
+            ip_field_width: default_ip_field_width(),
+            fetch_all_format: FetchAllFormat::default(),
+        }
+    }
+}
+
+fn default_ip_field_width() -> i32 {
+    15
+}
+
+/// Reply format of FastDFS command 105 (query fetch all).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum FetchAllFormat {
+    /// FastDFS 6.16 and later: an address and a port for every replica.
+    #[default]
+    V616,
+    /// FastDFS 6.15 and earlier (and the Java client): one port, then bare addresses.
+    Legacy,
+}
+
+/// A key of a Secret in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret's data.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// The tracker Service that FastDFS clients use.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct ClientServiceSpec {
+    /// Kubernetes Service type. Use `NodePort` or `LoadBalancer` for clients outside the
+    /// cluster; storages are then reached at the addresses they register, which must be
+    /// routable from those clients.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+}
+
+/// Kubernetes Service type.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    /// Reachable inside the cluster only.
+    #[default]
+    #[serde(rename = "ClusterIP")]
+    ClusterIp,
+    /// Also reachable on a port of every node.
+    NodePort,
+    /// Also reachable through a cloud load balancer.
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The value as Kubernetes spells it in a Service spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClusterIp => "ClusterIP",
+            Self::NodePort => "NodePort",
+            Self::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// Observed state of an `FdfsCluster`, written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FdfsClusterStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing` and `Degraded`, each with its own `observedGeneration`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Number of tracker Pods that are ready.
+    #[serde(default)]
+    pub ready_trackers: i32,
+    /// Address of the tracker currently leading membership changes, as the trackers report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// One entry per FastDFS group known to the trackers or declared by a `StorageGroup`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub groups: Vec<GroupSummary>,
+}
+
+/// Summary of one group, as seen from the cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSummary {
+    /// FastDFS group name.
+    pub name: String,
+    /// Name of the `StorageGroup` declaring the group; unset for a group only the trackers
+    /// know, such as one served from outside Kubernetes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_group: Option<String>,
+    /// Storages the trackers list in the group.
+    #[serde(default)]
+    pub members: i32,
+    /// Storages in the ACTIVE state.
+    #[serde(default)]
+    pub active_members: i32,
+    /// Space uploads can still use, in MiB, as the trackers compute it for the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_mb: Option<i64>,
+    /// Total space of the group, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_mb: Option<i64>,
+}

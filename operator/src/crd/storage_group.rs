@@ -1,0 +1,211 @@
+//! `StorageGroup`: one FastDFS group, run as a StatefulSet of storages that replicate each other.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::Scheduling;
+
+/// Longest FastDFS group name, in bytes: the protocol carries it in a 16-byte field.
+pub const GROUP_NAME_MAX_LEN: usize = 16;
+
+/// Schema pattern for a FastDFS group name. FastDFS accepts ASCII letters and digits only, and
+/// the name appears in every file ID (`group1/M00/...`).
+pub const GROUP_NAME_PATTERN: &str = "^[A-Za-z0-9]{1,16}$";
+
+/// Largest number of storages FastDFS trackers accept in one group.
+pub const MAX_GROUP_REPLICAS: i32 = 32;
+
+/// One FastDFS group of an `FdfsCluster`: a set of storages that each hold every file of the
+/// group.
+// Clippy reads the repeated `type_ = ...` of separate printer columns as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "fdfs.dev",
+    version = "v1alpha1",
+    kind = "StorageGroup",
+    plural = "storagegroups",
+    shortname = "sg",
+    namespaced,
+    status = "StorageGroupStatus",
+    derive = "PartialEq",
+    doc = "One FastDFS group: storages that replicate each other's files.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas"
+    ),
+    printcolumn(
+        name = "Cluster",
+        type_ = "string",
+        json_path = ".spec.clusterRef",
+        description = "FdfsCluster the group belongs to"
+    ),
+    printcolumn(
+        name = "Group",
+        type_ = "string",
+        json_path = ".status.groupName",
+        description = "FastDFS group name"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired number of storages"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "Storages that are ACTIVE and caught up"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Reason of the Ready condition"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+// Adding or removing groupName later would rename the group out from under its files.
+#[x_kube(validation = Rule::new("has(self.groupName) == has(oldSelf.groupName)")
+    .message("groupName cannot be added or removed after creation"))]
+#[serde(rename_all = "camelCase")]
+pub struct StorageGroupSpec {
+    /// Name of the `FdfsCluster`, in the same namespace, whose trackers this group joins.
+    /// Immutable.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("clusterRef is immutable"))]
+    pub cluster_ref: String,
+    /// FastDFS group name: 1 to 16 ASCII letters or digits. Defaults to `metadata.name`, which
+    /// then must follow the same rule. It appears in every file ID of the group. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = GROUP_NAME_MAX_LEN), pattern(GROUP_NAME_PATTERN))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("groupName is immutable"))]
+    pub group_name: Option<String>,
+    /// Number of storages, each holding a full copy of the group's files. Scaling down waits
+    /// until the remaining storages are ACTIVE and caught up. FastDFS allows at most 32.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = MAX_GROUP_REPLICAS))]
+    pub replicas: i32,
+    /// The persistent volume of each storage.
+    pub volume: VolumeSpec,
+    /// CPU and memory requests and limits of each storage container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node selection, tolerations, affinity and spreading of the storage Pods.
+    #[serde(default)]
+    pub scheduling: Scheduling,
+    /// What happens to the group's volumes when this resource is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// The persistent volume of each storage of a group.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSpec {
+    /// Requested size of each storage's volume, for example `100Gi`. It can grow later where
+    /// the storage class allows expansion; it never shrinks.
+    pub size: Quantity,
+    /// Storage class of the volumes; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Number of FastDFS store paths (`M00`, `M01`, ...) on each volume. Immutable: all
+    /// storages of a group must agree on it, and file IDs name their store path.
+    #[serde(default = "default_store_paths")]
+    #[schemars(range(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storePaths is immutable"))]
+    pub store_paths: i32,
+}
+
+fn default_store_paths() -> i32 {
+    1
+}
+
+/// What happens to a group's volumes when its `StorageGroup` is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep the PersistentVolumeClaims, and with them the files.
+    #[default]
+    Retain,
+    /// Delete the PersistentVolumeClaims together with the group.
+    Delete,
+}
+
+/// Observed state of a `StorageGroup`, written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageGroupStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing`, `Degraded` and group-specific conditions, each with its own
+    /// `observedGeneration`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The FastDFS group name in effect (`spec.groupName` or `metadata.name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    /// Number of storage Pods that currently exist (read by the `scale` subresource).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Storages that are ACTIVE in FastDFS and caught up with their peers.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Each storage of the group, as the trackers report it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["id".into()]))]
+    pub members: Vec<MemberStatus>,
+    /// Total space of the group in MiB, as the trackers count it: that of its writable storage
+    /// with the least free space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_mb: Option<i64>,
+    /// Free space of the group in MiB, as the trackers count it: that of its writable storage
+    /// with the least free space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_mb: Option<i64>,
+}
+
+/// One storage of a group, as the trackers report it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// FastDFS server ID of the storage.
+    pub id: String,
+    /// Name of the Pod running the storage; unset for a storage outside Kubernetes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Address the storage last registered with the trackers (`ip:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// FastDFS state name: `INIT`, `WAIT_SYNC`, `SYNCING`, `ONLINE`, `ACTIVE`, `OFFLINE`,
+    /// `DELETED`, ...
+    pub status: String,
+    /// How far, in seconds, the storage's copy lags behind the most advanced peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_lag_seconds: Option<i64>,
+}
+
+impl StorageGroup {
+    /// The FastDFS group name in effect: `spec.groupName`, or else `metadata.name`.
+    pub fn group_name(&self) -> &str {
+        self.spec
+            .group_name
+            .as_deref()
+            .or(self.metadata.name.as_deref())
+            .unwrap_or_default()
+    }
+}

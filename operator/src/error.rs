@@ -1,0 +1,177 @@
+//! The crate's error type.
+
+/// Everything that can go wrong in the operator library.
+///
+/// Validation variants describe a spec the operator refuses to act on; their [`Error::reason`]
+/// becomes the reason of the resource's condition and Event.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The `FdfsCluster` named by a `StorageGroup` does not exist in its namespace.
+    #[error("FdfsCluster {cluster:?} not found in namespace {namespace:?}")]
+    ClusterNotFound {
+        /// Value of `spec.clusterRef`.
+        cluster: String,
+        /// Namespace of the `StorageGroup`.
+        namespace: String,
+    },
+
+    /// `spec.image` of an `FdfsCluster` is empty.
+    #[error("spec.image must name a container image")]
+    MissingImage,
+
+    /// A replica count is outside the range FastDFS supports.
+    #[error("{field} is {replicas}, but must be between {min} and {max}")]
+    InvalidReplicas {
+        /// Path of the offending field.
+        field: &'static str,
+        /// The value found.
+        replicas: i32,
+        /// Smallest allowed value.
+        min: i32,
+        /// Largest allowed value.
+        max: i32,
+    },
+
+    /// A group name is empty.
+    #[error("{field} must not be empty")]
+    GroupNameEmpty {
+        /// Where the name came from (`spec.groupName`, `metadata.name`, ...).
+        field: &'static str,
+    },
+
+    /// A group name does not fit FastDFS's 16-byte field.
+    #[error("{field} {name:?} is {len} bytes long; FastDFS group names have at most {max} bytes")]
+    GroupNameTooLong {
+        /// Where the name came from (`spec.groupName`, `metadata.name`, ...).
+        field: &'static str,
+        /// The name.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// A group name contains a character FastDFS rejects.
+    #[error(
+        "{field} {name:?} contains {character:?}; FastDFS group names allow only ASCII letters \
+         and digits{hint}",
+        hint = group_name_hint(.field)
+    )]
+    GroupNameInvalidCharacter {
+        /// Where the name came from (`spec.groupName`, `metadata.name`, ...).
+        field: &'static str,
+        /// The name.
+        name: String,
+        /// The first character that is not allowed.
+        character: char,
+    },
+
+    /// Another, older `StorageGroup` of the same cluster already claims the group name.
+    #[error("group name {group_name:?} is already claimed by StorageGroup {claimed_by:?}")]
+    GroupNameConflict {
+        /// The contested group name.
+        group_name: String,
+        /// Name of the `StorageGroup` that keeps it.
+        claimed_by: String,
+    },
+
+    /// `settings.reservedStorageSpace` is neither a ratio nor a size with a unit.
+    #[error(
+        "reservedStorageSpace {value:?} must be a ratio such as \"10%\" or a size such as \
+         \"1024M\" or \"10G\""
+    )]
+    InvalidReservedSpace {
+        /// The value found.
+        value: String,
+    },
+
+    /// `settings.storeLookup` is `SpecifiedGroup` without `settings.storeGroup`.
+    #[error("settings.storeGroup is required when settings.storeLookup is SpecifiedGroup")]
+    MissingStoreGroup,
+
+    /// `volume.storePaths` is outside 1..=256.
+    #[error("spec.volume.storePaths is {store_paths}, but must be between 1 and 256")]
+    InvalidStorePaths {
+        /// The value found.
+        store_paths: i32,
+    },
+
+    /// `settings.compat.ipFieldWidth` is neither 15 nor 45.
+    #[error("settings.compat.ipFieldWidth is {width}, but must be 15 or 45")]
+    InvalidIpFieldWidth {
+        /// The value found.
+        width: i32,
+    },
+
+    /// A port is outside 1..=65535.
+    #[error("{field} is {port}, but must be between 1 and 65535")]
+    InvalidPort {
+        /// Path of the offending field.
+        field: &'static str,
+        /// The value found.
+        port: i32,
+    },
+
+    /// Two listeners of the same Pod were given the same port.
+    #[error("spec.trackers.port and spec.trackers.httpPort are both {port}")]
+    PortConflict {
+        /// The shared port.
+        port: i32,
+    },
+
+    /// The `FdfsCluster` a `StorageGroup` belongs to fails its own validation.
+    #[error("FdfsCluster {cluster:?} is invalid")]
+    ClusterInvalid {
+        /// Name of the cluster.
+        cluster: String,
+        /// Why the cluster is invalid.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A CRD could not be rendered as YAML.
+    #[error("cannot render CRD {name} as YAML")]
+    RenderCrd {
+        /// Name of the CRD.
+        name: String,
+        /// What the YAML serializer reported.
+        #[source]
+        source: serde_norway::Error,
+    },
+}
+
+impl Error {
+    /// CamelCase reason for a condition or Event about this error; also a stable metrics label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::ClusterNotFound { .. } => "ClusterNotFound",
+            Self::MissingImage => "MissingImage",
+            Self::InvalidReplicas { .. } => "InvalidReplicas",
+            Self::GroupNameEmpty { .. } => "GroupNameEmpty",
+            Self::GroupNameTooLong { .. } => "GroupNameTooLong",
+            Self::GroupNameInvalidCharacter { .. } => "GroupNameInvalidCharacter",
+            Self::GroupNameConflict { .. } => "GroupNameConflict",
+            Self::InvalidReservedSpace { .. } => "InvalidReservedSpace",
+            Self::MissingStoreGroup => "MissingStoreGroup",
+            Self::InvalidStorePaths { .. } => "InvalidStorePaths",
+            Self::InvalidIpFieldWidth { .. } => "InvalidIpFieldWidth",
+            Self::InvalidPort { .. } => "InvalidPort",
+            Self::PortConflict { .. } => "PortConflict",
+            Self::ClusterInvalid { .. } => "ClusterInvalid",
+            Self::RenderCrd { .. } => "RenderCrd",
+        }
+    }
+}
+
+/// Where the name was taken from `metadata.name`, point at the field that overrides it.
+fn group_name_hint(field: &str) -> &'static str {
+    if field == "metadata.name" {
+        " (set spec.groupName)"
+    } else {
+        ""
+    }
+}
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

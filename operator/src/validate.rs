@@ -1,0 +1,598 @@
+//! The validate step of reconcile: checks a spec against FastDFS's rules and against the other
+//! resources it relates to.
+//!
+//! Pure functions: the fetch step hands in everything they look at, so every rule is tested
+//! without an API server. The CRD schema enforces most of the same rules at admission; they are
+//! checked again here because the operator must not act on objects stored before a rule existed,
+//! and because some rules (a unique group name per cluster) span several objects.
+
+use std::cmp::Ordering;
+
+use kube::ResourceExt;
+
+use crate::crd::{
+    FdfsCluster, GROUP_NAME_MAX_LEN, MAX_GROUP_REPLICAS, MAX_TRACKERS, ReservedSpace, StorageGroup,
+    StoreLookup,
+};
+use crate::{Error, Result};
+
+/// Highest number of store paths a FastDFS storage supports.
+const MAX_STORE_PATHS: i32 = 256;
+
+/// Values of a valid `FdfsCluster` that later steps need in parsed form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidCluster {
+    /// `settings.reservedStorageSpace`, parsed.
+    pub reserved_space: ReservedSpace,
+}
+
+/// Values of a valid `StorageGroup` that later steps need in resolved form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidStorageGroup {
+    /// The FastDFS group name in effect.
+    pub group_name: String,
+    /// The cluster's settings, parsed.
+    pub cluster: ValidCluster,
+}
+
+/// Checks an `FdfsCluster` on its own.
+pub fn validate_cluster(cluster: &FdfsCluster) -> Result<ValidCluster> {
+    let spec = &cluster.spec;
+    if spec.image.trim().is_empty() {
+        return Err(Error::MissingImage);
+    }
+    check_range(
+        "spec.trackers.replicas",
+        spec.trackers.replicas,
+        1,
+        MAX_TRACKERS,
+    )?;
+    check_port("spec.trackers.port", spec.trackers.port)?;
+    check_port("spec.trackers.httpPort", spec.trackers.http_port)?;
+    if spec.trackers.port == spec.trackers.http_port {
+        return Err(Error::PortConflict {
+            port: spec.trackers.port,
+        });
+    }
+
+    let settings = &spec.settings;
+    match (&settings.store_lookup, &settings.store_group) {
+        (StoreLookup::SpecifiedGroup, None) => return Err(Error::MissingStoreGroup),
+        (_, Some(group)) => check_group_name("spec.settings.storeGroup", group)?,
+        (_, None) => {}
+    }
+    let reserved_space = settings.reserved_storage_space.parse()?;
+    let width = settings.compat.ip_field_width;
+    if width != 15 && width != 45 {
+        return Err(Error::InvalidIpFieldWidth { width });
+    }
+    Ok(ValidCluster { reserved_space })
+}
+
+/// Checks a `StorageGroup` against its cluster and the other groups of its namespace.
+///
+/// `cluster` is the `FdfsCluster` named by `spec.clusterRef`, or `None` when it does not exist.
+/// `siblings` are the `StorageGroup`s of the namespace; `group` itself may be among them. When
+/// two groups of one cluster claim the same group name, the one created first keeps it (the
+/// one whose name sorts first, on a tie) and the other is refused.
+pub fn validate_storage_group(
+    group: &StorageGroup,
+    cluster: Option<&FdfsCluster>,
+    siblings: &[StorageGroup],
+) -> Result<ValidStorageGroup> {
+    let spec = &group.spec;
+    let name_field = if spec.group_name.is_some() {
+        "spec.groupName"
+    } else {
+        "metadata.name"
+    };
+    let group_name = group.group_name();
+    check_group_name(name_field, group_name)?;
+    check_range("spec.replicas", spec.replicas, 0, MAX_GROUP_REPLICAS)?;
+    if !(1..=MAX_STORE_PATHS).contains(&spec.volume.store_paths) {
+        return Err(Error::InvalidStorePaths {
+            store_paths: spec.volume.store_paths,
+        });
+    }
+
+    let namespace = group.namespace().unwrap_or_default();
+    let cluster = cluster
+        .filter(|c| {
+            c.name_any() == spec.cluster_ref && c.namespace().unwrap_or_default() == namespace
+        })
+        .ok_or_else(|| Error::ClusterNotFound {
+            cluster: spec.cluster_ref.clone(),
+            namespace: namespace.clone(),
+        })?;
+    let valid_cluster = validate_cluster(cluster).map_err(|source| Error::ClusterInvalid {
+        cluster: spec.cluster_ref.clone(),
+        source: Box::new(source),
+    })?;
+
+    let earlier_claim = siblings
+        .iter()
+        .filter(|other| {
+            other.name_any() != group.name_any()
+                && other.namespace().unwrap_or_default() == namespace
+                && other.spec.cluster_ref == spec.cluster_ref
+                && other.group_name() == group_name
+        })
+        .filter(|other| claim_order(other, group) == Ordering::Less)
+        .min_by(|a, b| claim_order(a, b));
+    if let Some(owner) = earlier_claim {
+        return Err(Error::GroupNameConflict {
+            group_name: group_name.to_owned(),
+            claimed_by: owner.name_any(),
+        });
+    }
+
+    Ok(ValidStorageGroup {
+        group_name: group_name.to_owned(),
+        cluster: valid_cluster,
+    })
+}
+
+/// Checks a name against FastDFS's rule: 1 to 16 bytes, ASCII letters and digits only.
+pub fn check_group_name(field: &'static str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::GroupNameEmpty { field });
+    }
+    if name.len() > GROUP_NAME_MAX_LEN {
+        return Err(Error::GroupNameTooLong {
+            field,
+            name: name.to_owned(),
+            len: name.len(),
+            max: GROUP_NAME_MAX_LEN,
+        });
+    }
+    if let Some(character) = name.chars().find(|c| !c.is_ascii_alphanumeric()) {
+        return Err(Error::GroupNameInvalidCharacter {
+            field,
+            name: name.to_owned(),
+            character,
+        });
+    }
+    Ok(())
+}
+
+/// Which of two groups claimed a name first: older creation time, then name. An object not yet
+/// stored has no creation time and comes last.
+fn claim_order(a: &StorageGroup, b: &StorageGroup) -> Ordering {
+    let created = |g: &StorageGroup| g.metadata.creation_timestamp.clone();
+    match (created(a), created(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+    .then_with(|| a.name_any().cmp(&b.name_any()))
+}
+
+fn check_range(field: &'static str, replicas: i32, min: i32, max: i32) -> Result<()> {
+    if (min..=max).contains(&replicas) {
+        Ok(())
+    } else {
+        Err(Error::InvalidReplicas {
+            field,
+            replicas,
+            min,
+            max,
+        })
+    }
+}
+
+fn check_port(field: &'static str, port: i32) -> Result<()> {
+    if (1..=65535).contains(&port) {
+        Ok(())
+    } else {
+        Err(Error::InvalidPort { field, port })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    const CLUSTER: &str = include_str!("../tests/fixtures/cluster.yaml");
+    const GROUPS: &str = include_str!("../tests/fixtures/groups.yaml");
+
+    fn cluster() -> FdfsCluster {
+        serde_norway::from_str(CLUSTER).expect("cluster fixture parses")
+    }
+
+    fn cluster_with(settings_yaml: &str) -> FdfsCluster {
+        let mut value: serde_norway::Value =
+            serde_norway::from_str(CLUSTER).expect("cluster fixture parses");
+        let patch: serde_norway::Value =
+            serde_norway::from_str(settings_yaml).expect("patch parses");
+        merge(&mut value, patch);
+        serde_norway::from_value(value).expect("patched cluster parses")
+    }
+
+    /// Deep-merges `patch` into `base`, so a test states only what it changes.
+    fn merge(base: &mut serde_norway::Value, patch: serde_norway::Value) {
+        match (base, patch) {
+            (serde_norway::Value::Mapping(base), serde_norway::Value::Mapping(patch)) => {
+                for (key, value) in patch {
+                    match base.get_mut(&key) {
+                        Some(slot) => merge(slot, value),
+                        None => {
+                            base.insert(key, value);
+                        }
+                    }
+                }
+            }
+            (base, patch) => *base = patch,
+        }
+    }
+
+    fn groups() -> Vec<StorageGroup> {
+        serde_norway::Deserializer::from_str(GROUPS)
+            .map(|doc| StorageGroup::deserialize(doc).expect("group fixture parses"))
+            .collect()
+    }
+
+    fn group(name: &str) -> StorageGroup {
+        groups()
+            .into_iter()
+            .find(|g| g.name_any() == name)
+            .expect("fixture has the group")
+    }
+
+    fn group_yaml(yaml: &str) -> StorageGroup {
+        serde_norway::from_str(yaml).expect("inline group parses")
+    }
+
+    fn check(group: &StorageGroup) -> Result<ValidStorageGroup> {
+        validate_storage_group(group, Some(&cluster()), &groups())
+    }
+
+    #[test]
+    fn fixture_cluster_is_valid() {
+        let valid = validate_cluster(&cluster()).expect("valid");
+        assert_eq!(
+            valid.reserved_space,
+            ReservedSpace::Ratio { basis_points: 1000 }
+        );
+    }
+
+    #[test]
+    fn group_name_defaults_to_metadata_name() {
+        let valid = check(&group("group1")).expect("valid");
+        assert_eq!(valid.group_name, "group1");
+    }
+
+    #[test]
+    fn explicit_group_name_wins_over_metadata_name() {
+        let valid = check(&group("photos-eu")).expect("valid");
+        assert_eq!(valid.group_name, "photos");
+    }
+
+    #[test]
+    fn metadata_name_that_is_no_group_name_asks_for_group_name() {
+        let err = check(&group_yaml(
+            r#"
+            apiVersion: fdfs.dev/v1alpha1
+            kind: StorageGroup
+            metadata: {name: images-a, namespace: fdfs}
+            spec: {clusterRef: main, volume: {size: 10Gi}}
+            "#,
+        ))
+        .expect_err("invalid");
+        assert!(
+            matches!(
+                err,
+                Error::GroupNameInvalidCharacter {
+                    field: "metadata.name",
+                    character: '-',
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("set spec.groupName"), "{err}");
+        assert_eq!(err.reason(), "GroupNameInvalidCharacter");
+    }
+
+    #[test]
+    fn group_name_longer_than_sixteen_bytes_is_refused() {
+        let err = check(&group_yaml(
+            r#"
+            metadata: {name: long, namespace: fdfs}
+            spec: {clusterRef: main, groupName: abcdefghijklmnopq, volume: {size: 10Gi}}
+            "#,
+        ))
+        .expect_err("invalid");
+        assert!(
+            matches!(
+                err,
+                Error::GroupNameTooLong {
+                    len: 17,
+                    max: 16,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.reason(), "GroupNameTooLong");
+    }
+
+    #[test]
+    fn group_name_length_counts_bytes_not_characters() {
+        // Eight characters, sixteen bytes: fits, but still no ASCII.
+        assert!(matches!(
+            check_group_name("spec.groupName", "éééééééé"),
+            Err(Error::GroupNameInvalidCharacter {
+                character: 'é', ..
+            })
+        ));
+        assert!(matches!(
+            check_group_name("spec.groupName", "ééééééééé"),
+            Err(Error::GroupNameTooLong { len: 18, .. })
+        ));
+    }
+
+    #[test]
+    fn group_name_characters_follow_fastdfs() {
+        for good in ["g", "group1", "G2", "abcdefghijklmnop"] {
+            assert!(check_group_name("spec.groupName", good).is_ok(), "{good}");
+        }
+        for (bad, character) in [
+            ("group_1", '_'),
+            ("group-1", '-'),
+            ("group.1", '.'),
+            ("a b", ' '),
+        ] {
+            assert!(
+                matches!(
+                    check_group_name("spec.groupName", bad),
+                    Err(Error::GroupNameInvalidCharacter { character: c, .. }) if c == character
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            check_group_name("spec.groupName", ""),
+            Err(Error::GroupNameEmpty { .. })
+        ));
+    }
+
+    #[test]
+    fn replicas_must_fit_fastdfs_limits() {
+        for (replicas, ok) in [(-1, false), (0, true), (1, true), (32, true), (33, false)] {
+            let mut g = group("group1");
+            g.spec.replicas = replicas;
+            let result = check(&g);
+            assert_eq!(result.is_ok(), ok, "{replicas}: {result:?}");
+            if let Err(err) = result {
+                assert!(
+                    matches!(
+                        err,
+                        Error::InvalidReplicas {
+                            field: "spec.replicas",
+                            min: 0,
+                            max: 32,
+                            ..
+                        }
+                    ),
+                    "{err:?}"
+                );
+                assert_eq!(err.reason(), "InvalidReplicas");
+            }
+        }
+    }
+
+    #[test]
+    fn store_paths_must_be_between_1_and_256() {
+        for (store_paths, ok) in [(0, false), (1, true), (256, true), (257, false)] {
+            let mut g = group("group1");
+            g.spec.volume.store_paths = store_paths;
+            let result = check(&g);
+            assert_eq!(result.is_ok(), ok, "{store_paths}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn missing_cluster_is_reported() {
+        let g = group("group1");
+        let err = validate_storage_group(&g, None, &groups()).expect_err("no cluster");
+        assert!(
+            matches!(&err, Error::ClusterNotFound { cluster, namespace } if cluster == "main" && namespace == "fdfs"),
+            "{err:?}"
+        );
+        assert_eq!(err.reason(), "ClusterNotFound");
+    }
+
+    #[test]
+    fn cluster_with_another_name_or_namespace_is_not_the_reference() {
+        let g = group("group1");
+        let mut renamed = cluster();
+        renamed.metadata.name = Some("other".into());
+        let mut moved = cluster();
+        moved.metadata.namespace = Some("elsewhere".into());
+        for wrong in [renamed, moved] {
+            let err =
+                validate_storage_group(&g, Some(&wrong), &groups()).expect_err("wrong cluster");
+            assert_eq!(err.reason(), "ClusterNotFound");
+        }
+    }
+
+    #[test]
+    fn older_group_keeps_a_contested_name() {
+        // `group1` (older) and `group1-copy` (newer) both claim "group1" in cluster `main`.
+        assert!(check(&group("group1")).is_ok());
+        let err = check(&group("group1-copy")).expect_err("newer claim is refused");
+        assert!(
+            matches!(&err, Error::GroupNameConflict { group_name, claimed_by } if group_name == "group1" && claimed_by == "group1"),
+            "{err:?}"
+        );
+        assert_eq!(err.reason(), "GroupNameConflict");
+    }
+
+    #[test]
+    fn same_creation_time_falls_back_to_resource_name() {
+        let at = "2025-03-01T00:00:00Z";
+        let make = |name: &str| {
+            group_yaml(&format!(
+                "metadata: {{name: {name}, namespace: fdfs, creationTimestamp: '{at}'}}\n\
+                 spec: {{clusterRef: main, groupName: shared, volume: {{size: 1Gi}}}}"
+            ))
+        };
+        let siblings = [make("b"), make("a")];
+        assert!(validate_storage_group(&siblings[1], Some(&cluster()), &siblings).is_ok());
+        let err = validate_storage_group(&siblings[0], Some(&cluster()), &siblings)
+            .expect_err("later name loses");
+        assert!(matches!(&err, Error::GroupNameConflict { claimed_by, .. } if claimed_by == "a"));
+    }
+
+    #[test]
+    fn unsaved_group_loses_to_a_stored_one() {
+        let fresh = group_yaml(
+            "metadata: {name: new, namespace: fdfs}\n\
+             spec: {clusterRef: main, groupName: photos, volume: {size: 1Gi}}",
+        );
+        let err = check(&fresh).expect_err("stored group keeps the name");
+        assert!(
+            matches!(&err, Error::GroupNameConflict { claimed_by, .. } if claimed_by == "photos-eu")
+        );
+    }
+
+    #[test]
+    fn same_name_in_another_cluster_or_namespace_is_no_conflict() {
+        // `group1-other` claims "group1" earlier than `group1` does, but in cluster `other`.
+        assert!(check(&group("group1")).is_ok());
+
+        // With `group1` moved to another namespace, `group1-copy` is the only claim left.
+        let siblings: Vec<StorageGroup> = groups()
+            .into_iter()
+            .map(|mut g| {
+                if g.name_any() == "group1" {
+                    g.metadata.namespace = Some("elsewhere".into());
+                }
+                g
+            })
+            .collect();
+        let valid = validate_storage_group(&group("group1-copy"), Some(&cluster()), &siblings)
+            .expect("no conflict");
+        assert_eq!(valid.group_name, "group1");
+    }
+
+    #[test]
+    fn reserved_space_format_is_checked() {
+        for bad in ["10", "110%", "lots", "1.5G"] {
+            let c = cluster_with(&format!(
+                "spec: {{settings: {{reservedStorageSpace: '{bad}'}}}}"
+            ));
+            let err = validate_cluster(&c).expect_err(bad);
+            assert!(
+                matches!(&err, Error::InvalidReservedSpace { value } if value == bad),
+                "{err:?}"
+            );
+            assert_eq!(err.reason(), "InvalidReservedSpace");
+        }
+        let c = cluster_with("spec: {settings: {reservedStorageSpace: 2G}}");
+        assert_eq!(
+            validate_cluster(&c).expect("valid").reserved_space,
+            ReservedSpace::Absolute { bytes: 2 << 30 }
+        );
+    }
+
+    #[test]
+    fn group_of_an_invalid_cluster_says_so() {
+        let c = cluster_with("spec: {settings: {reservedStorageSpace: lots}}");
+        let err = validate_storage_group(&group("group1"), Some(&c), &groups())
+            .expect_err("cluster invalid");
+        assert_eq!(err.reason(), "ClusterInvalid");
+        let source = std::error::Error::source(&err).expect("has a cause");
+        assert!(
+            source.to_string().contains("reservedStorageSpace"),
+            "{source}"
+        );
+    }
+
+    #[test]
+    fn specified_group_lookup_needs_a_valid_store_group() {
+        let missing = cluster_with("spec: {settings: {storeLookup: SpecifiedGroup}}");
+        assert_eq!(
+            validate_cluster(&missing).expect_err("missing").reason(),
+            "MissingStoreGroup"
+        );
+        let bad = cluster_with("spec: {settings: {storeLookup: SpecifiedGroup, storeGroup: g_1}}");
+        assert!(matches!(
+            validate_cluster(&bad),
+            Err(Error::GroupNameInvalidCharacter {
+                field: "spec.settings.storeGroup",
+                ..
+            })
+        ));
+        let good =
+            cluster_with("spec: {settings: {storeLookup: SpecifiedGroup, storeGroup: group1}}");
+        assert!(validate_cluster(&good).is_ok());
+    }
+
+    #[test]
+    fn cluster_numbers_are_checked() {
+        let cases = [
+            ("spec: {trackers: {replicas: 0}}", "InvalidReplicas"),
+            ("spec: {trackers: {replicas: 17}}", "InvalidReplicas"),
+            ("spec: {trackers: {port: 0}}", "InvalidPort"),
+            ("spec: {trackers: {httpPort: 70000}}", "InvalidPort"),
+            (
+                "spec: {trackers: {port: 8080, httpPort: 8080}}",
+                "PortConflict",
+            ),
+            (
+                "spec: {settings: {compat: {ipFieldWidth: 16}}}",
+                "InvalidIpFieldWidth",
+            ),
+            ("spec: {image: ''}", "MissingImage"),
+        ];
+        for (patch, reason) in cases {
+            let err = validate_cluster(&cluster_with(patch)).expect_err(patch);
+            assert_eq!(err.reason(), reason, "{patch}: {err}");
+        }
+        let wide = cluster_with("spec: {settings: {compat: {ipFieldWidth: 45}}}");
+        assert!(validate_cluster(&wide).is_ok());
+    }
+
+    #[test]
+    fn minimal_cluster_takes_the_documented_defaults() {
+        let c: FdfsCluster = serde_norway::from_str(
+            "metadata: {name: main, namespace: fdfs}\nspec: {image: fdfs-node:dev}",
+        )
+        .expect("parses");
+        assert_eq!(c.spec.trackers.replicas, 2);
+        assert_eq!(c.spec.trackers.port, 22122);
+        assert_eq!(c.spec.trackers.http_port, 8080);
+        assert_eq!(c.spec.settings.reserved_storage_space, "10%");
+        assert!(c.spec.settings.use_storage_id);
+        assert_eq!(c.spec.settings.compat.ip_field_width, 15);
+        assert!(validate_cluster(&c).is_ok());
+    }
+
+    #[test]
+    fn reasons_are_camel_case() {
+        let errors = [
+            Error::MissingImage,
+            Error::MissingStoreGroup,
+            Error::GroupNameEmpty {
+                field: "metadata.name",
+            },
+            Error::InvalidStorePaths { store_paths: 0 },
+            Error::PortConflict { port: 1 },
+        ];
+        for err in errors {
+            let reason = err.reason();
+            assert!(
+                reason.starts_with(|c: char| c.is_ascii_uppercase()),
+                "{reason}"
+            );
+            assert!(
+                reason.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{reason}"
+            );
+        }
+    }
+}

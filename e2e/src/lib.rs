@@ -1,0 +1,174 @@
+//! End-to-end harness: starts real `fdfs-node` processes on loopback addresses,
+//! waits for the lines they print, and runs real clients against them.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// Path of a binary built from this workspace (`fdfs-node`, `fdfs`).
+///
+/// Tests run from `target/<profile>/deps/`, so the binaries sit one level up.
+/// `FDFS_BIN_DIR` overrides the directory.
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = match std::env::var_os("FDFS_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let exe = std::env::current_exe()?;
+            let deps = exe
+                .parent()
+                .context("test binary has no parent directory")?;
+            deps.parent().context("no target directory")?.to_path_buf()
+        }
+    };
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} not found: build it first with `cargo build --workspace --bins`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Root of the repository (for scripts under `e2e/py`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// A running `fdfs-node local` process, stopped with SIGTERM when dropped.
+#[derive(Debug)]
+pub struct LocalProcess {
+    child: Child,
+    pub tracker: SocketAddr,
+    /// (group, address) of each storage.
+    pub storages: Vec<(String, SocketAddr)>,
+    /// Every line printed before `ready`.
+    pub lines: Vec<String>,
+}
+
+impl LocalProcess {
+    /// Starts `fdfs-node local` with extra arguments and waits for `ready`.
+    pub fn start(data_dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(workspace_binary("fdfs-node")?)
+            .arg("local")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning fdfs-node local")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(120)) {
+                Ok(l) if l == "ready" => break,
+                Ok(l) => lines.push(l),
+                Err(_) => {
+                    let _ = child.kill();
+                    bail!("fdfs-node local did not print `ready`; got {lines:?}");
+                }
+            }
+        }
+        let mut tracker = None;
+        let mut storages = Vec::new();
+        for l in &lines {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            match words.as_slice() {
+                ["tracker", addr, ..] => tracker = Some(addr.parse()?),
+                ["storage", group, addr, ..] => storages.push(((*group).to_owned(), addr.parse()?)),
+                _ => bail!("unexpected line from fdfs-node local: {l:?}"),
+            }
+        }
+        Ok(LocalProcess {
+            child,
+            tracker: tracker.context("no tracker line")?,
+            storages,
+            lines,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit status.
+    pub fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let status = self.stop()?;
+        Ok(status)
+    }
+
+    fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        if let Some(status) = self.child.try_wait()? {
+            return Ok(status);
+        }
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).context("bad pid")?;
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill()?;
+        bail!("fdfs-node local ignored SIGTERM for 15 s")
+    }
+}
+
+impl Drop for LocalProcess {
+    fn drop(&mut self) {
+        if self.stop().is_err() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates (or reuses) the venv with the third-party Python clients; returns its python.
+pub fn python_venv() -> anyhow::Result<PathBuf> {
+    let script = repo_root().join("e2e/py/setup-venv.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running setup-venv.sh")?;
+    if !out.status.success() {
+        bail!("setup-venv.sh failed with {}", out.status);
+    }
+    let text = String::from_utf8(out.stdout)?;
+    let python = text
+        .lines()
+        .last()
+        .context("setup-venv.sh printed nothing")?
+        .trim();
+    Ok(PathBuf::from(python))
+}
+
+/// Runs a workspace binary to completion, returning stdout or failing with stderr.
+pub fn run_binary(name: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(workspace_binary(name)?).args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "{name} {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}

@@ -1,0 +1,129 @@
+//! The README's main job as a user runs it: `fdfs-node local` as a real process,
+//! then the `fdfs` CLI uploads, downloads, monitors and deletes.
+
+use fdfs_e2e::{LocalProcess, run_binary};
+
+#[test]
+fn local_cluster_serves_the_cli_and_stops_on_sigterm() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let local = LocalProcess::start(
+        &dir.path().join("data"),
+        &[
+            "--groups",
+            "2",
+            "--tracker-addr",
+            "127.0.20.1:22122",
+            "--storage-ip",
+            "127.0.20.2",
+        ],
+    )?;
+    assert_eq!(local.lines[0], "tracker 127.0.20.1:22122");
+    assert_eq!(local.lines[1], "storage group1 127.0.20.2:23000");
+    assert_eq!(local.lines[2], "storage group2 127.0.20.3:23000");
+
+    // A FastDFS client.conf works as well as --tracker.
+    let conf = dir.path().join("client.conf");
+    std::fs::write(
+        &conf,
+        "connect_timeout = 5\nnetwork_timeout = 30\ntracker_server = 127.0.20.1:22122\n",
+    )?;
+    let conf = conf.to_string_lossy().into_owned();
+    let src = dir.path().join("photo.png");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    std::fs::write(&src, &data)?;
+    let id = run_binary("fdfs", &["--conf", &conf, "upload", &src.to_string_lossy()])?;
+    let id = id.trim();
+    assert!(
+        id.starts_with("group1/M00/") && id.ends_with(".png"),
+        "{id}"
+    );
+
+    let back = dir.path().join("back.png");
+    run_binary(
+        "fdfs",
+        &[
+            "--tracker",
+            "127.0.20.1:22122",
+            "download",
+            id,
+            &back.to_string_lossy(),
+        ],
+    )?;
+    assert!(std::fs::read(&back)? == data);
+    let part = dir.path().join("part");
+    run_binary(
+        "fdfs",
+        &[
+            "--conf",
+            &conf,
+            "download",
+            id,
+            &part.to_string_lossy(),
+            "--offset",
+            "10",
+            "--length",
+            "20",
+        ],
+    )?;
+    assert_eq!(std::fs::read(&part)?, data[10..30]);
+
+    let id2 = run_binary(
+        "fdfs",
+        &[
+            "--conf",
+            &conf,
+            "upload",
+            &src.to_string_lossy(),
+            "--group",
+            "group2",
+            "--ext",
+            "bin",
+        ],
+    )?;
+    assert!(
+        id2.trim().starts_with("group2/") && id2.trim().ends_with(".bin"),
+        "{id2}"
+    );
+
+    let monitor = run_binary("fdfs", &["--conf", &conf, "monitor"])?;
+    assert!(monitor.contains("2 group(s)"), "{monitor}");
+    assert!(
+        monitor.contains("127.0.20.2:23000") && monitor.contains("ACTIVE"),
+        "{monitor}"
+    );
+
+    run_binary("fdfs", &["--conf", &conf, "delete", id])?;
+    let err = run_binary(
+        "fdfs",
+        &["--conf", &conf, "download", id, &back.to_string_lossy()],
+    )
+    .expect_err("deleted");
+    assert!(
+        err.to_string().contains("ENOENT") && err.to_string().contains(id),
+        "{err}"
+    );
+
+    let status = local.terminate()?;
+    assert!(status.success(), "fdfs-node local exited with {status}");
+    Ok(())
+}
+
+#[test]
+fn local_refuses_a_config_with_unknown_keys() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("node.toml");
+    std::fs::write(&cfg, "[tracker]\nstore_lokup = 1\n")?;
+    let out = std::process::Command::new(fdfs_e2e::workspace_binary("fdfs-node")?)
+        .args([
+            "local",
+            "--config",
+            &cfg.to_string_lossy(),
+            "--tracker-addr",
+            "127.0.21.1:22122",
+        ])
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("store_lokup"), "{err}");
+    Ok(())
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: unit, in-process servers, the recorded
+# FastDFS V6.16.1 exchanges, multi-process e2e and the third-party py3fdfs client.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
+command -v python3 >/dev/null || { apt-get update && apt-get install -y --no-install-recommends python3; }
+
+# The Python venv with third-party FastDFS clients (installs python3-venv if missing).
+e2e/py/setup-venv.sh >/dev/null
+# e2e tests start these binaries as real processes.
+cargo build --workspace --bins
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast
+else
+    cargo test --workspace --no-fail-fast
+fi

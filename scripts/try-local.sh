@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Main job: build, start a local cluster (`fdfs-node local`), upload a file with
+# the `fdfs` CLI, download it back, compare, delete, and stop the cluster.
+#
+# Usage: scripts/try-local.sh [FILE]     (default: a generated 1 MiB file)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
+cargo build --release -p fdfs-node --bins
+
+work="$(mktemp -d)"
+node_pid=""
+cleanup() {
+    if [[ -n "$node_pid" ]] && kill -0 "$node_pid" 2>/dev/null; then
+        kill -TERM "$node_pid"
+        wait "$node_pid" || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+bin=target/release
+"$bin/fdfs-node" local --data-dir "$work/data" >"$work/nodes.txt" 2>"$work/nodes.log" &
+node_pid=$!
+for _ in $(seq 1 600); do
+    grep -qx ready "$work/nodes.txt" 2>/dev/null && break
+    kill -0 "$node_pid" 2>/dev/null || { cat "$work/nodes.log" >&2; exit 1; }
+    sleep 0.1
+done
+grep -qx ready "$work/nodes.txt" || { echo "cluster did not become ready" >&2; exit 1; }
+cat "$work/nodes.txt"
+tracker="$(awk '$1 == "tracker" { print $2 }' "$work/nodes.txt")"
+
+src="${1:-}"
+if [[ -z "$src" ]]; then
+    src="$work/sample.bin"
+    head -c 1048576 /dev/urandom >"$src"
+fi
+file_id="$("$bin/fdfs" --tracker "$tracker" upload "$src")"
+echo "uploaded $src as $file_id"
+"$bin/fdfs" --tracker "$tracker" download "$file_id" "$work/downloaded"
+cmp "$src" "$work/downloaded"
+echo "downloaded $file_id: identical to $src"
+"$bin/fdfs" --tracker "$tracker" monitor
+"$bin/fdfs" --tracker "$tracker" delete "$file_id"
+echo "main job OK"

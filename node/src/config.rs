@@ -155,6 +155,8 @@ pub struct TrackerConfig {
     pub max_connections: usize,
     /// Seconds a connection may stay idle or stall mid-packet.
     pub network_timeout: u64,
+    /// Seconds a connection may sit idle between packets (clients pool connections).
+    pub idle_timeout: u64,
     /// Largest request body the tracker reads (`max_buff_size`).
     pub max_body_len: u64,
     pub compat: Compat,
@@ -176,6 +178,7 @@ impl Default for TrackerConfig {
             storage_sync_file_max_time: 300,
             max_connections: 1024,
             network_timeout: 60,
+            idle_timeout: 900,
             max_body_len: 128 * 1024,
             compat: Compat::default(),
         }
@@ -203,6 +206,8 @@ pub struct StorageConfig {
     pub upload_priority: u64,
     pub max_connections: usize,
     pub network_timeout: u64,
+    /// Seconds a connection may sit idle between packets (clients pool connections).
+    pub idle_timeout: u64,
     pub connect_timeout: u64,
 }
 
@@ -223,6 +228,7 @@ impl Default for StorageConfig {
             upload_priority: 10,
             max_connections: 1024,
             network_timeout: 60,
+            idle_timeout: 900,
             connect_timeout: 10,
         }
     }

@@ -534,7 +534,10 @@ async fn tracker_answers_every_query_form() {
 
     let c = Cluster::start(&["group1", "group2"], 2).await;
     let client = c.client().await;
-    let id = client.upload_bytes(b"hello", "txt", Some("group1")).await.expect("upload");
+    let id = client
+        .upload_bytes(b"hello", "txt", Some("group1"))
+        .await
+        .expect("upload");
     let mut s = TcpStream::connect(c.tracker_addr()).await.expect("connect");
     async fn call(s: &mut TcpStream, cmd: Command, body: &[u8]) -> (Status, Vec<u8>) {
         let h = raw_call(s, &packet(cmd, body)).await.expect("reply");
@@ -542,7 +545,11 @@ async fn tracker_answers_every_query_form() {
         s.read_exact(&mut b).await.expect("body");
         (h.status(), b)
     }
-    let file = FileRequest { group: "group1".into(), remote_filename: id.remote.to_string() }.encode();
+    let file = FileRequest {
+        group: "group1".into(),
+        remote_filename: id.remote.to_string(),
+    }
+    .encode();
     let (st, body) = call(&mut s, Command::QueryFetchAll, &file).await;
     assert_eq!(st, Status::Ok);
     let all = FetchAll::decode(&body, None).expect("105 reply");
@@ -552,24 +559,74 @@ async fn tracker_answers_every_query_form() {
     assert_eq!(st, Status::Ok);
     assert_eq!(body.len(), 16 + 23 + 1);
     StoreTargets::decode(&body, None).expect("106 reply");
-    let (st, body) = call(&mut s, Command::QueryStoreWithGroupAll, &GroupRequest { group: "group2".into() }.encode()).await;
+    let (st, body) = call(
+        &mut s,
+        Command::QueryStoreWithGroupAll,
+        &GroupRequest {
+            group: "group2".into(),
+        }
+        .encode(),
+    )
+    .await;
     assert_eq!(st, Status::Ok);
-    assert_eq!(StoreTargets::decode(&body, None).expect("107").servers[0].ip, "127.0.0.3");
-    let (st, _) = call(&mut s, Command::QueryStoreWithGroupAll, &GroupRequest { group: "nope".into() }.encode()).await;
+    assert_eq!(
+        StoreTargets::decode(&body, None).expect("107").servers[0].ip,
+        "127.0.0.3"
+    );
+    let (st, _) = call(
+        &mut s,
+        Command::QueryStoreWithGroupAll,
+        &GroupRequest {
+            group: "nope".into(),
+        }
+        .encode(),
+    )
+    .await;
     assert_eq!(st, Status::NotFound);
-    let (st, body) = call(&mut s, Command::ServerListOneGroup, &GroupRequest { group: "group2".into() }.encode()).await;
+    let (st, body) = call(
+        &mut s,
+        Command::ServerListOneGroup,
+        &GroupRequest {
+            group: "group2".into(),
+        }
+        .encode(),
+    )
+    .await;
     assert_eq!(st, Status::Ok);
     assert_eq!(GroupStat::decode_all(&body).expect("90")[0].group, "group2");
-    let (st, _) = call(&mut s, Command::ServerListOneGroup, &GroupRequest { group: "nope".into() }.encode()).await;
+    let (st, _) = call(
+        &mut s,
+        Command::ServerListOneGroup,
+        &GroupRequest {
+            group: "nope".into(),
+        }
+        .encode(),
+    )
+    .await;
     assert_eq!(st, Status::NotFound);
     let (st, body) = call(&mut s, Command::ServerGetLeader, &[]).await;
-    assert_eq!((st, String::from_utf8(body).expect("text")), (Status::Ok, c.tracker_addr().to_string()));
+    assert_eq!(
+        (st, String::from_utf8(body).expect("text")),
+        (Status::Ok, c.tracker_addr().to_string())
+    );
     let (st, body) = call(&mut s, Command::StorageParameterReq, &[]).await;
     assert_eq!(st, Status::Ok);
     let params = Parameters::decode(&body).expect("75");
-    assert_eq!(params.entries[0], ("use_storage_id".to_owned(), "0".to_owned()));
+    assert_eq!(
+        params.entries[0],
+        ("use_storage_id".to_owned(), "0".to_owned())
+    );
     assert_eq!(params.get("response_ip_addr_size"), Some("16"));
-    let (st, body) = call(&mut s, Command::StorageGetMyIp, &GetMyIpRequest { group: "group1".into(), port: 23000 }.encode()).await;
+    let (st, body) = call(
+        &mut s,
+        Command::StorageGetMyIp,
+        &GetMyIpRequest {
+            group: "group1".into(),
+            port: 23000,
+        }
+        .encode(),
+    )
+    .await;
     assert_eq!((st, body), (Status::Ok, b"127.0.0.1".to_vec()));
 }
 
@@ -582,12 +639,48 @@ async fn ipv6_sized_fields_when_configured() {
     cfg.compat.ip_width = IpWidth::V6;
     let c = Cluster::start_with(&["group1"], 2, cfg).await;
     let mut s = TcpStream::connect(c.tracker_addr()).await.expect("connect");
-    let h = raw_call(&mut s, &packet(Command::QueryStoreWithoutGroupOne, &[])).await.expect("reply");
+    let h = raw_call(&mut s, &packet(Command::QueryStoreWithoutGroupOne, &[]))
+        .await
+        .expect("reply");
     assert_eq!((h.status(), h.body_len), (Status::Ok, 70));
     let mut b = vec![0u8; 70];
     s.read_exact(&mut b).await.expect("body");
-    let list = raw_call(&mut s, &packet(Command::ServerListStorage, &GroupRequest { group: "group1".into() }.encode()))
-        .await
-        .expect("reply");
+    let list = raw_call(
+        &mut s,
+        &packet(
+            Command::ServerListStorage,
+            &GroupRequest {
+                group: "group1".into(),
+            }
+            .encode(),
+        ),
+    )
+    .await
+    .expect("reply");
     assert_eq!(list.body_len, 517);
+}
+
+/// An upload announcing more bytes than the disk holds is refused at once.
+#[tokio::test]
+async fn upload_larger_than_the_disk_gets_enospc() {
+    let c = Cluster::start(&["group1"], 2).await;
+    let mut s = TcpStream::connect(c.storage_addr(0))
+        .await
+        .expect("connect");
+    let size = 1u64 << 60;
+    let mut req = Header::request(Command::UploadFile, 15 + size)
+        .encode()
+        .to_vec();
+    req.extend_from_slice(
+        &UploadHead {
+            store_path_index: 0xFF,
+            file_size: size,
+            ext: "bin".into(),
+        }
+        .encode(),
+    );
+    let h = raw_call(&mut s, &req).await.expect("reply");
+    assert_eq!((h.status(), h.body_len), (Status::NoSpace, 0));
+    assert!(closed(&mut s).await);
+    assert!(stored_files(c.store_root(0)).is_empty());
 }

@@ -41,24 +41,34 @@ pub struct Connection {
     stream: BufReader<TcpStream>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// Longest wait for the rest of a packet once it has started.
     timeout: Duration,
+    /// Longest wait for the next packet (pooled clients keep connections idle).
+    idle: Duration,
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, peer: SocketAddr, local: SocketAddr, timeout: Duration) -> Self {
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        timeout: Duration,
+        idle: Duration,
+    ) -> Self {
         Connection {
             stream: BufReader::with_capacity(64 * 1024, stream),
             peer,
             local,
             timeout,
+            idle,
         }
     }
 
     /// Reads the next header; `Ok(None)` on a clean close between packets.
     pub async fn read_header(&mut self, max_body: u64) -> Result<Option<Header>, ConnError> {
         let mut buf = [0u8; HEADER_LEN];
-        let first = match tokio::time::timeout(self.timeout, self.stream.read(&mut buf)).await {
-            Err(_) => return Err(ConnError::Timeout(self.timeout)),
+        let first = match tokio::time::timeout(self.idle, self.stream.read(&mut buf)).await {
+            Err(_) => return Err(ConnError::Timeout(self.idle)),
             Ok(Ok(0)) => return Ok(None),
             Ok(Ok(n)) => n,
             Ok(Err(e)) if is_reset(&e) => return Ok(None),

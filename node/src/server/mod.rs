@@ -25,12 +25,19 @@ pub trait Service: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send;
 }
 
+/// How long a connection may stall mid-packet, and sit idle between packets.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub network: Duration,
+    pub idle: Duration,
+}
+
 /// Accepts connections until `stop` fires, then waits up to `drain` for them to end.
 pub async fn run_listener<S: Service>(
     listener: TcpListener,
     service: Arc<S>,
     max_connections: usize,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     stop: CancellationToken,
     drain: Duration,
 ) {
@@ -57,7 +64,7 @@ pub async fn run_listener<S: Service>(
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
-        let conn = Connection::new(stream, peer, local, idle_timeout);
+        let conn = Connection::new(stream, peer, local, timeouts.network, timeouts.idle);
         let service = service.clone();
         let stop = stop.clone();
         tasks.spawn(async move {

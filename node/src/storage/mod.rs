@@ -183,6 +183,14 @@ impl StorageNode {
             return Err(Status::InvalidArgument.into());
         }
         let store_path = self.store.choose_path(head.store_path_index)?;
+        // Refuse what cannot fit before reading a byte of it.
+        if self
+            .store
+            .free_bytes(store_path)
+            .is_some_and(|free| head.file_size > free)
+        {
+            return Err(Status::NoSpace.into());
+        }
         let chunk = self.config.buff_size as usize;
         let source = self.source_ip();
         let size = head.file_size;
@@ -454,7 +462,10 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
         listener,
         node.clone(),
         config.max_connections,
-        config.network_timeout(),
+        server::Timeouts {
+            network: config.network_timeout(),
+            idle: Duration::from_secs(config.idle_timeout.max(1)),
+        },
         stop.clone(),
         Duration::from_secs(10),
     ));

@@ -214,6 +214,12 @@ impl Store {
         Err(CommitError::NoUniqueName)
     }
 
+    /// Bytes available to us on a store path, when the filesystem says.
+    pub fn free_bytes(&self, store_path: usize) -> Option<u64> {
+        let s = rustix::fs::statvfs(self.paths.get(store_path)?).ok()?;
+        Some(s.f_bavail.saturating_mul(s.f_frsize.max(1)))
+    }
+
     /// Total and free MB of each store path (statvfs `f_bavail`).
     pub fn disk_usage(&self) -> Vec<PathUsage> {
         self.paths

@@ -368,7 +368,10 @@ pub async fn start(config: TrackerConfig) -> std::io::Result<RunningTracker> {
         listener,
         tracker.clone(),
         config.max_connections,
-        Duration::from_secs(config.network_timeout.max(1)),
+        server::Timeouts {
+            network: Duration::from_secs(config.network_timeout.max(1)),
+            idle: Duration::from_secs(config.idle_timeout.max(1)),
+        },
         stop.clone(),
         Duration::from_secs(5),
     ));

@@ -209,6 +209,43 @@ pub struct StorageConfig {
     /// Seconds a connection may sit idle between packets (clients pool connections).
     pub idle_timeout: u64,
     pub connect_timeout: u64,
+    /// Indexes of store paths that take no new files (FastDFS `store_pathN_readonly`).
+    pub readonly_store_paths: Vec<usize>,
+    /// Store path choice when the client leaves it to us: 0 round robin, 2 most free
+    /// space. The tracker's `store_path` setting overrides it once known.
+    pub store_path_mode: u8,
+    /// Space kept free on every store path; the tracker's setting overrides it once known.
+    pub reserved_storage_space: ReservedSpace,
+    /// Client addresses allowed to connect (`*`, an IP, a CIDR, or `10.0.0.[1-9,20]`).
+    pub allow_hosts: Vec<String>,
+    /// Wire-compatibility choices (QUERY_FILE_INFO's IP field width).
+    pub compat: Compat,
+    /// HTTP access to files, health and metrics.
+    pub http: HttpConfig,
+}
+
+/// The storage's HTTP side (what fastdfs-nginx-module offers, plus health and metrics).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address; empty disables HTTP.
+    pub bind: String,
+    /// Check the anti-leech token (`token` and `ts` query parameters).
+    pub check_token: bool,
+    pub secret_key: String,
+    /// Seconds a token stays valid.
+    pub token_ttl: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: String::new(),
+            check_token: false,
+            secret_key: String::new(),
+            token_ttl: 600,
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -230,6 +267,12 @@ impl Default for StorageConfig {
             network_timeout: 60,
             idle_timeout: 900,
             connect_timeout: 10,
+            readonly_store_paths: Vec::new(),
+            store_path_mode: 0,
+            reserved_storage_space: ReservedSpace::default(),
+            allow_hosts: Vec::new(),
+            compat: Compat::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -266,6 +309,34 @@ impl StorageConfig {
             return Err(ConfigError::Invalid {
                 key: "buff_size",
                 reason: "at least 4096".into(),
+            });
+        }
+        if ![0, 2].contains(&self.store_path_mode) {
+            return Err(ConfigError::Invalid {
+                key: "store_path_mode",
+                reason: "0 or 2".into(),
+            });
+        }
+        if let Err(reason) = crate::server::acl::AccessList::parse(&self.allow_hosts) {
+            return Err(ConfigError::Invalid {
+                key: "allow_hosts",
+                reason,
+            });
+        }
+        if self.http.check_token && self.http.secret_key.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "http.secret_key",
+                reason: "needed when check_token is on".into(),
+            });
+        }
+        if let Some(&i) = self
+            .readonly_store_paths
+            .iter()
+            .find(|&&i| i >= self.effective_store_paths().len())
+        {
+            return Err(ConfigError::Invalid {
+                key: "readonly_store_paths",
+                reason: format!("no store path {i}"),
             });
         }
         if self.file_distribute_path_mode > 1 {
@@ -600,6 +671,26 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
             "max_connections" => c.max_connections = parse_num(path, &l)?,
             "network_timeout" => c.network_timeout = parse_num(path, &l)?,
             "connect_timeout" => c.connect_timeout = parse_num(path, &l)?,
+            "allow_hosts" => c.allow_hosts.push(l.value.clone()),
+            k if k.starts_with("store_path") && k.ends_with("_readonly") => {
+                let index = k
+                    .trim_start_matches("store_path")
+                    .trim_end_matches("_readonly")
+                    .parse::<usize>();
+                match (index, l.value.as_str()) {
+                    (Ok(i), "true" | "1" | "yes" | "on") => c.readonly_store_paths.push(i),
+                    (Ok(_), "false" | "0" | "no" | "off") => {}
+                    _ => {
+                        return Err(ConfigError::BadValue {
+                            path: path.into(),
+                            line: l.line,
+                            key: l.key.clone(),
+                            value: l.value.clone(),
+                            reason: "expected a store path index and true/false".into(),
+                        });
+                    }
+                }
+            }
             "store_path_count" => {
                 let _: u32 = parse_num(path, &l)?;
             }

@@ -30,6 +30,8 @@ pub struct LocalOptions {
     /// First storage IP; group N listens on this address + N − 1.
     pub first_storage_ip: Ipv4Addr,
     pub storage_port: u16,
+    /// HTTP port of each storage (on its own address); 0 disables HTTP.
+    pub http_port: u16,
     pub config: LocalConfig,
 }
 
@@ -80,6 +82,11 @@ impl LocalCluster {
             scfg.base_path = opts.data_dir.join(format!("storage-{group}"));
             scfg.store_paths = Vec::new();
             scfg.tracker_servers = vec![tracker.addr.to_string()];
+            scfg.http.bind = if opts.http_port == 0 {
+                String::new()
+            } else {
+                format!("{ip}:{}", opts.http_port)
+            };
             let s = storage::start(scfg)
                 .await
                 .map_err(|source| LocalError::Start {
@@ -122,7 +129,11 @@ impl LocalCluster {
     pub fn describe(&self) -> Vec<String> {
         let mut lines = vec![format!("tracker {}", self.tracker.addr)];
         for s in &self.storages {
-            lines.push(format!("storage {} {}", s.node.config.group_name, s.addr));
+            let mut line = format!("storage {} {}", s.node.config.group_name, s.addr);
+            if let Some(http) = s.http_addr {
+                line.push_str(&format!(" http={http}"));
+            }
+            lines.push(line);
         }
         lines
     }

@@ -4,17 +4,23 @@
 mod common;
 
 use common::{exchanges, hex_field};
+use fdfs_node::fileid::RemoteName;
 use fdfs_node::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
 use fdfs_node::proto::query::{
     FetchAll, FetchAllFormat, FetchTarget, FileRequest, GroupRequest, StoreTarget, StoreTargets,
 };
 use fdfs_node::proto::report::{BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse};
-use fdfs_node::proto::storage::{DownloadRequest, UPLOAD_HEAD_LEN, UploadHead, UploadResponse};
+use fdfs_node::proto::storage::{
+    DownloadRequest, FileInfo, SLAVE_HEAD_LEN, SetMetadataRequest, SlaveHead, TruncateRequest,
+    UPLOAD_HEAD_LEN, UploadHead, UploadResponse, WriteHead,
+};
 use fdfs_node::proto::{Command, HEADER_LEN, Header, IpWidth};
+use fdfs_node::storage::meta;
 use serde_json::Value;
 
 const IMPLEMENTED: &[u8] = &[
-    11, 12, 14, 81, 82, 83, 84, 91, 92, 101, 102, 103, 104, 105, 106, 107, 111,
+    11, 12, 13, 14, 15, 21, 22, 23, 24, 34, 36, 38, 81, 82, 83, 84, 91, 92, 101, 102, 103, 104,
+    105, 106, 107, 111,
 ];
 
 fn header(part: &Value) -> Header {
@@ -30,11 +36,44 @@ fn header(part: &Value) -> Header {
 /// Re-encodes the request body of a successful exchange.
 fn request_round_trip(cmd: u8, body: &[u8]) -> Vec<u8> {
     match cmd {
-        11 => {
+        11 | 23 => {
             let head = UploadHead::decode(body).expect("upload head");
             let mut out = head.encode();
             out.extend_from_slice(&body[UPLOAD_HEAD_LEN..]);
             out
+        }
+        13 => SetMetadataRequest::decode(body)
+            .expect("set metadata")
+            .encode(),
+        15 | 22 => FileRequest::decode_any_len(body)
+            .expect("file request")
+            .encode(),
+        21 => {
+            let head = SlaveHead::decode(body).expect("slave head");
+            assert_eq!(
+                body.len() as u64,
+                SLAVE_HEAD_LEN as u64 + head.master_len + head.file_size
+            );
+            let mut out = head.encode();
+            out.extend_from_slice(&body[SLAVE_HEAD_LEN..]);
+            out
+        }
+        24 | 34 => {
+            let head = WriteHead::decode(body, cmd == 34).expect("write head");
+            let n = WriteHead::len(cmd == 34);
+            assert_eq!(body.len() as u64, n as u64 + head.name_len + head.size);
+            RemoteName::parse(
+                std::str::from_utf8(&body[n..n + head.name_len as usize]).expect("utf8"),
+            )
+            .expect("name");
+            let mut out = head.encode();
+            out.extend_from_slice(&body[n..]);
+            out
+        }
+        36 => TruncateRequest::decode(body).expect("truncate").encode(),
+        38 => {
+            RemoteName::parse(std::str::from_utf8(body).expect("utf8")).expect("appender name");
+            body.to_vec()
         }
         12 | 102 | 103 | 105 => {
             let r = if cmd == 12 {
@@ -66,7 +105,13 @@ fn request_round_trip(cmd: u8, body: &[u8]) -> Vec<u8> {
 fn response_round_trip(cmd: u8, body: &[u8]) -> Vec<u8> {
     let w = IpWidth::V4;
     match cmd {
-        11 => UploadResponse::decode(body).expect("upload reply").encode(),
+        11 | 21 | 23 | 38 => UploadResponse::decode(body).expect("upload reply").encode(),
+        13 | 24 | 34 | 36 => {
+            assert!(body.is_empty());
+            Vec::new()
+        }
+        15 => meta::encode(&meta::parse(body)),
+        22 => FileInfo::decode(body).expect("file info").encode(16),
         14 => body.to_vec(),
         12 | 111 => {
             assert!(body.is_empty());
@@ -111,7 +156,7 @@ fn recorded_exchanges_decode_and_reencode() {
                 req_body,
                 "request of exchange {id} ({cmd})"
             );
-        } else if cmd == 11 {
+        } else if cmd == 11 || cmd == 23 {
             // Large uploads are cut at 256 bytes: the head is still there.
             let head = UploadHead::decode(&req_body).expect("upload head");
             assert_eq!(
@@ -148,7 +193,8 @@ fn recorded_exchanges_decode_and_reencode() {
     }
     // Every implemented command that the recording answered OK was exercised.
     for cmd in [
-        11u8, 12, 14, 81, 83, 84, 91, 92, 101, 102, 103, 104, 105, 106, 107, 111,
+        11u8, 12, 13, 14, 15, 21, 22, 23, 24, 34, 36, 38, 81, 83, 84, 91, 92, 101, 102, 103, 104,
+        105, 106, 107, 111,
     ] {
         assert!(
             checked.get(&cmd).copied().unwrap_or(0) > 0,

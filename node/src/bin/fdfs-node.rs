@@ -65,6 +65,9 @@ enum Role {
         storage_ip: Ipv4Addr,
         #[arg(long, default_value_t = 23000)]
         storage_port: u16,
+        /// HTTP port of each storage on its address (0 disables HTTP).
+        #[arg(long, default_value_t = 8888)]
+        http_port: u16,
     },
 }
 
@@ -166,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
             tracker_addr,
             storage_ip,
             storage_port,
+            http_port,
         } => {
             let config: LocalConfig = match config {
                 Some(p) => config::load_toml(&p)?,
@@ -177,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
                 tracker_addr,
                 first_storage_ip: storage_ip,
                 storage_port,
+                http_port,
                 config,
             };
             let cluster = tokio::select! {

@@ -41,6 +41,44 @@ enum Cmd {
         /// Extension to record (default: the file's own).
         #[arg(long)]
         ext: Option<String>,
+        /// Create an appender file (can be appended to, modified, truncated).
+        #[arg(long)]
+        appender: bool,
+    },
+    /// Append a local file's bytes to an appender file.
+    Append { file_id: FileId, file: PathBuf },
+    /// Overwrite an appender file's bytes at an offset with a local file's bytes.
+    Modify {
+        file_id: FileId,
+        offset: u64,
+        file: PathBuf,
+    },
+    /// Cut an appender file to a size.
+    Truncate { file_id: FileId, size: u64 },
+    /// Turn an appender file into a normal file; prints the new file ID.
+    Regenerate { file_id: FileId },
+    /// Upload a slave file (e.g. a thumbnail) named after its master; prints its ID.
+    UploadSlave {
+        master: FileId,
+        file: PathBuf,
+        /// Suffix added to the master's name, e.g. `_150x150`.
+        #[arg(long)]
+        prefix: String,
+        /// Extension (default: the file's own; empty for none).
+        #[arg(long)]
+        ext: Option<String>,
+    },
+    /// Read or write a file's metadata.
+    Meta {
+        #[command(subcommand)]
+        op: MetaCmd,
+    },
+    /// Show a file's size, creation time, CRC-32 and source storage.
+    Info {
+        file_id: FileId,
+        /// Ask the storage instead of decoding the file ID.
+        #[arg(long)]
+        remote: bool,
     },
     /// Download a file ID to a local path (`-` for stdout).
     Download {
@@ -73,6 +111,19 @@ enum Cmd {
         /// Keep the uploaded files.
         #[arg(long)]
         keep: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MetaCmd {
+    /// Print `key=value` lines.
+    Get { file_id: FileId },
+    /// Set `key=value` pairs, replacing all metadata unless `--merge`.
+    Set {
+        file_id: FileId,
+        pairs: Vec<String>,
+        #[arg(long)]
+        merge: bool,
     },
 }
 
@@ -138,6 +189,34 @@ async fn monitor(c: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn info(c: &Client, id: &FileId, remote: bool) -> anyhow::Result<()> {
+    let core = id.remote.core()?;
+    let kind = if core.is_appender() {
+        "appender"
+    } else if id.remote.is_slave()? {
+        "slave"
+    } else {
+        "normal"
+    };
+    // Appender and slave names do not carry an authoritative size and CRC.
+    if remote || kind != "normal" {
+        let i = c.file_info(id).await?;
+        println!(
+            "file id:     {id}\nkind:        {kind}\nsource:      {}\nsize:        {}\ncreated:     {}\ncrc32:       {:08x}",
+            i.source_ip, i.file_size, i.create_timestamp, i.crc32
+        );
+    } else {
+        println!(
+            "file id:     {id}\nkind:        {kind}\nsource:      {}\nsize:        {}\ncreated:     {}\ncrc32:       {:08x}",
+            core.source,
+            core.file_size(),
+            core.timestamp,
+            core.crc32
+        );
+    }
+    Ok(())
+}
+
 async fn download(
     c: &Client,
     id: &FileId,
@@ -166,7 +245,35 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let c = client(&cli).await?;
     match &cli.cmd {
-        Cmd::Upload { file, group, ext } => {
+        Cmd::Upload {
+            file,
+            group,
+            ext,
+            appender: true,
+        } => {
+            let f = tokio::fs::File::open(file)
+                .await
+                .with_context(|| format!("opening {}", file.display()))?;
+            let size = f.metadata().await?.len();
+            let ext = ext
+                .clone()
+                .or_else(|| file.extension().map(|e| e.to_string_lossy().into_owned()));
+            let id = c
+                .upload_appender_reader(
+                    tokio::io::BufReader::new(f),
+                    size,
+                    ext.as_deref().unwrap_or(""),
+                    group.as_deref(),
+                )
+                .await?;
+            println!("{id}");
+        }
+        Cmd::Upload {
+            file,
+            group,
+            ext,
+            appender: false,
+        } => {
             let id = c
                 .upload_file(file, ext.as_deref(), group.as_deref())
                 .await
@@ -182,6 +289,74 @@ async fn main() -> anyhow::Result<()> {
             let n = download(&c, file_id, path, *offset, *length).await?;
             eprintln!("downloaded {n} bytes of {file_id}");
         }
+        Cmd::Append { file_id, file } => {
+            let data =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            c.append_bytes(file_id, &data).await?;
+            eprintln!("appended {} bytes to {file_id}", data.len());
+        }
+        Cmd::Modify {
+            file_id,
+            offset,
+            file,
+        } => {
+            let data =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            c.modify_bytes(file_id, *offset, &data).await?;
+            eprintln!("wrote {} bytes at {offset} of {file_id}", data.len());
+        }
+        Cmd::Truncate { file_id, size } => {
+            c.truncate(file_id, *size).await?;
+            eprintln!("truncated {file_id} to {size} bytes");
+        }
+        Cmd::Regenerate { file_id } => println!("{}", c.regenerate_appender_name(file_id).await?),
+        Cmd::UploadSlave {
+            master,
+            file,
+            prefix,
+            ext,
+        } => {
+            let data =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let ext = ext
+                .clone()
+                .or_else(|| file.extension().map(|e| e.to_string_lossy().into_owned()));
+            println!(
+                "{}",
+                c.upload_slave_bytes(master, prefix, ext.as_deref().unwrap_or(""), &data)
+                    .await?
+            );
+        }
+        Cmd::Meta {
+            op: MetaCmd::Get { file_id },
+        } => {
+            for (k, v) in fdfs_node::storage::meta::to_pairs(&c.get_metadata(file_id).await?) {
+                println!("{k}={v}");
+            }
+        }
+        Cmd::Meta {
+            op:
+                MetaCmd::Set {
+                    file_id,
+                    pairs,
+                    merge,
+                },
+        } => {
+            let mut kv = Vec::new();
+            for p in pairs {
+                let (k, v) = p
+                    .split_once('=')
+                    .with_context(|| format!("{p:?} is not key=value"))?;
+                kv.push((k, v));
+            }
+            c.set_metadata(file_id, &fdfs_node::storage::meta::encode_pairs(kv), *merge)
+                .await?;
+            eprintln!(
+                "metadata of {file_id} {}",
+                if *merge { "merged" } else { "set" }
+            );
+        }
+        Cmd::Info { file_id, remote } => info(&c, file_id, *remote).await?,
         Cmd::Delete { file_id } => {
             c.delete(file_id).await?;
             eprintln!("deleted {file_id}");

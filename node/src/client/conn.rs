@@ -138,6 +138,12 @@ impl Conn {
         Ok((h.status(), reply))
     }
 
+    /// Resolves when the peer closes the connection (or sends something unasked).
+    pub async fn closed_by_peer(&self) {
+        let mut b = [0u8; 1];
+        let _ = self.stream.peek(&mut b).await;
+    }
+
     /// Sends QUIT, which the server answers by closing.
     pub async fn quit(mut self) {
         let _ = self.send(Command::Quit, 0, &[]).await;

@@ -19,7 +19,10 @@ pub use conn::Conn;
 use crate::fileid::{FileId, FileIdError};
 use crate::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
 use crate::proto::query::{FetchTarget, FileRequest, GroupRequest, StorageAddr, StoreTarget};
-use crate::proto::storage::{ANY_STORE_PATH, DownloadRequest, UploadHead, UploadResponse};
+use crate::proto::storage::{
+    ANY_STORE_PATH, DownloadRequest, FileInfo, MetaOp, SetMetadataRequest, SlaveHead,
+    TruncateRequest, UploadHead, UploadResponse, WriteHead,
+};
 use crate::proto::{Command, ProtoError, Status};
 
 /// Largest non-file reply the client accepts (monitor lists included).
@@ -78,11 +81,6 @@ impl ClientError {
             ClientError::Status { status, .. } => Some(*status),
             _ => None,
         }
-    }
-
-    /// Errors after which a connection must not be reused.
-    fn poisons_connection(&self) -> bool {
-        !matches!(self, ClientError::Status { status, .. } if *status != Status::InvalidArgument)
     }
 }
 
@@ -208,9 +206,9 @@ impl Client {
     ) -> Result<T, ClientError> {
         let mut conn = self.checkout(addr).await?;
         let r = f(&mut conn).await;
-        match &r {
-            Err(e) if e.poisons_connection() => {}
-            _ => self.checkin(conn),
+        // After any error the server may have closed or be mid-body: never reuse.
+        if r.is_ok() {
+            self.checkin(conn);
         }
         r
     }
@@ -225,10 +223,21 @@ impl Client {
         let mut last = None;
         for i in 0..self.trackers.len() {
             let addr = self.trackers[(start + i) % self.trackers.len()];
-            match self
+            let mut result = self
                 .with_conn(addr, async |c| c.call(cmd, body, MAX_REPLY).await)
-                .await
-            {
+                .await;
+            if matches!(result, Err(ClientError::Io { .. })) {
+                // Pooled connections to a tracker that restarted are all stale: drop
+                // them and try once on a fresh one.
+                self.pool
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&addr);
+                result = self
+                    .with_conn(addr, async |c| c.call(cmd, body, MAX_REPLY).await)
+                    .await;
+            }
+            match result {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     tracing::debug!(tracker = %addr, error = %e, "tracker failed; trying the next");
@@ -291,6 +300,30 @@ impl Client {
     /// Uploads `size` bytes read from `reader`, streaming.
     pub async fn upload_reader<R: AsyncRead + Unpin>(
         &self,
+        reader: R,
+        size: u64,
+        ext: &str,
+        group: Option<&str>,
+    ) -> Result<FileId, ClientError> {
+        self.upload_kind(Command::UploadFile, reader, size, ext, group)
+            .await
+    }
+
+    /// Uploads an appender file (one that can later be appended to, modified, truncated).
+    pub async fn upload_appender_reader<R: AsyncRead + Unpin>(
+        &self,
+        reader: R,
+        size: u64,
+        ext: &str,
+        group: Option<&str>,
+    ) -> Result<FileId, ClientError> {
+        self.upload_kind(Command::UploadAppenderFile, reader, size, ext, group)
+            .await
+    }
+
+    async fn upload_kind<R: AsyncRead + Unpin>(
+        &self,
+        cmd: Command,
         mut reader: R,
         size: u64,
         ext: &str,
@@ -303,7 +336,10 @@ impl Client {
             file_size: size,
             ext: ext.to_owned(),
         };
-        self.upload_to(addr, head, &mut reader).await
+        let reply = self
+            .send_streamed(addr, cmd, &head.encode(), &mut reader, size, &"upload")
+            .await?;
+        upload_reply(addr, &reply)
     }
 
     /// Sends an UPLOAD_FILE to a given storage (`store_path_index` 0xFF lets it choose).
@@ -314,16 +350,38 @@ impl Client {
         reader: &mut R,
     ) -> Result<FileId, ClientError> {
         let size = head.file_size;
+        let reply = self
+            .send_streamed(
+                addr,
+                Command::UploadFile,
+                &head.encode(),
+                reader,
+                size,
+                &"upload",
+            )
+            .await?;
+        upload_reply(addr, &reply)
+    }
+
+    /// Sends `prefix` then `size` bytes from `reader` as one request; returns the reply body.
+    async fn send_streamed<R: AsyncRead + Unpin>(
+        &self,
+        addr: SocketAddr,
+        cmd: Command,
+        prefix: &[u8],
+        reader: &mut R,
+        size: u64,
+        target: &(dyn std::fmt::Display + Sync),
+    ) -> Result<Vec<u8>, ClientError> {
         self.with_conn(addr, async |c| {
-            let mut first = Vec::with_capacity(10 + 15 + CHUNK.min(size as usize));
-            first.extend_from_slice(
-                &crate::proto::Header::request(Command::UploadFile, 15 + size).encode(),
-            );
-            first.extend_from_slice(&head.encode());
+            let total = prefix.len() as u64 + size;
             let mut left = size;
-            let mut buf = vec![0u8; CHUNK.min(size as usize).max(1)];
-            // The first chunk rides with the header: small files go out in one write.
             let n = CHUNK.min(left as usize);
+            let mut first = Vec::with_capacity(10 + prefix.len() + n);
+            first.extend_from_slice(&crate::proto::Header::request(cmd, total).encode());
+            first.extend_from_slice(prefix);
+            // The first chunk rides with the header: small files go out in one write.
+            let mut buf = vec![0u8; n.max(1)];
             read_full(reader, &mut buf[..n]).await?;
             first.extend_from_slice(&buf[..n]);
             left -= n as u64;
@@ -337,17 +395,197 @@ impl Client {
             let h = c.read_reply_header(MAX_REPLY).await?;
             let mut reply = vec![0u8; h.body_len as usize];
             c.read_exact(&mut reply).await?;
-            check("upload to", &addr, h.status())?;
-            let r = UploadResponse::decode(&reply).map_err(|source| ClientError::Proto {
-                addr: addr.to_string(),
-                source,
-            })?;
-            Ok(FileId::parse(&format!(
-                "{}/{}",
-                r.group, r.remote_filename
-            ))?)
+            check(op_name(cmd), target, h.status())?;
+            Ok(reply)
         })
         .await
+    }
+
+    /// A small request to the storage that holds `id` (routed by 102 or 103).
+    async fn storage_call(
+        &self,
+        id: &FileId,
+        update: bool,
+        cmd: Command,
+        status: u8,
+        body: &[u8],
+    ) -> Result<Vec<u8>, ClientError> {
+        let target = if update {
+            self.query_update(id).await?
+        } else {
+            self.query_fetch(id).await?
+        };
+        let addr = storage_addr(&target.addr)?;
+        self.with_conn(addr, async |c| {
+            c.send(cmd, status, body).await?;
+            let h = c.read_reply_header(MAX_REPLY).await?;
+            let mut reply = vec![0u8; h.body_len as usize];
+            c.read_exact(&mut reply).await?;
+            check(op_name(cmd), id, h.status())?;
+            Ok(reply)
+        })
+        .await
+    }
+
+    /// Appends bytes to an appender file.
+    pub async fn append_bytes(&self, id: &FileId, data: &[u8]) -> Result<(), ClientError> {
+        let target = self.query_update(id).await?;
+        let addr = storage_addr(&target.addr)?;
+        let name = id.remote.to_string();
+        let head = WriteHead {
+            name_len: name.len() as u64,
+            offset: None,
+            size: data.len() as u64,
+        };
+        let mut prefix = head.encode();
+        prefix.extend_from_slice(name.as_bytes());
+        self.send_streamed(
+            addr,
+            Command::AppendFile,
+            &prefix,
+            &mut &data[..],
+            data.len() as u64,
+            id,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Overwrites bytes of an appender file at `offset`.
+    pub async fn modify_bytes(
+        &self,
+        id: &FileId,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
+        let target = self.query_update(id).await?;
+        let addr = storage_addr(&target.addr)?;
+        let name = id.remote.to_string();
+        let head = WriteHead {
+            name_len: name.len() as u64,
+            offset: Some(offset),
+            size: data.len() as u64,
+        };
+        let mut prefix = head.encode();
+        prefix.extend_from_slice(name.as_bytes());
+        self.send_streamed(
+            addr,
+            Command::ModifyFile,
+            &prefix,
+            &mut &data[..],
+            data.len() as u64,
+            id,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Cuts an appender file to `new_size` bytes.
+    pub async fn truncate(&self, id: &FileId, new_size: u64) -> Result<(), ClientError> {
+        let body = TruncateRequest {
+            new_size,
+            remote_filename: id.remote.to_string(),
+        }
+        .encode();
+        self.storage_call(id, true, Command::TruncateFile, 0, &body)
+            .await
+            .map(|_| ())
+    }
+
+    /// Turns an appender file into a normal file; returns its new ID.
+    pub async fn regenerate_appender_name(&self, id: &FileId) -> Result<FileId, ClientError> {
+        let reply = self
+            .storage_call(
+                id,
+                true,
+                Command::RegenerateAppenderFilename,
+                0,
+                id.remote.to_string().as_bytes(),
+            )
+            .await?;
+        upload_reply(self.trackers[0], &reply)
+    }
+
+    /// Uploads a slave file (e.g. a thumbnail) named after `master` plus `prefix`.
+    pub async fn upload_slave_bytes(
+        &self,
+        master: &FileId,
+        prefix: &str,
+        ext: &str,
+        data: &[u8],
+    ) -> Result<FileId, ClientError> {
+        let target = self.query_update(master).await?;
+        let addr = storage_addr(&target.addr)?;
+        let name = master.remote.to_string();
+        let head = SlaveHead {
+            master_len: name.len() as u64,
+            file_size: data.len() as u64,
+            prefix: prefix.to_owned(),
+            ext: ext.to_owned(),
+        };
+        let mut first = head.encode();
+        first.extend_from_slice(name.as_bytes());
+        let reply = self
+            .send_streamed(
+                addr,
+                Command::UploadSlaveFile,
+                &first,
+                &mut &data[..],
+                data.len() as u64,
+                master,
+            )
+            .await?;
+        upload_reply(addr, &reply)
+    }
+
+    /// Sets metadata: `merge` keeps existing keys, otherwise everything is replaced.
+    pub async fn set_metadata(
+        &self,
+        id: &FileId,
+        meta: &[u8],
+        merge: bool,
+    ) -> Result<(), ClientError> {
+        let body = SetMetadataRequest {
+            op: if merge {
+                MetaOp::Merge
+            } else {
+                MetaOp::Overwrite
+            },
+            group: id.group.clone(),
+            remote_filename: id.remote.to_string(),
+            meta: meta.to_vec(),
+        }
+        .encode();
+        self.storage_call(id, true, Command::SetMetadata, 0, &body)
+            .await
+            .map(|_| ())
+    }
+
+    /// The raw metadata blob of a file (ENOENT when it has none).
+    pub async fn get_metadata(&self, id: &FileId) -> Result<Vec<u8>, ClientError> {
+        let body = FileRequest {
+            group: id.group.clone(),
+            remote_filename: id.remote.to_string(),
+        }
+        .encode();
+        self.storage_call(id, false, Command::GetMetadata, 0, &body)
+            .await
+    }
+
+    /// Size, creation time, CRC-32 and source of a file, from its storage.
+    pub async fn file_info(&self, id: &FileId) -> Result<FileInfo, ClientError> {
+        let body = FileRequest {
+            group: id.group.clone(),
+            remote_filename: id.remote.to_string(),
+        }
+        .encode();
+        let reply = self
+            .storage_call(id, false, Command::QueryFileInfo, 0, &body)
+            .await?;
+        FileInfo::decode(&reply).map_err(|source| ClientError::Proto {
+            addr: "storage".into(),
+            source,
+        })
     }
 
     /// Uploads an in-memory buffer.
@@ -514,6 +752,34 @@ impl Client {
             source,
         })
     }
+}
+
+/// The name used in errors for each storage command.
+fn op_name(cmd: Command) -> &'static str {
+    match cmd {
+        Command::UploadFile => "upload",
+        Command::UploadAppenderFile => "upload appender",
+        Command::UploadSlaveFile => "upload slave of",
+        Command::AppendFile => "append to",
+        Command::ModifyFile => "modify",
+        Command::TruncateFile => "truncate",
+        Command::RegenerateAppenderFilename => "regenerate name of",
+        Command::SetMetadata => "set metadata of",
+        Command::GetMetadata => "get metadata of",
+        Command::QueryFileInfo => "query info of",
+        _ => "request",
+    }
+}
+
+fn upload_reply(addr: SocketAddr, reply: &[u8]) -> Result<FileId, ClientError> {
+    let r = UploadResponse::decode(reply).map_err(|source| ClientError::Proto {
+        addr: addr.to_string(),
+        source,
+    })?;
+    Ok(FileId::parse(&format!(
+        "{}/{}",
+        r.group, r.remote_filename
+    ))?)
 }
 
 async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<(), ClientError> {

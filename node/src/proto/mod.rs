@@ -76,6 +76,13 @@ mod proptests {
             let _ = storage::UploadHead::decode(&bytes);
             let _ = storage::UploadResponse::decode(&bytes);
             let _ = storage::DownloadRequest::decode(&bytes);
+            let _ = storage::SlaveHead::decode(&bytes);
+            let _ = storage::WriteHead::decode(&bytes, true);
+            let _ = storage::WriteHead::decode(&bytes, false);
+            let _ = storage::TruncateRequest::decode(&bytes);
+            let _ = storage::SetMetadataRequest::decode(&bytes);
+            let _ = storage::FileInfo::decode(&bytes);
+            let _ = crate::storage::meta::parse(&bytes);
             if bytes.len() >= HEADER_LEN {
                 let mut h = [0u8; HEADER_LEN];
                 h.copy_from_slice(&bytes[..HEADER_LEN]);

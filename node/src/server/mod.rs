@@ -1,6 +1,7 @@
 //! The TCP plumbing both roles share: a listener with a connection cap and a
 //! graceful stop, and a per-connection framed reader/writer.
 
+pub mod acl;
 mod connection;
 
 pub use connection::{ConnError, Connection};

@@ -1,25 +1,32 @@
-//! The storage role: stores files in FastDFS's layout, serves upload, download
-//! and delete, and reports to every tracker.
+//! The storage role: stores files in FastDFS's layout, serves every client
+//! command on them, and reports to every tracker.
 
+mod appender;
+mod files;
+pub mod meta;
+pub mod metrics;
 mod report;
 pub mod store;
+mod transfer;
+mod upload;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StorageConfig;
-use crate::fileid::{self, RemoteName};
-use crate::proto::monitor::{StorageStats, counter};
-use crate::proto::query::FileRequest;
-use crate::proto::storage::{DownloadRequest, UPLOAD_HEAD_LEN, UploadHead, UploadResponse};
+use crate::fileid::{RemoteName, Source};
+use crate::proto::monitor::{COUNTER_COUNT, StorageStats, counter};
 use crate::proto::{Command, Header, Status, StorageStatus};
+use crate::server::acl::AccessList;
 use crate::server::{self, ConnError, Connection, Service};
-use store::{CommitError, Store};
+use metrics::{CommandLabels, LatencyLabels, StorageMetrics};
+use store::{PathPolicy, Store};
 
 /// Shared state of one storage node.
 #[derive(Debug)]
@@ -31,22 +38,28 @@ pub struct StorageNode {
     /// The port clients reach this storage on.
     pub port: u16,
     counters: Counters,
+    pub metrics: StorageMetrics,
+    acl: AccessList,
+    /// Store-path rules; the tracker's parameters replace the configured ones.
+    path_policy: Mutex<PathPolicy>,
     /// Status each tracker last reported for this storage.
-    pub tracker_view: Mutex<std::collections::BTreeMap<SocketAddr, StorageStatus>>,
+    pub tracker_view: Mutex<BTreeMap<SocketAddr, StorageStatus>>,
     pub started_at: u64,
 }
 
 /// Operation counters reported to trackers in every BEAT.
 #[derive(Debug)]
-struct Counters([AtomicU64; crate::proto::monitor::COUNTER_COUNT]);
+struct Counters([AtomicU64; COUNTER_COUNT]);
 
 impl Counters {
     fn new() -> Self {
         Counters(std::array::from_fn(|_| AtomicU64::new(0)))
     }
+
     fn add(&self, index: usize, n: u64) {
         self.0[index].fetch_add(n, Ordering::Relaxed);
     }
+
     /// Counts one operation: total always, success when `ok`.
     fn op(&self, total: usize, ok: bool) {
         self.add(total, 1);
@@ -56,11 +69,12 @@ impl Counters {
     }
 }
 
-/// Outcome of one request on a storage connection.
-enum Next {
-    Continue,
-    /// Reply sent (or impossible); close as FastDFS does after EINVAL.
-    Close,
+/// What a handler produced.
+enum Reply {
+    /// A body to send with status 0.
+    Body(Vec<u8>),
+    /// The handler already wrote its reply (downloads).
+    Sent,
 }
 
 /// A status reply, or a connection-level failure.
@@ -81,23 +95,33 @@ impl From<Status> for Failure {
     }
 }
 
-fn io_status(e: &std::io::Error) -> Status {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => Status::NotFound,
-        std::io::ErrorKind::StorageFull => Status::NoSpace,
-        std::io::ErrorKind::IsADirectory => Status::IsDirectory,
-        std::io::ErrorKind::PermissionDenied => Status::PermissionDenied,
-        _ => Status::Io,
-    }
-}
+type Handled = Result<Reply, Failure>;
 
-/// An opened download: file, offset, length, and the bytes when small enough to read at once.
-type Opened = (std::fs::File, u64, u64, Option<Vec<u8>>);
-
+/// Runs blocking file work off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|_| Failure::Status(Status::Io))
+}
+
+/// Counter slot (total) and byte slot (success) of each command, for BEAT statistics.
+fn counter_slots(cmd: Command) -> Option<(usize, Option<usize>)> {
+    Some(match cmd {
+        Command::UploadFile | Command::UploadAppenderFile | Command::UploadSlaveFile => {
+            (counter::TOTAL_UPLOAD, Some(counter::SUCCESS_UPLOAD_BYTES))
+        }
+        Command::AppendFile => (counter::TOTAL_APPEND, Some(counter::SUCCESS_APPEND_BYTES)),
+        Command::ModifyFile => (counter::TOTAL_MODIFY, Some(counter::SUCCESS_MODIFY_BYTES)),
+        Command::TruncateFile => (counter::TOTAL_TRUNCATE, None),
+        Command::SetMetadata => (counter::TOTAL_SET_META, None),
+        Command::GetMetadata => (counter::TOTAL_GET_META, None),
+        Command::DeleteFile => (counter::TOTAL_DELETE, None),
+        Command::DownloadFile => (
+            counter::TOTAL_DOWNLOAD,
+            Some(counter::SUCCESS_DOWNLOAD_BYTES),
+        ),
+        _ => return None,
+    })
 }
 
 impl StorageNode {
@@ -106,26 +130,38 @@ impl StorageNode {
         port: u16,
         bind_ip: Option<Ipv4Addr>,
     ) -> std::io::Result<Self> {
-        config
-            .validate()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        config.validate().map_err(|e| invalid(e.to_string()))?;
+        let acl = AccessList::parse(&config.allow_hosts).map_err(invalid)?;
         let store = Store::open(&config)?;
-        Ok(StorageNode {
-            config,
+        let policy = PathPolicy {
+            mode: config.store_path_mode,
+            reserved: config.reserved_storage_space,
+        };
+        let node = StorageNode {
             store,
             source_ip: Mutex::new(bind_ip),
             port,
             counters: Counters::new(),
-            tracker_view: Mutex::new(Default::default()),
+            metrics: StorageMetrics::new(),
+            acl,
+            path_policy: Mutex::new(policy),
+            tracker_view: Mutex::new(BTreeMap::new()),
             started_at: crate::unix_now(),
-        })
+            config,
+        };
+        node.refresh_disk_metrics();
+        Ok(node)
     }
 
-    fn source_ip(&self) -> Ipv4Addr {
-        self.source_ip
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .unwrap_or(Ipv4Addr::LOCALHOST)
+    /// The source written into new file names.
+    pub fn source(&self) -> Source {
+        Source::Ip(
+            self.source_ip
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or(Ipv4Addr::LOCALHOST),
+        )
     }
 
     /// Learns the storage's own address from a tracker connection, when not bound to one.
@@ -134,6 +170,15 @@ impl StorageNode {
         if let (None, IpAddr::V4(v4)) = (*cur, ip) {
             *cur = Some(v4);
         }
+    }
+
+    pub fn path_policy(&self) -> PathPolicy {
+        *self.path_policy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adopts the tracker's store-path rules (PARAMETER_REQ reply).
+    pub fn set_path_policy(&self, policy: PathPolicy) {
+        *self.path_policy.lock().unwrap_or_else(|e| e.into_inner()) = policy;
     }
 
     /// Whether every tracker this storage reports to sees it ACTIVE.
@@ -150,12 +195,36 @@ impl StorageNode {
         s
     }
 
+    /// Updates the disk gauges (called at each disk report and scrape).
+    pub fn refresh_disk_metrics(&self) {
+        for (i, u) in self.store.disk_usage().iter().enumerate() {
+            let labels = metrics::PathLabels {
+                store_path: format!("M{i:02X}"),
+            };
+            self.metrics
+                .disk_free
+                .get_or_create(&labels)
+                .set((u.free_mb * 1024 * 1024) as i64);
+            self.metrics
+                .disk_total
+                .get_or_create(&labels)
+                .set((u.total_mb * 1024 * 1024) as i64);
+        }
+    }
+
     fn check_group(&self, group: &str) -> Result<(), Status> {
         if group == self.config.group_name {
             Ok(())
         } else {
             Err(Status::InvalidArgument)
         }
+    }
+
+    /// Parses a remote filename and maps it inside a store path (EINVAL otherwise).
+    fn locate(&self, remote: &str) -> Result<(RemoteName, PathBuf), Status> {
+        let name = RemoteName::parse(remote).map_err(|_| Status::InvalidArgument)?;
+        let path = self.store.file_path(&name)?;
+        Ok((name, path))
     }
 
     /// Bodies of non-streamed commands must fit in the buffer, as in FastDFS.
@@ -166,170 +235,32 @@ impl StorageNode {
         Ok(conn.read_body(header.body_len).await?)
     }
 
-    async fn upload(
-        self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
-    ) -> Result<Vec<u8>, Failure> {
-        if header.body_len < UPLOAD_HEAD_LEN as u64 {
-            return Err(Status::InvalidArgument.into());
-        }
-        let mut head_bytes = [0u8; UPLOAD_HEAD_LEN];
-        conn.read_exact(&mut head_bytes).await?;
-        let head = UploadHead::decode(&head_bytes).map_err(|e| e.status())?;
-        if Some(header.body_len) != head.file_size.checked_add(UPLOAD_HEAD_LEN as u64)
-            || !fileid::valid_ext(&head.ext)
-        {
-            return Err(Status::InvalidArgument.into());
-        }
-        let store_path = self.store.choose_path(head.store_path_index)?;
-        // Refuse what cannot fit before reading a byte of it.
-        if self
-            .store
-            .free_bytes(store_path)
-            .is_some_and(|free| head.file_size > free)
-        {
-            return Err(Status::NoSpace.into());
-        }
-        let chunk = self.config.buff_size as usize;
-        let source = self.source_ip();
-        let size = head.file_size;
-        let node = self.clone();
-        let name = if size as usize <= chunk {
-            let mut data = vec![0u8; size as usize];
-            conn.read_exact(&mut data).await?;
-            let ext = head.ext.clone();
-            blocking(move || store::write_small(&node.store, store_path, source, &ext, &data))
-                .await?
-        } else {
-            let s2 = node.clone();
-            let (temp, file) = blocking(move || s2.store.create_temp(store_path))
-                .await?
-                .map_err(|e| Failure::Status(io_status(&e)))?;
-            let mut hasher = crc32fast::Hasher::new();
-            let mut remaining = size;
-            let mut buf = vec![0u8; chunk];
-            let mut file = Some(file);
-            let mut write_error = None;
-            while remaining > 0 {
-                let want = chunk.min(remaining as usize);
-                conn.read_exact(&mut buf[..want]).await?;
-                remaining -= want as u64;
-                if write_error.is_some() {
-                    // Keep draining the body so the reply still lines up with the request.
-                    continue;
-                }
-                hasher.update(&buf[..want]);
-                let (mut f, b) = (file.take(), std::mem::take(&mut buf));
-                let (f, b, r) = blocking(move || {
-                    use std::io::Write;
-                    let r = f
-                        .as_mut()
-                        .map(|f| f.write_all(&b[..want]))
-                        .unwrap_or(Ok(()));
-                    (f, b, r)
-                })
-                .await?;
-                file = f;
-                buf = b;
-                if let Err(e) = r {
-                    write_error = Some(io_status(&e));
+    async fn dispatch(self: &Arc<Self>, conn: &mut Connection, header: &Header) -> Handled {
+        match header.cmd {
+            Command::ActiveTest => {
+                if header.body_len == 0 {
+                    Ok(Reply::Body(Vec::new()))
+                } else {
+                    Err(Status::InvalidArgument.into())
                 }
             }
-            drop(file);
-            if let Some(status) = write_error {
-                return Err(status.into());
+            Command::UploadFile => self.upload(conn, header, false).await,
+            Command::UploadAppenderFile => self.upload(conn, header, true).await,
+            Command::UploadSlaveFile => self.upload_slave(conn, header).await,
+            Command::AppendFile => self.append(conn, header).await,
+            Command::ModifyFile => self.modify(conn, header).await,
+            Command::TruncateFile => self.truncate(conn, header).await,
+            Command::RegenerateAppenderFilename => self.regenerate(conn, header).await,
+            Command::DownloadFile => self.download(conn, header).await,
+            Command::DeleteFile => self.delete(conn, header).await,
+            Command::QueryFileInfo => self.query_file_info(conn, header).await,
+            Command::SetMetadata => self.set_metadata(conn, header).await,
+            Command::GetMetadata => self.get_metadata(conn, header).await,
+            other => {
+                tracing::debug!(peer = %conn.peer, cmd = ?other, "unsupported command");
+                Err(Status::InvalidArgument.into())
             }
-            let crc = hasher.finalize();
-            let ext = head.ext.clone();
-            blocking(move || node.store.commit(temp, source, &ext, size, crc)).await?
-        };
-        let name = name.map_err(|e| match e {
-            CommitError::NoUniqueName => Status::AlreadyExists,
-            CommitError::Io(e) => io_status(&e),
-        })?;
-        self.counters.add(counter::SUCCESS_UPLOAD_BYTES, size);
-        tracing::debug!(file = %name, size, "stored");
-        Ok(UploadResponse {
-            group: self.config.group_name.clone(),
-            remote_filename: name.to_string(),
         }
-        .encode())
-    }
-
-    async fn download(&self, conn: &mut Connection, header: &Header) -> Result<u64, Failure> {
-        let body = self.small_body(conn, header).await?;
-        let req = DownloadRequest::decode(&body).map_err(|e| e.status())?;
-        self.check_group(&req.group)?;
-        let name = RemoteName::parse(&req.remote_filename).map_err(|_| Status::InvalidArgument)?;
-        let path = self.store.file_path(&name)?;
-        let chunk = self.config.buff_size;
-        let (offset, want) = (req.offset, req.length);
-        // Open, size, and (for small ranges) read in one blocking step.
-        let opened = blocking(move || -> Result<Opened, Status> {
-            let file = std::fs::File::open(&path).map_err(|e| io_status(&e))?;
-            let meta = file.metadata().map_err(|e| io_status(&e))?;
-            if !meta.is_file() {
-                return Err(Status::NotFound);
-            }
-            let size = meta.len();
-            // V6.15.4 refuses offset ≥ size; a 0-byte file still downloads (as up to V6.15.3).
-            if offset > size || (offset == size && size > 0) {
-                return Err(Status::InvalidArgument);
-            }
-            let remain = size - offset;
-            let len = if want == 0 { remain } else { want.min(remain) };
-            let data = if len <= chunk {
-                let mut buf = vec![0u8; len as usize];
-                file.read_exact_at(&mut buf, offset)
-                    .map_err(|e| io_status(&e))?;
-                Some(buf)
-            } else {
-                None
-            };
-            Ok((file, offset, len, data))
-        })
-        .await??;
-        let (file, offset, len, data) = opened;
-        if let Some(data) = data {
-            conn.reply(Status::Ok, &data).await?;
-            return Ok(len);
-        }
-        conn.write_all(&Header::response(Status::Ok, len).encode())
-            .await?;
-        let file = Arc::new(file);
-        let mut pos = offset;
-        let end = offset + len;
-        let mut buf = vec![0u8; chunk as usize];
-        while pos < end {
-            let n = chunk.min(end - pos) as usize;
-            let f = file.clone();
-            let (b, r) = blocking(move || {
-                let r = f.read_exact_at(&mut buf[..n], pos);
-                (buf, r)
-            })
-            .await
-            .map_err(|_| ConnError::Closed)?;
-            buf = b;
-            // A read failing mid-stream cannot be reported any more: close, as FastDFS does.
-            r.map_err(ConnError::Io)?;
-            conn.write_all(&buf[..n]).await?;
-            pos += n as u64;
-        }
-        Ok(len)
-    }
-
-    async fn delete(&self, conn: &mut Connection, header: &Header) -> Result<Vec<u8>, Failure> {
-        let body = self.small_body(conn, header).await?;
-        let req = FileRequest::decode_any_len(&body).map_err(|e| e.status())?;
-        self.check_group(&req.group)?;
-        let name = RemoteName::parse(&req.remote_filename).map_err(|_| Status::InvalidArgument)?;
-        let path = self.store.file_path(&name)?;
-        blocking(move || store::delete(&path))
-            .await?
-            .map_err(|e| io_status(&e))?;
-        tracing::debug!(file = %name, "deleted");
-        Ok(Vec::new())
     }
 
     /// Handles one request; the reply has been written when this returns `Ok`.
@@ -337,62 +268,79 @@ impl StorageNode {
         self: &Arc<Self>,
         conn: &mut Connection,
         header: Header,
-    ) -> Result<Next, ConnError> {
-        let (result, total) = match header.cmd {
-            Command::Quit => return Ok(Next::Close),
-            Command::ActiveTest => {
-                let r = if header.body_len == 0 {
-                    Ok(Vec::new())
-                } else {
-                    Err(Status::InvalidArgument.into())
-                };
-                (r, None)
-            }
-            Command::UploadFile => (
-                self.upload(conn, &header).await,
-                Some(counter::TOTAL_UPLOAD),
-            ),
-            Command::DeleteFile => (
-                self.delete(conn, &header).await,
-                Some(counter::TOTAL_DELETE),
-            ),
-            Command::DownloadFile => {
-                let r = self.download(conn, &header).await;
-                if let Ok(n) = &r {
-                    self.counters.add(counter::SUCCESS_DOWNLOAD_BYTES, *n);
-                }
-                self.counters.op(counter::TOTAL_DOWNLOAD, r.is_ok());
-                match r {
-                    Ok(_) => return Ok(Next::Continue),
-                    Err(e) => (Err(e), None),
-                }
-            }
-            other => {
-                tracing::debug!(peer = %conn.peer, cmd = ?other, "unsupported command");
-                (Err(Status::InvalidArgument.into()), None)
-            }
+    ) -> Result<bool, ConnError> {
+        let started = Instant::now();
+        let result = self.dispatch(conn, &header).await;
+        let status = match &result {
+            Ok(_) => Status::Ok,
+            Err(Failure::Status(s)) => *s,
+            Err(Failure::Conn(_)) => Status::Io,
         };
-        if let Some(total) = total {
-            self.counters.op(total, result.is_ok());
+        if let Some((total, _)) = counter_slots(header.cmd) {
+            self.counters.op(total, status == Status::Ok);
         }
+        let command = format!("{:?}", header.cmd);
+        self.metrics
+            .requests
+            .get_or_create(&CommandLabels {
+                command: command.clone(),
+                status: status.errno_name().to_owned(),
+            })
+            .inc();
+        self.metrics
+            .latency
+            .get_or_create(&LatencyLabels { command })
+            .observe(started.elapsed().as_secs_f64());
         match result {
-            Ok(body) => {
+            Ok(Reply::Body(body)) => {
                 conn.reply(Status::Ok, &body).await?;
-                Ok(Next::Continue)
+                Ok(true)
             }
+            Ok(Reply::Sent) => Ok(true),
             Err(Failure::Status(status)) => {
                 conn.reply_error(status).await?;
-                // The C storage closes after EINVAL; a failed upload may leave body bytes unread.
-                let close = status == Status::InvalidArgument || header.cmd == Command::UploadFile;
-                Ok(if close { Next::Close } else { Next::Continue })
+                // The C storage closes after EINVAL; a failed streamed command may leave
+                // body bytes unread, so its connection cannot be reused either.
+                let streamed = matches!(
+                    header.cmd,
+                    Command::UploadFile
+                        | Command::UploadAppenderFile
+                        | Command::UploadSlaveFile
+                        | Command::AppendFile
+                        | Command::ModifyFile
+                );
+                Ok(!(status == Status::InvalidArgument || streamed))
             }
             Err(Failure::Conn(e)) => Err(e),
         }
+    }
+
+    /// Records bytes moved for a successful command.
+    fn count_bytes(&self, cmd: Command, n: u64) {
+        if let Some((_, Some(slot))) = counter_slots(cmd) {
+            self.counters.add(slot, n);
+        }
+        let direction = if cmd == Command::DownloadFile {
+            "out"
+        } else {
+            "in"
+        };
+        self.metrics
+            .bytes
+            .get_or_create(&metrics::DirectionLabels {
+                direction,
+                via: "protocol",
+            })
+            .inc_by(n);
     }
 }
 
 impl Service for StorageNode {
     async fn serve(self: Arc<Self>, mut conn: Connection, stop: CancellationToken) {
+        if !self.acl.allows(conn.peer.ip()) {
+            tracing::warn!(peer = %conn.peer, "refused by allow_hosts");
+            return;
+        }
         // Streamed commands check their own lengths; others are capped by `small_body`.
         let max_body = u64::MAX >> 1;
         loop {
@@ -413,9 +361,12 @@ impl Service for StorageNode {
                     break;
                 }
             };
+            if header.cmd == Command::Quit {
+                break;
+            }
             match self.handle(&mut conn, header).await {
-                Ok(Next::Continue) => {}
-                Ok(Next::Close) => break,
+                Ok(true) => {}
+                Ok(false) => break,
                 Err(e) => {
                     tracing::debug!(peer = %conn.peer, error = %e, "connection ended");
                     break;
@@ -429,6 +380,8 @@ impl Service for StorageNode {
 #[derive(Debug)]
 pub struct RunningStorage {
     pub addr: SocketAddr,
+    /// Where the HTTP side listens, when enabled.
+    pub http_addr: Option<SocketAddr>,
     pub node: Arc<StorageNode>,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -451,6 +404,11 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
         IpAddr::V4(v4) if !v4.is_unspecified() => Some(v4),
         _ => None,
     };
+    let http = if config.http.bind.is_empty() {
+        None
+    } else {
+        Some(server::bind(&config.http.bind).await?)
+    };
     let cfg = config.clone();
     let node = tokio::task::spawn_blocking(move || StorageNode::new(cfg, addr.port(), bind_ip))
         .await
@@ -458,7 +416,7 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
     let node = Arc::new(node);
     let stop = CancellationToken::new();
     tracing::info!(%addr, group = %config.group_name, "storage listening");
-    let serve = tokio::spawn(server::run_listener(
+    let mut tasks = vec![tokio::spawn(server::run_listener(
         listener,
         node.clone(),
         config.max_connections,
@@ -468,12 +426,27 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
         },
         stop.clone(),
         Duration::from_secs(10),
-    ));
-    let reporter = tokio::spawn(report::run(node.clone(), bind_ip, stop.clone()));
+    ))];
+    let mut http_addr = None;
+    if let Some((listener, a)) = http {
+        tracing::info!(addr = %a, "storage HTTP listening");
+        http_addr = Some(a);
+        tasks.push(tokio::spawn(crate::http::serve(
+            listener,
+            node.clone(),
+            stop.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(report::run(
+        node.clone(),
+        bind_ip,
+        stop.clone(),
+    )));
     Ok(RunningStorage {
         addr,
+        http_addr,
         node,
         stop,
-        tasks: vec![serve, reporter],
+        tasks,
     })
 }

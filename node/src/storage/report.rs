@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::StorageNode;
 use crate::client::{ClientError, Conn, conn::resolve};
+use crate::config::ReservedSpace;
 use crate::proto::report::{
-    BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, SyncSource,
+    BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, Parameters, SyncSource,
 };
 use crate::proto::{Command, Status, StorageStatus, VERSION_TEXT};
 
@@ -198,6 +199,21 @@ async fn report_session(
         current_tracker_ip: tracker.ip().to_string(),
         trackers: all_trackers.to_vec(),
     };
+    // The tracker's placement rules apply to this storage's own path choice.
+    let params = call_ok(&mut conn, Command::StorageParameterReq, &[]).await?;
+    if let Ok(p) = Parameters::decode(&params) {
+        let mut policy = node.path_policy();
+        if let Some(mode) = p.get("store_path").and_then(|v| v.parse().ok()) {
+            policy.mode = mode;
+        }
+        if let Some(r) = p
+            .get("reserved_storage_space")
+            .and_then(|v| ReservedSpace::parse(v).ok())
+        {
+            policy.reserved = r;
+        }
+        node.set_path_policy(policy);
+    }
     let reply = call_ok(&mut conn, Command::StorageJoin, &join.encode()).await?;
     let joined = JoinResponse::decode(&reply).map_err(|source| ClientError::Proto {
         addr: tracker.to_string(),
@@ -224,21 +240,47 @@ async fn report_session(
     }
     let mut beat_tick = tokio::time::interval(Duration::from_secs(cfg.heart_beat_interval.max(1)));
     let mut disk_tick = tokio::time::interval(Duration::from_secs(cfg.stat_report_interval.max(1)));
+    /// What woke the report loop.
+    enum Event {
+        Stop,
+        Disk,
+        Beat,
+        TrackerClosed,
+    }
     loop {
-        tokio::select! {
-            _ = stop.cancelled() => {
+        let event = tokio::select! {
+            _ = stop.cancelled() => Event::Stop,
+            _ = disk_tick.tick() => Event::Disk,
+            _ = beat_tick.tick() => Event::Beat,
+            // A tracker that goes away is noticed at once, not at the next beat.
+            _ = conn.closed_by_peer() => Event::TrackerClosed,
+        };
+        match event {
+            Event::Stop => {
                 conn.quit().await;
                 return Ok(());
             }
-            _ = disk_tick.tick() => {
-                let usage = DiskUsage { paths: node.store.disk_usage() };
-                let reply = call_ok(&mut conn, Command::StorageReportDiskUsage, &usage.encode()).await?;
+            Event::Disk => {
+                let usage = DiskUsage {
+                    paths: node.store.disk_usage(),
+                };
+                node.refresh_disk_metrics();
+                let reply =
+                    call_ok(&mut conn, Command::StorageReportDiskUsage, &usage.encode()).await?;
                 apply_heartbeat(node, tracker, &own_ip, &reply);
             }
-            _ = beat_tick.tick() => {
-                let beat = BeatRequest { stats: Some(node.stats()) };
+            Event::Beat => {
+                let beat = BeatRequest {
+                    stats: Some(node.stats()),
+                };
                 let reply = call_ok(&mut conn, Command::StorageBeat, &beat.encode()).await?;
                 apply_heartbeat(node, tracker, &own_ip, &reply);
+            }
+            Event::TrackerClosed => {
+                return Err(ClientError::Io {
+                    addr: tracker.to_string(),
+                    source: std::io::ErrorKind::ConnectionAborted.into(),
+                });
             }
         }
     }

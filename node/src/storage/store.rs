@@ -5,14 +5,13 @@
 //! under a real name and a name clash can never overwrite a file.
 
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{CWD, RenameFlags, renameat_with};
 
-use crate::config::StorageConfig;
+use crate::config::{ReservedSpace, StorageConfig};
 use crate::fileid::{self, NameCore, RemoteName, Source};
 use crate::proto::Status;
 use crate::proto::report::PathUsage;
@@ -39,6 +38,7 @@ pub struct Store {
     rotate_count: u32,
     rotation: Mutex<Rotation>,
     next_path: AtomicU64,
+    readonly: Vec<usize>,
     temp_seq: AtomicU64,
 }
 
@@ -93,6 +93,7 @@ impl Store {
             rotate_count: cfg.file_distribute_rotate_count.max(1),
             rotation: Mutex::new(Rotation::default()),
             next_path: AtomicU64::new(0),
+            readonly: cfg.readonly_store_paths.clone(),
             temp_seq: AtomicU64::new(0),
         })
     }
@@ -105,18 +106,45 @@ impl Store {
         self.subdir_count
     }
 
-    /// The store path for an upload: the requested one, or round robin for 0xFF.
-    pub fn choose_path(&self, requested: u8) -> Result<usize, Status> {
-        if requested == crate::proto::storage::ANY_STORE_PATH {
-            let n = self.next_path.fetch_add(1, Ordering::Relaxed);
-            return Ok((n % self.paths.len() as u64) as usize);
+    /// The store path for a new file of `size` bytes.
+    ///
+    /// The client's choice stands unless that path is read-only or short of space;
+    /// 0xFF (or a skipped path) leaves it to `policy`. ENOSPC when no path fits.
+    pub fn choose_path(
+        &self,
+        requested: u8,
+        size: u64,
+        policy: &PathPolicy,
+    ) -> Result<usize, Status> {
+        let n = self.paths.len();
+        if requested != crate::proto::storage::ANY_STORE_PATH && usize::from(requested) >= n {
+            return Err(Status::InvalidArgument);
         }
-        let i = usize::from(requested);
-        if i < self.paths.len() {
-            Ok(i)
-        } else {
-            Err(Status::InvalidArgument)
+        let usage = self.disk_usage();
+        let fits = |i: usize| {
+            !self.readonly.contains(&i)
+                && usage.get(i).is_some_and(|u| {
+                    let after = u.free_mb.saturating_sub(size.div_ceil(1024 * 1024));
+                    match policy.reserved {
+                        ReservedSpace::Mb(mb) => after > mb / n as u64,
+                        ReservedSpace::Ratio(_) => policy.reserved.has_room(after, u.total_mb),
+                    }
+                })
+        };
+        if requested != crate::proto::storage::ANY_STORE_PATH && fits(usize::from(requested)) {
+            return Ok(usize::from(requested));
         }
+        if policy.mode == 2 {
+            return (0..n)
+                .filter(|&i| fits(i))
+                .max_by_key(|&i| usage[i].free_mb)
+                .ok_or(Status::NoSpace);
+        }
+        let start = (self.next_path.fetch_add(1, Ordering::Relaxed) % n as u64) as usize;
+        (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| fits(i))
+            .ok_or(Status::NoSpace)
     }
 
     /// Absolute path of a stored file, refusing store paths this node lacks.
@@ -171,47 +199,78 @@ impl Store {
     }
 
     /// Names a finished temp file and renames it into place (blocking).
-    pub fn commit(
-        &self,
-        mut temp: TempFile,
-        source: Ipv4Addr,
-        ext: &str,
-        size: u64,
-        crc32: u32,
-    ) -> Result<RemoteName, CommitError> {
-        let timestamp = std::fs::metadata(&temp.path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or_else(|| crate::unix_now() as u32);
+    pub fn commit(&self, mut temp: TempFile, spec: &NewName) -> Result<RemoteName, CommitError> {
+        let timestamp = file_mtime(&temp.path).unwrap_or_else(|| crate::unix_now() as u32);
         for _ in 0..NAME_ATTEMPTS {
-            let core = NameCore {
-                source: Source::Ip(source),
-                timestamp,
-                size_field: fileid::normal_size_field(size, rand::random::<u32>()),
-                crc32,
-            };
-            let chars = core.encode();
-            let (hh, ll) = self.subdirs(&chars);
-            let suffix = fileid::format_ext(ext, || rand::random::<u8>() % 10);
-            let name = RemoteName::new(
-                temp.store_path as u8,
-                hh as u8,
-                ll as u8,
-                format!("{chars}{suffix}"),
-            );
-            let target = self.paths[temp.store_path].join(name.relative_path());
-            match renameat_with(CWD, &temp.path, CWD, &target, RenameFlags::NOREPLACE) {
+            let name = self.generate_name(temp.store_path, spec, timestamp, None);
+            match rename_noreplace(
+                &temp.path,
+                &self.paths[temp.store_path].join(name.relative_path()),
+            ) {
                 Ok(()) => {
                     temp.committed = true;
                     return Ok(name);
                 }
-                Err(rustix::io::Errno::EXIST) => continue,
-                Err(e) => return Err(CommitError::Io(e.into())),
+                Err(CommitError::Exists) => continue,
+                Err(e) => return Err(e),
             }
         }
         Err(CommitError::NoUniqueName)
+    }
+
+    /// Renames a finished temp file to a name chosen by the caller (slave files).
+    pub fn commit_as(&self, mut temp: TempFile, name: &RemoteName) -> Result<(), CommitError> {
+        let target = self.file_path(name).map_err(|_| CommitError::Exists)?;
+        rename_noreplace(&temp.path, &target)?;
+        temp.committed = true;
+        Ok(())
+    }
+
+    /// A fresh name: `suffix` keeps a 7-char ext (regenerated appenders), else one is made.
+    pub fn generate_name(
+        &self,
+        store_path: usize,
+        spec: &NewName,
+        timestamp: u32,
+        dirs: Option<(u8, u8)>,
+    ) -> RemoteName {
+        let rand23 = rand::random::<u32>();
+        let size_field = if spec.appender {
+            fileid::appender_size_field(rand23)
+        } else {
+            fileid::normal_size_field(spec.size, rand23)
+        };
+        let core = NameCore {
+            source: spec.source,
+            timestamp,
+            size_field,
+            crc32: spec.crc32,
+        };
+        let chars = core.encode();
+        let (hh, ll) = match dirs {
+            Some((hh, ll)) => (u32::from(hh), u32::from(ll)),
+            None => self.subdirs(&chars),
+        };
+        let suffix = match &spec.suffix {
+            Some(s) => s.clone(),
+            None => fileid::format_ext(&spec.ext, || rand::random::<u8>() % 10),
+        };
+        RemoteName::new(
+            store_path as u8,
+            hh as u8,
+            ll as u8,
+            format!("{chars}{suffix}"),
+        )
+    }
+
+    /// Writes a whole file beside its final place and renames it over (metadata files).
+    pub fn replace_file(&self, store_path: usize, target: &Path, data: &[u8]) -> io::Result<()> {
+        let (mut temp, mut file) = self.create_temp(store_path)?;
+        file.write_all(data)?;
+        drop(file);
+        std::fs::rename(&temp.path, target)?;
+        temp.committed = true;
+        Ok(())
     }
 
     /// Bytes available to us on a store path, when the filesystem says.
@@ -247,30 +306,91 @@ impl Store {
 pub enum CommitError {
     #[error("no unique file name after {NAME_ATTEMPTS} attempts")]
     NoUniqueName,
+    #[error("the target name already exists")]
+    Exists,
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
+}
+
+impl CommitError {
+    pub fn status(&self) -> Status {
+        match self {
+            CommitError::NoUniqueName | CommitError::Exists => Status::AlreadyExists,
+            CommitError::Io(e) => io_status(e),
+        }
+    }
+}
+
+/// What goes into a generated name.
+#[derive(Debug, Clone)]
+pub struct NewName {
+    pub source: Source,
+    pub ext: String,
+    /// A ready 7-char suffix to keep instead of formatting `ext`.
+    pub suffix: Option<String>,
+    pub size: u64,
+    pub crc32: u32,
+    pub appender: bool,
+}
+
+/// Maps an I/O error to the FastDFS status a peer gets.
+pub fn io_status(e: &io::Error) -> Status {
+    match e.kind() {
+        io::ErrorKind::NotFound => Status::NotFound,
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Status::NoSpace,
+        io::ErrorKind::IsADirectory => Status::IsDirectory,
+        io::ErrorKind::PermissionDenied => Status::PermissionDenied,
+        _ => Status::Io,
+    }
+}
+
+/// Renames without ever replacing an existing file.
+pub fn rename_noreplace(from: &Path, to: &Path) -> Result<(), CommitError> {
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::EXIST) => Err(CommitError::Exists),
+        Err(e) => Err(CommitError::Io(e.into())),
+    }
+}
+
+/// A file's mtime in Unix seconds.
+pub fn file_mtime(path: &Path) -> Option<u32> {
+    let t = std::fs::metadata(path).ok()?.modified().ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as u32)
+}
+
+/// Store-path placement rules, from the config or the tracker's parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PathPolicy {
+    /// 0 round robin, 2 most free space.
+    pub mode: u8,
+    pub reserved: ReservedSpace,
 }
 
 /// Writes `data` to a temp file and commits it (blocking; used for small uploads).
 pub fn write_small(
     store: &Store,
     store_path: usize,
-    source: Ipv4Addr,
-    ext: &str,
+    spec: &NewName,
     data: &[u8],
 ) -> Result<RemoteName, CommitError> {
     let (temp, mut file) = store.create_temp(store_path)?;
     file.write_all(data)?;
     drop(file);
-    store.commit(temp, source, ext, data.len() as u64, crc32fast::hash(data))
+    store.commit(temp, spec)
+}
+
+/// Path of a file's metadata companion.
+pub fn meta_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push("-m");
+    PathBuf::from(p)
 }
 
 /// Removes a file and its metadata companion (`<name>-m`). ENOENT when absent.
 pub fn delete(path: &Path) -> io::Result<()> {
     std::fs::remove_file(path)?;
-    let mut meta = path.as_os_str().to_owned();
-    meta.push("-m");
-    match std::fs::remove_file(PathBuf::from(meta)) {
+    match std::fs::remove_file(meta_path(path)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
@@ -279,6 +399,7 @@ pub fn delete(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn store(dir: &Path, subdirs: u32) -> Store {
         let cfg = StorageConfig {
@@ -295,8 +416,15 @@ mod tests {
         let s = store(dir.path(), 4);
         assert!(dir.path().join("data/03/03").is_dir());
         assert!(!dir.path().join("data/04").exists());
-        let name =
-            write_small(&s, 0, Ipv4Addr::new(127, 0, 0, 2), "txt", b"hello").expect("commit");
+        let spec = NewName {
+            source: Source::Ip(Ipv4Addr::new(127, 0, 0, 2)),
+            ext: "txt".into(),
+            suffix: None,
+            size: 5,
+            crc32: crc32fast::hash(b"hello"),
+            appender: false,
+        };
+        let name = write_small(&s, 0, &spec, b"hello").expect("commit");
         let path = s.file_path(&name).expect("path");
         assert_eq!(std::fs::read(&path).expect("read"), b"hello");
         let core = name.core().expect("core");
@@ -343,6 +471,16 @@ mod tests {
         assert_eq!(s.file_path(&name), Err(Status::InvalidArgument));
         let name = RemoteName::parse("M00/05/00/abcdefgh").expect("parse");
         assert_eq!(s.file_path(&name), Err(Status::InvalidArgument));
-        assert_eq!(s.choose_path(3), Err(Status::InvalidArgument));
+        let policy = PathPolicy {
+            mode: 0,
+            reserved: ReservedSpace::Mb(0),
+        };
+        assert_eq!(s.choose_path(3, 1, &policy), Err(Status::InvalidArgument));
+        assert_eq!(s.choose_path(0, 1, &policy), Ok(0));
+        let greedy = PathPolicy {
+            mode: 0,
+            reserved: ReservedSpace::Ratio(0.9999),
+        };
+        assert_eq!(s.choose_path(0xFF, 1, &greedy), Err(Status::NoSpace));
     }
 }

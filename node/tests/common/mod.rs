@@ -39,10 +39,19 @@ impl Cluster {
     }
 
     pub async fn start_with(groups: &[&str], subdirs: u32, mut tcfg: TrackerConfig) -> Cluster {
+        tcfg.reserved_storage_space = ReservedSpace::Mb(0);
+        Self::start_with_reserved(groups, subdirs, tcfg).await
+    }
+
+    /// Like `start_with`, keeping the tracker's `reserved_storage_space`.
+    pub async fn start_with_reserved(
+        groups: &[&str],
+        subdirs: u32,
+        mut tcfg: TrackerConfig,
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         tcfg.bind = "127.0.0.1:0".into();
         tcfg.base_path = dir.path().join("tracker");
-        tcfg.reserved_storage_space = ReservedSpace::Mb(0);
         let tracker = fdfs_node::tracker::start(tcfg)
             .await
             .expect("tracker starts");

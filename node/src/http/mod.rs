@@ -1,0 +1,296 @@
+//! The storage's HTTP side: files by file ID (as fastdfs-nginx-module serves
+//! them, with Range, ETag, Last-Modified and the anti-leech token), plus
+//! `/healthz`, `/readyz` and `/metrics`.
+
+mod range;
+pub mod token;
+
+use std::collections::HashMap;
+use std::io::SeekFrom;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::fileid::RemoteName;
+use crate::storage::StorageNode;
+use crate::storage::metrics::{DirectionLabels, HttpLabels};
+use range::RangeRequest;
+
+/// Files up to this size are read in one step; larger ones are streamed.
+const READ_WHOLE: u64 = 256 * 1024;
+/// Chunk size of streamed bodies.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+/// Serves HTTP on `listener` until `stop`.
+pub async fn serve(listener: TcpListener, node: Arc<StorageNode>, stop: CancellationToken) {
+    let app = router(node);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %e, "storage HTTP server failed");
+    }
+}
+
+/// The storage's routes.
+pub fn router(node: Arc<StorageNode>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(file)
+        .with_state(node)
+}
+
+async fn readyz(State(node): State<Arc<StorageNode>>) -> Response {
+    let view: Vec<String> = node
+        .tracker_view
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(t, s)| format!("tracker {t}: {}", s.name()))
+        .collect();
+    let text = if view.is_empty() {
+        "no tracker reached yet\n".to_owned()
+    } else {
+        view.join("\n") + "\n"
+    };
+    if node.is_active_everywhere() {
+        (StatusCode::OK, text).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
+    }
+}
+
+async fn metrics(State(node): State<Arc<StorageNode>>) -> Response {
+    node.refresh_disk_metrics();
+    let mut r = node.metrics.render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
+
+fn plain(code: StatusCode, text: &str) -> Response {
+    (code, format!("{text}\n")).into_response()
+}
+
+/// Splits `/[group/]Mxx/HH/LL/name` and checks it names a file of this group.
+fn parse_path(node: &StorageNode, raw: &str) -> Result<RemoteName, (StatusCode, &'static str)> {
+    // No file ID needs percent-encoding, so any escape (`%2e%2e`, `%2f`, `%00`) is refused.
+    if raw.contains('%') || raw.contains('\\') || raw.len() > 256 {
+        return Err((StatusCode::BAD_REQUEST, "bad file path"));
+    }
+    let path = raw.strip_prefix('/').unwrap_or(raw);
+    let remote = match path.split_once('/') {
+        Some((first, rest)) if !(first.len() == 3 && first.starts_with('M')) => {
+            if first != node.config.group_name {
+                return Err((StatusCode::NOT_FOUND, "no such file in this group"));
+            }
+            rest
+        }
+        _ => path,
+    };
+    RemoteName::parse(remote).map_err(|_| (StatusCode::BAD_REQUEST, "bad file path"))
+}
+
+/// Quotes a download name for Content-Disposition, with an RFC 5987 copy for non-ASCII.
+fn content_disposition(name: &str) -> Option<HeaderValue> {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    ))
+    .ok()
+}
+
+struct Opened {
+    file: std::fs::File,
+    size: u64,
+    mtime: std::time::SystemTime,
+}
+
+async fn file(
+    State(node): State<Arc<StorageNode>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let label = method.as_str().to_owned();
+    let response = serve_file(&node, &method, &uri, &headers, &query).await;
+    node.metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method: label,
+            code: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+async fn serve_file(
+    node: &Arc<StorageNode>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+    }
+    let name = match parse_path(node, uri.path()) {
+        Ok(n) => n,
+        Err((code, text)) => return plain(code, text),
+    };
+    let http = &node.config.http;
+    if http.check_token {
+        let checked = token::check(
+            &name.to_string(),
+            &http.secret_key,
+            http.token_ttl,
+            query.get("token").map(String::as_str),
+            query.get("ts").map(String::as_str),
+            crate::unix_now(),
+        );
+        if let Err(why) = checked {
+            tracing::debug!(file = %name, ?why, "token refused");
+            return plain(StatusCode::FORBIDDEN, "invalid or expired token");
+        }
+    }
+    let Ok(path) = node.store.file_path(&name) else {
+        return plain(StatusCode::NOT_FOUND, "no such file");
+    };
+    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<Opened> {
+        let file = std::fs::File::open(&path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::ErrorKind::NotFound.into());
+        }
+        Ok(Opened {
+            file,
+            size: meta.len(),
+            mtime: meta.modified()?,
+        })
+    })
+    .await;
+    let Opened { file, size, mtime } = match opened {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return plain(StatusCode::NOT_FOUND, "no such file");
+        }
+        _ => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
+    };
+    let secs = mtime
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    let etag = format!("\"{secs:x}-{size:x}\"");
+    let last_modified = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
+    let mut builder = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::LAST_MODIFIED, &last_modified)
+        .header(header::ACCEPT_RANGES, "bytes");
+    let header_text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
+    let not_modified = match header_text(header::IF_NONE_MATCH) {
+        Some(tags) => tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"),
+        None => header_text(header::IF_MODIFIED_SINCE)
+            .and_then(|d| httpdate::parse_http_date(d).ok())
+            .is_some_and(|since| UNIX_EPOCH + Duration::from_secs(secs) <= since),
+    };
+    if not_modified {
+        return builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_default();
+    }
+    let content_type = Path::new(&name.name)
+        .extension()
+        .and_then(|e| mime_guess::from_ext(&e.to_string_lossy()).first_raw())
+        .unwrap_or("application/octet-stream");
+    builder = builder.header(header::CONTENT_TYPE, content_type);
+    if let Some(v) = query.get("filename").and_then(|n| content_disposition(n)) {
+        builder = builder.header(header::CONTENT_DISPOSITION, v);
+    }
+    // If-Range with a different validator means "send it all".
+    let range_header = match header_text(header::IF_RANGE) {
+        Some(v) if v != etag && v != last_modified => None,
+        _ => header_text(header::RANGE),
+    };
+    let (status, start, len) = match range::parse(range_header, size) {
+        RangeRequest::Full => (StatusCode::OK, 0, size),
+        RangeRequest::Part { start, end } => {
+            builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeRequest::Unsatisfiable => {
+            return builder
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                .body(Body::empty())
+                .unwrap_or_default();
+        }
+    };
+    builder = builder.status(status).header(header::CONTENT_LENGTH, len);
+    if method == Method::HEAD {
+        return builder.body(Body::empty()).unwrap_or_default();
+    }
+    node.metrics
+        .bytes
+        .get_or_create(&DirectionLabels {
+            direction: "out",
+            via: "http",
+        })
+        .inc_by(len);
+    let body = if len <= READ_WHOLE {
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; len as usize];
+            file.read_exact_at(&mut buf, start).map(|_| buf)
+        })
+        .await;
+        match read {
+            Ok(Ok(buf)) => Body::from(buf),
+            _ => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
+        }
+    } else {
+        let mut f = tokio::fs::File::from_std(file);
+        if f.seek(SeekFrom::Start(start)).await.is_err() {
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file");
+        }
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+            f.take(len),
+            STREAM_CHUNK,
+        ))
+    };
+    builder.body(body).unwrap_or_default()
+}

@@ -1,0 +1,232 @@
+//! Reading and managing stored files: DOWNLOAD_FILE (14), DELETE_FILE (12),
+//! QUERY_FILE_INFO (22), SET_METADATA (13) and GET_METADATA (15).
+
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use super::meta;
+use super::store::{self, io_status};
+use super::transfer::file_crc32;
+use super::{Failure, Handled, Reply, StorageNode, blocking};
+use crate::fileid::Source;
+use crate::proto::query::FileRequest;
+use crate::proto::storage::{DownloadRequest, FileInfo, MetaOp, SetMetadataRequest};
+use crate::proto::{Command, Header, Status};
+use crate::server::{ConnError, Connection};
+
+/// QUERY_FILE_INFO flag: do not compute the CRC-32 of appender and slave files.
+const INFO_NO_CRC: u8 = 1;
+
+/// An opened download: file, offset, length, and the bytes when small enough to read at once.
+type Opened = (std::fs::File, u64, u64, Option<Vec<u8>>);
+
+impl StorageNode {
+    /// Decodes a `group + name` body and checks the group.
+    async fn file_request(
+        &self,
+        conn: &mut Connection,
+        header: &Header,
+    ) -> Result<FileRequest, Failure> {
+        let body = self.small_body(conn, header).await?;
+        let req = FileRequest::decode_any_len(&body).map_err(|e| e.status())?;
+        self.check_group(&req.group)?;
+        Ok(req)
+    }
+
+    /// 14: streams `length` bytes (0 = to the end) from `offset`.
+    pub(super) async fn download(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+    ) -> Handled {
+        let body = self.small_body(conn, header).await?;
+        let req = DownloadRequest::decode(&body).map_err(|e| e.status())?;
+        self.check_group(&req.group)?;
+        let (_, path) = self.locate(&req.remote_filename)?;
+        let chunk = self.config.buff_size;
+        let (offset, want) = (req.offset, req.length);
+        // Open, size, and (for small ranges) read in one blocking step.
+        let (file, offset, len, data) = blocking(move || -> Result<Opened, Status> {
+            let file = std::fs::File::open(&path).map_err(|e| io_status(&e))?;
+            let meta = file.metadata().map_err(|e| io_status(&e))?;
+            if !meta.is_file() {
+                return Err(Status::NotFound);
+            }
+            let size = meta.len();
+            // V6.15.4 refuses offset ≥ size; a 0-byte file still downloads (as up to V6.15.3).
+            if offset > size || (offset == size && size > 0) {
+                return Err(Status::InvalidArgument);
+            }
+            let remain = size - offset;
+            let len = if want == 0 { remain } else { want.min(remain) };
+            let data = if len <= chunk {
+                let mut buf = vec![0u8; len as usize];
+                file.read_exact_at(&mut buf, offset)
+                    .map_err(|e| io_status(&e))?;
+                Some(buf)
+            } else {
+                None
+            };
+            Ok((file, offset, len, data))
+        })
+        .await??;
+        if let Some(data) = data {
+            conn.reply(Status::Ok, &data).await?;
+            self.count_bytes(Command::DownloadFile, len);
+            return Ok(Reply::Sent);
+        }
+        conn.write_all(&Header::response(Status::Ok, len).encode())
+            .await?;
+        let file = Arc::new(file);
+        let mut pos = offset;
+        let end = offset + len;
+        let mut buf = vec![0u8; chunk as usize];
+        while pos < end {
+            let n = chunk.min(end - pos) as usize;
+            let f = file.clone();
+            let (b, r) = blocking(move || {
+                let r = f.read_exact_at(&mut buf[..n], pos);
+                (buf, r)
+            })
+            .await?;
+            buf = b;
+            // A read failing mid-stream cannot be reported any more: close, as FastDFS does.
+            r.map_err(ConnError::Io)?;
+            conn.write_all(&buf[..n]).await?;
+            pos += n as u64;
+        }
+        self.count_bytes(Command::DownloadFile, len);
+        Ok(Reply::Sent)
+    }
+
+    /// 12: removes a file and its metadata.
+    pub(super) async fn delete(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+    ) -> Handled {
+        let req = self.file_request(conn, header).await?;
+        let (name, path) = self.locate(&req.remote_filename)?;
+        blocking(move || store::delete(&path))
+            .await?
+            .map_err(|e| Failure::Status(io_status(&e)))?;
+        tracing::debug!(file = %name, "deleted");
+        Ok(Reply::Body(Vec::new()))
+    }
+
+    /// 22: size, mtime, CRC-32 and source address of a file.
+    pub(super) async fn query_file_info(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+    ) -> Handled {
+        let flags = header.status;
+        let req = self.file_request(conn, header).await?;
+        if req.remote_filename.len() >= 132 {
+            return Err(Status::InvalidArgument.into());
+        }
+        let (name, path) = self.locate(&req.remote_filename)?;
+        let core = name.core().map_err(|_| Status::InvalidArgument)?;
+        let from_name = !core.is_appender() && !name.is_slave().unwrap_or(true);
+        let chunk = self.config.buff_size as usize;
+        let (size, mtime, crc32) = blocking(move || -> Result<(u64, u64, u32), Status> {
+            let file = std::fs::File::open(&path).map_err(|e| io_status(&e))?;
+            let meta = file.metadata().map_err(|e| io_status(&e))?;
+            if !meta.is_file() {
+                return Err(Status::NotFound);
+            }
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let crc = if from_name {
+                core.crc32
+            } else if flags & INFO_NO_CRC != 0 {
+                0
+            } else {
+                file_crc32(&file, chunk).map_err(|e| io_status(&e))?
+            };
+            Ok((meta.len(), mtime, crc))
+        })
+        .await??;
+        let source_ip = match core.source {
+            Source::Ip(ip) => ip.to_string(),
+            Source::ServerId(_) => String::new(),
+        };
+        let info = FileInfo {
+            file_size: size,
+            create_timestamp: mtime,
+            crc32,
+            source_ip,
+        };
+        Ok(Reply::Body(
+            info.encode(self.config.compat.ip_width.full_len()),
+        ))
+    }
+
+    /// 13: writes, replaces or merges a file's metadata.
+    pub(super) async fn set_metadata(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+    ) -> Handled {
+        let body = self.small_body(conn, header).await?;
+        let req = SetMetadataRequest::decode(&body).map_err(|e| e.status())?;
+        self.check_group(&req.group)?;
+        let (name, path) = self.locate(&req.remote_filename)?;
+        let node = self.clone();
+        blocking(move || -> Result<(), Status> {
+            if !path.is_file() {
+                return Err(Status::NotFound);
+            }
+            let meta_file = store::meta_path(&path);
+            let records = match req.op {
+                MetaOp::Overwrite => meta::parse(&req.meta),
+                MetaOp::Merge => {
+                    let mut old = match std::fs::read(&meta_file) {
+                        Ok(b) => meta::parse(&b),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => meta::Records::new(),
+                        Err(e) => return Err(io_status(&e)),
+                    };
+                    old.extend(meta::parse(&req.meta));
+                    old
+                }
+            };
+            if records.is_empty() && req.op == MetaOp::Overwrite {
+                return match std::fs::remove_file(&meta_file) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_status(&e)),
+                    _ => Ok(()),
+                };
+            }
+            node.store
+                .replace_file(
+                    usize::from(name.store_path),
+                    &meta_file,
+                    &meta::encode(&records),
+                )
+                .map_err(|e| io_status(&e))
+        })
+        .await??;
+        Ok(Reply::Body(Vec::new()))
+    }
+
+    /// 15: a file's metadata blob; ENOENT when it has none.
+    pub(super) async fn get_metadata(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+    ) -> Handled {
+        let req = self.file_request(conn, header).await?;
+        let (_, path) = self.locate(&req.remote_filename)?;
+        let blob = blocking(move || -> Result<Vec<u8>, Status> {
+            if !path.is_file() {
+                return Err(Status::NotFound);
+            }
+            std::fs::read(store::meta_path(&path)).map_err(|e| io_status(&e))
+        })
+        .await??;
+        Ok(Reply::Body(blob))
+    }
+}

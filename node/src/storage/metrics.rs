@@ -1,0 +1,113 @@
+//! Prometheus metrics of one storage node, held in its state (no globals).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    pub command: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LatencyLabels {
+    pub command: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `in` (uploads, appends) or `out` (downloads).
+    pub direction: &'static str,
+    /// `protocol` or `http`.
+    pub via: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabels {
+    pub store_path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub code: u16,
+}
+
+/// Every metric the storage exports, with the registry that renders them.
+#[derive(Debug)]
+pub struct StorageMetrics {
+    registry: Registry,
+    pub requests: Family<CommandLabels, Counter>,
+    pub latency: Family<LatencyLabels, Histogram>,
+    pub bytes: Family<DirectionLabels, Counter>,
+    pub disk_free: Family<PathLabels, Gauge>,
+    pub disk_total: Family<PathLabels, Gauge>,
+    pub http_requests: Family<HttpLabels, Counter>,
+}
+
+impl Default for StorageMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StorageMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("fdfs_storage");
+        let requests = Family::<CommandLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Protocol requests by command and reply status",
+            requests.clone(),
+        );
+        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Protocol request latency by command",
+            latency.clone(),
+        );
+        let bytes = Family::<DirectionLabels, Counter>::default();
+        registry.register("file_bytes", "File bytes received and sent", bytes.clone());
+        let disk_free = Family::<PathLabels, Gauge>::default();
+        registry.register(
+            "disk_free_bytes",
+            "Free bytes per store path",
+            disk_free.clone(),
+        );
+        let disk_total = Family::<PathLabels, Gauge>::default();
+        registry.register(
+            "disk_total_bytes",
+            "Size in bytes of each store path's filesystem",
+            disk_total.clone(),
+        );
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method and status code",
+            http_requests.clone(),
+        );
+        StorageMetrics {
+            registry,
+            requests,
+            latency,
+            bytes,
+            disk_free,
+            disk_total,
+            http_requests,
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,205 @@
+//! UPLOAD_FILE (11), UPLOAD_APPENDER_FILE (23) and UPLOAD_SLAVE_FILE (21).
+
+use std::sync::Arc;
+
+use super::store::{NewName, io_status, write_small};
+use super::transfer::receive_into;
+use super::{Failure, Handled, Reply, StorageNode, blocking};
+use crate::fileid::{self, FORMATTED_EXT_LEN, RemoteName};
+use crate::proto::storage::{
+    SLAVE_HEAD_LEN, SlaveHead, UPLOAD_HEAD_LEN, UploadHead, UploadResponse,
+};
+use crate::proto::{Command, Header, Status};
+use crate::server::Connection;
+
+/// Longest master name a slave upload may carry.
+const MAX_MASTER_LEN: u64 = 127;
+
+/// Derives a slave file name from its master's (protocol notes §4.5).
+pub fn slave_name(master: &RemoteName, prefix: &str, ext: &str) -> Result<RemoteName, Status> {
+    if prefix.is_empty() || (prefix == "-m" && ext.is_empty()) {
+        return Err(Status::InvalidArgument);
+    }
+    let base = &master.name;
+    // Drop a dot (and what follows) found within the last 7 characters.
+    let tail_start = base.len().saturating_sub(FORMATTED_EXT_LEN);
+    let stem = match base[tail_start..].find('.') {
+        Some(i) => &base[..tail_start + i],
+        None => base.as_str(),
+    };
+    let mut name = format!("{stem}{prefix}");
+    if !ext.is_empty() {
+        name.push('.');
+        name.push_str(ext);
+    }
+    let slave = RemoteName::parse(&format!(
+        "M{:02X}/{:02X}/{:02X}/{name}",
+        master.store_path, master.hh, master.ll
+    ))
+    .map_err(|_| Status::InvalidArgument)?;
+    if slave == *master {
+        Err(Status::InvalidArgument)
+    } else {
+        Ok(slave)
+    }
+}
+
+fn valid_prefix(prefix: &str) -> bool {
+    prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl StorageNode {
+    /// 11 and 23: a new file named by this storage.
+    pub(super) async fn upload(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+        appender: bool,
+    ) -> Handled {
+        if header.body_len < UPLOAD_HEAD_LEN as u64 {
+            return Err(Status::InvalidArgument.into());
+        }
+        let mut head_bytes = [0u8; UPLOAD_HEAD_LEN];
+        conn.read_exact(&mut head_bytes).await?;
+        let head = UploadHead::decode(&head_bytes).map_err(|e| e.status())?;
+        if Some(header.body_len) != head.file_size.checked_add(UPLOAD_HEAD_LEN as u64)
+            || !fileid::valid_ext(&head.ext)
+        {
+            return Err(Status::InvalidArgument.into());
+        }
+        let size = head.file_size;
+        let store_path =
+            self.store
+                .choose_path(head.store_path_index, size, &self.path_policy())?;
+        let chunk = self.config.buff_size as usize;
+        let node = self.clone();
+        let mut spec = NewName {
+            source: self.source(),
+            ext: head.ext,
+            suffix: None,
+            size,
+            crc32: 0,
+            appender,
+        };
+        let name = if size <= chunk as u64 {
+            let mut data = vec![0u8; size as usize];
+            conn.read_exact(&mut data).await?;
+            spec.crc32 = crc32fast::hash(&data);
+            blocking(move || write_small(&node.store, store_path, &spec, &data)).await?
+        } else {
+            let n2 = node.clone();
+            let (temp, file) = blocking(move || n2.store.create_temp(store_path))
+                .await?
+                .map_err(|e| Failure::Status(io_status(&e)))?;
+            let (file, crc) = receive_into(conn, file, 0, size, chunk).await?;
+            drop(file);
+            spec.crc32 = crc;
+            blocking(move || node.store.commit(temp, &spec)).await?
+        };
+        let name = name.map_err(|e| e.status())?;
+        self.count_bytes(Command::UploadFile, size);
+        tracing::debug!(file = %name, size, appender, "stored");
+        Ok(Reply::Body(
+            UploadResponse {
+                group: self.config.group_name.clone(),
+                remote_filename: name.to_string(),
+            }
+            .encode(),
+        ))
+    }
+
+    /// 21: a file named after its master plus a prefix, e.g. a thumbnail.
+    pub(super) async fn upload_slave(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+    ) -> Handled {
+        if header.body_len < SLAVE_HEAD_LEN as u64 {
+            return Err(Status::InvalidArgument.into());
+        }
+        let mut head_bytes = [0u8; SLAVE_HEAD_LEN];
+        conn.read_exact(&mut head_bytes).await?;
+        let head = SlaveHead::decode(&head_bytes).map_err(|e| e.status())?;
+        let expected = (SLAVE_HEAD_LEN as u64)
+            .checked_add(head.master_len)
+            .and_then(|n| n.checked_add(head.file_size));
+        if !(11..=MAX_MASTER_LEN).contains(&head.master_len)
+            || expected != Some(header.body_len)
+            || !valid_prefix(&head.prefix)
+            || !fileid::valid_ext(&head.ext)
+        {
+            return Err(Status::InvalidArgument.into());
+        }
+        let mut master_bytes = vec![0u8; head.master_len as usize];
+        conn.read_exact(&mut master_bytes).await?;
+        let master = std::str::from_utf8(&master_bytes).map_err(|_| Status::InvalidArgument)?;
+        let (master, master_path) = self.locate(master)?;
+        let slave = slave_name(&master, &head.prefix, &head.ext)?;
+        let slave_path = self.store.file_path(&slave)?;
+        let (mp, sp) = (master_path.clone(), slave_path.clone());
+        let (master_exists, slave_exists) = blocking(move || (mp.is_file(), sp.exists())).await?;
+        if !master_exists {
+            return Err(Status::NotFound.into());
+        }
+        if slave_exists {
+            return Err(Status::AlreadyExists.into());
+        }
+        let store_path = usize::from(master.store_path);
+        let node = self.clone();
+        let (temp, file) = blocking(move || node.store.create_temp(store_path))
+            .await?
+            .map_err(|e| Failure::Status(io_status(&e)))?;
+        let (file, _) = receive_into(
+            conn,
+            file,
+            0,
+            head.file_size,
+            self.config.buff_size as usize,
+        )
+        .await?;
+        drop(file);
+        let node = self.clone();
+        let target = slave.clone();
+        blocking(move || node.store.commit_as(temp, &target))
+            .await?
+            .map_err(|e| e.status())?;
+        self.count_bytes(Command::UploadSlaveFile, head.file_size);
+        tracing::debug!(file = %slave, master = %master, "stored slave");
+        Ok(Reply::Body(
+            UploadResponse {
+                group: self.config.group_name.clone(),
+                remote_filename: slave.to_string(),
+            }
+            .encode(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slave_names_follow_fastdfs() {
+        // Recorded: master …RY113.txt + prefix _big + ext txt → …RY113_big.txt.
+        let master =
+            RemoteName::parse("M00/07/F0/fwAAA2sHltyABt6AAAAAZBVz5RY113.txt").expect("master");
+        let slave = slave_name(&master, "_big", "txt").expect("slave");
+        assert_eq!(
+            slave.to_string(),
+            "M00/07/F0/fwAAA2sHltyABt6AAAAAZBVz5RY113_big.txt"
+        );
+        let bare = slave_name(&master, "_150x150", "").expect("no ext");
+        assert_eq!(bare.name, "fwAAA2sHltyABt6AAAAAZBVz5RY113_150x150");
+        let no_dot =
+            RemoteName::parse("M00/00/00/fwAAA2sHltyABt6AAAAAZBVz5RY1234567").expect("master");
+        assert_eq!(
+            slave_name(&no_dot, "_s", "jpg").expect("slave").name,
+            "fwAAA2sHltyABt6AAAAAZBVz5RY1234567_s.jpg"
+        );
+        assert_eq!(slave_name(&master, "", "jpg"), Err(Status::InvalidArgument));
+        assert_eq!(slave_name(&master, "-m", ""), Err(Status::InvalidArgument));
+    }
+}

@@ -1,0 +1,386 @@
+//! The storage's HTTP side over raw HTTP/1.1: file serving as fastdfs-nginx-module
+//! does it, ranges, validators, the anti-leech token, traversal attempts, health.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fdfs_node::config::{ReservedSpace, StorageConfig, TrackerConfig};
+use fdfs_node::http::token;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Reply {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// Sends one request with `Connection: close` and reads the whole reply.
+async fn request(addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &str)]) -> Reply {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("in time")
+        .expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+struct Node {
+    tracker: fdfs_node::tracker::RunningTracker,
+    storage: fdfs_node::storage::RunningStorage,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    async fn start(ip: &str, check_token: bool) -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tracker = fdfs_node::tracker::start(TrackerConfig {
+            bind: "127.0.0.1:0".into(),
+            reserved_storage_space: ReservedSpace::Mb(0),
+            ..Default::default()
+        })
+        .await
+        .expect("tracker");
+        let mut cfg = StorageConfig {
+            bind: format!("{ip}:0"),
+            base_path: dir.path().join("store"),
+            subdir_count_per_path: 2,
+            tracker_servers: vec![tracker.addr.to_string()],
+            ..Default::default()
+        };
+        cfg.http.bind = format!("{ip}:0");
+        cfg.http.check_token = check_token;
+        cfg.http.secret_key = "FastDFS1234567890".into();
+        cfg.http.token_ttl = 600;
+        let storage = fdfs_node::storage::start(cfg).await.expect("storage");
+        Node {
+            tracker,
+            storage,
+            _dir: dir,
+        }
+    }
+
+    fn http(&self) -> SocketAddr {
+        self.storage.http_addr.expect("http enabled")
+    }
+
+    async fn client(&self) -> fdfs_node::client::Client {
+        fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
+            self.tracker.addr.to_string(),
+        ]))
+        .await
+        .expect("client")
+    }
+
+    async fn wait_ready(&self) {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while request(self.http(), "GET", "/readyz", &[]).await.status != 200 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("ready");
+    }
+}
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 13 % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn get_head_ranges_and_validators() {
+    let n = Node::start("127.0.0.2", false).await;
+    n.wait_ready().await;
+    let client = n.client().await;
+    let content = data(600_000);
+    let id = client
+        .upload_bytes(&content, "jpg", None)
+        .await
+        .expect("upload");
+    let with_group = format!("/{id}");
+    let without_group = format!("/{}", id.remote);
+    for path in [&with_group, &without_group] {
+        let r = request(n.http(), "GET", path, &[]).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(r.body == content, "streamed body differs");
+        assert_eq!(r.headers["content-type"], "image/jpeg");
+        assert_eq!(r.headers["content-length"], "600000");
+        assert_eq!(r.headers["accept-ranges"], "bytes");
+    }
+    let r = request(n.http(), "HEAD", &with_group, &[]).await;
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(r.headers["content-length"], "600000");
+    let etag = r.headers["etag"].clone();
+    let last_modified = r.headers["last-modified"].clone();
+    // Validators.
+    assert_eq!(
+        request(n.http(), "GET", &with_group, &[("If-None-Match", &etag)])
+            .await
+            .status,
+        304
+    );
+    assert_eq!(
+        request(
+            n.http(),
+            "GET",
+            &with_group,
+            &[("If-None-Match", "\"other\"")]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        request(
+            n.http(),
+            "GET",
+            &with_group,
+            &[("If-Modified-Since", &last_modified)]
+        )
+        .await
+        .status,
+        304
+    );
+    // Single ranges.
+    let r = request(n.http(), "GET", &with_group, &[("Range", "bytes=100-199")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.headers["content-range"], "bytes 100-199/600000");
+    assert_eq!(r.body, content[100..200]);
+    let r = request(n.http(), "GET", &with_group, &[("Range", "bytes=-10")]).await;
+    assert_eq!((r.status, r.body.as_slice()), (206, &content[599_990..]));
+    let r = request(n.http(), "GET", &with_group, &[("Range", "bytes=599000-")]).await;
+    assert_eq!((r.status, r.body.len()), (206, 1000));
+    let r = request(n.http(), "GET", &with_group, &[("Range", "bytes=700000-")]).await;
+    assert_eq!(r.status, 416);
+    assert_eq!(r.headers["content-range"], "bytes */600000");
+    // If-Range with a stale validator sends the whole file.
+    let r = request(
+        n.http(),
+        "GET",
+        &with_group,
+        &[("Range", "bytes=0-9"), ("If-Range", "\"stale\"")],
+    )
+    .await;
+    assert_eq!((r.status, r.body.len()), (200, 600_000));
+    // Download name.
+    let r = request(
+        n.http(),
+        "GET",
+        &format!("{with_group}?filename=photo%20one.jpg"),
+        &[],
+    )
+    .await;
+    assert!(
+        r.headers["content-disposition"].starts_with("attachment; filename=\"photo one.jpg\""),
+        "{:?}",
+        r.headers
+    );
+    // Unknown files, other groups, other methods.
+    let missing = with_group.replacen(&id.remote.name[..6], "AAAAAA", 1);
+    assert_eq!(request(n.http(), "GET", &missing, &[]).await.status, 404);
+    assert_eq!(
+        request(
+            n.http(),
+            "GET",
+            &with_group.replacen("group1", "group2", 1),
+            &[]
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        request(n.http(), "DELETE", &with_group, &[]).await.status,
+        405
+    );
+    // Deleted files are gone over HTTP too.
+    client.delete(&id).await.expect("delete");
+    assert_eq!(request(n.http(), "GET", &with_group, &[]).await.status, 404);
+}
+
+#[tokio::test]
+async fn traversal_never_leaves_the_store() {
+    let n = Node::start("127.0.0.3", false).await;
+    n.wait_ready().await;
+    let client = n.client().await;
+    let id = client
+        .upload_bytes(b"inside", "txt", None)
+        .await
+        .expect("upload");
+    let long = format!("/group1/M00/00/00/{}", "a".repeat(300));
+    let attempts = [
+        "/group1/M00/00/00/../../../../etc/passwd",
+        "/M00/00/00/../../../../../etc/passwd",
+        "/group1/M00/00/00/%2e%2e/%2e%2e/etc/passwd",
+        "/group1/M00/00/00/..%2f..%2fetc%2fpasswd",
+        "/group1/M00%2f00%2f00%2fx",
+        "/group1/M00/00/00/a%00b",
+        "/etc/passwd",
+        "//etc/passwd",
+        "/group1//etc/passwd",
+        "/group1/M00/00/00/.hidden",
+        "/group1/M00/00/00/..",
+        "/group1/M00/00/0a/abc",
+        "/group1/M00/09/00/abc",
+        long.as_str(),
+    ];
+    for target in attempts {
+        let r = request(n.http(), "GET", target, &[]).await;
+        assert!(matches!(r.status, 400 | 404), "{target} → {}", r.status);
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("root:"),
+            "{target} leaked"
+        );
+    }
+    // Still serving.
+    assert_eq!(
+        request(n.http(), "GET", &format!("/{id}"), &[]).await.body,
+        b"inside"
+    );
+}
+
+#[tokio::test]
+async fn anti_leech_token() {
+    let n = Node::start("127.0.0.4", true).await;
+    n.wait_ready().await;
+    let client = n.client().await;
+    let id = client
+        .upload_bytes(b"protected", "png", None)
+        .await
+        .expect("upload");
+    let name = id.remote.to_string();
+    let now = fdfs_node::unix_now();
+    // The token covers the file ID without the group.
+    let good = token::token(&name, "FastDFS1234567890", now);
+    let r = request(
+        n.http(),
+        "GET",
+        &format!("/{id}?token={good}&ts={now}"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, b"protected".as_slice())
+    );
+    let with_group = token::token(&id.to_string(), "FastDFS1234567890", now);
+    assert_eq!(
+        request(
+            n.http(),
+            "GET",
+            &format!("/{id}?token={with_group}&ts={now}"),
+            &[]
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        request(n.http(), "GET", &format!("/{id}"), &[])
+            .await
+            .status,
+        403
+    );
+    let old = now - 601;
+    let expired = token::token(&name, "FastDFS1234567890", old);
+    assert_eq!(
+        request(
+            n.http(),
+            "GET",
+            &format!("/{id}?token={expired}&ts={old}"),
+            &[]
+        )
+        .await
+        .status,
+        403
+    );
+    let wrong = token::token(&name, "guess", now);
+    assert_eq!(
+        request(
+            n.http(),
+            "GET",
+            &format!("/{id}?token={wrong}&ts={now}"),
+            &[]
+        )
+        .await
+        .status,
+        403
+    );
+    // Health endpoints need no token.
+    assert_eq!(request(n.http(), "GET", "/healthz", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn readiness_follows_the_trackers_view_and_metrics_count() {
+    let n = Node::start("127.0.0.5", false).await;
+    n.wait_ready().await;
+    let client = n.client().await;
+    let id = client
+        .upload_bytes(&data(5000), "bin", None)
+        .await
+        .expect("upload");
+    client.download_bytes(&id, 0, 0).await.expect("download");
+    let _ = request(n.http(), "GET", &format!("/{id}"), &[]).await;
+    let m = request(n.http(), "GET", "/metrics", &[]).await;
+    assert_eq!(m.status, 200);
+    let text = String::from_utf8(m.body).expect("text");
+    assert!(
+        text.contains("fdfs_storage_requests_total{command=\"UploadFile\",status=\"OK\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fdfs_storage_requests_total{command=\"DownloadFile\",status=\"OK\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fdfs_storage_request_duration_seconds_bucket{"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fdfs_storage_disk_free_bytes{store_path=\"M00\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fdfs_storage_http_requests_total{method=\"GET\",code=\"200\"} 1"),
+        "{text}"
+    );
+    // Losing the tracker makes the storage unready.
+    let http = n.http();
+    n.tracker.stop(Duration::from_secs(1)).await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while request(http, "GET", "/readyz", &[]).await.status != 503 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("unready without tracker");
+}

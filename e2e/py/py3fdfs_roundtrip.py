@@ -6,7 +6,8 @@ Usage:
 
 Run it with the venv made by e2e/py/setup-venv.sh. It uploads one buffer and one file,
 downloads both to a buffer and to a file, deletes them, and checks that downloading a
-deleted file fails cleanly. It ends with exactly one summary line,
+deleted file fails cleanly; then it runs an appender file through append, modify and
+truncate, and checks that appending to a normal file is refused. It ends with exactly one summary line,
 `py3fdfs: N passed, M failed`, and exits 0 only when nothing failed.
 
 Only calls that work in py3fdfs 2.2.0 are used: its metadata, slave-file, range-download
@@ -232,6 +233,47 @@ def run(args):
             client.delete_file(file_id)
         return f"upload/download/delete of {file_id.decode('ascii', 'backslashreplace')}"
 
+    def appender_cycle():
+        # Appender upload, then append, modify (py3fdfs always writes at offset 0),
+        # truncate, each checked by downloading the whole file.
+        client = state["client"]
+        first = b"appender-start:" + os.urandom(50)
+        ret = client.upload_appender_by_buffer(first, "log")
+        file_id = ret["Remote file_id"]
+        check_file_id(file_id, "log")
+        try:
+            expect = bytearray(first)
+            more = os.urandom(77)
+            client.append_by_buffer(more, file_id)
+            expect += more
+            assert client.download_to_buffer(file_id)["Content"] == bytes(expect), "after append"
+            patch = b"MODIFIED"
+            client.modify_by_buffer(patch, file_id)
+            expect[:len(patch)] = patch
+            assert client.download_to_buffer(file_id)["Content"] == bytes(expect), "after modify"
+            client.truncate_file(40, file_id)
+            assert client.download_to_buffer(file_id)["Content"] == bytes(expect[:40]), "after truncate"
+        finally:
+            client.delete_file(file_id)
+        return f"{file_id.decode('ascii', 'backslashreplace')}: append, modify, truncate"
+
+    def append_to_normal_file_fails():
+        # A normal file refuses appends with EINVAL and is left as it was.
+        client = state["client"]
+        data = b"normal file\n"
+        file_id = client.upload_by_buffer(data, "txt")["Remote file_id"]
+        try:
+            try:
+                client.append_by_buffer(b"x", file_id)
+            except DataError as e:
+                assert str(errno.EINVAL) in str(e), f"expected EINVAL, got {e}"
+            else:
+                raise AssertionError("append to a normal file succeeded")
+            assert client.download_to_buffer(file_id)["Content"] == data, "file changed"
+        finally:
+            client.delete_file(file_id)
+        return "EINVAL, file untouched"
+
     runner.check("client.conf via get_tracker_conf", config)
     runner.check("upload_by_buffer", upload_buffer, needs=["client.conf via get_tracker_conf"])
     runner.check("upload_by_filename", upload_file, needs=["client.conf via get_tracker_conf"])
@@ -252,6 +294,10 @@ def run(args):
     runner.check("download from unknown group fails", unknown_group,
                  needs=["upload_by_buffer"])
     runner.check("tracker connection reusable after errors", tracker_still_usable,
+                 needs=["client.conf via get_tracker_conf"])
+    runner.check("appender upload, append, modify, truncate", appender_cycle,
+                 needs=["client.conf via get_tracker_conf"])
+    runner.check("append to a normal file fails", append_to_normal_file_fails,
                  needs=["client.conf via get_tracker_conf"])
 
     if not args.workdir:

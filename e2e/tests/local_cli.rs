@@ -18,8 +18,14 @@ fn local_cluster_serves_the_cli_and_stops_on_sigterm() -> anyhow::Result<()> {
         ],
     )?;
     assert_eq!(local.lines[0], "tracker 127.0.20.1:22122");
-    assert_eq!(local.lines[1], "storage group1 127.0.20.2:23000");
-    assert_eq!(local.lines[2], "storage group2 127.0.20.3:23000");
+    assert_eq!(
+        local.lines[1],
+        "storage group1 127.0.20.2:23000 http=127.0.20.2:8888"
+    );
+    assert_eq!(
+        local.lines[2],
+        "storage group2 127.0.20.3:23000 http=127.0.20.3:8888"
+    );
 
     // A FastDFS client.conf works as well as --tracker.
     let conf = dir.path().join("client.conf");
@@ -85,12 +91,90 @@ fn local_cluster_serves_the_cli_and_stops_on_sigterm() -> anyhow::Result<()> {
         "{id2}"
     );
 
+    // The same file over HTTP, straight from its storage.
+    let http = http_get("127.0.20.2:8888", &format!("/{id}"))?;
+    assert!(
+        http.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&http[..40.min(http.len())])
+    );
+    assert!(http.ends_with(&data), "HTTP body differs");
+
     let monitor = run_binary("fdfs", &["--conf", &conf, "monitor"])?;
     assert!(monitor.contains("2 group(s)"), "{monitor}");
     assert!(
         monitor.contains("127.0.20.2:23000") && monitor.contains("ACTIVE"),
         "{monitor}"
     );
+
+    // Appender, slave, metadata and info subcommands.
+    let piece = dir.path().join("piece.txt");
+    std::fs::write(&piece, b"0123456789")?;
+    let piece = piece.to_string_lossy().into_owned();
+    let app = run_binary("fdfs", &["--conf", &conf, "upload", "--appender", &piece])?;
+    let app = app.trim();
+    run_binary("fdfs", &["--conf", &conf, "append", app, &piece])?;
+    let patch = dir.path().join("patch");
+    std::fs::write(&patch, b"AB")?;
+    run_binary(
+        "fdfs",
+        &[
+            "--conf",
+            &conf,
+            "modify",
+            app,
+            "3",
+            &patch.to_string_lossy(),
+        ],
+    )?;
+    run_binary("fdfs", &["--conf", &conf, "truncate", app, "15"])?;
+    let info = run_binary("fdfs", &["--conf", &conf, "info", app])?;
+    assert!(
+        info.contains("kind:        appender") && info.contains("size:        15"),
+        "{info}"
+    );
+    let app_out = dir.path().join("app.out");
+    run_binary(
+        "fdfs",
+        &["--conf", &conf, "download", app, &app_out.to_string_lossy()],
+    )?;
+    assert_eq!(std::fs::read(&app_out)?, b"012AB5678901234");
+    let normal = run_binary("fdfs", &["--conf", &conf, "regenerate", app])?;
+    assert!(
+        run_binary("fdfs", &["--conf", &conf, "info", normal.trim()])?
+            .contains("kind:        normal")
+    );
+    let slave = run_binary(
+        "fdfs",
+        &[
+            "--conf",
+            &conf,
+            "upload-slave",
+            id,
+            &piece,
+            "--prefix",
+            "_thumb",
+        ],
+    )?;
+    assert!(slave.trim().ends_with("_thumb.txt"), "{slave}");
+    run_binary(
+        "fdfs",
+        &[
+            "--conf",
+            &conf,
+            "meta",
+            "set",
+            id,
+            "width=1024",
+            "author=me",
+        ],
+    )?;
+    run_binary(
+        "fdfs",
+        &["--conf", &conf, "meta", "set", id, "--merge", "width=800"],
+    )?;
+    let meta = run_binary("fdfs", &["--conf", &conf, "meta", "get", id])?;
+    assert_eq!(meta, "author=me\nwidth=800\n");
 
     run_binary("fdfs", &["--conf", &conf, "delete", id])?;
     let err = run_binary(
@@ -106,6 +190,18 @@ fn local_cluster_serves_the_cli_and_stops_on_sigterm() -> anyhow::Result<()> {
     let status = local.terminate()?;
     assert!(status.success(), "fdfs-node local exited with {status}");
     Ok(())
+}
+
+fn http_get(addr: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(out)
 }
 
 #[test]

@@ -747,3 +747,52 @@ async fn serves_a_store_path_laid_out_by_fastdfs() {
     s.stop(Duration::from_secs(1)).await;
     tracker.stop(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn connection_limit_and_idle_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = StorageConfig {
+        bind: "127.0.0.2:0".into(),
+        base_path: dir.path().into(),
+        subdir_count_per_path: 1,
+        max_connections: 2,
+        idle_timeout: 1,
+        tracker_servers: vec!["127.0.0.1:1".into()],
+        ..Default::default()
+    };
+    let s = fdfs_node::storage::start(cfg).await.expect("storage");
+    let ping = Header::request(Command::ActiveTest, 0).encode();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = TcpStream::connect(s.addr).await.expect("connect");
+        c.write_all(&ping).await.expect("write");
+        let mut b = [0u8; 10];
+        c.read_exact(&mut b).await.expect("served");
+        held.push(c);
+    }
+    // A third connection while two are open is closed without an answer.
+    let mut third = TcpStream::connect(s.addr).await.expect("connect");
+    let _ = third.write_all(&ping).await;
+    let mut b = [0u8; 10];
+    let r = tokio::time::timeout(Duration::from_secs(10), third.read(&mut b))
+        .await
+        .expect("in time");
+    assert!(
+        matches!(r, Ok(0) | Err(_)),
+        "third connection must be refused"
+    );
+    // Idle connections are closed after idle_timeout, freeing their slots.
+    for c in &mut held {
+        let r = tokio::time::timeout(Duration::from_secs(10), c.read(&mut b))
+            .await
+            .expect("closed in time");
+        assert!(matches!(r, Ok(0) | Err(_)));
+    }
+    let mut again = TcpStream::connect(s.addr).await.expect("connect");
+    again.write_all(&ping).await.expect("write");
+    again
+        .read_exact(&mut b)
+        .await
+        .expect("served after the idle ones left");
+    s.stop(Duration::from_secs(1)).await;
+}

@@ -69,7 +69,10 @@ fn stored_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
             }
         }
     }
-    out.retain(|p| !p.to_string_lossy().contains(".data_init_flag"));
+    out.retain(|p| {
+        !p.to_string_lossy().contains(".data_init_flag")
+            && !p.to_string_lossy().contains("/data/sync/")
+    });
     out
 }
 

@@ -11,6 +11,7 @@ pub mod monitor;
 pub mod query;
 pub mod report;
 pub mod storage;
+pub mod sync;
 
 pub use codes::{Command, Status, StorageStatus};
 pub use fields::IpWidth;
@@ -83,6 +84,10 @@ mod proptests {
             let _ = storage::SetMetadataRequest::decode(&bytes);
             let _ = storage::FileInfo::decode(&bytes);
             let _ = crate::storage::meta::parse(&bytes);
+            let _ = sync::SyncFileHead::decode(&bytes);
+            let _ = sync::SyncRangeHead::decode(&bytes);
+            let _ = sync::SyncDelete::decode(&bytes);
+            let _ = sync::SyncPair::decode(&bytes);
             if bytes.len() >= HEADER_LEN {
                 let mut h = [0u8; HEADER_LEN];
                 h.copy_from_slice(&bytes[..HEADER_LEN]);

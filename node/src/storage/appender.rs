@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::binlog::{Op, Record};
 use super::store::{NewName, io_status, rename_noreplace};
 use super::transfer::{file_crc32, receive_into};
 use super::{Failure, Handled, Reply, StorageNode, blocking};
@@ -60,7 +61,7 @@ impl StorageNode {
         header: &Header,
     ) -> Handled {
         let (head, name) = self.read_write_head(conn, header, false).await?;
-        let (_, path) = self.locate_appender(&name)?;
+        let (appender, path) = self.locate_appender(&name)?;
         let opened = blocking(move || -> std::io::Result<(std::fs::File, u64)> {
             let f = std::fs::OpenOptions::new().write(true).open(&path)?;
             let len = f.metadata()?.len();
@@ -68,6 +69,9 @@ impl StorageNode {
         })
         .await?;
         let (file, old_len) = opened.map_err(|e| Failure::Status(io_status(&e)))?;
+        if head.size == 0 {
+            return Ok(Reply::Body(Vec::new()));
+        }
         match receive_into(
             conn,
             file.try_clone()
@@ -79,6 +83,13 @@ impl StorageNode {
         .await
         {
             Ok(_) => {
+                let extra = format!("{old_len} {}", head.size);
+                self.log(&[Record::new(
+                    crate::unix_now() as u32,
+                    Op::Append,
+                    appender.to_string(),
+                )
+                .with_extra(extra)]);
                 self.count_bytes(Command::AppendFile, head.size);
                 Ok(Reply::Body(Vec::new()))
             }
@@ -98,7 +109,7 @@ impl StorageNode {
     ) -> Handled {
         let (head, name) = self.read_write_head(conn, header, true).await?;
         let offset = head.offset.unwrap_or(0);
-        let (_, path) = self.locate_appender(&name)?;
+        let (appender, path) = self.locate_appender(&name)?;
         let opened = blocking(move || -> std::io::Result<(std::fs::File, u64)> {
             let f = std::fs::OpenOptions::new().write(true).open(&path)?;
             let len = f.metadata()?.len();
@@ -117,6 +128,11 @@ impl StorageNode {
             self.config.buff_size as usize,
         )
         .await?;
+        let extra = format!("{offset} {}", head.size);
+        self.log(&[
+            Record::new(crate::unix_now() as u32, Op::Modify, appender.to_string())
+                .with_extra(extra),
+        ]);
         self.count_bytes(Command::ModifyFile, head.size);
         Ok(Reply::Body(Vec::new()))
     }
@@ -132,16 +148,25 @@ impl StorageNode {
         if !NAME_LEN.contains(&(req.remote_filename.len() as u64)) {
             return Err(Status::InvalidArgument.into());
         }
-        let (_, path) = self.locate_appender(&req.remote_filename)?;
-        blocking(move || -> std::io::Result<()> {
+        let (appender, path) = self.locate_appender(&req.remote_filename)?;
+        let new_size = req.new_size;
+        let old_size = blocking(move || -> std::io::Result<u64> {
             let f = std::fs::OpenOptions::new().write(true).open(&path)?;
-            if f.metadata()?.len() != req.new_size {
-                f.set_len(req.new_size)?;
+            let old = f.metadata()?.len();
+            if old != new_size {
+                f.set_len(new_size)?;
             }
-            Ok(())
+            Ok(old)
         })
         .await?
         .map_err(|e| Failure::Status(io_status(&e)))?;
+        if old_size != new_size {
+            let extra = format!("{old_size} {new_size}");
+            self.log(&[
+                Record::new(crate::unix_now() as u32, Op::Truncate, appender.to_string())
+                    .with_extra(extra),
+            ]);
+        }
         Ok(Reply::Body(Vec::new()))
     }
 
@@ -192,6 +217,11 @@ impl StorageNode {
         })
         .await??;
         tracing::debug!(old = %remote, new = %renamed, "regenerated appender name");
+        let ts = renamed
+            .core()
+            .map(|c| c.timestamp)
+            .unwrap_or_else(|_| crate::unix_now() as u32);
+        self.log(&[Record::new(ts, Op::Rename, renamed.to_string()).with_extra(remote.clone())]);
         Ok(Reply::Body(
             UploadResponse {
                 group: self.config.group_name.clone(),

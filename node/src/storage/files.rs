@@ -4,6 +4,7 @@
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use super::binlog::{Op, Record};
 use super::meta;
 use super::store::{self, io_status};
 use super::transfer::file_crc32;
@@ -107,10 +108,16 @@ impl StorageNode {
     ) -> Handled {
         let req = self.file_request(conn, header).await?;
         let (name, path) = self.locate(&req.remote_filename)?;
-        blocking(move || store::delete(&path))
+        let had_meta = blocking(move || store::delete(&path))
             .await?
             .map_err(|e| Failure::Status(io_status(&e)))?;
         tracing::debug!(file = %name, "deleted");
+        let now = crate::unix_now() as u32;
+        let mut records = vec![Record::new(now, Op::Delete, name.to_string())];
+        if had_meta {
+            records.push(Record::new(now, Op::Delete, format!("{name}-m")));
+        }
+        self.log(&records);
         Ok(Reply::Body(Vec::new()))
     }
 
@@ -177,11 +184,13 @@ impl StorageNode {
         self.check_group(&req.group)?;
         let (name, path) = self.locate(&req.remote_filename)?;
         let node = self.clone();
-        blocking(move || -> Result<(), Status> {
+        let meta_name = format!("{name}-m");
+        let op = blocking(move || -> Result<Option<Op>, Status> {
             if !path.is_file() {
                 return Err(Status::NotFound);
             }
             let meta_file = store::meta_path(&path);
+            let existed = meta_file.exists();
             let records = match req.op {
                 MetaOp::Overwrite => meta::parse(&req.meta),
                 MetaOp::Merge => {
@@ -196,8 +205,9 @@ impl StorageNode {
             };
             if records.is_empty() && req.op == MetaOp::Overwrite {
                 return match std::fs::remove_file(&meta_file) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_status(&e)),
-                    _ => Ok(()),
+                    Ok(()) => Ok(Some(Op::Delete)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io_status(&e)),
                 };
             }
             node.store
@@ -206,9 +216,13 @@ impl StorageNode {
                     &meta_file,
                     &meta::encode(&records),
                 )
-                .map_err(|e| io_status(&e))
+                .map_err(|e| io_status(&e))?;
+            Ok(Some(if existed { Op::Update } else { Op::Create }))
         })
         .await??;
+        if let Some(op) = op {
+            self.log(&[Record::new(crate::unix_now() as u32, op, meta_name)]);
+        }
         Ok(Reply::Body(Vec::new()))
     }
 

@@ -2,9 +2,11 @@
 //! command on them, and reports to every tracker.
 
 mod appender;
+pub mod binlog;
 mod files;
 pub mod meta;
 pub mod metrics;
+mod replica;
 mod report;
 pub mod store;
 mod transfer;
@@ -33,6 +35,7 @@ use store::{PathPolicy, Store};
 pub struct StorageNode {
     pub config: StorageConfig,
     pub store: Store,
+    pub binlog: binlog::Binlog,
     /// The address uploads are named after (the storage's own IPv4).
     source_ip: Mutex<Option<Ipv4Addr>>,
     /// The port clients reach this storage on.
@@ -42,6 +45,8 @@ pub struct StorageNode {
     acl: AccessList,
     /// Store-path rules; the tracker's parameters replace the configured ones.
     path_policy: Mutex<PathPolicy>,
+    /// Per source storage, the newest change timestamp received from it.
+    pub sync_in: Mutex<BTreeMap<String, u32>>,
     /// Status each tracker last reported for this storage.
     pub tracker_view: Mutex<BTreeMap<SocketAddr, StorageStatus>>,
     pub started_at: u64,
@@ -67,6 +72,13 @@ impl Counters {
             self.add(total + 1, 1);
         }
     }
+}
+
+/// What one connection remembers between requests.
+#[derive(Debug, Default)]
+struct Session {
+    /// The peer storage that sent REPORT_SERVER_ID on this connection.
+    sync_source: Option<String>,
 }
 
 /// What a handler produced.
@@ -134,12 +146,14 @@ impl StorageNode {
         config.validate().map_err(|e| invalid(e.to_string()))?;
         let acl = AccessList::parse(&config.allow_hosts).map_err(invalid)?;
         let store = Store::open(&config)?;
+        let binlog = binlog::Binlog::open(&config.base_path)?;
         let policy = PathPolicy {
             mode: config.store_path_mode,
             reserved: config.reserved_storage_space,
         };
         let node = StorageNode {
             store,
+            binlog,
             source_ip: Mutex::new(bind_ip),
             port,
             counters: Counters::new(),
@@ -147,6 +161,7 @@ impl StorageNode {
             acl,
             path_policy: Mutex::new(policy),
             tracker_view: Mutex::new(BTreeMap::new()),
+            sync_in: Mutex::new(BTreeMap::new()),
             started_at: crate::unix_now(),
             config,
         };
@@ -235,7 +250,12 @@ impl StorageNode {
         Ok(conn.read_body(header.body_len).await?)
     }
 
-    async fn dispatch(self: &Arc<Self>, conn: &mut Connection, header: &Header) -> Handled {
+    async fn dispatch(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+        session: &mut Session,
+    ) -> Handled {
         match header.cmd {
             Command::ActiveTest => {
                 if header.body_len == 0 {
@@ -256,6 +276,15 @@ impl StorageNode {
             Command::QueryFileInfo => self.query_file_info(conn, header).await,
             Command::SetMetadata => self.set_metadata(conn, header).await,
             Command::GetMetadata => self.get_metadata(conn, header).await,
+            Command::ReportServerId => self.report_server_id(conn, header, session).await,
+            Command::SyncCreateFile => self.sync_file(conn, header, false, session).await,
+            Command::SyncUpdateFile => self.sync_file(conn, header, true, session).await,
+            Command::SyncDeleteFile => self.sync_delete(conn, header, session).await,
+            Command::SyncAppendFile => self.sync_range(conn, header, false, session).await,
+            Command::SyncModifyFile => self.sync_range(conn, header, true, session).await,
+            Command::SyncTruncateFile => self.sync_truncate(conn, header, session).await,
+            Command::SyncRenameFile => self.sync_rename(conn, header, session).await,
+            Command::SyncCreateLink => self.sync_link(conn, header, session).await,
             other => {
                 tracing::debug!(peer = %conn.peer, cmd = ?other, "unsupported command");
                 Err(Status::InvalidArgument.into())
@@ -268,9 +297,10 @@ impl StorageNode {
         self: &Arc<Self>,
         conn: &mut Connection,
         header: Header,
+        session: &mut Session,
     ) -> Result<bool, ConnError> {
         let started = Instant::now();
-        let result = self.dispatch(conn, &header).await;
+        let result = self.dispatch(conn, &header, session).await;
         let status = match &result {
             Ok(_) => Status::Ok,
             Err(Failure::Status(s)) => *s,
@@ -308,10 +338,31 @@ impl StorageNode {
                         | Command::UploadSlaveFile
                         | Command::AppendFile
                         | Command::ModifyFile
+                        | Command::SyncCreateFile
+                        | Command::SyncUpdateFile
+                        | Command::SyncAppendFile
+                        | Command::SyncModifyFile
                 );
+                // Sync replies EEXIST/ENOENT are outcomes, not failures: the body was consumed.
+                let outcome = matches!(status, Status::AlreadyExists | Status::NotFound)
+                    && matches!(
+                        header.cmd,
+                        Command::SyncCreateFile
+                            | Command::SyncUpdateFile
+                            | Command::SyncAppendFile
+                            | Command::SyncModifyFile
+                    );
+                let streamed = streamed && !outcome;
                 Ok(!(status == Status::InvalidArgument || streamed))
             }
             Err(Failure::Conn(e)) => Err(e),
+        }
+    }
+
+    /// Writes change records to the binlog; a failure is logged, the change stands.
+    fn log(&self, records: &[binlog::Record]) {
+        if let Err(e) = self.binlog.append(records) {
+            tracing::error!(error = %e, "cannot write the binlog; peers will miss this change");
         }
     }
 
@@ -343,6 +394,7 @@ impl Service for StorageNode {
         }
         // Streamed commands check their own lengths; others are capped by `small_body`.
         let max_body = u64::MAX >> 1;
+        let mut session = Session::default();
         loop {
             let header = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -364,7 +416,7 @@ impl Service for StorageNode {
             if header.cmd == Command::Quit {
                 break;
             }
-            match self.handle(&mut conn, header).await {
+            match self.handle(&mut conn, header, &mut session).await {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {

@@ -50,6 +50,15 @@ pub struct TempFile {
     committed: bool,
 }
 
+impl TempFile {
+    /// Renames the temp file over `target`, replacing it (replicated files).
+    pub fn replace(mut self, target: &Path) -> io::Result<()> {
+        std::fs::rename(&self.path, target)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
 impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.committed {
@@ -388,11 +397,13 @@ pub fn meta_path(path: &Path) -> PathBuf {
 }
 
 /// Removes a file and its metadata companion (`<name>-m`). ENOENT when absent.
-pub fn delete(path: &Path) -> io::Result<()> {
+/// Returns whether there was a metadata file.
+pub fn delete(path: &Path) -> io::Result<bool> {
     std::fs::remove_file(path)?;
     match std::fs::remove_file(meta_path(path)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::binlog::{Op, Record};
 use super::store::{NewName, io_status, write_small};
 use super::transfer::receive_into;
 use super::{Failure, Handled, Reply, StorageNode, blocking};
@@ -99,6 +100,11 @@ impl StorageNode {
             blocking(move || node.store.commit(temp, &spec)).await?
         };
         let name = name.map_err(|e| e.status())?;
+        let ts = name
+            .core()
+            .map(|c| c.timestamp)
+            .unwrap_or_else(|_| crate::unix_now() as u32);
+        self.log(&[Record::new(ts, Op::Create, name.to_string())]);
         self.count_bytes(Command::UploadFile, size);
         tracing::debug!(file = %name, size, appender, "stored");
         Ok(Reply::Body(
@@ -165,6 +171,11 @@ impl StorageNode {
         blocking(move || node.store.commit_as(temp, &target))
             .await?
             .map_err(|e| e.status())?;
+        self.log(&[Record::new(
+            crate::unix_now() as u32,
+            Op::Create,
+            slave.to_string(),
+        )]);
         self.count_bytes(Command::UploadSlaveFile, head.file_size);
         tracing::debug!(file = %slave, master = %master, "stored slave");
         Ok(Reply::Body(

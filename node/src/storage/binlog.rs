@@ -1,0 +1,342 @@
+//! The binlog: one text line per change, in FastDFS's format, so a C FastDFS
+//! peer can read ours and we can read its.
+//!
+//! ```text
+//! <unix_ts> <op> <remote_filename>[ <extra>]\n
+//! ```
+//!
+//! Upper-case ops are this storage's own changes, lower-case ones were received
+//! from a peer. Files are `<base>/data/sync/binlog.NNN`, a new one every 1 GiB,
+//! with `binlog_index.dat` naming the one being written.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+/// Size at which a new binlog file is started.
+pub const ROTATE_AT: u64 = 1 << 30;
+/// Longest line FastDFS writes.
+pub const MAX_LINE: usize = 256;
+
+/// What a record says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Create,
+    Delete,
+    Update,
+    Append,
+    Modify,
+    Truncate,
+    Link,
+    Rename,
+}
+
+impl Op {
+    fn letter(self) -> char {
+        match self {
+            Op::Create => 'C',
+            Op::Delete => 'D',
+            Op::Update => 'U',
+            Op::Append => 'A',
+            Op::Modify => 'M',
+            Op::Truncate => 'T',
+            Op::Link => 'L',
+            Op::Rename => 'R',
+        }
+    }
+
+    fn from_letter(c: char) -> Option<(Op, bool)> {
+        let op = match c.to_ascii_uppercase() {
+            'C' => Op::Create,
+            'D' => Op::Delete,
+            'U' => Op::Update,
+            'A' => Op::Append,
+            'M' => Op::Modify,
+            'T' => Op::Truncate,
+            'L' => Op::Link,
+            'R' => Op::Rename,
+            _ => return None,
+        };
+        Some((op, c.is_ascii_uppercase()))
+    }
+}
+
+/// One binlog line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub timestamp: u32,
+    pub op: Op,
+    /// True for this storage's own changes, false for changes received from a peer.
+    pub origin: bool,
+    /// `Mxx/HH/LL/name` (no group).
+    pub name: String,
+    /// Offsets and lengths for A/M/T, the target for L, the old name for R.
+    pub extra: Option<String>,
+}
+
+impl Record {
+    pub fn new(timestamp: u32, op: Op, name: impl Into<String>) -> Self {
+        Record {
+            timestamp,
+            op,
+            origin: true,
+            name: name.into(),
+            extra: None,
+        }
+    }
+
+    pub fn with_extra(mut self, extra: impl Into<String>) -> Self {
+        self.extra = Some(extra.into());
+        self
+    }
+
+    /// The same change as received from a peer (lower-case op).
+    pub fn replica(mut self) -> Self {
+        self.origin = false;
+        self
+    }
+
+    pub fn to_line(&self) -> String {
+        let letter = if self.origin {
+            self.op.letter()
+        } else {
+            self.op.letter().to_ascii_lowercase()
+        };
+        match &self.extra {
+            Some(x) => format!("{} {letter} {} {x}\n", self.timestamp, self.name),
+            None => format!("{} {letter} {}\n", self.timestamp, self.name),
+        }
+    }
+
+    /// Parses one line (without its newline); `None` for a line FastDFS would skip.
+    pub fn parse(line: &str) -> Option<Record> {
+        let mut parts = line.splitn(4, ' ');
+        let timestamp = parts.next()?.parse().ok()?;
+        let mut letters = parts.next()?.chars();
+        let (op, origin) = Op::from_letter(letters.next()?)?;
+        if letters.next().is_some() {
+            return None;
+        }
+        let name = parts.next()?.to_owned();
+        if name.is_empty() {
+            return None;
+        }
+        let extra = parts.next().map(str::to_owned);
+        Some(Record {
+            timestamp,
+            op,
+            origin,
+            name,
+            extra,
+        })
+    }
+}
+
+/// A position in the binlog: file index and byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Position {
+    pub index: u32,
+    pub offset: u64,
+}
+
+#[derive(Debug)]
+struct Writer {
+    file: File,
+    index: u32,
+    size: u64,
+}
+
+/// The binlog of one storage: appends records and wakes readers.
+#[derive(Debug)]
+pub struct Binlog {
+    dir: PathBuf,
+    writer: Mutex<Writer>,
+    /// The end of the binlog after the last append, for readers to wait on.
+    end: watch::Sender<Position>,
+}
+
+fn file_path(dir: &Path, index: u32) -> PathBuf {
+    dir.join(format!("binlog.{index:03}"))
+}
+
+fn write_index(dir: &Path, index: u32) -> io::Result<()> {
+    let tmp = dir.join("binlog_index.dat.tmp");
+    std::fs::write(&tmp, format!("current_write={index}\ncurrent_compress=0\n"))?;
+    std::fs::rename(tmp, dir.join("binlog_index.dat"))
+}
+
+fn read_index(dir: &Path) -> u32 {
+    std::fs::read_to_string(dir.join("binlog_index.dat"))
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("current_write=")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+impl Binlog {
+    /// Opens (or starts) the binlog under `<base_path>/data/sync`.
+    pub fn open(base_path: &Path) -> io::Result<Self> {
+        let dir = base_path.join("data").join("sync");
+        std::fs::create_dir_all(&dir)?;
+        let index = read_index(&dir);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file_path(&dir, index))?;
+        let size = file.metadata()?.len();
+        write_index(&dir, index)?;
+        let (end, _) = watch::channel(Position {
+            index,
+            offset: size,
+        });
+        Ok(Binlog {
+            dir,
+            writer: Mutex::new(Writer { file, index, size }),
+            end,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends records (blocking, one write) and wakes the readers.
+    pub fn append(&self, records: &[Record]) -> io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let text: String = records.iter().map(Record::to_line).collect();
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if w.size >= ROTATE_AT {
+            let index = w.index + 1;
+            w.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file_path(&self.dir, index))?;
+            w.index = index;
+            w.size = 0;
+            write_index(&self.dir, index)?;
+        }
+        w.file.write_all(text.as_bytes())?;
+        w.size += text.len() as u64;
+        self.end.send_replace(Position {
+            index: w.index,
+            offset: w.size,
+        });
+        Ok(())
+    }
+
+    /// Where the binlog ends now.
+    pub fn end(&self) -> Position {
+        *self.end.borrow()
+    }
+
+    /// Subscribes to end-of-binlog changes.
+    pub fn subscribe(&self) -> watch::Receiver<Position> {
+        self.end.subscribe()
+    }
+
+    /// Reads whole lines from `from` up to `max_bytes`; returns them and the next position.
+    pub fn read_from(
+        &self,
+        from: Position,
+        max_bytes: usize,
+    ) -> io::Result<(Vec<Record>, Position)> {
+        let end = self.end();
+        let mut pos = from;
+        if pos.index < end.index {
+            let len = std::fs::metadata(file_path(&self.dir, pos.index))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            if pos.offset >= len {
+                pos = Position {
+                    index: pos.index + 1,
+                    offset: 0,
+                };
+            }
+        }
+        let mut file = match File::open(file_path(&self.dir, pos.index)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), pos)),
+            Err(e) => return Err(e),
+        };
+        file.seek(SeekFrom::Start(pos.offset))?;
+        let mut buf = vec![0u8; max_bytes.max(MAX_LINE * 2)];
+        let n = file.read(&mut buf)?;
+        let chunk = &buf[..n];
+        let Some(last_nl) = chunk.iter().rposition(|&b| b == b'\n') else {
+            return Ok((Vec::new(), pos));
+        };
+        let text = String::from_utf8_lossy(&chunk[..=last_nl]);
+        let records = text.lines().filter_map(Record::parse).collect();
+        Ok((
+            records,
+            Position {
+                index: pos.index,
+                offset: pos.offset + last_nl as u64 + 1,
+            },
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_match_fastdfs() {
+        let r = Record::new(
+            1_795_659_481,
+            Op::Create,
+            "M00/07/F0/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt",
+        );
+        assert_eq!(
+            r.to_line(),
+            "1795659481 C M00/07/F0/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt\n"
+        );
+        let a = Record::new(5, Op::Append, "M00/00/00/x")
+            .with_extra("100 32")
+            .replica();
+        assert_eq!(a.to_line(), "5 a M00/00/00/x 100 32\n");
+        assert_eq!(Record::parse("5 a M00/00/00/x 100 32"), Some(a));
+        let rn = Record::parse("7 R M00/00/00/new M00/00/00/old").expect("rename");
+        assert_eq!(
+            (rn.op, rn.origin, rn.extra.as_deref()),
+            (Op::Rename, true, Some("M00/00/00/old"))
+        );
+        assert_eq!(Record::parse("garbage"), None);
+        assert_eq!(Record::parse("1 X M00/00/00/x"), None);
+    }
+
+    #[test]
+    fn append_and_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Binlog::open(dir.path()).expect("open");
+        let start = log.end();
+        log.append(&[
+            Record::new(1, Op::Create, "M00/00/00/a"),
+            Record::new(2, Op::Delete, "M00/00/00/b"),
+        ])
+        .expect("append");
+        let (records, next) = log.read_from(start, 4096).expect("read");
+        assert_eq!(records.len(), 2);
+        assert_eq!(next, log.end());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("data/sync/binlog.000")).expect("file"),
+            "1 C M00/00/00/a\n2 D M00/00/00/b\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("data/sync/binlog_index.dat")).expect("index"),
+            "current_write=0\ncurrent_compress=0\n"
+        );
+        let reopened = Binlog::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.end(), next);
+    }
+}

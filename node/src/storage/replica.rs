@@ -1,0 +1,315 @@
+//! The receiving side of group replication: applies the storage → storage sync
+//! commands a peer sends (9, 16–19, 25, 35, 37, 40), idempotently.
+//!
+//! Every applied change is written to our binlog in lower case with the source's
+//! timestamp, and the file's mtime is set to it, as FastDFS does.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::binlog::{Op, Record};
+use super::store::{io_status, rename_noreplace};
+use super::transfer::receive_into;
+use super::{Failure, Handled, Reply, Session, StorageNode, blocking};
+use crate::fileid::RemoteName;
+use crate::proto::fields::fixed_text;
+use crate::proto::sync::{
+    SYNC_FILE_HEAD_LEN, SYNC_RANGE_HEAD_LEN, SyncDelete, SyncFileHead, SyncPair, SyncRangeHead,
+};
+use crate::proto::{Header, Status};
+use crate::server::Connection;
+
+/// Header status meaning "no content follows" in SYNC_CREATE/UPDATE.
+const NO_CONTENT: u8 = 17;
+/// Longest file name a sync command may carry.
+const MAX_NAME: u64 = 256;
+
+fn set_mtime(path: &Path, ts: u32) -> std::io::Result<()> {
+    let f = std::fs::File::options().write(true).open(path)?;
+    f.set_modified(UNIX_EPOCH + Duration::from_secs(u64::from(ts)))
+}
+
+impl StorageNode {
+    /// Remembers how far we got from a source, for SYNC_REPORT.
+    fn synced_from(&self, session: &Session, ts: u32) {
+        if let Some(src) = &session.sync_source {
+            let mut m = self.sync_in.lock().unwrap_or_else(|e| e.into_inner());
+            let e = m.entry(src.clone()).or_insert(0);
+            *e = (*e).max(ts);
+        }
+    }
+
+    async fn read_name(
+        &self,
+        conn: &mut Connection,
+        len: u64,
+    ) -> Result<(RemoteName, std::path::PathBuf), Failure> {
+        let mut name = vec![0u8; len as usize];
+        conn.read_exact(&mut name).await?;
+        let name = String::from_utf8(name).map_err(|_| Status::InvalidArgument)?;
+        Ok(self.locate(&name)?)
+    }
+
+    /// 9: the peer names itself for the rest of this connection.
+    pub(super) async fn report_server_id(
+        &self,
+        conn: &mut Connection,
+        header: &Header,
+        session: &mut Session,
+    ) -> Handled {
+        let body = self.small_body(conn, header).await?;
+        if body.len() != 16 {
+            return Err(Status::InvalidArgument.into());
+        }
+        session.sync_source = Some(fixed_text(&body));
+        Ok(Reply::Body(Vec::new()))
+    }
+
+    /// 16 / 18: a whole file from a peer.
+    pub(super) async fn sync_file(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+        update: bool,
+        session: &Session,
+    ) -> Handled {
+        if header.body_len < SYNC_FILE_HEAD_LEN as u64 {
+            return Err(Status::InvalidArgument.into());
+        }
+        let mut head = [0u8; SYNC_FILE_HEAD_LEN];
+        conn.read_exact(&mut head).await?;
+        let head = SyncFileHead::decode(&head).map_err(|e| e.status())?;
+        let content = if header.status == NO_CONTENT {
+            0
+        } else {
+            head.file_size
+        };
+        let expected = (SYNC_FILE_HEAD_LEN as u64)
+            .checked_add(head.name_len)
+            .and_then(|n| n.checked_add(content));
+        if head.name_len == 0 || head.name_len > MAX_NAME || expected != Some(header.body_len) {
+            return Err(Status::InvalidArgument.into());
+        }
+        self.check_group(&head.group)?;
+        let (name, path) = self.read_name(conn, head.name_len).await?;
+        let p = path.clone();
+        let existing = blocking(move || std::fs::metadata(&p).ok().map(|m| m.len())).await?;
+        if header.status == NO_CONTENT {
+            // The sender saw an identical file here already.
+            return Err(if existing.is_some() {
+                Status::AlreadyExists
+            } else {
+                Status::NotFound
+            }
+            .into());
+        }
+        if !update && existing == Some(head.file_size) {
+            conn.discard(head.file_size).await?;
+            self.synced_from(session, head.timestamp);
+            return Err(Status::AlreadyExists.into());
+        }
+        let node = self.clone();
+        let store_path = usize::from(name.store_path);
+        let (temp, file) = blocking(move || node.store.create_temp(store_path))
+            .await?
+            .map_err(|e| Failure::Status(io_status(&e)))?;
+        let (file, _) = receive_into(
+            conn,
+            file,
+            0,
+            head.file_size,
+            self.config.buff_size as usize,
+        )
+        .await?;
+        let ts = head.timestamp;
+        blocking(move || -> std::io::Result<()> {
+            file.set_modified(UNIX_EPOCH + Duration::from_secs(u64::from(ts)))?;
+            drop(file);
+            temp.replace(&path)
+        })
+        .await?
+        .map_err(|e| Failure::Status(io_status(&e)))?;
+        let op = if update { Op::Update } else { Op::Create };
+        self.log(&[Record::new(ts, op, name.to_string()).replica()]);
+        self.synced_from(session, ts);
+        Ok(Reply::Body(Vec::new()))
+    }
+
+    /// 17: a peer deleted a file.
+    pub(super) async fn sync_delete(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+        session: &Session,
+    ) -> Handled {
+        let body = self.small_body(conn, header).await?;
+        let req = SyncDelete::decode(&body).map_err(|e| e.status())?;
+        self.check_group(&req.group)?;
+        let (name, path) = self.locate(&req.name)?;
+        let removed = blocking(move || std::fs::remove_file(&path)).await?;
+        self.synced_from(session, req.timestamp);
+        removed.map_err(|e| Failure::Status(io_status(&e)))?;
+        self.log(&[Record::new(req.timestamp, Op::Delete, name.to_string()).replica()]);
+        Ok(Reply::Body(Vec::new()))
+    }
+
+    /// 25 / 35: bytes appended to or written into an appender file on a peer.
+    pub(super) async fn sync_range(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+        modify: bool,
+        session: &Session,
+    ) -> Handled {
+        if header.body_len < SYNC_RANGE_HEAD_LEN as u64 {
+            return Err(Status::InvalidArgument.into());
+        }
+        let mut head = [0u8; SYNC_RANGE_HEAD_LEN];
+        conn.read_exact(&mut head).await?;
+        let head = SyncRangeHead::decode(&head).map_err(|e| e.status())?;
+        let (start, len) = (head.a, head.b);
+        let expected = (SYNC_RANGE_HEAD_LEN as u64)
+            .checked_add(head.name_len)
+            .and_then(|n| n.checked_add(len));
+        if head.name_len == 0 || head.name_len > MAX_NAME || expected != Some(header.body_len) {
+            return Err(Status::InvalidArgument.into());
+        }
+        self.check_group(&head.group)?;
+        let (name, path) = self.read_name(conn, head.name_len).await?;
+        let p = path.clone();
+        let local = blocking(move || std::fs::metadata(&p).ok().map(|m| m.len())).await?;
+        let applies = match local {
+            Some(size) if modify => size >= start,
+            Some(size) => size == start,
+            None => false,
+        };
+        if !applies {
+            conn.discard(len).await?;
+            // ENOENT asks the sender for the whole file; EEXIST means we already have it.
+            let covered = local.is_some_and(|size| size >= start.saturating_add(len));
+            return Err(if covered {
+                Status::AlreadyExists
+            } else {
+                Status::NotFound
+            }
+            .into());
+        }
+        let p = path.clone();
+        let file = blocking(move || std::fs::File::options().write(true).open(&p))
+            .await?
+            .map_err(|e| Failure::Status(io_status(&e)))?;
+        receive_into(conn, file, start, len, self.config.buff_size as usize).await?;
+        let ts = head.timestamp;
+        blocking(move || set_mtime(&path, ts))
+            .await?
+            .map_err(|e| Failure::Status(io_status(&e)))?;
+        let op = if modify { Op::Modify } else { Op::Append };
+        self.log(&[Record::new(ts, op, name.to_string())
+            .with_extra(format!("{start} {len}"))
+            .replica()]);
+        self.synced_from(session, ts);
+        Ok(Reply::Body(Vec::new()))
+    }
+
+    /// 37: a peer truncated an appender file.
+    pub(super) async fn sync_truncate(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+        session: &Session,
+    ) -> Handled {
+        let body = self.small_body(conn, header).await?;
+        let head = SyncRangeHead::decode(&body).map_err(|e| e.status())?;
+        if body.len() as u64 != SYNC_RANGE_HEAD_LEN as u64 + head.name_len {
+            return Err(Status::InvalidArgument.into());
+        }
+        self.check_group(&head.group)?;
+        let name = std::str::from_utf8(&body[SYNC_RANGE_HEAD_LEN..])
+            .map_err(|_| Status::InvalidArgument)?;
+        let (name, path) = self.locate(name)?;
+        let (old, new, ts) = (head.a, head.b, head.timestamp);
+        let applied = blocking(move || -> std::io::Result<bool> {
+            let Ok(f) = std::fs::File::options().write(true).open(&path) else {
+                return Ok(false);
+            };
+            if f.metadata()?.len() != old {
+                return Ok(false);
+            }
+            f.set_len(new)?;
+            f.set_modified(UNIX_EPOCH + Duration::from_secs(u64::from(ts)))?;
+            Ok(true)
+        })
+        .await?
+        .map_err(|e| Failure::Status(io_status(&e)))?;
+        self.synced_from(session, ts);
+        if !applied {
+            return Err(Status::AlreadyExists.into());
+        }
+        self.log(&[Record::new(ts, Op::Truncate, name.to_string())
+            .with_extra(format!("{old} {new}"))
+            .replica()]);
+        Ok(Reply::Body(Vec::new()))
+    }
+
+    /// 40: a peer renamed an appender file to its regenerated name.
+    pub(super) async fn sync_rename(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+        session: &Session,
+    ) -> Handled {
+        let body = self.small_body(conn, header).await?;
+        let req = SyncPair::decode(&body).map_err(|e| e.status())?;
+        self.check_group(&req.group)?;
+        let (new, new_path) = self.locate(&req.first)?;
+        let (old, old_path) = self.locate(&req.second)?;
+        let renamed = blocking(move || {
+            if !old_path.exists() {
+                return Err(Status::NotFound);
+            }
+            rename_noreplace(&old_path, &new_path).map_err(|e| e.status())
+        })
+        .await?;
+        self.synced_from(session, req.timestamp);
+        renamed?;
+        self.log(&[Record::new(req.timestamp, Op::Rename, new.to_string())
+            .with_extra(old.to_string())
+            .replica()]);
+        // FastDFS echoes the request body in an OK reply.
+        Ok(Reply::Body(body))
+    }
+
+    /// 19: a peer created a slave link.
+    pub(super) async fn sync_link(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+        session: &Session,
+    ) -> Handled {
+        let body = self.small_body(conn, header).await?;
+        let req = SyncPair::decode(&body).map_err(|e| e.status())?;
+        self.check_group(&req.group)?;
+        let (link, link_path) = self.locate(&req.first)?;
+        let (target, target_path) = self.locate(&req.second)?;
+        let made = blocking(move || {
+            if !target_path.exists() {
+                return Err(Status::NotFound);
+            }
+            std::os::unix::fs::symlink(&target_path, &link_path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Status::AlreadyExists
+                } else {
+                    io_status(&e)
+                }
+            })
+        })
+        .await?;
+        self.synced_from(session, req.timestamp);
+        made?;
+        self.log(&[Record::new(req.timestamp, Op::Link, link.to_string())
+            .with_extra(target.to_string())
+            .replica()]);
+        Ok(Reply::Body(Vec::new()))
+    }
+}

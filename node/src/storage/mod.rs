@@ -9,6 +9,7 @@ pub mod metrics;
 mod replica;
 mod report;
 pub mod store;
+pub mod sync;
 mod transfer;
 mod upload;
 
@@ -45,6 +46,8 @@ pub struct StorageNode {
     acl: AccessList,
     /// Store-path rules; the tracker's parameters replace the configured ones.
     path_policy: Mutex<PathPolicy>,
+    /// The other members of our group, from the trackers' heartbeat replies.
+    pub peers: tokio::sync::watch::Sender<Vec<sync::Peer>>,
     /// Per source storage, the newest change timestamp received from it.
     pub sync_in: Mutex<BTreeMap<String, u32>>,
     /// Status each tracker last reported for this storage.
@@ -162,6 +165,7 @@ impl StorageNode {
             path_policy: Mutex::new(policy),
             tracker_view: Mutex::new(BTreeMap::new()),
             sync_in: Mutex::new(BTreeMap::new()),
+            peers: tokio::sync::watch::Sender::new(Vec::new()),
             started_at: crate::unix_now(),
             config,
         };
@@ -185,6 +189,44 @@ impl StorageNode {
         if let (None, IpAddr::V4(v4)) = (*cur, ip) {
             *cur = Some(v4);
         }
+    }
+
+    /// This storage's id as trackers and peers know it.
+    pub fn own_id(&self) -> String {
+        self.source_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|ip| ip.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Trackers this storage currently reports to.
+    pub fn tracker_addrs(&self) -> Vec<SocketAddr> {
+        self.tracker_view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Connects to a tracker or peer from this storage's own address.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<crate::client::Conn, crate::client::ClientError> {
+        let bind = self
+            .source_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(IpAddr::V4);
+        crate::client::Conn::connect(
+            addr,
+            Duration::from_secs(self.config.connect_timeout.max(1)),
+            self.config.network_timeout(),
+            bind,
+        )
+        .await
     }
 
     pub fn path_policy(&self) -> PathPolicy {
@@ -494,6 +536,7 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
         bind_ip,
         stop.clone(),
     )));
+    tasks.push(tokio::spawn(sync::run(node.clone(), stop.clone())));
     Ok(RunningStorage {
         addr,
         http_addr,

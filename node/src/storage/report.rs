@@ -15,7 +15,8 @@ use super::StorageNode;
 use crate::client::{ClientError, Conn, conn::resolve};
 use crate::config::ReservedSpace;
 use crate::proto::report::{
-    BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, Parameters, SyncSource,
+    BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, Parameters, SyncReport,
+    SyncSource,
 };
 use crate::proto::{Command, Status, StorageStatus, VERSION_TEXT};
 
@@ -145,14 +146,22 @@ async fn call_ok(conn: &mut Conn, cmd: Command, body: &[u8]) -> Result<Vec<u8>, 
 fn apply_heartbeat(node: &StorageNode, tracker: SocketAddr, own_ip: &str, reply: &[u8]) {
     match HeartbeatReply::decode(reply) {
         Ok(r) => {
-            if let Some(me) = r
-                .members
+            let Some(members) = r.members else { return };
+            if let Some(me) = members
                 .iter()
-                .flatten()
-                .find(|m| m.ip == own_ip && u64::from(m.port) == u64::from(node.port))
+                .find(|m| m.ip == own_ip && m.port == u32::from(node.port))
             {
                 set_view(node, tracker, me.status);
             }
+            let peers = super::sync::peers_from_members(&members, own_ip, node.port);
+            node.peers.send_if_modified(|cur| {
+                if *cur == peers {
+                    false
+                } else {
+                    *cur = peers;
+                    true
+                }
+            });
         }
         Err(e) => tracing::warn!(%tracker, error = %e, "unreadable heartbeat reply"),
     }
@@ -240,6 +249,7 @@ async fn report_session(
     }
     let mut beat_tick = tokio::time::interval(Duration::from_secs(cfg.heart_beat_interval.max(1)));
     let mut disk_tick = tokio::time::interval(Duration::from_secs(cfg.stat_report_interval.max(1)));
+    let mut last_sync_report: Vec<(String, u32)> = Vec::new();
     /// What woke the report loop.
     enum Event {
         Stop,
@@ -275,6 +285,24 @@ async fn report_session(
                 };
                 let reply = call_ok(&mut conn, Command::StorageBeat, &beat.encode()).await?;
                 apply_heartbeat(node, tracker, &own_ip, &reply);
+                // How far we are behind each source, for the tracker's download routing.
+                let mut entries = vec![(node.own_id(), 0u32)];
+                entries.extend(
+                    node.sync_in
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v)),
+                );
+                if entries.len() > 1 && entries != last_sync_report {
+                    let body = SyncReport {
+                        entries: entries.clone(),
+                    }
+                    .encode();
+                    let reply = call_ok(&mut conn, Command::StorageSyncReport, &body).await?;
+                    apply_heartbeat(node, tracker, &own_ip, &reply);
+                    last_sync_report = entries;
+                }
             }
             Event::TrackerClosed => {
                 return Err(ClientError::Io {

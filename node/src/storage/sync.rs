@@ -1,0 +1,594 @@
+//! The pushing side of group replication: one task per peer of the group replays
+//! this storage's binlog to it with the storage → storage sync commands.
+//!
+//! Progress is kept in FastDFS's mark files (`data/sync/<ip>_<port>.mark`), so a
+//! restart resumes where it stopped. A new member gets a full copy from the
+//! member the tracker designates (SYNC_SRC_REQ), which then reports it OFFLINE so
+//! its next heartbeat makes it ACTIVE.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::StorageNode;
+use super::binlog::{Op, Position, Record};
+use crate::client::{ClientError, Conn};
+use crate::fileid::RemoteName;
+use crate::proto::fields::{GROUP_NAME_LEN, STORAGE_ID_LEN, put_fixed};
+use crate::proto::report::{StorageBrief, SyncSource};
+use crate::proto::sync::{SyncDelete, SyncFileHead, SyncPair, SyncRangeHead};
+use crate::proto::{Command, Header, Status, StorageStatus};
+
+/// Records read per batch.
+const BATCH_BYTES: usize = 64 * 1024;
+/// Mark written after this many records (FastDFS `write_mark_file_freq`).
+const MARK_EVERY: u64 = 500;
+/// Pause after a failed attempt before reconnecting.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A member of our group as the trackers last listed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub id: String,
+    pub addr: SocketAddr,
+    pub status: StorageStatus,
+}
+
+/// FastDFS's per-peer mark file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Mark {
+    position: Position,
+    need_sync_old: bool,
+    sync_old_done: bool,
+    until: u64,
+    scan_rows: u64,
+    sync_rows: u64,
+}
+
+impl Mark {
+    fn path(node: &StorageNode, peer: &Peer) -> PathBuf {
+        node.binlog
+            .dir()
+            .join(format!("{}_{}.mark", peer.addr.ip(), peer.addr.port()))
+    }
+
+    fn load(path: &std::path::Path) -> Option<Mark> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let kv: BTreeMap<&str, u64> = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .filter_map(|(k, v)| Some((k.trim(), v.trim().parse().ok()?)))
+            .collect();
+        Some(Mark {
+            position: Position {
+                index: *kv.get("binlog_index")? as u32,
+                offset: *kv.get("binlog_offset")?,
+            },
+            need_sync_old: kv.get("need_sync_old").copied() == Some(1),
+            sync_old_done: kv.get("sync_old_done").copied() == Some(1),
+            until: kv.get("until_timestamp").copied().unwrap_or(0),
+            scan_rows: kv.get("scan_row_count").copied().unwrap_or(0),
+            sync_rows: kv.get("sync_row_count").copied().unwrap_or(0),
+        })
+    }
+
+    fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let text = format!(
+            "binlog_index={}\nbinlog_offset={}\nneed_sync_old={}\nsync_old_done={}\nuntil_timestamp={}\nscan_row_count={}\nsync_row_count={}\n",
+            self.position.index,
+            self.position.offset,
+            u8::from(self.need_sync_old),
+            u8::from(self.sync_old_done),
+            self.until,
+            self.scan_rows,
+            self.sync_rows
+        );
+        let tmp = path.with_extension("mark.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(tmp, path)
+    }
+}
+
+/// Keeps one push task per peer, following the membership in heartbeat replies.
+pub async fn run(node: Arc<StorageNode>, stop: CancellationToken) {
+    let mut members = node.peers.subscribe();
+    let mut tasks: BTreeMap<String, (CancellationToken, tokio::task::JoinHandle<()>)> =
+        BTreeMap::new();
+    loop {
+        let peers: Vec<Peer> = members.borrow_and_update().clone();
+        tasks.retain(|id, (token, _)| {
+            let keep = peers
+                .iter()
+                .any(|p| &p.id == id && p.status != StorageStatus::Deleted);
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        for p in peers.iter().filter(|p| p.status != StorageStatus::Deleted) {
+            if !tasks.contains_key(&p.id) {
+                let token = stop.child_token();
+                let task = tokio::spawn(push_loop(node.clone(), p.id.clone(), token.clone()));
+                tasks.insert(p.id.clone(), (token, task));
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            changed = members.changed() => if changed.is_err() { break },
+        }
+    }
+    for (_, (token, task)) in tasks {
+        token.cancel();
+        let _ = task.await;
+    }
+}
+
+fn current(node: &StorageNode, id: &str) -> Option<Peer> {
+    node.peers.borrow().iter().find(|p| p.id == id).cloned()
+}
+
+async fn push_loop(node: Arc<StorageNode>, peer_id: String, stop: CancellationToken) {
+    while !stop.is_cancelled() {
+        let result = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = push_session(&node, &peer_id, &stop) => r,
+        };
+        if let Err(e) = result {
+            tracing::debug!(peer = %peer_id, error = %e, "sync to peer interrupted; retrying");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(RETRY_AFTER) => {}
+        }
+    }
+}
+
+/// A failed sync step; the session reconnects and resumes from the mark.
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("peer answered {0}")]
+    Status(Status),
+    #[error("local i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("peer left the group")]
+    Gone,
+}
+
+/// Asks the trackers whether we are the full-copy source for `peer`.
+async fn ask_source(node: &StorageNode, peer: &Peer) -> Option<SyncSource> {
+    let mut body = Vec::with_capacity(GROUP_NAME_LEN + STORAGE_ID_LEN);
+    put_fixed(&mut body, node.config.group_name.as_bytes(), GROUP_NAME_LEN);
+    put_fixed(&mut body, peer.id.as_bytes(), STORAGE_ID_LEN);
+    for t in node.tracker_addrs() {
+        let Ok(mut c) = node.connect(t).await else {
+            continue;
+        };
+        if let Ok((Status::Ok, reply)) = c.call(Command::StorageSyncSrcReq, &body, 1024).await {
+            c.quit().await;
+            return if reply.is_empty() {
+                Some(SyncSource {
+                    src_id: String::new(),
+                    until: 0,
+                })
+            } else {
+                SyncSource::decode(&reply).ok()
+            };
+        }
+    }
+    None
+}
+
+/// Tells every tracker a new status of `peer` (REPORT_STATUS, 76).
+async fn report_peer_status(node: &StorageNode, peer: &Peer, status: StorageStatus) {
+    let mut body = Vec::new();
+    put_fixed(&mut body, node.config.group_name.as_bytes(), GROUP_NAME_LEN);
+    let ip = peer.addr.ip().to_string();
+    StorageBrief {
+        status: status as u8,
+        port: u32::from(peer.addr.port()),
+        id: peer.id.clone(),
+        ip,
+    }
+    .encode_into(&mut body);
+    for t in node.tracker_addrs() {
+        if let Ok(mut c) = node.connect(t).await {
+            let r = c.call(Command::StorageReportStatus, &body, 1024).await;
+            tracing::info!(peer = %peer.id, status = status.name(), tracker = %t, ok = r.is_ok(), "reported peer status");
+            c.quit().await;
+        }
+    }
+}
+
+async fn push_session(
+    node: &Arc<StorageNode>,
+    peer_id: &str,
+    stop: &CancellationToken,
+) -> Result<(), SyncError> {
+    let mut peer = current(node, peer_id).ok_or(SyncError::Gone)?;
+    let mark_path = Mark::path(node, &peer);
+    let mut mark = match Mark::load(&mark_path) {
+        // A peer that is starting over never reuses an old mark.
+        Some(m) if peer.status > StorageStatus::WaitSync => m,
+        _ => {
+            let src = ask_source(node, &peer)
+                .await
+                .ok_or(SyncError::Status(Status::NotFound))?;
+            let me = node.own_id();
+            let mark = Mark {
+                need_sync_old: !src.src_id.is_empty() && src.src_id == me,
+                until: src.until,
+                ..Default::default()
+            };
+            if mark.need_sync_old {
+                report_peer_status(node, &peer, StorageStatus::Syncing).await;
+            }
+            mark.save(&mark_path)?;
+            mark
+        }
+    };
+    // Only the full-copy source pushes before the peer is ACTIVE.
+    let source_copying = mark.need_sync_old && !mark.sync_old_done;
+    loop {
+        peer = current(node, peer_id).ok_or(SyncError::Gone)?;
+        let ready = match peer.status {
+            StorageStatus::Active => true,
+            StorageStatus::WaitSync | StorageStatus::Syncing => source_copying,
+            _ => false,
+        };
+        if ready {
+            break;
+        }
+        let mut members = node.peers.subscribe();
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = members.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    let mut conn = node.connect(peer.addr).await?;
+    let mut id = vec![0u8; 0];
+    put_fixed(&mut id, node.own_id().as_bytes(), STORAGE_ID_LEN);
+    expect_ok(conn.call(Command::ReportServerId, &id, 1024).await?)?;
+    let mut end = node.binlog.subscribe();
+    let mut unsaved = 0u64;
+    loop {
+        let (records, next) = node.binlog.read_from(mark.position, BATCH_BYTES)?;
+        if records.is_empty() {
+            if mark.need_sync_old && !mark.sync_old_done {
+                mark.sync_old_done = true;
+                mark.save(&mark_path)?;
+                report_peer_status(node, &peer, StorageStatus::Offline).await;
+            }
+            if unsaved > 0 {
+                mark.save(&mark_path)?;
+                unsaved = 0;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    conn.quit().await;
+                    return Ok(());
+                }
+                _ = end.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                    // Keep the connection alive and find out early if the peer went away.
+                    expect_ok(conn.call(Command::ActiveTest, &[], 16).await?)?;
+                }
+            }
+            if current(node, peer_id).is_none() {
+                return Err(SyncError::Gone);
+            }
+            continue;
+        }
+        for r in &records {
+            mark.scan_rows += 1;
+            if wanted(r, &mark) {
+                push_record(node, &mut conn, r).await?;
+                mark.sync_rows += 1;
+            }
+        }
+        mark.position = next;
+        unsaved += records.len() as u64;
+        if unsaved >= MARK_EVERY {
+            mark.save(&mark_path)?;
+            unsaved = 0;
+        }
+    }
+}
+
+/// Which records go to the peer (protocol notes §6.3).
+fn wanted(r: &Record, mark: &Mark) -> bool {
+    let copying_old =
+        mark.need_sync_old && !mark.sync_old_done && u64::from(r.timestamp) <= mark.until;
+    if !mark.need_sync_old && mark.until > 0 && u64::from(r.timestamp) < mark.until {
+        // Another member copies everything older than `until`.
+        return false;
+    }
+    match (r.origin, r.op) {
+        (true, _) => true,
+        (false, Op::Create | Op::Delete | Op::Update | Op::Link | Op::Rename) => copying_old,
+        (false, _) => false,
+    }
+}
+
+fn expect_ok((status, _): (Status, Vec<u8>)) -> Result<(), SyncError> {
+    if status == Status::Ok {
+        Ok(())
+    } else {
+        Err(SyncError::Status(status))
+    }
+}
+
+/// Sends one request and returns the reply status (body discarded).
+async fn send(
+    conn: &mut Conn,
+    cmd: Command,
+    status: u8,
+    prefix: &[u8],
+    file: Option<(&std::fs::File, u64, u64)>,
+) -> Result<Status, SyncError> {
+    let content = file.map(|(_, _, len)| len).unwrap_or(0);
+    let mut first = Header {
+        body_len: prefix.len() as u64 + content,
+        cmd,
+        status,
+    }
+    .encode()
+    .to_vec();
+    first.extend_from_slice(prefix);
+    conn.write_all(&first).await?;
+    if let Some((f, start, len)) = file {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut pos = start;
+        while pos < start + len {
+            let n = buf.len().min((start + len - pos) as usize);
+            f.read_exact_at(&mut buf[..n], pos)?;
+            conn.write_all(&buf[..n]).await?;
+            pos += n as u64;
+        }
+    }
+    let h = conn.read_reply_header(1 << 20).await?;
+    let mut body = vec![0u8; h.body_len as usize];
+    conn.read_exact(&mut body).await?;
+    Ok(h.status())
+}
+
+/// Pushes a whole local file with SYNC_CREATE or SYNC_UPDATE; a vanished file is skipped.
+async fn push_file(
+    node: &StorageNode,
+    conn: &mut Conn,
+    name: &str,
+    ts: u32,
+    update: bool,
+) -> Result<(), SyncError> {
+    let Ok(remote) = RemoteName::parse(name) else {
+        return Ok(());
+    };
+    let Ok(path) = node.store.file_path(&remote) else {
+        return Ok(());
+    };
+    let Ok(file) = std::fs::File::open(&path) else {
+        return Ok(());
+    };
+    let size = file.metadata()?.len();
+    let head = SyncFileHead {
+        name_len: name.len() as u64,
+        file_size: size,
+        timestamp: ts,
+        group: node.config.group_name.clone(),
+    };
+    let mut prefix = head.encode();
+    prefix.extend_from_slice(name.as_bytes());
+    let cmd = if update {
+        Command::SyncUpdateFile
+    } else {
+        Command::SyncCreateFile
+    };
+    match send(conn, cmd, 0, &prefix, Some((&file, 0, size))).await? {
+        Status::Ok | Status::AlreadyExists => Ok(()),
+        other => Err(SyncError::Status(other)),
+    }
+}
+
+async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<(), SyncError> {
+    let group = node.config.group_name.clone();
+    let ts = r.timestamp;
+    let numbers = || -> Option<(u64, u64)> {
+        let (a, b) = r.extra.as_deref()?.split_once(' ')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    };
+    match r.op {
+        Op::Create => push_file(node, conn, &r.name, ts, false).await,
+        Op::Update => push_file(node, conn, &r.name, ts, true).await,
+        Op::Delete => {
+            // A file that exists again was re-created after this delete.
+            let again = RemoteName::parse(&r.name)
+                .ok()
+                .and_then(|n| node.store.file_path(&n).ok())
+                .is_some_and(|p| p.exists());
+            if again {
+                return Ok(());
+            }
+            let body = SyncDelete {
+                timestamp: ts,
+                group,
+                name: r.name.clone(),
+            }
+            .encode();
+            match send(conn, Command::SyncDeleteFile, 0, &body, None).await? {
+                Status::Ok | Status::NotFound => Ok(()),
+                other => Err(SyncError::Status(other)),
+            }
+        }
+        Op::Append | Op::Modify => {
+            let Some((start, len)) = numbers() else {
+                return Ok(());
+            };
+            let Ok(remote) = RemoteName::parse(&r.name) else {
+                return Ok(());
+            };
+            let Ok(path) = node.store.file_path(&remote) else {
+                return Ok(());
+            };
+            let Ok(file) = std::fs::File::open(&path) else {
+                return Ok(());
+            };
+            if file.metadata()?.len() < start + len {
+                // Changed since (e.g. truncated): the whole file is the truth.
+                return push_file(node, conn, &r.name, ts, true).await;
+            }
+            let head = SyncRangeHead {
+                name_len: r.name.len() as u64,
+                a: start,
+                b: len,
+                timestamp: ts,
+                group,
+            };
+            let mut prefix = head.encode();
+            prefix.extend_from_slice(r.name.as_bytes());
+            let cmd = if r.op == Op::Append {
+                Command::SyncAppendFile
+            } else {
+                Command::SyncModifyFile
+            };
+            match send(conn, cmd, 0, &prefix, Some((&file, start, len))).await? {
+                Status::Ok | Status::AlreadyExists => Ok(()),
+                Status::NotFound => push_file(node, conn, &r.name, ts, true).await,
+                other => Err(SyncError::Status(other)),
+            }
+        }
+        Op::Truncate => {
+            let Some((old, new)) = numbers() else {
+                return Ok(());
+            };
+            let head = SyncRangeHead {
+                name_len: r.name.len() as u64,
+                a: old,
+                b: new,
+                timestamp: ts,
+                group,
+            };
+            let mut body = head.encode();
+            body.extend_from_slice(r.name.as_bytes());
+            match send(conn, Command::SyncTruncateFile, 0, &body, None).await? {
+                Status::Ok | Status::AlreadyExists => Ok(()),
+                other => Err(SyncError::Status(other)),
+            }
+        }
+        Op::Rename if !r.origin => push_file(node, conn, &r.name, ts, false).await,
+        Op::Rename | Op::Link => {
+            let Some(second) = r.extra.clone() else {
+                return Ok(());
+            };
+            let cmd = if r.op == Op::Rename {
+                Command::SyncRenameFile
+            } else {
+                Command::SyncCreateLink
+            };
+            let body = SyncPair {
+                timestamp: ts,
+                group,
+                first: r.name.clone(),
+                second,
+            }
+            .encode();
+            match send(conn, cmd, 0, &body, None).await? {
+                Status::Ok | Status::AlreadyExists => Ok(()),
+                Status::NotFound if r.op == Op::Rename => {
+                    push_file(node, conn, &r.name, ts, false).await
+                }
+                Status::NotFound => Ok(()),
+                other => Err(SyncError::Status(other)),
+            }
+        }
+    }
+}
+
+/// Peers of our group from a heartbeat reply's member list (everyone but us).
+pub fn peers_from_members(members: &[StorageBrief], own_ip: &str, own_port: u16) -> Vec<Peer> {
+    members
+        .iter()
+        .filter(|m| !(m.ip == own_ip && m.port == u32::from(own_port)))
+        .filter_map(|m| {
+            let ip: IpAddr = m.ip.parse().ok()?;
+            let port = u16::try_from(m.port).ok()?;
+            Some(Peer {
+                id: m.id.clone(),
+                addr: SocketAddr::new(ip, port),
+                status: StorageStatus::from_byte(m.status)?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mark_files_round_trip_in_fastdfs_format() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("127.0.0.3_23000.mark");
+        let m = Mark {
+            position: Position {
+                index: 0,
+                offset: 1234,
+            },
+            need_sync_old: true,
+            sync_old_done: false,
+            until: 1_795_659_481,
+            scan_rows: 10,
+            sync_rows: 7,
+        };
+        m.save(&p).expect("save");
+        let text = std::fs::read_to_string(&p).expect("read");
+        assert!(
+            text.starts_with(
+                "binlog_index=0\nbinlog_offset=1234\nneed_sync_old=1\nsync_old_done=0\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(Mark::load(&p), Some(m));
+    }
+
+    #[test]
+    fn which_records_are_pushed() {
+        let own = Record::new(100, Op::Create, "M00/00/00/a");
+        let received = own.clone().replica();
+        let appended = Record::new(100, Op::Append, "M00/00/00/a")
+            .with_extra("0 1")
+            .replica();
+        let plain = Mark::default();
+        assert!(wanted(&own, &plain));
+        assert!(!wanted(&received, &plain), "replicas are not re-pushed");
+        let copying = Mark {
+            need_sync_old: true,
+            until: 200,
+            ..Default::default()
+        };
+        assert!(
+            wanted(&received, &copying),
+            "a full copy includes what we received"
+        );
+        assert!(!wanted(&appended, &copying), "a/m/t are never re-pushed");
+        let other_source = Mark {
+            need_sync_old: false,
+            until: 150,
+            ..Default::default()
+        };
+        assert!(
+            !wanted(&own, &other_source),
+            "older records are the source's job"
+        );
+        assert!(wanted(
+            &Record::new(160, Op::Create, "M00/00/00/b"),
+            &other_source
+        ));
+    }
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StorageConfig;
-use crate::fileid::{self, RemoteName};
+use crate::fileid::{self, RemoteName, Source};
 use crate::proto::monitor::{StorageStats, counter};
 use crate::proto::query::FileRequest;
 use crate::proto::storage::{DownloadRequest, UPLOAD_HEAD_LEN, UploadHead, UploadResponse};
@@ -28,6 +28,8 @@ pub struct StorageNode {
     pub store: Store,
     /// The address uploads are named after (the storage's own IPv4).
     source_ip: Mutex<Option<Ipv4Addr>>,
+    /// The numeric storage id uploads are named after, when the trackers say so.
+    server_id: Mutex<Option<u32>>,
     /// The port clients reach this storage on.
     pub port: u16,
     counters: Counters,
@@ -114,6 +116,7 @@ impl StorageNode {
             config,
             store,
             source_ip: Mutex::new(bind_ip),
+            server_id: Mutex::new(None),
             port,
             counters: Counters::new(),
             tracker_view: Mutex::new(Default::default()),
@@ -121,11 +124,23 @@ impl StorageNode {
         })
     }
 
-    fn source_ip(&self) -> Ipv4Addr {
-        self.source_ip
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .unwrap_or(Ipv4Addr::LOCALHOST)
+    /// The source new file names carry: the storage id with `id_type_in_filename=id`,
+    /// otherwise the storage's IPv4 address.
+    fn source_ip(&self) -> Source {
+        if let Some(id) = *self.server_id.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Source::ServerId(id);
+        }
+        Source::Ip(
+            self.source_ip
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or(Ipv4Addr::LOCALHOST),
+        )
+    }
+
+    /// Names new files after `id` (Some) or after the IP address (None).
+    pub fn set_server_id(&self, id: Option<u32>) {
+        *self.server_id.lock().unwrap_or_else(|e| e.into_inner()) = id;
     }
 
     /// Learns the storage's own address from a tracker connection, when not bound to one.

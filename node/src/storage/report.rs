@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::StorageNode;
 use crate::client::{ClientError, Conn, conn::resolve};
+use crate::proto::cluster::GroupAndHost;
 use crate::proto::report::{
-    BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, SyncSource,
+    BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, Parameters, SyncSource,
 };
 use crate::proto::{Command, Status, StorageStatus, VERSION_TEXT};
 
@@ -140,6 +141,43 @@ async fn call_ok(conn: &mut Conn, cmd: Command, body: &[u8]) -> Result<Vec<u8>, 
     Ok(reply)
 }
 
+/// Asks the tracker how storages are identified (75) and, with storage ids, which
+/// id is ours (`server_id`, else GET_SERVER_ID 70), as a C storage does at start.
+/// Files are then named after that id when the tracker says `id_type_in_filename=id`.
+async fn learn_identity(
+    node: &StorageNode,
+    conn: &mut Conn,
+    tracker: SocketAddr,
+    own_ip: &str,
+) -> Result<String, ClientError> {
+    let proto = |source| ClientError::Proto {
+        addr: tracker.to_string(),
+        source,
+    };
+    let reply = call_ok(conn, Command::StorageParameterReq, &[]).await?;
+    let params = Parameters::decode(&reply).map_err(proto)?;
+    if params.get("use_storage_id") != Some("1") {
+        node.set_server_id(None);
+        return Ok(String::new());
+    }
+    let id = if node.config.server_id.is_empty() {
+        let ip = own_ip.to_owned();
+        let req = GroupAndHost {
+            group: node.config.group_name.clone(),
+            ip,
+            port: node.port,
+        };
+        let reply = call_ok(conn, Command::StorageGetServerId, &req.encode()).await?;
+        crate::proto::fields::fixed_text(&reply)
+    } else {
+        node.config.server_id.clone()
+    };
+    let by_id = params.get("id_type_in_filename") == Some("id");
+    node.set_server_id(by_id.then(|| id.parse::<u32>().ok()).flatten());
+    tracing::info!(%tracker, storage_id = %id, names_by_id = by_id, "storage id learned");
+    Ok(id)
+}
+
 /// Applies a heartbeat reply: our own status as the tracker lists it.
 fn apply_heartbeat(node: &StorageNode, tracker: SocketAddr, own_ip: &str, reply: &[u8]) {
     match HeartbeatReply::decode(reply) {
@@ -178,6 +216,7 @@ async fn report_session(
         node.learn_source_ip(ip);
     }
     let own_ip = local_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let storage_id = learn_identity(node, &mut conn, tracker, &own_ip).await?;
     let done = sync_old_done(node);
     let join = JoinRequest {
         group: cfg.group_name.clone(),
@@ -194,7 +233,7 @@ async fn report_session(
         } else {
             StorageStatus::Init as i8
         },
-        storage_id: String::new(),
+        storage_id,
         current_tracker_ip: tracker.ip().to_string(),
         trackers: all_trackers.to_vec(),
     };

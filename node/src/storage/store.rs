@@ -5,7 +5,6 @@
 //! under a real name and a name clash can never overwrite a file.
 
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,7 +173,7 @@ impl Store {
     pub fn commit(
         &self,
         mut temp: TempFile,
-        source: Ipv4Addr,
+        source: impl Into<Source>,
         ext: &str,
         size: u64,
         crc32: u32,
@@ -185,9 +184,10 @@ impl Store {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs() as u32)
             .unwrap_or_else(|| crate::unix_now() as u32);
+        let source = source.into();
         for _ in 0..NAME_ATTEMPTS {
             let core = NameCore {
-                source: Source::Ip(source),
+                source,
                 timestamp,
                 size_field: fileid::normal_size_field(size, rand::random::<u32>()),
                 crc32,
@@ -255,7 +255,7 @@ pub enum CommitError {
 pub fn write_small(
     store: &Store,
     store_path: usize,
-    source: Ipv4Addr,
+    source: impl Into<Source>,
     ext: &str,
     data: &[u8],
 ) -> Result<RemoteName, CommitError> {
@@ -295,8 +295,14 @@ mod tests {
         let s = store(dir.path(), 4);
         assert!(dir.path().join("data/03/03").is_dir());
         assert!(!dir.path().join("data/04").exists());
-        let name =
-            write_small(&s, 0, Ipv4Addr::new(127, 0, 0, 2), "txt", b"hello").expect("commit");
+        let name = write_small(
+            &s,
+            0,
+            std::net::Ipv4Addr::new(127, 0, 0, 2),
+            "txt",
+            b"hello",
+        )
+        .expect("commit");
         let path = s.file_path(&name).expect("path");
         assert_eq!(std::fs::read(&path).expect("read"), b"hello");
         let core = name.core().expect("core");

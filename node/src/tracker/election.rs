@@ -172,9 +172,16 @@ fn forget_leader(tracker: &Tracker, old: SocketAddr) {
     }
 }
 
-async fn connect(addr: SocketAddr, interval: Duration) -> Result<Conn, ClientError> {
+/// Connects to a peer from this tracker's own address, so the peer sees the
+/// address the cluster knows us by (JOIN_LEADER carries only our port).
+async fn connect(
+    addr: SocketAddr,
+    me: SocketAddr,
+    interval: Duration,
+) -> Result<Conn, ClientError> {
     let t = interval.max(Duration::from_millis(500)) * 2;
-    Conn::connect(addr, t, t, None).await
+    let bind = (!me.ip().is_unspecified() && me.is_ipv4() == addr.is_ipv4()).then_some(me.ip());
+    Conn::connect(addr, t, t, bind).await
 }
 
 async fn call(
@@ -185,8 +192,12 @@ async fn call(
     conn.call(cmd, body, 64 * 1024).await
 }
 
-async fn peer_status(addr: SocketAddr, interval: Duration) -> Option<TrackerStatus> {
-    let mut c = connect(addr, interval).await.ok()?;
+async fn peer_status(
+    addr: SocketAddr,
+    me: SocketAddr,
+    interval: Duration,
+) -> Option<TrackerStatus> {
+    let mut c = connect(addr, me, interval).await.ok()?;
     let (status, body) = call(&mut c, Command::TrackerGetStatus, &[]).await.ok()?;
     c.quit().await;
     (status == Status::Ok)
@@ -202,7 +213,7 @@ async fn statuses(
 ) -> Vec<(SocketAddr, TrackerStatus)> {
     let mut out = vec![(me, tracker.status(unix_now()))];
     for p in peers {
-        if let Some(s) = peer_status(*p, interval).await {
+        if let Some(s) = peer_status(*p, me, interval).await {
             out.push((*p, s));
         }
     }
@@ -233,7 +244,7 @@ async fn elect(tracker: &Tracker, me: SocketAddr, peers: &[SocketAddr], interval
     ] {
         for p in &reachable {
             let r = async {
-                let mut c = connect(*p, interval).await?;
+                let mut c = connect(*p, me, interval).await?;
                 let r = call(&mut c, cmd, &body).await;
                 c.quit().await;
                 r
@@ -285,7 +296,9 @@ async fn ping_leader(
     interval: Duration,
 ) -> Result<(), PingError> {
     if follower.is_none() {
-        let mut c = connect(leader, interval).await.map_err(PingError::Failed)?;
+        let mut c = connect(leader, me, interval)
+            .await
+            .map_err(PingError::Failed)?;
         let join = JoinLeader {
             up_time: tracker.started_at,
             version: VERSION_TEXT.into(),

@@ -6,6 +6,8 @@
 //! looked up by address.
 
 mod admin;
+#[cfg(test)]
+mod rules_tests;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -106,6 +106,19 @@ fn sync_old_done(node: &StorageNode) -> bool {
         .unwrap_or(false)
 }
 
+/// The full-sync source recorded in `.data_init_flag`, when there is one.
+fn recorded_source(node: &StorageNode) -> Option<SyncSource> {
+    let text = std::fs::read_to_string(init_flag_path(node)).ok()?;
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    let src_id = value("sync_src_server").filter(|s| !s.is_empty())?;
+    let until = value("sync_until_timestamp")?.parse().ok()?;
+    Some(SyncSource { src_id, until })
+}
+
 fn record_sync_old_done(node: &StorageNode, src: &str, until: u64) -> std::io::Result<()> {
     let path = init_flag_path(node);
     if let Some(dir) = path.parent() {
@@ -218,6 +231,9 @@ async fn report_session(
     let own_ip = local_ip.map(|ip| ip.to_string()).unwrap_or_default();
     let storage_id = learn_identity(node, &mut conn, tracker, &own_ip).await?;
     let done = sync_old_done(node);
+    // A member that was given a full-sync source says WAIT_SYNC until replication
+    // has brought it up to date; it must not claim ACTIVE to a tracker that is new to it.
+    let source = if done { recorded_source(node) } else { None };
     let join = JoinRequest {
         group: cfg.group_name.clone(),
         storage_port: u64::from(node.port),
@@ -228,10 +244,12 @@ async fn report_session(
         up_time: node.started_at,
         version: VERSION_TEXT.into(),
         init_flag: !done,
-        status: if done {
-            StorageStatus::Active as i8
-        } else {
+        status: if !done {
             StorageStatus::Init as i8
+        } else if source.is_some() {
+            StorageStatus::WaitSync as i8
+        } else {
+            StorageStatus::Active as i8
         },
         storage_id,
         current_tracker_ip: tracker.ip().to_string(),
@@ -244,6 +262,12 @@ async fn report_session(
     })?;
     set_view(node, tracker, joined.status);
     tracing::info!(%tracker, status = joined.status, "joined tracker");
+    if let Some(src) = source.filter(|_| joined.src_id.is_empty()) {
+        // Tell this tracker the source the others gave us (SYNC_NOTIFY).
+        if let Err(e) = call_ok(&mut conn, Command::StorageSyncNotify, &src.encode()).await {
+            tracing::warn!(%tracker, error = %e, "sync source not accepted");
+        }
+    }
     if !done {
         let src = call_ok(&mut conn, Command::StorageSyncDestReq, &[]).await?;
         let (src_id, until) = if src.is_empty() {

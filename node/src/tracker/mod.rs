@@ -791,6 +791,8 @@ pub struct RunningTracker {
     pub addr: SocketAddr,
     /// Every listening address with its compat profile, the main one first.
     pub listeners: Vec<(SocketAddr, Compat)>,
+    /// The HTTP status listener, when configured.
+    pub http_addr: Option<SocketAddr>,
     pub tracker: Arc<Tracker>,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -886,6 +888,7 @@ pub async fn start(config: TrackerConfig) -> std::io::Result<RunningTracker> {
     Ok(RunningTracker {
         addr,
         listeners,
+        http_addr: None,
         tracker,
         stop,
         tasks,

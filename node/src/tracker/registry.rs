@@ -397,9 +397,13 @@ impl Registry {
             ) {
                 m.status = StorageStatus::Online;
             }
-        } else if m.status == StorageStatus::Init {
-            m.status = StorageStatus::WaitSync;
-            if m.src_id.is_empty() {
+        } else {
+            if m.status == StorageStatus::Init {
+                m.status = StorageStatus::WaitSync;
+            }
+            if m.src_id.is_empty()
+                && matches!(m.status, StorageStatus::WaitSync | StorageStatus::Syncing)
+            {
                 m.src_id = src.src_id.clone();
                 m.sync_until = src.until;
             }

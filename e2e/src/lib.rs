@@ -47,7 +47,12 @@ pub fn repo_root() -> PathBuf {
 #[derive(Debug)]
 pub struct LocalProcess {
     child: Child,
+    /// The first tracker's main address.
     pub tracker: SocketAddr,
+    /// Every tracker's main address.
+    pub trackers: Vec<SocketAddr>,
+    /// Extra tracker ports: (address, profile name).
+    pub extra_ports: Vec<(SocketAddr, String)>,
     /// (group, address) of each storage.
     pub storages: Vec<(String, SocketAddr)>,
     /// Every line printed before `ready`.
@@ -86,19 +91,27 @@ impl LocalProcess {
                 }
             }
         }
-        let mut tracker = None;
+        let mut trackers = Vec::new();
+        let mut extra_ports = Vec::new();
         let mut storages = Vec::new();
         for l in &lines {
             let words: Vec<&str> = l.split_whitespace().collect();
             match words.as_slice() {
-                ["tracker", addr, ..] => tracker = Some(addr.parse()?),
+                ["tracker", addr, rest @ ..] => {
+                    match rest.iter().find_map(|w| w.strip_prefix("profile=")) {
+                        Some(profile) => extra_ports.push((addr.parse()?, profile.to_owned())),
+                        None => trackers.push(addr.parse()?),
+                    }
+                }
                 ["storage", group, addr, ..] => storages.push(((*group).to_owned(), addr.parse()?)),
                 _ => bail!("unexpected line from fdfs-node local: {l:?}"),
             }
         }
         Ok(LocalProcess {
             child,
-            tracker: tracker.context("no tracker line")?,
+            tracker: *trackers.first().context("no tracker line")?,
+            trackers,
+            extra_ports,
             storages,
             lines,
         })
@@ -136,6 +149,62 @@ impl Drop for LocalProcess {
         if self.stop().is_err() {
             let _ = self.child.kill();
         }
+        let _ = self.child.wait();
+    }
+}
+
+/// One `fdfs-node tracker` or `fdfs-node storage` process; killed when dropped.
+#[derive(Debug)]
+pub struct NodeProcess {
+    child: Child,
+    /// The lines it printed once it was serving.
+    pub lines: Vec<String>,
+}
+
+impl NodeProcess {
+    /// Starts `fdfs-node <args>` and waits for its first line (printed once it listens).
+    pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(workspace_binary("fdfs-node")?)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning fdfs-node")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(first) => {
+                let mut lines = vec![first];
+                while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+                    lines.push(l);
+                }
+                Ok(NodeProcess { child, lines })
+            }
+            Err(_) => {
+                let _ = child.kill();
+                bail!("fdfs-node {args:?} printed nothing")
+            }
+        }
+    }
+
+    /// SIGKILL: the process gets no chance to say goodbye.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }

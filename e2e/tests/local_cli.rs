@@ -101,9 +101,9 @@ fn local_cluster_serves_the_cli_and_stops_on_sigterm() -> anyhow::Result<()> {
     assert!(http.ends_with(&data), "HTTP body differs");
 
     let monitor = run_binary("fdfs", &["--conf", &conf, "monitor"])?;
-    assert!(monitor.contains("2 group(s)"), "{monitor}");
+    assert!(monitor.contains("group count: 2"), "{monitor}");
     assert!(
-        monitor.contains("127.0.20.2:23000") && monitor.contains("ACTIVE"),
+        monitor.contains("host = 127.0.20.2:23000  ACTIVE"),
         "{monitor}"
     );
 
@@ -221,5 +221,169 @@ fn local_refuses_a_config_with_unknown_keys() -> anyhow::Result<()> {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("store_lokup"), "{err}");
+    Ok(())
+}
+
+/// Waiting for replication: only "not there yet" errors are expected.
+fn tracing_wait(e: &fdfs_node::client::ClientError) {
+    assert_eq!(e.status(), Some(fdfs_node::proto::Status::NotFound), "{e}");
+}
+
+/// Several trackers, replicas, and a second tracker port with 45-byte IP fields.
+#[test]
+fn local_with_three_trackers_replicas_and_an_ip45_port() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("node.toml");
+    std::fs::write(
+        &cfg,
+        "[storage]\nsubdir_count_per_path = 4\nheart_beat_interval = 1\n[tracker]\nleader_ping_interval_ms = 200\n\n\
+         [[tracker.listeners]]\n\
+         bind = \"127.0.22.1:22200\"\ncompat = { ip_width = \"45\" }\n",
+    )?;
+    let local = LocalProcess::start(
+        &dir.path().join("data"),
+        &[
+            "--groups",
+            "2",
+            "--replicas",
+            "2",
+            "--trackers",
+            "3",
+            "--tracker-addr",
+            "127.0.22.1:22122",
+            "--storage-ip",
+            "127.0.22.11",
+            "--config",
+            &cfg.to_string_lossy(),
+        ],
+    )?;
+    assert_eq!(
+        local.lines[..4],
+        [
+            "tracker 127.0.22.1:22122",
+            "tracker 127.0.22.1:22200 profile=ip45",
+            "tracker 127.0.22.1:22123",
+            "tracker 127.0.22.1:22201 profile=ip45",
+        ]
+    );
+    assert_eq!(local.trackers.len(), 3);
+    assert_eq!(local.storages.len(), 4);
+    assert_eq!(
+        local.storages[3],
+        ("group2".to_owned(), "127.0.22.14:23000".parse()?)
+    );
+
+    // The ip45 port answers a store query with 70 bytes, the main port with 40.
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        use fdfs_node::client::Conn;
+        use fdfs_node::proto::{Command, Status};
+        for (addr, len) in [(local.trackers[0], 40), (local.extra_ports[0].0, 70)] {
+            let mut c = Conn::connect(
+                addr,
+                std::time::Duration::from_secs(5),
+                std::time::Duration::from_secs(5),
+                None,
+            )
+            .await?;
+            let (st, body) = c
+                .call(Command::QueryStoreWithoutGroupOne, &[], 1024)
+                .await?;
+            anyhow::ensure!(
+                st == Status::Ok && body.len() == len,
+                "{addr}: {st} {}",
+                body.len()
+            );
+        }
+        anyhow::Ok(())
+    })?;
+
+    // Every tracker names the same leader; the monitor lists both members of each group.
+    let trackers: Vec<String> = local.trackers.iter().map(|a| a.to_string()).collect();
+    let mut args: Vec<&str> = Vec::new();
+    for t in &trackers {
+        args.extend(["--tracker", t]);
+    }
+    args.push("monitor");
+    let monitor = run_binary("fdfs", &args)?;
+    assert!(monitor.contains("tracker server count=3"), "{monitor}");
+    assert!(
+        monitor.contains("tracker server is 127.0.22.1:22124"),
+        "{monitor}"
+    );
+    assert!(monitor.contains("group count: 2"), "{monitor}");
+    assert_eq!(monitor.matches("\tStorage ").count(), 4, "{monitor}");
+    assert!(
+        monitor.contains("host = 127.0.22.11:23000  ACTIVE"),
+        "{monitor}"
+    );
+    // Second members get a full copy from the first, then turn ACTIVE.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let m = run_binary("fdfs", &args)?;
+        if m.matches("  ACTIVE").count() == 4 {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "members never all ACTIVE:\n{m}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // A file uploaded to the group is served by both of its members.
+    rt.block_on(async {
+        let client =
+            fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(trackers.clone()))
+                .await?;
+        let id = client
+            .upload_bytes(b"replicated to every member", "txt", Some("group1"))
+            .await?;
+        for member in [local.storages[0].1, local.storages[1].1] {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let mut out = Vec::new();
+                match client.download_from(member, &id, 0, 0, &mut out).await {
+                    Ok(_) => {
+                        anyhow::ensure!(
+                            out == b"replicated to every member",
+                            "{member} serves other bytes"
+                        );
+                        break;
+                    }
+                    Err(e) if std::time::Instant::now() < deadline => {
+                        tracing_wait(&e);
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Err(e) => anyhow::bail!("{member} never got {id}: {e}"),
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    let list = run_binary(
+        "fdfs",
+        &["--tracker", &trackers[1], "monitor", "list", "group2"],
+    )?;
+    assert!(
+        list.contains("group name = group2") && !list.contains("group1"),
+        "{list}"
+    );
+
+    // An ACTIVE storage cannot be deleted, on any tracker.
+    let err = run_binary(
+        "fdfs",
+        &[
+            "--tracker",
+            &trackers[0],
+            "monitor",
+            "delete",
+            "group1",
+            "127.0.22.11",
+        ],
+    )
+    .expect_err("busy");
+    assert!(err.to_string().contains("EBUSY"), "{err}");
+    let status = local.terminate()?;
+    assert!(status.success(), "{status}");
     Ok(())
 }

@@ -10,9 +10,9 @@ fn py3fdfs_uploads_downloads_and_deletes() -> anyhow::Result<()> {
         &dir.path().join("data"),
         &[
             "--tracker-addr",
-            "127.0.22.1:22122",
+            "127.0.24.1:22122",
             "--storage-ip",
-            "127.0.22.2",
+            "127.0.24.2",
         ],
     )?;
     let out = std::process::Command::new(python)

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::proto::IpWidth;
+use crate::proto::monitor::MonitorLayout;
 use crate::proto::query::FetchAllFormat;
 
 /// Why a configuration could not be loaded.
@@ -128,6 +129,53 @@ pub struct Compat {
     pub ip_width: IpWidth,
     /// Form of the QUERY_FETCH_ALL (105) reply.
     pub fetch_all_format: FetchAllFormat,
+    /// Record layouts of 90/91/92: `v6.16` (113/487 bytes) or `classic` (105/612 bytes).
+    pub monitor_layout: MonitorLayout,
+}
+
+impl Compat {
+    /// Short name printed next to a listen address, e.g. `ip45` or `ip15,classic`.
+    pub fn profile_name(&self) -> String {
+        let mut parts = vec![match self.ip_width {
+            IpWidth::V4 => "ip15",
+            IpWidth::V6 => "ip45",
+        }];
+        if self.fetch_all_format == FetchAllFormat::Legacy {
+            parts.push("fetch-all-legacy");
+        }
+        if self.monitor_layout == MonitorLayout::Classic {
+            parts.push("classic");
+        }
+        parts.join(",")
+    }
+}
+
+/// What file names carry as their source with `use_storage_id` (`id_type_in_filename`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdType {
+    /// The storage's IPv4 address.
+    #[default]
+    Ip,
+    /// The storage's numeric id (survives address changes).
+    Id,
+}
+
+impl IdType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdType::Ip => "ip",
+            IdType::Id => "id",
+        }
+    }
+}
+
+/// An additional tracker port with its own compatibility profile.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    pub bind: String,
+    pub compat: Compat,
 }
 
 /// Settings of the tracker role.
@@ -160,6 +208,19 @@ pub struct TrackerConfig {
     /// Largest request body the tracker reads (`max_buff_size`).
     pub max_body_len: u64,
     pub compat: Compat,
+    /// Identify storages by the ids of `storage_ids_filename` instead of their IPs.
+    pub use_storage_id: bool,
+    pub storage_ids_filename: PathBuf,
+    /// With `use_storage_id`: name files after the storage id (`id`) or IP (`ip`).
+    pub id_type_in_filename: IdType,
+    /// Accept the storage id a storage announces in JOIN (FastDFS default: true).
+    pub trust_storage_server_id: bool,
+    /// Milliseconds between a follower's pings to the leader; 3 misses start an election.
+    pub leader_ping_interval_ms: u64,
+    /// More ports, each with its own compat profile (e.g. 45-byte IPs for old SDKs).
+    pub listeners: Vec<ListenerConfig>,
+    /// HTTP listener for `/api/v1/cluster`, `/healthz`, `/readyz`, `/metrics`; empty = none.
+    pub http_bind: String,
 }
 
 impl Default for TrackerConfig {
@@ -181,6 +242,13 @@ impl Default for TrackerConfig {
             idle_timeout: 900,
             max_body_len: 128 * 1024,
             compat: Compat::default(),
+            use_storage_id: false,
+            storage_ids_filename: PathBuf::from("storage_ids.conf"),
+            id_type_in_filename: IdType::Ip,
+            trust_storage_server_id: true,
+            leader_ping_interval_ms: 1000,
+            listeners: Vec::new(),
+            http_bind: String::new(),
         }
     }
 }
@@ -222,6 +290,8 @@ pub struct StorageConfig {
     pub compat: Compat,
     /// HTTP access to files, health and metrics.
     pub http: HttpConfig,
+    /// This storage's id in `storage_ids.conf` (FastDFS `server_id`); empty = ask the tracker.
+    pub server_id: String,
 }
 
 /// The storage's HTTP side (what fastdfs-nginx-module offers, plus health and metrics).
@@ -273,6 +343,7 @@ impl Default for StorageConfig {
             allow_hosts: Vec::new(),
             compat: Compat::default(),
             http: HttpConfig::default(),
+            server_id: String::new(),
         }
     }
 }
@@ -369,6 +440,12 @@ impl TrackerConfig {
         check("store_server", self.store_server, &[0, 1, 2])?;
         check("store_path", self.store_path, &[0, 2])?;
         check("download_server", self.download_server, &[0, 1])?;
+        if self.leader_ping_interval_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: "leader_ping_interval_ms",
+                reason: "must be above 0".into(),
+            });
+        }
         if self.store_lookup == 1 && !crate::fileid::valid_group(&self.store_group) {
             return Err(ConfigError::Invalid {
                 key: "store_group",
@@ -420,9 +497,6 @@ const IGNORED_FASTDFS_KEYS: &[&str] = &[
     "trunk_compress_binlog_interval",
     "trunk_compress_binlog_time_base",
     "trunk_binlog_max_backups",
-    "use_storage_id",
-    "storage_ids_filename",
-    "id_type_in_filename",
     "store_slave_file_use_link",
     "rotate_error_log",
     "error_log_rotate_time",
@@ -439,7 +513,6 @@ const IGNORED_FASTDFS_KEYS: &[&str] = &[
     "storage_ip_changed_auto_adjust",
     "sync_log_buff_interval",
     "thread_stack_size",
-    "trust_storage_server_id",
     "response_ip_addr_size",
     "address_family",
     "connect_timeout",
@@ -467,7 +540,6 @@ const IGNORED_FASTDFS_KEYS: &[&str] = &[
     "disk_recovery_threads",
     "file_sync_skip_invalid_record",
     "if_alias_prefix",
-    "server_id",
     "use_access_log",
     "rotate_access_log",
     "access_log_rotate_time",
@@ -556,6 +628,21 @@ fn parse_num<T: std::str::FromStr>(path: &Path, l: &ConfLine) -> Result<T, Confi
     })
 }
 
+/// FastDFS booleans: true/false, yes/no, on/off, 1/0.
+fn parse_bool(path: &Path, l: &ConfLine) -> Result<bool, ConfigError> {
+    match l.value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(ConfigError::BadValue {
+            path: path.into(),
+            line: l.line,
+            key: l.key.clone(),
+            value: l.value.clone(),
+            reason: "not a boolean".into(),
+        }),
+    }
+}
+
 /// Parses sizes like `256KB`, `1MB`, `4096`.
 fn parse_bytes(path: &Path, l: &ConfLine) -> Result<u64, ConfigError> {
     let upper = l.value.to_ascii_uppercase();
@@ -628,6 +715,31 @@ pub fn tracker_from_fastdfs(path: &Path) -> Result<TrackerConfig, ConfigError> {
             "max_connections" => c.max_connections = parse_num(path, &l)?,
             "network_timeout" => c.network_timeout = parse_num(path, &l)?,
             "max_buff_size" => c.max_body_len = parse_bytes(path, &l)?,
+            "use_storage_id" => c.use_storage_id = parse_bool(path, &l)?,
+            "trust_storage_server_id" => c.trust_storage_server_id = parse_bool(path, &l)?,
+            "storage_ids_filename" => {
+                let p = PathBuf::from(&l.value);
+                // FastDFS reads a relative name next to tracker.conf.
+                c.storage_ids_filename = match path.parent() {
+                    Some(dir) if p.is_relative() => dir.join(p),
+                    _ => p,
+                };
+            }
+            "id_type_in_filename" => {
+                c.id_type_in_filename = match l.value.as_str() {
+                    "ip" => IdType::Ip,
+                    "id" => IdType::Id,
+                    _ => {
+                        return Err(ConfigError::BadValue {
+                            path: path.into(),
+                            line: l.line,
+                            key: l.key.clone(),
+                            value: l.value.clone(),
+                            reason: "ip or id".into(),
+                        });
+                    }
+                }
+            }
             "response_ip_addr_size" => {
                 // FastDFS: only `auto` gives 15-byte fields; anything else gives 45.
                 c.compat.ip_width = if l.value.eq_ignore_ascii_case("auto") {
@@ -691,6 +803,7 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
                     }
                 }
             }
+            "server_id" => c.server_id = l.value.clone(),
             "store_path_count" => {
                 let _: u32 = parse_num(path, &l)?;
             }

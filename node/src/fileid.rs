@@ -90,6 +90,12 @@ impl Source {
     }
 }
 
+impl From<Ipv4Addr> for Source {
+    fn from(ip: Ipv4Addr) -> Self {
+        Source::Ip(ip)
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

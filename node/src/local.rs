@@ -1,7 +1,11 @@
-//! `fdfs-node local`: a tracker and one storage per group on loopback, in one
-//! process, for trying the service on a single machine.
+//! `fdfs-node local`: trackers and storages on loopback, in one process, for
+//! trying the service on a single machine.
+//!
+//! Tracker `i` listens on the tracker address's port + i; storage `r` of group
+//! `g` listens on the first storage IP + g × replicas + r. Every storage reports
+//! to every tracker.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,9 +29,12 @@ pub struct LocalConfig {
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
     pub groups: usize,
+    /// Storages per group (members past the first wait for group replication).
+    pub replicas: usize,
+    pub trackers: usize,
     pub data_dir: PathBuf,
     pub tracker_addr: String,
-    /// First storage IP; group N listens on this address + N − 1.
+    /// First storage IP; later storages take the following addresses.
     pub first_storage_ip: Ipv4Addr,
     pub storage_port: u16,
     /// HTTP port of each storage (on its own address); 0 disables HTTP.
@@ -38,7 +45,7 @@ pub struct LocalOptions {
 /// A running local cluster.
 #[derive(Debug)]
 pub struct LocalCluster {
-    pub tracker: RunningTracker,
+    pub trackers: Vec<RunningTracker>,
     pub storages: Vec<RunningStorage>,
 }
 
@@ -50,12 +57,32 @@ pub enum LocalError {
         what: String,
         source: std::io::Error,
     },
-    #[error("storages did not become ACTIVE within {0:?}")]
+    #[error("cluster not ready within {0:?}")]
     NotReady(Duration),
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("--groups must be between 1 and 200")]
     BadGroupCount,
+    #[error("--replicas must be between 1 and 8, --trackers between 1 and 16")]
+    BadCount,
+    #[error("bad tracker address {0:?}: expected ip:port")]
+    BadTrackerAddr(String),
+}
+
+/// `addr` with its port moved up by `i` (port 0 stays 0).
+fn shifted(addr: SocketAddr, i: usize) -> SocketAddr {
+    let port = if addr.port() == 0 {
+        0
+    } else {
+        addr.port().saturating_add(i as u16)
+    };
+    SocketAddr::new(addr.ip(), port)
+}
+
+fn shifted_text(addr: &str, i: usize) -> String {
+    addr.parse::<SocketAddr>()
+        .map(|a| shifted(a, i).to_string())
+        .unwrap_or_else(|_| addr.to_owned())
 }
 
 impl LocalCluster {
@@ -63,59 +90,103 @@ impl LocalCluster {
         if !(1..=200).contains(&opts.groups) {
             return Err(LocalError::BadGroupCount);
         }
-        let mut tcfg = opts.config.tracker.clone();
-        tcfg.bind = opts.tracker_addr.clone();
-        tcfg.base_path = opts.data_dir.join("tracker");
-        let tracker = tracker::start(tcfg)
-            .await
-            .map_err(|source| LocalError::Start {
-                what: format!("tracker on {}", opts.tracker_addr),
-                source,
-            })?;
-        let mut storages = Vec::new();
-        for i in 0..opts.groups {
-            let group = format!("group{}", i + 1);
-            let ip = Ipv4Addr::from(u32::from(opts.first_storage_ip) + i as u32);
-            let mut scfg = opts.config.storage.clone();
-            scfg.group_name = group.clone();
-            scfg.bind = format!("{ip}:{}", opts.storage_port);
-            scfg.base_path = opts.data_dir.join(format!("storage-{group}"));
-            scfg.store_paths = Vec::new();
-            scfg.tracker_servers = vec![tracker.addr.to_string()];
-            scfg.http.bind = if opts.http_port == 0 {
-                String::new()
+        if !(1..=8).contains(&opts.replicas) || !(1..=16).contains(&opts.trackers) {
+            return Err(LocalError::BadCount);
+        }
+        let first: SocketAddr = opts
+            .tracker_addr
+            .parse()
+            .map_err(|_| LocalError::BadTrackerAddr(opts.tracker_addr.clone()))?;
+        let mut trackers = Vec::new();
+        for i in 0..opts.trackers {
+            let mut tcfg = opts.config.tracker.clone();
+            tcfg.bind = shifted(first, i).to_string();
+            tcfg.base_path = if opts.trackers == 1 {
+                opts.data_dir.join("tracker")
             } else {
-                format!("{ip}:{}", opts.http_port)
+                opts.data_dir.join(format!("tracker{}", i + 1))
             };
-            let s = storage::start(scfg)
+            for l in &mut tcfg.listeners {
+                l.bind = shifted_text(&l.bind, i);
+            }
+            if !tcfg.http_bind.is_empty() {
+                tcfg.http_bind = shifted_text(&tcfg.http_bind, i);
+            }
+            let t = tracker::start(tcfg)
                 .await
                 .map_err(|source| LocalError::Start {
-                    what: format!("storage {group} on {ip}"),
+                    what: format!("tracker on {}", shifted(first, i)),
                     source,
                 })?;
-            storages.push(s);
+            trackers.push(t);
         }
-        let cluster = LocalCluster { tracker, storages };
-        cluster.wait_active(Duration::from_secs(60)).await?;
+        let tracker_addrs: Vec<String> = trackers.iter().map(|t| t.addr.to_string()).collect();
+        let mut storages = Vec::new();
+        for g in 0..opts.groups {
+            let group = format!("group{}", g + 1);
+            for r in 0..opts.replicas {
+                let n = g * opts.replicas + r;
+                let ip = Ipv4Addr::from(u32::from(opts.first_storage_ip) + n as u32);
+                let mut scfg = opts.config.storage.clone();
+                scfg.group_name = group.clone();
+                scfg.bind = format!("{ip}:{}", opts.storage_port);
+                scfg.base_path = if opts.replicas == 1 {
+                    opts.data_dir.join(format!("storage-{group}"))
+                } else {
+                    opts.data_dir.join(format!("storage-{group}-{}", r + 1))
+                };
+                scfg.store_paths = Vec::new();
+                scfg.tracker_servers = tracker_addrs.clone();
+                scfg.http.bind = if opts.http_port == 0 {
+                    String::new()
+                } else {
+                    format!("{ip}:{}", opts.http_port)
+                };
+                let s = storage::start(scfg)
+                    .await
+                    .map_err(|source| LocalError::Start {
+                        what: format!("storage {group} on {ip}"),
+                        source,
+                    })?;
+                storages.push(s);
+            }
+        }
+        let cluster = LocalCluster { trackers, storages };
+        cluster.wait_ready(Duration::from_secs(60)).await?;
         Ok(cluster)
     }
 
-    /// Waits until the tracker lists every storage as ACTIVE.
-    pub async fn wait_active(&self, limit: Duration) -> Result<(), LocalError> {
-        let client = Client::new(ClientConfig::new(vec![self.tracker.addr.to_string()])).await?;
+    /// Waits until the trackers agree on a leader, every tracker knows every
+    /// storage, and every group has an ACTIVE member on every tracker.
+    pub async fn wait_ready(&self, limit: Duration) -> Result<(), LocalError> {
         let deadline = tokio::time::Instant::now() + limit;
+        let mut clients = Vec::new();
+        for t in &self.trackers {
+            clients.push(Client::new(ClientConfig::new(vec![t.addr.to_string()])).await?);
+        }
+        let groups: std::collections::BTreeSet<String> = self
+            .storages
+            .iter()
+            .map(|s| s.node.config.group_name.clone())
+            .collect();
         loop {
-            let mut active = 0;
-            for s in &self.storages {
-                let group = &s.node.config.group_name;
-                if let Ok(list) = client.list_storages(group).await {
-                    active += list
-                        .iter()
-                        .filter(|m| m.status == StorageStatus::Active as u8)
-                        .count();
+            let leaders: std::collections::BTreeSet<_> =
+                self.trackers.iter().map(|t| t.tracker.leader()).collect();
+            let mut ready = leaders.len() == 1 && leaders.iter().all(Option::is_some);
+            for c in &clients {
+                let mut known = 0;
+                for g in &groups {
+                    match c.list_storages(g).await {
+                        Ok(list) => {
+                            known += list.len();
+                            ready &= list.iter().any(|m| m.status == StorageStatus::Active as u8);
+                        }
+                        Err(_) => ready = false,
+                    }
                 }
+                ready &= known >= self.storages.len();
             }
-            if active >= self.storages.len() {
+            if ready {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
@@ -125,9 +196,13 @@ impl LocalCluster {
         }
     }
 
-    /// One line per node, for scripts: `tracker ADDR`, `storage GROUP ADDR`.
+    /// One line per node, for scripts: `tracker ADDR [http=ADDR]`, one
+    /// `tracker ADDR profile=NAME` per extra port, `storage GROUP ADDR`.
     pub fn describe(&self) -> Vec<String> {
-        let mut lines = vec![format!("tracker {}", self.tracker.addr)];
+        let mut lines = Vec::new();
+        for t in &self.trackers {
+            lines.extend(tracker_lines(t));
+        }
         for s in &self.storages {
             let mut line = format!("storage {} {}", s.node.config.group_name, s.addr);
             if let Some(http) = s.http_addr {
@@ -142,6 +217,21 @@ impl LocalCluster {
         for s in self.storages {
             s.stop(Duration::from_secs(5)).await;
         }
-        self.tracker.stop(Duration::from_secs(2)).await;
+        for t in self.trackers {
+            t.stop(Duration::from_secs(2)).await;
+        }
     }
+}
+
+/// The lines `fdfs-node` prints for a running tracker.
+pub fn tracker_lines(t: &RunningTracker) -> Vec<String> {
+    let mut main = format!("tracker {}", t.addr);
+    if let Some(http) = t.http_addr {
+        main.push_str(&format!(" http={http}"));
+    }
+    let mut lines = vec![main];
+    for (addr, compat) in t.listeners.iter().skip(1) {
+        lines.push(format!("tracker {addr} profile={}", compat.profile_name()));
+    }
+    lines
 }

@@ -230,3 +230,110 @@ fn recorded_list_storage_records_are_ipv4_variant() {
     assert_eq!(list[0].version, "6.16.1");
     assert_eq!(list[0].storage_port, 23000);
 }
+
+fn recorded(id: u64) -> Value {
+    exchanges()
+        .into_iter()
+        .find(|x| x["id"].as_u64() == Some(id))
+        .unwrap_or_else(|| panic!("exchange {id}"))
+}
+
+/// The V6.16 cluster-stat replies (96/97/98) carry stale bytes after each NUL;
+/// decoding cuts there, and our zero-filled re-encoding decodes the same.
+#[test]
+fn recorded_cluster_stat_replies_decode() {
+    use fdfs_node::proto::cluster::{
+        StorageClusterStats, StorageStatFilter, TrackerStat, TrackerStatFilter, TrackerStatus,
+        VolumeStatFilter, VolumeStats,
+    };
+    let x = recorded(61);
+    assert_eq!(
+        TrackerStatFilter::decode(&hex_field(&x["request"], "body_hex")).ok(),
+        Some(TrackerStatFilter::default())
+    );
+    let t = TrackerStat::decode_all(&hex_field(&x["response"], "body_hex")).expect("96");
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].host, "127.0.0.10:22122");
+    assert!(t[0].is_leader && t[0].is_active);
+    assert_eq!(t[0].version, "6.16.1");
+    assert_eq!(t[0].connections, [256, 3, 4]);
+    assert_eq!(
+        TrackerStat::decode_all(&TrackerStat::encode_all(&t)).ok(),
+        Some(t)
+    );
+
+    let x = recorded(65);
+    let f = StorageStatFilter::decode(&hex_field(&x["request"], "body_hex")).expect("filter");
+    assert_eq!((f.filter_by, f.op_type, f.status), (2, b'=', 7));
+    let s = StorageClusterStats::decode(&hex_field(&x["response"], "body_hex")).expect("97");
+    assert!(!s.use_storage_id);
+    assert_eq!(s.storages.len(), 3);
+    assert_eq!(s.storages[1].id, "127.0.0.3");
+    assert_eq!(s.storages[1].host, "127.0.0.3:23000");
+    assert!(s.storages.iter().all(|x| x.status == 7 && f.accepts(x)));
+    assert_eq!(StorageClusterStats::decode(&s.encode()).ok(), Some(s));
+
+    let x = recorded(67);
+    let f = VolumeStatFilter::decode(&hex_field(&x["request"], "body_hex")).expect("filter");
+    assert_eq!((f.filter_by, f.is_space_available), (4, true));
+    let v = VolumeStats::decode(&hex_field(&x["response"], "body_hex")).expect("98");
+    assert_eq!(v.groups.len(), 2);
+    assert_eq!(v.groups[0].group, "group1");
+    // avail = free − reserved (10% of total here).
+    let g = &v.groups[0];
+    assert_eq!(g.avail_mb, g.free_mb - g.reserved_mb);
+    assert_eq!(g.reserved_mb, g.total_mb / 10);
+    assert!(v.groups.iter().all(|g| f.accepts(g)));
+    assert_eq!(VolumeStats::decode(&v.encode()).ok(), Some(v));
+
+    let x = recorded(338);
+    let s = TrackerStatus::decode(&hex_field(&x["response"], "body_hex")).expect("64");
+    assert!(s.is_leader);
+    assert_eq!(s.encode(), hex_field(&x["response"], "body_hex"));
+}
+
+/// Exact re-encoding of the recorded 69, 70, 71, 86 and 90 bodies.
+#[test]
+fn recorded_lookup_bodies_round_trip() {
+    use fdfs_node::proto::cluster::{
+        FetchStorageIds, GroupAndHost, ReportStatus, StorageIdsPage, SyncSrcReq, encode_briefs,
+    };
+    use fdfs_node::proto::report::{StorageBrief, SyncSource};
+    let body = |id: u64, part: &str| hex_field(&recorded(id)[part], "body_hex");
+    for id in [342, 344, 346] {
+        let r = FetchStorageIds::decode(&body(id, "request")).expect("69 request");
+        assert_eq!(r.encode(), body(id, "request"));
+    }
+    assert_eq!(
+        StorageIdsPage::decode(&body(342, "response")).ok(),
+        Some(StorageIdsPage::default())
+    );
+    let r = GroupAndHost::decode(&body(348, "request")).expect("70 request");
+    assert_eq!(
+        (r.group.as_str(), r.ip.as_str(), r.port),
+        ("group1", "127.0.0.2", 23000)
+    );
+    assert_eq!(r.encode(), body(348, "request"));
+    let b = {
+        let raw = body(352, "response");
+        let mut rd = fdfs_node::proto::fields::Reader::new(&raw, "brief");
+        StorageBrief::decode_from(&mut rd).expect("71 reply")
+    };
+    assert_eq!((b.status, b.port, b.id.as_str()), (7, 23000, "127.0.0.2"));
+    assert_eq!(encode_briefs(&[b]), body(352, "response"));
+    let r = SyncSrcReq::decode(&body(363, "request")).expect("86 request");
+    assert_eq!(r.dest_id, "127.0.0.3");
+    assert_eq!(r.encode(), body(363, "request"));
+    let s = SyncSource::decode(&body(363, "response")).expect("86 reply");
+    assert_eq!(s.src_id, "127.0.0.2");
+    assert_eq!(s.encode(), body(363, "response"));
+    let r = ReportStatus::decode(&body(571, "request")).expect("76 request");
+    assert_eq!((r.group.as_str(), r.brief.status), ("group9", 5));
+    assert_eq!(r.encode(), body(571, "request"));
+    let g = GroupStat::decode_all(&body(547, "response")).expect("90 reply");
+    assert_eq!(
+        (g[0].group.as_str(), g[0].current_trunk_file_id),
+        ("group1", -1)
+    );
+    assert_eq!(GroupStat::encode_all(&g), body(547, "response"));
+}

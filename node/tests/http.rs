@@ -65,6 +65,7 @@ impl Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let tracker = fdfs_node::tracker::start(TrackerConfig {
             bind: "127.0.0.1:0".into(),
+            base_path: dir.path().join("tracker"),
             reserved_storage_space: ReservedSpace::Mb(0),
             ..Default::default()
         })

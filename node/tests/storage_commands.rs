@@ -480,6 +480,7 @@ async fn several_store_paths_round_robin_and_skip_readonly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tracker = fdfs_node::tracker::start(TrackerConfig {
         bind: "127.0.0.1:0".into(),
+        base_path: dir.path().join("tracker"),
         reserved_storage_space: ReservedSpace::Mb(0),
         ..Default::default()
     })
@@ -698,6 +699,7 @@ async fn serves_a_store_path_laid_out_by_fastdfs() {
     .expect("write meta");
     let tracker = fdfs_node::tracker::start(TrackerConfig {
         bind: "127.0.0.1:0".into(),
+        base_path: dir.path().join("tracker"),
         reserved_storage_space: ReservedSpace::Mb(0),
         ..Default::default()
     })

@@ -49,10 +49,16 @@ enum Role {
         #[arg(long = "tracker")]
         trackers: Vec<String>,
     },
-    /// Run a tracker and one storage per group on loopback until Ctrl-C or SIGTERM.
+    /// Run trackers and storages on loopback until Ctrl-C or SIGTERM.
     Local {
         #[arg(long, default_value_t = 1)]
         groups: usize,
+        /// Storages per group (members past the first wait for group replication).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+        /// Trackers; tracker N listens on the tracker port + N − 1.
+        #[arg(long, default_value_t = 1)]
+        trackers: usize,
         #[arg(long, default_value = "fdfs-local-data")]
         data_dir: PathBuf,
         /// TOML with optional [tracker] and [storage] tables applied to every node.
@@ -60,7 +66,7 @@ enum Role {
         config: Option<PathBuf>,
         #[arg(long, default_value = "127.0.0.1:22122")]
         tracker_addr: String,
-        /// Address of group1's storage; later groups take the following addresses.
+        /// Address of group1's first storage; later storages take the following addresses.
         #[arg(long, default_value = "127.0.0.2")]
         storage_ip: Ipv4Addr,
         #[arg(long, default_value_t = 23000)]
@@ -129,7 +135,9 @@ async fn main() -> anyhow::Result<()> {
                 cfg.base_path = p;
             }
             let t = tracker::start(cfg).await.context("starting tracker")?;
-            println!("tracker {}", t.addr);
+            for line in fdfs_node::local::tracker_lines(&t) {
+                println!("{line}");
+            }
             shutdown_signal().await;
             t.stop(Duration::from_secs(5)).await;
         }
@@ -164,6 +172,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Role::Local {
             groups,
+            replicas,
+            trackers,
             data_dir,
             config,
             tracker_addr,
@@ -177,6 +187,8 @@ async fn main() -> anyhow::Result<()> {
             };
             let opts = LocalOptions {
                 groups,
+                replicas,
+                trackers,
                 data_dir,
                 tracker_addr,
                 first_storage_ip: storage_ip,

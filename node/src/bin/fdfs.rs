@@ -92,8 +92,11 @@ enum Cmd {
     },
     /// Delete a file ID.
     Delete { file_id: FileId },
-    /// Show groups and storages.
-    Monitor,
+    /// Show groups and storages like fdfs_monitor, or delete a storage or group.
+    Monitor {
+        #[command(subcommand)]
+        op: Option<MonitorOp>,
+    },
     /// Measure upload and download throughput.
     Bench {
         #[arg(long, default_value_t = 1000)]
@@ -125,6 +128,15 @@ enum MetaCmd {
         #[arg(long)]
         merge: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum MonitorOp {
+    /// List every group (or one) with its storages (the default).
+    List { group: Option<String> },
+    /// Delete a stopped storage (93), or an empty group (108) when no id is given,
+    /// on every tracker.
+    Delete { group: String, id: Option<String> },
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -161,31 +173,206 @@ fn status_name(status: u8) -> String {
         .unwrap_or_else(|| status.to_string())
 }
 
-async fn monitor(c: &Client) -> anyhow::Result<()> {
+fn rw_name(rw_mode: u8) -> &'static str {
+    match rw_mode {
+        6 => "both",
+        4 => "readonly",
+        2 => "writeonly",
+        _ => "none",
+    }
+}
+
+/// `N MB` below a gigabyte, else `x.yz GB`, as fdfs_monitor prints space.
+fn human_mb(mb: u64) -> String {
+    if mb < 1024 {
+        format!("{mb} MB")
+    } else if mb < 1024 * 1024 {
+        format!("{:.2} GB", mb as f64 / 1024.0)
+    } else {
+        format!("{:.2} TB", mb as f64 / (1024.0 * 1024.0))
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC; empty for 0.
+fn datetime(ts: u64) -> String {
+    if ts == 0 {
+        return String::new();
+    }
+    let days = (ts / 86400) as i64;
+    let secs = ts % 86400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+const COUNTER_NAMES: [&str; 38] = [
+    "total_upload_count",
+    "success_upload_count",
+    "total_append_count",
+    "success_append_count",
+    "total_modify_count",
+    "success_modify_count",
+    "total_truncate_count",
+    "success_truncate_count",
+    "total_set_meta_count",
+    "success_set_meta_count",
+    "total_delete_count",
+    "success_delete_count",
+    "total_download_count",
+    "success_download_count",
+    "total_get_meta_count",
+    "success_get_meta_count",
+    "total_create_link_count",
+    "success_create_link_count",
+    "total_delete_link_count",
+    "success_delete_link_count",
+    "total_upload_bytes",
+    "success_upload_bytes",
+    "total_append_bytes",
+    "success_append_bytes",
+    "total_modify_bytes",
+    "success_modify_bytes",
+    "total_download_bytes",
+    "success_download_bytes",
+    "total_sync_in_bytes",
+    "success_sync_in_bytes",
+    "total_sync_out_bytes",
+    "success_sync_out_bytes",
+    "total_file_open_count",
+    "success_file_open_count",
+    "total_file_read_count",
+    "success_file_read_count",
+    "total_file_write_count",
+    "success_file_write_count",
+];
+
+/// The same listing as `fdfs_monitor <conf> list [group]`.
+async fn monitor_list(c: &Client, only: Option<&str>) -> anyhow::Result<()> {
     let groups = c.list_groups().await?;
-    println!("{} group(s)", groups.len());
-    for g in groups {
+    println!("tracker server count={}", c.trackers().len());
+    if let Ok(leader) = c.leader().await {
+        println!("\ntracker server is {leader}\n");
+    }
+    if only.is_none() {
+        println!("group count: {}", groups.len());
+    }
+    let mut n = 0;
+    for g in groups.iter().filter(|g| only.is_none_or(|o| o == g.group)) {
+        n += 1;
+        if only.is_none() {
+            println!("\nGroup {n}:");
+        }
+        println!("group name = {}", g.group);
+        println!("disk total space     = {:>7}", human_mb(g.total_mb));
+        println!("disk free space      = {:>7}", human_mb(g.free_mb));
+        println!("disk reserved space  = {:>7}", human_mb(g.reserved_mb));
         println!(
-            "\ngroup {}: {} storage(s), {} active, free {} MB of {} MB (reserved {} MB)",
-            g.group, g.storage_count, g.writable_count, g.free_mb, g.total_mb, g.reserved_mb
+            "disk available space = {:>7}",
+            human_mb(g.free_mb.saturating_sub(g.reserved_mb))
         );
-        println!(
-            "  {:<16} {:<22} {:<10} {:>10} {:>10} {:>10} {:>10}",
-            "ID", "ADDRESS", "STATUS", "FREE_MB", "TOTAL_MB", "UPLOADS", "DOWNLOADS"
-        );
-        for s in c.list_storages(&g.group).await? {
+        println!("storage server count = {}", g.storage_count);
+        println!("readable server count = {}", g.readable_count);
+        println!("writable server count = {}", g.writable_count);
+        println!("storage server port = {}", g.storage_port);
+        println!("store path count = {}", g.store_path_count);
+        println!("subdir count per path = {}", g.subdir_count_per_path);
+        println!("current write server index = {}\n", g.current_write_server);
+        for (k, s) in c.list_storages(&g.group).await?.iter().enumerate() {
+            println!("\tStorage {}:", k + 1);
+            println!("\t\tid = {}", s.id);
             println!(
-                "  {:<16} {:<22} {:<10} {:>10} {:>10} {:>10} {:>10}",
-                s.id,
-                format!("{}:{}", s.ip, s.storage_port),
-                status_name(s.status),
-                s.free_mb,
-                s.total_mb,
-                s.stats.counters[fdfs_node::proto::monitor::counter::SUCCESS_UPLOAD],
-                s.stats.counters[fdfs_node::proto::monitor::counter::SUCCESS_DOWNLOAD],
+                "\t\thost = {}:{}  {}",
+                s.ip,
+                s.storage_port,
+                status_name(s.status)
+            );
+            println!("\t\tread write mode = {}", rw_name(s.rw_mode));
+            println!("\t\tversion = {}", s.version);
+            println!("\t\tjoin time = {}", datetime(s.join_time));
+            println!("\t\tup time = {}", datetime(s.up_time));
+            println!("\t\tdisk total space     = {:>7}", human_mb(s.total_mb));
+            println!("\t\tdisk free space      = {:>7}", human_mb(s.free_mb));
+            println!("\t\tdisk reserved space  = {:>7}", human_mb(s.reserved_mb));
+            println!(
+                "\t\tdisk available space = {:>7}",
+                human_mb(s.free_mb.saturating_sub(s.reserved_mb))
+            );
+            println!("\t\tupload priority = {}", s.upload_priority);
+            println!("\t\tstore_path_count = {}", s.store_path_count);
+            println!("\t\tsubdir_count_per_path = {}", s.subdir_count_per_path);
+            println!("\t\tcurrent_write_path = {}", s.current_write_path);
+            println!("\t\tsource storage id = {}", s.src_id);
+            println!("\t\tif_trunk_server = {}", u8::from(s.if_trunk_server));
+            let [alloc, current, max] = s.stats.connections;
+            println!("\t\tconnection.alloc_count = {alloc}");
+            println!("\t\tconnection.current_count = {current}");
+            println!("\t\tconnection.max_count = {max}");
+            for (name, v) in COUNTER_NAMES.iter().zip(s.stats.counters) {
+                println!("\t\t{name} = {v}");
+            }
+            println!(
+                "\t\tlast_heart_beat_time = {}",
+                datetime(s.stats.last_heart_beat_time)
+            );
+            println!(
+                "\t\tlast_source_update = {}",
+                datetime(s.stats.last_source_update)
+            );
+            println!(
+                "\t\tlast_sync_update = {}",
+                datetime(s.stats.last_sync_update)
+            );
+            println!(
+                "\t\tlast_synced_timestamp = {}",
+                datetime(s.stats.last_synced_timestamp)
             );
         }
     }
+    if let Some(o) = only
+        && n == 0
+    {
+        anyhow::bail!("group {o} not found");
+    }
+    Ok(())
+}
+
+/// `fdfs_monitor <conf> delete <group> [<id>]`: on every tracker.
+async fn monitor_delete(c: &Client, group: &str, id: Option<&str>) -> anyhow::Result<()> {
+    let (what, results) = match id {
+        Some(id) => (
+            format!("storage server {group}::{id}"),
+            c.delete_storage(group, id).await,
+        ),
+        None => (format!("group: {group}"), c.delete_group(group).await),
+    };
+    let mut failures = Vec::new();
+    for (tracker, r) in results {
+        match r {
+            Ok(fdfs_node::proto::Status::Ok) => {
+                println!("delete {what} success ({tracker})")
+            }
+            Ok(status) => failures.push(format!("{tracker}: {status}")),
+            Err(e) => failures.push(format!("{tracker}: {e}")),
+        }
+    }
+    anyhow::ensure!(
+        failures.is_empty(),
+        "delete {what} fail: {}",
+        failures.join("; ")
+    );
     Ok(())
 }
 
@@ -361,7 +548,13 @@ async fn main() -> anyhow::Result<()> {
             c.delete(file_id).await?;
             eprintln!("deleted {file_id}");
         }
-        Cmd::Monitor => monitor(&c).await?,
+        Cmd::Monitor { op } => match op {
+            None => monitor_list(&c, None).await?,
+            Some(MonitorOp::List { group }) => monitor_list(&c, group.as_deref()).await?,
+            Some(MonitorOp::Delete { group, id }) => {
+                monitor_delete(&c, group, id.as_deref()).await?
+            }
+        },
         Cmd::Bench {
             files,
             size,

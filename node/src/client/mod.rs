@@ -782,6 +782,61 @@ fn upload_reply(addr: SocketAddr, reply: &[u8]) -> Result<FileId, ClientError> {
     ))?)
 }
 
+impl Client {
+    /// Sends one request to every tracker (admin commands must reach them all);
+    /// returns each tracker's status, or the error that kept it from answering.
+    pub async fn call_every_tracker(
+        &self,
+        cmd: Command,
+        body: &[u8],
+    ) -> Vec<(SocketAddr, Result<Status, ClientError>)> {
+        let mut out = Vec::with_capacity(self.trackers.len());
+        for addr in &self.trackers {
+            let r = self
+                .with_conn(*addr, async |c| c.call(cmd, body, MAX_REPLY).await)
+                .await
+                .map(|(status, _)| status);
+            out.push((*addr, r));
+        }
+        out
+    }
+
+    /// 93 to every tracker: remove a stopped storage.
+    pub async fn delete_storage(
+        &self,
+        group: &str,
+        id: &str,
+    ) -> Vec<(SocketAddr, Result<Status, ClientError>)> {
+        let body = crate::proto::cluster::GroupAndId {
+            group: group.into(),
+            id: id.into(),
+        }
+        .encode();
+        self.call_every_tracker(Command::ServerDeleteStorage, &body)
+            .await
+    }
+
+    /// 108 to every tracker: remove a group without storages.
+    pub async fn delete_group(
+        &self,
+        group: &str,
+    ) -> Vec<(SocketAddr, Result<Status, ClientError>)> {
+        let body = GroupRequest {
+            group: group.into(),
+        }
+        .encode();
+        self.call_every_tracker(Command::ServerDeleteGroup, &body)
+            .await
+    }
+
+    /// 95: the leader tracker's `ip:port`.
+    pub async fn leader(&self) -> Result<String, ClientError> {
+        let (status, reply) = self.tracker_call(Command::ServerGetLeader, &[]).await?;
+        check("get leader", &"tracker", status)?;
+        Ok(String::from_utf8_lossy(&reply).into_owned())
+    }
+}
+
 async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<(), ClientError> {
     r.read_exact(buf)
         .await

@@ -4,6 +4,7 @@
 //! panics on any input (see the property tests); it returns a [`ProtoError`] that
 //! the servers turn into an EINVAL reply.
 
+pub mod cluster;
 mod codes;
 pub mod fields;
 mod header;
@@ -88,6 +89,26 @@ mod proptests {
             let _ = sync::SyncRangeHead::decode(&bytes);
             let _ = sync::SyncDelete::decode(&bytes);
             let _ = sync::SyncPair::decode(&bytes);
+            let _ = monitor::GroupStat::decode_all_classic(&bytes);
+            let _ = monitor::StorageStat::decode_all_classic(&bytes);
+            let _ = cluster::TrackerStatus::decode(&bytes);
+            let _ = cluster::JoinLeader::decode(&bytes);
+            let _ = cluster::PingLeader::decode(&bytes);
+            let _ = cluster::decode_host_port(&bytes);
+            let _ = cluster::GroupAndId::decode(&bytes);
+            let _ = cluster::GroupAndHost::decode(&bytes);
+            let _ = cluster::FetchStorageIds::decode(&bytes);
+            let _ = cluster::StorageIdsPage::decode(&bytes);
+            let _ = cluster::ReportStatus::decode(&bytes);
+            let _ = cluster::decode_briefs(&bytes);
+            let _ = cluster::SyncSrcReq::decode(&bytes);
+            let _ = cluster::TrackerStatFilter::decode(&bytes);
+            let _ = cluster::TrackerStat::decode_all(&bytes);
+            let _ = cluster::StorageStatFilter::decode(&bytes);
+            let _ = cluster::StorageClusterStats::decode(&bytes);
+            let _ = cluster::VolumeStatFilter::decode(&bytes);
+            let _ = cluster::VolumeStats::decode(&bytes);
+            let _ = report::SyncSource::decode(&bytes);
             if bytes.len() >= HEADER_LEN {
                 let mut h = [0u8; HEADER_LEN];
                 h.copy_from_slice(&bytes[..HEADER_LEN]);

@@ -25,6 +25,23 @@ use super::fields::{
 
 /// Size of a V6.13.1+ group-stat record.
 pub const GROUP_STAT_LEN: usize = 113;
+/// Size of a V4–V6.12 ("classic") group-stat record.
+pub const CLASSIC_GROUP_STAT_LEN: usize = 105;
+/// Size of a V5.04–V6.10 ("classic") storage-stat record.
+pub const CLASSIC_STORAGE_STAT_LEN: usize = 612;
+
+/// Which record layouts 90/91/92 answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+pub enum MonitorLayout {
+    /// V6.15+: 113-byte group records, 487/517-byte storage records.
+    #[default]
+    #[serde(rename = "v6.16")]
+    V616,
+    /// V5.04–V6.10: 105-byte group records, 612-byte storage records
+    /// (fdfs_client-py / py3fdfs, Java ≤ 1.3x).
+    #[serde(rename = "classic")]
+    Classic,
+}
 /// Size of the statistics block.
 pub const STATS_LEN: usize = 348;
 /// Number of u64 counters in the statistics block.
@@ -115,6 +132,81 @@ impl GroupStat {
             put_u64(out, v);
         }
         put_i64(out, self.current_trunk_file_id);
+    }
+
+    /// The classic 105-byte record: no reserved_mb, an HTTP port, one active count.
+    pub fn encode_classic_into(&self, out: &mut Vec<u8>) {
+        put_fixed(out, self.group.as_bytes(), GROUP_NAME_LEN + 1);
+        for v in [
+            self.total_mb,
+            self.free_mb,
+            self.trunk_free_mb,
+            self.storage_count,
+        ] {
+            put_u64(out, v);
+        }
+        put_i64(out, self.storage_port);
+        put_u64(out, 0); // storage_http_port, gone since V6.13
+        for v in [
+            self.writable_count,
+            self.current_write_server,
+            self.store_path_count,
+            self.subdir_count_per_path,
+        ] {
+            put_u64(out, v);
+        }
+        put_i64(out, self.current_trunk_file_id);
+    }
+
+    pub fn encode_all_as(stats: &[GroupStat], layout: MonitorLayout) -> Vec<u8> {
+        match layout {
+            MonitorLayout::V616 => Self::encode_all(stats),
+            MonitorLayout::Classic => {
+                let mut out = Vec::with_capacity(stats.len() * CLASSIC_GROUP_STAT_LEN);
+                for s in stats {
+                    s.encode_classic_into(&mut out);
+                }
+                out
+            }
+        }
+    }
+
+    /// Decodes classic records (the active count lands in both readable and writable).
+    pub fn decode_all_classic(body: &[u8]) -> Result<Vec<Self>, ProtoError> {
+        if !body.len().is_multiple_of(CLASSIC_GROUP_STAT_LEN) {
+            return Err(ProtoError::BadLength {
+                what: "classic group-stat list",
+                len: body.len(),
+            });
+        }
+        let mut r = Reader::new(body, "classic group-stat list");
+        (0..body.len() / CLASSIC_GROUP_STAT_LEN)
+            .map(|_| {
+                let group = r.fixed(GROUP_NAME_LEN + 1)?;
+                let total_mb = r.u64()?;
+                let free_mb = r.u64()?;
+                let trunk_free_mb = r.u64()?;
+                let storage_count = r.u64()?;
+                let storage_port = r.i64()?;
+                let _http_port = r.u64()?;
+                let active = r.u64()?;
+                Ok(GroupStat {
+                    group,
+                    total_mb,
+                    free_mb,
+                    reserved_mb: 0,
+                    trunk_free_mb,
+                    storage_count,
+                    storage_port,
+                    readable_count: active,
+                    writable_count: active,
+                    current_write_server: r.u64()?,
+                    store_path_count: r.u64()?,
+                    subdir_count_per_path: r.u64()?,
+                    current_trunk_file_id: r.i64()?,
+                })
+            })
+            .collect()
     }
 
     fn decode_one(r: &mut Reader<'_>) -> Result<Self, ProtoError> {
@@ -315,6 +407,91 @@ impl StorageStat {
         out
     }
 
+    /// The classic 612-byte record (V5.04–V6.10): 16-byte IP, a 128-byte domain
+    /// name, a 6-byte version, no rw_mode or reserved_mb, an HTTP port.
+    pub fn encode_classic_into(&self, out: &mut Vec<u8>) {
+        out.push(self.status);
+        put_fixed(out, self.id.as_bytes(), STORAGE_ID_LEN);
+        put_fixed(out, self.ip.as_bytes(), 16);
+        put_fixed(out, b"", 128);
+        put_fixed(out, self.src_id.as_bytes(), STORAGE_ID_LEN);
+        put_fixed(out, self.version.as_bytes(), 6);
+        for v in [
+            self.join_time,
+            self.up_time,
+            self.total_mb,
+            self.free_mb,
+            self.upload_priority,
+            self.store_path_count,
+            self.subdir_count_per_path,
+            self.current_write_path,
+            self.storage_port,
+            0, // storage_http_port
+        ] {
+            put_u64(out, v);
+        }
+        self.stats.encode_into(out);
+        out.push(u8::from(self.if_trunk_server));
+    }
+
+    pub fn encode_all_as(stats: &[StorageStat], width: IpWidth, layout: MonitorLayout) -> Vec<u8> {
+        match layout {
+            MonitorLayout::V616 => Self::encode_all(stats, width),
+            MonitorLayout::Classic => {
+                let mut out = Vec::with_capacity(stats.len() * CLASSIC_STORAGE_STAT_LEN);
+                for s in stats {
+                    s.encode_classic_into(&mut out);
+                }
+                out
+            }
+        }
+    }
+
+    /// Decodes classic 612-byte records.
+    pub fn decode_all_classic(body: &[u8]) -> Result<Vec<Self>, ProtoError> {
+        if !body.len().is_multiple_of(CLASSIC_STORAGE_STAT_LEN) {
+            return Err(ProtoError::BadLength {
+                what: "classic storage-stat list",
+                len: body.len(),
+            });
+        }
+        let mut r = Reader::new(body, "classic storage-stat list");
+        (0..body.len() / CLASSIC_STORAGE_STAT_LEN)
+            .map(|_| {
+                let status = r.u8()?;
+                let id = r.fixed(STORAGE_ID_LEN)?;
+                let ip = r.fixed(16)?;
+                let _domain = r.take(128)?;
+                let src_id = r.fixed(STORAGE_ID_LEN)?;
+                let version = r.fixed(6)?;
+                let mut v = [0u64; 10];
+                for x in &mut v {
+                    *x = r.u64()?;
+                }
+                Ok(StorageStat {
+                    status,
+                    rw_mode: 6,
+                    id,
+                    ip,
+                    src_id,
+                    version,
+                    join_time: v[0],
+                    up_time: v[1],
+                    total_mb: v[2],
+                    free_mb: v[3],
+                    reserved_mb: 0,
+                    upload_priority: v[4],
+                    store_path_count: v[5],
+                    subdir_count_per_path: v[6],
+                    current_write_path: v[7],
+                    storage_port: v[8],
+                    stats: StorageStats::decode_from(&mut r)?,
+                    if_trunk_server: r.u8()? != 0,
+                })
+            })
+            .collect()
+    }
+
     /// Decodes a list, telling the variant apart by record size as clients do.
     pub fn decode_all(body: &[u8]) -> Result<Vec<Self>, ProtoError> {
         let width = [IpWidth::V4, IpWidth::V6]
@@ -375,5 +552,49 @@ mod tests {
         let mut out = Vec::new();
         GroupStat::default().encode_into(&mut out);
         assert_eq!(out.len(), GROUP_STAT_LEN);
+        out.clear();
+        GroupStat::default().encode_classic_into(&mut out);
+        assert_eq!(out.len(), CLASSIC_GROUP_STAT_LEN);
+        out.clear();
+        StorageStat::default().encode_classic_into(&mut out);
+        assert_eq!(out.len(), CLASSIC_STORAGE_STAT_LEN);
+    }
+
+    #[test]
+    fn classic_round_trip() {
+        let g = GroupStat {
+            group: "group1".into(),
+            total_mb: 10,
+            free_mb: 5,
+            storage_count: 2,
+            storage_port: 23000,
+            readable_count: 1,
+            writable_count: 1,
+            store_path_count: 1,
+            subdir_count_per_path: 256,
+            current_trunk_file_id: -1,
+            ..Default::default()
+        };
+        let bytes = GroupStat::encode_all_as(std::slice::from_ref(&g), MonitorLayout::Classic);
+        assert_eq!(GroupStat::decode_all_classic(&bytes).ok(), Some(vec![g]));
+        let s = StorageStat {
+            status: 7,
+            rw_mode: 6,
+            id: "127.0.0.2".into(),
+            ip: "127.0.0.2".into(),
+            version: "6.16.1".into(),
+            storage_port: 23000,
+            ..Default::default()
+        };
+        let bytes = StorageStat::encode_all_as(
+            std::slice::from_ref(&s),
+            IpWidth::V4,
+            MonitorLayout::Classic,
+        );
+        assert_eq!(bytes.len(), 612);
+        let back = StorageStat::decode_all_classic(&bytes).expect("decodes");
+        // The classic version field holds 6 bytes.
+        assert_eq!(back[0].version, "6.16.1");
+        assert_eq!(back[0].id, s.id);
     }
 }

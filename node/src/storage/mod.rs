@@ -39,6 +39,8 @@ pub struct StorageNode {
     pub binlog: binlog::Binlog,
     /// The address uploads are named after (the storage's own IPv4).
     source_ip: Mutex<Option<Ipv4Addr>>,
+    /// The numeric storage id uploads are named after, when the trackers say so.
+    server_id: Mutex<Option<u32>>,
     /// The port clients reach this storage on.
     pub port: u16,
     counters: Counters,
@@ -158,6 +160,7 @@ impl StorageNode {
             store,
             binlog,
             source_ip: Mutex::new(bind_ip),
+            server_id: Mutex::new(None),
             port,
             counters: Counters::new(),
             metrics: StorageMetrics::new(),
@@ -173,14 +176,23 @@ impl StorageNode {
         Ok(node)
     }
 
-    /// The source written into new file names.
+    /// The source new file names carry: the storage id with `id_type_in_filename=id`,
+    /// otherwise the storage's IPv4 address.
     pub fn source(&self) -> Source {
+        if let Some(id) = *self.server_id.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Source::ServerId(id);
+        }
         Source::Ip(
             self.source_ip
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .unwrap_or(Ipv4Addr::LOCALHOST),
         )
+    }
+
+    /// Names new files after `id` (Some) or after the IP address (None).
+    pub fn set_server_id(&self, id: Option<u32>) {
+        *self.server_id.lock().unwrap_or_else(|e| e.into_inner()) = id;
     }
 
     /// Learns the storage's own address from a tracker connection, when not bound to one.
@@ -193,6 +205,9 @@ impl StorageNode {
 
     /// This storage's id as trackers and peers know it.
     pub fn own_id(&self) -> String {
+        if let Some(id) = *self.server_id.lock().unwrap_or_else(|e| e.into_inner()) {
+            return id.to_string();
+        }
         self.source_ip
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::StorageNode;
 use crate::client::{ClientError, Conn, conn::resolve};
 use crate::config::ReservedSpace;
+use crate::proto::cluster::GroupAndHost;
 use crate::proto::report::{
     BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, Parameters, SyncReport,
     SyncSource,
@@ -107,6 +108,19 @@ fn sync_old_done(node: &StorageNode) -> bool {
         .unwrap_or(false)
 }
 
+/// The full-sync source recorded in `.data_init_flag`, when there is one.
+fn recorded_source(node: &StorageNode) -> Option<SyncSource> {
+    let text = std::fs::read_to_string(init_flag_path(node)).ok()?;
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    let src_id = value("sync_src_server").filter(|s| !s.is_empty())?;
+    let until = value("sync_until_timestamp")?.parse().ok()?;
+    Some(SyncSource { src_id, until })
+}
+
 fn record_sync_old_done(node: &StorageNode, src: &str, until: u64) -> std::io::Result<()> {
     let path = init_flag_path(node);
     if let Some(dir) = path.parent() {
@@ -140,6 +154,43 @@ async fn call_ok(conn: &mut Conn, cmd: Command, body: &[u8]) -> Result<Vec<u8>, 
         });
     }
     Ok(reply)
+}
+
+/// Asks the tracker how storages are identified (75) and, with storage ids, which
+/// id is ours (`server_id`, else GET_SERVER_ID 70), as a C storage does at start.
+/// Files are then named after that id when the tracker says `id_type_in_filename=id`.
+async fn learn_identity(
+    node: &StorageNode,
+    conn: &mut Conn,
+    tracker: SocketAddr,
+    own_ip: &str,
+) -> Result<String, ClientError> {
+    let proto = |source| ClientError::Proto {
+        addr: tracker.to_string(),
+        source,
+    };
+    let reply = call_ok(conn, Command::StorageParameterReq, &[]).await?;
+    let params = Parameters::decode(&reply).map_err(proto)?;
+    if params.get("use_storage_id") != Some("1") {
+        node.set_server_id(None);
+        return Ok(String::new());
+    }
+    let id = if node.config.server_id.is_empty() {
+        let ip = own_ip.to_owned();
+        let req = GroupAndHost {
+            group: node.config.group_name.clone(),
+            ip,
+            port: node.port,
+        };
+        let reply = call_ok(conn, Command::StorageGetServerId, &req.encode()).await?;
+        crate::proto::fields::fixed_text(&reply)
+    } else {
+        node.config.server_id.clone()
+    };
+    let by_id = params.get("id_type_in_filename") == Some("id");
+    node.set_server_id(by_id.then(|| id.parse::<u32>().ok()).flatten());
+    tracing::info!(%tracker, storage_id = %id, names_by_id = by_id, "storage id learned");
+    Ok(id)
 }
 
 /// Applies a heartbeat reply: our own status as the tracker lists it.
@@ -188,7 +239,11 @@ async fn report_session(
         node.learn_source_ip(ip);
     }
     let own_ip = local_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let storage_id = learn_identity(node, &mut conn, tracker, &own_ip).await?;
     let done = sync_old_done(node);
+    // A member that was given a full-sync source says WAIT_SYNC until replication
+    // has brought it up to date; it must not claim ACTIVE to a tracker that is new to it.
+    let source = if done { recorded_source(node) } else { None };
     let join = JoinRequest {
         group: cfg.group_name.clone(),
         storage_port: u64::from(node.port),
@@ -199,12 +254,14 @@ async fn report_session(
         up_time: node.started_at,
         version: VERSION_TEXT.into(),
         init_flag: !done,
-        status: if done {
-            StorageStatus::Active as i8
-        } else {
+        status: if !done {
             StorageStatus::Init as i8
+        } else if source.is_some() {
+            StorageStatus::WaitSync as i8
+        } else {
+            StorageStatus::Active as i8
         },
-        storage_id: String::new(),
+        storage_id,
         current_tracker_ip: tracker.ip().to_string(),
         trackers: all_trackers.to_vec(),
     };
@@ -230,6 +287,12 @@ async fn report_session(
     })?;
     set_view(node, tracker, joined.status);
     tracing::info!(%tracker, status = joined.status, "joined tracker");
+    if let Some(src) = source.filter(|_| joined.src_id.is_empty()) {
+        // Tell this tracker the source the others gave us (SYNC_NOTIFY).
+        if let Err(e) = call_ok(&mut conn, Command::StorageSyncNotify, &src.encode()).await {
+            tracing::warn!(%tracker, error = %e, "sync source not accepted");
+        }
+    }
     if !done {
         let src = call_ok(&mut conn, Command::StorageSyncDestReq, &[]).await?;
         let (src_id, until) = if src.is_empty() {

@@ -1,7 +1,11 @@
-//! The tracker role: keeps group membership from storage reports and answers
-//! clients' placement, routing and monitor queries.
+//! The tracker role: keeps group membership from storage reports, answers
+//! clients' placement, routing and monitor queries, elects a leader among its
+//! peers, and saves its state so a restart answers at once.
 
+pub mod election;
+pub mod persist;
 pub mod registry;
+pub mod storage_ids;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,32 +13,51 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::TrackerConfig;
+use crate::config::{Compat, TrackerConfig};
+use crate::proto::cluster::{
+    self, FetchStorageIds, GroupAndHost, GroupAndId, JoinLeader, PingLeader, ReportStatus,
+    SyncSrcReq, TrackerStat, TrackerStatFilter, TrackerStatus, VolumeStatFilter, VolumeStats,
+};
 use crate::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
 use crate::proto::query::{FetchAll, FileRequest, GroupRequest};
 use crate::proto::report::{
     BeatRequest, DiskUsage, GetMyIpRequest, HeartbeatReply, JoinRequest, Parameters, StorageBrief,
     SyncReport, SyncSource,
 };
-use crate::proto::{Command, Header, Status};
+use crate::proto::{Command, Header, Status, VERSION_TEXT};
 use crate::server::{self, ConnError, Connection, Service};
 use crate::unix_now;
+use election::Relationship;
+use persist::SavedState;
 use registry::Registry;
+use storage_ids::{StorageIds, StorageIdsError};
+
+/// Seconds between `.tracker_status` updates (FastDFS: 300).
+const STATUS_FILE_INTERVAL: u64 = 60;
 
 /// Shared tracker state behind every connection.
 #[derive(Debug)]
 pub struct Tracker {
     registry: Mutex<Registry>,
+    relationship: Mutex<Relationship>,
     config: TrackerConfig,
+    /// Unix time this tracker started.
+    pub started_at: u64,
+    /// Seconds it was down before this start (from `.tracker_status`).
+    restart_interval: u64,
 }
 
 /// What one connection remembers between requests.
 #[derive(Debug, Default)]
 struct Session {
-    /// (group, storage id) once STORAGE_JOIN succeeded.
-    joined: Option<(String, String)>,
-    leader_sent: bool,
+    /// (group, storage id, session number) once STORAGE_JOIN succeeded.
+    joined: Option<(String, String, u64)>,
+    leader_epoch_sent: Option<u64>,
     members_sent: Option<u64>,
+    /// A follower tracker joined this leader on this connection (58).
+    joined_leader: bool,
+    /// The follower's serving address.
+    joined_as: Option<SocketAddr>,
 }
 
 /// What to do with the connection after a request.
@@ -43,12 +66,75 @@ enum Next {
     Close,
 }
 
+/// Why a tracker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    #[error("invalid tracker config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("storage ids: {0}")]
+    StorageIds(#[from] StorageIdsError),
+    #[error("tracker state: {0}")]
+    State(#[from] persist::PersistError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+impl From<TrackerError> for std::io::Error {
+    fn from(e: TrackerError) -> Self {
+        let kind = match &e {
+            TrackerError::Bind { source, .. } => source.kind(),
+            _ => std::io::ErrorKind::InvalidInput,
+        };
+        std::io::Error::new(kind, e.to_string())
+    }
+}
+
+fn round_300(secs: u64) -> u64 {
+    secs / 300 * 300
+}
+
 impl Tracker {
+    /// A tracker without saved state or storage ids (for tests and tools).
     pub fn new(config: TrackerConfig) -> Self {
+        Self::with_registry(Registry::new(config.clone()), config, 0)
+    }
+
+    fn with_registry(registry: Registry, config: TrackerConfig, restart_interval: u64) -> Self {
         Tracker {
-            registry: Mutex::new(Registry::new(config.clone())),
+            registry: Mutex::new(registry),
+            relationship: Mutex::new(Relationship::default()),
             config,
+            started_at: unix_now(),
+            restart_interval,
         }
+    }
+
+    /// Loads storage ids and saved state as configured.
+    pub fn load(config: TrackerConfig) -> Result<Self, TrackerError> {
+        config.validate()?;
+        let ids = if config.use_storage_id {
+            StorageIds::load(&config.storage_ids_filename)?
+        } else {
+            StorageIds::default()
+        };
+        let mut reg = Registry::with_storage_ids(config.clone(), ids);
+        let now = unix_now();
+        if let Some(saved) = persist::load(&persist::state_path(&config.base_path))? {
+            saved.restore_into(&mut reg, now);
+            tracing::info!(groups = reg.groups.len(), "tracker state loaded");
+        }
+        let last_seen = std::fs::read_to_string(status_file(&config))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("last_check_time="))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            });
+        let restart_interval = last_seen.map(|t| now.saturating_sub(t)).unwrap_or(0);
+        Ok(Self::with_registry(reg, config, restart_interval))
     }
 
     /// The registry, recovering from a poisoned lock (state stays consistent per call).
@@ -56,48 +142,141 @@ impl Tracker {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn parameters(&self) -> Parameters {
+    /// Leader election state.
+    pub fn relationship(&self) -> MutexGuard<'_, Relationship> {
+        self.relationship.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn config(&self) -> &TrackerConfig {
+        &self.config
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.relationship().is_leader()
+    }
+
+    /// The leader's address, when one is known.
+    pub fn leader(&self) -> Option<SocketAddr> {
+        self.relationship().leader
+    }
+
+    /// This tracker's answer to TRACKER_GET_STATUS (64).
+    pub fn status(&self, now: u64) -> TrackerStatus {
+        TrackerStatus {
+            is_leader: self.is_leader(),
+            running_time: round_300(now.saturating_sub(self.started_at)),
+            restart_interval: round_300(self.restart_interval),
+        }
+    }
+
+    /// Every tracker this one knows, itself first (96 records).
+    pub fn tracker_stats(&self, now: u64) -> Vec<TrackerStat> {
+        let rel = self.relationship();
+        let live = 3 * self.config.leader_ping_interval_ms.div_ceil(1000).max(1);
+        let mut out = Vec::new();
+        if let Some(me) = rel.me {
+            out.push(TrackerStat {
+                host: me.to_string(),
+                is_leader: rel.leader == Some(me),
+                is_active: true,
+                connections: [0; 3],
+                version: VERSION_TEXT.into(),
+                up_time: self.started_at,
+                last_heartbeat: 0,
+            });
+        }
+        for (addr, p) in &rel.peers {
+            out.push(TrackerStat {
+                host: addr.to_string(),
+                is_leader: rel.leader == Some(*addr),
+                is_active: now.saturating_sub(p.last_heartbeat) <= live,
+                connections: p.connections,
+                version: p.version.clone(),
+                up_time: p.up_time,
+                last_heartbeat: p.last_heartbeat,
+            });
+        }
+        out
+    }
+
+    fn parameters(&self, compat: &Compat) -> Parameters {
         let c = &self.config;
-        let kv = |k: &str, v: String| (k.to_owned(), v);
+        let kv = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let b = |v: bool| if v { "1" } else { "0" };
+        // The key order of a V6.16.1 tracker's reply.
         Parameters {
             entries: vec![
-                kv("use_storage_id", "0".into()),
-                kv("id_type_in_filename", "ip".into()),
-                kv("trust_storage_server_id", "1".into()),
+                kv("use_storage_id", b(c.use_storage_id)),
+                kv(
+                    "id_type_in_filename",
+                    if c.use_storage_id {
+                        c.id_type_in_filename.as_str()
+                    } else {
+                        "ip"
+                    },
+                ),
+                kv("trust_storage_server_id", b(c.trust_storage_server_id)),
                 kv(
                     "response_ip_addr_size",
-                    c.compat.ip_width.full_len().to_string(),
+                    &compat.ip_width.full_len().to_string(),
                 ),
-                kv("storage_ip_changed_auto_adjust", "1".into()),
+                kv("storage_ip_changed_auto_adjust", "1"),
                 kv(
                     "storage_sync_file_max_delay",
-                    c.storage_sync_file_max_delay.to_string(),
+                    &c.storage_sync_file_max_delay.to_string(),
                 ),
-                kv("store_path", c.store_path.to_string()),
+                kv("store_path", &c.store_path.to_string()),
                 kv(
                     "reserved_storage_space",
-                    c.reserved_storage_space.to_fastdfs_text(),
+                    &c.reserved_storage_space.to_fastdfs_text(),
                 ),
-                kv("use_trunk_file", "0".into()),
-                kv("store_slave_file_use_link", "0".into()),
+                kv("use_trunk_file", "0"),
+                kv("slot_min_size", "256"),
+                kv("slot_max_size", "1048576"),
+                kv("trunk_alloc_alignment_size", "256"),
+                kv("trunk_file_size", "67108864"),
+                kv("trunk_create_file_advance", "0"),
+                kv("trunk_create_file_time_base", "02:00"),
+                kv("trunk_create_file_interval", "86400"),
+                kv("trunk_create_file_space_threshold", "21474836480"),
+                kv("trunk_init_check_occupying", "0"),
+                kv("trunk_init_reload_from_binlog", "0"),
+                kv("trunk_free_space_merge", "1"),
+                kv("delete_unused_trunk_files", "0"),
+                kv("trunk_compress_binlog_min_interval", "86400"),
+                kv("trunk_compress_binlog_interval", "86400"),
+                kv("trunk_compress_binlog_time_base", "03:00"),
+                kv("trunk_binlog_max_backups", "7"),
+                kv("store_slave_file_use_link", "0"),
             ],
         }
     }
 
-    /// Builds the heartbeat reply: leader once per connection, members on change.
-    fn heartbeat_reply(&self, conn: &Connection, session: &mut Session) -> Vec<u8> {
+    /// Builds the heartbeat reply. Only the leader pushes changes (the leader's
+    /// address once per leader change, the member list on every change); a
+    /// follower answers a bare flags byte 0.
+    fn heartbeat_reply(&self, session: &mut Session) -> Vec<u8> {
         let mut reply = HeartbeatReply::default();
-        if !session.leader_sent {
-            let ip = conn.local.ip().to_string();
+        let (is_leader, epoch, me) = {
+            let rel = self.relationship();
+            (rel.is_leader(), rel.leader_epoch, rel.me)
+        };
+        if !is_leader {
+            return reply.encode();
+        }
+        if session.leader_epoch_sent != Some(epoch) {
+            let (ip, port) = me
+                .map(|a| (a.ip().to_string(), u32::from(a.port())))
+                .unwrap_or_default();
             reply.leader = Some(StorageBrief {
                 status: 0,
-                port: u32::from(conn.local.port()),
+                port,
                 id: ip.clone(),
                 ip,
             });
-            session.leader_sent = true;
+            session.leader_epoch_sent = Some(epoch);
         }
-        if let Some((group, _)) = &session.joined {
+        if let Some((group, _, _)) = &session.joined {
             let reg = self.registry();
             if let Some(g) = reg
                 .groups
@@ -111,15 +290,38 @@ impl Tracker {
         reply.encode()
     }
 
+    /// Learns this tracker's own address and its peers from a storage JOIN.
+    fn learn_from_join(&self, conn: &Connection, req: &JoinRequest) {
+        let mut rel = self.relationship();
+        if rel.me.is_none() {
+            rel.me = Some(conn.local);
+        }
+        for t in &req.trackers {
+            let addrs: Vec<SocketAddr> = match t.parse::<SocketAddr>() {
+                Ok(a) => vec![a],
+                Err(_) => std::net::ToSocketAddrs::to_socket_addrs(t.as_str())
+                    .map(|i| i.collect())
+                    .unwrap_or_default(),
+            };
+            for a in addrs {
+                if a != conn.local {
+                    rel.learn_peer(a);
+                }
+            }
+        }
+    }
+
     async fn handle(
         &self,
         conn: &mut Connection,
         header: Header,
         session: &mut Session,
+        compat: &Compat,
     ) -> Result<Next, ConnError> {
         let body = conn.read_body(header.body_len).await?;
         let cmd = header.cmd;
-        let width = self.config.compat.ip_width;
+        let width = compat.ip_width;
+        let layout = compat.monitor_layout;
         let now = unix_now();
         let result: Result<Vec<u8>, Status> = match cmd {
             Command::Quit => return Ok(Next::Close),
@@ -156,22 +358,21 @@ impl Tracker {
                                         group: r.group.clone(),
                                         servers,
                                     }
-                                    .encode(width, self.config.compat.fetch_all_format)
+                                    .encode(width, compat.fetch_all_format)
                                 },
                             ),
                         }
                     }
                 }
             }
-            Command::ServerListAllGroups => {
-                empty(&body).map(|_| GroupStat::encode_all(&self.registry().group_stats()))
-            }
+            Command::ServerListAllGroups => empty(&body)
+                .map(|_| GroupStat::encode_all_as(&self.registry().group_stats(), layout)),
             Command::ServerListOneGroup => GroupRequest::decode(&body)
                 .map_err(|e| e.status())
                 .and_then(|r| {
                     let reg = self.registry();
                     let g = reg.groups.get(&r.group).ok_or(Status::NotFound)?;
-                    Ok(GroupStat::encode_all(&[reg.group_stat(g)]))
+                    Ok(GroupStat::encode_all_as(&[reg.group_stat(g)], layout))
                 }),
             Command::ServerListStorage => ListStorageRequest::decode(&body)
                 .map_err(|e| e.status())
@@ -179,23 +380,110 @@ impl Tracker {
                     self.registry()
                         .storage_stats(&r.group, r.storage_id.as_deref())
                 })
-                .map(|s| StorageStat::encode_all(&s, width)),
-            Command::ServerGetLeader => empty(&body).map(|_| conn.local.to_string().into_bytes()),
-            Command::StorageParameterReq => empty(&body).map(|_| self.parameters().encode()),
+                .map(|s| StorageStat::encode_all_as(&s, width, layout)),
+            Command::ServerDeleteStorage => GroupAndId::decode(&body)
+                .map_err(|e| e.status())
+                .and_then(|r| self.registry().delete_storage(&r.group, &r.id))
+                .map(|_| Vec::new()),
+            Command::ServerDeleteGroup => GroupRequest::decode(&body)
+                .map_err(|e| e.status())
+                .and_then(|r| self.registry().delete_group(&r.group))
+                .map(|_| Vec::new()),
+            Command::ServerSetTrunkServer => Err(Status::NotSupported),
+            Command::ServerGetLeader => empty(&body).and_then(|_| {
+                self.leader()
+                    .map(|l| l.to_string().into_bytes())
+                    .ok_or(Status::NotFound)
+            }),
+            Command::ServerTrackerClusterStat => TrackerStatFilter::decode(&body)
+                .map_err(|e| e.status())
+                .and_then(|f| {
+                    if !self.is_leader() {
+                        return Err(Status::NotSupported);
+                    }
+                    let list: Vec<TrackerStat> = self
+                        .tracker_stats(now)
+                        .into_iter()
+                        .filter(|s| f.accepts(s))
+                        .collect();
+                    Ok(TrackerStat::encode_all(&list))
+                }),
+            Command::ServerStorageClusterStat => cluster::StorageStatFilter::decode(&body)
+                .map_err(|e| e.status())
+                .map(|f| {
+                    let mut all = self.registry().storage_cluster_stats();
+                    all.storages.retain(|s| f.accepts(s));
+                    all.encode()
+                }),
+            Command::ServerStorageVolumnStat => VolumeStatFilter::decode(&body)
+                .map_err(|e| e.status())
+                .map(|f| {
+                    let groups = self
+                        .registry()
+                        .volume_stats()
+                        .into_iter()
+                        .filter(|v| f.accepts(v))
+                        .collect();
+                    VolumeStats {
+                        use_trunk_file: false,
+                        groups,
+                    }
+                    .encode()
+                }),
+            Command::StorageParameterReq => empty(&body).map(|_| self.parameters(compat).encode()),
+            Command::StorageFetchStorageIds => FetchStorageIds::decode(&body)
+                .map_err(|e| e.status())
+                .and_then(|r| self.registry().fetch_storage_ids(r))
+                .map(|p| p.encode()),
+            Command::StorageGetServerId => GroupAndHost::decode(&body)
+                .map_err(|e| e.status())
+                .and_then(|r| self.registry().server_id_by_addr(&r.group, &r.ip, r.port))
+                .map(String::into_bytes),
+            Command::StorageGetStatus => GroupAndHost::decode(&body)
+                .map_err(|e| e.status())
+                .and_then(|r| self.registry().brief_by_addr(&r.group, &r.ip, r.port))
+                .map(|b| cluster::encode_briefs(&[b])),
+            Command::StorageGetGroupName => self.group_name(conn, &body),
             Command::StorageGetMyIp => GetMyIpRequest::decode(&body)
                 .map_err(|e| e.status())
                 .map(|_| conn.peer.ip().to_string().into_bytes()),
+            Command::StorageReportStatus => ReportStatus::decode(&body)
+                .map_err(|e| e.status())
+                .and_then(|r| self.registry().report_status(&r.group, &r.brief))
+                .map(|_| Vec::new()),
+            Command::StorageSyncSrcReq => SyncSrcReq::decode(&body)
+                .map_err(|e| e.status())
+                .and_then(|r| self.registry().sync_src_req(&r.group, &r.dest_id))
+                .map(|s| s.map(|s| s.encode()).unwrap_or_default()),
             Command::StorageJoin => match JoinRequest::decode(&body) {
-                Err(e) => Err(e.status()),
+                Err(e) => {
+                    tracing::warn!(peer = %conn.peer, error = %e, "malformed storage join");
+                    Err(e.status())
+                }
                 Ok(req) => {
                     let peer_ip = conn.peer.ip().to_string();
-                    let joined = self.registry().join(&peer_ip, &req, now);
-                    joined.map(|(id, reply)| {
-                        tracing::info!(group = %req.group, storage = %id, status = reply.status, "storage joined");
-                        session.joined = Some((req.group.clone(), id));
-                        session.members_sent = None;
-                        reply.encode()
-                    })
+                    let joined = {
+                        let mut reg = self.registry();
+                        reg.join(&peer_ip, &req, now).map(|(id, reply)| {
+                            let s = reg.groups[&req.group].members[&id].session;
+                            (id, reply, s)
+                        })
+                    };
+                    match joined {
+                        Ok((id, reply, s)) => {
+                            tracing::info!(group = %req.group, storage = %id, status = reply.status, "storage joined");
+                            self.learn_from_join(conn, &req);
+                            self.end_session(session);
+                            session.joined = Some((req.group.clone(), id, s));
+                            session.members_sent = None;
+                            Ok(reply.encode())
+                        }
+                        Err(status) => {
+                            tracing::warn!(peer = %conn.peer, group = %req.group,
+                                storage_id = %req.storage_id, %status, "storage join refused");
+                            Err(status)
+                        }
+                    }
                 }
             },
             Command::StorageBeat
@@ -203,12 +491,49 @@ impl Tracker {
             | Command::StorageSyncReport
             | Command::StorageSyncDestReq
             | Command::StorageSyncNotify
-            | Command::StorageSyncDestQuery => match session.joined.clone() {
+            | Command::StorageSyncDestQuery
+            | Command::StorageChangeStatus
+            | Command::StorageReplicaChg
+            | Command::StorageFetchTrunkFid
+            | Command::StorageReportTrunkFid
+            | Command::StorageReportTrunkFree => match session.joined.clone() {
                 None => Err(Status::AccessDenied),
-                Some((group, id)) => {
-                    self.storage_report(conn, session, cmd, &body, &group, &id, now)
-                }
+                Some((group, id, _)) => self.storage_report(session, cmd, &body, &group, &id, now),
             },
+            Command::TrackerGetStatus => empty(&body).map(|_| self.status(now).encode()),
+            Command::TrackerJoinLeader => self.join_leader(conn, session, &body, now),
+            Command::TrackerPingLeader => self.ping_leader(conn, session, &body, now),
+            Command::TrackerNotifyNextLeader => cluster::decode_host_port(&body)
+                .map_err(|e| e.status())
+                .map(|next| {
+                    let mut rel = self.relationship();
+                    tracing::info!(%next, from = %conn.peer, "next leader announced");
+                    rel.next_leader = Some(next);
+                    rel.learn_peer(next);
+                    if rel.is_leader() && rel.me != Some(next) {
+                        rel.set_leader(None);
+                    }
+                    Vec::new()
+                }),
+            Command::TrackerCommitNextLeader => cluster::decode_host_port(&body)
+                .map_err(|e| e.status())
+                .and_then(|next| {
+                    let mut rel = self.relationship();
+                    if rel.next_leader != Some(next) {
+                        return Err(Status::InvalidArgument);
+                    }
+                    rel.set_leader(Some(next));
+                    Ok(Vec::new())
+                }),
+            Command::TrackerNotifyReselectLeader => empty(&body).and_then(|_| {
+                let mut rel = self.relationship();
+                if !rel.is_leader() {
+                    return Err(Status::NotSupported);
+                }
+                tracing::warn!(from = %conn.peer, "asked to step down as leader");
+                rel.set_leader(None);
+                Ok(Vec::new())
+            }),
             other => {
                 tracing::debug!(peer = %conn.peer, cmd = ?other, "unsupported command");
                 Err(Status::InvalidArgument)
@@ -221,10 +546,77 @@ impl Tracker {
         Ok(Next::Continue)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn storage_report(
+    fn group_name(&self, conn: &Connection, body: &[u8]) -> Result<Vec<u8>, Status> {
+        // Either a bare port u32 (the peer's own address) or ip text + port u32.
+        if body.len() < 4 || body.len() > 4 + 46 {
+            return Err(Status::InvalidArgument);
+        }
+        let (ip_text, port) = body.split_at(body.len() - 4);
+        let port = u32::from_be_bytes([port[0], port[1], port[2], port[3]]);
+        let port = u16::try_from(port).map_err(|_| Status::InvalidArgument)?;
+        let ip = if ip_text.is_empty() {
+            conn.peer.ip()
+        } else {
+            crate::proto::fields::fixed_text(ip_text)
+                .parse()
+                .map_err(|_| Status::InvalidArgument)?
+        };
+        let group = self.registry().group_by_addr(ip, port)?;
+        Ok(GroupRequest { group }.encode())
+    }
+
+    fn join_leader(
         &self,
         conn: &Connection,
+        session: &mut Session,
+        body: &[u8],
+        now: u64,
+    ) -> Result<Vec<u8>, Status> {
+        let j = JoinLeader::decode(body).map_err(|e| e.status())?;
+        let mut rel = self.relationship();
+        if !rel.is_leader() {
+            return Err(Status::NotSupported);
+        }
+        if session.joined_leader {
+            return Err(Status::AlreadyExists);
+        }
+        let addr = SocketAddr::new(conn.peer.ip(), j.port as u16);
+        rel.learn_peer(addr);
+        if let Some(p) = rel.peers.get_mut(&addr) {
+            p.up_time = j.up_time;
+            p.version = j.version;
+            p.last_heartbeat = now;
+        }
+        tracing::info!(follower = %addr, "tracker joined as follower");
+        session.joined_leader = true;
+        session.joined_as = Some(addr);
+        Ok(Vec::new())
+    }
+
+    fn ping_leader(
+        &self,
+        _conn: &Connection,
+        session: &mut Session,
+        body: &[u8],
+        now: u64,
+    ) -> Result<Vec<u8>, Status> {
+        let ping = PingLeader::decode(body).map_err(|e| e.status())?;
+        let Some(addr) = session.joined_as.filter(|_| session.joined_leader) else {
+            return Err(Status::InvalidArgument);
+        };
+        let mut rel = self.relationship();
+        if !rel.is_leader() {
+            return Err(Status::NotSupported);
+        }
+        if let Some(p) = rel.peers.get_mut(&addr) {
+            p.last_heartbeat = now;
+            p.connections = ping.connections;
+        }
+        Ok(Vec::new())
+    }
+
+    fn storage_report(
+        &self,
         session: &mut Session,
         cmd: Command,
         body: &[u8],
@@ -236,18 +628,18 @@ impl Tracker {
             Command::StorageBeat => {
                 let beat = BeatRequest::decode(body).map_err(|e| e.status())?;
                 self.registry().beat(group, id, beat.stats, now)?;
-                Ok(self.heartbeat_reply(conn, session))
+                Ok(self.heartbeat_reply(session))
             }
             Command::StorageReportDiskUsage => {
                 let usage = DiskUsage::decode(body).map_err(|e| e.status())?;
                 self.registry().disk_usage(group, id, usage.paths, now)?;
-                Ok(self.heartbeat_reply(conn, session))
+                Ok(self.heartbeat_reply(session))
             }
             Command::StorageSyncReport => {
                 let report = SyncReport::decode(body).map_err(|e| e.status())?;
                 self.registry()
                     .sync_report(group, id, &report.entries, now)?;
-                Ok(self.heartbeat_reply(conn, session))
+                Ok(self.heartbeat_reply(session))
             }
             Command::StorageSyncDestReq => {
                 empty(body)?;
@@ -262,6 +654,29 @@ impl Tracker {
                 self.registry().sync_notify(group, id, &src)?;
                 Ok(Vec::new())
             }
+            Command::StorageChangeStatus => match body {
+                [status] => {
+                    self.registry().change_status(group, id, *status)?;
+                    Ok(Vec::new())
+                }
+                _ => Err(Status::InvalidArgument),
+            },
+            Command::StorageReplicaChg => {
+                let briefs = cluster::decode_briefs(body).map_err(|e| e.status())?;
+                // The leader is the reference; only followers take a storage's word.
+                if !self.is_leader() {
+                    let mut reg = self.registry();
+                    for b in &briefs {
+                        if let Err(status) = reg.report_status(group, b) {
+                            tracing::warn!(group, storage = %b.id, %status, "replica change entry ignored");
+                        }
+                    }
+                }
+                Ok(Vec::new())
+            }
+            Command::StorageFetchTrunkFid
+            | Command::StorageReportTrunkFid
+            | Command::StorageReportTrunkFree => Err(Status::NotSupported),
             _ => {
                 empty(body)?;
                 let reg = self.registry();
@@ -282,6 +697,37 @@ impl Tracker {
             }
         }
     }
+
+    /// The storage's report connection is over (or replaced by a new JOIN).
+    fn end_session(&self, session: &mut Session) {
+        if let Some((group, id, s)) = session.joined.take() {
+            self.registry().disconnect(&group, &id, s);
+        }
+    }
+
+    /// Saves the registry when it differs from what was last written.
+    fn save_if_changed(&self, last: &mut Option<SavedState>) {
+        let state = SavedState::of(&self.registry());
+        if last.as_ref() == Some(&state) {
+            return;
+        }
+        let path = persist::state_path(&self.config.base_path);
+        match persist::write_atomically(&path, &state.to_bytes()) {
+            Ok(()) => *last = Some(state),
+            Err(e) => tracing::error!(error = %e, "cannot save tracker state"),
+        }
+    }
+
+    fn write_status_file(&self, now: u64) {
+        let text = format!("up_time={}\nlast_check_time={now}\n", self.started_at);
+        if let Err(e) = persist::write_atomically(&status_file(&self.config), text.as_bytes()) {
+            tracing::warn!(error = %e, "cannot write .tracker_status");
+        }
+    }
+}
+
+fn status_file(config: &TrackerConfig) -> std::path::PathBuf {
+    config.base_path.join("data").join(".tracker_status")
 }
 
 fn empty(body: &[u8]) -> Result<(), Status> {
@@ -292,13 +738,21 @@ fn empty(body: &[u8]) -> Result<(), Status> {
     }
 }
 
-impl Service for Tracker {
+/// One listening port of a tracker, with the compat profile its replies use.
+#[derive(Debug)]
+pub struct TrackerPort {
+    tracker: Arc<Tracker>,
+    compat: Compat,
+}
+
+impl Service for TrackerPort {
     async fn serve(self: Arc<Self>, mut conn: Connection, stop: CancellationToken) {
+        let tracker = &self.tracker;
         let mut session = Session::default();
         loop {
             let header = tokio::select! {
                 _ = stop.cancelled() => break,
-                h = conn.read_header(self.config.max_body_len) => h,
+                h = conn.read_header(tracker.config.max_body_len) => h,
             };
             let header = match header {
                 Ok(Some(h)) => h,
@@ -314,7 +768,10 @@ impl Service for Tracker {
                     break;
                 }
             };
-            match self.handle(&mut conn, header, &mut session).await {
+            match tracker
+                .handle(&mut conn, header, &mut session, &self.compat)
+                .await
+            {
                 Ok(Next::Continue) => {}
                 Ok(Next::Close) => break,
                 Err(e) => {
@@ -323,62 +780,117 @@ impl Service for Tracker {
                 }
             }
         }
+        tracker.end_session(&mut session);
     }
 }
 
-/// A tracker serving on a socket; dropping the handle does not stop it, `stop` does.
+/// A tracker serving on its sockets; dropping the handle does not stop it, `stop` does.
 #[derive(Debug)]
 pub struct RunningTracker {
+    /// The main listening address.
     pub addr: SocketAddr,
+    /// Every listening address with its compat profile, the main one first.
+    pub listeners: Vec<(SocketAddr, Compat)>,
+    /// The HTTP status listener, when configured.
+    pub http_addr: Option<SocketAddr>,
     pub tracker: Arc<Tracker>,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningTracker {
-    /// Stops accepting, lets connections finish for up to `drain`, and waits.
+    /// Stops accepting, lets connections finish for up to `drain`, saves, and waits.
     pub async fn stop(self, drain: Duration) {
         self.stop.cancel();
-        let _ = tokio::time::timeout(drain + Duration::from_secs(1), self.task).await;
+        for t in self.tasks {
+            let _ = tokio::time::timeout(drain + Duration::from_secs(1), t).await;
+        }
+        let mut none = None;
+        self.tracker.save_if_changed(&mut none);
     }
 }
 
 /// Binds and starts a tracker; `config.bind` may use port 0.
 pub async fn start(config: TrackerConfig) -> std::io::Result<RunningTracker> {
-    config
-        .validate()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-    let (listener, addr) = server::bind(&config.bind).await?;
-    let tracker = Arc::new(Tracker::new(config.clone()));
+    let tracker = Arc::new(Tracker::load(config.clone())?);
+    let mut binds = vec![(config.bind.clone(), config.compat)];
+    binds.extend(config.listeners.iter().map(|l| (l.bind.clone(), l.compat)));
+    let mut bound = Vec::new();
+    for (addr, compat) in binds {
+        let (listener, local) = server::bind(&addr)
+            .await
+            .map_err(|source| TrackerError::Bind { addr, source })?;
+        bound.push((listener, local, compat));
+    }
+    let addr = bound[0].1;
+    if !addr.ip().is_unspecified() {
+        tracker.relationship().me = Some(addr);
+    }
     let stop = CancellationToken::new();
-    let checker = tracker.clone();
-    let check_stop = stop.clone();
+    let mut tasks = Vec::new();
+
+    // Liveness checks and state saving.
+    let t = tracker.clone();
+    let s = stop.clone();
     let period = Duration::from_secs((config.check_active_interval / 4).clamp(1, 30));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
+    tasks.push(tokio::spawn(async move {
+        let mut check = tokio::time::interval(period);
+        let mut save = tokio::time::interval(Duration::from_secs(1));
+        let mut last_saved = None;
+        let mut status_written = 0;
         loop {
             tokio::select! {
-                _ = check_stop.cancelled() => break,
-                _ = tick.tick() => checker.registry().check_alive(unix_now()),
+                _ = s.cancelled() => break,
+                _ = check.tick() => t.registry().check_alive(unix_now()),
+                _ = save.tick() => {
+                    let t2 = t.clone();
+                    let mut last = last_saved.take();
+                    let now = unix_now();
+                    let write_status = now >= status_written + STATUS_FILE_INTERVAL;
+                    last_saved = tokio::task::spawn_blocking(move || {
+                        t2.save_if_changed(&mut last);
+                        if write_status {
+                            t2.write_status_file(now);
+                        }
+                        last
+                    })
+                    .await
+                    .unwrap_or(None);
+                    if write_status {
+                        status_written = now;
+                    }
+                }
             }
         }
-    });
-    tracing::info!(%addr, "tracker listening");
-    let task = tokio::spawn(server::run_listener(
-        listener,
-        tracker.clone(),
-        config.max_connections,
-        server::Timeouts {
-            network: Duration::from_secs(config.network_timeout.max(1)),
-            idle: Duration::from_secs(config.idle_timeout.max(1)),
-        },
-        stop.clone(),
-        Duration::from_secs(5),
-    ));
+    }));
+    tasks.push(tokio::spawn(election::run(tracker.clone(), stop.clone())));
+
+    let mut listeners = Vec::new();
+    for (listener, local, compat) in bound {
+        tracing::info!(addr = %local, profile = %compat.profile_name(), "tracker listening");
+        listeners.push((local, compat));
+        let port = Arc::new(TrackerPort {
+            tracker: tracker.clone(),
+            compat,
+        });
+        tasks.push(tokio::spawn(server::run_listener(
+            listener,
+            port,
+            config.max_connections,
+            server::Timeouts {
+                network: Duration::from_secs(config.network_timeout.max(1)),
+                idle: Duration::from_secs(config.idle_timeout.max(1)),
+            },
+            stop.clone(),
+            Duration::from_secs(5),
+        )));
+    }
     Ok(RunningTracker {
         addr,
+        listeners,
+        http_addr: None,
         tracker,
         stop,
-        task,
+        tasks,
     })
 }

@@ -1,9 +1,16 @@
 //! The tracker's picture of the cluster: groups, their storage members and
 //! status, and the placement and routing decisions made from it.
 //!
-//! Pure state: no I/O, every time passed in, so each rule is unit-tested.
+//! Pure state: no I/O, every time passed in, so each rule is unit-tested. The one
+//! exception is resolving host names of `storage_ids.conf`, done where an id is
+//! looked up by address.
+
+mod admin;
+#[cfg(test)]
+mod rules_tests;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use crate::config::{ReservedSpace, TrackerConfig};
 use crate::fileid::{RemoteName, Source};
@@ -11,6 +18,7 @@ use crate::proto::monitor::{GroupStat, StorageStat, StorageStats};
 use crate::proto::query::{FetchTarget, StorageAddr, StoreTarget, StoreTargets};
 use crate::proto::report::{JoinRequest, JoinResponse, PathUsage, StorageBrief, SyncSource};
 use crate::proto::{Status, StorageStatus};
+use crate::tracker::storage_ids::{RW_BOTH, RW_READ, RW_WRITE, StorageIds};
 
 /// One storage as the tracker knows it.
 #[derive(Debug, Clone)]
@@ -34,6 +42,10 @@ pub struct Member {
     pub sync_until: u64,
     /// Everything uploaded before this time has reached this member.
     pub last_synced_timestamp: u64,
+    /// R_OK (4) | W_OK (2), from `storage_ids.conf` (both when not configured).
+    pub rw_mode: u8,
+    /// The live report connection that joined last; 0 = none.
+    pub session: u64,
 }
 
 impl Member {
@@ -64,6 +76,16 @@ impl Member {
     fn is_active(&self) -> bool {
         self.status == StorageStatus::Active
     }
+
+    /// ACTIVE and allowed to serve reads.
+    pub fn is_readable(&self) -> bool {
+        self.is_active() && self.rw_mode & RW_READ != 0
+    }
+
+    /// ACTIVE and allowed to take uploads.
+    pub fn is_writable(&self) -> bool {
+        self.is_active() && self.rw_mode & RW_WRITE != 0
+    }
 }
 
 /// A group and its members, ordered by storage id.
@@ -80,7 +102,7 @@ pub struct Group {
 }
 
 impl Group {
-    fn new(name: &str, store_path_count: u64, subdir_count_per_path: u64) -> Self {
+    pub(crate) fn new(name: &str, store_path_count: u64, subdir_count_per_path: u64) -> Self {
         Group {
             name: name.to_owned(),
             members: BTreeMap::new(),
@@ -92,14 +114,24 @@ impl Group {
         }
     }
 
-    /// ACTIVE members, in id order (every member is read-write for now).
+    /// ACTIVE members, in id order.
     pub fn active(&self) -> Vec<&Member> {
         self.members.values().filter(|m| m.is_active()).collect()
     }
 
-    /// The group's space is that of its active member with the least free space.
+    /// Members that take uploads, in id order.
+    pub fn writable(&self) -> Vec<&Member> {
+        self.members.values().filter(|m| m.is_writable()).collect()
+    }
+
+    /// Members that serve downloads, in id order.
+    pub fn readable(&self) -> Vec<&Member> {
+        self.members.values().filter(|m| m.is_readable()).collect()
+    }
+
+    /// The group's space is that of its writable member with the least free space.
     pub fn space(&self) -> (u64, u64) {
-        self.active()
+        self.writable()
             .iter()
             .min_by_key(|m| m.free_mb())
             .map(|m| (m.total_mb(), m.free_mb()))
@@ -127,6 +159,9 @@ pub struct Registry {
     pub groups: BTreeMap<String, Group>,
     current_write_group: usize,
     policy: TrackerConfig,
+    /// Configured storage ids (empty without `use_storage_id`).
+    storage_ids: StorageIds,
+    next_session: u64,
 }
 
 fn status_of(byte: i8) -> Option<StorageStatus> {
@@ -135,11 +170,46 @@ fn status_of(byte: i8) -> Option<StorageStatus> {
 
 impl Registry {
     pub fn new(policy: TrackerConfig) -> Self {
+        Self::with_storage_ids(policy, StorageIds::default())
+    }
+
+    pub fn with_storage_ids(policy: TrackerConfig, storage_ids: StorageIds) -> Self {
         Registry {
             groups: BTreeMap::new(),
             current_write_group: 0,
             policy,
+            storage_ids,
+            next_session: 0,
         }
+    }
+
+    pub fn storage_ids(&self) -> &StorageIds {
+        &self.storage_ids
+    }
+
+    /// The id a joining storage is known by: its configured id, or its IP.
+    fn identify(&self, peer_ip: &str, req: &JoinRequest) -> Result<(String, u8), Status> {
+        if !self.policy.use_storage_id {
+            return Ok((peer_ip.to_owned(), RW_BOTH));
+        }
+        let entry = if self.policy.trust_storage_server_id && !req.storage_id.is_empty() {
+            self.storage_ids.by_id(&req.storage_id)
+        } else {
+            let ip: IpAddr = peer_ip.parse().map_err(|_| Status::InvalidArgument)?;
+            let port = u16::try_from(req.storage_port).map_err(|_| Status::InvalidArgument)?;
+            self.storage_ids.by_group_and_addr(&req.group, ip, port)
+        };
+        let Some(entry) = entry else {
+            tracing::warn!(group = %req.group, storage_id = %req.storage_id, %peer_ip,
+                "storage not in storage_ids.conf; join refused");
+            return Err(Status::NotFound);
+        };
+        if entry.group != req.group {
+            tracing::warn!(group = %req.group, configured = %entry.group, id = %entry.id,
+                "storage joins a group other than its configured one; refused");
+            return Err(Status::InvalidArgument);
+        }
+        Ok((entry.id.clone(), entry.rw_mode))
     }
 
     pub fn policy(&self) -> &TrackerConfig {
@@ -170,11 +240,26 @@ impl Registry {
             return Err(Status::InvalidArgument);
         }
         // Without storage ids a storage is known by the address it connects from.
-        let id = if req.storage_id.is_empty() {
-            peer_ip.to_owned()
-        } else {
-            req.storage_id.clone()
-        };
+        let (id, rw_mode) = self.identify(peer_ip, req)?;
+        if let Some(m) = self.groups.get(&req.group).and_then(|g| g.members.get(&id))
+            && m.session != 0
+            && m.ip != peer_ip
+        {
+            tracing::warn!(group = %req.group, %id, held_by = %m.ip, %peer_ip,
+                "storage id already held by a connected storage at another address; join refused");
+            return Err(Status::AlreadyExists);
+        }
+        if let Some((other, _)) = self
+            .groups
+            .iter()
+            .find(|(name, g)| **name != req.group && g.members.contains_key(&id))
+            .filter(|_| self.policy.use_storage_id)
+        {
+            tracing::warn!(group = %req.group, %id, %other, "storage id already used in another group");
+            return Err(Status::InvalidArgument);
+        }
+        self.next_session += 1;
+        let session = self.next_session;
         let group = self.groups.entry(req.group.clone()).or_insert_with(|| {
             Group::new(&req.group, req.store_path_count, req.subdir_count_per_path)
         });
@@ -232,9 +317,13 @@ impl Registry {
                     src_id: String::new(),
                     sync_until: 0,
                     last_synced_timestamp: 0,
+                    rw_mode,
+                    session: 0,
                 })
             }
         };
+        member.session = session;
+        member.rw_mode = rw_mode;
         member.ip = peer_ip.to_owned();
         member.port = req.storage_port;
         member.version = req.version.clone();
@@ -308,9 +397,13 @@ impl Registry {
             ) {
                 m.status = StorageStatus::Online;
             }
-        } else if m.status == StorageStatus::Init {
-            m.status = StorageStatus::WaitSync;
-            if m.src_id.is_empty() {
+        } else {
+            if m.status == StorageStatus::Init {
+                m.status = StorageStatus::WaitSync;
+            }
+            if m.src_id.is_empty()
+                && matches!(m.status, StorageStatus::WaitSync | StorageStatus::Syncing)
+            {
                 m.src_id = src.src_id.clone();
                 m.sync_until = src.until;
             }
@@ -406,6 +499,28 @@ impl Registry {
         Self::mark_alive(g, &id, now)
     }
 
+    /// The report connection `session` of a storage ended: it goes OFFLINE, as in
+    /// FastDFS, unless a newer connection has joined since.
+    pub fn disconnect(&mut self, group: &str, id: &str, session: u64) {
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        let Some(m) = g.members.get_mut(id).filter(|m| m.session == session) else {
+            return;
+        };
+        m.session = 0;
+        m.up_time = 0;
+        if matches!(m.status, StorageStatus::Online | StorageStatus::Active) {
+            tracing::info!(
+                group,
+                storage = id,
+                "report connection closed; marking OFFLINE"
+            );
+            m.status = StorageStatus::Offline;
+            g.changes += 1;
+        }
+    }
+
     /// Scheduled liveness check: silent ACTIVE members go OFFLINE.
     pub fn check_alive(&mut self, now: u64) {
         let limit = self.policy.check_active_interval;
@@ -432,7 +547,7 @@ impl Registry {
             .or_else(|| (self.policy.store_lookup == 1).then(|| self.policy.store_group.clone()));
         if let Some(name) = named {
             let g = self.groups.get(&name).ok_or(Status::NotFound)?;
-            if g.active().is_empty() {
+            if g.writable().is_empty() {
                 return Err(Status::NotFound);
             }
             return if self.group_has_room(g) {
@@ -444,7 +559,7 @@ impl Registry {
         let names: Vec<&Group> = self
             .groups
             .values()
-            .filter(|g| !g.active().is_empty())
+            .filter(|g| !g.writable().is_empty())
             .collect();
         if names.is_empty() {
             return Err(Status::NotFound);
@@ -471,7 +586,7 @@ impl Registry {
     fn choose_storage(&mut self, group: &str) -> Result<String, Status> {
         let store_server = self.policy.store_server;
         let g = self.groups.get_mut(group).ok_or(Status::NotFound)?;
-        let active = g.active();
+        let active = g.writable();
         if active.is_empty() {
             return Err(Status::NotFound);
         }
@@ -530,13 +645,13 @@ impl Registry {
     pub fn query_store_all(&mut self, group: Option<&str>) -> Result<StoreTargets, Status> {
         let group = self.choose_group(group)?;
         let first = self.groups[&group]
-            .active()
+            .writable()
             .first()
             .map(|m| m.id.clone())
             .ok_or(Status::NotFound)?;
         let path = self.choose_path(&group, &first)?;
         let servers = self.groups[&group]
-            .active()
+            .writable()
             .iter()
             .map(|m| m.addr())
             .collect();
@@ -607,14 +722,14 @@ impl Registry {
     ) -> Result<Vec<StorageAddr>, Status> {
         let (_, source, file_ts, normal) = self.decode(group, remote)?;
         let g = &self.groups[group];
-        let source_member = g.find_source(source).filter(|m| m.is_active());
+        let source_member = g.find_source(source).filter(|m| m.is_readable());
         let source_id = g.find_source(source).map(|m| m.id.clone());
         if let Some(s) =
             source_member.filter(|_| (!normal || self.policy.download_server == 1) && one)
         {
             return Ok(vec![s.addr()]);
         }
-        let active = g.active();
+        let active = g.readable();
         if active.is_empty() {
             return Err(Status::NotFound);
         }
@@ -646,7 +761,7 @@ impl Registry {
     pub fn query_update(&mut self, group: &str, remote: &str) -> Result<FetchTarget, Status> {
         let (_, source, _, _) = self.decode(group, remote)?;
         let g = &self.groups[group];
-        if let Some(s) = g.find_source(source).filter(|m| m.is_active()) {
+        if let Some(s) = g.find_source(source).filter(|m| m.is_writable()) {
             return Ok(FetchTarget {
                 group: group.to_owned(),
                 addr: s.addr(),
@@ -667,7 +782,6 @@ impl Registry {
 
     pub fn group_stat(&self, g: &Group) -> GroupStat {
         let (total, free) = g.space();
-        let active = g.active().len() as u64;
         let ports: std::collections::BTreeSet<u64> = g.members.values().map(|m| m.port).collect();
         GroupStat {
             group: g.name.clone(),
@@ -681,8 +795,8 @@ impl Registry {
             } else {
                 -1
             },
-            readable_count: active,
-            writable_count: active,
+            readable_count: g.readable().len() as u64,
+            writable_count: g.writable().len() as u64,
             current_write_server: g.current_write_server as u64,
             store_path_count: g.store_path_count,
             subdir_count_per_path: g.subdir_count_per_path,
@@ -703,7 +817,7 @@ impl Registry {
                 stats.last_synced_timestamp = m.last_synced_timestamp;
                 StorageStat {
                     status: m.status as u8,
-                    rw_mode: 6,
+                    rw_mode: m.rw_mode,
                     id: m.id.clone(),
                     ip: m.ip.clone(),
                     src_id: m.src_id.clone(),
@@ -731,7 +845,7 @@ impl Registry {
 }
 
 fn active_len(g: &Group) -> usize {
-    g.active().len().max(1)
+    g.readable().len().max(1)
 }
 
 #[cfg(test)]

@@ -1,0 +1,267 @@
+//! The tracker's state on disk: `<base_path>/data/tracker_state.json`.
+//!
+//! Groups and their members (ids, addresses, status, sync sources and progress,
+//! disk usage) are saved whenever they change, by writing a temporary file,
+//! syncing it and renaming it over the old one, so a crash leaves either the old
+//! or the new state, never half of one. A restarted tracker loads it and can
+//! answer at once; storages it does not hear from again go OFFLINE after
+//! `check_active_interval` like any silent storage.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::registry::{Group, Member, Registry};
+use crate::proto::StorageStatus;
+use crate::proto::report::PathUsage;
+
+/// Format version written into the file.
+const FORMAT: u32 = 1;
+
+/// Why the state could not be saved or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a tracker state file: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: format {found} is newer than this tracker understands ({FORMAT})")]
+    Format { path: PathBuf, found: u32 },
+}
+
+/// Everything saved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedState {
+    pub format: u32,
+    pub groups: Vec<SavedGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedGroup {
+    pub name: String,
+    pub store_path_count: u64,
+    pub subdir_count_per_path: u64,
+    pub members: Vec<SavedMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedMember {
+    pub id: String,
+    pub ip: String,
+    pub port: u64,
+    pub status: u8,
+    pub version: String,
+    pub join_time: u64,
+    pub upload_priority: u64,
+    pub store_path_count: u64,
+    pub subdir_count_per_path: u64,
+    /// (total_mb, free_mb) per store path.
+    pub paths: Vec<(u64, u64)>,
+    pub src_id: String,
+    pub sync_until: u64,
+    pub last_synced_timestamp: u64,
+    pub rw_mode: u8,
+}
+
+/// The state file under a tracker's base path.
+pub fn state_path(base_path: &Path) -> PathBuf {
+    base_path.join("data").join("tracker_state.json")
+}
+
+impl SavedState {
+    pub fn of(reg: &Registry) -> Self {
+        SavedState {
+            format: FORMAT,
+            groups: reg
+                .groups
+                .values()
+                .map(|g| SavedGroup {
+                    name: g.name.clone(),
+                    store_path_count: g.store_path_count,
+                    subdir_count_per_path: g.subdir_count_per_path,
+                    members: g
+                        .members
+                        .values()
+                        .map(|m| SavedMember {
+                            id: m.id.clone(),
+                            ip: m.ip.clone(),
+                            port: m.port,
+                            status: m.status as u8,
+                            version: m.version.clone(),
+                            join_time: m.join_time,
+                            upload_priority: m.upload_priority,
+                            store_path_count: m.store_path_count,
+                            subdir_count_per_path: m.subdir_count_per_path,
+                            paths: m.paths.iter().map(|p| (p.total_mb, p.free_mb)).collect(),
+                            src_id: m.src_id.clone(),
+                            sync_until: m.sync_until,
+                            last_synced_timestamp: m.last_synced_timestamp,
+                            rw_mode: m.rw_mode,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Puts the saved groups into `reg`; heartbeat clocks restart at `now`.
+    pub fn restore_into(self, reg: &mut Registry, now: u64) {
+        for sg in self.groups {
+            if !crate::fileid::valid_group(&sg.name) {
+                tracing::warn!(group = %sg.name, "saved group has a bad name; skipped");
+                continue;
+            }
+            let mut g = Group::new(&sg.name, sg.store_path_count, sg.subdir_count_per_path);
+            for sm in sg.members {
+                let Some(status) = StorageStatus::from_byte(sm.status) else {
+                    tracing::warn!(group = %sg.name, storage = %sm.id, status = sm.status,
+                        "saved storage has an unknown status; skipped");
+                    continue;
+                };
+                let m = Member {
+                    id: sm.id.clone(),
+                    ip: sm.ip,
+                    port: sm.port,
+                    status,
+                    version: sm.version,
+                    join_time: sm.join_time,
+                    up_time: 0,
+                    upload_priority: sm.upload_priority,
+                    store_path_count: sm.store_path_count,
+                    subdir_count_per_path: sm.subdir_count_per_path,
+                    paths: sm
+                        .paths
+                        .into_iter()
+                        .map(|(total_mb, free_mb)| PathUsage { total_mb, free_mb })
+                        .collect(),
+                    current_write_path: 0,
+                    stats: Default::default(),
+                    last_heartbeat: now,
+                    src_id: sm.src_id,
+                    sync_until: sm.sync_until,
+                    last_synced_timestamp: sm.last_synced_timestamp,
+                    rw_mode: sm.rw_mode,
+                    session: 0,
+                };
+                g.members.insert(sm.id, m);
+            }
+            g.changes = 1;
+            reg.groups.insert(sg.name, g);
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Loads the state file; `Ok(None)` when there is none yet.
+pub fn load(path: &Path) -> Result<Option<SavedState>, PersistError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(PersistError::Io {
+                path: path.into(),
+                source,
+            });
+        }
+    };
+    let state: SavedState =
+        serde_json::from_slice(&bytes).map_err(|source| PersistError::Parse {
+            path: path.into(),
+            source,
+        })?;
+    if state.format > FORMAT {
+        return Err(PersistError::Format {
+            path: path.into(),
+            found: state.format,
+        });
+    }
+    Ok(Some(state))
+}
+
+/// Writes `bytes` to `path` durably: temp file, fsync, rename, directory fsync.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
+    let io = |source| PersistError::Io {
+        path: path.into(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TrackerConfig;
+    use crate::proto::report::JoinRequest;
+
+    #[test]
+    fn round_trips_through_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut reg = Registry::new(TrackerConfig::default());
+        let req = JoinRequest {
+            group: "group1".into(),
+            storage_port: 23000,
+            store_path_count: 2,
+            subdir_count_per_path: 16,
+            upload_priority: 10,
+            status: 7,
+            version: "6.16.1".into(),
+            trackers: vec!["127.0.0.1:22122".into()],
+            ..Default::default()
+        };
+        reg.join("127.0.0.2", &req, 100).expect("join");
+        reg.disk_usage(
+            "group1",
+            "127.0.0.2",
+            vec![
+                PathUsage {
+                    total_mb: 10,
+                    free_mb: 5,
+                },
+                PathUsage {
+                    total_mb: 20,
+                    free_mb: 7,
+                },
+            ],
+            100,
+        )
+        .expect("disk");
+        let saved = SavedState::of(&reg);
+        let path = state_path(dir.path());
+        write_atomically(&path, &saved.to_bytes()).expect("write");
+        assert!(!path.with_extension("json.tmp").exists());
+        let loaded = load(&path).expect("load").expect("present");
+        assert_eq!(loaded, saved);
+        let mut back = Registry::new(TrackerConfig::default());
+        loaded.restore_into(&mut back, 500);
+        let m = &back.groups["group1"].members["127.0.0.2"];
+        assert_eq!(m.status, StorageStatus::Active);
+        assert_eq!(m.free_mb(), 12);
+        assert_eq!(m.last_heartbeat, 500);
+        assert_eq!(SavedState::of(&back), saved);
+
+        assert!(load(&dir.path().join("none.json")).expect("ok").is_none());
+        std::fs::write(&path, b"{not json").expect("write");
+        assert!(matches!(load(&path), Err(PersistError::Parse { .. })));
+    }
+}

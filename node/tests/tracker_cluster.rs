@@ -1,0 +1,597 @@
+//! Trackers as a cluster, in process on loopback: saved state, storage ids,
+//! leader election and failover, admin and statistics commands, several ports.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Cluster, exchanges, hex_field};
+use fdfs_node::client::{Client, ClientConfig, Conn};
+use fdfs_node::config::{
+    Compat, IdType, ListenerConfig, ReservedSpace, StorageConfig, TrackerConfig,
+};
+use fdfs_node::fileid::Source;
+use fdfs_node::proto::cluster::{
+    FetchStorageIds, GroupAndHost, GroupAndId, StorageClusterStats, StorageIdsPage,
+    StorageStatFilter, TrackerStat, TrackerStatFilter, TrackerStatus, VolumeStatFilter,
+    VolumeStats,
+};
+use fdfs_node::proto::monitor::{GroupStat, ListStorageRequest, MonitorLayout, StorageStat};
+use fdfs_node::proto::query::GroupRequest;
+use fdfs_node::proto::report::{HeartbeatReply, JoinRequest, Parameters};
+use fdfs_node::proto::{Command, IpWidth, Status, StorageStatus};
+use fdfs_node::storage::RunningStorage;
+use fdfs_node::tracker::RunningTracker;
+
+/// Polls `cond` every 20 ms until it holds, failing after `secs` seconds.
+async fn wait_for(what: &str, secs: u64, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn call(addr: SocketAddr, cmd: Command, body: &[u8]) -> (Status, Vec<u8>) {
+    let mut c = Conn::connect(addr, Duration::from_secs(5), Duration::from_secs(10), None)
+        .await
+        .expect("connect");
+    c.call(cmd, body, 1 << 20).await.expect("call")
+}
+
+fn tracker_cfg(bind: &str, base: &Path) -> TrackerConfig {
+    TrackerConfig {
+        bind: bind.into(),
+        base_path: base.into(),
+        reserved_storage_space: ReservedSpace::Mb(0),
+        leader_ping_interval_ms: 200,
+        ..Default::default()
+    }
+}
+
+async fn start_storage(
+    bind: &str,
+    group: &str,
+    base: &Path,
+    trackers: &[SocketAddr],
+    server_id: &str,
+) -> RunningStorage {
+    fdfs_node::storage::start(StorageConfig {
+        bind: bind.into(),
+        group_name: group.into(),
+        base_path: base.into(),
+        subdir_count_per_path: 2,
+        tracker_servers: trackers.iter().map(SocketAddr::to_string).collect(),
+        heart_beat_interval: 1,
+        stat_report_interval: 1,
+        server_id: server_id.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("storage starts")
+}
+
+fn member_status(t: &RunningTracker, group: &str, id: &str) -> Option<StorageStatus> {
+    t.tracker
+        .registry()
+        .groups
+        .get(group)
+        .and_then(|g| g.members.get(id))
+        .map(|m| m.status)
+}
+
+async fn client_of(trackers: &[SocketAddr]) -> Client {
+    let mut cfg = ClientConfig::new(trackers.iter().map(SocketAddr::to_string).collect());
+    cfg.connect_timeout = Duration::from_secs(2);
+    cfg.network_timeout = Duration::from_secs(10);
+    Client::new(cfg).await.expect("client")
+}
+
+#[tokio::test]
+async fn restarted_tracker_answers_from_saved_state() {
+    let c = Cluster::start(&["group1"], 2).await;
+    let client = c.client().await;
+    let id = client
+        .upload_bytes(b"kept", "txt", None)
+        .await
+        .expect("upload");
+    let state = c.dir.path().join("tracker/data/tracker_state.json");
+    wait_for("the state file with the ACTIVE storage", 10, async || {
+        std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v["groups"][0]["members"][0]["status"] == 7)
+    })
+    .await;
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).expect("read")).expect("json");
+    assert_eq!(saved["groups"][0]["name"], "group1");
+    assert_eq!(saved["groups"][0]["members"][0]["status"], 7);
+    assert!(!state.with_extension("json.tmp").exists());
+
+    // A second tracker on the same base path, which no storage reports to, knows
+    // the group and routes the file at once.
+    let t2 = fdfs_node::tracker::start(tracker_cfg("127.0.0.1:0", &c.dir.path().join("tracker")))
+        .await
+        .expect("second tracker");
+    let (st, body) = call(t2.addr, Command::ServerListAllGroups, &[]).await;
+    assert_eq!(st, Status::Ok);
+    let groups = GroupStat::decode_all(&body).expect("91");
+    assert_eq!(groups[0].group, "group1");
+    assert_eq!(groups[0].writable_count, 1);
+    let c2 = client_of(&[t2.addr]).await;
+    assert_eq!(
+        c2.download_bytes(&id, 0, 0).await.expect("download"),
+        b"kept"
+    );
+    // A storage that never reports again goes OFFLINE after check_active_interval
+    // (here the registry is asked directly with a later clock).
+    t2.tracker
+        .registry()
+        .check_alive(fdfs_node::unix_now() + 1000);
+    assert_eq!(
+        member_status(&t2, "group1", "127.0.0.2"),
+        Some(StorageStatus::Offline)
+    );
+    t2.stop(Duration::from_secs(1)).await;
+
+    // A corrupt state file stops the start with a message naming it.
+    let bad = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(bad.path().join("data")).expect("mkdir");
+    std::fs::write(bad.path().join("data/tracker_state.json"), b"{oops").expect("write");
+    let err = fdfs_node::tracker::start(tracker_cfg("127.0.0.1:0", bad.path()))
+        .await
+        .expect_err("corrupt state");
+    assert!(err.to_string().contains("tracker_state.json"), "{err}");
+}
+
+#[tokio::test]
+async fn storage_keeps_its_id_on_a_new_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = dir.path().join("storage_ids.conf");
+    std::fs::write(
+        &ids,
+        "# id group host\n100001 group1 127.0.0.2\n100002 group1 127.0.0.4 rw=read\n",
+    )
+    .expect("write");
+    let mut cfg = tracker_cfg("127.0.0.1:0", &dir.path().join("tracker"));
+    cfg.use_storage_id = true;
+    cfg.id_type_in_filename = IdType::Id;
+    cfg.storage_ids_filename = ids.clone();
+    let t = fdfs_node::tracker::start(cfg).await.expect("tracker");
+    let base = dir.path().join("s1");
+    // No server_id configured: the storage asks the tracker (70) which id is its.
+    let s = start_storage("127.0.0.2:0", "group1", &base, &[t.addr], "").await;
+    wait_for("ACTIVE", 20, async || {
+        member_status(&t, "group1", "100001") == Some(StorageStatus::Active)
+    })
+    .await;
+    let client = client_of(&[t.addr]).await;
+    let id = client
+        .upload_bytes(b"by id", "txt", None)
+        .await
+        .expect("upload");
+    assert_eq!(
+        id.remote.core().expect("core").source,
+        Source::ServerId(100001),
+        "{id}"
+    );
+    // The parameters say so, in the recorded key order.
+    let (_, body) = call(t.addr, Command::StorageParameterReq, &[]).await;
+    let params = Parameters::decode(&body).expect("75");
+    assert_eq!(params.get("use_storage_id"), Some("1"));
+    assert_eq!(params.get("id_type_in_filename"), Some("id"));
+
+    // Restarted on another address with its id configured: same member, new address.
+    s.stop(Duration::from_secs(2)).await;
+    wait_for("OFFLINE after the storage left", 10, async || {
+        member_status(&t, "group1", "100001") == Some(StorageStatus::Offline)
+    })
+    .await;
+    let s = start_storage("127.0.0.5:0", "group1", &base, &[t.addr], "100001").await;
+    wait_for("ACTIVE again", 20, async || {
+        member_status(&t, "group1", "100001") == Some(StorageStatus::Active)
+    })
+    .await;
+    {
+        let reg = t.tracker.registry();
+        let g = &reg.groups["group1"];
+        assert_eq!(g.members.len(), 1, "one member, not two");
+        assert_eq!(g.members["100001"].ip, "127.0.0.5");
+    }
+    let fresh = client_of(&[t.addr]).await;
+    assert_eq!(
+        fresh.download_bytes(&id, 0, 0).await.expect("download"),
+        b"by id"
+    );
+    let target = fresh.query_fetch(&id).await.expect("102");
+    assert_eq!(target.addr.ip, "127.0.0.5");
+
+    // Refused joins change nothing: an unknown id, the wrong group, an id in use elsewhere.
+    let join = |group: &str, storage_id: &str| JoinRequest {
+        group: group.into(),
+        storage_port: 23000,
+        store_path_count: 1,
+        subdir_count_per_path: 2,
+        upload_priority: 10,
+        status: 7,
+        storage_id: storage_id.into(),
+        version: "6.16.1".into(),
+        trackers: vec![t.addr.to_string()],
+        ..Default::default()
+    };
+    for (group, sid, want) in [
+        ("group1", "100009", Status::NotFound),
+        ("group2", "100001", Status::InvalidArgument),
+        ("group1", "100001", Status::AlreadyExists),
+        ("group1", "", Status::NotFound),
+    ] {
+        let (st, body) = call(t.addr, Command::StorageJoin, &join(group, sid).encode()).await;
+        assert_eq!((st, body.len()), (want, 0), "{group} {sid:?}");
+    }
+    let (st, _) = call(t.addr, Command::StorageJoin, b"garbage").await;
+    assert_eq!(st, Status::InvalidArgument);
+    {
+        let reg = t.tracker.registry();
+        assert_eq!(reg.groups.len(), 1);
+        assert_eq!(reg.groups["group1"].members["100001"].ip, "127.0.0.5");
+        assert_eq!(
+            reg.groups["group1"].members["100001"].status,
+            StorageStatus::Active
+        );
+    }
+
+    // 69 in both request forms, paged; 70 by address.
+    for body in [
+        FetchStorageIds {
+            start_index: 0,
+            allow_empty: None,
+        }
+        .encode(),
+        FetchStorageIds {
+            start_index: 0,
+            allow_empty: Some(true),
+        }
+        .encode(),
+    ] {
+        let (st, reply) = call(t.addr, Command::StorageFetchStorageIds, &body).await;
+        assert_eq!(st, Status::Ok);
+        let page = StorageIdsPage::decode(&reply).expect("69 reply");
+        assert_eq!(page.total, 2);
+        assert_eq!(
+            page.lines,
+            ["100001 group1 127.0.0.2", "100002 group1 127.0.0.4 rw=read"]
+        );
+    }
+    let (st, _) = call(
+        t.addr,
+        Command::StorageFetchStorageIds,
+        &FetchStorageIds {
+            start_index: 2,
+            allow_empty: Some(false),
+        }
+        .encode(),
+    )
+    .await;
+    assert_eq!(st, Status::InvalidArgument);
+    let req = GroupAndHost {
+        group: "group1".into(),
+        ip: "127.0.0.4".into(),
+        port: 23000,
+    };
+    let (st, reply) = call(t.addr, Command::StorageGetServerId, &req.encode()).await;
+    assert_eq!((st, reply.as_slice()), (Status::Ok, b"100002".as_slice()));
+    s.stop(Duration::from_secs(2)).await;
+    t.stop(Duration::from_secs(1)).await;
+}
+
+/// Three trackers, storages reporting to all: one leader, pushes only from it,
+/// and a new leader when it dies.
+#[tokio::test]
+async fn three_trackers_elect_one_leader_and_fail_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut trackers = Vec::new();
+    for i in 0..3 {
+        let cfg = tracker_cfg(
+            &format!("127.0.0.{}:0", 11 + i),
+            &dir.path().join(format!("t{i}")),
+        );
+        trackers.push(fdfs_node::tracker::start(cfg).await.expect("tracker"));
+    }
+    let addrs: Vec<SocketAddr> = trackers.iter().map(|t| t.addr).collect();
+    let mut storages = Vec::new();
+    for (i, g) in ["group1", "group2"].iter().enumerate() {
+        storages.push(
+            start_storage(
+                &format!("127.0.0.{}:0", 21 + i),
+                g,
+                &dir.path().join(format!("s{i}")),
+                &addrs,
+                "",
+            )
+            .await,
+        );
+    }
+    let leaders = |ts: &[RunningTracker]| -> Vec<Option<SocketAddr>> {
+        ts.iter().map(|t| t.tracker.leader()).collect()
+    };
+    // The greatest address leads once everyone knows everyone.
+    wait_for("one agreed leader", 30, async || {
+        leaders(&trackers) == vec![Some(addrs[2]); 3]
+    })
+    .await;
+    for a in &addrs {
+        let (st, body) = call(*a, Command::ServerGetLeader, &[]).await;
+        assert_eq!((st, body), (Status::Ok, addrs[2].to_string().into_bytes()));
+        let (st, body) = call(*a, Command::TrackerGetStatus, &[]).await;
+        assert_eq!(st, Status::Ok);
+        assert_eq!(
+            TrackerStatus::decode(&body).expect("64").is_leader,
+            *a == addrs[2]
+        );
+    }
+    // 96 is the leader's: every tracker, one leader, all active.
+    wait_for("followers pinging", 10, async || {
+        let (_, body) = call(addrs[2], Command::ServerTrackerClusterStat, &[0, 0, 0]).await;
+        TrackerStat::decode_all(&body).is_ok_and(|l| l.len() == 3 && l.iter().all(|s| s.is_active))
+    })
+    .await;
+    let (_, body) = call(
+        addrs[2],
+        Command::ServerTrackerClusterStat,
+        &TrackerStatFilter {
+            filter_by: 2,
+            is_active: false,
+            is_leader: true,
+        }
+        .encode(),
+    )
+    .await;
+    let only = TrackerStat::decode_all(&body).expect("96");
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].host, addrs[2].to_string());
+    let (st, _) = call(addrs[0], Command::ServerTrackerClusterStat, &[0, 0, 0]).await;
+    assert_eq!(st, Status::NotSupported, "followers refuse 96");
+    let (st, _) = call(addrs[0], Command::TrackerJoinLeader, &[0; 24]).await;
+    assert_eq!(st, Status::InvalidArgument, "port 0");
+
+    // Heartbeat replies: the leader pushes the leader and the members; a follower sends 0.
+    for (addr, is_leader) in [(addrs[2], true), (addrs[0], false)] {
+        let mut c = Conn::connect(addr, Duration::from_secs(2), Duration::from_secs(5), None)
+            .await
+            .expect("connect");
+        let join = JoinRequest {
+            group: "group9".into(),
+            storage_port: 23999,
+            store_path_count: 1,
+            subdir_count_per_path: 2,
+            upload_priority: 10,
+            status: 7,
+            version: "6.16.1".into(),
+            trackers: addrs.iter().map(|a| a.to_string()).collect(),
+            ..Default::default()
+        };
+        let (st, _) = c
+            .call(Command::StorageJoin, &join.encode(), 1024)
+            .await
+            .expect("join");
+        assert_eq!(st, Status::Ok);
+        let (st, body) = c.call(Command::StorageBeat, &[], 4096).await.expect("beat");
+        assert_eq!(st, Status::Ok);
+        if is_leader {
+            let hb = HeartbeatReply::decode(&body).expect("heartbeat reply");
+            let l = hb.leader.expect("leader pushed");
+            assert_eq!(
+                (l.ip, l.port),
+                (addrs[2].ip().to_string(), u32::from(addrs[2].port()))
+            );
+            assert_eq!(hb.members.expect("members pushed").len(), 1);
+            // Nothing changed since: nothing pushed.
+            let (_, body) = c.call(Command::StorageBeat, &[], 4096).await.expect("beat");
+            assert_eq!(body, [0]);
+        } else {
+            assert_eq!(body, [0], "a follower pushes nothing");
+        }
+        c.quit().await;
+    }
+    // Gone storages go OFFLINE at once; then they and their group can be deleted.
+    for t in [&trackers[0], &trackers[2]] {
+        wait_for("the fake storage OFFLINE", 10, async || {
+            member_status(t, "group9", "127.0.0.1") == Some(StorageStatus::Offline)
+        })
+        .await;
+        let del = GroupAndId {
+            group: "group9".into(),
+            id: "127.0.0.1".into(),
+        };
+        let (st, _) = call(t.addr, Command::ServerDeleteStorage, &del.encode()).await;
+        assert_eq!(st, Status::Ok);
+        let (st, _) = call(t.addr, Command::ServerDeleteStorage, &del.encode()).await;
+        assert_eq!(st, Status::AlreadyDone);
+        let g9 = GroupRequest {
+            group: "group9".into(),
+        }
+        .encode();
+        let (st, _) = call(t.addr, Command::ServerDeleteGroup, &g9).await;
+        assert_eq!(st, Status::Ok);
+        let g1 = GroupRequest {
+            group: "group1".into(),
+        }
+        .encode();
+        let (st, _) = call(t.addr, Command::ServerDeleteGroup, &g1).await;
+        assert_eq!(st, Status::Busy);
+    }
+
+    // Every tracker places uploads; kill the leader, the others elect a new one.
+    let client = client_of(&addrs).await;
+    let id = client
+        .upload_bytes(b"before", "txt", None)
+        .await
+        .expect("upload");
+    let leader = trackers.pop().expect("leader");
+    leader.stop(Duration::from_millis(100)).await;
+    wait_for("a new leader", 30, async || {
+        leaders(&trackers) == vec![Some(addrs[1]); 2]
+    })
+    .await;
+    assert_eq!(
+        client.download_bytes(&id, 0, 0).await.expect("download"),
+        b"before"
+    );
+    client.delete(&id).await.expect("delete");
+    for s in storages {
+        s.stop(Duration::from_secs(1)).await;
+    }
+    for t in trackers {
+        t.stop(Duration::from_secs(1)).await;
+    }
+}
+
+/// 93/108 refusals, 96–98 statistics, and a second port with its own profile.
+#[tokio::test]
+async fn admin_statistics_and_a_second_port_with_its_own_profile() {
+    let mut cfg = TrackerConfig::default();
+    cfg.listeners.push(ListenerConfig {
+        bind: "127.0.0.1:0".into(),
+        compat: Compat {
+            ip_width: IpWidth::V6,
+            monitor_layout: MonitorLayout::Classic,
+            ..Default::default()
+        },
+    });
+    let c = Cluster::start_with(&["group1"], 2, cfg).await;
+    let main = c.tracker_addr();
+    let (second, profile) = c.tracker.listeners[1];
+    assert_eq!(profile.profile_name(), "ip45,classic");
+    assert_eq!(c.tracker.listeners[0].1.profile_name(), "ip15");
+
+    let (st, body) = call(main, Command::QueryStoreWithoutGroupOne, &[]).await;
+    assert_eq!((st, body.len()), (Status::Ok, 40));
+    let (st, body) = call(second, Command::QueryStoreWithoutGroupOne, &[]).await;
+    assert_eq!((st, body.len()), (Status::Ok, 70));
+    let (_, body) = call(main, Command::ServerListAllGroups, &[]).await;
+    assert_eq!(body.len(), 113);
+    let (_, body) = call(second, Command::ServerListAllGroups, &[]).await;
+    assert_eq!(body.len(), 105);
+    let g = GroupStat::decode_all_classic(&body).expect("classic 91");
+    assert_eq!((g[0].group.as_str(), g[0].writable_count), ("group1", 1));
+    let list = ListStorageRequest {
+        group: "group1".into(),
+        storage_id: None,
+    }
+    .encode();
+    let (_, body) = call(second, Command::ServerListStorage, &list).await;
+    assert_eq!(body.len(), 612);
+    let s = StorageStat::decode_all_classic(&body).expect("classic 92");
+    assert_eq!((s[0].ip.as_str(), s[0].status), ("127.0.0.2", 7));
+    assert_eq!(s[0].storage_port, u64::from(c.storage_addr(0).port()));
+    let (_, body) = call(main, Command::ServerListStorage, &list).await;
+    assert_eq!(body.len(), 487);
+
+    // 97 with and without a status filter.
+    for (filter, n) in [
+        (StorageStatFilter::default(), 1),
+        (
+            StorageStatFilter {
+                filter_by: 2,
+                op_type: b'=',
+                status: 7,
+                is_trunk_server: false,
+            },
+            1,
+        ),
+        (
+            StorageStatFilter {
+                filter_by: 2,
+                op_type: b'!',
+                status: 7,
+                is_trunk_server: false,
+            },
+            0,
+        ),
+    ] {
+        let (st, body) = call(main, Command::ServerStorageClusterStat, &filter.encode()).await;
+        assert_eq!(st, Status::Ok);
+        let stats = StorageClusterStats::decode(&body).expect("97");
+        assert_eq!(stats.storages.len(), n, "{filter:?}");
+        if n == 1 {
+            assert_eq!(stats.storages[0].host, c.storage_addr(0).to_string());
+            assert_eq!(stats.storages[0].status, 7);
+        }
+    }
+    let (st, _) = call(main, Command::ServerStorageClusterStat, &[2, b'?', 7, 0]).await;
+    assert_eq!(st, Status::InvalidArgument);
+    // 98: the group's space, available when above the reserve.
+    let (st, body) = call(
+        main,
+        Command::ServerStorageVolumnStat,
+        &VolumeStatFilter::default().encode(),
+    )
+    .await;
+    assert_eq!(st, Status::Ok);
+    let v = VolumeStats::decode(&body).expect("98");
+    assert_eq!(v.groups.len(), 1);
+    let g = &v.groups[0];
+    assert!(g.total_mb > 0 && g.is_disk_available);
+    assert_eq!(g.avail_mb, g.free_mb - g.reserved_mb);
+    // 96 from the lone tracker: itself, leader.
+    let (st, body) = call(main, Command::ServerTrackerClusterStat, &[0, 0, 0]).await;
+    assert_eq!(st, Status::Ok);
+    let t = TrackerStat::decode_all(&body).expect("96");
+    assert_eq!(t.len(), 1);
+    assert!(t[0].is_leader && t[0].is_active);
+    assert_eq!(t[0].host, main.to_string());
+
+    // An ACTIVE storage and a group with members cannot be deleted.
+    let del = GroupAndId {
+        group: "group1".into(),
+        id: "127.0.0.2".into(),
+    };
+    let (st, _) = call(main, Command::ServerDeleteStorage, &del.encode()).await;
+    assert_eq!(st, Status::Busy);
+    let (st, _) = call(
+        main,
+        Command::ServerDeleteGroup,
+        &GroupRequest {
+            group: "group1".into(),
+        }
+        .encode(),
+    )
+    .await;
+    assert_eq!(st, Status::Busy);
+    assert_eq!(
+        member_status(&c.tracker, "group1", "127.0.0.2"),
+        Some(StorageStatus::Active)
+    );
+}
+
+/// PARAMETER_REQ answers the keys of a V6.16.1 tracker, in its order.
+#[tokio::test]
+async fn parameters_match_the_recorded_key_order() {
+    let recorded = exchanges()
+        .into_iter()
+        .find(|x| x["cmd"] == 75)
+        .expect("a recorded 75");
+    let recorded = Parameters::decode(&hex_field(&recorded["response"], "body_hex")).expect("75");
+    let c = Cluster::start(&["group1"], 2).await;
+    let (_, body) = call(c.tracker_addr(), Command::StorageParameterReq, &[]).await;
+    let ours = Parameters::decode(&body).expect("ours");
+    let keys = |p: &Parameters| p.entries.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&ours), keys(&recorded));
+    for k in [
+        "use_storage_id",
+        "id_type_in_filename",
+        "response_ip_addr_size",
+        "use_trunk_file",
+    ] {
+        assert_eq!(ours.get(k), recorded.get(k), "{k}");
+    }
+}

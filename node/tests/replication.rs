@@ -1,0 +1,255 @@
+//! Group replication between two real storages on loopback: a new member gets a
+//! full copy, then every change on one member reaches the other.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fdfs_node::client::{Client, ClientConfig};
+use fdfs_node::config::{ReservedSpace, StorageConfig, TrackerConfig};
+use fdfs_node::fileid::FileId;
+use fdfs_node::proto::StorageStatus;
+use fdfs_node::storage::RunningStorage;
+use fdfs_node::tracker::RunningTracker;
+
+struct Group {
+    tracker: RunningTracker,
+    members: Vec<RunningStorage>,
+    dir: tempfile::TempDir,
+    client: Client,
+}
+
+fn storage_config(dir: &Path, ip: &str, tracker: &RunningTracker) -> StorageConfig {
+    StorageConfig {
+        bind: format!("{ip}:0"),
+        base_path: dir.join(ip),
+        subdir_count_per_path: 4,
+        heart_beat_interval: 1,
+        tracker_servers: vec![tracker.addr.to_string()],
+        ..Default::default()
+    }
+}
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+impl Group {
+    async fn start() -> Group {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tracker = fdfs_node::tracker::start(TrackerConfig {
+            bind: "127.0.0.1:0".into(),
+            base_path: dir.path().join("tracker"),
+            reserved_storage_space: ReservedSpace::Mb(0),
+            ..Default::default()
+        })
+        .await
+        .expect("tracker");
+        let a = fdfs_node::storage::start(storage_config(dir.path(), "127.0.0.2", &tracker))
+            .await
+            .expect("A");
+        let client = Client::new(ClientConfig::new(vec![tracker.addr.to_string()]))
+            .await
+            .expect("client");
+        let g = Group {
+            tracker,
+            members: vec![a],
+            dir,
+            client,
+        };
+        g.wait_all_active().await;
+        g
+    }
+
+    async fn add_member(&mut self, ip: &str) {
+        let s = fdfs_node::storage::start(storage_config(self.dir.path(), ip, &self.tracker))
+            .await
+            .expect("member");
+        self.members.push(s);
+    }
+
+    async fn wait_all_active(&self) {
+        let want = self.members.len();
+        wait_for("every member ACTIVE", Duration::from_secs(60), async || {
+            let reg = self.tracker.tracker.registry();
+            reg.groups
+                .get("group1")
+                .map(|g| {
+                    g.members
+                        .values()
+                        .filter(|m| m.status == StorageStatus::Active)
+                        .count()
+                        == want
+                })
+                .unwrap_or(false)
+        })
+        .await;
+    }
+
+    fn path_on(&self, member: usize, id: &FileId) -> PathBuf {
+        self.members[member]
+            .node
+            .config
+            .base_path
+            .join(id.remote.relative_path())
+    }
+}
+
+fn content(i: usize) -> Vec<u8> {
+    let len = match i % 10 {
+        0 => 300_000 + i,
+        1..=3 => 0,
+        _ => 100 + i * 7 % 5000,
+    };
+    (0..len).map(|j| ((i * 31 + j * 7) % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn two_members_converge_on_every_change() {
+    let mut g = Group::start().await;
+    // Files uploaded before the second member exists reach it through the full copy.
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        ids.push((
+            g.client
+                .upload_bytes(&content(i), "bin", None)
+                .await
+                .expect("upload"),
+            crc32fast::hash(&content(i)),
+        ));
+    }
+    g.add_member("127.0.0.3").await;
+    g.wait_all_active().await;
+    // And files uploaded afterwards, to either member, through the push.
+    for i in 300..2000 {
+        ids.push((
+            g.client
+                .upload_bytes(&content(i), "bin", None)
+                .await
+                .expect("upload"),
+            crc32fast::hash(&content(i)),
+        ));
+    }
+    wait_for(
+        "all 2000 files on both members",
+        Duration::from_secs(120),
+        async || {
+            ids.iter()
+                .all(|(id, _)| g.path_on(0, id).exists() && g.path_on(1, id).exists())
+        },
+    )
+    .await;
+    for (id, crc) in &ids {
+        for m in 0..2 {
+            let bytes = std::fs::read(g.path_on(m, id)).expect("read");
+            assert_eq!(crc32fast::hash(&bytes), *crc, "{id} differs on member {m}");
+        }
+    }
+    let sources: std::collections::BTreeSet<String> = ids
+        .iter()
+        .map(|(id, _)| id.remote.core().expect("core").source.to_string())
+        .collect();
+    assert_eq!(sources.len(), 2, "uploads went to both members");
+
+    // Deletes, appends, modifies, truncates, renames and metadata propagate too.
+    let (gone, _) = ids[5].clone();
+    g.client.delete(&gone).await.expect("delete");
+    let app = g
+        .client
+        .upload_appender_reader(&b"start-"[..], 6, "log", None)
+        .await
+        .expect("appender");
+    g.client
+        .append_bytes(&app, b"appended")
+        .await
+        .expect("append");
+    g.client
+        .modify_bytes(&app, 0, b"START")
+        .await
+        .expect("modify");
+    g.client.truncate(&app, 12).await.expect("truncate");
+    let (with_meta, _) = ids[7].clone();
+    g.client
+        .set_metadata(
+            &with_meta,
+            &fdfs_node::storage::meta::encode_pairs([("k", "v")]),
+            false,
+        )
+        .await
+        .expect("meta");
+    let app2 = g
+        .client
+        .upload_appender_reader(&b"to be renamed"[..], 13, "txt", None)
+        .await
+        .expect("appender");
+    let renamed = g
+        .client
+        .regenerate_appender_name(&app2)
+        .await
+        .expect("regenerate");
+    let meta_path = |m: usize| PathBuf::from(format!("{}-m", g.path_on(m, &with_meta).display()));
+    wait_for(
+        "changes on both members",
+        Duration::from_secs(60),
+        async || {
+            (0..2).all(|m| {
+                !g.path_on(m, &gone).exists()
+                    && std::fs::read(g.path_on(m, &app))
+                        .map(|b| b == b"START-append")
+                        .unwrap_or(false)
+                    && std::fs::read(meta_path(m))
+                        .map(|b| b == b"k\x02v")
+                        .unwrap_or(false)
+                    && g.path_on(m, &renamed).exists()
+                    && !g.path_on(m, &app2).exists()
+            })
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_restarted_member_catches_up_from_its_mark() {
+    let mut g = Group::start().await;
+    g.add_member("127.0.0.4").await;
+    g.wait_all_active().await;
+    let first = g
+        .client
+        .upload_bytes(b"before the restart", "txt", None)
+        .await
+        .expect("upload");
+    wait_for("first file on both", Duration::from_secs(30), async || {
+        g.path_on(0, &first).exists() && g.path_on(1, &first).exists()
+    })
+    .await;
+    // Stop member B, upload to A meanwhile, start B again on the same data.
+    let b = g.members.pop().expect("B");
+    let cfg = b.node.config.clone();
+    b.stop(Duration::from_secs(2)).await;
+    let mut later = Vec::new();
+    for i in 0..50 {
+        later.push(
+            g.client
+                .upload_bytes(&content(i + 5000), "bin", None)
+                .await
+                .expect("upload while B is down"),
+        );
+    }
+    let b = fdfs_node::storage::start(cfg).await.expect("restart B");
+    g.members.push(b);
+    wait_for("B caught up", Duration::from_secs(60), async || {
+        later.iter().all(|id| g.path_on(1, id).exists())
+    })
+    .await;
+    for (i, id) in later.iter().enumerate() {
+        assert_eq!(
+            std::fs::read(g.path_on(1, id)).expect("read"),
+            content(i + 5000)
+        );
+    }
+}

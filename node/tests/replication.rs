@@ -211,6 +211,20 @@ async fn two_members_converge_on_every_change() {
         },
     )
     .await;
+    // Each member reports how far behind it is pushing to the other: nothing, now.
+    wait_for("lag metrics at zero", Duration::from_secs(30), async || {
+        let text = g.members[0].node.metrics.render();
+        text.contains("fdfs_storage_sync_lag_bytes{peer=\"127.0.0.3\"} 0")
+            && text.contains("fdfs_storage_sync_lag_seconds{peer=\"127.0.0.3\"} 0")
+    })
+    .await;
+    let text = g.members[0].node.metrics.render();
+    let pushed: u64 = text
+        .lines()
+        .find(|l| l.starts_with("fdfs_storage_synced_records_total{peer=\"127.0.0.3\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("synced records metric");
+    assert!(pushed >= 300, "A pushed {pushed} records to B");
 }
 
 #[tokio::test]

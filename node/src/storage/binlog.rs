@@ -238,6 +238,26 @@ impl Binlog {
         *self.end.borrow()
     }
 
+    /// Bytes between `from` and the end of the binlog.
+    pub fn lag_bytes(&self, from: Position) -> u64 {
+        let end = self.end();
+        if from.index == end.index {
+            return end.offset.saturating_sub(from.offset);
+        }
+        let mut total = end.offset;
+        for index in from.index..end.index {
+            let len = std::fs::metadata(file_path(&self.dir, index))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            total += if index == from.index {
+                len.saturating_sub(from.offset)
+            } else {
+                len
+            };
+        }
+        total
+    }
+
     /// Subscribes to end-of-binlog changes.
     pub fn subscribe(&self) -> watch::Receiver<Position> {
         self.end.subscribe()

@@ -32,6 +32,11 @@ pub struct PathLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub method: String,
     pub code: u16,
@@ -47,6 +52,9 @@ pub struct StorageMetrics {
     pub disk_free: Family<PathLabels, Gauge>,
     pub disk_total: Family<PathLabels, Gauge>,
     pub http_requests: Family<HttpLabels, Counter>,
+    pub sync_lag_bytes: Family<PeerLabels, Gauge>,
+    pub sync_lag_seconds: Family<PeerLabels, Gauge>,
+    pub synced_records: Family<PeerLabels, Counter>,
 }
 
 impl Default for StorageMetrics {
@@ -92,6 +100,24 @@ impl StorageMetrics {
             "HTTP requests by method and status code",
             http_requests.clone(),
         );
+        let sync_lag_bytes = Family::<PeerLabels, Gauge>::default();
+        registry.register(
+            "sync_lag_bytes",
+            "Binlog bytes not yet pushed to each peer",
+            sync_lag_bytes.clone(),
+        );
+        let sync_lag_seconds = Family::<PeerLabels, Gauge>::default();
+        registry.register(
+            "sync_lag_seconds",
+            "Age in seconds of the oldest change not yet pushed to each peer",
+            sync_lag_seconds.clone(),
+        );
+        let synced_records = Family::<PeerLabels, Counter>::default();
+        registry.register(
+            "synced_records",
+            "Binlog records pushed to each peer",
+            synced_records.clone(),
+        );
         StorageMetrics {
             registry,
             requests,
@@ -100,6 +126,9 @@ impl StorageMetrics {
             disk_free,
             disk_total,
             http_requests,
+            sync_lag_bytes,
+            sync_lag_seconds,
+            synced_records,
         }
     }
 

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::StorageNode;
 use super::binlog::{Op, Position, Record};
+use super::metrics::PeerLabels;
 use crate::client::{ClientError, Conn};
 use crate::fileid::RemoteName;
 use crate::proto::fields::{GROUP_NAME_LEN, STORAGE_ID_LEN, put_fixed};
@@ -258,8 +259,24 @@ async fn push_session(
     expect_ok(conn.call(Command::ReportServerId, &id, 1024).await?)?;
     let mut end = node.binlog.subscribe();
     let mut unsaved = 0u64;
+    let labels = PeerLabels {
+        peer: peer.id.clone(),
+    };
     loop {
         let (records, next) = node.binlog.read_from(mark.position, BATCH_BYTES)?;
+        let lag = node.binlog.lag_bytes(mark.position);
+        node.metrics
+            .sync_lag_bytes
+            .get_or_create(&labels)
+            .set(lag as i64);
+        let oldest = records
+            .first()
+            .map(|r| crate::unix_now().saturating_sub(u64::from(r.timestamp)))
+            .unwrap_or(0);
+        node.metrics
+            .sync_lag_seconds
+            .get_or_create(&labels)
+            .set(oldest as i64);
         if records.is_empty() {
             if mark.need_sync_old && !mark.sync_old_done {
                 mark.sync_old_done = true;
@@ -291,6 +308,7 @@ async fn push_session(
             if wanted(r, &mark) {
                 push_record(node, &mut conn, r).await?;
                 mark.sync_rows += 1;
+                node.metrics.synced_records.get_or_create(&labels).inc();
             }
         }
         mark.position = next;

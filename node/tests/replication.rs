@@ -267,3 +267,58 @@ async fn a_restarted_member_catches_up_from_its_mark() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_new_member_gets_a_full_copy_before_it_serves_reads() {
+    let mut g = Group::start().await;
+    g.add_member("127.0.0.5").await;
+    g.wait_all_active().await;
+    let mut ids = Vec::new();
+    for i in 0..10_000 {
+        let data = format!("file {i}").into_bytes();
+        ids.push(
+            g.client
+                .upload_bytes(&data, "txt", None)
+                .await
+                .expect("upload"),
+        );
+    }
+    let ids = std::sync::Arc::new(ids);
+    // Readers hammer the group through the tracker while the third member joins.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for r in 0..4usize {
+        let (ids, stop) = (ids.clone(), stop.clone());
+        let client = Client::new(ClientConfig::new(vec![g.tracker.addr.to_string()]))
+            .await
+            .expect("client");
+        readers.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            let mut i = r * 7919;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i = (i + 104_729) % ids.len();
+                let want = format!("file {i}").into_bytes();
+                let got = client.download_bytes(&ids[i], 0, 0).await;
+                assert_eq!(
+                    got.as_deref().ok(),
+                    Some(want.as_slice()),
+                    "read of {} failed: {got:?}",
+                    ids[i]
+                );
+                n += 1;
+            }
+            n
+        }));
+    }
+    g.add_member("127.0.0.6").await;
+    g.wait_all_active().await;
+    for id in ids.iter() {
+        assert!(g.path_on(2, id).exists(), "{id} missing on the new member");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut reads = 0;
+    for r in readers {
+        reads += r.await.expect("reader");
+    }
+    assert!(reads > 0);
+}

@@ -253,10 +253,10 @@ async fn push_session(
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
-    let mut conn = node.connect(peer.addr).await?;
-    let mut id = vec![0u8; 0];
-    put_fixed(&mut id, node.own_id().as_bytes(), STORAGE_ID_LEN);
-    expect_ok(conn.call(Command::ReportServerId, &id, 1024).await?)?;
+    let mut conns = Vec::with_capacity(LANES);
+    for _ in 0..LANES {
+        conns.push(Some(open_lane(node, peer.addr).await?));
+    }
     let mut end = node.binlog.subscribe();
     let mut unsaved = 0u64;
     let labels = PeerLabels {
@@ -289,13 +289,17 @@ async fn push_session(
             }
             tokio::select! {
                 _ = stop.cancelled() => {
-                    conn.quit().await;
+                    for c in conns.into_iter().flatten() {
+                        c.quit().await;
+                    }
                     return Ok(());
                 }
                 _ = end.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(10)) => {
-                    // Keep the connection alive and find out early if the peer went away.
-                    expect_ok(conn.call(Command::ActiveTest, &[], 16).await?)?;
+                    // Keep the connections alive and find out early if the peer went away.
+                    for c in conns.iter_mut().flatten() {
+                        expect_ok(c.call(Command::ActiveTest, &[], 16).await?)?;
+                    }
                 }
             }
             if current(node, peer_id).is_none() {
@@ -303,14 +307,18 @@ async fn push_session(
             }
             continue;
         }
-        for r in &records {
-            mark.scan_rows += 1;
-            if wanted(r, &mark) {
-                push_record(node, &mut conn, r).await?;
-                mark.sync_rows += 1;
-                node.metrics.synced_records.get_or_create(&labels).inc();
-            }
-        }
+        mark.scan_rows += records.len() as u64;
+        let chosen: Vec<Record> = records
+            .iter()
+            .filter(|r| wanted(r, &mark))
+            .cloned()
+            .collect();
+        let pushed = push_batch(node, &mut conns, chosen).await?;
+        mark.sync_rows += pushed;
+        node.metrics
+            .synced_records
+            .get_or_create(&labels)
+            .inc_by(pushed);
         mark.position = next;
         unsaved += records.len() as u64;
         if unsaved >= MARK_EVERY {
@@ -318,6 +326,80 @@ async fn push_session(
             unsaved = 0;
         }
     }
+}
+
+/// Connections per peer; records of one file always share a lane, so they keep their order.
+const LANES: usize = 4;
+
+async fn open_lane(node: &StorageNode, addr: SocketAddr) -> Result<Conn, SyncError> {
+    let mut conn = node.connect(addr).await?;
+    let mut id = Vec::with_capacity(STORAGE_ID_LEN);
+    put_fixed(&mut id, node.own_id().as_bytes(), STORAGE_ID_LEN);
+    expect_ok(conn.call(Command::ReportServerId, &id, 1024).await?)?;
+    Ok(conn)
+}
+
+/// The lane of a record: by file name, a metadata file going with its file.
+fn lane_of(r: &Record) -> usize {
+    let base = r.name.strip_suffix("-m").unwrap_or(&r.name);
+    (crc32fast::hash(base.as_bytes()) as usize) % LANES
+}
+
+/// Pushes records over the lanes in parallel; renames and links, which touch two
+/// names, run alone between the parallel stretches. Returns how many were pushed.
+async fn push_batch(
+    node: &Arc<StorageNode>,
+    conns: &mut [Option<Conn>],
+    records: Vec<Record>,
+) -> Result<u64, SyncError> {
+    let total = records.len() as u64;
+    let mut stretch: Vec<Vec<Record>> = vec![Vec::new(); LANES];
+    for r in records {
+        if matches!(r.op, Op::Rename | Op::Link) {
+            run_lanes(
+                node,
+                conns,
+                std::mem::replace(&mut stretch, vec![Vec::new(); LANES]),
+            )
+            .await?;
+            let conn = conns[0].as_mut().ok_or(SyncError::Gone)?;
+            push_record(node, conn, &r).await?;
+        } else {
+            stretch[lane_of(&r)].push(r);
+        }
+    }
+    run_lanes(node, conns, stretch).await?;
+    Ok(total)
+}
+
+async fn run_lanes(
+    node: &Arc<StorageNode>,
+    conns: &mut [Option<Conn>],
+    lanes: Vec<Vec<Record>>,
+) -> Result<(), SyncError> {
+    let mut set = tokio::task::JoinSet::new();
+    for (k, lane) in lanes.into_iter().enumerate() {
+        if lane.is_empty() {
+            continue;
+        }
+        let mut conn = conns[k].take().ok_or(SyncError::Gone)?;
+        let node = node.clone();
+        set.spawn(async move {
+            for r in &lane {
+                push_record(&node, &mut conn, r).await?;
+            }
+            Ok::<_, SyncError>((k, conn))
+        });
+    }
+    let mut first_error = None;
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok(Ok((k, conn))) => conns[k] = Some(conn),
+            Ok(Err(e)) => first_error = first_error.or(Some(e)),
+            Err(_) => first_error = first_error.or(Some(SyncError::Gone)),
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Which records go to the peer (protocol notes §6.3).

@@ -322,3 +322,107 @@ async fn a_new_member_gets_a_full_copy_before_it_serves_reads() {
     }
     assert!(reads > 0);
 }
+
+/// A peer that sends a sync for another group, a name outside the store, or a
+/// body cut short: refused or dropped, and nothing on disk changes.
+#[tokio::test]
+async fn bad_sync_requests_change_nothing() {
+    use fdfs_node::proto::sync::{SyncDelete, SyncFileHead};
+    use fdfs_node::proto::{Command, HEADER_LEN, Header, Status};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let g = Group::start().await;
+    let kept = g
+        .client
+        .upload_bytes(b"kept", "txt", None)
+        .await
+        .expect("upload");
+    let addr = g.members[0].addr;
+    let files_before = std::fs::read_dir(g.members[0].node.config.base_path.join("data/00/00"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    async fn send(addr: std::net::SocketAddr, cmd: Command, body: &[u8]) -> Option<Status> {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut req = Header::request(cmd, body.len() as u64).encode().to_vec();
+        req.extend_from_slice(body);
+        s.write_all(&req).await.ok()?;
+        let mut h = [0u8; HEADER_LEN];
+        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut h))
+            .await
+            .ok()?
+            .ok()?;
+        Some(Header::decode(&h, 0).expect("header").status())
+    }
+    let file = |group: &str, name: &str, content: &[u8]| {
+        let mut b = SyncFileHead {
+            name_len: name.len() as u64,
+            file_size: content.len() as u64,
+            timestamp: 1,
+            group: group.into(),
+        }
+        .encode();
+        b.extend_from_slice(name.as_bytes());
+        b.extend_from_slice(content);
+        b
+    };
+    let name = "M00/00/00/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt";
+    assert_eq!(
+        send(addr, Command::SyncCreateFile, &file("group9", name, b"x")).await,
+        Some(Status::InvalidArgument)
+    );
+    assert_eq!(
+        send(
+            addr,
+            Command::SyncCreateFile,
+            &file("group1", "M00/00/00/../../../../tmp/evil", b"x")
+        )
+        .await,
+        Some(Status::InvalidArgument)
+    );
+    let del = SyncDelete {
+        timestamp: 1,
+        group: "group1".into(),
+        name: format!("../{}", kept.remote),
+    }
+    .encode();
+    assert_eq!(
+        send(addr, Command::SyncDeleteFile, &del).await,
+        Some(Status::InvalidArgument)
+    );
+    // A body shorter than announced: the peer hangs up mid-file.
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let full = file("group1", name, &[7u8; 100_000]);
+    let mut req = Header::request(Command::SyncCreateFile, full.len() as u64)
+        .encode()
+        .to_vec();
+    req.extend_from_slice(&full[..50_000]);
+    s.write_all(&req).await.expect("write");
+    drop(s);
+    let target = g.members[0]
+        .node
+        .config
+        .base_path
+        .join("data/00/00/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt");
+    let tmp = g.members[0].node.config.base_path.join("data/.tmp");
+    wait_for(
+        "partial sync discarded",
+        Duration::from_secs(10),
+        async || {
+            std::fs::read_dir(&tmp)
+                .map(|d| d.count() == 0)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    assert!(!target.exists(), "a cut-off sync must not leave a file");
+    assert_eq!(
+        std::fs::read_dir(g.members[0].node.config.base_path.join("data/00/00"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        files_before
+    );
+    assert_eq!(
+        g.client.download_bytes(&kept, 0, 0).await.expect("kept"),
+        b"kept"
+    );
+}

@@ -595,3 +595,85 @@ async fn parameters_match_the_recorded_key_order() {
         assert_eq!(ours.get(k), recorded.get(k), "{k}");
     }
 }
+
+/// GET over a plain TCP connection: (status code, body).
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[tokio::test]
+async fn http_status_health_readiness_and_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = tracker_cfg("127.0.0.1:0", &dir.path().join("t"));
+    cfg.http_bind = "127.0.0.1:0".into();
+    let t = fdfs_node::tracker::start(cfg).await.expect("tracker");
+    let http = t.http_addr.expect("http listener");
+    assert_eq!(
+        fdfs_node::local::tracker_lines(&t)[0],
+        format!("tracker {} http={http}", t.addr)
+    );
+    assert_eq!(http_get(http, "/healthz").await, (200, "ok\n".into()));
+    let (code, body) = http_get(http, "/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    let s = start_storage(
+        "127.0.0.2:0",
+        "group1",
+        &dir.path().join("s"),
+        &[t.addr],
+        "",
+    )
+    .await;
+    wait_for("ready", 20, async || {
+        http_get(http, "/readyz").await.0 == 200
+    })
+    .await;
+
+    let (code, body) = http_get(http, "/api/v1/cluster").await;
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["tracker"]["is_leader"], true);
+    assert_eq!(v["tracker"]["leader"], t.addr.to_string());
+    assert_eq!(v["groups"][0]["name"], "group1");
+    assert_eq!(v["groups"][0]["writable"], 1);
+    assert_eq!(v["groups"][0]["storages"][0]["status"], "ACTIVE");
+    assert_eq!(v["groups"][0]["storages"][0]["addr"], s.addr.to_string());
+
+    let (code, body) = http_get(http, "/metrics").await;
+    assert_eq!(code, 200);
+    for line in [
+        "fdfs_tracker_is_leader 1",
+        "fdfs_tracker_groups 1",
+        "fdfs_tracker_storages{group=\"group1\",status=\"ACTIVE\"} 1",
+        // Joins (81) and disk reports (84) were counted.
+        "fdfs_tracker_requests_total{command=\"81\",status=\"0\"}",
+    ] {
+        assert!(body.contains(line), "{line} missing from:\n{body}");
+    }
+    assert_eq!(http_get(http, "/nope").await.0, 404);
+    s.stop(Duration::from_secs(1)).await;
+    t.stop(Duration::from_secs(1)).await;
+    assert!(
+        tokio::net::TcpStream::connect(http).await.is_err(),
+        "HTTP stops with the tracker"
+    );
+}

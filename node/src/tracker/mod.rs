@@ -3,6 +3,7 @@
 //! peers, and saves its state so a restart answers at once.
 
 pub mod election;
+pub mod http;
 pub mod persist;
 pub mod registry;
 pub mod storage_ids;
@@ -45,6 +46,8 @@ pub struct Tracker {
     pub started_at: u64,
     /// Seconds it was down before this start (from `.tracker_status`).
     restart_interval: u64,
+    /// Request counters exported on `/metrics`.
+    pub metrics: http::TrackerMetrics,
 }
 
 /// What one connection remembers between requests.
@@ -109,6 +112,7 @@ impl Tracker {
             config,
             started_at: unix_now(),
             restart_interval,
+            metrics: http::TrackerMetrics::default(),
         }
     }
 
@@ -539,6 +543,8 @@ impl Tracker {
                 Err(Status::InvalidArgument)
             }
         };
+        let status = result.as_ref().err().copied().unwrap_or(Status::Ok);
+        self.metrics.count(u8::from(cmd), u8::from(status));
         match result {
             Ok(reply) => conn.reply(Status::Ok, &reply).await?,
             Err(status) => conn.reply_error(status).await?,
@@ -885,10 +891,26 @@ pub async fn start(config: TrackerConfig) -> std::io::Result<RunningTracker> {
             Duration::from_secs(5),
         )));
     }
+    let mut http_addr = None;
+    if !config.http_bind.is_empty() {
+        let (a, task) = match http::serve(&config.http_bind, tracker.clone(), stop.clone()).await {
+            Ok(x) => x,
+            Err(source) => {
+                stop.cancel();
+                return Err(TrackerError::Bind {
+                    addr: config.http_bind.clone(),
+                    source,
+                }
+                .into());
+            }
+        };
+        http_addr = Some(a);
+        tasks.push(task);
+    }
     Ok(RunningTracker {
         addr,
         listeners,
-        http_addr: None,
+        http_addr,
         tracker,
         stop,
         tasks,

@@ -677,3 +677,70 @@ async fn http_status_health_readiness_and_metrics() {
         "HTTP stops with the tracker"
     );
 }
+
+/// Malformed reports from a joined storage get EINVAL and change nothing.
+#[tokio::test]
+async fn malformed_reports_are_refused_and_change_nothing() {
+    let c = Cluster::start(&["group1"], 2).await;
+    let mut conn = Conn::connect(
+        c.tracker_addr(),
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+        None,
+    )
+    .await
+    .expect("connect");
+    let join = JoinRequest {
+        group: "group1".into(),
+        storage_port: 23999,
+        store_path_count: 1,
+        subdir_count_per_path: 2,
+        upload_priority: 10,
+        status: 7,
+        version: "6.16.1".into(),
+        trackers: vec![c.tracker_addr().to_string()],
+        ..Default::default()
+    };
+    let (st, _) = conn
+        .call(Command::StorageJoin, &join.encode(), 1024)
+        .await
+        .expect("join");
+    assert_eq!(st, Status::Ok);
+    let snapshot = |c: &Cluster| {
+        let reg = c.tracker.tracker.registry();
+        let m = &reg.groups["group1"].members["127.0.0.1"];
+        (
+            m.status,
+            m.paths.clone(),
+            m.last_synced_timestamp,
+            reg.groups["group1"].members.len(),
+        )
+    };
+    let before = snapshot(&c);
+    for (cmd, body) in [
+        (Command::StorageBeat, vec![0u8; 10]),
+        (Command::StorageReportDiskUsage, vec![0u8; 32]), // two paths, the group has one
+        (Command::StorageReportDiskUsage, vec![0u8; 15]),
+        (Command::StorageSyncReport, vec![0u8; 7]),
+        (Command::StorageSyncNotify, vec![0u8; 3]),
+        (Command::StorageChangeStatus, vec![42]),
+        (Command::StorageChangeStatus, vec![]),
+        (Command::StorageReplicaChg, vec![0u8; 66]),
+        (Command::StorageSyncDestReq, vec![1]),
+    ] {
+        let (st, reply) = conn.call(cmd, &body, 1024).await.expect("reply");
+        assert_eq!(
+            (st, reply.len()),
+            (Status::InvalidArgument, 0),
+            "{cmd:?} {}",
+            body.len()
+        );
+    }
+    assert_eq!(snapshot(&c), before);
+    // The connection still works.
+    let (st, _) = conn
+        .call(Command::StorageBeat, &[], 1024)
+        .await
+        .expect("beat");
+    assert_eq!(st, Status::Ok);
+}

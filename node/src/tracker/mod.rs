@@ -545,6 +545,10 @@ impl Tracker {
         };
         let status = result.as_ref().err().copied().unwrap_or(Status::Ok);
         self.metrics.count(u8::from(cmd), u8::from(status));
+        if let (Err(status), Some((group, id, _))) = (&result, &session.joined) {
+            tracing::warn!(peer = %conn.peer, %group, storage = %id, ?cmd, %status,
+                "storage report refused");
+        }
         match result {
             Ok(reply) => conn.reply(Status::Ok, &reply).await?,
             Err(status) => conn.reply_error(status).await?,

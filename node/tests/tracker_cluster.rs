@@ -362,6 +362,32 @@ async fn three_trackers_elect_one_leader_and_fail_over() {
     assert_eq!(st, Status::NotSupported, "followers refuse 96");
     let (st, _) = call(addrs[0], Command::TrackerJoinLeader, &[0; 24]).await;
     assert_eq!(st, Status::InvalidArgument, "port 0");
+    let (st, _) = call(addrs[0], Command::TrackerJoinLeader, &{
+        let mut j = vec![0u8; 24];
+        j[23] = 1;
+        j
+    })
+    .await;
+    assert_eq!(st, Status::NotSupported, "a follower is no leader to join");
+    // COMMIT without NOTIFY of the same address is refused.
+    let (st, _) = call(
+        addrs[0],
+        Command::TrackerCommitNextLeader,
+        b"127.0.0.99:22122",
+    )
+    .await;
+    assert_eq!(st, Status::InvalidArgument);
+    assert_eq!(trackers[0].tracker.leader(), Some(addrs[2]));
+    // NOTIFY_RESELECT_LEADER: a follower refuses; the leader steps down, and the
+    // cluster elects again (the same tracker still ranks first).
+    let (st, _) = call(addrs[0], Command::TrackerNotifyReselectLeader, &[]).await;
+    assert_eq!(st, Status::NotSupported);
+    let (st, _) = call(addrs[2], Command::TrackerNotifyReselectLeader, &[]).await;
+    assert_eq!(st, Status::Ok);
+    wait_for("the leader re-elected", 30, async || {
+        leaders(&trackers) == vec![Some(addrs[2]); 3]
+    })
+    .await;
 
     // Heartbeat replies: the leader pushes the leader and the members; a follower sends 0.
     for (addr, is_leader) in [(addrs[2], true), (addrs[0], false)] {

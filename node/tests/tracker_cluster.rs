@@ -763,6 +763,39 @@ async fn malformed_reports_are_refused_and_change_nothing() {
         );
     }
     assert_eq!(snapshot(&c), before);
+    // CHANGELOG_REQ (77): nothing logged, an empty chunk; joined requests carry no body.
+    let (st, reply) = conn
+        .call(Command::StorageChangelogReq, &[], 1024)
+        .await
+        .expect("77");
+    assert_eq!((st, reply.len()), (Status::Ok, 0));
+    let (st, _) = conn
+        .call(Command::StorageChangelogReq, &[0; 32], 1024)
+        .await
+        .expect("77");
+    assert_eq!(st, Status::InvalidArgument);
+    let by_id = fdfs_node::proto::cluster::SyncSrcReq {
+        group: "group1".into(),
+        dest_id: "127.0.0.2".into(),
+    };
+    let (st, reply) = call(
+        c.tracker_addr(),
+        Command::StorageChangelogReq,
+        &by_id.encode(),
+    )
+    .await;
+    assert_eq!((st, reply.len()), (Status::Ok, 0));
+    let unknown = fdfs_node::proto::cluster::SyncSrcReq {
+        group: "group1".into(),
+        dest_id: "127.0.0.99".into(),
+    };
+    let (st, _) = call(
+        c.tracker_addr(),
+        Command::StorageChangelogReq,
+        &unknown.encode(),
+    )
+    .await;
+    assert_eq!(st, Status::NotFound);
     // The connection still works.
     let (st, _) = conn
         .call(Command::StorageBeat, &[], 1024)

@@ -448,6 +448,7 @@ impl Tracker {
                 .and_then(|r| self.registry().brief_by_addr(&r.group, &r.ip, r.port))
                 .map(|b| cluster::encode_briefs(&[b])),
             Command::StorageGetGroupName => self.group_name(conn, &body),
+            Command::StorageChangelogReq => self.changelog(session, &body),
             Command::StorageGetMyIp => GetMyIpRequest::decode(&body)
                 .map_err(|e| e.status())
                 .map(|_| conn.peer.ip().to_string().into_bytes()),
@@ -573,6 +574,23 @@ impl Tracker {
         };
         let group = self.registry().group_by_addr(ip, port)?;
         Ok(GroupRequest { group }.encode())
+    }
+
+    /// CHANGELOG_REQ (77): this tracker keeps no IP-change log (storage ids make
+    /// one unnecessary), so a known storage always gets an empty chunk.
+    fn changelog(&self, session: &Session, body: &[u8]) -> Result<Vec<u8>, Status> {
+        match &session.joined {
+            Some(_) => empty(body).map(|_| Vec::new()),
+            None => {
+                let r = cluster::SyncSrcReq::decode(body).map_err(|e| e.status())?;
+                let reg = self.registry();
+                reg.groups
+                    .get(&r.group)
+                    .and_then(|g| g.members.get(&r.dest_id))
+                    .map(|_| Vec::new())
+                    .ok_or(Status::NotFound)
+            }
+        }
     }
 
     fn join_leader(

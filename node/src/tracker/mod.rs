@@ -296,21 +296,24 @@ impl Tracker {
 
     /// Learns this tracker's own address and its peers from a storage JOIN.
     fn learn_from_join(&self, conn: &Connection, req: &JoinRequest) {
-        let mut rel = self.relationship();
-        if rel.me.is_none() {
-            rel.me = Some(conn.local);
-        }
-        for t in &req.trackers {
-            let addrs: Vec<SocketAddr> = match t.parse::<SocketAddr>() {
+        // Names are resolved before taking the lock.
+        let addrs: Vec<SocketAddr> = req
+            .trackers
+            .iter()
+            .flat_map(|t| match t.parse::<SocketAddr>() {
                 Ok(a) => vec![a],
                 Err(_) => std::net::ToSocketAddrs::to_socket_addrs(t.as_str())
                     .map(|i| i.collect())
                     .unwrap_or_default(),
-            };
-            for a in addrs {
-                if a != conn.local {
-                    rel.learn_peer(a);
-                }
+            })
+            .collect();
+        let mut rel = self.relationship();
+        if rel.me.is_none() {
+            rel.me = Some(conn.local);
+        }
+        for a in addrs {
+            if a != conn.local {
+                rel.learn_peer(a);
             }
         }
     }

@@ -717,7 +717,7 @@ async fn malformed_reports_are_refused_and_change_nothing() {
     .await
     .expect("connect");
     let join = JoinRequest {
-        group: "group1".into(),
+        group: "group7".into(),
         storage_port: 23999,
         store_path_count: 1,
         subdir_count_per_path: 2,
@@ -734,12 +734,12 @@ async fn malformed_reports_are_refused_and_change_nothing() {
     assert_eq!(st, Status::Ok);
     let snapshot = |c: &Cluster| {
         let reg = c.tracker.tracker.registry();
-        let m = &reg.groups["group1"].members["127.0.0.1"];
+        let m = &reg.groups["group7"].members["127.0.0.1"];
         (
             m.status,
             m.paths.clone(),
             m.last_synced_timestamp,
-            reg.groups["group1"].members.len(),
+            reg.groups["group7"].members.len(),
         )
     };
     let before = snapshot(&c);

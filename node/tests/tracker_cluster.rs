@@ -659,6 +659,11 @@ async fn http_status_health_readiness_and_metrics() {
         format!("tracker {} http={http}", t.addr)
     );
     assert_eq!(http_get(http, "/healthz").await, (200, "ok\n".into()));
+    // Without groups a tracker reports no status to its peers (as V6.16.1).
+    assert_eq!(
+        call(t.addr, Command::TrackerGetStatus, &[]).await.0,
+        Status::NotFound
+    );
     let (code, body) = http_get(http, "/readyz").await;
     assert_eq!(code, 503, "{body}");
     let s = start_storage(

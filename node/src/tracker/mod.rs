@@ -508,7 +508,14 @@ impl Tracker {
                 None => Err(Status::AccessDenied),
                 Some((group, id, _)) => self.storage_report(session, cmd, &body, &group, &id, now),
             },
-            Command::TrackerGetStatus => empty(&body).map(|_| self.status(now).encode()),
+            // As V6.16.1: a tracker without groups has nothing to lead with.
+            Command::TrackerGetStatus => empty(&body).and_then(|_| {
+                if self.registry().groups.is_empty() {
+                    Err(Status::NotFound)
+                } else {
+                    Ok(self.status(now).encode())
+                }
+            }),
             Command::TrackerJoinLeader => self.join_leader(conn, session, &body, now),
             Command::TrackerPingLeader => self.ping_leader(conn, session, &body, now),
             Command::TrackerNotifyNextLeader => cluster::decode_host_port(&body)

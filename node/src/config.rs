@@ -886,6 +886,41 @@ mod tests {
     }
 
     #[test]
+    fn fastdfs_tracker_conf_identity_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("tracker.conf");
+        std::fs::write(
+            &p,
+            "port = 22123\nuse_storage_id = true\nstorage_ids_filename = storage_ids.conf\n\
+             id_type_in_filename = id\ntrust_storage_server_id = no\nstore_lookup = 2\n",
+        )
+        .expect("write");
+        let c = tracker_from_fastdfs(&p).expect("loads");
+        assert!(c.use_storage_id && !c.trust_storage_server_id);
+        assert_eq!(c.id_type_in_filename, IdType::Id);
+        // A relative ids file sits next to tracker.conf.
+        assert_eq!(c.storage_ids_filename, dir.path().join("storage_ids.conf"));
+        assert_eq!(c.bind, "0.0.0.0:22123");
+        for bad in ["use_storage_id = maybe\n", "id_type_in_filename = name\n"] {
+            std::fs::write(&p, bad).expect("write");
+            assert!(
+                matches!(tracker_from_fastdfs(&p), Err(ConfigError::BadValue { .. })),
+                "{bad}"
+            );
+        }
+        let s = dir.path().join("storage.conf");
+        std::fs::write(&s, "server_id = 100001\n").expect("write");
+        assert_eq!(storage_from_fastdfs(&s).expect("loads").server_id, "100001");
+        let t: TrackerConfig = toml::from_str(
+            "use_storage_id = true\nid_type_in_filename = \"id\"\n\
+             [[listeners]]\nbind = \"127.0.0.1:22200\"\ncompat = { monitor_layout = \"classic\" }\n",
+        )
+        .expect("toml");
+        assert_eq!(t.listeners[0].compat.monitor_layout, MonitorLayout::Classic);
+        assert_eq!(t.listeners[0].compat.profile_name(), "ip15,classic");
+    }
+
+    #[test]
     fn toml_rejects_unknown_keys() {
         let bad: Result<TrackerConfig, _> = toml::from_str("bnid = \"x\"");
         assert!(bad.is_err());

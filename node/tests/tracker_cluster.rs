@@ -362,6 +362,32 @@ async fn three_trackers_elect_one_leader_and_fail_over() {
     assert_eq!(st, Status::NotSupported, "followers refuse 96");
     let (st, _) = call(addrs[0], Command::TrackerJoinLeader, &[0; 24]).await;
     assert_eq!(st, Status::InvalidArgument, "port 0");
+    let (st, _) = call(addrs[0], Command::TrackerJoinLeader, &{
+        let mut j = vec![0u8; 24];
+        j[23] = 1;
+        j
+    })
+    .await;
+    assert_eq!(st, Status::NotSupported, "a follower is no leader to join");
+    // COMMIT without NOTIFY of the same address is refused.
+    let (st, _) = call(
+        addrs[0],
+        Command::TrackerCommitNextLeader,
+        b"127.0.0.99:22122",
+    )
+    .await;
+    assert_eq!(st, Status::InvalidArgument);
+    assert_eq!(trackers[0].tracker.leader(), Some(addrs[2]));
+    // NOTIFY_RESELECT_LEADER: a follower refuses; the leader steps down, and the
+    // cluster elects again (the same tracker still ranks first).
+    let (st, _) = call(addrs[0], Command::TrackerNotifyReselectLeader, &[]).await;
+    assert_eq!(st, Status::NotSupported);
+    let (st, _) = call(addrs[2], Command::TrackerNotifyReselectLeader, &[]).await;
+    assert_eq!(st, Status::Ok);
+    wait_for("the leader re-elected", 30, async || {
+        leaders(&trackers) == vec![Some(addrs[2]); 3]
+    })
+    .await;
 
     // Heartbeat replies: the leader pushes the leader and the members; a follower sends 0.
     for (addr, is_leader) in [(addrs[2], true), (addrs[0], false)] {
@@ -594,4 +620,191 @@ async fn parameters_match_the_recorded_key_order() {
     ] {
         assert_eq!(ours.get(k), recorded.get(k), "{k}");
     }
+}
+
+/// GET over a plain TCP connection: (status code, body).
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[tokio::test]
+async fn http_status_health_readiness_and_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = tracker_cfg("127.0.0.1:0", &dir.path().join("t"));
+    cfg.http_bind = "127.0.0.1:0".into();
+    let t = fdfs_node::tracker::start(cfg).await.expect("tracker");
+    let http = t.http_addr.expect("http listener");
+    assert_eq!(
+        fdfs_node::local::tracker_lines(&t)[0],
+        format!("tracker {} http={http}", t.addr)
+    );
+    assert_eq!(http_get(http, "/healthz").await, (200, "ok\n".into()));
+    // Without groups a tracker reports no status to its peers (as V6.16.1).
+    assert_eq!(
+        call(t.addr, Command::TrackerGetStatus, &[]).await.0,
+        Status::NotFound
+    );
+    let (code, body) = http_get(http, "/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    let s = start_storage(
+        "127.0.0.2:0",
+        "group1",
+        &dir.path().join("s"),
+        &[t.addr],
+        "",
+    )
+    .await;
+    wait_for("ready", 20, async || {
+        http_get(http, "/readyz").await.0 == 200
+    })
+    .await;
+
+    let (code, body) = http_get(http, "/api/v1/cluster").await;
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["tracker"]["is_leader"], true);
+    assert_eq!(v["tracker"]["leader"], t.addr.to_string());
+    assert_eq!(v["groups"][0]["name"], "group1");
+    assert_eq!(v["groups"][0]["writable"], 1);
+    assert_eq!(v["groups"][0]["storages"][0]["status"], "ACTIVE");
+    assert_eq!(v["groups"][0]["storages"][0]["addr"], s.addr.to_string());
+
+    let (code, body) = http_get(http, "/metrics").await;
+    assert_eq!(code, 200);
+    for line in [
+        "fdfs_tracker_is_leader 1",
+        "fdfs_tracker_groups 1",
+        "fdfs_tracker_storages{group=\"group1\",status=\"ACTIVE\"} 1",
+        // Joins (81) and disk reports (84) were counted.
+        "fdfs_tracker_requests_total{command=\"81\",status=\"0\"}",
+    ] {
+        assert!(body.contains(line), "{line} missing from:\n{body}");
+    }
+    assert_eq!(http_get(http, "/nope").await.0, 404);
+    s.stop(Duration::from_secs(1)).await;
+    t.stop(Duration::from_secs(1)).await;
+    assert!(
+        tokio::net::TcpStream::connect(http).await.is_err(),
+        "HTTP stops with the tracker"
+    );
+}
+
+/// Malformed reports from a joined storage get EINVAL and change nothing.
+#[tokio::test]
+async fn malformed_reports_are_refused_and_change_nothing() {
+    let c = Cluster::start(&["group1"], 2).await;
+    let mut conn = Conn::connect(
+        c.tracker_addr(),
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+        None,
+    )
+    .await
+    .expect("connect");
+    let join = JoinRequest {
+        group: "group7".into(),
+        storage_port: 23999,
+        store_path_count: 1,
+        subdir_count_per_path: 2,
+        upload_priority: 10,
+        status: 7,
+        version: "6.16.1".into(),
+        trackers: vec![c.tracker_addr().to_string()],
+        ..Default::default()
+    };
+    let (st, _) = conn
+        .call(Command::StorageJoin, &join.encode(), 1024)
+        .await
+        .expect("join");
+    assert_eq!(st, Status::Ok);
+    let snapshot = |c: &Cluster| {
+        let reg = c.tracker.tracker.registry();
+        let m = &reg.groups["group7"].members["127.0.0.1"];
+        (
+            m.status,
+            m.paths.clone(),
+            m.last_synced_timestamp,
+            reg.groups["group7"].members.len(),
+        )
+    };
+    let before = snapshot(&c);
+    for (cmd, body) in [
+        (Command::StorageBeat, vec![0u8; 10]),
+        (Command::StorageReportDiskUsage, vec![0u8; 32]), // two paths, the group has one
+        (Command::StorageReportDiskUsage, vec![0u8; 15]),
+        (Command::StorageSyncReport, vec![0u8; 7]),
+        (Command::StorageSyncNotify, vec![0u8; 3]),
+        (Command::StorageChangeStatus, vec![42]),
+        (Command::StorageChangeStatus, vec![]),
+        (Command::StorageReplicaChg, vec![0u8; 66]),
+        (Command::StorageSyncDestReq, vec![1]),
+    ] {
+        let (st, reply) = conn.call(cmd, &body, 1024).await.expect("reply");
+        assert_eq!(
+            (st, reply.len()),
+            (Status::InvalidArgument, 0),
+            "{cmd:?} {}",
+            body.len()
+        );
+    }
+    assert_eq!(snapshot(&c), before);
+    // CHANGELOG_REQ (77): nothing logged, an empty chunk; joined requests carry no body.
+    let (st, reply) = conn
+        .call(Command::StorageChangelogReq, &[], 1024)
+        .await
+        .expect("77");
+    assert_eq!((st, reply.len()), (Status::Ok, 0));
+    let (st, _) = conn
+        .call(Command::StorageChangelogReq, &[0; 32], 1024)
+        .await
+        .expect("77");
+    assert_eq!(st, Status::InvalidArgument);
+    let by_id = fdfs_node::proto::cluster::SyncSrcReq {
+        group: "group1".into(),
+        dest_id: "127.0.0.2".into(),
+    };
+    let (st, reply) = call(
+        c.tracker_addr(),
+        Command::StorageChangelogReq,
+        &by_id.encode(),
+    )
+    .await;
+    assert_eq!((st, reply.len()), (Status::Ok, 0));
+    let unknown = fdfs_node::proto::cluster::SyncSrcReq {
+        group: "group1".into(),
+        dest_id: "127.0.0.99".into(),
+    };
+    let (st, _) = call(
+        c.tracker_addr(),
+        Command::StorageChangelogReq,
+        &unknown.encode(),
+    )
+    .await;
+    assert_eq!(st, Status::NotFound);
+    // The connection still works.
+    let (st, _) = conn
+        .call(Command::StorageBeat, &[], 1024)
+        .await
+        .expect("beat");
+    assert_eq!(st, Status::Ok);
 }

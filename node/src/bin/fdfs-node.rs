@@ -33,6 +33,9 @@ enum Role {
         bind: Option<String>,
         #[arg(long)]
         base_path: Option<PathBuf>,
+        /// HTTP status address (/api/v1/cluster, /healthz, /readyz, /metrics).
+        #[arg(long)]
+        http: Option<String>,
     },
     /// Run a storage.
     Storage {
@@ -126,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
             config,
             bind,
             base_path,
+            http,
         } => {
             let mut cfg = load_tracker(config.as_deref())?;
             if let Some(b) = bind {
@@ -133,6 +137,9 @@ async fn main() -> anyhow::Result<()> {
             }
             if let Some(p) = base_path {
                 cfg.base_path = p;
+            }
+            if let Some(h) = http {
+                cfg.http_bind = h;
             }
             let t = tracker::start(cfg).await.context("starting tracker")?;
             for line in fdfs_node::local::tracker_lines(&t) {

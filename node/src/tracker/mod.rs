@@ -3,6 +3,7 @@
 //! peers, and saves its state so a restart answers at once.
 
 pub mod election;
+pub mod http;
 pub mod persist;
 pub mod registry;
 pub mod storage_ids;
@@ -45,6 +46,8 @@ pub struct Tracker {
     pub started_at: u64,
     /// Seconds it was down before this start (from `.tracker_status`).
     restart_interval: u64,
+    /// Request counters exported on `/metrics`.
+    pub metrics: http::TrackerMetrics,
 }
 
 /// What one connection remembers between requests.
@@ -109,6 +112,7 @@ impl Tracker {
             config,
             started_at: unix_now(),
             restart_interval,
+            metrics: http::TrackerMetrics::default(),
         }
     }
 
@@ -292,21 +296,24 @@ impl Tracker {
 
     /// Learns this tracker's own address and its peers from a storage JOIN.
     fn learn_from_join(&self, conn: &Connection, req: &JoinRequest) {
-        let mut rel = self.relationship();
-        if rel.me.is_none() {
-            rel.me = Some(conn.local);
-        }
-        for t in &req.trackers {
-            let addrs: Vec<SocketAddr> = match t.parse::<SocketAddr>() {
+        // Names are resolved before taking the lock.
+        let addrs: Vec<SocketAddr> = req
+            .trackers
+            .iter()
+            .flat_map(|t| match t.parse::<SocketAddr>() {
                 Ok(a) => vec![a],
                 Err(_) => std::net::ToSocketAddrs::to_socket_addrs(t.as_str())
                     .map(|i| i.collect())
                     .unwrap_or_default(),
-            };
-            for a in addrs {
-                if a != conn.local {
-                    rel.learn_peer(a);
-                }
+            })
+            .collect();
+        let mut rel = self.relationship();
+        if rel.me.is_none() {
+            rel.me = Some(conn.local);
+        }
+        for a in addrs {
+            if a != conn.local {
+                rel.learn_peer(a);
             }
         }
     }
@@ -444,6 +451,7 @@ impl Tracker {
                 .and_then(|r| self.registry().brief_by_addr(&r.group, &r.ip, r.port))
                 .map(|b| cluster::encode_briefs(&[b])),
             Command::StorageGetGroupName => self.group_name(conn, &body),
+            Command::StorageChangelogReq => self.changelog(session, &body),
             Command::StorageGetMyIp => GetMyIpRequest::decode(&body)
                 .map_err(|e| e.status())
                 .map(|_| conn.peer.ip().to_string().into_bytes()),
@@ -500,7 +508,14 @@ impl Tracker {
                 None => Err(Status::AccessDenied),
                 Some((group, id, _)) => self.storage_report(session, cmd, &body, &group, &id, now),
             },
-            Command::TrackerGetStatus => empty(&body).map(|_| self.status(now).encode()),
+            // As V6.16.1: a tracker without groups has nothing to lead with.
+            Command::TrackerGetStatus => empty(&body).and_then(|_| {
+                if self.registry().groups.is_empty() {
+                    Err(Status::NotFound)
+                } else {
+                    Ok(self.status(now).encode())
+                }
+            }),
             Command::TrackerJoinLeader => self.join_leader(conn, session, &body, now),
             Command::TrackerPingLeader => self.ping_leader(conn, session, &body, now),
             Command::TrackerNotifyNextLeader => cluster::decode_host_port(&body)
@@ -539,6 +554,12 @@ impl Tracker {
                 Err(Status::InvalidArgument)
             }
         };
+        let status = result.as_ref().err().copied().unwrap_or(Status::Ok);
+        self.metrics.count(u8::from(cmd), u8::from(status));
+        if let (Err(status), Some((group, id, _))) = (&result, &session.joined) {
+            tracing::warn!(peer = %conn.peer, %group, storage = %id, ?cmd, %status,
+                "storage report refused");
+        }
         match result {
             Ok(reply) => conn.reply(Status::Ok, &reply).await?,
             Err(status) => conn.reply_error(status).await?,
@@ -563,6 +584,23 @@ impl Tracker {
         };
         let group = self.registry().group_by_addr(ip, port)?;
         Ok(GroupRequest { group }.encode())
+    }
+
+    /// CHANGELOG_REQ (77): this tracker keeps no IP-change log (storage ids make
+    /// one unnecessary), so a known storage always gets an empty chunk.
+    fn changelog(&self, session: &Session, body: &[u8]) -> Result<Vec<u8>, Status> {
+        match &session.joined {
+            Some(_) => empty(body).map(|_| Vec::new()),
+            None => {
+                let r = cluster::SyncSrcReq::decode(body).map_err(|e| e.status())?;
+                let reg = self.registry();
+                reg.groups
+                    .get(&r.group)
+                    .and_then(|g| g.members.get(&r.dest_id))
+                    .map(|_| Vec::new())
+                    .ok_or(Status::NotFound)
+            }
+        }
     }
 
     fn join_leader(
@@ -885,10 +923,26 @@ pub async fn start(config: TrackerConfig) -> std::io::Result<RunningTracker> {
             Duration::from_secs(5),
         )));
     }
+    let mut http_addr = None;
+    if !config.http_bind.is_empty() {
+        let (a, task) = match http::serve(&config.http_bind, tracker.clone(), stop.clone()).await {
+            Ok(x) => x,
+            Err(source) => {
+                stop.cancel();
+                return Err(TrackerError::Bind {
+                    addr: config.http_bind.clone(),
+                    source,
+                }
+                .into());
+            }
+        };
+        http_addr = Some(a);
+        tasks.push(task);
+    }
     Ok(RunningTracker {
         addr,
         listeners,
-        http_addr: None,
+        http_addr,
         tracker,
         stop,
         tasks,

@@ -270,8 +270,22 @@ impl Registry {
                 group.store_path_count = req.store_path_count;
                 group.subdir_count_per_path = req.subdir_count_per_path;
             } else {
+                tracing::warn!(group = %req.group, storage = %id,
+                    "store path or subdir count differs from the group's; join refused");
                 return Err(Status::InvalidArgument);
             }
+        }
+        // Members share one port, unless names carry storage ids (V6.16 multi-instance).
+        let ports_may_differ = self.policy.use_storage_id
+            && self.policy.id_type_in_filename == crate::config::IdType::Id;
+        if !ports_may_differ
+            && group.members.values().any(|m| {
+                m.id != id && m.port != req.storage_port && m.status != StorageStatus::Deleted
+            })
+        {
+            tracing::warn!(group = %req.group, storage = %id, port = req.storage_port,
+                "port differs from the group's; join refused");
+            return Err(Status::InvalidArgument);
         }
         let member = match group.members.get_mut(&id) {
             Some(m) => {

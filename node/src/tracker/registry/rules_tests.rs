@@ -112,6 +112,24 @@ fn join_refuses_bad_status_and_revives_deleted_members() {
         Err(Status::InvalidArgument)
     );
     assert_eq!(reg.groups["group1"].members.len(), 1);
+    // ... and on one port, unless file names carry storage ids.
+    let mut other = req("group1", false, 7, "");
+    other.storage_port = 23001;
+    assert_eq!(
+        reg.join("127.0.0.3", &other, 1).map(|_| ()),
+        Err(Status::InvalidArgument)
+    );
+    assert_eq!(reg.groups["group1"].members.len(), 1);
+    // The member itself may move to another port.
+    reg.join("127.0.0.2", &other, 1).expect("own port change");
+    let mut ids = with_ids("1 group1 127.0.0.2\n2 group1 127.0.0.3\n", IdType::Id);
+    ids.join("127.0.0.2", &req("group1", false, 7, "1"), 1)
+        .expect("join");
+    let mut second = req("group1", false, 7, "2");
+    second.storage_port = 23001;
+    ids.join("127.0.0.3", &second, 1)
+        .expect("ports may differ with ids in names");
+    assert_eq!(ids.group_stat(&ids.groups["group1"]).storage_port, -1);
 }
 
 #[test]

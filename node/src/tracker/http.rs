@@ -1,0 +1,320 @@
+//! The tracker's HTTP side (axum): `/api/v1/cluster` (JSON status), `/healthz`,
+//! `/readyz` and `/metrics` (Prometheus text; the registry lives in this
+//! state, names are prefixed `fdfs_`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry as MetricsRegistry;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::Tracker;
+use crate::unix_now;
+
+type Labels = Vec<(String, String)>;
+
+/// Request counters the tracker bumps as it serves.
+#[derive(Debug, Default)]
+pub struct TrackerMetrics {
+    /// Requests by command code and reply status.
+    pub requests: Family<Labels, Counter>,
+}
+
+impl TrackerMetrics {
+    pub fn count(&self, cmd: u8, status: u8) {
+        self.requests
+            .get_or_create(&vec![
+                ("command".to_owned(), cmd.to_string()),
+                ("status".to_owned(), status.to_string()),
+            ])
+            .inc();
+    }
+}
+
+/// Gauges refreshed from the registry at each scrape, and the registry itself.
+#[derive(Debug)]
+struct Gauges {
+    registry: MetricsRegistry,
+    is_leader: Gauge,
+    peers: Gauge,
+    groups: Gauge,
+    storages: Family<Labels, Gauge>,
+    group_free_mb: Family<Labels, Gauge>,
+    group_total_mb: Family<Labels, Gauge>,
+}
+
+impl Gauges {
+    fn new(tracker: &Tracker) -> Self {
+        let mut registry = MetricsRegistry::with_prefix("fdfs_tracker");
+        let g = Gauges {
+            registry: MetricsRegistry::default(),
+            is_leader: Gauge::default(),
+            peers: Gauge::default(),
+            groups: Gauge::default(),
+            storages: Family::default(),
+            group_free_mb: Family::default(),
+            group_total_mb: Family::default(),
+        };
+        // Metrics are handles onto shared values: registering clones keeps them live.
+        registry.register(
+            "is_leader",
+            "1 when this tracker is the leader",
+            g.is_leader.clone(),
+        );
+        registry.register("peers", "Other trackers this one knows", g.peers.clone());
+        registry.register("groups", "Groups known", g.groups.clone());
+        registry.register(
+            "storages",
+            "Storages by group and status",
+            g.storages.clone(),
+        );
+        registry.register(
+            "group_free_mb",
+            "Free MB of each group (its emptiest writable storage)",
+            g.group_free_mb.clone(),
+        );
+        registry.register(
+            "group_total_mb",
+            "Total MB of each group",
+            g.group_total_mb.clone(),
+        );
+        registry.register(
+            "requests",
+            "Requests served, by command and reply status",
+            tracker.metrics.requests.clone(),
+        );
+        Gauges { registry, ..g }
+    }
+
+    fn refresh(&self, tracker: &Tracker) {
+        let (is_leader, peers) = {
+            let rel = tracker.relationship();
+            (rel.is_leader(), rel.peers.len())
+        };
+        self.is_leader.set(i64::from(is_leader));
+        self.peers.set(peers as i64);
+        self.storages.clear();
+        self.group_free_mb.clear();
+        self.group_total_mb.clear();
+        let reg = tracker.registry();
+        self.groups.set(reg.groups.len() as i64);
+        for g in reg.groups.values() {
+            let label = vec![("group".to_owned(), g.name.clone())];
+            let (total, free) = g.space();
+            self.group_free_mb.get_or_create(&label).set(free as i64);
+            self.group_total_mb.get_or_create(&label).set(total as i64);
+            for m in g.members.values() {
+                self.storages
+                    .get_or_create(&vec![
+                        ("group".to_owned(), g.name.clone()),
+                        ("status".to_owned(), m.status.name().to_owned()),
+                    ])
+                    .inc();
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct HttpState {
+    tracker: Arc<Tracker>,
+    gauges: Arc<Gauges>,
+}
+
+/// `/api/v1/cluster`.
+#[derive(Debug, Serialize)]
+pub struct ClusterView {
+    pub tracker: TrackerView,
+    pub groups: Vec<GroupView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrackerView {
+    pub addr: Option<String>,
+    pub is_leader: bool,
+    pub leader: Option<String>,
+    pub started_at: u64,
+    pub peers: Vec<PeerView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PeerView {
+    pub addr: String,
+    pub is_leader: bool,
+    pub is_active: bool,
+    pub last_heartbeat: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GroupView {
+    pub name: String,
+    pub total_mb: u64,
+    pub free_mb: u64,
+    pub reserved_mb: u64,
+    pub readable: usize,
+    pub writable: usize,
+    pub storages: Vec<StorageView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StorageView {
+    pub id: String,
+    pub addr: String,
+    pub status: &'static str,
+    pub rw_mode: u8,
+    pub version: String,
+    pub total_mb: u64,
+    pub free_mb: u64,
+    pub join_time: u64,
+    pub last_heartbeat: u64,
+    pub src_id: String,
+    pub last_synced_timestamp: u64,
+}
+
+impl Tracker {
+    /// The cluster as this tracker sees it (the `/api/v1/cluster` document).
+    pub fn cluster_view(&self) -> ClusterView {
+        let now = unix_now();
+        let stats = self.tracker_stats(now);
+        let rel_me = self.relationship().me;
+        let tracker = TrackerView {
+            addr: rel_me.map(|a| a.to_string()),
+            is_leader: self.is_leader(),
+            leader: self.leader().map(|a| a.to_string()),
+            started_at: self.started_at,
+            peers: stats
+                .into_iter()
+                .filter(|s| Some(s.host.clone()) != rel_me.map(|a| a.to_string()))
+                .map(|s| PeerView {
+                    addr: s.host,
+                    is_leader: s.is_leader,
+                    is_active: s.is_active,
+                    last_heartbeat: s.last_heartbeat,
+                })
+                .collect(),
+        };
+        let reg = self.registry();
+        let policy = reg.policy().reserved_storage_space;
+        let groups = reg
+            .groups
+            .values()
+            .map(|g| {
+                let (total, free) = g.space();
+                GroupView {
+                    name: g.name.clone(),
+                    total_mb: total,
+                    free_mb: free,
+                    reserved_mb: policy.reserved_mb(total),
+                    readable: g.readable().len(),
+                    writable: g.writable().len(),
+                    storages: g
+                        .members
+                        .values()
+                        .map(|m| StorageView {
+                            id: m.id.clone(),
+                            addr: format!("{}:{}", m.ip, m.port),
+                            status: m.status.name(),
+                            rw_mode: m.rw_mode,
+                            version: m.version.clone(),
+                            total_mb: m.total_mb(),
+                            free_mb: m.free_mb(),
+                            join_time: m.join_time,
+                            last_heartbeat: m.last_heartbeat,
+                            src_id: m.src_id.clone(),
+                            last_synced_timestamp: m.last_synced_timestamp,
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        ClusterView { tracker, groups }
+    }
+
+    /// Why this tracker is not ready to place uploads, if it is not.
+    pub fn not_ready(&self) -> Option<String> {
+        if self.leader().is_none() {
+            return Some("no leader tracker known".into());
+        }
+        let reg = self.registry();
+        if reg.groups.is_empty() {
+            return Some("no group has joined".into());
+        }
+        if reg.groups.values().all(|g| g.writable().is_empty()) {
+            return Some("no writable storage".into());
+        }
+        None
+    }
+}
+
+async fn cluster(State(s): State<HttpState>) -> impl IntoResponse {
+    axum::Json(s.tracker.cluster_view())
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<HttpState>) -> Response {
+    match s.tracker.not_ready() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    s.gauges.refresh(&s.tracker);
+    let mut body = String::new();
+    match encode(&mut body, &s.gauges.registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// The tracker's HTTP routes.
+pub fn router(tracker: Arc<Tracker>) -> Router {
+    let gauges = Arc::new(Gauges::new(&tracker));
+    Router::new()
+        .route("/api/v1/cluster", get(cluster))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(HttpState { tracker, gauges })
+}
+
+/// Binds `bind` and serves until `stop`.
+pub async fn serve(
+    bind: &str,
+    tracker: Arc<Tracker>,
+    stop: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let addr = listener.local_addr()?;
+    let app = router(tracker);
+    tracing::info!(%addr, "tracker HTTP listening");
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "tracker HTTP server failed");
+        }
+    });
+    Ok((addr, task))
+}

@@ -14,7 +14,9 @@
 pub mod build;
 pub mod crd;
 pub mod error;
+pub mod fastdfs;
 pub mod naming;
+pub mod scale;
 pub mod validate;
 
 pub use error::{Error, Result};

@@ -12,9 +12,13 @@
 //!    FastDFS protocol ([`fastdfs`]).
 
 pub mod build;
+pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod fastdfs;
+pub mod http;
+pub mod leader;
+pub mod metrics;
 pub mod naming;
 pub mod scale;
 pub mod validate;

@@ -523,9 +523,14 @@ impl Report<'_> {
                 _ => false,
             };
             if report && cond::changed(previous, want) {
+                let reason = if want.type_ == cond::SCALE_DOWN_BLOCKED {
+                    cond::SCALE_DOWN_BLOCKED.to_owned()
+                } else {
+                    want.reason.clone()
+                };
                 events.push((
                     EventType::Warning,
-                    want.reason.clone(),
+                    reason,
                     "Reconcile",
                     want.message.clone(),
                 ));

@@ -124,6 +124,13 @@ pub enum Error {
         store_paths: i32,
     },
 
+    /// `volume.subdirCountPerPath` is outside 1..=256.
+    #[error("spec.volume.subdirCountPerPath is {count}, but must be between 1 and 256")]
+    InvalidSubdirCount {
+        /// The value found.
+        count: i32,
+    },
+
     /// `settings.compat.ipFieldWidth` is neither 15 nor 45.
     #[error("settings.compat.ipFieldWidth is {width}, but must be 15 or 45")]
     InvalidIpFieldWidth {
@@ -224,6 +231,7 @@ impl Error {
             Self::InvalidReservedSpace { .. } => "InvalidReservedSpace",
             Self::MissingStoreGroup => "MissingStoreGroup",
             Self::InvalidStorePaths { .. } => "InvalidStorePaths",
+            Self::InvalidSubdirCount { .. } => "InvalidSubdirCount",
             Self::InvalidIpFieldWidth { .. } => "InvalidIpFieldWidth",
             Self::InvalidPort { .. } => "InvalidPort",
             Self::PortConflict { .. } => "PortConflict",

@@ -117,6 +117,11 @@ pub fn validate_storage_group(
             store_paths: spec.volume.store_paths,
         });
     }
+    if !(1..=256).contains(&spec.volume.subdir_count_per_path) {
+        return Err(Error::InvalidSubdirCount {
+            count: spec.volume.subdir_count_per_path,
+        });
+    }
 
     check_storage_group_name(group)?;
 
@@ -458,6 +463,17 @@ mod tests {
             let result = check(&g);
             assert_eq!(result.is_ok(), ok, "{store_paths}: {result:?}");
         }
+    }
+
+    #[test]
+    fn subdir_count_must_be_between_1_and_256() {
+        for (count, ok) in [(0, false), (1, true), (256, true), (257, false)] {
+            let mut g = group("group1");
+            g.spec.volume.subdir_count_per_path = count;
+            let result = check(&g);
+            assert_eq!(result.is_ok(), ok, "{count}: {result:?}");
+        }
+        assert_eq!(group("group1").spec.volume.subdir_count_per_path, 256);
     }
 
     #[test]

@@ -260,6 +260,7 @@ fn storage_conf_renders_the_group() {
          store_path_count = 2\n\
          store_path0 = /var/lib/fdfs/M00\n\
          store_path1 = /var/lib/fdfs/M01\n\
+         subdir_count_per_path = 256\n\
          tracker_server = main-tracker-headless.fdfs.svc.cluster.local:22122\n\
          heart_beat_interval = 10\n\
          stat_report_interval = 30\n\

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use crate::crd::{
     DownloadServer, FdfsCluster, FetchAllFormat, IdType, StoreLookup, StorePath, StoreServer,
+    VolumeSpec,
 };
 use crate::naming;
 use crate::validate::ValidCluster;
@@ -124,7 +125,7 @@ pub fn storage_conf(
     cluster: &FdfsCluster,
     group_name: &str,
     storage_group: &str,
-    store_paths: i32,
+    volume: &VolumeSpec,
     opts: &BuildOptions,
 ) -> String {
     let namespace = cluster.metadata.namespace.as_deref().unwrap_or_default();
@@ -136,10 +137,11 @@ pub fn storage_conf(
     line("group_name", &group_name);
     line("port", &STORAGE_PORT);
     line("base_path", &DATA_DIR);
-    line("store_path_count", &store_paths);
-    for index in 0..store_paths {
+    line("store_path_count", &volume.store_paths);
+    for index in 0..volume.store_paths {
         line(&format!("store_path{index}"), &store_path(index));
     }
+    line("subdir_count_per_path", &volume.subdir_count_per_path);
     // One name that resolves to every tracker Pod: the node reports to each address.
     line(
         "tracker_server",

@@ -58,13 +58,7 @@ pub fn group_objects(
     let owner = group.controller_owner_ref(&());
     let spec = &group.spec;
 
-    let storage_conf = conf::storage_conf(
-        cluster,
-        &valid.group_name,
-        &name,
-        spec.volume.store_paths,
-        opts,
-    );
+    let storage_conf = conf::storage_conf(cluster, &valid.group_name, &name, &spec.volume, opts);
     let config = ConfigMap {
         metadata: meta(
             naming::group_config(&name),

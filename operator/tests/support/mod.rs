@@ -254,6 +254,12 @@ fn serve(
     })
 }
 
+/// A bare client on a mock API server that follows `script`.
+pub fn client(script: Vec<Expect>) -> (kube::Client, JoinHandle<Transcript>) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (kube::Client::new(service, "default"), serve(handle, script))
+}
+
 /// An operator context on a mock API server that follows `script`, finding the trackers of
 /// cluster `fdfs/main` at `trackers`.
 pub fn context(trackers: &[String], script: Vec<Expect>) -> (Arc<Context>, JoinHandle<Transcript>) {

@@ -15,9 +15,36 @@ pub enum Error {
         namespace: String,
     },
 
-    /// `spec.image` of an `FdfsCluster` is empty.
-    #[error("spec.image must name a container image")]
+    /// Neither `spec.image` of an `FdfsCluster` nor the operator's default names an image.
+    #[error("spec.image must name a container image (the operator has no default image)")]
     MissingImage,
+
+    /// A resource name from which the operator derives object names does not fit Kubernetes'
+    /// rules for them (DNS labels of at most 63 characters, Pod names of StatefulSets).
+    #[error("{kind} name {name:?} is unusable: {reason}")]
+    InvalidResourceName {
+        /// Kind of the resource (`FdfsCluster`, `StorageGroup`).
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// What rule it breaks.
+        reason: String,
+    },
+
+    /// The storage ids derived from this group's name collide with those of an older group of
+    /// the same cluster.
+    #[error(
+        "group {group_name:?} derives the same storage ids as group {other_group:?} of \
+         StorageGroup {claimed_by:?}; choose another group name"
+    )]
+    StorageIdConflict {
+        /// This group's name.
+        group_name: String,
+        /// The other group's name.
+        other_group: String,
+        /// Name of the `StorageGroup` that keeps the ids.
+        claimed_by: String,
+    },
 
     /// A replica count is outside the range FastDFS supports.
     #[error("{field} is {replicas}, but must be between {min} and {max}")]
@@ -97,6 +124,13 @@ pub enum Error {
         store_paths: i32,
     },
 
+    /// `volume.subdirCountPerPath` is outside 1..=256.
+    #[error("spec.volume.subdirCountPerPath is {count}, but must be between 1 and 256")]
+    InvalidSubdirCount {
+        /// The value found.
+        count: i32,
+    },
+
     /// `settings.compat.ipFieldWidth` is neither 15 nor 45.
     #[error("settings.compat.ipFieldWidth is {width}, but must be 15 or 45")]
     InvalidIpFieldWidth {
@@ -130,6 +164,46 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A call to the Kubernetes API failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What the operator was doing, e.g. `apply StatefulSet fdfs/group1`.
+        action: String,
+        /// What the client reported.
+        #[source]
+        source: kube::Error,
+    },
+
+    /// No tracker of a cluster could be asked over the FastDFS protocol.
+    #[error("cannot reach the trackers of FdfsCluster {cluster:?}: {source}")]
+    TrackerUnreachable {
+        /// Name of the cluster.
+        cluster: String,
+        /// What the FastDFS client reported.
+        #[source]
+        source: fdfs_node::client::ClientError,
+    },
+
+    /// A tracker refused to remove a storage (FastDFS command 93).
+    #[error("tracker {tracker} refused to delete storage {storage_id} of group {group}: {status}")]
+    DeleteStorageRefused {
+        /// Address of the tracker.
+        tracker: String,
+        /// FastDFS group name.
+        group: String,
+        /// Server id of the storage.
+        storage_id: String,
+        /// The status the tracker answered.
+        status: fdfs_node::proto::Status,
+    },
+
+    /// Another operator replica took over the leader Lease.
+    #[error("lost the leader Lease {lease:?} to another replica")]
+    LeaseLost {
+        /// Name of the Lease.
+        lease: String,
+    },
+
     /// A CRD could not be rendered as YAML.
     #[error("cannot render CRD {name} as YAML")]
     RenderCrd {
@@ -147,6 +221,8 @@ impl Error {
         match self {
             Self::ClusterNotFound { .. } => "ClusterNotFound",
             Self::MissingImage => "MissingImage",
+            Self::InvalidResourceName { .. } => "InvalidResourceName",
+            Self::StorageIdConflict { .. } => "StorageIdConflict",
             Self::InvalidReplicas { .. } => "InvalidReplicas",
             Self::GroupNameEmpty { .. } => "GroupNameEmpty",
             Self::GroupNameTooLong { .. } => "GroupNameTooLong",
@@ -155,12 +231,30 @@ impl Error {
             Self::InvalidReservedSpace { .. } => "InvalidReservedSpace",
             Self::MissingStoreGroup => "MissingStoreGroup",
             Self::InvalidStorePaths { .. } => "InvalidStorePaths",
+            Self::InvalidSubdirCount { .. } => "InvalidSubdirCount",
             Self::InvalidIpFieldWidth { .. } => "InvalidIpFieldWidth",
             Self::InvalidPort { .. } => "InvalidPort",
             Self::PortConflict { .. } => "PortConflict",
             Self::ClusterInvalid { .. } => "ClusterInvalid",
             Self::RenderCrd { .. } => "RenderCrd",
+            Self::Kube { .. } => "KubeApiError",
+            Self::TrackerUnreachable { .. } => "TrackerUnreachable",
+            Self::DeleteStorageRefused { .. } => "DeleteStorageRefused",
+            Self::LeaseLost { .. } => "LeaseLost",
         }
+    }
+
+    /// Whether the error is about the spec itself: retrying cannot help until the resource (or
+    /// one it refers to) changes, so the operator reports it and waits for a change.
+    pub fn is_invalid_spec(&self) -> bool {
+        !matches!(
+            self,
+            Self::Kube { .. }
+                | Self::TrackerUnreachable { .. }
+                | Self::DeleteStorageRefused { .. }
+                | Self::LeaseLost { .. }
+                | Self::RenderCrd { .. }
+        )
     }
 }
 

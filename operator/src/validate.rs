@@ -14,6 +14,7 @@ use crate::crd::{
     FdfsCluster, GROUP_NAME_MAX_LEN, MAX_GROUP_REPLICAS, MAX_TRACKERS, ReservedSpace, StorageGroup,
     StoreLookup,
 };
+use crate::naming;
 use crate::{Error, Result};
 
 /// Highest number of store paths a FastDFS storage supports.
@@ -24,6 +25,8 @@ const MAX_STORE_PATHS: i32 = 256;
 pub struct ValidCluster {
     /// `settings.reservedStorageSpace`, parsed.
     pub reserved_space: ReservedSpace,
+    /// The node image: `spec.image`, or else the operator's default.
+    pub image: String,
 }
 
 /// Values of a valid `StorageGroup` that later steps need in resolved form.
@@ -35,12 +38,25 @@ pub struct ValidStorageGroup {
     pub cluster: ValidCluster,
 }
 
-/// Checks an `FdfsCluster` on its own.
-pub fn validate_cluster(cluster: &FdfsCluster) -> Result<ValidCluster> {
+/// Checks an `FdfsCluster` on its own. `default_image` is the operator's `--default-image`,
+/// used when `spec.image` is unset.
+pub fn validate_cluster(
+    cluster: &FdfsCluster,
+    default_image: Option<&str>,
+) -> Result<ValidCluster> {
     let spec = &cluster.spec;
-    if spec.image.trim().is_empty() {
-        return Err(Error::MissingImage);
-    }
+    let image = match (spec.image.as_deref(), default_image) {
+        (Some(image), _) | (None, Some(image)) if !image.trim().is_empty() => image.to_owned(),
+        _ => return Err(Error::MissingImage),
+    };
+    let name = cluster.name_any();
+    naming::check_dns_label(&name, naming::CLUSTER_NAME_MAX).map_err(|reason| {
+        Error::InvalidResourceName {
+            kind: "FdfsCluster",
+            name,
+            reason,
+        }
+    })?;
     check_range(
         "spec.trackers.replicas",
         spec.trackers.replicas,
@@ -66,7 +82,10 @@ pub fn validate_cluster(cluster: &FdfsCluster) -> Result<ValidCluster> {
     if width != 15 && width != 45 {
         return Err(Error::InvalidIpFieldWidth { width });
     }
-    Ok(ValidCluster { reserved_space })
+    Ok(ValidCluster {
+        reserved_space,
+        image,
+    })
 }
 
 /// Checks a `StorageGroup` against its cluster and the other groups of its namespace.
@@ -75,10 +94,14 @@ pub fn validate_cluster(cluster: &FdfsCluster) -> Result<ValidCluster> {
 /// `siblings` are the `StorageGroup`s of the namespace; `group` itself may be among them. When
 /// two groups of one cluster claim the same group name, the one created first keeps it (the
 /// one whose name sorts first, on a tie) and the other is refused.
+///
+/// Storage ids are derived from group names (see [`naming::storage_id`]); a group whose ids
+/// would collide with an older group's is refused the same way.
 pub fn validate_storage_group(
     group: &StorageGroup,
     cluster: Option<&FdfsCluster>,
     siblings: &[StorageGroup],
+    default_image: Option<&str>,
 ) -> Result<ValidStorageGroup> {
     let spec = &group.spec;
     let name_field = if spec.group_name.is_some() {
@@ -94,6 +117,13 @@ pub fn validate_storage_group(
             store_paths: spec.volume.store_paths,
         });
     }
+    if !(1..=256).contains(&spec.volume.subdir_count_per_path) {
+        return Err(Error::InvalidSubdirCount {
+            count: spec.volume.subdir_count_per_path,
+        });
+    }
+
+    check_storage_group_name(group)?;
 
     let namespace = group.namespace().unwrap_or_default();
     let cluster = cluster
@@ -104,10 +134,11 @@ pub fn validate_storage_group(
             cluster: spec.cluster_ref.clone(),
             namespace: namespace.clone(),
         })?;
-    let valid_cluster = validate_cluster(cluster).map_err(|source| Error::ClusterInvalid {
-        cluster: spec.cluster_ref.clone(),
-        source: Box::new(source),
-    })?;
+    let valid_cluster =
+        validate_cluster(cluster, default_image).map_err(|source| Error::ClusterInvalid {
+            cluster: spec.cluster_ref.clone(),
+            source: Box::new(source),
+        })?;
 
     let earlier_claim = siblings
         .iter()
@@ -126,10 +157,50 @@ pub fn validate_storage_group(
         });
     }
 
+    let block = naming::id_block(group_name);
+    let earlier_ids = siblings
+        .iter()
+        .filter(|other| {
+            other.name_any() != group.name_any()
+                && other.namespace().unwrap_or_default() == namespace
+                && other.spec.cluster_ref == spec.cluster_ref
+                && other.group_name() != group_name
+                && naming::id_block(other.group_name()) == block
+        })
+        .filter(|other| claim_order(other, group) == Ordering::Less)
+        .min_by(|a, b| claim_order(a, b));
+    if let Some(owner) = earlier_ids {
+        return Err(Error::StorageIdConflict {
+            group_name: group_name.to_owned(),
+            other_group: owner.group_name().to_owned(),
+            claimed_by: owner.name_any(),
+        });
+    }
+
     Ok(ValidStorageGroup {
         group_name: group_name.to_owned(),
         cluster: valid_cluster,
     })
+}
+
+/// The operator names a group's StatefulSet and headless Service after the `StorageGroup`, so
+/// its name must be a DNS label short enough for the StatefulSet's Pod labels, and must not be
+/// the name of a tracker object of its cluster.
+fn check_storage_group_name(group: &StorageGroup) -> Result<()> {
+    let name = group.name_any();
+    let invalid = |reason: String| Error::InvalidResourceName {
+        kind: "StorageGroup",
+        name: name.clone(),
+        reason,
+    };
+    naming::check_dns_label(&name, naming::STATEFULSET_NAME_MAX).map_err(invalid)?;
+    let cluster = &group.spec.cluster_ref;
+    if name == naming::tracker(cluster) || name == naming::tracker_headless(cluster) {
+        return Err(invalid(format!(
+            "it is the name of a tracker object of FdfsCluster {cluster:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a name against FastDFS's rule: 1 to 16 bytes, ASCII letters and digits only.
@@ -246,12 +317,12 @@ mod tests {
     }
 
     fn check(group: &StorageGroup) -> Result<ValidStorageGroup> {
-        validate_storage_group(group, Some(&cluster()), &groups())
+        validate_storage_group(group, Some(&cluster()), &groups(), None)
     }
 
     #[test]
     fn fixture_cluster_is_valid() {
-        let valid = validate_cluster(&cluster()).expect("valid");
+        let valid = validate_cluster(&cluster(), None).expect("valid");
         assert_eq!(
             valid.reserved_space,
             ReservedSpace::Ratio { basis_points: 1000 }
@@ -395,9 +466,20 @@ mod tests {
     }
 
     #[test]
+    fn subdir_count_must_be_between_1_and_256() {
+        for (count, ok) in [(0, false), (1, true), (256, true), (257, false)] {
+            let mut g = group("group1");
+            g.spec.volume.subdir_count_per_path = count;
+            let result = check(&g);
+            assert_eq!(result.is_ok(), ok, "{count}: {result:?}");
+        }
+        assert_eq!(group("group1").spec.volume.subdir_count_per_path, 256);
+    }
+
+    #[test]
     fn missing_cluster_is_reported() {
         let g = group("group1");
-        let err = validate_storage_group(&g, None, &groups()).expect_err("no cluster");
+        let err = validate_storage_group(&g, None, &groups(), None).expect_err("no cluster");
         assert!(
             matches!(&err, Error::ClusterNotFound { cluster, namespace } if cluster == "main" && namespace == "fdfs"),
             "{err:?}"
@@ -413,8 +495,8 @@ mod tests {
         let mut moved = cluster();
         moved.metadata.namespace = Some("elsewhere".into());
         for wrong in [renamed, moved] {
-            let err =
-                validate_storage_group(&g, Some(&wrong), &groups()).expect_err("wrong cluster");
+            let err = validate_storage_group(&g, Some(&wrong), &groups(), None)
+                .expect_err("wrong cluster");
             assert_eq!(err.reason(), "ClusterNotFound");
         }
     }
@@ -441,8 +523,8 @@ mod tests {
             ))
         };
         let siblings = [make("b"), make("a")];
-        assert!(validate_storage_group(&siblings[1], Some(&cluster()), &siblings).is_ok());
-        let err = validate_storage_group(&siblings[0], Some(&cluster()), &siblings)
+        assert!(validate_storage_group(&siblings[1], Some(&cluster()), &siblings, None).is_ok());
+        let err = validate_storage_group(&siblings[0], Some(&cluster()), &siblings, None)
             .expect_err("later name loses");
         assert!(matches!(&err, Error::GroupNameConflict { claimed_by, .. } if claimed_by == "a"));
     }
@@ -474,8 +556,9 @@ mod tests {
                 g
             })
             .collect();
-        let valid = validate_storage_group(&group("group1-copy"), Some(&cluster()), &siblings)
-            .expect("no conflict");
+        let valid =
+            validate_storage_group(&group("group1-copy"), Some(&cluster()), &siblings, None)
+                .expect("no conflict");
         assert_eq!(valid.group_name, "group1");
     }
 
@@ -485,7 +568,7 @@ mod tests {
             let c = cluster_with(&format!(
                 "spec: {{settings: {{reservedStorageSpace: '{bad}'}}}}"
             ));
-            let err = validate_cluster(&c).expect_err(bad);
+            let err = validate_cluster(&c, None).expect_err(bad);
             assert!(
                 matches!(&err, Error::InvalidReservedSpace { value } if value == bad),
                 "{err:?}"
@@ -494,7 +577,7 @@ mod tests {
         }
         let c = cluster_with("spec: {settings: {reservedStorageSpace: 2G}}");
         assert_eq!(
-            validate_cluster(&c).expect("valid").reserved_space,
+            validate_cluster(&c, None).expect("valid").reserved_space,
             ReservedSpace::Absolute { bytes: 2 << 30 }
         );
     }
@@ -502,7 +585,7 @@ mod tests {
     #[test]
     fn group_of_an_invalid_cluster_says_so() {
         let c = cluster_with("spec: {settings: {reservedStorageSpace: lots}}");
-        let err = validate_storage_group(&group("group1"), Some(&c), &groups())
+        let err = validate_storage_group(&group("group1"), Some(&c), &groups(), None)
             .expect_err("cluster invalid");
         assert_eq!(err.reason(), "ClusterInvalid");
         let source = std::error::Error::source(&err).expect("has a cause");
@@ -516,12 +599,14 @@ mod tests {
     fn specified_group_lookup_needs_a_valid_store_group() {
         let missing = cluster_with("spec: {settings: {storeLookup: SpecifiedGroup}}");
         assert_eq!(
-            validate_cluster(&missing).expect_err("missing").reason(),
+            validate_cluster(&missing, None)
+                .expect_err("missing")
+                .reason(),
             "MissingStoreGroup"
         );
         let bad = cluster_with("spec: {settings: {storeLookup: SpecifiedGroup, storeGroup: g_1}}");
         assert!(matches!(
-            validate_cluster(&bad),
+            validate_cluster(&bad, None),
             Err(Error::GroupNameInvalidCharacter {
                 field: "spec.settings.storeGroup",
                 ..
@@ -529,7 +614,7 @@ mod tests {
         ));
         let good =
             cluster_with("spec: {settings: {storeLookup: SpecifiedGroup, storeGroup: group1}}");
-        assert!(validate_cluster(&good).is_ok());
+        assert!(validate_cluster(&good, None).is_ok());
     }
 
     #[test]
@@ -550,11 +635,11 @@ mod tests {
             ("spec: {image: ''}", "MissingImage"),
         ];
         for (patch, reason) in cases {
-            let err = validate_cluster(&cluster_with(patch)).expect_err(patch);
+            let err = validate_cluster(&cluster_with(patch), None).expect_err(patch);
             assert_eq!(err.reason(), reason, "{patch}: {err}");
         }
         let wide = cluster_with("spec: {settings: {compat: {ipFieldWidth: 45}}}");
-        assert!(validate_cluster(&wide).is_ok());
+        assert!(validate_cluster(&wide, None).is_ok());
     }
 
     #[test]
@@ -569,7 +654,101 @@ mod tests {
         assert_eq!(c.spec.settings.reserved_storage_space, "10%");
         assert!(c.spec.settings.use_storage_id);
         assert_eq!(c.spec.settings.compat.ip_field_width, 15);
-        assert!(validate_cluster(&c).is_ok());
+        assert!(validate_cluster(&c, None).is_ok());
+    }
+
+    #[test]
+    fn image_defaults_to_the_operators() {
+        let c: FdfsCluster =
+            serde_norway::from_str("metadata: {name: main, namespace: fdfs}\nspec: {}")
+                .expect("parses");
+        assert_eq!(
+            validate_cluster(&c, None).expect_err("no image").reason(),
+            "MissingImage"
+        );
+        let valid = validate_cluster(&c, Some("fdfs-node:1.0")).expect("default applies");
+        assert_eq!(valid.image, "fdfs-node:1.0");
+        let own = validate_cluster(&cluster(), Some("fdfs-node:1.0")).expect("valid");
+        assert_eq!(own.image, "registry.example/fdfs-node:0.1.0");
+        // An explicitly empty image is a mistake, not a request for the default.
+        let empty = cluster_with("spec: {image: ' '}");
+        assert_eq!(
+            validate_cluster(&empty, Some("fdfs-node:1.0"))
+                .expect_err("empty")
+                .reason(),
+            "MissingImage"
+        );
+    }
+
+    #[test]
+    fn cluster_name_must_fit_the_derived_service_names() {
+        for (name, ok) in [
+            ("main", true),
+            (&"a".repeat(46) as &str, true),
+            (&"a".repeat(47), false),
+            ("Main", false),
+            ("9main", false),
+        ] {
+            let mut c = cluster();
+            c.metadata.name = Some(name.to_owned());
+            let result = validate_cluster(&c, None);
+            assert_eq!(result.is_ok(), ok, "{name}: {result:?}");
+            if let Err(err) = result {
+                assert_eq!(err.reason(), "InvalidResourceName");
+            }
+        }
+    }
+
+    #[test]
+    fn storage_group_name_must_fit_its_statefulset() {
+        let make = |name: &str| {
+            group_yaml(&format!(
+                "metadata: {{name: '{name}', namespace: fdfs}}\n\
+                 spec: {{clusterRef: main, groupName: g{n}, volume: {{size: 1Gi}}}}",
+                n = name.len()
+            ))
+        };
+        assert!(check(&make(&"a".repeat(52))).is_ok());
+        for bad in ["a".repeat(53), "photos.eu".into(), "main-tracker".into()] {
+            let err = check(&make(&bad)).expect_err(&bad);
+            assert_eq!(err.reason(), "InvalidResourceName", "{bad}: {err}");
+        }
+    }
+
+    /// Two group names whose storage ids fall in the same block.
+    fn colliding_group_names() -> (String, String) {
+        let mut seen = std::collections::HashMap::new();
+        for n in 0.. {
+            let name = format!("g{n}");
+            if let Some(first) = seen.insert(naming::id_block(&name), name.clone()) {
+                return (first, name);
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn colliding_storage_ids_are_refused_for_the_newer_group() {
+        let (a, b) = colliding_group_names();
+        let make = |sg: &str, group: &str, at: &str| {
+            group_yaml(&format!(
+                "metadata: {{name: {sg}, namespace: fdfs, creationTimestamp: '{at}'}}\n\
+                 spec: {{clusterRef: main, groupName: {group}, volume: {{size: 1Gi}}}}"
+            ))
+        };
+        let older = make("older", &a, "2025-01-01T00:00:00Z");
+        let newer = make("newer", &b, "2025-02-01T00:00:00Z");
+        let siblings = [older.clone(), newer.clone()];
+        assert!(validate_storage_group(&older, Some(&cluster()), &siblings, None).is_ok());
+        let err = validate_storage_group(&newer, Some(&cluster()), &siblings, None)
+            .expect_err("ids collide");
+        assert!(
+            matches!(&err, Error::StorageIdConflict { claimed_by, other_group, .. }
+                if claimed_by == "older" && *other_group == a),
+            "{err:?}"
+        );
+        assert_eq!(err.reason(), "StorageIdConflict");
+        assert!(!err.to_string().is_empty());
     }
 
     #[test]

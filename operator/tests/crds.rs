@@ -308,6 +308,11 @@ fn storage_group_updates_keep_identity() {
         "{removed:?}"
     );
 
+    let mut fewer_dirs = named.clone();
+    fewer_dirs["volume"]["subdirCountPerPath"] = json!(16);
+    let messages = cel_messages(&crd, &storage_group(fewer_dirs), Some(&old_named));
+    assert_eq!(messages, ["subdirCountPerPath is immutable"]);
+
     let mut more_paths = named.clone();
     more_paths["volume"]["storePaths"] = json!(2);
     let messages = cel_messages(&crd, &storage_group(more_paths), Some(&old_named));

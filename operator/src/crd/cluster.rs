@@ -56,9 +56,11 @@ pub const MAX_TRACKERS: i32 = 16;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FdfsClusterSpec {
-    /// Container image of the `fdfs-node` binary, used by trackers and storages alike.
+    /// Container image of the `fdfs-node` binary, used by trackers and storages alike. Defaults
+    /// to the image the operator was started with (`--default-image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub image: String,
+    pub image: Option<String>,
     /// When to pull `image`; Kubernetes' default applies when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<ImagePullPolicy>,

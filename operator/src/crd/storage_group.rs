@@ -128,10 +128,22 @@ pub struct VolumeSpec {
     #[schemars(range(min = 1, max = 256))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("storePaths is immutable"))]
     pub store_paths: i32,
+    /// Number of first- and second-level data directories in each store path (FastDFS
+    /// `subdir_count_per_path`): files go to `data/HH/LL/`, with `HH` and `LL` below this count.
+    /// 256, FastDFS's default, spreads millions of files; small groups can use fewer.
+    /// Immutable: every storage of a group must agree on it.
+    #[serde(default = "default_subdir_count")]
+    #[schemars(range(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("subdirCountPerPath is immutable"))]
+    pub subdir_count_per_path: i32,
 }
 
 fn default_store_paths() -> i32 {
     1
+}
+
+fn default_subdir_count() -> i32 {
+    256
 }
 
 /// What happens to a group's volumes when its `StorageGroup` is deleted.

@@ -1,0 +1,194 @@
+//! The objects of one storage group: a StatefulSet with a volume claim template, its headless
+//! Service, its ConfigMap and, for groups of more than one storage, a PodDisruptionBudget.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, Service, ServiceSpec,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use crate::crd::{DeletionPolicy, FdfsCluster, StorageGroup};
+use crate::naming;
+use crate::validate::ValidStorageGroup;
+
+use super::conf;
+use super::pod::{DataVolume, NodePod, Role};
+use super::tracker::{meta, service_port};
+use super::{
+    BuildOptions, DATA_VOLUME, FASTDFS_PORT_NAME, HTTP_PORT_NAME, STORAGE_CONF_FILE,
+    STORAGE_HTTP_PORT, STORAGE_PORT,
+};
+
+/// Everything one group needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupObjects {
+    /// `storage.conf`.
+    pub config: ConfigMap,
+    /// Gives each storage a stable DNS name, published before it is ready.
+    pub headless: Service,
+    /// The storages.
+    pub statefulset: StatefulSet,
+    /// At most one storage down at a time through voluntary disruptions; `None` for a group
+    /// of one storage, which a budget would make undrainable.
+    pub pdb: Option<PodDisruptionBudget>,
+}
+
+/// Builds a valid group's objects with `replicas` storages (the scale step decides the count,
+/// which may lag behind `spec.replicas` while a scale-down waits).
+pub fn group_objects(
+    cluster: &FdfsCluster,
+    group: &StorageGroup,
+    valid: &ValidStorageGroup,
+    replicas: i32,
+    opts: &BuildOptions,
+) -> GroupObjects {
+    let name = group.name_any();
+    let namespace = group.namespace();
+    let cluster_name = cluster.name_any();
+    let labels = naming::group_labels(&cluster_name, &name, &valid.group_name);
+    let owner = group.controller_owner_ref(&());
+    let spec = &group.spec;
+
+    let storage_conf = conf::storage_conf(cluster, &valid.group_name, &name, &spec.volume, opts);
+    let config = ConfigMap {
+        metadata: meta(
+            naming::group_config(&name),
+            namespace.clone(),
+            &labels,
+            owner.clone(),
+        ),
+        data: Some(BTreeMap::from([(
+            STORAGE_CONF_FILE.into(),
+            storage_conf.clone(),
+        )])),
+        ..Default::default()
+    };
+
+    let headless = Service {
+        metadata: meta(
+            naming::group(&name),
+            namespace.clone(),
+            &labels,
+            owner.clone(),
+        ),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            // A storage resolves its own name (to find its server id) and its peers' names
+            // (to copy files) long before it is ready.
+            publish_not_ready_addresses: Some(true),
+            selector: Some(labels.clone()),
+            ports: Some(vec![
+                service_port(FASTDFS_PORT_NAME, STORAGE_PORT),
+                service_port(HTTP_PORT_NAME, STORAGE_HTTP_PORT),
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let pod = NodePod {
+        role: Role::Storage,
+        image: &valid.cluster.image,
+        pull_policy: cluster.spec.image_pull_policy,
+        config_file: STORAGE_CONF_FILE,
+        config_map: naming::group_config(&name),
+        storage_ids_config_map: naming::storage_ids(&cluster_name),
+        port: STORAGE_PORT,
+        http_port: STORAGE_HTTP_PORT,
+        resources: spec.resources.as_ref(),
+        scheduling: &spec.scheduling,
+        labels: labels.clone(),
+        config_hash: conf::config_hash(&[&storage_conf]),
+        http_secret: cluster.spec.settings.http_token_secret_ref.as_ref(),
+        data: DataVolume::ClaimTemplate,
+    };
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.into()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: spec.volume.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".into(),
+                    spec.volume.size.clone(),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let statefulset = StatefulSet {
+        metadata: meta(
+            naming::group(&name),
+            namespace.clone(),
+            &labels,
+            owner.clone(),
+        ),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(naming::group(&name)),
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..Default::default()
+            },
+            // One storage at a time, each waiting for the previous one to be ACTIVE and
+            // caught up: a new member copies the group from a settled peer.
+            pod_management_policy: Some("OrderedReady".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                ..Default::default()
+            }),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(
+                        match spec.deletion_policy {
+                            DeletionPolicy::Retain => "Retain",
+                            DeletionPolicy::Delete => "Delete",
+                        }
+                        .into(),
+                    ),
+                    // A removed storage's volume stays: scaling down never deletes files.
+                    when_scaled: Some("Retain".into()),
+                },
+            ),
+            template: pod.template(),
+            volume_claim_templates: Some(vec![claim]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let pdb = (replicas > 1).then(|| PodDisruptionBudget {
+        metadata: meta(naming::group(&name), namespace, &labels, owner),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+
+    GroupObjects {
+        config,
+        headless,
+        statefulset,
+        pdb,
+    }
+}

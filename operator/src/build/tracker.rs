@@ -1,0 +1,191 @@
+//! The objects of a cluster's trackers: a Deployment, a headless Service through which
+//! storages find every tracker, a client Service, and the ConfigMaps of the cluster.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use crate::crd::FdfsCluster;
+use crate::naming;
+use crate::validate::ValidCluster;
+
+use super::conf::{self, GroupIds};
+use super::pod::{DataVolume, NodePod, Role};
+use super::{BuildOptions, FASTDFS_PORT_NAME, HTTP_PORT_NAME, STORAGE_IDS_FILE, TRACKER_CONF_FILE};
+
+/// Everything a cluster's trackers need.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackerObjects {
+    /// `tracker.conf`.
+    pub config: ConfigMap,
+    /// `storage_ids.conf`, mounted by trackers and storages alike.
+    pub storage_ids: ConfigMap,
+    /// Resolves to every tracker Pod, ready or not: storages report to each of them.
+    pub headless: Service,
+    /// What FastDFS clients connect to.
+    pub client: Service,
+    /// The trackers.
+    pub deployment: Deployment,
+}
+
+pub(super) fn meta(
+    name: String,
+    namespace: Option<String>,
+    labels: &BTreeMap<String, String>,
+    owner: Option<OwnerReference>,
+) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace,
+        labels: Some(labels.clone()),
+        owner_references: owner.map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+pub(super) fn service_port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(IntOrString::String(name.into())),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+/// Builds the tracker objects of a valid cluster. `groups` are the valid groups of the
+/// cluster, whose storages go into `storage_ids.conf`.
+pub fn tracker_objects(
+    cluster: &FdfsCluster,
+    valid: &ValidCluster,
+    groups: &[GroupIds],
+    opts: &BuildOptions,
+) -> TrackerObjects {
+    let name = cluster.name_any();
+    let namespace = cluster.namespace();
+    let labels = naming::tracker_labels(&name);
+    let owner = cluster.controller_owner_ref(&());
+    let spec = &cluster.spec;
+
+    let tracker_conf = conf::tracker_conf(cluster, valid);
+    let entries = conf::storage_id_entries(namespace.as_deref().unwrap_or_default(), groups, opts);
+    let storage_ids_conf = conf::storage_ids_conf(cluster, &entries);
+
+    let config = ConfigMap {
+        metadata: meta(
+            naming::tracker_config(&name),
+            namespace.clone(),
+            &labels,
+            owner.clone(),
+        ),
+        data: Some(BTreeMap::from([(
+            TRACKER_CONF_FILE.into(),
+            tracker_conf.clone(),
+        )])),
+        ..Default::default()
+    };
+    let storage_ids = ConfigMap {
+        metadata: meta(
+            naming::storage_ids(&name),
+            namespace.clone(),
+            &naming::cluster_labels(&name),
+            owner.clone(),
+        ),
+        data: Some(BTreeMap::from([(
+            STORAGE_IDS_FILE.into(),
+            storage_ids_conf,
+        )])),
+        ..Default::default()
+    };
+
+    let ports = vec![
+        service_port(FASTDFS_PORT_NAME, spec.trackers.port),
+        service_port(HTTP_PORT_NAME, spec.trackers.http_port),
+    ];
+    let headless = Service {
+        metadata: meta(
+            naming::tracker_headless(&name),
+            namespace.clone(),
+            &labels,
+            owner.clone(),
+        ),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            // Storages must reach a tracker before it is ready, or none ever becomes ready.
+            publish_not_ready_addresses: Some(true),
+            selector: Some(labels.clone()),
+            ports: Some(ports.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let client = Service {
+        metadata: meta(
+            naming::tracker(&name),
+            namespace.clone(),
+            &labels,
+            owner.clone(),
+        ),
+        spec: Some(ServiceSpec {
+            type_: Some(spec.client_service.type_.as_str().into()),
+            selector: Some(labels.clone()),
+            ports: Some(vec![service_port(FASTDFS_PORT_NAME, spec.trackers.port)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let pod = NodePod {
+        role: Role::Tracker,
+        image: &valid.image,
+        pull_policy: spec.image_pull_policy,
+        config_file: TRACKER_CONF_FILE,
+        config_map: naming::tracker_config(&name),
+        storage_ids_config_map: naming::storage_ids(&name),
+        port: spec.trackers.port,
+        http_port: spec.trackers.http_port,
+        resources: spec.trackers.resources.as_ref(),
+        scheduling: &spec.trackers.scheduling,
+        labels: labels.clone(),
+        // storage_ids.conf is left out: adding a group must not restart the trackers.
+        config_hash: conf::config_hash(&[&tracker_conf]),
+        http_secret: None,
+        data: DataVolume::EmptyDir,
+    };
+    let deployment = Deployment {
+        metadata: meta(naming::tracker(&name), namespace, &labels, owner),
+        spec: Some(DeploymentSpec {
+            replicas: Some(spec.trackers.replicas),
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..Default::default()
+            },
+            // Start a new tracker before stopping an old one: storages keep every tracker
+            // they can resolve, so the cluster never drops below its tracker count.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: pod.template(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    TrackerObjects {
+        config,
+        storage_ids,
+        headless,
+        client,
+        deployment,
+    }
+}

@@ -1,0 +1,287 @@
+//! Reconciling an `FdfsCluster`: the tracker Deployment, its Services, the tracker and
+//! storage-id ConfigMaps, and a status read from the trackers.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+
+use crate::Result;
+use crate::build::{self, TrackerObjects, conf::GroupIds};
+use crate::crd::{FdfsCluster, FdfsClusterStatus, GroupSummary, StorageGroup};
+use crate::naming;
+use crate::validate;
+
+use super::conditions::{self as cond, Want};
+use super::group::belongs_to;
+use super::{Context, TrackerAnswers, apply, fetch, is_paused, status};
+
+/// The reconcile pipeline of one `FdfsCluster`.
+pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
+    // Owner references let the garbage collector remove the tracker objects; no finalizer.
+    if cluster.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let current_status = cluster.status.clone().unwrap_or_default();
+    let previous = current_status.conditions.clone();
+    if is_paused(cluster) {
+        return status::pause(ctx, cluster, &previous, |conditions| FdfsClusterStatus {
+            conditions,
+            ..current_status
+        })
+        .await;
+    }
+
+    let namespace = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    let client = &ctx.client;
+    let default_image = ctx.config.default_image.as_deref();
+
+    // Fetch and validate.
+    let groups = fetch::storage_groups(client, &namespace).await?;
+    let valid = match validate::validate_cluster(cluster, default_image) {
+        Ok(valid) => valid,
+        Err(err) => {
+            return status::invalid(ctx, cluster, &previous, err, |conditions| {
+                FdfsClusterStatus {
+                    observed_generation: cluster.metadata.generation,
+                    conditions,
+                    ..current_status
+                }
+            })
+            .await;
+        }
+    };
+    let current = fetch::deployment(client, &namespace, &naming::tracker(&name)).await?;
+
+    // Build and apply.
+    let ids = group_ids(cluster, &groups, default_image);
+    let objects = build::tracker_objects(cluster, &valid, &ids, &ctx.config.build);
+    let deployment = apply_objects(ctx, &objects).await?;
+
+    // Status, from the Deployment and from the trackers themselves.
+    let answers = ctx.ask_trackers(cluster, None).await;
+    let wanted = conditions(cluster, &deployment, &answers);
+    for (type_, reason, action, note) in
+        events(current.as_ref(), &objects.deployment, &previous, &wanted)
+    {
+        ctx.event(cluster, type_, &reason, action, note).await;
+    }
+    let now = Time(Timestamp::now());
+    let new_status = FdfsClusterStatus {
+        observed_generation: cluster.metadata.generation,
+        conditions: cond::merge(&previous, &wanted, cluster.metadata.generation, &now),
+        ready_trackers: ready_trackers(&deployment),
+        leader: answers.first_view().and_then(|v| v.leader.clone()),
+        groups: summaries(cluster, &groups, &answers),
+    };
+    status::write(client, cluster, &new_status).await?;
+
+    let settled = wanted.iter().all(|w| w.status == (w.type_ == cond::READY));
+    Ok(Action::requeue(if settled {
+        ctx.config.resync
+    } else {
+        ctx.config.progress_interval
+    }))
+}
+
+/// The groups whose storages go into `storage_ids.conf`: the valid groups of the cluster, each
+/// with as many ordinals as it wants or still has.
+fn group_ids(
+    cluster: &FdfsCluster,
+    groups: &[StorageGroup],
+    default_image: Option<&str>,
+) -> Vec<GroupIds> {
+    groups
+        .iter()
+        .filter(|sg| belongs_to(sg, cluster))
+        .filter_map(|sg| {
+            let valid =
+                validate::validate_storage_group(sg, Some(cluster), groups, default_image).ok()?;
+            let existing = sg.status.as_ref().map_or(0, |s| s.replicas);
+            Some(GroupIds {
+                group_name: valid.group_name,
+                storage_group: sg.name_any(),
+                replicas: sg.spec.replicas.max(existing),
+            })
+        })
+        .collect()
+}
+
+async fn apply_objects(ctx: &Context, objects: &TrackerObjects) -> Result<Deployment> {
+    let client = &ctx.client;
+    apply::apply(client, &objects.config).await?;
+    apply::apply(client, &objects.storage_ids).await?;
+    apply::apply(client, &objects.headless).await?;
+    apply::apply(client, &objects.client).await?;
+    apply::apply(client, &objects.deployment).await
+}
+
+fn ready_trackers(deployment: &Deployment) -> i32 {
+    deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+}
+
+fn rollout_pending(deployment: &Deployment) -> Option<String> {
+    let replicas = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let status = deployment.status.clone().unwrap_or_default();
+    if status.observed_generation < deployment.metadata.generation {
+        return Some("the Deployment controller has not seen the latest spec yet".into());
+    }
+    let updated = status.updated_replicas.unwrap_or(0);
+    if updated < replicas {
+        return Some(format!("{updated} of {replicas} trackers updated"));
+    }
+    None
+}
+
+fn conditions(
+    cluster: &FdfsCluster,
+    deployment: &Deployment,
+    answers: &TrackerAnswers,
+) -> Vec<Want> {
+    let desired = cluster.spec.trackers.replicas;
+    let ready = ready_trackers(deployment);
+    let answered = answers.views.iter().filter(|(_, v)| v.is_ok()).count();
+    let problem = answers.problem();
+    let rollout = rollout_pending(deployment);
+
+    let ready_cond = if ready >= desired && problem.is_none() {
+        Want::yes(
+            cond::READY,
+            "Ready",
+            format!("{ready} of {desired} trackers ready; {answered} answer over FastDFS"),
+        )
+    } else if answered == 0 && ready > 0 {
+        Want::no(
+            cond::READY,
+            "TrackersUnreachable",
+            problem.clone().unwrap_or_default(),
+        )
+    } else {
+        Want::no(
+            cond::READY,
+            "WaitingForTrackers",
+            format!("{ready} of {desired} trackers ready; {answered} answer over FastDFS"),
+        )
+    };
+    let progressing = match rollout {
+        Some(why) => Want::yes(cond::PROGRESSING, "RollingUpdate", why),
+        None if ready < desired => Want::yes(
+            cond::PROGRESSING,
+            "WaitingForTrackers",
+            format!("{ready} of {desired} trackers ready"),
+        ),
+        None => Want::no(cond::PROGRESSING, "Complete", "nothing to do"),
+    };
+    let degraded = match &problem {
+        // A tracker that is not running yet is progress, not degradation.
+        Some(problem) if ready > 0 => {
+            Want::yes(cond::DEGRADED, "TrackerUnreachable", problem.clone())
+        }
+        _ => Want::no(cond::DEGRADED, "AsExpected", "no problem seen"),
+    };
+    vec![ready_cond, progressing, degraded]
+}
+
+type EventSpec = (EventType, String, &'static str, String);
+
+fn events(
+    before: Option<&Deployment>,
+    built: &Deployment,
+    previous: &[Condition],
+    wanted: &[Want],
+) -> Vec<EventSpec> {
+    let mut events = Vec::new();
+    let hash = |d: &Deployment| {
+        d.spec
+            .as_ref()?
+            .template
+            .metadata
+            .as_ref()?
+            .annotations
+            .as_ref()?
+            .get(naming::CONFIG_HASH_ANNOTATION)
+            .cloned()
+    };
+    match before {
+        None => events.push((
+            EventType::Normal,
+            "Created".into(),
+            "Create",
+            format!(
+                "created the tracker Deployment {} with {} trackers",
+                built.name_any(),
+                built.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
+            ),
+        )),
+        Some(before) if hash(before).is_some() && hash(before) != hash(built) => events.push((
+            EventType::Normal,
+            "RollingRestart".into(),
+            "Restart",
+            "tracker.conf changed: replacing the trackers one at a time".into(),
+        )),
+        Some(_) => {}
+    }
+    for want in wanted {
+        if want.type_ == cond::DEGRADED && want.status && cond::changed(previous, want) {
+            events.push((
+                EventType::Warning,
+                want.reason.clone(),
+                "Reconcile",
+                want.message.clone(),
+            ));
+        }
+    }
+    events
+}
+
+/// One entry per group the trackers know or a `StorageGroup` declares.
+fn summaries(
+    cluster: &FdfsCluster,
+    groups: &[StorageGroup],
+    answers: &TrackerAnswers,
+) -> Vec<GroupSummary> {
+    let declared: Vec<&StorageGroup> = groups.iter().filter(|sg| belongs_to(sg, cluster)).collect();
+    let mut out: Vec<GroupSummary> = Vec::new();
+    if let Some(view) = answers.first_view() {
+        for g in &view.groups {
+            let active = view.storages.get(&g.group).map_or(0, |list| {
+                list.iter()
+                    .filter(|s| s.status == fdfs_node::proto::StorageStatus::Active as u8)
+                    .count()
+            });
+            out.push(GroupSummary {
+                name: g.group.clone(),
+                storage_group: declared
+                    .iter()
+                    .find(|sg| sg.group_name() == g.group)
+                    .map(|sg| sg.name_any()),
+                members: i32::try_from(g.storage_count).unwrap_or(i32::MAX),
+                active_members: active as i32,
+                free_mb: i64::try_from(g.free_mb).ok(),
+                total_mb: i64::try_from(g.total_mb).ok(),
+            });
+        }
+    }
+    for sg in declared {
+        if !out.iter().any(|g| g.name == sg.group_name()) {
+            out.push(GroupSummary {
+                name: sg.group_name().to_owned(),
+                storage_group: Some(sg.name_any()),
+                ..Default::default()
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}

@@ -1,0 +1,601 @@
+//! Reconciling a `StorageGroup`: its StatefulSet, Services, ConfigMap and PodDisruptionBudget,
+//! scale steps gated on FastDFS state, removal of scaled-away storages from the trackers, and
+//! a status read from the trackers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+
+use crate::build::{self, GroupObjects};
+use crate::crd::{FdfsCluster, StorageGroup, StorageGroupStatus};
+use crate::fastdfs::{self, DeleteOutcome};
+use crate::naming;
+use crate::scale::{self, Member, PodAddresses, ScalePlan, ScaleStep, TrackerMembers};
+use crate::validate::{self, ValidStorageGroup};
+use crate::{Error, Result};
+
+use super::conditions::{self as cond, Want};
+use super::{Context, TrackerAnswers, apply, fetch, is_paused, status};
+
+/// The reconcile pipeline of one `StorageGroup`.
+pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
+    // Deletion needs nothing from the operator: owner references let the garbage collector
+    // remove the group's objects, and the StatefulSet's claim retention policy keeps or
+    // deletes the volumes. There is no finalizer to wait for a running operator.
+    if sg.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    if is_paused(sg) {
+        return pause(sg, ctx).await;
+    }
+
+    let namespace = sg.namespace().unwrap_or_default();
+    let name = sg.name_any();
+    let client = &ctx.client;
+
+    // Fetch and validate.
+    let cluster = fetch::cluster(client, &namespace, &sg.spec.cluster_ref).await?;
+    let siblings = fetch::storage_groups(client, &namespace).await?;
+    let valid = match validate::validate_storage_group(
+        sg,
+        cluster.as_ref(),
+        &siblings,
+        ctx.config.default_image.as_deref(),
+    ) {
+        Ok(valid) => valid,
+        Err(err) => return invalid(sg, ctx, err).await,
+    };
+    let cluster = cluster.ok_or_else(|| Error::ClusterNotFound {
+        cluster: sg.spec.cluster_ref.clone(),
+        namespace: namespace.clone(),
+    })?;
+    let current = fetch::statefulset(client, &namespace, &naming::group(&name)).await?;
+    let labels = naming::group_labels(&cluster.name_any(), &name, &valid.group_name);
+    let pods = fetch::pods(client, &namespace, &naming::selector(&labels)).await?;
+
+    // Ask the trackers, decide the scale step, remove scaled-away storages.
+    let pods = PodsSeen::new(&name, &pods);
+    let answers = ctx
+        .ask_trackers(&cluster, Some(&[valid.group_name.as_str()]))
+        .await;
+    let views = tracker_members(&answers, &valid.group_name, &pods.addresses);
+    let current_replicas = current
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas);
+    let plan = scale::plan(sg.spec.replicas, current_replicas, &pods.ordinals, &views);
+    let removals = remove_members(&plan, &valid.group_name).await;
+
+    // Build and apply.
+    let objects = build::group_objects(&cluster, sg, &valid, plan.replicas, &ctx.config.build);
+    let applied = apply_objects(ctx, sg, &objects, &labels).await?;
+
+    // Events and status.
+    let previous = sg
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let report = Report {
+        sg,
+        valid: &valid,
+        plan: &plan,
+        answers: &answers,
+        views: &views,
+        pods: &pods,
+        applied: &applied,
+        removals: &removals,
+    };
+    let wanted = report.conditions();
+    for (type_, reason, action, note) in
+        report.events(current.as_ref(), &objects.statefulset, &previous, &wanted)
+    {
+        ctx.event(sg, type_, &reason, action, note).await;
+    }
+    let now = Time(Timestamp::now());
+    let new_status = report.status(cond::merge(
+        &previous,
+        &wanted,
+        sg.metadata.generation,
+        &now,
+    ));
+    status::write(client, sg, &new_status).await?;
+
+    let settled = wanted.iter().all(|w| w.status == (w.type_ == cond::READY));
+    Ok(Action::requeue(if settled {
+        ctx.config.resync
+    } else {
+        ctx.config.progress_interval
+    }))
+}
+
+/// The group's Pods: which ordinals exist, and at which addresses.
+#[derive(Debug, Default)]
+struct PodsSeen {
+    ordinals: Vec<u32>,
+    addresses: PodAddresses,
+}
+
+impl PodsSeen {
+    fn new(storage_group: &str, pods: &[Pod]) -> Self {
+        let mut seen = Self::default();
+        for pod in pods {
+            let Some(ordinal) = naming::pod_ordinal(storage_group, &pod.name_any()) else {
+                continue;
+            };
+            seen.ordinals.push(ordinal);
+            if let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) {
+                seen.addresses.insert(ip, ordinal);
+            }
+        }
+        seen.ordinals.sort_unstable();
+        seen
+    }
+}
+
+fn tracker_members(
+    answers: &TrackerAnswers,
+    group_name: &str,
+    pods: &PodAddresses,
+) -> Vec<TrackerMembers> {
+    answers
+        .views
+        .iter()
+        .map(|(addr, view)| TrackerMembers {
+            tracker: addr.to_string(),
+            members: view.as_ref().map_err(Clone::clone).map(|v| {
+                let stats = v.storages.get(group_name).cloned().unwrap_or_default();
+                scale::members(group_name, &stats, pods)
+            }),
+        })
+        .collect()
+}
+
+/// How one DELETE_STORAGE went.
+#[derive(Debug)]
+struct RemovalResult {
+    tracker: String,
+    id: String,
+    ordinal: u32,
+    outcome: Result<DeleteOutcome, String>,
+}
+
+/// Sends DELETE_STORAGE for each scaled-away storage to each tracker that still lists it.
+async fn remove_members(plan: &ScalePlan, group_name: &str) -> Vec<RemovalResult> {
+    let mut results = Vec::new();
+    for removal in &plan.removals {
+        for tracker in &removal.trackers {
+            let outcome = match tracker.parse::<SocketAddr>() {
+                Ok(addr) => fastdfs::delete_storage(addr, group_name, &removal.id)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            tracing::info!(group = group_name, storage = %removal.id, %tracker, ?outcome, "delete storage");
+            results.push(RemovalResult {
+                tracker: tracker.clone(),
+                id: removal.id.clone(),
+                ordinal: removal.ordinal,
+                outcome,
+            });
+        }
+    }
+    results
+}
+
+/// What the apply step sent back.
+#[derive(Debug)]
+struct Applied {
+    statefulset: StatefulSet,
+}
+
+async fn apply_objects(
+    ctx: &Context,
+    sg: &StorageGroup,
+    objects: &GroupObjects,
+    labels: &BTreeMap<String, String>,
+) -> Result<Applied> {
+    let client = &ctx.client;
+    apply::apply(client, &objects.config).await?;
+    apply::apply(client, &objects.headless).await?;
+    let statefulset = apply::apply(client, &objects.statefulset).await?;
+    let mut keep = Vec::new();
+    if let Some(pdb) = &objects.pdb {
+        keep.push(apply::apply(client, pdb).await?.name_any());
+    }
+    let deleted = apply::delete_orphans::<PodDisruptionBudget>(
+        client,
+        &sg.namespace().unwrap_or_default(),
+        &naming::selector(labels),
+        sg.uid().as_deref().unwrap_or_default(),
+        &keep,
+    )
+    .await?;
+    for name in deleted {
+        tracing::info!(pdb = %name, "deleted PodDisruptionBudget the group no longer needs");
+    }
+    Ok(Applied { statefulset })
+}
+
+/// Everything the status and the Events are made from.
+struct Report<'a> {
+    sg: &'a StorageGroup,
+    valid: &'a ValidStorageGroup,
+    plan: &'a ScalePlan,
+    answers: &'a TrackerAnswers,
+    views: &'a [TrackerMembers],
+    pods: &'a PodsSeen,
+    applied: &'a Applied,
+    removals: &'a [RemovalResult],
+}
+
+type EventSpec = (EventType, String, &'static str, String);
+
+impl Report<'_> {
+    /// The members as the first tracker that answered lists them.
+    fn members(&self) -> Vec<Member> {
+        self.views
+            .iter()
+            .find_map(|v| v.members.as_ref().ok().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Ordinals below `spec.replicas` that every tracker that answered sees ACTIVE and
+    /// caught up.
+    fn ready_replicas(&self) -> i32 {
+        let answered: Vec<&Vec<Member>> = self
+            .views
+            .iter()
+            .filter_map(|v| v.members.as_ref().ok())
+            .collect();
+        if answered.is_empty() {
+            return 0;
+        }
+        (0..self.sg.spec.replicas.max(0) as u32)
+            .filter(|o| {
+                answered.iter().all(|members| {
+                    members
+                        .iter()
+                        .any(|m| m.ordinal == Some(*o) && m.is_active_and_caught_up())
+                })
+            })
+            .count() as i32
+    }
+
+    fn rollout_pending(&self) -> Option<String> {
+        let sts = &self.applied.statefulset;
+        let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        let status = sts.status.clone().unwrap_or_default();
+        if status.observed_generation < sts.metadata.generation {
+            return Some("the StatefulSet controller has not seen the latest spec yet".into());
+        }
+        if status.update_revision.is_some() && status.current_revision != status.update_revision {
+            return Some(format!(
+                "rolling update: {} of {replicas} storages updated",
+                status.updated_replicas.unwrap_or(0)
+            ));
+        }
+        None
+    }
+
+    fn conditions(&self) -> Vec<Want> {
+        let desired = self.sg.spec.replicas;
+        let ready = self.ready_replicas();
+        let members = self.members();
+        let tracker_problem = self.answers.problem();
+        let removal_failures: Vec<String> = self
+            .removals
+            .iter()
+            .filter_map(|r| match &r.outcome {
+                Ok(DeleteOutcome::Refused(status)) => Some(format!(
+                    "tracker {} refused to delete storage {}: {status}",
+                    r.tracker, r.id
+                )),
+                Err(e) => Some(format!(
+                    "cannot delete storage {} from tracker {}: {e}",
+                    r.id, r.tracker
+                )),
+                Ok(_) => None,
+            })
+            .collect();
+        let rollout = self.rollout_pending();
+
+        let ready_cond = if tracker_problem.is_some() && self.answers.first_view().is_none() {
+            Want::no(
+                cond::READY,
+                "TrackersUnreachable",
+                tracker_problem.clone().unwrap_or_default(),
+            )
+        } else if ready >= desired && self.plan.step == ScaleStep::Steady && rollout.is_none() {
+            Want::yes(
+                cond::READY,
+                "Ready",
+                format!("{ready} of {desired} storages ACTIVE and caught up"),
+            )
+        } else {
+            Want::no(
+                cond::READY,
+                "WaitingForMembers",
+                format!("{ready} of {desired} storages ACTIVE and caught up"),
+            )
+        };
+
+        let progressing = match &self.plan.step {
+            ScaleStep::Up { from, to } => Want::yes(
+                cond::PROGRESSING,
+                "ScalingUp",
+                format!("scaling from {from} to {to} storages"),
+            ),
+            ScaleStep::Down { ordinal } => Want::yes(
+                cond::PROGRESSING,
+                "ScalingDown",
+                format!(
+                    "removing the storage of Pod {}",
+                    naming::pod(&self.sg.name_any(), *ordinal)
+                ),
+            ),
+            ScaleStep::Removing => {
+                Want::yes(cond::PROGRESSING, "RemovingMember", self.removal_message())
+            }
+            ScaleStep::Blocked { .. } => Want::no(
+                cond::PROGRESSING,
+                "ScaleDownBlocked",
+                "the scale-down waits; see ScaleDownBlocked",
+            ),
+            ScaleStep::Steady => match &rollout {
+                Some(why) => Want::yes(cond::PROGRESSING, "RollingUpdate", why.clone()),
+                None if ready < desired => Want::yes(
+                    cond::PROGRESSING,
+                    "WaitingForMembers",
+                    format!("{ready} of {desired} storages ACTIVE and caught up"),
+                ),
+                None => Want::no(cond::PROGRESSING, "Complete", "nothing to do"),
+            },
+        };
+
+        let offline: Vec<String> = members
+            .iter()
+            .filter(|m| {
+                m.ordinal.is_some_and(|o| self.pods.ordinals.contains(&o))
+                    && matches!(
+                        m.status,
+                        Some(fdfs_node::proto::StorageStatus::Offline) | None
+                    )
+            })
+            .map(|m| format!("{} is {}", m.id, m.status_name()))
+            .collect();
+        let degraded = if let Some(problem) = &tracker_problem {
+            Want::yes(cond::DEGRADED, "TrackerUnreachable", problem.clone())
+        } else if !removal_failures.is_empty() {
+            Want::yes(
+                cond::DEGRADED,
+                "MemberRemovalFailed",
+                removal_failures.join("; "),
+            )
+        } else if !offline.is_empty() {
+            Want::yes(cond::DEGRADED, "MemberOffline", offline.join("; "))
+        } else {
+            Want::no(cond::DEGRADED, "AsExpected", "no problem seen")
+        };
+
+        let syncing: Vec<String> = members
+            .iter()
+            .filter(|m| m.ordinal.is_some() && m.is_syncing())
+            .map(|m| match m.sync_lag {
+                Some(lag) => format!("{} is {} ({lag}s behind)", m.id, m.status_name()),
+                None => format!("{} is {} (not synced yet)", m.id, m.status_name()),
+            })
+            .collect();
+        let syncing = if syncing.is_empty() {
+            Want::no(cond::SYNCING, "InSync", "every storage is caught up")
+        } else {
+            Want::yes(cond::SYNCING, "MembersSyncing", syncing.join("; "))
+        };
+
+        let blocked = match &self.plan.step {
+            ScaleStep::Blocked { reason } => Want::yes(
+                cond::SCALE_DOWN_BLOCKED,
+                "RemainingMembersNotReady",
+                reason.clone(),
+            ),
+            _ => Want::no(
+                cond::SCALE_DOWN_BLOCKED,
+                "NotBlocked",
+                "no scale-down waits",
+            ),
+        };
+
+        vec![ready_cond, progressing, degraded, syncing, blocked]
+    }
+
+    fn removal_message(&self) -> String {
+        if self.plan.removals.is_empty() {
+            return "waiting for the Pods of removed storages to stop".into();
+        }
+        let ids: Vec<String> = self
+            .plan
+            .removals
+            .iter()
+            .map(|r| format!("{} (ordinal {})", r.id, r.ordinal))
+            .collect();
+        format!("deleting {} from the trackers", ids.join(", "))
+    }
+
+    fn events(
+        &self,
+        before: Option<&StatefulSet>,
+        built: &StatefulSet,
+        previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+        wanted: &[Want],
+    ) -> Vec<EventSpec> {
+        let mut events = Vec::new();
+        let name = self.sg.name_any();
+        match before {
+            None => events.push((
+                EventType::Normal,
+                "Created".into(),
+                "Create",
+                format!(
+                    "created StatefulSet {name} for group {} with {} storages",
+                    self.valid.group_name, self.plan.replicas
+                ),
+            )),
+            Some(before) => {
+                let old_hash = config_hash(before);
+                if old_hash.is_some() && old_hash != config_hash(built) {
+                    events.push((
+                        EventType::Normal,
+                        "RollingRestart".into(),
+                        "Restart",
+                        "storage.conf changed: restarting the storages one at a time, each \
+                         waiting for the previous one to be ACTIVE and caught up"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        match &self.plan.step {
+            ScaleStep::Up { from, to } if before.is_some() => events.push((
+                EventType::Normal,
+                "ScalingUp".into(),
+                "Scale",
+                format!(
+                    "scaling group {} from {from} to {to} storages",
+                    self.valid.group_name
+                ),
+            )),
+            ScaleStep::Down { ordinal } => events.push((
+                EventType::Normal,
+                "ScalingDown".into(),
+                "Scale",
+                format!(
+                    "removing storage {} (Pod {}): the remaining storages are ACTIVE and caught \
+                     up in every tracker",
+                    naming::storage_id(&self.valid.group_name, *ordinal),
+                    naming::pod(&name, *ordinal)
+                ),
+            )),
+            _ => {}
+        }
+        for r in self.removals {
+            match &r.outcome {
+                Ok(DeleteOutcome::Deleted) => events.push((
+                    EventType::Normal,
+                    "MemberRemoved".into(),
+                    "DeleteStorage",
+                    format!(
+                        "deleted storage {} (Pod ordinal {}) from tracker {}",
+                        r.id, r.ordinal, r.tracker
+                    ),
+                )),
+                Ok(DeleteOutcome::Refused(status)) => events.push((
+                    EventType::Warning,
+                    "MemberRemovalFailed".into(),
+                    "DeleteStorage",
+                    format!(
+                        "tracker {} refused to delete storage {}: {status}",
+                        r.tracker, r.id
+                    ),
+                )),
+                Err(e) => events.push((
+                    EventType::Warning,
+                    "MemberRemovalFailed".into(),
+                    "DeleteStorage",
+                    format!(
+                        "cannot delete storage {} from tracker {}: {e}",
+                        r.id, r.tracker
+                    ),
+                )),
+                Ok(_) => {}
+            }
+        }
+        for want in wanted {
+            let report = match want.type_ {
+                cond::SCALE_DOWN_BLOCKED | cond::DEGRADED => want.status,
+                _ => false,
+            };
+            if report && cond::changed(previous, want) {
+                let reason = if want.type_ == cond::SCALE_DOWN_BLOCKED {
+                    cond::SCALE_DOWN_BLOCKED.to_owned()
+                } else {
+                    want.reason.clone()
+                };
+                events.push((
+                    EventType::Warning,
+                    reason,
+                    "Reconcile",
+                    want.message.clone(),
+                ));
+            }
+        }
+        events
+    }
+
+    fn status(
+        &self,
+        conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    ) -> StorageGroupStatus {
+        let group = self
+            .answers
+            .first_view()
+            .and_then(|v| v.groups.iter().find(|g| g.group == self.valid.group_name));
+        StorageGroupStatus {
+            observed_generation: self.sg.metadata.generation,
+            conditions,
+            group_name: Some(self.valid.group_name.clone()),
+            replicas: self.pods.ordinals.len() as i32,
+            ready_replicas: self.ready_replicas(),
+            members: scale::member_statuses(&self.sg.name_any(), &self.members()),
+            capacity_mb: group.and_then(|g| i64::try_from(g.total_mb).ok()),
+            free_mb: group.and_then(|g| i64::try_from(g.free_mb).ok()),
+        }
+    }
+}
+
+fn config_hash(sts: &StatefulSet) -> Option<String> {
+    sts.spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(naming::CONFIG_HASH_ANNOTATION)
+        .cloned()
+}
+
+async fn invalid(sg: &StorageGroup, ctx: &Context, err: Error) -> Result<Action> {
+    let current = sg.status.clone().unwrap_or_default();
+    status::invalid(ctx, sg, &current.conditions.clone(), err, |conditions| {
+        StorageGroupStatus {
+            observed_generation: sg.metadata.generation,
+            conditions,
+            ..current
+        }
+    })
+    .await
+}
+
+async fn pause(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
+    let current = sg.status.clone().unwrap_or_default();
+    status::pause(ctx, sg, &current.conditions.clone(), |conditions| {
+        StorageGroupStatus {
+            conditions,
+            ..current
+        }
+    })
+    .await
+}
+
+/// Used by the cluster reconcile: whether `sg` belongs to `cluster`.
+pub fn belongs_to(sg: &StorageGroup, cluster: &FdfsCluster) -> bool {
+    sg.spec.cluster_ref == cluster.name_any() && sg.namespace() == cluster.namespace()
+}

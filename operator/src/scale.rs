@@ -1,0 +1,520 @@
+//! Group membership as the trackers see it, and the scale decisions made from it.
+//!
+//! Pure functions: the controller hands in what each tracker answered and which Pods exist.
+//!
+//! Scaling down removes one storage at a time, the one with the highest ordinal, and only when
+//! every tracker sees each remaining storage ACTIVE and caught up with its peers (so the
+//! remaining storages hold every file, including those first uploaded to the one leaving).
+//! Once its Pod is gone, the storage is deleted from every tracker (FastDFS command 93, which a
+//! tracker refuses while the storage is still ONLINE or ACTIVE), and only then does the next
+//! step start. Scaling to zero stops the group without deleting its storages from the
+//! trackers: their volumes stay, and the group comes back with the same server ids.
+
+use std::collections::BTreeMap;
+
+use fdfs_node::proto::StorageStatus;
+use fdfs_node::proto::monitor::StorageStat;
+
+use crate::crd::MemberStatus;
+use crate::naming;
+
+/// How far, in seconds, a storage may lag behind its peers and still count as caught up.
+/// Zero: a storage leaving the group must have nothing that another storage still lacks.
+pub const SYNC_LAG_TOLERANCE_SECONDS: u64 = 0;
+
+fn within_tolerance(lag: u64) -> bool {
+    lag.saturating_sub(SYNC_LAG_TOLERANCE_SECONDS) == 0
+}
+
+/// One storage as one tracker lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// FastDFS server id (or IP address, without storage ids).
+    pub id: String,
+    /// StatefulSet ordinal, when the storage is one of the group's Pods.
+    pub ordinal: Option<u32>,
+    /// Address the storage registered (`ip:port`).
+    pub address: String,
+    /// FastDFS status.
+    pub status: Option<StorageStatus>,
+    /// Seconds behind the most advanced peer; `None` when it has never synced from peers
+    /// that have files.
+    pub sync_lag: Option<u64>,
+}
+
+impl Member {
+    /// Name of the FastDFS status, as `fdfs_monitor` prints it.
+    pub fn status_name(&self) -> &'static str {
+        self.status.map_or("UNKNOWN", StorageStatus::name)
+    }
+
+    /// ACTIVE, and no further behind its peers than the tolerance.
+    pub fn is_active_and_caught_up(&self) -> bool {
+        self.status == Some(StorageStatus::Active) && self.sync_lag.is_some_and(within_tolerance)
+    }
+
+    /// Copying files from a peer, or behind it.
+    pub fn is_syncing(&self) -> bool {
+        matches!(
+            self.status,
+            Some(StorageStatus::WaitSync | StorageStatus::Syncing)
+        ) || !self.sync_lag.is_some_and(within_tolerance)
+    }
+
+    /// Removed from the tracker (a tombstone).
+    pub fn is_deleted(&self) -> bool {
+        self.status == Some(StorageStatus::Deleted)
+    }
+}
+
+/// Where each of a group's Pods is, to recognise storages registered by address.
+pub type PodAddresses = BTreeMap<String, u32>;
+
+/// The storages of a group as one tracker lists them, with ordinals resolved from derived
+/// server ids or, failing that, from the Pods' addresses.
+pub fn members(group_name: &str, stats: &[StorageStat], pods: &PodAddresses) -> Vec<Member> {
+    stats
+        .iter()
+        .map(|s| {
+            let ordinal =
+                naming::ordinal_of_id(group_name, &s.id).or_else(|| pods.get(&s.ip).copied());
+            Member {
+                id: s.id.clone(),
+                ordinal,
+                address: format!("{}:{}", s.ip, s.storage_port),
+                status: StorageStatus::from_byte(s.status),
+                sync_lag: sync_lag(s, stats),
+            }
+        })
+        .collect()
+}
+
+/// How far `member` is behind the newest update of any peer, as `fdfs_monitor` computes it:
+/// the peers' latest own update minus the time up to which this storage has synced.
+fn sync_lag(member: &StorageStat, all: &[StorageStat]) -> Option<u64> {
+    let newest = all
+        .iter()
+        .filter(|p| p.id != member.id)
+        .map(|p| p.stats.last_source_update)
+        .max()
+        .unwrap_or(0);
+    let synced = member.stats.last_synced_timestamp;
+    match (newest, synced) {
+        (0, _) => Some(0),
+        (_, 0) => None,
+        (newest, synced) => Some(newest.saturating_sub(synced)),
+    }
+}
+
+/// The group's members as the status reports them.
+pub fn member_statuses(storage_group: &str, members: &[Member]) -> Vec<MemberStatus> {
+    let mut out: Vec<MemberStatus> = members
+        .iter()
+        .map(|m| MemberStatus {
+            id: m.id.clone(),
+            pod: m.ordinal.map(|o| naming::pod(storage_group, o)),
+            address: Some(m.address.clone()),
+            status: m.status_name().to_owned(),
+            sync_lag_seconds: m.sync_lag.and_then(|l| i64::try_from(l).ok()),
+        })
+        .collect();
+    out.sort_by(|a, b| a.pod.cmp(&b.pod).then_with(|| a.id.cmp(&b.id)));
+    out
+}
+
+/// What one tracker answered about the group, or why it could not be asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackerMembers {
+    /// Address of the tracker.
+    pub tracker: String,
+    /// The group's storages, or the error.
+    pub members: Result<Vec<Member>, String>,
+}
+
+/// A storage to delete from the trackers: its Pod has been scaled away.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Removal {
+    /// StatefulSet ordinal it had.
+    pub ordinal: u32,
+    /// Its server id.
+    pub id: String,
+    /// Trackers that still list it as a member.
+    pub trackers: Vec<String>,
+}
+
+/// Where the group is on its way to `spec.replicas`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScaleStep {
+    /// The StatefulSet has the desired count.
+    Steady,
+    /// Growing the StatefulSet.
+    Up {
+        /// Replicas before.
+        from: i32,
+        /// Replicas after.
+        to: i32,
+    },
+    /// Removing the storage with the highest ordinal now.
+    Down {
+        /// Ordinal of the storage leaving.
+        ordinal: u32,
+    },
+    /// A scale-down waits: the reason says for what.
+    Blocked {
+        /// Why, for the condition and the Event.
+        reason: String,
+    },
+    /// A storage scaled away is still a member in some tracker; the next step waits for its
+    /// deletion.
+    Removing,
+}
+
+/// The scale decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalePlan {
+    /// Replicas to apply to the StatefulSet.
+    pub replicas: i32,
+    /// What this step does.
+    pub step: ScaleStep,
+    /// Storages to delete from the trackers now.
+    pub removals: Vec<Removal>,
+}
+
+/// Decides the StatefulSet's replica count.
+///
+/// `desired` is `spec.replicas`; `current` the StatefulSet's replica count, `None` before it
+/// exists; `running` the ordinals whose Pods still exist; `trackers` what each tracker listed.
+pub fn plan(
+    desired: i32,
+    current: Option<i32>,
+    running: &[u32],
+    trackers: &[TrackerMembers],
+) -> ScalePlan {
+    let current = match current {
+        Some(current) if desired < current => current,
+        _ => {
+            let step = match current {
+                Some(from) if from < desired => ScaleStep::Up { from, to: desired },
+                None if desired > 0 => ScaleStep::Up {
+                    from: 0,
+                    to: desired,
+                },
+                _ => ScaleStep::Steady,
+            };
+            let removals = removals(desired, running, trackers);
+            let step = match step {
+                ScaleStep::Steady if !removals.is_empty() => ScaleStep::Removing,
+                step => step,
+            };
+            return ScalePlan {
+                replicas: desired,
+                removals,
+                step,
+            };
+        }
+    };
+
+    let pending = removals(current, running, trackers);
+    let scaled_away_running = running.iter().any(|o| *o >= current as u32);
+    if !pending.is_empty() || scaled_away_running {
+        return ScalePlan {
+            replicas: current,
+            step: ScaleStep::Removing,
+            removals: pending,
+        };
+    }
+
+    let next = current - 1;
+    let blocked = |reason: String| ScalePlan {
+        replicas: current,
+        step: ScaleStep::Blocked { reason },
+        removals: Vec::new(),
+    };
+    if next > 0 {
+        if trackers.is_empty() {
+            return blocked("no tracker is known".into());
+        }
+        for view in trackers {
+            let members = match &view.members {
+                Ok(members) => members,
+                Err(err) => {
+                    return blocked(format!("tracker {} cannot be asked: {err}", view.tracker));
+                }
+            };
+            for ordinal in 0..next as u32 {
+                let Some(m) = members.iter().find(|m| m.ordinal == Some(ordinal)) else {
+                    return blocked(format!(
+                        "tracker {} does not list the storage of Pod ordinal {ordinal}",
+                        view.tracker
+                    ));
+                };
+                if !m.is_active_and_caught_up() {
+                    let lag = m
+                        .sync_lag
+                        .map_or("never synced".to_owned(), |l| format!("{l}s behind"));
+                    return blocked(format!(
+                        "tracker {} sees storage {} (Pod ordinal {ordinal}) {} and {lag}",
+                        view.tracker,
+                        m.id,
+                        m.status_name()
+                    ));
+                }
+            }
+        }
+    }
+    ScalePlan {
+        replicas: next,
+        step: ScaleStep::Down {
+            ordinal: next as u32,
+        },
+        removals: Vec::new(),
+    }
+}
+
+/// Storages with an ordinal at or above `replicas` that some tracker still lists and whose
+/// Pod is gone. None when `replicas` is zero: a stopped group keeps its members.
+fn removals(replicas: i32, running: &[u32], trackers: &[TrackerMembers]) -> Vec<Removal> {
+    if replicas <= 0 {
+        return Vec::new();
+    }
+    let mut by_id: BTreeMap<(u32, String), Vec<String>> = BTreeMap::new();
+    for view in trackers {
+        let Ok(members) = &view.members else { continue };
+        for m in members {
+            let Some(ordinal) = m.ordinal else { continue };
+            if ordinal >= replicas as u32 && !m.is_deleted() && !running.contains(&ordinal) {
+                by_id
+                    .entry((ordinal, m.id.clone()))
+                    .or_default()
+                    .push(view.tracker.clone());
+            }
+        }
+    }
+    by_id
+        .into_iter()
+        .map(|((ordinal, id), trackers)| Removal {
+            ordinal,
+            id,
+            trackers,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(ordinal: u32, status: StorageStatus, lag: Option<u64>) -> Member {
+        Member {
+            id: naming::storage_id("group1", ordinal).to_string(),
+            ordinal: Some(ordinal),
+            address: format!("10.0.0.{ordinal}:23000"),
+            status: Some(status),
+            sync_lag: lag,
+        }
+    }
+
+    fn view(tracker: &str, members: Vec<Member>) -> TrackerMembers {
+        TrackerMembers {
+            tracker: tracker.into(),
+            members: Ok(members),
+        }
+    }
+
+    fn active(ordinals: std::ops::Range<u32>) -> Vec<Member> {
+        ordinals
+            .map(|o| member(o, StorageStatus::Active, Some(0)))
+            .collect()
+    }
+
+    #[test]
+    fn scale_up_and_steady_apply_the_desired_count() {
+        let t = [view("t1", active(0..2))];
+        assert_eq!(
+            plan(3, Some(2), &[0, 1], &t),
+            ScalePlan {
+                replicas: 3,
+                step: ScaleStep::Up { from: 2, to: 3 },
+                removals: vec![]
+            }
+        );
+        assert_eq!(plan(2, Some(2), &[0, 1], &t).step, ScaleStep::Steady);
+        assert_eq!(
+            plan(2, None, &[], &[]).step,
+            ScaleStep::Up { from: 0, to: 2 }
+        );
+    }
+
+    #[test]
+    fn scale_down_removes_one_storage_when_the_rest_are_active_everywhere() {
+        let t = [view("t1", active(0..3)), view("t2", active(0..3))];
+        let p = plan(1, Some(3), &[0, 1, 2], &t);
+        assert_eq!(p.replicas, 2);
+        assert_eq!(p.step, ScaleStep::Down { ordinal: 2 });
+        assert!(p.removals.is_empty());
+    }
+
+    #[test]
+    fn scale_down_holds_while_a_remaining_storage_is_not_active_in_some_tracker() {
+        let mut lagging = active(0..3);
+        lagging[1] = member(1, StorageStatus::Syncing, Some(40));
+        let t = [view("t1", active(0..3)), view("t2", lagging)];
+        let p = plan(2, Some(3), &[0, 1, 2], &t);
+        assert_eq!(p.replicas, 3);
+        let ScaleStep::Blocked { reason } = p.step else {
+            panic!("{p:?}")
+        };
+        assert!(
+            reason.contains("t2") && reason.contains("SYNCING"),
+            "{reason}"
+        );
+        assert!(reason.contains("40s behind"), "{reason}");
+    }
+
+    #[test]
+    fn scale_down_holds_while_a_remaining_storage_lags() {
+        let mut behind = active(0..2);
+        behind[0].sync_lag = Some(3);
+        let p = plan(1, Some(2), &[0, 1], &[view("t1", behind)]);
+        assert!(matches!(p.step, ScaleStep::Blocked { .. }), "{p:?}");
+        let mut never = active(0..2);
+        never[0].sync_lag = None;
+        let p = plan(1, Some(2), &[0, 1], &[view("t1", never)]);
+        let ScaleStep::Blocked { reason } = p.step else {
+            panic!("{p:?}")
+        };
+        assert!(reason.contains("never synced"), "{reason}");
+    }
+
+    #[test]
+    fn scale_down_holds_when_a_tracker_cannot_be_asked_or_misses_a_storage() {
+        let t = [
+            view("t1", active(0..2)),
+            TrackerMembers {
+                tracker: "t2".into(),
+                members: Err("connection refused".into()),
+            },
+        ];
+        let p = plan(1, Some(2), &[0, 1], &t);
+        let ScaleStep::Blocked { reason } = p.step else {
+            panic!("{p:?}")
+        };
+        assert!(reason.contains("connection refused"), "{reason}");
+
+        let p = plan(1, Some(2), &[0, 1], &[view("t1", active(1..2))]);
+        let ScaleStep::Blocked { reason } = p.step else {
+            panic!("{p:?}")
+        };
+        assert!(reason.contains("ordinal 0"), "{reason}");
+        assert!(matches!(
+            plan(1, Some(2), &[0, 1], &[]).step,
+            ScaleStep::Blocked { .. }
+        ));
+    }
+
+    #[test]
+    fn scaled_away_storage_is_deleted_from_the_trackers_that_still_list_it() {
+        let mut t1 = active(0..2);
+        t1.push(member(2, StorageStatus::Offline, Some(0)));
+        let mut t2 = active(0..2);
+        t2.push(member(2, StorageStatus::Deleted, Some(0)));
+        let p = plan(1, Some(2), &[0, 1], &[view("t1", t1), view("t2", t2)]);
+        assert_eq!(p.replicas, 2);
+        assert_eq!(p.step, ScaleStep::Removing);
+        assert_eq!(
+            p.removals,
+            vec![Removal {
+                ordinal: 2,
+                id: naming::storage_id("group1", 2).to_string(),
+                trackers: vec!["t1".into()],
+            }]
+        );
+    }
+
+    #[test]
+    fn removal_waits_for_the_pod_to_be_gone() {
+        // The StatefulSet is at 2, but Pod 2 still terminates.
+        let mut t1 = active(0..2);
+        t1.push(member(2, StorageStatus::Active, Some(0)));
+        let p = plan(2, Some(2), &[0, 1, 2], &[view("t1", t1.clone())]);
+        assert!(p.removals.is_empty());
+        assert_eq!(p.step, ScaleStep::Steady);
+        // A further step down waits for it too.
+        let p = plan(1, Some(2), &[0, 1, 2], &[view("t1", t1)]);
+        assert_eq!((p.replicas, p.step), (2, ScaleStep::Removing));
+    }
+
+    #[test]
+    fn scaling_back_up_keeps_the_returning_storage() {
+        let mut t1 = active(0..2);
+        t1.push(member(2, StorageStatus::Offline, Some(0)));
+        let p = plan(3, Some(2), &[0, 1], &[view("t1", t1)]);
+        assert_eq!(p.replicas, 3);
+        assert!(p.removals.is_empty());
+    }
+
+    #[test]
+    fn scaling_to_zero_stops_the_group_without_deleting_members() {
+        let t = [view("t1", vec![member(0, StorageStatus::Syncing, None)])];
+        let p = plan(0, Some(1), &[0], &t);
+        assert_eq!(p.replicas, 0);
+        assert!(p.removals.is_empty());
+        let p = plan(
+            0,
+            Some(0),
+            &[],
+            &[view("t1", vec![member(0, StorageStatus::Offline, Some(0))])],
+        );
+        assert!(p.removals.is_empty());
+    }
+
+    fn stat(id: &str, ip: &str, source_update: u64, synced: u64) -> StorageStat {
+        let mut s = StorageStat {
+            id: id.into(),
+            ip: ip.into(),
+            status: StorageStatus::Active as u8,
+            storage_port: 23000,
+            ..Default::default()
+        };
+        s.stats.last_source_update = source_update;
+        s.stats.last_synced_timestamp = synced;
+        s
+    }
+
+    #[test]
+    fn members_resolve_ordinals_from_ids_or_pod_addresses() {
+        let derived = naming::storage_id("group1", 1).to_string();
+        let stats = [
+            stat(&derived, "10.1.0.7", 0, 0),
+            stat("10.1.0.9", "10.1.0.9", 0, 0),
+        ];
+        let pods = PodAddresses::from([("10.1.0.9".into(), 0)]);
+        let m = members("group1", &stats, &pods);
+        assert_eq!(m[0].ordinal, Some(1));
+        assert_eq!(m[1].ordinal, Some(0));
+        assert_eq!(m[1].address, "10.1.0.9:23000");
+        let statuses = member_statuses("photos", &m);
+        assert_eq!(statuses[0].pod.as_deref(), Some("photos-0"));
+        assert_eq!(statuses[1].pod.as_deref(), Some("photos-1"));
+        assert_eq!(statuses[0].status, "ACTIVE");
+    }
+
+    #[test]
+    fn sync_lag_is_measured_against_the_newest_peer_update() {
+        let stats = [
+            stat("a", "10.0.0.1", 1_000, 900),
+            stat("b", "10.0.0.2", 1_100, 1_000),
+            stat("c", "10.0.0.3", 0, 0),
+        ];
+        let m = members("g", &stats, &PodAddresses::new());
+        assert_eq!(m[0].sync_lag, Some(200));
+        assert_eq!(m[1].sync_lag, Some(0));
+        assert_eq!(m[2].sync_lag, None, "c never synced while peers have files");
+        let quiet = [stat("a", "10.0.0.1", 0, 0), stat("b", "10.0.0.2", 0, 0)];
+        assert!(
+            members("g", &quiet, &PodAddresses::new())
+                .iter()
+                .all(Member::is_active_and_caught_up)
+        );
+    }
+}

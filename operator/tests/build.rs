@@ -1,0 +1,465 @@
+//! The build step from YAML fixtures: validate, then build, then check the objects and the
+//! rendered FastDFS configuration.
+
+use fdfs_operator::build::{self, BuildOptions, GroupObjects, TrackerObjects, conf::GroupIds};
+use fdfs_operator::crd::{FdfsCluster, StorageGroup};
+use fdfs_operator::naming;
+use fdfs_operator::validate::{validate_cluster, validate_storage_group};
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use serde::Deserialize;
+
+const CLUSTER: &str = include_str!("fixtures/cluster.yaml");
+const GROUPS: &str = include_str!("fixtures/groups.yaml");
+
+fn cluster() -> FdfsCluster {
+    serde_norway::from_str(CLUSTER).expect("cluster fixture parses")
+}
+
+fn groups() -> Vec<StorageGroup> {
+    serde_norway::Deserializer::from_str(GROUPS)
+        .map(|doc| StorageGroup::deserialize(doc).expect("group fixture parses"))
+        .collect()
+}
+
+fn group(name: &str) -> StorageGroup {
+    groups()
+        .into_iter()
+        .find(|g| g.name_any() == name)
+        .expect("fixture has the group")
+}
+
+fn with_uid<K: kube::Resource>(mut obj: K, uid: &str) -> K {
+    obj.meta_mut().uid = Some(uid.into());
+    obj
+}
+
+fn tracker_objects(cluster: &FdfsCluster) -> TrackerObjects {
+    let valid = validate_cluster(cluster, None).expect("valid cluster");
+    let ids = vec![
+        GroupIds {
+            group_name: "group1".into(),
+            storage_group: "group1".into(),
+            replicas: 2,
+        },
+        GroupIds {
+            group_name: "photos".into(),
+            storage_group: "photos-eu".into(),
+            replicas: 3,
+        },
+    ];
+    build::tracker_objects(cluster, &valid, &ids, &BuildOptions::default())
+}
+
+fn group_objects(sg: &StorageGroup, replicas: i32) -> GroupObjects {
+    let cluster = with_uid(cluster(), "cluster-uid");
+    let valid = validate_storage_group(sg, Some(&cluster), &groups(), None).expect("valid group");
+    build::group_objects(&cluster, sg, &valid, replicas, &BuildOptions::default())
+}
+
+fn pod_spec(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> &PodSpec {
+    template.spec.as_ref().expect("pod spec")
+}
+
+fn container(spec: &PodSpec) -> &Container {
+    assert_eq!(spec.containers.len(), 1);
+    &spec.containers[0]
+}
+
+#[test]
+fn tracker_conf_renders_the_cluster_settings() {
+    let objects = tracker_objects(&cluster());
+    let conf = &objects.config.data.as_ref().expect("data")["tracker.conf"];
+    assert_eq!(
+        conf,
+        "# Rendered by fdfs-operator from FdfsCluster fdfs/main. Edits are overwritten.\n\
+         port = 22122\n\
+         base_path = /var/lib/fdfs\n\
+         store_lookup = 2\n\
+         store_group = \n\
+         store_server = 0\n\
+         store_path = 2\n\
+         download_server = 1\n\
+         reserved_storage_space = 10.00%\n\
+         check_active_interval = 30\n\
+         response_ip_addr_size = auto\n\
+         use_storage_id = true\n\
+         storage_ids_filename = /etc/fdfs/storage_ids.conf\n\
+         id_type_in_filename = id\n\
+         trust_storage_server_id = true\n\
+         http.server_port = 8080\n"
+    );
+}
+
+#[test]
+fn storage_ids_conf_lists_every_storage_by_stable_name() {
+    let objects = tracker_objects(&cluster());
+    let ids = &objects.storage_ids.data.as_ref().expect("data")["storage_ids.conf"];
+    let lines: Vec<&str> = ids.lines().skip(1).collect();
+    let g1 = naming::storage_id("group1", 0);
+    let ph = naming::storage_id("photos", 0);
+    assert_eq!(
+        lines,
+        [
+            format!("{g1} group1 group1-0.group1.fdfs.svc.cluster.local:23000"),
+            format!(
+                "{} group1 group1-1.group1.fdfs.svc.cluster.local:23000",
+                g1 + 1
+            ),
+            format!("{ph} photos photos-eu-0.photos-eu.fdfs.svc.cluster.local:23000"),
+            format!(
+                "{} photos photos-eu-1.photos-eu.fdfs.svc.cluster.local:23000",
+                ph + 1
+            ),
+            format!(
+                "{} photos photos-eu-2.photos-eu.fdfs.svc.cluster.local:23000",
+                ph + 2
+            ),
+        ]
+    );
+}
+
+#[test]
+fn tracker_services_publish_every_tracker() {
+    let objects = tracker_objects(&cluster());
+    let headless = objects.headless.spec.as_ref().expect("spec");
+    assert_eq!(objects.headless.name_any(), "main-tracker-headless");
+    assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(headless.publish_not_ready_addresses, Some(true));
+    let client = objects.client.spec.as_ref().expect("spec");
+    assert_eq!(objects.client.name_any(), "main-tracker");
+    assert_eq!(client.type_.as_deref(), Some("ClusterIP"));
+    assert_eq!(client.ports.as_ref().expect("ports")[0].port, 22122);
+    assert_eq!(client.selector, headless.selector);
+
+    let mut node_port = cluster();
+    node_port.spec.client_service.type_ = fdfs_operator::crd::ServiceType::NodePort;
+    let objects = tracker_objects(&node_port);
+    assert_eq!(
+        objects.client.spec.as_ref().expect("spec").type_.as_deref(),
+        Some("NodePort")
+    );
+}
+
+#[test]
+fn tracker_deployment_runs_the_rendered_config() {
+    let objects = tracker_objects(&with_uid(cluster(), "cluster-uid"));
+    let deployment = &objects.deployment;
+    let owner = &deployment.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("FdfsCluster", "cluster-uid")
+    );
+    assert_eq!(owner.controller, Some(true));
+    let spec = deployment.spec.as_ref().expect("spec");
+    assert_eq!(spec.replicas, Some(3));
+    let pod = pod_spec(&spec.template);
+    let c = container(pod);
+    assert_eq!(c.image.as_deref(), Some("registry.example/fdfs-node:0.1.0"));
+    assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert_eq!(c.command.as_deref(), Some(&["fdfs-node".to_owned()][..]));
+    assert_eq!(
+        c.args.as_deref().expect("args"),
+        [
+            "tracker",
+            "--config",
+            "/etc/fdfs/tracker.conf",
+            "--bind",
+            "$(POD_IP):22122"
+        ]
+    );
+    let env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
+    assert_eq!(env, ["POD_NAME", "POD_NAMESPACE", "POD_IP"]);
+    assert_eq!(
+        c.resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .map(|r| r["cpu"].0.as_str()),
+        Some("100m")
+    );
+    assert_eq!(
+        pod.node_selector.as_ref().expect("selector")["kubernetes.io/os"],
+        "linux"
+    );
+    assert_eq!(pod.tolerations.as_ref().expect("tolerations").len(), 1);
+    // Both ConfigMaps appear in /etc/fdfs.
+    let sources = pod.volumes.as_ref().expect("volumes")[0]
+        .projected
+        .as_ref()
+        .and_then(|p| p.sources.clone())
+        .expect("projected");
+    let names: Vec<String> = sources
+        .iter()
+        .filter_map(|s| s.config_map.as_ref().map(|c| c.name.clone()))
+        .collect();
+    assert_eq!(names, ["main-tracker-config", "main-storage-ids"]);
+}
+
+fn assert_probes_and_shutdown(c: &Container, pod: &PodSpec, http_port: i32) {
+    let http = c
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("http"))
+        .expect("http port");
+    assert_eq!(http.container_port, http_port);
+    for (probe, path) in [
+        (&c.readiness_probe, "/readyz"),
+        (&c.liveness_probe, "/healthz"),
+        (&c.startup_probe, "/healthz"),
+    ] {
+        let get = probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("http probe");
+        assert_eq!(get.path.as_deref(), Some(path));
+        assert_eq!(get.port, IntOrString::String("http".into()));
+    }
+    let pre_stop = c
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|p| p.sleep.as_ref())
+        .expect("preStop sleep")
+        .seconds;
+    let grace = pod.termination_grace_period_seconds.expect("grace period");
+    // The node drains for up to 10 s after SIGTERM, which comes after the preStop pause.
+    assert!(
+        grace >= pre_stop + 10 + 5,
+        "grace {grace}, preStop {pre_stop}"
+    );
+    let security = pod.security_context.as_ref().expect("pod security");
+    assert_eq!(security.run_as_non_root, Some(true));
+}
+
+#[test]
+fn tracker_pods_probe_the_node_and_drain() {
+    let objects = tracker_objects(&cluster());
+    let spec = objects.deployment.spec.as_ref().expect("spec");
+    let pod = pod_spec(&spec.template);
+    assert_probes_and_shutdown(container(pod), pod, 8080);
+    let strategy = spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref())
+        .expect("rolling");
+    assert_eq!(strategy.max_unavailable, Some(IntOrString::Int(0)));
+}
+
+#[test]
+fn storage_conf_renders_the_group() {
+    let objects = group_objects(&group("group1"), 2);
+    let conf = &objects.config.data.as_ref().expect("data")["storage.conf"];
+    assert_eq!(
+        conf,
+        "# Rendered by fdfs-operator from StorageGroup fdfs/group1. Edits are overwritten.\n\
+         group_name = group1\n\
+         port = 23000\n\
+         base_path = /var/lib/fdfs\n\
+         store_path_count = 2\n\
+         store_path0 = /var/lib/fdfs/M00\n\
+         store_path1 = /var/lib/fdfs/M01\n\
+         subdir_count_per_path = 256\n\
+         tracker_server = main-tracker-headless.fdfs.svc.cluster.local:22122\n\
+         heart_beat_interval = 10\n\
+         stat_report_interval = 30\n\
+         use_storage_id = true\n\
+         storage_ids_filename = /etc/fdfs/storage_ids.conf\n\
+         id_type_in_filename = id\n\
+         http.server_port = 8888\n\
+         http.anti_steal.check_token = true\n"
+    );
+}
+
+#[test]
+fn group_statefulset_has_volumes_identity_and_safe_rolls() {
+    let sg = with_uid(group("photos-eu"), "sg-uid");
+    let objects = group_objects(&sg, 3);
+    let sts = &objects.statefulset;
+    assert_eq!(sts.name_any(), "photos-eu");
+    let owner = &sts.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("StorageGroup", "sg-uid")
+    );
+    let spec = sts.spec.as_ref().expect("spec");
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.service_name.as_deref(), Some("photos-eu"));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("OrderedReady"));
+    let labels = spec.selector.match_labels.as_ref().expect("selector");
+    assert_eq!(labels[naming::GROUP_LABEL], "photos");
+    assert_eq!(labels[naming::CLUSTER_LABEL], "main");
+
+    let claim = &spec.volume_claim_templates.as_ref().expect("claims")[0];
+    let claim_spec = claim.spec.as_ref().expect("claim spec");
+    assert_eq!(claim.metadata.name.as_deref(), Some("data"));
+    assert_eq!(
+        claim_spec
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .map(|r| r["storage"].0.as_str()),
+        Some("1Ti")
+    );
+    assert_eq!(claim_spec.storage_class_name, None);
+    let retention = spec
+        .persistent_volume_claim_retention_policy
+        .as_ref()
+        .expect("retention");
+    assert_eq!(retention.when_deleted.as_deref(), Some("Delete"));
+    assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));
+
+    let pod = pod_spec(&spec.template);
+    let c = container(pod);
+    assert_eq!(
+        c.args.as_deref().expect("args"),
+        [
+            "storage",
+            "--config",
+            "/etc/fdfs/storage.conf",
+            "--bind",
+            "$(POD_IP):23000"
+        ]
+    );
+    // The token secret comes from the Secret, never from the ConfigMap.
+    let secret = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == build::HTTP_SECRET_ENV)
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("secret env");
+    assert_eq!(
+        (secret.name.as_str(), secret.key.as_str()),
+        ("fdfs-token", "secret")
+    );
+    assert_probes_and_shutdown(c, pod, build::STORAGE_HTTP_PORT);
+    let mounts: Vec<(&str, &str)> = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+        .collect();
+    assert_eq!(mounts, [("config", "/etc/fdfs"), ("data", "/var/lib/fdfs")]);
+}
+
+#[test]
+fn retained_groups_keep_their_volumes() {
+    let objects = group_objects(&group("group1"), 2);
+    let spec = objects.statefulset.spec.as_ref().expect("spec");
+    let retention = spec
+        .persistent_volume_claim_retention_policy
+        .as_ref()
+        .expect("retention");
+    assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
+    let claim = &spec.volume_claim_templates.as_ref().expect("claims")[0];
+    assert_eq!(
+        claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.as_deref()),
+        Some("fast")
+    );
+}
+
+#[test]
+fn group_headless_service_publishes_not_ready_storages() {
+    let objects = group_objects(&group("group1"), 2);
+    let spec = objects.headless.spec.as_ref().expect("spec");
+    assert_eq!(objects.headless.name_any(), "group1");
+    assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(spec.publish_not_ready_addresses, Some(true));
+}
+
+#[test]
+fn disruption_budget_only_for_more_than_one_storage() {
+    for (replicas, expected) in [(0, false), (1, false), (2, true), (5, true)] {
+        let objects = group_objects(&group("group1"), replicas);
+        assert_eq!(objects.pdb.is_some(), expected, "{replicas}");
+        if let Some(pdb) = objects.pdb {
+            let spec = pdb.spec.expect("spec");
+            assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+            assert_eq!(spec.min_available, None);
+        }
+    }
+}
+
+#[test]
+fn config_changes_roll_the_pods_and_new_groups_do_not() {
+    let hash = |objects: &TrackerObjects| {
+        objects
+            .deployment
+            .spec
+            .as_ref()
+            .expect("spec")
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .map(|a| a[naming::CONFIG_HASH_ANNOTATION].clone())
+            .expect("hash")
+    };
+    let base = tracker_objects(&cluster());
+    let mut tuned = cluster();
+    tuned.spec.settings.reserved_storage_space = "20%".into();
+    assert_ne!(hash(&base), hash(&tracker_objects(&tuned)));
+
+    let valid = validate_cluster(&cluster(), None).expect("valid");
+    let fewer = build::tracker_objects(&cluster(), &valid, &[], &BuildOptions::default());
+    assert_ne!(fewer.storage_ids, base.storage_ids);
+    assert_eq!(
+        hash(&fewer),
+        hash(&base),
+        "storage ids do not restart trackers"
+    );
+}
+
+#[test]
+fn cluster_domain_reaches_every_rendered_name() {
+    let opts = BuildOptions {
+        cluster_domain: "example.internal".into(),
+    };
+    let cluster = cluster();
+    let sg = group("group1");
+    let valid = validate_storage_group(&sg, Some(&cluster), &groups(), None).expect("valid");
+    let objects = build::group_objects(&cluster, &sg, &valid, 1, &opts);
+    let conf = &objects.config.data.as_ref().expect("data")["storage.conf"];
+    assert!(
+        conf.contains("tracker_server = main-tracker-headless.fdfs.svc.example.internal:22122"),
+        "{conf}"
+    );
+}
+
+#[test]
+fn default_image_fills_in_for_a_cluster_without_one() {
+    let mut c = cluster();
+    c.spec.image = None;
+    let valid = validate_cluster(&c, Some("fdfs-node:default")).expect("valid");
+    let objects = build::tracker_objects(&c, &valid, &[], &BuildOptions::default());
+    let spec = objects.deployment.spec.expect("spec");
+    assert_eq!(
+        container(pod_spec(&spec.template)).image.as_deref(),
+        Some("fdfs-node:default")
+    );
+}
+
+#[test]
+fn wide_ip_fields_and_legacy_fetch_all_render_their_keys() {
+    let mut c = cluster();
+    c.spec.settings.compat.ip_field_width = 45;
+    c.spec.settings.compat.fetch_all_format = fdfs_operator::crd::FetchAllFormat::Legacy;
+    c.spec.settings.store_lookup = fdfs_operator::crd::StoreLookup::SpecifiedGroup;
+    c.spec.settings.store_group = Some("group1".into());
+    let objects = tracker_objects(&c);
+    let conf = &objects.config.data.as_ref().expect("data")["tracker.conf"];
+    for line in [
+        "response_ip_addr_size = 46\n",
+        "fetch_all_format = legacy\n",
+        "store_lookup = 1\n",
+        "store_group = group1\n",
+    ] {
+        assert!(conf.contains(line), "{line:?} missing from\n{conf}");
+    }
+}

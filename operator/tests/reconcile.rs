@@ -1,0 +1,780 @@
+//! Reconcile scenarios: one per expected sequence of API calls, against kube's `tower-test`
+//! mock API server, with real trackers and storages (`fdfs_node`) where the operator asks
+//! FastDFS.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fdfs_node::proto::StorageStatus;
+use fdfs_operator::build::{self, BuildOptions};
+use fdfs_operator::controller::{self, Config};
+use fdfs_operator::crd::{FdfsCluster, StorageGroup};
+use fdfs_operator::naming;
+use fdfs_operator::validate::validate_storage_group;
+use http::Method;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+use support::{Expect, Reply, delete, event, get, list, patch};
+
+const NS: &str = "fdfs";
+const FDFS: &str = "/apis/fdfs.dev/v1alpha1/namespaces/fdfs";
+const APPS: &str = "/apis/apps/v1/namespaces/fdfs";
+const CORE: &str = "/api/v1/namespaces/fdfs";
+const POLICY: &str = "/apis/policy/v1/namespaces/fdfs";
+
+fn cluster_json() -> Value {
+    json!({
+        "apiVersion": "fdfs.dev/v1alpha1",
+        "kind": "FdfsCluster",
+        "metadata": {"name": "main", "namespace": NS, "uid": "cluster-uid", "generation": 1,
+                     "creationTimestamp": "2025-01-01T00:00:00Z"},
+        "spec": {"image": "fdfs-node:test", "trackers": {"replicas": 1}},
+    })
+}
+
+fn cluster() -> FdfsCluster {
+    serde_json::from_value(cluster_json()).expect("cluster")
+}
+
+fn group_json(replicas: i32) -> Value {
+    json!({
+        "apiVersion": "fdfs.dev/v1alpha1",
+        "kind": "StorageGroup",
+        "metadata": {"name": "group1", "namespace": NS, "uid": "sg-uid", "generation": 2,
+                     "creationTimestamp": "2025-01-02T00:00:00Z"},
+        "spec": {"clusterRef": "main", "replicas": replicas, "volume": {"size": "1Gi"}},
+    })
+}
+
+fn group(replicas: i32) -> StorageGroup {
+    serde_json::from_value(group_json(replicas)).expect("group")
+}
+
+/// The config hash the operator puts on the group's Pod template.
+fn group_hash(sg: &StorageGroup) -> String {
+    let c = cluster();
+    let valid =
+        validate_storage_group(sg, Some(&c), std::slice::from_ref(sg), None).expect("valid");
+    let objects = build::group_objects(&c, sg, &valid, 1, &BuildOptions::default());
+    objects
+        .statefulset
+        .spec
+        .expect("spec")
+        .template
+        .metadata
+        .expect("meta")
+        .annotations
+        .expect("annotations")[naming::CONFIG_HASH_ANNOTATION]
+        .clone()
+}
+
+/// A StatefulSet as the API server holds it.
+fn statefulset(replicas: i32, hash: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "group1", "namespace": NS, "generation": 1},
+        "spec": {
+            "replicas": replicas,
+            "serviceName": "group1",
+            "selector": {"matchLabels": {"fdfs.dev/storage-group": "group1"}},
+            "template": {"metadata": {"annotations": {naming::CONFIG_HASH_ANNOTATION: hash}}},
+        },
+        "status": {"replicas": replicas, "observedGeneration": 1},
+    })
+}
+
+fn pod(ordinal: u32, ip: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": format!("group1-{ordinal}"), "namespace": NS},
+        "status": {"podIP": ip},
+    })
+}
+
+fn pdb() -> Value {
+    json!({
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "group1", "namespace": NS, "ownerReferences": [{
+            "apiVersion": "fdfs.dev/v1alpha1", "kind": "StorageGroup", "name": "group1",
+            "uid": "sg-uid", "controller": true}]},
+        "spec": {"maxUnavailable": 1},
+    })
+}
+
+/// The fetch step of a group reconcile.
+fn group_fetch(sg: &Value, sts: Option<Value>, pods: Vec<Value>) -> Vec<Expect> {
+    vec![
+        get(
+            format!("{FDFS}/fdfsclusters/main"),
+            Reply::Json(cluster_json()),
+        ),
+        get(
+            format!("{FDFS}/storagegroups"),
+            list("StorageGroup", "fdfs.dev/v1alpha1", vec![sg.clone()]),
+        ),
+        get(
+            format!("{APPS}/statefulsets/group1"),
+            sts.map_or(Reply::Status(404), Reply::Json),
+        ),
+        get(format!("{CORE}/pods"), list("Pod", "v1", pods)),
+    ]
+}
+
+/// The apply step of a group reconcile; `pdb` whether a budget is wanted, `stale_pdb` whether
+/// one exists that is no longer wanted.
+fn group_apply(with_pdb: bool, stale_pdb: bool) -> Vec<Expect> {
+    let mut script = vec![
+        patch(format!("{CORE}/configmaps/group1-config"), Reply::Echo),
+        patch(format!("{CORE}/services/group1"), Reply::Echo),
+        patch(format!("{APPS}/statefulsets/group1"), Reply::Echo),
+    ];
+    if with_pdb {
+        script.push(patch(
+            format!("{POLICY}/poddisruptionbudgets/group1"),
+            Reply::Echo,
+        ));
+    }
+    let existing = if with_pdb || stale_pdb {
+        vec![pdb()]
+    } else {
+        vec![]
+    };
+    script.push(get(
+        format!("{POLICY}/poddisruptionbudgets"),
+        list("PodDisruptionBudget", "policy/v1", existing),
+    ));
+    if stale_pdb {
+        script.push(delete(
+            format!("{POLICY}/poddisruptionbudgets/group1"),
+            Reply::Json(pdb()),
+        ));
+    }
+    script
+}
+
+fn status_write(sg: &Value) -> Expect {
+    patch(
+        format!("{FDFS}/storagegroups/group1/status"),
+        Reply::EchoOver(sg.clone()),
+    )
+}
+
+fn applied_replicas(t: &support::Transcript) -> i64 {
+    t.body(Method::PATCH, &format!("{APPS}/statefulsets/group1"))["spec"]["replicas"]
+        .as_i64()
+        .expect("replicas")
+}
+
+async fn run_group(
+    sg: StorageGroup,
+    trackers: &[String],
+    script: Vec<Expect>,
+) -> (Action, support::Transcript) {
+    let (ctx, server) = support::context(trackers, script);
+    let action = controller::reconcile_group(Arc::new(sg), ctx)
+        .await
+        .expect("reconcile succeeds");
+    (action, server.await.expect("API server task"))
+}
+
+#[tokio::test]
+async fn create_applies_every_group_object_and_reports_progress() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let trackers = vec![t.addr.to_string()];
+    let sg = group_json(2);
+
+    let mut script = group_fetch(&sg, None, vec![]);
+    script.extend(group_apply(true, false));
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let (action, transcript) = run_group(group(2), &trackers, script).await;
+
+    assert_eq!(applied_replicas(&transcript), 2);
+    let seen = &transcript.0;
+    let sts_apply = seen
+        .iter()
+        .find(|s| s.method == Method::PATCH && s.path == format!("{APPS}/statefulsets/group1"))
+        .expect("applied");
+    assert!(
+        sts_apply.query.contains("fieldManager=fdfs-operator"),
+        "{}",
+        sts_apply.query
+    );
+    assert!(
+        sts_apply.query.contains("force=true"),
+        "{}",
+        sts_apply.query
+    );
+    assert_eq!(
+        sts_apply.body["metadata"]["ownerReferences"][0]["uid"],
+        "sg-uid"
+    );
+    let pods = seen
+        .iter()
+        .find(|s| s.path == format!("{CORE}/pods"))
+        .expect("pods");
+    assert!(
+        pods.query.contains("fdfs.dev%2Fstorage-group%3Dgroup1"),
+        "{}",
+        pods.query
+    );
+
+    assert_eq!(transcript.event_reasons(), ["Created"]);
+    assert_eq!(transcript.condition("Ready")["status"], "False");
+    assert_eq!(transcript.condition("Ready")["reason"], "WaitingForMembers");
+    assert_eq!(transcript.condition("Progressing")["reason"], "ScalingUp");
+    assert_eq!(transcript.condition("Degraded")["status"], "False");
+    assert_eq!(transcript.condition("ScaleDownBlocked")["status"], "False");
+    assert_eq!(transcript.status()["observedGeneration"], 2);
+    assert_eq!(transcript.status()["groupName"], "group1");
+    assert_eq!(action, Action::requeue(Config::default().progress_interval));
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn create_with_delete_policy_lets_the_statefulset_delete_claims() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let mut sg = group_json(1);
+    sg["spec"]["deletionPolicy"] = json!("Delete");
+    let mut script = group_fetch(&sg, None, vec![]);
+    script.extend(group_apply(false, false));
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let typed: StorageGroup = serde_json::from_value(sg).expect("group");
+    let (_, transcript) = run_group(typed, &[t.addr.to_string()], script).await;
+    let body = transcript.body(Method::PATCH, &format!("{APPS}/statefulsets/group1"));
+    assert_eq!(
+        body["spec"]["persistentVolumeClaimRetentionPolicy"],
+        json!({"whenDeleted": "Delete", "whenScaled": "Retain"})
+    );
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn update_rolls_the_storages_when_their_config_changes() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let sg = group_json(2);
+    let mut script = group_fetch(&sg, Some(statefulset(2, "stale")), vec![]);
+    script.extend(group_apply(true, false));
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let (_, transcript) = run_group(group(2), &[t.addr.to_string()], script).await;
+    assert_eq!(applied_replicas(&transcript), 2);
+    assert_eq!(transcript.event_reasons(), ["RollingRestart"]);
+    let body = transcript.body(Method::PATCH, &format!("{APPS}/statefulsets/group1"));
+    assert_eq!(
+        body["spec"]["template"]["metadata"]["annotations"][naming::CONFIG_HASH_ANNOTATION],
+        group_hash(&group(2))
+    );
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn scale_up_applies_the_new_count_at_once() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let sg = group_json(3);
+    let hash = group_hash(&group(3));
+    let mut script = group_fetch(&sg, Some(statefulset(1, &hash)), vec![pod(0, "127.0.0.61")]);
+    script.extend(group_apply(true, false));
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let (_, transcript) = run_group(group(3), &[t.addr.to_string()], script).await;
+    assert_eq!(applied_replicas(&transcript), 3);
+    assert_eq!(transcript.event_reasons(), ["ScalingUp"]);
+    assert_eq!(transcript.condition("Progressing")["reason"], "ScalingUp");
+    assert_eq!(transcript.status()["replicas"], 1, "one Pod exists so far");
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn scale_down_is_blocked_while_the_remaining_storage_is_still_syncing() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let tracker = t.addr.to_string();
+    let trackers = vec![tracker.clone()];
+    // Pod 1's storage joined first; Pod 0's storage joined later and waits for its copy.
+    let s1 = support::storage("127.0.0.62", "group1", &trackers, data.path()).await;
+    support::wait_status(&tracker, "group1", "127.0.0.62", StorageStatus::Active).await;
+    let s0 = support::storage("127.0.0.61", "group1", &trackers, data.path()).await;
+    support::wait_status(&tracker, "group1", "127.0.0.61", StorageStatus::WaitSync).await;
+
+    let sg = group_json(1);
+    let hash = group_hash(&group(1));
+    let pods = vec![pod(0, "127.0.0.61"), pod(1, "127.0.0.62")];
+    let mut script = group_fetch(&sg, Some(statefulset(2, &hash)), pods);
+    script.extend(group_apply(true, false));
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let (action, transcript) = run_group(group(1), &trackers, script).await;
+
+    assert_eq!(
+        applied_replicas(&transcript),
+        2,
+        "the StatefulSet keeps both storages"
+    );
+    assert_eq!(transcript.event_reasons(), ["ScaleDownBlocked"]);
+    let blocked = transcript.condition("ScaleDownBlocked");
+    assert_eq!(blocked["status"], "True");
+    let message = blocked["message"].as_str().expect("message");
+    assert!(
+        message.contains("127.0.0.61") && message.contains("WAIT_SYNC"),
+        "{message}"
+    );
+    assert_eq!(transcript.condition("Syncing")["status"], "True");
+    assert_eq!(
+        transcript.condition("Progressing")["reason"],
+        "ScaleDownBlocked"
+    );
+    let members = transcript.status()["members"]
+        .as_array()
+        .expect("members")
+        .clone();
+    let pods: Vec<&str> = members
+        .iter()
+        .map(|m| m["pod"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(pods, ["group1-0", "group1-1"]);
+    assert_eq!(members[0]["status"], "WAIT_SYNC");
+    assert_eq!(members[1]["status"], "ACTIVE");
+    assert_eq!(transcript.status()["readyReplicas"], 0);
+    assert_eq!(action, Action::requeue(Config::default().progress_interval));
+
+    s0.stop(Duration::from_secs(1)).await;
+    s1.stop(Duration::from_secs(1)).await;
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn scale_down_removes_the_highest_ordinal_when_the_rest_is_active_everywhere() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t1 = support::tracker("127.0.0.50", data.path()).await;
+    let t2 = support::tracker("127.0.0.51", data.path()).await;
+    let trackers = vec![t1.addr.to_string(), t2.addr.to_string()];
+    let s0 = support::storage("127.0.0.61", "group1", &trackers, data.path()).await;
+    for t in &trackers {
+        support::wait_status(t, "group1", "127.0.0.61", StorageStatus::Active).await;
+    }
+    let s1 = support::storage("127.0.0.62", "group1", &trackers, data.path()).await;
+    for t in &trackers {
+        support::wait_status(t, "group1", "127.0.0.62", StorageStatus::WaitSync).await;
+    }
+
+    let sg = group_json(1);
+    let hash = group_hash(&group(1));
+    let pods = vec![pod(0, "127.0.0.61"), pod(1, "127.0.0.62")];
+    let mut script = group_fetch(&sg, Some(statefulset(2, &hash)), pods);
+    // One storage left: the disruption budget goes.
+    script.extend(group_apply(false, true));
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let (_, transcript) = run_group(group(1), &trackers, script).await;
+
+    assert_eq!(applied_replicas(&transcript), 1);
+    assert_eq!(transcript.event_reasons(), ["ScalingDown"]);
+    let note = transcript
+        .0
+        .iter()
+        .find(|s| s.event_reason() == "ScalingDown")
+        .map(|s| s.body["note"].as_str().unwrap_or_default().to_owned())
+        .expect("event");
+    assert!(note.contains("group1-1"), "{note}");
+    assert_eq!(transcript.condition("Progressing")["reason"], "ScalingDown");
+    assert_eq!(transcript.condition("ScaleDownBlocked")["status"], "False");
+    assert_eq!(transcript.status()["readyReplicas"], 1);
+
+    s0.stop(Duration::from_secs(1)).await;
+    s1.stop(Duration::from_secs(1)).await;
+    t1.stop(Duration::from_secs(1)).await;
+    t2.stop(Duration::from_secs(1)).await;
+}
+
+/// Writes a FastDFS `storage.conf` with storage ids for a storage on `ip`, and loads it with
+/// the node's own parser.
+fn storage_with_ids(
+    dir: &std::path::Path,
+    ip: &str,
+    ordinal: u32,
+    trackers: &[String],
+) -> fdfs_node::config::StorageConfig {
+    let ids = (0..2)
+        .map(|o| {
+            format!(
+                "{} group1 127.0.0.{}:23000\n",
+                naming::storage_id("group1", o),
+                61 + o
+            )
+        })
+        .collect::<String>();
+    let ids_path = dir.join("storage_ids.conf");
+    std::fs::write(&ids_path, ids).expect("write ids");
+    let base = dir.join(format!("storage-{ordinal}"));
+    let mut conf = format!(
+        "group_name = group1\nport = 0\nbind_addr = {ip}\nbase_path = {}\nsubdir_count_per_path = 2\n\
+         heart_beat_interval = 1\nstat_report_interval = 1\nuse_storage_id = true\n\
+         storage_ids_filename = {}\n",
+        base.display(),
+        ids_path.display()
+    );
+    for t in trackers {
+        conf.push_str(&format!("tracker_server = {t}\n"));
+    }
+    let path = dir.join(format!("storage-{ordinal}.conf"));
+    std::fs::write(&path, conf).expect("write conf");
+    fdfs_node::config::storage_from_fastdfs(&path).expect("storage.conf loads")
+}
+
+#[tokio::test]
+#[ignore = "needs storage ids (use_storage_id) and DELETE_STORAGE (93) in fdfs-node"]
+async fn scaled_away_storage_is_deleted_from_every_tracker() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t1 = support::tracker("127.0.0.50", data.path()).await;
+    let t2 = support::tracker("127.0.0.51", data.path()).await;
+    let trackers = vec![t1.addr.to_string(), t2.addr.to_string()];
+    let s0 = fdfs_node::storage::start(storage_with_ids(data.path(), "127.0.0.61", 0, &trackers))
+        .await
+        .expect("storage 0");
+    let s1 = fdfs_node::storage::start(storage_with_ids(data.path(), "127.0.0.62", 1, &trackers))
+        .await
+        .expect("storage 1");
+    for t in &trackers {
+        support::wait_status(t, "group1", "127.0.0.61", StorageStatus::Active).await;
+        support::wait_status(t, "group1", "127.0.0.62", StorageStatus::Active).await;
+    }
+    // The StatefulSet already went from 2 to 1: Pod 1 stopped, and the trackers notice.
+    s1.stop(Duration::from_secs(1)).await;
+    for t in &trackers {
+        support::wait_status(t, "group1", "127.0.0.62", StorageStatus::Offline).await;
+    }
+
+    let sg = group_json(1);
+    let hash = group_hash(&group(1));
+    let mut script = group_fetch(&sg, Some(statefulset(1, &hash)), vec![pod(0, "127.0.0.61")]);
+    script.extend(group_apply(false, false));
+    script.push(event(NS));
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let (_, transcript) = run_group(group(1), &trackers, script).await;
+
+    assert_eq!(
+        transcript.event_reasons(),
+        ["MemberRemoved", "MemberRemoved"]
+    );
+    let removed = naming::storage_id("group1", 1).to_string();
+    for t in &trackers {
+        let client =
+            fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![t.clone()]))
+                .await
+                .expect("client");
+        let list = client.list_storages("group1").await.expect("list");
+        assert!(
+            list.iter()
+                .all(|s| s.id != removed || s.status == StorageStatus::Deleted as u8),
+            "{t} still lists {removed}: {list:?}"
+        );
+    }
+    s0.stop(Duration::from_secs(1)).await;
+    t1.stop(Duration::from_secs(1)).await;
+    t2.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn paused_group_only_reports_the_pause() {
+    let mut sg = group_json(3);
+    sg["metadata"]["annotations"] = json!({"fdfs.dev/reconcile": "paused"});
+    let typed: StorageGroup = serde_json::from_value(sg.clone()).expect("group");
+    let script = vec![event(NS), status_write(&sg)];
+    let (action, transcript) = run_group(typed, &[], script).await;
+    assert_eq!(transcript.event_reasons(), ["ReconcilePaused"]);
+    assert_eq!(transcript.condition("Paused")["status"], "True");
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn invalid_specs_build_nothing_and_say_why() {
+    let cases: Vec<(&str, Value, Vec<Value>, Option<Value>)> = vec![
+        (
+            "GroupNameTooLong",
+            json!({"groupName": "abcdefghijklmnopq"}),
+            vec![],
+            Some(cluster_json()),
+        ),
+        (
+            "GroupNameInvalidCharacter",
+            json!({"groupName": "group_1"}),
+            vec![],
+            Some(cluster_json()),
+        ),
+        ("ClusterNotFound", json!({}), vec![], None),
+        (
+            "GroupNameConflict",
+            json!({}),
+            vec![json!({
+                "apiVersion": "fdfs.dev/v1alpha1", "kind": "StorageGroup",
+                "metadata": {"name": "older", "namespace": NS,
+                             "creationTimestamp": "2024-01-01T00:00:00Z"},
+                "spec": {"clusterRef": "main", "groupName": "group1", "volume": {"size": "1Gi"}},
+            })],
+            Some(cluster_json()),
+        ),
+    ];
+    for (reason, spec_patch, others, cluster) in cases {
+        let mut sg = group_json(2);
+        for (k, v) in spec_patch.as_object().expect("object") {
+            sg["spec"][k] = v.clone();
+        }
+        let mut all = others.clone();
+        all.push(sg.clone());
+        let script = vec![
+            get(
+                format!("{FDFS}/fdfsclusters/main"),
+                cluster.clone().map_or(Reply::Status(404), Reply::Json),
+            ),
+            get(
+                format!("{FDFS}/storagegroups"),
+                list("StorageGroup", "fdfs.dev/v1alpha1", all),
+            ),
+            event(NS),
+            status_write(&sg),
+        ];
+        let typed: StorageGroup = serde_json::from_value(sg).expect("group");
+        let (action, transcript) = run_group(typed, &[], script).await;
+        assert_eq!(transcript.event_reasons(), [reason], "{reason}");
+        let ready = transcript.condition("Ready");
+        assert_eq!(ready["status"], "False", "{reason}");
+        assert_eq!(ready["reason"], reason);
+        assert_eq!(action, Action::requeue(Config::default().invalid_interval));
+    }
+}
+
+#[tokio::test]
+async fn negative_replicas_are_refused() {
+    let mut sg = group_json(-1);
+    sg["metadata"]["name"] = json!("group1");
+    let script = vec![
+        get(
+            format!("{FDFS}/fdfsclusters/main"),
+            Reply::Json(cluster_json()),
+        ),
+        get(
+            format!("{FDFS}/storagegroups"),
+            list("StorageGroup", "fdfs.dev/v1alpha1", vec![sg.clone()]),
+        ),
+        event(NS),
+        status_write(&sg),
+    ];
+    let typed: StorageGroup = serde_json::from_value(sg).expect("group");
+    let (_, transcript) = run_group(typed, &[], script).await;
+    assert_eq!(transcript.condition("Ready")["reason"], "InvalidReplicas");
+}
+
+#[tokio::test]
+async fn an_invalid_spec_seen_again_publishes_no_new_event() {
+    let mut sg = group_json(2);
+    sg["spec"]["groupName"] = json!("group_1");
+    sg["status"] = json!({"conditions": [{
+        "type": "Ready", "status": "False", "reason": "GroupNameInvalidCharacter",
+        "message": "spec.groupName \"group_1\" contains '_'; FastDFS group names allow only ASCII letters and digits",
+        "lastTransitionTime": "2025-01-01T00:00:00Z"}]});
+    let script = vec![
+        get(
+            format!("{FDFS}/fdfsclusters/main"),
+            Reply::Json(cluster_json()),
+        ),
+        get(
+            format!("{FDFS}/storagegroups"),
+            list("StorageGroup", "fdfs.dev/v1alpha1", vec![sg.clone()]),
+        ),
+        status_write(&sg),
+    ];
+    let typed: StorageGroup = serde_json::from_value(sg).expect("group");
+    let (_, transcript) = run_group(typed, &[], script).await;
+    assert!(transcript.event_reasons().is_empty());
+    assert_eq!(
+        transcript.condition("Ready")["lastTransitionTime"],
+        "2025-01-01T00:00:00Z"
+    );
+}
+
+#[tokio::test]
+async fn deletion_needs_no_call_with_either_policy() {
+    for policy in ["Retain", "Delete"] {
+        let mut sg = group_json(2);
+        sg["spec"]["deletionPolicy"] = json!(policy);
+        sg["metadata"]["deletionTimestamp"] = json!("2025-03-01T00:00:00Z");
+        let typed: StorageGroup = serde_json::from_value(sg).expect("group");
+        let (action, transcript) = run_group(typed, &[], vec![]).await;
+        assert!(
+            transcript.0.is_empty(),
+            "{policy}: {:?}",
+            transcript.calls()
+        );
+        assert_eq!(action, Action::await_change());
+    }
+}
+
+// ---- FdfsCluster ----
+
+fn cluster_fetch(groups: Vec<Value>, deployment: Option<Value>) -> Vec<Expect> {
+    vec![
+        get(
+            format!("{FDFS}/storagegroups"),
+            list("StorageGroup", "fdfs.dev/v1alpha1", groups),
+        ),
+        get(
+            format!("{APPS}/deployments/main-tracker"),
+            deployment.map_or(Reply::Status(404), Reply::Json),
+        ),
+    ]
+}
+
+fn cluster_apply(ready_trackers: i32) -> Vec<Expect> {
+    vec![
+        patch(
+            format!("{CORE}/configmaps/main-tracker-config"),
+            Reply::Echo,
+        ),
+        patch(format!("{CORE}/configmaps/main-storage-ids"), Reply::Echo),
+        patch(
+            format!("{CORE}/services/main-tracker-headless"),
+            Reply::Echo,
+        ),
+        patch(format!("{CORE}/services/main-tracker"), Reply::Echo),
+        patch(
+            format!("{APPS}/deployments/main-tracker"),
+            Reply::EchoOver(json!({"status": {
+                "replicas": 1, "readyReplicas": ready_trackers, "updatedReplicas": 1}})),
+        ),
+    ]
+}
+
+async fn run_cluster(
+    cluster: FdfsCluster,
+    trackers: &[String],
+    script: Vec<Expect>,
+) -> (Action, support::Transcript) {
+    let (ctx, server) = support::context(trackers, script);
+    let action = controller::reconcile_cluster(Arc::new(cluster), ctx)
+        .await
+        .expect("reconcile succeeds");
+    (action, server.await.expect("API server task"))
+}
+
+#[tokio::test]
+async fn cluster_create_applies_tracker_objects_and_lists_group_storages() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let mut script = cluster_fetch(vec![group_json(2)], None);
+    script.extend(cluster_apply(0));
+    script.push(event(NS));
+    script.push(patch(
+        format!("{FDFS}/fdfsclusters/main/status"),
+        Reply::EchoOver(cluster_json()),
+    ));
+    let (_, transcript) = run_cluster(cluster(), &[t.addr.to_string()], script).await;
+
+    assert_eq!(transcript.event_reasons(), ["Created"]);
+    let ids = transcript.body(
+        Method::PATCH,
+        &format!("{CORE}/configmaps/main-storage-ids"),
+    );
+    let text = ids["data"]["storage_ids.conf"].as_str().expect("ids");
+    let id0 = naming::storage_id("group1", 0);
+    assert!(
+        text.contains(&format!(
+            "{id0} group1 group1-0.group1.fdfs.svc.cluster.local:23000"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} group1 group1-1.", id0 + 1)),
+        "{text}"
+    );
+    let headless = transcript.body(
+        Method::PATCH,
+        &format!("{CORE}/services/main-tracker-headless"),
+    );
+    assert_eq!(headless["spec"]["publishNotReadyAddresses"], true);
+    assert_eq!(
+        transcript.condition("Ready")["reason"],
+        "WaitingForTrackers"
+    );
+    let groups = transcript.status()["groups"]
+        .as_array()
+        .expect("groups")
+        .clone();
+    assert_eq!(groups[0]["name"], "group1");
+    assert_eq!(groups[0]["storageGroup"], "group1");
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn cluster_status_comes_from_the_trackers() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let tracker = t.addr.to_string();
+    let s = support::storage(
+        "127.0.0.61",
+        "group1",
+        std::slice::from_ref(&tracker),
+        data.path(),
+    )
+    .await;
+    support::wait_status(&tracker, "group1", "127.0.0.61", StorageStatus::Active).await;
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "main-tracker", "namespace": NS},
+        "spec": {"selector": {}, "template": {"metadata": {"annotations": {
+            naming::CONFIG_HASH_ANNOTATION: "will-differ"}}}},
+    });
+    let mut script = cluster_fetch(vec![group_json(1)], Some(deployment));
+    script.extend(cluster_apply(1));
+    script.push(event(NS));
+    script.push(patch(
+        format!("{FDFS}/fdfsclusters/main/status"),
+        Reply::EchoOver(cluster_json()),
+    ));
+    let (action, transcript) = run_cluster(cluster(), std::slice::from_ref(&tracker), script).await;
+
+    assert_eq!(transcript.event_reasons(), ["RollingRestart"]);
+    assert_eq!(transcript.condition("Ready")["status"], "True");
+    let status = transcript.status();
+    assert_eq!(status["readyTrackers"], 1);
+    assert_eq!(status["leader"], tracker);
+    assert_eq!(status["groups"][0]["name"], "group1");
+    assert_eq!(status["groups"][0]["members"], 1);
+    assert_eq!(status["groups"][0]["activeMembers"], 1);
+    assert_eq!(action, Action::requeue(Config::default().resync));
+    s.stop(Duration::from_secs(1)).await;
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn cluster_without_image_is_invalid() {
+    let mut c = cluster_json();
+    c["spec"].as_object_mut().expect("spec").remove("image");
+    let script = vec![
+        get(
+            format!("{FDFS}/storagegroups"),
+            list("StorageGroup", "fdfs.dev/v1alpha1", vec![]),
+        ),
+        event(NS),
+        patch(
+            format!("{FDFS}/fdfsclusters/main/status"),
+            Reply::EchoOver(c.clone()),
+        ),
+    ];
+    let typed: FdfsCluster = serde_json::from_value(c).expect("cluster");
+    let (action, transcript) = run_cluster(typed, &[], script).await;
+    assert_eq!(transcript.event_reasons(), ["MissingImage"]);
+    assert_eq!(transcript.condition("Ready")["reason"], "MissingImage");
+    assert_eq!(action, Action::requeue(Config::default().invalid_interval));
+}

@@ -1,0 +1,341 @@
+//! A scripted Kubernetes API server on kube's `tower-test` mock service, and real FastDFS
+//! trackers and storages (`fdfs_node`) on loopback addresses.
+//!
+//! The API server is the only fake: each scenario lists the requests the operator must send,
+//! in order, with the answer to each; anything else fails the test.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fdfs_node::client::{Client as FdfsClient, ClientConfig};
+use fdfs_node::config::{StorageConfig, TrackerConfig};
+use fdfs_node::proto::StorageStatus;
+use fdfs_node::storage::RunningStorage;
+use fdfs_node::tracker::RunningTracker;
+use fdfs_operator::controller::{Config, Context, TrackerDirectory};
+use fdfs_operator::metrics::Metrics;
+use http::{Method, Request, Response};
+use kube::client::Body;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tower_test::mock::{self, Handle};
+
+/// How to answer one request.
+pub enum Reply {
+    /// 200 with this JSON.
+    Json(Value),
+    /// 200 with the request's own body (what server-side apply returns for a new object).
+    Echo,
+    /// 200 with the request's body merged over this JSON (e.g. a status the cluster has).
+    EchoOver(Value),
+    /// An error Status with this code.
+    Status(u16),
+}
+
+/// One expected request.
+pub struct Expect {
+    pub method: Method,
+    pub path: String,
+    pub reply: Reply,
+}
+
+pub fn get(path: impl Into<String>, reply: Reply) -> Expect {
+    Expect {
+        method: Method::GET,
+        path: path.into(),
+        reply,
+    }
+}
+
+pub fn patch(path: impl Into<String>, reply: Reply) -> Expect {
+    Expect {
+        method: Method::PATCH,
+        path: path.into(),
+        reply,
+    }
+}
+
+pub fn post(path: impl Into<String>, reply: Reply) -> Expect {
+    Expect {
+        method: Method::POST,
+        path: path.into(),
+        reply,
+    }
+}
+
+pub fn delete(path: impl Into<String>, reply: Reply) -> Expect {
+    Expect {
+        method: Method::DELETE,
+        path: path.into(),
+        reply,
+    }
+}
+
+/// An Event being published in namespace `ns`.
+pub fn event(ns: &str) -> Expect {
+    post(
+        format!("/apis/events.k8s.io/v1/namespaces/{ns}/events"),
+        Reply::Echo,
+    )
+}
+
+/// A request the operator sent.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub body: Value,
+}
+
+impl Seen {
+    /// The `reason` of an Event request.
+    pub fn event_reason(&self) -> &str {
+        self.body["reason"].as_str().unwrap_or_default()
+    }
+}
+
+/// The requests a scenario saw, in order.
+#[derive(Debug)]
+pub struct Transcript(pub Vec<Seen>);
+
+impl Transcript {
+    /// The body of the one request to `path` with `method`.
+    pub fn body(&self, method: Method, path: &str) -> &Value {
+        let found: Vec<&Seen> = self
+            .0
+            .iter()
+            .filter(|s| s.method == method && s.path == path)
+            .collect();
+        assert_eq!(found.len(), 1, "{method} {path} in {:#?}", self.calls());
+        &found[0].body
+    }
+
+    /// `METHOD path` of every request.
+    pub fn calls(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect()
+    }
+
+    /// Reasons of the Events published, in order.
+    pub fn event_reasons(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|s| s.path.ends_with("/events"))
+            .map(|s| s.event_reason().to_owned())
+            .collect()
+    }
+
+    /// The status written last.
+    pub fn status(&self) -> &Value {
+        let last = self
+            .0
+            .iter()
+            .rev()
+            .find(|s| s.path.ends_with("/status"))
+            .expect("a status was written");
+        &last.body["status"]
+    }
+
+    /// The condition of a type in the status written last.
+    pub fn condition(&self, type_: &str) -> &Value {
+        self.status()["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == type_))
+            .unwrap_or_else(|| panic!("no {type_} condition in {:#}", self.status()))
+    }
+}
+
+fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(base), Value::Object(over)) => {
+            for (k, v) in over {
+                merge(base.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (base, over) => *base = over.clone(),
+    }
+}
+
+/// Serves `script` on the mock, then checks no further request arrives before every client
+/// is dropped.
+fn serve(
+    mut handle: Handle<Request<Body>, Response<Body>>,
+    script: Vec<Expect>,
+) -> JoinHandle<Transcript> {
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for (i, expect) in script.into_iter().enumerate() {
+            let next = tokio::time::timeout(Duration::from_secs(30), handle.next_request()).await;
+            let (request, respond) = match next {
+                Ok(Some(r)) => r,
+                Ok(None) => panic!(
+                    "request {i} ({} {}) never came; saw {:#?}",
+                    expect.method,
+                    expect.path,
+                    seen.iter()
+                        .map(|s: &Seen| format!("{} {}", s.method, s.path))
+                        .collect::<Vec<_>>()
+                ),
+                Err(_) => panic!(
+                    "timed out waiting for request {i}: {} {}",
+                    expect.method, expect.path
+                ),
+            };
+            let method = request.method().clone();
+            let path = request.uri().path().to_owned();
+            let query = request.uri().query().unwrap_or_default().to_owned();
+            let bytes = request
+                .into_body()
+                .collect_bytes()
+                .await
+                .expect("request body");
+            let body: Value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).expect("request body is JSON")
+            };
+            assert_eq!(
+                (&method, &path),
+                (&expect.method, &expect.path),
+                "request {i} differs; saw before: {:#?}",
+                seen.iter()
+                    .map(|s: &Seen| format!("{} {}", s.method, s.path))
+                    .collect::<Vec<_>>()
+            );
+            let (code, reply) = match expect.reply {
+                Reply::Json(v) => (200, v),
+                Reply::Echo => (200, body.clone()),
+                Reply::EchoOver(mut base) => {
+                    merge(&mut base, &body);
+                    (200, base)
+                }
+                Reply::Status(code) => (
+                    code,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                           "status": "Failure", "message": "scripted", "reason": "NotFound", "code": code}),
+                ),
+            };
+            seen.push(Seen {
+                method,
+                path,
+                query,
+                body,
+            });
+            respond.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(
+                        serde_json::to_vec(&reply).expect("reply serializes"),
+                    ))
+                    .expect("response"),
+            );
+        }
+        let extra = tokio::time::timeout(Duration::from_secs(30), handle.next_request()).await;
+        match extra {
+            Ok(None) => {}
+            Ok(Some((request, _))) => panic!(
+                "unexpected request {} {} after {:#?}",
+                request.method(),
+                request.uri(),
+                seen.iter()
+                    .map(|s| format!("{} {}", s.method, s.path))
+                    .collect::<Vec<_>>()
+            ),
+            Err(_) => panic!("the operator kept a client open"),
+        }
+        Transcript(seen)
+    })
+}
+
+/// A bare client on a mock API server that follows `script`.
+pub fn client(script: Vec<Expect>) -> (kube::Client, JoinHandle<Transcript>) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (kube::Client::new(service, "default"), serve(handle, script))
+}
+
+/// An operator context on a mock API server that follows `script`, finding the trackers of
+/// cluster `fdfs/main` at `trackers`.
+pub fn context(trackers: &[String], script: Vec<Expect>) -> (Arc<Context>, JoinHandle<Transcript>) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let mut registry = prometheus_client::registry::Registry::default();
+    let config = Config {
+        trackers: TrackerDirectory::Static(BTreeMap::from([(
+            "fdfs/main".to_owned(),
+            trackers.to_vec(),
+        )])),
+        ..Config::default()
+    };
+    let ctx = Arc::new(Context::new(
+        client,
+        config,
+        Metrics::new(&mut registry),
+        Some("test".into()),
+    ));
+    (ctx, serve(handle, script))
+}
+
+/// A list reply.
+pub fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Reply {
+    Reply::Json(json!({
+        "apiVersion": api_version,
+        "kind": format!("{kind}List"),
+        "metadata": {"resourceVersion": "1"},
+        "items": items,
+    }))
+}
+
+/// A tracker on `ip`, port chosen by the system, quick to notice a silent storage.
+pub async fn tracker(ip: &str, data: &Path) -> RunningTracker {
+    fdfs_node::tracker::start(TrackerConfig {
+        bind: format!("{ip}:0"),
+        base_path: data.join(format!("tracker-{ip}")),
+        check_active_interval: 2,
+        ..TrackerConfig::default()
+    })
+    .await
+    .expect("tracker starts")
+}
+
+/// A storage of `group` on `ip`, reporting to `trackers` every second.
+pub async fn storage(ip: &str, group: &str, trackers: &[String], data: &Path) -> RunningStorage {
+    fdfs_node::storage::start(StorageConfig {
+        bind: format!("{ip}:0"),
+        group_name: group.into(),
+        base_path: data.join(format!("storage-{ip}")),
+        subdir_count_per_path: 2,
+        tracker_servers: trackers.to_vec(),
+        heart_beat_interval: 1,
+        stat_report_interval: 1,
+        ..StorageConfig::default()
+    })
+    .await
+    .expect("storage starts")
+}
+
+/// Waits until `tracker` lists the storage at `ip` in `group` with `status`.
+pub async fn wait_status(tracker: &str, group: &str, ip: &str, status: StorageStatus) {
+    let client = FdfsClient::new(ClientConfig::new(vec![tracker.to_owned()]))
+        .await
+        .expect("client");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(list) = client.list_storages(group).await
+            && list.iter().any(|s| s.ip == ip && s.status == status as u8)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{tracker} never listed {ip} as {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

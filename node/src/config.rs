@@ -698,6 +698,7 @@ pub fn tracker_from_fastdfs(path: &Path) -> Result<TrackerConfig, ConfigError> {
     let mut c = TrackerConfig::default();
     let mut bind_ip = "0.0.0.0".to_owned();
     let mut port = 22122u16;
+    let mut http_port: Option<u16> = None;
     for l in read_fastdfs_conf(path)? {
         match l.key.as_str() {
             "bind_addr" if !l.value.is_empty() => bind_ip = l.value.clone(),
@@ -740,6 +741,25 @@ pub fn tracker_from_fastdfs(path: &Path) -> Result<TrackerConfig, ConfigError> {
                     }
                 }
             }
+            "http.server_port" => {
+                let p: u16 = parse_num(path, &l)?;
+                http_port = Some(p);
+            }
+            "fetch_all_format" => {
+                c.compat.fetch_all_format = match l.value.as_str() {
+                    "v6.16" => FetchAllFormat::V616,
+                    "legacy" => FetchAllFormat::Legacy,
+                    _ => {
+                        return Err(ConfigError::BadValue {
+                            path: path.into(),
+                            line: l.line,
+                            key: l.key.clone(),
+                            value: l.value.clone(),
+                            reason: "v6.16 or legacy".into(),
+                        });
+                    }
+                }
+            }
             "response_ip_addr_size" => {
                 // FastDFS: only `auto` gives 15-byte fields; anything else gives 45.
                 c.compat.ip_width = if l.value.eq_ignore_ascii_case("auto") {
@@ -751,6 +771,9 @@ pub fn tracker_from_fastdfs(path: &Path) -> Result<TrackerConfig, ConfigError> {
             _ => unknown_or_ignored(path, &l)?,
         }
     }
+    if let Some(p) = http_port {
+        c.http_bind = format!("{bind_ip}:{p}");
+    }
     c.bind = format!("{bind_ip}:{port}");
     c.validate()?;
     Ok(c)
@@ -761,6 +784,7 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
     let mut c = StorageConfig::default();
     let mut bind_ip = "0.0.0.0".to_owned();
     let mut port = 23000u16;
+    let mut http_port: Option<u16> = None;
     let mut paths: Vec<(usize, PathBuf)> = Vec::new();
     for l in read_fastdfs_conf(path)? {
         let store_index = l
@@ -768,6 +792,10 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
             .strip_prefix("store_path")
             .and_then(|n| n.parse::<usize>().ok());
         match l.key.as_str() {
+            "http.server_port" => http_port = Some(parse_num(path, &l)?),
+            "http.anti_steal.check_token" => c.http.check_token = parse_bool(path, &l)?,
+            "http.anti_steal.secret_key" => c.http.secret_key = l.value.clone(),
+            "http.anti_steal.token_ttl" => c.http.token_ttl = parse_num(path, &l)?,
             "bind_addr" if !l.value.is_empty() => bind_ip = l.value.clone(),
             "port" => port = parse_num(path, &l)?,
             "group_name" => c.group_name = l.value.clone(),
@@ -815,6 +843,13 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
     }
     paths.sort_by_key(|(i, _)| *i);
     c.store_paths = paths.into_iter().map(|(_, p)| p).collect();
+    if let Some(p) = http_port {
+        c.http.bind = format!("{bind_ip}:{p}");
+    }
+    // Secrets come from the environment rather than a file when set (Kubernetes Secrets).
+    if let Ok(key) = std::env::var("FDFS_HTTP_SECRET_KEY") {
+        c.http.secret_key = key;
+    }
     c.bind = format!("{bind_ip}:{port}");
     c.validate()?;
     Ok(c)

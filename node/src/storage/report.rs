@@ -348,6 +348,24 @@ async fn report_session(
                 };
                 let reply = call_ok(&mut conn, Command::StorageBeat, &beat.encode()).await?;
                 apply_heartbeat(node, tracker, &own_ip, &reply);
+                // Only the leader pushes member lists, so ask every tracker for our own
+                // status (71): readiness needs each tracker's view.
+                if let Ok(ip) = own_ip.parse::<std::net::IpAddr>() {
+                    let ask = GroupAndHost {
+                        group: cfg.group_name.clone(),
+                        ip: ip.to_string(),
+                        port: node.port,
+                    };
+                    if let Ok((Status::Ok, brief)) = conn
+                        .call(Command::StorageGetStatus, &ask.encode(), 1024)
+                        .await
+                    {
+                        let mut r = crate::proto::fields::Reader::new(&brief, "storage status");
+                        if let Ok(b) = crate::proto::report::StorageBrief::decode_from(&mut r) {
+                            set_view(node, tracker, b.status);
+                        }
+                    }
+                }
                 // How far we are behind each source, for the tracker's download routing.
                 let mut entries = vec![(node.own_id(), 0u32)];
                 entries.extend(

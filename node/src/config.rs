@@ -792,6 +792,12 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
             .strip_prefix("store_path")
             .and_then(|n| n.parse::<usize>().ok());
         match l.key.as_str() {
+            // The storage learns these from the tracker (PARAMETER_REQ); accepted for
+            // configs that repeat the tracker's settings.
+            "use_storage_id"
+            | "storage_ids_filename"
+            | "id_type_in_filename"
+            | "trust_storage_server_id" => {}
             "http.server_port" => http_port = Some(parse_num(path, &l)?),
             "http.anti_steal.check_token" => c.http.check_token = parse_bool(path, &l)?,
             "http.anti_steal.secret_key" => c.http.secret_key = l.value.clone(),

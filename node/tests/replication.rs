@@ -21,8 +21,16 @@ struct Group {
 }
 
 fn storage_config(dir: &Path, ip: &str, tracker: &RunningTracker) -> StorageConfig {
+    // Members of a group must share one port (FastDFS rule); each test's directory
+    // picks a port so tests running side by side do not collide.
+    let port = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        dir.hash(&mut h);
+        24000 + (h.finish() % 4000) as u16
+    };
     StorageConfig {
-        bind: format!("{ip}:0"),
+        bind: format!("{ip}:{port}"),
         base_path: dir.join(ip),
         subdir_count_per_path: 4,
         heart_beat_interval: 1,

@@ -80,6 +80,14 @@ enum Role {
     },
 }
 
+/// An HTTP address on all interfaces moves to the IP given with `--bind`.
+fn follow_bind_ip(http: &str, bind: &str) -> String {
+    match (http.strip_prefix("0.0.0.0:"), bind.rsplit_once(':')) {
+        (Some(port), Some((ip, _))) if ip != "0.0.0.0" => format!("{ip}:{port}"),
+        _ => http.to_owned(),
+    }
+}
+
 fn is_fastdfs_conf(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "conf")
 }
@@ -133,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let mut cfg = load_tracker(config.as_deref())?;
             if let Some(b) = bind {
+                cfg.http_bind = follow_bind_ip(&cfg.http_bind, &b);
                 cfg.bind = b;
             }
             if let Some(p) = base_path {
@@ -157,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let mut cfg = load_storage(config.as_deref())?;
             if let Some(b) = bind {
+                cfg.http.bind = follow_bind_ip(&cfg.http.bind, &b);
                 cfg.bind = b;
             }
             if let Some(g) = group {

@@ -306,8 +306,16 @@ pub async fn tracker(ip: &str, data: &Path) -> RunningTracker {
 
 /// A storage of `group` on `ip`, reporting to `trackers` every second.
 pub async fn storage(ip: &str, group: &str, trackers: &[String], data: &Path) -> RunningStorage {
+    // Members of a group must share one port (FastDFS rule); each test's data
+    // directory picks a port so tests running side by side do not collide.
+    let port = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        data.hash(&mut h);
+        24000 + (h.finish() % 4000) as u16
+    };
     fdfs_node::storage::start(StorageConfig {
-        bind: format!("{ip}:0"),
+        bind: format!("{ip}:{port}"),
         group_name: group.into(),
         base_path: data.join(format!("storage-{ip}")),
         subdir_count_per_path: 2,

@@ -46,7 +46,9 @@ fn sample() -> (FdfsCluster, StorageGroup) {
     let cluster = serde_json::from_value(json!({
         "apiVersion": "fdfs.dev/v1alpha1", "kind": "FdfsCluster",
         "metadata": {"name": "main", "namespace": NAMESPACE, "uid": "cluster-uid"},
-        "spec": {"image": "fdfs-node:contract", "trackers": {"replicas": 2}},
+        // A small absolute reserve: the test must not depend on how full the host disk is.
+        "spec": {"image": "fdfs-node:contract", "trackers": {"replicas": 2},
+                 "settings": {"reservedStorageSpace": "1MB"}},
     }))
     .expect("cluster");
     let group = serde_json::from_value(json!({

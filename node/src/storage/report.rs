@@ -130,7 +130,10 @@ fn record_sync_old_done(node: &StorageNode, src: &str, until: u64) -> std::io::R
         "storage_join_time={}\nsync_old_done=1\nsync_src_server={src}\nsync_until_timestamp={until}\n",
         node.started_at
     );
-    let tmp = path.with_extension("tmp");
+    // One report task per tracker may get here at once: each writes its own temp file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{n}"));
     std::fs::write(&tmp, text)?;
     std::fs::rename(tmp, path)
 }

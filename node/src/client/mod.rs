@@ -429,26 +429,8 @@ impl Client {
 
     /// Appends bytes to an appender file.
     pub async fn append_bytes(&self, id: &FileId, data: &[u8]) -> Result<(), ClientError> {
-        let target = self.query_update(id).await?;
-        let addr = storage_addr(&target.addr)?;
-        let name = id.remote.to_string();
-        let head = WriteHead {
-            name_len: name.len() as u64,
-            offset: None,
-            size: data.len() as u64,
-        };
-        let mut prefix = head.encode();
-        prefix.extend_from_slice(name.as_bytes());
-        self.send_streamed(
-            addr,
-            Command::AppendFile,
-            &prefix,
-            &mut &data[..],
-            data.len() as u64,
-            id,
-        )
-        .await?;
-        Ok(())
+        self.write_appender(id, Command::AppendFile, None, data)
+            .await
     }
 
     /// Overwrites bytes of an appender file at `offset`.
@@ -458,25 +440,30 @@ impl Client {
         offset: u64,
         data: &[u8],
     ) -> Result<(), ClientError> {
+        self.write_appender(id, Command::ModifyFile, Some(offset), data)
+            .await
+    }
+
+    /// APPEND_FILE (no offset) or MODIFY_FILE (with one) on the file's source storage.
+    async fn write_appender(
+        &self,
+        id: &FileId,
+        cmd: Command,
+        offset: Option<u64>,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
         let target = self.query_update(id).await?;
         let addr = storage_addr(&target.addr)?;
         let name = id.remote.to_string();
         let head = WriteHead {
             name_len: name.len() as u64,
-            offset: Some(offset),
+            offset,
             size: data.len() as u64,
         };
         let mut prefix = head.encode();
         prefix.extend_from_slice(name.as_bytes());
-        self.send_streamed(
-            addr,
-            Command::ModifyFile,
-            &prefix,
-            &mut &data[..],
-            data.len() as u64,
-            id,
-        )
-        .await?;
+        self.send_streamed(addr, cmd, &prefix, &mut &data[..], data.len() as u64, id)
+            .await?;
         Ok(())
     }
 

@@ -188,6 +188,37 @@ def check_operator_pod(c, case, deploy, values):
     )
 
 
+def operator_binary():
+    """The fdfs-operator binary of this tree, if one was built (debug, or the static release
+    images/build.sh makes)."""
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+    for path in (target / "debug" / "fdfs-operator",
+                 target / "x86_64-unknown-linux-gnu" / "release" / "fdfs-operator"):
+        if path.is_file():
+            return path
+    return None
+
+
+def check_operator_accepts_env(c, case, deploy):
+    """Starts the operator binary with the Deployment's environment: it must get past its
+    flags and stop only at connecting to the Kubernetes API (there is none here)."""
+    import subprocess
+
+    binary = operator_binary()
+    if binary is None:
+        print(f"skip {case}: no fdfs-operator binary built, its flags are not tried")
+        return
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    env = {"HOME": "/nonexistent", "PATH": "/usr/bin:/bin", "RUST_BACKTRACE": "0"}
+    for e in container["env"]:
+        field = e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        env[e["name"]] = e.get("value") if field is None else f"{case}-{field.split('.')[-1]}"
+    proc = subprocess.run([str(binary)], env=env, capture_output=True, text=True, timeout=30)
+    c.check(f"{case}: {binary.name} accepts the Deployment's environment",
+            proc.returncode == 1 and "connecting to the Kubernetes API" in proc.stderr,
+            f"exit {proc.returncode}: {proc.stderr[-800:]}")
+
+
 def check_rbac(c, case, docs, values):
     if not values.get("rbac", {}).get("create", True):
         c.check(f"{case}: no RBAC objects", not [d for d in docs if d["apiVersion"].startswith("rbac.")])
@@ -269,6 +300,7 @@ def check_case(c, config, case, values_file):
     deploys = by_kind(docs, "Deployment")
     if c.check(f"{case}: one Deployment", len(deploys) == 1):
         check_operator_pod(c, case, deploys[0], values)
+        check_operator_accepts_env(c, case, deploys[0])
     check_rbac(c, case, docs, values)
     check_crds(c, case, docs, values)
     metrics = values.get("metrics", {})

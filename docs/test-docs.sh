@@ -19,16 +19,20 @@ py="$(e2e/py/setup-venv.sh "${CARGO_TARGET_DIR:-$repo/target}/py-venv")"
 # The guides name the tracker Services of the example clusters; here they are the local
 # tracker.
 hosts="$(mktemp)"
-trap 'rm -f "$hosts"' EXIT
+scratch="$(mktemp -d)"
+trap 'rm -f "$hosts"; rmdir "$scratch"' EXIT
 cat >"$hosts" <<HOSTS
 127.0.0.1 localhost
 127.0.0.1 main-tracker.fdfs.svc.cluster.local main-tracker.fdfs.svc main-tracker.fdfs
 HOSTS
 
+# The local clusters make 65,536 directories per storage: a tmpfs, private to the mount
+# namespace, holds them and goes away with it.
 export PATH="$bin:$venv/bin:$PATH"
-exec unshare --net --mount --pid --fork --kill-child bash -c '
+unshare --net --mount --pid --fork --kill-child bash -c '
     set -euo pipefail
     ip link set lo up
     mount --bind "$1" /etc/hosts
-    exec "$2" "$3" "$4"
-' _ "$hosts" "$venv/bin/python" "$repo/docs/tests/run_docs.py" "$py"
+    mount -t tmpfs -o size=2g tmpfs "$5"
+    exec "$2" "$3" "$4" "$5"
+' _ "$hosts" "$venv/bin/python" "$repo/docs/tests/run_docs.py" "$py" "$scratch"

@@ -25,6 +25,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import jsonschema
@@ -187,17 +188,20 @@ def run_guide(t, guide, py, scratch):
 
 def main():
     py = sys.argv[1]
+    # A scratch directory given by the caller (a tmpfs that goes away with the namespace:
+    # the local clusters create hundreds of thousands of directories), or a temporary one.
+    given = sys.argv[2] if len(sys.argv) > 2 else None
     t = Tally()
     with tempfile.TemporaryDirectory() as tmp:
-        scratch = Path(tmp)
-        for name in ["examples", "charts", "crds", "images"]:
-            (scratch / name).symlink_to(REPO / name)
+        scratch = Path(given or tmp)
         for guide in GUIDES:
             sub = scratch / guide.removesuffix(".md")
             sub.mkdir()
             for name in ["examples", "charts", "crds", "images"]:
                 (sub / name).symlink_to(REPO / name)
+            started = time.monotonic()
             run_guide(t, guide, py, sub)
+            print(f"     {guide}: {time.monotonic() - started:.1f} s")
     print(f"{t.passed} passed, {t.failed} failed")
     return 1 if t.failed or not t.passed else 0
 

@@ -47,17 +47,22 @@ cleanup() {
 trap cleanup EXIT
 trap "exit 130" INT TERM
 
-user="$(podman image inspect "$image" --format '{{.Config.User}}')"
-[ "$user" = "65532:65532" ] && pass "runs as user $user" || fail "image user is '$user'"
-ports="$(podman image inspect "$image" --format '{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}')"
-[ "$ports" = "22122/tcp 23000/tcp 8888/tcp " ] && pass "exposes $ports" || fail "exposed ports '$ports'"
+# User, exposed ports and regular files of an image: nothing but its binaries.
+check_image() {
+    local image="$1" want_ports="$2" want_files="$3" user ports files
+    user="$(podman image inspect "$image" --format '{{.Config.User}}')"
+    [ "$user" = "65532:65532" ] && pass "$image runs as user $user" || fail "$image user is '$user'"
+    ports="$(podman image inspect "$image" --format '{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}')"
+    [ "$ports" = "$want_ports" ] && pass "$image exposes $ports" || fail "$image exposes '$ports'"
+    podman create --name "$name-files" "$image" >/dev/null
+    files="$(podman export "$name-files" | tar -tv | awk '/^-/ {print $NF}' | sort | tr '\n' ' ')"
+    podman rm "$name-files" >/dev/null
+    [ "$files" = "$want_files" ] && pass "$image holds only $files" || fail "$image files: $files"
+}
+
+check_image "$image" "22122/tcp 23000/tcp 8888/tcp " "usr/local/bin/fdfs usr/local/bin/fdfs-node "
 size="$(podman image inspect "$image" --format '{{.Size}}')"
 [ "$size" -lt 30000000 ] && pass "image is $size bytes" || fail "image is $size bytes"
-# Nothing but the two binaries (regular files of the image's file system).
-podman create --name "$name-files" "$image" >/dev/null
-files="$(podman export "$name-files" | tar -tv | awk '/^-/ {print $NF}' | sort | tr '\n' ' ')"
-podman rm "$name-files" >/dev/null
-[ "$files" = "usr/local/bin/fdfs usr/local/bin/fdfs-node " ] && pass "holds only $files" || fail "image files: $files"
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 t="$(free_port)"
@@ -105,14 +110,7 @@ podman rm "$name" >/dev/null
 op_image="$(IMAGE_PREFIX=localhost IMAGE_TAG="$tag" images/build.sh fdfs-operator | sed -n 's/^image //p')"
 [ -n "$op_image" ] && pass "images/build.sh built $op_image" || fail "images/build.sh fdfs-operator"
 if [ -n "$op_image" ]; then
-    user="$(podman image inspect "$op_image" --format '{{.Config.User}}')"
-    ports="$(podman image inspect "$op_image" --format '{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}')"
-    [ "$user" = "65532:65532" ] && [ "$ports" = "8080/tcp " ] && pass "operator image: user $user, exposes $ports" \
-        || fail "operator image: user '$user', ports '$ports'"
-    podman create --name "$name-files" "$op_image" >/dev/null
-    files="$(podman export "$name-files" | tar -tv | awk '/^-/ {print $NF}' | sort | tr '\n' ' ')"
-    podman rm "$name-files" >/dev/null
-    [ "$files" = "usr/local/bin/fdfs-operator " ] && pass "operator image holds only $files" || fail "operator image files: $files"
+    check_image "$op_image" "8080/tcp " "usr/local/bin/fdfs-operator "
     out="$(podman "${runtime[@]}" run --rm --name "$name-operator" --read-only --cap-drop ALL \
         --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
         -e FDFS_LOG_FORMAT=json -e FDFS_OPERATOR_LISTEN=0.0.0.0:8080 -e FDFS_CLUSTER_DOMAIN=cluster.local \

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs the commands of the user guides (docs/install.md, first-cluster.md, clients.md,
+# operations.md) as docs/tests/run_docs.py describes: the fdfs and fdfs-node commands against
+# local clusters, kubectl's offline commands, the Python client snippet with py3fdfs; blocks
+# that need a Kubernetes cluster are only checked to say so.
+#
+#   docs/test-docs.sh
+#
+# Needs root for its private network, mount and PID namespaces (loopback only).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+cargo build -q -p fdfs-node --bins
+bin="${CARGO_TARGET_DIR:-$repo/target}/debug"
+venv="$(charts/chart-venv.sh)"
+py="$(e2e/py/setup-venv.sh "${CARGO_TARGET_DIR:-$repo/target}/py-venv")"
+
+# The guides name the tracker Services of the example clusters; here they are the local
+# tracker.
+hosts="$(mktemp)"
+scratch="$(mktemp -d)"
+trap 'rm -f "$hosts"; rmdir "$scratch"' EXIT
+cat >"$hosts" <<HOSTS
+127.0.0.1 localhost
+127.0.0.1 main-tracker.fdfs.svc.cluster.local main-tracker.fdfs.svc main-tracker.fdfs
+HOSTS
+
+# The local clusters make 65,536 directories per storage: a tmpfs, private to the mount
+# namespace, holds them and goes away with it.
+export PATH="$bin:$venv/bin:$PATH"
+unshare --net --mount --pid --fork --kill-child bash -c '
+    set -euo pipefail
+    ip link set lo up
+    mount --bind "$1" /etc/hosts
+    mount -t tmpfs -o size=2g tmpfs "$5"
+    exec "$2" "$3" "$4" "$5"
+' _ "$hosts" "$venv/bin/python" "$repo/docs/tests/run_docs.py" "$py" "$scratch"

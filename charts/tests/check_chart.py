@@ -370,7 +370,7 @@ def check_crd_copies(c):
         a = (REPO / "crds" / name).read_bytes()
         b = (CHART / "files" / "crds" / name).read_bytes() if (CHART / "files" / "crds" / name).exists() else b""
         c.check(f"chart CRDs: files/crds/{name} is byte-identical to crds/{name}", a == b,
-                "run charts/sync-crds.sh")
+                "run: cargo run -p fdfs-operator --bin crdgen")
 
 
 def check_dashboard_metrics(c):

@@ -233,6 +233,23 @@ async fn two_members_converge_on_every_change() {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .expect("synced records metric");
     assert!(pushed >= 300, "A pushed {pushed} records to B");
+
+    // The tracker sees both members change files and each fully caught up with the other.
+    wait_for(
+        "both members caught up in the cluster view",
+        Duration::from_secs(30),
+        async || {
+            let view = g.tracker.tracker.cluster_view();
+            let members = &view.groups[0].storages;
+            members.len() == 2
+                && members.iter().all(|m| {
+                    m.last_source_update > 0
+                        && m.last_sync_update > 0
+                        && m.sync_lag_seconds == Some(0)
+                })
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use fdfs_node::client::{Client, ClientConfig};
 use fdfs_node::config;
 use fdfs_node::fileid::FileId;
 use fdfs_node::proto::StorageStatus;
+use fdfs_node::proto::monitor::SyncDelay;
 
 #[derive(Debug, Parser)]
 #[command(name = "fdfs", version, about = "FastDFS command-line client")]
@@ -290,7 +291,8 @@ async fn monitor_list(c: &Client, only: Option<&str>) -> anyhow::Result<()> {
         println!("store path count = {}", g.store_path_count);
         println!("subdir count per path = {}", g.subdir_count_per_path);
         println!("current write server index = {}\n", g.current_write_server);
-        for (k, s) in c.list_storages(&g.group).await?.iter().enumerate() {
+        let storages = c.list_storages(&g.group).await?;
+        for (k, s) in storages.iter().enumerate() {
             println!("\tStorage {}:", k + 1);
             println!("\t\tid = {}", s.id);
             println!(
@@ -335,8 +337,15 @@ async fn monitor_list(c: &Client, only: Option<&str>) -> anyhow::Result<()> {
                 "\t\tlast_sync_update = {}",
                 datetime(s.stats.last_sync_update)
             );
+            let delay = SyncDelay::of(
+                storages
+                    .iter()
+                    .filter(|o| o.id != s.id)
+                    .map(|o| o.stats.last_source_update),
+                s.stats.last_synced_timestamp,
+            );
             println!(
-                "\t\tlast_synced_timestamp = {}",
+                "\t\tlast_synced_timestamp = {} {delay}",
                 datetime(s.stats.last_synced_timestamp)
             );
         }

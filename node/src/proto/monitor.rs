@@ -314,6 +314,63 @@ impl StorageStats {
     }
 }
 
+/// How far a member's replication trails the rest of its group, judged as `fdfs_monitor` does:
+/// the newest `last_source_update` among the other members against this member's
+/// `last_synced_timestamp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncDelay {
+    /// No other member has changed anything: nothing to be behind on.
+    NothingToSync,
+    /// Others have changes but this member has not reported receiving any.
+    NeverSynced,
+    Seconds(u64),
+}
+
+impl SyncDelay {
+    pub fn of(others_last_source_update: impl IntoIterator<Item = u64>, synced: u64) -> Self {
+        let newest = others_last_source_update.into_iter().max().unwrap_or(0);
+        if newest == 0 {
+            SyncDelay::NothingToSync
+        } else if synced == 0 {
+            SyncDelay::NeverSynced
+        } else {
+            SyncDelay::Seconds(newest.saturating_sub(synced))
+        }
+    }
+
+    /// Seconds behind; 0 when there is nothing to sync, `None` when never synced.
+    pub fn seconds(self) -> Option<u64> {
+        match self {
+            SyncDelay::NothingToSync => Some(0),
+            SyncDelay::NeverSynced => None,
+            SyncDelay::Seconds(s) => Some(s),
+        }
+    }
+}
+
+/// `fdfs_monitor`'s suffix of the `last_synced_timestamp` line: empty, `(never synced)` or
+/// `(1h:02m:03s delay)` style.
+impl std::fmt::Display for SyncDelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = match *self {
+            SyncDelay::NothingToSync => return Ok(()),
+            SyncDelay::NeverSynced => return f.write_str("(never synced)"),
+            SyncDelay::Seconds(s) => s,
+        };
+        let (day, rem) = (secs / 86_400, secs % 86_400);
+        let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
+        if day != 0 {
+            write!(f, "({day} days {hour:02}h:{minute:02}m:{second:02}s delay)")
+        } else if hour != 0 {
+            write!(f, "({hour:02}h:{minute:02}m:{second:02}s delay)")
+        } else if minute != 0 {
+            write!(f, "({minute:02}m:{second:02}s delay)")
+        } else {
+            write!(f, "({second}s delay)")
+        }
+    }
+}
+
 /// One storage's statistics (reply record of 92), V6.15+ layout.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StorageStat {
@@ -542,6 +599,30 @@ impl ListStorageRequest {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sync_delay_reads_like_fdfs_monitor() {
+        assert_eq!(SyncDelay::of([], 5).to_string(), "");
+        assert_eq!(SyncDelay::of([0, 0], 0), SyncDelay::NothingToSync);
+        assert_eq!(SyncDelay::of([100], 0).to_string(), "(never synced)");
+        assert_eq!(SyncDelay::of([100, 140], 133).to_string(), "(7s delay)");
+        assert_eq!(
+            SyncDelay::of([100], 100 - 61).to_string(),
+            "(01m:01s delay)"
+        );
+        assert_eq!(
+            SyncDelay::of([7200], 7200 - 3723).to_string(),
+            "(01h:02m:03s delay)"
+        );
+        let two_days = 2 * 86_400 + 5;
+        assert_eq!(
+            SyncDelay::of([two_days], 1).to_string(),
+            "(2 days 00h:00m:04s delay)"
+        );
+        // A member ahead of the others' last change is not behind.
+        assert_eq!(SyncDelay::of([100], 150).seconds(), Some(0));
+        assert_eq!(SyncDelay::NeverSynced.seconds(), None);
+    }
+
     use super::*;
 
     #[test]

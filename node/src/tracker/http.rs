@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::Tracker;
+use crate::proto::monitor::SyncDelay;
 use crate::unix_now;
 
 type Labels = Vec<(String, String)>;
@@ -178,7 +179,14 @@ pub struct StorageView {
     pub join_time: u64,
     pub last_heartbeat: u64,
     pub src_id: String,
+    /// When it last changed a file of its own / applied a peer's change (unix seconds).
+    pub last_source_update: u64,
+    pub last_sync_update: u64,
+    /// Everything the other members changed before this time has reached it.
     pub last_synced_timestamp: u64,
+    /// Seconds its copy trails the newest change of the other members, as `fdfs_monitor`
+    /// computes it: 0 when there is nothing to sync, null when it never synced.
+    pub sync_lag_seconds: Option<u64>,
 }
 
 impl Tracker {
@@ -221,6 +229,16 @@ impl Tracker {
                         .members
                         .values()
                         .map(|m| StorageView {
+                            sync_lag_seconds: SyncDelay::of(
+                                g.members
+                                    .values()
+                                    .filter(|o| o.id != m.id)
+                                    .map(|o| o.stats.last_source_update),
+                                m.last_synced_timestamp,
+                            )
+                            .seconds(),
+                            last_source_update: m.stats.last_source_update,
+                            last_sync_update: m.stats.last_sync_update,
                             id: m.id.clone(),
                             addr: format!("{}:{}", m.ip, m.port),
                             status: m.status.name(),

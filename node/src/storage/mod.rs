@@ -41,6 +41,9 @@ pub struct StorageNode {
     source_ip: Mutex<Option<Ipv4Addr>>,
     /// The numeric storage id uploads are named after, when the trackers say so.
     server_id: Mutex<Option<u32>>,
+    /// The storage id trackers and peers know this storage by (`use_storage_id`), whether
+    /// or not file names carry it.
+    storage_id: Mutex<Option<String>>,
     /// The port clients reach this storage on.
     pub port: u16,
     counters: Counters,
@@ -55,6 +58,10 @@ pub struct StorageNode {
     /// Status each tracker last reported for this storage.
     pub tracker_view: Mutex<BTreeMap<SocketAddr, StorageStatus>>,
     pub started_at: u64,
+    /// When this storage last changed a file of its own, and last applied a peer's change
+    /// (unix seconds; FastDFS's `last_source_update` / `last_sync_update`).
+    last_source_update: AtomicU64,
+    last_sync_update: AtomicU64,
 }
 
 /// Operation counters reported to trackers in every BEAT.
@@ -161,6 +168,7 @@ impl StorageNode {
             binlog,
             source_ip: Mutex::new(bind_ip),
             server_id: Mutex::new(None),
+            storage_id: Mutex::new(None),
             port,
             counters: Counters::new(),
             metrics: StorageMetrics::new(),
@@ -170,6 +178,8 @@ impl StorageNode {
             sync_in: Mutex::new(BTreeMap::new()),
             peers: tokio::sync::watch::Sender::new(Vec::new()),
             started_at: crate::unix_now(),
+            last_source_update: AtomicU64::new(0),
+            last_sync_update: AtomicU64::new(0),
             config,
         };
         node.refresh_disk_metrics();
@@ -195,6 +205,11 @@ impl StorageNode {
         *self.server_id.lock().unwrap_or_else(|e| e.into_inner()) = id;
     }
 
+    /// The id the trackers assigned (Some with `use_storage_id`), or none: known by IP.
+    pub fn set_storage_id(&self, id: Option<String>) {
+        *self.storage_id.lock().unwrap_or_else(|e| e.into_inner()) = id;
+    }
+
     /// Learns the storage's own address from a tracker connection, when not bound to one.
     pub fn learn_source_ip(&self, ip: IpAddr) {
         let mut cur = self.source_ip.lock().unwrap_or_else(|e| e.into_inner());
@@ -205,8 +220,13 @@ impl StorageNode {
 
     /// This storage's id as trackers and peers know it.
     pub fn own_id(&self) -> String {
-        if let Some(id) = *self.server_id.lock().unwrap_or_else(|e| e.into_inner()) {
-            return id.to_string();
+        if let Some(id) = self
+            .storage_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return id;
         }
         self.source_ip
             .lock()
@@ -264,6 +284,8 @@ impl StorageNode {
         for (dst, src) in s.counters.iter_mut().zip(self.counters.0.iter()) {
             *dst = src.load(Ordering::Relaxed);
         }
+        s.last_source_update = self.last_source_update.load(Ordering::Relaxed);
+        s.last_sync_update = self.last_sync_update.load(Ordering::Relaxed);
         s
     }
 
@@ -420,6 +442,17 @@ impl StorageNode {
     fn log(&self, records: &[binlog::Record]) {
         if let Err(e) = self.binlog.append(records) {
             tracing::error!(error = %e, "cannot write the binlog; peers will miss this change");
+        }
+        // The source side uses the records' own times: peers report progress in those, so
+        // an idle, caught-up peer shows a delay of exactly zero.
+        for r in records {
+            if r.origin {
+                self.last_source_update
+                    .fetch_max(u64::from(r.timestamp), Ordering::Relaxed);
+            } else {
+                self.last_sync_update
+                    .store(crate::unix_now(), Ordering::Relaxed);
+            }
         }
     }
 

@@ -147,6 +147,20 @@ fn set_view(node: &StorageNode, tracker: SocketAddr, status: u8) {
     }
 }
 
+/// The status `tracker` should take for us, when it still holds us waiting for a full copy
+/// that another tracker already saw finish (OFFLINE or later there).
+fn status_to_adopt(node: &StorageNode, tracker: SocketAddr) -> Option<StorageStatus> {
+    let view = node.tracker_view.lock().unwrap_or_else(|e| e.into_inner());
+    let here = *view.get(&tracker)?;
+    if !matches!(here, StorageStatus::WaitSync | StorageStatus::Syncing) {
+        return None;
+    }
+    view.iter()
+        .filter(|(t, s)| **t != tracker && s.is_available())
+        .map(|(_, s)| *s)
+        .max()
+}
+
 async fn call_ok(conn: &mut Conn, cmd: Command, body: &[u8]) -> Result<Vec<u8>, ClientError> {
     let (status, reply) = conn.call(cmd, body, 1 << 20).await?;
     if status != Status::Ok {
@@ -176,6 +190,7 @@ async fn learn_identity(
     let params = Parameters::decode(&reply).map_err(proto)?;
     if params.get("use_storage_id") != Some("1") {
         node.set_server_id(None);
+        node.set_storage_id(None);
         return Ok(String::new());
     }
     let id = if node.config.server_id.is_empty() {
@@ -192,6 +207,7 @@ async fn learn_identity(
     };
     let by_id = params.get("id_type_in_filename") == Some("id");
     node.set_server_id(by_id.then(|| id.parse::<u32>().ok()).flatten());
+    node.set_storage_id(Some(id.clone()));
     tracing::info!(%tracker, storage_id = %id, names_by_id = by_id, "storage id learned");
     Ok(id)
 }
@@ -368,6 +384,12 @@ async fn report_session(
                             set_view(node, tracker, b.status);
                         }
                     }
+                }
+                if let Some(wanted) = status_to_adopt(node, tracker) {
+                    // This tracker missed the full copy's end (it still held us INIT when the
+                    // source reported it): ask it to take the others' view (CHANGE_STATUS).
+                    tracing::info!(%tracker, status = wanted.name(), "asking tracker to adopt our status");
+                    call_ok(&mut conn, Command::StorageChangeStatus, &[wanted as u8]).await?;
                 }
                 // How far we are behind each source, for the tracker's download routing.
                 let mut entries = vec![(node.own_id(), 0u32)];

@@ -162,28 +162,33 @@ enum SyncError {
     Gone,
 }
 
-/// Asks the trackers whether we are the full-copy source for `peer`.
+/// Asks the trackers who copies the old files to `peer`. A tracker that has not yet heard of
+/// the peer's source (its SYNC_NOTIFY may still be on the way) answers empty, so every tracker
+/// is asked and any named source wins; `None` when no tracker answered.
 async fn ask_source(node: &StorageNode, peer: &Peer) -> Option<SyncSource> {
     let mut body = Vec::with_capacity(GROUP_NAME_LEN + STORAGE_ID_LEN);
     put_fixed(&mut body, node.config.group_name.as_bytes(), GROUP_NAME_LEN);
     put_fixed(&mut body, peer.id.as_bytes(), STORAGE_ID_LEN);
+    let mut answered = None;
     for t in node.tracker_addrs() {
         let Ok(mut c) = node.connect(t).await else {
             continue;
         };
-        if let Ok((Status::Ok, reply)) = c.call(Command::StorageSyncSrcReq, &body, 1024).await {
-            c.quit().await;
-            return if reply.is_empty() {
-                Some(SyncSource {
-                    src_id: String::new(),
-                    until: 0,
-                })
-            } else {
-                SyncSource::decode(&reply).ok()
-            };
+        let reply = c.call(Command::StorageSyncSrcReq, &body, 1024).await;
+        c.quit().await;
+        let Ok((Status::Ok, reply)) = reply else {
+            continue;
+        };
+        if reply.is_empty() {
+            answered.get_or_insert(SyncSource {
+                src_id: String::new(),
+                until: 0,
+            });
+        } else if let Ok(src) = SyncSource::decode(&reply) {
+            return Some(src);
         }
     }
-    None
+    answered
 }
 
 /// Tells every tracker a new status of `peer` (REPORT_STATUS, 76).
@@ -218,9 +223,23 @@ async fn push_session(
         // A peer that is starting over never reuses an old mark.
         Some(m) if peer.status > StorageStatus::WaitSync => m,
         _ => {
-            let src = ask_source(node, &peer)
-                .await
-                .ok_or(SyncError::Status(Status::NotFound))?;
+            let src = loop {
+                let src = ask_source(node, &peer)
+                    .await
+                    .ok_or(SyncError::Status(Status::NotFound))?;
+                // A peer that still waits for its copy must have a source: until the
+                // trackers name it, deciding "not me" could leave the peer without one.
+                if !src.src_id.is_empty() || peer.status > StorageStatus::Syncing {
+                    break src;
+                }
+                let mut members = node.peers.subscribe();
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = members.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                peer = current(node, peer_id).ok_or(SyncError::Gone)?;
+            };
             let me = node.own_id();
             let mark = Mark {
                 need_sync_old: !src.src_id.is_empty() && src.src_id == me,

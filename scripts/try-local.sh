@@ -30,7 +30,7 @@ for _ in $(seq 1 600); do
 done
 grep -qx ready "$work/nodes.txt" || { echo "cluster did not become ready" >&2; exit 1; }
 cat "$work/nodes.txt"
-tracker="$(awk '$1 == "tracker" { print $2 }' "$work/nodes.txt")"
+tracker="$(awk '$1 == "tracker" && !/profile=/ { print $2; exit }' "$work/nodes.txt")"
 
 src="${1:-}"
 if [[ -z "$src" ]]; then

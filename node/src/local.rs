@@ -1,9 +1,9 @@
 //! `fdfs-node local`: trackers and storages on loopback, in one process, for
 //! trying the service on a single machine.
 //!
-//! Tracker `i` listens on the tracker address's port + i; storage `r` of group
-//! `g` listens on the first storage IP + g × replicas + r. Every storage reports
-//! to every tracker.
+//! Tracker `i` listens on the tracker address's port + i (and its HTTP and 45-byte-IP ports
+//! likewise + i); storage `r` of group `g` listens on the first storage IP + g × replicas + r.
+//! Every storage reports to every tracker.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::client::{Client, ClientConfig, ClientError};
-use crate::config::{StorageConfig, TrackerConfig};
-use crate::proto::StorageStatus;
+use crate::config::{Compat, ListenerConfig, StorageConfig, TrackerConfig};
+use crate::proto::{IpWidth, StorageStatus};
 use crate::storage::{self, RunningStorage};
 use crate::tracker::{self, RunningTracker};
 
@@ -39,6 +39,12 @@ pub struct LocalOptions {
     pub storage_port: u16,
     /// HTTP port of each storage (on its own address); 0 disables HTTP.
     pub http_port: u16,
+    /// HTTP port of the first tracker (on the tracker address; later trackers take the
+    /// following ports) unless the config sets `http_bind`; 0 disables it.
+    pub tracker_http_port: u16,
+    /// Port of the first tracker's second listener, with 45-byte IP fields (later trackers
+    /// take the following ports) unless the config lists its own listeners; 0: none.
+    pub ip45_port: u16,
     pub config: LocalConfig,
 }
 
@@ -106,8 +112,20 @@ impl LocalCluster {
             } else {
                 opts.data_dir.join(format!("tracker{}", i + 1))
             };
+            if tcfg.listeners.is_empty() && opts.ip45_port != 0 {
+                tcfg.listeners.push(ListenerConfig {
+                    bind: SocketAddr::new(first.ip(), opts.ip45_port).to_string(),
+                    compat: Compat {
+                        ip_width: IpWidth::V6,
+                        ..Compat::default()
+                    },
+                });
+            }
             for l in &mut tcfg.listeners {
                 l.bind = shifted_text(&l.bind, i);
+            }
+            if tcfg.http_bind.is_empty() && opts.tracker_http_port != 0 {
+                tcfg.http_bind = SocketAddr::new(first.ip(), opts.tracker_http_port).to_string();
             }
             if !tcfg.http_bind.is_empty() {
                 tcfg.http_bind = shifted_text(&tcfg.http_bind, i);

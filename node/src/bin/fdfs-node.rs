@@ -77,6 +77,14 @@ enum Role {
         /// HTTP port of each storage on its address (0 disables HTTP).
         #[arg(long, default_value_t = 8888)]
         http_port: u16,
+        /// HTTP port of tracker 1 on the tracker address (/api/v1/cluster, /metrics);
+        /// tracker N takes this port + N − 1; 0 disables it.
+        #[arg(long, default_value_t = 8080)]
+        tracker_http_port: u16,
+        /// A second port of tracker 1 answering with 45-byte IP fields (for clients of
+        /// FastDFS V6.11+ built for IPv6); tracker N takes this port + N − 1; 0: none.
+        #[arg(long, default_value_t = 22222)]
+        ip45_port: u16,
     },
 }
 
@@ -197,6 +205,8 @@ async fn main() -> anyhow::Result<()> {
             storage_ip,
             storage_port,
             http_port,
+            tracker_http_port,
+            ip45_port,
         } => {
             let config: LocalConfig = match config {
                 Some(p) => config::load_toml(&p)?,
@@ -211,6 +221,8 @@ async fn main() -> anyhow::Result<()> {
                 first_storage_ip: storage_ip,
                 storage_port,
                 http_port,
+                tracker_http_port,
+                ip45_port,
                 config,
             };
             let cluster = tokio::select! {

@@ -397,32 +397,36 @@ async fn scale_down_removes_the_highest_ordinal_when_the_rest_is_active_everywhe
     t2.stop(Duration::from_secs(1)).await;
 }
 
-/// Writes a FastDFS `storage.conf` with storage ids for a storage on `ip`, and loads it with
-/// the node's own parser.
-fn storage_with_ids(
-    dir: &std::path::Path,
-    ip: &str,
-    ordinal: u32,
-    trackers: &[String],
-) -> fdfs_node::config::StorageConfig {
+/// The `storage_ids.conf` the operator renders for two members on 127.0.0.61 and .62.
+fn write_storage_ids(dir: &std::path::Path) -> std::path::PathBuf {
     let ids = (0..2)
         .map(|o| {
             format!(
-                "{} group1 127.0.0.{}:23000\n",
+                "{} group1 127.0.0.{}\n",
                 naming::storage_id("group1", o),
                 61 + o
             )
         })
         .collect::<String>();
-    let ids_path = dir.join("storage_ids.conf");
-    std::fs::write(&ids_path, ids).expect("write ids");
+    let path = dir.join("storage_ids.conf");
+    std::fs::write(&path, ids).expect("write ids");
+    path
+}
+
+/// Writes a FastDFS `storage.conf` for a storage on `ip`, and loads it with the node's own
+/// parser.
+fn storage_conf(
+    dir: &std::path::Path,
+    ip: &str,
+    ordinal: u32,
+    trackers: &[String],
+) -> fdfs_node::config::StorageConfig {
     let base = dir.join(format!("storage-{ordinal}"));
     let mut conf = format!(
-        "group_name = group1\nport = 0\nbind_addr = {ip}\nbase_path = {}\nsubdir_count_per_path = 2\n\
-         heart_beat_interval = 1\nstat_report_interval = 1\nuse_storage_id = true\n\
-         storage_ids_filename = {}\n",
+        "group_name = group1\nport = {}\nbind_addr = {ip}\nbase_path = {}\nsubdir_count_per_path = 2\n\
+         heart_beat_interval = 1\nstat_report_interval = 1\n",
+        support::group_port(dir),
         base.display(),
-        ids_path.display()
     );
     for t in trackers {
         conf.push_str(&format!("tracker_server = {t}\n"));
@@ -433,16 +437,16 @@ fn storage_with_ids(
 }
 
 #[tokio::test]
-#[ignore = "needs storage ids (use_storage_id) and DELETE_STORAGE (93) in fdfs-node"]
 async fn scaled_away_storage_is_deleted_from_every_tracker() {
     let data = tempfile::tempdir().expect("tempdir");
-    let t1 = support::tracker("127.0.0.50", data.path()).await;
-    let t2 = support::tracker("127.0.0.51", data.path()).await;
+    let ids = write_storage_ids(data.path());
+    let t1 = support::tracker_with_ids("127.0.0.50", data.path(), &ids).await;
+    let t2 = support::tracker_with_ids("127.0.0.51", data.path(), &ids).await;
     let trackers = vec![t1.addr.to_string(), t2.addr.to_string()];
-    let s0 = fdfs_node::storage::start(storage_with_ids(data.path(), "127.0.0.61", 0, &trackers))
+    let s0 = fdfs_node::storage::start(storage_conf(data.path(), "127.0.0.61", 0, &trackers))
         .await
         .expect("storage 0");
-    let s1 = fdfs_node::storage::start(storage_with_ids(data.path(), "127.0.0.62", 1, &trackers))
+    let s1 = fdfs_node::storage::start(storage_conf(data.path(), "127.0.0.62", 1, &trackers))
         .await
         .expect("storage 1");
     for t in &trackers {
@@ -460,15 +464,22 @@ async fn scaled_away_storage_is_deleted_from_every_tracker() {
     let mut script = group_fetch(&sg, Some(statefulset(1, &hash)), vec![pod(0, "127.0.0.61")]);
     script.extend(group_apply(false, false));
     script.push(event(NS));
-    script.push(event(NS));
     script.push(status_write(&sg));
     let (_, transcript) = run_group(group(1), &trackers, script).await;
 
-    assert_eq!(
-        transcript.event_reasons(),
-        ["MemberRemoved", "MemberRemoved"]
-    );
+    // One event names the storage and every tracker that forgot it.
+    assert_eq!(transcript.event_reasons(), ["MemberRemoved"]);
     let removed = naming::storage_id("group1", 1).to_string();
+    let note = transcript
+        .0
+        .iter()
+        .find(|s| s.event_reason() == "MemberRemoved")
+        .map(|s| s.body["note"].as_str().unwrap_or_default().to_owned())
+        .expect("event");
+    assert!(note.contains(&removed), "{note}");
+    for t in &trackers {
+        assert!(note.contains(t.as_str()), "{note}");
+    }
     for t in &trackers {
         let client =
             fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![t.clone()]))

@@ -485,37 +485,46 @@ impl Report<'_> {
             )),
             _ => {}
         }
+        // One event per removed storage and outcome: the event recorder folds events of the
+        // same reason into one series, so per-tracker events would hide all but the first.
+        let mut deleted: BTreeMap<(&str, u32), Vec<&str>> = BTreeMap::new();
+        let mut failed: BTreeMap<(&str, u32), Vec<String>> = BTreeMap::new();
         for r in self.removals {
+            let key = (r.id.as_str(), r.ordinal);
             match &r.outcome {
-                Ok(DeleteOutcome::Deleted) => events.push((
-                    EventType::Normal,
-                    "MemberRemoved".into(),
-                    "DeleteStorage",
-                    format!(
-                        "deleted storage {} (Pod ordinal {}) from tracker {}",
-                        r.id, r.ordinal, r.tracker
-                    ),
-                )),
-                Ok(DeleteOutcome::Refused(status)) => events.push((
-                    EventType::Warning,
-                    "MemberRemovalFailed".into(),
-                    "DeleteStorage",
-                    format!(
-                        "tracker {} refused to delete storage {}: {status}",
-                        r.tracker, r.id
-                    ),
-                )),
-                Err(e) => events.push((
-                    EventType::Warning,
-                    "MemberRemovalFailed".into(),
-                    "DeleteStorage",
-                    format!(
-                        "cannot delete storage {} from tracker {}: {e}",
-                        r.id, r.tracker
-                    ),
-                )),
+                Ok(DeleteOutcome::Deleted) => deleted.entry(key).or_default().push(&r.tracker),
+                Ok(DeleteOutcome::Refused(status)) => failed
+                    .entry(key)
+                    .or_default()
+                    .push(format!("tracker {} refused: {status}", r.tracker)),
+                Err(e) => failed
+                    .entry(key)
+                    .or_default()
+                    .push(format!("tracker {}: {e}", r.tracker)),
                 Ok(_) => {}
             }
+        }
+        for ((id, ordinal), trackers) in deleted {
+            events.push((
+                EventType::Normal,
+                "MemberRemoved".into(),
+                "DeleteStorage",
+                format!(
+                    "deleted storage {id} (Pod ordinal {ordinal}) from tracker(s) {}",
+                    trackers.join(", ")
+                ),
+            ));
+        }
+        for ((id, ordinal), reasons) in failed {
+            events.push((
+                EventType::Warning,
+                "MemberRemovalFailed".into(),
+                "DeleteStorage",
+                format!(
+                    "cannot delete storage {id} (Pod ordinal {ordinal}): {}",
+                    reasons.join("; ")
+                ),
+            ));
         }
         for want in wanted {
             let report = match want.type_ {

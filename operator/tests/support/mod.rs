@@ -304,16 +304,32 @@ pub async fn tracker(ip: &str, data: &Path) -> RunningTracker {
     .expect("tracker starts")
 }
 
+/// A tracker on `ip` that names storages by the ids of `storage_ids` (`use_storage_id`).
+pub async fn tracker_with_ids(ip: &str, data: &Path, storage_ids: &Path) -> RunningTracker {
+    fdfs_node::tracker::start(TrackerConfig {
+        bind: format!("{ip}:0"),
+        base_path: data.join(format!("tracker-{ip}")),
+        check_active_interval: 2,
+        use_storage_id: true,
+        storage_ids_filename: storage_ids.to_path_buf(),
+        ..TrackerConfig::default()
+    })
+    .await
+    .expect("tracker starts")
+}
+
+/// The port every storage of one test shares (FastDFS requires one port per group); each
+/// test's data directory picks its own so tests running side by side do not collide.
+pub fn group_port(data: &Path) -> u16 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut h);
+    24000 + (h.finish() % 4000) as u16
+}
+
 /// A storage of `group` on `ip`, reporting to `trackers` every second.
 pub async fn storage(ip: &str, group: &str, trackers: &[String], data: &Path) -> RunningStorage {
-    // Members of a group must share one port (FastDFS rule); each test's data
-    // directory picks a port so tests running side by side do not collide.
-    let port = {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        data.hash(&mut h);
-        24000 + (h.finish() % 4000) as u16
-    };
+    let port = group_port(data);
     fdfs_node::storage::start(StorageConfig {
         bind: format!("{ip}:{port}"),
         group_name: group.into(),
@@ -335,14 +351,19 @@ pub async fn wait_status(tracker: &str, group: &str, ip: &str, status: StorageSt
         .expect("client");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(list) = client.list_storages(group).await
+        let list = client.list_storages(group).await;
+        if let Ok(list) = &list
             && list.iter().any(|s| s.ip == ip && s.status == status as u8)
         {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{tracker} never listed {ip} as {status:?}"
+            "{tracker} never listed {ip} as {status:?}; it lists {:?}",
+            list.map(|l| l
+                .into_iter()
+                .map(|s| (s.id, s.ip, StorageStatus::from_byte(s.status)))
+                .collect::<Vec<_>>())
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -547,6 +547,13 @@ const IGNORED_FASTDFS_KEYS: &[&str] = &[
     "compress_access_log_days_before",
     "rotate_access_log_size",
     "use_io_uring",
+    "use_send_zc",
+    "log_file_rotate_everyday",
+    "log_file_rotate_time",
+    "log_file_compress_old",
+    "log_file_compress_days_before",
+    "log_file_rotate_on_size",
+    "log_file_delete_old_time",
     "bind_addr",
     "store_path_count",
     "tracker_server",
@@ -588,16 +595,27 @@ pub struct ConfLine {
     pub value: String,
 }
 
+/// Sections of FastDFS's sample confs (V6.13+) that hold only logging settings.
+const IGNORED_FASTDFS_SECTIONS: &[&str] = &["error-log", "access-log"];
+
 /// Reads FastDFS's INI-like format: `key = value`, `#` comments, `#include` ignored.
+/// A key after a `[section]` line belongs to that section and is named `section.key`
+/// (FastDFS reads only the global keys for its settings, so a `tracker_server` line
+/// under `[access-log]` is not a tracker).
 pub fn read_fastdfs_conf(path: &Path) -> Result<Vec<ConfLine>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.into(),
         source,
     })?;
     let mut out = Vec::new();
+    let mut section: Option<String> = None;
     for (i, raw) in text.lines().enumerate() {
         let l = raw.trim();
-        if l.is_empty() || l.starts_with('#') || l.starts_with('[') {
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            section = Some(name.trim().to_owned());
             continue;
         }
         let Some((k, v)) = l.split_once('=') else {
@@ -611,7 +629,10 @@ pub fn read_fastdfs_conf(path: &Path) -> Result<Vec<ConfLine>, ConfigError> {
         };
         out.push(ConfLine {
             line: i + 1,
-            key: k.trim().to_owned(),
+            key: match &section {
+                Some(name) => format!("{name}.{}", k.trim()),
+                None => k.trim().to_owned(),
+            },
             value: v.trim().to_owned(),
         });
     }
@@ -668,7 +689,12 @@ fn parse_bytes(path: &Path, l: &ConfLine) -> Result<u64, ConfigError> {
 
 fn unknown_or_ignored(path: &Path, l: &ConfLine) -> Result<(), ConfigError> {
     let base = l.key.trim_end_matches(|c: char| c.is_ascii_digit());
+    let in_ignored_section = l
+        .key
+        .split_once('.')
+        .is_some_and(|(section, _)| IGNORED_FASTDFS_SECTIONS.contains(&section));
     if IGNORED_FASTDFS_KEYS.contains(&l.key.as_str())
+        || in_ignored_section
         || base == "store_path"
         || (base.starts_with("store_path") && base.ends_with("_readonly"))
     {
@@ -891,6 +917,176 @@ mod tests {
         assert!(ReservedSpace::parse("150%").is_err());
         assert!(ReservedSpace::Ratio(0.1).has_room(20, 100));
         assert!(!ReservedSpace::Mb(1024).has_room(1000, 5000));
+    }
+
+    /// The active lines of FastDFS V6.16.1's sample `tracker.conf` (comments dropped).
+    const V6_16_SAMPLE_TRACKER: &str = concat!(
+        "disabled = false\n",
+        "bind_addr =\n",
+        "port = 22122\n",
+        "address_family = auto\n",
+        "response_ip_addr_size = auto\n",
+        "connect_timeout = 5\n",
+        "network_timeout = 60\n",
+        "use_io_uring = false\n",
+        "use_send_zc = true\n",
+        "base_path = /opt/fastdfs\n",
+        "max_connections = 1024\n",
+        "accept_threads = 1\n",
+        "work_threads = 4\n",
+        "min_buff_size = 8KB\n",
+        "max_buff_size = 128KB\n",
+        "store_lookup = 2\n",
+        "store_group = group2\n",
+        "store_server = 0\n",
+        "store_path = 0\n",
+        "download_server = 0\n",
+        "reserved_storage_space = 20%\n",
+        "log_level = info\n",
+        "run_by_group=\n",
+        "run_by_user =\n",
+        "allow_hosts = *\n",
+        "check_active_interval = 120\n",
+        "thread_stack_size = 256KB\n",
+        "storage_ip_changed_auto_adjust = true\n",
+        "storage_sync_file_max_delay = 86400\n",
+        "storage_sync_file_max_time = 300\n",
+        "use_trunk_file = false\n",
+        "slot_min_size = 256\n",
+        "slot_max_size = 1MB\n",
+        "trunk_alloc_alignment_size = 256\n",
+        "trunk_free_space_merge = true\n",
+        "delete_unused_trunk_files = false\n",
+        "trunk_file_size = 64MB\n",
+        "trunk_create_file_advance = false\n",
+        "trunk_create_file_time_base = 02:00\n",
+        "trunk_create_file_interval = 86400\n",
+        "trunk_create_file_space_threshold = 20G\n",
+        "trunk_init_check_occupying = false\n",
+        "trunk_init_reload_from_binlog = false\n",
+        "trunk_compress_binlog_min_interval = 86400\n",
+        "trunk_compress_binlog_interval = 86400\n",
+        "trunk_compress_binlog_time_base = 03:00\n",
+        "trunk_binlog_max_backups = 7\n",
+        "use_storage_id = false\n",
+        "storage_ids_filename = storage_ids.conf\n",
+        "id_type_in_filename = id\n",
+        "trust_storage_server_id = true\n",
+        "store_slave_file_use_link = false\n",
+        "use_connection_pool = true\n",
+        "connection_pool_max_idle_time = 3600\n",
+        "sync_log_buff_interval = 1\n",
+        "log_file_rotate_everyday = true\n",
+        "log_file_rotate_time = 00:00\n",
+        "log_file_compress_old = false\n",
+        "log_file_compress_days_before = 7\n",
+        "log_file_rotate_on_size = 0\n",
+        "log_file_keep_days = 15\n",
+        "log_file_delete_old_time = 01:30\n",
+        "[error-log]\n",
+    );
+
+    /// The active lines of FastDFS V6.16.1's sample `storage.conf` (comments dropped).
+    const V6_16_SAMPLE_STORAGE: &str = concat!(
+        "disabled = false\n",
+        "group_name = group1\n",
+        "bind_addr =\n",
+        "client_bind = true\n",
+        "port = 23000\n",
+        "address_family = auto\n",
+        "connect_timeout = 5\n",
+        "network_timeout = 60\n",
+        "use_io_uring = false\n",
+        "use_send_zc = true\n",
+        "heart_beat_interval = 30\n",
+        "stat_report_interval = 60\n",
+        "base_path = /opt/fastdfs\n",
+        "max_connections = 1024\n",
+        "buff_size = 256KB\n",
+        "accept_threads = 1\n",
+        "work_threads = 4\n",
+        "disk_rw_separated = true\n",
+        "disk_reader_threads = 2\n",
+        "disk_writer_threads = 1\n",
+        "sync_min_threads = 1\n",
+        "sync_max_threads = auto\n",
+        "sync_wait_msec = 10\n",
+        "sync_interval = 0\n",
+        "sync_start_time = 00:00\n",
+        "sync_end_time = 23:59\n",
+        "write_mark_file_freq = 500\n",
+        "disk_recovery_threads = 4\n",
+        "store_path_count = 1\n",
+        "store_path0 = /opt/fastdfs\n",
+        "subdir_count_per_path = 256\n",
+        "tracker_server = 192.168.209.121:22122\n",
+        "tracker_server = 192.168.209.122:22122\n",
+        "log_level = info\n",
+        "run_by_group =\n",
+        "run_by_user =\n",
+        "allow_hosts = *\n",
+        "file_distribute_path_mode = 0\n",
+        "file_distribute_rotate_count = 100\n",
+        "fsync_after_written_bytes = 0\n",
+        "sync_binlog_buff_interval = 1\n",
+        "sync_stat_file_interval = 60\n",
+        "thread_stack_size = 512KB\n",
+        "upload_priority = 10\n",
+        "if_alias_prefix =\n",
+        "check_file_duplicate = 0\n",
+        "file_signature_method = hash\n",
+        "key_namespace = FastDFS\n",
+        "keep_alive = 0\n",
+        "file_sync_skip_invalid_record = false\n",
+        "use_connection_pool = true\n",
+        "connection_pool_max_idle_time = 3600\n",
+        "compress_binlog = true\n",
+        "compress_binlog_time = 01:30\n",
+        "check_store_path_mark = true\n",
+        "sync_log_buff_interval = 1\n",
+        "log_file_rotate_everyday = true\n",
+        "log_file_rotate_time = 00:00\n",
+        "log_file_compress_old = false\n",
+        "log_file_compress_days_before = 7\n",
+        "log_file_rotate_on_size = 0\n",
+        "log_file_keep_days = 15\n",
+        "log_file_delete_old_time = 01:30\n",
+        "[error-log]\n",
+        "[access-log]\n",
+        "enabled = false\n",
+        "time_precision = us\n",
+    );
+
+    #[test]
+    fn fastdfs_v6_16_sample_confs_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = dir.path().join("tracker.conf");
+        std::fs::write(&t, V6_16_SAMPLE_TRACKER).expect("write");
+        let c = tracker_from_fastdfs(&t).expect("the sample tracker.conf loads");
+        assert_eq!(c.bind, "0.0.0.0:22122");
+        assert_eq!(c.store_lookup, 2);
+        let s = dir.path().join("storage.conf");
+        std::fs::write(&s, V6_16_SAMPLE_STORAGE).expect("write");
+        let c = storage_from_fastdfs(&s).expect("the sample storage.conf loads");
+        assert_eq!(c.bind, "0.0.0.0:23000");
+        assert_eq!(c.tracker_servers.len(), 2);
+
+        // Keys under a section are not global settings: FastDFS finds no tracker in
+        // a tracker_server line placed after [access-log], and neither do we.
+        let moved = V6_16_SAMPLE_STORAGE
+            .lines()
+            .filter(|l| !l.starts_with("tracker_server"))
+            .chain(["tracker_server = 10.0.0.1:22122"])
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&s, moved).expect("write");
+        assert!(storage_from_fastdfs(&s).is_ok_and(|c| c.tracker_servers.is_empty()));
+        // Keys of other sections are unknown, named with their section.
+        std::fs::write(&s, "port = 23000\n[extra]\nport = 1\n").expect("write");
+        assert!(matches!(
+            storage_from_fastdfs(&s),
+            Err(ConfigError::UnknownKey { key, .. }) if key == "extra.port"
+        ));
     }
 
     #[test]

@@ -348,13 +348,75 @@ async fn a_new_member_gets_a_full_copy_before_it_serves_reads() {
     assert!(reads > 0);
 }
 
+/// Sends one raw request on a fresh connection; the reply's status, or None when the
+/// peer hung up.
+async fn send(
+    addr: std::net::SocketAddr,
+    cmd: fdfs_node::proto::Command,
+    body: &[u8],
+) -> Option<fdfs_node::proto::Status> {
+    use fdfs_node::proto::{HEADER_LEN, Header};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = Header::request(cmd, body.len() as u64).encode().to_vec();
+    req.extend_from_slice(body);
+    s.write_all(&req).await.ok()?;
+    let mut h = [0u8; HEADER_LEN];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut h))
+        .await
+        .ok()?
+        .ok()?;
+    Some(Header::decode(&h, 0).expect("header").status())
+}
+
+/// SYNC_RENAME_FILE answers as FastDFS's storage_sync_rename_file: the new name
+/// already present is EEXIST whether or not the old one is (a C sender that retries
+/// a rename it already delivered then counts it done instead of re-sending the file).
+#[tokio::test]
+async fn a_rename_already_applied_answers_eexist() {
+    use fdfs_node::proto::sync::SyncPair;
+    use fdfs_node::proto::{Command, Status};
+
+    let g = Group::start().await;
+    let addr = g.members[0].addr;
+    let present = g
+        .client
+        .upload_bytes(b"renamed already", "txt", None)
+        .await
+        .expect("upload");
+    let pair = |new: &str, old: &str| {
+        SyncPair {
+            timestamp: 1,
+            group: "group1".into(),
+            first: new.into(),
+            second: old.into(),
+        }
+        .encode()
+    };
+    let missing = "M00/00/00/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt";
+    let also_missing = "M00/00/00/fwAAAmsHltmEfYkIAAAAAAAAAAA696.txt";
+    let present_name = present.remote.to_string();
+    assert_eq!(
+        send(addr, Command::SyncRenameFile, &pair(&present_name, missing)).await,
+        Some(Status::AlreadyExists)
+    );
+    assert_eq!(
+        send(addr, Command::SyncRenameFile, &pair(missing, also_missing)).await,
+        Some(Status::NotFound)
+    );
+    assert_eq!(
+        g.client.download_bytes(&present, 0, 0).await.expect("kept"),
+        b"renamed already"
+    );
+}
+
 /// A peer that sends a sync for another group, a name outside the store, or a
 /// body cut short: refused or dropped, and nothing on disk changes.
 #[tokio::test]
 async fn bad_sync_requests_change_nothing() {
     use fdfs_node::proto::sync::{SyncDelete, SyncFileHead};
-    use fdfs_node::proto::{Command, HEADER_LEN, Header, Status};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use fdfs_node::proto::{Command, Header, Status};
+    use tokio::io::AsyncWriteExt;
 
     let g = Group::start().await;
     let kept = g
@@ -366,18 +428,6 @@ async fn bad_sync_requests_change_nothing() {
     let files_before = std::fs::read_dir(g.members[0].node.config.base_path.join("data/00/00"))
         .map(|d| d.count())
         .unwrap_or(0);
-    async fn send(addr: std::net::SocketAddr, cmd: Command, body: &[u8]) -> Option<Status> {
-        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let mut req = Header::request(cmd, body.len() as u64).encode().to_vec();
-        req.extend_from_slice(body);
-        s.write_all(&req).await.ok()?;
-        let mut h = [0u8; HEADER_LEN];
-        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut h))
-            .await
-            .ok()?
-            .ok()?;
-        Some(Header::decode(&h, 0).expect("header").status())
-    }
     let file = |group: &str, name: &str, content: &[u8]| {
         let mut b = SyncFileHead {
             name_len: name.len() as u64,

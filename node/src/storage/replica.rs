@@ -265,6 +265,12 @@ impl StorageNode {
         let (new, new_path) = self.locate(&req.first)?;
         let (old, old_path) = self.locate(&req.second)?;
         let renamed = blocking(move || {
+            // FastDFS checks the new name first: a rename that already happened here
+            // answers EEXIST (done for the sender), not ENOENT (which makes a C
+            // sender push the whole file again as SYNC_CREATE_FILE).
+            if new_path.exists() {
+                return Err(Status::AlreadyExists);
+            }
             if !old_path.exists() {
                 return Err(Status::NotFound);
             }

@@ -586,6 +586,16 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             let Some((old, new)) = numbers() else {
                 return Ok(());
             };
+            // As FastDFS's sender: a file gone here since (renamed, deleted) is skipped.
+            // A FastDFS receiver answers ENOENT when it lacks the file, which would
+            // otherwise stop this peer's sync for good.
+            let exists = RemoteName::parse(&r.name)
+                .ok()
+                .and_then(|n| node.store.file_path(&n).ok())
+                .is_some_and(|p| p.exists());
+            if !exists {
+                return Ok(());
+            }
             let head = SyncRangeHead {
                 name_len: r.name.len() as u64,
                 a: old,
@@ -597,6 +607,8 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             body.extend_from_slice(r.name.as_bytes());
             match send(conn, Command::SyncTruncateFile, 0, &body, None).await? {
                 Status::Ok | Status::AlreadyExists => Ok(()),
+                // The peer lacks the file we have: the whole file is the truth.
+                Status::NotFound => push_file(node, conn, &r.name, ts, true).await,
                 other => Err(SyncError::Status(other)),
             }
         }
@@ -674,6 +686,77 @@ mod tests {
             "{text}"
         );
         assert_eq!(Mark::load(&p), Some(m));
+    }
+
+    /// A peer that answers like FastDFS's storage_sync_truncate_file: ENOENT for a
+    /// file it lacks. Records the commands it gets.
+    async fn enoent_peer() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Command>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            loop {
+                let mut h = [0u8; crate::proto::HEADER_LEN];
+                if s.read_exact(&mut h).await.is_err() {
+                    return;
+                }
+                let header = Header::decode(&h, u64::MAX).expect("header");
+                let mut body = vec![0u8; header.body_len as usize];
+                s.read_exact(&mut body).await.expect("body");
+                let status = match header.cmd {
+                    Command::SyncTruncateFile => Status::NotFound,
+                    _ => Status::Ok,
+                };
+                let _ = tx.send(header.cmd);
+                let reply = Header::response(status, 0).encode();
+                s.write_all(&reply).await.expect("reply");
+            }
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn truncate_records_never_stall_on_a_fastdfs_peer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::config::StorageConfig {
+            base_path: dir.path().to_path_buf(),
+            subdir_count_per_path: 1,
+            ..Default::default()
+        };
+        let node = StorageNode::new(config, 23000, None).expect("node");
+        let (addr, mut got) = enoent_peer().await;
+        let mut conn = Conn::connect(addr, Duration::from_secs(5), Duration::from_secs(5), None)
+            .await
+            .expect("connect");
+        let gone = Record::new(
+            100,
+            Op::Truncate,
+            "M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe45768698",
+        )
+        .with_extra("5000 4000");
+        // Renamed or deleted here since: skipped, nothing sent (FastDFS does the same).
+        push_record(&node, &mut conn, &gone)
+            .await
+            .expect("a truncate of a file gone here is done");
+        // Present here, missing there: the peer gets the whole file.
+        let name = "M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe45768699";
+        let path = node
+            .store
+            .file_path(&RemoteName::parse(name).expect("name"))
+            .expect("path");
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&path, [1u8; 4000]).expect("write");
+        let present = Record::new(100, Op::Truncate, name).with_extra("5000 4000");
+        push_record(&node, &mut conn, &present)
+            .await
+            .expect("ENOENT answered with the whole file");
+        assert_eq!(got.recv().await, Some(Command::SyncTruncateFile));
+        assert_eq!(got.recv().await, Some(Command::SyncUpdateFile));
+        assert!(got.try_recv().is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod binlog;
 mod files;
 pub mod meta;
 pub mod metrics;
+mod path_binlog;
 mod replica;
 mod report;
 pub mod store;
@@ -92,6 +93,8 @@ enum Reply {
     Body(Vec<u8>),
     /// The handler already wrote its reply (downloads).
     Sent,
+    /// The handler wrote a reply of unannounced length; closing ends it (26).
+    SentThenClose,
 }
 
 /// A status reply, or a connection-level failure.
@@ -342,6 +345,7 @@ impl StorageNode {
             Command::SyncTruncateFile => self.sync_truncate(conn, header, session).await,
             Command::SyncRenameFile => self.sync_rename(conn, header, session).await,
             Command::SyncCreateLink => self.sync_link(conn, header, session).await,
+            Command::FetchOnePathBinlog => self.fetch_path_binlog(conn, header).await,
             other => {
                 tracing::debug!(peer = %conn.peer, cmd = ?other, "unsupported command");
                 Err(Status::InvalidArgument.into())
@@ -384,6 +388,7 @@ impl StorageNode {
                 Ok(true)
             }
             Ok(Reply::Sent) => Ok(true),
+            Ok(Reply::SentThenClose) => Ok(false),
             Err(Failure::Status(status)) => {
                 conn.reply_error(status).await?;
                 // The C storage closes after EINVAL; a failed streamed command may leave

@@ -7,6 +7,7 @@ mod files;
 pub mod meta;
 pub mod metrics;
 mod path_binlog;
+pub mod recovery;
 mod replica;
 mod report;
 pub mod store;
@@ -524,9 +525,13 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
         Some(server::bind(&config.http.bind).await?)
     };
     let cfg = config.clone();
-    let node = tokio::task::spawn_blocking(move || StorageNode::new(cfg, addr.port(), bind_ip))
-        .await
-        .map_err(std::io::Error::other)??;
+    // Lost store paths are found before the store re-creates their trees.
+    let (node, lost) = tokio::task::spawn_blocking(move || {
+        let lost = recovery::pending_paths(&cfg)?;
+        StorageNode::new(cfg, addr.port(), bind_ip).map(|n| (n, lost))
+    })
+    .await
+    .map_err(std::io::Error::other)??;
     let node = Arc::new(node);
     let stop = CancellationToken::new();
     tracing::info!(%addr, group = %config.group_name, "storage listening");
@@ -551,12 +556,15 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
             stop.clone(),
         )));
     }
-    tasks.push(tokio::spawn(report::run(
-        node.clone(),
-        bind_ip,
-        stop.clone(),
-    )));
-    tasks.push(tokio::spawn(sync::run(node.clone(), stop.clone())));
+    // A storage rebuilding a lost path neither joins nor pushes until it is whole
+    // again: the trackers hold it RECOVERY meanwhile, so no read is routed to it.
+    let (n, s) = (node.clone(), stop.clone());
+    tasks.push(tokio::spawn(async move {
+        if !lost.is_empty() && !recovery::run(n.clone(), lost, s.clone()).await {
+            return;
+        }
+        tokio::join!(report::run(n.clone(), bind_ip, s.clone()), sync::run(n, s));
+    }));
     Ok(RunningStorage {
         addr,
         http_addr,

@@ -92,6 +92,11 @@ impl Conn {
             .await
     }
 
+    /// Reads what has arrived, 0 at the end of the stream (replies that last until close).
+    pub async fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, ClientError> {
+        self.timed("receiving", async |s| s.read(buf).await).await
+    }
+
     /// Sends a request header and body in one write.
     pub async fn send(&mut self, cmd: Command, status: u8, body: &[u8]) -> Result<(), ClientError> {
         let mut out = Vec::with_capacity(HEADER_LEN + body.len());

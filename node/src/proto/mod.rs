@@ -89,6 +89,8 @@ mod proptests {
             let _ = sync::SyncRangeHead::decode(&bytes);
             let _ = sync::SyncDelete::decode(&bytes);
             let _ = sync::SyncPair::decode(&bytes);
+            let _ = sync::FetchBinlog::decode(&bytes);
+            let _ = sync::binlog_reply_text(&bytes);
             let _ = monitor::GroupStat::decode_all_classic(&bytes);
             let _ = monitor::StorageStat::decode_all_classic(&bytes);
             let _ = cluster::TrackerStatus::decode(&bytes);

@@ -9,6 +9,11 @@
 //! 37 TRUNCATE:           | name_len u64 | old_size u64 | new_size u64 | ts u32 | group[16] | name |
 //! 19 LINK / 40 RENAME:   | len_a u64 | len_b u64 | ts u32 | group[16] | name_a | name_b |
 //! 9 REPORT_SERVER_ID:    | storage_id[16] |
+//! 26 FETCH_ONE_PATH_BINLOG (disk recovery):
+//!   request:             | group[16] | store_path_index u8 |
+//!   reply:               header pkg_len = 2^58 (unknown length), then
+//!                        | "<ts> <op> <Mxx/HH/LL/name>[ <link target>]\n" … | text_len u64 |
+//!                        and the server closes the connection.
 //! ```
 //! The group field of C senders may carry stale bytes after its NUL; readers cut there.
 
@@ -164,5 +169,94 @@ impl SyncPair {
             first,
             second,
         })
+    }
+}
+
+/// Body length of FETCH_ONE_PATH_BINLOG (26).
+pub const FETCH_BINLOG_LEN: usize = GROUP_NAME_LEN + 1;
+/// `pkg_len` a FETCH_ONE_PATH_BINLOG reply announces: the length is not known in
+/// advance, the server streams until it closes (FastDFS's `INFINITE_FILE_SIZE`).
+pub const STREAMED_BODY_LEN: u64 = 1 << 58;
+
+/// FETCH_ONE_PATH_BINLOG (26): one store path's slice of a peer's binlog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchBinlog {
+    pub group: String,
+    pub store_path_index: u8,
+}
+
+impl FetchBinlog {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(FETCH_BINLOG_LEN);
+        put_fixed(&mut out, self.group.as_bytes(), GROUP_NAME_LEN);
+        out.push(self.store_path_index);
+        out
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        if body.len() != FETCH_BINLOG_LEN {
+            return Err(ProtoError::BadLength {
+                what: "fetch one path binlog",
+                len: body.len(),
+            });
+        }
+        let mut r = Reader::new(body, "fetch one path binlog");
+        Ok(FetchBinlog {
+            group: r.fixed(GROUP_NAME_LEN)?,
+            store_path_index: r.u8()?,
+        })
+    }
+}
+
+/// Checks the trailer of a whole FETCH_ONE_PATH_BINLOG reply (everything read
+/// until the server closed) and returns the binlog text before it.
+pub fn binlog_reply_text(body: &[u8]) -> Result<&[u8], ProtoError> {
+    let Some(split) = body.len().checked_sub(8) else {
+        return Err(ProtoError::Truncated {
+            what: "binlog reply",
+            need: 8,
+            have: body.len(),
+        });
+    };
+    let (text, trailer) = body.split_at(split);
+    let mut count = [0u8; 8];
+    count.copy_from_slice(trailer);
+    let count = u64::from_be_bytes(count);
+    if count != text.len() as u64 {
+        return Err(ProtoError::BadField {
+            what: "binlog reply",
+            reason: format!("trailer counts {count} bytes, {} were sent", text.len()),
+        });
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_binlog_request_and_reply_trailer() {
+        let req = FetchBinlog {
+            group: "group2".into(),
+            store_path_index: 0,
+        };
+        // The request recorded from a V6.16.1 probe (exchange #426).
+        assert_eq!(
+            hex::encode(req.encode()),
+            "67726f7570320000000000000000000000"
+        );
+        assert_eq!(FetchBinlog::decode(&req.encode()).ok(), Some(req));
+        assert!(FetchBinlog::decode(&[0u8; 16]).is_err());
+        assert!(FetchBinlog::decode(&[0u8; 18]).is_err());
+        let mut body = b"1 C M00/00/00/a\n".to_vec();
+        body.extend_from_slice(&16u64.to_be_bytes());
+        assert_eq!(
+            binlog_reply_text(&body).ok(),
+            Some(&b"1 C M00/00/00/a\n"[..])
+        );
+        body.pop();
+        assert!(binlog_reply_text(&body).is_err());
+        assert_eq!(binlog_reply_text(&0u64.to_be_bytes()).ok(), Some(&b""[..]));
     }
 }

@@ -6,6 +6,8 @@ pub mod binlog;
 mod files;
 pub mod meta;
 pub mod metrics;
+mod path_binlog;
+pub mod recovery;
 mod replica;
 mod report;
 pub mod store;
@@ -99,6 +101,8 @@ enum Reply {
     Body(Vec<u8>),
     /// The handler already wrote its reply (downloads).
     Sent,
+    /// The handler wrote a reply of unannounced length; closing ends it (26).
+    SentThenClose,
 }
 
 /// A status reply, or a connection-level failure.
@@ -364,6 +368,7 @@ impl StorageNode {
             Command::SyncTruncateFile => self.sync_truncate(conn, header, session).await,
             Command::SyncRenameFile => self.sync_rename(conn, header, session).await,
             Command::SyncCreateLink => self.sync_link(conn, header, session).await,
+            Command::FetchOnePathBinlog => self.fetch_path_binlog(conn, header).await,
             other => {
                 tracing::debug!(peer = %conn.peer, cmd = ?other, "unsupported command");
                 Err(Status::InvalidArgument.into())
@@ -406,6 +411,7 @@ impl StorageNode {
                 Ok(true)
             }
             Ok(Reply::Sent) => Ok(true),
+            Ok(Reply::SentThenClose) => Ok(false),
             Err(Failure::Status(status)) => {
                 conn.reply_error(status).await?;
                 // The C storage closes after EINVAL; a failed streamed command may leave
@@ -552,9 +558,13 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
         Some(server::bind(&config.http.bind).await?)
     };
     let cfg = config.clone();
-    let node = tokio::task::spawn_blocking(move || StorageNode::new(cfg, addr.port(), bind_ip))
-        .await
-        .map_err(std::io::Error::other)??;
+    // Lost store paths are found before the store re-creates their trees.
+    let (node, lost) = tokio::task::spawn_blocking(move || {
+        let lost = recovery::pending_paths(&cfg)?;
+        StorageNode::new(cfg, addr.port(), bind_ip).map(|n| (n, lost))
+    })
+    .await
+    .map_err(std::io::Error::other)??;
     let node = Arc::new(node);
     let stop = CancellationToken::new();
     tracing::info!(%addr, group = %config.group_name, "storage listening");
@@ -579,12 +589,15 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
             stop.clone(),
         )));
     }
-    tasks.push(tokio::spawn(report::run(
-        node.clone(),
-        bind_ip,
-        stop.clone(),
-    )));
-    tasks.push(tokio::spawn(sync::run(node.clone(), stop.clone())));
+    // A storage rebuilding a lost path neither joins nor pushes until it is whole
+    // again: the trackers hold it RECOVERY meanwhile, so no read is routed to it.
+    let (n, s) = (node.clone(), stop.clone());
+    tasks.push(tokio::spawn(async move {
+        if !lost.is_empty() && !recovery::run(n.clone(), lost, s.clone()).await {
+            return;
+        }
+        tokio::join!(report::run(n.clone(), bind_ip, s.clone()), sync::run(n, s));
+    }));
     Ok(RunningStorage {
         addr,
         http_addr,

@@ -99,13 +99,15 @@ async fn report_loop(
 
 /// Local record of the initial full copy, in FastDFS's `.data_init_flag` format.
 fn init_flag_path(node: &StorageNode) -> PathBuf {
-    node.config.base_path.join("data").join(".data_init_flag")
+    init_flag_path_in(&node.config.base_path)
+}
+
+pub(super) fn init_flag_path_in(base_path: &std::path::Path) -> PathBuf {
+    base_path.join("data").join(".data_init_flag")
 }
 
 fn sync_old_done(node: &StorageNode) -> bool {
-    std::fs::read_to_string(init_flag_path(node))
-        .map(|t| t.lines().any(|l| l.trim() == "sync_old_done=1"))
-        .unwrap_or(false)
+    super::recovery::sync_old_done(&node.config.base_path)
 }
 
 /// The full-sync source recorded in `.data_init_flag`, when there is one.
@@ -176,7 +178,7 @@ async fn call_ok(conn: &mut Conn, cmd: Command, body: &[u8]) -> Result<Vec<u8>, 
 /// Asks the tracker how storages are identified (75) and, with storage ids, which
 /// id is ours (`server_id`, else GET_SERVER_ID 70), as a C storage does at start.
 /// Files are then named after that id when the tracker says `id_type_in_filename=id`.
-async fn learn_identity(
+pub(super) async fn learn_identity(
     node: &StorageNode,
     conn: &mut Conn,
     tracker: SocketAddr,

@@ -1,0 +1,130 @@
+//! FETCH_ONE_PATH_BINLOG (26), the source side of disk recovery: the lines of
+//! this storage's binlog that created a file still present in one store path.
+//!
+//! As FastDFS: only create, link and rename records (`C c L l R r`) of that path
+//! are sent; a rename is sent as a create of its new name; a file that no longer
+//! exists is left out; a record whose file turned out to be a symlink is sent as
+//! a link with its target read from the disk (and the other way round). The
+//! reply announces 2^58 bytes, streams the lines, ends with an 8-byte count of
+//! the text bytes and the connection is closed.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::binlog::{Op, Position, Record};
+use super::{Failure, Handled, Reply, StorageNode, blocking};
+use crate::fileid::RemoteName;
+use crate::proto::sync::{FetchBinlog, STREAMED_BODY_LEN};
+use crate::proto::{Header, Status};
+use crate::server::{ConnError, Connection};
+
+/// Binlog bytes read per step.
+const STEP_BYTES: usize = 64 * 1024;
+
+impl StorageNode {
+    pub(super) async fn fetch_path_binlog(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+    ) -> Handled {
+        let body = self.small_body(conn, header).await?;
+        let req = FetchBinlog::decode(&body).map_err(|e| e.status())?;
+        self.check_group(&req.group)?;
+        // FastDFS reads the index as a signed char: 0x80–0xFF are negative, so EINVAL too.
+        let index = usize::from(req.store_path_index);
+        if index >= self.store.path_count() {
+            return Err(Status::InvalidArgument.into());
+        }
+        tracing::info!(peer = %conn.peer, store_path = index, "sending a store path's binlog");
+        conn.write_all(&Header::response(Status::Ok, STREAMED_BODY_LEN).encode())
+            .await?;
+        let mut pos = Position::default();
+        let mut sent = 0u64;
+        loop {
+            let node = self.clone();
+            let (text, next) = blocking(move || node.path_binlog_step(pos, index))
+                .await?
+                // Nothing can be reported once the stream began: close, as FastDFS does.
+                .map_err(|e| Failure::Conn(ConnError::Io(e)))?;
+            if !text.is_empty() {
+                conn.write_all(text.as_bytes()).await?;
+                sent += text.len() as u64;
+            }
+            if next == pos {
+                break;
+            }
+            pos = next;
+        }
+        conn.write_all(&sent.to_be_bytes()).await?;
+        tracing::info!(peer = %conn.peer, store_path = index, bytes = sent, "store path's binlog sent");
+        Ok(Reply::SentThenClose)
+    }
+
+    /// The slice lines of the binlog records from `from` on (blocking).
+    fn path_binlog_step(&self, from: Position, index: usize) -> io::Result<(String, Position)> {
+        let (records, next) = self.binlog.read_from(from, STEP_BYTES)?;
+        let mut text = String::new();
+        for r in &records {
+            if let Some(line) = self.recovery_line(r, index)? {
+                text.push_str(&line);
+            }
+        }
+        Ok((text, next))
+    }
+
+    /// The line a recovering peer gets for `r`, if any.
+    fn recovery_line(&self, r: &Record, index: usize) -> io::Result<Option<String>> {
+        if !matches!(r.op, Op::Create | Op::Link | Op::Rename) {
+            return Ok(None);
+        }
+        let Ok(name) = RemoteName::parse(&r.name) else {
+            return Ok(None);
+        };
+        if usize::from(name.store_path) != index {
+            return Ok(None);
+        }
+        let Ok(path) = self.store.file_path(&name) else {
+            return Ok(None);
+        };
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut line = Record {
+            timestamp: r.timestamp,
+            op: Op::Create,
+            origin: r.origin,
+            name: r.name.clone(),
+            extra: None,
+        };
+        if meta.file_type().is_symlink() {
+            let Some(target) = self.link_target(&path, index)? else {
+                return Ok(None);
+            };
+            line.op = Op::Link;
+            line.extra = Some(target);
+        }
+        Ok(Some(line.to_line()))
+    }
+
+    /// `Mxx/HH/LL/name` of the file a stored symlink points at, when it is one of ours.
+    fn link_target(&self, link: &Path, index: usize) -> io::Result<Option<String>> {
+        let target = match std::fs::read_link(link) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let data = self.store.roots()[index].join("data");
+        let Ok(rest) = target.strip_prefix(&data) else {
+            tracing::warn!(link = %link.display(), target = %target.display(), "symlink not made by a storage; left out");
+            return Ok(None);
+        };
+        if !target.exists() {
+            tracing::warn!(link = %link.display(), target = %target.display(), "symlink target missing; left out");
+            return Ok(None);
+        }
+        Ok(Some(format!("M{index:02X}/{}", rest.display())))
+    }
+}

@@ -1,0 +1,481 @@
+//! Disk recovery: FETCH_ONE_PATH_BINLOG (26) byte for byte against the recorded
+//! V6.16.1 reply, its refusals, and a group member that lost a store path
+//! rebuilding it from its peer (RECOVERY → ONLINE → ACTIVE).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fdfs_node::client::{Client, ClientConfig};
+use fdfs_node::config::{ReservedSpace, StorageConfig, TrackerConfig};
+use fdfs_node::fileid::FileId;
+use fdfs_node::proto::StorageStatus;
+use fdfs_node::storage::RunningStorage;
+use fdfs_node::storage::binlog::{Op, Record};
+use fdfs_node::storage::recovery::{BINLOG_FILE, FLAG_FILE, Flag, MARK_FILE};
+use fdfs_node::tracker::RunningTracker;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Sends raw request bytes and reads everything until the storage closes.
+async fn exchange_until_close(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("send");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("storage closes the connection")
+        .expect("read");
+    out
+}
+
+fn request_26(group: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut body = group.to_vec();
+    body.resize(16, 0);
+    body.extend_from_slice(rest);
+    let mut req = (body.len() as u64).to_be_bytes().to_vec();
+    req.extend_from_slice(&[26, 0]);
+    req.extend_from_slice(&body);
+    req
+}
+
+const RECORDED_NAME: &str = "M00/05/4B/fwAABGsHltqAV__gAAAAZBVz5RY383.txt";
+
+#[tokio::test]
+async fn fetch_one_path_binlog_matches_the_recorded_reply() {
+    let ex = common::exchanges()
+        .into_iter()
+        .find(|e| e["cmd"] == 26)
+        .expect("a recorded command-26 exchange");
+    let request = [
+        common::hex_field(&ex["request"], "header_hex"),
+        common::hex_field(&ex["request"], "body_hex"),
+    ]
+    .concat();
+    let reply = [
+        common::hex_field(&ex["response"], "header_hex"),
+        common::hex_field(&ex["response"], "body_hex"),
+    ]
+    .concat();
+    assert_eq!(ex["response"]["truncated"], false);
+
+    // storage3 of the recording: group2, one path, the recorded file on disk, and
+    // around its create record the kinds FastDFS leaves out.
+    let cluster = common::Cluster::start(&["group2"], 256).await;
+    let node = &cluster.storages[0].node;
+    let root = cluster.store_root(0).join("data");
+    std::fs::write(root.join(&RECORDED_NAME[4..]), b"recorded file").expect("file");
+    std::fs::write(root.join("05/4B/appended.bin"), b"x").expect("file");
+    node.binlog
+        .append(&[
+            Record::new(1_795_659_470, Op::Create, "M00/05/4B/gone.txt"),
+            Record::new(1_795_659_471, Op::Append, RECORDED_NAME).with_extra("0 5"),
+            Record::new(1_795_659_472, Op::Update, "M00/05/4B/appended.bin"),
+            Record::new(1_795_659_473, Op::Delete, "M00/05/4B/gone.txt"),
+            Record::new(1_795_659_482, Op::Create, RECORDED_NAME),
+            Record::new(1_795_659_483, Op::Modify, RECORDED_NAME).with_extra("1 2"),
+            Record::new(1_795_659_484, Op::Truncate, RECORDED_NAME).with_extra("5 3"),
+        ])
+        .expect("binlog");
+    let got = exchange_until_close(cluster.storage_addr(0), &request).await;
+    assert_eq!(hex::encode(&got), hex::encode(&reply));
+
+    // Renames go as creates of the new name, replica records keep their lower
+    // case, other paths' records and missing files are left out.
+    std::fs::write(root.join("00/00/renamed.txt"), b"r").expect("file");
+    std::fs::write(root.join("00/00/copy.txt"), b"c").expect("file");
+    node.binlog
+        .append(&[
+            Record::new(1_795_659_490, Op::Rename, "M00/00/00/renamed.txt")
+                .with_extra("M00/00/00/appender.txt"),
+            Record::new(1_795_659_491, Op::Create, "M00/00/00/copy.txt").replica(),
+            Record::new(1_795_659_492, Op::Create, "M01/00/00/copy.txt"),
+        ])
+        .expect("binlog");
+    let got = exchange_until_close(cluster.storage_addr(0), &request).await;
+    let text = format!(
+        "1795659482 C {RECORDED_NAME}\n1795659490 C M00/00/00/renamed.txt\n1795659491 c M00/00/00/copy.txt\n"
+    );
+    let mut want = hex::decode("04000000000000006400").expect("hex");
+    want.extend_from_slice(text.as_bytes());
+    want.extend_from_slice(&(text.len() as u64).to_be_bytes());
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+}
+
+#[tokio::test]
+async fn bad_fetch_binlog_requests_get_einval_and_change_nothing() {
+    let cluster = common::Cluster::start(&["group1"], 2).await;
+    let node = &cluster.storages[0].node;
+    let addr = cluster.storage_addr(0);
+    node.binlog
+        .append(&[Record::new(1, Op::Create, "M00/00/00/x.txt")])
+        .expect("binlog");
+    let before = node.binlog.end();
+    let einval_then_close = hex::decode("00000000000000006416").expect("hex");
+    for (what, req) in [
+        ("other group", request_26(b"group2", &[0])),
+        ("index past the last path", request_26(b"group1", &[1])),
+        ("negative index", request_26(b"group1", &[0xFF])),
+        ("cut-off body", request_26(b"group1", &[])),
+        ("body too long", request_26(b"group1", &[0, 0])),
+    ] {
+        let got = exchange_until_close(addr, &req).await;
+        assert_eq!(hex::encode(got), hex::encode(&einval_then_close), "{what}");
+    }
+    assert_eq!(node.binlog.end(), before);
+    // A good request still works, and the file it names is not there: empty slice.
+    let got = exchange_until_close(addr, &request_26(b"group1", &[0])).await;
+    assert_eq!(hex::encode(got), "040000000000000064000000000000000000");
+}
+
+/// A two-member group; B keeps its files on a disk of its own (`store_paths`).
+struct Group {
+    tracker: RunningTracker,
+    a: RunningStorage,
+    b: Option<RunningStorage>,
+    b_config: StorageConfig,
+    client: Client,
+    _dir: tempfile::TempDir,
+}
+
+fn member_config(dir: &Path, ip: &str, tracker: &RunningTracker, port: u16) -> StorageConfig {
+    StorageConfig {
+        bind: format!("{ip}:{port}"),
+        base_path: dir.join(ip),
+        subdir_count_per_path: 4,
+        heart_beat_interval: 1,
+        stat_report_interval: 1,
+        tracker_servers: vec![tracker.addr.to_string()],
+        ..Default::default()
+    }
+}
+
+impl Group {
+    async fn start() -> Group {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tracker = fdfs_node::tracker::start(TrackerConfig {
+            bind: "127.0.0.1:0".into(),
+            base_path: dir.path().join("tracker"),
+            reserved_storage_space: ReservedSpace::Mb(0),
+            ..Default::default()
+        })
+        .await
+        .expect("tracker");
+        // Members share one port; this test's directory picks it.
+        let port = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            dir.path().hash(&mut h);
+            28000 + (h.finish() % 4000) as u16
+        };
+        let a = fdfs_node::storage::start(member_config(dir.path(), "127.0.0.2", &tracker, port))
+            .await
+            .expect("A");
+        let mut b_config = member_config(dir.path(), "127.0.0.3", &tracker, port);
+        b_config.store_paths = vec![dir.path().join("disk-of-b")];
+        let b = fdfs_node::storage::start(b_config.clone())
+            .await
+            .expect("B");
+        let client = Client::new(ClientConfig::new(vec![tracker.addr.to_string()]))
+            .await
+            .expect("client");
+        Group {
+            tracker,
+            a,
+            b: Some(b),
+            b_config,
+            client,
+            _dir: dir,
+        }
+    }
+
+    fn status_of(&self, ip: &str) -> Option<StorageStatus> {
+        let reg = self.tracker.tracker.registry();
+        reg.groups
+            .get("group1")?
+            .members
+            .values()
+            .find(|m| m.ip == ip)
+            .map(|m| m.status)
+    }
+
+    async fn wait_status(&self, ip: &str, want: StorageStatus) {
+        wait_for(
+            &format!("{ip} {}", want.name()),
+            Duration::from_secs(60),
+            async || self.status_of(ip) == Some(want),
+        )
+        .await;
+    }
+
+    fn a_path(&self, name: &str) -> PathBuf {
+        self.a.node.config.base_path.join(name)
+    }
+
+    fn b_path(&self, name: &str) -> PathBuf {
+        self.b_config.store_paths[0].join(name)
+    }
+
+    fn b_data(&self) -> PathBuf {
+        self.b_config.store_paths[0].join("data")
+    }
+
+    async fn stop_b(&mut self) {
+        if let Some(b) = self.b.take() {
+            b.stop(Duration::from_secs(2)).await;
+        }
+        self.wait_status("127.0.0.3", StorageStatus::Offline).await;
+    }
+}
+
+/// Remote names of every file of the path on a member's disk, metadata files included.
+fn files_under(data: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for hh in std::fs::read_dir(data).expect("data") {
+        let hh = hh.expect("entry");
+        let name = hh.file_name().to_string_lossy().into_owned();
+        if name.len() != 2 || !hh.path().is_dir() {
+            continue;
+        }
+        for ll in std::fs::read_dir(hh.path()).expect("hh") {
+            let ll = ll.expect("entry");
+            for f in std::fs::read_dir(ll.path()).expect("ll") {
+                let f = f.expect("entry");
+                out.push(format!(
+                    "M00/{name}/{}/{}",
+                    ll.file_name().to_string_lossy(),
+                    f.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Requests of one command a storage answered, whatever the status.
+fn served(node: &fdfs_node::storage::StorageNode, command: &str) -> u64 {
+    node.metrics
+        .render()
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!(
+                "fdfs_storage_requests_total{{command=\"{command}\""
+            ))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn content(i: usize) -> Vec<u8> {
+    let len = [0, 1, 4096, 300_000, 3 * 1024 * 1024 + 7][i % 5];
+    (0..len).map(|j| ((i * 131 + j * 7) % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn a_member_that_lost_its_store_path_recovers_it_from_its_peer() {
+    let mut g = Group::start().await;
+    g.wait_status("127.0.0.2", StorageStatus::Active).await;
+    g.wait_status("127.0.0.3", StorageStatus::Active).await;
+
+    // Files of mixed sizes land on both members (round robin), with metadata,
+    // an appended appender, a renamed appender and a deleted file.
+    let mut ids: Vec<FileId> = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            g.client
+                .upload_bytes(&content(i), "bin", None)
+                .await
+                .expect("upload"),
+        );
+    }
+    for id in &ids[..3] {
+        g.client
+            .set_metadata(
+                id,
+                &fdfs_node::storage::meta::encode_pairs([("width", "640"), ("k", "v")]),
+                false,
+            )
+            .await
+            .expect("metadata");
+    }
+    let app = g
+        .client
+        .upload_appender_reader(&b"head-"[..], 5, "log", None)
+        .await
+        .expect("appender");
+    g.client.append_bytes(&app, b"tail").await.expect("append");
+    let app2 = g
+        .client
+        .upload_appender_reader(&b"to be renamed"[..], 13, "txt", None)
+        .await
+        .expect("appender");
+    let renamed = g
+        .client
+        .regenerate_appender_name(&app2)
+        .await
+        .expect("regenerate");
+    let gone = ids.remove(7);
+    g.client.delete(&gone).await.expect("delete");
+    ids.push(app);
+    ids.push(renamed);
+    let sources: std::collections::BTreeSet<String> = ids
+        .iter()
+        .map(|id| id.remote.core().expect("core").source.to_string())
+        .collect();
+    assert_eq!(sources.len(), 2, "uploads went to both members");
+    wait_for(
+        "both members hold the same files",
+        Duration::from_secs(60),
+        async || {
+            let a = files_under(&g.a.node.config.base_path.join("data"));
+            a.len() == ids.len() + 3 && files_under(&g.b_data()) == a
+        },
+    )
+    .await;
+    let expected = files_under(&g.a.node.config.base_path.join("data"));
+
+    // B's disk is replaced while B is stopped; its base path keeps its state.
+    g.stop_b().await;
+    std::fs::remove_dir_all(g.b_data()).expect("wipe B's disk");
+    // A leftover directory where the slice is written holds the recovery at
+    // its first step, once B has told the tracker it is recovering.
+    let obstacle = g.b_data().join(format!("{BINLOG_FILE}.tmp"));
+    std::fs::create_dir_all(&obstacle).expect("obstacle");
+    g.b = Some(
+        fdfs_node::storage::start(g.b_config.clone())
+            .await
+            .expect("restart B"),
+    );
+    g.wait_status("127.0.0.3", StorageStatus::Recovery).await;
+    assert!(g.b_data().join(FLAG_FILE).is_file());
+    // Meanwhile every read goes to A, and B is in no readable list.
+    let a_addr = g.a.addr.to_string();
+    for id in &ids {
+        let t = g.client.query_fetch(id).await.expect("query fetch");
+        assert_eq!(format!("{}:{}", t.addr.ip, t.addr.port), a_addr, "{id}");
+        let got = g.client.download_bytes(id, 0, 0).await.expect("download");
+        let on_a = g.a.node.config.base_path.join(id.remote.relative_path());
+        assert_eq!(got, std::fs::read(on_a).expect("A's copy"));
+    }
+    {
+        let reg = g.tracker.tracker.registry();
+        let readable: Vec<String> = reg.groups["group1"]
+            .readable()
+            .iter()
+            .map(|m| m.ip.clone())
+            .collect();
+        assert_eq!(readable, vec!["127.0.0.2".to_owned()]);
+    }
+    assert_eq!(served(&g.a.node, "FetchOnePathBinlog"), 0);
+    std::fs::remove_dir(&obstacle).expect("clear the obstacle");
+
+    // B rebuilds the path from A and serves again.
+    g.wait_status("127.0.0.3", StorageStatus::Active).await;
+    assert_eq!(files_under(&g.b_data()), expected);
+    for name in &expected {
+        let rel = format!("data/{}", &name[4..]);
+        let (a, b) = (g.a_path(&rel), g.b_path(&rel));
+        assert_eq!(
+            std::fs::read(&b).expect("B's copy"),
+            std::fs::read(&a).expect("A's copy"),
+            "{name}"
+        );
+    }
+    for f in [FLAG_FILE, BINLOG_FILE, MARK_FILE] {
+        assert!(!g.b_data().join(f).exists(), "{f} left behind");
+    }
+    assert_eq!(served(&g.a.node, "FetchOnePathBinlog"), 1);
+
+    // An interrupted recovery resumes from its mark: the slice is fetched
+    // already and the first files are back, so only the rest is downloaded.
+    g.stop_b().await;
+    let slice = exchange_until_close(g.a.addr, &request_26(b"group1", &[0])).await;
+    let text = fdfs_node::proto::sync::binlog_reply_text(&slice[10..])
+        .expect("slice")
+        .to_vec();
+    let lines: Vec<&[u8]> = text.split_inclusive(|&b| b == b'\n').collect();
+    assert_eq!(
+        lines.len(),
+        expected.len(),
+        "one line per file still present"
+    );
+    let done = 10;
+    let offset: usize = lines[..done].iter().map(|l| l.len()).sum();
+    std::fs::remove_dir_all(g.b_data()).expect("wipe B's disk again");
+    std::fs::create_dir_all(g.b_data()).expect("data");
+    let mut kept = Vec::new();
+    for line in &lines[..done] {
+        let name = std::str::from_utf8(line)
+            .expect("utf8")
+            .split(' ')
+            .nth(2)
+            .expect("name")
+            .trim()
+            .to_owned();
+        let rel = format!("data/{}", &name[4..]);
+        std::fs::create_dir_all(g.b_path(&rel).parent().expect("dir")).expect("dirs");
+        std::fs::copy(g.a_path(&rel), g.b_path(&rel)).expect("copy");
+        kept.push((
+            rel.clone(),
+            std::fs::metadata(g.b_path(&rel)).expect("meta").ino(),
+        ));
+    }
+    std::fs::write(g.b_data().join(BINLOG_FILE), &text).expect("slice");
+    std::fs::write(
+        g.b_data().join(MARK_FILE),
+        format!("binlog_offset={offset}\n"),
+    )
+    .expect("mark");
+    let flag = Flag {
+        saved_status: StorageStatus::Active as i32,
+        fetch_binlog_done: true,
+        recovery_threads: 1,
+    };
+    std::fs::write(g.b_data().join(FLAG_FILE), flag.render()).expect("flag");
+    let downloads_before = served(&g.a.node, "DownloadFile");
+    g.b = Some(
+        fdfs_node::storage::start(g.b_config.clone())
+            .await
+            .expect("restart B"),
+    );
+    g.wait_status("127.0.0.3", StorageStatus::Active).await;
+    assert_eq!(
+        served(&g.a.node, "FetchOnePathBinlog"),
+        2,
+        "the slice is not fetched again"
+    );
+    assert_eq!(
+        served(&g.a.node, "DownloadFile") - downloads_before,
+        (expected.len() - done) as u64
+    );
+    for (rel, ino) in &kept {
+        assert_eq!(
+            std::fs::metadata(g.b_path(rel)).expect("meta").ino(),
+            *ino,
+            "{rel} rewritten"
+        );
+    }
+    assert_eq!(files_under(&g.b_data()), expected);
+    for name in &expected {
+        let rel = format!("data/{}", &name[4..]);
+        assert_eq!(
+            std::fs::read(g.b_path(&rel)).expect("B"),
+            std::fs::read(g.a_path(&rel)).expect("A"),
+            "{name}"
+        );
+    }
+}

@@ -348,7 +348,7 @@ async fn push_session(
 }
 
 /// Connections per peer; records of one file always share a lane, so they keep their order.
-const LANES: usize = 4;
+const LANES: usize = 16;
 
 async fn open_lane(node: &StorageNode, addr: SocketAddr) -> Result<Conn, SyncError> {
     let mut conn = node.connect(addr).await?;

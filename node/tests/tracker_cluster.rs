@@ -295,6 +295,66 @@ async fn storage_keeps_its_id_on_a_new_address() {
 
 /// Three trackers, storages reporting to all: one leader, pushes only from it,
 /// and a new leader when it dies.
+/// A storage added to `storage_ids.conf` (as the operator does when a group grows, the
+/// kubelet replacing the mounted file) joins without a tracker restart.
+#[tokio::test]
+async fn a_storage_added_to_storage_ids_conf_joins_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = dir.path().join("storage_ids.conf");
+    std::fs::write(&ids, "100001 group1 127.0.0.2\n").expect("write");
+    let mut cfg = tracker_cfg("127.0.0.1:0", &dir.path().join("tracker"));
+    cfg.use_storage_id = true;
+    cfg.storage_ids_filename = ids.clone();
+    let t = fdfs_node::tracker::start(cfg).await.expect("tracker");
+    let ask = GroupAndHost {
+        group: "group1".into(),
+        ip: "127.0.0.3".into(),
+        port: 23000,
+    }
+    .encode();
+    assert_eq!(
+        call(t.addr, Command::StorageGetServerId, &ask).await.0,
+        Status::NotFound
+    );
+
+    // Replaced the way the kubelet updates a ConfigMap volume: a new file renamed over.
+    let next = dir.path().join("storage_ids.conf.new");
+    std::fs::write(&next, "100001 group1 127.0.0.2\n100002 group1 127.0.0.3\n").expect("write");
+    std::fs::rename(&next, &ids).expect("rename");
+    wait_for("the new id answered", 5, async || {
+        call(t.addr, Command::StorageGetServerId, &ask).await == (Status::Ok, b"100002".to_vec())
+    })
+    .await;
+    let _s = start_storage(
+        "127.0.0.3:0",
+        "group1",
+        &dir.path().join("s2"),
+        &[t.addr],
+        "",
+    )
+    .await;
+    wait_for("the new storage ACTIVE under its id", 20, async || {
+        member_status(&t, "group1", "100002") == Some(StorageStatus::Active)
+    })
+    .await;
+    // A malformed file is not taken: the ids in use stay.
+    std::fs::write(&ids, "not an id line\n").expect("write");
+    let other = GroupAndHost {
+        group: "group1".into(),
+        ip: "127.0.0.9".into(),
+        port: 23000,
+    }
+    .encode();
+    assert_eq!(
+        call(t.addr, Command::StorageGetServerId, &other).await.0,
+        Status::NotFound
+    );
+    assert_eq!(
+        call(t.addr, Command::StorageGetServerId, &ask).await,
+        (Status::Ok, b"100002".to_vec())
+    );
+}
+
 #[tokio::test]
 async fn three_trackers_elect_one_leader_and_fail_over() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -48,6 +48,8 @@ pub struct Tracker {
     restart_interval: u64,
     /// Request counters exported on `/metrics`.
     pub metrics: http::TrackerMetrics,
+    /// When `storage_ids.conf` was last re-read after an unknown storage showed up.
+    ids_checked: Mutex<Option<std::time::Instant>>,
 }
 
 /// What one connection remembers between requests.
@@ -113,7 +115,42 @@ impl Tracker {
             started_at: unix_now(),
             restart_interval,
             metrics: http::TrackerMetrics::default(),
+            ids_checked: Mutex::new(None),
         }
+    }
+
+    /// Re-reads `storage_ids.conf` after a lookup missed and takes it when it changed:
+    /// Kubernetes rewrites a mounted ConfigMap in place when a group grows, and the new
+    /// storage must be able to join without a tracker restart. At most once a second; true
+    /// when new ids were taken.
+    fn refresh_storage_ids(&self) -> bool {
+        if !self.config.use_storage_id {
+            return false;
+        }
+        {
+            let mut last = self.ids_checked.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return false;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let ids = match StorageIds::load(&self.config.storage_ids_filename) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "storage ids not reloaded");
+                return false;
+            }
+        };
+        let mut reg = self.registry();
+        if *reg.storage_ids() == ids {
+            return false;
+        }
+        tracing::info!(
+            entries = ids.entries.len(),
+            "storage_ids.conf changed; reloaded"
+        );
+        reg.set_storage_ids(ids);
+        true
     }
 
     /// Loads storage ids and saved state as configured.
@@ -444,7 +481,13 @@ impl Tracker {
                 .map(|p| p.encode()),
             Command::StorageGetServerId => GroupAndHost::decode(&body)
                 .map_err(|e| e.status())
-                .and_then(|r| self.registry().server_id_by_addr(&r.group, &r.ip, r.port))
+                .and_then(|r| {
+                    let lookup = || self.registry().server_id_by_addr(&r.group, &r.ip, r.port);
+                    match lookup() {
+                        Err(Status::NotFound) if self.refresh_storage_ids() => lookup(),
+                        found => found,
+                    }
+                })
                 .map(String::into_bytes),
             Command::StorageGetStatus => GroupAndHost::decode(&body)
                 .map_err(|e| e.status())
@@ -470,12 +513,16 @@ impl Tracker {
                 }
                 Ok(req) => {
                     let peer_ip = conn.peer.ip().to_string();
-                    let joined = {
+                    let attempt = || {
                         let mut reg = self.registry();
                         reg.join(&peer_ip, &req, now).map(|(id, reply)| {
                             let s = reg.groups[&req.group].members[&id].session;
                             (id, reply, s)
                         })
+                    };
+                    let joined = match attempt() {
+                        Err(Status::NotFound) if self.refresh_storage_ids() => attempt(),
+                        joined => joined,
                     };
                     match joined {
                         Ok((id, reply, s)) => {

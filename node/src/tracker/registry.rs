@@ -187,6 +187,11 @@ impl Registry {
         &self.storage_ids
     }
 
+    /// Takes a re-read `storage_ids.conf`; members already joined keep their ids.
+    pub fn set_storage_ids(&mut self, ids: StorageIds) {
+        self.storage_ids = ids;
+    }
+
     /// The id a joining storage is known by: its configured id, or its IP.
     fn identify(&self, peer_ip: &str, req: &JoinRequest) -> Result<(String, u8), Status> {
         if !self.policy.use_storage_id {

@@ -149,12 +149,15 @@ fn set_view(node: &StorageNode, tracker: SocketAddr, status: u8) {
     }
 }
 
-/// The status `tracker` should take for us, when it still holds us waiting for a full copy
-/// that another tracker already saw finish (OFFLINE or later there).
+/// The status `tracker` should take for us, when it still holds us new or waiting for a full
+/// copy that another tracker already saw finish (OFFLINE or later there).
 fn status_to_adopt(node: &StorageNode, tracker: SocketAddr) -> Option<StorageStatus> {
     let view = node.tracker_view.lock().unwrap_or_else(|e| e.into_inner());
     let here = *view.get(&tracker)?;
-    if !matches!(here, StorageStatus::WaitSync | StorageStatus::Syncing) {
+    if !matches!(
+        here,
+        StorageStatus::Init | StorageStatus::WaitSync | StorageStatus::Syncing
+    ) {
         return None;
     }
     view.iter()
@@ -308,10 +311,21 @@ async fn report_session(
     })?;
     set_view(node, tracker, joined.status);
     tracing::info!(%tracker, status = joined.status, "joined tracker");
+    let nothing_to_copy = done && source.is_none();
     if let Some(src) = source.filter(|_| joined.src_id.is_empty()) {
         // Tell this tracker the source the others gave us (SYNC_NOTIFY).
         if let Err(e) = call_ok(&mut conn, Command::StorageSyncNotify, &src.encode()).await {
             tracing::warn!(%tracker, error = %e, "sync source not accepted");
+        }
+    } else if nothing_to_copy && joined.status == StorageStatus::Init as u8 {
+        // Another tracker already said there was nothing to copy (we were the group's first
+        // member) while this one still holds us INIT: an empty SYNC_NOTIFY makes it ONLINE.
+        let nothing = SyncSource {
+            src_id: String::new(),
+            until: 0,
+        };
+        if let Err(e) = call_ok(&mut conn, Command::StorageSyncNotify, &nothing.encode()).await {
+            tracing::warn!(%tracker, error = %e, "no-copy notice not accepted");
         }
     }
     if !done {

@@ -4,6 +4,7 @@
 //! Every applied change is written to our binlog in lower case with the source's
 //! timestamp, and the file's mtime is set to it, as FastDFS does.
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -93,6 +94,36 @@ impl StorageNode {
         }
         self.check_group(&head.group)?;
         let (name, path) = self.read_name(conn, head.name_len).await?;
+        let ts = head.timestamp;
+        let op = if update { Op::Update } else { Op::Create };
+        if header.status != NO_CONTENT && head.file_size <= self.config.buff_size {
+            // Small files, most of a sync stream: read first, then one trip to the blocking
+            // pool checks, writes and renames.
+            let mut data = vec![0u8; head.file_size as usize];
+            conn.read_exact(&mut data).await?;
+            let node = self.clone();
+            let store_path = usize::from(name.store_path);
+            let stored = blocking(move || -> std::io::Result<bool> {
+                let existing = std::fs::metadata(&path).ok().map(|m| m.len());
+                if !update && existing == Some(data.len() as u64) {
+                    return Ok(false);
+                }
+                let (temp, mut file) = node.store.create_temp(store_path)?;
+                file.write_all(&data)?;
+                file.set_modified(UNIX_EPOCH + Duration::from_secs(u64::from(ts)))?;
+                drop(file);
+                temp.replace(&path)?;
+                Ok(true)
+            })
+            .await?
+            .map_err(|e| Failure::Status(io_status(&e)))?;
+            self.synced_from(session, ts);
+            if !stored {
+                return Err(Status::AlreadyExists.into());
+            }
+            self.log(&[Record::new(ts, op, name.to_string()).replica()]);
+            return Ok(Reply::Body(Vec::new()));
+        }
         let p = path.clone();
         let existing = blocking(move || std::fs::metadata(&p).ok().map(|m| m.len())).await?;
         if header.status == NO_CONTENT {
@@ -122,7 +153,6 @@ impl StorageNode {
             self.config.buff_size as usize,
         )
         .await?;
-        let ts = head.timestamp;
         blocking(move || -> std::io::Result<()> {
             file.set_modified(UNIX_EPOCH + Duration::from_secs(u64::from(ts)))?;
             drop(file);
@@ -130,7 +160,6 @@ impl StorageNode {
         })
         .await?
         .map_err(|e| Failure::Status(io_status(&e)))?;
-        let op = if update { Op::Update } else { Op::Create };
         self.log(&[Record::new(ts, op, name.to_string()).replica()]);
         self.synced_from(session, ts);
         Ok(Reply::Body(Vec::new()))

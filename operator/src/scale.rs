@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use fdfs_node::proto::StorageStatus;
-use fdfs_node::proto::monitor::StorageStat;
+use fdfs_node::proto::monitor::{StorageStat, SyncDelay};
 
 use crate::crd::MemberStatus;
 use crate::naming;
@@ -89,21 +89,16 @@ pub fn members(group_name: &str, stats: &[StorageStat], pods: &PodAddresses) -> 
         .collect()
 }
 
-/// How far `member` is behind the newest update of any peer, as `fdfs_monitor` computes it:
-/// the peers' latest own update minus the time up to which this storage has synced.
+/// How far `member` is behind the newest update of any peer, as `fdfs_monitor` computes it
+/// (None: never synced although peers changed files).
 fn sync_lag(member: &StorageStat, all: &[StorageStat]) -> Option<u64> {
-    let newest = all
-        .iter()
-        .filter(|p| p.id != member.id)
-        .map(|p| p.stats.last_source_update)
-        .max()
-        .unwrap_or(0);
-    let synced = member.stats.last_synced_timestamp;
-    match (newest, synced) {
-        (0, _) => Some(0),
-        (_, 0) => None,
-        (newest, synced) => Some(newest.saturating_sub(synced)),
-    }
+    SyncDelay::of(
+        all.iter()
+            .filter(|p| p.id != member.id)
+            .map(|p| p.stats.last_source_update),
+        member.stats.last_synced_timestamp,
+    )
+    .seconds()
 }
 
 /// The group's members as the status reports them.

@@ -4,13 +4,15 @@
 
 mod common;
 
+use common::wait_for;
+
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fdfs_node::client::{Client, ClientConfig};
-use fdfs_node::config::{ReservedSpace, StorageConfig, TrackerConfig};
+use fdfs_node::config::StorageConfig;
 use fdfs_node::fileid::FileId;
 use fdfs_node::proto::StorageStatus;
 use fdfs_node::storage::RunningStorage;
@@ -18,14 +20,6 @@ use fdfs_node::storage::binlog::{Op, Record};
 use fdfs_node::storage::recovery::{BINLOG_FILE, FLAG_FILE, Flag, MARK_FILE};
 use fdfs_node::tracker::RunningTracker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 /// Sends raw request bytes and reads everything until the storage closes.
 async fn exchange_until_close(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
@@ -166,21 +160,8 @@ fn member_config(dir: &Path, ip: &str, tracker: &RunningTracker, port: u16) -> S
 impl Group {
     async fn start() -> Group {
         let dir = tempfile::tempdir().expect("tempdir");
-        let tracker = fdfs_node::tracker::start(TrackerConfig {
-            bind: "127.0.0.1:0".into(),
-            base_path: dir.path().join("tracker"),
-            reserved_storage_space: ReservedSpace::Mb(0),
-            ..Default::default()
-        })
-        .await
-        .expect("tracker");
-        // Members share one port; this test's directory picks it.
-        let port = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            dir.path().hash(&mut h);
-            28000 + (h.finish() % 4000) as u16
-        };
+        let tracker = common::test_tracker(dir.path()).await;
+        let port = common::group_port(dir.path(), 28000);
         let a = fdfs_node::storage::start(member_config(dir.path(), "127.0.0.2", &tracker, port))
             .await
             .expect("A");

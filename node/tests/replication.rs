@@ -3,11 +3,13 @@
 
 mod common;
 
+use common::wait_for;
+
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fdfs_node::client::{Client, ClientConfig};
-use fdfs_node::config::{ReservedSpace, StorageConfig, TrackerConfig};
+use fdfs_node::config::StorageConfig;
 use fdfs_node::fileid::FileId;
 use fdfs_node::proto::StorageStatus;
 use fdfs_node::storage::RunningStorage;
@@ -23,12 +25,7 @@ struct Group {
 fn storage_config(dir: &Path, ip: &str, tracker: &RunningTracker) -> StorageConfig {
     // Members of a group must share one port (FastDFS rule); each test's directory
     // picks a port so tests running side by side do not collide.
-    let port = {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        dir.hash(&mut h);
-        24000 + (h.finish() % 4000) as u16
-    };
+    let port = common::group_port(dir, 24000);
     StorageConfig {
         bind: format!("{ip}:{port}"),
         base_path: dir.join(ip),
@@ -39,25 +36,10 @@ fn storage_config(dir: &Path, ip: &str, tracker: &RunningTracker) -> StorageConf
     }
 }
 
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 impl Group {
     async fn start() -> Group {
         let dir = tempfile::tempdir().expect("tempdir");
-        let tracker = fdfs_node::tracker::start(TrackerConfig {
-            bind: "127.0.0.1:0".into(),
-            base_path: dir.path().join("tracker"),
-            reserved_storage_space: ReservedSpace::Mb(0),
-            ..Default::default()
-        })
-        .await
-        .expect("tracker");
+        let tracker = common::test_tracker(dir.path()).await;
         let a = fdfs_node::storage::start(storage_config(dir.path(), "127.0.0.2", &tracker))
             .await
             .expect("A");

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use fdfs_node::config::{ReservedSpace, StorageConfig, TrackerConfig};
 use fdfs_node::proto::StorageStatus;
@@ -122,4 +123,34 @@ impl Cluster {
         .await
         .expect("client")
     }
+}
+
+/// Polls `check` until it holds; fails the test after `limit`.
+pub async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A tracker on 127.0.0.1 with no reserved space, keeping its state under `dir/tracker`.
+pub async fn test_tracker(dir: &Path) -> RunningTracker {
+    fdfs_node::tracker::start(TrackerConfig {
+        bind: "127.0.0.1:0".into(),
+        base_path: dir.join("tracker"),
+        reserved_storage_space: ReservedSpace::Mb(0),
+        ..Default::default()
+    })
+    .await
+    .expect("tracker")
+}
+
+/// The port all members of one test's group share (FastDFS requires one port per group),
+/// picked from the test's directory so tests running side by side do not collide.
+pub fn group_port(dir: &Path, first: u16) -> u16 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    first + (h.finish() % 4000) as u16
 }

@@ -315,7 +315,12 @@ fn local_with_three_trackers_replicas_and_an_ip45_port() -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let monitor = loop {
         let m = run_binary("fdfs", &args)?;
-        if m.contains("tracker server is 127.0.22.1:22124") && m.matches("  ACTIVE").count() == 4 {
+        // Every tracker, not only the one the monitor asks, must hold every member ACTIVE.
+        let everywhere = trackers.iter().all(|t| {
+            run_binary("fdfs", &["--tracker", t, "monitor"])
+                .is_ok_and(|m| m.matches("  ACTIVE").count() == 4)
+        });
+        if m.contains("tracker server is 127.0.22.1:22124") && everywhere {
             break m;
         }
         anyhow::ensure!(

@@ -17,6 +17,10 @@ target="${CARGO_TARGET_DIR:-$repo/target}"
 venv="$target/k8s-venv"
 stamp="$venv/.kubernetes-validate-$KV_VERSION"
 
+# Tests run side by side: one of them creates the venv, the others wait for it.
+mkdir -p "$target"
+exec 9>"$target/k8s-venv.lock"
+flock 9
 if [ ! -f "$stamp" ]; then
     command -v python3 >/dev/null || { apt-get update && apt-get install -y --no-install-recommends python3; }
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
@@ -26,6 +30,7 @@ if [ ! -f "$stamp" ]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KV_VERSION"
     touch "$stamp"
 fi
+flock -u 9
 
 files=()
 for arg in "$@"; do

@@ -22,7 +22,7 @@ use crate::validate::ValidStorageGroup;
 
 use super::conf;
 use super::pod::{DataVolume, NodePod, Role};
-use super::tracker::{meta, service_port};
+use super::tracker::{meta, one_file_config_map, service_port};
 use super::{
     BuildOptions, DATA_VOLUME, FASTDFS_PORT_NAME, HTTP_PORT_NAME, STORAGE_CONF_FILE,
     STORAGE_HTTP_PORT, STORAGE_PORT,
@@ -59,19 +59,16 @@ pub fn group_objects(
     let spec = &group.spec;
 
     let storage_conf = conf::storage_conf(cluster, &valid.group_name, &name, &spec.volume, opts);
-    let config = ConfigMap {
-        metadata: meta(
+    let config = one_file_config_map(
+        meta(
             naming::group_config(&name),
             namespace.clone(),
             &labels,
             owner.clone(),
         ),
-        data: Some(BTreeMap::from([(
-            STORAGE_CONF_FILE.into(),
-            storage_conf.clone(),
-        )])),
-        ..Default::default()
-    };
+        STORAGE_CONF_FILE,
+        storage_conf.clone(),
+    );
 
     let headless = Service {
         metadata: meta(

@@ -49,6 +49,15 @@ pub(super) fn meta(
     }
 }
 
+/// A ConfigMap holding one file.
+pub(super) fn one_file_config_map(metadata: ObjectMeta, file: &str, text: String) -> ConfigMap {
+    ConfigMap {
+        metadata,
+        data: Some(BTreeMap::from([(file.to_owned(), text)])),
+        ..Default::default()
+    }
+}
+
 pub(super) fn service_port(name: &str, port: i32) -> ServicePort {
     ServicePort {
         name: Some(name.into()),
@@ -77,32 +86,26 @@ pub fn tracker_objects(
     let entries = conf::storage_id_entries(namespace.as_deref().unwrap_or_default(), groups, opts);
     let storage_ids_conf = conf::storage_ids_conf(cluster, &entries);
 
-    let config = ConfigMap {
-        metadata: meta(
+    let config = one_file_config_map(
+        meta(
             naming::tracker_config(&name),
             namespace.clone(),
             &labels,
             owner.clone(),
         ),
-        data: Some(BTreeMap::from([(
-            TRACKER_CONF_FILE.into(),
-            tracker_conf.clone(),
-        )])),
-        ..Default::default()
-    };
-    let storage_ids = ConfigMap {
-        metadata: meta(
+        TRACKER_CONF_FILE,
+        tracker_conf.clone(),
+    );
+    let storage_ids = one_file_config_map(
+        meta(
             naming::storage_ids(&name),
             namespace.clone(),
             &naming::cluster_labels(&name),
             owner.clone(),
         ),
-        data: Some(BTreeMap::from([(
-            STORAGE_IDS_FILE.into(),
-            storage_ids_conf,
-        )])),
-        ..Default::default()
-    };
+        STORAGE_IDS_FILE,
+        storage_ids_conf,
+    );
 
     let ports = vec![
         service_port(FASTDFS_PORT_NAME, spec.trackers.port),

@@ -27,7 +27,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -720,14 +720,10 @@ async fn fetch_file(
     file.sync_all().await.map_err(local(&temp_path))?;
     let file = file.into_std().await;
     let ts = record.timestamp;
-    tokio::task::spawn_blocking(move || {
-        file.set_modified(UNIX_EPOCH + Duration::from_secs(u64::from(ts)))?;
-        drop(file);
-        temp.replace(&target)
-    })
-    .await
-    .map_err(|e| local(&temp_path)(io::Error::other(e)))?
-    .map_err(local(&temp_path))?;
+    tokio::task::spawn_blocking(move || temp.replace_stamped(file, &target, ts))
+        .await
+        .map_err(|e| local(&temp_path)(io::Error::other(e)))?
+        .map_err(local(&temp_path))?;
     Ok(Outcome::Restored)
 }
 

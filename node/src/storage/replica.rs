@@ -7,10 +7,9 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use super::binlog::{Op, Record};
-use super::store::{io_status, rename_noreplace};
+use super::store::{io_status, rename_noreplace, unix_time};
 use super::transfer::receive_into;
 use super::{Failure, Handled, Reply, Session, StorageNode, blocking};
 use crate::fileid::RemoteName;
@@ -28,7 +27,7 @@ const MAX_NAME: u64 = 256;
 
 fn set_mtime(path: &Path, ts: u32) -> std::io::Result<()> {
     let f = std::fs::File::options().write(true).open(path)?;
-    f.set_modified(UNIX_EPOCH + Duration::from_secs(u64::from(ts)))
+    f.set_modified(unix_time(ts))
 }
 
 impl StorageNode {
@@ -110,9 +109,7 @@ impl StorageNode {
                 }
                 let (temp, mut file) = node.store.create_temp(store_path)?;
                 file.write_all(&data)?;
-                file.set_modified(UNIX_EPOCH + Duration::from_secs(u64::from(ts)))?;
-                drop(file);
-                temp.replace(&path)?;
+                temp.replace_stamped(file, &path, ts)?;
                 Ok(true)
             })
             .await?
@@ -153,13 +150,9 @@ impl StorageNode {
             self.config.buff_size as usize,
         )
         .await?;
-        blocking(move || -> std::io::Result<()> {
-            file.set_modified(UNIX_EPOCH + Duration::from_secs(u64::from(ts)))?;
-            drop(file);
-            temp.replace(&path)
-        })
-        .await?
-        .map_err(|e| Failure::Status(io_status(&e)))?;
+        blocking(move || temp.replace_stamped(file, &path, ts))
+            .await?
+            .map_err(|e| Failure::Status(io_status(&e)))?;
         self.log(&[Record::new(ts, op, name.to_string()).replica()]);
         self.synced_from(session, ts);
         Ok(Reply::Body(Vec::new()))
@@ -266,7 +259,7 @@ impl StorageNode {
                 return Ok(false);
             }
             f.set_len(new)?;
-            f.set_modified(UNIX_EPOCH + Duration::from_secs(u64::from(ts)))?;
+            f.set_modified(unix_time(ts))?;
             Ok(true)
         })
         .await?

@@ -57,6 +57,19 @@ impl TempFile {
         self.committed = true;
         Ok(())
     }
+
+    /// Stamps the written `file` with a change's time (replicas keep the source's mtime, as
+    /// FastDFS does) and renames it over `target`.
+    pub fn replace_stamped(self, file: std::fs::File, target: &Path, ts: u32) -> io::Result<()> {
+        file.set_modified(unix_time(ts))?;
+        drop(file);
+        self.replace(target)
+    }
+}
+
+/// A binlog timestamp as a file time.
+pub fn unix_time(ts: u32) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::from(ts))
 }
 
 impl Drop for TempFile {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::wait_for;
+use common::{member_config, wait_for};
 
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
@@ -143,18 +143,6 @@ struct Group {
     b_config: StorageConfig,
     client: Client,
     _dir: tempfile::TempDir,
-}
-
-fn member_config(dir: &Path, ip: &str, tracker: &RunningTracker, port: u16) -> StorageConfig {
-    StorageConfig {
-        bind: format!("{ip}:{port}"),
-        base_path: dir.join(ip),
-        subdir_count_per_path: 4,
-        heart_beat_interval: 1,
-        stat_report_interval: 1,
-        tracker_servers: vec![tracker.addr.to_string()],
-        ..Default::default()
-    }
 }
 
 impl Group {

@@ -23,17 +23,7 @@ struct Group {
 }
 
 fn storage_config(dir: &Path, ip: &str, tracker: &RunningTracker) -> StorageConfig {
-    // Members of a group must share one port (FastDFS rule); each test's directory
-    // picks a port so tests running side by side do not collide.
-    let port = common::group_port(dir, 24000);
-    StorageConfig {
-        bind: format!("{ip}:{port}"),
-        base_path: dir.join(ip),
-        subdir_count_per_path: 4,
-        heart_beat_interval: 1,
-        tracker_servers: vec![tracker.addr.to_string()],
-        ..Default::default()
-    }
+    common::member_config(dir, ip, tracker, common::group_port(dir, 24000))
 }
 
 impl Group {

@@ -154,3 +154,17 @@ pub fn group_port(dir: &Path, first: u16) -> u16 {
     dir.hash(&mut h);
     first + (h.finish() % 4000) as u16
 }
+
+/// A storage of a test group on `ip`, state under `dir/<ip>`, reporting to `tracker` every
+/// second.
+pub fn member_config(dir: &Path, ip: &str, tracker: &RunningTracker, port: u16) -> StorageConfig {
+    StorageConfig {
+        bind: format!("{ip}:{port}"),
+        base_path: dir.join(ip),
+        subdir_count_per_path: 4,
+        heart_beat_interval: 1,
+        stat_report_interval: 1,
+        tracker_servers: vec![tracker.addr.to_string()],
+        ..Default::default()
+    }
+}

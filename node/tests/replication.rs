@@ -193,7 +193,7 @@ async fn two_members_converge_on_every_change() {
     .await;
     // Each member reports how far behind it is pushing to the other: nothing, now.
     wait_for("lag metrics at zero", Duration::from_secs(30), async || {
-        let text = g.members[0].node.metrics.render();
+        let text = g.members[0].node.render_metrics();
         text.contains("fdfs_storage_sync_lag_bytes{peer=\"127.0.0.3\"} 0")
             && text.contains("fdfs_storage_sync_lag_seconds{peer=\"127.0.0.3\"} 0")
     })
@@ -218,10 +218,33 @@ async fn two_members_converge_on_every_change() {
                     m.last_source_update > 0
                         && m.last_sync_update > 0
                         && m.sync_lag_seconds == Some(0)
+                        && m.sync_lag_bytes == Some(0)
                 })
         },
     )
     .await;
+}
+
+/// A's binlog on disk: every `binlog.NNN` file.
+fn binlog_size(member: &RunningStorage) -> u64 {
+    std::fs::read_dir(member.node.binlog.dir())
+        .expect("binlog dir")
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("binlog.")
+                .is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|e| e.metadata().expect("metadata").len())
+        .sum()
+}
+
+/// What A says B has yet to receive, in bytes.
+fn backlog_of_a(g: &Group) -> Option<u64> {
+    fdfs_node::storage::sync::backlog(&g.members[0].node)
+        .into_iter()
+        .find(|b| b.peer_id == "127.0.0.4")
+        .map(|b| b.bytes)
 }
 
 #[tokio::test]
@@ -238,7 +261,14 @@ async fn a_restarted_member_catches_up_from_its_mark() {
         g.path_on(0, &first).exists() && g.path_on(1, &first).exists()
     })
     .await;
+    wait_for(
+        "A's push to B at the end of its binlog",
+        Duration::from_secs(30),
+        async || backlog_of_a(&g) == Some(0),
+    )
+    .await;
     // Stop member B, upload to A meanwhile, start B again on the same data.
+    let binlog_before = binlog_size(&g.members[0]);
     let b = g.members.pop().expect("B");
     let cfg = b.node.config.clone();
     b.stop(Duration::from_secs(2)).await;
@@ -251,11 +281,50 @@ async fn a_restarted_member_catches_up_from_its_mark() {
                 .expect("upload while B is down"),
         );
     }
+    // What A has written since is what B lacks, and the trackers are told so.
+    let behind = binlog_size(&g.members[0]) - binlog_before;
+    assert!(behind > 50 * 40, "{behind} binlog bytes for 50 uploads");
+    wait_for(
+        "B's backlog at the tracker",
+        Duration::from_secs(30),
+        async || {
+            let view = g.tracker.tracker.cluster_view();
+            view.groups[0]
+                .storages
+                .iter()
+                .any(|m| m.id == "127.0.0.4" && m.sync_lag_bytes == Some(behind))
+        },
+    )
+    .await;
+    let rows = g
+        .client
+        .sync_backlog("group1")
+        .await
+        .expect("listing")
+        .expect("this tracker lists backlogs");
+    assert!(
+        rows.iter().any(|r| r.source_id == "127.0.0.2"
+            && r.backlog.peer_id == "127.0.0.4"
+            && r.backlog.bytes == behind),
+        "{rows:?}"
+    );
     let b = fdfs_node::storage::start(cfg).await.expect("restart B");
     g.members.push(b);
     wait_for("B caught up", Duration::from_secs(60), async || {
         later.iter().all(|id| g.path_on(1, id).exists())
     })
+    .await;
+    wait_for(
+        "no backlog left at the tracker",
+        Duration::from_secs(30),
+        async || {
+            let view = g.tracker.tracker.cluster_view();
+            view.groups[0]
+                .storages
+                .iter()
+                .any(|m| m.id == "127.0.0.4" && m.sync_lag_bytes == Some(0))
+        },
+    )
     .await;
     for (i, id) in later.iter().enumerate() {
         assert_eq!(

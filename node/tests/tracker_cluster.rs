@@ -868,3 +868,128 @@ async fn malformed_reports_are_refused_and_change_nothing() {
         .expect("beat");
     assert_eq!(st, Status::Ok);
 }
+
+/// SYNC_BACKLOG_REPORT (240) and LIST_SYNC_BACKLOG (241), this project's own: only a joined
+/// storage reports, about members of its own group; a malformed report changes nothing; the
+/// listing and the cluster view show what was reported until the reporter goes away.
+#[tokio::test]
+async fn backlog_reports_are_checked_listed_and_dropped_with_the_reporter() {
+    use fdfs_node::proto::report::{Backlog, SyncBacklogListing, SyncBacklogReport};
+    let c = Cluster::start(&["group1"], 2).await;
+    let join_as = async |ip: &str| {
+        let mut conn = Conn::connect(
+            c.tracker_addr(),
+            Duration::from_secs(2),
+            Duration::from_secs(5),
+            Some(ip.parse().expect("ip")),
+        )
+        .await
+        .expect("connect");
+        let join = JoinRequest {
+            group: "group7".into(),
+            storage_port: 23999,
+            store_path_count: 1,
+            subdir_count_per_path: 2,
+            upload_priority: 10,
+            status: 7,
+            version: "6.16.1".into(),
+            trackers: vec![c.tracker_addr().to_string()],
+            ..Default::default()
+        };
+        let (st, _) = conn
+            .call(Command::StorageJoin, &join.encode(), 1024)
+            .await
+            .expect("join");
+        assert_eq!(st, Status::Ok);
+        conn
+    };
+    let entry = |peer: &str, bytes| Backlog {
+        peer_id: peer.into(),
+        bytes,
+        seconds: 3,
+    };
+    let report = SyncBacklogReport {
+        entries: vec![
+            entry("127.0.0.77", 4096),
+            entry("127.0.0.1", 5), // itself
+            entry("10.9.9.9", 6),  // not a member of group7
+            entry("127.0.0.2", 7), // a member of another group
+        ],
+    }
+    .encode();
+    let (st, _) = call(c.tracker_addr(), Command::StorageReportSyncBacklog, &report).await;
+    assert_eq!(st, Status::AccessDenied, "a report before joining");
+
+    let mut a = join_as("127.0.0.1").await;
+    let _b = join_as("127.0.0.77").await;
+    let (st, _) = a
+        .call(Command::StorageReportSyncBacklog, &report[..31], 1024)
+        .await
+        .expect("240");
+    assert_eq!(st, Status::InvalidArgument);
+    assert!(
+        c.tracker.tracker.registry().groups["group7"]
+            .backlog_rows()
+            .is_empty(),
+        "a malformed report is not taken"
+    );
+    let (st, _) = a
+        .call(Command::StorageReportSyncBacklog, &report, 1024)
+        .await
+        .expect("240");
+    assert_eq!(st, Status::Ok);
+
+    let list = |group: &str| {
+        GroupRequest {
+            group: group.into(),
+        }
+        .encode()
+    };
+    let (st, reply) = call(
+        c.tracker_addr(),
+        Command::ServerListSyncBacklog,
+        &list("group7"),
+    )
+    .await;
+    assert_eq!(st, Status::Ok);
+    let rows = SyncBacklogListing::decode(&reply).expect("listing").rows;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].source_id.as_str(), &rows[0].backlog),
+        ("127.0.0.1", &entry("127.0.0.77", 4096))
+    );
+    let (st, _) = call(
+        c.tracker_addr(),
+        Command::ServerListSyncBacklog,
+        &list("group9"),
+    )
+    .await;
+    assert_eq!(st, Status::NotFound);
+    let (st, _) = call(c.tracker_addr(), Command::ServerListSyncBacklog, &[1, 2, 3]).await;
+    assert_eq!(st, Status::InvalidArgument);
+
+    let view = c.tracker.tracker.cluster_view();
+    let group7 = view
+        .groups
+        .iter()
+        .find(|g| g.name == "group7")
+        .expect("group7");
+    let lag = |id: &str| {
+        let m = group7.storages.iter().find(|m| m.id == id).expect("member");
+        (m.sync_lag_bytes, m.sync_backlog.len())
+    };
+    assert_eq!(lag("127.0.0.77"), (Some(4096), 1));
+    assert_eq!(lag("127.0.0.1"), (None, 0));
+    let client = client_of(&[c.tracker_addr()]).await;
+    let rows = client.sync_backlog("group7").await.expect("241");
+    assert_eq!(rows.map(|r| r.len()), Some(1));
+
+    // The reporter's connection ends: its figures are no longer current.
+    a.quit().await;
+    wait_for("the backlog dropped with its reporter", 10, async || {
+        c.tracker.tracker.registry().groups["group7"]
+            .backlog_rows()
+            .is_empty()
+    })
+    .await;
+}

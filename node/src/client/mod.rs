@@ -19,6 +19,7 @@ pub use conn::Conn;
 use crate::fileid::{FileId, FileIdError};
 use crate::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
 use crate::proto::query::{FetchTarget, FileRequest, GroupRequest, StorageAddr, StoreTarget};
+use crate::proto::report::{BacklogRow, SyncBacklogListing};
 use crate::proto::storage::{
     ANY_STORE_PATH, DownloadRequest, FileInfo, MetaOp, SetMetadataRequest, SlaveHead,
     TruncateRequest, UploadHead, UploadResponse, WriteHead,
@@ -738,6 +739,28 @@ impl Client {
             addr: "tracker".into(),
             source,
         })
+    }
+
+    /// What the members of `group` last reported each peer has yet to receive from them
+    /// (LIST_SYNC_BACKLOG, 241, not in FastDFS); `None` from a FastDFS tracker.
+    pub async fn sync_backlog(&self, group: &str) -> Result<Option<Vec<BacklogRow>>, ClientError> {
+        let body = GroupRequest {
+            group: group.into(),
+        }
+        .encode();
+        let (status, reply) = self
+            .tracker_call(Command::ServerListSyncBacklog, &body)
+            .await?;
+        if status == Status::InvalidArgument {
+            return Ok(None);
+        }
+        check("list sync backlog of", &group, status)?;
+        SyncBacklogListing::decode(&reply)
+            .map(|l| Some(l.rows))
+            .map_err(|source| ClientError::Proto {
+                addr: "tracker".into(),
+                source,
+            })
     }
 }
 

@@ -74,8 +74,11 @@ async fn readyz(State(node): State<Arc<StorageNode>>) -> Response {
 }
 
 async fn metrics(State(node): State<Arc<StorageNode>>) -> Response {
-    node.refresh_disk_metrics();
-    let mut r = node.metrics.render().into_response();
+    // Disk space and binlog sizes are read from the file system.
+    let Ok(text) = tokio::task::spawn_blocking(move || node.render_metrics()).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -39,7 +39,8 @@ macro_rules! byte_enum {
 }
 
 byte_enum! {
-    /// Every command code of the FastDFS protocol (V6.16).
+    /// Every command code of the FastDFS protocol (V6.16), and this project's two
+    /// replication-backlog commands (240, 241), which FastDFS servers answer EINVAL.
     pub enum Command / Unknown {
         /// Storage → storage: identify the sync source on this connection.
         ReportServerId = 9,
@@ -124,6 +125,12 @@ byte_enum! {
         ServerDeleteGroup = 108,
         StorageGetGroupName = 109,
         ActiveTest = 111,
+        /// Storage → tracker, this project's own: binlog bytes and seconds each peer has
+        /// yet to receive (`SyncBacklogReport`).
+        StorageReportSyncBacklog = 240,
+        /// Client → tracker, this project's own: every backlog the members of a group
+        /// reported (`SyncBacklogListing`).
+        ServerListSyncBacklog = 241,
     }
 }
 

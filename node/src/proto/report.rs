@@ -337,6 +337,113 @@ impl SyncReport {
     }
 }
 
+/// How much of a storage's binlog one peer of its group has yet to receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backlog {
+    pub peer_id: String,
+    pub bytes: u64,
+    /// Age of the oldest change not yet sent, in seconds; 0 when nothing waits.
+    pub seconds: u64,
+}
+
+const BACKLOG_LEN: usize = STORAGE_ID_LEN + 8 + 8;
+
+impl Backlog {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        put_fixed(out, self.peer_id.as_bytes(), STORAGE_ID_LEN);
+        put_u64(out, self.bytes);
+        put_u64(out, self.seconds);
+    }
+
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, ProtoError> {
+        Ok(Backlog {
+            peer_id: r.fixed(STORAGE_ID_LEN)?,
+            bytes: r.u64()?,
+            seconds: r.u64()?,
+        })
+    }
+}
+
+/// Body of SYNC_BACKLOG_REPORT (240, not in FastDFS): one entry per peer the storage pushes
+/// to, none when it has no peer. FastDFS's own reports carry timestamps only.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncBacklogReport {
+    pub entries: Vec<Backlog>,
+}
+
+impl SyncBacklogReport {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.entries.len() * BACKLOG_LEN);
+        for e in &self.entries {
+            e.encode_into(&mut out);
+        }
+        out
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        if !body.len().is_multiple_of(BACKLOG_LEN) {
+            return Err(ProtoError::BadLength {
+                what: "sync backlog report",
+                len: body.len(),
+            });
+        }
+        let mut r = Reader::new(body, "sync backlog report");
+        let entries = (0..body.len() / BACKLOG_LEN)
+            .map(|_| Backlog::decode_from(&mut r))
+            .collect::<Result<_, _>>()?;
+        Ok(SyncBacklogReport { entries })
+    }
+}
+
+/// One row of the LIST_SYNC_BACKLOG (241) reply: what `source_id` last said of a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BacklogRow {
+    pub source_id: String,
+    pub backlog: Backlog,
+    /// When the tracker received the report (unix seconds).
+    pub reported_at: u64,
+}
+
+const BACKLOG_ROW_LEN: usize = STORAGE_ID_LEN + BACKLOG_LEN + 8;
+
+/// Reply to LIST_SYNC_BACKLOG (241), whose request is a group name (`GroupRequest`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncBacklogListing {
+    pub rows: Vec<BacklogRow>,
+}
+
+impl SyncBacklogListing {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.rows.len() * BACKLOG_ROW_LEN);
+        for row in &self.rows {
+            put_fixed(&mut out, row.source_id.as_bytes(), STORAGE_ID_LEN);
+            row.backlog.encode_into(&mut out);
+            put_u64(&mut out, row.reported_at);
+        }
+        out
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        if !body.len().is_multiple_of(BACKLOG_ROW_LEN) {
+            return Err(ProtoError::BadLength {
+                what: "sync backlog listing",
+                len: body.len(),
+            });
+        }
+        let mut r = Reader::new(body, "sync backlog listing");
+        let rows = (0..body.len() / BACKLOG_ROW_LEN)
+            .map(|_| {
+                Ok(BacklogRow {
+                    source_id: r.fixed(STORAGE_ID_LEN)?,
+                    backlog: Backlog::decode_from(&mut r)?,
+                    reported_at: r.u64()?,
+                })
+            })
+            .collect::<Result<_, ProtoError>>()?;
+        Ok(SyncBacklogListing { rows })
+    }
+}
+
 /// Body of SYNC_NOTIFY (88) and the non-empty reply of SYNC_DEST_REQ (87).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncSource {
@@ -465,5 +572,41 @@ mod tests {
         assert_eq!(bytes.len(), 1 + BRIEF_LEN);
         assert_eq!(bytes[0], change_flag::MEMBERS);
         assert_eq!(HeartbeatReply::decode(&bytes).ok(), Some(members));
+    }
+
+    #[test]
+    fn sync_backlog_layouts() {
+        let entry = Backlog {
+            peer_id: "127.0.0.3".into(),
+            bytes: 0x0102,
+            seconds: 7,
+        };
+        let report = SyncBacklogReport {
+            entries: vec![entry.clone()],
+        };
+        let bytes = report.encode();
+        let mut expected = b"127.0.0.3".to_vec();
+        expected.resize(STORAGE_ID_LEN, 0);
+        expected.extend([0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 7]);
+        assert_eq!(bytes, expected);
+        assert_eq!(SyncBacklogReport::decode(&bytes).ok(), Some(report));
+        assert_eq!(
+            SyncBacklogReport::decode(&[]).ok(),
+            Some(SyncBacklogReport::default())
+        );
+        assert!(SyncBacklogReport::decode(&bytes[..31]).is_err());
+
+        let listing = SyncBacklogListing {
+            rows: vec![BacklogRow {
+                source_id: "127.0.0.2".into(),
+                backlog: entry,
+                reported_at: 1_800_000_000,
+            }],
+        };
+        let bytes = listing.encode();
+        assert_eq!(bytes.len(), 56);
+        assert_eq!(&bytes[16..32], &expected[..16]);
+        assert_eq!(SyncBacklogListing::decode(&bytes).ok(), Some(listing));
+        assert!(SyncBacklogListing::decode(&bytes[..55]).is_err());
     }
 }

@@ -57,6 +57,8 @@ pub struct StorageNode {
     pub peers: tokio::sync::watch::Sender<Vec<sync::Peer>>,
     /// Per source storage, the newest change timestamp received from it.
     pub sync_in: Mutex<BTreeMap<String, u32>>,
+    /// Per peer, how far in our binlog its push task has got.
+    pub sync_out: Mutex<BTreeMap<String, binlog::Position>>,
     /// Status each tracker last reported for this storage.
     pub tracker_view: Mutex<BTreeMap<SocketAddr, StorageStatus>>,
     pub started_at: u64,
@@ -180,6 +182,7 @@ impl StorageNode {
             path_policy: Mutex::new(policy),
             tracker_view: Mutex::new(BTreeMap::new()),
             sync_in: Mutex::new(BTreeMap::new()),
+            sync_out: Mutex::new(BTreeMap::new()),
             peers: tokio::sync::watch::Sender::new(Vec::new()),
             started_at: crate::unix_now(),
             last_source_update: AtomicU64::new(0),
@@ -294,6 +297,14 @@ impl StorageNode {
     }
 
     /// Updates the disk gauges (called at each disk report and scrape).
+    /// Every metric, with the gauges that are read at scrape time (disk space, replication
+    /// backlog) brought up to date first.
+    pub fn render_metrics(&self) -> String {
+        self.refresh_disk_metrics();
+        sync::refresh_backlog_metrics(self);
+        self.metrics.render()
+    }
+
     pub fn refresh_disk_metrics(&self) {
         for (i, u) in self.store.disk_usage().iter().enumerate() {
             let labels = metrics::PathLabels {

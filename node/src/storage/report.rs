@@ -16,8 +16,8 @@ use crate::client::{ClientError, Conn, conn::resolve};
 use crate::config::ReservedSpace;
 use crate::proto::cluster::GroupAndHost;
 use crate::proto::report::{
-    BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, Parameters, SyncReport,
-    SyncSource,
+    BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, Parameters,
+    SyncBacklogReport, SyncReport, SyncSource,
 };
 use crate::proto::{Command, Status, StorageStatus, VERSION_TEXT};
 
@@ -25,6 +25,9 @@ use crate::proto::{Command, Status, StorageStatus, VERSION_TEXT};
 const RESOLVE_EVERY: Duration = Duration::from_secs(30);
 /// Pause before reconnecting to a tracker that failed.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// Longest pause between two backlog reports: bytes behind are worth more fresh than the
+/// heartbeat's default 30 s allows.
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
 /// Starts and supervises one reporter per resolved tracker address.
 pub async fn run(node: Arc<StorageNode>, bind_ip: Option<Ipv4Addr>, stop: CancellationToken) {
@@ -242,6 +245,34 @@ fn apply_heartbeat(node: &StorageNode, tracker: SocketAddr, own_ip: &str, reply:
     }
 }
 
+/// Tells the tracker how much of our binlog each peer has yet to receive (240). Returns
+/// whether the tracker takes these reports.
+async fn report_backlog(
+    node: &Arc<StorageNode>,
+    conn: &mut Conn,
+    tracker: SocketAddr,
+) -> Result<bool, ClientError> {
+    let reading = node.clone();
+    let entries = tokio::task::spawn_blocking(move || super::sync::backlog(&reading))
+        .await
+        .unwrap_or_default();
+    let body = SyncBacklogReport { entries }.encode();
+    match conn
+        .call(Command::StorageReportSyncBacklog, &body, 1024)
+        .await?
+    {
+        (Status::Ok, _) => Ok(true),
+        (Status::InvalidArgument, _) => {
+            tracing::info!(%tracker, "tracker takes no backlog reports; bytes behind stay in /metrics");
+            Ok(false)
+        }
+        (status, _) => {
+            tracing::warn!(%tracker, %status, "backlog report refused");
+            Ok(true)
+        }
+    }
+}
+
 async fn report_session(
     node: &Arc<StorageNode>,
     tracker: SocketAddr,
@@ -347,12 +378,18 @@ async fn report_session(
     }
     let mut beat_tick = tokio::time::interval(Duration::from_secs(cfg.heart_beat_interval.max(1)));
     let mut disk_tick = tokio::time::interval(Duration::from_secs(cfg.stat_report_interval.max(1)));
+    let mut backlog_tick = tokio::time::interval(
+        Duration::from_secs(cfg.heart_beat_interval.max(1)).min(BACKLOG_EVERY),
+    );
     let mut last_sync_report: Vec<(String, u32)> = Vec::new();
+    // FastDFS trackers do not know SYNC_BACKLOG_REPORT: after their EINVAL, stop sending it.
+    let mut backlog_taken = true;
     /// What woke the report loop.
     enum Event {
         Stop,
         Disk,
         Beat,
+        Backlog,
         TrackerClosed,
     }
     loop {
@@ -360,6 +397,7 @@ async fn report_session(
             _ = stop.cancelled() => Event::Stop,
             _ = disk_tick.tick() => Event::Disk,
             _ = beat_tick.tick() => Event::Beat,
+            _ = backlog_tick.tick(), if backlog_taken => Event::Backlog,
             // A tracker that goes away is noticed at once, not at the next beat.
             _ = conn.closed_by_peer() => Event::TrackerClosed,
         };
@@ -425,6 +463,9 @@ async fn report_session(
                     apply_heartbeat(node, tracker, &own_ip, &reply);
                     last_sync_report = entries;
                 }
+            }
+            Event::Backlog => {
+                backlog_taken = report_backlog(node, &mut conn, tracker).await?;
             }
             Event::TrackerClosed => {
                 return Err(ClientError::Io {

@@ -21,7 +21,7 @@ use super::metrics::PeerLabels;
 use crate::client::{ClientError, Conn};
 use crate::fileid::RemoteName;
 use crate::proto::fields::{GROUP_NAME_LEN, STORAGE_ID_LEN, put_fixed};
-use crate::proto::report::{StorageBrief, SyncSource};
+use crate::proto::report::{Backlog, StorageBrief, SyncSource};
 use crate::proto::sync::{SyncDelete, SyncFileHead, SyncPair, SyncRangeHead};
 use crate::proto::{Command, Header, Status, StorageStatus};
 
@@ -129,6 +129,76 @@ pub async fn run(node: Arc<StorageNode>, stop: CancellationToken) {
     }
 }
 
+/// A peer that left the group has no backlog any more.
+fn forget_peer(node: &StorageNode, id: &str) {
+    node.sync_out
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(id);
+    let labels = PeerLabels {
+        peer: id.to_owned(),
+    };
+    node.metrics.sync_lag_bytes.remove(&labels);
+    node.metrics.sync_lag_seconds.remove(&labels);
+}
+
+/// Records how far the push to `peer_id` has got, for `backlog`.
+fn note_position(node: &StorageNode, peer_id: &str, position: Position) {
+    node.sync_out
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(peer_id.to_owned(), position);
+}
+
+/// What each peer has yet to receive of our binlog, from its push task's position, whether
+/// the peer is being served, waiting or unreachable. Reads binlog sizes and one record per
+/// peer: not for the async workers.
+pub fn backlog(node: &StorageNode) -> Vec<Backlog> {
+    let positions: Vec<(String, Position)> = node
+        .sync_out
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(id, p)| (id.clone(), *p))
+        .collect();
+    let now = crate::unix_now();
+    positions
+        .into_iter()
+        .map(|(peer_id, position)| {
+            let bytes = node.binlog.lag_bytes(position);
+            // One record is far shorter than this: the first unsent change's age.
+            let seconds = if bytes == 0 {
+                0
+            } else {
+                node.binlog
+                    .read_from(position, 4096)
+                    .ok()
+                    .and_then(|(records, _)| records.first().map(|r| u64::from(r.timestamp)))
+                    .map_or(0, |ts| now.saturating_sub(ts))
+            };
+            Backlog {
+                peer_id,
+                bytes,
+                seconds,
+            }
+        })
+        .collect()
+}
+
+pub(super) fn refresh_backlog_metrics(node: &StorageNode) {
+    for b in backlog(node) {
+        let labels = PeerLabels { peer: b.peer_id };
+        node.metrics
+            .sync_lag_bytes
+            .get_or_create(&labels)
+            .set(b.bytes as i64);
+        node.metrics
+            .sync_lag_seconds
+            .get_or_create(&labels)
+            .set(b.seconds as i64);
+    }
+}
+
 fn current(node: &StorageNode, id: &str) -> Option<Peer> {
     node.peers.borrow().iter().find(|p| p.id == id).cloned()
 }
@@ -147,6 +217,7 @@ async fn push_loop(node: Arc<StorageNode>, peer_id: String, stop: CancellationTo
             _ = tokio::time::sleep(RETRY_AFTER) => {}
         }
     }
+    forget_peer(&node, &peer_id);
 }
 
 /// A failed sync step; the session reconnects and resumes from the mark.
@@ -253,6 +324,7 @@ async fn push_session(
             mark
         }
     };
+    note_position(node, peer_id, mark.position);
     // Only the full-copy source pushes before the peer is ACTIVE.
     let source_copying = mark.need_sync_old && !mark.sync_old_done;
     loop {
@@ -283,19 +355,6 @@ async fn push_session(
     };
     loop {
         let (records, next) = node.binlog.read_from(mark.position, BATCH_BYTES)?;
-        let lag = node.binlog.lag_bytes(mark.position);
-        node.metrics
-            .sync_lag_bytes
-            .get_or_create(&labels)
-            .set(lag as i64);
-        let oldest = records
-            .first()
-            .map(|r| crate::unix_now().saturating_sub(u64::from(r.timestamp)))
-            .unwrap_or(0);
-        node.metrics
-            .sync_lag_seconds
-            .get_or_create(&labels)
-            .set(oldest as i64);
         if records.is_empty() {
             if mark.need_sync_old && !mark.sync_old_done {
                 mark.sync_old_done = true;
@@ -339,6 +398,7 @@ async fn push_session(
             .get_or_create(&labels)
             .inc_by(pushed);
         mark.position = next;
+        note_position(node, peer_id, next);
         unsaved += records.len() as u64;
         if unsaved >= MARK_EVERY {
             mark.save(&mark_path)?;

@@ -52,6 +52,7 @@ struct Gauges {
     storages: Family<Labels, Gauge>,
     group_free_mb: Family<Labels, Gauge>,
     group_total_mb: Family<Labels, Gauge>,
+    sync_lag_bytes: Family<Labels, Gauge>,
 }
 
 impl Gauges {
@@ -65,6 +66,7 @@ impl Gauges {
             storages: Family::default(),
             group_free_mb: Family::default(),
             group_total_mb: Family::default(),
+            sync_lag_bytes: Family::default(),
         };
         // Metrics are handles onto shared values: registering clones keeps them live.
         registry.register(
@@ -90,6 +92,11 @@ impl Gauges {
             g.group_total_mb.clone(),
         );
         registry.register(
+            "storage_sync_lag_bytes",
+            "Bytes of the other members' binlogs not yet at each storage, as they reported them",
+            g.sync_lag_bytes.clone(),
+        );
+        registry.register(
             "requests",
             "Requests served, by command and reply status",
             tracker.metrics.requests.clone(),
@@ -107,6 +114,7 @@ impl Gauges {
         self.storages.clear();
         self.group_free_mb.clear();
         self.group_total_mb.clear();
+        self.sync_lag_bytes.clear();
         let reg = tracker.registry();
         self.groups.set(reg.groups.len() as i64);
         for g in reg.groups.values() {
@@ -121,6 +129,16 @@ impl Gauges {
                         ("status".to_owned(), m.status.name().to_owned()),
                     ])
                     .inc();
+                let backlog = g.backlog_towards(&m.id);
+                if !backlog.is_empty() {
+                    let bytes: u64 = backlog.iter().map(|r| r.backlog.bytes).sum();
+                    self.sync_lag_bytes
+                        .get_or_create(&vec![
+                            ("group".to_owned(), g.name.clone()),
+                            ("storage".to_owned(), m.id.clone()),
+                        ])
+                        .set(bytes as i64);
+                }
             }
         }
     }
@@ -187,6 +205,23 @@ pub struct StorageView {
     /// Seconds its copy trails the newest change of the other members, as `fdfs_monitor`
     /// computes it: 0 when there is nothing to sync, null when it never synced.
     pub sync_lag_seconds: Option<u64>,
+    /// Bytes of the other members' binlogs that have not reached it, as they last reported
+    /// them; null when none reports (FastDFS storages do not).
+    pub sync_lag_bytes: Option<u64>,
+    /// The same, per member it receives from.
+    pub sync_backlog: Vec<BacklogView>,
+}
+
+/// What one member last reported another has yet to receive from it.
+#[derive(Debug, Serialize)]
+pub struct BacklogView {
+    pub source: String,
+    /// Binlog bytes not yet replayed to the receiver.
+    pub bytes: u64,
+    /// Age of the oldest change not yet sent, in seconds.
+    pub seconds: u64,
+    /// When the source reported it (unix seconds).
+    pub reported_at: u64,
 }
 
 impl Tracker {
@@ -228,28 +263,43 @@ impl Tracker {
                     storages: g
                         .members
                         .values()
-                        .map(|m| StorageView {
-                            sync_lag_seconds: SyncDelay::of(
-                                g.members
-                                    .values()
-                                    .filter(|o| o.id != m.id)
-                                    .map(|o| o.stats.last_source_update),
-                                m.last_synced_timestamp,
-                            )
-                            .seconds(),
-                            last_source_update: m.stats.last_source_update,
-                            last_sync_update: m.stats.last_sync_update,
-                            id: m.id.clone(),
-                            addr: format!("{}:{}", m.ip, m.port),
-                            status: m.status.name(),
-                            rw_mode: m.rw_mode,
-                            version: m.version.clone(),
-                            total_mb: m.total_mb(),
-                            free_mb: m.free_mb(),
-                            join_time: m.join_time,
-                            last_heartbeat: m.last_heartbeat,
-                            src_id: m.src_id.clone(),
-                            last_synced_timestamp: m.last_synced_timestamp,
+                        .map(|m| {
+                            let backlog: Vec<BacklogView> = g
+                                .backlog_towards(&m.id)
+                                .into_iter()
+                                .map(|r| BacklogView {
+                                    source: r.source_id,
+                                    bytes: r.backlog.bytes,
+                                    seconds: r.backlog.seconds,
+                                    reported_at: r.reported_at,
+                                })
+                                .collect();
+                            StorageView {
+                                sync_lag_bytes: (!backlog.is_empty())
+                                    .then(|| backlog.iter().map(|b| b.bytes).sum()),
+                                sync_backlog: backlog,
+                                sync_lag_seconds: SyncDelay::of(
+                                    g.members
+                                        .values()
+                                        .filter(|o| o.id != m.id)
+                                        .map(|o| o.stats.last_source_update),
+                                    m.last_synced_timestamp,
+                                )
+                                .seconds(),
+                                last_source_update: m.stats.last_source_update,
+                                last_sync_update: m.stats.last_sync_update,
+                                id: m.id.clone(),
+                                addr: format!("{}:{}", m.ip, m.port),
+                                status: m.status.name(),
+                                rw_mode: m.rw_mode,
+                                version: m.version.clone(),
+                                total_mb: m.total_mb(),
+                                free_mb: m.free_mb(),
+                                join_time: m.join_time,
+                                last_heartbeat: m.last_heartbeat,
+                                src_id: m.src_id.clone(),
+                                last_synced_timestamp: m.last_synced_timestamp,
+                            }
                         })
                         .collect(),
                 }

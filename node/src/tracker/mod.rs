@@ -23,7 +23,7 @@ use crate::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
 use crate::proto::query::{FetchAll, FileRequest, GroupRequest};
 use crate::proto::report::{
     BeatRequest, DiskUsage, GetMyIpRequest, HeartbeatReply, JoinRequest, Parameters, StorageBrief,
-    SyncReport, SyncSource,
+    SyncBacklogListing, SyncBacklogReport, SyncReport, SyncSource,
 };
 use crate::proto::{Command, Header, Status, VERSION_TEXT};
 use crate::server::{self, ConnError, Connection, Service};
@@ -544,6 +544,7 @@ impl Tracker {
             Command::StorageBeat
             | Command::StorageReportDiskUsage
             | Command::StorageSyncReport
+            | Command::StorageReportSyncBacklog
             | Command::StorageSyncDestReq
             | Command::StorageSyncNotify
             | Command::StorageSyncDestQuery
@@ -555,6 +556,16 @@ impl Tracker {
                 None => Err(Status::AccessDenied),
                 Some((group, id, _)) => self.storage_report(session, cmd, &body, &group, &id, now),
             },
+            Command::ServerListSyncBacklog => GroupRequest::decode(&body)
+                .map_err(|e| e.status())
+                .and_then(|r| {
+                    let reg = self.registry();
+                    let g = reg.groups.get(&r.group).ok_or(Status::NotFound)?;
+                    Ok(SyncBacklogListing {
+                        rows: g.backlog_rows(),
+                    }
+                    .encode())
+                }),
             // As V6.16.1: a tracker without groups has nothing to lead with.
             Command::TrackerGetStatus => empty(&body).and_then(|_| {
                 if self.registry().groups.is_empty() {
@@ -725,6 +736,12 @@ impl Tracker {
                 self.registry()
                     .sync_report(group, id, &report.entries, now)?;
                 Ok(self.heartbeat_reply(session))
+            }
+            Command::StorageReportSyncBacklog => {
+                let report = SyncBacklogReport::decode(body).map_err(|e| e.status())?;
+                self.registry()
+                    .sync_backlog(group, id, report.entries, now)?;
+                Ok(Vec::new())
             }
             Command::StorageSyncDestReq => {
                 empty(body)?;

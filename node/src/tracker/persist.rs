@@ -149,6 +149,7 @@ impl SavedState {
                     last_synced_timestamp: sm.last_synced_timestamp,
                     rw_mode: sm.rw_mode,
                     session: 0,
+                    backlog: None,
                 };
                 g.members.insert(sm.id, m);
             }

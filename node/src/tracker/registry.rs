@@ -16,7 +16,9 @@ use crate::config::{ReservedSpace, TrackerConfig};
 use crate::fileid::{RemoteName, Source};
 use crate::proto::monitor::{GroupStat, StorageStat, StorageStats};
 use crate::proto::query::{FetchTarget, StorageAddr, StoreTarget, StoreTargets};
-use crate::proto::report::{JoinRequest, JoinResponse, PathUsage, StorageBrief, SyncSource};
+use crate::proto::report::{
+    Backlog, BacklogRow, JoinRequest, JoinResponse, PathUsage, StorageBrief, SyncSource,
+};
 use crate::proto::{Status, StorageStatus};
 use crate::tracker::storage_ids::{RW_BOTH, RW_READ, RW_WRITE, StorageIds};
 
@@ -46,6 +48,16 @@ pub struct Member {
     pub rw_mode: u8,
     /// The live report connection that joined last; 0 = none.
     pub session: u64,
+    /// What this member last said its peers have yet to receive of its binlog (this
+    /// project's SYNC_BACKLOG_REPORT); none from FastDFS storages, and none once offline.
+    pub backlog: Option<ReportedBacklog>,
+}
+
+/// A member's backlog report and when it arrived (unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedBacklog {
+    pub at: u64,
+    pub entries: Vec<Backlog>,
 }
 
 impl Member {
@@ -102,6 +114,29 @@ pub struct Group {
 }
 
 impl Group {
+    /// What the other members last reported `peer` has yet to receive from each of them.
+    pub fn backlog_towards(&self, peer: &str) -> Vec<BacklogRow> {
+        self.backlog_rows()
+            .into_iter()
+            .filter(|r| r.backlog.peer_id == peer)
+            .collect()
+    }
+
+    /// Every backlog its members reported, by source.
+    pub fn backlog_rows(&self) -> Vec<BacklogRow> {
+        self.members
+            .values()
+            .filter_map(|m| Some((m, m.backlog.as_ref()?)))
+            .flat_map(|(m, b)| {
+                b.entries.iter().map(|e| BacklogRow {
+                    source_id: m.id.clone(),
+                    backlog: e.clone(),
+                    reported_at: b.at,
+                })
+            })
+            .collect()
+    }
+
     pub(crate) fn new(name: &str, store_path_count: u64, subdir_count_per_path: u64) -> Self {
         Group {
             name: name.to_owned(),
@@ -338,6 +373,7 @@ impl Registry {
                     last_synced_timestamp: 0,
                     rw_mode,
                     session: 0,
+                    backlog: None,
                 })
             }
         };
@@ -518,6 +554,25 @@ impl Registry {
         Self::mark_alive(g, &id, now)
     }
 
+    /// SYNC_BACKLOG_REPORT (240): what a member's peers have yet to receive from it. Entries
+    /// for storages outside its group are dropped.
+    pub fn sync_backlog(
+        &mut self,
+        group: &str,
+        id: &str,
+        entries: Vec<Backlog>,
+        now: u64,
+    ) -> Result<(), Status> {
+        let (g, id) = self.member_mut(group, id)?;
+        let entries = entries
+            .into_iter()
+            .filter(|e| e.peer_id != id && g.members.contains_key(&e.peer_id))
+            .collect();
+        let m = g.members.get_mut(&id).ok_or(Status::NotFound)?;
+        m.backlog = Some(ReportedBacklog { at: now, entries });
+        Ok(())
+    }
+
     /// The report connection `session` of a storage ended: it goes OFFLINE, as in
     /// FastDFS, unless a newer connection has joined since.
     pub fn disconnect(&mut self, group: &str, id: &str, session: u64) {
@@ -529,6 +584,7 @@ impl Registry {
         };
         m.session = 0;
         m.up_time = 0;
+        m.backlog = None;
         if matches!(m.status, StorageStatus::Online | StorageStatus::Active) {
             tracing::info!(
                 group,
@@ -548,6 +604,7 @@ impl Registry {
                 if m.is_active() && now.saturating_sub(m.last_heartbeat) > limit {
                     tracing::warn!(group = %g.name, storage = %m.id, "no heartbeat; marking OFFLINE");
                     m.status = StorageStatus::Offline;
+                    m.backlog = None;
                     g.changes += 1;
                 }
             }

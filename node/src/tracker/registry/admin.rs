@@ -88,6 +88,7 @@ impl Registry {
                         .map(|e| e.rw_mode)
                         .unwrap_or(RW_BOTH),
                     session: 0,
+                    backlog: None,
                 };
                 tracing::info!(group, storage = %id, status = status.name(), "storage added from a peer's report");
                 g.members.insert(id, m);

@@ -366,6 +366,27 @@ fn local_with_three_trackers_replicas_and_an_ip45_port() -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })?;
+    // Each member tells the trackers how much of its binlog the other has yet to receive:
+    // nothing, once the file is on both.
+    let members = [local.storages[0].1.ip(), local.storages[1].1.ip()];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let list = run_binary(
+            "fdfs",
+            &["--tracker", &trackers[0], "monitor", "list", "group1"],
+        )?;
+        if members
+            .iter()
+            .all(|ip| list.contains(&format!("sync backlog from {ip} = 0 bytes (0s)")))
+        {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no backlog lines for {members:?}:\n{list}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let list = run_binary(
         "fdfs",
         &["--tracker", &trackers[1], "monitor", "list", "group2"],

@@ -292,6 +292,8 @@ async fn monitor_list(c: &Client, only: Option<&str>) -> anyhow::Result<()> {
         println!("subdir count per path = {}", g.subdir_count_per_path);
         println!("current write server index = {}\n", g.current_write_server);
         let storages = c.list_storages(&g.group).await?;
+        // Bytes behind come from this project's trackers only; a FastDFS tracker has none.
+        let backlog = c.sync_backlog(&g.group).await.ok().flatten();
         for (k, s) in storages.iter().enumerate() {
             println!("\tStorage {}:", k + 1);
             println!("\t\tid = {}", s.id);
@@ -348,6 +350,16 @@ async fn monitor_list(c: &Client, only: Option<&str>) -> anyhow::Result<()> {
                 "\t\tlast_synced_timestamp = {} {delay}",
                 datetime(s.stats.last_synced_timestamp)
             );
+            for r in backlog
+                .iter()
+                .flatten()
+                .filter(|r| r.backlog.peer_id == s.id)
+            {
+                println!(
+                    "\t\tsync backlog from {} = {} bytes ({}s)",
+                    r.source_id, r.backlog.bytes, r.backlog.seconds
+                );
+            }
         }
     }
     if let Some(o) = only

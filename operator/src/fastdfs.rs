@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use fdfs_node::client::{Client, ClientConfig, ClientError, conn};
 use fdfs_node::proto::monitor::{GroupStat, StorageStat};
+use fdfs_node::proto::report::BacklogRow;
 use fdfs_node::proto::{Command, Status};
 
 /// How long the operator waits for a tracker to accept a connection.
@@ -55,6 +56,9 @@ pub struct TrackerView {
     pub storages: BTreeMap<String, Vec<StorageStat>>,
     /// The leader as this tracker names it (command 95), when it knows one.
     pub leader: Option<String>,
+    /// What the members of those groups reported each other has yet to receive (command
+    /// 241); none from a FastDFS tracker.
+    pub backlog: BTreeMap<String, Vec<BacklogRow>>,
 }
 
 /// Asks one tracker for its groups, the storages of `groups` (all groups when `None`) and its
@@ -70,6 +74,7 @@ pub async fn query(
         None => all.iter().map(|g| g.group.clone()).collect(),
     };
     let mut storages = BTreeMap::new();
+    let mut backlog = BTreeMap::new();
     for group in wanted {
         if !all.iter().any(|g| g.group == group) {
             // Not known yet: no storage of the group has joined this tracker.
@@ -77,6 +82,10 @@ pub async fn query(
             continue;
         }
         let list = client.list_storages(&group).await?;
+        // Informational only: a tracker that cannot say leaves the figures unset.
+        if let Ok(Some(rows)) = client.sync_backlog(&group).await {
+            backlog.insert(group.clone(), rows);
+        }
         storages.insert(group, list);
     }
     let leader = match client.tracker_call(Command::ServerGetLeader, &[]).await {
@@ -87,6 +96,7 @@ pub async fn query(
         groups: all,
         storages,
         leader,
+        backlog,
     })
 }
 

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use fdfs_node::proto::StorageStatus;
 use fdfs_node::proto::monitor::{StorageStat, SyncDelay};
+use fdfs_node::proto::report::BacklogRow;
 
 use crate::crd::MemberStatus;
 use crate::naming;
@@ -40,6 +41,9 @@ pub struct Member {
     /// Seconds behind the most advanced peer; `None` when it has never synced from peers
     /// that have files.
     pub sync_lag: Option<u64>,
+    /// Bytes of the other members' binlogs not yet here, as they reported them; `None` when
+    /// none reports it (FastDFS storages and trackers do not).
+    pub sync_lag_bytes: Option<u64>,
 }
 
 impl Member {
@@ -72,7 +76,14 @@ pub type PodAddresses = BTreeMap<String, u32>;
 
 /// The storages of a group as one tracker lists them, with ordinals resolved from derived
 /// server ids or, failing that, from the Pods' addresses.
-pub fn members(group_name: &str, stats: &[StorageStat], pods: &PodAddresses) -> Vec<Member> {
+/// `backlog` is what the members reported each other has yet to receive (empty from a FastDFS
+/// tracker).
+pub fn members(
+    group_name: &str,
+    stats: &[StorageStat],
+    backlog: &[BacklogRow],
+    pods: &PodAddresses,
+) -> Vec<Member> {
     stats
         .iter()
         .map(|s| {
@@ -84,6 +95,11 @@ pub fn members(group_name: &str, stats: &[StorageStat], pods: &PodAddresses) -> 
                 address: format!("{}:{}", s.ip, s.storage_port),
                 status: StorageStatus::from_byte(s.status),
                 sync_lag: sync_lag(s, stats),
+                sync_lag_bytes: backlog
+                    .iter()
+                    .filter(|r| r.backlog.peer_id == s.id)
+                    .map(|r| r.backlog.bytes)
+                    .reduce(|a, b| a + b),
             }
         })
         .collect()
@@ -111,6 +127,7 @@ pub fn member_statuses(storage_group: &str, members: &[Member]) -> Vec<MemberSta
             address: Some(m.address.clone()),
             status: m.status_name().to_owned(),
             sync_lag_seconds: m.sync_lag.and_then(|l| i64::try_from(l).ok()),
+            sync_lag_bytes: m.sync_lag_bytes.and_then(|b| i64::try_from(b).ok()),
         })
         .collect();
     out.sort_by(|a, b| a.pod.cmp(&b.pod).then_with(|| a.id.cmp(&b.id)));
@@ -298,6 +315,7 @@ fn removals(replicas: i32, running: &[u32], trackers: &[TrackerMembers]) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fdfs_node::proto::report::Backlog;
 
     fn member(ordinal: u32, status: StorageStatus, lag: Option<u64>) -> Member {
         Member {
@@ -306,6 +324,7 @@ mod tests {
             address: format!("10.0.0.{ordinal}:23000"),
             status: Some(status),
             sync_lag: lag,
+            sync_lag_bytes: None,
         }
     }
 
@@ -484,7 +503,7 @@ mod tests {
             stat("10.1.0.9", "10.1.0.9", 0, 0),
         ];
         let pods = PodAddresses::from([("10.1.0.9".into(), 0)]);
-        let m = members("group1", &stats, &pods);
+        let m = members("group1", &stats, &[], &pods);
         assert_eq!(m[0].ordinal, Some(1));
         assert_eq!(m[1].ordinal, Some(0));
         assert_eq!(m[1].address, "10.1.0.9:23000");
@@ -501,13 +520,26 @@ mod tests {
             stat("b", "10.0.0.2", 1_100, 1_000),
             stat("c", "10.0.0.3", 0, 0),
         ];
-        let m = members("g", &stats, &PodAddresses::new());
+        let row = |source: &str, peer: &str, bytes| BacklogRow {
+            source_id: source.into(),
+            backlog: Backlog {
+                peer_id: peer.into(),
+                bytes,
+                seconds: 1,
+            },
+            reported_at: 1_100,
+        };
+        let backlog = [row("b", "a", 4096), row("c", "a", 100), row("a", "b", 0)];
+        let m = members("g", &stats, &backlog, &PodAddresses::new());
         assert_eq!(m[0].sync_lag, Some(200));
         assert_eq!(m[1].sync_lag, Some(0));
         assert_eq!(m[2].sync_lag, None, "c never synced while peers have files");
+        let bytes: Vec<_> = m.iter().map(|m| m.sync_lag_bytes).collect();
+        assert_eq!(bytes, [Some(4196), Some(0), None]);
+        assert_eq!(member_statuses("g", &m)[0].sync_lag_bytes, Some(4196));
         let quiet = [stat("a", "10.0.0.1", 0, 0), stat("b", "10.0.0.2", 0, 0)];
         assert!(
-            members("g", &quiet, &PodAddresses::new())
+            members("g", &quiet, &[], &PodAddresses::new())
                 .iter()
                 .all(Member::is_active_and_caught_up)
         );

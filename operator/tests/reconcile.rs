@@ -354,6 +354,55 @@ async fn scale_down_is_blocked_while_the_remaining_storage_is_still_syncing() {
 }
 
 #[tokio::test]
+async fn member_status_shows_the_bytes_behind_the_trackers_list() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let tracker = t.addr.to_string();
+    let trackers = vec![tracker.clone()];
+    let s0 = support::storage("127.0.0.61", "group1", &trackers, data.path()).await;
+    support::wait_status(&tracker, "group1", "127.0.0.61", StorageStatus::Active).await;
+    let s1 = support::storage("127.0.0.62", "group1", &trackers, data.path()).await;
+    support::wait_status(&tracker, "group1", "127.0.0.62", StorageStatus::Active).await;
+    // Each member reports what the other has yet to receive from it.
+    let client =
+        fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(trackers.clone()))
+            .await
+            .expect("client");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = client.sync_backlog("group1").await.expect("241");
+        let rows = rows.expect("this tracker lists backlogs");
+        if rows.len() == 2 && rows.iter().all(|r| r.backlog.bytes == 0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let sg = group_json(2);
+    let hash = group_hash(&group(2));
+    let pods = vec![pod(0, "127.0.0.61"), pod(1, "127.0.0.62")];
+    let mut script = group_fetch(&sg, Some(statefulset(2, &hash)), pods);
+    script.extend(group_apply(true, false));
+    // A group at rest: no event.
+    script.push(status_write(&sg));
+    let (_, transcript) = run_group(group(2), &trackers, script).await;
+    let members = transcript.status()["members"]
+        .as_array()
+        .expect("members")
+        .clone();
+    assert_eq!(members.len(), 2, "{members:?}");
+    for m in &members {
+        assert_eq!(m["status"], "ACTIVE", "{m}");
+        assert_eq!(m["syncLagBytes"], 0, "{m}");
+    }
+
+    s0.stop(Duration::from_secs(1)).await;
+    s1.stop(Duration::from_secs(1)).await;
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
 async fn scale_down_removes_the_highest_ordinal_when_the_rest_is_active_everywhere() {
     let data = tempfile::tempdir().expect("tempdir");
     let t1 = support::tracker("127.0.0.50", data.path()).await;

@@ -153,7 +153,8 @@ fn tracker_members(
             tracker: addr.to_string(),
             members: view.as_ref().map_err(Clone::clone).map(|v| {
                 let stats = v.storages.get(group_name).cloned().unwrap_or_default();
-                scale::members(group_name, &stats, pods)
+                let backlog = v.backlog.get(group_name).map_or(&[][..], Vec::as_slice);
+                scale::members(group_name, &stats, backlog, pods)
             }),
         })
         .collect()

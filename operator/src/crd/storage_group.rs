@@ -209,6 +209,10 @@ pub struct MemberStatus {
     /// How far, in seconds, the storage's copy lags behind the most advanced peer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_lag_seconds: Option<i64>,
+    /// Bytes of the other members' binlogs that have not reached the storage yet, as they
+    /// last reported them; unset when none reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_lag_bytes: Option<i64>,
 }
 
 impl StorageGroup {

@@ -138,35 +138,15 @@ impl Store {
         size: u64,
         policy: &PathPolicy,
     ) -> Result<usize, Status> {
-        let n = self.paths.len();
-        if requested != crate::proto::storage::ANY_STORE_PATH && usize::from(requested) >= n {
+        if requested != crate::proto::storage::ANY_STORE_PATH
+            && usize::from(requested) >= self.paths.len()
+        {
             return Err(Status::InvalidArgument);
         }
         let usage = self.disk_usage();
-        let fits = |i: usize| {
-            !self.readonly.contains(&i)
-                && usage.get(i).is_some_and(|u| {
-                    let after = u.free_mb.saturating_sub(size.div_ceil(1024 * 1024));
-                    match policy.reserved {
-                        ReservedSpace::Mb(mb) => after > mb / n as u64,
-                        ReservedSpace::Ratio(_) => policy.reserved.has_room(after, u.total_mb),
-                    }
-                })
-        };
-        if requested != crate::proto::storage::ANY_STORE_PATH && fits(usize::from(requested)) {
-            return Ok(usize::from(requested));
-        }
-        if policy.mode == 2 {
-            return (0..n)
-                .filter(|&i| fits(i))
-                .max_by_key(|&i| usage[i].free_mb)
-                .ok_or(Status::NoSpace);
-        }
-        let start = (self.next_path.fetch_add(1, Ordering::Relaxed) % n as u64) as usize;
-        (0..n)
-            .map(|k| (start + k) % n)
-            .find(|&i| fits(i))
-            .ok_or(Status::NoSpace)
+        pick_path(&usage, &self.readonly, requested, size, policy, || {
+            self.next_path.fetch_add(1, Ordering::Relaxed)
+        })
     }
 
     /// Absolute path of a stored file, refusing store paths this node lacks.
@@ -389,6 +369,48 @@ pub struct PathPolicy {
     pub reserved: ReservedSpace,
 }
 
+/// The store path choice on given disk figures: `requested` when it is a path that is not
+/// read-only and keeps its share of the reserved space after `size` bytes, otherwise the
+/// fitting path with the most free space (mode 2) or the next fitting one in turn (mode 0,
+/// `turn` counting the turns). ENOSPC when none fits.
+fn pick_path(
+    usage: &[PathUsage],
+    readonly: &[usize],
+    requested: u8,
+    size: u64,
+    policy: &PathPolicy,
+    turn: impl FnOnce() -> u64,
+) -> Result<usize, Status> {
+    let n = usage.len();
+    if n == 0 {
+        return Err(Status::NoSpace);
+    }
+    let fits = |i: usize| {
+        !readonly.contains(&i)
+            && usage.get(i).is_some_and(|u| {
+                let after = u.free_mb.saturating_sub(size.div_ceil(1024 * 1024));
+                match policy.reserved {
+                    ReservedSpace::Mb(mb) => after > mb / n as u64,
+                    ReservedSpace::Ratio(_) => policy.reserved.has_room(after, u.total_mb),
+                }
+            })
+    };
+    if requested != crate::proto::storage::ANY_STORE_PATH && fits(usize::from(requested)) {
+        return Ok(usize::from(requested));
+    }
+    if policy.mode == 2 {
+        return (0..n)
+            .filter(|&i| fits(i))
+            .max_by_key(|&i| usage[i].free_mb)
+            .ok_or(Status::NoSpace);
+    }
+    let start = (turn() % n as u64) as usize;
+    (0..n)
+        .map(|k| (start + k) % n)
+        .find(|&i| fits(i))
+        .ok_or(Status::NoSpace)
+}
+
 /// Writes `data` to a temp file and commits it (blocking; used for small uploads).
 pub fn write_small(
     store: &Store,
@@ -432,6 +454,73 @@ mod tests {
             ..Default::default()
         };
         Store::open(&cfg).expect("open")
+    }
+
+    fn disks(free_mb: &[u64]) -> Vec<PathUsage> {
+        free_mb
+            .iter()
+            .map(|&free_mb| PathUsage {
+                total_mb: 1000,
+                free_mb,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn most_free_space_picks_the_emptiest_path_that_fits() {
+        let most_free = PathPolicy {
+            mode: 2,
+            reserved: ReservedSpace::Mb(300),
+        };
+        let any = crate::proto::storage::ANY_STORE_PATH;
+        let pick = |usage: &[PathUsage], readonly: &[usize], requested, size| {
+            pick_path(usage, readonly, requested, size, &most_free, || {
+                panic!("no turns in mode 2")
+            })
+        };
+        assert_eq!(pick(&disks(&[200, 700, 500]), &[], any, 0), Ok(1));
+        assert_eq!(
+            pick(&disks(&[200, 700, 500]), &[1], any, 0),
+            Ok(2),
+            "read-only"
+        );
+        // The client's path stands while it keeps its share (300 / 3) of the reserve.
+        assert_eq!(pick(&disks(&[200, 700, 500]), &[], 0, 0), Ok(0));
+        assert_eq!(pick(&disks(&[200, 700, 500]), &[], 0, 100 << 20), Ok(1));
+        // 150 MB more leaves path 1 at 550 and path 2 at 350: both above 100.
+        assert_eq!(pick(&disks(&[50, 700, 500]), &[1], any, 150 << 20), Ok(2));
+        assert_eq!(
+            pick(&disks(&[50, 90, 100]), &[], any, 0),
+            Err(Status::NoSpace)
+        );
+        let ratio = PathPolicy {
+            mode: 2,
+            reserved: ReservedSpace::Ratio(0.5),
+        };
+        let picked = pick_path(&disks(&[400, 600]), &[], any, 0, &ratio, || 0);
+        assert_eq!(picked, Ok(1));
+        let picked = pick_path(&disks(&[400, 450]), &[], any, 0, &ratio, || 0);
+        assert_eq!(picked, Err(Status::NoSpace), "under half free everywhere");
+    }
+
+    #[test]
+    fn round_robin_takes_the_next_path_that_fits() {
+        let turns = PathPolicy {
+            mode: 0,
+            reserved: ReservedSpace::Mb(0),
+        };
+        let any = crate::proto::storage::ANY_STORE_PATH;
+        let usage = disks(&[500, 500, 500]);
+        let picked: Vec<_> = (0..4)
+            .map(|t| pick_path(&usage, &[], any, 0, &turns, || t))
+            .collect();
+        assert_eq!(picked, [Ok(0), Ok(1), Ok(2), Ok(0)]);
+        assert_eq!(pick_path(&usage, &[1], any, 0, &turns, || 1), Ok(2));
+        assert_eq!(
+            pick_path(&disks(&[500, 0, 500]), &[], any, 0, &turns, || 1),
+            Ok(2),
+            "a full path is skipped"
+        );
     }
 
     #[test]

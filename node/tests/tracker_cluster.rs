@@ -337,22 +337,41 @@ async fn a_storage_added_to_storage_ids_conf_joins_without_a_restart() {
         member_status(&t, "group1", "100002") == Some(StorageStatus::Active)
     })
     .await;
-    // A malformed file is not taken: the ids in use stay.
-    std::fs::write(&ids, "not an id line\n").expect("write");
+    // A malformed file is not taken, not even its good lines: the ids in use stay. Asked
+    // for longer than the reload's one-second rate limit, the tracker reads it at least once.
+    std::fs::write(
+        &ids,
+        "100001 group1 127.0.0.2\n100002 group1 127.0.0.3\n100003 group1 127.0.0.9\nnot an id line\n",
+    )
+    .expect("write");
     let other = GroupAndHost {
         group: "group1".into(),
         ip: "127.0.0.9".into(),
         port: 23000,
     }
     .encode();
-    assert_eq!(
-        call(t.addr, Command::StorageGetServerId, &other).await.0,
-        Status::NotFound
-    );
-    assert_eq!(
-        call(t.addr, Command::StorageGetServerId, &ask).await,
-        (Status::Ok, b"100002".to_vec())
-    );
+    let window = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while tokio::time::Instant::now() < window {
+        assert_eq!(
+            call(t.addr, Command::StorageGetServerId, &other).await.0,
+            Status::NotFound
+        );
+        assert_eq!(
+            call(t.addr, Command::StorageGetServerId, &ask).await,
+            (Status::Ok, b"100002".to_vec())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Mended, it is read again.
+    std::fs::write(
+        &ids,
+        "100001 group1 127.0.0.2\n100002 group1 127.0.0.3\n100003 group1 127.0.0.9\n",
+    )
+    .expect("write");
+    wait_for("the mended file read", 5, async || {
+        call(t.addr, Command::StorageGetServerId, &other).await == (Status::Ok, b"100003".to_vec())
+    })
+    .await;
 }
 
 #[tokio::test]

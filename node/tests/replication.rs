@@ -223,6 +223,51 @@ async fn two_members_converge_on_every_change() {
         },
     )
     .await;
+
+    // FastDFS's sync byte counters: what each member sent, the other stored; the trackers
+    // get them in BEAT, as `fdfs_monitor` shows them.
+    use fdfs_node::proto::monitor::counter;
+    let total_bytes: u64 = (0..2000).map(|i| content(i).len() as u64).sum();
+    let local: Vec<_> = g.members.iter().map(|m| m.node.stats().counters).collect();
+    for (from, to) in [(0, 1), (1, 0)] {
+        assert_eq!(
+            local[from][counter::SUCCESS_SYNC_OUT_BYTES],
+            local[to][counter::SUCCESS_SYNC_IN_BYTES],
+            "member {from} to member {to}"
+        );
+        assert!(
+            local[from][counter::TOTAL_SYNC_OUT_BYTES]
+                >= local[from][counter::SUCCESS_SYNC_OUT_BYTES]
+        );
+    }
+    let sent: u64 = local
+        .iter()
+        .map(|c| c[counter::SUCCESS_SYNC_OUT_BYTES])
+        .sum();
+    assert!(
+        sent >= total_bytes,
+        "{sent} bytes replicated of {total_bytes} uploaded"
+    );
+    wait_for(
+        "the counters at the tracker",
+        Duration::from_secs(30),
+        async || {
+            let Ok(listed) = g.client.list_storages("group1").await else {
+                return false;
+            };
+            g.members.iter().all(|m| {
+                let now = m.node.stats().counters;
+                listed.iter().any(|s| {
+                    s.stats.counters[counter::SUCCESS_SYNC_IN_BYTES]
+                        == now[counter::SUCCESS_SYNC_IN_BYTES]
+                        && s.stats.counters[counter::SUCCESS_SYNC_OUT_BYTES]
+                            == now[counter::SUCCESS_SYNC_OUT_BYTES]
+                        && s.ip == m.node.config.bind.split(':').next().unwrap_or_default()
+                })
+            })
+        },
+    )
+    .await;
 }
 
 /// A's binlog on disk: every `binlog.NNN` file.

@@ -134,7 +134,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|_| Failure::Status(Status::Io))
 }
 
-/// Counter slot (total) and byte slot (success) of each command, for BEAT statistics.
+/// Counter slot (total) and byte slot (success; the total bytes slot precedes it) of each
+/// command, for BEAT statistics.
 fn counter_slots(cmd: Command) -> Option<(usize, Option<usize>)> {
     Some(match cmd {
         Command::UploadFile | Command::UploadAppenderFile | Command::UploadSlaveFile => {
@@ -296,7 +297,6 @@ impl StorageNode {
         s
     }
 
-    /// Updates the disk gauges (called at each disk report and scrape).
     /// Every metric, with the gauges that are read at scrape time (disk space, replication
     /// backlog) brought up to date first.
     pub fn render_metrics(&self) -> String {
@@ -305,6 +305,7 @@ impl StorageNode {
         self.metrics.render()
     }
 
+    /// Updates the disk gauges (called at each disk report and scrape).
     pub fn refresh_disk_metrics(&self) {
         for (i, u) in self.store.disk_usage().iter().enumerate() {
             let labels = metrics::PathLabels {
@@ -455,6 +456,20 @@ impl StorageNode {
         }
     }
 
+    /// Counts file bytes replicated to a peer (`out`) or from one, for BEAT statistics:
+    /// the total always, the success counter when the other side stored them.
+    pub(super) fn count_sync(&self, out: bool, bytes: u64, stored: bool) {
+        let total = if out {
+            counter::TOTAL_SYNC_OUT_BYTES
+        } else {
+            counter::TOTAL_SYNC_IN_BYTES
+        };
+        self.counters.add(total, bytes);
+        if stored {
+            self.counters.add(total + 1, bytes);
+        }
+    }
+
     /// Writes change records to the binlog; a failure is logged, the change stands.
     fn log(&self, records: &[binlog::Record]) {
         if let Err(e) = self.binlog.append(records) {
@@ -473,9 +488,10 @@ impl StorageNode {
         }
     }
 
-    /// Records bytes moved for a successful command.
+    /// Records bytes moved for a successful command (its total and success byte counters).
     fn count_bytes(&self, cmd: Command, n: u64) {
         if let Some((_, Some(slot))) = counter_slots(cmd) {
+            self.counters.add(slot - 1, n);
             self.counters.add(slot, n);
         }
         let direction = if cmd == Command::DownloadFile {

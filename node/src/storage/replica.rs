@@ -115,6 +115,7 @@ impl StorageNode {
             .await?
             .map_err(|e| Failure::Status(io_status(&e)))?;
             self.synced_from(session, ts);
+            self.count_sync(false, head.file_size, stored);
             if !stored {
                 return Err(Status::AlreadyExists.into());
             }
@@ -134,6 +135,7 @@ impl StorageNode {
         }
         if !update && existing == Some(head.file_size) {
             conn.discard(head.file_size).await?;
+            self.count_sync(false, head.file_size, false);
             self.synced_from(session, head.timestamp);
             return Err(Status::AlreadyExists.into());
         }
@@ -153,6 +155,7 @@ impl StorageNode {
         blocking(move || temp.replace_stamped(file, &path, ts))
             .await?
             .map_err(|e| Failure::Status(io_status(&e)))?;
+        self.count_sync(false, head.file_size, true);
         self.log(&[Record::new(ts, op, name.to_string()).replica()]);
         self.synced_from(session, ts);
         Ok(Reply::Body(Vec::new()))
@@ -208,6 +211,7 @@ impl StorageNode {
         };
         if !applies {
             conn.discard(len).await?;
+            self.count_sync(false, len, false);
             // ENOENT asks the sender for the whole file; EEXIST means we already have it.
             let covered = local.is_some_and(|size| size >= start.saturating_add(len));
             return Err(if covered {
@@ -222,6 +226,7 @@ impl StorageNode {
             .await?
             .map_err(|e| Failure::Status(io_status(&e)))?;
         receive_into(conn, file, start, len, self.config.buff_size as usize).await?;
+        self.count_sync(false, len, true);
         let ts = head.timestamp;
         blocking(move || set_mtime(&path, ts))
             .await?

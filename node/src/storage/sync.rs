@@ -569,7 +569,9 @@ async fn push_file(
     } else {
         Command::SyncCreateFile
     };
-    match send(conn, cmd, 0, &prefix, Some((&file, 0, size))).await? {
+    let status = send(conn, cmd, 0, &prefix, Some((&file, 0, size))).await?;
+    node.count_sync(true, size, status == Status::Ok);
+    match status {
         Status::Ok | Status::AlreadyExists => Ok(()),
         other => Err(SyncError::Status(other)),
     }
@@ -636,7 +638,9 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             } else {
                 Command::SyncModifyFile
             };
-            match send(conn, cmd, 0, &prefix, Some((&file, start, len))).await? {
+            let status = send(conn, cmd, 0, &prefix, Some((&file, start, len))).await?;
+            node.count_sync(true, len, status == Status::Ok);
+            match status {
                 Status::Ok | Status::AlreadyExists => Ok(()),
                 Status::NotFound => push_file(node, conn, &r.name, ts, true).await,
                 other => Err(SyncError::Status(other)),

@@ -267,6 +267,8 @@ pub struct StorageConfig {
     pub tracker_servers: Vec<String>,
     pub heart_beat_interval: u64,
     pub stat_report_interval: u64,
+    /// Seconds between two writes of `data/storage_stat.dat` (and one at shutdown).
+    pub sync_stat_file_interval: u64,
     /// Bytes read or written per I/O step, and the cap on non-streamed bodies.
     pub buff_size: u64,
     pub file_distribute_path_mode: u8,
@@ -329,6 +331,7 @@ impl Default for StorageConfig {
             tracker_servers: Vec::new(),
             heart_beat_interval: 30,
             stat_report_interval: 60,
+            sync_stat_file_interval: 60,
             buff_size: 256 * 1024,
             file_distribute_path_mode: 0,
             file_distribute_rotate_count: 100,
@@ -528,7 +531,6 @@ const IGNORED_FASTDFS_KEYS: &[&str] = &[
     "sync_min_threads",
     "sync_max_threads",
     "sync_binlog_buff_interval",
-    "sync_stat_file_interval",
     "check_file_duplicate",
     "file_signature_method",
     "key_namespace",
@@ -836,6 +838,7 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
             "tracker_server" => c.tracker_servers.push(l.value.clone()),
             "heart_beat_interval" => c.heart_beat_interval = parse_num(path, &l)?,
             "stat_report_interval" => c.stat_report_interval = parse_num(path, &l)?,
+            "sync_stat_file_interval" => c.sync_stat_file_interval = parse_num(path, &l)?,
             "buff_size" => c.buff_size = parse_bytes(path, &l)?,
             "file_distribute_path_mode" => c.file_distribute_path_mode = parse_num(path, &l)?,
             "file_distribute_rotate_count" => c.file_distribute_rotate_count = parse_num(path, &l)?,

@@ -800,3 +800,60 @@ async fn connection_limit_and_idle_timeout() {
         .expect("served after the idle ones left");
     s.stop(Duration::from_secs(1)).await;
 }
+
+/// FastDFS's `data/storage_stat.dat`: the counters `fdfs_monitor` shows and the round-robin
+/// directory position are written at shutdown and taken up again at start.
+#[tokio::test]
+async fn counters_and_the_directory_rotation_survive_a_restart() {
+    use fdfs_node::proto::monitor::counter;
+    let mut c = Cluster::start(&["group1"], 4).await;
+    let client = c.client().await;
+    // The round robin moves on to 00/01 after `file_distribute_rotate_count` (100) files.
+    let mut last = None;
+    for i in 0..150 {
+        last = Some(
+            client
+                .upload_bytes(format!("file {i}").as_bytes(), "txt", None)
+                .await
+                .expect("upload"),
+        );
+    }
+    let last = last.expect("uploaded");
+    assert_eq!((last.remote.hh, last.remote.ll), (0, 1));
+    client.download_bytes(&last, 0, 0).await.expect("download");
+    let before = c.storages[0].node.stats();
+
+    let storage = c.storages.pop().expect("storage");
+    let mut cfg = storage.node.config.clone();
+    cfg.bind = storage.addr.to_string();
+    storage.stop(Duration::from_secs(1)).await;
+    let text = std::fs::read_to_string(cfg.base_path.join("data/storage_stat.dat"))
+        .expect("storage_stat.dat");
+    for line in [
+        "success_upload_count=150\n",
+        "success_download_count=1\n",
+        "dist_path_index_high=0\ndist_path_index_low=1\ndist_write_file_count=50\n",
+    ] {
+        assert!(text.contains(line), "{line:?} in\n{text}");
+    }
+
+    c.storages
+        .push(fdfs_node::storage::start(cfg).await.expect("restart"));
+    c.wait_active().await;
+    let after = c.storages[0].node.stats();
+    assert_eq!(after.counters, before.counters);
+    assert_eq!(after.last_source_update, before.last_source_update);
+    let next = client
+        .upload_bytes(b"after the restart", "txt", None)
+        .await
+        .expect("upload");
+    assert_eq!(
+        (next.remote.hh, next.remote.ll),
+        (0, 1),
+        "the rotation goes on where it stood"
+    );
+    assert_eq!(
+        c.storages[0].node.stats().counters[counter::SUCCESS_UPLOAD],
+        151
+    );
+}

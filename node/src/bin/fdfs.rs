@@ -219,47 +219,6 @@ fn datetime(ts: u64) -> String {
     )
 }
 
-const COUNTER_NAMES: [&str; 38] = [
-    "total_upload_count",
-    "success_upload_count",
-    "total_append_count",
-    "success_append_count",
-    "total_modify_count",
-    "success_modify_count",
-    "total_truncate_count",
-    "success_truncate_count",
-    "total_set_meta_count",
-    "success_set_meta_count",
-    "total_delete_count",
-    "success_delete_count",
-    "total_download_count",
-    "success_download_count",
-    "total_get_meta_count",
-    "success_get_meta_count",
-    "total_create_link_count",
-    "success_create_link_count",
-    "total_delete_link_count",
-    "success_delete_link_count",
-    "total_upload_bytes",
-    "success_upload_bytes",
-    "total_append_bytes",
-    "success_append_bytes",
-    "total_modify_bytes",
-    "success_modify_bytes",
-    "total_download_bytes",
-    "success_download_bytes",
-    "total_sync_in_bytes",
-    "success_sync_in_bytes",
-    "total_sync_out_bytes",
-    "success_sync_out_bytes",
-    "total_file_open_count",
-    "success_file_open_count",
-    "total_file_read_count",
-    "success_file_read_count",
-    "total_file_write_count",
-    "success_file_write_count",
-];
-
 /// The same listing as `fdfs_monitor <conf> list [group]`.
 async fn monitor_list(c: &Client, only: Option<&str>) -> anyhow::Result<()> {
     let groups = c.list_groups().await?;
@@ -324,7 +283,10 @@ async fn monitor_list(c: &Client, only: Option<&str>) -> anyhow::Result<()> {
             println!("\t\tconnection.alloc_count = {alloc}");
             println!("\t\tconnection.current_count = {current}");
             println!("\t\tconnection.max_count = {max}");
-            for (name, v) in COUNTER_NAMES.iter().zip(s.stats.counters) {
+            for (name, v) in fdfs_node::proto::monitor::COUNTER_NAMES
+                .iter()
+                .zip(s.stats.counters)
+            {
                 println!("\t\t{name} = {v}");
             }
             println!(

@@ -149,6 +149,18 @@ impl Conn {
         let _ = self.stream.peek(&mut b).await;
     }
 
+    /// Whether this idle connection can no longer carry a request: the peer closed it (a
+    /// restart, its idle timeout) or sent something nobody asked for.
+    pub fn is_stale(&self) -> bool {
+        let mut b = [0u8; 1];
+        let mut buf = tokio::io::ReadBuf::new(&mut b);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        !matches!(
+            self.stream.poll_peek(&mut cx, &mut buf),
+            std::task::Poll::Pending
+        )
+    }
+
     /// Sends QUIT, which the server answers by closing.
     pub async fn quit(mut self) {
         let _ = self.send(Command::Quit, 0, &[]).await;

@@ -170,12 +170,12 @@ impl Client {
     }
 
     async fn checkout(&self, addr: SocketAddr) -> Result<Conn, ClientError> {
-        let pooled = self
-            .pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&addr)
-            .and_then(Vec::pop);
+        let pooled = {
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            let idle = pool.get_mut(&addr);
+            // Connections the server closed meanwhile are dropped, not tried.
+            idle.and_then(|conns| std::iter::from_fn(|| conns.pop()).find(|c| !c.is_stale()))
+        };
         match pooled {
             Some(c) => Ok(c),
             None => {

@@ -47,6 +47,48 @@ pub const STATS_LEN: usize = 348;
 /// Number of u64 counters in the statistics block.
 pub const COUNTER_COUNT: usize = 38;
 
+/// Each counter's name, as `fdfs_monitor` prints it and `storage_stat.dat` keeps it.
+pub const COUNTER_NAMES: [&str; COUNTER_COUNT] = [
+    "total_upload_count",
+    "success_upload_count",
+    "total_append_count",
+    "success_append_count",
+    "total_modify_count",
+    "success_modify_count",
+    "total_truncate_count",
+    "success_truncate_count",
+    "total_set_meta_count",
+    "success_set_meta_count",
+    "total_delete_count",
+    "success_delete_count",
+    "total_download_count",
+    "success_download_count",
+    "total_get_meta_count",
+    "success_get_meta_count",
+    "total_create_link_count",
+    "success_create_link_count",
+    "total_delete_link_count",
+    "success_delete_link_count",
+    "total_upload_bytes",
+    "success_upload_bytes",
+    "total_append_bytes",
+    "success_append_bytes",
+    "total_modify_bytes",
+    "success_modify_bytes",
+    "total_download_bytes",
+    "success_download_bytes",
+    "total_sync_in_bytes",
+    "success_sync_in_bytes",
+    "total_sync_out_bytes",
+    "success_sync_out_bytes",
+    "total_file_open_count",
+    "success_file_open_count",
+    "total_file_read_count",
+    "success_file_read_count",
+    "total_file_write_count",
+    "success_file_write_count",
+];
+
 /// Indices into [`StorageStats::counters`]; each count is a (total, success) pair.
 pub mod counter {
     pub const TOTAL_UPLOAD: usize = 0;

@@ -10,6 +10,7 @@ mod path_binlog;
 pub mod recovery;
 mod replica;
 mod report;
+pub mod stat_file;
 pub mod store;
 pub mod sync;
 mod transfer;
@@ -190,6 +191,9 @@ impl StorageNode {
             last_sync_update: AtomicU64::new(0),
             config,
         };
+        if let Some(saved) = stat_file::load(&node.config.base_path) {
+            node.resume_from(&saved);
+        }
         node.refresh_disk_metrics();
         Ok(node)
     }
@@ -569,6 +573,13 @@ impl RunningStorage {
         for t in self.tasks {
             let _ = tokio::time::timeout(drain + Duration::from_secs(1), t).await;
         }
+        // The counters are final once nothing is served any more.
+        let node = self.node.clone();
+        match tokio::task::spawn_blocking(move || node.save_stat_file()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write storage_stat.dat"),
+            Err(e) => tracing::warn!(error = %e, "storage_stat.dat writer failed"),
+        }
     }
 }
 
@@ -625,6 +636,7 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
         }
         tokio::join!(report::run(n.clone(), bind_ip, s.clone()), sync::run(n, s));
     }));
+    tasks.push(tokio::spawn(stat_file::run(node.clone(), stop.clone())));
     Ok(RunningStorage {
         addr,
         http_addr,

@@ -22,11 +22,11 @@ const TMP_DIR: &str = ".tmp";
 const NAME_ATTEMPTS: usize = 10;
 
 /// Round-robin state of `file_distribute_path_mode = 0`.
-#[derive(Debug, Default)]
-struct Rotation {
-    high: u32,
-    low: u32,
-    count: u32,
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub high: u32,
+    pub low: u32,
+    pub count: u32,
 }
 
 /// The store paths of one storage and the rules for naming and placing files.
@@ -180,6 +180,15 @@ impl Store {
             },
             file,
         ))
+    }
+
+    /// Where round-robin naming stands (kept in `storage_stat.dat`).
+    pub fn rotation(&self) -> Rotation {
+        *self.rotation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_rotation(&self, r: Rotation) {
+        *self.rotation.lock().unwrap_or_else(|e| e.into_inner()) = r;
     }
 
     fn subdirs(&self, core_chars: &str) -> (u32, u32) {

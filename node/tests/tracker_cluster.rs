@@ -789,14 +789,13 @@ async fn http_status_health_readiness_and_metrics() {
 }
 
 /// Malformed reports from a joined storage get EINVAL and change nothing.
-#[tokio::test]
-async fn malformed_reports_are_refused_and_change_nothing() {
-    let c = Cluster::start(&["group1"], 2).await;
+/// A report connection of a storage at `ip` that joined `group7` as ACTIVE.
+async fn join_group7(c: &Cluster, ip: &str) -> Conn {
     let mut conn = Conn::connect(
         c.tracker_addr(),
         Duration::from_secs(2),
         Duration::from_secs(5),
-        None,
+        Some(ip.parse().expect("ip")),
     )
     .await
     .expect("connect");
@@ -816,6 +815,13 @@ async fn malformed_reports_are_refused_and_change_nothing() {
         .await
         .expect("join");
     assert_eq!(st, Status::Ok);
+    conn
+}
+
+#[tokio::test]
+async fn malformed_reports_are_refused_and_change_nothing() {
+    let c = Cluster::start(&["group1"], 2).await;
+    let mut conn = join_group7(&c, "127.0.0.1").await;
     let snapshot = |c: &Cluster| {
         let reg = c.tracker.tracker.registry();
         let m = &reg.groups["group7"].members["127.0.0.1"];
@@ -895,33 +901,6 @@ async fn malformed_reports_are_refused_and_change_nothing() {
 async fn backlog_reports_are_checked_listed_and_dropped_with_the_reporter() {
     use fdfs_node::proto::report::{Backlog, SyncBacklogListing, SyncBacklogReport};
     let c = Cluster::start(&["group1"], 2).await;
-    let join_as = async |ip: &str| {
-        let mut conn = Conn::connect(
-            c.tracker_addr(),
-            Duration::from_secs(2),
-            Duration::from_secs(5),
-            Some(ip.parse().expect("ip")),
-        )
-        .await
-        .expect("connect");
-        let join = JoinRequest {
-            group: "group7".into(),
-            storage_port: 23999,
-            store_path_count: 1,
-            subdir_count_per_path: 2,
-            upload_priority: 10,
-            status: 7,
-            version: "6.16.1".into(),
-            trackers: vec![c.tracker_addr().to_string()],
-            ..Default::default()
-        };
-        let (st, _) = conn
-            .call(Command::StorageJoin, &join.encode(), 1024)
-            .await
-            .expect("join");
-        assert_eq!(st, Status::Ok);
-        conn
-    };
     let entry = |peer: &str, bytes| Backlog {
         peer_id: peer.into(),
         bytes,
@@ -939,8 +918,8 @@ async fn backlog_reports_are_checked_listed_and_dropped_with_the_reporter() {
     let (st, _) = call(c.tracker_addr(), Command::StorageReportSyncBacklog, &report).await;
     assert_eq!(st, Status::AccessDenied, "a report before joining");
 
-    let mut a = join_as("127.0.0.1").await;
-    let _b = join_as("127.0.0.77").await;
+    let mut a = join_group7(&c, "127.0.0.1").await;
+    let _b = join_group7(&c, "127.0.0.77").await;
     let (st, _) = a
         .call(Command::StorageReportSyncBacklog, &report[..31], 1024)
         .await

@@ -284,6 +284,16 @@ fn binlog_size(member: &RunningStorage) -> u64 {
         .sum()
 }
 
+/// What the tracker's cluster view says B has yet to receive, in bytes.
+fn tracker_backlog_of_b(g: &Group) -> Option<u64> {
+    let view = g.tracker.tracker.cluster_view();
+    view.groups[0]
+        .storages
+        .iter()
+        .find(|m| m.id == "127.0.0.4")
+        .and_then(|m| m.sync_lag_bytes)
+}
+
 /// What A says B has yet to receive, in bytes.
 fn backlog_of_a(g: &Group) -> Option<u64> {
     fdfs_node::storage::sync::backlog(&g.members[0].node)
@@ -332,13 +342,7 @@ async fn a_restarted_member_catches_up_from_its_mark() {
     wait_for(
         "B's backlog at the tracker",
         Duration::from_secs(30),
-        async || {
-            let view = g.tracker.tracker.cluster_view();
-            view.groups[0]
-                .storages
-                .iter()
-                .any(|m| m.id == "127.0.0.4" && m.sync_lag_bytes == Some(behind))
-        },
+        async || tracker_backlog_of_b(&g) == Some(behind),
     )
     .await;
     let rows = g
@@ -362,13 +366,7 @@ async fn a_restarted_member_catches_up_from_its_mark() {
     wait_for(
         "no backlog left at the tracker",
         Duration::from_secs(30),
-        async || {
-            let view = g.tracker.tracker.cluster_view();
-            view.groups[0]
-                .storages
-                .iter()
-                .any(|m| m.id == "127.0.0.4" && m.sync_lag_bytes == Some(0))
-        },
+        async || tracker_backlog_of_b(&g) == Some(0),
     )
     .await;
     for (i, id) in later.iter().enumerate() {

@@ -306,6 +306,23 @@ impl HeartbeatReply {
     }
 }
 
+/// A body of fixed-size records; a length that is not a whole number of them is refused.
+fn decode_records<T>(
+    body: &[u8],
+    what: &'static str,
+    record_len: usize,
+    mut one: impl FnMut(&mut Reader<'_>) -> Result<T, ProtoError>,
+) -> Result<Vec<T>, ProtoError> {
+    if !body.len().is_multiple_of(record_len) {
+        return Err(ProtoError::BadLength {
+            what,
+            len: body.len(),
+        });
+    }
+    let mut r = Reader::new(body, what);
+    (0..body.len() / record_len).map(|_| one(&mut r)).collect()
+}
+
 /// Body of SYNC_REPORT (89): per source storage, the last timestamp synced from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncReport {
@@ -323,16 +340,15 @@ impl SyncReport {
     }
 
     pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
-        if body.is_empty() || !body.len().is_multiple_of(20) {
+        if body.is_empty() {
             return Err(ProtoError::BadLength {
                 what: "sync report",
-                len: body.len(),
+                len: 0,
             });
         }
-        let mut r = Reader::new(body, "sync report");
-        let entries = (0..body.len() / 20)
-            .map(|_| Ok((r.fixed(STORAGE_ID_LEN)?, r.u32()?)))
-            .collect::<Result<_, ProtoError>>()?;
+        let entries = decode_records(body, "sync report", STORAGE_ID_LEN + 4, |r| {
+            Ok((r.fixed(STORAGE_ID_LEN)?, r.u32()?))
+        })?;
         Ok(SyncReport { entries })
     }
 }
@@ -381,16 +397,9 @@ impl SyncBacklogReport {
     }
 
     pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
-        if !body.len().is_multiple_of(BACKLOG_LEN) {
-            return Err(ProtoError::BadLength {
-                what: "sync backlog report",
-                len: body.len(),
-            });
-        }
-        let mut r = Reader::new(body, "sync backlog report");
-        let entries = (0..body.len() / BACKLOG_LEN)
-            .map(|_| Backlog::decode_from(&mut r))
-            .collect::<Result<_, _>>()?;
+        let entries = decode_records(body, "sync backlog report", BACKLOG_LEN, |r| {
+            Backlog::decode_from(r)
+        })?;
         Ok(SyncBacklogReport { entries })
     }
 }
@@ -424,22 +433,13 @@ impl SyncBacklogListing {
     }
 
     pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
-        if !body.len().is_multiple_of(BACKLOG_ROW_LEN) {
-            return Err(ProtoError::BadLength {
-                what: "sync backlog listing",
-                len: body.len(),
-            });
-        }
-        let mut r = Reader::new(body, "sync backlog listing");
-        let rows = (0..body.len() / BACKLOG_ROW_LEN)
-            .map(|_| {
-                Ok(BacklogRow {
-                    source_id: r.fixed(STORAGE_ID_LEN)?,
-                    backlog: Backlog::decode_from(&mut r)?,
-                    reported_at: r.u64()?,
-                })
+        let rows = decode_records(body, "sync backlog listing", BACKLOG_ROW_LEN, |r| {
+            Ok(BacklogRow {
+                source_id: r.fixed(STORAGE_ID_LEN)?,
+                backlog: Backlog::decode_from(r)?,
+                reported_at: r.u64()?,
             })
-            .collect::<Result<_, ProtoError>>()?;
+        })?;
         Ok(SyncBacklogListing { rows })
     }
 }

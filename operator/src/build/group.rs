@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, Service, ServiceSpec,
+    ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, Service,
     VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -22,7 +22,7 @@ use crate::validate::ValidStorageGroup;
 
 use super::conf;
 use super::pod::{DataVolume, NodePod, Role};
-use super::tracker::{meta, one_file_config_map, service_port};
+use super::tracker::{headless_service, meta, one_file_config_map, service_port};
 use super::{
     BuildOptions, DATA_VOLUME, FASTDFS_PORT_NAME, HTTP_PORT_NAME, STORAGE_CONF_FILE,
     STORAGE_HTTP_PORT, STORAGE_PORT,
@@ -70,27 +70,21 @@ pub fn group_objects(
         storage_conf.clone(),
     );
 
-    let headless = Service {
-        metadata: meta(
+    // A storage resolves its own name (to find its server id) and its peers' names (to copy
+    // files) long before it is ready.
+    let headless = headless_service(
+        meta(
             naming::group(&name),
             namespace.clone(),
             &labels,
             owner.clone(),
         ),
-        spec: Some(ServiceSpec {
-            cluster_ip: Some("None".into()),
-            // A storage resolves its own name (to find its server id) and its peers' names
-            // (to copy files) long before it is ready.
-            publish_not_ready_addresses: Some(true),
-            selector: Some(labels.clone()),
-            ports: Some(vec![
-                service_port(FASTDFS_PORT_NAME, STORAGE_PORT),
-                service_port(HTTP_PORT_NAME, STORAGE_HTTP_PORT),
-            ]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+        &labels,
+        vec![
+            service_port(FASTDFS_PORT_NAME, STORAGE_PORT),
+            service_port(HTTP_PORT_NAME, STORAGE_HTTP_PORT),
+        ],
+    );
 
     let pod = NodePod {
         role: Role::Storage,

@@ -58,6 +58,26 @@ pub(super) fn one_file_config_map(metadata: ObjectMeta, file: &str, text: String
     }
 }
 
+/// A headless Service that lists its Pods before they are ready: FastDFS nodes must reach
+/// each other (storages their trackers and peers) to become ready at all.
+pub(super) fn headless_service(
+    metadata: ObjectMeta,
+    labels: &BTreeMap<String, String>,
+    ports: Vec<ServicePort>,
+) -> Service {
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(labels.clone()),
+            ports: Some(ports),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 pub(super) fn service_port(name: &str, port: i32) -> ServicePort {
     ServicePort {
         name: Some(name.into()),
@@ -111,23 +131,16 @@ pub fn tracker_objects(
         service_port(FASTDFS_PORT_NAME, spec.trackers.port),
         service_port(HTTP_PORT_NAME, spec.trackers.http_port),
     ];
-    let headless = Service {
-        metadata: meta(
+    let headless = headless_service(
+        meta(
             naming::tracker_headless(&name),
             namespace.clone(),
             &labels,
             owner.clone(),
         ),
-        spec: Some(ServiceSpec {
-            cluster_ip: Some("None".into()),
-            // Storages must reach a tracker before it is ready, or none ever becomes ready.
-            publish_not_ready_addresses: Some(true),
-            selector: Some(labels.clone()),
-            ports: Some(ports.clone()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+        &labels,
+        ports.clone(),
+    );
     let client = Service {
         metadata: meta(
             naming::tracker(&name),

@@ -202,17 +202,7 @@ fn events(
     wanted: &[Want],
 ) -> Vec<EventSpec> {
     let mut events = Vec::new();
-    let hash = |d: &Deployment| {
-        d.spec
-            .as_ref()?
-            .template
-            .metadata
-            .as_ref()?
-            .annotations
-            .as_ref()?
-            .get(naming::CONFIG_HASH_ANNOTATION)
-            .cloned()
-    };
+    let hash = |d: &Deployment| super::config_hash(&d.spec.as_ref()?.template);
     match before {
         None => events.push((
             EventType::Normal,

@@ -571,15 +571,7 @@ impl Report<'_> {
 }
 
 fn config_hash(sts: &StatefulSet) -> Option<String> {
-    sts.spec
-        .as_ref()?
-        .template
-        .metadata
-        .as_ref()?
-        .annotations
-        .as_ref()?
-        .get(naming::CONFIG_HASH_ANNOTATION)
-        .cloned()
+    super::config_hash(&sts.spec.as_ref()?.template)
 }
 
 async fn invalid(sg: &StorageGroup, ctx: &Context, err: Error) -> Result<Action> {

@@ -416,6 +416,17 @@ pub async fn run(
     }
 }
 
+/// The configuration hash a Pod template was rendered with.
+fn config_hash(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Option<String> {
+    template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(crate::naming::CONFIG_HASH_ANNOTATION)
+        .cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,13 +17,27 @@ use crate::{Error, Result};
 use super::conditions::{self as cond, Want};
 use super::{Context, error_chain};
 
-/// Replaces the operator's part of `obj`'s status with `status`.
-pub async fn write<K, S>(client: &Client, obj: &K, status: &S) -> Result<()>
-where
+/// A namespaced resource of this operator whose status it writes.
+pub trait StatusObject:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> StatusObject for K where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
         + DeserializeOwned
-        + std::fmt::Debug,
+        + std::fmt::Debug
+{
+}
+
+/// Replaces the operator's part of `obj`'s status with `status`.
+pub async fn write<K, S>(client: &Client, obj: &K, status: &S) -> Result<()>
+where
+    K: StatusObject,
     S: Serialize,
 {
     let namespace = obj.namespace().unwrap_or_default();
@@ -58,10 +72,7 @@ pub async fn invalid<K, S>(
     make: impl FnOnce(Vec<Condition>) -> S,
 ) -> Result<Action>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: StatusObject,
     S: Serialize,
 {
     let ready = Want::no(cond::READY, err.reason(), error_chain(&err));
@@ -97,10 +108,7 @@ pub async fn pause<K, S>(
     make: impl FnOnce(Vec<Condition>) -> S,
 ) -> Result<Action>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: StatusObject,
     S: Serialize,
 {
     let paused = Want::yes(

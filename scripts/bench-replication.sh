@@ -8,6 +8,8 @@
 #   scripts/bench-replication.sh [FILES] [SIZE] [CONNS]     (default 30000 4K 32)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=lib/local.sh
+source scripts/lib/local.sh
 files="${1:-30000}"
 size="${2:-4K}"
 conns="${3:-32}"
@@ -32,11 +34,7 @@ printf '[storage]\nheart_beat_interval = 1\n' >"$work/node.toml"
     --tracker-addr 127.0.30.1:22122 --storage-ip 127.0.30.2 --ip45-port 0 \
     >"$work/nodes.txt" 2>"$work/nodes.log" &
 node_pid=$!
-for _ in $(seq 1 600); do
-    grep -qx ready "$work/nodes.txt" 2>/dev/null && break
-    kill -0 "$node_pid" 2>/dev/null || { cat "$work/nodes.log" >&2; exit 1; }
-    sleep 0.1
-done
+wait_until_ready "$node_pid" "$work/nodes.txt" "$work/nodes.log"
 tracker="$(awk '$1 == "tracker" && !/profile=/ { print $2; exit }' "$work/nodes.txt")"
 mapfile -t https < <(awk '$1 == "storage" { sub("http=", "", $4); print $4 }' "$work/nodes.txt")
 # Both members ACTIVE before the load starts.

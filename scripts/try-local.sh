@@ -5,6 +5,8 @@
 # Usage: scripts/try-local.sh [FILE]     (default: a generated 1 MiB file)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=lib/local.sh
+source scripts/lib/local.sh
 
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 cargo build --release -p fdfs-node --bins
@@ -23,12 +25,7 @@ trap cleanup EXIT
 bin=target/release
 "$bin/fdfs-node" local --data-dir "$work/data" >"$work/nodes.txt" 2>"$work/nodes.log" &
 node_pid=$!
-for _ in $(seq 1 600); do
-    grep -qx ready "$work/nodes.txt" 2>/dev/null && break
-    kill -0 "$node_pid" 2>/dev/null || { cat "$work/nodes.log" >&2; exit 1; }
-    sleep 0.1
-done
-grep -qx ready "$work/nodes.txt" || { echo "cluster did not become ready" >&2; exit 1; }
+wait_until_ready "$node_pid" "$work/nodes.txt" "$work/nodes.log"
 cat "$work/nodes.txt"
 tracker="$(awk '$1 == "tracker" && !/profile=/ { print $2; exit }' "$work/nodes.txt")"
 

@@ -1,0 +1,14 @@
+# Shared by the scripts that start `fdfs-node local` in the background.
+
+# wait_until_ready PID OUT LOG: waits (up to 60 s) for the `ready` line the cluster prints
+# on OUT; fails with the cluster's log LOG when it exits first or never gets there.
+wait_until_ready() {
+    local pid="$1" out="$2" log="$3"
+    for _ in $(seq 1 600); do
+        grep -qx ready "$out" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; return 1; }
+        sleep 0.1
+    done
+    echo "cluster did not become ready" >&2
+    return 1
+}

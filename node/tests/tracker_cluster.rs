@@ -293,8 +293,6 @@ async fn storage_keeps_its_id_on_a_new_address() {
     t.stop(Duration::from_secs(1)).await;
 }
 
-/// Three trackers, storages reporting to all: one leader, pushes only from it,
-/// and a new leader when it dies.
 /// A storage added to `storage_ids.conf` (as the operator does when a group grows, the
 /// kubelet replacing the mounted file) joins without a tracker restart.
 #[tokio::test]
@@ -374,6 +372,8 @@ async fn a_storage_added_to_storage_ids_conf_joins_without_a_restart() {
     .await;
 }
 
+/// Three trackers, storages reporting to all: one leader, pushes only from it,
+/// and a new leader when it dies.
 #[tokio::test]
 async fn three_trackers_elect_one_leader_and_fail_over() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -788,7 +788,6 @@ async fn http_status_health_readiness_and_metrics() {
     );
 }
 
-/// Malformed reports from a joined storage get EINVAL and change nothing.
 /// A report connection of a storage at `ip` that joined `group7` as ACTIVE.
 async fn join_group7(c: &Cluster, ip: &str) -> Conn {
     let mut conn = Conn::connect(
@@ -818,6 +817,7 @@ async fn join_group7(c: &Cluster, ip: &str) -> Conn {
     conn
 }
 
+/// Malformed reports from a joined storage get EINVAL and change nothing.
 #[tokio::test]
 async fn malformed_reports_are_refused_and_change_nothing() {
     let c = Cluster::start(&["group1"], 2).await;

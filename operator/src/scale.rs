@@ -99,7 +99,7 @@ pub fn members(
                     .iter()
                     .filter(|r| r.backlog.peer_id == s.id)
                     .map(|r| r.backlog.bytes)
-                    .reduce(|a, b| a + b),
+                    .reduce(u64::saturating_add),
             }
         })
         .collect()

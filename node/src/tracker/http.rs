@@ -129,15 +129,13 @@ impl Gauges {
                         ("status".to_owned(), m.status.name().to_owned()),
                     ])
                     .inc();
-                let backlog = g.backlog_towards(&m.id);
-                if !backlog.is_empty() {
-                    let bytes: u64 = backlog.iter().map(|r| r.backlog.bytes).sum();
+                if let Some(bytes) = g.lag_bytes_towards(&m.id) {
                     self.sync_lag_bytes
                         .get_or_create(&vec![
                             ("group".to_owned(), g.name.clone()),
                             ("storage".to_owned(), m.id.clone()),
                         ])
-                        .set(bytes as i64);
+                        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
                 }
             }
         }
@@ -275,8 +273,7 @@ impl Tracker {
                                 })
                                 .collect();
                             StorageView {
-                                sync_lag_bytes: (!backlog.is_empty())
-                                    .then(|| backlog.iter().map(|b| b.bytes).sum()),
+                                sync_lag_bytes: g.lag_bytes_towards(&m.id),
                                 sync_backlog: backlog,
                                 sync_lag_seconds: SyncDelay::of(
                                     g.members

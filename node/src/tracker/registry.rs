@@ -53,11 +53,11 @@ pub struct Member {
     pub backlog: Option<ReportedBacklog>,
 }
 
-/// A member's backlog report and when it arrived (unix seconds).
+/// A member's backlog report and when it arrived (unix seconds), one entry per peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportedBacklog {
     pub at: u64,
-    pub entries: Vec<Backlog>,
+    pub entries: BTreeMap<String, Backlog>,
 }
 
 impl Member {
@@ -116,10 +116,27 @@ pub struct Group {
 impl Group {
     /// What the other members last reported `peer` has yet to receive from each of them.
     pub fn backlog_towards(&self, peer: &str) -> Vec<BacklogRow> {
-        self.backlog_rows()
-            .into_iter()
-            .filter(|r| r.backlog.peer_id == peer)
+        self.members
+            .values()
+            .filter_map(|m| {
+                let b = m.backlog.as_ref()?;
+                Some(BacklogRow {
+                    source_id: m.id.clone(),
+                    backlog: b.entries.get(peer)?.clone(),
+                    reported_at: b.at,
+                })
+            })
             .collect()
+    }
+
+    /// The bytes `peer` has yet to receive from all the others, as they reported them;
+    /// `None` when none reports.
+    pub fn lag_bytes_towards(&self, peer: &str) -> Option<u64> {
+        self.members
+            .values()
+            .filter_map(|m| m.backlog.as_ref()?.entries.get(peer))
+            .map(|b| b.bytes)
+            .reduce(u64::saturating_add)
     }
 
     /// Every backlog its members reported, by source.
@@ -128,7 +145,7 @@ impl Group {
             .values()
             .filter_map(|m| Some((m, m.backlog.as_ref()?)))
             .flat_map(|(m, b)| {
-                b.entries.iter().map(|e| BacklogRow {
+                b.entries.values().map(|e| BacklogRow {
                     source_id: m.id.clone(),
                     backlog: e.clone(),
                     reported_at: b.at,
@@ -555,7 +572,7 @@ impl Registry {
     }
 
     /// SYNC_BACKLOG_REPORT (240): what a member's peers have yet to receive from it. Entries
-    /// for storages outside its group are dropped.
+    /// for storages outside its group, or for itself, are dropped.
     pub fn sync_backlog(
         &mut self,
         group: &str,
@@ -564,9 +581,11 @@ impl Registry {
         now: u64,
     ) -> Result<(), Status> {
         let (g, id) = self.member_mut(group, id)?;
+        // A peer named twice keeps its last entry.
         let entries = entries
             .into_iter()
             .filter(|e| e.peer_id != id && g.members.contains_key(&e.peer_id))
+            .map(|e| (e.peer_id.clone(), e))
             .collect();
         let m = g.members.get_mut(&id).ok_or(Status::NotFound)?;
         m.backlog = Some(ReportedBacklog { at: now, entries });

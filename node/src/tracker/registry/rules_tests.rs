@@ -275,6 +275,41 @@ fn delete_storage_and_group() {
 }
 
 #[test]
+fn backlog_reports_keep_one_entry_per_peer_and_end_with_the_reporter() {
+    use crate::proto::report::Backlog;
+    let mut reg = Registry::new(TrackerConfig::default());
+    let [a, b, c] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"].map(|ip| join(&mut reg, "group1", ip));
+    for id in [&a, &b, &c] {
+        disk(&mut reg, "group1", id, [10, 10]);
+    }
+    let to = |peer: &str, bytes| Backlog {
+        peer_id: peer.into(),
+        bytes,
+        seconds: 1,
+    };
+    // A peer named twice keeps its last entry; figures that would overflow a sum saturate.
+    reg.sync_backlog(
+        "group1",
+        &a,
+        vec![to(&c, 1), to(&c, u64::MAX), to(&b, 7)],
+        1000,
+    )
+    .expect("a reports");
+    reg.sync_backlog("group1", &b, vec![to(&c, u64::MAX)], 1000)
+        .expect("b reports");
+    let g = &reg.groups["group1"];
+    assert_eq!(g.backlog_towards(&c).len(), 2);
+    assert_eq!(g.lag_bytes_towards(&c), Some(u64::MAX));
+    assert_eq!(g.lag_bytes_towards(&b), Some(7));
+    assert_eq!(g.lag_bytes_towards(&a), None, "nobody reports about a");
+    assert_eq!(g.backlog_rows().len(), 3);
+    // A reporter that stops beating is OFFLINE, and its figures are no longer current.
+    reg.check_alive(5000);
+    assert_eq!(status(&reg, "group1", &a), StorageStatus::Offline);
+    assert!(reg.groups["group1"].backlog_rows().is_empty());
+}
+
+#[test]
 fn storage_ids_decide_identity() {
     let mut reg = with_ids(
         "100001 group1 127.0.0.2\n100002 group1 127.0.0.3:23000 rw=read\n100003 group2 localhost\n",

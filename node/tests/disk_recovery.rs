@@ -403,7 +403,14 @@ async fn a_member_that_lost_its_store_path_recovers_it_from_its_peer() {
             std::fs::metadata(g.b_path(&rel)).expect("meta").ino(),
         ));
     }
-    std::fs::write(g.b_data().join(BINLOG_FILE), &text).expect("slice");
+    // A corrupt line longer than any record, whose last 4 KiB piece reads like one, is
+    // passed over whole.
+    let mut corrupt = vec![b'x'; 8192];
+    corrupt.extend_from_slice(b"1800000000 C M00/00/00/not-a-file-on-A.bin\n");
+    let mut slice_text = text[..offset].to_vec();
+    slice_text.extend_from_slice(&corrupt);
+    slice_text.extend_from_slice(&text[offset..]);
+    std::fs::write(g.b_data().join(BINLOG_FILE), &slice_text).expect("slice");
     std::fs::write(
         g.b_data().join(MARK_FILE),
         format!("binlog_offset={offset}\n"),
@@ -429,7 +436,8 @@ async fn a_member_that_lost_its_store_path_recovers_it_from_its_peer() {
     );
     assert_eq!(
         served(&g.a.node, "DownloadFile") - downloads_before,
-        (expected.len() - done) as u64
+        (expected.len() - done) as u64,
+        "one download per remaining file, none for the corrupt line"
     );
     for (rel, ino) in &kept {
         assert_eq!(

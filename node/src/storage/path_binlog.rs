@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::binlog::{Op, Position, Record};
-use super::{Failure, Handled, Reply, StorageNode, blocking};
+use super::{Failure, Handled, Reply, StorageNode};
 use crate::fileid::RemoteName;
 use crate::proto::sync::{FetchBinlog, STREAMED_BODY_LEN};
 use crate::proto::{Header, Status};
@@ -43,10 +43,13 @@ impl StorageNode {
         let mut sent = 0u64;
         loop {
             let node = self.clone();
-            let (text, next) = blocking(move || node.path_binlog_step(pos, index))
-                .await?
-                // Nothing can be reported once the stream began: close, as FastDFS does.
-                .map_err(|e| Failure::Conn(ConnError::Io(e)))?;
+            // Nothing can be reported once the stream began: any failure closes, as FastDFS does.
+            let (text, next) =
+                tokio::task::spawn_blocking(move || node.path_binlog_step(pos, index))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r)
+                    .map_err(|e| Failure::Conn(ConnError::Io(e)))?;
             if !text.is_empty() {
                 conn.write_all(text.as_bytes()).await?;
                 sent += text.len() as u64;

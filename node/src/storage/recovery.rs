@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::StorageNode;
@@ -49,6 +49,8 @@ use crate::proto::{Command, ProtoError, Status, StorageStatus};
 pub const FLAG_FILE: &str = ".recovery.flag";
 pub const BINLOG_FILE: &str = ".binlog.recovery.0";
 pub const MARK_FILE: &str = ".recovery.mark.0";
+/// Longest slice line read; a record line is a few hundred bytes at most.
+const MAX_LINE: u64 = 4096;
 /// Records between two saves of the mark.
 const MARK_EVERY: u64 = 100;
 /// Pause before trying again (no source yet, a peer or tracker unreachable).
@@ -285,7 +287,12 @@ async fn recover_path(node: &Arc<StorageNode>, index: usize) -> Result<(), Recov
 
 /// Removes the flag, slice and mark files: the path is whole again.
 async fn finish(data: &Path) -> Result<(), RecoveryError> {
-    for f in [BINLOG_FILE, MARK_FILE, FLAG_FILE] {
+    for f in [
+        BINLOG_FILE,
+        &format!("{BINLOG_FILE}.tmp"),
+        MARK_FILE,
+        FLAG_FILE,
+    ] {
         let p = data.join(f);
         match tokio::fs::remove_file(&p).await {
             Ok(()) => {}
@@ -444,13 +451,6 @@ async fn find_source(node: &StorageNode, me: &Me) -> Result<Option<SocketAddr>, 
         if others.is_empty() {
             return Ok(None);
         }
-        if others
-            .iter()
-            .all(|s| (node.store.path_count() as u64) > s.store_path_count)
-        {
-            // A path the group never had (FastDFS compares with the group's count).
-            return Ok(None);
-        }
         let active = others
             .iter()
             .find(|s| s.status == StorageStatus::Active as u8 && s.rw_mode & READABLE != 0);
@@ -591,7 +591,7 @@ enum Outcome {
 
 /// Restores every record of the slice from the mark on.
 async fn restore(
-    node: &StorageNode,
+    node: &Arc<StorageNode>,
     source: SocketAddr,
     index: usize,
     data: &Path,
@@ -609,16 +609,28 @@ async fn restore(
         let mut line = Vec::new();
         loop {
             line.clear();
-            let n = lines
-                .read_until(b'\n', &mut line)
-                .await
-                .map_err(local(&slice))?;
+            // A corrupt slice without line ends is not read into memory whole: an overlong
+            // line is passed over in pieces and skipped like any unusable line.
+            let (mut n, mut overlong) = (0, false);
+            loop {
+                let got = AsyncReadExt::take(&mut lines, MAX_LINE)
+                    .read_until(b'\n', &mut line)
+                    .await
+                    .map_err(local(&slice))?;
+                n += got;
+                if got < MAX_LINE as usize || line.last() == Some(&b'\n') {
+                    break;
+                }
+                overlong = true;
+                line.clear();
+            }
             // End of the slice (a last line without newline is incomplete, as in FastDFS).
             if n == 0 || line.last() != Some(&b'\n') {
                 return Ok(());
             }
-            let record = std::str::from_utf8(&line[..n - 1])
+            let record = std::str::from_utf8(&line[..line.len() - 1])
                 .ok()
+                .filter(|_| !overlong)
                 .and_then(Record::parse);
             let outcome = match record {
                 Some(r) if r.op == Op::Create => {
@@ -651,7 +663,12 @@ async fn restore(
     if let Some(c) = conn {
         c.quit().await;
     }
-    write_mark(data, offset).await?;
+    if let Err(e) = write_mark(data, offset).await {
+        // What stopped the restore, if anything, is the error worth returning.
+        tracing::warn!(error = %e, "recovery mark not saved");
+        result?;
+        return Err(e);
+    }
     tracing::info!(
         store_path = index,
         restored,
@@ -663,7 +680,7 @@ async fn restore(
 
 /// Downloads one file (14) into a temp file and renames it into place.
 async fn fetch_file(
-    node: &StorageNode,
+    node: &Arc<StorageNode>,
     conn: &mut Option<Conn>,
     source: SocketAddr,
     index: usize,
@@ -703,9 +720,11 @@ async fn fetch_file(
             });
         }
     }
-    let (temp, file) = node
-        .store
-        .create_temp(index)
+    let creating = node.clone();
+    let (temp, file) = tokio::task::spawn_blocking(move || creating.store.create_temp(index))
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r)
         .map_err(local(&node.store.roots()[index]))?;
     let temp_path = temp.path.clone();
     let mut file = tokio::fs::File::from_std(file);

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod fileid;
+pub mod fsutil;
 pub mod http;
 pub mod local;
 pub mod proto;

@@ -140,19 +140,6 @@ impl Flag {
     }
 }
 
-/// Writes `text` to `path` through a temp file, fsync and rename.
-fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        io::Write::write_all(&mut f, text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
-
 /// `<base_path>/data/.data_init_flag` says the initial full copy was done.
 pub fn sync_old_done(base_path: &Path) -> bool {
     std::fs::read_to_string(super::report::init_flag_path_in(base_path))
@@ -185,7 +172,10 @@ pub fn pending_paths(cfg: &StorageConfig) -> io::Result<Vec<usize>> {
         if known && !tree {
             tracing::warn!(path = %root.display(), store_path = i, "store path lost its data; it will be recovered from a peer");
             std::fs::create_dir_all(&data)?;
-            write_atomic(&data.join(FLAG_FILE), &Flag::default().render())?;
+            crate::fsutil::write_atomically(
+                &data.join(FLAG_FILE),
+                Flag::default().render().as_bytes(),
+            )?;
             out.push(i);
         }
     }
@@ -305,7 +295,7 @@ async fn finish(data: &Path) -> Result<(), RecoveryError> {
 
 async fn write_file(path: &Path, text: String) -> Result<(), RecoveryError> {
     let p = path.to_owned();
-    tokio::task::spawn_blocking(move || write_atomic(&p, &text))
+    tokio::task::spawn_blocking(move || crate::fsutil::write_atomically(&p, text.as_bytes()))
         .await
         .map_err(|e| local(path)(io::Error::other(e)))?
         .map_err(local(path))

@@ -127,20 +127,12 @@ fn recorded_source(node: &StorageNode) -> Option<SyncSource> {
 }
 
 fn record_sync_old_done(node: &StorageNode, src: &str, until: u64) -> std::io::Result<()> {
-    let path = init_flag_path(node);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
+    // One report task per tracker may get here at once; each write has its own temp file.
     let text = format!(
         "storage_join_time={}\nsync_old_done=1\nsync_src_server={src}\nsync_until_timestamp={until}\n",
         node.started_at
     );
-    // One report task per tracker may get here at once: each writes its own temp file.
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp{n}"));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(tmp, path)
+    crate::fsutil::write_atomically(&init_flag_path(node), text.as_bytes())
 }
 
 fn set_view(node: &StorageNode, tracker: SocketAddr, status: u8) {

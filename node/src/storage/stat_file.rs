@@ -105,12 +105,12 @@ impl StorageNode {
         self.store.set_rotation(saved.rotation);
     }
 
-    /// Writes `storage_stat.dat` (blocking): a new file renamed over the old one.
+    /// Writes `storage_stat.dat` (blocking).
     pub fn save_stat_file(&self) -> std::io::Result<()> {
-        let target = path(&self.config.base_path);
-        let tmp = target.with_extension("dat.tmp");
-        std::fs::write(&tmp, self.stat_file().to_text())?;
-        std::fs::rename(tmp, target)
+        crate::fsutil::write_atomically(
+            &path(&self.config.base_path),
+            self.stat_file().to_text().as_bytes(),
+        )
     }
 }
 

@@ -78,6 +78,14 @@ impl Mark {
         })
     }
 
+    /// `save` on the blocking pool: the write is fsync'd.
+    async fn save_off_thread(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let (mark, path) = (self.clone(), path.to_owned());
+        tokio::task::spawn_blocking(move || mark.save(&path))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
     fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
         let text = format!(
             "binlog_index={}\nbinlog_offset={}\nneed_sync_old={}\nsync_old_done={}\nuntil_timestamp={}\nscan_row_count={}\nsync_row_count={}\n",
@@ -89,9 +97,7 @@ impl Mark {
             self.scan_rows,
             self.sync_rows
         );
-        let tmp = path.with_extension("mark.tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(tmp, path)
+        crate::fsutil::write_atomically(path, text.as_bytes())
     }
 }
 
@@ -320,7 +326,7 @@ async fn push_session(
             if mark.need_sync_old {
                 report_peer_status(node, &peer, StorageStatus::Syncing).await;
             }
-            mark.save(&mark_path)?;
+            mark.save_off_thread(&mark_path).await?;
             mark
         }
     };
@@ -358,11 +364,11 @@ async fn push_session(
         if records.is_empty() {
             if mark.need_sync_old && !mark.sync_old_done {
                 mark.sync_old_done = true;
-                mark.save(&mark_path)?;
+                mark.save_off_thread(&mark_path).await?;
                 report_peer_status(node, &peer, StorageStatus::Offline).await;
             }
             if unsaved > 0 {
-                mark.save(&mark_path)?;
+                mark.save_off_thread(&mark_path).await?;
                 unsaved = 0;
             }
             tokio::select! {
@@ -401,7 +407,7 @@ async fn push_session(
         note_position(node, peer_id, next);
         unsaved += records.len() as u64;
         if unsaved >= MARK_EVERY {
-            mark.save(&mark_path)?;
+            mark.save_off_thread(&mark_path).await?;
             unsaved = 0;
         }
     }

@@ -7,7 +7,6 @@
 //! answer at once; storages it does not hear from again go OFFLINE after
 //! `check_active_interval` like any silent storage.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -189,24 +188,12 @@ pub fn load(path: &Path) -> Result<Option<SavedState>, PersistError> {
     Ok(Some(state))
 }
 
-/// Writes `bytes` to `path` durably: temp file, fsync, rename, directory fsync.
+/// Writes `bytes` to `path` durably (`fsutil::write_atomically`).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
-    let io = |source| PersistError::Io {
+    crate::fsutil::write_atomically(path, bytes).map_err(|source| PersistError::Io {
         path: path.into(),
         source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -108,13 +108,7 @@ pub fn members(
 /// How far `member` is behind the newest update of any peer, as `fdfs_monitor` computes it
 /// (None: never synced although peers changed files).
 fn sync_lag(member: &StorageStat, all: &[StorageStat]) -> Option<u64> {
-    SyncDelay::of(
-        all.iter()
-            .filter(|p| p.id != member.id)
-            .map(|p| p.stats.last_source_update),
-        member.stats.last_synced_timestamp,
-    )
-    .seconds()
+    SyncDelay::of_member(member, all).seconds()
 }
 
 /// The group's members as the status reports them.

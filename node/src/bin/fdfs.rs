@@ -301,13 +301,7 @@ async fn monitor_list(c: &Client, only: Option<&str>) -> anyhow::Result<()> {
                 "\t\tlast_sync_update = {}",
                 datetime(s.stats.last_sync_update)
             );
-            let delay = SyncDelay::of(
-                storages
-                    .iter()
-                    .filter(|o| o.id != s.id)
-                    .map(|o| o.stats.last_source_update),
-                s.stats.last_synced_timestamp,
-            );
+            let delay = SyncDelay::of_member(s, &storages);
             println!(
                 "\t\tlast_synced_timestamp = {} {delay}",
                 datetime(s.stats.last_synced_timestamp)

@@ -369,6 +369,17 @@ pub enum SyncDelay {
 }
 
 impl SyncDelay {
+    /// The delay of `member` among the storages of its group, as listed by 92.
+    pub fn of_member(member: &StorageStat, group: &[StorageStat]) -> Self {
+        SyncDelay::of(
+            group
+                .iter()
+                .filter(|o| o.id != member.id)
+                .map(|o| o.stats.last_source_update),
+            member.stats.last_synced_timestamp,
+        )
+    }
+
     pub fn of(others_last_source_update: impl IntoIterator<Item = u64>, synced: u64) -> Self {
         let newest = others_last_source_update.into_iter().max().unwrap_or(0);
         if newest == 0 {

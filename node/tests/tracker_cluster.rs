@@ -336,7 +336,7 @@ async fn a_storage_added_to_storage_ids_conf_joins_without_a_restart() {
     })
     .await;
     // A malformed file is not taken, not even its good lines: the ids in use stay. Asked
-    // for longer than the reload's one-second rate limit, the tracker reads it at least once.
+    // for longer than the tracker's once-a-second reread, it is read at least once.
     std::fs::write(
         &ids,
         "100001 group1 127.0.0.2\n100002 group1 127.0.0.3\n100003 group1 127.0.0.9\nnot an id line\n",

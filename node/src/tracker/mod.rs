@@ -48,8 +48,6 @@ pub struct Tracker {
     restart_interval: u64,
     /// Request counters exported on `/metrics`.
     pub metrics: http::TrackerMetrics,
-    /// When `storage_ids.conf` was last re-read after an unknown storage showed up.
-    ids_checked: Mutex<Option<std::time::Instant>>,
 }
 
 /// What one connection remembers between requests.
@@ -115,42 +113,32 @@ impl Tracker {
             started_at: unix_now(),
             restart_interval,
             metrics: http::TrackerMetrics::default(),
-            ids_checked: Mutex::new(None),
         }
     }
 
-    /// Re-reads `storage_ids.conf` after a lookup missed and takes it when it changed:
-    /// Kubernetes rewrites a mounted ConfigMap in place when a group grows, and the new
-    /// storage must be able to join without a tracker restart. At most once a second; true
-    /// when new ids were taken.
-    fn refresh_storage_ids(&self) -> bool {
+    /// Re-reads `storage_ids.conf` and takes it when it changed: Kubernetes rewrites a
+    /// mounted ConfigMap in place when a group grows, and every lookup (a new storage's
+    /// id, its join, 69, 109) must see the new file without a tracker restart. A file that
+    /// does not parse is not taken. Blocking; run once a second.
+    fn reload_storage_ids(&self) {
         if !self.config.use_storage_id {
-            return false;
-        }
-        {
-            let mut last = self.ids_checked.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-                return false;
-            }
-            *last = Some(std::time::Instant::now());
+            return;
         }
         let ids = match StorageIds::load(&self.config.storage_ids_filename) {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::warn!(error = %e, "storage ids not reloaded");
-                return false;
+                return;
             }
         };
         let mut reg = self.registry();
-        if *reg.storage_ids() == ids {
-            return false;
+        if *reg.storage_ids() != ids {
+            tracing::info!(
+                entries = ids.entries.len(),
+                "storage_ids.conf changed; reloaded"
+            );
+            reg.set_storage_ids(ids);
         }
-        tracing::info!(
-            entries = ids.entries.len(),
-            "storage_ids.conf changed; reloaded"
-        );
-        reg.set_storage_ids(ids);
-        true
     }
 
     /// Loads storage ids and saved state as configured.
@@ -481,13 +469,7 @@ impl Tracker {
                 .map(|p| p.encode()),
             Command::StorageGetServerId => GroupAndHost::decode(&body)
                 .map_err(|e| e.status())
-                .and_then(|r| {
-                    let lookup = || self.registry().server_id_by_addr(&r.group, &r.ip, r.port);
-                    match lookup() {
-                        Err(Status::NotFound) if self.refresh_storage_ids() => lookup(),
-                        found => found,
-                    }
-                })
+                .and_then(|r| self.registry().server_id_by_addr(&r.group, &r.ip, r.port))
                 .map(String::into_bytes),
             Command::StorageGetStatus => GroupAndHost::decode(&body)
                 .map_err(|e| e.status())
@@ -520,11 +502,7 @@ impl Tracker {
                             (id, reply, s)
                         })
                     };
-                    let joined = match attempt() {
-                        Err(Status::NotFound) if self.refresh_storage_ids() => attempt(),
-                        joined => joined,
-                    };
-                    match joined {
+                    match attempt() {
                         Ok((id, reply, s)) => {
                             tracing::info!(group = %req.group, storage = %id, status = reply.status, "storage joined");
                             self.learn_from_join(conn, &req);
@@ -950,6 +928,7 @@ pub async fn start(config: TrackerConfig) -> std::io::Result<RunningTracker> {
                     let now = unix_now();
                     let write_status = now >= status_written + STATUS_FILE_INTERVAL;
                     last_saved = tokio::task::spawn_blocking(move || {
+                        t2.reload_storage_ids();
                         t2.save_if_changed(&mut last);
                         if write_status {
                             t2.write_status_file(now);

@@ -435,7 +435,12 @@ async fn report_session(
                     // This tracker missed the full copy's end (it still held us INIT when the
                     // source reported it): ask it to take the others' view (CHANGE_STATUS).
                     tracing::info!(%tracker, status = wanted.name(), "asking tracker to adopt our status");
-                    call_ok(&mut conn, Command::StorageChangeStatus, &[wanted as u8]).await?;
+                    if let Err(e) =
+                        call_ok(&mut conn, Command::StorageChangeStatus, &[wanted as u8]).await
+                    {
+                        // A refusal is the tracker's answer, not a broken session.
+                        tracing::warn!(%tracker, error = %e, "status change not accepted");
+                    }
                 }
                 // How far we are behind each source, for the tracker's download routing.
                 let mut entries = vec![(node.own_id(), 0u32)];

@@ -187,8 +187,13 @@ impl Store {
         *self.rotation.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Takes up a saved position; values from the file are brought into range.
     pub fn set_rotation(&self, r: Rotation) {
-        *self.rotation.lock().unwrap_or_else(|e| e.into_inner()) = r;
+        *self.rotation.lock().unwrap_or_else(|e| e.into_inner()) = Rotation {
+            high: r.high % self.subdir_count,
+            low: r.low % self.subdir_count,
+            count: r.count % self.rotate_count,
+        };
     }
 
     fn subdirs(&self, core_chars: &str) -> (u32, u32) {
@@ -583,6 +588,28 @@ mod tests {
         assert_eq!(dirs[99], (0, 0));
         assert_eq!(dirs[100], (0, 1));
         assert_eq!(dirs[200], (1, 0));
+    }
+
+    #[test]
+    fn a_saved_rotation_out_of_range_is_brought_into_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(dir.path(), 2);
+        s.set_rotation(Rotation {
+            high: u32::MAX,
+            low: u32::MAX,
+            count: u32::MAX,
+        });
+        // 2^32 - 1 is odd: both directories 1; the count keeps its place in the 100.
+        assert_eq!(
+            s.rotation(),
+            Rotation {
+                high: 1,
+                low: 1,
+                count: 95
+            }
+        );
+        let dirs: Vec<(u32, u32)> = (0..6).map(|_| s.subdirs("x")).collect();
+        assert_eq!(dirs, [(1, 1), (1, 1), (1, 1), (1, 1), (1, 1), (0, 0)]);
     }
 
     #[test]

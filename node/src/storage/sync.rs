@@ -367,12 +367,14 @@ async fn push_session(
                 mark.save_off_thread(&mark_path).await?;
                 report_peer_status(node, &peer, StorageStatus::Offline).await;
             }
-            if unsaved > 0 {
-                mark.save_off_thread(&mark_path).await?;
-                unsaved = 0;
-            }
+            // Caught up: the mark is saved when stopping or after 10 quiet seconds, not at
+            // every pause of a slow stream (each save is fsync'd); a lost mark only repeats
+            // pushes, which peers take idempotently.
             tokio::select! {
                 _ = stop.cancelled() => {
+                    if unsaved > 0 {
+                        mark.save_off_thread(&mark_path).await?;
+                    }
                     for c in conns.into_iter().flatten() {
                         c.quit().await;
                     }
@@ -380,6 +382,10 @@ async fn push_session(
                 }
                 _ = end.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                    if unsaved > 0 {
+                        mark.save_off_thread(&mark_path).await?;
+                        unsaved = 0;
+                    }
                     // Keep the connections alive and find out early if the peer went away.
                     for c in conns.iter_mut().flatten() {
                         expect_ok(c.call(Command::ActiveTest, &[], 16).await?)?;

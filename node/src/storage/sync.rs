@@ -517,14 +517,78 @@ fn expect_ok((status, _): (Status, Vec<u8>)) -> Result<(), SyncError> {
 }
 
 /// Sends one request and returns the reply status (body discarded).
+/// Bytes of a local file a sync request carries: read in the same blocking trip as the
+/// open when small (most of a sync stream), streamed chunk by chunk otherwise.
+enum Payload {
+    Bytes(Vec<u8>),
+    File {
+        file: Arc<std::fs::File>,
+        start: u64,
+        len: u64,
+    },
+}
+
+impl Payload {
+    fn len(&self) -> u64 {
+        match self {
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::File { len, .. } => *len,
+        }
+    }
+}
+
+/// Bytes read from a file per blocking trip.
+const CHUNK: u64 = 256 * 1024;
+
+/// Opens a stored file and takes `len` bytes from `start` (to the end when `None`), off the
+/// async workers. `None` when the file is gone; the file's size besides, and no bytes when
+/// the range lies beyond it.
+async fn load_payload(
+    node: &StorageNode,
+    name: &str,
+    start: u64,
+    len: Option<u64>,
+) -> Result<Option<(u64, Payload)>, SyncError> {
+    let Some(path) = local_path(node, name) else {
+        return Ok(None);
+    };
+    let loaded = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let Ok(file) = std::fs::File::open(&path) else {
+            return Ok(None);
+        };
+        let size = file.metadata()?.len();
+        let len = len.unwrap_or(size.saturating_sub(start));
+        if start.saturating_add(len) > size {
+            return Ok(Some((size, Payload::Bytes(Vec::new()))));
+        }
+        if len <= CHUNK {
+            let mut b = vec![0u8; len as usize];
+            file.read_exact_at(&mut b, start)?;
+            return Ok(Some((size, Payload::Bytes(b))));
+        }
+        let file = Arc::new(file);
+        Ok(Some((size, Payload::File { file, start, len })))
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    Ok(loaded)
+}
+
+/// Where a stored file named in a binlog record lives here; `None` for a name that is
+/// not one of ours.
+fn local_path(node: &StorageNode, name: &str) -> Option<PathBuf> {
+    node.store.file_path(&RemoteName::parse(name).ok()?).ok()
+}
+
+/// Sends a sync request (fixed part `prefix`, then `payload`) and returns the reply status.
 async fn send(
     conn: &mut Conn,
     cmd: Command,
     status: u8,
     prefix: &[u8],
-    file: Option<(&std::fs::File, u64, u64)>,
+    payload: Option<Payload>,
 ) -> Result<Status, SyncError> {
-    let content = file.map(|(_, _, len)| len).unwrap_or(0);
+    let content = payload.as_ref().map_or(0, Payload::len);
     let mut first = Header {
         body_len: prefix.len() as u64 + content,
         cmd,
@@ -533,15 +597,27 @@ async fn send(
     .encode()
     .to_vec();
     first.extend_from_slice(prefix);
-    conn.write_all(&first).await?;
-    if let Some((f, start, len)) = file {
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut pos = start;
-        while pos < start + len {
-            let n = buf.len().min((start + len - pos) as usize);
-            f.read_exact_at(&mut buf[..n], pos)?;
-            conn.write_all(&buf[..n]).await?;
-            pos += n as u64;
+    match payload {
+        None => conn.write_all(&first).await?,
+        Some(Payload::Bytes(b)) => {
+            first.extend_from_slice(&b);
+            conn.write_all(&first).await?;
+        }
+        Some(Payload::File { file, start, len }) => {
+            conn.write_all(&first).await?;
+            let mut pos = start;
+            while pos < start + len {
+                let n = CHUNK.min(start + len - pos) as usize;
+                let f = file.clone();
+                let chunk = tokio::task::spawn_blocking(move || {
+                    let mut b = vec![0u8; n];
+                    f.read_exact_at(&mut b, pos).map(|_| b)
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                conn.write_all(&chunk).await?;
+                pos += n as u64;
+            }
         }
     }
     let h = conn.read_reply_header(1 << 20).await?;
@@ -558,16 +634,9 @@ async fn push_file(
     ts: u32,
     update: bool,
 ) -> Result<(), SyncError> {
-    let Ok(remote) = RemoteName::parse(name) else {
+    let Some((size, payload)) = load_payload(node, name, 0, None).await? else {
         return Ok(());
     };
-    let Ok(path) = node.store.file_path(&remote) else {
-        return Ok(());
-    };
-    let Ok(file) = std::fs::File::open(&path) else {
-        return Ok(());
-    };
-    let size = file.metadata()?.len();
     let head = SyncFileHead {
         name_len: name.len() as u64,
         file_size: size,
@@ -581,7 +650,7 @@ async fn push_file(
     } else {
         Command::SyncCreateFile
     };
-    let status = send(conn, cmd, 0, &prefix, Some((&file, 0, size))).await?;
+    let status = send(conn, cmd, 0, &prefix, Some(payload)).await?;
     node.count_sync(true, size, status == Status::Ok);
     match status {
         Status::Ok | Status::AlreadyExists => Ok(()),
@@ -601,10 +670,7 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
         Op::Update => push_file(node, conn, &r.name, ts, true).await,
         Op::Delete => {
             // A file that exists again was re-created after this delete.
-            let again = RemoteName::parse(&r.name)
-                .ok()
-                .and_then(|n| node.store.file_path(&n).ok())
-                .is_some_and(|p| p.exists());
+            let again = local_path(node, &r.name).is_some_and(|p| p.exists());
             if again {
                 return Ok(());
             }
@@ -623,16 +689,10 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             let Some((start, len)) = numbers() else {
                 return Ok(());
             };
-            let Ok(remote) = RemoteName::parse(&r.name) else {
+            let Some((size, payload)) = load_payload(node, &r.name, start, Some(len)).await? else {
                 return Ok(());
             };
-            let Ok(path) = node.store.file_path(&remote) else {
-                return Ok(());
-            };
-            let Ok(file) = std::fs::File::open(&path) else {
-                return Ok(());
-            };
-            if file.metadata()?.len() < start + len {
+            if size < start.saturating_add(len) {
                 // Changed since (e.g. truncated): the whole file is the truth.
                 return push_file(node, conn, &r.name, ts, true).await;
             }
@@ -650,7 +710,7 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             } else {
                 Command::SyncModifyFile
             };
-            let status = send(conn, cmd, 0, &prefix, Some((&file, start, len))).await?;
+            let status = send(conn, cmd, 0, &prefix, Some(payload)).await?;
             node.count_sync(true, len, status == Status::Ok);
             match status {
                 Status::Ok | Status::AlreadyExists => Ok(()),
@@ -665,10 +725,7 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             // As FastDFS's sender: a file gone here since (renamed, deleted) is skipped.
             // A FastDFS receiver answers ENOENT when it lacks the file, which would
             // otherwise stop this peer's sync for good.
-            let exists = RemoteName::parse(&r.name)
-                .ok()
-                .and_then(|n| node.store.file_path(&n).ok())
-                .is_some_and(|p| p.exists());
+            let exists = local_path(node, &r.name).is_some_and(|p| p.exists());
             if !exists {
                 return Ok(());
             }

@@ -85,6 +85,7 @@ awk -v start="$start_ms" -v end="$end_ms" -v pushed="$pushed" '
     $1 > end && !settled { z = 1; for (i = 2; i <= NF; i++) if ($i != 0) z = 0; if (z) settled = $1 }
     END {
         printf "lag during load: max %d s, max %d binlog bytes\n", maxs, maxb
+        if (!settled) { print "the lag never settled to zero" > "/dev/stderr"; exit 1 }
         printf "settled to zero %.1f s after the load\n", (settled - end) / 1000
         printf "replicated %d files in %.1f s (load and settling): %.0f files/s\n",
             pushed, (settled - start) / 1000, pushed / ((settled - start) / 1000)

@@ -445,7 +445,7 @@ impl SyncBacklogListing {
 }
 
 /// Body of SYNC_NOTIFY (88) and the non-empty reply of SYNC_DEST_REQ (87).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncSource {
     pub src_id: String,
     pub until: u64,

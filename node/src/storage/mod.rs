@@ -82,11 +82,11 @@ impl Counters {
         self.0[index].fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Counts one operation: total always, success when `ok`.
-    fn op(&self, total: usize, ok: bool) {
-        self.add(total, 1);
+    /// Adds `n` to a total counter, and to the success counter that follows it when `ok`.
+    fn add_pair(&self, total: usize, n: u64, ok: bool) {
+        self.add(total, n);
         if ok {
-            self.add(total + 1, 1);
+            self.add(total + 1, n);
         }
     }
 }
@@ -407,7 +407,7 @@ impl StorageNode {
             Err(Failure::Conn(_)) => Status::Io,
         };
         if let Some((total, _)) = counter_slots(header.cmd) {
-            self.counters.op(total, status == Status::Ok);
+            self.counters.add_pair(total, 1, status == Status::Ok);
         }
         let command = format!("{:?}", header.cmd);
         self.metrics
@@ -468,10 +468,7 @@ impl StorageNode {
         } else {
             counter::TOTAL_SYNC_IN_BYTES
         };
-        self.counters.add(total, bytes);
-        if stored {
-            self.counters.add(total + 1, bytes);
-        }
+        self.counters.add_pair(total, bytes, stored);
     }
 
     /// Writes change records to the binlog; a failure is logged, the change stands.
@@ -495,8 +492,7 @@ impl StorageNode {
     /// Records bytes moved for a successful command (its total and success byte counters).
     fn count_bytes(&self, cmd: Command, n: u64) {
         if let Some((_, Some(slot))) = counter_slots(cmd) {
-            self.counters.add(slot - 1, n);
-            self.counters.add(slot, n);
+            self.counters.add_pair(slot - 1, n, true);
         }
         let direction = if cmd == Command::DownloadFile {
             "out"
@@ -574,12 +570,7 @@ impl RunningStorage {
             let _ = tokio::time::timeout(drain + Duration::from_secs(1), t).await;
         }
         // The counters are final once nothing is served any more.
-        let node = self.node.clone();
-        match tokio::task::spawn_blocking(move || node.save_stat_file()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write storage_stat.dat"),
-            Err(e) => tracing::warn!(error = %e, "storage_stat.dat writer failed"),
-        }
+        stat_file::save_logged(&self.node).await;
     }
 }
 

@@ -343,10 +343,7 @@ async fn report_session(
     } else if nothing_to_copy && joined.status == StorageStatus::Init as u8 {
         // Another tracker already said there was nothing to copy (we were the group's first
         // member) while this one still holds us INIT: an empty SYNC_NOTIFY makes it ONLINE.
-        let nothing = SyncSource {
-            src_id: String::new(),
-            until: 0,
-        };
+        let nothing = SyncSource::default();
         if let Err(e) = call_ok(&mut conn, Command::StorageSyncNotify, &nothing.encode()).await {
             tracing::warn!(%tracker, error = %e, "no-copy notice not accepted");
         }

@@ -114,6 +114,19 @@ impl StorageNode {
     }
 }
 
+/// Writes `storage_stat.dat` off the async workers; a failure is logged (the next save may
+/// succeed, and nothing else depends on the file).
+pub async fn save_logged(node: &Arc<StorageNode>) {
+    let n = node.clone();
+    let saved = tokio::task::spawn_blocking(move || n.save_stat_file())
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+    if let Err(e) = saved {
+        tracing::warn!(error = %e, "cannot write storage_stat.dat");
+    }
+}
+
 /// Reads `storage_stat.dat` when there is one (blocking).
 pub fn load(base_path: &Path) -> Option<StatFile> {
     std::fs::read_to_string(path(base_path))
@@ -130,12 +143,7 @@ pub async fn run(node: Arc<StorageNode>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let n = node.clone();
-        match tokio::task::spawn_blocking(move || n.save_stat_file()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write storage_stat.dat"),
-            Err(e) => tracing::warn!(error = %e, "storage_stat.dat writer failed"),
-        }
+        save_logged(&node).await;
     }
 }
 

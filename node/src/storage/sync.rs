@@ -150,10 +150,13 @@ fn forget_peer(node: &StorageNode, id: &str) {
 
 /// Records how far the push to `peer_id` has got, for `backlog`.
 fn note_position(node: &StorageNode, peer_id: &str, position: Position) {
-    node.sync_out
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(peer_id.to_owned(), position);
+    let mut out = node.sync_out.lock().unwrap_or_else(|e| e.into_inner());
+    match out.get_mut(peer_id) {
+        Some(p) => *p = position,
+        None => {
+            out.insert(peer_id.to_owned(), position);
+        }
+    }
 }
 
 /// What each peer has yet to receive of our binlog, from its push task's position, whether
@@ -257,10 +260,7 @@ async fn ask_source(node: &StorageNode, peer: &Peer) -> Option<SyncSource> {
             continue;
         };
         if reply.is_empty() {
-            answered.get_or_insert(SyncSource {
-                src_id: String::new(),
-                until: 0,
-            });
+            answered.get_or_insert(SyncSource::default());
         } else if let Ok(src) = SyncSource::decode(&reply) {
             return Some(src);
         }

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use super::binlog::{Op, Position, Record};
 use super::{Failure, Handled, Reply, StorageNode};
-use crate::fileid::RemoteName;
 use crate::proto::sync::{FetchBinlog, STREAMED_BODY_LEN};
 use crate::proto::{Header, Status};
 use crate::server::{ConnError, Connection};
@@ -81,15 +80,12 @@ impl StorageNode {
         if !matches!(r.op, Op::Create | Op::Link | Op::Rename) {
             return Ok(None);
         }
-        let Ok(name) = RemoteName::parse(&r.name) else {
+        let Ok((name, path)) = self.locate(&r.name) else {
             return Ok(None);
         };
         if usize::from(name.store_path) != index {
             return Ok(None);
         }
-        let Ok(path) = self.store.file_path(&name) else {
-            return Ok(None);
-        };
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

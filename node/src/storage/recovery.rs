@@ -36,7 +36,6 @@ use super::StorageNode;
 use super::binlog::{Op, Record};
 use crate::client::{ClientError, Conn, conn::resolve};
 use crate::config::StorageConfig;
-use crate::fileid::RemoteName;
 use crate::proto::cluster::{GroupAndHost, ReportStatus};
 use crate::proto::fields::Reader;
 use crate::proto::monitor::{ListStorageRequest, StorageStat};
@@ -676,11 +675,8 @@ async fn fetch_file(
     index: usize,
     record: &Record,
 ) -> Result<Outcome, RecoveryError> {
-    let target = match RemoteName::parse(&record.name) {
-        Ok(name) if usize::from(name.store_path) == index => match node.store.file_path(&name) {
-            Ok(p) => p,
-            Err(_) => return Ok(Outcome::Skipped),
-        },
+    let target = match node.locate(&record.name) {
+        Ok((name, path)) if usize::from(name.store_path) == index => path,
         _ => {
             tracing::warn!(name = %record.name, "recovery line names a file outside this path");
             return Ok(Outcome::Skipped);
@@ -742,18 +738,13 @@ async fn relink(
     index: usize,
     record: &Record,
 ) -> Result<Outcome, RecoveryError> {
-    let names = RemoteName::parse(&record.name).ok().zip(
-        record
-            .extra
-            .as_deref()
-            .and_then(|t| RemoteName::parse(t).ok()),
-    );
-    let Some((link, target)) = names.filter(|(l, _)| usize::from(l.store_path) == index) else {
-        tracing::warn!(name = %record.name, "recovery link line without a usable target");
-        return Ok(Outcome::Skipped);
-    };
-    let (Ok(link), Ok(target)) = (node.store.file_path(&link), node.store.file_path(&target))
+    let link = node.locate(&record.name).ok();
+    let target = record.extra.as_deref().and_then(|t| node.locate(t).ok());
+    let Some(((_, link), (_, target))) = link
+        .zip(target)
+        .filter(|((name, _), _)| usize::from(name.store_path) == index)
     else {
+        tracing::warn!(name = %record.name, "recovery link line without a usable target");
         return Ok(Outcome::Skipped);
     };
     match tokio::fs::symlink(&target, &link).await {

@@ -35,7 +35,7 @@ const STREAM_CHUNK: usize = 256 * 1024;
 /// Serves HTTP on `listener` until `stop`.
 pub async fn serve(listener: TcpListener, node: Arc<StorageNode>, stop: CancellationToken) {
     let app = router(node);
-    if let Err(e) = axum::serve(listener, app)
+    if let Err(e) = axum::serve(crate::server::QuickAckListener(listener), app)
         .with_graceful_shutdown(stop.cancelled_owned())
         .await
     {

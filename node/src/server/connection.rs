@@ -1,13 +1,19 @@
 //! One accepted connection: reads headers and bodies under a length cap and a
 //! timeout, writes header-only errors and framed replies.
 
+use std::fs::File;
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::net::TcpStream;
 
+use super::quickack::QuickAckStream;
 use crate::proto::{HEADER_LEN, Header, ProtoError, Status};
+
+/// Most bytes one sendfile(2) call is asked for, so a timeout still bounds each step.
+const SENDFILE_STEP: usize = 4 << 20;
 
 /// Why a connection must end.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +44,7 @@ async fn timed<T>(
 /// An accepted TCP connection with framing helpers.
 #[derive(Debug)]
 pub struct Connection {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<QuickAckStream>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     /// Longest wait for the rest of a packet once it has started.
@@ -56,7 +62,7 @@ impl Connection {
         idle: Duration,
     ) -> Self {
         Connection {
-            stream: BufReader::with_capacity(64 * 1024, stream),
+            stream: BufReader::with_capacity(64 * 1024, QuickAckStream::new(stream)),
             peer,
             local,
             timeout,
@@ -132,6 +138,62 @@ impl Connection {
 
     pub async fn write_all(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
         timed(self.timeout, self.stream.get_mut().write_all(bytes)).await
+    }
+
+    /// Writes `bytes` with MSG_MORE, so a header and the file body that follows it leave
+    /// in full packets instead of a lone small one.
+    pub async fn write_more(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        let sock = self.socket();
+        let mut sent = 0;
+        while sent < bytes.len() {
+            let n = timed(
+                self.timeout,
+                sock.async_io(Interest::WRITABLE, || {
+                    Ok(rustix::net::send(
+                        sock,
+                        &bytes[sent..],
+                        rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL,
+                    )?)
+                }),
+            )
+            .await?;
+            sent += n;
+        }
+        Ok(())
+    }
+
+    /// Sends `len` bytes of `file` from `offset` with sendfile(2): the kernel moves them
+    /// from the page cache to the socket, with no copy through this process.
+    pub async fn send_file(&mut self, file: &File, offset: u64, len: u64) -> Result<(), ConnError> {
+        let sock = self.socket();
+        let end = offset.saturating_add(len);
+        let mut pos = offset;
+        while pos < end {
+            let want = usize::try_from(end - pos)
+                .unwrap_or(SENDFILE_STEP)
+                .min(SENDFILE_STEP);
+            let n = timed(
+                self.timeout,
+                sock.async_io(Interest::WRITABLE, || {
+                    Ok(rustix::fs::sendfile(sock, file, Some(&mut pos), want)?)
+                }),
+            )
+            .await?;
+            if n == 0 {
+                // The file ended early (truncated meanwhile): the reply cannot be completed.
+                return Err(ConnError::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the socket is in quick-ACK mode (re-armed after every read).
+    pub fn quickack(&self) -> io::Result<bool> {
+        self.stream.get_ref().quickack()
+    }
+
+    fn socket(&self) -> &TcpStream {
+        self.stream.get_ref().get_ref()
     }
 }
 

@@ -374,7 +374,7 @@ pub async fn serve(
     let app = router(tracker);
     tracing::info!(%addr, "tracker HTTP listening");
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
+        let served = axum::serve(crate::server::QuickAckListener(listener), app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await;
         if let Err(e) = served {

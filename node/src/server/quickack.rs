@@ -1,0 +1,115 @@
+//! Accepted sockets that acknowledge every read at once.
+//!
+//! FastDFS's C and Java clients leave Nagle on and send a request in two writes (header,
+//! then body). Nagle holds the body until the header is acknowledged, and Linux delays
+//! that ACK by up to 40 ms once a connection looks interactive, so every small upload
+//! on a pooled connection would wait 40 ms. Like FastDFS's servers, we re-arm
+//! TCP_QUICKACK after each read that returned data: the kernel then acknowledges
+//! immediately, the client's body leaves at once.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// An accepted TCP stream that re-arms TCP_QUICKACK after every read.
+#[derive(Debug)]
+pub struct QuickAckStream {
+    inner: TcpStream,
+}
+
+impl QuickAckStream {
+    /// Wraps an accepted stream and arms quick ACKs for its first read.
+    pub fn new(inner: TcpStream) -> Self {
+        arm(&inner);
+        QuickAckStream { inner }
+    }
+
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.inner
+    }
+
+    /// Whether the socket is in quick-ACK mode now (the kernel leaves it on its own).
+    pub fn quickack(&self) -> io::Result<bool> {
+        Ok(rustix::net::sockopt::tcp_quickack(&self.inner)?)
+    }
+}
+
+/// Sets TCP_QUICKACK; a failure only costs latency, so it is not reported.
+fn arm(stream: &TcpStream) {
+    let _ = rustix::net::sockopt::set_tcp_quickack(stream, true);
+}
+
+impl AsyncRead for QuickAckStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            arm(&self.inner);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for QuickAckStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A listener for axum whose connections are [`QuickAckStream`]s.
+#[derive(Debug)]
+pub struct QuickAckListener(pub TcpListener);
+
+impl axum::serve::Listener for QuickAckListener {
+    type Io = QuickAckStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, peer)) => return (QuickAckStream::new(stream), peer),
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}

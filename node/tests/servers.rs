@@ -449,6 +449,7 @@ async fn a_storage_of_the_wrong_group_or_a_missing_tracker_gives_clear_errors() 
         trackers: vec!["127.0.0.1:1".into()],
         connect_timeout: Duration::from_secs(1),
         network_timeout: Duration::from_secs(1),
+        write_profile: Default::default(),
     })
     .await
     .expect("client");

@@ -43,6 +43,7 @@ async fn client(tracker: SocketAddr) -> Result<Client, ClientError> {
         trackers: vec![tracker.to_string()],
         connect_timeout: CONNECT_TIMEOUT,
         network_timeout: NETWORK_TIMEOUT,
+        write_profile: Default::default(),
     })
     .await
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fdfs_node::bench::{self, BenchOptions};
-use fdfs_node::client::{Client, ClientConfig};
+use fdfs_node::client::{Client, ClientConfig, WriteProfile};
 use fdfs_node::config;
 use fdfs_node::fileid::FileId;
 use fdfs_node::proto::StorageStatus;
@@ -28,8 +28,18 @@ struct Cli {
     /// Network (I/O) timeout in seconds.
     #[arg(long, global = true, default_value_t = 30)]
     network_timeout: u64,
+    /// How requests are written: `single` (one write, TCP_NODELAY), or `split` as FastDFS's
+    /// C and Java clients do (Nagle on, an upload's header and body in separate writes).
+    #[arg(long, global = true, value_enum, default_value_t = ClientProfile::Single)]
+    client_profile: ClientProfile,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ClientProfile {
+    Single,
+    Split,
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +175,10 @@ async fn client(cli: &Cli) -> anyhow::Result<Client> {
     let mut cfg = ClientConfig::new(trackers);
     cfg.connect_timeout = Duration::from_secs(cli.connect_timeout.max(1));
     cfg.network_timeout = Duration::from_secs(cli.network_timeout.max(1));
+    cfg.write_profile = match cli.client_profile {
+        ClientProfile::Single => WriteProfile::Single,
+        ClientProfile::Split => WriteProfile::Split,
+    };
     Ok(Client::new(cfg).await?)
 }
 
@@ -548,7 +562,10 @@ async fn main() -> anyhow::Result<()> {
                 download_rounds: *download_rounds,
                 cleanup: !keep,
             };
-            println!("bench: {files} files of {size} bytes, {concurrency} connection(s)");
+            println!(
+                "bench: {files} files of {size} bytes, {concurrency} connection(s), {:?} writes",
+                cli.client_profile
+            );
             for r in bench::run(Arc::new(c), &opts).await? {
                 println!("{r}");
             }

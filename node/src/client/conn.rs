@@ -59,6 +59,11 @@ impl Conn {
         })
     }
 
+    /// Turns Nagle's algorithm off (the default here) or back on.
+    pub fn set_nodelay(&self, on: bool) {
+        let _ = self.stream.set_nodelay(on);
+    }
+
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.stream.local_addr().ok()
     }

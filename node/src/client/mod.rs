@@ -85,6 +85,17 @@ impl ClientError {
     }
 }
 
+/// How requests are written to the socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WriteProfile {
+    /// TCP_NODELAY on, each request in one write (this client's own way).
+    #[default]
+    Single,
+    /// As FastDFS's C and Java clients: Nagle on, an upload's header in one write and its
+    /// file body in the next.
+    Split,
+}
+
 /// Client settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -92,6 +103,7 @@ pub struct ClientConfig {
     pub trackers: Vec<String>,
     pub connect_timeout: Duration,
     pub network_timeout: Duration,
+    pub write_profile: WriteProfile,
 }
 
 impl ClientConfig {
@@ -100,6 +112,7 @@ impl ClientConfig {
             trackers,
             connect_timeout: Duration::from_secs(5),
             network_timeout: Duration::from_secs(30),
+            write_profile: WriteProfile::Single,
         }
     }
 }
@@ -179,13 +192,17 @@ impl Client {
         match pooled {
             Some(c) => Ok(c),
             None => {
-                Conn::connect(
+                let conn = Conn::connect(
                     addr,
                     self.config.connect_timeout,
                     self.config.network_timeout,
                     None,
                 )
-                .await
+                .await?;
+                if self.config.write_profile == WriteProfile::Split {
+                    conn.set_nodelay(false);
+                }
+                Ok(conn)
             }
         }
     }
@@ -381,12 +398,17 @@ impl Client {
             let mut first = Vec::with_capacity(10 + prefix.len() + n);
             first.extend_from_slice(&crate::proto::Header::request(cmd, total).encode());
             first.extend_from_slice(prefix);
-            // The first chunk rides with the header: small files go out in one write.
             let mut buf = vec![0u8; n.max(1)];
             read_full(reader, &mut buf[..n]).await?;
-            first.extend_from_slice(&buf[..n]);
             left -= n as u64;
-            c.write_all(&first).await?;
+            if self.config.write_profile == WriteProfile::Split {
+                c.write_all(&first).await?;
+                c.write_all(&buf[..n]).await?;
+            } else {
+                // The first chunk rides with the header: small files go out in one write.
+                first.extend_from_slice(&buf[..n]);
+                c.write_all(&first).await?;
+            }
             while left > 0 {
                 let n = CHUNK.min(left as usize);
                 read_full(reader, &mut buf[..n]).await?;

@@ -13,10 +13,13 @@ use crate::fileid::Source;
 use crate::proto::query::FileRequest;
 use crate::proto::storage::{DownloadRequest, FileInfo, MetaOp, SetMetadataRequest};
 use crate::proto::{Command, Header, Status};
-use crate::server::{ConnError, Connection};
+use crate::server::Connection;
 
 /// QUERY_FILE_INFO flag: do not compute the CRC-32 of appender and slave files.
 const INFO_NO_CRC: u8 = 1;
+
+/// Downloads up to this size are read and sent in one write; larger ones go by sendfile.
+const READ_WHOLE: u64 = 32 * 1024;
 
 /// An opened download: file, offset, length, and the bytes when small enough to read at once.
 type Opened = (std::fs::File, u64, u64, Option<Vec<u8>>);
@@ -44,7 +47,6 @@ impl StorageNode {
         let req = DownloadRequest::decode(&body).map_err(|e| e.status())?;
         self.check_group(&req.group)?;
         let (_, path) = self.locate(&req.remote_filename)?;
-        let chunk = self.config.buff_size;
         let (offset, want) = (req.offset, req.length);
         // Open, size, and (for small ranges) read in one blocking step.
         let (file, offset, len, data) = blocking(move || -> Result<Opened, Status> {
@@ -60,12 +62,19 @@ impl StorageNode {
             }
             let remain = size - offset;
             let len = if want == 0 { remain } else { want.min(remain) };
-            let data = if len <= chunk {
+            let data = if len <= READ_WHOLE {
                 let mut buf = vec![0u8; len as usize];
                 file.read_exact_at(&mut buf, offset)
                     .map_err(|e| io_status(&e))?;
                 Some(buf)
             } else {
+                // sendfile reads on the async worker: start the disk read-ahead here.
+                let _ = rustix::fs::fadvise(
+                    &file,
+                    offset,
+                    std::num::NonZeroU64::new(len),
+                    rustix::fs::Advice::WillNeed,
+                );
                 None
             };
             Ok((file, offset, len, data))
@@ -76,26 +85,10 @@ impl StorageNode {
             self.count_bytes(Command::DownloadFile, len);
             return Ok(Reply::Sent);
         }
-        conn.write_all(&Header::response(Status::Ok, len).encode())
+        conn.write_more(&Header::response(Status::Ok, len).encode())
             .await?;
-        let file = Arc::new(file);
-        let mut pos = offset;
-        let end = offset + len;
-        let mut buf = vec![0u8; chunk as usize];
-        while pos < end {
-            let n = chunk.min(end - pos) as usize;
-            let f = file.clone();
-            let (b, r) = blocking(move || {
-                let r = f.read_exact_at(&mut buf[..n], pos);
-                (buf, r)
-            })
-            .await?;
-            buf = b;
-            // A read failing mid-stream cannot be reported any more: close, as FastDFS does.
-            r.map_err(ConnError::Io)?;
-            conn.write_all(&buf[..n]).await?;
-            pos += n as u64;
-        }
+        // A send failing mid-stream cannot be reported any more: close, as FastDFS does.
+        conn.send_file(&file, offset, len).await?;
         self.count_bytes(Command::DownloadFile, len);
         Ok(Reply::Sent)
     }
@@ -117,7 +110,7 @@ impl StorageNode {
         if had_meta {
             records.push(Record::new(now, Op::Delete, format!("{name}-m")));
         }
-        self.log(&records);
+        self.log(&records).await;
         Ok(Reply::Body(Vec::new()))
     }
 
@@ -221,7 +214,8 @@ impl StorageNode {
         })
         .await??;
         if let Some(op) = op {
-            self.log(&[Record::new(crate::unix_now() as u32, op, meta_name)]);
+            self.log(&[Record::new(crate::unix_now() as u32, op, meta_name)])
+                .await;
         }
         Ok(Reply::Body(Vec::new()))
     }

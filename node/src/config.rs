@@ -271,6 +271,9 @@ pub struct StorageConfig {
     pub sync_stat_file_interval: u64,
     /// Bytes read or written per I/O step, and the cap on non-streamed bodies.
     pub buff_size: u64,
+    /// fsync a file being written after every this many bytes, before it is put in place,
+    /// and its directory after; 0 (the default, as FastDFS) leaves it to the kernel.
+    pub fsync_after_written_bytes: u64,
     pub file_distribute_path_mode: u8,
     pub file_distribute_rotate_count: u32,
     pub upload_priority: u64,
@@ -333,6 +336,7 @@ impl Default for StorageConfig {
             stat_report_interval: 60,
             sync_stat_file_interval: 60,
             buff_size: 256 * 1024,
+            fsync_after_written_bytes: 0,
             file_distribute_path_mode: 0,
             file_distribute_rotate_count: 100,
             upload_priority: 10,
@@ -535,7 +539,6 @@ const IGNORED_FASTDFS_KEYS: &[&str] = &[
     "file_signature_method",
     "key_namespace",
     "keep_alive",
-    "fsync_after_written_bytes",
     "compress_binlog",
     "compress_binlog_time",
     "check_store_path_mark",
@@ -840,6 +843,7 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
             "stat_report_interval" => c.stat_report_interval = parse_num(path, &l)?,
             "sync_stat_file_interval" => c.sync_stat_file_interval = parse_num(path, &l)?,
             "buff_size" => c.buff_size = parse_bytes(path, &l)?,
+            "fsync_after_written_bytes" => c.fsync_after_written_bytes = parse_bytes(path, &l)?,
             "file_distribute_path_mode" => c.file_distribute_path_mode = parse_num(path, &l)?,
             "file_distribute_rotate_count" => c.file_distribute_rotate_count = parse_num(path, &l)?,
             "upload_priority" => c.upload_priority = parse_num(path, &l)?,

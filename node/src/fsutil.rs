@@ -1,33 +1,156 @@
 //! File-system steps shared by the roles.
 
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use rustix::fs::{CWD, RenameFlags, renameat_with};
+
+/// When written bytes are forced to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Left to the kernel's writeback: FastDFS's default (`fsync_after_written_bytes = 0`).
+    Never,
+    /// fsync after every N bytes written, the whole file before it is put in place, and
+    /// its directory after (`fsync_after_written_bytes = N`).
+    EveryBytes(u64),
+    /// fsync the file before it is put in place and the directory after (state files).
+    Always,
+}
+
+impl SyncPolicy {
+    /// FastDFS's `fsync_after_written_bytes`: 0 leaves data to the kernel.
+    pub fn from_written_bytes(n: u64) -> Self {
+        if n == 0 {
+            SyncPolicy::Never
+        } else {
+            SyncPolicy::EveryBytes(n)
+        }
+    }
+
+    /// Whether a file is synced before its rename, and its directory after.
+    pub fn on_commit(self) -> bool {
+        self != SyncPolicy::Never
+    }
+
+    /// Whether `unsynced` bytes written since the last fsync call for one now.
+    pub fn due(self, unsynced: u64) -> bool {
+        matches!(self, SyncPolicy::EveryBytes(n) if unsynced >= n)
+    }
+}
+
+/// How a finished file takes its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Over whatever holds the name (replicas, state files).
+    Replace,
+    /// Only where no file holds the name: AlreadyExists otherwise, and the staged file
+    /// stays, so the caller can try another name.
+    NoReplace,
+}
+
+/// A file written under a temp name and put in place only once whole, so a crash or an
+/// error never leaves a partial file under a real name. The one write path of uploads,
+/// replicas, recovered files, metadata and state files: temp file → fsync by policy →
+/// rename (replacing or not) → directory fsync by policy. The temp file is removed on
+/// every path that does not put it in place.
+#[derive(Debug)]
+pub struct StagedFile {
+    path: PathBuf,
+    policy: SyncPolicy,
+    placed: bool,
+}
+
+impl StagedFile {
+    /// Creates the temp file `path`, which must not exist yet.
+    pub fn create(path: PathBuf, policy: SyncPolicy) -> io::Result<(Self, File)> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok((
+            StagedFile {
+                path,
+                policy,
+                placed: false,
+            },
+            file,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn policy(&self) -> SyncPolicy {
+        self.policy
+    }
+
+    /// Finishes the written `file`: its mtime when given, fsync by policy, closed.
+    pub fn seal(&self, file: File, mtime: Option<SystemTime>) -> io::Result<()> {
+        if let Some(t) = mtime {
+            file.set_modified(t)?;
+        }
+        if self.policy.on_commit() {
+            file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Gives the sealed file its name, then syncs the directory by policy.
+    pub fn place(&mut self, target: &Path, how: Placement) -> io::Result<()> {
+        match how {
+            Placement::Replace => std::fs::rename(&self.path, target)?,
+            Placement::NoReplace => {
+                renameat_with(CWD, &self.path, CWD, target, RenameFlags::NOREPLACE)?
+            }
+        }
+        self.placed = true;
+        if self.policy.on_commit() {
+            sync_dir(target)?;
+        }
+        Ok(())
+    }
+
+    /// Seals `file` and gives it its name in one step.
+    pub fn commit(
+        mut self,
+        file: File,
+        target: &Path,
+        how: Placement,
+        mtime: Option<SystemTime>,
+    ) -> io::Result<()> {
+        self.seal(file, mtime)?;
+        self.place(target, how)
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// fsyncs the directory holding `path`, so a rename into it survives a crash.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
 
 /// Replaces `path` with `bytes` so that a crash leaves the old content or the new, never a
-/// mix: a temp file beside it, fsync, rename, directory fsync. Each call has its own temp
-/// name, so writers of the same file never meet. Blocking.
+/// mix. Each call has its own temp name, so writers of the same file never meet. Blocking.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", SEQ.fetch_add(1, Ordering::Relaxed)));
-    let tmp = PathBuf::from(tmp);
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    let (staged, mut file) = StagedFile::create(PathBuf::from(tmp), SyncPolicy::Always)?;
+    file.write_all(bytes)?;
+    staged.commit(file, path, Placement::Replace, None)
 }
 
 #[cfg(test)]
@@ -51,5 +174,88 @@ mod tests {
         std::fs::create_dir_all(blocked.join("x")).expect("dir");
         assert!(write_atomically(&blocked, b"data").is_err());
         assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 2);
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_staged_file_never_shows_under_its_name_unless_placed() {
+        for policy in [
+            SyncPolicy::Never,
+            SyncPolicy::EveryBytes(1),
+            SyncPolicy::Always,
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let target = dir.path().join("file");
+            std::fs::write(&target, b"old").expect("old");
+
+            // Dropped before placing (a connection lost mid-body): the temp goes.
+            let (staged, mut f) =
+                StagedFile::create(dir.path().join("a.tmp"), policy).expect("create");
+            f.write_all(b"partial").expect("write");
+            drop((staged, f));
+            assert_eq!(names(dir.path()), ["file"]);
+
+            // NoReplace over an existing name: AlreadyExists, the old file is intact,
+            // and the temp goes once the caller gives up.
+            let (mut staged, mut f) =
+                StagedFile::create(dir.path().join("b.tmp"), policy).expect("create");
+            f.write_all(b"new").expect("write");
+            staged.seal(f, None).expect("seal");
+            let err = staged
+                .place(&target, Placement::NoReplace)
+                .expect_err("exists");
+            assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+            drop(staged);
+            assert_eq!(names(dir.path()), ["file"]);
+            assert_eq!(std::fs::read(&target).expect("read"), b"old");
+
+            // A target whose directory is missing: the error comes back, no temp stays.
+            let (staged, f) = StagedFile::create(dir.path().join("c.tmp"), policy).expect("create");
+            let missing = dir.path().join("no-such-dir").join("file");
+            assert!(
+                staged
+                    .commit(f, &missing, Placement::Replace, None)
+                    .is_err()
+            );
+            assert_eq!(names(dir.path()), ["file"]);
+
+            // A temp name that is taken is refused rather than written through.
+            std::fs::write(dir.path().join("d.tmp"), b"someone else").expect("taken");
+            assert!(StagedFile::create(dir.path().join("d.tmp"), policy).is_err());
+            std::fs::remove_file(dir.path().join("d.tmp")).expect("rm");
+
+            // Placed with Replace and an mtime: the new bytes and time, nothing else.
+            let (staged, mut f) =
+                StagedFile::create(dir.path().join("e.tmp"), policy).expect("create");
+            f.write_all(b"whole").expect("write");
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+            staged
+                .commit(f, &target, Placement::Replace, Some(t))
+                .expect("commit");
+            assert_eq!(names(dir.path()), ["file"]);
+            assert_eq!(std::fs::read(&target).expect("read"), b"whole");
+            let mtime = std::fs::metadata(&target)
+                .expect("meta")
+                .modified()
+                .expect("mtime");
+            assert_eq!(mtime, t);
+        }
+    }
+
+    #[test]
+    fn fastdfs_written_bytes_setting_maps_to_a_policy() {
+        assert_eq!(SyncPolicy::from_written_bytes(0), SyncPolicy::Never);
+        let every = SyncPolicy::from_written_bytes(1 << 20);
+        assert!(every.on_commit() && every.due(1 << 20) && !every.due((1 << 20) - 1));
+        assert!(!SyncPolicy::Never.on_commit() && !SyncPolicy::Never.due(u64::MAX));
+        assert!(SyncPolicy::Always.on_commit() && !SyncPolicy::Always.due(u64::MAX));
     }
 }

@@ -712,7 +712,7 @@ async fn fetch_file(
         .map_err(io::Error::other)
         .and_then(|r| r)
         .map_err(local(&node.store.roots()[index]))?;
-    let temp_path = temp.path.clone();
+    let temp_path = temp.staged.path().to_path_buf();
     let mut file = tokio::fs::File::from_std(file);
     let mut left = h.body_len;
     let mut buf = vec![0u8; CHUNK.min(left as usize).max(1)];

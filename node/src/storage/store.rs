@@ -13,6 +13,7 @@ use rustix::fs::{CWD, RenameFlags, renameat_with};
 
 use crate::config::{ReservedSpace, StorageConfig};
 use crate::fileid::{self, NameCore, RemoteName, Source};
+use crate::fsutil::{Placement, StagedFile, SyncPolicy};
 use crate::proto::Status;
 use crate::proto::report::PathUsage;
 
@@ -40,44 +41,36 @@ pub struct Store {
     next_path: AtomicU64,
     readonly: Vec<usize>,
     temp_seq: AtomicU64,
+    /// When written file data is forced to disk (`fsync_after_written_bytes`).
+    sync_policy: SyncPolicy,
+    /// Each path's figures at the last statvfs, and bytes stored there since: uploads
+    /// place files on these instead of asking the file system each time.
+    usage: Mutex<Vec<PathUsage>>,
+    written_since: Vec<AtomicU64>,
 }
 
-/// A temp file that is removed unless it was committed.
+/// Bytes stored on a path after which its figures are read again before the timer.
+const REFRESH_AFTER_BYTES: u64 = 64 << 20;
+
+/// An upload or replica being written in a store path's temp directory.
 #[derive(Debug)]
 pub struct TempFile {
-    pub path: PathBuf,
+    pub staged: StagedFile,
     pub store_path: usize,
-    committed: bool,
 }
 
 impl TempFile {
-    /// Renames the temp file over `target`, replacing it (replicated files).
-    pub fn replace(mut self, target: &Path) -> io::Result<()> {
-        std::fs::rename(&self.path, target)?;
-        self.committed = true;
-        Ok(())
-    }
-
     /// Stamps the written `file` with a change's time (replicas keep the source's mtime, as
-    /// FastDFS does) and renames it over `target`.
+    /// FastDFS does) and puts it in place over `target`.
     pub fn replace_stamped(self, file: std::fs::File, target: &Path, ts: u32) -> io::Result<()> {
-        file.set_modified(unix_time(ts))?;
-        drop(file);
-        self.replace(target)
+        self.staged
+            .commit(file, target, Placement::Replace, Some(unix_time(ts)))
     }
 }
 
 /// A binlog timestamp as a file time.
 pub fn unix_time(ts: u32) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::from(ts))
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
 }
 
 fn hex_dir(n: u32) -> String {
@@ -108,7 +101,12 @@ impl Store {
             }
             std::fs::create_dir_all(&tmp)?;
         }
+        let usage = Mutex::new(read_usage(&paths));
+        let written_since = paths.iter().map(|_| AtomicU64::new(0)).collect();
         Ok(Store {
+            sync_policy: SyncPolicy::from_written_bytes(cfg.fsync_after_written_bytes),
+            usage,
+            written_since,
             paths,
             subdir_count,
             hashed_dirs: cfg.file_distribute_path_mode == 1,
@@ -143,7 +141,7 @@ impl Store {
         {
             return Err(Status::InvalidArgument);
         }
-        let usage = self.disk_usage();
+        let usage = self.cached_usage();
         pick_path(&usage, &self.readonly, requested, size, policy, || {
             self.next_path.fetch_add(1, Ordering::Relaxed)
         })
@@ -168,18 +166,13 @@ impl Store {
             .join("data")
             .join(TMP_DIR)
             .join(format!("{seq}-{}.tmp", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        Ok((
-            TempFile {
-                path,
-                store_path,
-                committed: false,
-            },
-            file,
-        ))
+        let (staged, file) = StagedFile::create(path, self.sync_policy)?;
+        Ok((TempFile { staged, store_path }, file))
+    }
+
+    /// When written file data is forced to disk.
+    pub fn sync_policy(&self) -> SyncPolicy {
+        self.sync_policy
     }
 
     /// Where round-robin naming stands (kept in `storage_stat.dat`).
@@ -214,32 +207,56 @@ impl Store {
         dirs
     }
 
-    /// Names a finished temp file and renames it into place (blocking).
-    pub fn commit(&self, mut temp: TempFile, spec: &NewName) -> Result<RemoteName, CommitError> {
-        let timestamp = file_mtime(&temp.path).unwrap_or_else(|| crate::unix_now() as u32);
+    /// Names a finished temp file and puts it in place under a name no file has (blocking).
+    pub fn commit(
+        &self,
+        mut temp: TempFile,
+        file: std::fs::File,
+        spec: &NewName,
+    ) -> Result<RemoteName, CommitError> {
+        let timestamp = file
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or_else(|| crate::unix_now() as u32, |d| d.as_secs() as u32);
+        temp.staged.seal(file, None)?;
         for _ in 0..NAME_ATTEMPTS {
             let name = self.generate_name(temp.store_path, spec, timestamp, None);
-            match rename_noreplace(
-                &temp.path,
-                &self.paths[temp.store_path].join(name.relative_path()),
-            ) {
+            let target = self.paths[temp.store_path].join(name.relative_path());
+            match temp.staged.place(&target, Placement::NoReplace) {
                 Ok(()) => {
-                    temp.committed = true;
+                    self.note_written(temp.store_path, spec.size);
                     return Ok(name);
                 }
-                Err(CommitError::Exists) => continue,
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e.into()),
             }
         }
         Err(CommitError::NoUniqueName)
     }
 
-    /// Renames a finished temp file to a name chosen by the caller (slave files).
-    pub fn commit_as(&self, mut temp: TempFile, name: &RemoteName) -> Result<(), CommitError> {
+    /// Puts a finished temp file in place under a name chosen by the caller (slave files).
+    pub fn commit_as(
+        &self,
+        temp: TempFile,
+        file: std::fs::File,
+        name: &RemoteName,
+    ) -> Result<(), CommitError> {
         let target = self.file_path(name).map_err(|_| CommitError::Exists)?;
-        rename_noreplace(&temp.path, &target)?;
-        temp.committed = true;
-        Ok(())
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let store_path = temp.store_path;
+        match temp
+            .staged
+            .commit(file, &target, Placement::NoReplace, None)
+        {
+            Ok(()) => {
+                self.note_written(store_path, size);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(CommitError::Exists),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A fresh name: `suffix` keeps a 7-char ext (regenerated appenders), else one is made.
@@ -281,12 +298,9 @@ impl Store {
 
     /// Writes a whole file beside its final place and renames it over (metadata files).
     pub fn replace_file(&self, store_path: usize, target: &Path, data: &[u8]) -> io::Result<()> {
-        let (mut temp, mut file) = self.create_temp(store_path)?;
+        let (temp, mut file) = self.create_temp(store_path)?;
         file.write_all(data)?;
-        drop(file);
-        std::fs::rename(&temp.path, target)?;
-        temp.committed = true;
-        Ok(())
+        temp.staged.commit(file, target, Placement::Replace, None)
     }
 
     /// Bytes available to us on a store path, when the filesystem says.
@@ -295,26 +309,59 @@ impl Store {
         Some(s.f_bavail.saturating_mul(s.f_frsize.max(1)))
     }
 
-    /// Total and free MB of each store path (statvfs `f_bavail`).
-    pub fn disk_usage(&self) -> Vec<PathUsage> {
-        self.paths
-            .iter()
-            .map(|p| match rustix::fs::statvfs(p) {
-                Ok(s) => {
-                    let unit = s.f_frsize.max(1);
-                    PathUsage {
-                        total_mb: s.f_blocks.saturating_mul(unit) / (1024 * 1024),
-                        free_mb: s.f_bavail.saturating_mul(unit) / (1024 * 1024),
-                    }
-                }
-                Err(_) => PathUsage::default(),
-            })
-            .collect()
+    /// Reads every path's figures from the file system again (blocking); the storage's
+    /// timer calls this every second.
+    pub fn refresh_usage(&self) -> Vec<PathUsage> {
+        let fresh = read_usage(&self.paths);
+        for w in &self.written_since {
+            w.store(0, Ordering::Relaxed);
+        }
+        *self.usage.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        fresh
+    }
+
+    /// Total and free MB of each store path as last read, less what was stored since.
+    pub fn cached_usage(&self) -> Vec<PathUsage> {
+        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for (u, w) in usage.iter_mut().zip(&self.written_since) {
+            u.free_mb = u
+                .free_mb
+                .saturating_sub(w.load(Ordering::Relaxed) / (1024 * 1024));
+        }
+        usage
+    }
+
+    /// Counts bytes just stored on `store_path`; after many, reads the figures again
+    /// (blocking: callers are on the blocking pool).
+    pub fn note_written(&self, store_path: usize, bytes: u64) {
+        let Some(w) = self.written_since.get(store_path) else {
+            return;
+        };
+        if w.fetch_add(bytes, Ordering::Relaxed) + bytes >= REFRESH_AFTER_BYTES {
+            self.refresh_usage();
+        }
     }
 
     pub fn roots(&self) -> &[PathBuf] {
         &self.paths
     }
+}
+
+/// Total and free MB of each path (statvfs `f_bavail`), zero for a path that cannot be read.
+fn read_usage(paths: &[PathBuf]) -> Vec<PathUsage> {
+    paths
+        .iter()
+        .map(|p| match rustix::fs::statvfs(p) {
+            Ok(s) => {
+                let unit = s.f_frsize.max(1);
+                PathUsage {
+                    total_mb: s.f_blocks.saturating_mul(unit) / (1024 * 1024),
+                    free_mb: s.f_bavail.saturating_mul(unit) / (1024 * 1024),
+                }
+            }
+            Err(_) => PathUsage::default(),
+        })
+        .collect()
 }
 
 /// Why a finished upload could not be put in place.
@@ -434,8 +481,7 @@ pub fn write_small(
 ) -> Result<RemoteName, CommitError> {
     let (temp, mut file) = store.create_temp(store_path)?;
     file.write_all(data)?;
-    drop(file);
-    store.commit(temp, spec)
+    store.commit(temp, file, spec)
 }
 
 /// Path of a file's metadata companion.
@@ -573,7 +619,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = store(dir.path(), 1);
         let (temp, _file) = s.create_temp(0).expect("temp");
-        let p = temp.path.clone();
+        let p = temp.staged.path().to_path_buf();
         assert!(p.exists());
         drop(temp);
         assert!(!p.exists());

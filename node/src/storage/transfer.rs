@@ -6,10 +6,12 @@ use std::os::unix::fs::FileExt;
 
 use super::store::io_status;
 use super::{Failure, blocking};
+use crate::fsutil::SyncPolicy;
 use crate::proto::Status;
 use crate::server::Connection;
 
-/// Streams `len` body bytes from `conn` into `file` starting at `offset`.
+/// Streams `len` body bytes from `conn` into `file` starting at `offset`, with an fsync
+/// whenever `policy` says enough bytes were written since the last.
 ///
 /// Returns the file and the CRC-32 of the bytes. When a write fails the rest of
 /// the body is still read (so the connection stays in step) and the write's
@@ -20,6 +22,7 @@ pub(super) async fn receive_into(
     offset: u64,
     len: u64,
     chunk: usize,
+    policy: SyncPolicy,
 ) -> Result<(File, u32), Failure> {
     let mut hasher = crc32fast::Hasher::new();
     let mut buf = vec![0u8; chunk.min(usize::try_from(len).unwrap_or(chunk)).max(1)];
@@ -27,6 +30,7 @@ pub(super) async fn receive_into(
     let mut pos = offset;
     let mut left = len;
     let mut failed: Option<Status> = None;
+    let mut unsynced = 0u64;
     while left > 0 {
         let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         conn.read_exact(&mut buf[..n]).await?;
@@ -36,11 +40,16 @@ pub(super) async fn receive_into(
         }
         hasher.update(&buf[..n]);
         let (f, b) = (file.take(), std::mem::take(&mut buf));
+        unsynced += n as u64;
+        let sync_now = policy.due(unsynced);
+        if sync_now {
+            unsynced = 0;
+        }
         let (f, b, r) = blocking(move || {
-            let r = f
-                .as_ref()
-                .map(|f| f.write_all_at(&b[..n], pos))
-                .unwrap_or(Ok(()));
+            let r = f.as_ref().map_or(Ok(()), |f| {
+                f.write_all_at(&b[..n], pos)?;
+                if sync_now { f.sync_data() } else { Ok(()) }
+            });
             (f, b, r)
         })
         .await?;

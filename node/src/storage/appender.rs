@@ -79,6 +79,7 @@ impl StorageNode {
             old_len,
             head.size,
             self.config.buff_size as usize,
+            self.store.sync_policy(),
         )
         .await
         {
@@ -89,7 +90,8 @@ impl StorageNode {
                     Op::Append,
                     appender.to_string(),
                 )
-                .with_extra(extra)]);
+                .with_extra(extra)])
+                    .await;
                 self.count_bytes(Command::AppendFile, head.size);
                 Ok(Reply::Body(Vec::new()))
             }
@@ -126,13 +128,15 @@ impl StorageNode {
             offset,
             head.size,
             self.config.buff_size as usize,
+            self.store.sync_policy(),
         )
         .await?;
         let extra = format!("{offset} {}", head.size);
         self.log(&[
             Record::new(crate::unix_now() as u32, Op::Modify, appender.to_string())
                 .with_extra(extra),
-        ]);
+        ])
+        .await;
         self.count_bytes(Command::ModifyFile, head.size);
         Ok(Reply::Body(Vec::new()))
     }
@@ -165,7 +169,8 @@ impl StorageNode {
             self.log(&[
                 Record::new(crate::unix_now() as u32, Op::Truncate, appender.to_string())
                     .with_extra(extra),
-            ]);
+            ])
+            .await;
         }
         Ok(Reply::Body(Vec::new()))
     }
@@ -221,7 +226,8 @@ impl StorageNode {
             .core()
             .map(|c| c.timestamp)
             .unwrap_or_else(|_| crate::unix_now() as u32);
-        self.log(&[Record::new(ts, Op::Rename, renamed.to_string()).with_extra(remote.clone())]);
+        self.log(&[Record::new(ts, Op::Rename, renamed.to_string()).with_extra(remote.clone())])
+            .await;
         Ok(Reply::Body(
             UploadResponse {
                 group: self.config.group_name.clone(),

@@ -12,7 +12,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use tokio::sync::watch;
 
@@ -144,15 +144,65 @@ pub struct Position {
 
 #[derive(Debug)]
 struct Writer {
+    dir: PathBuf,
     file: File,
     index: u32,
     size: u64,
 }
 
+impl Writer {
+    /// Writes one batch of lines, starting a new file first when this one is full.
+    fn write(&mut self, text: &[u8]) -> io::Result<Position> {
+        if self.size >= ROTATE_AT {
+            let index = self.index + 1;
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file_path(&self.dir, index))?;
+            self.index = index;
+            self.size = 0;
+            write_index(&self.dir, index)?;
+        }
+        self.file.write_all(text)?;
+        self.size += text.len() as u64;
+        Ok(Position {
+            index: self.index,
+            offset: self.size,
+        })
+    }
+}
+
+/// Lines queued for the binlog and how far writing has got, in batches numbered from 1.
+#[derive(Debug, Default)]
+struct Queue {
+    /// Lines of the batches after `written`, in order.
+    pending: Vec<u8>,
+    /// Number of the last batch queued.
+    queued: u64,
+    /// Every batch up to this number has been written (or failed).
+    written: u64,
+    /// Whether a caller is writing now; the others wait for it.
+    writing: bool,
+    /// Recent failed runs of batches `(after, upto]`, so each caller learns its own outcome.
+    failures: std::collections::VecDeque<(u64, u64, io::ErrorKind)>,
+}
+
+/// Failed runs remembered for callers that have not looked yet.
+const FAILURES_KEPT: usize = 64;
+
 /// The binlog of one storage: appends records and wakes readers.
+///
+/// Appends are group-committed: a caller queues its lines; whoever finds no write in
+/// progress takes every queued line and writes them with one call, outside the queue's
+/// lock, while later callers queue behind it. A burst of changes costs one write, and the
+/// lock is never held across I/O. Callers are on the blocking pool, usually in the same
+/// trip as the file change the lines describe.
 #[derive(Debug)]
 pub struct Binlog {
     dir: PathBuf,
+    queue: Mutex<Queue>,
+    done: Condvar,
+    /// Only the caller that is writing touches the file.
     writer: Mutex<Writer>,
     /// The end of the binlog after the last append, for readers to wait on.
     end: watch::Sender<Position>,
@@ -163,9 +213,10 @@ fn file_path(dir: &Path, index: u32) -> PathBuf {
 }
 
 fn write_index(dir: &Path, index: u32) -> io::Result<()> {
-    let tmp = dir.join("binlog_index.dat.tmp");
-    std::fs::write(&tmp, format!("current_write={index}\ncurrent_compress=0\n"))?;
-    std::fs::rename(tmp, dir.join("binlog_index.dat"))
+    crate::fsutil::write_atomically(
+        &dir.join("binlog_index.dat"),
+        format!("current_write={index}\ncurrent_compress=0\n").as_bytes(),
+    )
 }
 
 fn read_index(dir: &Path) -> u32 {
@@ -181,7 +232,7 @@ fn read_index(dir: &Path) -> u32 {
 }
 
 impl Binlog {
-    /// Opens (or starts) the binlog under `<base_path>/data/sync`.
+    /// Opens (or starts) the binlog under `<base_path>/data/sync` and starts its writer.
     pub fn open(base_path: &Path) -> io::Result<Self> {
         let dir = base_path.join("data").join("sync");
         std::fs::create_dir_all(&dir)?;
@@ -197,8 +248,15 @@ impl Binlog {
             offset: size,
         });
         Ok(Binlog {
+            writer: Mutex::new(Writer {
+                dir: dir.clone(),
+                file,
+                index,
+                size,
+            }),
             dir,
-            writer: Mutex::new(Writer { file, index, size }),
+            queue: Mutex::new(Queue::default()),
+            done: Condvar::new(),
             end,
         })
     }
@@ -207,30 +265,65 @@ impl Binlog {
         &self.dir
     }
 
-    /// Appends records (blocking, one write) and wakes the readers.
+    /// Appends records, from the blocking pool; returns once they are written (in the page
+    /// cache) and readers are woken.
     pub fn append(&self, records: &[Record]) -> io::Result<()> {
         if records.is_empty() {
             return Ok(());
         }
-        let text: String = records.iter().map(Record::to_line).collect();
-        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if w.size >= ROTATE_AT {
-            let index = w.index + 1;
-            w.file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(file_path(&self.dir, index))?;
-            w.index = index;
-            w.size = 0;
-            write_index(&self.dir, index)?;
+        let mut q = self.lock_queue();
+        for r in records {
+            q.pending.extend_from_slice(r.to_line().as_bytes());
         }
-        w.file.write_all(text.as_bytes())?;
-        w.size += text.len() as u64;
-        self.end.send_replace(Position {
-            index: w.index,
-            offset: w.size,
-        });
-        Ok(())
+        q.queued += 1;
+        let mine = q.queued;
+        loop {
+            if q.written >= mine {
+                return match q.failures.iter().find(|(a, b, _)| *a < mine && mine <= *b) {
+                    Some((_, _, kind)) => Err(io::Error::new(*kind, "binlog write failed")),
+                    None => Ok(()),
+                };
+            }
+            if q.writing {
+                q = self.done.wait(q).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            // Lead: write everything queued so far in one call.
+            q.writing = true;
+            let text = std::mem::take(&mut q.pending);
+            let (after, upto) = (q.written, q.queued);
+            drop(q);
+            let written = self
+                .writer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write(&text);
+            q = self.lock_queue();
+            match written {
+                Ok(pos) => {
+                    self.end.send_replace(pos);
+                }
+                Err(e) => {
+                    q.failures.push_back((after, upto, e.kind()));
+                    if q.failures.len() > FAILURES_KEPT {
+                        q.failures.pop_front();
+                    }
+                }
+            }
+            q.written = upto;
+            q.writing = false;
+            // Reuse the buffer's memory for the next batch when nothing new came meanwhile.
+            if q.pending.is_empty() {
+                let mut text = text;
+                text.clear();
+                q.pending = text;
+            }
+            self.done.notify_all();
+        }
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Where the binlog ends now.
@@ -358,5 +451,45 @@ mod tests {
         );
         let reopened = Binlog::open(dir.path()).expect("reopen");
         assert_eq!(reopened.end(), next);
+    }
+
+    #[test]
+    fn concurrent_appends_all_land_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Binlog::open(dir.path()).expect("open");
+        std::thread::scope(|s| {
+            for t in 0..32 {
+                let log = &log;
+                s.spawn(move || {
+                    for i in 0..25 {
+                        // Two records in one call stay next to each other.
+                        log.append(&[
+                            Record::new(i, Op::Create, format!("M00/00/00/t{t}-{i}")),
+                            Record::new(i, Op::Delete, format!("M00/00/00/t{t}-{i}")),
+                        ])
+                        .expect("append");
+                    }
+                });
+            }
+        });
+        let text = std::fs::read_to_string(dir.path().join("data/sync/binlog.000")).expect("file");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 32 * 25 * 2);
+        for pair in lines.chunks(2) {
+            let (c, d) = (
+                Record::parse(pair[0]).expect("C"),
+                Record::parse(pair[1]).expect("D"),
+            );
+            assert_eq!((c.op, d.op, &c.name), (Op::Create, Op::Delete, &d.name));
+        }
+        let mut names: Vec<&str> = lines
+            .iter()
+            .step_by(2)
+            .map(|l| l.rsplit(' ').next().unwrap_or(""))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 32 * 25);
+        assert_eq!(log.end().offset, text.len() as u64);
     }
 }

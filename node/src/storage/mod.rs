@@ -304,14 +304,15 @@ impl StorageNode {
     /// Every metric, with the gauges that are read at scrape time (disk space, replication
     /// backlog) brought up to date first.
     pub fn render_metrics(&self) -> String {
+        self.store.refresh_usage();
         self.refresh_disk_metrics();
         sync::refresh_backlog_metrics(self);
         self.metrics.render()
     }
 
-    /// Updates the disk gauges (called at each disk report and scrape).
+    /// Updates the disk gauges from the store's figures (at each disk report and scrape).
     pub fn refresh_disk_metrics(&self) {
-        for (i, u) in self.store.disk_usage().iter().enumerate() {
+        for (i, u) in self.store.cached_usage().iter().enumerate() {
             let labels = metrics::PathLabels {
                 store_path: format!("M{i:02X}"),
             };
@@ -471,8 +472,9 @@ impl StorageNode {
         self.counters.add_pair(total, bytes, stored);
     }
 
-    /// Writes change records to the binlog; a failure is logged, the change stands.
-    fn log(&self, records: &[binlog::Record]) {
+    /// Writes change records to the binlog (blocking: call it in the blocking trip that
+    /// made the change); a failure is logged, the change stands.
+    fn log_now(&self, records: &[binlog::Record]) {
         if let Err(e) = self.binlog.append(records) {
             tracing::error!(error = %e, "cannot write the binlog; peers will miss this change");
         }
@@ -487,6 +489,12 @@ impl StorageNode {
                     .store(crate::unix_now(), Ordering::Relaxed);
             }
         }
+    }
+
+    /// Writes change records to the binlog from an async handler, on the blocking pool.
+    async fn log(self: &Arc<Self>, records: &[binlog::Record]) {
+        let (node, records) = (self.clone(), records.to_vec());
+        let _ = tokio::task::spawn_blocking(move || node.log_now(&records)).await;
     }
 
     /// Records bytes moved for a successful command (its total and success byte counters).
@@ -551,6 +559,24 @@ impl Service for StorageNode {
     }
 }
 
+/// Reads the store paths' free space every second, off the async workers, so uploads
+/// choose a path from fresh figures without a statvfs of their own.
+async fn watch_disks(node: Arc<StorageNode>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(DISK_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let n = node.clone();
+        let _ = tokio::task::spawn_blocking(move || n.store.refresh_usage()).await;
+    }
+}
+
+/// How often the store paths' free space is read.
+const DISK_REFRESH: Duration = Duration::from_secs(1);
+
 /// A storage serving on a socket and reporting to its trackers.
 #[derive(Debug)]
 pub struct RunningStorage {
@@ -563,11 +589,16 @@ pub struct RunningStorage {
 }
 
 impl RunningStorage {
-    /// Stops reporting and accepting, lets requests in flight finish for up to `drain`.
+    /// Stops accepting and reporting, lets requests in flight finish and pushes save their
+    /// marks; whatever still runs after `drain` is aborted.
     pub async fn stop(self, drain: Duration) {
         self.stop.cancel();
-        for t in self.tasks {
-            let _ = tokio::time::timeout(drain + Duration::from_secs(1), t).await;
+        let deadline = tokio::time::Instant::now() + drain;
+        for mut t in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                tracing::warn!(?drain, "a storage task outlived the drain bound; aborted");
+                t.abort();
+            }
         }
         // The counters are final once nothing is served any more.
         stat_file::save_logged(&self.node).await;
@@ -628,6 +659,7 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
         tokio::join!(report::run(n.clone(), bind_ip, s.clone()), sync::run(n, s));
     }));
     tasks.push(tokio::spawn(stat_file::run(node.clone(), stop.clone())));
+    tasks.push(tokio::spawn(watch_disks(node.clone(), stop.clone())));
     Ok(RunningStorage {
         addr,
         http_addr,

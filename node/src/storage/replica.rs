@@ -102,6 +102,7 @@ impl StorageNode {
             conn.read_exact(&mut data).await?;
             let node = self.clone();
             let store_path = usize::from(name.store_path);
+            let record = Record::new(ts, op, name.to_string()).replica();
             let stored = blocking(move || -> std::io::Result<bool> {
                 let existing = std::fs::metadata(&path).ok().map(|m| m.len());
                 if !update && existing == Some(data.len() as u64) {
@@ -110,6 +111,7 @@ impl StorageNode {
                 let (temp, mut file) = node.store.create_temp(store_path)?;
                 file.write_all(&data)?;
                 temp.replace_stamped(file, &path, ts)?;
+                node.log_now(&[record]);
                 Ok(true)
             })
             .await?
@@ -119,7 +121,6 @@ impl StorageNode {
             if !stored {
                 return Err(Status::AlreadyExists.into());
             }
-            self.log(&[Record::new(ts, op, name.to_string()).replica()]);
             return Ok(Reply::Body(Vec::new()));
         }
         let p = path.clone();
@@ -150,13 +151,21 @@ impl StorageNode {
             0,
             head.file_size,
             self.config.buff_size as usize,
+            self.store.sync_policy(),
         )
         .await?;
-        blocking(move || temp.replace_stamped(file, &path, ts))
-            .await?
-            .map_err(|e| Failure::Status(io_status(&e)))?;
+        let (node, record) = (
+            self.clone(),
+            Record::new(ts, op, name.to_string()).replica(),
+        );
+        blocking(move || {
+            temp.replace_stamped(file, &path, ts)?;
+            node.log_now(&[record]);
+            Ok::<_, std::io::Error>(())
+        })
+        .await?
+        .map_err(|e| Failure::Status(io_status(&e)))?;
         self.count_sync(false, head.file_size, true);
-        self.log(&[Record::new(ts, op, name.to_string()).replica()]);
         self.synced_from(session, ts);
         Ok(Reply::Body(Vec::new()))
     }
@@ -175,7 +184,8 @@ impl StorageNode {
         let removed = blocking(move || std::fs::remove_file(&path)).await?;
         self.synced_from(session, req.timestamp);
         removed.map_err(|e| Failure::Status(io_status(&e)))?;
-        self.log(&[Record::new(req.timestamp, Op::Delete, name.to_string()).replica()]);
+        self.log(&[Record::new(req.timestamp, Op::Delete, name.to_string()).replica()])
+            .await;
         Ok(Reply::Body(Vec::new()))
     }
 
@@ -225,7 +235,15 @@ impl StorageNode {
         let file = blocking(move || std::fs::File::options().write(true).open(&p))
             .await?
             .map_err(|e| Failure::Status(io_status(&e)))?;
-        receive_into(conn, file, start, len, self.config.buff_size as usize).await?;
+        receive_into(
+            conn,
+            file,
+            start,
+            len,
+            self.config.buff_size as usize,
+            self.store.sync_policy(),
+        )
+        .await?;
         self.count_sync(false, len, true);
         let ts = head.timestamp;
         blocking(move || set_mtime(&path, ts))
@@ -234,7 +252,8 @@ impl StorageNode {
         let op = if modify { Op::Modify } else { Op::Append };
         self.log(&[Record::new(ts, op, name.to_string())
             .with_extra(format!("{start} {len}"))
-            .replica()]);
+            .replica()])
+            .await;
         self.synced_from(session, ts);
         Ok(Reply::Body(Vec::new()))
     }
@@ -275,7 +294,8 @@ impl StorageNode {
         }
         self.log(&[Record::new(ts, Op::Truncate, name.to_string())
             .with_extra(format!("{old} {new}"))
-            .replica()]);
+            .replica()])
+            .await;
         Ok(Reply::Body(Vec::new()))
     }
 
@@ -308,7 +328,8 @@ impl StorageNode {
         renamed?;
         self.log(&[Record::new(req.timestamp, Op::Rename, new.to_string())
             .with_extra(old.to_string())
-            .replica()]);
+            .replica()])
+            .await;
         // FastDFS echoes the request body in an OK reply.
         Ok(Reply::Body(body))
     }
@@ -342,7 +363,8 @@ impl StorageNode {
         made?;
         self.log(&[Record::new(req.timestamp, Op::Link, link.to_string())
             .with_extra(target.to_string())
-            .replica()]);
+            .replica()])
+            .await;
         Ok(Reply::Body(Vec::new()))
     }
 }

@@ -397,7 +397,7 @@ async fn report_session(
             }
             Event::Disk => {
                 let usage = DiskUsage {
-                    paths: node.store.disk_usage(),
+                    paths: node.store.cached_usage(),
                 };
                 node.refresh_disk_metrics();
                 let reply =

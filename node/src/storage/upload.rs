@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::binlog::{Op, Record};
-use super::store::{NewName, io_status, write_small};
+use super::store::{CommitError, NewName, io_status, write_small};
 use super::transfer::receive_into;
 use super::{Failure, Handled, Reply, StorageNode, blocking};
 use crate::fileid::{self, FORMATTED_EXT_LEN, RemoteName};
@@ -45,6 +45,15 @@ pub fn slave_name(master: &RemoteName, prefix: &str, ext: &str) -> Result<Remote
     }
 }
 
+/// The binlog line of a new file, stamped with the time its name carries.
+fn created(name: &RemoteName) -> Record {
+    let ts = name
+        .core()
+        .map(|c| c.timestamp)
+        .unwrap_or_else(|_| crate::unix_now() as u32);
+    Record::new(ts, Op::Create, name.to_string())
+}
+
 fn valid_prefix(prefix: &str) -> bool {
     prefix
         .bytes()
@@ -84,27 +93,33 @@ impl StorageNode {
             crc32: 0,
             appender,
         };
+        // The file and its binlog line are written in one blocking trip.
         let name = if size <= chunk as u64 {
             let mut data = vec![0u8; size as usize];
             conn.read_exact(&mut data).await?;
             spec.crc32 = crc32fast::hash(&data);
-            blocking(move || write_small(&node.store, store_path, &spec, &data)).await?
+            blocking(move || {
+                let name = write_small(&node.store, store_path, &spec, &data)?;
+                node.log_now(&[created(&name)]);
+                Ok::<_, CommitError>(name)
+            })
+            .await?
         } else {
             let n2 = node.clone();
             let (temp, file) = blocking(move || n2.store.create_temp(store_path))
                 .await?
                 .map_err(|e| Failure::Status(io_status(&e)))?;
-            let (file, crc) = receive_into(conn, file, 0, size, chunk).await?;
-            drop(file);
+            let (file, crc) =
+                receive_into(conn, file, 0, size, chunk, self.store.sync_policy()).await?;
             spec.crc32 = crc;
-            blocking(move || node.store.commit(temp, &spec)).await?
+            blocking(move || {
+                let name = node.store.commit(temp, file, &spec)?;
+                node.log_now(&[created(&name)]);
+                Ok::<_, CommitError>(name)
+            })
+            .await?
         };
         let name = name.map_err(|e| e.status())?;
-        let ts = name
-            .core()
-            .map(|c| c.timestamp)
-            .unwrap_or_else(|_| crate::unix_now() as u32);
-        self.log(&[Record::new(ts, Op::Create, name.to_string())]);
         self.count_bytes(Command::UploadFile, size);
         tracing::debug!(file = %name, size, appender, "stored");
         Ok(Reply::Body(
@@ -163,19 +178,20 @@ impl StorageNode {
             0,
             head.file_size,
             self.config.buff_size as usize,
+            self.store.sync_policy(),
         )
         .await?;
-        drop(file);
         let node = self.clone();
         let target = slave.clone();
-        blocking(move || node.store.commit_as(temp, &target))
+        blocking(move || node.store.commit_as(temp, file, &target))
             .await?
             .map_err(|e| e.status())?;
         self.log(&[Record::new(
             crate::unix_now() as u32,
             Op::Create,
             slave.to_string(),
-        )]);
+        )])
+        .await;
         self.count_bytes(Command::UploadSlaveFile, head.file_size);
         tracing::debug!(file = %slave, master = %master, "stored slave");
         Ok(Reply::Body(

@@ -231,13 +231,22 @@ impl LocalCluster {
         lines
     }
 
-    pub async fn stop(self) {
+    /// Stops every storage at once, then the trackers, all within `drain`.
+    pub async fn stop(self, drain: Duration) {
+        let deadline = tokio::time::Instant::now() + drain;
+        let mut stopping = tokio::task::JoinSet::new();
         for s in self.storages {
-            s.stop(Duration::from_secs(5)).await;
+            stopping.spawn(s.stop(drain));
         }
+        while stopping.join_next().await.is_some() {}
+        // Trackers last, so storages could still say goodbye; they get what is left.
+        let left = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_millis(500));
         for t in self.trackers {
-            t.stop(Duration::from_secs(2)).await;
+            stopping.spawn(t.stop(left));
         }
+        while stopping.join_next().await.is_some() {}
     }
 }
 

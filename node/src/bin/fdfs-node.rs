@@ -17,6 +17,10 @@ use fdfs_node::{storage, tracker};
     about = "FastDFS-compatible tracker and storage node"
 )]
 struct Cli {
+    /// Seconds a stopping node (SIGTERM, Ctrl-C) lets requests in flight finish and saves
+    /// its sync marks before it exits; keep it below Kubernetes' grace period (30 s).
+    #[arg(long, global = true, default_value_t = 10)]
+    drain_timeout: u64,
     #[command(subcommand)]
     role: Role,
 }
@@ -132,15 +136,26 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(run());
+    // Blocking work still running after the drain must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().role {
+    let cli = Cli::parse();
+    let drain = Duration::from_secs(cli.drain_timeout);
+    match cli.role {
         Role::Tracker {
             config,
             bind,
@@ -163,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
                 println!("{line}");
             }
             shutdown_signal().await;
-            t.stop(Duration::from_secs(5)).await;
+            t.stop(drain).await;
         }
         Role::Storage {
             config,
@@ -193,7 +208,7 @@ async fn main() -> anyhow::Result<()> {
             let s = storage::start(cfg).await.context("starting storage")?;
             println!("storage {} {}", s.node.config.group_name, s.addr);
             shutdown_signal().await;
-            s.stop(Duration::from_secs(10)).await;
+            s.stop(drain).await;
         }
         Role::Local {
             groups,
@@ -234,8 +249,9 @@ async fn main() -> anyhow::Result<()> {
             }
             println!("ready");
             shutdown_signal().await;
-            tracing::info!("stopping");
-            cluster.stop().await;
+            tracing::info!(?drain, "stopping");
+            cluster.stop(drain).await;
+            tracing::info!("stopped");
         }
     }
     Ok(())

@@ -214,8 +214,14 @@ fn current(node: &StorageNode, id: &str) -> Option<Peer> {
 
 async fn push_loop(node: Arc<StorageNode>, peer_id: String, stop: CancellationToken) {
     while !stop.is_cancelled() {
+        // On stop the session finishes its batch and saves its mark; one that cannot
+        // (a peer not answering) is dropped after a grace, and repeats that batch later.
+        let flush_bound = async {
+            stop.cancelled().await;
+            tokio::time::sleep(FLUSH_GRACE).await;
+        };
         let result = tokio::select! {
-            _ = stop.cancelled() => break,
+            _ = flush_bound => break,
             r = push_session(&node, &peer_id, &stop) => r,
         };
         if let Err(e) = result {
@@ -296,7 +302,11 @@ async fn push_session(
 ) -> Result<(), SyncError> {
     let mut peer = current(node, peer_id).ok_or(SyncError::Gone)?;
     let mark_path = Mark::path(node, &peer);
-    let mut mark = match Mark::load(&mark_path) {
+    let loading = mark_path.clone();
+    let saved = tokio::task::spawn_blocking(move || Mark::load(&loading))
+        .await
+        .unwrap_or(None);
+    let mut mark = match saved {
         // A peer that is starting over never reuses an old mark.
         Some(m) if peer.status > StorageStatus::WaitSync => m,
         _ => {
@@ -360,7 +370,12 @@ async fn push_session(
         peer: peer.id.clone(),
     };
     loop {
-        let (records, next) = node.binlog.read_from(mark.position, BATCH_BYTES)?;
+        let (records, next) = {
+            let (n, from) = (node.clone(), mark.position);
+            tokio::task::spawn_blocking(move || n.binlog.read_from(from, BATCH_BYTES))
+                .await
+                .map_err(std::io::Error::other)??
+        };
         if records.is_empty() {
             if mark.need_sync_old && !mark.sync_old_done {
                 mark.sync_old_done = true;
@@ -412,12 +427,22 @@ async fn push_session(
         mark.position = next;
         note_position(node, peer_id, next);
         unsaved += records.len() as u64;
+        if stop.is_cancelled() {
+            mark.save_off_thread(&mark_path).await?;
+            for c in conns.into_iter().flatten() {
+                c.quit().await;
+            }
+            return Ok(());
+        }
         if unsaved >= MARK_EVERY {
             mark.save_off_thread(&mark_path).await?;
             unsaved = 0;
         }
     }
 }
+
+/// How long a stopping push may take to finish its batch and save its mark.
+const FLUSH_GRACE: Duration = Duration::from_secs(3);
 
 /// Connections per peer; records of one file always share a lane, so they keep their order.
 const LANES: usize = 16;
@@ -580,6 +605,16 @@ fn local_path(node: &StorageNode, name: &str) -> Option<PathBuf> {
     node.store.file_path(&RemoteName::parse(name).ok()?).ok()
 }
 
+/// Whether a stored file exists here now, asked on the blocking pool.
+async fn exists_locally(node: &StorageNode, name: &str) -> bool {
+    let Some(path) = local_path(node, name) else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || path.exists())
+        .await
+        .unwrap_or(false)
+}
+
 /// Sends a sync request (fixed part `prefix`, then `payload`) and returns the reply status.
 async fn send(
     conn: &mut Conn,
@@ -670,7 +705,7 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
         Op::Update => push_file(node, conn, &r.name, ts, true).await,
         Op::Delete => {
             // A file that exists again was re-created after this delete.
-            let again = local_path(node, &r.name).is_some_and(|p| p.exists());
+            let again = exists_locally(node, &r.name).await;
             if again {
                 return Ok(());
             }
@@ -725,7 +760,7 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             // As FastDFS's sender: a file gone here since (renamed, deleted) is skipped.
             // A FastDFS receiver answers ENOENT when it lacks the file, which would
             // otherwise stop this peer's sync for good.
-            let exists = local_path(node, &r.name).is_some_and(|p| p.exists());
+            let exists = exists_locally(node, &r.name).await;
             if !exists {
                 return Ok(());
             }

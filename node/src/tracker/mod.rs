@@ -882,8 +882,12 @@ impl RunningTracker {
     /// Stops accepting, lets connections finish for up to `drain`, saves, and waits.
     pub async fn stop(self, drain: Duration) {
         self.stop.cancel();
-        for t in self.tasks {
-            let _ = tokio::time::timeout(drain + Duration::from_secs(1), t).await;
+        let deadline = tokio::time::Instant::now() + drain;
+        for mut t in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                tracing::warn!(?drain, "a tracker task outlived the drain bound; aborted");
+                t.abort();
+            }
         }
         let mut none = None;
         self.tracker.save_if_changed(&mut none);

@@ -2,11 +2,14 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use rustix::fs::{CWD, RenameFlags, renameat_with};
+use rustix::fs::{AtFlags, CWD, Mode, OFlags, RenameFlags, renameat_with};
+use rustix::io::Errno;
 
 /// When written bytes are forced to the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,20 +54,40 @@ pub enum Placement {
     NoReplace,
 }
 
-/// A file written under a temp name and put in place only once whole, so a crash or an
+/// A file written away from its name and put in place only once whole, so a crash or an
 /// error never leaves a partial file under a real name. The one write path of uploads,
-/// replicas, recovered files, metadata and state files: temp file → fsync by policy →
-/// rename (replacing or not) → directory fsync by policy. The temp file is removed on
-/// every path that does not put it in place.
+/// replicas, recovered files, metadata and state files: staged file → fsync by policy →
+/// name given (replacing or not) → directory fsync by policy. A staged file not put in
+/// place leaves nothing behind.
+///
+/// Where the file system allows, the staged file is an `O_TMPFILE` inode in the target's
+/// own directory: it has no name until it is linked, so a crash leaves nothing to clean
+/// and concurrent writers in different directories never share a directory lock or an
+/// inode group (one shared temp directory made every upload queue on it). Elsewhere it
+/// is a named temp file, removed on every path that does not put it in place.
 #[derive(Debug)]
 pub struct StagedFile {
-    path: PathBuf,
+    staging: Staging,
     policy: SyncPolicy,
     placed: bool,
 }
 
+#[derive(Debug)]
+enum Staging {
+    /// An `O_TMPFILE` inode, kept open to link it; `dir` is where it was made.
+    Unnamed { fd: OwnedFd, dir: PathBuf },
+    /// A named temp file.
+    Named(PathBuf),
+}
+
+/// Whether `/proc/self/fd` exists, which linking an unnamed file without privileges needs.
+fn proc_fd_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
+}
+
 impl StagedFile {
-    /// Creates the temp file `path`, which must not exist yet.
+    /// Creates the named temp file `path`, which must not exist yet.
     pub fn create(path: PathBuf, policy: SyncPolicy) -> io::Result<(Self, File)> {
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -72,7 +95,7 @@ impl StagedFile {
             .open(&path)?;
         Ok((
             StagedFile {
-                path,
+                staging: Staging::Named(path),
                 policy,
                 placed: false,
             },
@@ -80,8 +103,44 @@ impl StagedFile {
         ))
     }
 
+    /// Creates a nameless file in `dir`, or the named temp file `fallback` where the file
+    /// system has no `O_TMPFILE`.
+    pub fn create_in(
+        dir: &Path,
+        fallback: PathBuf,
+        policy: SyncPolicy,
+    ) -> io::Result<(Self, File)> {
+        if proc_fd_available() {
+            let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
+            match rustix::fs::open(dir, flags, Mode::from_raw_mode(0o666)) {
+                Ok(fd) => {
+                    let link = rustix::io::fcntl_dupfd_cloexec(&fd, 0)?;
+                    return Ok((
+                        StagedFile {
+                            staging: Staging::Unnamed {
+                                fd: link,
+                                dir: dir.to_path_buf(),
+                            },
+                            policy,
+                            placed: false,
+                        },
+                        File::from(fd),
+                    ));
+                }
+                // Not supported here (old kernel, some file systems): a named temp file.
+                Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Self::create(fallback, policy)
+    }
+
+    /// The temp file's path, or for a nameless one the directory it was made in.
     pub fn path(&self) -> &Path {
-        &self.path
+        match &self.staging {
+            Staging::Unnamed { dir, .. } => dir,
+            Staging::Named(path) => path,
+        }
     }
 
     pub fn policy(&self) -> SyncPolicy {
@@ -99,12 +158,32 @@ impl StagedFile {
         Ok(())
     }
 
-    /// Gives the sealed file its name, then syncs the directory by policy.
+    /// Gives the sealed file its name, then syncs the directory by policy. With
+    /// `NoReplace` an existing name gives AlreadyExists and the staged file stays, so the
+    /// caller can try another name.
     pub fn place(&mut self, target: &Path, how: Placement) -> io::Result<()> {
-        match how {
-            Placement::Replace => std::fs::rename(&self.path, target)?,
-            Placement::NoReplace => {
-                renameat_with(CWD, &self.path, CWD, target, RenameFlags::NOREPLACE)?
+        match (&self.staging, how) {
+            (Staging::Named(path), Placement::Replace) => std::fs::rename(path, target)?,
+            (Staging::Named(path), Placement::NoReplace) => {
+                renameat_with(CWD, path, CWD, target, RenameFlags::NOREPLACE)?
+            }
+            (Staging::Unnamed { fd, .. }, Placement::NoReplace) => link_unnamed(fd, target)?,
+            (Staging::Unnamed { fd, .. }, Placement::Replace) => {
+                // Linked under a temp name beside the target, then renamed over it: the
+                // target never goes missing in between.
+                static SEQ: AtomicU64 = AtomicU64::new(0);
+                let mut beside = target.as_os_str().to_owned();
+                beside.push(format!(
+                    ".{}-{}.tmp",
+                    std::process::id(),
+                    SEQ.fetch_add(1, Ordering::Relaxed)
+                ));
+                let beside = PathBuf::from(beside);
+                link_unnamed(fd, &beside)?;
+                if let Err(e) = std::fs::rename(&beside, target) {
+                    let _ = std::fs::remove_file(&beside);
+                    return Err(e);
+                }
             }
         }
         self.placed = true;
@@ -127,10 +206,23 @@ impl StagedFile {
     }
 }
 
+/// Links an `O_TMPFILE` inode under `target`; EEXIST when the name is taken.
+fn link_unnamed(fd: &OwnedFd, target: &Path) -> io::Result<()> {
+    let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    Ok(rustix::fs::linkat(
+        CWD,
+        proc_path.as_str(),
+        CWD,
+        target,
+        AtFlags::SYMLINK_FOLLOW,
+    )?)
+}
+
 impl Drop for StagedFile {
     fn drop(&mut self) {
-        if !self.placed {
-            let _ = std::fs::remove_file(&self.path);
+        // A nameless file is freed with its last descriptor; a named one is removed.
+        if let (Staging::Named(path), false) = (&self.staging, self.placed) {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -248,6 +340,51 @@ mod tests {
                 .expect("mtime");
             assert_eq!(mtime, t);
         }
+    }
+
+    #[test]
+    fn a_file_staged_in_its_directory_has_no_name_until_placed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fallback = || dir.path().join("fallback.tmp");
+        let target = dir.path().join("file");
+        std::fs::write(&target, b"old").expect("old");
+
+        // Written and dropped: nothing was ever named, nothing stays.
+        let (staged, mut f) =
+            StagedFile::create_in(dir.path(), fallback(), SyncPolicy::Always).expect("create");
+        f.write_all(b"partial").expect("write");
+        assert_eq!(names(dir.path()), ["file"]);
+        drop((staged, f));
+        assert_eq!(names(dir.path()), ["file"]);
+
+        // NoReplace over a taken name: AlreadyExists, the old file intact; another name works.
+        let (mut staged, mut f) =
+            StagedFile::create_in(dir.path(), fallback(), SyncPolicy::Never).expect("create");
+        f.write_all(b"new").expect("write");
+        staged.seal(f, None).expect("seal");
+        let err = staged
+            .place(&target, Placement::NoReplace)
+            .expect_err("taken");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&target).expect("read"), b"old");
+        staged
+            .place(&dir.path().join("other"), Placement::NoReplace)
+            .expect("free name");
+        assert_eq!(names(dir.path()), ["file", "other"]);
+        assert_eq!(
+            std::fs::read(dir.path().join("other")).expect("read"),
+            b"new"
+        );
+
+        // Replace: the new bytes under the old name and no temp name left beside it.
+        let (staged, mut f) =
+            StagedFile::create_in(dir.path(), fallback(), SyncPolicy::Never).expect("create");
+        f.write_all(b"replaced").expect("write");
+        staged
+            .commit(f, &target, Placement::Replace, None)
+            .expect("replace");
+        assert_eq!(std::fs::read(&target).expect("read"), b"replaced");
+        assert_eq!(names(dir.path()), ["file", "other"]);
     }
 
     #[test]

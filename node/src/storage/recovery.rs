@@ -707,11 +707,13 @@ async fn fetch_file(
         }
     }
     let creating = node.clone();
-    let (temp, file) = tokio::task::spawn_blocking(move || creating.store.create_temp(index))
-        .await
-        .map_err(io::Error::other)
-        .and_then(|r| r)
-        .map_err(local(&node.store.roots()[index]))?;
+    let dir = target.parent().map(Path::to_path_buf);
+    let (temp, file) =
+        tokio::task::spawn_blocking(move || creating.store.create_temp(index, dir.as_deref()))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(local(&node.store.roots()[index]))?;
     let temp_path = temp.staged.path().to_path_buf();
     let mut file = tokio::fs::File::from_std(file);
     let mut left = h.body_len;

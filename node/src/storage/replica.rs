@@ -108,7 +108,7 @@ impl StorageNode {
                 if !update && existing == Some(data.len() as u64) {
                     return Ok(false);
                 }
-                let (temp, mut file) = node.store.create_temp(store_path)?;
+                let (temp, mut file) = node.store.create_temp(store_path, path.parent())?;
                 file.write_all(&data)?;
                 temp.replace_stamped(file, &path, ts)?;
                 node.log_now(&[record]);
@@ -142,7 +142,8 @@ impl StorageNode {
         }
         let node = self.clone();
         let store_path = usize::from(name.store_path);
-        let (temp, file) = blocking(move || node.store.create_temp(store_path))
+        let dir = path.parent().map(std::path::Path::to_path_buf);
+        let (temp, file) = blocking(move || node.store.create_temp(store_path, dir.as_deref()))
             .await?
             .map_err(|e| Failure::Status(io_status(&e)))?;
         let (file, _) = receive_into(

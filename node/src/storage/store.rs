@@ -159,15 +159,33 @@ impl Store {
         Ok(root.join(name.relative_path()))
     }
 
-    /// Creates a new temp file in `store_path`'s temp directory.
-    pub fn create_temp(&self, store_path: usize) -> io::Result<(TempFile, std::fs::File)> {
+    /// Stages a new file for `store_path`, nameless in `dir` (the directory its name will
+    /// be in, when known) or else in the store path's temp directory.
+    pub fn create_temp(
+        &self,
+        store_path: usize,
+        dir: Option<&Path>,
+    ) -> io::Result<(TempFile, std::fs::File)> {
         let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
-        let path = self.paths[store_path]
-            .join("data")
-            .join(TMP_DIR)
-            .join(format!("{seq}-{}.tmp", std::process::id()));
-        let (staged, file) = StagedFile::create(path, self.sync_policy)?;
+        let tmp_dir = self.paths[store_path].join("data").join(TMP_DIR);
+        let fallback = tmp_dir.join(format!("{seq}-{}.tmp", std::process::id()));
+        let (staged, file) =
+            StagedFile::create_in(dir.unwrap_or(&tmp_dir), fallback, self.sync_policy)?;
         Ok((TempFile { staged, store_path }, file))
+    }
+
+    /// The `data/HH/LL` a new file will be named in, when that does not depend on its
+    /// content (round-robin distribution); hashed distribution decides at commit.
+    pub fn next_dirs(&self, store_path: usize) -> Option<((u8, u8), PathBuf)> {
+        if self.hashed_dirs {
+            return None;
+        }
+        let (hh, ll) = self.subdirs("");
+        let dir = self.paths[store_path]
+            .join("data")
+            .join(hex_dir(hh))
+            .join(hex_dir(ll));
+        Some(((hh as u8, ll as u8), dir))
     }
 
     /// When written file data is forced to disk.
@@ -213,6 +231,7 @@ impl Store {
         mut temp: TempFile,
         file: std::fs::File,
         spec: &NewName,
+        dirs: Option<(u8, u8)>,
     ) -> Result<RemoteName, CommitError> {
         let timestamp = file
             .metadata()
@@ -222,7 +241,7 @@ impl Store {
             .map_or_else(|| crate::unix_now() as u32, |d| d.as_secs() as u32);
         temp.staged.seal(file, None)?;
         for _ in 0..NAME_ATTEMPTS {
-            let name = self.generate_name(temp.store_path, spec, timestamp, None);
+            let name = self.generate_name(temp.store_path, spec, timestamp, dirs);
             let target = self.paths[temp.store_path].join(name.relative_path());
             match temp.staged.place(&target, Placement::NoReplace) {
                 Ok(()) => {
@@ -298,7 +317,7 @@ impl Store {
 
     /// Writes a whole file beside its final place and renames it over (metadata files).
     pub fn replace_file(&self, store_path: usize, target: &Path, data: &[u8]) -> io::Result<()> {
-        let (temp, mut file) = self.create_temp(store_path)?;
+        let (temp, mut file) = self.create_temp(store_path, target.parent())?;
         file.write_all(data)?;
         temp.staged.commit(file, target, Placement::Replace, None)
     }
@@ -479,9 +498,11 @@ pub fn write_small(
     spec: &NewName,
     data: &[u8],
 ) -> Result<RemoteName, CommitError> {
-    let (temp, mut file) = store.create_temp(store_path)?;
+    let placed = store.next_dirs(store_path);
+    let (temp, mut file) =
+        store.create_temp(store_path, placed.as_ref().map(|(_, d)| d.as_path()))?;
     file.write_all(data)?;
-    store.commit(temp, file, spec)
+    store.commit(temp, file, spec, placed.map(|(dirs, _)| dirs))
 }
 
 /// Path of a file's metadata companion.
@@ -618,11 +639,17 @@ mod tests {
     fn dropped_temp_is_removed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = store(dir.path(), 1);
-        let (temp, _file) = s.create_temp(0).expect("temp");
-        let p = temp.staged.path().to_path_buf();
-        assert!(p.exists());
+        let data = dir.path().join("data");
+        let listing = |d: &Path| std::fs::read_dir(d).expect("list").count();
+        let (temp, _file) = s.create_temp(0, Some(&data.join("00/00"))).expect("temp");
         drop(temp);
-        assert!(!p.exists());
+        assert_eq!(
+            (listing(&data.join("00/00")), listing(&data.join(TMP_DIR))),
+            (0, 0)
+        );
+        let (temp, _file) = s.create_temp(0, None).expect("temp");
+        drop(temp);
+        assert_eq!(listing(&data.join(TMP_DIR)), 0);
     }
 
     #[test]

@@ -106,14 +106,19 @@ impl StorageNode {
             .await?
         } else {
             let n2 = node.clone();
-            let (temp, file) = blocking(move || n2.store.create_temp(store_path))
-                .await?
-                .map_err(|e| Failure::Status(io_status(&e)))?;
+            let (temp, file, dirs) = blocking(move || {
+                let placed = n2.store.next_dirs(store_path);
+                let dir = placed.as_ref().map(|(_, d)| d.as_path());
+                let (temp, file) = n2.store.create_temp(store_path, dir)?;
+                Ok::<_, std::io::Error>((temp, file, placed.map(|(dirs, _)| dirs)))
+            })
+            .await?
+            .map_err(|e| Failure::Status(io_status(&e)))?;
             let (file, crc) =
                 receive_into(conn, file, 0, size, chunk, self.store.sync_policy()).await?;
             spec.crc32 = crc;
             blocking(move || {
-                let name = node.store.commit(temp, file, &spec)?;
+                let name = node.store.commit(temp, file, &spec, dirs)?;
                 node.log_now(&[created(&name)]);
                 Ok::<_, CommitError>(name)
             })
@@ -169,7 +174,8 @@ impl StorageNode {
         }
         let store_path = usize::from(master.store_path);
         let node = self.clone();
-        let (temp, file) = blocking(move || node.store.create_temp(store_path))
+        let dir = slave_path.parent().map(std::path::Path::to_path_buf);
+        let (temp, file) = blocking(move || node.store.create_temp(store_path, dir.as_deref()))
             .await?
             .map_err(|e| Failure::Status(io_status(&e)))?;
         let (file, _) = receive_into(

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod disk;
 pub mod fileid;
 pub mod fsutil;
 pub mod http;

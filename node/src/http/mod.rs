@@ -194,7 +194,7 @@ async fn serve_file(
     let Ok(path) = node.store.file_path(&name) else {
         return plain(StatusCode::NOT_FOUND, "no such file");
     };
-    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<Opened> {
+    let opened = crate::disk::run(move || -> std::io::Result<Opened> {
         let file = std::fs::File::open(&path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
@@ -276,7 +276,7 @@ async fn serve_file(
         })
         .inc_by(len);
     let body = if len <= READ_WHOLE {
-        let read = tokio::task::spawn_blocking(move || {
+        let read = crate::disk::run(move || {
             let mut buf = vec![0u8; len as usize];
             file.read_exact_at(&mut buf, start).map(|_| buf)
         })

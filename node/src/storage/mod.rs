@@ -4,6 +4,7 @@
 mod appender;
 pub mod binlog;
 mod files;
+pub mod locks;
 pub mod meta;
 pub mod metrics;
 mod path_binlog;
@@ -67,6 +68,8 @@ pub struct StorageNode {
     /// (unix seconds; FastDFS's `last_source_update` / `last_sync_update`).
     last_source_update: AtomicU64,
     last_sync_update: AtomicU64,
+    /// One change at a time per stored file.
+    file_locks: locks::FileLocks,
 }
 
 /// Operation counters reported to trackers in every BEAT.
@@ -128,9 +131,9 @@ impl From<Status> for Failure {
 
 type Handled = Result<Reply, Failure>;
 
-/// Runs blocking file work off the async threads.
+/// Runs blocking file work on the disk threads, off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
-    tokio::task::spawn_blocking(f)
+    crate::disk::run(f)
         .await
         .map_err(|_| Failure::Status(Status::Io))
 }
@@ -189,6 +192,7 @@ impl StorageNode {
             started_at: crate::unix_now(),
             last_source_update: AtomicU64::new(0),
             last_sync_update: AtomicU64::new(0),
+            file_locks: locks::FileLocks::default(),
             config,
         };
         if let Some(saved) = stat_file::load(&node.config.base_path) {
@@ -494,7 +498,7 @@ impl StorageNode {
     /// Writes change records to the binlog from an async handler, on the blocking pool.
     async fn log(self: &Arc<Self>, records: &[binlog::Record]) {
         let (node, records) = (self.clone(), records.to_vec());
-        let _ = tokio::task::spawn_blocking(move || node.log_now(&records)).await;
+        let _ = crate::disk::run(move || node.log_now(&records)).await;
     }
 
     /// Records bytes moved for a successful command (its total and success byte counters).

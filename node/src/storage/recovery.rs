@@ -294,7 +294,7 @@ async fn finish(data: &Path) -> Result<(), RecoveryError> {
 
 async fn write_file(path: &Path, text: String) -> Result<(), RecoveryError> {
     let p = path.to_owned();
-    tokio::task::spawn_blocking(move || crate::fsutil::write_atomically(&p, text.as_bytes()))
+    crate::disk::run(move || crate::fsutil::write_atomically(&p, text.as_bytes()))
         .await
         .map_err(|e| local(path)(io::Error::other(e)))?
         .map_err(local(path))
@@ -708,12 +708,11 @@ async fn fetch_file(
     }
     let creating = node.clone();
     let dir = target.parent().map(Path::to_path_buf);
-    let (temp, file) =
-        tokio::task::spawn_blocking(move || creating.store.create_temp(index, dir.as_deref()))
-            .await
-            .map_err(io::Error::other)
-            .and_then(|r| r)
-            .map_err(local(&node.store.roots()[index]))?;
+    let (temp, file) = crate::disk::run(move || creating.store.create_temp(index, dir.as_deref()))
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r)
+        .map_err(local(&node.store.roots()[index]))?;
     let temp_path = temp.staged.path().to_path_buf();
     let mut file = tokio::fs::File::from_std(file);
     let mut left = h.body_len;
@@ -727,7 +726,7 @@ async fn fetch_file(
     file.sync_all().await.map_err(local(&temp_path))?;
     let file = file.into_std().await;
     let ts = record.timestamp;
-    tokio::task::spawn_blocking(move || temp.replace_stamped(file, &target, ts))
+    crate::disk::run(move || temp.replace_stamped(file, &target, ts))
         .await
         .map_err(|e| local(&temp_path)(io::Error::other(e)))?
         .map_err(local(&temp_path))?;

@@ -81,7 +81,7 @@ impl Mark {
     /// `save` on the blocking pool: the write is fsync'd.
     async fn save_off_thread(&self, path: &std::path::Path) -> std::io::Result<()> {
         let (mark, path) = (self.clone(), path.to_owned());
-        tokio::task::spawn_blocking(move || mark.save(&path))
+        crate::disk::run(move || mark.save(&path))
             .await
             .map_err(std::io::Error::other)?
     }
@@ -303,7 +303,7 @@ async fn push_session(
     let mut peer = current(node, peer_id).ok_or(SyncError::Gone)?;
     let mark_path = Mark::path(node, &peer);
     let loading = mark_path.clone();
-    let saved = tokio::task::spawn_blocking(move || Mark::load(&loading))
+    let saved = crate::disk::run(move || Mark::load(&loading))
         .await
         .unwrap_or(None);
     let mut mark = match saved {
@@ -372,7 +372,7 @@ async fn push_session(
     loop {
         let (records, next) = {
             let (n, from) = (node.clone(), mark.position);
-            tokio::task::spawn_blocking(move || n.binlog.read_from(from, BATCH_BYTES))
+            crate::disk::run(move || n.binlog.read_from(from, BATCH_BYTES))
                 .await
                 .map_err(std::io::Error::other)??
         };
@@ -577,7 +577,7 @@ async fn load_payload(
     let Some(path) = local_path(node, name) else {
         return Ok(None);
     };
-    let loaded = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+    let loaded = crate::disk::run(move || -> std::io::Result<_> {
         let Ok(file) = std::fs::File::open(&path) else {
             return Ok(None);
         };
@@ -610,7 +610,7 @@ async fn exists_locally(node: &StorageNode, name: &str) -> bool {
     let Some(path) = local_path(node, name) else {
         return false;
     };
-    tokio::task::spawn_blocking(move || path.exists())
+    crate::disk::run(move || path.exists())
         .await
         .unwrap_or(false)
 }
@@ -644,7 +644,7 @@ async fn send(
             while pos < start + len {
                 let n = CHUNK.min(start + len - pos) as usize;
                 let f = file.clone();
-                let chunk = tokio::task::spawn_blocking(move || {
+                let chunk = crate::disk::run(move || {
                     let mut b = vec![0u8; n];
                     f.read_exact_at(&mut b, pos).map(|_| b)
                 })

@@ -90,6 +90,7 @@ impl StagedFile {
     /// Creates the named temp file `path`, which must not exist yet.
     pub fn create(path: PathBuf, policy: SyncPolicy) -> io::Result<(Self, File)> {
         let file = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&path)?;
@@ -111,7 +112,7 @@ impl StagedFile {
         policy: SyncPolicy,
     ) -> io::Result<(Self, File)> {
         if proc_fd_available() {
-            let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
+            let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
             match rustix::fs::open(dir, flags, Mode::from_raw_mode(0o666)) {
                 Ok(fd) => {
                     let link = rustix::io::fcntl_dupfd_cloexec(&fd, 0)?;

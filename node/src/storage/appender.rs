@@ -1,7 +1,8 @@
 //! Appender files: APPEND_FILE (24), MODIFY_FILE (34), TRUNCATE_FILE (36) and
 //! REGENERATE_APPENDER_FILENAME (38).
 
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::binlog::{Op, Record};
@@ -9,6 +10,7 @@ use super::store::{NewName, io_status, rename_noreplace};
 use super::transfer::{file_crc32, receive_into};
 use super::{Failure, Handled, Reply, StorageNode, blocking};
 use crate::fileid::{BASE64_LEN, RemoteName};
+use crate::fsutil::SyncPolicy;
 use crate::proto::storage::{TruncateRequest, UploadResponse, WriteHead};
 use crate::proto::{Command, Header, Status};
 use crate::server::Connection;
@@ -54,6 +56,33 @@ impl StorageNode {
         Ok((head, name))
     }
 
+    /// Receives a write's whole body before anything is changed: in memory when it fits
+    /// the buffer, otherwise staged beside the target. A connection lost mid-body thus
+    /// changes nothing, and no lock waits on a slow client.
+    async fn receive_body(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        size: u64,
+        name: &RemoteName,
+        path: &Path,
+    ) -> Result<Received, Failure> {
+        if size <= self.config.buff_size {
+            let mut data = vec![0u8; size as usize];
+            conn.read_exact(&mut data).await?;
+            return Ok(Received::Memory(data));
+        }
+        let (node, store_path) = (self.clone(), usize::from(name.store_path));
+        let dir = path.parent().map(Path::to_path_buf);
+        let (temp, file) = blocking(move || node.store.create_temp(store_path, dir.as_deref()))
+            .await?
+            .map_err(|e| Failure::Status(io_status(&e)))?;
+        let chunk = self.config.buff_size as usize;
+        let (file, _) = receive_into(conn, file, 0, size, chunk, SyncPolicy::Never).await?;
+        // Never named: the open file is all that is needed, and all that remains.
+        drop(temp);
+        Ok(Received::Staged(file))
+    }
+
     /// 24: adds bytes at the end of an appender file.
     pub(super) async fn append(
         self: &Arc<Self>,
@@ -62,45 +91,34 @@ impl StorageNode {
     ) -> Handled {
         let (head, name) = self.read_write_head(conn, header, false).await?;
         let (appender, path) = self.locate_appender(&name)?;
-        let opened = blocking(move || -> std::io::Result<(std::fs::File, u64)> {
-            let f = std::fs::OpenOptions::new().write(true).open(&path)?;
-            let len = f.metadata()?.len();
-            Ok((f, len))
-        })
-        .await?;
-        let (file, old_len) = opened.map_err(|e| Failure::Status(io_status(&e)))?;
+        let p = path.clone();
+        blocking(move || std::fs::metadata(&p).map(|_| ()))
+            .await?
+            .map_err(|e| Failure::Status(io_status(&e)))?;
         if head.size == 0 {
             return Ok(Reply::Body(Vec::new()));
         }
-        match receive_into(
-            conn,
-            file.try_clone()
-                .map_err(|e| Failure::Status(io_status(&e)))?,
-            old_len,
-            head.size,
-            self.config.buff_size as usize,
-            self.store.sync_policy(),
-        )
-        .await
-        {
-            Ok(_) => {
-                let extra = format!("{old_len} {}", head.size);
-                self.log(&[Record::new(
-                    crate::unix_now() as u32,
-                    Op::Append,
-                    appender.to_string(),
-                )
-                .with_extra(extra)])
-                    .await;
-                self.count_bytes(Command::AppendFile, head.size);
-                Ok(Reply::Body(Vec::new()))
-            }
-            Err(e) => {
+        let body = self.receive_body(conn, head.size, &appender, &path).await?;
+        let remote = appender.to_string();
+        let _one_writer = self.file_locks.lock(&remote).await;
+        let (node, size) = (self.clone(), head.size);
+        blocking(move || -> std::io::Result<()> {
+            let f = std::fs::OpenOptions::new().write(true).open(&path)?;
+            // The end is read under the lock: concurrent appends each get their own.
+            let old_len = f.metadata()?.len();
+            if let Err(e) = body.write_to(&f, old_len, node.store.sync_policy()) {
                 // Undo a partial append so the file keeps its old content.
-                let _ = blocking(move || file.set_len(old_len)).await;
-                Err(e)
+                let _ = f.set_len(old_len);
+                return Err(e);
             }
-        }
+            node.log_now(&[Record::new(crate::unix_now() as u32, Op::Append, remote)
+                .with_extra(format!("{old_len} {size}"))]);
+            Ok(())
+        })
+        .await?
+        .map_err(|e| Failure::Status(io_status(&e)))?;
+        self.count_bytes(Command::AppendFile, head.size);
+        Ok(Reply::Body(Vec::new()))
     }
 
     /// 34: overwrites bytes of an appender file at an offset (may extend it).
@@ -112,31 +130,34 @@ impl StorageNode {
         let (head, name) = self.read_write_head(conn, header, true).await?;
         let offset = head.offset.unwrap_or(0);
         let (appender, path) = self.locate_appender(&name)?;
-        let opened = blocking(move || -> std::io::Result<(std::fs::File, u64)> {
-            let f = std::fs::OpenOptions::new().write(true).open(&path)?;
-            let len = f.metadata()?.len();
-            Ok((f, len))
-        })
-        .await?;
-        let (file, len) = opened.map_err(|e| Failure::Status(io_status(&e)))?;
+        let p = path.clone();
+        let len = blocking(move || std::fs::metadata(&p).map(|m| m.len()))
+            .await?
+            .map_err(|e| Failure::Status(io_status(&e)))?;
         if offset > len {
             return Err(Status::InvalidArgument.into());
         }
-        receive_into(
-            conn,
-            file,
-            offset,
-            head.size,
-            self.config.buff_size as usize,
-            self.store.sync_policy(),
-        )
-        .await?;
-        let extra = format!("{offset} {}", head.size);
-        self.log(&[
-            Record::new(crate::unix_now() as u32, Op::Modify, appender.to_string())
-                .with_extra(extra),
-        ])
-        .await;
+        let body = self.receive_body(conn, head.size, &appender, &path).await?;
+        let remote = appender.to_string();
+        let _one_writer = self.file_locks.lock(&remote).await;
+        let (node, size) = (self.clone(), head.size);
+        blocking(move || -> Result<(), Status> {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_status(&e))?;
+            // Checked again: a truncate may have come first.
+            let len = f.metadata().map_err(|e| io_status(&e))?.len();
+            if offset > len {
+                return Err(Status::InvalidArgument);
+            }
+            body.write_to(&f, offset, node.store.sync_policy())
+                .map_err(|e| io_status(&e))?;
+            node.log_now(&[Record::new(crate::unix_now() as u32, Op::Modify, remote)
+                .with_extra(format!("{offset} {size}"))]);
+            Ok(())
+        })
+        .await??;
         self.count_bytes(Command::ModifyFile, head.size);
         Ok(Reply::Body(Vec::new()))
     }
@@ -154,6 +175,7 @@ impl StorageNode {
         }
         let (appender, path) = self.locate_appender(&req.remote_filename)?;
         let new_size = req.new_size;
+        let _one_writer = self.file_locks.lock(&appender.to_string()).await;
         let old_size = blocking(move || -> std::io::Result<u64> {
             let f = std::fs::OpenOptions::new().write(true).open(&path)?;
             let old = f.metadata()?.len();
@@ -187,6 +209,7 @@ impl StorageNode {
         }
         let remote = String::from_utf8(body).map_err(|_| Status::InvalidArgument)?;
         let (name, path) = self.locate_appender(&remote)?;
+        let _one_writer = self.file_locks.lock(&name.to_string()).await;
         let suffix = name.name.get(BASE64_LEN..).unwrap_or_default().to_owned();
         let node = self.clone();
         let source = self.source();
@@ -235,5 +258,44 @@ impl StorageNode {
             }
             .encode(),
         ))
+    }
+}
+
+/// A write's body, received in full.
+enum Received {
+    Memory(Vec<u8>),
+    /// In a staged file that is never named: dropped, it leaves nothing.
+    Staged(std::fs::File),
+}
+
+impl Received {
+    /// Writes the body into `target` at `at` (blocking), synced by `policy`.
+    fn write_to(&self, target: &std::fs::File, at: u64, policy: SyncPolicy) -> std::io::Result<()> {
+        match self {
+            Received::Memory(data) => target.write_all_at(data, at)?,
+            Received::Staged(src) => {
+                let len = src.metadata()?.len();
+                let (mut from, mut to) = (0u64, at);
+                while from < len {
+                    let step = usize::try_from(len - from)
+                        .unwrap_or(usize::MAX)
+                        .min(1 << 30);
+                    let n = rustix::fs::copy_file_range(
+                        src,
+                        Some(&mut from),
+                        target,
+                        Some(&mut to),
+                        step,
+                    )?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+            }
+        }
+        if policy.on_commit() {
+            target.sync_data()?;
+        }
+        Ok(())
     }
 }

@@ -178,6 +178,8 @@ impl StorageNode {
         let (name, path) = self.locate(&req.remote_filename)?;
         let node = self.clone();
         let meta_name = format!("{name}-m");
+        // A merge reads, changes and writes the metadata file: one at a time per file.
+        let _one_writer = self.file_locks.lock(&name.to_string()).await;
         let op = blocking(move || -> Result<Option<Op>, Status> {
             if !path.is_file() {
                 return Err(Status::NotFound);

@@ -125,6 +125,10 @@ enum Cmd {
         /// Keep the uploaded files.
         #[arg(long)]
         keep: bool,
+        /// A server process on this machine whose CPU time per operation and peak RSS
+        /// each phase reports (e.g. the `fdfs-node local` being measured).
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
 }
 
@@ -553,6 +557,7 @@ async fn main() -> anyhow::Result<()> {
             group,
             download_rounds,
             keep,
+            server_pid,
         } => {
             let opts = BenchOptions {
                 files: *files,
@@ -561,6 +566,7 @@ async fn main() -> anyhow::Result<()> {
                 group: group.clone(),
                 download_rounds: *download_rounds,
                 cleanup: !keep,
+                server_pid: *server_pid,
             };
             println!(
                 "bench: {files} files of {size} bytes, {concurrency} connection(s), {:?} writes",

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `fdfs bench` with both client write profiles against a two-member group
+# (`fdfs-node local --replicas 2`, release build): `single` (TCP_NODELAY, one write per
+# request, this project's client) and `split` (Nagle on, an upload's header and body in
+# separate writes, as FastDFS's C and Java clients do). Each phase prints files/s, MB/s,
+# latency, and the node's CPU time per operation and peak RSS.
+#
+#   scripts/bench-client-profiles.sh [SIZES] [CONNS]     (default "4K 100K 10M" "1 8 32")
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=lib/local.sh
+source scripts/lib/local.sh
+read -r -a sizes <<<"${1:-4K 100K 10M}"
+read -r -a conns <<<"${2:-1 8 32}"
+
+cargo build -q --release -p fdfs-node --bins
+bin="${CARGO_TARGET_DIR:-target}/release"
+work="$(mktemp -d)"
+node_pid=""
+cleanup() {
+    if [[ -n "$node_pid" ]] && kill -0 "$node_pid" 2>/dev/null; then
+        kill -TERM "$node_pid"
+        wait "$node_pid" || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$bin/fdfs-node" local --replicas 2 --data-dir "$work/data" \
+    --tracker-addr 127.0.32.1:22122 --storage-ip 127.0.32.2 --ip45-port 0 \
+    >"$work/nodes.txt" 2>"$work/nodes.log" &
+node_pid=$!
+wait_until_ready "$node_pid" "$work/nodes.txt" "$work/nodes.log"
+tracker="$(awk '$1 == "tracker" && !/profile=/ { print $2; exit }' "$work/nodes.txt")"
+for _ in $(seq 1 600); do
+    [[ "$("$bin/fdfs" --tracker "$tracker" monitor | grep -c '  ACTIVE$')" == 2 ]] && break
+    sleep 0.1
+done
+
+# Enough files for a few seconds per phase on two cores.
+files_for() {
+    case "$1" in
+        4K) echo 8000 ;;
+        100K) echo 3000 ;;
+        10M) echo 64 ;;
+        *) echo 1000 ;;
+    esac
+}
+for size in "${sizes[@]}"; do
+    for c in "${conns[@]}"; do
+        for profile in single split; do
+            echo "== $size, $c connection(s), $profile writes"
+            "$bin/fdfs" --tracker "$tracker" --client-profile "$profile" bench \
+                --files "$(files_for "$size")" --size "$size" -c "$c" --server-pid "$node_pid" |
+                grep -v '^bench:'
+        done
+    done
+done

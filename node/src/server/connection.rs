@@ -51,6 +51,9 @@ pub struct Connection {
     timeout: Duration,
     /// Longest wait for the next packet (pooled clients keep connections idle).
     idle: Duration,
+    /// Whether a whole request header has arrived yet: until then the first byte must come
+    /// within `timeout`, not `idle`, so silent connections do not hold slots for long.
+    started: bool,
 }
 
 impl Connection {
@@ -67,14 +70,20 @@ impl Connection {
             local,
             timeout,
             idle,
+            started: false,
         }
     }
 
     /// Reads the next header; `Ok(None)` on a clean close between packets.
     pub async fn read_header(&mut self, max_body: u64) -> Result<Option<Header>, ConnError> {
         let mut buf = [0u8; HEADER_LEN];
-        let first = match tokio::time::timeout(self.idle, self.stream.read(&mut buf)).await {
-            Err(_) => return Err(ConnError::Timeout(self.idle)),
+        let wait = if self.started {
+            self.idle
+        } else {
+            self.timeout
+        };
+        let first = match tokio::time::timeout(wait, self.stream.read(&mut buf)).await {
+            Err(_) => return Err(ConnError::Timeout(wait)),
             Ok(Ok(0)) => return Ok(None),
             Ok(Ok(n)) => n,
             Ok(Err(e)) if is_reset(&e) => return Ok(None),
@@ -83,6 +92,7 @@ impl Connection {
         if first < HEADER_LEN {
             timed(self.timeout, self.stream.read_exact(&mut buf[first..])).await?;
         }
+        self.started = true;
         Ok(Some(Header::decode(&buf, max_body)?))
     }
 

@@ -8,8 +8,9 @@ pub mod quickack;
 pub use connection::{ConnError, Connection};
 pub use quickack::QuickAckListener;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,64 @@ pub trait Service: Send + Sync + 'static {
         conn: Connection,
         stop: CancellationToken,
     ) -> impl Future<Output = ()> + Send;
+
+    /// Whether `ip` is a cluster peer (a tracker, a member of the group, a storage of the
+    /// cluster) that may use the slots kept back from clients.
+    fn is_peer(&self, _ip: IpAddr) -> bool {
+        false
+    }
+}
+
+/// Slots a listener keeps for cluster peers, so a flood of client connections cannot cut
+/// heartbeats and replication.
+fn peer_slots(max_connections: usize) -> usize {
+    (max_connections / 8).clamp(1, 32)
+}
+
+/// Connections one client address may hold: half the listener's, so one address cannot
+/// take them all.
+fn per_address_cap(max_connections: usize) -> usize {
+    (max_connections / 2).max(1)
+}
+
+/// Open connections per client address.
+#[derive(Debug, Default)]
+struct PerAddress(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    fn try_take(&self, ip: IpAddr, cap: usize) -> bool {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= cap {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn give_back(&self, ip: IpAddr) {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&ip);
+            }
+        }
+    }
+}
+
+/// A connection's claim on the listener's slots, given back when it ends.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    address: Option<(Arc<PerAddress>, IpAddr)>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some((open, ip)) = &self.address {
+            open.give_back(*ip);
+        }
+    }
 }
 
 /// How long a connection may stall mid-packet, and sit idle between packets.
@@ -36,6 +95,9 @@ pub struct Timeouts {
 }
 
 /// Accepts connections until `stop` fires, then waits up to `drain` for them to end.
+///
+/// Clients share `max_connections` less the peer slots, at most half of it per address;
+/// peers (`Service::is_peer`) use the shared slots or, when those are gone, their own.
 pub async fn run_listener<S: Service>(
     listener: TcpListener,
     service: Arc<S>,
@@ -44,7 +106,12 @@ pub async fn run_listener<S: Service>(
     stop: CancellationToken,
     drain: Duration,
 ) {
-    let limit = Arc::new(Semaphore::new(max_connections.max(1)));
+    let max_connections = max_connections.max(2);
+    let kept = peer_slots(max_connections);
+    let shared = Arc::new(Semaphore::new(max_connections - kept));
+    let for_peers = Arc::new(Semaphore::new(kept));
+    let per_address = Arc::new(PerAddress::default());
+    let cap = per_address_cap(max_connections);
     let mut tasks = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -60,7 +127,32 @@ pub async fn run_listener<S: Service>(
                 continue;
             }
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
+        let slot = if service.is_peer(peer.ip()) {
+            shared
+                .clone()
+                .try_acquire_owned()
+                .or_else(|_| for_peers.clone().try_acquire_owned())
+                .ok()
+                .map(|p| Slot {
+                    _permit: p,
+                    address: None,
+                })
+        } else if per_address.try_take(peer.ip(), cap) {
+            match shared.clone().try_acquire_owned() {
+                Ok(p) => Some(Slot {
+                    _permit: p,
+                    address: Some((per_address.clone(), peer.ip())),
+                }),
+                Err(_) => {
+                    per_address.give_back(peer.ip());
+                    None
+                }
+            }
+        } else {
+            tracing::warn!(%peer, cap, "connections from this address at their cap; closing");
+            None
+        };
+        let Some(slot) = slot else {
             tracing::warn!(%peer, max_connections, "connection limit reached; closing");
             drop(stream);
             continue;
@@ -73,7 +165,7 @@ pub async fn run_listener<S: Service>(
         let stop = stop.clone();
         tasks.spawn(async move {
             service.serve(conn, stop).await;
-            drop(permit);
+            drop(slot);
         });
         // Reap finished tasks so the set does not grow without bound.
         while tasks.try_join_next().is_some() {}

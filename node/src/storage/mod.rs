@@ -522,6 +522,12 @@ impl StorageNode {
 }
 
 impl Service for StorageNode {
+    /// Trackers and the group's other members keep their connections when clients flood.
+    fn is_peer(&self, ip: IpAddr) -> bool {
+        self.tracker_addrs().iter().any(|t| t.ip() == ip)
+            || self.peers.borrow().iter().any(|p| p.addr.ip() == ip)
+    }
+
     async fn serve(self: Arc<Self>, mut conn: Connection, stop: CancellationToken) {
         if !self.acl.allows(conn.peer.ip()) {
             tracing::warn!(peer = %conn.peer, "refused by allow_hosts");

@@ -826,6 +826,16 @@ pub struct TrackerPort {
 }
 
 impl Service for TrackerPort {
+    /// Storages of the cluster keep their heartbeats when clients flood the port.
+    fn is_peer(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_string();
+        self.tracker
+            .registry()
+            .groups
+            .values()
+            .any(|g| g.members.values().any(|m| m.ip == ip))
+    }
+
     async fn serve(self: Arc<Self>, mut conn: Connection, stop: CancellationToken) {
         let tracker = &self.tracker;
         let mut session = Session::default();

@@ -262,6 +262,16 @@ async fn traversal_never_leaves_the_store() {
             "{target} leaked"
         );
     }
+    // A file's metadata companion (`<name>-m`) is not a file to serve.
+    client
+        .set_metadata(&id, b"owner\x02alice", false)
+        .await
+        .expect("metadata");
+    for target in [format!("/{id}-m"), format!("/{}-m", id.remote)] {
+        let r = request(n.http(), "GET", &target, &[]).await;
+        assert_eq!(r.status, 404, "{target}");
+        assert!(!String::from_utf8_lossy(&r.body).contains("alice"));
+    }
     // Still serving.
     assert_eq!(
         request(n.http(), "GET", &format!("/{id}"), &[]).await.body,

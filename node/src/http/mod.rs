@@ -106,7 +106,13 @@ fn parse_path(node: &StorageNode, raw: &str) -> Result<RemoteName, (StatusCode, 
         }
         _ => path,
     };
-    RemoteName::parse(remote).map_err(|_| (StatusCode::BAD_REQUEST, "bad file path"))
+    let name = RemoteName::parse(remote).map_err(|_| (StatusCode::BAD_REQUEST, "bad file path"))?;
+    // `<name>-m` holds a file's metadata, not a file (no valid file name ends so: the slave
+    // prefix `-m` without an extension is refused for this reason).
+    if name.name.ends_with("-m") {
+        return Err((StatusCode::NOT_FOUND, "no such file"));
+    }
+    Ok(name)
 }
 
 /// Quotes a download name for Content-Disposition, with an RFC 5987 copy for non-ASCII.

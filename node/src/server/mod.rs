@@ -35,16 +35,16 @@ pub trait Service: Send + Sync + 'static {
     }
 }
 
-/// Slots a listener keeps for cluster peers, so a flood of client connections cannot cut
-/// heartbeats and replication.
+/// Slots a listener keeps for cluster peers beyond `max_connections`, so a flood of client
+/// connections cannot cut heartbeats and replication.
 fn peer_slots(max_connections: usize) -> usize {
     (max_connections / 8).clamp(1, 32)
 }
 
 /// Connections one client address may hold: half the listener's, so one address cannot
-/// take them all.
+/// take them all (all of a very small limit).
 fn per_address_cap(max_connections: usize) -> usize {
-    (max_connections / 2).max(1)
+    (max_connections / 2).max(max_connections.min(4))
 }
 
 /// Open connections per client address.
@@ -96,8 +96,8 @@ pub struct Timeouts {
 
 /// Accepts connections until `stop` fires, then waits up to `drain` for them to end.
 ///
-/// Clients share `max_connections` less the peer slots, at most half of it per address;
-/// peers (`Service::is_peer`) use the shared slots or, when those are gone, their own.
+/// Clients share `max_connections`, at most half of it per address; peers
+/// (`Service::is_peer`) use those slots or, when they are gone, a few of their own.
 pub async fn run_listener<S: Service>(
     listener: TcpListener,
     service: Arc<S>,
@@ -106,10 +106,9 @@ pub async fn run_listener<S: Service>(
     stop: CancellationToken,
     drain: Duration,
 ) {
-    let max_connections = max_connections.max(2);
-    let kept = peer_slots(max_connections);
-    let shared = Arc::new(Semaphore::new(max_connections - kept));
-    let for_peers = Arc::new(Semaphore::new(kept));
+    let max_connections = max_connections.max(1);
+    let shared = Arc::new(Semaphore::new(max_connections));
+    let for_peers = Arc::new(Semaphore::new(peer_slots(max_connections)));
     let per_address = Arc::new(PerAddress::default());
     let cap = per_address_cap(max_connections);
     let mut tasks = JoinSet::new();

@@ -1,17 +1,16 @@
 //! The disk threads: the blocking file-system steps of request handling (open, read,
-//! write, rename, fsync) run on a fixed set of threads fed by one lock-free queue, as
-//! FastDFS's disk reader and writer threads are, so the async workers never wait on
-//! the disk.
+//! write, rename, fsync) run on a fixed set of threads fed by one queue, as FastDFS's disk
+//! reader and writer threads are, so the async workers never wait on the disk.
 //!
 //! tokio's own blocking pool guards its queue and idle-thread list with one lock and a
 //! condition variable. With every upload, download, replica and push making trips, the
 //! async workers and the pool's threads spent more time queueing on that lock than
 //! working (the largest wait in profiles under load on two cores).
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::OnceLock;
-
-use crossbeam_channel::Sender;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -23,25 +22,61 @@ const THREADS: usize = 8;
 #[error("the disk step panicked, or no disk thread could be started")]
 pub struct DiskStepLost;
 
-fn queue() -> &'static Sender<Job> {
-    static QUEUE: OnceLock<Sender<Job>> = OnceLock::new();
+/// Steps waiting for a disk thread. A thread that finds it empty sleeps on the condition
+/// variable at once (no spinning: on two cores, threads spinning for work took the CPU the
+/// requests needed), and each new step wakes one.
+struct Queue {
+    steps: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+}
+
+/// Disk threads that started; with none, steps fall back to tokio's blocking pool.
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+impl Queue {
+    fn push(&self, job: Job) {
+        self.steps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(job);
+        self.ready.notify_one();
+    }
+
+    fn next(&self) -> Job {
+        let mut steps = self.steps.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(job) = steps.pop_front() {
+                return job;
+            }
+            steps = self.ready.wait(steps).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+fn queue() -> &'static Queue {
+    static QUEUE: OnceLock<&'static Queue> = OnceLock::new();
     QUEUE.get_or_init(|| {
-        let (jobs, next) = crossbeam_channel::unbounded::<Job>();
+        let queue: &'static Queue = Box::leak(Box::new(Queue {
+            steps: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+        }));
         for i in 0..THREADS {
-            let next = next.clone();
-            let started = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("fdfs-disk-{i}"))
                 .spawn(move || {
-                    for job in next {
+                    loop {
                         // A panicking step drops its reply: its caller gets DiskStepLost.
-                        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(queue.next()));
                     }
                 });
-            if let Err(e) = started {
-                tracing::error!(error = %e, "cannot start a disk thread");
+            match spawned {
+                Ok(_) => {
+                    STARTED.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot start a disk thread"),
             }
         }
-        jobs
+        queue
     })
 }
 
@@ -49,11 +84,16 @@ fn queue() -> &'static Sender<Job> {
 pub async fn run<T: Send + 'static>(
     step: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, DiskStepLost> {
+    let queue = queue();
+    if STARTED.load(Ordering::Relaxed) == 0 {
+        return tokio::task::spawn_blocking(step)
+            .await
+            .map_err(|_| DiskStepLost);
+    }
     let (reply, result) = tokio::sync::oneshot::channel();
-    let job: Job = Box::new(move || {
+    queue.push(Box::new(move || {
         let _ = reply.send(step());
-    });
-    queue().send(job).map_err(|_| DiskStepLost)?;
+    }));
     result.await.map_err(|_| DiskStepLost)
 }
 

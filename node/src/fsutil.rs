@@ -86,6 +86,23 @@ fn proc_fd_available() -> bool {
     *AVAILABLE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 
+/// Whether nameless files can be made in `dir` and linked under a name there, tried once
+/// with a probe file (file systems, kernels and sandboxes differ).
+pub fn unnamed_files_work(dir: &Path) -> bool {
+    let probe = dir.join(format!(".unnamed-probe-{}", std::process::id()));
+    let fallback = dir.join(format!(".unnamed-probe-{}.tmp", std::process::id()));
+    let Ok((mut staged, file)) = StagedFile::create_in(dir, fallback, SyncPolicy::Never) else {
+        return false;
+    };
+    let unnamed = matches!(staged.staging, Staging::Unnamed { .. });
+    let linked = staged
+        .seal(file, None)
+        .and_then(|()| staged.place(&probe, Placement::NoReplace))
+        .is_ok();
+    let _ = std::fs::remove_file(&probe);
+    unnamed && linked
+}
+
 impl StagedFile {
     /// Creates the named temp file `path`, which must not exist yet.
     pub fn create(path: PathBuf, policy: SyncPolicy) -> io::Result<(Self, File)> {
@@ -111,7 +128,16 @@ impl StagedFile {
         fallback: PathBuf,
         policy: SyncPolicy,
     ) -> io::Result<(Self, File)> {
-        if proc_fd_available() {
+        Self::create_where(Some(dir), fallback, policy)
+    }
+
+    /// `create_in(dir, …)` when `dir` is given, else the named temp file `fallback`.
+    pub fn create_where(
+        dir: Option<&Path>,
+        fallback: PathBuf,
+        policy: SyncPolicy,
+    ) -> io::Result<(Self, File)> {
+        if let (Some(dir), true) = (dir, proc_fd_available()) {
             let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
             match rustix::fs::open(dir, flags, Mode::from_raw_mode(0o666)) {
                 Ok(fd) => {
@@ -349,6 +375,9 @@ mod tests {
         let fallback = || dir.path().join("fallback.tmp");
         let target = dir.path().join("file");
         std::fs::write(&target, b"old").expect("old");
+        // The probe for nameless files leaves nothing behind, whatever it finds.
+        let _ = unnamed_files_work(dir.path());
+        assert_eq!(names(dir.path()), ["file"]);
 
         // Written and dropped: nothing was ever named, nothing stays.
         let (staged, mut f) =

@@ -43,6 +43,8 @@ pub struct Store {
     temp_seq: AtomicU64,
     /// When written file data is forced to disk (`fsync_after_written_bytes`).
     sync_policy: SyncPolicy,
+    /// Whether new files can be staged nameless in their own directory (probed at open).
+    unnamed: bool,
     /// Each path's figures at the last statvfs, and bytes stored there since: uploads
     /// place files on these instead of asking the file system each time.
     usage: Mutex<Vec<PathUsage>>,
@@ -103,7 +105,14 @@ impl Store {
         }
         let usage = Mutex::new(read_usage(&paths));
         let written_since = paths.iter().map(|_| AtomicU64::new(0)).collect();
+        let unnamed = paths
+            .iter()
+            .all(|root| crate::fsutil::unnamed_files_work(&root.join("data").join(TMP_DIR)));
+        if !unnamed {
+            tracing::info!("no O_TMPFILE here: new files are staged as named temp files");
+        }
         Ok(Store {
+            unnamed,
             sync_policy: SyncPolicy::from_written_bytes(cfg.fsync_after_written_bytes),
             usage,
             written_since,
@@ -169,8 +178,12 @@ impl Store {
         let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
         let tmp_dir = self.paths[store_path].join("data").join(TMP_DIR);
         let fallback = tmp_dir.join(format!("{seq}-{}.tmp", std::process::id()));
-        let (staged, file) =
-            StagedFile::create_in(dir.unwrap_or(&tmp_dir), fallback, self.sync_policy)?;
+        let dir = if self.unnamed {
+            Some(dir.unwrap_or(&tmp_dir))
+        } else {
+            None
+        };
+        let (staged, file) = StagedFile::create_where(dir, fallback, self.sync_policy)?;
         Ok((TempFile { staged, store_path }, file))
     }
 

@@ -15,16 +15,7 @@ read -r -a conns <<<"${2:-1 8 32}"
 
 cargo build -q --release -p fdfs-node --bins
 bin="${CARGO_TARGET_DIR:-target}/release"
-work="$(mktemp -d)"
-node_pid=""
-cleanup() {
-    if [[ -n "$node_pid" ]] && kill -0 "$node_pid" 2>/dev/null; then
-        kill -TERM "$node_pid"
-        wait "$node_pid" || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+local_workdir
 
 "$bin/fdfs-node" local --replicas 2 --data-dir "$work/data" \
     --tracker-addr 127.0.32.1:22122 --storage-ip 127.0.32.2 --ip45-port 0 \

@@ -11,16 +11,7 @@ source scripts/lib/local.sh
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 cargo build --release -p fdfs-node --bins
 
-work="$(mktemp -d)"
-node_pid=""
-cleanup() {
-    if [[ -n "$node_pid" ]] && kill -0 "$node_pid" 2>/dev/null; then
-        kill -TERM "$node_pid"
-        wait "$node_pid" || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+local_workdir
 
 bin=target/release
 "$bin/fdfs-node" local --data-dir "$work/data" >"$work/nodes.txt" 2>"$work/nodes.log" &

@@ -12,3 +12,19 @@ wait_until_ready() {
     echo "cluster did not become ready" >&2
     return 1
 }
+
+# local_workdir: makes a scratch directory in $work; on exit, the cluster in $node_pid (once
+# set) gets SIGTERM and is waited for, and $work is removed.
+local_workdir() {
+    work="$(mktemp -d)"
+    node_pid=""
+    trap stop_local_and_clean EXIT
+}
+
+stop_local_and_clean() {
+    if [[ -n "${node_pid:-}" ]] && kill -0 "$node_pid" 2>/dev/null; then
+        kill -TERM "$node_pid"
+        wait "$node_pid" || true
+    fi
+    rm -rf "$work"
+}

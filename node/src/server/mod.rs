@@ -87,6 +87,49 @@ impl Drop for Slot {
     }
 }
 
+/// A listener's connection slots: `max_connections` shared by everyone, at most half of
+/// them per client address, and a few more that only peers may use.
+struct Slots {
+    shared: Arc<Semaphore>,
+    for_peers: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+    cap: usize,
+}
+
+impl Slots {
+    fn new(max_connections: usize) -> Self {
+        let max_connections = max_connections.max(1);
+        Slots {
+            shared: Arc::new(Semaphore::new(max_connections)),
+            for_peers: Arc::new(Semaphore::new(peer_slots(max_connections))),
+            per_address: Arc::default(),
+            cap: per_address_cap(max_connections),
+        }
+    }
+
+    /// A slot for a connection from `ip`, or why there is none.
+    fn claim(&self, ip: IpAddr, is_peer: bool) -> Result<Slot, &'static str> {
+        if is_peer {
+            let permit = (self.shared.clone().try_acquire_owned())
+                .or_else(|_| self.for_peers.clone().try_acquire_owned())
+                .map_err(|_| "every slot, the peers' included, is taken")?;
+            return Ok(Slot {
+                _permit: permit,
+                address: None,
+            });
+        }
+        let permit =
+            (self.shared.clone().try_acquire_owned()).map_err(|_| "max_connections reached")?;
+        if !self.per_address.try_take(ip, self.cap) {
+            return Err("this address holds half of max_connections already");
+        }
+        Ok(Slot {
+            _permit: permit,
+            address: Some((self.per_address.clone(), ip)),
+        })
+    }
+}
+
 /// How long a connection may stall mid-packet, and sit idle between packets.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -106,11 +149,7 @@ pub async fn run_listener<S: Service>(
     stop: CancellationToken,
     drain: Duration,
 ) {
-    let max_connections = max_connections.max(1);
-    let shared = Arc::new(Semaphore::new(max_connections));
-    let for_peers = Arc::new(Semaphore::new(peer_slots(max_connections)));
-    let per_address = Arc::new(PerAddress::default());
-    let cap = per_address_cap(max_connections);
+    let slots = Slots::new(max_connections);
     let mut tasks = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -126,35 +165,13 @@ pub async fn run_listener<S: Service>(
                 continue;
             }
         };
-        let slot = if service.is_peer(peer.ip()) {
-            shared
-                .clone()
-                .try_acquire_owned()
-                .or_else(|_| for_peers.clone().try_acquire_owned())
-                .ok()
-                .map(|p| Slot {
-                    _permit: p,
-                    address: None,
-                })
-        } else if per_address.try_take(peer.ip(), cap) {
-            match shared.clone().try_acquire_owned() {
-                Ok(p) => Some(Slot {
-                    _permit: p,
-                    address: Some((per_address.clone(), peer.ip())),
-                }),
-                Err(_) => {
-                    per_address.give_back(peer.ip());
-                    None
-                }
+        let slot = match slots.claim(peer.ip(), service.is_peer(peer.ip())) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::warn!(%peer, max_connections, why, "connection refused; closing");
+                drop(stream);
+                continue;
             }
-        } else {
-            tracing::warn!(%peer, cap, "connections from this address at their cap; closing");
-            None
-        };
-        let Some(slot) = slot else {
-            tracing::warn!(%peer, max_connections, "connection limit reached; closing");
-            drop(stream);
-            continue;
         };
         // Replies go out whole; small ones must not wait for the peer's ACK.
         let _ = stream.set_nodelay(true);

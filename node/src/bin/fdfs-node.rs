@@ -19,7 +19,7 @@ use fdfs_node::{storage, tracker};
 struct Cli {
     /// Seconds a stopping node (SIGTERM, Ctrl-C) lets requests in flight finish and saves
     /// its sync marks before it exits; keep it below Kubernetes' grace period (30 s).
-    #[arg(long, global = true, default_value_t = 10)]
+    #[arg(long, global = true, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     drain_timeout: u64,
     #[command(subcommand)]
     role: Role,

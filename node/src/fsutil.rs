@@ -191,9 +191,7 @@ impl StagedFile {
     pub fn place(&mut self, target: &Path, how: Placement) -> io::Result<()> {
         match (&self.staging, how) {
             (Staging::Named(path), Placement::Replace) => std::fs::rename(path, target)?,
-            (Staging::Named(path), Placement::NoReplace) => {
-                renameat_with(CWD, path, CWD, target, RenameFlags::NOREPLACE)?
-            }
+            (Staging::Named(path), Placement::NoReplace) => rename_noreplace(path, target)?,
             (Staging::Unnamed { fd, .. }, Placement::NoReplace) => link_unnamed(fd, target)?,
             (Staging::Unnamed { fd, .. }, Placement::Replace) => {
                 // Linked under a temp name beside the target, then renamed over it: the
@@ -231,6 +229,11 @@ impl StagedFile {
         self.seal(file, mtime)?;
         self.place(target, how)
     }
+}
+
+/// Renames without ever replacing an existing file: AlreadyExists when `to` is taken.
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    Ok(renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE)?)
 }
 
 /// Links an `O_TMPFILE` inode under `target`; EEXIST when the name is taken.

@@ -9,10 +9,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::binlog::{Op, Record};
-use super::store::{io_status, rename_noreplace, unix_time};
+use super::store::{io_status, unix_time};
 use super::transfer::receive_into;
 use super::{Failure, Handled, Reply, Session, StorageNode, blocking};
 use crate::fileid::RemoteName;
+use crate::fsutil::rename_noreplace;
 use crate::proto::fields::fixed_text;
 use crate::proto::sync::{
     SYNC_FILE_HEAD_LEN, SYNC_RANGE_HEAD_LEN, SyncDelete, SyncFileHead, SyncPair, SyncRangeHead,
@@ -322,7 +323,7 @@ impl StorageNode {
             if !old_path.exists() {
                 return Err(Status::NotFound);
             }
-            rename_noreplace(&old_path, &new_path).map_err(|e| e.status())
+            rename_noreplace(&old_path, &new_path).map_err(|e| io_status(&e))
         })
         .await?;
         self.synced_from(session, req.timestamp);

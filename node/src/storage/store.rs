@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{CWD, RenameFlags, renameat_with};
-
 use crate::config::{ReservedSpace, StorageConfig};
 use crate::fileid::{self, NameCore, RemoteName, Source};
 use crate::fsutil::{Placement, StagedFile, SyncPolicy};
@@ -59,6 +57,8 @@ const REFRESH_AFTER_BYTES: u64 = 64 << 20;
 pub struct TempFile {
     pub staged: StagedFile,
     pub store_path: usize,
+    /// The `data/HH/LL` a new file was staged in, which its name will carry.
+    dirs: Option<(u8, u8)>,
 }
 
 impl TempFile {
@@ -184,21 +184,29 @@ impl Store {
             None
         };
         let (staged, file) = StagedFile::create_where(dir, fallback, self.sync_policy)?;
-        Ok((TempFile { staged, store_path }, file))
+        let temp = TempFile {
+            staged,
+            store_path,
+            dirs: None,
+        };
+        Ok((temp, file))
     }
 
-    /// The `data/HH/LL` a new file will be named in, when that does not depend on its
-    /// content (round-robin distribution); hashed distribution decides at commit.
-    pub fn next_dirs(&self, store_path: usize) -> Option<((u8, u8), PathBuf)> {
+    /// Stages a new file that this storage will name (uploads): in the `data/HH/LL` its
+    /// name will carry when round-robin distribution decides that now; hashed distribution
+    /// decides from the content at commit.
+    pub fn create_new(&self, store_path: usize) -> io::Result<(TempFile, std::fs::File)> {
         if self.hashed_dirs {
-            return None;
+            return self.create_temp(store_path, None);
         }
         let (hh, ll) = self.subdirs("");
         let dir = self.paths[store_path]
             .join("data")
             .join(hex_dir(hh))
             .join(hex_dir(ll));
-        Some(((hh as u8, ll as u8), dir))
+        let (mut temp, file) = self.create_temp(store_path, Some(&dir))?;
+        temp.dirs = Some((hh as u8, ll as u8));
+        Ok((temp, file))
     }
 
     /// When written file data is forced to disk.
@@ -244,7 +252,6 @@ impl Store {
         mut temp: TempFile,
         file: std::fs::File,
         spec: &NewName,
-        dirs: Option<(u8, u8)>,
     ) -> Result<RemoteName, CommitError> {
         let timestamp = file
             .metadata()
@@ -254,7 +261,7 @@ impl Store {
             .map_or_else(|| crate::unix_now() as u32, |d| d.as_secs() as u32);
         temp.staged.seal(file, None)?;
         for _ in 0..NAME_ATTEMPTS {
-            let name = self.generate_name(temp.store_path, spec, timestamp, dirs);
+            let name = self.generate_name(temp.store_path, spec, timestamp, temp.dirs);
             let target = self.paths[temp.store_path].join(name.relative_path());
             match temp.staged.place(&target, Placement::NoReplace) {
                 Ok(()) => {
@@ -335,12 +342,6 @@ impl Store {
         temp.staged.commit(file, target, Placement::Replace, None)
     }
 
-    /// Bytes available to us on a store path, when the filesystem says.
-    pub fn free_bytes(&self, store_path: usize) -> Option<u64> {
-        let s = rustix::fs::statvfs(self.paths.get(store_path)?).ok()?;
-        Some(s.f_bavail.saturating_mul(s.f_frsize.max(1)))
-    }
-
     /// Reads every path's figures from the file system again (blocking); the storage's
     /// timer calls this every second.
     pub fn refresh_usage(&self) -> Vec<PathUsage> {
@@ -364,7 +365,7 @@ impl Store {
     }
 
     /// Counts bytes just stored on `store_path`; after many, reads the figures again
-    /// (blocking: callers are on the blocking pool).
+    /// (blocking: callers are on a disk thread).
     pub fn note_written(&self, store_path: usize, bytes: u64) {
         let Some(w) = self.written_since.get(store_path) else {
             return;
@@ -435,23 +436,9 @@ pub fn io_status(e: &io::Error) -> Status {
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Status::NoSpace,
         io::ErrorKind::IsADirectory => Status::IsDirectory,
         io::ErrorKind::PermissionDenied => Status::PermissionDenied,
+        io::ErrorKind::AlreadyExists => Status::AlreadyExists,
         _ => Status::Io,
     }
-}
-
-/// Renames without ever replacing an existing file.
-pub fn rename_noreplace(from: &Path, to: &Path) -> Result<(), CommitError> {
-    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(()),
-        Err(rustix::io::Errno::EXIST) => Err(CommitError::Exists),
-        Err(e) => Err(CommitError::Io(e.into())),
-    }
-}
-
-/// A file's mtime in Unix seconds.
-pub fn file_mtime(path: &Path) -> Option<u32> {
-    let t = std::fs::metadata(path).ok()?.modified().ok()?;
-    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as u32)
 }
 
 /// Store-path placement rules, from the config or the tracker's parameters.
@@ -511,11 +498,9 @@ pub fn write_small(
     spec: &NewName,
     data: &[u8],
 ) -> Result<RemoteName, CommitError> {
-    let placed = store.next_dirs(store_path);
-    let (temp, mut file) =
-        store.create_temp(store_path, placed.as_ref().map(|(_, d)| d.as_path()))?;
+    let (temp, mut file) = store.create_new(store_path)?;
     file.write_all(data)?;
-    store.commit(temp, file, spec, placed.map(|(dirs, _)| dirs))
+    store.commit(temp, file, spec)
 }
 
 /// Path of a file's metadata companion.
@@ -548,6 +533,23 @@ mod tests {
             ..Default::default()
         };
         Store::open(&cfg).expect("open")
+    }
+
+    #[test]
+    fn stored_bytes_count_against_the_cached_free_space_until_read_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(dir.path(), 1);
+        let before = s.cached_usage()[0].free_mb;
+        s.note_written(0, 10 << 20);
+        assert_eq!(s.cached_usage()[0].free_mb, before.saturating_sub(10));
+        // Past the refresh threshold the figures are read again from the file system.
+        s.note_written(0, REFRESH_AFTER_BYTES);
+        assert_eq!(s.written_since[0].load(Ordering::Relaxed), 0);
+        s.note_written(0, 3 << 20);
+        let fresh = s.refresh_usage()[0].free_mb;
+        assert_eq!(s.cached_usage()[0].free_mb, fresh);
+        // An unknown store path changes nothing.
+        s.note_written(9, 1 << 30);
     }
 
     fn disks(free_mb: &[u64]) -> Vec<PathUsage> {

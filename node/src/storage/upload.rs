@@ -93,7 +93,7 @@ impl StorageNode {
             crc32: 0,
             appender,
         };
-        // The file and its binlog line are written in one blocking trip.
+        // The file and its binlog line are written in one disk step.
         let name = if size <= chunk as u64 {
             let mut data = vec![0u8; size as usize];
             conn.read_exact(&mut data).await?;
@@ -106,19 +106,14 @@ impl StorageNode {
             .await?
         } else {
             let n2 = node.clone();
-            let (temp, file, dirs) = blocking(move || {
-                let placed = n2.store.next_dirs(store_path);
-                let dir = placed.as_ref().map(|(_, d)| d.as_path());
-                let (temp, file) = n2.store.create_temp(store_path, dir)?;
-                Ok::<_, std::io::Error>((temp, file, placed.map(|(dirs, _)| dirs)))
-            })
-            .await?
-            .map_err(|e| Failure::Status(io_status(&e)))?;
+            let (temp, file) = blocking(move || n2.store.create_new(store_path))
+                .await?
+                .map_err(|e| Failure::Status(io_status(&e)))?;
             let (file, crc) =
                 receive_into(conn, file, 0, size, chunk, self.store.sync_policy()).await?;
             spec.crc32 = crc;
             blocking(move || {
-                let name = node.store.commit(temp, file, &spec, dirs)?;
+                let name = node.store.commit(temp, file, &spec)?;
                 node.log_now(&[created(&name)]);
                 Ok::<_, CommitError>(name)
             })

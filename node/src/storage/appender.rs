@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::binlog::{Op, Record};
-use super::store::{NewName, io_status, rename_noreplace};
+use super::store::{NewName, io_status};
 use super::transfer::{file_crc32, receive_into};
 use super::{Failure, Handled, Reply, StorageNode, blocking};
 use crate::fileid::{BASE64_LEN, RemoteName};
 use crate::fsutil::SyncPolicy;
+use crate::fsutil::rename_noreplace;
 use crate::proto::storage::{TruncateRequest, UploadResponse, WriteHead};
 use crate::proto::{Command, Header, Status};
 use crate::server::Connection;
@@ -80,7 +81,7 @@ impl StorageNode {
         let (file, _) = receive_into(conn, file, 0, size, chunk, SyncPolicy::Never).await?;
         // Never named: the open file is all that is needed, and all that remains.
         drop(temp);
-        Ok(Received::Staged(file))
+        Ok(Received::Staged(file, size))
     }
 
     /// 24: adds bytes at the end of an appender file.
@@ -91,10 +92,6 @@ impl StorageNode {
     ) -> Handled {
         let (head, name) = self.read_write_head(conn, header, false).await?;
         let (appender, path) = self.locate_appender(&name)?;
-        let p = path.clone();
-        blocking(move || std::fs::metadata(&p).map(|_| ()))
-            .await?
-            .map_err(|e| Failure::Status(io_status(&e)))?;
         if head.size == 0 {
             return Ok(Reply::Body(Vec::new()));
         }
@@ -237,8 +234,8 @@ impl StorageNode {
                 let target = node.store.file_path(&new)?;
                 match rename_noreplace(&path, &target) {
                     Ok(()) => return Ok(new),
-                    Err(super::store::CommitError::Exists) => continue,
-                    Err(e) => return Err(e.status()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(io_status(&e)),
                 }
             }
             Err(Status::AlreadyExists)
@@ -264,8 +261,8 @@ impl StorageNode {
 /// A write's body, received in full.
 enum Received {
     Memory(Vec<u8>),
-    /// In a staged file that is never named: dropped, it leaves nothing.
-    Staged(std::fs::File),
+    /// In a staged file that is never named (dropped, it leaves nothing), and its length.
+    Staged(std::fs::File, u64),
 }
 
 impl Received {
@@ -273,8 +270,8 @@ impl Received {
     fn write_to(&self, target: &std::fs::File, at: u64, policy: SyncPolicy) -> std::io::Result<()> {
         match self {
             Received::Memory(data) => target.write_all_at(data, at)?,
-            Received::Staged(src) => {
-                let len = src.metadata()?.len();
+            Received::Staged(src, len) => {
+                let len = *len;
                 let (mut from, mut to) = (0u64, at);
                 while from < len {
                     let step = usize::try_from(len - from)

@@ -195,8 +195,8 @@ const FAILURES_KEPT: usize = 64;
 /// Appends are group-committed: a caller queues its lines; whoever finds no write in
 /// progress takes every queued line and writes them with one call, outside the queue's
 /// lock, while later callers queue behind it. A burst of changes costs one write, and the
-/// lock is never held across I/O. Callers are on the blocking pool, usually in the same
-/// trip as the file change the lines describe.
+/// lock is never held across I/O. Callers are on a disk thread, usually in the same step
+/// as the file change the lines describe.
 #[derive(Debug)]
 pub struct Binlog {
     dir: PathBuf,
@@ -265,16 +265,15 @@ impl Binlog {
         &self.dir
     }
 
-    /// Appends records, from the blocking pool; returns once they are written (in the page
+    /// Appends records (blocking: from a disk thread); returns once they are written (in the page
     /// cache) and readers are woken.
     pub fn append(&self, records: &[Record]) -> io::Result<()> {
         if records.is_empty() {
             return Ok(());
         }
+        let text: String = records.iter().map(Record::to_line).collect();
         let mut q = self.lock_queue();
-        for r in records {
-            q.pending.extend_from_slice(r.to_line().as_bytes());
-        }
+        q.pending.extend_from_slice(text.as_bytes());
         q.queued += 1;
         let mine = q.queued;
         loop {

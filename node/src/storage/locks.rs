@@ -39,13 +39,13 @@ impl FileLocks {
         }
     }
 
-    /// How many file names have a lock now (held or waited for).
-    pub fn len(&self) -> usize {
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Whether no file name has a lock now (held or waited for).
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
     }
 }
 

@@ -476,7 +476,7 @@ impl StorageNode {
         self.counters.add_pair(total, bytes, stored);
     }
 
-    /// Writes change records to the binlog (blocking: call it in the blocking trip that
+    /// Writes change records to the binlog (blocking: call it in the disk step that
     /// made the change); a failure is logged, the change stands.
     fn log_now(&self, records: &[binlog::Record]) {
         if let Err(e) = self.binlog.append(records) {
@@ -495,7 +495,7 @@ impl StorageNode {
         }
     }
 
-    /// Writes change records to the binlog from an async handler, on the blocking pool.
+    /// Writes change records to the binlog from an async handler, on a disk thread.
     async fn log(self: &Arc<Self>, records: &[binlog::Record]) {
         let (node, records) = (self.clone(), records.to_vec());
         let _ = crate::disk::run(move || node.log_now(&records)).await;
@@ -524,7 +524,8 @@ impl StorageNode {
 impl Service for StorageNode {
     /// Trackers and the group's other members keep their connections when clients flood.
     fn is_peer(&self, ip: IpAddr) -> bool {
-        self.tracker_addrs().iter().any(|t| t.ip() == ip)
+        let trackers = self.tracker_view.lock().unwrap_or_else(|e| e.into_inner());
+        trackers.keys().any(|t| t.ip() == ip)
             || self.peers.borrow().iter().any(|p| p.addr.ip() == ip)
     }
 
@@ -580,7 +581,7 @@ async fn watch_disks(node: Arc<StorageNode>, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         let n = node.clone();
-        let _ = tokio::task::spawn_blocking(move || n.store.refresh_usage()).await;
+        let _ = crate::disk::run(move || n.store.refresh_usage()).await;
     }
 }
 

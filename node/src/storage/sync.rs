@@ -78,7 +78,7 @@ impl Mark {
         })
     }
 
-    /// `save` on the blocking pool: the write is fsync'd.
+    /// `save` on a disk thread: the write is fsync'd.
     async fn save_off_thread(&self, path: &std::path::Path) -> std::io::Result<()> {
         let (mark, path) = (self.clone(), path.to_owned());
         crate::disk::run(move || mark.save(&path))
@@ -542,7 +542,7 @@ fn expect_ok((status, _): (Status, Vec<u8>)) -> Result<(), SyncError> {
 }
 
 /// Sends one request and returns the reply status (body discarded).
-/// Bytes of a local file a sync request carries: read in the same blocking trip as the
+/// Bytes of a local file a sync request carries: read in the same disk step as the
 /// open when small (most of a sync stream), streamed chunk by chunk otherwise.
 enum Payload {
     Bytes(Vec<u8>),
@@ -562,7 +562,7 @@ impl Payload {
     }
 }
 
-/// Bytes read from a file per blocking trip.
+/// Bytes read from a file per disk step.
 const CHUNK: u64 = 256 * 1024;
 
 /// Opens a stored file and takes `len` bytes from `start` (to the end when `None`), off the
@@ -605,7 +605,7 @@ fn local_path(node: &StorageNode, name: &str) -> Option<PathBuf> {
     node.store.file_path(&RemoteName::parse(name).ok()?).ok()
 }
 
-/// Whether a stored file exists here now, asked on the blocking pool.
+/// Whether a stored file exists here now, asked on a disk thread.
 async fn exists_locally(node: &StorageNode, name: &str) -> bool {
     let Some(path) = local_path(node, name) else {
         return false;

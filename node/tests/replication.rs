@@ -71,6 +71,15 @@ impl Group {
         .await;
     }
 
+    /// A client of the group's tracker that concurrent tasks can share.
+    async fn shared_client(&self) -> std::sync::Arc<Client> {
+        std::sync::Arc::new(
+            Client::new(ClientConfig::new(vec![self.tracker.addr.to_string()]))
+                .await
+                .expect("client"),
+        )
+    }
+
     fn path_on(&self, member: usize, id: &FileId) -> PathBuf {
         self.members[member]
             .node
@@ -593,11 +602,7 @@ async fn concurrent_appends_keep_every_acknowledged_byte_on_both_members() {
     let mut g = Group::start().await;
     g.add_member("127.0.0.3").await;
     g.wait_all_active().await;
-    let client = std::sync::Arc::new(
-        Client::new(ClientConfig::new(vec![g.tracker.addr.to_string()]))
-            .await
-            .expect("client"),
-    );
+    let client = g.shared_client().await;
     let id = client
         .upload_appender_reader(&b""[..], 0, "log", None)
         .await
@@ -693,11 +698,7 @@ async fn a_modify_cut_off_mid_body_changes_nothing_on_either_member() {
 #[tokio::test]
 async fn concurrent_metadata_merges_keep_every_key() {
     let g = Group::start().await;
-    let client = std::sync::Arc::new(
-        Client::new(ClientConfig::new(vec![g.tracker.addr.to_string()]))
-            .await
-            .expect("client"),
-    );
+    let client = g.shared_client().await;
     let id = client
         .upload_bytes(b"photo", "jpg", None)
         .await

@@ -16,6 +16,7 @@ use fdfs_operator::validate::validate_storage_group;
 use http::Method;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
+use support::health::{self, KStatus};
 use support::{Expect, Reply, delete, event, get, list, patch};
 
 const NS: &str = "fdfs";
@@ -164,6 +165,11 @@ fn status_write(sg: &Value) -> Expect {
     )
 }
 
+/// What kstatus and Argo CD make of `object` with the status written last.
+fn expect_health(object: &Value, t: &support::Transcript, kstatus: KStatus, argocd: &str) {
+    health::expect(&health::with_status(object, t.status()), kstatus, argocd);
+}
+
 fn applied_replicas(t: &support::Transcript) -> i64 {
     t.body(Method::PATCH, &format!("{APPS}/statefulsets/group1"))["spec"]["replicas"]
         .as_i64()
@@ -233,6 +239,9 @@ async fn create_applies_every_group_object_and_reports_progress() {
     assert_eq!(transcript.condition("ScaleDownBlocked")["status"], "False");
     assert_eq!(transcript.status()["observedGeneration"], 2);
     assert_eq!(transcript.status()["groupName"], "group1");
+    assert_eq!(transcript.condition("Reconciling")["reason"], "ScalingUp");
+    assert_eq!(transcript.condition("Stalled")["status"], "False");
+    expect_health(&sg, &transcript, KStatus::InProgress, "Progressing");
     assert_eq!(action, Action::requeue(Config::default().progress_interval));
     t.stop(Duration::from_secs(1)).await;
 }
@@ -254,6 +263,12 @@ async fn create_with_delete_policy_lets_the_statefulset_delete_claims() {
         body["spec"]["persistentVolumeClaimRetentionPolicy"],
         json!({"whenDeleted": "Delete", "whenScaled": "Retain"})
     );
+    expect_health(
+        &group_json(1),
+        &transcript,
+        KStatus::InProgress,
+        "Progressing",
+    );
     t.stop(Duration::from_secs(1)).await;
 }
 
@@ -274,6 +289,7 @@ async fn update_rolls_the_storages_when_their_config_changes() {
         body["spec"]["template"]["metadata"]["annotations"][naming::CONFIG_HASH_ANNOTATION],
         group_hash(&group(2))
     );
+    expect_health(&sg, &transcript, KStatus::InProgress, "Progressing");
     t.stop(Duration::from_secs(1)).await;
 }
 
@@ -292,6 +308,7 @@ async fn scale_up_applies_the_new_count_at_once() {
     assert_eq!(transcript.event_reasons(), ["ScalingUp"]);
     assert_eq!(transcript.condition("Progressing")["reason"], "ScalingUp");
     assert_eq!(transcript.status()["replicas"], 1, "one Pod exists so far");
+    expect_health(&sg, &transcript, KStatus::InProgress, "Progressing");
     t.stop(Duration::from_secs(1)).await;
 }
 
@@ -354,6 +371,103 @@ async fn scale_down_is_blocked_while_the_remaining_storage_is_still_syncing() {
 }
 
 #[tokio::test]
+async fn a_scale_down_blocked_past_the_stall_timeout_is_stalled() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let tracker = t.addr.to_string();
+    let trackers = vec![tracker.clone()];
+    // Pod 0, the one to keep, runs no storage the trackers know: the scale-down waits.
+    let s1 = support::storage("127.0.0.62", "group1", &trackers, data.path()).await;
+    support::wait_status(&tracker, "group1", "127.0.0.62", StorageStatus::Active).await;
+    let hash = group_hash(&group(1));
+    let pods = vec![pod(0, "127.0.0.61"), pod(1, "127.0.0.62")];
+    let reconcile = |sg: Value, events: usize| {
+        let mut script = group_fetch(&sg, Some(statefulset(2, &hash)), pods.clone());
+        script.extend(group_apply(true, false));
+        script.extend((0..events).map(|_| event(NS)));
+        script.push(status_write(&sg));
+        let typed: StorageGroup = serde_json::from_value(sg).expect("group");
+        run_group(typed, &trackers, script)
+    };
+
+    let sg = group_json(1);
+    let (_, first) = reconcile(sg.clone(), 1).await;
+    assert_eq!(first.event_reasons(), ["ScaleDownBlocked"]);
+    assert_eq!(first.condition("Reconciling")["reason"], "ScaleDownBlocked");
+    expect_health(&sg, &first, KStatus::InProgress, "Progressing");
+
+    // Seen again within the timeout: still converging, no new Event.
+    let mut seen = health::with_status(&sg, first.status());
+    let (_, again) = reconcile(seen.clone(), 0).await;
+    assert_eq!(
+        again.status()["lastProgressTime"],
+        first.status()["lastProgressTime"]
+    );
+    expect_health(&seen, &again, KStatus::InProgress, "Progressing");
+
+    // The same wait, last progress longer ago than the stall timeout (15 min by default).
+    seen["status"]["lastProgressTime"] = json!("2025-01-01T00:00:00Z");
+    let (_, stuck) = reconcile(seen.clone(), 1).await;
+    assert_eq!(stuck.event_reasons(), ["ProgressDeadlineExceeded"]);
+    let stalled = stuck.condition("Stalled");
+    assert_eq!(stalled["status"], "True");
+    assert_eq!(stalled["reason"], "ProgressDeadlineExceeded");
+    let message = stalled["message"].as_str().expect("message");
+    assert!(message.contains("(ScaleDownBlocked)"), "{message}");
+    assert_eq!(stuck.condition("Reconciling")["status"], "False");
+    assert_eq!(stuck.status()["lastProgressTime"], "2025-01-01T00:00:00Z");
+    assert_eq!(
+        applied_replicas(&stuck),
+        2,
+        "nothing is removed while stalled"
+    );
+    expect_health(&seen, &stuck, KStatus::Failed, "Degraded");
+
+    s1.stop(Duration::from_secs(1)).await;
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_volume_change_kubernetes_refuses_keeps_the_volumes_and_stalls() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let mut sg = group_json(1);
+    sg["spec"]["volume"] = json!({"size": "2Gi", "storageClassName": "fast"});
+    let typed: StorageGroup = serde_json::from_value(sg.clone()).expect("group");
+    let mut existing = statefulset(1, &group_hash(&typed));
+    existing["spec"]["volumeClaimTemplates"] = json!([{
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    }]);
+    let mut script = group_fetch(&sg, Some(existing), vec![]);
+    script.extend(group_apply(false, false));
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let (_, transcript) = run_group(typed, &[t.addr.to_string()], script).await;
+
+    let applied = transcript.body(Method::PATCH, &format!("{APPS}/statefulsets/group1"));
+    let claim = &applied["spec"]["volumeClaimTemplates"][0]["spec"];
+    assert_eq!(claim["resources"]["requests"]["storage"], "1Gi");
+    assert_eq!(claim["storageClassName"], "standard");
+    assert_eq!(transcript.event_reasons(), ["VolumeChangeRefused"]);
+    let stalled = transcript.condition("Stalled");
+    assert_eq!(stalled["reason"], "VolumeChangeRefused");
+    let message = stalled["message"].as_str().expect("message");
+    assert!(
+        message.contains("spec.volume.size 2Gi") && message.contains("created with 1Gi"),
+        "{message}"
+    );
+    assert!(message.contains("storageClassName fast"), "{message}");
+    assert_eq!(
+        transcript.condition("Ready")["reason"],
+        "VolumeChangeRefused"
+    );
+    expect_health(&sg, &transcript, KStatus::Failed, "Degraded");
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
 async fn member_status_shows_the_bytes_behind_the_trackers_list() {
     let data = tempfile::tempdir().expect("tempdir");
     let t = support::tracker("127.0.0.50", data.path()).await;
@@ -396,6 +510,9 @@ async fn member_status_shows_the_bytes_behind_the_trackers_list() {
         assert_eq!(m["status"], "ACTIVE", "{m}");
         assert_eq!(m["syncLagBytes"], 0, "{m}");
     }
+    assert_eq!(transcript.condition("Ready")["status"], "True");
+    assert_eq!(transcript.condition("Reconciling")["reason"], "Reconciled");
+    expect_health(&sg, &transcript, KStatus::Current, "Healthy");
 
     s0.stop(Duration::from_secs(1)).await;
     s1.stop(Duration::from_secs(1)).await;
@@ -439,6 +556,8 @@ async fn scale_down_removes_the_highest_ordinal_when_the_rest_is_active_everywhe
     assert_eq!(transcript.condition("Progressing")["reason"], "ScalingDown");
     assert_eq!(transcript.condition("ScaleDownBlocked")["status"], "False");
     assert_eq!(transcript.status()["readyReplicas"], 1);
+    assert_eq!(transcript.condition("Reconciling")["reason"], "ScalingDown");
+    expect_health(&sg, &transcript, KStatus::InProgress, "Progressing");
 
     s0.stop(Duration::from_secs(1)).await;
     s1.stop(Duration::from_secs(1)).await;
@@ -541,6 +660,11 @@ async fn scaled_away_storage_is_deleted_from_every_tracker() {
             "{t} still lists {removed}: {list:?}"
         );
     }
+    assert_eq!(
+        transcript.condition("Reconciling")["reason"],
+        "RemovingMember"
+    );
+    expect_health(&sg, &transcript, KStatus::InProgress, "Progressing");
     s0.stop(Duration::from_secs(1)).await;
     t1.stop(Duration::from_secs(1)).await;
     t2.stop(Duration::from_secs(1)).await;
@@ -555,7 +679,21 @@ async fn paused_group_only_reports_the_pause() {
     let (action, transcript) = run_group(typed, &[], script).await;
     assert_eq!(transcript.event_reasons(), ["ReconcilePaused"]);
     assert_eq!(transcript.condition("Paused")["status"], "True");
+    assert_eq!(transcript.condition("Reconciling")["status"], "False");
+    assert_eq!(transcript.condition("Stalled")["status"], "False");
+    expect_health(&sg, &transcript, KStatus::Current, "Suspended");
     assert_eq!(action, Action::await_change());
+
+    // Paused after a spec change the operator has not acted on: kstatus waits for it.
+    sg["metadata"]["generation"] = json!(3);
+    sg["status"] = transcript.status().clone();
+    sg["status"]["observedGeneration"] = json!(2);
+    let typed: StorageGroup = serde_json::from_value(sg.clone()).expect("group");
+    let script = vec![status_write(&sg)];
+    let (_, transcript) = run_group(typed, &[], script).await;
+    assert!(transcript.event_reasons().is_empty(), "already paused");
+    assert_eq!(transcript.status()["observedGeneration"], 2);
+    expect_health(&sg, &transcript, KStatus::InProgress, "Suspended");
 }
 
 #[tokio::test]
@@ -605,12 +743,20 @@ async fn invalid_specs_build_nothing_and_say_why() {
             event(NS),
             status_write(&sg),
         ];
+        let sg_seen = sg.clone();
         let typed: StorageGroup = serde_json::from_value(sg).expect("group");
         let (action, transcript) = run_group(typed, &[], script).await;
         assert_eq!(transcript.event_reasons(), [reason], "{reason}");
         let ready = transcript.condition("Ready");
         assert_eq!(ready["status"], "False", "{reason}");
         assert_eq!(ready["reason"], reason);
+        let stalled = transcript.condition("Stalled");
+        assert_eq!(
+            (&stalled["status"], &stalled["reason"]),
+            (&json!("True"), &json!(reason))
+        );
+        assert_eq!(transcript.condition("Reconciling")["status"], "False");
+        expect_health(&sg_seen, &transcript, KStatus::Failed, "Degraded");
         assert_eq!(action, Action::requeue(Config::default().invalid_interval));
     }
 }
@@ -631,9 +777,10 @@ async fn negative_replicas_are_refused() {
         event(NS),
         status_write(&sg),
     ];
-    let typed: StorageGroup = serde_json::from_value(sg).expect("group");
+    let typed: StorageGroup = serde_json::from_value(sg.clone()).expect("group");
     let (_, transcript) = run_group(typed, &[], script).await;
     assert_eq!(transcript.condition("Ready")["reason"], "InvalidReplicas");
+    expect_health(&sg, &transcript, KStatus::Failed, "Degraded");
 }
 
 #[tokio::test]
@@ -655,9 +802,10 @@ async fn an_invalid_spec_seen_again_publishes_no_new_event() {
         ),
         status_write(&sg),
     ];
-    let typed: StorageGroup = serde_json::from_value(sg).expect("group");
+    let typed: StorageGroup = serde_json::from_value(sg.clone()).expect("group");
     let (_, transcript) = run_group(typed, &[], script).await;
     assert!(transcript.event_reasons().is_empty());
+    expect_health(&sg, &transcript, KStatus::Failed, "Degraded");
     assert_eq!(
         transcript.condition("Ready")["lastTransitionTime"],
         "2025-01-01T00:00:00Z"
@@ -670,6 +818,7 @@ async fn deletion_needs_no_call_with_either_policy() {
         let mut sg = group_json(2);
         sg["spec"]["deletionPolicy"] = json!(policy);
         sg["metadata"]["deletionTimestamp"] = json!("2025-03-01T00:00:00Z");
+        health::expect(&sg, KStatus::Terminating, "Progressing");
         let typed: StorageGroup = serde_json::from_value(sg).expect("group");
         let (action, transcript) = run_group(typed, &[], vec![]).await;
         assert!(
@@ -773,6 +922,16 @@ async fn cluster_create_applies_tracker_objects_and_lists_group_storages() {
         .clone();
     assert_eq!(groups[0]["name"], "group1");
     assert_eq!(groups[0]["storageGroup"], "group1");
+    assert_eq!(
+        transcript.condition("Reconciling")["reason"],
+        "WaitingForTrackers"
+    );
+    expect_health(
+        &cluster_json(),
+        &transcript,
+        KStatus::InProgress,
+        "Progressing",
+    );
     t.stop(Duration::from_secs(1)).await;
 }
 
@@ -812,6 +971,7 @@ async fn cluster_status_comes_from_the_trackers() {
     assert_eq!(status["groups"][0]["name"], "group1");
     assert_eq!(status["groups"][0]["members"], 1);
     assert_eq!(status["groups"][0]["activeMembers"], 1);
+    expect_health(&cluster_json(), &transcript, KStatus::Current, "Healthy");
     assert_eq!(action, Action::requeue(Config::default().resync));
     s.stop(Duration::from_secs(1)).await;
     t.stop(Duration::from_secs(1)).await;
@@ -832,9 +992,54 @@ async fn cluster_without_image_is_invalid() {
             Reply::EchoOver(c.clone()),
         ),
     ];
-    let typed: FdfsCluster = serde_json::from_value(c).expect("cluster");
+    let typed: FdfsCluster = serde_json::from_value(c.clone()).expect("cluster");
     let (action, transcript) = run_cluster(typed, &[], script).await;
     assert_eq!(transcript.event_reasons(), ["MissingImage"]);
+    expect_health(&c, &transcript, KStatus::Failed, "Degraded");
     assert_eq!(transcript.condition("Ready")["reason"], "MissingImage");
     assert_eq!(action, Action::requeue(Config::default().invalid_interval));
+}
+
+#[tokio::test]
+async fn a_tracker_rollout_without_progress_past_the_stall_timeout_is_stalled() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let tracker = t.addr.to_string();
+    let rolling = |c: &Value, events: usize| {
+        let mut script = cluster_fetch(vec![], None);
+        script.extend(cluster_apply(1));
+        // The new tracker Pod never becomes ready: none of one is updated.
+        script[6].reply = Reply::EchoOver(json!({"status": {
+            "replicas": 2, "readyReplicas": 1, "updatedReplicas": 0}}));
+        script.extend((0..events).map(|_| event(NS)));
+        script.push(patch(
+            format!("{FDFS}/fdfsclusters/main/status"),
+            Reply::EchoOver(c.clone()),
+        ));
+        script
+    };
+    let c = cluster_json();
+    let (_, first) = run_cluster(cluster(), std::slice::from_ref(&tracker), rolling(&c, 1)).await;
+    assert_eq!(first.event_reasons(), ["Created"]);
+    assert_eq!(first.condition("Reconciling")["reason"], "RollingUpdate");
+    assert_eq!(first.condition("Ready")["status"], "False");
+    expect_health(&c, &first, KStatus::InProgress, "Progressing");
+
+    let mut seen = health::with_status(&c, first.status());
+    seen["status"]["lastProgressTime"] = json!("2025-01-01T00:00:00Z");
+    let typed: FdfsCluster = serde_json::from_value(seen.clone()).expect("cluster");
+    let (_, stuck) = run_cluster(typed, std::slice::from_ref(&tracker), rolling(&seen, 2)).await;
+    assert_eq!(
+        stuck.event_reasons(),
+        ["Created", "ProgressDeadlineExceeded"]
+    );
+    let stalled = stuck.condition("Stalled");
+    assert_eq!(stalled["status"], "True");
+    let message = stalled["message"].as_str().expect("message");
+    assert!(
+        message.contains("(RollingUpdate)") && message.contains("0 of 1 trackers updated"),
+        "{message}"
+    );
+    expect_health(&seen, &stuck, KStatus::Failed, "Degraded");
+    t.stop(Duration::from_secs(1)).await;
 }

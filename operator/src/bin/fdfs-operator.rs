@@ -39,6 +39,15 @@ struct Args {
     /// DNS domain of the Kubernetes cluster.
     #[arg(long, env = "FDFS_CLUSTER_DOMAIN", default_value = "cluster.local")]
     cluster_domain: String,
+    /// Seconds converging work (a rollout, a scale step, a wait for members) may go without
+    /// progress before its resource reports `Stalled`.
+    #[arg(
+        long,
+        env = "FDFS_STALL_TIMEOUT_SECONDS",
+        default_value_t = 900,
+        value_parser = clap::value_parser!(u64).range(60..=86_400)
+    )]
+    stall_timeout_seconds: u64,
     /// Run without leader election (a single replica only).
     #[arg(long, env = "FDFS_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -115,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
             cluster_domain: args.cluster_domain.clone(),
         },
         trackers: TrackerDirectory::Dns,
+        stall_after: Duration::from_secs(args.stall_timeout_seconds),
         ..Config::default()
     };
     let ctx = Arc::new(Context::new(

@@ -183,3 +183,132 @@ pub fn group_objects(
         pdb,
     }
 }
+
+/// Keeps the data claim template `existing` was created with in `built`: Kubernetes refuses
+/// any change to a StatefulSet's `volumeClaimTemplates`, so applying a new size or class
+/// would fail every later apply of the group. Returns what the spec asked for and could not
+/// get, for the status; `None` when the templates agree (sizes compared by value, so `1Gi`
+/// equals `1024Mi`).
+pub fn keep_claim_template(existing: &StatefulSet, built: &mut StatefulSet) -> Option<String> {
+    let data_claim = |sts: &StatefulSet| {
+        sts.spec
+            .as_ref()?
+            .volume_claim_templates
+            .as_ref()?
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(DATA_VOLUME))
+            .and_then(|c| c.spec.clone())
+    };
+    let old = data_claim(existing)?;
+    let new = built
+        .spec
+        .as_mut()?
+        .volume_claim_templates
+        .as_mut()?
+        .iter_mut()
+        .find(|c| c.metadata.name.as_deref() == Some(DATA_VOLUME))?
+        .spec
+        .as_mut()?;
+    let size = |spec: &PersistentVolumeClaimSpec| {
+        spec.resources
+            .as_ref()?
+            .requests
+            .as_ref()?
+            .get("storage")
+            .map(|q| q.0.clone())
+    };
+    let mut refused = Vec::new();
+    if let (Some(was), Some(asked)) = (size(&old), size(new))
+        && !same_quantity(&was, &asked)
+    {
+        refused.push(format!(
+            "spec.volume.size {asked} (the volumes were created with {was})"
+        ));
+        new.resources = old.resources.clone();
+    }
+    // A class the API server defaulted (old set, new unset) is no change.
+    if new.storage_class_name.is_some() && new.storage_class_name != old.storage_class_name {
+        refused.push(format!(
+            "spec.volume.storageClassName {} (the volumes were created with {})",
+            new.storage_class_name.as_deref().unwrap_or_default(),
+            old.storage_class_name
+                .as_deref()
+                .unwrap_or("the default class")
+        ));
+    }
+    new.storage_class_name = old.storage_class_name.clone();
+    (!refused.is_empty()).then(|| {
+        format!(
+            "the storages' volumes cannot be changed in place: {}; set it back, or move the \
+             files to a new StorageGroup",
+            refused.join(", ")
+        )
+    })
+}
+
+/// Whether two Kubernetes quantities are the same amount; unparsable ones compare as text.
+fn same_quantity(a: &str, b: &str) -> bool {
+    match (quantity_millis(a), quantity_millis(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// A quantity such as `10Gi`, `500M`, `1.5Gi` or `1e9`, in thousandths of its unit.
+fn quantity_millis(q: &str) -> Option<u128> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let multiplier: u128 = match suffix {
+        "" => 1,
+        "m" => return scaled(number, 1, 1000),
+        "k" => 1000,
+        "M" => 1000u128.pow(2),
+        "G" => 1000u128.pow(3),
+        "T" => 1000u128.pow(4),
+        "P" => 1000u128.pow(5),
+        "E" => 1000u128.pow(6),
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "Pi" => 1 << 50,
+        "Ei" => 1 << 60,
+        exp if exp.starts_with(['e', 'E']) => 10u128.checked_pow(exp[1..].parse().ok()?)?,
+        _ => return None,
+    };
+    scaled(number, multiplier, 1)
+}
+
+/// `number × multiplier × 1000 ÷ divisor`, exact for up to three decimals.
+fn scaled(number: &str, multiplier: u128, divisor: u128) -> Option<u128> {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let digits = format!("{whole}{fraction}");
+    let mantissa: u128 = digits.parse().ok()?;
+    let places = 10u128.checked_pow(u32::try_from(fraction.len()).ok()?)?;
+    Some(mantissa.checked_mul(multiplier)?.checked_mul(1000)? / places / divisor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_compare_by_amount() {
+        assert!(same_quantity("1Gi", "1024Mi"));
+        assert!(same_quantity("1G", "1000M"));
+        assert!(same_quantity("1.5Gi", "1536Mi"));
+        assert!(same_quantity("1e3", "1k"));
+        assert!(!same_quantity("1Gi", "1G"));
+        assert!(!same_quantity("10Gi", "20Gi"));
+        assert_eq!(quantity_millis("2"), Some(2000));
+        assert_eq!(quantity_millis("500m"), Some(500));
+        assert_eq!(quantity_millis("Gi"), None);
+        assert_eq!(quantity_millis("1Zi"), None);
+    }
+}

@@ -8,7 +8,7 @@ mod group;
 mod pod;
 mod tracker;
 
-pub use group::{GroupObjects, group_objects};
+pub use group::{GroupObjects, group_objects, keep_claim_template};
 pub use tracker::{TrackerObjects, tracker_objects};
 
 /// Where the ConfigMaps are mounted in every node container.

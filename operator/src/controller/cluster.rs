@@ -14,7 +14,7 @@ use crate::crd::{FdfsCluster, FdfsClusterStatus, GroupSummary, StorageGroup};
 use crate::naming;
 use crate::validate;
 
-use super::conditions::{self as cond, Want};
+use super::conditions::{self as cond, Want, Work};
 use super::group::belongs_to;
 use super::{Context, TrackerAnswers, apply, fetch, is_paused, status};
 
@@ -63,16 +63,25 @@ pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
 
     // Status, from the Deployment and from the trackers themselves.
     let answers = ctx.ask_trackers(cluster, None).await;
-    let wanted = conditions(cluster, &deployment, &answers);
+    let now = Time(Timestamp::now());
+    let mut wanted = conditions(cluster, &deployment, &answers);
+    let (gitops, last_progress) = cond::convergence(
+        &work(cluster, &deployment, &answers),
+        &previous,
+        current_status.last_progress_time.as_ref(),
+        &now,
+        ctx.config.stall_after,
+    );
+    wanted.extend(gitops);
     for (type_, reason, action, note) in
         events(current.as_ref(), &objects.deployment, &previous, &wanted)
     {
         ctx.event(cluster, type_, &reason, action, note).await;
     }
-    let now = Time(Timestamp::now());
     let new_status = FdfsClusterStatus {
         observed_generation: cluster.metadata.generation,
         conditions: cond::merge(&previous, &wanted, cluster.metadata.generation, &now),
+        last_progress_time: Some(last_progress),
         ready_trackers: ready_trackers(&deployment),
         leader: answers.first_view().and_then(|v| v.leader.clone()),
         groups: summaries(cluster, &groups, &answers),
@@ -155,7 +164,7 @@ fn conditions(
     let problem = answers.problem();
     let rollout = rollout_pending(deployment);
 
-    let ready_cond = if ready >= desired && problem.is_none() {
+    let ready_cond = if ready >= desired && problem.is_none() && rollout.is_none() {
         Want::yes(
             cond::READY,
             "Ready",
@@ -193,6 +202,24 @@ fn conditions(
     vec![ready_cond, progressing, degraded]
 }
 
+/// What is left to do, for `Reconciling` and `Stalled`.
+fn work(cluster: &FdfsCluster, deployment: &Deployment, answers: &TrackerAnswers) -> Work {
+    let desired = cluster.spec.trackers.replicas;
+    let ready = ready_trackers(deployment);
+    if let Some(why) = rollout_pending(deployment) {
+        Work::converging("RollingUpdate", why)
+    } else if ready < desired {
+        Work::converging(
+            "WaitingForTrackers",
+            format!("{ready} of {desired} trackers ready"),
+        )
+    } else if let Some(problem) = answers.problem() {
+        Work::converging("TrackersUnreachable", problem)
+    } else {
+        Work::Done
+    }
+}
+
 type EventSpec = (EventType, String, &'static str, String);
 
 fn events(
@@ -223,7 +250,8 @@ fn events(
         Some(_) => {}
     }
     for want in wanted {
-        if want.type_ == cond::DEGRADED && want.status && cond::changed(previous, want) {
+        let report = matches!(want.type_, cond::DEGRADED | cond::STALLED) && want.status;
+        if report && cond::changed(previous, want) {
             events.push((
                 EventType::Warning,
                 want.reason.clone(),

@@ -1,5 +1,11 @@
 //! Status conditions: what the operator wants each one to say, merged with what the status
 //! said before so `lastTransitionTime` moves only when a condition's status changes.
+//!
+//! Besides the conditions of its own, each resource carries the two that kstatus (Flux,
+//! `kustomize`, `kubectl` tooling) reads: `Reconciling` and `Stalled`, both "abnormal-true",
+//! so a resource with both `False` and its generation observed is current.
+
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -17,6 +23,13 @@ pub const SYNCING: &str = "Syncing";
 pub const SCALE_DOWN_BLOCKED: &str = "ScaleDownBlocked";
 /// The `fdfs.dev/reconcile: paused` annotation stops the operator from changing anything.
 pub const PAUSED: &str = "Paused";
+/// kstatus: the operator is still converging on the spec by itself.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus: the operator cannot converge without someone acting (a spec it refuses, a
+/// change it cannot make, or work that made no progress for the stall timeout).
+pub const STALLED: &str = "Stalled";
+/// `Stalled` reason of converging work that made no progress for the stall timeout.
+pub const NO_PROGRESS: &str = "ProgressDeadlineExceeded";
 
 /// One condition as the operator wants it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +96,111 @@ pub fn merge(
             }
         })
         .collect()
+}
+
+/// What the operator still has to do for a resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// Nothing: everything the spec asks for is in place.
+    Done,
+    /// The operator converges by itself. When `may_stall`, the same reason and message for
+    /// longer than the stall timeout means it is stuck; copies of files are exempt, as they
+    /// take as long as the data needs.
+    Converging {
+        /// CamelCase reason.
+        reason: String,
+        /// What it waits for; a changed message counts as progress.
+        message: String,
+        /// Whether the stall timeout applies.
+        may_stall: bool,
+    },
+    /// Nothing changes until someone acts.
+    Stuck {
+        /// CamelCase reason.
+        reason: String,
+        /// What to do about it.
+        message: String,
+    },
+}
+
+impl Work {
+    /// Converging work that stalls when nothing changes for the stall timeout.
+    pub fn converging(reason: &str, message: impl Into<String>) -> Self {
+        Self::Converging {
+            reason: reason.into(),
+            message: message.into(),
+            may_stall: true,
+        }
+    }
+}
+
+/// `Reconciling` and `Stalled` for `work`, and the time of the last progress to write back
+/// as `status.lastProgressTime`. Progress is a change of `Reconciling`'s reason or message.
+pub fn convergence(
+    work: &Work,
+    previous: &[Condition],
+    last_progress: Option<&Time>,
+    now: &Time,
+    stall_after: Duration,
+) -> ([Want; 2], Time) {
+    let not_stalled = || Want::no(STALLED, "NotStalled", "nothing stops the operator");
+    match work {
+        Work::Done => (
+            [
+                Want::no(
+                    RECONCILING,
+                    "Reconciled",
+                    "everything the spec asks for is in place",
+                ),
+                not_stalled(),
+            ],
+            now.clone(),
+        ),
+        Work::Stuck { reason, message } => (
+            [
+                Want::no(RECONCILING, reason, message.clone()),
+                Want::yes(STALLED, reason, message.clone()),
+            ],
+            last_progress.cloned().unwrap_or_else(|| now.clone()),
+        ),
+        Work::Converging {
+            reason,
+            message,
+            may_stall,
+        } => {
+            let progressed = find(previous, RECONCILING)
+                .is_none_or(|c| c.reason != *reason || c.message != *message);
+            let since = match last_progress {
+                Some(t) if !progressed => t.clone(),
+                _ => now.clone(),
+            };
+            let waited = now.0.duration_since(since.0);
+            let stalled =
+                *may_stall && waited.is_positive() && waited.unsigned_abs() >= stall_after;
+            if stalled {
+                let minutes = waited.as_secs() / 60;
+                (
+                    [
+                        Want::no(RECONCILING, reason, message.clone()),
+                        Want::yes(
+                            STALLED,
+                            NO_PROGRESS,
+                            format!("no progress for {minutes} min ({reason}): {message}"),
+                        ),
+                    ],
+                    since,
+                )
+            } else {
+                (
+                    [
+                        Want::yes(RECONCILING, reason, message.clone()),
+                        not_stalled(),
+                    ],
+                    since,
+                )
+            }
+        }
+    }
 }
 
 /// The condition of a type in a list.
@@ -152,5 +270,72 @@ mod tests {
         assert!(changed(&prev, &Want::yes(SCALE_DOWN_BLOCKED, "R", "other")));
         assert!(changed(&prev, &Want::no(SCALE_DOWN_BLOCKED, "R", "m")));
         assert!(changed(&prev, &Want::yes(PAUSED, "R", "m")));
+    }
+
+    fn status_of<'a>(wants: &'a [Want], type_: &str) -> &'a Want {
+        wants.iter().find(|w| w.type_ == type_).expect("wanted")
+    }
+
+    #[test]
+    fn converging_work_stalls_only_after_the_timeout_without_progress() {
+        let stall = Duration::from_secs(900);
+        let work = Work::converging("RollingUpdate", "1 of 3 updated");
+        let (first, since) = convergence(&work, &[], None, &at(1_000), stall);
+        assert!(status_of(&first, RECONCILING).status);
+        assert!(!status_of(&first, STALLED).status);
+        assert_eq!(since, at(1_000));
+        let written = merge(&[], &first, Some(1), &at(1_000));
+
+        // Same reason and message: the clock keeps running from the first sight.
+        let (later, since) = convergence(&work, &written, Some(&since), &at(1_899), stall);
+        assert!(status_of(&later, RECONCILING).status);
+        assert_eq!(since, at(1_000));
+        let (stuck, since) = convergence(&work, &written, Some(&since), &at(1_900), stall);
+        assert!(!status_of(&stuck, RECONCILING).status);
+        let stalled = status_of(&stuck, STALLED);
+        assert!(stalled.status);
+        assert_eq!(stalled.reason, NO_PROGRESS);
+        assert_eq!(
+            stalled.message,
+            "no progress for 15 min (RollingUpdate): 1 of 3 updated"
+        );
+        assert_eq!(since, at(1_000));
+
+        // A new message is progress: the clock starts again.
+        let written = merge(&written, &stuck, Some(1), &at(1_900));
+        let moved = Work::converging("RollingUpdate", "2 of 3 updated");
+        let (resumed, since) = convergence(&moved, &written, Some(&since), &at(2_000), stall);
+        assert!(status_of(&resumed, RECONCILING).status);
+        assert!(!status_of(&resumed, STALLED).status);
+        assert_eq!(since, at(2_000));
+
+        // Copies never stall; finished work clears both.
+        let copying = Work::Converging {
+            reason: "MembersSyncing".into(),
+            message: "1 storage(s) copying".into(),
+            may_stall: false,
+        };
+        let written = merge(&[], &first, Some(1), &at(0));
+        let (copy, _) = convergence(&copying, &written, Some(&at(0)), &at(99_999), stall);
+        assert!(status_of(&copy, RECONCILING).status);
+        assert!(!status_of(&copy, STALLED).status);
+        let (done, since) = convergence(&Work::Done, &written, Some(&at(0)), &at(5), stall);
+        assert!(!status_of(&done, RECONCILING).status && !status_of(&done, STALLED).status);
+        assert_eq!(since, at(5));
+    }
+
+    #[test]
+    fn stuck_work_is_stalled_at_once_and_not_reconciling() {
+        let work = Work::Stuck {
+            reason: "VolumeChangeRefused".into(),
+            message: "set it back".into(),
+        };
+        let (wants, since) =
+            convergence(&work, &[], Some(&at(7)), &at(8), Duration::from_secs(900));
+        assert!(!status_of(&wants, RECONCILING).status);
+        let stalled = status_of(&wants, STALLED);
+        assert!(stalled.status);
+        assert_eq!(stalled.reason, "VolumeChangeRefused");
+        assert_eq!(since, at(7));
     }
 }

@@ -22,8 +22,12 @@ use crate::scale::{self, Member, PodAddresses, ScalePlan, ScaleStep, TrackerMemb
 use crate::validate::{self, ValidStorageGroup};
 use crate::{Error, Result};
 
-use super::conditions::{self as cond, Want};
+use super::conditions::{self as cond, Want, Work};
 use super::{Context, TrackerAnswers, apply, fetch, is_paused, status};
+
+/// Reason of `Ready=False` and `Stalled=True` while the spec asks for a volume change
+/// Kubernetes refuses.
+const VOLUME_CHANGE_REFUSED: &str = "VolumeChangeRefused";
 
 /// The reconcile pipeline of one `StorageGroup`.
 pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
@@ -74,16 +78,16 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
     let plan = scale::plan(sg.spec.replicas, current_replicas, &pods.ordinals, &views);
     let removals = remove_members(&plan, &valid.group_name).await;
 
-    // Build and apply.
-    let objects = build::group_objects(&cluster, sg, &valid, plan.replicas, &ctx.config.build);
+    // Build and apply; the volumes keep what they were created with.
+    let mut objects = build::group_objects(&cluster, sg, &valid, plan.replicas, &ctx.config.build);
+    let volume_refused = current
+        .as_ref()
+        .and_then(|sts| build::keep_claim_template(sts, &mut objects.statefulset));
     let applied = apply_objects(ctx, sg, &objects, &labels).await?;
 
     // Events and status.
-    let previous = sg
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
+    let previous_status = sg.status.clone().unwrap_or_default();
+    let previous = previous_status.conditions;
     let report = Report {
         sg,
         valid: &valid,
@@ -93,20 +97,27 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
         pods: &pods,
         applied: &applied,
         removals: &removals,
+        volume_refused: volume_refused.as_deref(),
     };
-    let wanted = report.conditions();
+    let now = Time(Timestamp::now());
+    let mut wanted = report.conditions();
+    let (gitops, last_progress) = cond::convergence(
+        &report.work(),
+        &previous,
+        previous_status.last_progress_time.as_ref(),
+        &now,
+        ctx.config.stall_after,
+    );
+    wanted.extend(gitops);
     for (type_, reason, action, note) in
         report.events(current.as_ref(), &objects.statefulset, &previous, &wanted)
     {
         ctx.event(sg, type_, &reason, action, note).await;
     }
-    let now = Time(Timestamp::now());
-    let new_status = report.status(cond::merge(
-        &previous,
-        &wanted,
-        sg.metadata.generation,
-        &now,
-    ));
+    let new_status = report.status(
+        cond::merge(&previous, &wanted, sg.metadata.generation, &now),
+        last_progress,
+    );
     status::write(client, sg, &new_status).await?;
 
     let settled = wanted.iter().all(|w| w.status == (w.type_ == cond::READY));
@@ -236,6 +247,8 @@ struct Report<'a> {
     pods: &'a PodsSeen,
     applied: &'a Applied,
     removals: &'a [RemovalResult],
+    /// The volume change Kubernetes would refuse, when the spec asks for one.
+    volume_refused: Option<&'a str>,
 }
 
 type EventSpec = (EventType, String, &'static str, String);
@@ -315,6 +328,8 @@ impl Report<'_> {
                 "TrackersUnreachable",
                 tracker_problem.clone().unwrap_or_default(),
             )
+        } else if let Some(refused) = self.volume_refused {
+            Want::no(cond::READY, VOLUME_CHANGE_REFUSED, refused)
         } else if ready >= desired && self.plan.step == ScaleStep::Steady && rollout.is_none() {
             Want::yes(
                 cond::READY,
@@ -415,6 +430,67 @@ impl Report<'_> {
         };
 
         vec![ready_cond, progressing, degraded, syncing, blocked]
+    }
+
+    /// What is left to do, for `Reconciling` and `Stalled`.
+    fn work(&self) -> Work {
+        if let Some(refused) = self.volume_refused {
+            return Work::Stuck {
+                reason: VOLUME_CHANGE_REFUSED.into(),
+                message: refused.into(),
+            };
+        }
+        if self.answers.first_view().is_none()
+            && let Some(problem) = self.answers.problem()
+        {
+            return Work::converging("TrackersUnreachable", problem);
+        }
+        let desired = self.sg.spec.replicas;
+        let ready = self.ready_replicas();
+        let caught_up = format!("{ready} of {desired} storages ACTIVE and caught up");
+        match &self.plan.step {
+            ScaleStep::Up { from, to } => Work::converging(
+                "ScalingUp",
+                format!("scaling from {from} to {to} storages; {caught_up}"),
+            ),
+            ScaleStep::Down { ordinal } => Work::converging(
+                "ScalingDown",
+                format!(
+                    "removing the storage of Pod {}",
+                    naming::pod(&self.sg.name_any(), *ordinal)
+                ),
+            ),
+            ScaleStep::Removing => Work::converging("RemovingMember", self.removal_message()),
+            // The message leaves out the lag figures, which change while nothing moves.
+            ScaleStep::Blocked { .. } => Work::converging(
+                cond::SCALE_DOWN_BLOCKED,
+                format!(
+                    "the scale-down to {desired} storages waits for the remaining storages to                      be ACTIVE and caught up; {caught_up}"
+                ),
+            ),
+            ScaleStep::Steady => {
+                let copying = self
+                    .members()
+                    .iter()
+                    .filter(|m| m.ordinal.is_some() && m.is_syncing())
+                    .count();
+                if let Some(why) = self.rollout_pending() {
+                    Work::converging("RollingUpdate", why)
+                } else if ready >= desired {
+                    Work::Done
+                } else if copying > 0 {
+                    Work::Converging {
+                        reason: "MembersSyncing".into(),
+                        message: format!(
+                            "{copying} storage(s) copying files from their peers; {caught_up}"
+                        ),
+                        may_stall: false,
+                    }
+                } else {
+                    Work::converging("WaitingForMembers", caught_up)
+                }
+            }
+        }
     }
 
     fn removal_message(&self) -> String {
@@ -529,7 +605,7 @@ impl Report<'_> {
         }
         for want in wanted {
             let report = match want.type_ {
-                cond::SCALE_DOWN_BLOCKED | cond::DEGRADED => want.status,
+                cond::SCALE_DOWN_BLOCKED | cond::DEGRADED | cond::STALLED => want.status,
                 _ => false,
             };
             if report && cond::changed(previous, want) {
@@ -552,6 +628,7 @@ impl Report<'_> {
     fn status(
         &self,
         conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+        last_progress_time: Time,
     ) -> StorageGroupStatus {
         let group = self
             .answers
@@ -560,6 +637,7 @@ impl Report<'_> {
         StorageGroupStatus {
             observed_generation: self.sg.metadata.generation,
             conditions,
+            last_progress_time: Some(last_progress_time),
             group_name: Some(self.valid.group_name.clone()),
             replicas: self.pods.ordinals.len() as i32,
             ready_replicas: self.ready_replicas(),

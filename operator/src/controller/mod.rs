@@ -88,6 +88,8 @@ pub struct Config {
     pub backoff_base: Duration,
     /// Longest delay after failed reconciles.
     pub backoff_max: Duration,
+    /// How long converging work may go without progress before it is `Stalled`.
+    pub stall_after: Duration,
 }
 
 impl Default for Config {
@@ -101,6 +103,7 @@ impl Default for Config {
             invalid_interval: Duration::from_secs(300),
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
+            stall_after: Duration::from_secs(900),
         }
     }
 }

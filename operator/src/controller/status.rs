@@ -61,9 +61,10 @@ where
         })
 }
 
-/// A spec the operator refuses: `Ready=False` with the error's reason, a Warning Event when
-/// that is news, the other conditions left as they were, no objects built, and a slow requeue
-/// instead of a retry storm. `make` turns the conditions into the status to write.
+/// A spec the operator refuses: `Ready=False` and `Stalled=True` with the error's reason
+/// (someone has to change the spec), a Warning Event when that is news, the other conditions
+/// left as they were, no objects built, and a slow requeue instead of a retry storm. `make`
+/// turns the conditions into the status to write.
 pub async fn invalid<K, S>(
     ctx: &Context,
     obj: &K,
@@ -86,12 +87,18 @@ where
         )
         .await;
     }
+    let message = ready.message.clone();
+    let stuck = [
+        ready,
+        Want::no(cond::RECONCILING, err.reason(), message.clone()),
+        Want::yes(cond::STALLED, err.reason(), message),
+    ];
     let now = Time(Timestamp::now());
-    let mut conditions = cond::merge(previous, &[ready], obj.meta().generation, &now);
+    let mut conditions = cond::merge(previous, &stuck, obj.meta().generation, &now);
     conditions.extend(
         previous
             .iter()
-            .filter(|c| c.type_ != cond::READY && c.type_ != cond::PAUSED)
+            .filter(|c| !stuck.iter().any(|w| w.type_ == c.type_) && c.type_ != cond::PAUSED)
             .cloned(),
     );
     write(&ctx.client, obj, &make(conditions)).await?;
@@ -100,7 +107,8 @@ where
 }
 
 /// The pause annotation: a `Paused` condition, a Normal Event when pausing starts, and
-/// nothing else changed until the annotation goes.
+/// nothing else changed until the annotation goes. `Reconciling` and `Stalled` turn `False`:
+/// a paused resource is not converging, and it needs no one but whoever pauses it.
 pub async fn pause<K, S>(
     ctx: &Context,
     obj: &K,
@@ -129,18 +137,22 @@ where
         )
         .await;
     }
+    let idle = [
+        paused,
+        Want::no(
+            cond::RECONCILING,
+            "ReconcilePaused",
+            "the operator is paused",
+        ),
+        Want::no(cond::STALLED, "ReconcilePaused", "the operator is paused"),
+    ];
     let now = Time(Timestamp::now());
     let mut conditions: Vec<Condition> = previous
         .iter()
-        .filter(|c| c.type_ != cond::PAUSED)
+        .filter(|c| !idle.iter().any(|w| w.type_ == c.type_))
         .cloned()
         .collect();
-    conditions.extend(cond::merge(
-        previous,
-        &[paused],
-        obj.meta().generation,
-        &now,
-    ));
+    conditions.extend(cond::merge(previous, &idle, obj.meta().generation, &now));
     write(&ctx.client, obj, &make(conditions)).await?;
     Ok(Action::await_change())
 }

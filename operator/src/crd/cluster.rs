@@ -1,7 +1,7 @@
 //! `FdfsCluster`: the trackers and the settings every group of a cluster shares.
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -347,10 +347,15 @@ pub struct FdfsClusterStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Progressing` and `Degraded`, each with its own `observedGeneration`.
+    /// `Ready`, `Reconciling` and `Stalled` (kstatus), `Progressing` and `Degraded`, each with
+    /// its own `observedGeneration`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// When the `Reconciling` condition last changed its reason or message: the operator's
+    /// clock for `Stalled` (no progress for the stall timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_progress_time: Option<Time>,
     /// Number of tracker Pods that are ready.
     #[serde(default)]
     pub ready_trackers: i32,

@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -163,11 +163,15 @@ pub struct StorageGroupStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Progressing`, `Degraded` and group-specific conditions, each with its own
-    /// `observedGeneration`.
+    /// `Ready`, `Reconciling` and `Stalled` (kstatus), `Progressing`, `Degraded` and
+    /// group-specific conditions, each with its own `observedGeneration`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// When the `Reconciling` condition last changed its reason or message: the operator's
+    /// clock for `Stalled` (no progress for the stall timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_progress_time: Option<Time>,
     /// The FastDFS group name in effect (`spec.groupName` or `metadata.name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_name: Option<String>,

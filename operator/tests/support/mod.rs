@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod health;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;

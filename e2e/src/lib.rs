@@ -55,6 +55,8 @@ pub struct LocalProcess {
     pub extra_ports: Vec<(SocketAddr, String)>,
     /// (group, address) of each storage.
     pub storages: Vec<(String, SocketAddr)>,
+    /// HTTP address of each storage that has one, in the order of `storages`.
+    pub storage_http: Vec<SocketAddr>,
     /// Every line printed before `ready`.
     pub lines: Vec<String>,
 }
@@ -62,7 +64,26 @@ pub struct LocalProcess {
 impl LocalProcess {
     /// Starts `fdfs-node local` with extra arguments and waits for `ready`.
     pub fn start(data_dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(workspace_binary("fdfs-node")?)
+        Self::spawn(Command::new(workspace_binary("fdfs-node")?), data_dir, args)
+    }
+
+    /// [`LocalProcess::start`] under an open-file limit (`prlimit --nofile`), as a systemd
+    /// unit or a container runtime may set it.
+    pub fn start_with_open_files(
+        data_dir: &Path,
+        args: &[&str],
+        open_files: u64,
+    ) -> anyhow::Result<Self> {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={open_files}:{open_files}"))
+            .arg("--")
+            .arg(workspace_binary("fdfs-node")?);
+        Self::spawn(command, data_dir, args)
+    }
+
+    fn spawn(mut command: Command, data_dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = command
             .arg("local")
             .arg("--data-dir")
             .arg(data_dir)
@@ -94,6 +115,7 @@ impl LocalProcess {
         let mut trackers = Vec::new();
         let mut extra_ports = Vec::new();
         let mut storages = Vec::new();
+        let mut storage_http = Vec::new();
         for l in &lines {
             let words: Vec<&str> = l.split_whitespace().collect();
             match words.as_slice() {
@@ -103,7 +125,12 @@ impl LocalProcess {
                         None => trackers.push(addr.parse()?),
                     }
                 }
-                ["storage", group, addr, ..] => storages.push(((*group).to_owned(), addr.parse()?)),
+                ["storage", group, addr, rest @ ..] => {
+                    storages.push(((*group).to_owned(), addr.parse()?));
+                    if let Some(http) = rest.iter().find_map(|w| w.strip_prefix("http=")) {
+                        storage_http.push(http.parse()?);
+                    }
+                }
                 _ => bail!("unexpected line from fdfs-node local: {l:?}"),
             }
         }
@@ -113,6 +140,7 @@ impl LocalProcess {
             trackers,
             extra_ports,
             storages,
+            storage_http,
             lines,
         })
     }

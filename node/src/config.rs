@@ -221,6 +221,8 @@ pub struct TrackerConfig {
     pub listeners: Vec<ListenerConfig>,
     /// HTTP listener for `/api/v1/cluster`, `/healthz`, `/readyz`, `/metrics`; empty = none.
     pub http_bind: String,
+    /// Client addresses that may connect (FastDFS's `allow_hosts`); empty allows all.
+    pub allow_hosts: Vec<String>,
 }
 
 impl Default for TrackerConfig {
@@ -249,6 +251,7 @@ impl Default for TrackerConfig {
             leader_ping_interval_ms: 1000,
             listeners: Vec::new(),
             http_bind: String::new(),
+            allow_hosts: Vec::new(),
         }
     }
 }
@@ -447,6 +450,12 @@ impl TrackerConfig {
         check("store_server", self.store_server, &[0, 1, 2])?;
         check("store_path", self.store_path, &[0, 2])?;
         check("download_server", self.download_server, &[0, 1])?;
+        if let Err(reason) = crate::server::acl::AccessList::parse(&self.allow_hosts) {
+            return Err(ConfigError::Invalid {
+                key: "allow_hosts",
+                reason,
+            });
+        }
         if self.leader_ping_interval_ms == 0 {
             return Err(ConfigError::Invalid {
                 key: "leader_ping_interval_ms",
@@ -485,7 +494,6 @@ const IGNORED_FASTDFS_KEYS: &[&str] = &[
     "log_level",
     "run_by_group",
     "run_by_user",
-    "allow_hosts",
     "sync_log_buff_interval",
     "use_trunk_file",
     "slot_min_size",
@@ -747,6 +755,7 @@ pub fn tracker_from_fastdfs(path: &Path) -> Result<TrackerConfig, ConfigError> {
             "max_connections" => c.max_connections = parse_num(path, &l)?,
             "network_timeout" => c.network_timeout = parse_num(path, &l)?,
             "max_buff_size" => c.max_body_len = parse_bytes(path, &l)?,
+            "allow_hosts" => c.allow_hosts.push(l.value.clone()),
             "use_storage_id" => c.use_storage_id = parse_bool(path, &l)?,
             "trust_storage_server_id" => c.trust_storage_server_id = parse_bool(path, &l)?,
             "storage_ids_filename" => {

@@ -58,7 +58,8 @@ async fn answers(addr: SocketAddr, from: Ipv4Addr) -> bool {
     )
 }
 
-/// A tracker and a storage with `max_connections` 16 and the given network timeout.
+/// A tracker and a storage with `max_connections` 16 and the given network timeout, both
+/// with their HTTP sides on.
 async fn small_cluster(
     dir: &std::path::Path,
     network_timeout: u64,
@@ -66,12 +67,27 @@ async fn small_cluster(
     fdfs_node::tracker::RunningTracker,
     fdfs_node::storage::RunningStorage,
 ) {
+    guarded_cluster(dir, network_timeout, &[]).await
+}
+
+/// `small_cluster` with `allow_hosts` on both roles.
+async fn guarded_cluster(
+    dir: &std::path::Path,
+    network_timeout: u64,
+    allow_hosts: &[&str],
+) -> (
+    fdfs_node::tracker::RunningTracker,
+    fdfs_node::storage::RunningStorage,
+) {
+    let allow_hosts: Vec<String> = allow_hosts.iter().map(|h| (*h).to_owned()).collect();
     let tracker = fdfs_node::tracker::start(fdfs_node::config::TrackerConfig {
         bind: "127.0.0.1:0".into(),
+        http_bind: "127.0.0.1:0".into(),
         base_path: dir.join("tracker"),
         reserved_storage_space: fdfs_node::config::ReservedSpace::Mb(0),
         max_connections: 16,
         network_timeout,
+        allow_hosts: allow_hosts.clone(),
         ..Default::default()
     })
     .await
@@ -79,6 +95,8 @@ async fn small_cluster(
     let mut cfg = common::member_config(dir, "127.0.0.2", &tracker, 0);
     cfg.max_connections = 16;
     cfg.network_timeout = network_timeout;
+    cfg.http.bind = "127.0.0.2:0".into();
+    cfg.allow_hosts = allow_hosts;
     let storage = fdfs_node::storage::start(cfg).await.expect("storage");
     wait_for("the storage ACTIVE", Duration::from_secs(30), async || {
         storage.node.is_active_everywhere()
@@ -126,4 +144,103 @@ async fn silent_connections_are_closed_after_the_network_timeout() {
         .await;
         assert!(answers(addr, CLIENT).await, "{what} stopped answering");
     }
+}
+
+/// One HTTP/1.1 GET from `from`: the status code, or None when the server closed first.
+async fn http_get(addr: SocketAddr, from: Ipv4Addr, path: &str) -> Option<u16> {
+    use tokio::io::AsyncWriteExt;
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(from), 0))
+        .expect("bind");
+    let mut s = socket.connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: fdfs\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.ok()?;
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut reply))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&reply);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+#[tokio::test]
+async fn http_sides_cap_each_address_and_close_silent_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (tracker, storage) = small_cluster(dir.path(), 2).await;
+    let storage_http = storage.http_addr.expect("storage HTTP");
+    let tracker_http = tracker.http_addr.expect("tracker HTTP");
+    for (what, addr) in [("storage", storage_http), ("tracker", tracker_http)] {
+        let mut flood = silent_flood(addr, FLOODER, 40).await;
+        // Half of the 16 slots per address: the other 32 are closed at once.
+        wait_for(
+            &format!("{what} HTTP: connections over the cap closed"),
+            Duration::from_secs(10),
+            async || closed(&mut flood).await >= 32,
+        )
+        .await;
+        assert_eq!(
+            http_get(addr, CLIENT, "/healthz").await,
+            Some(200),
+            "{what}"
+        );
+        // The rest never send a header: closed after the network timeout (2 s), not kept.
+        wait_for(
+            &format!("{what} HTTP: every silent connection closed"),
+            Duration::from_secs(30),
+            async || closed(&mut flood).await == 40,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn allow_hosts_guards_the_tracker_and_both_http_sides() {
+    const OUTSIDER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 22);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The storage itself (127.0.0.2) must reach its tracker; clients only from CLIENT.
+    let (tracker, storage) = guarded_cluster(dir.path(), 600, &["127.0.0.2", "127.0.0.21"]).await;
+    let client = fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
+        tracker.addr.to_string(),
+    ]))
+    .await
+    .expect("client");
+    // The test's own client connects from 127.0.0.1: refused by the tracker.
+    assert!(client.upload_bytes(b"x", "txt", None).await.is_err());
+
+    // Protocol ports: an allowed address is answered, another is closed unanswered.
+    assert!(answers(tracker.addr, CLIENT).await);
+    assert!(!answers(tracker.addr, OUTSIDER).await);
+    assert!(answers(storage.addr, CLIENT).await);
+    assert!(!answers(storage.addr, OUTSIDER).await);
+
+    // HTTP: probes and metrics stay open to all; everything else is 403 outside the list.
+    let storage_http = storage.http_addr.expect("storage HTTP");
+    let tracker_http = tracker.http_addr.expect("tracker HTTP");
+    let file = "/group1/M00/00/00/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt";
+    assert_eq!(http_get(storage_http, OUTSIDER, file).await, Some(403));
+    assert_eq!(http_get(storage_http, CLIENT, file).await, Some(404));
+    assert_eq!(
+        http_get(tracker_http, OUTSIDER, "/api/v1/cluster").await,
+        Some(403)
+    );
+    assert_eq!(
+        http_get(tracker_http, CLIENT, "/api/v1/cluster").await,
+        Some(200)
+    );
+    for path in ["/healthz", "/metrics"] {
+        assert_eq!(
+            http_get(storage_http, OUTSIDER, path).await,
+            Some(200),
+            "{path}"
+        );
+        assert_eq!(
+            http_get(tracker_http, OUTSIDER, path).await,
+            Some(200),
+            "{path}"
+        );
+    }
+    // The storage kept its own place at the tracker.
+    assert!(storage.node.is_active_everywhere());
 }

@@ -72,6 +72,18 @@ impl Group {
     }
 
     /// A client of the group's tracker that concurrent tasks can share.
+    /// Waits until member `i` has the group's member at `ip` in its peer list (from its
+    /// trackers' heartbeat replies).
+    async fn wait_member_known(&self, i: usize, ip: std::net::IpAddr) {
+        let node = self.members[i].node.clone();
+        wait_for(
+            "the member known to its peer",
+            Duration::from_secs(30),
+            async || node.peers.borrow().iter().any(|p| p.addr.ip() == ip),
+        )
+        .await;
+    }
+
     async fn shared_client(&self) -> std::sync::Arc<Client> {
         std::sync::Arc::new(
             Client::new(ClientConfig::new(vec![self.tracker.addr.to_string()]))
@@ -437,16 +449,26 @@ async fn a_new_member_gets_a_full_copy_before_it_serves_reads() {
     assert!(reads > 0);
 }
 
-/// Sends one raw request on a fresh connection; the reply's status, or None when the
-/// peer hung up.
+/// A connection to `addr` from address `from`, as a peer on another host opens it.
+async fn connect_from(from: std::net::IpAddr, addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind((from, 0).into())
+        .expect("bind the source address");
+    socket.connect(addr).await.expect("connect")
+}
+
+/// Sends one raw request on a fresh connection from `from`; the reply's status, or None
+/// when the peer hung up.
 async fn send(
+    from: std::net::IpAddr,
     addr: std::net::SocketAddr,
     cmd: fdfs_node::proto::Command,
     body: &[u8],
 ) -> Option<fdfs_node::proto::Status> {
     use fdfs_node::proto::{HEADER_LEN, Header};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut s = connect_from(from, addr).await;
     let mut req = Header::request(cmd, body.len() as u64).encode().to_vec();
     req.extend_from_slice(body);
     s.write_all(&req).await.ok()?;
@@ -466,7 +488,10 @@ async fn a_rename_already_applied_answers_eexist() {
     use fdfs_node::proto::sync::SyncPair;
     use fdfs_node::proto::{Command, Status};
 
-    let g = Group::start().await;
+    let mut g = Group::start().await;
+    g.add_member("127.0.0.3").await;
+    let peer = g.members[1].addr.ip();
+    g.wait_member_known(0, peer).await;
     let addr = g.members[0].addr;
     let present = g
         .client
@@ -486,11 +511,23 @@ async fn a_rename_already_applied_answers_eexist() {
     let also_missing = "M00/00/00/fwAAAmsHltmEfYkIAAAAAAAAAAA696.txt";
     let present_name = present.remote.to_string();
     assert_eq!(
-        send(addr, Command::SyncRenameFile, &pair(&present_name, missing)).await,
+        send(
+            peer,
+            addr,
+            Command::SyncRenameFile,
+            &pair(&present_name, missing)
+        )
+        .await,
         Some(Status::AlreadyExists)
     );
     assert_eq!(
-        send(addr, Command::SyncRenameFile, &pair(missing, also_missing)).await,
+        send(
+            peer,
+            addr,
+            Command::SyncRenameFile,
+            &pair(missing, also_missing)
+        )
+        .await,
         Some(Status::NotFound)
     );
     assert_eq!(
@@ -507,7 +544,10 @@ async fn bad_sync_requests_change_nothing() {
     use fdfs_node::proto::{Command, Header, Status};
     use tokio::io::AsyncWriteExt;
 
-    let g = Group::start().await;
+    let mut g = Group::start().await;
+    g.add_member("127.0.0.3").await;
+    let peer = g.members[1].addr.ip();
+    g.wait_member_known(0, peer).await;
     let kept = g
         .client
         .upload_bytes(b"kept", "txt", None)
@@ -531,11 +571,18 @@ async fn bad_sync_requests_change_nothing() {
     };
     let name = "M00/00/00/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt";
     assert_eq!(
-        send(addr, Command::SyncCreateFile, &file("group9", name, b"x")).await,
+        send(
+            peer,
+            addr,
+            Command::SyncCreateFile,
+            &file("group9", name, b"x")
+        )
+        .await,
         Some(Status::InvalidArgument)
     );
     assert_eq!(
         send(
+            peer,
             addr,
             Command::SyncCreateFile,
             &file("group1", "M00/00/00/../../../../tmp/evil", b"x")
@@ -550,11 +597,28 @@ async fn bad_sync_requests_change_nothing() {
     }
     .encode();
     assert_eq!(
-        send(addr, Command::SyncDeleteFile, &del).await,
+        send(peer, addr, Command::SyncDeleteFile, &del).await,
         Some(Status::InvalidArgument)
     );
+    // From an address that is no member of the group, even a well-formed sync is refused.
+    let stranger: std::net::IpAddr = "127.0.0.9".parse().expect("ip");
+    let good = file("group1", name, b"from a stranger");
+    assert_eq!(
+        send(stranger, addr, Command::SyncCreateFile, &good).await,
+        Some(Status::AccessDenied)
+    );
+    let delete_kept = SyncDelete {
+        timestamp: 1,
+        group: "group1".into(),
+        name: kept.remote.to_string(),
+    }
+    .encode();
+    assert_eq!(
+        send(stranger, addr, Command::SyncDeleteFile, &delete_kept).await,
+        Some(Status::AccessDenied)
+    );
     // A body shorter than announced: the peer hangs up mid-file.
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut s = connect_from(peer, addr).await;
     let full = file("group1", name, &[7u8; 100_000]);
     let mut req = Header::request(Command::SyncCreateFile, full.len() as u64)
         .encode()

@@ -32,15 +32,15 @@ const READ_WHOLE: u64 = 256 * 1024;
 /// Chunk size of streamed bodies.
 const STREAM_CHUNK: usize = 256 * 1024;
 
-/// Serves HTTP on `listener` until `stop`.
+/// Serves HTTP on `listener` until `stop`, with the protocol port's connection cap,
+/// `network_timeout` and `allow_hosts`.
 pub async fn serve(listener: TcpListener, node: Arc<StorageNode>, stop: CancellationToken) {
-    let app = router(node);
-    if let Err(e) = axum::serve(crate::server::QuickAckListener(listener), app)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-    {
-        tracing::error!(error = %e, "storage HTTP server failed");
-    }
+    let limits = crate::server::http::limits(
+        node.config.max_connections,
+        node.config.network_timeout(),
+        node.acl.clone(),
+    );
+    crate::server::http::serve(listener, router(node), limits, stop, Duration::from_secs(5)).await;
 }
 
 /// The storage's routes.

@@ -3,16 +3,17 @@
 
 pub mod acl;
 mod connection;
+pub mod http;
 pub mod quickack;
 
 pub use connection::{ConnError, Connection};
-pub use quickack::QuickAckListener;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -32,6 +33,54 @@ pub trait Service: Send + Sync + 'static {
     /// cluster) that may use the slots kept back from clients.
     fn is_peer(&self, _ip: IpAddr) -> bool {
         false
+    }
+}
+
+/// File descriptors connections may not use: files being read and written, binlogs, state
+/// files, outgoing links to trackers and peers. Beyond them, each connection counts twice
+/// (itself and the file it may have open).
+fn fd_reserve(limit: u64) -> u64 {
+    (limit / 4).max(256)
+}
+
+/// The process's connection budget, shared by every listener of every role (protocol and
+/// HTTP), so running out of descriptors refuses connections instead of failing uploads,
+/// binlog writes and state saves.
+pub fn fd_budget() -> &'static Arc<Semaphore> {
+    static BUDGET: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    BUDGET.get_or_init(|| Arc::new(Semaphore::new(fd_budget_size())))
+}
+
+/// How many connections the budget holds, from the open-file limit at first use.
+pub fn fd_budget_size() -> usize {
+    static SIZE: OnceLock<usize> = OnceLock::new();
+    *SIZE.get_or_init(|| {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        let connections = limit.saturating_sub(fd_reserve(limit)) / 2;
+        let connections = usize::try_from(connections)
+            .unwrap_or(usize::MAX)
+            .clamp(16, Semaphore::MAX_PERMITS);
+        tracing::debug!(open_files = limit, connections, "connection budget");
+        connections
+    })
+}
+
+/// Logs refused connections at most once a second: a flood must not flood the log too.
+#[derive(Debug, Default)]
+struct Refusals {
+    last_logged: AtomicU64,
+}
+
+impl Refusals {
+    fn note(&self, log: impl FnOnce()) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.last_logged.swap(now, Ordering::Relaxed) != now {
+            log();
+        }
     }
 }
 
@@ -150,6 +199,7 @@ pub async fn run_listener<S: Service>(
     drain: Duration,
 ) {
     let slots = Slots::new(max_connections);
+    let refusals = Refusals::default();
     let mut tasks = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -160,15 +210,32 @@ pub async fn run_listener<S: Service>(
             Ok(x) => x,
             Err(e) => {
                 // Usually EMFILE: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                refusals.note(|| tracing::warn!(error = %e, "accept failed"));
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let slot = match slots.claim(peer.ip(), service.is_peer(peer.ip())) {
+        let is_peer = service.is_peer(peer.ip());
+        // Peers are not held to the budget: replication and heartbeats go on.
+        let fds = if is_peer {
+            None
+        } else {
+            match fd_budget().clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    refusals.note(|| {
+                        tracing::warn!(%peer, "connection refused: the process's file descriptor budget is spent")
+                    });
+                    continue;
+                }
+            }
+        };
+        let slot = match slots.claim(peer.ip(), is_peer) {
             Ok(slot) => slot,
             Err(why) => {
-                tracing::warn!(%peer, max_connections, why, "connection refused; closing");
+                refusals.note(
+                    || tracing::warn!(%peer, max_connections, why, "connection refused; closing"),
+                );
                 drop(stream);
                 continue;
             }
@@ -181,7 +248,7 @@ pub async fn run_listener<S: Service>(
         let stop = stop.clone();
         tasks.spawn(async move {
             service.serve(conn, stop).await;
-            drop(slot);
+            drop((slot, fds));
         });
         // Reap finished tasks so the set does not grow without bound.
         while tasks.try_join_next().is_some() {}
@@ -260,12 +327,12 @@ mod tests {
 
     #[tokio::test]
     async fn http_connections_are_in_quickack_mode_after_every_read() {
-        use axum::serve::Listener;
         let (listener, addr) = bind("127.0.0.1:0").await.expect("bind");
-        let mut listener = QuickAckListener(listener);
         let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
         client.set_nodelay(false).expect("nagle on");
-        let (mut server, _) = listener.accept().await;
+        // The HTTP listener wraps each accepted stream so.
+        let (accepted, _) = listener.accept().await.expect("accept");
+        let mut server = quickack::QuickAckStream::new(accepted);
         let mut states = Vec::new();
         for _ in 0..5 {
             client.write_all(b"ping").await.expect("send");

@@ -8,12 +8,11 @@
 //! immediately, the client's body leaves at once.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// An accepted TCP stream that re-arms TCP_QUICKACK after every read.
 #[derive(Debug)]
@@ -85,31 +84,5 @@ impl AsyncWrite for QuickAckStream {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// A listener for axum whose connections are [`QuickAckStream`]s.
-#[derive(Debug)]
-pub struct QuickAckListener(pub TcpListener);
-
-impl axum::serve::Listener for QuickAckListener {
-    type Io = QuickAckStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((stream, peer)) => return (QuickAckStream::new(stream), peer),
-                Err(e) => {
-                    // Usually EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
     }
 }

@@ -52,7 +52,7 @@ pub struct StorageNode {
     pub port: u16,
     counters: Counters,
     pub metrics: StorageMetrics,
-    acl: AccessList,
+    pub(crate) acl: AccessList,
     /// Store-path rules; the tracker's parameters replace the configured ones.
     path_policy: Mutex<PathPolicy>,
     /// The other members of our group, from the trackers' heartbeat replies.
@@ -360,6 +360,14 @@ impl StorageNode {
         header: &Header,
         session: &mut Session,
     ) -> Handled {
+        if from_group_members_only(header.cmd) && !self.is_group_member(conn.peer.ip()) {
+            tracing::warn!(
+                peer = %conn.peer,
+                cmd = ?header.cmd,
+                "replication command from an address that is no member of this group; refused"
+            );
+            return Err(Status::AccessDenied.into());
+        }
         match header.cmd {
             Command::ActiveTest => {
                 if header.body_len == 0 {
@@ -459,7 +467,9 @@ impl StorageNode {
                             | Command::SyncModifyFile
                     );
                 let streamed = streamed && !outcome;
-                Ok(!(status == Status::InvalidArgument || streamed))
+                // A refused command's body is never read: the connection cannot go on.
+                let refused = status == Status::AccessDenied;
+                Ok(!(status == Status::InvalidArgument || refused || streamed))
             }
             Err(Failure::Conn(e)) => Err(e),
         }
@@ -518,6 +528,37 @@ impl StorageNode {
                 via: "protocol",
             })
             .inc_by(n);
+    }
+}
+
+/// Commands that change files and only the group's other members send. FETCH_ONE_PATH_BINLOG
+/// and REPORT_SERVER_ID change nothing and stay open to any allowed client, as in FastDFS.
+fn from_group_members_only(cmd: Command) -> bool {
+    matches!(
+        cmd,
+        Command::SyncCreateFile
+            | Command::SyncUpdateFile
+            | Command::SyncDeleteFile
+            | Command::SyncAppendFile
+            | Command::SyncModifyFile
+            | Command::SyncTruncateFile
+            | Command::SyncRenameFile
+            | Command::SyncCreateLink
+    )
+}
+
+impl StorageNode {
+    /// Whether `ip` is the address of another member of this group, as the trackers list
+    /// them (deleted members excluded).
+    fn is_group_member(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.peers
+            .borrow()
+            .iter()
+            .any(|p| p.addr.ip() == ip && p.status != StorageStatus::Deleted)
     }
 }
 

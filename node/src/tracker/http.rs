@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -371,15 +372,19 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
+    let limits = crate::server::http::limits(
+        tracker.config.max_connections,
+        Duration::from_secs(tracker.config.network_timeout.max(1)),
+        tracker.acl.clone(),
+    );
     let app = router(tracker);
     tracing::info!(%addr, "tracker HTTP listening");
-    let task = tokio::spawn(async move {
-        let served = axum::serve(crate::server::QuickAckListener(listener), app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "tracker HTTP server failed");
-        }
-    });
+    let task = tokio::spawn(crate::server::http::serve(
+        listener,
+        app,
+        limits,
+        stop,
+        Duration::from_secs(5),
+    ));
     Ok((addr, task))
 }

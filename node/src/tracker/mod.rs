@@ -26,6 +26,7 @@ use crate::proto::report::{
     SyncBacklogListing, SyncBacklogReport, SyncReport, SyncSource,
 };
 use crate::proto::{Command, Header, Status, VERSION_TEXT};
+use crate::server::acl::AccessList;
 use crate::server::{self, ConnError, Connection, Service};
 use crate::unix_now;
 use election::Relationship;
@@ -48,6 +49,8 @@ pub struct Tracker {
     restart_interval: u64,
     /// Request counters exported on `/metrics`.
     pub metrics: http::TrackerMetrics,
+    /// `allow_hosts`: who may connect, on every port.
+    acl: AccessList,
 }
 
 /// What one connection remembers between requests.
@@ -109,10 +112,12 @@ impl Tracker {
         Tracker {
             registry: Mutex::new(registry),
             relationship: Mutex::new(Relationship::default()),
-            config,
             started_at: unix_now(),
             restart_interval,
             metrics: http::TrackerMetrics::default(),
+            // `validate` refused a bad list before any tracker is made; none allows all.
+            acl: AccessList::parse(&config.allow_hosts).unwrap_or_default(),
+            config,
         }
     }
 
@@ -838,6 +843,10 @@ impl Service for TrackerPort {
 
     async fn serve(self: Arc<Self>, mut conn: Connection, stop: CancellationToken) {
         let tracker = &self.tracker;
+        if !tracker.acl.allows(conn.peer.ip()) {
+            tracing::warn!(peer = %conn.peer, "refused by allow_hosts");
+            return;
+        }
         let mut session = Session::default();
         loop {
             let header = tokio::select! {

@@ -760,6 +760,71 @@ async fn a_modify_cut_off_mid_body_changes_nothing_on_either_member() {
 }
 
 #[tokio::test]
+async fn a_sync_append_cut_off_mid_body_changes_nothing_on_the_receiving_member() {
+    use fdfs_node::proto::sync::SyncRangeHead;
+    use fdfs_node::proto::{Command, Header, Status};
+    use tokio::io::AsyncWriteExt;
+    let mut g = Group::start().await;
+    g.add_member("127.0.0.3").await;
+    g.wait_all_active().await;
+    let original: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    let id = g
+        .client
+        .upload_appender_reader(&original[..], original.len() as u64, "bin", None)
+        .await
+        .expect("appender");
+    wait_for(
+        "the appender on both members",
+        Duration::from_secs(60),
+        async || (0..2).all(|m| std::fs::read(g.path_on(m, &id)).is_ok_and(|b| b == original)),
+    )
+    .await;
+    // Member A pushes an append of 400,000 bytes to B; the connection drops after 300,000.
+    let (a, b) = (g.members[0].addr, g.members[1].addr);
+    g.wait_member_known(1, a.ip()).await;
+    let name = id.remote.to_string();
+    let sync_append = |len: u64| {
+        let mut body = SyncRangeHead {
+            name_len: name.len() as u64,
+            a: original.len() as u64,
+            b: len,
+            timestamp: 1_800_000_000,
+            group: "group1".into(),
+        }
+        .encode();
+        body.extend_from_slice(name.as_bytes());
+        body
+    };
+    let head = sync_append(400_000);
+    let mut raw = connect_from(a.ip(), b).await;
+    raw.write_all(&Header::request(Command::SyncAppendFile, head.len() as u64 + 400_000).encode())
+        .await
+        .expect("header");
+    raw.write_all(&head).await.expect("head");
+    raw.write_all(&vec![0xEE; 300_000])
+        .await
+        .expect("part of the range");
+    drop(raw);
+    let binlog_before = g.members[1].node.binlog.end();
+    // B serves on, with its copy untouched: a whole append from A then applies at the
+    // same offset, and only it reaches B's binlog.
+    let tail = vec![0x5A; 2000];
+    let mut whole = sync_append(tail.len() as u64);
+    whole.extend_from_slice(&tail);
+    wait_for(
+        "a whole sync append after the cut",
+        Duration::from_secs(30),
+        async || send(a.ip(), b, Command::SyncAppendFile, &whole).await == Some(Status::Ok),
+    )
+    .await;
+    let mut want = original.clone();
+    want.extend_from_slice(&tail);
+    assert_eq!(std::fs::read(g.path_on(1, &id)).expect("B's copy"), want);
+    let logged = g.members[1].node.binlog.end();
+    assert!(logged > binlog_before, "the applied append is logged");
+}
+
+#[tokio::test]
 async fn concurrent_metadata_merges_keep_every_key() {
     let g = Group::start().await;
     let client = g.shared_client().await;

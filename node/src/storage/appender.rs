@@ -60,7 +60,7 @@ impl StorageNode {
     /// Receives a write's whole body before anything is changed: in memory when it fits
     /// the buffer, otherwise staged beside the target. A connection lost mid-body thus
     /// changes nothing, and no lock waits on a slow client.
-    async fn receive_body(
+    pub(super) async fn receive_body(
         self: &Arc<Self>,
         conn: &mut Connection,
         size: u64,
@@ -259,7 +259,7 @@ impl StorageNode {
 }
 
 /// A write's body, received in full.
-enum Received {
+pub(super) enum Received {
     Memory(Vec<u8>),
     /// In a staged file that is never named (dropped, it leaves nothing), and its length.
     Staged(std::fs::File, u64),
@@ -267,7 +267,12 @@ enum Received {
 
 impl Received {
     /// Writes the body into `target` at `at` (blocking), synced by `policy`.
-    fn write_to(&self, target: &std::fs::File, at: u64, policy: SyncPolicy) -> std::io::Result<()> {
+    pub(super) fn write_to(
+        &self,
+        target: &std::fs::File,
+        at: u64,
+        policy: SyncPolicy,
+    ) -> std::io::Result<()> {
         match self {
             Received::Memory(data) => target.write_all_at(data, at)?,
             Received::Staged(src, len) => {

@@ -5,7 +5,6 @@
 //! timestamp, and the file's mtime is set to it, as FastDFS does.
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 
 use super::binlog::{Op, Record};
@@ -25,11 +24,6 @@ use crate::server::Connection;
 const NO_CONTENT: u8 = 17;
 /// Longest file name a sync command may carry.
 const MAX_NAME: u64 = 256;
-
-fn set_mtime(path: &Path, ts: u32) -> std::io::Result<()> {
-    let f = std::fs::File::options().write(true).open(path)?;
-    f.set_modified(unix_time(ts))
-}
 
 impl StorageNode {
     /// Remembers how far we got from a source, for SYNC_REPORT.
@@ -214,48 +208,50 @@ impl StorageNode {
         }
         self.check_group(&head.group)?;
         let (name, path) = self.read_name(conn, head.name_len).await?;
-        let p = path.clone();
-        let local = blocking(move || std::fs::metadata(&p).ok().map(|m| m.len())).await?;
-        let applies = match local {
-            Some(size) if modify => size >= start,
-            Some(size) => size == start,
-            None => false,
-        };
-        if !applies {
-            conn.discard(len).await?;
-            self.count_sync(false, len, false);
-            // ENOENT asks the sender for the whole file; EEXIST means we already have it.
-            let covered = local.is_some_and(|size| size >= start.saturating_add(len));
-            return Err(if covered {
-                Status::AlreadyExists
-            } else {
-                Status::NotFound
+        // The whole range first: a push cut off mid-body changes nothing here either.
+        let body = self.receive_body(conn, len, &name, &path).await?;
+        let remote = name.to_string();
+        let _one_writer = self.file_locks.lock(&remote).await;
+        let (node, ts) = (self.clone(), head.timestamp);
+        let applied = blocking(move || -> Result<(), Status> {
+            let f = std::fs::File::options().write(true).open(&path);
+            let local = f
+                .as_ref()
+                .ok()
+                .and_then(|f| f.metadata().ok())
+                .map(|m| m.len());
+            let applies = match local {
+                Some(size) if modify => size >= start,
+                Some(size) => size == start,
+                None => false,
+            };
+            if !applies {
+                // ENOENT asks the sender for the whole file; EEXIST means we have it.
+                let covered = local.is_some_and(|size| size >= start.saturating_add(len));
+                return Err(if covered {
+                    Status::AlreadyExists
+                } else {
+                    Status::NotFound
+                });
             }
-            .into());
-        }
-        let p = path.clone();
-        let file = blocking(move || std::fs::File::options().write(true).open(&p))
-            .await?
-            .map_err(|e| Failure::Status(io_status(&e)))?;
-        receive_into(
-            conn,
-            file,
-            start,
-            len,
-            self.config.buff_size as usize,
-            self.store.sync_policy(),
-        )
+            let f = f.map_err(|e| io_status(&e))?;
+            if let Err(e) = body.write_to(&f, start, node.store.sync_policy()) {
+                if !modify {
+                    // Undo a partial append so the file keeps its old content.
+                    let _ = f.set_len(start);
+                }
+                return Err(io_status(&e));
+            }
+            f.set_modified(unix_time(ts)).map_err(|e| io_status(&e))?;
+            let op = if modify { Op::Modify } else { Op::Append };
+            node.log_now(&[Record::new(ts, op, remote)
+                .with_extra(format!("{start} {len}"))
+                .replica()]);
+            Ok(())
+        })
         .await?;
-        self.count_sync(false, len, true);
-        let ts = head.timestamp;
-        blocking(move || set_mtime(&path, ts))
-            .await?
-            .map_err(|e| Failure::Status(io_status(&e)))?;
-        let op = if modify { Op::Modify } else { Op::Append };
-        self.log(&[Record::new(ts, op, name.to_string())
-            .with_extra(format!("{start} {len}"))
-            .replica()])
-            .await;
+        self.count_sync(false, len, applied.is_ok());
+        applied?;
         self.synced_from(session, ts);
         Ok(Reply::Body(Vec::new()))
     }
@@ -277,6 +273,7 @@ impl StorageNode {
             .map_err(|_| Status::InvalidArgument)?;
         let (name, path) = self.locate(name)?;
         let (old, new, ts) = (head.a, head.b, head.timestamp);
+        let _one_writer = self.file_locks.lock(&name.to_string()).await;
         let applied = blocking(move || -> std::io::Result<bool> {
             let Ok(f) = std::fs::File::options().write(true).open(&path) else {
                 return Ok(false);

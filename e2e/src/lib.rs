@@ -192,10 +192,44 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts `fdfs-node <args>` and waits for its first line (printed once it listens).
     pub fn start(args: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(workspace_binary("fdfs-node")?)
+        let mut command = Command::new(workspace_binary("fdfs-node")?);
+        command.args(args).stderr(Stdio::inherit());
+        Self::spawn(command, args)
+    }
+
+    /// Starts `fdfs-node <args>` in a mount namespace of its own where `disk` is a tmpfs of
+    /// `megabytes` (a small disk that fills up), its log going to `log`. Needs root, as the
+    /// machines the suite runs on have. The tmpfs goes away with the process; the test reaches
+    /// it through `/proc/<pid>/root`.
+    pub fn start_on_small_disk(
+        args: &[&str],
+        disk: &Path,
+        megabytes: u32,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(disk)?;
+        let mut command = Command::new("unshare");
+        command
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs -o size={megabytes}m tmpfs \"$1\" && shift && exec \"$@\""
+            ))
+            .arg("sh")
+            .arg(disk)
+            .arg(workspace_binary("fdfs-node")?)
             .args(args)
+            .stderr(std::fs::File::create(log)?);
+        Self::spawn(command, args)
+    }
+
+    /// The process id, to reach its view of the file system under `/proc/<pid>/root`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn spawn(mut command: Command, args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .context("spawning fdfs-node")?;
         let stdout = child.stdout.take().context("no stdout")?;
@@ -268,4 +302,37 @@ pub fn run_binary(name: &str, args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Polls `check` every 50 ms until it holds, for up to `limit`.
+pub async fn wait_for(
+    what: &str,
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// One HTTP/1.1 GET on a fresh connection: the status code and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: fdfs\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await?;
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut reply)).await??;
+    let split = reply
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of the response header")?;
+    let status = std::str::from_utf8(reply.get(9..12).context("no status line")?)?.parse()?;
+    Ok((status, reply[split + 4..].to_vec()))
 }

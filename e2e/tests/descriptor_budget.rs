@@ -5,12 +5,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use fdfs_e2e::LocalProcess;
+use fdfs_e2e::{LocalProcess, http_get, wait_for};
 use fdfs_node::client::{Client, ClientConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 const OPEN_FILES: u64 = 1024;
@@ -40,29 +40,6 @@ async fn closed(conns: &mut [TcpStream]) -> usize {
         }
     }
     n
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut s = TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: fdfs\r\nConnection: close\r\n\r\n");
-    s.write_all(request.as_bytes()).await?;
-    let mut reply = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut reply)).await??;
-    let split = reply
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no header end")?;
-    let status = std::str::from_utf8(&reply[9..12])?.parse()?;
-    Ok((status, reply[split + 4..].to_vec()))
-}
-
-async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
 }
 
 /// Where the storage saves its counters (FastDFS's `storage_stat.dat`).
@@ -113,7 +90,7 @@ fn idle_http_connections_cannot_starve_the_process_of_descriptors() -> anyhow::R
         // (1,024 − 256 kept back) / 2 = 384 connections in the budget; HTTP holds at most
         // half of them, and closes the rest at once.
         let held_at_most = 192;
-        wait_until("the HTTP connections over the cap closed", async || {
+        wait_for("the HTTP connections over the cap closed", Duration::from_secs(60), async || {
             closed(&mut conns).await >= FLOOD - held_at_most
         })
         .await?;
@@ -124,7 +101,7 @@ fn idle_http_connections_cannot_starve_the_process_of_descriptors() -> anyhow::R
         ensure!(client.download_bytes(&before, 0, 0).await? == b"before the flood");
         ensure!(client.list_storages("group1").await?.len() == 1);
         let stats = stat_file(&data);
-        wait_until("the counters saved with both uploads", async || {
+        wait_for("the counters saved with both uploads", Duration::from_secs(60), async || {
             std::fs::read_to_string(&stats)
                 .is_ok_and(|t| t.lines().any(|l| l == "success_upload_count=2"))
         })
@@ -133,7 +110,7 @@ fn idle_http_connections_cannot_starve_the_process_of_descriptors() -> anyhow::R
         // The flood ends: HTTP serves again.
         drop(conns);
         let path = format!("/{}", during);
-        wait_until("HTTP serving again", async || {
+        wait_for("HTTP serving again", Duration::from_secs(60), async || {
             matches!(http_get(http, &path).await, Ok((200, ref body)) if body == b"during the flood")
         })
         .await?;

@@ -4,9 +4,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fdfs_e2e::NodeProcess;
+use fdfs_e2e::{NodeProcess, wait_for};
 use fdfs_node::client::{Client, ClientConfig};
 use fdfs_node::fileid::FileId;
 use fdfs_node::proto::storage::UploadHead;
@@ -28,19 +28,6 @@ fn storage_toml(dir: &Path, ip: &str) -> anyhow::Result<PathBuf> {
 
 fn start_storage(cfg: &Path) -> anyhow::Result<NodeProcess> {
     NodeProcess::start(&["storage", "--config", &cfg.to_string_lossy()])
-}
-
-async fn wait_for(
-    what: &str,
-    limit: Duration,
-    mut check: impl AsyncFnMut() -> bool,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
 }
 
 async fn active_count(client: &Client) -> usize {

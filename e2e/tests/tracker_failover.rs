@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use fdfs_e2e::NodeProcess;
+use fdfs_e2e::{NodeProcess, wait_for};
 use fdfs_node::client::{Client, ClientConfig};
 use fdfs_node::proto::StorageStatus;
 
@@ -21,23 +21,6 @@ async fn leaders(trackers: &[SocketAddr]) -> Vec<Option<String>> {
         });
     }
     out
-}
-
-/// Polls `cond` every 50 ms for up to `secs` seconds.
-async fn wait_for(
-    what: &str,
-    secs: u64,
-    mut cond: impl AsyncFnMut() -> bool,
-) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !cond().await {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
 }
 
 #[test]
@@ -103,20 +86,24 @@ fn killing_the_leader_tracker_fails_no_client_operation() -> anyhow::Result<()> 
         // Every tracker sees the first member of each group ACTIVE, and all agree on the leader.
         for t in &addrs {
             let c = Client::new(ClientConfig::new(vec![t.to_string()])).await?;
-            wait_for("first members ACTIVE", 60, async || {
-                let mut ok = true;
-                for (g, ip) in [("group1", "127.0.40.11"), ("group2", "127.0.40.13")] {
-                    ok &= c.list_storages(g).await.is_ok_and(|l| {
-                        l.len() == 2
-                            && l.iter()
-                                .any(|s| s.ip == ip && s.status == StorageStatus::Active as u8)
-                    });
-                }
-                ok
-            })
+            wait_for(
+                "first members ACTIVE",
+                Duration::from_secs(60),
+                async || {
+                    let mut ok = true;
+                    for (g, ip) in [("group1", "127.0.40.11"), ("group2", "127.0.40.13")] {
+                        ok &= c.list_storages(g).await.is_ok_and(|l| {
+                            l.len() == 2
+                                && l.iter()
+                                    .any(|s| s.ip == ip && s.status == StorageStatus::Active as u8)
+                        });
+                    }
+                    ok
+                },
+            )
             .await?;
         }
-        wait_for("one leader", 60, async || {
+        wait_for("one leader", Duration::from_secs(60), async || {
             leaders(&addrs).await == vec![Some(TRACKERS[2].to_owned()); 3]
         })
         .await?;
@@ -150,7 +137,7 @@ fn killing_the_leader_tracker_fails_no_client_operation() -> anyhow::Result<()> 
         }
         assert!(failures.is_empty(), "failed operations: {failures:#?}");
         // The survivors elect a new leader: the greater of the two.
-        wait_for("a new leader", 60, async || {
+        wait_for("a new leader", Duration::from_secs(60), async || {
             leaders(&addrs[..2]).await == vec![Some(TRACKERS[1].to_owned()); 2]
         })
         .await?;

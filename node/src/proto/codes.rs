@@ -131,6 +131,9 @@ byte_enum! {
         /// Client → tracker, this project's own: every backlog the members of a group
         /// reported (`SyncBacklogListing`).
         ServerListSyncBacklog = 241,
+        /// Storage → tracker, this project's own: the peers whose pushes it cannot apply,
+        /// and why (`SyncProblemReport`).
+        StorageReportSyncProblems = 242,
     }
 }
 

@@ -444,6 +444,52 @@ impl SyncBacklogListing {
     }
 }
 
+/// A peer whose pushes a storage cannot apply: the FastDFS status its writes fail with
+/// (ENOSPC, EIO, EPERM, ...) and since when (unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncProblem {
+    pub source_id: String,
+    pub status: u8,
+    pub since: u64,
+}
+
+const PROBLEM_LEN: usize = STORAGE_ID_LEN + 8 + 8;
+
+/// Body of SYNC_PROBLEM_REPORT (242, not in FastDFS): one entry per peer whose pushes the
+/// storage cannot apply; empty once it applies everything again.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncProblemReport {
+    pub entries: Vec<SyncProblem>,
+}
+
+impl SyncProblemReport {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.entries.len() * PROBLEM_LEN);
+        for e in &self.entries {
+            put_fixed(&mut out, e.source_id.as_bytes(), STORAGE_ID_LEN);
+            put_u64(&mut out, u64::from(e.status));
+            put_u64(&mut out, e.since);
+        }
+        out
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        let entries = decode_records(body, "sync problem report", PROBLEM_LEN, |r| {
+            let source_id = r.fixed(STORAGE_ID_LEN)?;
+            let status = u8::try_from(r.u64()?).map_err(|_| ProtoError::BadField {
+                what: "sync problem report",
+                reason: "a status above 255".into(),
+            })?;
+            Ok(SyncProblem {
+                source_id,
+                status,
+                since: r.u64()?,
+            })
+        })?;
+        Ok(SyncProblemReport { entries })
+    }
+}
+
 /// Body of SYNC_NOTIFY (88) and the non-empty reply of SYNC_DEST_REQ (87).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncSource {
@@ -608,5 +654,30 @@ mod tests {
         assert_eq!(&bytes[16..32], &expected[..16]);
         assert_eq!(SyncBacklogListing::decode(&bytes).ok(), Some(listing));
         assert!(SyncBacklogListing::decode(&bytes[..55]).is_err());
+    }
+
+    #[test]
+    fn sync_problem_layout() {
+        let report = SyncProblemReport {
+            entries: vec![SyncProblem {
+                source_id: "127.0.0.2".into(),
+                status: 28,
+                since: 0x0102,
+            }],
+        };
+        let bytes = report.encode();
+        let mut expected = b"127.0.0.2".to_vec();
+        expected.resize(STORAGE_ID_LEN, 0);
+        expected.extend([0, 0, 0, 0, 0, 0, 0, 28, 0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(bytes, expected);
+        assert_eq!(SyncProblemReport::decode(&bytes).ok(), Some(report));
+        assert_eq!(
+            SyncProblemReport::decode(&[]).ok(),
+            Some(SyncProblemReport::default())
+        );
+        assert!(SyncProblemReport::decode(&bytes[..31]).is_err());
+        let mut too_big = bytes.clone();
+        too_big[STORAGE_ID_LEN + 6] = 1;
+        assert!(SyncProblemReport::decode(&too_big).is_err());
     }
 }

@@ -36,6 +36,14 @@ pub struct PeerLabels {
     pub peer: String,
 }
 
+/// A peer whose pushes this storage cannot apply, and the error they fail with.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProblemLabels {
+    pub source: String,
+    /// errno name: `ENOSPC`, `EIO`, `EPERM`, ...
+    pub error: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub method: String,
@@ -55,6 +63,8 @@ pub struct StorageMetrics {
     pub sync_lag_bytes: Family<PeerLabels, Gauge>,
     pub sync_lag_seconds: Family<PeerLabels, Gauge>,
     pub synced_records: Family<PeerLabels, Counter>,
+    pub sync_apply_blocked: Family<ProblemLabels, Gauge>,
+    pub sync_apply_failures: Family<ProblemLabels, Counter>,
 }
 
 impl Default for StorageMetrics {
@@ -118,8 +128,22 @@ impl StorageMetrics {
             "Binlog records pushed to each peer",
             synced_records.clone(),
         );
+        let sync_apply_blocked = Family::<ProblemLabels, Gauge>::default();
+        registry.register(
+            "sync_apply_blocked",
+            "1 while this storage cannot apply what a peer pushes, by peer and error",
+            sync_apply_blocked.clone(),
+        );
+        let sync_apply_failures = Family::<ProblemLabels, Counter>::default();
+        registry.register(
+            "sync_apply_failures",
+            "Pushed changes this storage failed to apply, by peer and error",
+            sync_apply_failures.clone(),
+        );
         StorageMetrics {
             registry,
+            sync_apply_blocked,
+            sync_apply_failures,
             requests,
             latency,
             bytes,

@@ -61,6 +61,8 @@ pub struct StorageNode {
     pub sync_in: Mutex<BTreeMap<String, u32>>,
     /// Per peer, how far in our binlog its push task has got.
     pub sync_out: Mutex<BTreeMap<String, binlog::Position>>,
+    /// Per source storage whose pushes we cannot apply: the status they fail with, since when.
+    pub sync_problems: Mutex<BTreeMap<String, (Status, u64)>>,
     /// Status each tracker last reported for this storage.
     pub tracker_view: Mutex<BTreeMap<SocketAddr, StorageStatus>>,
     pub started_at: u64,
@@ -188,6 +190,7 @@ impl StorageNode {
             tracker_view: Mutex::new(BTreeMap::new()),
             sync_in: Mutex::new(BTreeMap::new()),
             sync_out: Mutex::new(BTreeMap::new()),
+            sync_problems: Mutex::new(BTreeMap::new()),
             peers: tokio::sync::watch::Sender::new(Vec::new()),
             started_at: crate::unix_now(),
             last_source_update: AtomicU64::new(0),
@@ -422,6 +425,13 @@ impl StorageNode {
         if let Some((total, _)) = counter_slots(header.cmd) {
             self.counters.add_pair(total, 1, status == Status::Ok);
         }
+        if from_group_members_only(header.cmd) {
+            let source = session
+                .sync_source
+                .clone()
+                .unwrap_or_else(|| conn.peer.ip().to_string());
+            self.note_sync_outcome(&source, status);
+        }
         let command = format!("{:?}", header.cmd);
         self.metrics
             .requests
@@ -548,6 +558,60 @@ fn from_group_members_only(cmd: Command) -> bool {
 }
 
 impl StorageNode {
+    /// Tracks whether what `source` pushes can be applied: a write failing on our side
+    /// (disk full, permissions, I/O) is logged once per source and cause, shown in
+    /// `/metrics` and reported to the trackers, and cleared by the next push that applies.
+    fn note_sync_outcome(&self, source: &str, status: Status) {
+        let labels = |status: Status| metrics::ProblemLabels {
+            source: source.to_owned(),
+            error: status.errno_name().to_owned(),
+        };
+        let mut problems = self.sync_problems.lock().unwrap_or_else(|e| e.into_inner());
+        match status {
+            Status::NoSpace | Status::Io | Status::PermissionDenied | Status::OutOfMemory => {
+                self.metrics
+                    .sync_apply_failures
+                    .get_or_create(&labels(status))
+                    .inc();
+                let known = problems.get(source).map(|(s, _)| *s);
+                if known != Some(status) {
+                    if let Some(old) = known {
+                        self.metrics
+                            .sync_apply_blocked
+                            .get_or_create(&labels(old))
+                            .set(0);
+                    }
+                    tracing::warn!(
+                        source,
+                        error = status.errno_name(),
+                        "cannot apply what this peer pushes; it keeps retrying, and this \
+                         storage catches up once the cause is gone"
+                    );
+                    problems.insert(source.to_owned(), (status, crate::unix_now()));
+                    self.metrics
+                        .sync_apply_blocked
+                        .get_or_create(&labels(status))
+                        .set(1);
+                }
+            }
+            Status::Ok | Status::AlreadyExists | Status::NotFound => {
+                if let Some((old, since)) = problems.remove(source) {
+                    self.metrics
+                        .sync_apply_blocked
+                        .get_or_create(&labels(old))
+                        .set(0);
+                    tracing::info!(
+                        source,
+                        error = old.errno_name(),
+                        blocked_seconds = crate::unix_now().saturating_sub(since),
+                        "applies what this peer pushes again"
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Whether `ip` is the address of another member of this group, as the trackers list
     /// them (deleted members excluded).
     fn is_group_member(&self, ip: IpAddr) -> bool {

@@ -17,7 +17,7 @@ use crate::config::ReservedSpace;
 use crate::proto::cluster::GroupAndHost;
 use crate::proto::report::{
     BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, Parameters,
-    SyncBacklogReport, SyncReport, SyncSource,
+    SyncBacklogReport, SyncProblem, SyncProblemReport, SyncReport, SyncSource,
 };
 use crate::proto::{Command, Status, StorageStatus, VERSION_TEXT};
 
@@ -265,6 +265,41 @@ async fn report_backlog(
     }
 }
 
+/// Tells the tracker whose pushes we cannot apply, and why (242). Returns whether the
+/// tracker takes these reports.
+async fn report_problems(
+    node: &Arc<StorageNode>,
+    conn: &mut Conn,
+    tracker: SocketAddr,
+) -> Result<bool, ClientError> {
+    let entries = node
+        .sync_problems
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(source, (status, since))| SyncProblem {
+            source_id: source.clone(),
+            status: u8::from(*status),
+            since: *since,
+        })
+        .collect();
+    let body = SyncProblemReport { entries }.encode();
+    match conn
+        .call(Command::StorageReportSyncProblems, &body, 1024)
+        .await?
+    {
+        (Status::Ok, _) => Ok(true),
+        (Status::InvalidArgument, _) => {
+            tracing::info!(%tracker, "tracker takes no sync problem reports; they stay in /metrics");
+            Ok(false)
+        }
+        (status, _) => {
+            tracing::warn!(%tracker, %status, "sync problem report refused");
+            Ok(true)
+        }
+    }
+}
+
 async fn report_session(
     node: &Arc<StorageNode>,
     tracker: SocketAddr,
@@ -373,6 +408,7 @@ async fn report_session(
     let mut last_sync_report: Vec<(String, u32)> = Vec::new();
     // FastDFS trackers do not know SYNC_BACKLOG_REPORT: after their EINVAL, stop sending it.
     let mut backlog_taken = true;
+    let mut problems_taken = true;
     /// What woke the report loop.
     enum Event {
         Stop,
@@ -460,6 +496,9 @@ async fn report_session(
             }
             Event::Backlog => {
                 backlog_taken = report_backlog(node, &mut conn, tracker).await?;
+                if problems_taken {
+                    problems_taken = report_problems(node, &mut conn, tracker).await?;
+                }
             }
             Event::TrackerClosed => {
                 return Err(ClientError::Io {

@@ -20,6 +20,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::Tracker;
+use crate::proto::Status;
 use crate::proto::monitor::SyncDelay;
 use crate::unix_now;
 
@@ -54,6 +55,7 @@ struct Gauges {
     group_free_mb: Family<Labels, Gauge>,
     group_total_mb: Family<Labels, Gauge>,
     sync_lag_bytes: Family<Labels, Gauge>,
+    sync_blocked: Family<Labels, Gauge>,
 }
 
 impl Gauges {
@@ -68,6 +70,7 @@ impl Gauges {
             group_free_mb: Family::default(),
             group_total_mb: Family::default(),
             sync_lag_bytes: Family::default(),
+            sync_blocked: Family::default(),
         };
         // Metrics are handles onto shared values: registering clones keeps them live.
         registry.register(
@@ -98,6 +101,11 @@ impl Gauges {
             g.sync_lag_bytes.clone(),
         );
         registry.register(
+            "storage_sync_blocked",
+            "1 while a storage reports it cannot apply what a peer pushes, by peer and error",
+            g.sync_blocked.clone(),
+        );
+        registry.register(
             "requests",
             "Requests served, by command and reply status",
             tracker.metrics.requests.clone(),
@@ -116,6 +124,7 @@ impl Gauges {
         self.group_free_mb.clear();
         self.group_total_mb.clear();
         self.sync_lag_bytes.clear();
+        self.sync_blocked.clear();
         let reg = tracker.registry();
         self.groups.set(reg.groups.len() as i64);
         for g in reg.groups.values() {
@@ -130,6 +139,19 @@ impl Gauges {
                         ("status".to_owned(), m.status.name().to_owned()),
                     ])
                     .inc();
+                for p in &m.problems {
+                    self.sync_blocked
+                        .get_or_create(&vec![
+                            ("group".to_owned(), g.name.clone()),
+                            ("storage".to_owned(), m.id.clone()),
+                            ("source".to_owned(), p.source_id.clone()),
+                            (
+                                "error".to_owned(),
+                                Status::from(p.status).errno_name().to_owned(),
+                            ),
+                        ])
+                        .set(1);
+                }
                 if let Some(bytes) = g.lag_bytes_towards(&m.id) {
                     self.sync_lag_bytes
                         .get_or_create(&vec![
@@ -209,6 +231,18 @@ pub struct StorageView {
     pub sync_lag_bytes: Option<u64>,
     /// The same, per member it receives from.
     pub sync_backlog: Vec<BacklogView>,
+    /// Members whose pushes it cannot apply, as it last reported them.
+    pub sync_problems: Vec<ProblemView>,
+}
+
+/// A member whose pushes a storage cannot apply.
+#[derive(Debug, Serialize)]
+pub struct ProblemView {
+    pub source: String,
+    /// errno name of the failing writes: `ENOSPC`, `EIO`, `EPERM`, ...
+    pub error: &'static str,
+    /// Since when (unix seconds).
+    pub since: u64,
 }
 
 /// What one member last reported another has yet to receive from it.
@@ -276,6 +310,15 @@ impl Tracker {
                             StorageView {
                                 sync_lag_bytes: g.lag_bytes_towards(&m.id),
                                 sync_backlog: backlog,
+                                sync_problems: m
+                                    .problems
+                                    .iter()
+                                    .map(|p| ProblemView {
+                                        source: p.source_id.clone(),
+                                        error: Status::from(p.status).errno_name(),
+                                        since: p.since,
+                                    })
+                                    .collect(),
                                 sync_lag_seconds: SyncDelay::of(
                                     g.members
                                         .values()

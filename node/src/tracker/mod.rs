@@ -23,7 +23,7 @@ use crate::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
 use crate::proto::query::{FetchAll, FileRequest, GroupRequest};
 use crate::proto::report::{
     BeatRequest, DiskUsage, GetMyIpRequest, HeartbeatReply, JoinRequest, Parameters, StorageBrief,
-    SyncBacklogListing, SyncBacklogReport, SyncReport, SyncSource,
+    SyncBacklogListing, SyncBacklogReport, SyncProblemReport, SyncReport, SyncSource,
 };
 use crate::proto::{Command, Header, Status, VERSION_TEXT};
 use crate::server::acl::AccessList;
@@ -528,6 +528,7 @@ impl Tracker {
             | Command::StorageReportDiskUsage
             | Command::StorageSyncReport
             | Command::StorageReportSyncBacklog
+            | Command::StorageReportSyncProblems
             | Command::StorageSyncDestReq
             | Command::StorageSyncNotify
             | Command::StorageSyncDestQuery
@@ -724,6 +725,11 @@ impl Tracker {
                 let report = SyncBacklogReport::decode(body).map_err(|e| e.status())?;
                 self.registry()
                     .sync_backlog(group, id, report.entries, now)?;
+                Ok(Vec::new())
+            }
+            Command::StorageReportSyncProblems => {
+                let report = SyncProblemReport::decode(body).map_err(|e| e.status())?;
+                self.registry().sync_problems(group, id, report.entries)?;
                 Ok(Vec::new())
             }
             Command::StorageSyncDestReq => {

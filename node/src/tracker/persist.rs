@@ -149,6 +149,7 @@ impl SavedState {
                     rw_mode: sm.rw_mode,
                     session: 0,
                     backlog: None,
+                    problems: Vec::new(),
                 };
                 g.members.insert(sm.id, m);
             }

@@ -17,7 +17,8 @@ use crate::fileid::{RemoteName, Source};
 use crate::proto::monitor::{GroupStat, StorageStat, StorageStats};
 use crate::proto::query::{FetchTarget, StorageAddr, StoreTarget, StoreTargets};
 use crate::proto::report::{
-    Backlog, BacklogRow, JoinRequest, JoinResponse, PathUsage, StorageBrief, SyncSource,
+    Backlog, BacklogRow, JoinRequest, JoinResponse, PathUsage, StorageBrief, SyncProblem,
+    SyncSource,
 };
 use crate::proto::{Status, StorageStatus};
 use crate::tracker::storage_ids::{RW_BOTH, RW_READ, RW_WRITE, StorageIds};
@@ -51,6 +52,9 @@ pub struct Member {
     /// What this member last said its peers have yet to receive of its binlog (this
     /// project's SYNC_BACKLOG_REPORT); none from FastDFS storages, and none once offline.
     pub backlog: Option<ReportedBacklog>,
+    /// The members whose pushes this one last said it cannot apply (this project's
+    /// SYNC_PROBLEM_REPORT); none once offline.
+    pub problems: Vec<SyncProblem>,
 }
 
 /// A member's backlog report and when it arrived (unix seconds), one entry per peer.
@@ -391,6 +395,7 @@ impl Registry {
                     rw_mode,
                     session: 0,
                     backlog: None,
+                    problems: Vec::new(),
                 })
             }
         };
@@ -592,6 +597,26 @@ impl Registry {
         Ok(())
     }
 
+    /// SYNC_PROBLEM_REPORT (242): the members whose pushes a member cannot apply. Entries
+    /// for storages outside its group, or for itself, are dropped.
+    pub fn sync_problems(
+        &mut self,
+        group: &str,
+        id: &str,
+        entries: Vec<SyncProblem>,
+    ) -> Result<(), Status> {
+        let (g, id) = self.member_mut(group, id)?;
+        let mut entries: Vec<SyncProblem> = entries
+            .into_iter()
+            .filter(|e| e.source_id != id && g.members.contains_key(&e.source_id))
+            .collect();
+        entries.sort_by(|a, b| a.source_id.cmp(&b.source_id));
+        entries.dedup_by(|a, b| a.source_id == b.source_id);
+        let m = g.members.get_mut(&id).ok_or(Status::NotFound)?;
+        m.problems = entries;
+        Ok(())
+    }
+
     /// The report connection `session` of a storage ended: it goes OFFLINE, as in
     /// FastDFS, unless a newer connection has joined since.
     pub fn disconnect(&mut self, group: &str, id: &str, session: u64) {
@@ -604,6 +629,7 @@ impl Registry {
         m.session = 0;
         m.up_time = 0;
         m.backlog = None;
+        m.problems.clear();
         if matches!(m.status, StorageStatus::Online | StorageStatus::Active) {
             tracing::info!(
                 group,
@@ -624,6 +650,7 @@ impl Registry {
                     tracing::warn!(group = %g.name, storage = %m.id, "no heartbeat; marking OFFLINE");
                     m.status = StorageStatus::Offline;
                     m.backlog = None;
+                    m.problems.clear();
                     g.changes += 1;
                 }
             }

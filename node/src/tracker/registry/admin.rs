@@ -89,6 +89,7 @@ impl Registry {
                         .unwrap_or(RW_BOTH),
                     session: 0,
                     backlog: None,
+                    problems: Vec::new(),
                 };
                 tracing::info!(group, storage = %id, status = status.name(), "storage added from a peer's report");
                 g.members.insert(id, m);

@@ -310,6 +310,47 @@ fn backlog_reports_keep_one_entry_per_peer_and_end_with_the_reporter() {
 }
 
 #[test]
+fn sync_problem_reports_name_members_only_and_end_with_the_reporter() {
+    use crate::proto::report::SyncProblem;
+    let mut reg = Registry::new(TrackerConfig::default());
+    let [a, b] = ["127.0.0.2", "127.0.0.3"].map(|ip| join(&mut reg, "group1", ip));
+    for id in [&a, &b] {
+        disk(&mut reg, "group1", id, [10, 10]);
+    }
+    let from = |source: &str, status| SyncProblem {
+        source_id: source.into(),
+        status,
+        since: 900,
+    };
+    reg.sync_problems(
+        "group1",
+        &b,
+        vec![
+            from(&a, 28),
+            from(&a, 5),
+            from(&b, 28),
+            from("10.9.9.9", 28),
+        ],
+    )
+    .expect("b reports");
+    assert_eq!(
+        reg.groups["group1"].members[&b].problems,
+        vec![from(&a, 28)]
+    );
+    assert_eq!(
+        reg.sync_problems("group2", &b, vec![]),
+        Err(Status::NotFound),
+        "only a member of the group reports"
+    );
+    reg.sync_problems("group1", &b, vec![]).expect("cleared");
+    assert!(reg.groups["group1"].members[&b].problems.is_empty());
+    reg.sync_problems("group1", &b, vec![from(&a, 28)])
+        .expect("again");
+    reg.check_alive(5000);
+    assert!(reg.groups["group1"].members[&b].problems.is_empty());
+}
+
+#[test]
 fn storage_ids_decide_identity() {
     let mut reg = with_ids(
         "100001 group1 127.0.0.2\n100002 group1 127.0.0.3:23000 rw=read\n100003 group2 localhost\n",

@@ -222,6 +222,17 @@ impl NodeProcess {
         Self::spawn(command, args)
     }
 
+    /// Starts `fdfs-node <args>` inside network namespace `netns` (`ip netns exec`).
+    pub fn start_in_netns(netns: &str, args: &[&str]) -> anyhow::Result<Self> {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", netns])
+            .arg(workspace_binary("fdfs-node")?)
+            .args(args)
+            .stderr(Stdio::inherit());
+        Self::spawn(command, args)
+    }
+
     /// The process id, to reach its view of the file system under `/proc/<pid>/root`.
     pub fn pid(&self) -> u32 {
         self.child.id()

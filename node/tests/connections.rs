@@ -113,6 +113,7 @@ async fn one_address_cannot_take_every_slot() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A network timeout far beyond the test: only the per-address cap is at work.
     let (tracker, storage) = small_cluster(dir.path(), 600).await;
+    let mut floods = Vec::new();
     for (what, addr) in [("storage", storage.addr), ("tracker", tracker.addr)] {
         let mut flood = silent_flood(addr, FLOODER, 40).await;
         // One address holds at most half of the 16 slots: the rest are closed at once.
@@ -123,9 +124,28 @@ async fn one_address_cannot_take_every_slot() {
         )
         .await;
         assert!(answers(addr, CLIENT).await, "{what} refused another client");
+        floods.push(flood);
+    }
+    // With both floods held, a client keeps uploading and downloading through the tracker.
+    let client = fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
+        tracker.addr.to_string(),
+    ]))
+    .await
+    .expect("client");
+    for i in 0..20u8 {
+        let data = vec![i; 1000 + usize::from(i)];
+        let id = client
+            .upload_bytes(&data, "bin", None)
+            .await
+            .expect("upload during the flood");
+        assert_eq!(
+            client.download_bytes(&id, 0, 0).await.expect("download"),
+            data
+        );
     }
     // Heartbeats went on: the storage is still ACTIVE on its tracker.
     assert!(storage.node.is_active_everywhere());
+    drop(floods);
 }
 
 #[tokio::test]

@@ -759,6 +759,109 @@ async fn a_modify_cut_off_mid_body_changes_nothing_on_either_member() {
     .await;
 }
 
+/// Every stored file under a member's `data/` (metadata files included, staging left out).
+fn stored_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.join("data")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if entry.file_name() != ".tmp" {
+                    dirs.push(path);
+                }
+            } else if path.parent() != Some(&root.join("data")) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn an_upload_or_append_cut_off_mid_body_changes_nothing_on_either_member() {
+    use fdfs_node::proto::storage::{UploadHead, WriteHead};
+    use fdfs_node::proto::{Command, Header};
+    use tokio::io::AsyncWriteExt;
+    let mut g = Group::start().await;
+    g.add_member("127.0.0.3").await;
+    g.wait_all_active().await;
+    let original = b"the appender as it was".to_vec();
+    let id = g
+        .client
+        .upload_appender_reader(&original[..], original.len() as u64, "log", None)
+        .await
+        .expect("appender");
+    wait_for(
+        "the appender on both members",
+        Duration::from_secs(60),
+        async || (0..2).all(|m| std::fs::read(g.path_on(m, &id)).is_ok_and(|b| b == original)),
+    )
+    .await;
+    let roots: Vec<PathBuf> = (0..2)
+        .map(|m| g.members[m].node.config.base_path.clone())
+        .collect();
+    let before: Vec<Vec<PathBuf>> = roots.iter().map(|r| stored_files(r)).collect();
+    let source = g.client.query_update(&id).await.expect("source");
+    let addr: std::net::SocketAddr = format!("{}:{}", source.addr.ip, source.addr.port)
+        .parse()
+        .expect("addr");
+    let cut = async |cmd: Command, head: Vec<u8>, announced: u64, sent: usize| {
+        let mut raw = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let total = head.len() as u64 + announced;
+        raw.write_all(&Header::request(cmd, total).encode())
+            .await
+            .expect("header");
+        raw.write_all(&head).await.expect("head");
+        raw.write_all(&vec![0xAB; sent])
+            .await
+            .expect("part of the body");
+    };
+    // APPEND announcing 400,000 bytes, 300,000 sent; UPLOAD announcing 500,000, 100,000 sent.
+    let name = id.remote.to_string();
+    let mut append_head = WriteHead {
+        name_len: name.len() as u64,
+        offset: None,
+        size: 400_000,
+    }
+    .encode();
+    append_head.extend_from_slice(name.as_bytes());
+    cut(Command::AppendFile, append_head, 400_000, 300_000).await;
+    let upload_head = UploadHead {
+        store_path_index: 0,
+        file_size: 500_000,
+        ext: "bin".into(),
+    }
+    .encode();
+    cut(Command::UploadFile, upload_head, 500_000, 100_000).await;
+
+    // A whole append afterwards lands right after the original bytes, on both members,
+    // and no other file appeared anywhere.
+    let tail = b"+tail";
+    wait_for(
+        "an append after the cuts",
+        Duration::from_secs(30),
+        async || g.client.append_bytes(&id, tail).await.is_ok(),
+    )
+    .await;
+    let mut want = original.clone();
+    want.extend_from_slice(tail);
+    wait_for(
+        "both members hold the original plus the append",
+        Duration::from_secs(60),
+        async || (0..2).all(|m| std::fs::read(g.path_on(m, &id)).is_ok_and(|b| b == want)),
+    )
+    .await;
+    for (m, root) in roots.iter().enumerate() {
+        assert_eq!(
+            stored_files(root),
+            before[m],
+            "member {m} gained or lost a file"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_sync_append_cut_off_mid_body_changes_nothing_on_the_receiving_member() {
     use fdfs_node::proto::sync::SyncRangeHead;

@@ -326,6 +326,16 @@ async fn metadata_overwrite_merge_delete() {
         .store_root(0)
         .join(format!("{}-m", id.remote.relative_path()));
     assert_eq!(std::fs::read(&on_disk).expect("meta file"), blob);
+    // The metadata file is no file a client downloads or asks about: ENOENT for both.
+    let meta_id = fdfs_node::fileid::FileId::parse(&format!("{id}-m")).expect("an ID with -m");
+    assert_eq!(
+        status_of(client.download_bytes(&meta_id, 0, 0).await),
+        Some(Status::NotFound)
+    );
+    assert_eq!(
+        status_of(client.file_info(&meta_id).await),
+        Some(Status::NotFound)
+    );
     // A value may hold the field separator; a record without one is skipped.
     let odd = [b"k\x02v\x02w".as_slice(), b"\x01junk\x01"].concat();
     client

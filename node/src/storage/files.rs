@@ -46,7 +46,7 @@ impl StorageNode {
         let body = self.small_body(conn, header).await?;
         let req = DownloadRequest::decode(&body).map_err(|e| e.status())?;
         self.check_group(&req.group)?;
-        let (_, path) = self.locate(&req.remote_filename)?;
+        let (_, path) = self.locate_file(&req.remote_filename, conn.peer.ip())?;
         let (offset, want) = (req.offset, req.length);
         // Open, size, and (for small ranges) read in one blocking step.
         let (file, offset, len, data) = blocking(move || -> Result<Opened, Status> {
@@ -125,7 +125,7 @@ impl StorageNode {
         if req.remote_filename.len() >= 132 {
             return Err(Status::InvalidArgument.into());
         }
-        let (name, path) = self.locate(&req.remote_filename)?;
+        let (name, path) = self.locate_file(&req.remote_filename, conn.peer.ip())?;
         let core = name.core().map_err(|_| Status::InvalidArgument)?;
         let from_name = !core.is_appender() && !name.is_slave().unwrap_or(true);
         let chunk = self.config.buff_size as usize;

@@ -349,6 +349,16 @@ impl StorageNode {
         Ok((name, path))
     }
 
+    /// [`Self::locate`] for a file `peer` reads: a metadata file (`<name>-m`) is one only
+    /// for the group's members, which copy it while recovering a store path; clients read
+    /// its pairs with GET_METADATA and get ENOENT here.
+    fn locate_file(&self, remote: &str, peer: IpAddr) -> Result<(RemoteName, PathBuf), Status> {
+        if remote.ends_with("-m") && !self.is_group_member(peer) {
+            return Err(Status::NotFound);
+        }
+        self.locate(remote)
+    }
+
     /// Bodies of non-streamed commands must fit in the buffer, as in FastDFS.
     async fn small_body(&self, conn: &mut Connection, header: &Header) -> Result<Vec<u8>, Failure> {
         if header.body_len >= self.config.buff_size {

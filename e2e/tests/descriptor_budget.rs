@@ -61,11 +61,11 @@ fn idle_http_connections_cannot_starve_the_process_of_descriptors() -> anyhow::R
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let config = dir.path().join("local.toml");
-    // Silent connections stay for the whole test (network_timeout 120 s); the storage saves
-    // its counters every second.
+    // Silent connections stay for the whole test (their header deadline is 120 s); the
+    // storage saves its counters every second.
     std::fs::write(
         &config,
-        "[storage]\nsubdir_count_per_path = 4\nnetwork_timeout = 120\nsync_stat_file_interval = 1\n",
+        "[storage]\nsubdir_count_per_path = 4\nheader_timeout = 120\nsync_stat_file_interval = 1\n",
     )?;
     let config = config.to_string_lossy().into_owned();
     let local = LocalProcess::start_with_open_files(

@@ -205,6 +205,9 @@ pub struct TrackerConfig {
     pub network_timeout: u64,
     /// Seconds a connection may sit idle between packets (clients pool connections).
     pub idle_timeout: u64,
+    /// Seconds a new connection (or an HTTP keep-alive one) has to send a whole request
+    /// header: 10 by default, FastDFS's `network_timeout` when a `.conf` file sets it.
+    pub header_timeout: u64,
     /// Largest request body the tracker reads (`max_buff_size`).
     pub max_body_len: u64,
     pub compat: Compat,
@@ -242,6 +245,7 @@ impl Default for TrackerConfig {
             max_connections: 1024,
             network_timeout: 60,
             idle_timeout: 900,
+            header_timeout: 10,
             max_body_len: 128 * 1024,
             compat: Compat::default(),
             use_storage_id: false,
@@ -284,6 +288,9 @@ pub struct StorageConfig {
     pub network_timeout: u64,
     /// Seconds a connection may sit idle between packets (clients pool connections).
     pub idle_timeout: u64,
+    /// Seconds a new connection (or an HTTP keep-alive one) has to send a whole request
+    /// header: 10 by default, FastDFS's `network_timeout` when a `.conf` file sets it.
+    pub header_timeout: u64,
     pub connect_timeout: u64,
     /// Indexes of store paths that take no new files (FastDFS `store_pathN_readonly`).
     pub readonly_store_paths: Vec<usize>,
@@ -346,6 +353,7 @@ impl Default for StorageConfig {
             max_connections: 1024,
             network_timeout: 60,
             idle_timeout: 900,
+            header_timeout: 10,
             connect_timeout: 10,
             readonly_store_paths: Vec::new(),
             store_path_mode: 0,
@@ -432,9 +440,27 @@ impl StorageConfig {
     pub fn network_timeout(&self) -> Duration {
         Duration::from_secs(self.network_timeout.max(1))
     }
+
+    /// The connection deadlines of the storage's ports.
+    pub fn timeouts(&self) -> crate::server::Timeouts {
+        crate::server::Timeouts {
+            network: self.network_timeout(),
+            idle: Duration::from_secs(self.idle_timeout.max(1)),
+            header: Duration::from_secs(self.header_timeout.max(1)),
+        }
+    }
 }
 
 impl TrackerConfig {
+    /// The connection deadlines of the tracker's ports.
+    pub fn timeouts(&self) -> crate::server::Timeouts {
+        crate::server::Timeouts {
+            network: Duration::from_secs(self.network_timeout.max(1)),
+            idle: Duration::from_secs(self.idle_timeout.max(1)),
+            header: Duration::from_secs(self.header_timeout.max(1)),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let check = |key: &'static str, v: u8, allowed: &[u8]| {
             if allowed.contains(&v) {
@@ -753,7 +779,10 @@ pub fn tracker_from_fastdfs(path: &Path) -> Result<TrackerConfig, ConfigError> {
             "storage_sync_file_max_delay" => c.storage_sync_file_max_delay = parse_num(path, &l)?,
             "storage_sync_file_max_time" => c.storage_sync_file_max_time = parse_num(path, &l)?,
             "max_connections" => c.max_connections = parse_num(path, &l)?,
-            "network_timeout" => c.network_timeout = parse_num(path, &l)?,
+            "network_timeout" => {
+                c.network_timeout = parse_num(path, &l)?;
+                c.header_timeout = c.network_timeout;
+            }
             "max_buff_size" => c.max_body_len = parse_bytes(path, &l)?,
             "allow_hosts" => c.allow_hosts.push(l.value.clone()),
             "use_storage_id" => c.use_storage_id = parse_bool(path, &l)?,
@@ -857,7 +886,10 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
             "file_distribute_rotate_count" => c.file_distribute_rotate_count = parse_num(path, &l)?,
             "upload_priority" => c.upload_priority = parse_num(path, &l)?,
             "max_connections" => c.max_connections = parse_num(path, &l)?,
-            "network_timeout" => c.network_timeout = parse_num(path, &l)?,
+            "network_timeout" => {
+                c.network_timeout = parse_num(path, &l)?;
+                c.header_timeout = c.network_timeout;
+            }
             "connect_timeout" => c.connect_timeout = parse_num(path, &l)?,
             "allow_hosts" => c.allow_hosts.push(l.value.clone()),
             k if k.starts_with("store_path") && k.ends_with("_readonly") => {
@@ -1081,10 +1113,15 @@ mod tests {
         let c = tracker_from_fastdfs(&t).expect("the sample tracker.conf loads");
         assert_eq!(c.bind, "0.0.0.0:22122");
         assert_eq!(c.store_lookup, 2);
+        // The conf's network_timeout is the header deadline too; without a conf, 10 s.
+        assert_eq!((c.network_timeout, c.header_timeout), (60, 60));
+        assert_eq!(TrackerConfig::default().header_timeout, 10);
+        assert_eq!(StorageConfig::default().header_timeout, 10);
         let s = dir.path().join("storage.conf");
         std::fs::write(&s, V6_16_SAMPLE_STORAGE).expect("write");
         let c = storage_from_fastdfs(&s).expect("the sample storage.conf loads");
         assert_eq!(c.bind, "0.0.0.0:23000");
+        assert_eq!(c.timeouts().header, Duration::from_secs(60));
         assert_eq!(c.tracker_servers.len(), 2);
 
         // Keys under a section are not global settings: FastDFS finds no tracker in

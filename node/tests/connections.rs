@@ -87,6 +87,7 @@ async fn guarded_cluster(
         reserved_storage_space: fdfs_node::config::ReservedSpace::Mb(0),
         max_connections: 16,
         network_timeout,
+        header_timeout: network_timeout,
         allow_hosts: allow_hosts.clone(),
         ..Default::default()
     })
@@ -95,6 +96,7 @@ async fn guarded_cluster(
     let mut cfg = common::member_config(dir, "127.0.0.2", &tracker, 0);
     cfg.max_connections = 16;
     cfg.network_timeout = network_timeout;
+    cfg.header_timeout = network_timeout;
     cfg.http.bind = "127.0.0.2:0".into();
     cfg.allow_hosts = allow_hosts;
     let storage = fdfs_node::storage::start(cfg).await.expect("storage");

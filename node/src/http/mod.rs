@@ -37,7 +37,7 @@ const STREAM_CHUNK: usize = 256 * 1024;
 pub async fn serve(listener: TcpListener, node: Arc<StorageNode>, stop: CancellationToken) {
     let limits = crate::server::http::limits(
         node.config.max_connections,
-        node.config.network_timeout(),
+        node.config.timeouts(),
         node.acl.clone(),
     );
     crate::server::http::serve(listener, router(node), limits, stop, Duration::from_secs(5)).await;

@@ -51,8 +51,10 @@ pub struct Connection {
     timeout: Duration,
     /// Longest wait for the next packet (pooled clients keep connections idle).
     idle: Duration,
-    /// Whether a whole request header has arrived yet: until then the first byte must come
-    /// within `timeout`, not `idle`, so silent connections do not hold slots for long.
+    /// Longest wait for a new connection's first header, whole.
+    header: Duration,
+    /// Whether a whole request header has arrived yet: until then the header must come
+    /// within `header`, not `idle`, so silent connections do not hold slots for long.
     started: bool,
 }
 
@@ -61,15 +63,15 @@ impl Connection {
         stream: TcpStream,
         peer: SocketAddr,
         local: SocketAddr,
-        timeout: Duration,
-        idle: Duration,
+        timeouts: super::Timeouts,
     ) -> Self {
         Connection {
             stream: BufReader::with_capacity(64 * 1024, QuickAckStream::new(stream)),
             peer,
             local,
-            timeout,
-            idle,
+            timeout: timeouts.network,
+            idle: timeouts.idle,
+            header: timeouts.header,
             started: false,
         }
     }
@@ -77,11 +79,7 @@ impl Connection {
     /// Reads the next header; `Ok(None)` on a clean close between packets.
     pub async fn read_header(&mut self, max_body: u64) -> Result<Option<Header>, ConnError> {
         let mut buf = [0u8; HEADER_LEN];
-        let wait = if self.started {
-            self.idle
-        } else {
-            self.timeout
-        };
+        let wait = if self.started { self.idle } else { self.header };
         let first = match tokio::time::timeout(wait, self.stream.read(&mut buf)).await {
             Err(_) => return Err(ConnError::Timeout(wait)),
             Ok(Ok(0)) => return Ok(None),
@@ -90,7 +88,12 @@ impl Connection {
             Ok(Err(e)) => return Err(e.into()),
         };
         if first < HEADER_LEN {
-            timed(self.timeout, self.stream.read_exact(&mut buf[first..])).await?;
+            let rest = if self.started {
+                self.timeout
+            } else {
+                self.header
+            };
+            timed(rest, self.stream.read_exact(&mut buf[first..])).await?;
         }
         self.started = true;
         Ok(Some(Header::decode(&buf, max_body)?))

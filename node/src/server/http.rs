@@ -233,17 +233,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StallGuard<S> {
     }
 }
 
-/// The HTTP limits for a role's settings: the protocol port's connection cap, and
-/// `network_timeout` for headers and stalls.
+/// The HTTP limits for a role's settings: the protocol port's connection cap and header
+/// deadline, and `network_timeout` for stalled responses.
 pub fn limits(
     max_connections: usize,
-    network_timeout: Duration,
+    timeouts: super::Timeouts,
     allow_hosts: AccessList,
 ) -> HttpLimits {
     HttpLimits {
         max_connections,
-        header_timeout: network_timeout,
-        stall_timeout: network_timeout,
+        header_timeout: timeouts.header,
+        stall_timeout: timeouts.network,
         allow_hosts,
     }
 }

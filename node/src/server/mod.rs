@@ -179,11 +179,13 @@ impl Slots {
     }
 }
 
-/// How long a connection may stall mid-packet, and sit idle between packets.
+/// How long a connection may stall mid-packet, sit idle between packets, and take to
+/// send its first request header.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub network: Duration,
     pub idle: Duration,
+    pub header: Duration,
 }
 
 /// Accepts connections until `stop` fires, then waits up to `drain` for them to end.
@@ -243,7 +245,7 @@ pub async fn run_listener<S: Service>(
         // Replies go out whole; small ones must not wait for the peer's ACK.
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
-        let conn = Connection::new(stream, peer, local, timeouts.network, timeouts.idle);
+        let conn = Connection::new(stream, peer, local, timeouts);
         let service = service.clone();
         let stop = stop.clone();
         tasks.spawn(async move {
@@ -309,6 +311,7 @@ mod tests {
         let timeouts = Timeouts {
             network: Duration::from_secs(5),
             idle: Duration::from_secs(5),
+            header: Duration::from_secs(5),
         };
         let served = tokio::spawn(run_listener(
             listener,

@@ -758,10 +758,7 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
         listener,
         node.clone(),
         config.max_connections,
-        server::Timeouts {
-            network: config.network_timeout(),
-            idle: Duration::from_secs(config.idle_timeout.max(1)),
-        },
+        config.timeouts(),
         stop.clone(),
         Duration::from_secs(10),
     ))];

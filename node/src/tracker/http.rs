@@ -417,7 +417,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let limits = crate::server::http::limits(
         tracker.config.max_connections,
-        Duration::from_secs(tracker.config.network_timeout.max(1)),
+        tracker.config.timeouts(),
         tracker.acl.clone(),
     );
     let app = router(tracker);

@@ -987,10 +987,7 @@ pub async fn start(config: TrackerConfig) -> std::io::Result<RunningTracker> {
             listener,
             port,
             config.max_connections,
-            server::Timeouts {
-                network: Duration::from_secs(config.network_timeout.max(1)),
-                idle: Duration::from_secs(config.idle_timeout.max(1)),
-            },
+            config.timeouts(),
             stop.clone(),
             Duration::from_secs(5),
         )));

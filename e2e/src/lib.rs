@@ -347,3 +347,18 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Vec<
     let status = std::str::from_utf8(reply.get(9..12).context("no status line")?)?.parse()?;
     Ok((status, reply[split + 4..].to_vec()))
 }
+
+/// Uploads `data` straight to the storage at `storage`, which picks the store path (no
+/// tracker involved).
+pub async fn upload_to(
+    client: &fdfs_node::client::Client,
+    storage: SocketAddr,
+    data: &[u8],
+) -> anyhow::Result<fdfs_node::fileid::FileId> {
+    let head = fdfs_node::proto::storage::UploadHead {
+        store_path_index: 0xFF,
+        file_size: data.len() as u64,
+        ext: "bin".into(),
+    };
+    Ok(client.upload_to(storage, head, &mut &data[..]).await?)
+}

@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use fdfs_e2e::{NodeProcess, http_get, wait_for};
+use fdfs_e2e::{NodeProcess, http_get, upload_to, wait_for};
 use fdfs_node::client::{Client, ClientConfig};
 use fdfs_node::fileid::FileId;
-use fdfs_node::proto::storage::UploadHead;
 
 const TRACKER: &str = "127.0.32.1:22122";
 const TRACKER_HTTP: &str = "127.0.32.1:8080";
@@ -39,16 +38,6 @@ fn storage_toml(dir: &Path, ip: &str, base: &Path) -> anyhow::Result<PathBuf> {
 
 fn body(i: usize) -> Vec<u8> {
     (0..FILE_SIZE).map(|j| ((i * 31 + j) % 253) as u8).collect()
-}
-
-async fn upload_to_a(client: &Client, data: &[u8]) -> anyhow::Result<FileId> {
-    let head = UploadHead {
-        store_path_index: 0xFF,
-        file_size: data.len() as u64,
-        ext: "bin".into(),
-    };
-    let a: SocketAddr = format!("{A}:23000").parse()?;
-    Ok(client.upload_to(a, head, &mut &data[..]).await?)
 }
 
 /// B's problems as the tracker's cluster view lists them: (source, error).
@@ -128,6 +117,7 @@ fn a_full_member_says_so_and_catches_up_once_space_returns() -> anyhow::Result<(
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let client = Client::new(ClientConfig::new(vec![TRACKER.into()])).await?;
+        let a_addr: SocketAddr = format!("{A}:23000").parse()?;
         wait_for("both members ACTIVE", Duration::from_secs(90), async || {
             client
                 .list_storages("group1")
@@ -139,7 +129,7 @@ fn a_full_member_says_so_and_catches_up_once_space_returns() -> anyhow::Result<(
         // 3 MB to A, with 2 MB left on B: its writes fail with ENOSPC.
         let mut ids = Vec::new();
         for i in 0..FILES {
-            ids.push(upload_to_a(&client, &body(i)).await?);
+            ids.push(upload_to(&client, a_addr, &body(i)).await?);
         }
         wait_for(
             "B's metrics show the blocked pushes",

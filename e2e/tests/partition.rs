@@ -9,10 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, ensure};
-use fdfs_e2e::{NodeProcess, wait_for};
+use fdfs_e2e::{NodeProcess, upload_to, wait_for};
 use fdfs_node::client::{Client, ClientConfig};
 use fdfs_node::fileid::FileId;
-use fdfs_node::proto::storage::UploadHead;
 
 const A_IP: &str = "10.77.0.1";
 const B_IP: &str = "10.77.0.2";
@@ -117,17 +116,6 @@ fn on_disk(dir: &Path, ip: &str, id: &FileId) -> PathBuf {
     dir.join(ip).join(id.remote.relative_path())
 }
 
-async fn upload_to_a(client: &Client, data: &[u8]) -> anyhow::Result<FileId> {
-    let head = UploadHead {
-        store_path_index: 0xFF,
-        file_size: data.len() as u64,
-        ext: "bin".into(),
-    };
-    Ok(client
-        .upload_to(format!("{A_IP}:23000").parse()?, head, &mut &data[..])
-        .await?)
-}
-
 #[test]
 fn a_partitioned_member_ends_with_exactly_its_peers_files() -> anyhow::Result<()> {
     let link = Link::new()?;
@@ -158,6 +146,7 @@ fn a_partitioned_member_ends_with_exactly_its_peers_files() -> anyhow::Result<()
         let a_side = link.a.clone();
         in_netns(&link.a.clone(), async move || {
             let client = Client::new(ClientConfig::new(vec![format!("{A_IP}:22122")])).await?;
+            let a_addr: std::net::SocketAddr = format!("{A_IP}:23000").parse()?;
             let active = async || {
                 client
                     .list_storages("group1")
@@ -171,7 +160,7 @@ fn a_partitioned_member_ends_with_exactly_its_peers_files() -> anyhow::Result<()
             .await?;
             let mut ids = Vec::new();
             for i in 0..40 {
-                ids.push(upload_to_a(&client, &body(i)).await?);
+                ids.push(upload_to(&client, a_addr, &body(i)).await?);
             }
             wait_for(
                 "the first files on B",
@@ -183,7 +172,7 @@ fn a_partitioned_member_ends_with_exactly_its_peers_files() -> anyhow::Result<()
             // The link goes down: A goes on taking uploads and a delete.
             ip(&["-n", &a_side, "link", "set", "veth-a", "down"])?;
             for i in 40..120 {
-                ids.push(upload_to_a(&client, &body(i)).await?);
+                ids.push(upload_to(&client, a_addr, &body(i)).await?);
             }
             let deleted = ids.remove(3);
             client.delete(&deleted).await?;

@@ -6,10 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fdfs_e2e::{NodeProcess, wait_for};
+use fdfs_e2e::{NodeProcess, upload_to, wait_for};
 use fdfs_node::client::{Client, ClientConfig};
 use fdfs_node::fileid::FileId;
-use fdfs_node::proto::storage::UploadHead;
 
 const TRACKER: &str = "127.0.26.1:22122";
 
@@ -46,15 +45,6 @@ fn body(i: usize) -> Vec<u8> {
     (0..(200 + i * 37 % 3000))
         .map(|j| ((i * 13 + j) % 256) as u8)
         .collect()
-}
-
-async fn upload_to(client: &Client, addr: SocketAddr, data: &[u8]) -> anyhow::Result<FileId> {
-    let head = UploadHead {
-        store_path_index: 0xFF,
-        file_size: data.len() as u64,
-        ext: "bin".into(),
-    };
-    Ok(client.upload_to(addr, head, &mut &data[..]).await?)
 }
 
 #[test]

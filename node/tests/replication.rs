@@ -84,6 +84,42 @@ impl Group {
         .await;
     }
 
+    /// An appender file holding `content`, once both members have it.
+    async fn appender_on_both(&self, content: &[u8]) -> FileId {
+        let id = self
+            .client
+            .upload_appender_reader(content, content.len() as u64, "bin", None)
+            .await
+            .expect("appender");
+        wait_for(
+            "the appender on both members",
+            Duration::from_secs(60),
+            async || {
+                (0..2).all(|m| std::fs::read(self.path_on(m, &id)).is_ok_and(|b| b == content))
+            },
+        )
+        .await;
+        id
+    }
+
+    /// Appends `tail` to `id` (retried while the source gets over a cut connection), then
+    /// waits until both members hold exactly `before` followed by `tail`.
+    async fn append_reaches_both(&self, id: &FileId, before: &[u8], tail: &[u8]) {
+        wait_for(
+            "an append after the cut",
+            Duration::from_secs(30),
+            async || self.client.append_bytes(id, tail).await.is_ok(),
+        )
+        .await;
+        let want = [before, tail].concat();
+        wait_for(
+            "both members hold the original plus the append",
+            Duration::from_secs(60),
+            async || (0..2).all(|m| std::fs::read(self.path_on(m, id)).is_ok_and(|b| b == want)),
+        )
+        .await;
+    }
+
     async fn shared_client(&self) -> std::sync::Arc<Client> {
         std::sync::Arc::new(
             Client::new(ClientConfig::new(vec![self.tracker.addr.to_string()]))
@@ -710,11 +746,7 @@ async fn a_modify_cut_off_mid_body_changes_nothing_on_either_member() {
     g.add_member("127.0.0.3").await;
     g.wait_all_active().await;
     let original: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
-    let id = g
-        .client
-        .upload_appender_reader(&original[..], original.len() as u64, "bin", None)
-        .await
-        .expect("appender");
+    let id = g.appender_on_both(&original).await;
     let source = g.client.query_update(&id).await.expect("source");
     let addr: std::net::SocketAddr = format!("{}:{}", source.addr.ip, source.addr.port)
         .parse()
@@ -742,21 +774,7 @@ async fn a_modify_cut_off_mid_body_changes_nothing_on_either_member() {
         .expect("part of the patch");
     drop(raw);
     // The storage keeps serving; a later change applies to the untouched file.
-    let tail = b"0123456789";
-    wait_for(
-        "an append after the cut",
-        Duration::from_secs(30),
-        async || g.client.append_bytes(&id, tail).await.is_ok(),
-    )
-    .await;
-    let mut want = original.clone();
-    want.extend_from_slice(tail);
-    wait_for(
-        "both members hold the original plus the append",
-        Duration::from_secs(60),
-        async || (0..2).all(|m| std::fs::read(g.path_on(m, &id)).is_ok_and(|b| b == want)),
-    )
-    .await;
+    g.append_reaches_both(&id, &original, b"0123456789").await;
 }
 
 /// Every stored file under a member's `data/` (metadata files included, staging left out).
@@ -788,17 +806,7 @@ async fn an_upload_or_append_cut_off_mid_body_changes_nothing_on_either_member()
     g.add_member("127.0.0.3").await;
     g.wait_all_active().await;
     let original = b"the appender as it was".to_vec();
-    let id = g
-        .client
-        .upload_appender_reader(&original[..], original.len() as u64, "log", None)
-        .await
-        .expect("appender");
-    wait_for(
-        "the appender on both members",
-        Duration::from_secs(60),
-        async || (0..2).all(|m| std::fs::read(g.path_on(m, &id)).is_ok_and(|b| b == original)),
-    )
-    .await;
+    let id = g.appender_on_both(&original).await;
     let roots: Vec<PathBuf> = (0..2)
         .map(|m| g.members[m].node.config.base_path.clone())
         .collect();
@@ -838,21 +846,7 @@ async fn an_upload_or_append_cut_off_mid_body_changes_nothing_on_either_member()
 
     // A whole append afterwards lands right after the original bytes, on both members,
     // and no other file appeared anywhere.
-    let tail = b"+tail";
-    wait_for(
-        "an append after the cuts",
-        Duration::from_secs(30),
-        async || g.client.append_bytes(&id, tail).await.is_ok(),
-    )
-    .await;
-    let mut want = original.clone();
-    want.extend_from_slice(tail);
-    wait_for(
-        "both members hold the original plus the append",
-        Duration::from_secs(60),
-        async || (0..2).all(|m| std::fs::read(g.path_on(m, &id)).is_ok_and(|b| b == want)),
-    )
-    .await;
+    g.append_reaches_both(&id, &original, b"+tail").await;
     for (m, root) in roots.iter().enumerate() {
         assert_eq!(
             stored_files(root),
@@ -871,17 +865,7 @@ async fn a_sync_append_cut_off_mid_body_changes_nothing_on_the_receiving_member(
     g.add_member("127.0.0.3").await;
     g.wait_all_active().await;
     let original: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
-    let id = g
-        .client
-        .upload_appender_reader(&original[..], original.len() as u64, "bin", None)
-        .await
-        .expect("appender");
-    wait_for(
-        "the appender on both members",
-        Duration::from_secs(60),
-        async || (0..2).all(|m| std::fs::read(g.path_on(m, &id)).is_ok_and(|b| b == original)),
-    )
-    .await;
+    let id = g.appender_on_both(&original).await;
     // Member A pushes an append of 400,000 bytes to B; the connection drops after 300,000.
     let (a, b) = (g.members[0].addr, g.members[1].addr);
     g.wait_member_known(1, a.ip()).await;

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::acl::AccessList;
 use super::quickack::QuickAckStream;
-use super::{Refusals, Slots, fd_budget, fd_budget_size};
+use super::{Refusals, Slots, accept, drain_connections, fd_budget, fd_budget_size};
 
 /// Limits of one HTTP listener.
 #[derive(Debug, Clone)]
@@ -55,20 +55,7 @@ pub async fn serve(
     let refusals = Refusals::default();
     let forbidden = forbidden(app.clone());
     let mut tasks = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Usually EMFILE: back off instead of spinning.
-                refusals.note(|| tracing::warn!(error = %e, "HTTP accept failed"));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((stream, peer)) = accept(&listener, &stop, &refusals).await {
         let claimed = fd_budget()
             .clone()
             .try_acquire_owned()
@@ -112,8 +99,7 @@ pub async fn serve(
         while tasks.try_join_next().is_some() {}
     }
     drop(listener);
-    let _ = tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
-    tasks.abort_all();
+    drain_connections(tasks, drain).await;
 }
 
 /// `app` for a client outside `allow_hosts`: the open paths, 403 for everything else.

@@ -203,20 +203,7 @@ pub async fn run_listener<S: Service>(
     let slots = Slots::new(max_connections);
     let refusals = Refusals::default();
     let mut tasks = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Usually EMFILE: back off instead of spinning.
-                refusals.note(|| tracing::warn!(error = %e, "accept failed"));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((stream, peer)) = accept(&listener, &stop, &refusals).await {
         let is_peer = service.is_peer(peer.ip());
         // Peers are not held to the budget: replication and heartbeats go on.
         let fds = if is_peer {
@@ -256,6 +243,33 @@ pub async fn run_listener<S: Service>(
         while tasks.try_join_next().is_some() {}
     }
     drop(listener);
+    drain_connections(tasks, drain).await;
+}
+
+/// The next connection `listener` accepts, or `None` once `stop` fires. Failed accepts
+/// (usually EMFILE) back off instead of spinning.
+async fn accept(
+    listener: &TcpListener,
+    stop: &CancellationToken,
+    refusals: &Refusals,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return None,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok(x) => return Some(x),
+            Err(e) => {
+                refusals.note(|| tracing::warn!(error = %e, "accept failed"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Lets the connections of a stopped listener finish for up to `drain`, then ends them.
+async fn drain_connections(mut tasks: JoinSet<()>, drain: Duration) {
     let _ = tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
     tasks.abort_all();
 }

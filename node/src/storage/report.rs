@@ -249,17 +249,25 @@ async fn report_backlog(
         .await
         .unwrap_or_default();
     let body = SyncBacklogReport { entries }.encode();
-    match conn
-        .call(Command::StorageReportSyncBacklog, &body, 1024)
-        .await?
-    {
+    send_own_report(conn, tracker, Command::StorageReportSyncBacklog, &body).await
+}
+
+/// Sends one of this project's own reports (240, 242). Returns whether the tracker takes
+/// them: a FastDFS tracker answers EINVAL, and is not sent them again.
+async fn send_own_report(
+    conn: &mut Conn,
+    tracker: SocketAddr,
+    cmd: Command,
+    body: &[u8],
+) -> Result<bool, ClientError> {
+    match conn.call(cmd, body, 1024).await? {
         (Status::Ok, _) => Ok(true),
         (Status::InvalidArgument, _) => {
-            tracing::info!(%tracker, "tracker takes no backlog reports; bytes behind stay in /metrics");
+            tracing::info!(%tracker, ?cmd, "tracker takes no such reports; the figures stay in /metrics");
             Ok(false)
         }
         (status, _) => {
-            tracing::warn!(%tracker, %status, "backlog report refused");
+            tracing::warn!(%tracker, ?cmd, %status, "report refused");
             Ok(true)
         }
     }
@@ -284,20 +292,7 @@ async fn report_problems(
         })
         .collect();
     let body = SyncProblemReport { entries }.encode();
-    match conn
-        .call(Command::StorageReportSyncProblems, &body, 1024)
-        .await?
-    {
-        (Status::Ok, _) => Ok(true),
-        (Status::InvalidArgument, _) => {
-            tracing::info!(%tracker, "tracker takes no sync problem reports; they stay in /metrics");
-            Ok(false)
-        }
-        (status, _) => {
-            tracing::warn!(%tracker, %status, "sync problem report refused");
-            Ok(true)
-        }
-    }
+    send_own_report(conn, tracker, Command::StorageReportSyncProblems, &body).await
 }
 
 async fn report_session(

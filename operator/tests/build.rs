@@ -463,3 +463,106 @@ fn wide_ip_fields_and_legacy_fetch_all_render_their_keys() {
         assert!(conf.contains(line), "{line:?} missing from\n{conf}");
     }
 }
+
+/// The preferred anti-affinity term and zone spread a component's Pods get by default.
+fn assert_default_placement(spec: &PodSpec, labels: &std::collections::BTreeMap<String, String>) {
+    let anti = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())
+        .expect("preferred anti-affinity");
+    assert_eq!(anti.len(), 1);
+    assert_eq!(anti[0].pod_affinity_term.topology_key, "kubernetes.io/hostname");
+    let selector = anti[0].pod_affinity_term.label_selector.as_ref();
+    assert_eq!(selector.and_then(|s| s.match_labels.as_ref()), Some(labels));
+    let spread = spec
+        .topology_spread_constraints
+        .as_ref()
+        .expect("zone spread");
+    assert_eq!(spread.len(), 1);
+    assert_eq!(spread[0].topology_key, "topology.kubernetes.io/zone");
+    assert_eq!(spread[0].when_unsatisfiable, "ScheduleAnyway");
+    assert_eq!(
+        spread[0].label_selector.as_ref().and_then(|s| s.match_labels.as_ref()),
+        Some(labels)
+    );
+    let security = spec.security_context.as_ref().expect("pod security context");
+    assert_eq!(
+        security.fs_group_change_policy.as_deref(),
+        Some("OnRootMismatch")
+    );
+}
+
+fn requests(c: &Container) -> Vec<(String, String)> {
+    c.resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .map(|r| r.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn pods_get_safe_placement_and_requests_by_default() {
+    let objects = group_objects(&group("group1"), 2);
+    let template = objects.statefulset.spec.as_ref().expect("spec").template.clone();
+    let labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).expect("labels");
+    let spec = pod_spec(&template);
+    assert_default_placement(spec, &labels);
+    assert_eq!(
+        requests(container(spec)),
+        [("cpu".into(), "100m".into()), ("memory".into(), "128Mi".into())]
+    );
+    assert!(container(spec).resources.as_ref().and_then(|r| r.limits.as_ref()).is_none());
+
+    // The trackers keep their own requests from the fixture, and the same placement rules
+    // (the fixture sets a node selector and tolerations, no affinity).
+    let t = tracker_objects(&cluster());
+    let template = t.deployment.spec.as_ref().expect("spec").template.clone();
+    let labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).expect("labels");
+    let spec = pod_spec(&template);
+    assert_default_placement(spec, &labels);
+    assert_eq!(
+        requests(container(spec)),
+        [("cpu".into(), "100m".into()), ("memory".into(), "64Mi".into())]
+    );
+    let mut bare = cluster();
+    bare.spec.trackers.resources = None;
+    let t = tracker_objects(&bare);
+    let spec = pod_spec(&t.deployment.spec.as_ref().expect("spec").template).clone();
+    assert_eq!(
+        requests(container(&spec)),
+        [("cpu".into(), "50m".into()), ("memory".into(), "64Mi".into())]
+    );
+}
+
+#[test]
+fn placement_and_requests_can_be_switched_off_or_replaced() {
+    let mut sg = group("group1");
+    sg.spec.scheduling = serde_json::from_value(serde_json::json!({
+        "affinity": {}, "topologySpreadConstraints": []
+    }))
+    .expect("scheduling");
+    sg.spec.resources = Some(
+        serde_json::from_value(serde_json::json!({"requests": {"cpu": "2"}, "limits": {"memory": "4Gi"}}))
+            .expect("resources"),
+    );
+    let objects = group_objects(&sg, 2);
+    let spec = pod_spec(&objects.statefulset.spec.as_ref().expect("spec").template).clone();
+    assert!(spec.affinity.is_none(), "{{}} means no affinity rule");
+    assert!(spec.topology_spread_constraints.is_none(), "[] means no spread");
+    assert_eq!(requests(container(&spec)), [("cpu".into(), "2".into())]);
+
+    let mut custom = group("group1");
+    custom.spec.scheduling = serde_json::from_value(serde_json::json!({
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "disk", "operator": "In", "values": ["ssd"]}]}]}}}
+    }))
+    .expect("scheduling");
+    let objects = group_objects(&custom, 2);
+    let spec = pod_spec(&objects.statefulset.spec.as_ref().expect("spec").template).clone();
+    let affinity = spec.affinity.expect("the given affinity");
+    assert!(affinity.node_affinity.is_some() && affinity.pod_anti_affinity.is_none());
+    assert!(spec.topology_spread_constraints.is_some(), "the default spread stays");
+}

@@ -4,13 +4,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapProjection, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, SleepAction, Volume,
-    VolumeMount, VolumeProjection,
+    Affinity, Capabilities, ConfigMapProjection, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector,
+    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecurityContext, SleepAction, TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
+    WeightedPodAffinityTerm,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::crd::{ImagePullPolicy, Scheduling, SecretKeyRef};
@@ -36,6 +38,23 @@ pub enum Role {
 }
 
 impl Role {
+    /// What a node of the role asks for when its resource lists none: a scheduler that
+    /// counts it, and a QoS class above BestEffort. No limits: a storage copying a group
+    /// needs bursts.
+    pub fn default_requests(self) -> ResourceRequirements {
+        let (cpu, memory) = match self {
+            Self::Tracker => ("50m", "64Mi"),
+            Self::Storage => ("100m", "128Mi"),
+        };
+        ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity(cpu.into())),
+                ("memory".to_owned(), Quantity(memory.into())),
+            ])),
+            ..Default::default()
+        }
+    }
+
     /// The `fdfs-node` subcommand, also the container name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -190,7 +209,11 @@ impl NodePod<'_> {
                 }),
                 ..Default::default()
             }),
-            resources: self.resources.cloned(),
+            resources: Some(
+                self.resources
+                    .cloned()
+                    .unwrap_or_else(|| self.role.default_requests()),
+            ),
             volume_mounts: Some(vec![
                 VolumeMount {
                     name: "config".into(),
@@ -247,10 +270,53 @@ impl NodePod<'_> {
         volumes
     }
 
+    /// Pods of one component (the trackers of a cluster, the members of a group) prefer
+    /// different nodes: one node lost must not take every copy of a group.
+    fn default_affinity(&self) -> Affinity {
+        Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity {
+                preferred_during_scheduling_ignored_during_execution: Some(vec![
+                    WeightedPodAffinityTerm {
+                        weight: 100,
+                        pod_affinity_term: PodAffinityTerm {
+                            label_selector: Some(self.selector()),
+                            topology_key: "kubernetes.io/hostname".into(),
+                            ..Default::default()
+                        },
+                    },
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// ... and spread over zones where there are some, never at the cost of not running.
+    fn default_spread(&self) -> Vec<TopologySpreadConstraint> {
+        vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: "topology.kubernetes.io/zone".into(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(self.selector()),
+            ..Default::default()
+        }]
+    }
+
+    fn selector(&self) -> LabelSelector {
+        LabelSelector {
+            match_labels: Some(self.labels.clone()),
+            ..Default::default()
+        }
+    }
+
     /// The Pod template.
     pub fn template(&self) -> PodTemplateSpec {
         let scheduling = self.scheduling;
         let non_empty = |v: bool| v.then_some(());
+        let spread = scheduling
+            .topology_spread_constraints
+            .clone()
+            .unwrap_or_else(|| self.default_spread());
         PodTemplateSpec {
             metadata: Some(ObjectMeta {
                 labels: Some(self.labels.clone()),
@@ -270,6 +336,9 @@ impl NodePod<'_> {
                     run_as_user: Some(NODE_UID),
                     run_as_group: Some(NODE_UID),
                     fs_group: Some(NODE_UID),
+                    // Only a volume whose root has another owner is walked and re-owned:
+                    // a storage holds millions of files.
+                    fs_group_change_policy: Some("OnRootMismatch".into()),
                     seccomp_profile: Some(SeccompProfile {
                         type_: "RuntimeDefault".into(),
                         ..Default::default()
@@ -280,11 +349,14 @@ impl NodePod<'_> {
                     .map(|()| scheduling.node_selector.clone()),
                 tolerations: non_empty(!scheduling.tolerations.is_empty())
                     .map(|()| scheduling.tolerations.clone()),
-                affinity: scheduling.affinity.clone(),
-                topology_spread_constraints: non_empty(
-                    !scheduling.topology_spread_constraints.is_empty(),
+                affinity: Some(
+                    scheduling
+                        .affinity
+                        .clone()
+                        .unwrap_or_else(|| self.default_affinity()),
                 )
-                .map(|()| scheduling.topology_spread_constraints.clone()),
+                .filter(|a| *a != Affinity::default()),
+                topology_spread_constraints: non_empty(!spread.is_empty()).map(|()| spread),
                 ..Default::default()
             }),
         }

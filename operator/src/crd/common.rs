@@ -38,10 +38,12 @@ pub struct Scheduling {
     /// Taints the Pods tolerate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
-    /// Node and Pod affinity and anti-affinity rules.
+    /// Node and Pod affinity and anti-affinity rules. Unset: the Pods of the component (the
+    /// trackers of a cluster, the members of a group) prefer distinct nodes; `{}`: no rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
-    /// How the Pods are spread across zones, nodes or other topology domains.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// How the Pods are spread across zones, nodes or other topology domains. Unset: evenly
+    /// over zones where the nodes have zone labels (never blocking scheduling); `[]`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
 }

@@ -470,10 +470,16 @@ fn assert_default_placement(spec: &PodSpec, labels: &std::collections::BTreeMap<
         .affinity
         .as_ref()
         .and_then(|a| a.pod_anti_affinity.as_ref())
-        .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .expect("preferred anti-affinity");
     assert_eq!(anti.len(), 1);
-    assert_eq!(anti[0].pod_affinity_term.topology_key, "kubernetes.io/hostname");
+    assert_eq!(
+        anti[0].pod_affinity_term.topology_key,
+        "kubernetes.io/hostname"
+    );
     let selector = anti[0].pod_affinity_term.label_selector.as_ref();
     assert_eq!(selector.and_then(|s| s.match_labels.as_ref()), Some(labels));
     let spread = spec
@@ -484,10 +490,16 @@ fn assert_default_placement(spec: &PodSpec, labels: &std::collections::BTreeMap<
     assert_eq!(spread[0].topology_key, "topology.kubernetes.io/zone");
     assert_eq!(spread[0].when_unsatisfiable, "ScheduleAnyway");
     assert_eq!(
-        spread[0].label_selector.as_ref().and_then(|s| s.match_labels.as_ref()),
+        spread[0]
+            .label_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref()),
         Some(labels)
     );
-    let security = spec.security_context.as_ref().expect("pod security context");
+    let security = spec
+        .security_context
+        .as_ref()
+        .expect("pod security context");
     assert_eq!(
         security.fs_group_change_policy.as_deref(),
         Some("OnRootMismatch")
@@ -505,26 +517,52 @@ fn requests(c: &Container) -> Vec<(String, String)> {
 #[test]
 fn pods_get_safe_placement_and_requests_by_default() {
     let objects = group_objects(&group("group1"), 2);
-    let template = objects.statefulset.spec.as_ref().expect("spec").template.clone();
-    let labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).expect("labels");
+    let template = objects
+        .statefulset
+        .spec
+        .as_ref()
+        .expect("spec")
+        .template
+        .clone();
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .expect("labels");
     let spec = pod_spec(&template);
     assert_default_placement(spec, &labels);
     assert_eq!(
         requests(container(spec)),
-        [("cpu".into(), "100m".into()), ("memory".into(), "128Mi".into())]
+        [
+            ("cpu".into(), "100m".into()),
+            ("memory".into(), "128Mi".into())
+        ]
     );
-    assert!(container(spec).resources.as_ref().and_then(|r| r.limits.as_ref()).is_none());
+    assert!(
+        container(spec)
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .is_none()
+    );
 
     // The trackers keep their own requests from the fixture, and the same placement rules
     // (the fixture sets a node selector and tolerations, no affinity).
     let t = tracker_objects(&cluster());
     let template = t.deployment.spec.as_ref().expect("spec").template.clone();
-    let labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).expect("labels");
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .expect("labels");
     let spec = pod_spec(&template);
     assert_default_placement(spec, &labels);
     assert_eq!(
         requests(container(spec)),
-        [("cpu".into(), "100m".into()), ("memory".into(), "64Mi".into())]
+        [
+            ("cpu".into(), "100m".into()),
+            ("memory".into(), "64Mi".into())
+        ]
     );
     let mut bare = cluster();
     bare.spec.trackers.resources = None;
@@ -532,7 +570,10 @@ fn pods_get_safe_placement_and_requests_by_default() {
     let spec = pod_spec(&t.deployment.spec.as_ref().expect("spec").template).clone();
     assert_eq!(
         requests(container(&spec)),
-        [("cpu".into(), "50m".into()), ("memory".into(), "64Mi".into())]
+        [
+            ("cpu".into(), "50m".into()),
+            ("memory".into(), "64Mi".into())
+        ]
     );
 }
 
@@ -544,13 +585,18 @@ fn placement_and_requests_can_be_switched_off_or_replaced() {
     }))
     .expect("scheduling");
     sg.spec.resources = Some(
-        serde_json::from_value(serde_json::json!({"requests": {"cpu": "2"}, "limits": {"memory": "4Gi"}}))
-            .expect("resources"),
+        serde_json::from_value(
+            serde_json::json!({"requests": {"cpu": "2"}, "limits": {"memory": "4Gi"}}),
+        )
+        .expect("resources"),
     );
     let objects = group_objects(&sg, 2);
     let spec = pod_spec(&objects.statefulset.spec.as_ref().expect("spec").template).clone();
     assert!(spec.affinity.is_none(), "{{}} means no affinity rule");
-    assert!(spec.topology_spread_constraints.is_none(), "[] means no spread");
+    assert!(
+        spec.topology_spread_constraints.is_none(),
+        "[] means no spread"
+    );
     assert_eq!(requests(container(&spec)), [("cpu".into(), "2".into())]);
 
     let mut custom = group("group1");
@@ -564,5 +610,40 @@ fn placement_and_requests_can_be_switched_off_or_replaced() {
     let spec = pod_spec(&objects.statefulset.spec.as_ref().expect("spec").template).clone();
     let affinity = spec.affinity.expect("the given affinity");
     assert!(affinity.node_affinity.is_some() && affinity.pod_anti_affinity.is_none());
-    assert!(spec.topology_spread_constraints.is_some(), "the default spread stays");
+    assert!(
+        spec.topology_spread_constraints.is_some(),
+        "the default spread stays"
+    );
+}
+
+/// The operator watches only objects labelled as its own, so every object it builds must
+/// carry the label.
+#[test]
+fn every_built_object_carries_the_label_the_operator_watches_by() {
+    fn managed(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+            .is_some_and(|v| v == naming::MANAGER)
+    }
+    let t = tracker_objects(&cluster());
+    for (what, meta) in [
+        ("tracker config", &t.config.metadata),
+        ("storage ids", &t.storage_ids.metadata),
+        ("tracker headless service", &t.headless.metadata),
+        ("tracker client service", &t.client.metadata),
+        ("tracker deployment", &t.deployment.metadata),
+    ] {
+        assert!(managed(meta), "{what}");
+    }
+    let g = group_objects(&group("group1"), 2);
+    let pdb = g.pdb.as_ref().expect("a budget for two storages");
+    for (what, meta) in [
+        ("group config", &g.config.metadata),
+        ("group headless service", &g.headless.metadata),
+        ("group statefulset", &g.statefulset.metadata),
+        ("group budget", &pdb.metadata),
+    ] {
+        assert!(managed(meta), "{what}");
+    }
 }

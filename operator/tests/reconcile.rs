@@ -1043,3 +1043,39 @@ async fn a_tracker_rollout_without_progress_past_the_stall_timeout_is_stalled() 
     expect_health(&seen, &stuck, KStatus::Failed, "Degraded");
     t.stop(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn trackers_are_asked_together_within_one_deadline() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    // A tracker address that accepts and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.52:0")
+        .await
+        .expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let trackers = [silent_addr.to_string(), t.addr.to_string()];
+    let (ctx, server) = support::context_with(&trackers, vec![], |c| {
+        c.tracker_deadline = Duration::from_millis(300);
+    });
+    let answers = ctx.ask_trackers(&cluster(), None).await;
+    let by_addr: std::collections::BTreeMap<String, Result<(), String>> = answers
+        .views
+        .iter()
+        .map(|(a, v)| (a.to_string(), v.as_ref().map(|_| ()).map_err(Clone::clone)))
+        .collect();
+    assert_eq!(by_addr[&t.addr.to_string()], Ok(()));
+    assert_eq!(
+        by_addr[&silent_addr.to_string()],
+        Err("no answer within 300ms".to_owned())
+    );
+    drop(ctx);
+    server.await.expect("no API call");
+    holder.abort();
+    t.stop(Duration::from_secs(1)).await;
+}

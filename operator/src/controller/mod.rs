@@ -90,6 +90,8 @@ pub struct Config {
     pub backoff_max: Duration,
     /// How long converging work may go without progress before it is `Stalled`.
     pub stall_after: Duration,
+    /// How long a reconcile waits for the trackers' answers, all asked at once.
+    pub tracker_deadline: Duration,
 }
 
 impl Default for Config {
@@ -104,6 +106,7 @@ impl Default for Config {
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
             stall_after: Duration::from_secs(900),
+            tracker_deadline: Duration::from_secs(5),
         }
     }
 }
@@ -236,13 +239,17 @@ impl Context {
                 };
             }
         };
-        let mut views = Vec::new();
-        for addr in addrs {
-            let view = fastdfs::query(addr, groups)
-                .await
-                .map_err(|e| e.to_string());
-            views.push((addr, view));
-        }
+        // Every tracker at once, all within one deadline: a reconcile never waits on
+        // trackers one after another.
+        let deadline = self.config.tracker_deadline;
+        let views = futures::future::join_all(addrs.into_iter().map(|addr| async move {
+            let view = match tokio::time::timeout(deadline, fastdfs::query(addr, groups)).await {
+                Ok(answer) => answer.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {deadline:?}")),
+            };
+            (addr, view)
+        }))
+        .await;
         TrackerAnswers {
             unresolved: None,
             views,
@@ -369,11 +376,14 @@ pub async fn run(
         let ns = scope.as_deref();
         let client = &ctx.client;
         let wc = watcher::Config::default();
+        // Only the objects this operator made: not every ConfigMap and Service around.
+        let owned = watcher::Config::default()
+            .labels(&format!("app.kubernetes.io/managed-by={}", naming::MANAGER));
 
         let clusters = Controller::new(api::<FdfsCluster>(client, ns), wc.clone())
-            .owns(api::<Deployment>(client, ns), wc.clone())
-            .owns(api::<Service>(client, ns), wc.clone())
-            .owns(api::<ConfigMap>(client, ns), wc.clone())
+            .owns(api::<Deployment>(client, ns), owned.clone())
+            .owns(api::<Service>(client, ns), owned.clone())
+            .owns(api::<ConfigMap>(client, ns), owned.clone())
             .watches(api::<StorageGroup>(client, ns), wc.clone(), |sg| {
                 Some(
                     ObjectRef::<FdfsCluster>::new(&sg.spec.cluster_ref)
@@ -391,10 +401,10 @@ pub async fn run(
         let groups = Controller::new(api::<StorageGroup>(client, ns), wc.clone());
         let store = groups.store();
         let groups = groups
-            .owns(api::<StatefulSet>(client, ns), wc.clone())
-            .owns(api::<Service>(client, ns), wc.clone())
-            .owns(api::<ConfigMap>(client, ns), wc.clone())
-            .owns(api::<PodDisruptionBudget>(client, ns), wc.clone())
+            .owns(api::<StatefulSet>(client, ns), owned.clone())
+            .owns(api::<Service>(client, ns), owned.clone())
+            .owns(api::<ConfigMap>(client, ns), owned.clone())
+            .owns(api::<PodDisruptionBudget>(client, ns), owned.clone())
             .watches(api::<FdfsCluster>(client, ns), wc, move |cluster| {
                 let namespace = cluster.namespace();
                 let name = cluster.name_any();

@@ -265,16 +265,26 @@ pub fn client(script: Vec<Expect>) -> (kube::Client, JoinHandle<Transcript>) {
 /// An operator context on a mock API server that follows `script`, finding the trackers of
 /// cluster `fdfs/main` at `trackers`.
 pub fn context(trackers: &[String], script: Vec<Expect>) -> (Arc<Context>, JoinHandle<Transcript>) {
+    context_with(trackers, script, |_| {})
+}
+
+/// [`context`] with operator settings changed by `tune`.
+pub fn context_with(
+    trackers: &[String],
+    script: Vec<Expect>,
+    tune: impl FnOnce(&mut Config),
+) -> (Arc<Context>, JoinHandle<Transcript>) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let mut registry = prometheus_client::registry::Registry::default();
-    let config = Config {
+    let mut config = Config {
         trackers: TrackerDirectory::Static(BTreeMap::from([(
             "fdfs/main".to_owned(),
             trackers.to_vec(),
         )])),
         ..Config::default()
     };
+    tune(&mut config);
     let ctx = Arc::new(Context::new(
         client,
         config,

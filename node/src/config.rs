@@ -320,6 +320,25 @@ pub struct HttpConfig {
     pub secret_key: String,
     /// Seconds a token stays valid.
     pub token_ttl: u64,
+    /// What a request for a file this storage does not hold yet gets when the file's name
+    /// says another member of the group is its source (fastdfs-nginx-module's
+    /// `response_mode`): the file streamed from that member, or a redirect to it.
+    pub response_mode: ResponseMode,
+    /// How old (by the time in its name) such a file may be and still be taken as on its
+    /// way here; older ones are 404 (FastDFS's `storage_sync_file_max_delay`).
+    pub fresh_file_max_age: u64,
+}
+
+/// [`HttpConfig::response_mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseMode {
+    /// Stream the file from its source member.
+    Proxy,
+    /// 302 to the source member's HTTP address.
+    Redirect,
+    /// 404 until the copy arrives.
+    None,
 }
 
 impl Default for HttpConfig {
@@ -329,6 +348,8 @@ impl Default for HttpConfig {
             check_token: false,
             secret_key: String::new(),
             token_ttl: 600,
+            response_mode: ResponseMode::Proxy,
+            fresh_file_max_age: 86_400,
         }
     }
 }

@@ -54,6 +54,40 @@ async fn request(addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &
     }
 }
 
+/// The parts of a `multipart/byteranges` body: each part's headers and bytes.
+fn multipart_parts(body: &[u8], boundary: &str) -> Vec<(HashMap<String, String>, Vec<u8>)> {
+    let delimiter = format!("\r\n--{boundary}");
+    let text = body;
+    let mut cuts = Vec::new();
+    let mut at = 0;
+    while let Some(i) = text[at..]
+        .windows(delimiter.len())
+        .position(|w| w == delimiter.as_bytes())
+    {
+        cuts.push(at + i);
+        at += i + delimiter.len();
+    }
+    assert!(
+        text[cuts.last().copied().expect("a delimiter")..].ends_with(b"--\r\n"),
+        "the body closes with the final delimiter"
+    );
+    cuts.windows(2)
+        .map(|w| {
+            let part = &text[w[0] + delimiter.len() + 2..w[1]];
+            let split = part
+                .windows(4)
+                .position(|x| x == b"\r\n\r\n")
+                .expect("part headers");
+            let headers = String::from_utf8_lossy(&part[..split])
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                .collect();
+            (headers, part[split + 4..].to_vec())
+        })
+        .collect()
+}
+
 struct Node {
     tracker: fdfs_node::tracker::RunningTracker,
     storage: fdfs_node::storage::RunningStorage,
@@ -183,6 +217,49 @@ async fn get_head_ranges_and_validators() {
     let r = request(n.http(), "GET", &with_group, &[("Range", "bytes=700000-")]).await;
     assert_eq!(r.status, 416);
     assert_eq!(r.headers["content-range"], "bytes */600000");
+    // Several ranges: a multipart/byteranges body, each part with its own headers; HEAD
+    // says the same length; with a stale If-Range, the whole file.
+    let asked = [(0u64, 9u64), (599_990, 599_999), (1000, 1099)];
+    let r = request(
+        n.http(),
+        "GET",
+        &with_group,
+        &[("Range", "bytes=0-9,-10,1000-1099")],
+    )
+    .await;
+    assert_eq!(r.status, 206);
+    let boundary = r.headers["content-type"]
+        .strip_prefix("multipart/byteranges; boundary=")
+        .expect("a multipart answer")
+        .to_owned();
+    assert_eq!(r.headers["content-length"], r.body.len().to_string());
+    let parts = multipart_parts(&r.body, &boundary);
+    assert_eq!(parts.len(), asked.len());
+    for ((headers, body), (start, end)) in parts.iter().zip(asked) {
+        assert_eq!(headers["content-type"], "image/jpeg");
+        assert_eq!(
+            headers["content-range"],
+            format!("bytes {start}-{end}/600000")
+        );
+        assert_eq!(body.as_slice(), &content[start as usize..=end as usize]);
+    }
+    let head = request(
+        n.http(),
+        "HEAD",
+        &with_group,
+        &[("Range", "bytes=0-9,-10,1000-1099")],
+    )
+    .await;
+    assert_eq!(head.status, 206);
+    assert_eq!(head.headers["content-length"], r.headers["content-length"]);
+    let r = request(
+        n.http(),
+        "GET",
+        &with_group,
+        &[("Range", "bytes=0-9,20-29"), ("If-Range", "\"stale\"")],
+    )
+    .await;
+    assert_eq!((r.status, r.body.len()), (200, 600_000));
     // If-Range with a stale validator sends the whole file.
     let r = request(
         n.http(),
@@ -394,4 +471,159 @@ async fn readiness_follows_the_trackers_view_and_metrics_count() {
     })
     .await
     .expect("unready without tracker");
+}
+
+/// The name `source` gives a file with `content` it stored `age` seconds ago.
+fn fresh_name(source: &str, age: u64, content: &[u8]) -> fdfs_node::fileid::RemoteName {
+    use fdfs_node::fileid::{NameCore, RemoteName, Source, normal_size_field};
+    let core = NameCore {
+        source: Source::Ip(source.parse().expect("ip")),
+        timestamp: (fdfs_node::unix_now() - age) as u32,
+        size_field: normal_size_field(content.len() as u64, 7),
+        crc32: crc32fast::hash(content),
+    };
+    RemoteName::new(0, 0, 0, format!("{}.jpg", core.encode()))
+}
+
+/// Members of one group, each serving HTTP on the same port of its own address.
+struct Group {
+    _tracker: fdfs_node::tracker::RunningTracker,
+    members: Vec<fdfs_node::storage::RunningStorage>,
+    _dir: tempfile::TempDir,
+}
+
+impl Group {
+    async fn start(members: &[(&str, fdfs_node::config::ResponseMode)]) -> Group {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tracker = common::test_tracker(dir.path()).await;
+        let http_port = common::group_port(dir.path(), 30000);
+        let mut started = Vec::new();
+        for (ip, mode) in members {
+            let mut cfg = common::member_config(
+                dir.path(),
+                ip,
+                &tracker,
+                common::group_port(dir.path(), 25000),
+            );
+            cfg.http.bind = format!("{ip}:{http_port}");
+            cfg.http.response_mode = *mode;
+            started.push(fdfs_node::storage::start(cfg).await.expect("storage"));
+        }
+        let g = Group {
+            _tracker: tracker,
+            members: started,
+            _dir: dir,
+        };
+        // Every member knows every other one: ACTIVE everywhere, peers listed.
+        common::wait_for(
+            "members ACTIVE and known",
+            Duration::from_secs(60),
+            async || {
+                g.members.iter().all(|m| {
+                    m.node.is_active_everywhere()
+                        && m.node.peers.borrow().len() == g.members.len() - 1
+                })
+            },
+        )
+        .await;
+        g
+    }
+
+    /// A file only member `m` holds, under a name that says `source` made it `age` seconds
+    /// ago: as a fresh upload looks before replication has copied it. Returns its URL path.
+    fn file_on(&self, m: usize, source: &str, age: u64, content: &[u8]) -> String {
+        let name = fresh_name(source, age, content);
+        let path = self.members[m]
+            .node
+            .config
+            .base_path
+            .join(name.relative_path());
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("dirs");
+        std::fs::write(&path, content).expect("file");
+        format!("/group1/{name}")
+    }
+
+    fn http(&self, m: usize) -> SocketAddr {
+        self.members[m].http_addr.expect("HTTP on")
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_file_is_served_by_any_member_through_its_source() {
+    use fdfs_node::config::ResponseMode;
+    const A: &str = "127.0.0.40";
+    let g = Group::start(&[
+        (A, ResponseMode::Proxy),
+        ("127.0.0.41", ResponseMode::Proxy),
+        ("127.0.0.42", ResponseMode::Redirect),
+    ])
+    .await;
+    let content: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let fresh = g.file_on(0, A, 2, &content);
+
+    // B proxies: the body, a range of it and HEAD, as A serves them.
+    let got = request(g.http(1), "GET", &fresh, &[]).await;
+    assert_eq!((got.status, got.body.as_slice()), (200, content.as_slice()));
+    assert_eq!(got.headers["content-type"], "image/jpeg");
+    let part = request(g.http(1), "GET", &fresh, &[("Range", "bytes=10-19")]).await;
+    assert_eq!((part.status, part.body.as_slice()), (206, &content[10..20]));
+    assert_eq!(part.headers["content-range"], "bytes 10-19/5000");
+    let head = request(g.http(1), "HEAD", &fresh, &[]).await;
+    assert_eq!(
+        (head.status, head.headers["content-length"].as_str()),
+        (200, "5000")
+    );
+
+    // C redirects to A's HTTP address, and following it gets the file.
+    let moved = request(g.http(2), "GET", &fresh, &[]).await;
+    assert_eq!(moved.status, 302);
+    let location = &moved.headers["location"];
+    assert_eq!(location, &format!("http://{}{fresh}", g.http(0)));
+    let followed = request(g.http(0), "GET", &fresh, &[]).await;
+    assert_eq!(followed.body, content);
+
+    // 404 for a name that never was a file: one of B's own, one A does not hold (A does
+    // not pass the request on), and one too old to be still on its way.
+    for (what, target) in [
+        (
+            "B's own name",
+            format!("/group1/{}", fresh_name("127.0.0.41", 2, b"x")),
+        ),
+        (
+            "a name A does not hold",
+            format!("/group1/{}", fresh_name(A, 2, b"y")),
+        ),
+        ("an old name", g.file_on(0, A, 3 * 86_400, b"old")),
+    ] {
+        assert_eq!(
+            request(g.http(1), "GET", &target, &[]).await.status,
+            404,
+            "{what}"
+        );
+    }
+
+    // The protocol keeps FastDFS's answer: ENOENT from B for the fresh file.
+    let mut conn = fdfs_node::client::Conn::connect(
+        g.members[1].addr,
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+        None,
+    )
+    .await
+    .expect("connect to B");
+    let req = fdfs_node::proto::storage::DownloadRequest {
+        offset: 0,
+        length: 0,
+        group: "group1".into(),
+        remote_filename: fresh["/group1/".len()..].to_owned(),
+    };
+    let (status, _) = conn
+        .call(
+            fdfs_node::proto::Command::DownloadFile,
+            &req.encode(),
+            1 << 20,
+        )
+        .await
+        .expect("reply");
+    assert_eq!(status, fdfs_node::proto::Status::NotFound);
 }

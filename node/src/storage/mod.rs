@@ -53,6 +53,9 @@ pub struct StorageNode {
     counters: Counters,
     pub metrics: StorageMetrics,
     pub(crate) acl: AccessList,
+    /// The port the HTTP side listens on (0: none). The group's members serve HTTP on the
+    /// same port, as fastdfs-nginx-module assumes, so it also reaches a peer's files.
+    pub(crate) http_port: std::sync::atomic::AtomicU16,
     /// Store-path rules; the tracker's parameters replace the configured ones.
     path_policy: Mutex<PathPolicy>,
     /// The other members of our group, from the trackers' heartbeat replies.
@@ -186,6 +189,7 @@ impl StorageNode {
             counters: Counters::new(),
             metrics: StorageMetrics::new(),
             acl,
+            http_port: std::sync::atomic::AtomicU16::new(0),
             path_policy: Mutex::new(policy),
             tracker_view: Mutex::new(BTreeMap::new()),
             sync_in: Mutex::new(BTreeMap::new()),
@@ -622,6 +626,23 @@ impl StorageNode {
         }
     }
 
+    /// The protocol address of the member of this group that `source` (from a file name)
+    /// names; `None` for this storage itself or a storage the trackers do not list.
+    pub fn member_named_by(&self, source: Source) -> Option<SocketAddr> {
+        if source == self.source() {
+            return None;
+        }
+        self.peers
+            .borrow()
+            .iter()
+            .filter(|p| p.status != StorageStatus::Deleted)
+            .find(|p| match source {
+                Source::Ip(ip) => p.addr.ip() == IpAddr::V4(ip),
+                Source::ServerId(id) => p.id == id.to_string(),
+            })
+            .map(|p| p.addr)
+    }
+
     /// Whether `ip` is the address of another member of this group, as the trackers list
     /// them (deleted members excluded).
     fn is_group_member(&self, ip: IpAddr) -> bool {
@@ -764,6 +785,8 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
     ))];
     let mut http_addr = None;
     if let Some((listener, a)) = http {
+        node.http_port
+            .store(a.port(), std::sync::atomic::Ordering::Relaxed);
         tracing::info!(addr = %a, "storage HTTP listening");
         http_addr = Some(a);
         tasks.push(tokio::spawn(crate::http::serve(

@@ -647,3 +647,16 @@ fn every_built_object_carries_the_label_the_operator_watches_by() {
         assert!(managed(meta), "{what}");
     }
 }
+
+#[test]
+fn several_trackers_get_a_disruption_budget_and_one_does_not() {
+    let t = tracker_objects(&cluster());
+    let pdb = t.pdb.expect("three trackers have a budget");
+    let spec = pdb.spec.expect("spec");
+    assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+    let labels = t.deployment.spec.expect("spec").selector.match_labels;
+    assert_eq!(spec.selector.and_then(|s| s.match_labels), labels);
+    let mut single = cluster();
+    single.spec.trackers.replicas = 1;
+    assert!(tracker_objects(&single).pdb.is_none());
+}

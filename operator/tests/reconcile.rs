@@ -862,6 +862,11 @@ fn cluster_apply(ready_trackers: i32) -> Vec<Expect> {
             Reply::EchoOver(json!({"status": {
                 "replicas": 1, "readyReplicas": ready_trackers, "updatedReplicas": 1}})),
         ),
+        // One tracker: no disruption budget, and none left over.
+        get(
+            format!("{POLICY}/poddisruptionbudgets"),
+            list("PodDisruptionBudget", "policy/v1", vec![]),
+        ),
     ]
 }
 

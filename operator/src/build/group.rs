@@ -11,9 +11,8 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, Service,
     VolumeResourceRequirements,
 };
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::{DeletionPolicy, FdfsCluster, StorageGroup};
@@ -22,7 +21,9 @@ use crate::validate::ValidStorageGroup;
 
 use super::conf;
 use super::pod::{DataVolume, NodePod, Role};
-use super::tracker::{headless_service, meta, one_file_config_map, service_port};
+use super::tracker::{
+    disruption_budget, headless_service, meta, one_file_config_map, service_port,
+};
 use super::{
     BuildOptions, DATA_VOLUME, FASTDFS_PORT_NAME, HTTP_PORT_NAME, STORAGE_CONF_FILE,
     STORAGE_HTTP_PORT, STORAGE_PORT,
@@ -163,17 +164,11 @@ pub fn group_objects(
         ..Default::default()
     };
 
-    let pdb = (replicas > 1).then(|| PodDisruptionBudget {
-        metadata: meta(naming::group(&name), namespace, &labels, owner),
-        spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector {
-                match_labels: Some(labels.clone()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
+    let pdb = (replicas > 1).then(|| {
+        disruption_budget(
+            meta(naming::group(&name), namespace, &labels, owner),
+            &labels,
+        )
     });
 
     GroupObjects {

@@ -7,6 +7,7 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
@@ -32,6 +33,9 @@ pub struct TrackerObjects {
     pub client: Service,
     /// The trackers.
     pub deployment: Deployment,
+    /// At most one tracker down at a time through voluntary disruptions (a node drain);
+    /// `None` for a single tracker, which a budget would only keep from ever draining.
+    pub pdb: Option<PodDisruptionBudget>,
 }
 
 pub(super) fn meta(
@@ -174,6 +178,17 @@ pub fn tracker_objects(
         http_secret: None,
         data: DataVolume::EmptyDir,
     };
+    let pdb = (spec.trackers.replicas > 1).then(|| {
+        disruption_budget(
+            meta(
+                naming::tracker(&name),
+                namespace.clone(),
+                &labels,
+                owner.clone(),
+            ),
+            &labels,
+        )
+    });
     let deployment = Deployment {
         metadata: meta(naming::tracker(&name), namespace, &labels, owner),
         spec: Some(DeploymentSpec {
@@ -203,5 +218,25 @@ pub fn tracker_objects(
         headless,
         client,
         deployment,
+        pdb,
+    }
+}
+
+/// A budget of one Pod down at a time among the Pods with `labels`.
+pub(super) fn disruption_budget(
+    metadata: ObjectMeta,
+    labels: &BTreeMap<String, String>,
+) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata,
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }

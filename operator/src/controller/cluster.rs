@@ -2,6 +2,7 @@
 //! storage-id ConfigMaps, and a status read from the trackers.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -59,7 +60,7 @@ pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
     // Build and apply.
     let ids = group_ids(cluster, &groups, default_image);
     let objects = build::tracker_objects(cluster, &valid, &ids, &ctx.config.build);
-    let deployment = apply_objects(ctx, &objects).await?;
+    let deployment = apply_objects(ctx, cluster, &objects).await?;
 
     // Status, from the Deployment and from the trackers themselves.
     let answers = ctx.ask_trackers(cluster, None).await;
@@ -119,13 +120,33 @@ fn group_ids(
         .collect()
 }
 
-async fn apply_objects(ctx: &Context, objects: &TrackerObjects) -> Result<Deployment> {
+async fn apply_objects(
+    ctx: &Context,
+    cluster: &FdfsCluster,
+    objects: &TrackerObjects,
+) -> Result<Deployment> {
     let client = &ctx.client;
     apply::apply(client, &objects.config).await?;
     apply::apply(client, &objects.storage_ids).await?;
     apply::apply(client, &objects.headless).await?;
     apply::apply(client, &objects.client).await?;
-    apply::apply(client, &objects.deployment).await
+    let deployment = apply::apply(client, &objects.deployment).await?;
+    let mut keep = Vec::new();
+    if let Some(pdb) = &objects.pdb {
+        keep.push(apply::apply(client, pdb).await?.name_any());
+    }
+    let deleted = apply::delete_orphans::<PodDisruptionBudget>(
+        client,
+        &cluster.namespace().unwrap_or_default(),
+        &naming::selector(&naming::tracker_labels(&cluster.name_any())),
+        cluster.uid().as_deref().unwrap_or_default(),
+        &keep,
+    )
+    .await?;
+    for name in deleted {
+        tracing::info!(pdb = %name, "deleted the trackers' PodDisruptionBudget: one tracker left");
+    }
+    Ok(deployment)
 }
 
 fn ready_trackers(deployment: &Deployment) -> i32 {

@@ -427,43 +427,192 @@ async fn a_scale_down_blocked_past_the_stall_timeout_is_stalled() {
     t.stop(Duration::from_secs(1)).await;
 }
 
+/// A StatefulSet whose data claims were made with `size` of `class`.
+fn statefulset_with_claims(replicas: i32, hash: &str, size: &str, class: &str) -> Value {
+    let mut sts = statefulset(replicas, hash);
+    sts["spec"]["volumeClaimTemplates"] = json!([{
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class,
+                 "resources": {"requests": {"storage": size}}},
+    }]);
+    sts
+}
+
+/// A group asking for volumes of `size` in `class`.
+fn group_with_volume(replicas: i32, size: &str, class: &str) -> (Value, StorageGroup) {
+    let mut sg = group_json(replicas);
+    sg["spec"]["volume"] = json!({"size": size, "storageClassName": class});
+    let typed = serde_json::from_value(sg.clone()).expect("group");
+    (sg, typed)
+}
+
+/// The data claim of ordinal `n`, asking for `requested` and holding `capacity`.
+fn claim(n: u32, requested: &str, capacity: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": format!("data-group1-{n}"), "namespace": NS},
+        "spec": {"storageClassName": "fast", "resources": {"requests": {"storage": requested}}},
+        "status": {"phase": "Bound", "capacity": {"storage": capacity}},
+    })
+}
+
+fn claims(list_of: Vec<Value>) -> Expect {
+    get(
+        format!("{CORE}/persistentvolumeclaims"),
+        list("PersistentVolumeClaim", "v1", list_of),
+    )
+}
+
+/// The claim template the apply step sent.
+fn applied_claim(t: &support::Transcript) -> Value {
+    t.body(Method::PATCH, &format!("{APPS}/statefulsets/group1"))["spec"]["volumeClaimTemplates"][0]
+        ["spec"]
+        .clone()
+}
+
 #[tokio::test]
 async fn a_volume_change_kubernetes_refuses_keeps_the_volumes_and_stalls() {
     let data = tempfile::tempdir().expect("tempdir");
     let t = support::tracker("127.0.0.50", data.path()).await;
-    let mut sg = group_json(1);
-    sg["spec"]["volume"] = json!({"size": "2Gi", "storageClassName": "fast"});
-    let typed: StorageGroup = serde_json::from_value(sg.clone()).expect("group");
-    let mut existing = statefulset(1, &group_hash(&typed));
-    existing["spec"]["volumeClaimTemplates"] = json!([{
-        "metadata": {"name": "data"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
-                 "resources": {"requests": {"storage": "1Gi"}}},
-    }]);
+    // (spec size, spec class, what the message names)
+    for (size, class, named) in [
+        ("1Gi", "standard", "smaller than the 2Gi"),
+        ("2Gi", "fast", "storageClassName fast"),
+    ] {
+        let (sg, typed) = group_with_volume(1, size, class);
+        let existing = statefulset_with_claims(1, &group_hash(&typed), "2Gi", "standard");
+        let mut script = group_fetch(&sg, Some(existing), vec![]);
+        script.extend(group_apply(false, false));
+        script.push(event(NS));
+        script.push(status_write(&sg));
+        let (_, transcript) = run_group(typed, &[t.addr.to_string()], script).await;
+
+        let claim = applied_claim(&transcript);
+        assert_eq!(claim["resources"]["requests"]["storage"], "2Gi");
+        assert_eq!(claim["storageClassName"], "standard");
+        assert_eq!(transcript.event_reasons(), ["VolumeChangeRefused"]);
+        let stalled = transcript.condition("Stalled");
+        assert_eq!(stalled["reason"], "VolumeChangeRefused");
+        let message = stalled["message"].as_str().expect("message");
+        assert!(message.contains(named), "{message}");
+        assert_eq!(
+            transcript.condition("Ready")["reason"],
+            "VolumeChangeRefused"
+        );
+        assert_eq!(transcript.condition("VolumeResizing")["status"], "False");
+        expect_health(&sg, &transcript, KStatus::Failed, "Degraded");
+    }
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_class_that_does_not_expand_volumes_stalls_their_growth() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let (sg, typed) = group_with_volume(1, "2Gi", "fast");
+    let existing = statefulset_with_claims(1, &group_hash(&typed), "1Gi", "fast");
     let mut script = group_fetch(&sg, Some(existing), vec![]);
+    script.push(claims(vec![claim(0, "1Gi", "1Gi")]));
+    // The API server's resize admission refuses the claim.
+    script.push(patch(
+        format!("{CORE}/persistentvolumeclaims/data-group1-0"),
+        Reply::Status(403),
+    ));
     script.extend(group_apply(false, false));
     script.push(event(NS));
     script.push(status_write(&sg));
     let (_, transcript) = run_group(typed, &[t.addr.to_string()], script).await;
-
-    let applied = transcript.body(Method::PATCH, &format!("{APPS}/statefulsets/group1"));
-    let claim = &applied["spec"]["volumeClaimTemplates"][0]["spec"];
-    assert_eq!(claim["resources"]["requests"]["storage"], "1Gi");
-    assert_eq!(claim["storageClassName"], "standard");
-    assert_eq!(transcript.event_reasons(), ["VolumeChangeRefused"]);
-    let stalled = transcript.condition("Stalled");
-    assert_eq!(stalled["reason"], "VolumeChangeRefused");
-    let message = stalled["message"].as_str().expect("message");
-    assert!(
-        message.contains("spec.volume.size 2Gi") && message.contains("created with 1Gi"),
-        "{message}"
-    );
-    assert!(message.contains("storageClassName fast"), "{message}");
     assert_eq!(
-        transcript.condition("Ready")["reason"],
-        "VolumeChangeRefused"
+        applied_claim(&transcript)["resources"]["requests"]["storage"],
+        "1Gi"
+    );
+    assert_eq!(transcript.event_reasons(), ["VolumeExpansionNotAllowed"]);
+    let stalled = transcript.condition("Stalled");
+    assert_eq!(stalled["reason"], "VolumeExpansionNotAllowed");
+    assert!(
+        stalled["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("PersistentVolumeClaim data-group1-0 cannot grow to 2Gi")),
+        "{stalled}"
     );
     expect_health(&sg, &transcript, KStatus::Failed, "Degraded");
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_larger_volume_grows_the_claims_and_replaces_the_statefulset() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let trackers = [t.addr.to_string()];
+    let (sg, typed) = group_with_volume(2, "2Gi", "fast");
+    let hash = group_hash(&typed);
+    let pods = vec![pod(0, "127.0.0.61"), pod(1, "127.0.0.62")];
+
+    // 1. The claims grow, the StatefulSet goes (its Pods stay), nothing else is applied to it.
+    let existing = statefulset_with_claims(2, &hash, "1Gi", "fast");
+    let mut script = group_fetch(&sg, Some(existing.clone()), pods.clone());
+    script.push(claims(vec![claim(0, "1Gi", "1Gi"), claim(1, "1Gi", "1Gi")]));
+    for n in 0..2 {
+        script.push(patch(
+            format!("{CORE}/persistentvolumeclaims/data-group1-{n}"),
+            Reply::Json(claim(n, "2Gi", "1Gi")),
+        ));
+    }
+    script.push(delete(
+        format!("{APPS}/statefulsets/group1"),
+        Reply::Json(existing),
+    ));
+    let mut apply = group_apply(true, false);
+    apply.retain(|e| !e.path.ends_with("/statefulsets/group1"));
+    script.extend(apply);
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let (_, first) = run_group(typed.clone(), &trackers, script).await;
+    for n in 0..2 {
+        let body = first.body(
+            Method::PATCH,
+            &format!("{CORE}/persistentvolumeclaims/data-group1-{n}"),
+        );
+        assert_eq!(body["spec"]["resources"]["requests"]["storage"], "2Gi");
+    }
+    let deleted = first.body(Method::DELETE, &format!("{APPS}/statefulsets/group1"));
+    assert_eq!(deleted["propagationPolicy"], "Orphan");
+    assert_eq!(first.event_reasons(), ["VolumeResizing"]);
+    assert_eq!(first.condition("VolumeResizing")["status"], "True");
+    assert_eq!(first.condition("Reconciling")["reason"], "VolumeResizing");
+    expect_health(&sg, &first, KStatus::InProgress, "Progressing");
+
+    // 2. The StatefulSet is gone: created again with the new template; one claim has grown.
+    let seen = health::with_status(&sg, first.status());
+    let mut script = group_fetch(&seen, None, pods.clone());
+    script.push(claims(vec![claim(0, "2Gi", "2Gi"), claim(1, "2Gi", "1Gi")]));
+    script.extend(group_apply(true, false));
+    script.push(event(NS));
+    script.push(status_write(&seen));
+    let typed_seen: StorageGroup = serde_json::from_value(seen.clone()).expect("group");
+    let (_, second) = run_group(typed_seen, &trackers, script).await;
+    assert_eq!(
+        applied_claim(&second)["resources"]["requests"]["storage"],
+        "2Gi"
+    );
+    assert_eq!(second.event_reasons(), ["Created"]);
+    assert_eq!(
+        second.condition("VolumeResizing")["message"],
+        "1 of 2 volumes report 2Gi"
+    );
+    expect_health(&seen, &second, KStatus::InProgress, "Progressing");
+
+    // 3. Both claims report 2Gi: the growth is over.
+    let seen = health::with_status(&sg, second.status());
+    let grown = statefulset_with_claims(2, &hash, "2Gi", "fast");
+    let mut script = group_fetch(&seen, Some(grown), pods);
+    script.push(claims(vec![claim(0, "2Gi", "2Gi"), claim(1, "2Gi", "2Gi")]));
+    script.extend(group_apply(true, false));
+    script.push(status_write(&seen));
+    let typed_seen: StorageGroup = serde_json::from_value(seen.clone()).expect("group");
+    let (_, third) = run_group(typed_seen, &trackers, script).await;
+    assert_eq!(third.condition("VolumeResizing")["status"], "False");
+    assert_ne!(third.condition("Reconciling")["reason"], "VolumeResizing");
     t.stop(Duration::from_secs(1)).await;
 }
 

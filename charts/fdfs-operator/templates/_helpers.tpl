@@ -100,8 +100,16 @@ finalizers subresource.
   resources: [fdfsclusters/finalizers, storagegroups/finalizers]
   verbs: [update]
 - apiGroups: [apps]
-  resources: [deployments, statefulsets]
+  resources: [deployments]
   verbs: [get, list, watch, create, patch]
+# delete: a StatefulSet is replaced (orphaning its Pods) to take a larger volume size.
+- apiGroups: [apps]
+  resources: [statefulsets]
+  verbs: [get, list, watch, create, patch, delete]
+# Growing a group's volumes: its claims are patched to the new size.
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [list, patch]
 - apiGroups: [""]
   resources: [services, configmaps]
   verbs: [get, list, watch, create, patch]

@@ -179,12 +179,27 @@ pub fn group_objects(
     }
 }
 
-/// Keeps the data claim template `existing` was created with in `built`: Kubernetes refuses
-/// any change to a StatefulSet's `volumeClaimTemplates`, so applying a new size or class
-/// would fail every later apply of the group. Returns what the spec asked for and could not
-/// get, for the status; `None` when the templates agree (sizes compared by value, so `1Gi`
-/// equals `1024Mi`).
-pub fn keep_claim_template(existing: &StatefulSet, built: &mut StatefulSet) -> Option<String> {
+/// How the data volumes a group asks for differ from those its StatefulSet has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimChange {
+    /// Same size and class.
+    None,
+    /// A larger `spec.volume.size`: the claims can be expanded where their StorageClass
+    /// allows it.
+    Grow {
+        /// The size the volumes have now.
+        from: String,
+        /// The size asked for.
+        to: String,
+    },
+    /// A change Kubernetes cannot make to existing volumes (smaller, or another class).
+    Refused(String),
+}
+
+/// Compares the data claim template `built` asks for with the one of `existing`, and keeps
+/// the existing one in `built` (Kubernetes refuses any change to `volumeClaimTemplates`; a
+/// growth is carried out on the claims themselves, then the StatefulSet is replaced).
+pub fn claim_change(existing: &StatefulSet, built: &mut StatefulSet) -> ClaimChange {
     let data_claim = |sts: &StatefulSet| {
         sts.spec
             .as_ref()?
@@ -194,37 +209,32 @@ pub fn keep_claim_template(existing: &StatefulSet, built: &mut StatefulSet) -> O
             .find(|c| c.metadata.name.as_deref() == Some(DATA_VOLUME))
             .and_then(|c| c.spec.clone())
     };
-    let old = data_claim(existing)?;
-    let new = built
-        .spec
-        .as_mut()?
-        .volume_claim_templates
-        .as_mut()?
-        .iter_mut()
-        .find(|c| c.metadata.name.as_deref() == Some(DATA_VOLUME))?
-        .spec
-        .as_mut()?;
-    let size = |spec: &PersistentVolumeClaimSpec| {
-        spec.resources
-            .as_ref()?
-            .requests
-            .as_ref()?
-            .get("storage")
-            .map(|q| q.0.clone())
+    let Some(old) = data_claim(existing) else {
+        return ClaimChange::None;
+    };
+    let Some(new) = data_claim_mut(built) else {
+        return ClaimChange::None;
     };
     let mut refused = Vec::new();
-    if let (Some(was), Some(asked)) = (size(&old), size(new))
+    let mut grow = None;
+    if let (Some(was), Some(asked)) = (claim_size(&old), claim_size(new))
         && !same_quantity(&was, &asked)
     {
-        refused.push(format!(
-            "spec.volume.size {asked} (the volumes were created with {was})"
-        ));
+        if quantity_millis(&asked) > quantity_millis(&was) {
+            grow = Some((was, asked));
+        } else {
+            refused.push(format!(
+                "spec.volume.size {asked} is smaller than the {was} the volumes have; volumes \
+                 only grow"
+            ));
+        }
         new.resources = old.resources.clone();
     }
     // A class the API server defaulted (old set, new unset) is no change.
     if new.storage_class_name.is_some() && new.storage_class_name != old.storage_class_name {
         refused.push(format!(
-            "spec.volume.storageClassName {} (the volumes were created with {})",
+            "spec.volume.storageClassName {} (the volumes were created with {}) cannot \
+             change; move the files to a new StorageGroup",
             new.storage_class_name.as_deref().unwrap_or_default(),
             old.storage_class_name
                 .as_deref()
@@ -232,13 +242,56 @@ pub fn keep_claim_template(existing: &StatefulSet, built: &mut StatefulSet) -> O
         ));
     }
     new.storage_class_name = old.storage_class_name.clone();
-    (!refused.is_empty()).then(|| {
-        format!(
-            "the storages' volumes cannot be changed in place: {}; set it back, or move the \
-             files to a new StorageGroup",
-            refused.join(", ")
-        )
-    })
+    match (refused.is_empty(), grow) {
+        (false, _) => ClaimChange::Refused(format!(
+            "the storages' volumes cannot be changed so: {}",
+            refused.join("; ")
+        )),
+        (true, Some((from, to))) => ClaimChange::Grow { from, to },
+        (true, None) => ClaimChange::None,
+    }
+}
+
+/// Puts `size` into the data claim template of `built` (once the claims have grown).
+pub fn set_claim_size(built: &mut StatefulSet, size: &str) {
+    if let Some(spec) = data_claim_mut(built) {
+        spec.resources = Some(VolumeResourceRequirements {
+            requests: Some(BTreeMap::from([(
+                "storage".to_owned(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity(size.to_owned()),
+            )])),
+            ..Default::default()
+        });
+    }
+}
+
+fn data_claim_mut(sts: &mut StatefulSet) -> Option<&mut PersistentVolumeClaimSpec> {
+    sts.spec
+        .as_mut()?
+        .volume_claim_templates
+        .as_mut()?
+        .iter_mut()
+        .find(|c| c.metadata.name.as_deref() == Some(DATA_VOLUME))?
+        .spec
+        .as_mut()
+}
+
+/// The storage a claim spec requests.
+pub fn claim_size(spec: &PersistentVolumeClaimSpec) -> Option<String> {
+    spec.resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")
+        .map(|q| q.0.clone())
+}
+
+/// Whether quantity `a` is at least `b`; unparsable ones compare as equal text.
+pub fn at_least(a: &str, b: &str) -> bool {
+    match (quantity_millis(a), quantity_millis(b)) {
+        (Some(x), Some(y)) => x >= y,
+        _ => a == b,
+    }
 }
 
 /// Whether two Kubernetes quantities are the same amount; unparsable ones compare as text.

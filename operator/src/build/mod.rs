@@ -8,7 +8,9 @@ mod group;
 mod pod;
 mod tracker;
 
-pub use group::{GroupObjects, group_objects, keep_claim_template};
+pub use group::{
+    ClaimChange, GroupObjects, at_least, claim_change, claim_size, group_objects, set_claim_size,
+};
 pub use tracker::{TrackerObjects, tracker_objects};
 
 /// Where the ConfigMaps are mounted in every node container.

@@ -23,11 +23,8 @@ use crate::validate::{self, ValidStorageGroup};
 use crate::{Error, Result};
 
 use super::conditions::{self as cond, Want, Work};
+use super::volume::{self, VOLUME_RESIZING, Volumes};
 use super::{Context, TrackerAnswers, apply, fetch, is_paused, status};
-
-/// Reason of `Ready=False` and `Stalled=True` while the spec asks for a volume change
-/// Kubernetes refuses.
-const VOLUME_CHANGE_REFUSED: &str = "VolumeChangeRefused";
 
 /// The reconcile pipeline of one `StorageGroup`.
 pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
@@ -78,16 +75,19 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
     let plan = scale::plan(sg.spec.replicas, current_replicas, &pods.ordinals, &views);
     let removals = remove_members(&plan, &valid.group_name).await;
 
-    // Build and apply; the volumes keep what they were created with.
-    let mut objects = build::group_objects(&cluster, sg, &valid, plan.replicas, &ctx.config.build);
-    let volume_refused = current
-        .as_ref()
-        .and_then(|sts| build::keep_claim_template(sts, &mut objects.statefulset));
-    let applied = apply_objects(ctx, sg, &objects, &labels).await?;
-
-    // Events and status.
+    // Build, move a volume growth on, apply.
     let previous_status = sg.status.clone().unwrap_or_default();
     let previous = previous_status.conditions;
+    let mut objects = build::group_objects(&cluster, sg, &valid, plan.replicas, &ctx.config.build);
+    let volume = volume::step(client, sg, current.as_ref(), &mut objects, &previous).await?;
+    let replaced = if volume.statefulset_replaced {
+        current.clone()
+    } else {
+        None
+    };
+    let applied = apply_objects(ctx, sg, &objects, replaced, &labels).await?;
+
+    // Events and status.
     let report = Report {
         sg,
         valid: &valid,
@@ -97,7 +97,7 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
         pods: &pods,
         applied: &applied,
         removals: &removals,
-        volume_refused: volume_refused.as_deref(),
+        volumes: &volume.volumes,
     };
     let now = Time(Timestamp::now());
     let mut wanted = report.conditions();
@@ -209,16 +209,22 @@ struct Applied {
     statefulset: StatefulSet,
 }
 
+/// Applies the group's objects; the StatefulSet only when it is not being replaced
+/// (`replaced`: the one going away, whose status still describes the Pods).
 async fn apply_objects(
     ctx: &Context,
     sg: &StorageGroup,
     objects: &GroupObjects,
+    replaced: Option<StatefulSet>,
     labels: &BTreeMap<String, String>,
 ) -> Result<Applied> {
     let client = &ctx.client;
     apply::apply(client, &objects.config).await?;
     apply::apply(client, &objects.headless).await?;
-    let statefulset = apply::apply(client, &objects.statefulset).await?;
+    let statefulset = match replaced {
+        Some(going) => going,
+        None => apply::apply(client, &objects.statefulset).await?,
+    };
     let mut keep = Vec::new();
     if let Some(pdb) = &objects.pdb {
         keep.push(apply::apply(client, pdb).await?.name_any());
@@ -247,8 +253,8 @@ struct Report<'a> {
     pods: &'a PodsSeen,
     applied: &'a Applied,
     removals: &'a [RemovalResult],
-    /// The volume change Kubernetes would refuse, when the spec asks for one.
-    volume_refused: Option<&'a str>,
+    /// Where the volumes stand against `spec.volume`.
+    volumes: &'a Volumes,
 }
 
 type EventSpec = (EventType, String, &'static str, String);
@@ -328,8 +334,10 @@ impl Report<'_> {
                 "TrackersUnreachable",
                 tracker_problem.clone().unwrap_or_default(),
             )
-        } else if let Some(refused) = self.volume_refused {
-            Want::no(cond::READY, VOLUME_CHANGE_REFUSED, refused)
+        } else if let Volumes::Refused { reason, message } = self.volumes {
+            Want::no(cond::READY, reason, message.clone())
+        } else if let Volumes::Resizing(message) = self.volumes {
+            Want::no(cond::READY, VOLUME_RESIZING, message.clone())
         } else if ready >= desired && self.plan.step == ScaleStep::Steady && rollout.is_none() {
             Want::yes(
                 cond::READY,
@@ -429,16 +437,40 @@ impl Report<'_> {
             ),
         };
 
-        vec![ready_cond, progressing, degraded, syncing, blocked]
+        let resizing = match self.volumes {
+            Volumes::Resizing(message) => {
+                Want::yes(VOLUME_RESIZING, "ClaimsGrowing", message.clone())
+            }
+            _ => Want::no(
+                VOLUME_RESIZING,
+                "AsAsked",
+                "the volumes have the size asked for",
+            ),
+        };
+
+        vec![
+            ready_cond,
+            progressing,
+            degraded,
+            syncing,
+            blocked,
+            resizing,
+        ]
     }
 
     /// What is left to do, for `Reconciling` and `Stalled`.
     fn work(&self) -> Work {
-        if let Some(refused) = self.volume_refused {
-            return Work::Stuck {
-                reason: VOLUME_CHANGE_REFUSED.into(),
-                message: refused.into(),
-            };
+        match self.volumes {
+            Volumes::Refused { reason, message } => {
+                return Work::Stuck {
+                    reason: (*reason).into(),
+                    message: message.clone(),
+                };
+            }
+            Volumes::Resizing(message) => {
+                return Work::converging(VOLUME_RESIZING, message.clone());
+            }
+            Volumes::Settled => {}
         }
         if self.answers.first_view().is_none()
             && let Some(problem) = self.answers.problem()
@@ -604,6 +636,18 @@ impl Report<'_> {
             ));
         }
         for want in wanted {
+            // A growth starting is news; a message that only counts claims is not.
+            if want.type_ == VOLUME_RESIZING
+                && want.status
+                && cond::find(previous, VOLUME_RESIZING).is_none_or(|c| c.status != "True")
+            {
+                events.push((
+                    EventType::Normal,
+                    VOLUME_RESIZING.to_owned(),
+                    "Resize",
+                    want.message.clone(),
+                ));
+            }
             let report = match want.type_ {
                 cond::SCALE_DOWN_BLOCKED | cond::DEGRADED | cond::STALLED => want.status,
                 _ => false,

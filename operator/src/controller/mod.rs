@@ -10,6 +10,7 @@ pub mod conditions;
 pub mod fetch;
 pub mod group;
 pub mod status;
+pub mod volume;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

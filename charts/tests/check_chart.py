@@ -42,7 +42,11 @@ K8S_VERSION = os.environ.get("K8S_VERSION", "1.35.0")
 NAMESPACE = "fdfs-system"
 # Kinds of other projects' CRDs: no schema is available here, so they are only parsed and
 # checked by the assertions below.
-FOREIGN_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PodMonitor")}
+FOREIGN_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 
 
 class Checks:
@@ -309,9 +313,22 @@ def check_case(c, config, case, values_file):
     check_rbac(c, case, docs, values)
     check_crds(c, case, docs, values)
     metrics = values.get("metrics", {})
-    for kind, key in (("ServiceMonitor", "serviceMonitor"), ("PodMonitor", "nodePodMonitor")):
+    for kind, key in (
+        ("ServiceMonitor", "serviceMonitor"),
+        ("PodMonitor", "nodePodMonitor"),
+        ("PrometheusRule", "prometheusRule"),
+    ):
         enabled = metrics.get(key, {}).get("enabled", False)
         c.check(f"{case}: {kind} {'present' if enabled else 'absent'}", len(by_kind(docs, kind)) == int(enabled))
+    for rule in by_kind(docs, "PrometheusRule"):
+        shipped = yaml.safe_load((CHART / "files" / "alerts" / "fdfs-rules.yaml").read_text())
+        c.check(f"{case}: PrometheusRule carries files/alerts/fdfs-rules.yaml", rule["spec"] == shipped)
+        alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+        c.check(
+            f"{case}: every alert has an expression, a duration, a severity and a summary",
+            alerts and all(r.get("expr") and r.get("for") and r.get("labels", {}).get("severity")
+                           and r.get("annotations", {}).get("summary") for r in alerts),
+        )
     dashboard = values.get("grafanaDashboard", {}).get("enabled", False)
     maps = [d for d in by_kind(docs, "ConfigMap") if "fdfs.json" in d.get("data", {})]
     if c.check(f"{case}: dashboard {'present' if dashboard else 'absent'}", len(maps) == int(dashboard)) and maps:

@@ -42,6 +42,7 @@ RESOURCES = {
     "monitoring.coreos.com/v1": [
         ("servicemonitors", "ServiceMonitor", True),
         ("podmonitors", "PodMonitor", True),
+        ("prometheusrules", "PrometheusRule", True),
     ],
     "fdfs.dev/v1alpha1": [
         ("fdfsclusters", "FdfsCluster", True),

@@ -32,6 +32,8 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
     // remove the group's objects, and the StatefulSet's claim retention policy keeps or
     // deletes the volumes. There is no finalizer to wait for a running operator.
     if sg.metadata.deletion_timestamp.is_some() {
+        ctx.metrics
+            .group_removed(&sg.namespace().unwrap_or_default(), &sg.name_any());
         return Ok(Action::await_change());
     }
     if is_paused(sg) {
@@ -119,6 +121,12 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
         last_progress,
     );
     status::write(client, sg, &new_status).await?;
+    ctx.metrics.group_replicas(
+        &namespace,
+        &name,
+        sg.spec.replicas,
+        new_status.ready_replicas,
+    );
 
     let settled = wanted.iter().all(|w| w.status == (w.type_ == cond::READY));
     Ok(Action::requeue(if settled {

@@ -271,7 +271,10 @@ impl Context {
         let result = reconcile.await;
         self.metrics.reconciled(&kind, started.elapsed());
         match &result {
-            Ok(_) => self.backoff.succeeded(&key(obj)),
+            Ok(_) => {
+                self.backoff.succeeded(&key(obj));
+                self.metrics.succeeded(&kind);
+            }
             Err(err) => {
                 self.metrics.failed(&kind, err.reason());
                 tracing::warn!(kind = %kind, object = %key(obj), error = %err, "reconcile failed");

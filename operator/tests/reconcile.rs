@@ -44,7 +44,8 @@ fn group_json(replicas: i32) -> Value {
         "apiVersion": "fdfs.dev/v1alpha1",
         "kind": "StorageGroup",
         "metadata": {"name": "group1", "namespace": NS, "uid": "sg-uid", "generation": 2,
-                     "creationTimestamp": "2025-01-02T00:00:00Z"},
+                     "creationTimestamp": "2025-01-02T00:00:00Z",
+                     "finalizers": ["fdfs.dev/storage-group"]},
         "spec": {"clusterRef": "main", "replicas": replicas, "volume": {"size": "1Gi"}},
     })
 }
@@ -967,6 +968,8 @@ async fn deletion_needs_no_call_with_either_policy() {
         let mut sg = group_json(2);
         sg["spec"]["deletionPolicy"] = json!(policy);
         sg["metadata"]["deletionTimestamp"] = json!("2025-03-01T00:00:00Z");
+        // Released already (or made before the finalizer existed): nothing left to do.
+        sg["metadata"]["finalizers"] = json!([]);
         health::expect(&sg, KStatus::Terminating, "Progressing");
         let typed: StorageGroup = serde_json::from_value(sg).expect("group");
         let (action, transcript) = run_group(typed, &[], vec![]).await;
@@ -1231,5 +1234,159 @@ async fn trackers_are_asked_together_within_one_deadline() {
     drop(ctx);
     server.await.expect("no API call");
     holder.abort();
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_group_gets_its_finalizer_before_anything_is_built() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let mut sg = group_json(1);
+    sg["metadata"]["finalizers"] = json!(["other.example/keep"]);
+    let mut script = group_fetch(&sg, None, vec![]);
+    script.insert(
+        2,
+        patch(
+            format!("{FDFS}/storagegroups/group1"),
+            Reply::EchoOver(sg.clone()),
+        ),
+    );
+    script.extend(group_apply(false, false));
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let typed: StorageGroup = serde_json::from_value(sg).expect("group");
+    let (_, transcript) = run_group(typed, &[t.addr.to_string()], script).await;
+    let body = transcript.body(Method::PATCH, &format!("{FDFS}/storagegroups/group1"));
+    assert_eq!(
+        body["metadata"]["finalizers"],
+        json!(["other.example/keep", "fdfs.dev/storage-group"])
+    );
+    t.stop(Duration::from_secs(1)).await;
+}
+
+/// A group being deleted, with its storage on 127.0.0.61 registered in a real tracker.
+async fn deleting_group(
+    data: &std::path::Path,
+    confirm: bool,
+) -> (
+    fdfs_node::tracker::RunningTracker,
+    fdfs_node::storage::RunningStorage,
+    Value,
+) {
+    let t = support::tracker("127.0.0.50", data).await;
+    let tracker = t.addr.to_string();
+    let s = support::storage("127.0.0.61", "group1", std::slice::from_ref(&tracker), data).await;
+    support::wait_status(&tracker, "group1", "127.0.0.61", StorageStatus::Active).await;
+    let mut sg = group_json(1);
+    sg["metadata"]["deletionTimestamp"] = json!("2025-03-01T00:00:00Z");
+    if confirm {
+        sg["metadata"]["annotations"] = json!({"fdfs.dev/confirm-delete": "group1"});
+    }
+    (t, s, sg)
+}
+
+#[tokio::test]
+async fn deleting_a_group_whose_members_are_registered_waits_for_a_confirmation() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (t, s, sg) = deleting_group(data.path(), false).await;
+    let script = vec![
+        get(
+            format!("{FDFS}/fdfsclusters/main"),
+            Reply::Json(cluster_json()),
+        ),
+        event(NS),
+        status_write(&sg),
+    ];
+    let typed: StorageGroup = serde_json::from_value(sg.clone()).expect("group");
+    let (action, transcript) = run_group(typed, &[t.addr.to_string()], script).await;
+    assert_eq!(transcript.event_reasons(), ["DeletionNotConfirmed"]);
+    let stalled = transcript.condition("Stalled");
+    assert_eq!(stalled["reason"], "DeletionNotConfirmed");
+    assert!(
+        stalled["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("fdfs.dev/confirm-delete=group1")),
+        "{stalled}"
+    );
+    assert_eq!(action, Action::requeue(Config::default().invalid_interval));
+    // The storage still serves and is still registered.
+    assert!(s.node.is_active_everywhere());
+    expect_health(&sg, &transcript, KStatus::Terminating, "Progressing");
+    s.stop(Duration::from_secs(1)).await;
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_confirmed_deletion_stops_the_storages_removes_them_and_releases_the_group() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (t, s, sg) = deleting_group(data.path(), true).await;
+    let tracker = t.addr.to_string();
+    let typed: StorageGroup = serde_json::from_value(sg.clone()).expect("group");
+    let cluster_get = || {
+        get(
+            format!("{FDFS}/fdfsclusters/main"),
+            Reply::Json(cluster_json()),
+        )
+    };
+
+    // 1. The StatefulSet is scaled to zero.
+    let script = vec![
+        cluster_get(),
+        get(
+            format!("{APPS}/statefulsets/group1"),
+            Reply::Json(statefulset(1, "any")),
+        ),
+        patch(
+            format!("{APPS}/statefulsets/group1"),
+            Reply::Json(statefulset(0, "any")),
+        ),
+        event(NS),
+    ];
+    let (_, first) = run_group(typed.clone(), std::slice::from_ref(&tracker), script).await;
+    let scaled = first.body(Method::PATCH, &format!("{APPS}/statefulsets/group1"));
+    assert_eq!(scaled["spec"]["replicas"], 0);
+    assert_eq!(first.event_reasons(), ["StoppingStorages"]);
+
+    // 2. The storage has stopped: it leaves every tracker, the volumes are said to stay, and
+    //    the finalizer goes.
+    s.stop(Duration::from_secs(1)).await;
+    support::wait_status(&tracker, "group1", "127.0.0.61", StorageStatus::Offline).await;
+    let mut released = sg.clone();
+    released["metadata"]["finalizers"] = json!([]);
+    let script = vec![
+        cluster_get(),
+        get(
+            format!("{APPS}/statefulsets/group1"),
+            Reply::Json(statefulset(0, "any")),
+        ),
+        get(format!("{CORE}/pods"), list("Pod", "v1", vec![])),
+        event(NS),
+        event(NS),
+        patch(
+            format!("{FDFS}/storagegroups/group1"),
+            Reply::Json(released),
+        ),
+    ];
+    let (action, second) = run_group(typed, std::slice::from_ref(&tracker), script).await;
+    assert_eq!(second.event_reasons(), ["MemberRemoved", "Deleted"]);
+    let kept = &second.0[4].body["note"];
+    assert!(
+        kept.as_str().is_some_and(|n| n.contains("Retain")),
+        "{kept}"
+    );
+    let body = second.body(Method::PATCH, &format!("{FDFS}/storagegroups/group1"));
+    assert_eq!(body["metadata"]["finalizers"], json!([]));
+    assert_eq!(action, Action::await_change());
+    let client =
+        fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![tracker.clone()]))
+            .await
+            .expect("client");
+    let listed = client.list_storages("group1").await.unwrap_or_default();
+    assert!(
+        listed
+            .iter()
+            .all(|m| m.status == StorageStatus::Deleted as u8),
+        "{listed:?}"
+    );
     t.stop(Duration::from_secs(1)).await;
 }

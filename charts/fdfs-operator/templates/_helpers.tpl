@@ -91,8 +91,12 @@ finalizers subresource.
 */}}
 {{- define "fdfs-operator.rules" -}}
 - apiGroups: [fdfs.dev]
-  resources: [fdfsclusters, storagegroups]
+  resources: [fdfsclusters]
   verbs: [get, list, watch]
+# patch: the StorageGroup finalizer that holds an unconfirmed deletion.
+- apiGroups: [fdfs.dev]
+  resources: [storagegroups]
+  verbs: [get, list, watch, patch]
 - apiGroups: [fdfs.dev]
   resources: [fdfsclusters/status, storagegroups/status]
   verbs: [get, patch]

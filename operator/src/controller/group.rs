@@ -24,17 +24,15 @@ use crate::{Error, Result};
 
 use super::conditions::{self as cond, Want, Work};
 use super::volume::{self, VOLUME_RESIZING, Volumes};
-use super::{Context, TrackerAnswers, apply, fetch, is_paused, status};
+use super::{Context, TrackerAnswers, apply, deletion, fetch, is_paused, status};
 
 /// The reconcile pipeline of one `StorageGroup`.
 pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
-    // Deletion needs nothing from the operator: owner references let the garbage collector
-    // remove the group's objects, and the StatefulSet's claim retention policy keeps or
-    // deletes the volumes. There is no finalizer to wait for a running operator.
+    // Owner references let the garbage collector remove the group's objects, and the
+    // StatefulSet's claim retention policy keeps or deletes the volumes; the finalizer
+    // makes a deletion wait for its confirmation and takes the members out of the trackers.
     if sg.metadata.deletion_timestamp.is_some() {
-        ctx.metrics
-            .group_removed(&sg.namespace().unwrap_or_default(), &sg.name_any());
-        return Ok(Action::await_change());
+        return deletion::reconcile(sg, ctx).await;
     }
     if is_paused(sg) {
         return pause(sg, ctx).await;
@@ -60,6 +58,7 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
         cluster: sg.spec.cluster_ref.clone(),
         namespace: namespace.clone(),
     })?;
+    deletion::ensure_finalizer(client, sg).await?;
     let current = fetch::statefulset(client, &namespace, &naming::group(&name)).await?;
     let labels = naming::group_labels(&cluster.name_any(), &name, &valid.group_name);
     let pods = fetch::pods(client, &namespace, &naming::selector(&labels)).await?;

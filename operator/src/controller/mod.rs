@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod cluster;
 pub mod conditions;
+pub mod deletion;
 pub mod fetch;
 pub mod group;
 pub mod status;

@@ -269,7 +269,9 @@ impl Context {
     {
         let kind = K::kind(&());
         let started = Instant::now();
-        let result = reconcile.await;
+        // Every log line of one reconcile names the object.
+        let span = tracing::info_span!("reconcile", kind = %kind, object = %key(obj));
+        let result = tracing::Instrument::instrument(reconcile, span).await;
         self.metrics.reconciled(&kind, started.elapsed());
         match &result {
             Ok(_) => {

@@ -248,8 +248,8 @@ def check_rbac(c, case, docs, values):
     c.check(f"{case}: no wildcard in RBAC", not any("*" in v or "*" in k[0] or "*" in k[1] for k, v in verbs.items()))
     c.check(f"{case}: no access to Secrets", ("", "secrets") not in verbs)
     c.check(
-        f"{case}: claims only listed and patched (volume growth), never created or deleted",
-        verbs.get(("", "persistentvolumeclaims")) == {"list", "patch"},
+        f"{case}: claims only listed, patched (volume growth) and deleted (member replacement)",
+        verbs.get(("", "persistentvolumeclaims")) == {"list", "patch", "delete"},
         str(verbs.get(("", "persistentvolumeclaims"))),
     )
     c.check(

@@ -1390,3 +1390,87 @@ async fn a_confirmed_deletion_stops_the_storages_removes_them_and_releases_the_g
     );
     t.stop(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_member_is_replaced_once_the_others_are_ready_and_only_then() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let tracker = t.addr.to_string();
+    let trackers = vec![tracker.clone()];
+    let s1 = support::storage("127.0.0.62", "group1", &trackers, data.path()).await;
+    support::wait_status(&tracker, "group1", "127.0.0.62", StorageStatus::Active).await;
+    let hash = group_hash(&group(2));
+    let pods = vec![pod(0, "127.0.0.61"), pod(1, "127.0.0.62")];
+    let asking = |ordinal: &str| {
+        let mut sg = group_json(2);
+        sg["metadata"]["annotations"] = json!({"fdfs.dev/replace-member": ordinal});
+        sg
+    };
+
+    // Replacing ordinal 1 while ordinal 0 runs no storage: it waits, nothing is deleted.
+    let sg = asking("1");
+    let mut script = group_fetch(&sg, Some(statefulset(2, &hash)), pods.clone());
+    script.extend(group_apply(true, false));
+    script.push(status_write(&sg));
+    let typed: StorageGroup = serde_json::from_value(sg.clone()).expect("group");
+    let (_, waiting) = run_group(typed, &trackers, script).await;
+    assert_eq!(
+        waiting.condition("Reconciling")["reason"],
+        "ReplacementWaits"
+    );
+    expect_health(&sg, &waiting, KStatus::InProgress, "Progressing");
+
+    // An ordinal the group does not have: Stalled until corrected.
+    let sg = asking("7");
+    let mut script = group_fetch(&sg, Some(statefulset(2, &hash)), pods.clone());
+    script.extend(group_apply(true, false));
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let typed: StorageGroup = serde_json::from_value(sg.clone()).expect("group");
+    let (_, invalid) = run_group(typed, &trackers, script).await;
+    assert_eq!(invalid.event_reasons(), ["InvalidReplaceMember"]);
+    assert_eq!(
+        invalid.condition("Stalled")["reason"],
+        "InvalidReplaceMember"
+    );
+    expect_health(&sg, &invalid, KStatus::Failed, "Degraded");
+
+    // Ordinal 0 ACTIVE and caught up too: replacing ordinal 1 deletes its claim and Pod,
+    // and the request is taken away.
+    let s0 = support::storage("127.0.0.61", "group1", &trackers, data.path()).await;
+    support::wait_status(&tracker, "group1", "127.0.0.61", StorageStatus::Active).await;
+    let sg = asking("1");
+    let mut script = group_fetch(&sg, Some(statefulset(2, &hash)), pods);
+    script.push(delete(
+        format!("{CORE}/persistentvolumeclaims/data-group1-1"),
+        Reply::Json(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                           "metadata": {"name": "data-group1-1", "namespace": NS}})),
+    ));
+    script.push(delete(
+        format!("{CORE}/pods/group1-1"),
+        Reply::Json(pod(1, "127.0.0.62")),
+    ));
+    script.push(patch(
+        format!("{FDFS}/storagegroups/group1"),
+        Reply::Json(group_json(2)),
+    ));
+    script.extend(group_apply(true, false));
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let typed: StorageGroup = serde_json::from_value(sg.clone()).expect("group");
+    let (_, started) = run_group(typed, &trackers, script).await;
+    let cleared = started.body(Method::PATCH, &format!("{FDFS}/storagegroups/group1"));
+    assert_eq!(
+        cleared["metadata"]["annotations"],
+        json!({"fdfs.dev/replace-member": null})
+    );
+    assert_eq!(started.event_reasons(), ["ReplacingMember"]);
+    assert_eq!(
+        started.condition("Reconciling")["reason"],
+        "ReplacingMember"
+    );
+    expect_health(&sg, &started, KStatus::InProgress, "Progressing");
+    s0.stop(Duration::from_secs(1)).await;
+    s1.stop(Duration::from_secs(1)).await;
+    t.stop(Duration::from_secs(1)).await;
+}

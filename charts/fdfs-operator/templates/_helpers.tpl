@@ -110,19 +110,20 @@ finalizers subresource.
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [get, list, watch, create, patch, delete]
-# Growing a group's volumes: its claims are patched to the new size.
+# Growing a group's volumes patches its claims; replacing a member deletes its claim.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
-  verbs: [list, patch]
+  verbs: [list, patch, delete]
 - apiGroups: [""]
   resources: [services, configmaps]
   verbs: [get, list, watch, create, patch]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
+# delete: replacing a member restarts its Pod on a new volume.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list]
+  verbs: [get, list, delete]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]

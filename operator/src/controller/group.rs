@@ -23,6 +23,7 @@ use crate::validate::{self, ValidStorageGroup};
 use crate::{Error, Result};
 
 use super::conditions::{self as cond, Want, Work};
+use super::replace::{self, Replacement};
 use super::volume::{self, VOLUME_RESIZING, Volumes};
 use super::{Context, TrackerAnswers, apply, deletion, fetch, is_paused, status};
 
@@ -75,6 +76,12 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
         .and_then(|s| s.replicas);
     let plan = scale::plan(sg.spec.replicas, current_replicas, &pods.ordinals, &views);
     let removals = remove_members(&plan, &valid.group_name).await;
+    // A member replacement only while the group is not also scaling.
+    let replacement = if plan.step == ScaleStep::Steady {
+        replace::step(client, sg, &views).await?
+    } else {
+        Replacement::None
+    };
 
     // Build, move a volume growth on, apply.
     let previous_status = sg.status.clone().unwrap_or_default();
@@ -99,6 +106,7 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
         applied: &applied,
         removals: &removals,
         volumes: &volume.volumes,
+        replacement: &replacement,
     };
     let now = Time(Timestamp::now());
     let mut wanted = report.conditions();
@@ -262,6 +270,8 @@ struct Report<'a> {
     removals: &'a [RemovalResult],
     /// Where the volumes stand against `spec.volume`.
     volumes: &'a Volumes,
+    /// What a member replacement request came to.
+    replacement: &'a Replacement,
 }
 
 type EventSpec = (EventType, String, &'static str, String);
@@ -345,6 +355,16 @@ impl Report<'_> {
             Want::no(cond::READY, reason, message.clone())
         } else if let Volumes::Resizing(message) = self.volumes {
             Want::no(cond::READY, VOLUME_RESIZING, message.clone())
+        } else if let Replacement::Invalid(message) = self.replacement {
+            Want::no(cond::READY, "InvalidReplaceMember", message.clone())
+        } else if let Replacement::Started { ordinal } | Replacement::Waiting { ordinal, .. } =
+            self.replacement
+        {
+            Want::no(
+                cond::READY,
+                "ReplacingMember",
+                format!("the member of Pod ordinal {ordinal} is being replaced"),
+            )
         } else if ready >= desired && self.plan.step == ScaleStep::Steady && rollout.is_none() {
             Want::yes(
                 cond::READY,
@@ -467,6 +487,30 @@ impl Report<'_> {
 
     /// What is left to do, for `Reconciling` and `Stalled`.
     fn work(&self) -> Work {
+        match self.replacement {
+            Replacement::Invalid(message) => {
+                return Work::Stuck {
+                    reason: "InvalidReplaceMember".into(),
+                    message: message.clone(),
+                };
+            }
+            Replacement::Waiting { ordinal, why } => {
+                return Work::converging(
+                    "ReplacementWaits",
+                    format!("replacing the member of Pod ordinal {ordinal} waits: {why}"),
+                );
+            }
+            Replacement::Started { ordinal } => {
+                return Work::converging(
+                    "ReplacingMember",
+                    format!(
+                        "the member of Pod ordinal {ordinal} starts again on an empty volume \
+                         and copies the group from its peers"
+                    ),
+                );
+            }
+            Replacement::None => {}
+        }
         match self.volumes {
             Volumes::Refused { reason, message } => {
                 return Work::Stuck {
@@ -639,6 +683,18 @@ impl Report<'_> {
                 format!(
                     "cannot delete storage {id} (Pod ordinal {ordinal}): {}",
                     reasons.join("; ")
+                ),
+            ));
+        }
+        if let Replacement::Started { ordinal } = self.replacement {
+            events.push((
+                EventType::Normal,
+                "ReplacingMember".into(),
+                "Replace",
+                format!(
+                    "deleted the claim and Pod of ordinal {ordinal}: the storage starts again \
+                     empty and copies every file of group {} from its peers",
+                    self.valid.group_name
                 ),
             ));
         }

@@ -300,6 +300,21 @@ async fn get_head_ranges_and_validators() {
         request(n.http(), "DELETE", &with_group, &[]).await.status,
         405
     );
+    // Files never change under their ID and may be cached for good; appender files grow.
+    assert_eq!(
+        request(n.http(), "HEAD", &with_group, &[]).await.headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let appender = client
+        .upload_appender_reader(&b"log"[..], 3, "log", None)
+        .await
+        .expect("appender");
+    assert_eq!(
+        request(n.http(), "HEAD", &format!("/{appender}"), &[])
+            .await
+            .headers["cache-control"],
+        "no-cache"
+    );
     // Deleted files are gone over HTTP too.
     client.delete(&id).await.expect("delete");
     assert_eq!(request(n.http(), "GET", &with_group, &[]).await.status, 404);
@@ -565,6 +580,10 @@ async fn a_fresh_file_is_served_by_any_member_through_its_source() {
     let got = request(g.http(1), "GET", &fresh, &[]).await;
     assert_eq!((got.status, got.body.as_slice()), (200, content.as_slice()));
     assert_eq!(got.headers["content-type"], "image/jpeg");
+    assert_eq!(
+        got.headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
     let part = request(g.http(1), "GET", &fresh, &[("Range", "bytes=10-19")]).await;
     assert_eq!((part.status, part.body.as_slice()), (206, &content[10..20]));
     assert_eq!(part.headers["content-range"], "bytes 10-19/5000");
@@ -601,6 +620,14 @@ async fn a_fresh_file_is_served_by_any_member_through_its_source() {
             "{what}"
         );
     }
+
+    // Each answer from a source is counted, by mode.
+    let metrics = request(g.http(1), "GET", "/metrics", &[]).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("fdfs_storage_http_fresh_files_total{mode=\"proxy\"} 4"),
+        "{text}"
+    );
 
     // The protocol keeps FastDFS's answer: ENOENT from B for the fresh file.
     let mut conn = fdfs_node::client::Conn::connect(

@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use crate::config::ResponseMode;
 use crate::fileid::RemoteName;
 use crate::storage::StorageNode;
+use crate::storage::metrics::FreshLabels;
 
 /// Marks a request one member makes of another on a client's behalf: the source answers
 /// it from its own disk and never passes it on, so two members cannot bounce a request.
@@ -65,7 +66,17 @@ pub async fn answer_from(
     headers: &HeaderMap,
 ) -> Response {
     let target = uri.path_and_query().map_or("/", |p| p.as_str());
-    match node.config.http.response_mode {
+    let mode = node.config.http.response_mode;
+    node.metrics
+        .http_fresh_files
+        .get_or_create(&FreshLabels {
+            mode: match mode {
+                ResponseMode::Redirect => "redirect",
+                _ => "proxy",
+            },
+        })
+        .inc();
+    match mode {
         ResponseMode::Redirect => {
             let location = format!("http://{source}{target}");
             match HeaderValue::from_str(&location) {

@@ -292,10 +292,17 @@ async fn serve_file(
         .as_secs();
     let etag = format!("\"{secs:x}-{size:x}\"");
     let last_modified = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
+    // A file under its ID never changes, except an appender file, which grows.
+    let cache = if name.core().is_ok_and(|c| c.is_appender()) {
+        "no-cache"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
     let mut builder = Response::builder()
         .header(header::ETAG, &etag)
         .header(header::LAST_MODIFIED, &last_modified)
-        .header(header::ACCEPT_RANGES, "bytes");
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CACHE_CONTROL, cache);
     let header_text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
     let not_modified = match header_text(header::IF_NONE_MATCH) {
         Some(tags) => tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"),

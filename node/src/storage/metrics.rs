@@ -36,6 +36,13 @@ pub struct PeerLabels {
     pub peer: String,
 }
 
+/// How an HTTP request for a file still on its way here was answered.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FreshLabels {
+    /// `proxy` or `redirect`.
+    pub mode: &'static str,
+}
+
 /// A peer whose pushes this storage cannot apply, and the error they fail with.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProblemLabels {
@@ -65,6 +72,7 @@ pub struct StorageMetrics {
     pub synced_records: Family<PeerLabels, Counter>,
     pub sync_apply_blocked: Family<ProblemLabels, Gauge>,
     pub sync_apply_failures: Family<ProblemLabels, Counter>,
+    pub http_fresh_files: Family<FreshLabels, Counter>,
 }
 
 impl Default for StorageMetrics {
@@ -140,8 +148,15 @@ impl StorageMetrics {
             "Pushed changes this storage failed to apply, by peer and error",
             sync_apply_failures.clone(),
         );
+        let http_fresh_files = Family::<FreshLabels, Counter>::default();
+        registry.register(
+            "http_fresh_files",
+            "HTTP requests for files not here yet, answered from their source member",
+            http_fresh_files.clone(),
+        );
         StorageMetrics {
             registry,
+            http_fresh_files,
             sync_apply_blocked,
             sync_apply_failures,
             requests,

@@ -1,4 +1,4 @@
-//! Contract between the operator and the node: the operator renders the tracker Deployment and
+//! Contract between the operator and the node: the operator renders the tracker StatefulSet and
 //! a group's StatefulSet and ConfigMaps for a sample cluster, and real `fdfs-node` processes
 //! run with exactly the rendered command, arguments, environment and configuration files.
 //! The storages must join every tracker, and an upload and a download must work.
@@ -324,7 +324,7 @@ async fn rendered_trackers_and_storages_form_a_working_cluster() -> anyhow::Resu
     .map(|cm| (cm.metadata.name.clone().unwrap_or_default(), to_value(cm)))
     .collect();
 
-    let deployment = to_value(&tracker_objects.deployment);
+    let deployment = to_value(&tracker_objects.statefulset);
     let statefulset = to_value(&group_objects.statefulset);
     assert_eq!(deployment["spec"]["replicas"], TRACKER_PODS.len());
     assert_eq!(statefulset["spec"]["replicas"], STORAGE_PODS.len());

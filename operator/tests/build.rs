@@ -143,17 +143,35 @@ fn tracker_services_publish_every_tracker() {
 }
 
 #[test]
-fn tracker_deployment_runs_the_rendered_config() {
+fn tracker_statefulset_runs_the_rendered_config() {
     let objects = tracker_objects(&with_uid(cluster(), "cluster-uid"));
-    let deployment = &objects.deployment;
-    let owner = &deployment.owner_references()[0];
+    let trackers = &objects.statefulset;
+    let owner = &trackers.owner_references()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.uid.as_str()),
         ("FdfsCluster", "cluster-uid")
     );
     assert_eq!(owner.controller, Some(true));
-    let spec = deployment.spec.as_ref().expect("spec");
+    let spec = trackers.spec.as_ref().expect("spec");
     assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.service_name.as_deref(), Some("main-tracker-headless"));
+    // Each tracker keeps its state on a 1Gi claim that goes with the cluster.
+    let claim = &spec.volume_claim_templates.as_ref().expect("claims")[0];
+    assert_eq!(claim.metadata.name.as_deref(), Some("data"));
+    assert_eq!(
+        claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .map(|r| r["storage"].0.as_str()),
+        Some("1Gi")
+    );
+    let retention = spec
+        .persistent_volume_claim_retention_policy
+        .as_ref()
+        .expect("retention");
+    assert_eq!(retention.when_deleted.as_deref(), Some("Delete"));
     let pod = pod_spec(&spec.template);
     let c = container(pod);
     assert_eq!(c.image.as_deref(), Some("registry.example/fdfs-node:0.1.0"));
@@ -236,15 +254,14 @@ fn assert_probes_and_shutdown(c: &Container, pod: &PodSpec, http_port: i32) {
 #[test]
 fn tracker_pods_probe_the_node_and_drain() {
     let objects = tracker_objects(&cluster());
-    let spec = objects.deployment.spec.as_ref().expect("spec");
+    let spec = objects.statefulset.spec.as_ref().expect("spec");
     let pod = pod_spec(&spec.template);
     assert_probes_and_shutdown(container(pod), pod, 8080);
-    let strategy = spec
-        .strategy
-        .as_ref()
-        .and_then(|s| s.rolling_update.as_ref())
-        .expect("rolling");
-    assert_eq!(strategy.max_unavailable, Some(IntOrString::Int(0)));
+    // Rolled one tracker at a time (each waits for the previous one to answer); started
+    // together, as equal peers.
+    let strategy = spec.update_strategy.as_ref().expect("update strategy");
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
 }
 
 #[test]
@@ -390,7 +407,7 @@ fn disruption_budget_only_for_more_than_one_storage() {
 fn config_changes_roll_the_pods_and_new_groups_do_not() {
     let hash = |objects: &TrackerObjects| {
         objects
-            .deployment
+            .statefulset
             .spec
             .as_ref()
             .expect("spec")
@@ -438,7 +455,7 @@ fn default_image_fills_in_for_a_cluster_without_one() {
     c.spec.image = None;
     let valid = validate_cluster(&c, Some("fdfs-node:default")).expect("valid");
     let objects = build::tracker_objects(&c, &valid, &[], &BuildOptions::default());
-    let spec = objects.deployment.spec.expect("spec");
+    let spec = objects.statefulset.spec.expect("spec");
     assert_eq!(
         container(pod_spec(&spec.template)).image.as_deref(),
         Some("fdfs-node:default")
@@ -549,7 +566,7 @@ fn pods_get_safe_placement_and_requests_by_default() {
     // The trackers keep their own requests from the fixture, and the same placement rules
     // (the fixture sets a node selector and tolerations, no affinity).
     let t = tracker_objects(&cluster());
-    let template = t.deployment.spec.as_ref().expect("spec").template.clone();
+    let template = t.statefulset.spec.as_ref().expect("spec").template.clone();
     let labels = template
         .metadata
         .as_ref()
@@ -567,7 +584,7 @@ fn pods_get_safe_placement_and_requests_by_default() {
     let mut bare = cluster();
     bare.spec.trackers.resources = None;
     let t = tracker_objects(&bare);
-    let spec = pod_spec(&t.deployment.spec.as_ref().expect("spec").template).clone();
+    let spec = pod_spec(&t.statefulset.spec.as_ref().expect("spec").template).clone();
     assert_eq!(
         requests(container(&spec)),
         [
@@ -632,7 +649,7 @@ fn every_built_object_carries_the_label_the_operator_watches_by() {
         ("storage ids", &t.storage_ids.metadata),
         ("tracker headless service", &t.headless.metadata),
         ("tracker client service", &t.client.metadata),
-        ("tracker deployment", &t.deployment.metadata),
+        ("tracker statefulset", &t.statefulset.metadata),
     ] {
         assert!(managed(meta), "{what}");
     }
@@ -654,7 +671,7 @@ fn several_trackers_get_a_disruption_budget_and_one_does_not() {
     let pdb = t.pdb.expect("three trackers have a budget");
     let spec = pdb.spec.expect("spec");
     assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
-    let labels = t.deployment.spec.expect("spec").selector.match_labels;
+    let labels = t.statefulset.spec.expect("spec").selector.match_labels;
     assert_eq!(spec.selector.and_then(|s| s.match_labels), labels);
     let mut single = cluster();
     single.spec.trackers.replicas = 1;

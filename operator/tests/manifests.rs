@@ -135,7 +135,7 @@ fn build_all(
         write_yaml(dir, &format!("{base}-storage-ids"), &objects.storage_ids);
         write_yaml(dir, &format!("{base}-headless"), &objects.headless);
         write_yaml(dir, &format!("{base}-client"), &objects.client);
-        write_yaml(dir, &format!("{base}-deployment"), &objects.deployment);
+        write_yaml(dir, &format!("{base}-trackers"), &objects.statefulset);
         written += 5;
     }
     written
@@ -179,7 +179,6 @@ fn built_objects_crds_and_samples_pass_the_official_schemas() {
     assert!(ok, "{output}");
     assert!(output.contains(" 0 failed"), "{output}");
     for kind in [
-        "Deployment/",
         "StatefulSet/",
         "Service/",
         "ConfigMap/",

@@ -984,15 +984,15 @@ async fn deletion_needs_no_call_with_either_policy() {
 
 // ---- FdfsCluster ----
 
-fn cluster_fetch(groups: Vec<Value>, deployment: Option<Value>) -> Vec<Expect> {
+fn cluster_fetch(groups: Vec<Value>, trackers: Option<Value>) -> Vec<Expect> {
     vec![
         get(
             format!("{FDFS}/storagegroups"),
             list("StorageGroup", "fdfs.dev/v1alpha1", groups),
         ),
         get(
-            format!("{APPS}/deployments/main-tracker"),
-            deployment.map_or(Reply::Status(404), Reply::Json),
+            format!("{APPS}/statefulsets/main-tracker"),
+            trackers.map_or(Reply::Status(404), Reply::Json),
         ),
     ]
 }
@@ -1010,7 +1010,7 @@ fn cluster_apply(ready_trackers: i32) -> Vec<Expect> {
         ),
         patch(format!("{CORE}/services/main-tracker"), Reply::Echo),
         patch(
-            format!("{APPS}/deployments/main-tracker"),
+            format!("{APPS}/statefulsets/main-tracker"),
             Reply::EchoOver(json!({"status": {
                 "replicas": 1, "readyReplicas": ready_trackers, "updatedReplicas": 1}})),
         ),
@@ -1018,6 +1018,11 @@ fn cluster_apply(ready_trackers: i32) -> Vec<Expect> {
         get(
             format!("{POLICY}/poddisruptionbudgets"),
             list("PodDisruptionBudget", "policy/v1", vec![]),
+        ),
+        // No Deployment of an earlier version left to remove.
+        get(
+            format!("{APPS}/deployments"),
+            list("Deployment", "apps/v1", vec![]),
         ),
     ]
 }
@@ -1105,13 +1110,13 @@ async fn cluster_status_comes_from_the_trackers() {
     )
     .await;
     support::wait_status(&tracker, "group1", "127.0.0.61", StorageStatus::Active).await;
-    let deployment = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
+    let trackers_sts = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": "main-tracker", "namespace": NS},
         "spec": {"selector": {}, "template": {"metadata": {"annotations": {
             naming::CONFIG_HASH_ANNOTATION: "will-differ"}}}},
     });
-    let mut script = cluster_fetch(vec![group_json(1)], Some(deployment));
+    let mut script = cluster_fetch(vec![group_json(1)], Some(trackers_sts));
     script.extend(cluster_apply(1));
     script.push(event(NS));
     script.push(patch(

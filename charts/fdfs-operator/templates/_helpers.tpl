@@ -103,9 +103,10 @@ finalizers subresource.
 - apiGroups: [fdfs.dev]
   resources: [fdfsclusters/finalizers, storagegroups/finalizers]
   verbs: [update]
+# Trackers ran on a Deployment in earlier versions: it is removed once their StatefulSet runs.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch]
+  verbs: [list, delete]
 # delete: a StatefulSet is replaced (orphaning its Pods) to take a larger volume size.
 - apiGroups: [apps]
   resources: [statefulsets]

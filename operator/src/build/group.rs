@@ -20,7 +20,7 @@ use crate::naming;
 use crate::validate::ValidStorageGroup;
 
 use super::conf;
-use super::pod::{DataVolume, NodePod, Role};
+use super::pod::{NodePod, Role};
 use super::tracker::{
     disruption_budget, headless_service, meta, one_file_config_map, service_port,
 };
@@ -101,28 +101,12 @@ pub fn group_objects(
         labels: labels.clone(),
         config_hash: conf::config_hash(&[&storage_conf]),
         http_secret: cluster.spec.settings.http_token_secret_ref.as_ref(),
-        data: DataVolume::ClaimTemplate,
     };
-    let claim = PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some(DATA_VOLUME.into()),
-            labels: Some(labels.clone()),
-            ..Default::default()
-        },
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: spec.volume.storage_class_name.clone(),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".into(),
-                    spec.volume.size.clone(),
-                )])),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let claim = data_claim(
+        &labels,
+        &spec.volume.size,
+        spec.volume.storage_class_name.clone(),
+    );
     let statefulset = StatefulSet {
         metadata: meta(
             naming::group(&name),
@@ -176,6 +160,31 @@ pub fn group_objects(
         headless,
         statefulset,
         pdb,
+    }
+}
+
+/// The claim template of a node's data volume.
+pub(super) fn data_claim(
+    labels: &BTreeMap<String, String>,
+    size: &k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+    storage_class_name: Option<String>,
+) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.into()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name,
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".into(), size.clone())])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 

@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapProjection, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector,
-    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecurityContext, SleepAction, TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
-    WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMapProjection, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, SleepAction,
+    TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -74,16 +73,6 @@ impl Role {
     }
 }
 
-/// Where the node keeps its state.
-#[derive(Clone, Debug)]
-pub enum DataVolume {
-    /// A scratch directory that lives as long as the Pod (trackers rebuild their state from
-    /// the storages' reports).
-    EmptyDir,
-    /// The volume claim template of the StatefulSet.
-    ClaimTemplate,
-}
-
 /// Everything that differs between the Pods of the two roles.
 #[derive(Debug)]
 pub struct NodePod<'a> {
@@ -104,7 +93,6 @@ pub struct NodePod<'a> {
     /// Hash of the rendered configuration; a change rolls the Pods.
     pub config_hash: String,
     pub http_secret: Option<&'a SecretKeyRef>,
-    pub data: DataVolume,
 }
 
 fn field_env(name: &str, path: &str) -> EnvVar {
@@ -249,7 +237,8 @@ impl NodePod<'_> {
             }),
             ..Default::default()
         };
-        let mut volumes = vec![Volume {
+        // The data volume comes from the StatefulSet's claim template.
+        vec![Volume {
             name: "config".into(),
             projected: Some(ProjectedVolumeSource {
                 sources: Some(vec![
@@ -259,15 +248,7 @@ impl NodePod<'_> {
                 ..Default::default()
             }),
             ..Default::default()
-        }];
-        if let DataVolume::EmptyDir = self.data {
-            volumes.push(Volume {
-                name: DATA_VOLUME.into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Default::default()
-            });
-        }
-        volumes
+        }]
     }
 
     /// Pods of one component (the trackers of a cluster, the members of a group) prefer

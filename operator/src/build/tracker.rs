@@ -1,10 +1,12 @@
-//! The objects of a cluster's trackers: a Deployment, a headless Service through which
-//! storages find every tracker, a client Service, and the ConfigMaps of the cluster.
+//! The objects of a cluster's trackers: a StatefulSet (each tracker keeps its state on a
+//! small volume), a headless Service through which storages find every tracker, a client
+//! Service, a disruption budget, and the ConfigMaps of the cluster.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -17,7 +19,7 @@ use crate::naming;
 use crate::validate::ValidCluster;
 
 use super::conf::{self, GroupIds};
-use super::pod::{DataVolume, NodePod, Role};
+use super::pod::{NodePod, Role};
 use super::{BuildOptions, FASTDFS_PORT_NAME, HTTP_PORT_NAME, STORAGE_IDS_FILE, TRACKER_CONF_FILE};
 
 /// Everything a cluster's trackers need.
@@ -32,7 +34,7 @@ pub struct TrackerObjects {
     /// What FastDFS clients connect to.
     pub client: Service,
     /// The trackers.
-    pub deployment: Deployment,
+    pub statefulset: StatefulSet,
     /// At most one tracker down at a time through voluntary disruptions (a node drain);
     /// `None` for a single tracker, which a budget would only keep from ever draining.
     pub pdb: Option<PodDisruptionBudget>,
@@ -176,7 +178,6 @@ pub fn tracker_objects(
         // storage_ids.conf is left out: adding a group must not restart the trackers.
         config_hash: conf::config_hash(&[&tracker_conf]),
         http_secret: None,
-        data: DataVolume::EmptyDir,
     };
     let pdb = (spec.trackers.replicas > 1).then(|| {
         disruption_budget(
@@ -189,24 +190,36 @@ pub fn tracker_objects(
             &labels,
         )
     });
-    let deployment = Deployment {
+    let statefulset = StatefulSet {
         metadata: meta(naming::tracker(&name), namespace, &labels, owner),
-        spec: Some(DeploymentSpec {
+        spec: Some(StatefulSetSpec {
             replicas: Some(spec.trackers.replicas),
+            service_name: Some(naming::tracker_headless(&name)),
             selector: LabelSelector {
                 match_labels: Some(labels.clone()),
                 ..Default::default()
             },
-            // Start a new tracker before stopping an old one: storages keep every tracker
-            // they can resolve, so the cluster never drops below its tracker count.
-            strategy: Some(DeploymentStrategy {
+            // Trackers are equal peers: they start together; an update still replaces one
+            // at a time, each waiting for the previous one to answer.
+            pod_management_policy: Some("Parallel".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::Int(1)),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
+                ..Default::default()
             }),
+            // A tracker's state is rebuilt from the storages' reports: its claims go with
+            // the cluster, and with a tracker scaled away.
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Delete".into()),
+                    when_scaled: Some("Delete".into()),
+                },
+            ),
             template: pod.template(),
+            volume_claim_templates: Some(vec![super::group::data_claim(
+                &labels,
+                &spec.trackers.volume.size,
+                spec.trackers.volume.storage_class_name.clone(),
+            )]),
             ..Default::default()
         }),
         ..Default::default()
@@ -217,7 +230,7 @@ pub fn tracker_objects(
         storage_ids,
         headless,
         client,
-        deployment,
+        statefulset,
         pdb,
     }
 }

@@ -1,7 +1,7 @@
-//! Reconciling an `FdfsCluster`: the tracker Deployment, its Services, the tracker and
+//! Reconciling an `FdfsCluster`: the tracker StatefulSet, its Services, the tracker and
 //! storage-id ConfigMaps, and a status read from the trackers.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -55,19 +55,19 @@ pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
             .await;
         }
     };
-    let current = fetch::deployment(client, &namespace, &naming::tracker(&name)).await?;
+    let current = fetch::statefulset(client, &namespace, &naming::tracker(&name)).await?;
 
     // Build and apply.
     let ids = group_ids(cluster, &groups, default_image);
     let objects = build::tracker_objects(cluster, &valid, &ids, &ctx.config.build);
-    let deployment = apply_objects(ctx, cluster, &objects).await?;
+    let trackers = apply_objects(ctx, cluster, &objects).await?;
 
-    // Status, from the Deployment and from the trackers themselves.
+    // Status, from the StatefulSet and from the trackers themselves.
     let answers = ctx.ask_trackers(cluster, None).await;
     let now = Time(Timestamp::now());
-    let mut wanted = conditions(cluster, &deployment, &answers);
+    let mut wanted = conditions(cluster, &trackers, &answers);
     let (gitops, last_progress) = cond::convergence(
-        &work(cluster, &deployment, &answers),
+        &work(cluster, &trackers, &answers),
         &previous,
         current_status.last_progress_time.as_ref(),
         &now,
@@ -75,7 +75,7 @@ pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
     );
     wanted.extend(gitops);
     for (type_, reason, action, note) in
-        events(current.as_ref(), &objects.deployment, &previous, &wanted)
+        events(current.as_ref(), &objects.statefulset, &previous, &wanted)
     {
         ctx.event(cluster, type_, &reason, action, note).await;
     }
@@ -83,7 +83,7 @@ pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
         observed_generation: cluster.metadata.generation,
         conditions: cond::merge(&previous, &wanted, cluster.metadata.generation, &now),
         last_progress_time: Some(last_progress),
-        ready_trackers: ready_trackers(&deployment),
+        ready_trackers: ready_trackers(&trackers),
         leader: answers.first_view().and_then(|v| v.leader.clone()),
         groups: summaries(cluster, &groups, &answers),
     };
@@ -124,13 +124,13 @@ async fn apply_objects(
     ctx: &Context,
     cluster: &FdfsCluster,
     objects: &TrackerObjects,
-) -> Result<Deployment> {
+) -> Result<StatefulSet> {
     let client = &ctx.client;
     apply::apply(client, &objects.config).await?;
     apply::apply(client, &objects.storage_ids).await?;
     apply::apply(client, &objects.headless).await?;
     apply::apply(client, &objects.client).await?;
-    let deployment = apply::apply(client, &objects.deployment).await?;
+    let statefulset = apply::apply(client, &objects.statefulset).await?;
     let mut keep = Vec::new();
     if let Some(pdb) = &objects.pdb {
         keep.push(apply::apply(client, pdb).await?.name_any());
@@ -146,29 +146,41 @@ async fn apply_objects(
     for name in deleted {
         tracing::info!(pdb = %name, "deleted the trackers' PodDisruptionBudget: one tracker left");
     }
-    Ok(deployment)
+    // Trackers ran on a Deployment before they kept state: it goes once the StatefulSet
+    // stands.
+    let namespace = cluster.namespace().unwrap_or_default();
+    for name in apply::delete_orphans::<Deployment>(
+        client,
+        &namespace,
+        &naming::selector(&naming::tracker_labels(&cluster.name_any())),
+        cluster.uid().as_deref().unwrap_or_default(),
+        &[],
+    )
+    .await?
+    {
+        tracing::info!(deployment = %name, "deleted the trackers' former Deployment");
+    }
+    Ok(statefulset)
 }
 
-fn ready_trackers(deployment: &Deployment) -> i32 {
-    deployment
+fn ready_trackers(trackers: &StatefulSet) -> i32 {
+    trackers
         .status
         .as_ref()
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0)
 }
 
-fn rollout_pending(deployment: &Deployment) -> Option<String> {
-    let replicas = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
-    let status = deployment.status.clone().unwrap_or_default();
-    if status.observed_generation < deployment.metadata.generation {
-        return Some("the Deployment controller has not seen the latest spec yet".into());
+fn rollout_pending(trackers: &StatefulSet) -> Option<String> {
+    let replicas = trackers.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = trackers.status.clone().unwrap_or_default();
+    if status.observed_generation < trackers.metadata.generation {
+        return Some("the StatefulSet controller has not seen the latest spec yet".into());
     }
     let updated = status.updated_replicas.unwrap_or(0);
-    if updated < replicas {
+    let rolling =
+        status.update_revision.is_some() && status.current_revision != status.update_revision;
+    if rolling || updated < replicas {
         return Some(format!("{updated} of {replicas} trackers updated"));
     }
     None
@@ -176,20 +188,26 @@ fn rollout_pending(deployment: &Deployment) -> Option<String> {
 
 fn conditions(
     cluster: &FdfsCluster,
-    deployment: &Deployment,
+    trackers: &StatefulSet,
     answers: &TrackerAnswers,
 ) -> Vec<Want> {
     let desired = cluster.spec.trackers.replicas;
-    let ready = ready_trackers(deployment);
+    let ready = ready_trackers(trackers);
     let answered = answers.views.iter().filter(|(_, v)| v.is_ok()).count();
     let problem = answers.problem();
-    let rollout = rollout_pending(deployment);
+    let rollout = rollout_pending(trackers);
 
     let ready_cond = if ready >= desired && problem.is_none() && rollout.is_none() {
+        // The docs advise three or five trackers, one per zone where there are three zones.
+        let advice = if desired > 1 && desired % 2 == 0 {
+            "; an odd number of trackers is recommended"
+        } else {
+            ""
+        };
         Want::yes(
             cond::READY,
             "Ready",
-            format!("{ready} of {desired} trackers ready; {answered} answer over FastDFS"),
+            format!("{ready} of {desired} trackers ready; {answered} answer over FastDFS{advice}"),
         )
     } else if answered == 0 && ready > 0 {
         Want::no(
@@ -224,10 +242,10 @@ fn conditions(
 }
 
 /// What is left to do, for `Reconciling` and `Stalled`.
-fn work(cluster: &FdfsCluster, deployment: &Deployment, answers: &TrackerAnswers) -> Work {
+fn work(cluster: &FdfsCluster, trackers: &StatefulSet, answers: &TrackerAnswers) -> Work {
     let desired = cluster.spec.trackers.replicas;
-    let ready = ready_trackers(deployment);
-    if let Some(why) = rollout_pending(deployment) {
+    let ready = ready_trackers(trackers);
+    if let Some(why) = rollout_pending(trackers) {
         Work::converging("RollingUpdate", why)
     } else if ready < desired {
         Work::converging(
@@ -244,20 +262,20 @@ fn work(cluster: &FdfsCluster, deployment: &Deployment, answers: &TrackerAnswers
 type EventSpec = (EventType, String, &'static str, String);
 
 fn events(
-    before: Option<&Deployment>,
-    built: &Deployment,
+    before: Option<&StatefulSet>,
+    built: &StatefulSet,
     previous: &[Condition],
     wanted: &[Want],
 ) -> Vec<EventSpec> {
     let mut events = Vec::new();
-    let hash = |d: &Deployment| super::config_hash(&d.spec.as_ref()?.template);
+    let hash = |d: &StatefulSet| super::config_hash(&d.spec.as_ref()?.template);
     match before {
         None => events.push((
             EventType::Normal,
             "Created".into(),
             "Create",
             format!(
-                "created the tracker Deployment {} with {} trackers",
+                "created the tracker StatefulSet {} with {} trackers",
                 built.name_any(),
                 built.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
             ),

@@ -1,7 +1,7 @@
 //! The fetch step: reads the objects a reconcile looks at, fresh from the API server.
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, Client, Resource};
@@ -58,21 +58,12 @@ pub async fn storage_groups(client: &Client, namespace: &str) -> Result<Vec<Stor
     list(client, namespace, None).await
 }
 
-/// A group's StatefulSet as it is now.
+/// A StatefulSet (a group's, or the trackers') as it is now.
 pub async fn statefulset(
     client: &Client,
     namespace: &str,
     name: &str,
 ) -> Result<Option<StatefulSet>> {
-    get_opt(client, namespace, name).await
-}
-
-/// The tracker Deployment as it is now.
-pub async fn deployment(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<Deployment>> {
     get_opt(client, namespace, name).await
 }
 

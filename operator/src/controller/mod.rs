@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{Action, Controller};
@@ -389,7 +389,7 @@ pub async fn run(
             .labels(&format!("app.kubernetes.io/managed-by={}", naming::MANAGER));
 
         let clusters = Controller::new(api::<FdfsCluster>(client, ns), wc.clone())
-            .owns(api::<Deployment>(client, ns), owned.clone())
+            .owns(api::<StatefulSet>(client, ns), owned.clone())
             .owns(api::<Service>(client, ns), owned.clone())
             .owns(api::<ConfigMap>(client, ns), owned.clone())
             .watches(api::<StorageGroup>(client, ns), wc.clone(), |sg| {

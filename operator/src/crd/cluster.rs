@@ -1,6 +1,7 @@
 //! `FdfsCluster`: the trackers and the settings every group of a cluster shares.
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -98,6 +99,10 @@ pub struct TrackerSpec {
     #[serde(default = "default_tracker_http_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub http_port: i32,
+    /// The small volume each tracker keeps its state on (known storages, sync timestamps),
+    /// so a restarted or rescheduled tracker starts from it.
+    #[serde(default)]
+    pub volume: TrackerVolume,
 }
 
 impl Default for TrackerSpec {
@@ -108,8 +113,34 @@ impl Default for TrackerSpec {
             scheduling: Scheduling::default(),
             port: default_tracker_port(),
             http_port: default_tracker_http_port(),
+            volume: TrackerVolume::default(),
         }
     }
+}
+
+/// A tracker's state volume.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackerVolume {
+    /// Size of each tracker's volume claim.
+    #[serde(default = "default_tracker_volume_size")]
+    pub size: Quantity,
+    /// StorageClass of the claims; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for TrackerVolume {
+    fn default() -> Self {
+        Self {
+            size: default_tracker_volume_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+fn default_tracker_volume_size() -> Quantity {
+    Quantity("1Gi".into())
 }
 
 fn default_tracker_replicas() -> i32 {

@@ -523,6 +523,22 @@ fn assert_default_placement(spec: &PodSpec, labels: &std::collections::BTreeMap<
     );
 }
 
+/// A StatefulSet's Pod template and the labels on it.
+fn template_and_labels(
+    sts: &k8s_openapi::api::apps::v1::StatefulSet,
+) -> (
+    k8s_openapi::api::core::v1::PodTemplateSpec,
+    std::collections::BTreeMap<String, String>,
+) {
+    let template = sts.spec.as_ref().expect("spec").template.clone();
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .expect("labels");
+    (template, labels)
+}
+
 fn requests(c: &Container) -> Vec<(String, String)> {
     c.resources
         .as_ref()
@@ -534,18 +550,7 @@ fn requests(c: &Container) -> Vec<(String, String)> {
 #[test]
 fn pods_get_safe_placement_and_requests_by_default() {
     let objects = group_objects(&group("group1"), 2);
-    let template = objects
-        .statefulset
-        .spec
-        .as_ref()
-        .expect("spec")
-        .template
-        .clone();
-    let labels = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .expect("labels");
+    let (template, labels) = template_and_labels(&objects.statefulset);
     let spec = pod_spec(&template);
     assert_default_placement(spec, &labels);
     assert_eq!(
@@ -566,12 +571,7 @@ fn pods_get_safe_placement_and_requests_by_default() {
     // The trackers keep their own requests from the fixture, and the same placement rules
     // (the fixture sets a node selector and tolerations, no affinity).
     let t = tracker_objects(&cluster());
-    let template = t.statefulset.spec.as_ref().expect("spec").template.clone();
-    let labels = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .expect("labels");
+    let (template, labels) = template_and_labels(&t.statefulset);
     let spec = pod_spec(&template);
     assert_default_placement(spec, &labels);
     assert_eq!(

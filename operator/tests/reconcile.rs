@@ -320,8 +320,7 @@ async fn scale_down_is_blocked_while_the_remaining_storage_is_still_syncing() {
     let tracker = t.addr.to_string();
     let trackers = vec![tracker.clone()];
     // Pod 1's storage joined first; Pod 0's storage joined later and waits for its copy.
-    let s1 = support::storage("127.0.0.62", "group1", &trackers, data.path()).await;
-    support::wait_status(&tracker, "group1", "127.0.0.62", StorageStatus::Active).await;
+    let s1 = support::active_storage("127.0.0.62", &trackers, data.path()).await;
     let s0 = support::storage("127.0.0.61", "group1", &trackers, data.path()).await;
     support::wait_status(&tracker, "group1", "127.0.0.61", StorageStatus::WaitSync).await;
 
@@ -378,8 +377,7 @@ async fn a_scale_down_blocked_past_the_stall_timeout_is_stalled() {
     let tracker = t.addr.to_string();
     let trackers = vec![tracker.clone()];
     // Pod 0, the one to keep, runs no storage the trackers know: the scale-down waits.
-    let s1 = support::storage("127.0.0.62", "group1", &trackers, data.path()).await;
-    support::wait_status(&tracker, "group1", "127.0.0.62", StorageStatus::Active).await;
+    let s1 = support::active_storage("127.0.0.62", &trackers, data.path()).await;
     let hash = group_hash(&group(1));
     let pods = vec![pod(0, "127.0.0.61"), pod(1, "127.0.0.62")];
     let reconcile = |sg: Value, events: usize| {
@@ -623,10 +621,8 @@ async fn member_status_shows_the_bytes_behind_the_trackers_list() {
     let t = support::tracker("127.0.0.50", data.path()).await;
     let tracker = t.addr.to_string();
     let trackers = vec![tracker.clone()];
-    let s0 = support::storage("127.0.0.61", "group1", &trackers, data.path()).await;
-    support::wait_status(&tracker, "group1", "127.0.0.61", StorageStatus::Active).await;
-    let s1 = support::storage("127.0.0.62", "group1", &trackers, data.path()).await;
-    support::wait_status(&tracker, "group1", "127.0.0.62", StorageStatus::Active).await;
+    let s0 = support::active_storage("127.0.0.61", &trackers, data.path()).await;
+    let s1 = support::active_storage("127.0.0.62", &trackers, data.path()).await;
     // Each member reports what the other has yet to receive from it.
     let client =
         fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(trackers.clone()))
@@ -1402,8 +1398,7 @@ async fn a_member_is_replaced_once_the_others_are_ready_and_only_then() {
     let t = support::tracker("127.0.0.50", data.path()).await;
     let tracker = t.addr.to_string();
     let trackers = vec![tracker.clone()];
-    let s1 = support::storage("127.0.0.62", "group1", &trackers, data.path()).await;
-    support::wait_status(&tracker, "group1", "127.0.0.62", StorageStatus::Active).await;
+    let s1 = support::active_storage("127.0.0.62", &trackers, data.path()).await;
     let hash = group_hash(&group(2));
     let pods = vec![pod(0, "127.0.0.61"), pod(1, "127.0.0.62")];
     let asking = |ordinal: &str| {
@@ -1442,8 +1437,7 @@ async fn a_member_is_replaced_once_the_others_are_ready_and_only_then() {
 
     // Ordinal 0 ACTIVE and caught up too: replacing ordinal 1 deletes its claim and Pod,
     // and the request is taken away.
-    let s0 = support::storage("127.0.0.61", "group1", &trackers, data.path()).await;
-    support::wait_status(&tracker, "group1", "127.0.0.61", StorageStatus::Active).await;
+    let s0 = support::active_storage("127.0.0.61", &trackers, data.path()).await;
     let sg = asking("1");
     let mut script = group_fetch(&sg, Some(statefulset(2, &hash)), pods);
     script.push(delete(

@@ -380,3 +380,11 @@ pub async fn wait_status(tracker: &str, group: &str, ip: &str, status: StorageSt
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A storage of group1 on `ip` reporting to `trackers`, once the first tracker holds it
+/// ACTIVE.
+pub async fn active_storage(ip: &str, trackers: &[String], data: &Path) -> RunningStorage {
+    let s = storage(ip, "group1", trackers, data).await;
+    wait_status(&trackers[0], "group1", ip, StorageStatus::Active).await;
+    s
+}

@@ -55,19 +55,8 @@ pub fn router(node: Arc<StorageNode>) -> Router {
 }
 
 async fn readyz(State(node): State<Arc<StorageNode>>) -> Response {
-    let view: Vec<String> = node
-        .tracker_view
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|(t, s)| format!("tracker {t}: {}", s.name()))
-        .collect();
-    let text = if view.is_empty() {
-        "no tracker reached yet\n".to_owned()
-    } else {
-        view.join("\n") + "\n"
-    };
-    if node.is_active_everywhere() {
+    let (ready, text) = node.readiness();
+    if ready {
         (StatusCode::OK, text).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, text).into_response()

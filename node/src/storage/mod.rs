@@ -68,6 +68,9 @@ pub struct StorageNode {
     pub sync_problems: Mutex<BTreeMap<String, (Status, u64)>>,
     /// Status each tracker last reported for this storage.
     pub tracker_view: Mutex<BTreeMap<SocketAddr, StorageStatus>>,
+    /// Per tracker, the age in seconds of the oldest change the other members reported
+    /// they have yet to push here (LIST_SYNC_BACKLOG, 241); absent where unknown.
+    pub behind: Mutex<BTreeMap<SocketAddr, u64>>,
     pub started_at: u64,
     /// When this storage last changed a file of its own, and last applied a peer's change
     /// (unix seconds; FastDFS's `last_source_update` / `last_sync_update`).
@@ -192,6 +195,7 @@ impl StorageNode {
             http_port: std::sync::atomic::AtomicU16::new(0),
             path_policy: Mutex::new(policy),
             tracker_view: Mutex::new(BTreeMap::new()),
+            behind: Mutex::new(BTreeMap::new()),
             sync_in: Mutex::new(BTreeMap::new()),
             sync_out: Mutex::new(BTreeMap::new()),
             sync_problems: Mutex::new(BTreeMap::new()),
@@ -300,6 +304,22 @@ impl StorageNode {
     pub fn is_active_everywhere(&self) -> bool {
         let view = self.tracker_view.lock().unwrap_or_else(|e| e.into_inner());
         !view.is_empty() && view.values().all(|s| *s == StorageStatus::Active)
+    }
+
+    /// Readiness: every tracker sees this storage ACTIVE, and no peer has reported a change
+    /// for it older than [`CAUGHT_UP_SECONDS`]. Returns the verdict and the lines saying why.
+    pub fn readiness(&self) -> (bool, String) {
+        let view = self
+            .tracker_view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let behind = self
+            .behind
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        readiness(&view, &behind)
     }
 
     pub fn stats(&self) -> StorageStats {
@@ -553,6 +573,33 @@ impl StorageNode {
             })
             .inc_by(n);
     }
+}
+
+/// A storage whose peers still hold changes for it at most this old (seconds) counts as
+/// caught up: under a steady load replication always trails by a moment.
+pub const CAUGHT_UP_SECONDS: u64 = 10;
+
+/// [`StorageNode::readiness`] on given views: per tracker, its status of this storage and
+/// the age of the oldest change the peers reported they still have to push here.
+fn readiness(
+    view: &BTreeMap<SocketAddr, StorageStatus>,
+    behind: &BTreeMap<SocketAddr, u64>,
+) -> (bool, String) {
+    if view.is_empty() {
+        return (false, "no tracker reached yet\n".to_owned());
+    }
+    let mut ready = true;
+    let mut text = String::new();
+    for (tracker, status) in view {
+        text.push_str(&format!("tracker {tracker}: {}", status.name()));
+        ready &= *status == StorageStatus::Active;
+        if let Some(age) = behind.get(tracker).filter(|a| **a > 0) {
+            text.push_str(&format!("; peers hold changes for it {age}s old"));
+            ready &= *age <= CAUGHT_UP_SECONDS;
+        }
+        text.push('\n');
+    }
+    (ready, text)
 }
 
 /// Commands that change files and only the group's other members send. FETCH_ONE_PATH_BINLOG
@@ -813,4 +860,43 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
         stop,
         tasks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_when_active_everywhere_and_peers_hold_nothing_old_for_it() {
+        let a: SocketAddr = "127.0.0.1:22122".parse().expect("addr");
+        let b: SocketAddr = "127.0.0.1:22123".parse().expect("addr");
+        let view = |sa, sb| BTreeMap::from([(a, sa), (b, sb)]);
+        let active = view(StorageStatus::Active, StorageStatus::Active);
+        assert!(
+            !readiness(&BTreeMap::new(), &BTreeMap::new()).0,
+            "no tracker yet"
+        );
+        assert!(
+            readiness(&active, &BTreeMap::new()).0,
+            "nothing known to wait"
+        );
+        assert!(
+            !readiness(
+                &view(StorageStatus::Active, StorageStatus::Syncing),
+                &BTreeMap::new()
+            )
+            .0
+        );
+        // Under load replication trails by a moment: still ready.
+        assert!(readiness(&active, &BTreeMap::from([(a, 3)])).0);
+        // A change waiting longer, as seen by either tracker: not ready, and said why.
+        let (ready, text) = readiness(&active, &BTreeMap::from([(a, 0), (b, 42)]));
+        assert!(!ready);
+        assert!(
+            text.contains(&format!(
+                "tracker {b}: ACTIVE; peers hold changes for it 42s old"
+            )),
+            "{text}"
+        );
+    }
 }

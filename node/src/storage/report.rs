@@ -15,9 +15,10 @@ use super::StorageNode;
 use crate::client::{ClientError, Conn, conn::resolve};
 use crate::config::ReservedSpace;
 use crate::proto::cluster::GroupAndHost;
+use crate::proto::query::GroupRequest;
 use crate::proto::report::{
     BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, Parameters,
-    SyncBacklogReport, SyncProblem, SyncProblemReport, SyncReport, SyncSource,
+    SyncBacklogListing, SyncBacklogReport, SyncProblem, SyncProblemReport, SyncReport, SyncSource,
 };
 use crate::proto::{Command, Status, StorageStatus, VERSION_TEXT};
 
@@ -250,6 +251,41 @@ async fn report_backlog(
         .unwrap_or_default();
     let body = SyncBacklogReport { entries }.encode();
     send_own_report(conn, tracker, Command::StorageReportSyncBacklog, &body).await
+}
+
+/// Asks the tracker what the other members still have to push here (241), for readiness:
+/// the age of the oldest such change, 0 when none waits.
+async fn note_behind(
+    node: &Arc<StorageNode>,
+    conn: &mut Conn,
+    tracker: SocketAddr,
+) -> Result<(), ClientError> {
+    let ask = GroupRequest {
+        group: node.config.group_name.clone(),
+    }
+    .encode();
+    let own = node.own_id();
+    let age = match conn
+        .call(Command::ServerListSyncBacklog, &ask, 1 << 20)
+        .await?
+    {
+        (Status::Ok, body) => SyncBacklogListing::decode(&body).ok().map(|listing| {
+            listing
+                .rows
+                .iter()
+                .filter(|r| r.backlog.peer_id == own && r.backlog.bytes > 0)
+                .map(|r| r.backlog.seconds)
+                .max()
+                .unwrap_or(0)
+        }),
+        _ => None,
+    };
+    let mut behind = node.behind.lock().unwrap_or_else(|e| e.into_inner());
+    match age {
+        Some(age) => behind.insert(tracker, age),
+        None => behind.remove(&tracker),
+    };
+    Ok(())
 }
 
 /// Sends one of this project's own reports (240, 242). Returns whether the tracker takes
@@ -493,6 +529,9 @@ async fn report_session(
                 backlog_taken = report_backlog(node, &mut conn, tracker).await?;
                 if problems_taken {
                     problems_taken = report_problems(node, &mut conn, tracker).await?;
+                }
+                if backlog_taken {
+                    note_behind(node, &mut conn, tracker).await?;
                 }
             }
             Event::TrackerClosed => {

@@ -1473,3 +1473,38 @@ async fn a_member_is_replaced_once_the_others_are_ready_and_only_then() {
     s1.stop(Duration::from_secs(1)).await;
     t.stop(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn storage_groups_come_from_the_watch_store_once_it_has_listed() {
+    use kube::runtime::{reflector, watcher};
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    // The store knows group1; no LIST of StorageGroups reaches the API server.
+    let mut script = cluster_fetch(vec![], None);
+    script.remove(0);
+    script.extend(cluster_apply(0));
+    script.push(event(NS));
+    script.push(patch(
+        format!("{FDFS}/fdfsclusters/main/status"),
+        Reply::EchoOver(cluster_json()),
+    ));
+    let (ctx, server) = support::context(&[t.addr.to_string()], script);
+    let (store, mut writer) = reflector::store::<StorageGroup>();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitApply(group(2)));
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    ctx.share_group_store(None, store);
+    controller::reconcile_cluster(Arc::new(cluster()), ctx)
+        .await
+        .expect("reconcile succeeds");
+    let transcript = server.await.expect("API server task");
+    // The storage ids the store's group needs are rendered.
+    let ids = transcript.body(
+        Method::PATCH,
+        &format!("{CORE}/configmaps/main-storage-ids"),
+    );
+    let text = ids["data"]["storage_ids.conf"].as_str().expect("ids");
+    assert!(text.contains("group1-1.group1.fdfs.svc"), "{text}");
+    drop(writer);
+    t.stop(Duration::from_secs(1)).await;
+}

@@ -41,7 +41,7 @@ pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
     let default_image = ctx.config.default_image.as_deref();
 
     // Fetch and validate.
-    let groups = fetch::storage_groups(client, &namespace).await?;
+    let groups = ctx.storage_groups(&namespace).await?;
     let valid = match validate::validate_cluster(cluster, default_image) {
         Ok(valid) => valid,
         Err(err) => {

@@ -45,7 +45,7 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
 
     // Fetch and validate.
     let cluster = fetch::cluster(client, &namespace, &sg.spec.cluster_ref).await?;
-    let siblings = fetch::storage_groups(client, &namespace).await?;
+    let siblings = ctx.storage_groups(&namespace).await?;
     let valid = match validate::validate_storage_group(
         sg,
         cluster.as_ref(),

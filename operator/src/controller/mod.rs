@@ -25,7 +25,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
@@ -150,6 +150,9 @@ pub struct Context {
     pub metrics: Metrics,
     recorder: Recorder,
     backoff: Arc<Backoff>,
+    /// The StorageGroups each watch scope (a namespace, or `None` for all) keeps in memory,
+    /// so reconciles read them there instead of listing them from the API server.
+    group_stores: Arc<Mutex<Vec<(Option<String>, Store<StorageGroup>)>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -202,7 +205,40 @@ impl Context {
             config,
             metrics,
             backoff: Arc::default(),
+            group_stores: Arc::default(),
         }
+    }
+
+    /// Lets reconciles in `scope` read StorageGroups from `store`.
+    pub fn share_group_store(&self, scope: Option<String>, store: Store<StorageGroup>) {
+        self.group_stores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((scope, store));
+    }
+
+    /// The StorageGroups of `namespace`: from the watch scope's store once it has listed
+    /// everything, else from the API server.
+    pub async fn storage_groups(&self, namespace: &str) -> Result<Vec<StorageGroup>> {
+        let store = self
+            .group_stores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(scope, _)| scope.as_deref().is_none_or(|s| s == namespace))
+            .map(|(_, store)| store.clone());
+        if let Some(store) = store
+            && let Ok(Ok(())) =
+                tokio::time::timeout(Duration::from_secs(5), store.wait_until_ready()).await
+        {
+            return Ok(store
+                .state()
+                .iter()
+                .filter(|sg| sg.namespace().as_deref() == Some(namespace))
+                .map(|sg| sg.as_ref().clone())
+                .collect());
+        }
+        fetch::storage_groups(&self.client, namespace).await
     }
 
     /// Publishes an Event about `obj`. Failing to publish is logged, never fatal.
@@ -408,6 +444,7 @@ pub async fn run(
 
         let groups = Controller::new(api::<StorageGroup>(client, ns), wc.clone());
         let store = groups.store();
+        ctx.share_group_store(scope.clone(), store.clone());
         let groups = groups
             .owns(api::<StatefulSet>(client, ns), owned.clone())
             .owns(api::<Service>(client, ns), owned.clone())

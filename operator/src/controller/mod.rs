@@ -152,8 +152,11 @@ pub struct Context {
     backoff: Arc<Backoff>,
     /// The StorageGroups each watch scope (a namespace, or `None` for all) keeps in memory,
     /// so reconciles read them there instead of listing them from the API server.
-    group_stores: Arc<Mutex<Vec<(Option<String>, Store<StorageGroup>)>>>,
+    group_stores: GroupStores,
 }
+
+/// Per watch scope, its in-memory StorageGroups.
+type GroupStores = Arc<Mutex<Vec<(Option<String>, Store<StorageGroup>)>>>;
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -311,6 +311,7 @@ async fn rendered_trackers_and_storages_form_a_working_cluster() -> anyhow::Resu
             group_name: valid_group.group_name.clone(),
             storage_group: "group1".into(),
             replicas: 2,
+            writable: 2,
         }],
         &opts,
     );

@@ -42,11 +42,13 @@ fn tracker_objects(cluster: &FdfsCluster) -> TrackerObjects {
             group_name: "group1".into(),
             storage_group: "group1".into(),
             replicas: 2,
+            writable: 2,
         },
         GroupIds {
             group_name: "photos".into(),
             storage_group: "photos-eu".into(),
             replicas: 3,
+            writable: 3,
         },
     ];
     build::tracker_objects(cluster, &valid, &ids, &BuildOptions::default())
@@ -676,4 +678,31 @@ fn several_trackers_get_a_disruption_budget_and_one_does_not() {
     let mut single = cluster();
     single.spec.trackers.replicas = 1;
     assert!(tracker_objects(&single).pdb.is_none());
+}
+
+#[test]
+fn storages_scaled_away_are_listed_read_only_until_they_are_gone() {
+    let c = cluster();
+    let valid = validate_cluster(&c, None).expect("valid cluster");
+    let ids = [GroupIds {
+        group_name: "group1".into(),
+        storage_group: "group1".into(),
+        replicas: 3,
+        writable: 2,
+    }];
+    let objects = build::tracker_objects(&c, &valid, &ids, &BuildOptions::default());
+    let text = objects.storage_ids.data.as_ref().expect("data")["storage_ids.conf"].clone();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        !lines[0].contains("rw=") && !lines[1].contains("rw="),
+        "{text}"
+    );
+    assert!(lines[2].ends_with(":23000 rw=read"), "{text}");
+    // The node's parser reads it so.
+    let parsed = fdfs_node::tracker::storage_ids::StorageIds::parse(&text).expect("parses");
+    let leaving = parsed
+        .by_id(&naming::storage_id("group1", 2).to_string())
+        .expect("listed");
+    assert_eq!(leaving.rw_mode, fdfs_node::tracker::storage_ids::RW_READ);
 }

@@ -115,6 +115,7 @@ fn build_all(
                 group_name: valid_group.group_name.clone(),
                 storage_group: sg.name_any(),
                 replicas: sg.spec.replicas,
+                writable: sg.spec.replicas,
             });
             for replicas in [sg.spec.replicas, 1] {
                 let objects = build::group_objects(&cluster, &sg, &valid_group, replicas, &opts);

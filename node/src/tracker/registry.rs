@@ -243,8 +243,25 @@ impl Registry {
         &self.storage_ids
     }
 
-    /// Takes a re-read `storage_ids.conf`; members already joined keep their ids.
+    /// Takes a re-read `storage_ids.conf`; members already joined keep their ids, and take
+    /// a changed `rw=` at once: a member made read-only gets no more uploads.
     pub fn set_storage_ids(&mut self, ids: StorageIds) {
+        if self.policy.use_storage_id {
+            for g in self.groups.values_mut() {
+                let mut changed = false;
+                for m in g.members.values_mut() {
+                    if let Some(entry) = ids.by_id(&m.id).filter(|e| e.rw_mode != m.rw_mode) {
+                        tracing::info!(group = %g.name, storage = %m.id, rw_mode = entry.rw_mode,
+                            "storage_ids.conf changed the storage's access");
+                        m.rw_mode = entry.rw_mode;
+                        changed = true;
+                    }
+                }
+                if changed {
+                    g.changes += 1;
+                }
+            }
+        }
         self.storage_ids = ids;
     }
 

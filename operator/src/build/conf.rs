@@ -175,6 +175,9 @@ pub struct StorageIdEntry {
     pub group_name: String,
     /// Stable DNS name of the storage's Pod.
     pub host: String,
+    /// The storage is leaving its group (scaled away): `rw=read`, so the trackers send it
+    /// no more uploads while its files reach the members that stay.
+    pub read_only: bool,
 }
 
 /// The storages of one group, as listed in `storage_ids.conf`.
@@ -187,6 +190,8 @@ pub struct GroupIds {
     /// How many ordinals to list: the larger of the desired and the current replica count, so
     /// a storage keeps its entry until it is gone.
     pub replicas: i32,
+    /// Ordinals from this one on are leaving (the group asks for fewer): read-only.
+    pub writable: i32,
 }
 
 /// Every storage of a cluster, in group name then ordinal order.
@@ -204,12 +209,13 @@ pub fn storage_id_entries(
                 id: naming::storage_id(&g.group_name, ordinal),
                 group_name: g.group_name.clone(),
                 host: naming::pod_host(&g.storage_group, ordinal, namespace, &opts.cluster_domain),
+                read_only: i64::from(ordinal) >= i64::from(g.writable.max(0)),
             })
         })
         .collect()
 }
 
-/// `storage_ids.conf`: `<id> <group> <host>:<port>`, one line per storage.
+/// `storage_ids.conf`: `<id> <group> <host>:<port>[ rw=read]`, one line per storage.
 ///
 /// Hosts are the Pods' DNS names under their group's headless Service (which publishes
 /// not-ready addresses, so a storage resolves its own name before it is ready). A storage
@@ -222,7 +228,12 @@ pub fn storage_ids_conf(cluster: &FdfsCluster, entries: &[StorageIdEntry]) -> St
         cluster.metadata.name.as_deref().unwrap_or_default(),
     );
     for e in entries {
-        let _ = writeln!(out, "{} {} {}:{STORAGE_PORT}", e.id, e.group_name, e.host);
+        let rw = if e.read_only { " rw=read" } else { "" };
+        let _ = writeln!(
+            out,
+            "{} {} {}:{STORAGE_PORT}{rw}",
+            e.id, e.group_name, e.host
+        );
     }
     out
 }

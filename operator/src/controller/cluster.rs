@@ -115,6 +115,7 @@ fn group_ids(
                 group_name: valid.group_name,
                 storage_group: sg.name_any(),
                 replicas: sg.spec.replicas.max(existing),
+                writable: sg.spec.replicas,
             })
         })
         .collect()

@@ -351,6 +351,38 @@ fn sync_problem_reports_name_members_only_and_end_with_the_reporter() {
 }
 
 #[test]
+fn a_reread_storage_ids_conf_changes_a_joined_members_access() {
+    let both = "100001 group1 127.0.0.2\n100002 group1 127.0.0.3\n";
+    let mut reg = with_ids(both, IdType::Id);
+    for (ip, id) in [("127.0.0.2", "100001"), ("127.0.0.3", "100002")] {
+        reg.join(ip, &req("group1", false, 7, id), 1).expect("join");
+    }
+    let before = reg.groups["group1"].changes;
+    // 100002 is on its way out: read-only, so it takes no more uploads.
+    reg.set_storage_ids(
+        StorageIds::parse("100001 group1 127.0.0.2\n100002 group1 127.0.0.3 rw=read\n")
+            .expect("ids"),
+    );
+    let g = &reg.groups["group1"];
+    assert_eq!(
+        g.members["100002"].rw_mode,
+        crate::tracker::storage_ids::RW_READ
+    );
+    assert_eq!(
+        g.members["100001"].rw_mode,
+        crate::tracker::storage_ids::RW_BOTH
+    );
+    assert!(g.changes > before, "members are told");
+    // The same file again changes nothing.
+    let again = reg.groups["group1"].changes;
+    reg.set_storage_ids(
+        StorageIds::parse("100001 group1 127.0.0.2\n100002 group1 127.0.0.3 rw=read\n")
+            .expect("ids"),
+    );
+    assert_eq!(reg.groups["group1"].changes, again);
+}
+
+#[test]
 fn storage_ids_decide_identity() {
     let mut reg = with_ids(
         "100001 group1 127.0.0.2\n100002 group1 127.0.0.3:23000 rw=read\n100003 group2 localhost\n",

@@ -1262,6 +1262,12 @@ async fn a_group_gets_its_finalizer_before_anything_is_built() {
         body["metadata"]["finalizers"],
         json!(["other.example/keep", "fdfs.dev/storage-group"])
     );
+    expect_health(
+        &group_json(1),
+        &transcript,
+        KStatus::InProgress,
+        "Progressing",
+    );
     t.stop(Duration::from_secs(1)).await;
 }
 
@@ -1505,6 +1511,12 @@ async fn storage_groups_come_from_the_watch_store_once_it_has_listed() {
     );
     let text = ids["data"]["storage_ids.conf"].as_str().expect("ids");
     assert!(text.contains("group1-1.group1.fdfs.svc"), "{text}");
+    expect_health(
+        &cluster_json(),
+        &transcript,
+        KStatus::InProgress,
+        "Progressing",
+    );
     drop(writer);
     t.stop(Duration::from_secs(1)).await;
 }

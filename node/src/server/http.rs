@@ -125,6 +125,10 @@ fn forbidden(app: Router) -> Router {
 struct StallGuard<S> {
     inner: S,
     limit: Duration,
+    /// When either direction last moved.
+    progress: Instant,
+    /// Wakes the task to look at `progress`; re-armed only when it fires, not on every
+    /// read and write of a download.
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -133,18 +137,28 @@ impl<S> StallGuard<S> {
         StallGuard {
             inner,
             limit,
+            progress: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(limit)),
         }
     }
 
     fn moved(&mut self) {
-        let next = Instant::now() + self.limit;
-        self.deadline.as_mut().reset(next);
+        self.progress = Instant::now();
     }
 
-    /// On `Pending`: the error to return instead when the deadline has passed.
+    /// On `Pending`: whether nothing has moved for the limit. Otherwise the timer is armed
+    /// for the limit after the last progress, and wakes this task then.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.deadline.as_mut().poll(cx).is_ready()
+        loop {
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.progress + self.limit;
+            if Instant::now() >= due {
+                return true;
+            }
+            self.deadline.as_mut().reset(due);
+        }
     }
 }
 

@@ -460,11 +460,7 @@ impl StorageNode {
             self.counters.add_pair(total, 1, status == Status::Ok);
         }
         if from_group_members_only(header.cmd) {
-            let source = session
-                .sync_source
-                .clone()
-                .unwrap_or_else(|| conn.peer.ip().to_string());
-            self.note_sync_outcome(&source, status);
+            self.note_sync_outcome(session.sync_source.as_deref(), conn.peer.ip(), status);
         }
         let command = format!("{:?}", header.cmd);
         self.metrics
@@ -622,12 +618,35 @@ impl StorageNode {
     /// Tracks whether what `source` pushes can be applied: a write failing on our side
     /// (disk full, permissions, I/O) is logged once per source and cause, shown in
     /// `/metrics` and reported to the trackers, and cleared by the next push that applies.
-    fn note_sync_outcome(&self, source: &str, status: Status) {
+    /// `reported` is the id the peer gave with REPORT_SERVER_ID; its address stands in
+    /// without one.
+    fn note_sync_outcome(&self, reported: Option<&str>, peer: IpAddr, status: Status) {
+        let failed = matches!(
+            status,
+            Status::NoSpace | Status::Io | Status::PermissionDenied | Status::OutOfMemory
+        );
+        let applied = matches!(
+            status,
+            Status::Ok | Status::AlreadyExists | Status::NotFound
+        );
+        let mut problems = self.sync_problems.lock().unwrap_or_else(|e| e.into_inner());
+        // The common case, a push applied with nothing to clear, allocates nothing.
+        let clears = applied && !problems.is_empty();
+        if !failed && !clears {
+            return;
+        }
+        let peer_text;
+        let source = match reported {
+            Some(id) => id,
+            None => {
+                peer_text = peer.to_string();
+                &peer_text
+            }
+        };
         let labels = |status: Status| metrics::ProblemLabels {
             source: source.to_owned(),
             error: status.errno_name().to_owned(),
         };
-        let mut problems = self.sync_problems.lock().unwrap_or_else(|e| e.into_inner());
         match status {
             Status::NoSpace | Status::Io | Status::PermissionDenied | Status::OutOfMemory => {
                 self.metrics

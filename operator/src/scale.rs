@@ -236,37 +236,10 @@ pub fn plan(
         step: ScaleStep::Blocked { reason },
         removals: Vec::new(),
     };
-    if next > 0 {
-        if trackers.is_empty() {
-            return blocked("no tracker is known".into());
-        }
-        for view in trackers {
-            let members = match &view.members {
-                Ok(members) => members,
-                Err(err) => {
-                    return blocked(format!("tracker {} cannot be asked: {err}", view.tracker));
-                }
-            };
-            for ordinal in 0..next as u32 {
-                let Some(m) = members.iter().find(|m| m.ordinal == Some(ordinal)) else {
-                    return blocked(format!(
-                        "tracker {} does not list the storage of Pod ordinal {ordinal}",
-                        view.tracker
-                    ));
-                };
-                if !m.is_active_and_caught_up() {
-                    let lag = m
-                        .sync_lag
-                        .map_or("never synced".to_owned(), |l| format!("{l}s behind"));
-                    return blocked(format!(
-                        "tracker {} sees storage {} (Pod ordinal {ordinal}) {} and {lag}",
-                        view.tracker,
-                        m.id,
-                        m.status_name()
-                    ));
-                }
-            }
-        }
+    if next > 0
+        && let Some(reason) = not_ready(trackers, (0..next as u32).collect::<Vec<_>>())
+    {
+        return blocked(reason);
     }
     ScalePlan {
         replicas: next,
@@ -275,6 +248,43 @@ pub fn plan(
         },
         removals: Vec::new(),
     }
+}
+
+/// Why the storages of `ordinals` cannot be relied on for the group's files, if they cannot:
+/// each must be listed ACTIVE and caught up by every tracker.
+pub fn not_ready(
+    trackers: &[TrackerMembers],
+    ordinals: impl IntoIterator<Item = u32> + Clone,
+) -> Option<String> {
+    if trackers.is_empty() {
+        return Some("no tracker is known".into());
+    }
+    for view in trackers {
+        let members = match &view.members {
+            Ok(members) => members,
+            Err(err) => return Some(format!("tracker {} cannot be asked: {err}", view.tracker)),
+        };
+        for ordinal in ordinals.clone() {
+            let Some(m) = members.iter().find(|m| m.ordinal == Some(ordinal)) else {
+                return Some(format!(
+                    "tracker {} does not list the storage of Pod ordinal {ordinal}",
+                    view.tracker
+                ));
+            };
+            if !m.is_active_and_caught_up() {
+                let lag = m
+                    .sync_lag
+                    .map_or("never synced".to_owned(), |l| format!("{l}s behind"));
+                return Some(format!(
+                    "tracker {} sees storage {} (Pod ordinal {ordinal}) {} and {lag}",
+                    view.tracker,
+                    m.id,
+                    m.status_name()
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// Storages with an ordinal at or above `replicas` that some tracker still lists and whose

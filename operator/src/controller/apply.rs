@@ -2,6 +2,7 @@
 //! owner no longer wants.
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -83,4 +84,26 @@ where
         }
     }
     Ok(deleted)
+}
+
+/// Applies `pdb` when an owner wants one, and deletes the budgets of that owner (`owner`,
+/// `owner_uid`, found by `selector`) it no longer wants.
+pub async fn apply_budget(
+    client: &Client,
+    pdb: Option<&PodDisruptionBudget>,
+    namespace: &str,
+    selector: &str,
+    owner: &str,
+    owner_uid: &str,
+) -> Result<()> {
+    let mut keep = Vec::new();
+    if let Some(pdb) = pdb {
+        keep.push(apply(client, pdb).await?.name_any());
+    }
+    for name in
+        delete_orphans::<PodDisruptionBudget>(client, namespace, selector, owner_uid, &keep).await?
+    {
+        tracing::info!(pdb = %name, owner, "deleted a PodDisruptionBudget no longer needed");
+    }
+    Ok(())
 }

@@ -2,7 +2,6 @@
 //! storage-id ConfigMaps, and a status read from the trackers.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -132,21 +131,15 @@ async fn apply_objects(
     apply::apply(client, &objects.headless).await?;
     apply::apply(client, &objects.client).await?;
     let statefulset = apply::apply(client, &objects.statefulset).await?;
-    let mut keep = Vec::new();
-    if let Some(pdb) = &objects.pdb {
-        keep.push(apply::apply(client, pdb).await?.name_any());
-    }
-    let deleted = apply::delete_orphans::<PodDisruptionBudget>(
+    apply::apply_budget(
         client,
+        objects.pdb.as_ref(),
         &cluster.namespace().unwrap_or_default(),
         &naming::selector(&naming::tracker_labels(&cluster.name_any())),
+        &cluster.name_any(),
         cluster.uid().as_deref().unwrap_or_default(),
-        &keep,
     )
     .await?;
-    for name in deleted {
-        tracing::info!(pdb = %name, "deleted the trackers' PodDisruptionBudget: one tracker left");
-    }
     // Trackers ran on a Deployment before they kept state: it goes once the StatefulSet
     // stands.
     let namespace = cluster.namespace().unwrap_or_default();

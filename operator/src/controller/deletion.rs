@@ -69,7 +69,7 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
     let cluster = fetch::cluster(client, &namespace, &sg.spec.cluster_ref).await?;
 
     // The members the trackers list for the group (none when the cluster is gone).
-    let mut listed: Vec<(SocketAddr, String, u8)> = Vec::new();
+    let mut listed: Vec<(SocketAddr, String)> = Vec::new();
     if let Some(cluster) = &cluster {
         let answers = ctx.ask_trackers(cluster, Some(&[group.as_str()])).await;
         if answers.first_view().is_none() {
@@ -81,7 +81,7 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
             let Ok(view) = view else { continue };
             for s in view.storages.get(&group).into_iter().flatten() {
                 if s.status != fdfs_node::proto::StorageStatus::Deleted as u8 {
-                    listed.push((*tracker, s.id.clone(), s.status));
+                    listed.push((*tracker, s.id.clone()));
                 }
             }
         }
@@ -128,7 +128,7 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
 
     let mut waiting = false;
     let mut removed = Vec::new();
-    for (tracker, id, _) in &listed {
+    for (tracker, id) in &listed {
         match fastdfs::delete_storage(*tracker, &group, id).await {
             Ok(DeleteOutcome::Deleted | DeleteOutcome::AlreadyGone) => removed.push(id.clone()),
             Ok(DeleteOutcome::StillRunning) => waiting = true,
@@ -187,9 +187,9 @@ async fn refuse(
     sg: &StorageGroup,
     ctx: &Context,
     group: &str,
-    listed: &[(SocketAddr, String, u8)],
+    listed: &[(SocketAddr, String)],
 ) -> Result<Action> {
-    let mut ids: Vec<&str> = listed.iter().map(|(_, id, _)| id.as_str()).collect();
+    let mut ids: Vec<&str> = listed.iter().map(|(_, id)| id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
     let message = format!(

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -240,21 +239,15 @@ async fn apply_objects(
         Some(going) => going,
         None => apply::apply(client, &objects.statefulset).await?,
     };
-    let mut keep = Vec::new();
-    if let Some(pdb) = &objects.pdb {
-        keep.push(apply::apply(client, pdb).await?.name_any());
-    }
-    let deleted = apply::delete_orphans::<PodDisruptionBudget>(
+    apply::apply_budget(
         client,
+        objects.pdb.as_ref(),
         &sg.namespace().unwrap_or_default(),
         &naming::selector(labels),
+        &sg.name_any(),
         sg.uid().as_deref().unwrap_or_default(),
-        &keep,
     )
     .await?;
-    for name in deleted {
-        tracing::info!(pdb = %name, "deleted PodDisruptionBudget the group no longer needs");
-    }
     Ok(Applied { statefulset })
 }
 

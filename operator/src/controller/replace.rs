@@ -13,7 +13,7 @@ use kube::{Api, ResourceExt};
 
 use crate::crd::StorageGroup;
 use crate::naming;
-use crate::scale::TrackerMembers;
+use crate::scale::{self, TrackerMembers};
 use crate::{Error, Result};
 
 /// Asks for one member to be replaced; the value is its StatefulSet ordinal.
@@ -51,7 +51,14 @@ pub async fn step(
             )));
         }
     };
-    if let Some(why) = others_not_ready(views, ordinal, replicas) {
+    // The files of the member to replace must be on the others.
+    let others: Vec<u32> = (0..replicas).filter(|o| *o != ordinal).collect();
+    let why = if others.is_empty() {
+        Some("the group has no other member to copy the files from".to_owned())
+    } else {
+        scale::not_ready(views, others)
+    };
+    if let Some(why) = why {
         return Ok(Replacement::Waiting { ordinal, why });
     }
     let namespace = sg.namespace().unwrap_or_default();
@@ -94,33 +101,4 @@ pub async fn step(
             sg.name_any()
         )))?;
     Ok(Replacement::Started { ordinal })
-}
-
-/// Why the members other than `ordinal` cannot be relied on yet, if they cannot.
-fn others_not_ready(views: &[TrackerMembers], ordinal: u32, replicas: u32) -> Option<String> {
-    if replicas < 2 {
-        return Some("the group has no other member to copy the files from".into());
-    }
-    for view in views {
-        let members = match &view.members {
-            Ok(m) => m,
-            Err(e) => return Some(format!("tracker {} cannot be asked: {e}", view.tracker)),
-        };
-        for other in (0..replicas).filter(|o| *o != ordinal) {
-            let ready = members
-                .iter()
-                .any(|m| m.ordinal == Some(other) && m.is_active_and_caught_up());
-            if !ready {
-                return Some(format!(
-                    "tracker {} does not see the member of Pod ordinal {other} ACTIVE and \
-                     caught up",
-                    view.tracker
-                ));
-            }
-        }
-    }
-    if views.is_empty() {
-        return Some("no tracker answered".into());
-    }
-    None
 }

@@ -321,6 +321,23 @@ async fn two_members_converge_on_every_change() {
         },
     )
     .await;
+    // Readiness asks the tracker what the peers still hold for each member (241): nothing
+    // once they have converged, so both are ready.
+    let tracker = g.tracker.addr;
+    for m in &g.members {
+        wait_for(
+            "the peers' backlog read back",
+            Duration::from_secs(30),
+            async || {
+                m.node
+                    .behind
+                    .lock()
+                    .is_ok_and(|b| b.get(&tracker) == Some(&0))
+            },
+        )
+        .await;
+        assert!(m.node.readiness().0, "{}", m.node.readiness().1);
+    }
 }
 
 /// A's binlog on disk: every `binlog.NNN` file.

@@ -55,6 +55,11 @@ enum Role {
         /// Tracker `host:port` (repeatable), overriding the config's list.
         #[arg(long = "tracker")]
         trackers: Vec<String>,
+        /// Added to the FastDFS port: each Pod of a StatefulSet listens on the base port
+        /// plus its index (`apps.kubernetes.io/pod-index`), so that a NodePort can carry
+        /// the same number outside the cluster.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=255))]
+        port_offset: u16,
     },
     /// Run trackers and storages on loopback until Ctrl-C or SIGTERM.
     Local {
@@ -98,6 +103,20 @@ fn follow_bind_ip(http: &str, bind: &str) -> String {
         (Some(port), Some((ip, _))) if ip != "0.0.0.0" => format!("{ip}:{port}"),
         _ => http.to_owned(),
     }
+}
+
+/// `ip:port` with `offset` added to the port.
+fn offset_port(bind: &str, offset: u16) -> anyhow::Result<String> {
+    let (ip, port) = bind
+        .rsplit_once(':')
+        .with_context(|| format!("bind address {bind:?} has no port"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("bad port in bind address {bind:?}"))?;
+    let port = port
+        .checked_add(offset)
+        .with_context(|| format!("port {port} + offset {offset} exceeds 65535"))?;
+    Ok(format!("{ip}:{port}"))
 }
 
 fn is_fastdfs_conf(path: &Path) -> bool {
@@ -186,11 +205,15 @@ async fn run() -> anyhow::Result<()> {
             group,
             base_path,
             trackers,
+            port_offset,
         } => {
             let mut cfg = load_storage(config.as_deref())?;
             if let Some(b) = bind {
                 cfg.http.bind = follow_bind_ip(&cfg.http.bind, &b);
                 cfg.bind = b;
+            }
+            if port_offset > 0 {
+                cfg.bind = offset_port(&cfg.bind, port_offset)?;
             }
             if let Some(g) = group {
                 cfg.group_name = g;

@@ -136,7 +136,13 @@ impl Tracker {
                 return;
             }
         };
+        // Names are resolved here, off the registry lock: a load balancer's address may
+        // appear or change while the file stays the same.
+        let pairs = ids.resolve_pairs();
         let mut reg = self.registry();
+        if reg.set_address_pairs(pairs) {
+            tracing::info!("storage address pairs (inner, outer) changed");
+        }
         if *reg.storage_ids() != ids {
             tracing::info!(
                 entries = ids.entries.len(),
@@ -154,7 +160,9 @@ impl Tracker {
         } else {
             StorageIds::default()
         };
+        let pairs = ids.resolve_pairs();
         let mut reg = Registry::with_storage_ids(config.clone(), ids);
+        reg.set_address_pairs(pairs);
         let now = unix_now();
         if let Some(saved) = persist::load(&persist::state_path(&config.base_path))? {
             saved.restore_into(&mut reg, now);
@@ -360,37 +368,50 @@ impl Tracker {
         let width = compat.ip_width;
         let layout = compat.monitor_layout;
         let now = unix_now();
+        let client = conn.peer.ip();
+        let store_one = |group: Option<&str>| {
+            let mut reg = self.registry();
+            let mut t = reg.query_store(group)?;
+            reg.as_seen_from(&t.group.clone(), [&mut t.addr], client);
+            Ok(t.encode(width))
+        };
+        let store_all = |group: Option<&str>| {
+            let mut reg = self.registry();
+            let mut t = reg.query_store_all(group)?;
+            reg.as_seen_from(&t.group.clone(), &mut t.servers, client);
+            Ok(t.encode(width))
+        };
         let result: Result<Vec<u8>, Status> = match cmd {
             Command::Quit => return Ok(Next::Close),
             Command::ActiveTest => empty(&body).map(|_| Vec::new()),
-            Command::QueryStoreWithoutGroupOne => empty(&body)
-                .and_then(|_| self.registry().query_store(None))
-                .map(|t| t.encode(width)),
+            Command::QueryStoreWithoutGroupOne => empty(&body).and_then(|_| store_one(None)),
             Command::QueryStoreWithGroupOne => GroupRequest::decode(&body)
                 .map_err(|e| e.status())
-                .and_then(|r| self.registry().query_store(Some(&r.group)))
-                .map(|t| t.encode(width)),
-            Command::QueryStoreWithoutGroupAll => empty(&body)
-                .and_then(|_| self.registry().query_store_all(None))
-                .map(|t| t.encode(width)),
+                .and_then(|r| store_one(Some(&r.group))),
+            Command::QueryStoreWithoutGroupAll => empty(&body).and_then(|_| store_all(None)),
             Command::QueryStoreWithGroupAll => GroupRequest::decode(&body)
                 .map_err(|e| e.status())
-                .and_then(|r| self.registry().query_store_all(Some(&r.group)))
-                .map(|t| t.encode(width)),
+                .and_then(|r| store_all(Some(&r.group))),
             Command::QueryFetchOne | Command::QueryUpdate | Command::QueryFetchAll => {
                 match FileRequest::decode(&body) {
                     Err(e) => Err(e.status()),
                     Ok(r) => {
                         let mut reg = self.registry();
                         match cmd {
-                            Command::QueryFetchOne => reg
-                                .query_fetch(&r.group, &r.remote_filename, now)
-                                .map(|t| t.encode(width)),
-                            Command::QueryUpdate => reg
-                                .query_update(&r.group, &r.remote_filename)
-                                .map(|t| t.encode(width)),
+                            Command::QueryFetchOne | Command::QueryUpdate => {
+                                let target = if cmd == Command::QueryFetchOne {
+                                    reg.query_fetch(&r.group, &r.remote_filename, now)
+                                } else {
+                                    reg.query_update(&r.group, &r.remote_filename)
+                                };
+                                target.map(|mut t| {
+                                    reg.as_seen_from(&r.group, [&mut t.addr], client);
+                                    t.encode(width)
+                                })
+                            }
                             _ => reg.query_fetch_all(&r.group, &r.remote_filename, now).map(
-                                |servers| {
+                                |mut servers| {
+                                    reg.as_seen_from(&r.group, &mut servers, client);
                                     FetchAll {
                                         group: r.group.clone(),
                                         servers,

@@ -21,7 +21,7 @@ use crate::proto::report::{
     SyncSource,
 };
 use crate::proto::{Status, StorageStatus};
-use crate::tracker::storage_ids::{RW_BOTH, RW_READ, RW_WRITE, StorageIds};
+use crate::tracker::storage_ids::{RW_BOTH, RW_READ, RW_WRITE, StorageIds, address_for_client};
 
 /// One storage as the tracker knows it.
 #[derive(Debug, Clone)]
@@ -217,6 +217,8 @@ pub struct Registry {
     policy: TrackerConfig,
     /// Configured storage ids (empty without `use_storage_id`).
     storage_ids: StorageIds,
+    /// Storages listed with two addresses (inner, outer) in `storage_ids.conf`, resolved.
+    address_pairs: BTreeMap<String, [IpAddr; 2]>,
     next_session: u64,
 }
 
@@ -235,6 +237,7 @@ impl Registry {
             current_write_group: 0,
             policy,
             storage_ids,
+            address_pairs: BTreeMap::new(),
             next_session: 0,
         }
     }
@@ -263,6 +266,41 @@ impl Registry {
             }
         }
         self.storage_ids = ids;
+    }
+
+    /// Takes the resolved address pairs of `storage_ids.conf`; true when they changed.
+    pub fn set_address_pairs(&mut self, pairs: BTreeMap<String, [IpAddr; 2]>) -> bool {
+        let changed = self.address_pairs != pairs;
+        self.address_pairs = pairs;
+        changed
+    }
+
+    /// Rewrites storage addresses of `group` for a client at `client`: a storage listed with
+    /// two addresses is given as the one on the client's side (FastDFS's inner/outer rule),
+    /// so clients inside and outside a Kubernetes cluster each reach it.
+    pub fn as_seen_from<'a>(
+        &self,
+        group: &str,
+        addrs: impl IntoIterator<Item = &'a mut StorageAddr>,
+        client: IpAddr,
+    ) {
+        if self.address_pairs.is_empty() {
+            return;
+        }
+        let Some(g) = self.groups.get(group) else {
+            return;
+        };
+        for addr in addrs {
+            let pair = g
+                .members
+                .values()
+                .find(|m| m.ip == addr.ip && m.port == addr.port)
+                .and_then(|m| self.address_pairs.get(&m.id))
+                .filter(|pair| pair.iter().any(|ip| ip.to_string() == addr.ip));
+            if let Some(pair) = pair {
+                addr.ip = address_for_client(*pair, client).to_string();
+            }
+        }
     }
 
     /// The id a joining storage is known by: its configured id, or its IP.

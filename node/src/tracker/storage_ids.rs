@@ -5,6 +5,7 @@
 //! may be an IP or a DNS name; names are resolved each time they are used, so a
 //! pod that comes back with a new address keeps its id.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
@@ -98,6 +99,68 @@ pub fn resolve_host(host: &str) -> Vec<IpAddr> {
     }
 }
 
+/// FastDFS's address classes (`fdfs_get_ip_type`): the three private IPv4 ranges, and
+/// everything else as one "outer" class. Loopback and IPv6 addresses are outer too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressClass {
+    Private10,
+    Private172,
+    Private192,
+    Outer,
+}
+
+impl AddressClass {
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => match v4.octets() {
+                [10, ..] => Self::Private10,
+                [172, b, ..] if (16..32).contains(&b) => Self::Private172,
+                [192, 168, ..] => Self::Private192,
+                _ => Self::Outer,
+            },
+            IpAddr::V6(_) => Self::Outer,
+        }
+    }
+}
+
+/// Which of a storage's two addresses (as listed: `first,second`) a client at `client` is
+/// given, as FastDFS's `fdfs_get_ipaddr_by_peer_ip` decides: the pair is ordered inner
+/// first (an outer-class first address swaps places with the second), and the client gets
+/// the outer one when it is of the client's own class, else the inner one.
+///
+/// FastDFS refuses a pair of one class; here such a pair answers with the address that
+/// shares the longest prefix with the client's (a pod network and an internal load
+/// balancer, both in 10.0.0.0/8, are told apart by their subnets).
+pub fn address_for_client(pair: [IpAddr; 2], client: IpAddr) -> IpAddr {
+    let [a, b] = pair;
+    if AddressClass::of(a) == AddressClass::of(b) {
+        return if common_prefix(b, client) > common_prefix(a, client) {
+            b
+        } else {
+            a
+        };
+    }
+    let (inner, outer) = if AddressClass::of(a) == AddressClass::Outer {
+        (b, a)
+    } else {
+        (a, b)
+    };
+    if AddressClass::of(outer) == AddressClass::of(client) {
+        outer
+    } else {
+        inner
+    }
+}
+
+/// Leading bits two addresses share; none across address families.
+fn common_prefix(a: IpAddr, b: IpAddr) -> u32 {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (a.to_bits() ^ b.to_bits()).leading_zeros(),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (a.to_bits() ^ b.to_bits()).leading_zeros(),
+        _ => 0,
+    }
+}
+
 /// The whole file, in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorageIds {
@@ -175,6 +238,22 @@ impl StorageIds {
     }
 
     /// Whether any configured host is an IPv6 address (FastDFS then widens IP fields).
+    /// Each storage listed with two hosts, by id, with both resolved now (first address of
+    /// each name); entries whose names do not resolve yet are left out. Blocking.
+    pub fn resolve_pairs(&self) -> BTreeMap<String, [IpAddr; 2]> {
+        self.entries
+            .iter()
+            .filter_map(|e| {
+                let [a, b] = e.hosts.as_slice() else {
+                    return None;
+                };
+                let a = resolve_host(a).into_iter().next()?;
+                let b = resolve_host(b).into_iter().next()?;
+                Some((e.id.clone(), [a, b]))
+            })
+            .collect()
+    }
+
     pub fn has_ipv6(&self) -> bool {
         self.entries
             .iter()
@@ -245,6 +324,67 @@ mod tests {
                 .is_none(),
             "port must match when given"
         );
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn address_classes_follow_fastdfs() {
+        for (addr, class) in [
+            ("10.1.2.3", AddressClass::Private10),
+            ("172.16.0.1", AddressClass::Private172),
+            ("172.31.255.1", AddressClass::Private172),
+            ("172.32.0.1", AddressClass::Outer),
+            ("172.15.0.1", AddressClass::Outer),
+            ("192.168.1.1", AddressClass::Private192),
+            ("192.169.1.1", AddressClass::Outer),
+            ("127.0.0.1", AddressClass::Outer),
+            ("203.0.113.7", AddressClass::Outer),
+            ("::1", AddressClass::Outer),
+        ] {
+            assert_eq!(AddressClass::of(ip(addr)), class, "{addr}");
+        }
+    }
+
+    #[test]
+    fn a_client_gets_the_address_of_its_own_network() {
+        let pod = ip("10.244.1.5");
+        let public = ip("203.0.113.7");
+        // Inner-outer, in either order.
+        for pair in [[pod, public], [public, pod]] {
+            assert_eq!(address_for_client(pair, ip("10.244.3.9")), pod);
+            assert_eq!(address_for_client(pair, ip("198.51.100.1")), public);
+            // A client of a third class gets the inner address.
+            assert_eq!(address_for_client(pair, ip("192.168.0.9")), pod);
+        }
+        // Two private classes: pod network 172.20/16 inside, node network 192.168/16 outside.
+        let pair = [ip("172.20.0.11"), ip("192.168.7.11")];
+        assert_eq!(address_for_client(pair, ip("172.20.3.1")), pair[0]);
+        assert_eq!(address_for_client(pair, ip("192.168.7.200")), pair[1]);
+        // Loopback counts as outer, as in FastDFS.
+        let pair = [ip("127.0.0.21"), ip("10.78.0.11")];
+        assert_eq!(address_for_client(pair, ip("127.0.0.1")), pair[0]);
+        assert_eq!(address_for_client(pair, ip("10.78.0.2")), pair[1]);
+        // One class (FastDFS refuses such a pair): the longer shared prefix decides.
+        let pair = [ip("10.244.1.5"), ip("10.0.5.5")];
+        assert_eq!(address_for_client(pair, ip("10.244.9.9")), pair[0]);
+        assert_eq!(address_for_client(pair, ip("10.0.9.9")), pair[1]);
+    }
+
+    #[test]
+    fn pairs_resolve_by_id() {
+        let ids = StorageIds::parse(
+            "100001 group1 127.0.0.2\n100002 group1 10.0.0.1,192.168.0.1:23000\n\
+             100003 group1 localhost,203.0.113.9\n",
+        )
+        .expect("parses");
+        let pairs = ids.resolve_pairs();
+        assert_eq!(pairs.len(), 2, "{pairs:?}");
+        assert_eq!(pairs["100002"], [ip("10.0.0.1"), ip("192.168.0.1")]);
+        assert_eq!(pairs["100003"][1], ip("203.0.113.9"));
+        assert!(pairs["100003"][0].is_loopback());
     }
 
     #[test]

@@ -722,3 +722,31 @@ fn download_server_policies() {
     let all = reg.query_fetch_all("group1", &fresh, 1000).expect("105");
     assert_eq!(all.len(), 2);
 }
+
+#[test]
+fn a_storage_with_two_addresses_is_given_as_the_one_on_the_clients_side() {
+    let mut reg = with_ids(
+        "100001 group1 127.0.0.2,10.78.0.11\n100002 group1 127.0.0.3\n",
+        IdType::Ip,
+    );
+    let pairs = reg.storage_ids().resolve_pairs();
+    assert!(reg.set_address_pairs(pairs.clone()));
+    assert!(!reg.set_address_pairs(pairs), "unchanged");
+    for ip in ["127.0.0.2", "127.0.0.3"] {
+        let id = join(&mut reg, "group1", ip);
+        disk(&mut reg, "group1", &id, [10, 10]);
+    }
+    let seen = |reg: &mut Registry, client: &str| {
+        let mut all = reg.query_store_all(Some("group1")).expect("store");
+        reg.as_seen_from("group1", &mut all.servers, client.parse().expect("ip"));
+        all.servers.into_iter().map(|a| a.ip).collect::<Vec<_>>()
+    };
+    assert_eq!(seen(&mut reg, "127.0.0.1"), ["127.0.0.2", "127.0.0.3"]);
+    assert_eq!(
+        seen(&mut reg, "10.78.0.2"),
+        ["10.78.0.11", "127.0.0.3"],
+        "an outside client gets the outer address of the storage that has one"
+    );
+    // The registered address stays what the storage connects from.
+    assert_eq!(reg.groups["group1"].members["100001"].ip, "127.0.0.2");
+}

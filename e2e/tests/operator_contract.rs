@@ -312,6 +312,7 @@ async fn rendered_trackers_and_storages_form_a_working_cluster() -> anyhow::Resu
             storage_group: "group1".into(),
             replicas: 2,
             writable: 2,
+            ..Default::default()
         }],
         &opts,
     );

@@ -131,6 +131,13 @@ pub enum Error {
         count: i32,
     },
 
+    /// `spec.expose` cannot work as given.
+    #[error("spec.expose: {reason}")]
+    InvalidExpose {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// `settings.compat.ipFieldWidth` is neither 15 nor 45.
     #[error("settings.compat.ipFieldWidth is {width}, but must be 15 or 45")]
     InvalidIpFieldWidth {
@@ -232,6 +239,7 @@ impl Error {
             Self::MissingStoreGroup => "MissingStoreGroup",
             Self::InvalidStorePaths { .. } => "InvalidStorePaths",
             Self::InvalidSubdirCount { .. } => "InvalidSubdirCount",
+            Self::InvalidExpose { .. } => "InvalidExpose",
             Self::InvalidIpFieldWidth { .. } => "InvalidIpFieldWidth",
             Self::InvalidPort { .. } => "InvalidPort",
             Self::PortConflict { .. } => "PortConflict",

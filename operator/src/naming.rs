@@ -83,6 +83,17 @@ pub fn pod(storage_group: &str, ordinal: u32) -> String {
     format!("{storage_group}-{ordinal}")
 }
 
+/// Name of the Service that publishes one storage outside the cluster.
+pub fn outside_service(storage_group: &str, ordinal: u32) -> String {
+    format!("{}-outside", pod(storage_group, ordinal))
+}
+
+/// The label a StatefulSet controller puts on each of its Pods, with the Pod's name.
+pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+
+/// The label a StatefulSet controller puts on each of its Pods, with the Pod's ordinal.
+pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+
 /// The ordinal of a group's Pod, from its name.
 pub fn pod_ordinal(storage_group: &str, pod: &str) -> Option<u32> {
     pod.strip_prefix(storage_group)?

@@ -11,8 +11,8 @@ use std::cmp::Ordering;
 use kube::ResourceExt;
 
 use crate::crd::{
-    FdfsCluster, GROUP_NAME_MAX_LEN, MAX_GROUP_REPLICAS, MAX_TRACKERS, ReservedSpace, StorageGroup,
-    StoreLookup,
+    Expose, ExposeType, FdfsCluster, GROUP_NAME_MAX_LEN, IdType, MAX_GROUP_REPLICAS, MAX_TRACKERS,
+    ReservedSpace, StorageGroup, StoreLookup,
 };
 use crate::naming;
 use crate::{Error, Result};
@@ -97,6 +97,29 @@ pub fn validate_cluster(
 ///
 /// Storage ids are derived from group names (see [`naming::storage_id`]); a group whose ids
 /// would collide with an older group's is refused the same way.
+/// What the schema's rules say of `spec.expose`, checked again for objects that skipped
+/// them.
+fn check_expose(expose: &Expose, replicas: i32) -> Result<()> {
+    let invalid = |reason: String| Err(Error::InvalidExpose { reason });
+    if expose.type_ != ExposeType::NodePort {
+        return Ok(());
+    }
+    let (Some(address), Some(base)) = (&expose.node_address, expose.node_port_base) else {
+        return invalid("type NodePort needs nodeAddress and nodePortBase".into());
+    };
+    if address.trim().is_empty() || address.contains([':', ',', ' ']) {
+        return invalid(format!(
+            "nodeAddress {address:?} must be one host name or IPv4 address"
+        ));
+    }
+    if base < 1024 || i64::from(base) + i64::from(replicas.max(1)) - 1 > 65535 {
+        return invalid(format!(
+            "nodePortBase {base} leaves no port for each of {replicas} storages below 65536"
+        ));
+    }
+    Ok(())
+}
+
 pub fn validate_storage_group(
     group: &StorageGroup,
     cluster: Option<&FdfsCluster>,
@@ -124,6 +147,7 @@ pub fn validate_storage_group(
     }
 
     check_storage_group_name(group)?;
+    check_expose(&spec.expose, spec.replicas)?;
 
     let namespace = group.namespace().unwrap_or_default();
     let cluster = cluster
@@ -139,6 +163,18 @@ pub fn validate_storage_group(
             cluster: spec.cluster_ref.clone(),
             source: Box::new(source),
         })?;
+
+    if spec.expose.type_ == ExposeType::NodePort
+        && !(cluster.spec.settings.use_storage_id
+            && cluster.spec.settings.id_type_in_filename == IdType::Id)
+    {
+        return Err(Error::InvalidExpose {
+            reason: "type NodePort gives each storage its own port, which FastDFS allows only \
+                     when file IDs carry server ids (settings.useStorageId and \
+                     idTypeInFilename: Id)"
+                .into(),
+        });
+    }
 
     let earlier_claim = siblings
         .iter()

@@ -43,12 +43,14 @@ fn tracker_objects(cluster: &FdfsCluster) -> TrackerObjects {
             storage_group: "group1".into(),
             replicas: 2,
             writable: 2,
+            ..Default::default()
         },
         GroupIds {
             group_name: "photos".into(),
             storage_group: "photos-eu".into(),
             replicas: 3,
             writable: 3,
+            ..Default::default()
         },
     ];
     build::tracker_objects(cluster, &valid, &ids, &BuildOptions::default())
@@ -689,6 +691,7 @@ fn storages_scaled_away_are_listed_read_only_until_they_are_gone() {
         storage_group: "group1".into(),
         replicas: 3,
         writable: 2,
+        ..Default::default()
     }];
     let objects = build::tracker_objects(&c, &valid, &ids, &BuildOptions::default());
     let text = objects.storage_ids.data.as_ref().expect("data")["storage_ids.conf"].clone();
@@ -705,4 +708,222 @@ fn storages_scaled_away_are_listed_read_only_until_they_are_gone() {
         .by_id(&naming::storage_id("group1", 2).to_string())
         .expect("listed");
     assert_eq!(leaving.rw_mode, fdfs_node::tracker::storage_ids::RW_READ);
+}
+
+fn exposed(expose: serde_json::Value) -> StorageGroup {
+    let mut sg = group("group1");
+    sg.spec.expose = serde_json::from_value(expose).expect("expose parses");
+    with_uid(sg, "group-uid")
+}
+
+fn storage_ids_of(sg: &StorageGroup, outside: serde_json::Value) -> Vec<String> {
+    let cluster = cluster();
+    let valid = validate_cluster(&cluster, None).expect("valid cluster");
+    let ids = [GroupIds {
+        group_name: "group1".into(),
+        storage_group: sg.name_any(),
+        replicas: 2,
+        writable: 2,
+        expose: sg.spec.expose.clone(),
+        outside: serde_json::from_value(outside).expect("outside addresses"),
+    }];
+    let objects = build::tracker_objects(&cluster, &valid, &ids, &BuildOptions::default());
+    objects.storage_ids.data.as_ref().expect("data")["storage_ids.conf"]
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn load_balanced_storages_get_a_service_each_and_a_second_address_once_assigned() {
+    let sg = exposed(serde_json::json!({
+        "type": "LoadBalancer",
+        "serviceAnnotations": {"example.com/internal": "true"},
+    }));
+    let objects = group_objects(&sg, 2);
+    assert_eq!(objects.outside.len(), 2);
+    for (ordinal, service) in objects.outside.iter().enumerate() {
+        assert_eq!(service.name_any(), format!("group1-{ordinal}-outside"));
+        assert_eq!(
+            service
+                .annotations()
+                .get("example.com/internal")
+                .map(String::as_str),
+            Some("true")
+        );
+        let spec = service.spec.as_ref().expect("spec");
+        assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+        let selector = spec.selector.as_ref().expect("selector");
+        assert_eq!(
+            selector[naming::POD_NAME_LABEL],
+            format!("group1-{ordinal}"),
+            "one Pod behind each Service"
+        );
+        let ports: Vec<i32> = spec.ports.iter().flatten().map(|p| p.port).collect();
+        assert_eq!(ports, [23000, 8888]);
+    }
+    // The Pods themselves are unchanged.
+    let pod = pod_spec(&objects.statefulset.spec.as_ref().expect("spec").template).clone();
+    assert_eq!(pod.host_network, None);
+    assert!(
+        !container(&pod)
+            .args
+            .iter()
+            .flatten()
+            .any(|a| a == "--port-offset")
+    );
+
+    // The load balancer's address, once the status lists it, becomes the second host.
+    let mut stored = objects.outside.clone();
+    stored[0].status = serde_json::from_value(serde_json::json!({
+        "loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}
+    }))
+    .expect("status");
+    stored[1].status = serde_json::from_value(serde_json::json!({
+        "loadBalancer": {"ingress": [{"hostname": "lb-1.example.com"}]}
+    }))
+    .expect("status");
+    let outside = build::outside_addresses("group1", &sg.spec.expose, &stored);
+    assert_eq!(
+        serde_json::to_value(&outside).expect("json"),
+        serde_json::json!([
+            {"pod": "group1-0", "address": "203.0.113.10:23000"},
+            {"pod": "group1-1", "address": "lb-1.example.com:23000"},
+        ])
+    );
+    let g0 = naming::storage_id("group1", 0);
+    let g1 = naming::storage_id("group1", 1);
+    assert_eq!(
+        storage_ids_of(
+            &sg,
+            serde_json::json!([{"pod": "group1-0", "address": "203.0.113.10:23000"}])
+        ),
+        [
+            format!("{g0} group1 group1-0.group1.fdfs.svc.cluster.local,203.0.113.10:23000"),
+            format!("{g1} group1 group1-1.group1.fdfs.svc.cluster.local:23000"),
+        ],
+        "a storage whose load balancer has no address yet keeps its Pod address only"
+    );
+}
+
+#[test]
+fn node_port_storages_listen_on_their_own_port_inside_and_out() {
+    let sg = exposed(serde_json::json!({
+        "type": "NodePort", "nodeAddress": "nodes.example.com", "nodePortBase": 30100,
+    }));
+    let objects = group_objects(&sg, 2);
+    for (ordinal, service) in objects.outside.iter().enumerate() {
+        let spec = service.spec.as_ref().expect("spec");
+        assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+        let port = &spec.ports.as_ref().expect("ports")[0];
+        let want = 30100 + ordinal as i32;
+        assert_eq!((port.port, port.node_port), (want, Some(want)));
+        assert_eq!(
+            port.target_port,
+            Some(IntOrString::String("fastdfs".into()))
+        );
+    }
+    let pod = pod_spec(&objects.statefulset.spec.as_ref().expect("spec").template).clone();
+    let c = container(&pod);
+    let args = c.args.clone().unwrap_or_default();
+    assert!(
+        args.windows(2).any(|w| w == ["--bind", "$(POD_IP):30100"])
+            && args
+                .windows(2)
+                .any(|w| w == ["--port-offset", "$(POD_INDEX)"]),
+        "{args:?}"
+    );
+    let index = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "POD_INDEX")
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|v| v.field_ref.as_ref())
+        .map(|f| f.field_path.clone());
+    assert_eq!(
+        index.as_deref(),
+        Some("metadata.labels['apps.kubernetes.io/pod-index']")
+    );
+    let outside = build::outside_addresses("group1", &sg.spec.expose, &objects.outside);
+    assert_eq!(
+        outside[1].address.as_deref(),
+        Some("nodes.example.com:30101")
+    );
+    let g0 = naming::storage_id("group1", 0);
+    let g1 = naming::storage_id("group1", 1);
+    assert_eq!(
+        storage_ids_of(&sg, serde_json::to_value(&outside).expect("json")),
+        [
+            format!("{g0} group1 group1-0.group1.fdfs.svc.cluster.local,nodes.example.com:30100"),
+            format!("{g1} group1 group1-1.group1.fdfs.svc.cluster.local,nodes.example.com:30101"),
+        ]
+    );
+}
+
+#[test]
+fn host_network_storages_use_their_nodes_address_and_ports() {
+    let sg = exposed(serde_json::json!({"type": "HostNetwork"}));
+    let objects = group_objects(&sg, 2);
+    assert!(
+        objects.outside.is_empty(),
+        "the node's address is the outside one"
+    );
+    let pod = pod_spec(&objects.statefulset.spec.as_ref().expect("spec").template).clone();
+    assert_eq!(pod.host_network, Some(true));
+    assert_eq!(pod.dns_policy.as_deref(), Some("ClusterFirstWithHostNet"));
+    let host_ports: Vec<Option<i32>> = container(&pod)
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| p.host_port)
+        .collect();
+    assert_eq!(host_ports, [Some(23000), Some(8888)]);
+}
+
+#[test]
+fn an_outside_tracker_service_keeps_client_addresses() {
+    let mut c = cluster();
+    let internal = tracker_objects(&c);
+    let spec = internal.client.spec.as_ref().expect("spec");
+    assert_eq!(spec.external_traffic_policy, None);
+    c.spec.client_service.type_ = fdfs_operator::crd::ServiceType::LoadBalancer;
+    let outside = tracker_objects(&c);
+    let spec = outside.client.spec.as_ref().expect("spec");
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+}
+
+#[test]
+fn exposures_that_cannot_work_are_refused() {
+    let cluster = with_uid(cluster(), "cluster-uid");
+    for (expose, wanted) in [
+        (
+            serde_json::json!({"type": "NodePort", "nodePortBase": 30100}),
+            "needs nodeAddress and nodePortBase",
+        ),
+        (
+            serde_json::json!({"type": "NodePort", "nodeAddress": "a,b", "nodePortBase": 30100}),
+            "one host name",
+        ),
+        (
+            serde_json::json!({"type": "NodePort", "nodeAddress": "n", "nodePortBase": 65535}),
+            "leaves no port",
+        ),
+    ] {
+        let sg = exposed(expose.clone());
+        let err =
+            validate_storage_group(&sg, Some(&cluster), &[sg.clone()], None).expect_err("refused");
+        assert_eq!(err.reason(), "InvalidExpose");
+        assert!(err.to_string().contains(wanted), "{expose}: {err}");
+    }
+    // Ports differing within a group need server ids in file IDs.
+    let mut ip_names = cluster.clone();
+    ip_names.spec.settings.id_type_in_filename = fdfs_operator::crd::IdType::Ip;
+    let sg = exposed(serde_json::json!({
+        "type": "NodePort", "nodeAddress": "n", "nodePortBase": 30100,
+    }));
+    let err =
+        validate_storage_group(&sg, Some(&ip_names), &[sg.clone()], None).expect_err("refused");
+    assert!(err.to_string().contains("idTypeInFilename"), "{err}");
 }

@@ -116,6 +116,7 @@ fn build_all(
                 storage_group: sg.name_any(),
                 replicas: sg.spec.replicas,
                 writable: sg.spec.replicas,
+                ..Default::default()
             });
             for replicas in [sg.spec.replicas, 1] {
                 let objects = build::group_objects(&cluster, &sg, &valid_group, replicas, &opts);
@@ -126,6 +127,10 @@ fn build_all(
                 written += 3;
                 if let Some(pdb) = &objects.pdb {
                     write_yaml(dir, &format!("{base}-pdb"), pdb);
+                    written += 1;
+                }
+                for service in &objects.outside {
+                    write_yaml(dir, &format!("{base}-{}", service.name_any()), service);
                     written += 1;
                 }
             }
@@ -149,6 +154,7 @@ fn built_objects_crds_and_samples_pass_the_official_schemas() {
     for (tag, file) in [
         ("cluster", "examples/cluster.yaml"),
         ("minimal", "examples/minimal.yaml"),
+        ("outside", "examples/outside-clients.yaml"),
     ] {
         let sample = load(&repo().join(file));
         count += build_all(
@@ -179,6 +185,10 @@ fn built_objects_crds_and_samples_pass_the_official_schemas() {
     let (ok, output) = validate(&[built.path(), &repo().join("crds"), &repo().join("examples")]);
     assert!(ok, "{output}");
     assert!(output.contains(" 0 failed"), "{output}");
+    // Each exposed storage's Service, of both kinds.
+    for service in ["Service/photos-1-outside", "Service/avatars-1-outside"] {
+        assert!(output.contains(service), "{service} not checked:\n{output}");
+    }
     for kind in [
         "StatefulSet/",
         "Service/",

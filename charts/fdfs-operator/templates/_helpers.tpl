@@ -116,8 +116,12 @@ finalizers subresource.
   resources: [persistentvolumeclaims]
   verbs: [list, patch, delete]
 - apiGroups: [""]
-  resources: [services, configmaps]
+  resources: [configmaps]
   verbs: [get, list, watch, create, patch]
+# delete: the outside Service of a storage scaled away, or of a group no longer exposed.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]

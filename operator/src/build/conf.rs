@@ -9,8 +9,8 @@
 use std::fmt::Write as _;
 
 use crate::crd::{
-    DownloadServer, FdfsCluster, FetchAllFormat, IdType, StoreLookup, StorePath, StoreServer,
-    VolumeSpec,
+    DownloadServer, Expose, FdfsCluster, FetchAllFormat, IdType, OutsideAddress, StoreLookup,
+    StorePath, StoreServer, VolumeSpec,
 };
 use crate::naming;
 use crate::validate::ValidCluster;
@@ -175,13 +175,18 @@ pub struct StorageIdEntry {
     pub group_name: String,
     /// Stable DNS name of the storage's Pod.
     pub host: String,
+    /// The storage's address for clients outside the cluster (`spec.expose`), when it has
+    /// one: listed second, so the trackers give it to clients on that side.
+    pub outside_host: Option<String>,
+    /// The storage's FastDFS port, inside and outside.
+    pub port: i32,
     /// The storage is leaving its group (scaled away): `rw=read`, so the trackers send it
     /// no more uploads while its files reach the members that stay.
     pub read_only: bool,
 }
 
 /// The storages of one group, as listed in `storage_ids.conf`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct GroupIds {
     /// FastDFS group name.
     pub group_name: String,
@@ -192,6 +197,10 @@ pub struct GroupIds {
     pub replicas: i32,
     /// Ordinals from this one on are leaving (the group asks for fewer): read-only.
     pub writable: i32,
+    /// How the group is published outside the cluster.
+    pub expose: Expose,
+    /// The outside addresses the group's status lists (`host:port`, by Pod).
+    pub outside: Vec<OutsideAddress>,
 }
 
 /// Every storage of a cluster, in group name then ordinal order.
@@ -205,17 +214,35 @@ pub fn storage_id_entries(
     groups
         .into_iter()
         .flat_map(|g| {
-            (0..g.replicas.max(0) as u32).map(move |ordinal| StorageIdEntry {
-                id: naming::storage_id(&g.group_name, ordinal),
-                group_name: g.group_name.clone(),
-                host: naming::pod_host(&g.storage_group, ordinal, namespace, &opts.cluster_domain),
-                read_only: i64::from(ordinal) >= i64::from(g.writable.max(0)),
+            (0..g.replicas.max(0) as u32).map(move |ordinal| {
+                let pod = naming::pod(&g.storage_group, ordinal);
+                let outside_host = g
+                    .outside
+                    .iter()
+                    .find(|o| o.pod == pod)
+                    .and_then(|o| o.address.as_deref())
+                    .and_then(|a| a.rsplit_once(':'))
+                    .map(|(host, _)| host.to_owned());
+                StorageIdEntry {
+                    id: naming::storage_id(&g.group_name, ordinal),
+                    group_name: g.group_name.clone(),
+                    host: naming::pod_host(
+                        &g.storage_group,
+                        ordinal,
+                        namespace,
+                        &opts.cluster_domain,
+                    ),
+                    outside_host,
+                    port: super::storage_port(&g.expose, ordinal),
+                    read_only: i64::from(ordinal) >= i64::from(g.writable.max(0)),
+                }
             })
         })
         .collect()
 }
 
-/// `storage_ids.conf`: `<id> <group> <host>:<port>[ rw=read]`, one line per storage.
+/// `storage_ids.conf`: `<id> <group> <host>[,<outside host>]:<port>[ rw=read]`, one line per
+/// storage.
 ///
 /// Hosts are the Pods' DNS names under their group's headless Service (which publishes
 /// not-ready addresses, so a storage resolves its own name before it is ready). A storage
@@ -229,10 +256,15 @@ pub fn storage_ids_conf(cluster: &FdfsCluster, entries: &[StorageIdEntry]) -> St
     );
     for e in entries {
         let rw = if e.read_only { " rw=read" } else { "" };
+        let outside = e
+            .outside_host
+            .as_deref()
+            .map(|h| format!(",{h}"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{} {} {}:{STORAGE_PORT}{rw}",
-            e.id, e.group_name, e.host
+            "{} {} {}{outside}:{}{rw}",
+            e.id, e.group_name, e.host, e.port
         );
     }
     out

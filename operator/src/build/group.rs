@@ -8,14 +8,14 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, Service,
+    ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, Service, ServicePort, ServiceSpec,
     VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{DeletionPolicy, FdfsCluster, StorageGroup};
+use crate::crd::{DeletionPolicy, Expose, ExposeType, FdfsCluster, OutsideAddress, StorageGroup};
 use crate::naming;
 use crate::validate::ValidStorageGroup;
 
@@ -41,6 +41,91 @@ pub struct GroupObjects {
     /// At most one storage down at a time through voluntary disruptions; `None` for a group
     /// of one storage, which a budget would make undrainable.
     pub pdb: Option<PodDisruptionBudget>,
+    /// One Service per storage publishing it outside the cluster (`spec.expose` of type
+    /// `LoadBalancer` or `NodePort`), in ordinal order.
+    pub outside: Vec<Service>,
+}
+
+/// The FastDFS port of a group's storage `ordinal`: its own NodePort number when the group
+/// is published through NodePorts, else the port every storage uses.
+pub fn storage_port(expose: &Expose, ordinal: u32) -> i32 {
+    match (expose.type_, expose.node_port_base) {
+        (ExposeType::NodePort, Some(base)) => base + ordinal as i32,
+        _ => STORAGE_PORT,
+    }
+}
+
+/// Where outside clients reach each published storage: a load balancer's address once it
+/// has one, or the nodes' address and the storage's NodePort.
+pub fn outside_addresses(name: &str, expose: &Expose, services: &[Service]) -> Vec<OutsideAddress> {
+    (0..services.len() as u32)
+        .zip(services)
+        .map(|(ordinal, service)| {
+            let port = storage_port(expose, ordinal);
+            let host = match expose.type_ {
+                ExposeType::NodePort => expose.node_address.clone(),
+                _ => service
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.load_balancer.as_ref())
+                    .and_then(|lb| lb.ingress.as_ref())
+                    .and_then(|i| i.first())
+                    .and_then(|i| i.ip.clone().or_else(|| i.hostname.clone())),
+            };
+            OutsideAddress {
+                pod: naming::pod(name, ordinal),
+                address: host.map(|h| format!("{h}:{port}")),
+            }
+        })
+        .collect()
+}
+
+/// The Service publishing storage `ordinal` of a group outside the cluster.
+fn outside_service(
+    name: &str,
+    ordinal: u32,
+    expose: &Expose,
+    metadata: ObjectMeta,
+    labels: &BTreeMap<String, String>,
+) -> Option<Service> {
+    let mut selector = labels.clone();
+    selector.insert(naming::POD_NAME_LABEL.into(), naming::pod(name, ordinal));
+    let port = storage_port(expose, ordinal);
+    let (type_, ports, annotations) = match expose.type_ {
+        ExposeType::LoadBalancer => (
+            "LoadBalancer",
+            vec![
+                service_port(FASTDFS_PORT_NAME, port),
+                service_port(HTTP_PORT_NAME, STORAGE_HTTP_PORT),
+            ],
+            Some(expose.service_annotations.clone()).filter(|a| !a.is_empty()),
+        ),
+        ExposeType::NodePort => (
+            "NodePort",
+            vec![ServicePort {
+                node_port: Some(port),
+                ..service_port(FASTDFS_PORT_NAME, port)
+            }],
+            None,
+        ),
+        ExposeType::None | ExposeType::HostNetwork => return None,
+    };
+    Some(Service {
+        metadata: ObjectMeta {
+            annotations,
+            ..metadata
+        },
+        spec: Some(ServiceSpec {
+            type_: Some(type_.into()),
+            selector: Some(selector),
+            ports: Some(ports),
+            // A storage that is starting or copying its group is published all the same:
+            // its trackers decide whom to send to it.
+            publish_not_ready_addresses: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
 }
 
 /// Builds a valid group's objects with `replicas` storages (the scale step decides the count,
@@ -94,13 +179,15 @@ pub fn group_objects(
         config_file: STORAGE_CONF_FILE,
         config_map: naming::group_config(&name),
         storage_ids_config_map: naming::storage_ids(&cluster_name),
-        port: STORAGE_PORT,
+        port: storage_port(&spec.expose, 0),
         http_port: STORAGE_HTTP_PORT,
         resources: spec.resources.as_ref(),
         scheduling: &spec.scheduling,
         labels: labels.clone(),
         config_hash: conf::config_hash(&[&storage_conf]),
         http_secret: cluster.spec.settings.http_token_secret_ref.as_ref(),
+        host_network: spec.expose.type_ == ExposeType::HostNetwork,
+        port_from_index: spec.expose.type_ == ExposeType::NodePort,
     };
     let claim = data_claim(
         &labels,
@@ -148,6 +235,18 @@ pub fn group_objects(
         ..Default::default()
     };
 
+    let outside = (0..replicas.max(0) as u32)
+        .filter_map(|ordinal| {
+            let metadata = meta(
+                naming::outside_service(&name, ordinal),
+                namespace.clone(),
+                &labels,
+                owner.clone(),
+            );
+            outside_service(&name, ordinal, &spec.expose, metadata, &labels)
+        })
+        .collect();
+
     let pdb = (replicas > 1).then(|| {
         disruption_budget(
             meta(naming::group(&name), namespace, &labels, owner),
@@ -160,6 +259,7 @@ pub fn group_objects(
         headless,
         statefulset,
         pdb,
+        outside,
     }
 }
 

@@ -9,7 +9,8 @@ mod pod;
 mod tracker;
 
 pub use group::{
-    ClaimChange, GroupObjects, at_least, claim_change, claim_size, group_objects, set_claim_size,
+    ClaimChange, GroupObjects, at_least, claim_change, claim_size, group_objects,
+    outside_addresses, set_claim_size, storage_port,
 };
 pub use tracker::{TrackerObjects, tracker_objects};
 

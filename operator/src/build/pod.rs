@@ -93,6 +93,10 @@ pub struct NodePod<'a> {
     /// Hash of the rendered configuration; a change rolls the Pods.
     pub config_hash: String,
     pub http_secret: Option<&'a SecretKeyRef>,
+    /// On the node's network (`hostNetwork`): the Pod's address is its node's.
+    pub host_network: bool,
+    /// Listens on `port` plus the Pod's StatefulSet index (a NodePort per storage).
+    pub port_from_index: bool,
 }
 
 fn field_env(name: &str, path: &str) -> EnvVar {
@@ -127,13 +131,17 @@ impl NodePod<'_> {
     /// The `fdfs-node` command line. `$(POD_IP)` is expanded by the kubelet from the
     /// environment, so each node listens on its own Pod address.
     pub fn args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             self.role.as_str().into(),
             "--config".into(),
             format!("{CONFIG_DIR}/{}", self.config_file),
             "--bind".into(),
             format!("$(POD_IP):{}", self.port),
-        ]
+        ];
+        if self.port_from_index {
+            args.extend(["--port-offset".into(), "$(POD_INDEX)".into()]);
+        }
+        args
     }
 
     fn env(&self) -> Vec<EnvVar> {
@@ -142,6 +150,12 @@ impl NodePod<'_> {
             field_env("POD_NAMESPACE", "metadata.namespace"),
             field_env("POD_IP", "status.podIP"),
         ];
+        if self.port_from_index {
+            env.push(field_env(
+                "POD_INDEX",
+                &format!("metadata.labels['{}']", naming::POD_INDEX_LABEL),
+            ));
+        }
         if let Some(secret) = self.http_secret {
             env.push(EnvVar {
                 name: HTTP_SECRET_ENV.into(),
@@ -171,12 +185,16 @@ impl NodePod<'_> {
                 ContainerPort {
                     name: Some(FASTDFS_PORT_NAME.into()),
                     container_port: self.port,
+                    // Declared on the node too, so the scheduler keeps two storages that
+                    // would take the same node port apart.
+                    host_port: self.host_network.then_some(self.port),
                     protocol: Some("TCP".into()),
                     ..Default::default()
                 },
                 ContainerPort {
                     name: Some(HTTP_PORT_NAME.into()),
                     container_port: self.http_port,
+                    host_port: self.host_network.then_some(self.http_port),
                     protocol: Some("TCP".into()),
                     ..Default::default()
                 },
@@ -312,6 +330,9 @@ impl NodePod<'_> {
                 volumes: Some(self.volumes()),
                 termination_grace_period_seconds: Some(self.role.grace_period_seconds()),
                 enable_service_links: Some(false),
+                host_network: self.host_network.then_some(true),
+                // On the node's network, cluster names must still resolve.
+                dns_policy: self.host_network.then(|| "ClusterFirstWithHostNet".into()),
                 security_context: Some(PodSecurityContext {
                     run_as_non_root: Some(true),
                     run_as_user: Some(NODE_UID),

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::FdfsCluster;
+use crate::crd::{FdfsCluster, ServiceType};
 use crate::naming;
 use crate::validate::ValidCluster;
 
@@ -156,6 +156,10 @@ pub fn tracker_objects(
         ),
         spec: Some(ServiceSpec {
             type_: Some(spec.client_service.type_.as_str().into()),
+            // The trackers answer each client with the storage address on its side, which
+            // they tell from the client's own address: keep it (no SNAT to a node address).
+            external_traffic_policy: (spec.client_service.type_ != ServiceType::ClusterIp)
+                .then(|| "Local".into()),
             selector: Some(labels.clone()),
             ports: Some(vec![service_port(FASTDFS_PORT_NAME, spec.trackers.port)]),
             ..Default::default()
@@ -178,6 +182,8 @@ pub fn tracker_objects(
         // storage_ids.conf is left out: adding a group must not restart the trackers.
         config_hash: conf::config_hash(&[&tracker_conf]),
         http_secret: None,
+        host_network: false,
+        port_from_index: false,
     };
     let pdb = (spec.trackers.replicas > 1).then(|| {
         disruption_budget(

@@ -115,6 +115,12 @@ fn group_ids(
                 storage_group: sg.name_any(),
                 replicas: sg.spec.replicas.max(existing),
                 writable: sg.spec.replicas,
+                expose: sg.spec.expose.clone(),
+                outside: sg
+                    .status
+                    .as_ref()
+                    .map(|s| s.outside_addresses.clone())
+                    .unwrap_or_default(),
             })
         })
         .collect()

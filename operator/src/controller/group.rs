@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -221,6 +221,9 @@ async fn remove_members(plan: &ScalePlan, group_name: &str) -> Vec<RemovalResult
 #[derive(Debug)]
 struct Applied {
     statefulset: StatefulSet,
+    /// The Services publishing the storages outside the cluster, as stored (with the load
+    /// balancers' addresses once assigned).
+    outside: Vec<Service>,
 }
 
 /// Applies the group's objects; the StatefulSet only when it is not being replaced
@@ -239,6 +242,31 @@ async fn apply_objects(
         Some(going) => going,
         None => apply::apply(client, &objects.statefulset).await?,
     };
+    let mut outside = Vec::with_capacity(objects.outside.len());
+    for service in &objects.outside {
+        outside.push(apply::apply(client, service).await?);
+    }
+    // Services of storages scaled away, or of a group no longer published: looked for
+    // only where some were published, so an unexposed group costs no list.
+    let was_exposed = sg
+        .status
+        .as_ref()
+        .is_some_and(|s| !s.outside_addresses.is_empty());
+    if !objects.outside.is_empty() || was_exposed {
+        let mut keep: Vec<String> = outside.iter().map(|s| s.name_any()).collect();
+        keep.push(objects.headless.name_any());
+        for name in apply::delete_orphans::<Service>(
+            client,
+            &sg.namespace().unwrap_or_default(),
+            &naming::selector(labels),
+            sg.uid().as_deref().unwrap_or_default(),
+            &keep,
+        )
+        .await?
+        {
+            tracing::info!(service = %name, "deleted a storage's outside Service no longer needed");
+        }
+    }
     apply::apply_budget(
         client,
         objects.pdb.as_ref(),
@@ -248,7 +276,10 @@ async fn apply_objects(
         sg.uid().as_deref().unwrap_or_default(),
     )
     .await?;
-    Ok(Applied { statefulset })
+    Ok(Applied {
+        statefulset,
+        outside,
+    })
 }
 
 /// Everything the status and the Events are made from.
@@ -744,6 +775,11 @@ impl Report<'_> {
             members: scale::member_statuses(&self.sg.name_any(), &self.members()),
             capacity_mb: group.and_then(|g| i64::try_from(g.total_mb).ok()),
             free_mb: group.and_then(|g| i64::try_from(g.free_mb).ok()),
+            outside_addresses: build::outside_addresses(
+                &self.sg.name_any(),
+                &self.sg.spec.expose,
+                &self.applied.outside,
+            ),
         }
     }
 }

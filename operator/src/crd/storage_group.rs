@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use super::common::Scheduling;
 
@@ -106,6 +107,59 @@ pub struct StorageGroupSpec {
     /// What happens to the group's volumes when this resource is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// How FastDFS clients outside the Kubernetes cluster reach the storages. The trackers
+    /// then give each client the address on its side: Pod addresses to clients inside, the
+    /// outside address to the others.
+    #[serde(default, skip_serializing_if = "Expose::is_none")]
+    pub expose: Expose,
+}
+
+/// How clients outside the cluster reach a group's storages.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "self.type != 'NodePort' || (has(self.nodeAddress) && has(self.nodePortBase))"
+).message("type NodePort needs nodeAddress and nodePortBase"))]
+pub struct Expose {
+    /// `None`: Pod addresses only. `LoadBalancer`: a load-balanced Service per storage.
+    /// `NodePort`: a NodePort Service per storage, storage `n` listening on and published at
+    /// port `nodePortBase + n`. `HostNetwork`: storages on their node's network, one per node.
+    #[serde(default, rename = "type")]
+    pub type_: ExposeType,
+    /// `NodePort`: the host name or address at which outside clients reach the nodes (any
+    /// node forwards a NodePort).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub node_address: Option<String>,
+    /// `NodePort`: the port of the group's first storage, inside and outside; storage `n`
+    /// uses `nodePortBase + n`. The ports must be free in the cluster's NodePort range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 65503))]
+    pub node_port_base: Option<i32>,
+    /// `LoadBalancer`: annotations of each storage's Service (an internal load balancer, an
+    /// address pool, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_annotations: BTreeMap<String, String>,
+}
+
+impl Expose {
+    pub fn is_none(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// How a group's storages are published outside the cluster.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ExposeType {
+    /// Pod addresses only: clients inside the cluster.
+    #[default]
+    None,
+    /// A `LoadBalancer` Service per storage; its address is the storage's outside address.
+    LoadBalancer,
+    /// A `NodePort` Service per storage, at `nodeAddress:nodePortBase + n`.
+    NodePort,
+    /// Storages use their node's network and address (one storage per node and port).
+    HostNetwork,
 }
 
 fn default_replicas() -> i32 {
@@ -193,6 +247,22 @@ pub struct StorageGroupStatus {
     /// with the least free space.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free_mb: Option<i64>,
+    /// Outside addresses of the storages (`spec.expose`), by Pod; a load balancer's address
+    /// appears once the cloud assigns it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["pod".into()]))]
+    pub outside_addresses: Vec<OutsideAddress>,
+}
+
+/// One storage's address for clients outside the cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutsideAddress {
+    /// Name of the storage's Pod.
+    pub pod: String,
+    /// `host:port` outside clients are given; unset while a load balancer has none yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// One storage of a group, as the trackers report it.

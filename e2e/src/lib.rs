@@ -362,3 +362,35 @@ pub async fn upload_to(
     };
     Ok(client.upload_to(storage, head, &mut &data[..]).await?)
 }
+
+/// Runs `ip` (iproute2) with `args`.
+pub fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new("ip")
+        .args(args)
+        .status()
+        .context("running ip")?;
+    anyhow::ensure!(status.success(), "ip {args:?} failed");
+    Ok(())
+}
+
+/// Runs `work` on a thread inside network namespace `netns` (one `ip netns add` made), with
+/// a runtime of its own. Processes the work starts are in that namespace too.
+pub fn in_netns<T: Send + 'static>(
+    netns: &str,
+    work: impl AsyncFnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    use std::os::fd::AsFd;
+    let ns = std::fs::File::open(format!("/var/run/netns/{netns}"))?;
+    std::thread::spawn(move || {
+        rustix::thread::move_into_link_name_space(
+            ns.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )?;
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(work())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the thread in network namespace {netns} panicked"))?
+}

@@ -85,14 +85,30 @@ struct Pod {
     name: &'static str,
     ip: &'static str,
     root: PathBuf,
+    /// What the cluster's DNS answers.
+    names: BTreeMap<String, Vec<String>>,
 }
 
 impl Pod {
     fn new(dir: &Path, name: &'static str, ip: &'static str) -> Self {
+        Self::with_names(dir, name, ip, dns())
+    }
+
+    fn with_names(
+        dir: &Path,
+        name: &'static str,
+        ip: &'static str,
+        names: BTreeMap<String, Vec<String>>,
+    ) -> Self {
         let root = dir.join(name);
         std::fs::create_dir_all(root.join("etc/fdfs")).expect("config dir");
         std::fs::create_dir_all(root.join("var/lib/fdfs")).expect("data dir");
-        Self { name, ip, root }
+        Self {
+            name,
+            ip,
+            root,
+            names,
+        }
     }
 
     /// A path inside the container, as the host sees it.
@@ -123,7 +139,7 @@ impl Pod {
                 .expect("configMap name");
             let data = config_maps[name]["data"].as_object().expect("data");
             for (file, text) in data {
-                let text = self.mount(&resolve_names(text.as_str().expect("text")));
+                let text = self.mount(&resolve_names(text.as_str().expect("text"), &self.names));
                 std::fs::write(self.root.join("etc/fdfs").join(file), text).expect("write");
             }
         }
@@ -141,6 +157,12 @@ impl Pod {
                     Some("metadata.name") => self.name.to_owned(),
                     Some("metadata.namespace") => NAMESPACE.to_owned(),
                     Some("status.podIP") => self.ip.to_owned(),
+                    // The StatefulSet controller labels each Pod with its ordinal.
+                    Some("metadata.labels['apps.kubernetes.io/pod-index']") => self
+                        .name
+                        .rsplit_once('-')
+                        .map(|(_, ordinal)| ordinal.to_owned())
+                        .expect("a StatefulSet Pod name ends in its ordinal"),
                     Some(other) => panic!("no emulation for field {other}"),
                     None => e["value"].as_str().expect("plain value").to_owned(),
                 };
@@ -211,13 +233,12 @@ fn expand(arg: &str, env: &[(String, String)]) -> String {
     out
 }
 
-/// Names in a config file replaced by what the cluster DNS answers for them.
-fn resolve_names(text: &str) -> String {
-    let names = dns();
+/// Names in a config file replaced by what the cluster DNS (`names`) answers for them.
+fn resolve_names(text: &str, names: &BTreeMap<String, Vec<String>>) -> String {
     let mut out = String::new();
     for line in text.lines() {
         let mut lines = vec![line.to_owned()];
-        for (name, ips) in &names {
+        for (name, ips) in names {
             if line.contains(name.as_str()) {
                 lines = ips
                     .iter()
@@ -409,4 +430,357 @@ async fn rendered_trackers_and_storages_form_a_working_cluster() -> anyhow::Resu
 
     drop(nodes);
     Ok(())
+}
+
+/// Pod addresses of the exposed cluster: the Pod network, reachable inside only.
+const EXPOSED_TRACKER: (&str, &str) = ("main-tracker-0", "172.20.0.1");
+const EXPOSED_STORAGES: [(&str, &str); 4] = [
+    ("group1-0", "172.20.0.11"),
+    ("group1-1", "172.20.0.12"),
+    ("group2-0", "172.20.0.21"),
+    ("group2-1", "172.20.0.22"),
+];
+/// The node network: the node's address (NodePorts) and the load balancers' addresses.
+const NODE_IP: &str = "10.79.0.1";
+const LB_IPS: [&str; 2] = ["10.79.0.11", "10.79.0.12"];
+/// A client outside the Kubernetes cluster.
+const OUTSIDE_IP: &str = "10.79.0.2";
+
+/// Two network namespaces joined by a veth pair: the Kubernetes cluster (Pod addresses on
+/// its loopback, the node and load balancer addresses on its end of the link) and a host
+/// outside it, which reaches the node network and, as through a load balancer that keeps
+/// client addresses, the tracker Pod, but no other Pod. Deleted when dropped.
+struct Networks {
+    cluster: String,
+    outside: String,
+}
+
+impl Networks {
+    fn new() -> anyhow::Result<Self> {
+        let id = std::process::id();
+        let nets = Networks {
+            cluster: format!("fdfs-k8s-{id}"),
+            outside: format!("fdfs-out-{id}"),
+        };
+        let ip = fdfs_e2e::ip;
+        ip(&["netns", "add", &nets.cluster])?;
+        ip(&["netns", "add", &nets.outside])?;
+        ip(&[
+            "link",
+            "add",
+            "veth-k8s",
+            "netns",
+            &nets.cluster,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "veth-out",
+            "netns",
+            &nets.outside,
+        ])?;
+        let (k8s, out) = (nets.cluster.as_str(), nets.outside.as_str());
+        for addr in [NODE_IP].iter().chain(&LB_IPS) {
+            ip(&[
+                "-n",
+                k8s,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "veth-k8s",
+            ])?;
+        }
+        for (_, addr) in std::iter::once(&EXPOSED_TRACKER).chain(&EXPOSED_STORAGES) {
+            ip(&["-n", k8s, "addr", "add", &format!("{addr}/32"), "dev", "lo"])?;
+        }
+        ip(&[
+            "-n",
+            out,
+            "addr",
+            "add",
+            &format!("{OUTSIDE_IP}/24"),
+            "dev",
+            "veth-out",
+        ])?;
+        for (ns, dev) in [(k8s, "veth-k8s"), (out, "veth-out")] {
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        ip(&[
+            "-n",
+            out,
+            "route",
+            "add",
+            &format!("{}/32", EXPOSED_TRACKER.1),
+            "via",
+            NODE_IP,
+        ])?;
+        Ok(nets)
+    }
+}
+
+impl Drop for Networks {
+    fn drop(&mut self) {
+        let _ = fdfs_e2e::ip(&["netns", "del", &self.cluster]);
+        let _ = fdfs_e2e::ip(&["netns", "del", &self.outside]);
+    }
+}
+
+/// What a load balancer or a NodePort does: connections to `listen` go on to `target`.
+async fn forward(listen: String, target: String) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+fn exposed_sample() -> (FdfsCluster, Vec<StorageGroup>) {
+    let cluster = serde_json::from_value(json!({
+        "apiVersion": "fdfs.dev/v1alpha1", "kind": "FdfsCluster",
+        "metadata": {"name": "main", "namespace": NAMESPACE, "uid": "cluster-uid"},
+        "spec": {"image": "fdfs-node:contract", "trackers": {"replicas": 1},
+                 "clientService": {"type": "LoadBalancer"},
+                 "settings": {"reservedStorageSpace": "1MB"}},
+    }))
+    .expect("cluster");
+    let group = |name: &str, expose: Value| -> StorageGroup {
+        serde_json::from_value(json!({
+            "apiVersion": "fdfs.dev/v1alpha1", "kind": "StorageGroup",
+            "metadata": {"name": name, "namespace": NAMESPACE, "uid": format!("{name}-uid")},
+            "spec": {"clusterRef": "main", "replicas": 2, "expose": expose,
+                     "volume": {"size": "1Gi", "subdirCountPerPath": 2}},
+        }))
+        .expect("group")
+    };
+    let groups = vec![
+        group("group1", json!({"type": "LoadBalancer"})),
+        group(
+            "group2",
+            json!({"type": "NodePort", "nodeAddress": NODE_IP, "nodePortBase": 30100}),
+        ),
+    ];
+    (cluster, groups)
+}
+
+fn exposed_dns() -> BTreeMap<String, Vec<String>> {
+    let mut names = BTreeMap::new();
+    names.insert(
+        format!("main-tracker-headless.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"),
+        vec![EXPOSED_TRACKER.1.to_owned()],
+    );
+    for (pod, ip) in EXPOSED_STORAGES {
+        let group = pod.rsplit_once('-').expect("ordinal").0;
+        names.insert(
+            format!("{pod}.{group}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"),
+            vec![ip.to_owned()],
+        );
+    }
+    names
+}
+
+/// Every storage of `group` ACTIVE in the tracker.
+async fn group_active(client: &Client, group: &str, count: usize) -> bool {
+    client.list_storages(group).await.is_ok_and(|list| {
+        list.len() == count && list.iter().all(|s| s.status == StorageStatus::Active as u8)
+    })
+}
+
+fn body(seed: u32) -> Vec<u8> {
+    (0..150_000u32).map(|i| (i * seed % 251) as u8).collect()
+}
+
+/// A group published through per-storage load balancers and one through NodePorts, rendered
+/// by the operator and run as real nodes: a client inside the cluster is given Pod
+/// addresses, a client outside (another network namespace, which cannot reach the storage
+/// Pods at all) is given the load balancer and node addresses, and each completes uploads
+/// and downloads, including of the other's files.
+#[test]
+fn exposed_storages_serve_clients_inside_and_outside_the_cluster() -> anyhow::Result<()> {
+    let nets = Networks::new()?;
+    let binary = fdfs_e2e::workspace_binary("fdfs-node")?;
+    let dir = tempfile::tempdir()?;
+    let (cluster, groups) = exposed_sample();
+    let opts = BuildOptions {
+        cluster_domain: CLUSTER_DOMAIN.into(),
+    };
+    let valid_cluster = validate_cluster(&cluster, None)?;
+    let mut ids = Vec::new();
+    let mut workloads = Vec::new();
+    let mut config_maps = BTreeMap::new();
+    for (sg, lb) in groups.iter().zip([true, false]) {
+        let valid = validate_storage_group(sg, Some(&cluster), &groups, None)?;
+        let objects = build::group_objects(&cluster, sg, &valid, 2, &opts);
+        // The cloud gives each load balancer an address; NodePorts need none.
+        let mut stored = objects.outside.clone();
+        if lb {
+            for (service, ip) in stored.iter_mut().zip(LB_IPS) {
+                service.status = serde_json::from_value(json!({
+                    "loadBalancer": {"ingress": [{"ip": ip}]}
+                }))?;
+            }
+        }
+        let outside = build::outside_addresses(
+            sg.metadata.name.as_deref().unwrap_or_default(),
+            &sg.spec.expose,
+            &stored,
+        );
+        ids.push(GroupIds {
+            group_name: valid.group_name.clone(),
+            storage_group: sg.metadata.name.clone().unwrap_or_default(),
+            replicas: 2,
+            writable: 2,
+            expose: sg.spec.expose.clone(),
+            outside,
+        });
+        config_maps.insert(
+            objects.config.metadata.name.clone().unwrap_or_default(),
+            to_value(&objects.config),
+        );
+        workloads.push(to_value(&objects.statefulset));
+    }
+    let trackers = build::tracker_objects(&cluster, &valid_cluster, &ids, &opts);
+    for cm in [&trackers.config, &trackers.storage_ids] {
+        config_maps.insert(cm.metadata.name.clone().unwrap_or_default(), to_value(cm));
+    }
+    let storage_ids = to_value(&trackers.storage_ids)["data"]["storage_ids.conf"].clone();
+    assert!(
+        storage_ids
+            .as_str()
+            .is_some_and(|t| t.contains(",10.79.0.11:23000") && t.contains(",10.79.0.1:30101")),
+        "{storage_ids}"
+    );
+    let tracker_workload = to_value(&trackers.statefulset);
+    let tracker = format!("{}:22122", EXPOSED_TRACKER.1);
+
+    let outside_net = nets.outside.clone();
+    let dir_path = dir.path().to_path_buf();
+    fdfs_e2e::in_netns(&nets.cluster.clone(), async move || {
+        let names = exposed_dns();
+        let mut nodes = Vec::new();
+        let (spec, container_spec) = container(&tracker_workload);
+        let (name, ip) = EXPOSED_TRACKER;
+        let pod = Pod::with_names(&dir_path, name, ip, names.clone());
+        pod.project(&spec, &config_maps);
+        nodes.push(pod.start(&container_spec, &binary)?);
+        let inside = Client::new(ClientConfig::new(vec![tracker.clone()])).await?;
+        for (workload, group) in workloads.iter().zip(["group1", "group2"]) {
+            let (spec, container_spec) = container(workload);
+            for (ordinal, (name, ip)) in EXPOSED_STORAGES
+                .iter()
+                .filter(|(name, _)| name.starts_with(group))
+                .enumerate()
+            {
+                let pod = Pod::with_names(&dir_path, name, ip, names.clone());
+                pod.project(&spec, &config_maps);
+                nodes.push(pod.start(&container_spec, &binary)?);
+                fdfs_e2e::wait_for(
+                    &format!("{name} ACTIVE"),
+                    Duration::from_secs(120),
+                    async || group_active(&inside, group, ordinal + 1).await,
+                )
+                .await?;
+            }
+        }
+        // The load balancers and NodePorts.
+        for (lb, (_, pod_ip)) in LB_IPS.iter().zip(&EXPOSED_STORAGES[..2]) {
+            forward(format!("{lb}:23000"), format!("{pod_ip}:23000")).await?;
+        }
+        for (n, (_, pod_ip)) in EXPOSED_STORAGES[2..].iter().enumerate() {
+            let port = 30100 + n;
+            forward(format!("{NODE_IP}:{port}"), format!("{pod_ip}:{port}")).await?;
+        }
+
+        // Inside: Pod addresses, and the NodePort group's own ports.
+        let pods: Vec<String> = EXPOSED_STORAGES
+            .iter()
+            .map(|(_, ip)| (*ip).to_owned())
+            .collect();
+        for _ in 0..4 {
+            let t = inside.query_store(Some("group1")).await?;
+            anyhow::ensure!(
+                pods[..2].contains(&t.addr.ip) && t.addr.port == 23000,
+                "inside client given {:?}",
+                t.addr
+            );
+            let t = inside.query_store(Some("group2")).await?;
+            let n = pods[2..]
+                .iter()
+                .position(|ip| *ip == t.addr.ip)
+                .context("a group2 Pod")?;
+            anyhow::ensure!(t.addr.port == 30100 + n as u64, "{:?}", t.addr);
+        }
+        let mut inside_files = Vec::new();
+        for (seed, group) in [(7, "group1"), (11, "group2")] {
+            let data = body(seed);
+            let id = inside.upload_bytes(&data, "bin", Some(group)).await?;
+            anyhow::ensure!(inside.download_bytes(&id, 0, 0).await? == data, "{id}");
+            inside_files.push((id, data));
+        }
+
+        // Outside: the load balancer and node addresses, which it can reach; the Pods it
+        // cannot.
+        let files = inside_files.clone();
+        let outside_files = tokio::task::spawn_blocking(move || {
+            fdfs_e2e::in_netns(&outside_net, async move || {
+                let refused = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    tokio::net::TcpStream::connect(format!("{}:23000", EXPOSED_STORAGES[0].1)),
+                )
+                .await;
+                anyhow::ensure!(
+                    !matches!(refused, Ok(Ok(_))),
+                    "a storage Pod is reachable from outside: the test would prove nothing"
+                );
+                let client = Client::new(ClientConfig::new(vec![tracker])).await?;
+                for _ in 0..4 {
+                    let t = client.query_store(Some("group1")).await?;
+                    anyhow::ensure!(
+                        LB_IPS.contains(&t.addr.ip.as_str()) && t.addr.port == 23000,
+                        "outside client given {:?}",
+                        t.addr
+                    );
+                    let t = client.query_store(Some("group2")).await?;
+                    anyhow::ensure!(
+                        t.addr.ip == NODE_IP && [30100, 30101].contains(&t.addr.port),
+                        "outside client given {:?}",
+                        t.addr
+                    );
+                }
+                for (id, data) in &files {
+                    let at = client.query_fetch(id).await?;
+                    anyhow::ensure!(
+                        at.addr.ip == NODE_IP || LB_IPS.contains(&at.addr.ip.as_str()),
+                        "{id} fetched at {:?}",
+                        at.addr
+                    );
+                    anyhow::ensure!(client.download_bytes(id, 0, 0).await? == *data, "{id}");
+                }
+                let mut uploaded = Vec::new();
+                for (seed, group) in [(13, "group1"), (17, "group2")] {
+                    let data = body(seed);
+                    let id = client.upload_bytes(&data, "bin", Some(group)).await?;
+                    anyhow::ensure!(client.download_bytes(&id, 0, 0).await? == data, "{id}");
+                    uploaded.push((id, data));
+                }
+                Ok(uploaded)
+            })
+        })
+        .await??;
+
+        // What the outside client uploaded, inside.
+        for (id, data) in &outside_files {
+            anyhow::ensure!(inside.download_bytes(id, 0, 0).await? == *data, "{id}");
+        }
+        drop(nodes);
+        Ok(())
+    })
 }

@@ -3,13 +3,11 @@
 //! and a delete go on at A while the link is down; once it is up again, B ends with exactly
 //! A's files, byte for byte.
 
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, ensure};
-use fdfs_e2e::{NodeProcess, upload_to, wait_for};
+use anyhow::ensure;
+use fdfs_e2e::{NodeProcess, in_netns, ip, upload_to, wait_for};
 use fdfs_node::client::{Client, ClientConfig};
 use fdfs_node::fileid::FileId;
 
@@ -20,15 +18,6 @@ const B_IP: &str = "10.77.0.2";
 struct Link {
     a: String,
     b: String,
-}
-
-fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new("ip")
-        .args(args)
-        .status()
-        .context("running ip")?;
-    ensure!(status.success(), "ip {args:?} failed");
-    Ok(())
 }
 
 impl Link {
@@ -70,26 +59,6 @@ impl Drop for Link {
         let _ = ip(&["netns", "del", &self.a]);
         let _ = ip(&["netns", "del", &self.b]);
     }
-}
-
-/// Runs `work` on a thread inside network namespace `netns`, with a runtime of its own.
-fn in_netns<T: Send + 'static>(
-    netns: &str,
-    work: impl AsyncFnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
-    let ns = std::fs::File::open(format!("/var/run/netns/{netns}"))?;
-    std::thread::spawn(move || {
-        rustix::thread::move_into_link_name_space(
-            ns.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )?;
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(work())
-    })
-    .join()
-    .map_err(|_| anyhow!("the client thread panicked"))?
 }
 
 fn storage_toml(dir: &Path, ip: &str) -> anyhow::Result<PathBuf> {

@@ -1,4 +1,5 @@
-//! The operator's HTTP endpoints: `/metrics` (Prometheus text format) and `/healthz`.
+//! The operator's HTTP endpoints: `/metrics` (Prometheus text format) and `/healthz`, which
+//! fails while the controllers' watches keep failing.
 
 use std::sync::Arc;
 
@@ -9,18 +10,34 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
+use crate::health::WatchHealth;
+
 /// Content type of the OpenMetrics text format `prometheus-client` writes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The routes, serving metrics from `registry`.
-pub fn router(registry: Arc<Registry>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(registry)
+/// What the routes read.
+#[derive(Clone)]
+struct Shared {
+    registry: Arc<Registry>,
+    health: Arc<WatchHealth>,
 }
 
-async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
+/// The routes, serving metrics from `registry` and health from `health`.
+pub fn router(registry: Arc<Registry>, health: Arc<WatchHealth>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(Shared { registry, health })
+}
+
+async fn healthz(State(shared): State<Shared>) -> impl IntoResponse {
+    match shared.health.check(std::time::Instant::now()) {
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
+}
+
+async fn metrics(State(Shared { registry, .. }): State<Shared>) -> impl IntoResponse {
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, &registry) {
         Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
@@ -32,9 +49,10 @@ async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
+    health: Arc<WatchHealth>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(registry))
+    axum::serve(listener, router(registry, health))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -68,11 +86,25 @@ mod tests {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, Arc::new(registry), async {
-            let _ = stopped.await;
-        }));
+        let watches = Arc::new(WatchHealth::new(std::time::Duration::ZERO));
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(registry),
+            watches.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let health = get(addr, "/healthz").await;
         assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        watches.failed(std::time::Instant::now(), "connection refused");
+        let health = get(addr, "/healthz").await;
+        assert!(
+            health.starts_with("HTTP/1.1 503") && health.contains("connection refused"),
+            "{health}"
+        );
+        watches.delivered();
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
         let metrics = get(addr, "/metrics").await;
         assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
         assert!(

@@ -16,6 +16,7 @@ pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod fastdfs;
+pub mod health;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -142,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
     let http = tokio::spawn(fdfs_operator::http::serve(
         listener,
         registry,
+        ctx.watches.clone(),
         shutdown.clone(),
     ));
 

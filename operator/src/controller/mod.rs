@@ -32,6 +32,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use crate::build::BuildOptions;
 use crate::crd::{FdfsCluster, StorageGroup};
 use crate::fastdfs::{self, TrackerView};
+use crate::health::WatchHealth;
 use crate::metrics::Metrics;
 use crate::naming;
 use crate::{Error, Result};
@@ -95,6 +96,8 @@ pub struct Config {
     pub stall_after: Duration,
     /// How long a reconcile waits for the trackers' answers, all asked at once.
     pub tracker_deadline: Duration,
+    /// How long watches must fail without a break before `/healthz` fails.
+    pub watch_failure_window: Duration,
 }
 
 impl Default for Config {
@@ -110,6 +113,7 @@ impl Default for Config {
             backoff_max: Duration::from_secs(300),
             stall_after: Duration::from_secs(900),
             tracker_deadline: Duration::from_secs(5),
+            watch_failure_window: crate::health::DEFAULT_WATCH_FAILURE_WINDOW,
         }
     }
 }
@@ -153,6 +157,8 @@ pub struct Context {
     /// The StorageGroups each watch scope (a namespace, or `None` for all) keeps in memory,
     /// so reconciles read them there instead of listing them from the API server.
     group_stores: GroupStores,
+    /// Whether the watches work, for `/healthz`.
+    pub watches: Arc<WatchHealth>,
 }
 
 /// Per watch scope, its in-memory StorageGroups.
@@ -205,6 +211,7 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            watches: Arc::new(WatchHealth::new(config.watch_failure_window)),
             config,
             metrics,
             backoff: Arc::default(),
@@ -439,11 +446,7 @@ pub async fn run(
             })
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile_cluster, error_policy, ctx.clone())
-            .for_each(|result| async move {
-                if let Err(err) = result {
-                    tracing::debug!(error = %err, "FdfsCluster controller");
-                }
-            });
+            .for_each(watch_outcome(ctx.watches.clone(), "FdfsCluster"));
 
         let groups = Controller::new(api::<StorageGroup>(client, ns), wc.clone());
         let store = groups.store();
@@ -464,16 +467,35 @@ pub async fn run(
             })
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile_group, error_policy, ctx.clone())
-            .for_each(|result| async move {
-                if let Err(err) = result {
-                    tracing::debug!(error = %err, "StorageGroup controller");
-                }
-            });
+            .for_each(watch_outcome(ctx.watches.clone(), "StorageGroup"));
         controllers.push(tokio::spawn(clusters));
         controllers.push(tokio::spawn(groups));
     }
     for c in controllers {
         let _ = c.await;
+    }
+}
+
+/// What each controller result says of the watches: a queue error is a failed watch (kube
+/// retries it with backoff); anything else means the watches delivered.
+fn watch_outcome<T, E: std::error::Error, Q: std::error::Error>(
+    health: Arc<WatchHealth>,
+    kind: &'static str,
+) -> impl FnMut(std::result::Result<T, kube::runtime::controller::Error<E, Q>>) -> std::future::Ready<()>
+{
+    move |result| {
+        match result {
+            Err(kube::runtime::controller::Error::QueueError(err)) => {
+                tracing::warn!(error = %err, kind, "watch failed");
+                health.failed(std::time::Instant::now(), &err.to_string());
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, kind, "controller");
+                health.delivered();
+            }
+            Ok(_) => health.delivered(),
+        }
+        std::future::ready(())
     }
 }
 

@@ -88,6 +88,10 @@ pub fn outside_service(storage_group: &str, ordinal: u32) -> String {
     format!("{}-outside", pod(storage_group, ordinal))
 }
 
+/// Pod template annotation with a hash of the HTTP token secret: a rotated secret rolls
+/// the storages.
+pub const TOKEN_SECRET_HASH_ANNOTATION: &str = "fdfs.dev/token-secret-hash";
+
 /// The label a StatefulSet controller puts on each of its Pods, with the Pod's name.
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 

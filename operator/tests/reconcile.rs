@@ -1520,3 +1520,81 @@ async fn storage_groups_come_from_the_watch_store_once_it_has_listed() {
     drop(writer);
     t.stop(Duration::from_secs(1)).await;
 }
+
+/// The Pod template annotations a group reconcile applies when its cluster checks HTTP
+/// tokens with the Secret `fdfs-token`, holding `secret` (or missing).
+async fn applied_with_token_secret(secret: Option<&str>) -> Value {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let mut cluster = cluster_json();
+    cluster["spec"]["settings"] =
+        json!({"httpTokenSecretRef": {"name": "fdfs-token", "key": "secret"}});
+    let sg = group_json(1);
+    let mut script = group_fetch(&sg, None, vec![]);
+    script[0] = get(format!("{FDFS}/fdfsclusters/main"), Reply::Json(cluster));
+    script.push(get(
+        format!("{CORE}/secrets/fdfs-token"),
+        match secret {
+            Some(value) => {
+                let secret = k8s_openapi::api::core::v1::Secret {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some("fdfs-token".into()),
+                        namespace: Some(NS.into()),
+                        ..Default::default()
+                    },
+                    data: Some(
+                        [(
+                            "secret".to_owned(),
+                            k8s_openapi::ByteString(value.as_bytes().to_vec()),
+                        )]
+                        .into(),
+                    ),
+                    ..Default::default()
+                };
+                let mut json = serde_json::to_value(secret).expect("secret");
+                json["apiVersion"] = "v1".into();
+                json["kind"] = "Secret".into();
+                Reply::Json(json)
+            }
+            None => Reply::Status(404),
+        },
+    ));
+    script.extend(group_apply(false, false));
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let (_, transcript) = run_group(group(1), &[t.addr.to_string()], script).await;
+    t.stop(Duration::from_secs(1)).await;
+    transcript.body(Method::PATCH, &format!("{APPS}/statefulsets/group1"))["spec"]["template"]
+        ["metadata"]["annotations"]
+        .clone()
+}
+
+#[tokio::test]
+async fn a_rotated_token_secret_rolls_the_storages() {
+    let first = applied_with_token_secret(Some("s3cret-1")).await;
+    let again = applied_with_token_secret(Some("s3cret-1")).await;
+    let rotated = applied_with_token_secret(Some("s3cret-2")).await;
+    let missing = applied_with_token_secret(None).await;
+    let hash = |a: &Value| a[naming::TOKEN_SECRET_HASH_ANNOTATION].clone();
+    assert!(hash(&first).is_string(), "{first}");
+    assert_eq!(
+        hash(&first),
+        hash(&again),
+        "the same secret, the same template"
+    );
+    assert_ne!(
+        hash(&first),
+        hash(&rotated),
+        "a rotated secret changes the template"
+    );
+    assert!(hash(&missing).is_null(), "nothing to hash: {missing}");
+    assert!(
+        !first.to_string().contains("s3cret"),
+        "the secret itself stays out"
+    );
+    // The configuration is the same throughout: only the secret's hash rolls the Pods.
+    assert_eq!(
+        first[naming::CONFIG_HASH_ANNOTATION],
+        rotated[naming::CONFIG_HASH_ANNOTATION]
+    );
+}

@@ -129,6 +129,11 @@ finalizers subresource.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, delete]
+# get: the HTTP token Secret an FdfsCluster names, hashed into the storages' Pod template
+# so that a rotated secret rolls them. Read by name at each reconcile; never listed.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]

@@ -272,9 +272,14 @@ pub fn storage_ids_conf(cluster: &FdfsCluster, entries: &[StorageIdEntry]) -> St
 
 /// A short, stable hash of rendered configuration, for the Pod template annotation.
 pub fn config_hash(parts: &[&str]) -> String {
+    bytes_hash(parts.iter().map(|p| p.as_bytes()))
+}
+
+/// FNV-1a over `parts`, each followed by a zero byte.
+pub fn bytes_hash<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
     let mut hash = 0xcbf2_9ce4_8422_2325_u64;
     for part in parts {
-        for b in part.bytes().chain([0]) {
+        for &b in part.iter().chain(&[0]) {
             hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
     }

@@ -46,6 +46,22 @@ pub struct GroupObjects {
     pub outside: Vec<Service>,
 }
 
+/// Marks the storages' Pod template with a hash of the HTTP token secret they read from
+/// their environment: a rotated Secret rolls them, as a changed configuration does. The
+/// hash is salted with the group's uid, so equal secrets of two groups do not compare.
+pub fn mark_token_secret(statefulset: &mut StatefulSet, salt: &str, secret: &[u8]) {
+    let hash = conf::bytes_hash([salt.as_bytes(), secret]);
+    if let Some(meta) = statefulset
+        .spec
+        .as_mut()
+        .map(|s| s.template.metadata.get_or_insert_with(Default::default))
+    {
+        meta.annotations
+            .get_or_insert_with(Default::default)
+            .insert(naming::TOKEN_SECRET_HASH_ANNOTATION.into(), hash);
+    }
+}
+
 /// The FastDFS port of a group's storage `ordinal`: its own NodePort number when the group
 /// is published through NodePorts, else the port every storage uses.
 pub fn storage_port(expose: &Expose, ordinal: u32) -> i32 {

@@ -2,12 +2,12 @@
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::ListParams;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::crd::{FdfsCluster, StorageGroup};
+use crate::crd::{FdfsCluster, SecretKeyRef, StorageGroup};
 use crate::{Error, Result};
 
 async fn get_opt<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>>
@@ -70,4 +70,18 @@ pub async fn statefulset(
 /// The Pods matching a label selector.
 pub async fn pods(client: &Client, namespace: &str, selector: &str) -> Result<Vec<Pod>> {
     list(client, namespace, Some(selector)).await
+}
+
+/// The value of one key of a Secret; `None` when the Secret or the key does not exist (the
+/// Pods that mount it then wait for it, as Kubernetes makes them).
+pub async fn secret_value(
+    client: &Client,
+    namespace: &str,
+    key: &SecretKeyRef,
+) -> Result<Option<Vec<u8>>> {
+    let secret: Option<Secret> = get_opt(client, namespace, &key.name).await?;
+    Ok(secret
+        .and_then(|s| s.data)
+        .and_then(|mut data| data.remove(&key.key))
+        .map(|value| value.0))
 }

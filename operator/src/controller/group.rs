@@ -86,6 +86,15 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
     let previous_status = sg.status.clone().unwrap_or_default();
     let previous = previous_status.conditions;
     let mut objects = build::group_objects(&cluster, sg, &valid, plan.replicas, &ctx.config.build);
+    if let Some(key) = &cluster.spec.settings.http_token_secret_ref
+        && let Some(secret) = fetch::secret_value(client, &namespace, key).await?
+    {
+        build::mark_token_secret(
+            &mut objects.statefulset,
+            sg.uid().as_deref().unwrap_or_default(),
+            &secret,
+        );
+    }
     let volume = volume::step(client, sg, current.as_ref(), &mut objects, &previous).await?;
     let replaced = if volume.statefulset_replaced {
         current.clone()

@@ -912,8 +912,8 @@ fn exposures_that_cannot_work_are_refused() {
         ),
     ] {
         let sg = exposed(expose.clone());
-        let err =
-            validate_storage_group(&sg, Some(&cluster), &[sg.clone()], None).expect_err("refused");
+        let err = validate_storage_group(&sg, Some(&cluster), std::slice::from_ref(&sg), None)
+            .expect_err("refused");
         assert_eq!(err.reason(), "InvalidExpose");
         assert!(err.to_string().contains(wanted), "{expose}: {err}");
     }
@@ -923,7 +923,7 @@ fn exposures_that_cannot_work_are_refused() {
     let sg = exposed(serde_json::json!({
         "type": "NodePort", "nodeAddress": "n", "nodePortBase": 30100,
     }));
-    let err =
-        validate_storage_group(&sg, Some(&ip_names), &[sg.clone()], None).expect_err("refused");
+    let err = validate_storage_group(&sg, Some(&ip_names), std::slice::from_ref(&sg), None)
+        .expect_err("refused");
     assert!(err.to_string().contains("idTypeInFilename"), "{err}");
 }

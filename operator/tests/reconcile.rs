@@ -1598,3 +1598,74 @@ async fn a_rotated_token_secret_rolls_the_storages() {
         rotated[naming::CONFIG_HASH_ANNOTATION]
     );
 }
+
+fn outside_service(ordinal: u32) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": format!("group1-{ordinal}-outside"), "namespace": NS,
+                     "ownerReferences": [{"apiVersion": "fdfs.dev/v1alpha1",
+                         "kind": "StorageGroup", "name": "group1", "uid": "sg-uid",
+                         "controller": true}]},
+    })
+}
+
+#[tokio::test]
+async fn exposed_storages_get_their_services_and_list_the_load_balancers_addresses() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let mut sg = group_json(1);
+    sg["spec"]["expose"] = json!({"type": "LoadBalancer"});
+    // It had two storages before: the second one's Service is left over.
+    sg["status"] = json!({"outsideAddresses": [
+        {"pod": "group1-0"}, {"pod": "group1-1", "address": "203.0.113.11:23000"}]});
+    let mut script = group_fetch(&sg, None, vec![]);
+    let mut apply = group_apply(false, false);
+    let budget = apply.split_off(3);
+    script.extend(apply);
+    script.push(patch(
+        format!("{CORE}/services/group1-0-outside"),
+        Reply::EchoOver(json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}}})),
+    ));
+    let headless = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "group1", "namespace": NS,
+                     "ownerReferences": outside_service(0)["metadata"]["ownerReferences"]}});
+    script.push(get(
+        format!("{CORE}/services"),
+        list(
+            "Service",
+            "v1",
+            vec![headless, outside_service(0), outside_service(1)],
+        ),
+    ));
+    script.push(delete(
+        format!("{CORE}/services/group1-1-outside"),
+        Reply::Json(outside_service(1)),
+    ));
+    script.extend(budget);
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let sg_obj: StorageGroup = serde_json::from_value(sg.clone()).expect("group");
+    let (_, transcript) = run_group(sg_obj, &[t.addr.to_string()], script).await;
+
+    let service = transcript.body(Method::PATCH, &format!("{CORE}/services/group1-0-outside"));
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        service["spec"]["selector"]["statefulset.kubernetes.io/pod-name"],
+        "group1-0"
+    );
+    let services = transcript
+        .0
+        .iter()
+        .find(|s| s.method == Method::GET && s.path == format!("{CORE}/services"))
+        .expect("services listed");
+    assert!(
+        services.query.contains("fdfs.dev%2Fstorage-group%3Dgroup1"),
+        "{}",
+        services.query
+    );
+    assert_eq!(
+        transcript.status()["outsideAddresses"],
+        json!([{"pod": "group1-0", "address": "203.0.113.10:23000"}])
+    );
+    t.stop(Duration::from_secs(1)).await;
+}

@@ -386,3 +386,35 @@ fn rendered_yaml_parses_back() {
         );
     }
 }
+
+#[test]
+fn volumes_grow_and_never_shrink() {
+    let crd = StorageGroup::crd();
+    let sized =
+        |size: Value| storage_group(json!({"clusterRef": "main", "volume": {"size": size}}));
+    let old = sized(json!("10Gi"));
+    for (new, allowed) in [
+        (json!("10Gi"), true),
+        (json!("10240Mi"), true),
+        (json!("20Gi"), true),
+        (json!("1Ti"), true),
+        (json!("9Gi"), false),
+        (json!("10737418239"), false),
+        (json!(1000), false),
+    ] {
+        let messages = cel_messages(&crd, &sized(new.clone()), Some(&old));
+        if allowed {
+            assert!(messages.is_empty(), "{new}: {messages:?}");
+        } else {
+            assert_eq!(
+                messages,
+                ["volume.size cannot shrink: Kubernetes volumes only grow"],
+                "{new}"
+            );
+        }
+    }
+    assert!(
+        cel_messages(&crd, &sized(json!("1Gi")), None).is_empty(),
+        "creation"
+    );
+}

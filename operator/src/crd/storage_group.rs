@@ -172,6 +172,10 @@ fn default_replicas() -> i32 {
 pub struct VolumeSpec {
     /// Requested size of each storage's volume, for example `100Gi`. It can grow later where
     /// the storage class allows expansion; it never shrinks.
+    // Kubernetes cannot shrink a volume, and a smaller claim would be refused at every apply.
+    #[x_kube(validation = Rule::new(
+        "quantity(string(self)).compareTo(quantity(string(oldSelf))) >= 0"
+    ).message("volume.size cannot shrink: Kubernetes volumes only grow"))]
     pub size: Quantity,
     /// Storage class of the volumes; the cluster's default class when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,8 +3,9 @@
 //! Pure functions: the controller hands in what each tracker answered and which Pods exist.
 //!
 //! Scaling down removes one storage at a time, the one with the highest ordinal, and only when
-//! every tracker sees each remaining storage ACTIVE and caught up with its peers (so the
-//! remaining storages hold every file, including those first uploaded to the one leaving).
+//! every tracker has taken it out of uploads (`rw=read`), it has pushed its whole binlog to its
+//! peers, and every tracker sees each remaining storage ACTIVE and caught up with its peers (so
+//! the remaining storages hold every file, including those first uploaded to the one leaving).
 //! Once its Pod is gone, the storage is deleted from every tracker (FastDFS command 93, which a
 //! tracker refuses while the storage is still ONLINE or ACTIVE), and only then does the next
 //! step start. Scaling to zero stops the group without deleting its storages from the
@@ -18,6 +19,9 @@ use fdfs_node::proto::report::BacklogRow;
 
 use crate::crd::MemberStatus;
 use crate::naming;
+
+/// W_OK in a storage's `rw_mode`.
+const RW_WRITE: u8 = 2;
 
 /// How far, in seconds, a storage may lag behind its peers and still count as caught up.
 /// Zero: a storage leaving the group must have nothing that another storage still lacks.
@@ -44,6 +48,11 @@ pub struct Member {
     /// Bytes of the other members' binlogs not yet here, as they reported them; `None` when
     /// none reports it (FastDFS storages and trackers do not).
     pub sync_lag_bytes: Option<u64>,
+    /// Bytes of this member's own binlog that some peer has not received yet, as it last
+    /// reported them; `None` without a report.
+    pub unsent_bytes: Option<u64>,
+    /// Whether the tracker sends it uploads (`rw=` of `storage_ids.conf`).
+    pub writable: bool,
 }
 
 impl Member {
@@ -100,6 +109,12 @@ pub fn members(
                     .filter(|r| r.backlog.peer_id == s.id)
                     .map(|r| r.backlog.bytes)
                     .reduce(u64::saturating_add),
+                unsent_bytes: backlog
+                    .iter()
+                    .filter(|r| r.source_id == s.id)
+                    .map(|r| r.backlog.bytes)
+                    .reduce(u64::saturating_add),
+                writable: s.rw_mode & RW_WRITE != 0,
             }
         })
         .collect()
@@ -189,12 +204,15 @@ pub struct ScalePlan {
 /// Decides the StatefulSet's replica count.
 ///
 /// `desired` is `spec.replicas`; `current` the StatefulSet's replica count, `None` before it
-/// exists; `running` the ordinals whose Pods still exist; `trackers` what each tracker listed.
+/// exists; `running` the ordinals whose Pods still exist; `trackers` what each tracker listed;
+/// `fence` whether a leaving storage is taken out of uploads first (`rw=read` in
+/// `storage_ids.conf`, which needs storage ids).
 pub fn plan(
     desired: i32,
     current: Option<i32>,
     running: &[u32],
     trackers: &[TrackerMembers],
+    fence: bool,
 ) -> ScalePlan {
     let current = match current {
         Some(current) if desired < current => current,
@@ -236,10 +254,13 @@ pub fn plan(
         step: ScaleStep::Blocked { reason },
         removals: Vec::new(),
     };
-    if next > 0
-        && let Some(reason) = not_ready(trackers, (0..next as u32).collect::<Vec<_>>())
-    {
-        return blocked(reason);
+    if next > 0 {
+        if let Some(reason) = not_ready(trackers, (0..next as u32).collect::<Vec<_>>()) {
+            return blocked(reason);
+        }
+        if let Some(reason) = not_drained(trackers, next as u32, fence) {
+            return blocked(reason);
+        }
     }
     ScalePlan {
         replicas: next,
@@ -287,6 +308,37 @@ pub fn not_ready(
     None
 }
 
+/// Why the storage of `ordinal`, which is leaving, cannot stop yet, if it cannot: every
+/// tracker must have taken it out of uploads (it is listed `rw=read` in `storage_ids.conf`
+/// while the group asks for fewer storages), and it must have pushed its whole binlog to
+/// every peer. A tracker without backlog reports (FastDFS) leaves that second check to the
+/// peers' sync times.
+pub fn not_drained(trackers: &[TrackerMembers], ordinal: u32, fence: bool) -> Option<String> {
+    for view in trackers {
+        let Ok(members) = &view.members else {
+            continue;
+        };
+        let Some(m) = members.iter().find(|m| m.ordinal == Some(ordinal)) else {
+            continue;
+        };
+        if fence && m.writable {
+            return Some(format!(
+                "tracker {} still sends uploads to storage {} (Pod ordinal {ordinal}); it \
+                 stops once the tracker reads it as rw=read",
+                view.tracker, m.id
+            ));
+        }
+        if let Some(bytes) = m.unsent_bytes.filter(|b| *b > 0) {
+            return Some(format!(
+                "storage {} (Pod ordinal {ordinal}) has {bytes} bytes of changes its peers \
+                 have not received yet",
+                m.id
+            ));
+        }
+    }
+    None
+}
+
 /// Storages with an ordinal at or above `replicas` that some tracker still lists and whose
 /// Pod is gone. None when `replicas` is zero: a stopped group keeps its members.
 fn removals(replicas: i32, running: &[u32], trackers: &[TrackerMembers]) -> Vec<Removal> {
@@ -329,6 +381,8 @@ mod tests {
             status: Some(status),
             sync_lag: lag,
             sync_lag_bytes: None,
+            unsent_bytes: None,
+            writable: true,
         }
     }
 
@@ -349,27 +403,77 @@ mod tests {
     fn scale_up_and_steady_apply_the_desired_count() {
         let t = [view("t1", active(0..2))];
         assert_eq!(
-            plan(3, Some(2), &[0, 1], &t),
+            plan(3, Some(2), &[0, 1], &t, true),
             ScalePlan {
                 replicas: 3,
                 step: ScaleStep::Up { from: 2, to: 3 },
                 removals: vec![]
             }
         );
-        assert_eq!(plan(2, Some(2), &[0, 1], &t).step, ScaleStep::Steady);
+        assert_eq!(plan(2, Some(2), &[0, 1], &t, true).step, ScaleStep::Steady);
         assert_eq!(
-            plan(2, None, &[], &[]).step,
+            plan(2, None, &[], &[], true).step,
             ScaleStep::Up { from: 0, to: 2 }
         );
     }
 
+    /// `members` with the storage of `ordinal` taken out of uploads (`rw=read`).
+    fn fenced(mut members: Vec<Member>, ordinal: u32) -> Vec<Member> {
+        for m in members.iter_mut().filter(|m| m.ordinal == Some(ordinal)) {
+            m.writable = false;
+        }
+        members
+    }
+
     #[test]
     fn scale_down_removes_one_storage_when_the_rest_are_active_everywhere() {
-        let t = [view("t1", active(0..3)), view("t2", active(0..3))];
-        let p = plan(1, Some(3), &[0, 1, 2], &t);
+        let t = [
+            view("t1", fenced(active(0..3), 2)),
+            view("t2", fenced(active(0..3), 2)),
+        ];
+        let p = plan(1, Some(3), &[0, 1, 2], &t, true);
         assert_eq!(p.replicas, 2);
         assert_eq!(p.step, ScaleStep::Down { ordinal: 2 });
         assert!(p.removals.is_empty());
+    }
+
+    #[test]
+    fn the_leaving_storage_stops_only_once_fenced_everywhere_and_drained() {
+        // One tracker has not read the rw=read line yet.
+        let t = [
+            view("t1", fenced(active(0..2), 1)),
+            view("t2", active(0..2)),
+        ];
+        let p = plan(1, Some(2), &[0, 1], &t, true);
+        let ScaleStep::Blocked { reason } = p.step else {
+            panic!("{p:?}")
+        };
+        assert!(
+            reason.contains("t2") && reason.contains("rw=read"),
+            "{reason}"
+        );
+        assert_eq!(p.replicas, 2);
+        // Fenced everywhere, but with changes its peer has not received.
+        let mut unsent = fenced(active(0..2), 1);
+        unsent[1].unsent_bytes = Some(4096);
+        let t = [view("t1", fenced(active(0..2), 1)), view("t2", unsent)];
+        let ScaleStep::Blocked { reason } = plan(1, Some(2), &[0, 1], &t, true).step else {
+            panic!("unsent changes must hold the step")
+        };
+        assert!(reason.contains("4096 bytes"), "{reason}");
+        // Without storage ids there is no rw=read to wait for.
+        assert_eq!(
+            plan(1, Some(2), &[0, 1], &[view("t1", active(0..2))], false).step,
+            ScaleStep::Down { ordinal: 1 }
+        );
+        // Drained: it goes.
+        let mut drained = fenced(active(0..2), 1);
+        drained[1].unsent_bytes = Some(0);
+        let t = [view("t1", drained.clone()), view("t2", drained)];
+        assert_eq!(
+            plan(1, Some(2), &[0, 1], &t, true).step,
+            ScaleStep::Down { ordinal: 1 }
+        );
     }
 
     #[test]
@@ -377,7 +481,7 @@ mod tests {
         let mut lagging = active(0..3);
         lagging[1] = member(1, StorageStatus::Syncing, Some(40));
         let t = [view("t1", active(0..3)), view("t2", lagging)];
-        let p = plan(2, Some(3), &[0, 1, 2], &t);
+        let p = plan(2, Some(3), &[0, 1, 2], &t, true);
         assert_eq!(p.replicas, 3);
         let ScaleStep::Blocked { reason } = p.step else {
             panic!("{p:?}")
@@ -393,11 +497,11 @@ mod tests {
     fn scale_down_holds_while_a_remaining_storage_lags() {
         let mut behind = active(0..2);
         behind[0].sync_lag = Some(3);
-        let p = plan(1, Some(2), &[0, 1], &[view("t1", behind)]);
+        let p = plan(1, Some(2), &[0, 1], &[view("t1", behind)], true);
         assert!(matches!(p.step, ScaleStep::Blocked { .. }), "{p:?}");
         let mut never = active(0..2);
         never[0].sync_lag = None;
-        let p = plan(1, Some(2), &[0, 1], &[view("t1", never)]);
+        let p = plan(1, Some(2), &[0, 1], &[view("t1", never)], true);
         let ScaleStep::Blocked { reason } = p.step else {
             panic!("{p:?}")
         };
@@ -413,19 +517,19 @@ mod tests {
                 members: Err("connection refused".into()),
             },
         ];
-        let p = plan(1, Some(2), &[0, 1], &t);
+        let p = plan(1, Some(2), &[0, 1], &t, true);
         let ScaleStep::Blocked { reason } = p.step else {
             panic!("{p:?}")
         };
         assert!(reason.contains("connection refused"), "{reason}");
 
-        let p = plan(1, Some(2), &[0, 1], &[view("t1", active(1..2))]);
+        let p = plan(1, Some(2), &[0, 1], &[view("t1", active(1..2))], true);
         let ScaleStep::Blocked { reason } = p.step else {
             panic!("{p:?}")
         };
         assert!(reason.contains("ordinal 0"), "{reason}");
         assert!(matches!(
-            plan(1, Some(2), &[0, 1], &[]).step,
+            plan(1, Some(2), &[0, 1], &[], true).step,
             ScaleStep::Blocked { .. }
         ));
     }
@@ -436,7 +540,7 @@ mod tests {
         t1.push(member(2, StorageStatus::Offline, Some(0)));
         let mut t2 = active(0..2);
         t2.push(member(2, StorageStatus::Deleted, Some(0)));
-        let p = plan(1, Some(2), &[0, 1], &[view("t1", t1), view("t2", t2)]);
+        let p = plan(1, Some(2), &[0, 1], &[view("t1", t1), view("t2", t2)], true);
         assert_eq!(p.replicas, 2);
         assert_eq!(p.step, ScaleStep::Removing);
         assert_eq!(
@@ -454,11 +558,11 @@ mod tests {
         // The StatefulSet is at 2, but Pod 2 still terminates.
         let mut t1 = active(0..2);
         t1.push(member(2, StorageStatus::Active, Some(0)));
-        let p = plan(2, Some(2), &[0, 1, 2], &[view("t1", t1.clone())]);
+        let p = plan(2, Some(2), &[0, 1, 2], &[view("t1", t1.clone())], true);
         assert!(p.removals.is_empty());
         assert_eq!(p.step, ScaleStep::Steady);
         // A further step down waits for it too.
-        let p = plan(1, Some(2), &[0, 1, 2], &[view("t1", t1)]);
+        let p = plan(1, Some(2), &[0, 1, 2], &[view("t1", t1)], true);
         assert_eq!((p.replicas, p.step), (2, ScaleStep::Removing));
     }
 
@@ -466,7 +570,7 @@ mod tests {
     fn scaling_back_up_keeps_the_returning_storage() {
         let mut t1 = active(0..2);
         t1.push(member(2, StorageStatus::Offline, Some(0)));
-        let p = plan(3, Some(2), &[0, 1], &[view("t1", t1)]);
+        let p = plan(3, Some(2), &[0, 1], &[view("t1", t1)], true);
         assert_eq!(p.replicas, 3);
         assert!(p.removals.is_empty());
     }
@@ -474,7 +578,7 @@ mod tests {
     #[test]
     fn scaling_to_zero_stops_the_group_without_deleting_members() {
         let t = [view("t1", vec![member(0, StorageStatus::Syncing, None)])];
-        let p = plan(0, Some(1), &[0], &t);
+        let p = plan(0, Some(1), &[0], &t, true);
         assert_eq!(p.replicas, 0);
         assert!(p.removals.is_empty());
         let p = plan(
@@ -482,6 +586,7 @@ mod tests {
             Some(0),
             &[],
             &[view("t1", vec![member(0, StorageStatus::Offline, Some(0))])],
+            true,
         );
         assert!(p.removals.is_empty());
     }

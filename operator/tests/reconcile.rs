@@ -668,8 +668,10 @@ async fn member_status_shows_the_bytes_behind_the_trackers_list() {
 #[tokio::test]
 async fn scale_down_removes_the_highest_ordinal_when_the_rest_is_active_everywhere() {
     let data = tempfile::tempdir().expect("tempdir");
-    let t1 = support::tracker("127.0.0.50", data.path()).await;
-    let t2 = support::tracker("127.0.0.51", data.path()).await;
+    // The leaving storage is already out of uploads in both trackers.
+    let ids = write_storage_ids_leaving(data.path(), Some(1));
+    let t1 = support::tracker_with_ids("127.0.0.50", data.path(), &ids).await;
+    let t2 = support::tracker_with_ids("127.0.0.51", data.path(), &ids).await;
     let trackers = vec![t1.addr.to_string(), t2.addr.to_string()];
     let s0 = support::storage("127.0.0.61", "group1", &trackers, data.path()).await;
     for t in &trackers {
@@ -711,12 +713,57 @@ async fn scale_down_removes_the_highest_ordinal_when_the_rest_is_active_everywhe
     t2.stop(Duration::from_secs(1)).await;
 }
 
+#[tokio::test]
+async fn a_leaving_storage_still_taking_uploads_is_not_stopped() {
+    let data = tempfile::tempdir().expect("tempdir");
+    // The trackers have not read the rw=read line yet.
+    let ids = write_storage_ids(data.path());
+    let t1 = support::tracker_with_ids("127.0.0.50", data.path(), &ids).await;
+    let trackers = vec![t1.addr.to_string()];
+    let s0 = support::storage("127.0.0.61", "group1", &trackers, data.path()).await;
+    support::wait_status(&trackers[0], "group1", "127.0.0.61", StorageStatus::Active).await;
+    let s1 = support::storage("127.0.0.62", "group1", &trackers, data.path()).await;
+    support::wait_status(&trackers[0], "group1", "127.0.0.62", StorageStatus::Active).await;
+
+    let sg = group_json(1);
+    let hash = group_hash(&group(1));
+    let pods = vec![pod(0, "127.0.0.61"), pod(1, "127.0.0.62")];
+    let mut script = group_fetch(&sg, Some(statefulset(2, &hash)), pods);
+    script.extend(group_apply(true, false));
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let (_, transcript) = run_group(group(1), &trackers, script).await;
+
+    assert_eq!(
+        applied_replicas(&transcript),
+        2,
+        "both storages keep running"
+    );
+    let blocked = transcript.condition("ScaleDownBlocked");
+    assert_eq!(blocked["status"], "True");
+    let message = blocked["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("still sends uploads") && message.contains("rw=read"),
+        "{message}"
+    );
+    s0.stop(Duration::from_secs(1)).await;
+    s1.stop(Duration::from_secs(1)).await;
+    t1.stop(Duration::from_secs(1)).await;
+}
+
 /// The `storage_ids.conf` the operator renders for two members on 127.0.0.61 and .62.
 fn write_storage_ids(dir: &std::path::Path) -> std::path::PathBuf {
+    write_storage_ids_leaving(dir, None)
+}
+
+/// [`write_storage_ids`] with the member of ordinal `leaving` taken out of uploads, as the
+/// operator renders it while the group asks for fewer storages.
+fn write_storage_ids_leaving(dir: &std::path::Path, leaving: Option<u32>) -> std::path::PathBuf {
     let ids = (0..2)
         .map(|o| {
+            let rw = if leaving == Some(o) { " rw=read" } else { "" };
             format!(
-                "{} group1 127.0.0.{}\n",
+                "{} group1 127.0.0.{}{rw}\n",
                 naming::storage_id("group1", o),
                 61 + o
             )

@@ -73,7 +73,13 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
         .as_ref()
         .and_then(|s| s.spec.as_ref())
         .and_then(|s| s.replicas);
-    let plan = scale::plan(sg.spec.replicas, current_replicas, &pods.ordinals, &views);
+    let plan = scale::plan(
+        sg.spec.replicas,
+        current_replicas,
+        &pods.ordinals,
+        &views,
+        cluster.spec.settings.use_storage_id,
+    );
     let removals = remove_members(&plan, &valid.group_name).await;
     // A member replacement only while the group is not also scaling.
     let replacement = if plan.step == ScaleStep::Steady {

@@ -21,6 +21,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod naming;
+pub mod rollout;
 pub mod scale;
 pub mod validate;
 

@@ -92,6 +92,14 @@ pub fn outside_service(storage_group: &str, ordinal: u32) -> String {
 /// the storages.
 pub const TOKEN_SECRET_HASH_ANNOTATION: &str = "fdfs.dev/token-secret-hash";
 
+/// StatefulSet annotation with a hash of the Pod template the operator built: a different
+/// hash starts a rollout, stepped on FastDFS state.
+pub const TEMPLATE_HASH_ANNOTATION: &str = "fdfs.dev/template-hash";
+
+/// The label a StatefulSet controller puts on each of its Pods, with the revision of the
+/// template the Pod was made from.
+pub const POD_REVISION_LABEL: &str = "controller-revision-hash";
+
 /// The label a StatefulSet controller puts on each of its Pods, with the Pod's name.
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 

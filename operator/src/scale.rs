@@ -51,6 +51,9 @@ pub struct Member {
     /// Bytes of this member's own binlog that some peer has not received yet, as it last
     /// reported them; `None` without a report.
     pub unsent_bytes: Option<u64>,
+    /// Age in seconds of the oldest change waiting between this member and any peer, in
+    /// either direction, as the members last reported; `None` without a report.
+    pub backlog_seconds: Option<u64>,
     /// Whether the tracker sends it uploads (`rw=` of `storage_ids.conf`).
     pub writable: bool,
 }
@@ -114,6 +117,11 @@ pub fn members(
                     .filter(|r| r.source_id == s.id)
                     .map(|r| r.backlog.bytes)
                     .reduce(u64::saturating_add),
+                backlog_seconds: backlog
+                    .iter()
+                    .filter(|r| r.source_id == s.id || r.backlog.peer_id == s.id)
+                    .map(|r| r.backlog.seconds)
+                    .max(),
                 writable: s.rw_mode & RW_WRITE != 0,
             }
         })
@@ -382,6 +390,7 @@ mod tests {
             sync_lag: lag,
             sync_lag_bytes: None,
             unsent_bytes: None,
+            backlog_seconds: None,
             writable: true,
         }
     }

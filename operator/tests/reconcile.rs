@@ -72,12 +72,32 @@ fn group_hash(sg: &StorageGroup) -> String {
         .clone()
 }
 
-/// A StatefulSet as the API server holds it.
+/// The Pod template hash the operator records on the group's StatefulSet.
+fn template_hash() -> String {
+    let (c, sg) = (cluster(), group(1));
+    let valid =
+        validate_storage_group(&sg, Some(&c), std::slice::from_ref(&sg), None).expect("valid");
+    build::group_objects(&c, &sg, &valid, 1, &BuildOptions::default())
+        .statefulset
+        .metadata
+        .annotations
+        .expect("annotations")[naming::TEMPLATE_HASH_ANNOTATION]
+        .clone()
+}
+
+/// A StatefulSet as the API server holds it: with the current template, or with an older
+/// one when `hash` is `"stale"`.
 fn statefulset(replicas: i32, hash: &str) -> Value {
+    let template = if hash == "stale" {
+        "stale".to_owned()
+    } else {
+        template_hash()
+    };
     json!({
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": {"name": "group1", "namespace": NS, "generation": 1},
+        "metadata": {"name": "group1", "namespace": NS, "generation": 1,
+                     "annotations": {naming::TEMPLATE_HASH_ANNOTATION: template}},
         "spec": {
             "replicas": replicas,
             "serviceName": "group1",
@@ -1714,5 +1734,94 @@ async fn exposed_storages_get_their_services_and_list_the_load_balancers_address
         transcript.status()["outsideAddresses"],
         json!([{"pod": "group1-0", "address": "203.0.113.10:23000"}])
     );
+    t.stop(Duration::from_secs(1)).await;
+}
+
+/// A group's Pod made from StatefulSet revision `revision`.
+fn pod_at_revision(ordinal: u32, ip: &str, revision: &str) -> Value {
+    let mut pod = pod(ordinal, ip);
+    pod["metadata"]["labels"] = json!({naming::POD_REVISION_LABEL: revision});
+    pod
+}
+
+/// The group's StatefulSet in the middle of a rolling update from revision `old` to `new`.
+fn statefulset_rolling(replicas: i32) -> Value {
+    let mut sts = statefulset(replicas, &group_hash(&group(replicas)));
+    sts["status"]["currentRevision"] = "old".into();
+    sts["status"]["updateRevision"] = "new".into();
+    sts
+}
+
+fn applied_partition(t: &support::Transcript) -> Value {
+    t.body(Method::PATCH, &format!("{APPS}/statefulsets/group1"))["spec"]["updateStrategy"]
+        ["rollingUpdate"]["partition"]
+        .clone()
+}
+
+/// One group reconcile in a rolling update whose Pod of ordinal 1 already runs the new
+/// template; `cluster` is what the API server holds of the FdfsCluster; `events` how many
+/// Events it publishes.
+async fn rolling_reconcile(
+    trackers: &[String],
+    cluster: Value,
+    events: usize,
+) -> support::Transcript {
+    let sg = group_json(2);
+    let pods = vec![
+        pod_at_revision(0, "127.0.0.61", "old"),
+        pod_at_revision(1, "127.0.0.62", "new"),
+    ];
+    let mut script = group_fetch(&sg, Some(statefulset_rolling(2)), pods);
+    script[0] = get(format!("{FDFS}/fdfsclusters/main"), Reply::Json(cluster));
+    script.extend(group_apply(true, false));
+    script.extend((0..events).map(|_| event(NS)));
+    script.push(status_write(&sg));
+    run_group(group(2), trackers, script).await.1
+}
+
+#[tokio::test]
+async fn an_upgrade_steps_to_the_next_storage_only_once_the_restarted_one_is_back() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let trackers = vec![t.addr.to_string()];
+    let s0 = support::active_storage("127.0.0.61", &trackers, data.path()).await;
+    let s1 = support::active_storage("127.0.0.62", &trackers, data.path()).await;
+    // The restarted storage is not back yet.
+    s1.stop(Duration::from_secs(1)).await;
+    support::wait_status(&trackers[0], "group1", "127.0.0.62", StorageStatus::Offline).await;
+    let transcript = rolling_reconcile(&trackers, cluster_json(), 1).await;
+    assert_eq!(transcript.event_reasons(), ["MemberOffline"]);
+    assert_eq!(
+        applied_partition(&transcript),
+        1,
+        "ordinal 0 keeps its old template"
+    );
+    let reconciling = transcript.condition("Reconciling");
+    assert_eq!(reconciling["reason"], "RollingUpdate");
+    let message = reconciling["message"].as_str().unwrap_or_default();
+    assert!(message.contains("OFFLINE"), "{message}");
+    assert_eq!(transcript.condition("Ready")["status"], "False");
+
+    // Back, ACTIVE and caught up: the next ordinal may restart.
+    let s1 = support::active_storage("127.0.0.62", &trackers, data.path()).await;
+    let transcript = rolling_reconcile(&trackers, cluster_json(), 0).await;
+    assert_eq!(applied_partition(&transcript), 0);
+
+    // While the trackers roll, no storage does.
+    let mut rolling_cluster = cluster_json();
+    rolling_cluster["status"] = json!({"observedGeneration": 1, "conditions": [{
+        "type": "Progressing", "status": "True", "reason": "RollingUpdate",
+        "message": "rolling update: 0 of 1 trackers updated",
+        "lastTransitionTime": "2025-01-01T00:00:00Z"}]});
+    let transcript = rolling_reconcile(&trackers, rolling_cluster, 0).await;
+    assert_eq!(applied_partition(&transcript), 2, "every storage holds");
+    let message = transcript.condition("Reconciling")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("0 of 1 trackers updated"), "{message}");
+
+    s0.stop(Duration::from_secs(1)).await;
+    s1.stop(Duration::from_secs(1)).await;
     t.stop(Duration::from_secs(1)).await;
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
-    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
-    StatefulSetUpdateStrategy,
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
+    StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, Service, ServicePort, ServiceSpec,
@@ -59,6 +59,37 @@ pub fn mark_token_secret(statefulset: &mut StatefulSet, salt: &str, secret: &[u8
         meta.annotations
             .get_or_insert_with(Default::default)
             .insert(naming::TOKEN_SECRET_HASH_ANNOTATION.into(), hash);
+    }
+    seal_template(statefulset);
+}
+
+/// Records a hash of the Pod template on the StatefulSet, so the next reconcile tells a new
+/// template (a rollout to step) from the one the StatefulSet already has.
+fn seal_template(statefulset: &mut StatefulSet) {
+    let Some(template) = statefulset.spec.as_ref().map(|s| &s.template) else {
+        return;
+    };
+    let json = serde_json::to_vec(template).unwrap_or_default();
+    let hash = conf::bytes_hash([json.as_slice()]);
+    statefulset
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(naming::TEMPLATE_HASH_ANNOTATION.into(), hash);
+}
+
+/// Lets the StatefulSet replace only the Pods from ordinal `partition` up (a rollout stepped
+/// by the operator); `None` leaves every Pod to the StatefulSet's own rolling update.
+pub fn set_partition(statefulset: &mut StatefulSet, partition: Option<i32>) {
+    if let Some(strategy) = statefulset
+        .spec
+        .as_mut()
+        .and_then(|s| s.update_strategy.as_mut())
+    {
+        strategy.rolling_update = partition.map(|p| RollingUpdateStatefulSetStrategy {
+            partition: Some(p),
+            ..Default::default()
+        });
     }
 }
 
@@ -269,6 +300,9 @@ pub fn group_objects(
             &labels,
         )
     });
+
+    let mut statefulset = statefulset;
+    seal_template(&mut statefulset);
 
     GroupObjects {
         config,

@@ -10,7 +10,7 @@ mod tracker;
 
 pub use group::{
     ClaimChange, GroupObjects, at_least, claim_change, claim_size, group_objects,
-    mark_token_secret, outside_addresses, set_claim_size, storage_port,
+    mark_token_secret, outside_addresses, set_claim_size, set_partition, storage_port,
 };
 pub use tracker::{TrackerObjects, tracker_objects};
 

@@ -17,6 +17,7 @@ use crate::build::{self, GroupObjects};
 use crate::crd::{FdfsCluster, StorageGroup, StorageGroupStatus};
 use crate::fastdfs::{self, DeleteOutcome};
 use crate::naming;
+use crate::rollout::{self, Rollout, RolloutState};
 use crate::scale::{self, Member, PodAddresses, ScalePlan, ScaleStep, TrackerMembers};
 use crate::validate::{self, ValidStorageGroup};
 use crate::{Error, Result};
@@ -101,6 +102,11 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
             &secret,
         );
     }
+    let rollout = rollout::step(
+        &rollout_state(&cluster, current.as_ref(), &objects, &pods),
+        &views,
+    );
+    build::set_partition(&mut objects.statefulset, rollout.partition());
     let volume = volume::step(client, sg, current.as_ref(), &mut objects, &previous).await?;
     let replaced = if volume.statefulset_replaced {
         current.clone()
@@ -121,6 +127,7 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
         removals: &removals,
         volumes: &volume.volumes,
         replacement: &replacement,
+        rollout: &rollout,
     };
     let now = Time(Timestamp::now());
     let mut wanted = report.conditions();
@@ -157,11 +164,57 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
     }))
 }
 
+/// What the rollout step needs: the StatefulSet's revisions, whether the template applied
+/// now is new, each Pod's revision, and whether the cluster's trackers are still rolling.
+fn rollout_state(
+    cluster: &FdfsCluster,
+    current: Option<&StatefulSet>,
+    objects: &GroupObjects,
+    pods: &PodsSeen,
+) -> RolloutState {
+    let Some(current) = current else {
+        return RolloutState::default();
+    };
+    let status = current.status.clone().unwrap_or_default();
+    let template_hash = |sts: &StatefulSet| {
+        sts.annotations()
+            .get(naming::TEMPLATE_HASH_ANNOTATION)
+            .cloned()
+    };
+    RolloutState {
+        replicas: objects
+            .statefulset
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(0),
+        template_changed: template_hash(current) != template_hash(&objects.statefulset),
+        update_revision: status.update_revision,
+        current_revision: status.current_revision,
+        pod_revisions: pods.revisions.clone(),
+        trackers_rolling: trackers_rolling(cluster),
+    }
+}
+
+/// Why the cluster's trackers are not settled, from the cluster's own status: a spec the
+/// cluster reconcile has not seen yet, or a tracker rollout it reports.
+fn trackers_rolling(cluster: &FdfsCluster) -> Option<String> {
+    let status = cluster.status.as_ref()?;
+    if status.observed_generation < cluster.metadata.generation {
+        return Some("the FdfsCluster's latest spec is not applied yet".into());
+    }
+    cond::find(&status.conditions, cond::PROGRESSING)
+        .filter(|c| c.status == "True" && c.reason == "RollingUpdate")
+        .map(|c| c.message.clone())
+}
+
 /// The group's Pods: which ordinals exist, and at which addresses.
 #[derive(Debug, Default)]
 struct PodsSeen {
     ordinals: Vec<u32>,
     addresses: PodAddresses,
+    /// Each Pod's StatefulSet revision (`controller-revision-hash`), by ordinal.
+    revisions: BTreeMap<u32, String>,
 }
 
 impl PodsSeen {
@@ -172,6 +225,9 @@ impl PodsSeen {
                 continue;
             };
             seen.ordinals.push(ordinal);
+            if let Some(revision) = pod.labels().get(naming::POD_REVISION_LABEL) {
+                seen.revisions.insert(ordinal, revision.clone());
+            }
             if let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) {
                 seen.addresses.insert(ip, ordinal);
             }
@@ -311,6 +367,8 @@ struct Report<'a> {
     volumes: &'a Volumes,
     /// What a member replacement request came to.
     replacement: &'a Replacement,
+    /// Where a rollout of a new Pod template stands.
+    rollout: &'a Rollout,
 }
 
 type EventSpec = (EventType, String, &'static str, String);
@@ -353,10 +411,15 @@ impl Report<'_> {
         if status.observed_generation < sts.metadata.generation {
             return Some("the StatefulSet controller has not seen the latest spec yet".into());
         }
+        let updated = status.updated_replicas.unwrap_or(0);
+        if let Rollout::Stepping { waiting, .. } = self.rollout {
+            return Some(format!(
+                "rolling update: {updated} of {replicas} storages updated; waiting for {waiting}"
+            ));
+        }
         if status.update_revision.is_some() && status.current_revision != status.update_revision {
             return Some(format!(
-                "rolling update: {} of {replicas} storages updated",
-                status.updated_replicas.unwrap_or(0)
+                "rolling update: {updated} of {replicas} storages updated"
             ));
         }
         None

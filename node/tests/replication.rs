@@ -962,3 +962,67 @@ async fn concurrent_metadata_merges_keep_every_key() {
     let want: Vec<String> = (0..8).map(|w| format!("key{w}\u{2}19")).collect();
     assert_eq!(pairs, want);
 }
+
+/// A member stopped while its push to a peer is far behind (SIGTERM in a scale-down or a
+/// rollout) pushes on to the end of its binlog before it exits, not just its current batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_member_pushes_its_whole_binlog_first() {
+    let mut g = Group::start().await;
+    g.add_member("127.0.0.4").await;
+    g.wait_all_active().await;
+    // B is away while A takes many uploads: several push batches' worth.
+    let b = g.members.pop().expect("B");
+    let cfg = b.node.config.clone();
+    b.stop(Duration::from_secs(2)).await;
+    let client = g.shared_client().await;
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..600 {
+                let data = format!("file {w}/{i}");
+                ids.push(
+                    client
+                        .upload_bytes(data.as_bytes(), "txt", None)
+                        .await
+                        .expect("upload while B is away"),
+                );
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.expect("uploader"));
+    }
+    // B is back; A stops as soon as its push to B has started.
+    g.members
+        .push(fdfs_node::storage::start(cfg).await.expect("restart B"));
+    wait_for(
+        "A's push to B started",
+        Duration::from_secs(60),
+        async || ids.iter().any(|id| g.path_on(1, id).exists()),
+    )
+    .await;
+    let on_b_at_stop = ids.iter().filter(|id| g.path_on(1, id).exists()).count();
+    let a = g.members.remove(0);
+    a.stop(Duration::from_secs(10)).await;
+    let on_b = ids
+        .iter()
+        .filter(|id| {
+            g.members[0]
+                .node
+                .config
+                .base_path
+                .join(id.remote.relative_path())
+                .exists()
+        })
+        .count();
+    assert_eq!(
+        on_b,
+        ids.len(),
+        "B holds {on_b} of {} files after A stopped ({on_b_at_stop} when it was told to)",
+        ids.len()
+    );
+}

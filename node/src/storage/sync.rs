@@ -214,8 +214,9 @@ fn current(node: &StorageNode, id: &str) -> Option<Peer> {
 
 async fn push_loop(node: Arc<StorageNode>, peer_id: String, stop: CancellationToken) {
     while !stop.is_cancelled() {
-        // On stop the session finishes its batch and saves its mark; one that cannot
-        // (a peer not answering) is dropped after a grace, and repeats that batch later.
+        // On stop the session pushes on to the binlog's end and saves its mark; one that
+        // cannot (a peer not answering, too much left) is dropped after a grace, and goes on
+        // from its last saved mark later.
         let flush_bound = async {
             stop.cancelled().await;
             tokio::time::sleep(FLUSH_GRACE).await;
@@ -428,11 +429,11 @@ async fn push_session(
         note_position(node, peer_id, next);
         unsaved += records.len() as u64;
         if stop.is_cancelled() {
+            // Stopping: push on to the binlog's end (the caught-up branch above ends the
+            // session), within the flush grace, saving the mark after every batch.
             mark.save_off_thread(&mark_path).await?;
-            for c in conns.into_iter().flatten() {
-                c.quit().await;
-            }
-            return Ok(());
+            unsaved = 0;
+            continue;
         }
         if unsaved >= MARK_EVERY {
             mark.save_off_thread(&mark_path).await?;

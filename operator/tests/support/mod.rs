@@ -388,3 +388,15 @@ pub async fn active_storage(ip: &str, trackers: &[String], data: &Path) -> Runni
     wait_status(&trackers[0], "group1", ip, StorageStatus::Active).await;
     s
 }
+
+/// Polls `check` every 20 ms until it holds, for up to a minute.
+pub async fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -3,17 +3,17 @@
 //! Pure: the controller hands in the StatefulSet's revisions, each Pod's revision and what the
 //! trackers list. The StatefulSet's `rollingUpdate.partition` lets Kubernetes replace only the
 //! Pods at or above it; it starts at the highest ordinal and moves down one ordinal once the
-//! replaced storage is back: every tracker lists it ACTIVE and caught up, with nothing older
-//! than [`BACKLOG_TOLERANCE_SECONDS`] waiting to or from its peers. Nothing rolls while the
-//! cluster's trackers are still rolling themselves.
+//! replaced storage is back: every tracker lists it ACTIVE and caught up, with no change older
+//! than a tolerance ([`DEFAULT_BACKLOG_TOLERANCE_SECONDS`] unless configured) waiting to or
+//! from its peers. Nothing rolls while the cluster's trackers are still rolling themselves.
 
 use std::collections::BTreeMap;
 
 use crate::scale::TrackerMembers;
 
 /// Oldest change, in seconds, that may wait between a restarted storage and its peers for it
-/// to count as back; the storage's own `/readyz` uses the same bound.
-pub const BACKLOG_TOLERANCE_SECONDS: u64 = 10;
+/// to count as back, unless configured; the storage's own `/readyz` uses the same bound.
+pub const DEFAULT_BACKLOG_TOLERANCE_SECONDS: u64 = 10;
 
 /// What the controller knows of a rollout.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -52,8 +52,9 @@ impl Rollout {
     }
 }
 
-/// Decides the partition.
-pub fn step(state: &RolloutState, trackers: &[TrackerMembers]) -> Rollout {
+/// Decides the partition; `tolerance` is the oldest change, in seconds, that may still wait
+/// between a restarted storage and its peers.
+pub fn step(state: &RolloutState, trackers: &[TrackerMembers], tolerance: u64) -> Rollout {
     let rolling = state.template_changed
         || (state.update_revision.is_some() && state.update_revision != state.current_revision);
     if !rolling || state.replicas <= 0 {
@@ -77,7 +78,7 @@ pub fn step(state: &RolloutState, trackers: &[TrackerMembers]) -> Rollout {
                 ),
             };
         }
-        if let Some(why) = not_back(trackers, ordinal) {
+        if let Some(why) = not_back(trackers, ordinal, tolerance) {
             return Rollout::Stepping {
                 partition: ordinal as i32,
                 waiting: why,
@@ -88,7 +89,7 @@ pub fn step(state: &RolloutState, trackers: &[TrackerMembers]) -> Rollout {
 }
 
 /// Why the storage of `ordinal` is not back in its group, if it is not.
-fn not_back(trackers: &[TrackerMembers], ordinal: u32) -> Option<String> {
+fn not_back(trackers: &[TrackerMembers], ordinal: u32, tolerance: u64) -> Option<String> {
     if trackers.is_empty() {
         return Some("no tracker is known".into());
     }
@@ -112,7 +113,7 @@ fn not_back(trackers: &[TrackerMembers], ordinal: u32) -> Option<String> {
                 m.status_name()
             ));
         }
-        if let Some(age) = m.backlog_seconds.filter(|s| *s > BACKLOG_TOLERANCE_SECONDS) {
+        if let Some(age) = m.backlog_seconds.filter(|s| *s > tolerance) {
             return Some(format!(
                 "the restarted storage {} (Pod ordinal {ordinal}) and its peers still have \
                  changes {age}s old to exchange",
@@ -173,16 +174,16 @@ mod tests {
     fn nothing_rolls_without_a_new_template() {
         let mut s = state(&[(0, "old"), (1, "old"), (2, "old")]);
         s.update_revision = s.current_revision.clone();
-        assert_eq!(step(&s, &views(active())), Rollout::Idle);
+        assert_eq!(step(&s, &views(active()), 10), Rollout::Idle);
     }
 
     #[test]
     fn a_new_template_replaces_the_highest_ordinal_first() {
         let mut s = state(&[(0, "old"), (1, "old"), (2, "old")]);
         s.template_changed = true;
-        assert_eq!(step(&s, &views(active())).partition(), Some(2));
+        assert_eq!(step(&s, &views(active()), 10).partition(), Some(2));
         s.template_changed = false;
-        assert_eq!(step(&s, &views(active())).partition(), Some(2));
+        assert_eq!(step(&s, &views(active()), 10).partition(), Some(2));
     }
 
     #[test]
@@ -191,7 +192,7 @@ mod tests {
         // Still copying what it missed.
         let mut members = active();
         members[2].status = Some(StorageStatus::Syncing);
-        let Rollout::Stepping { partition, waiting } = step(&s, &views(members)) else {
+        let Rollout::Stepping { partition, waiting } = step(&s, &views(members), 10) else {
             panic!("stepping")
         };
         assert_eq!(partition, 2);
@@ -199,22 +200,29 @@ mod tests {
         // ACTIVE, but changes 30 s old still wait between it and a peer.
         let mut members = active();
         members[2].backlog_seconds = Some(30);
-        let Rollout::Stepping { partition, waiting } = step(&s, &views(members)) else {
+        let Rollout::Stepping { partition, waiting } = step(&s, &views(members), 10) else {
             panic!("stepping")
         };
         assert_eq!(partition, 2);
         assert!(waiting.contains("30s old"), "{waiting}");
+        let mut members = active();
+        members[2].backlog_seconds = Some(30);
+        assert_eq!(
+            step(&s, &views(members), 60).partition(),
+            Some(1),
+            "within a configured tolerance of 60 s"
+        );
         // Back: the next one may go.
-        assert_eq!(step(&s, &views(active())).partition(), Some(1));
+        assert_eq!(step(&s, &views(active()), 10).partition(), Some(1));
         let done = state(&[(0, "new"), (1, "new"), (2, "new")]);
-        assert_eq!(step(&done, &views(active())), Rollout::Idle);
+        assert_eq!(step(&done, &views(active()), 10), Rollout::Idle);
     }
 
     #[test]
     fn storages_wait_for_the_trackers_rollout_and_for_every_tracker() {
         let mut s = state(&[(0, "old"), (1, "old"), (2, "old")]);
         s.trackers_rolling = Some("rolling update: 1 of 3 trackers updated".into());
-        let Rollout::Stepping { partition, waiting } = step(&s, &views(active())) else {
+        let Rollout::Stepping { partition, waiting } = step(&s, &views(active()), 10) else {
             panic!("stepping")
         };
         assert_eq!(partition, 3, "no storage is replaced");
@@ -223,6 +231,6 @@ mod tests {
         let s = state(&[(0, "old"), (1, "old"), (2, "new")]);
         let mut v = views(active());
         v[1].members = Err("connection refused".into());
-        assert_eq!(step(&s, &v).partition(), Some(2));
+        assert_eq!(step(&s, &v, 10).partition(), Some(2));
     }
 }

@@ -23,12 +23,25 @@ use crate::naming;
 /// W_OK in a storage's `rw_mode`.
 const RW_WRITE: u8 = 2;
 
-/// How far, in seconds, a storage may lag behind its peers and still count as caught up.
-/// Zero: a storage leaving the group must have nothing that another storage still lacks.
-pub const SYNC_LAG_TOLERANCE_SECONDS: u64 = 0;
+/// What a scale-down step waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gates {
+    /// Whether a leaving storage is taken out of uploads first (`rw=read` in
+    /// `storage_ids.conf`, which needs storage ids).
+    pub fence: bool,
+    /// How far, in seconds, a remaining storage may lag behind its peers and still count as
+    /// caught up. Zero by default: a storage leaving the group must have nothing that another
+    /// storage still lacks.
+    pub lag_tolerance_seconds: u64,
+}
 
-fn within_tolerance(lag: u64) -> bool {
-    lag.saturating_sub(SYNC_LAG_TOLERANCE_SECONDS) == 0
+impl Default for Gates {
+    fn default() -> Self {
+        Self {
+            fence: true,
+            lag_tolerance_seconds: 0,
+        }
+    }
 }
 
 /// One storage as one tracker lists it.
@@ -64,9 +77,14 @@ impl Member {
         self.status.map_or("UNKNOWN", StorageStatus::name)
     }
 
-    /// ACTIVE, and no further behind its peers than the tolerance.
+    /// ACTIVE, and not behind its peers.
     pub fn is_active_and_caught_up(&self) -> bool {
-        self.status == Some(StorageStatus::Active) && self.sync_lag.is_some_and(within_tolerance)
+        self.is_active_and_within(0)
+    }
+
+    /// ACTIVE, and no further behind its peers than `tolerance` seconds.
+    pub fn is_active_and_within(&self, tolerance: u64) -> bool {
+        self.status == Some(StorageStatus::Active) && self.sync_lag.is_some_and(|l| l <= tolerance)
     }
 
     /// Copying files from a peer, or behind it.
@@ -74,7 +92,7 @@ impl Member {
         matches!(
             self.status,
             Some(StorageStatus::WaitSync | StorageStatus::Syncing)
-        ) || !self.sync_lag.is_some_and(within_tolerance)
+        ) || self.sync_lag.is_none_or(|l| l != 0)
     }
 
     /// Removed from the tracker (a tombstone).
@@ -213,14 +231,13 @@ pub struct ScalePlan {
 ///
 /// `desired` is `spec.replicas`; `current` the StatefulSet's replica count, `None` before it
 /// exists; `running` the ordinals whose Pods still exist; `trackers` what each tracker listed;
-/// `fence` whether a leaving storage is taken out of uploads first (`rw=read` in
-/// `storage_ids.conf`, which needs storage ids).
+/// `gates` what a scale-down step waits for.
 pub fn plan(
     desired: i32,
     current: Option<i32>,
     running: &[u32],
     trackers: &[TrackerMembers],
-    fence: bool,
+    gates: Gates,
 ) -> ScalePlan {
     let current = match current {
         Some(current) if desired < current => current,
@@ -263,10 +280,14 @@ pub fn plan(
         removals: Vec::new(),
     };
     if next > 0 {
-        if let Some(reason) = not_ready(trackers, (0..next as u32).collect::<Vec<_>>()) {
+        if let Some(reason) = not_ready(
+            trackers,
+            (0..next as u32).collect::<Vec<_>>(),
+            gates.lag_tolerance_seconds,
+        ) {
             return blocked(reason);
         }
-        if let Some(reason) = not_drained(trackers, next as u32, fence) {
+        if let Some(reason) = not_drained(trackers, next as u32, gates.fence) {
             return blocked(reason);
         }
     }
@@ -280,10 +301,11 @@ pub fn plan(
 }
 
 /// Why the storages of `ordinals` cannot be relied on for the group's files, if they cannot:
-/// each must be listed ACTIVE and caught up by every tracker.
+/// each must be listed ACTIVE and caught up (within `lag_tolerance` seconds) by every tracker.
 pub fn not_ready(
     trackers: &[TrackerMembers],
     ordinals: impl IntoIterator<Item = u32> + Clone,
+    lag_tolerance: u64,
 ) -> Option<String> {
     if trackers.is_empty() {
         return Some("no tracker is known".into());
@@ -300,7 +322,7 @@ pub fn not_ready(
                     view.tracker
                 ));
             };
-            if !m.is_active_and_caught_up() {
+            if !m.is_active_and_within(lag_tolerance) {
                 let lag = m
                     .sync_lag
                     .map_or("never synced".to_owned(), |l| format!("{l}s behind"));
@@ -412,16 +434,19 @@ mod tests {
     fn scale_up_and_steady_apply_the_desired_count() {
         let t = [view("t1", active(0..2))];
         assert_eq!(
-            plan(3, Some(2), &[0, 1], &t, true),
+            plan(3, Some(2), &[0, 1], &t, Gates::default()),
             ScalePlan {
                 replicas: 3,
                 step: ScaleStep::Up { from: 2, to: 3 },
                 removals: vec![]
             }
         );
-        assert_eq!(plan(2, Some(2), &[0, 1], &t, true).step, ScaleStep::Steady);
         assert_eq!(
-            plan(2, None, &[], &[], true).step,
+            plan(2, Some(2), &[0, 1], &t, Gates::default()).step,
+            ScaleStep::Steady
+        );
+        assert_eq!(
+            plan(2, None, &[], &[], Gates::default()).step,
             ScaleStep::Up { from: 0, to: 2 }
         );
     }
@@ -440,7 +465,7 @@ mod tests {
             view("t1", fenced(active(0..3), 2)),
             view("t2", fenced(active(0..3), 2)),
         ];
-        let p = plan(1, Some(3), &[0, 1, 2], &t, true);
+        let p = plan(1, Some(3), &[0, 1, 2], &t, Gates::default());
         assert_eq!(p.replicas, 2);
         assert_eq!(p.step, ScaleStep::Down { ordinal: 2 });
         assert!(p.removals.is_empty());
@@ -453,7 +478,7 @@ mod tests {
             view("t1", fenced(active(0..2), 1)),
             view("t2", active(0..2)),
         ];
-        let p = plan(1, Some(2), &[0, 1], &t, true);
+        let p = plan(1, Some(2), &[0, 1], &t, Gates::default());
         let ScaleStep::Blocked { reason } = p.step else {
             panic!("{p:?}")
         };
@@ -466,13 +491,18 @@ mod tests {
         let mut unsent = fenced(active(0..2), 1);
         unsent[1].unsent_bytes = Some(4096);
         let t = [view("t1", fenced(active(0..2), 1)), view("t2", unsent)];
-        let ScaleStep::Blocked { reason } = plan(1, Some(2), &[0, 1], &t, true).step else {
+        let ScaleStep::Blocked { reason } = plan(1, Some(2), &[0, 1], &t, Gates::default()).step
+        else {
             panic!("unsent changes must hold the step")
         };
         assert!(reason.contains("4096 bytes"), "{reason}");
         // Without storage ids there is no rw=read to wait for.
+        let no_fence = Gates {
+            fence: false,
+            ..Gates::default()
+        };
         assert_eq!(
-            plan(1, Some(2), &[0, 1], &[view("t1", active(0..2))], false).step,
+            plan(1, Some(2), &[0, 1], &[view("t1", active(0..2))], no_fence).step,
             ScaleStep::Down { ordinal: 1 }
         );
         // Drained: it goes.
@@ -480,7 +510,7 @@ mod tests {
         drained[1].unsent_bytes = Some(0);
         let t = [view("t1", drained.clone()), view("t2", drained)];
         assert_eq!(
-            plan(1, Some(2), &[0, 1], &t, true).step,
+            plan(1, Some(2), &[0, 1], &t, Gates::default()).step,
             ScaleStep::Down { ordinal: 1 }
         );
     }
@@ -490,7 +520,7 @@ mod tests {
         let mut lagging = active(0..3);
         lagging[1] = member(1, StorageStatus::Syncing, Some(40));
         let t = [view("t1", active(0..3)), view("t2", lagging)];
-        let p = plan(2, Some(3), &[0, 1, 2], &t, true);
+        let p = plan(2, Some(3), &[0, 1, 2], &t, Gates::default());
         assert_eq!(p.replicas, 3);
         let ScaleStep::Blocked { reason } = p.step else {
             panic!("{p:?}")
@@ -506,11 +536,22 @@ mod tests {
     fn scale_down_holds_while_a_remaining_storage_lags() {
         let mut behind = active(0..2);
         behind[0].sync_lag = Some(3);
-        let p = plan(1, Some(2), &[0, 1], &[view("t1", behind)], true);
+        let p = plan(1, Some(2), &[0, 1], &[view("t1", behind)], Gates::default());
         assert!(matches!(p.step, ScaleStep::Blocked { .. }), "{p:?}");
+        // A configured tolerance lets a storage 3 s behind count as caught up.
+        let mut behind = fenced(active(0..2), 1);
+        behind[0].sync_lag = Some(3);
+        let tolerant = Gates {
+            lag_tolerance_seconds: 5,
+            ..Gates::default()
+        };
+        assert_eq!(
+            plan(1, Some(2), &[0, 1], &[view("t1", behind)], tolerant).step,
+            ScaleStep::Down { ordinal: 1 }
+        );
         let mut never = active(0..2);
         never[0].sync_lag = None;
-        let p = plan(1, Some(2), &[0, 1], &[view("t1", never)], true);
+        let p = plan(1, Some(2), &[0, 1], &[view("t1", never)], Gates::default());
         let ScaleStep::Blocked { reason } = p.step else {
             panic!("{p:?}")
         };
@@ -526,19 +567,25 @@ mod tests {
                 members: Err("connection refused".into()),
             },
         ];
-        let p = plan(1, Some(2), &[0, 1], &t, true);
+        let p = plan(1, Some(2), &[0, 1], &t, Gates::default());
         let ScaleStep::Blocked { reason } = p.step else {
             panic!("{p:?}")
         };
         assert!(reason.contains("connection refused"), "{reason}");
 
-        let p = plan(1, Some(2), &[0, 1], &[view("t1", active(1..2))], true);
+        let p = plan(
+            1,
+            Some(2),
+            &[0, 1],
+            &[view("t1", active(1..2))],
+            Gates::default(),
+        );
         let ScaleStep::Blocked { reason } = p.step else {
             panic!("{p:?}")
         };
         assert!(reason.contains("ordinal 0"), "{reason}");
         assert!(matches!(
-            plan(1, Some(2), &[0, 1], &[], true).step,
+            plan(1, Some(2), &[0, 1], &[], Gates::default()).step,
             ScaleStep::Blocked { .. }
         ));
     }
@@ -549,7 +596,13 @@ mod tests {
         t1.push(member(2, StorageStatus::Offline, Some(0)));
         let mut t2 = active(0..2);
         t2.push(member(2, StorageStatus::Deleted, Some(0)));
-        let p = plan(1, Some(2), &[0, 1], &[view("t1", t1), view("t2", t2)], true);
+        let p = plan(
+            1,
+            Some(2),
+            &[0, 1],
+            &[view("t1", t1), view("t2", t2)],
+            Gates::default(),
+        );
         assert_eq!(p.replicas, 2);
         assert_eq!(p.step, ScaleStep::Removing);
         assert_eq!(
@@ -567,11 +620,17 @@ mod tests {
         // The StatefulSet is at 2, but Pod 2 still terminates.
         let mut t1 = active(0..2);
         t1.push(member(2, StorageStatus::Active, Some(0)));
-        let p = plan(2, Some(2), &[0, 1, 2], &[view("t1", t1.clone())], true);
+        let p = plan(
+            2,
+            Some(2),
+            &[0, 1, 2],
+            &[view("t1", t1.clone())],
+            Gates::default(),
+        );
         assert!(p.removals.is_empty());
         assert_eq!(p.step, ScaleStep::Steady);
         // A further step down waits for it too.
-        let p = plan(1, Some(2), &[0, 1, 2], &[view("t1", t1)], true);
+        let p = plan(1, Some(2), &[0, 1, 2], &[view("t1", t1)], Gates::default());
         assert_eq!((p.replicas, p.step), (2, ScaleStep::Removing));
     }
 
@@ -579,7 +638,7 @@ mod tests {
     fn scaling_back_up_keeps_the_returning_storage() {
         let mut t1 = active(0..2);
         t1.push(member(2, StorageStatus::Offline, Some(0)));
-        let p = plan(3, Some(2), &[0, 1], &[view("t1", t1)], true);
+        let p = plan(3, Some(2), &[0, 1], &[view("t1", t1)], Gates::default());
         assert_eq!(p.replicas, 3);
         assert!(p.removals.is_empty());
     }
@@ -587,7 +646,7 @@ mod tests {
     #[test]
     fn scaling_to_zero_stops_the_group_without_deleting_members() {
         let t = [view("t1", vec![member(0, StorageStatus::Syncing, None)])];
-        let p = plan(0, Some(1), &[0], &t, true);
+        let p = plan(0, Some(1), &[0], &t, Gates::default());
         assert_eq!(p.replicas, 0);
         assert!(p.removals.is_empty());
         let p = plan(
@@ -595,7 +654,7 @@ mod tests {
             Some(0),
             &[],
             &[view("t1", vec![member(0, StorageStatus::Offline, Some(0))])],
-            true,
+            Gates::default(),
         );
         assert!(p.removals.is_empty());
     }

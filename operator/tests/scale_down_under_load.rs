@@ -114,7 +114,7 @@ async fn a_scale_down_under_continuous_uploads_loses_no_acknowledged_file() {
             tracker: t.addr.to_string(),
             members: Ok(members),
         }];
-        match scale::plan(1, Some(2), &[0, 1], &views, true).step {
+        match scale::plan(1, Some(2), &[0, 1], &views, scale::Gates::default()).step {
             ScaleStep::Down { ordinal: 1 } => break,
             ScaleStep::Blocked { reason } => blocked_for.push(reason),
             other => panic!("unexpected step {other:?}"),

@@ -48,6 +48,24 @@ struct Args {
         value_parser = clap::value_parser!(u64).range(60..=86_400)
     )]
     stall_timeout_seconds: u64,
+    /// Seconds a remaining storage may lag behind its peers for a scale-down to stop the
+    /// next storage (0: the remaining ones hold every file).
+    #[arg(
+        long,
+        env = "FDFS_SCALE_DOWN_LAG_TOLERANCE_SECONDS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u64).range(0..=3600)
+    )]
+    scale_down_lag_tolerance_seconds: u64,
+    /// Age in seconds of the oldest change that may still wait between a restarted storage and
+    /// its peers for a rollout to restart the next storage.
+    #[arg(
+        long,
+        env = "FDFS_ROLLOUT_BACKLOG_TOLERANCE_SECONDS",
+        default_value_t = fdfs_operator::rollout::DEFAULT_BACKLOG_TOLERANCE_SECONDS,
+        value_parser = clap::value_parser!(u64).range(0..=3600)
+    )]
+    rollout_backlog_tolerance_seconds: u64,
     /// Run without leader election (a single replica only).
     #[arg(long, env = "FDFS_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -125,6 +143,8 @@ async fn main() -> anyhow::Result<()> {
         },
         trackers: TrackerDirectory::Dns,
         stall_after: Duration::from_secs(args.stall_timeout_seconds),
+        scale_down_lag_tolerance: args.scale_down_lag_tolerance_seconds,
+        rollout_backlog_tolerance: args.rollout_backlog_tolerance_seconds,
         ..Config::default()
     };
     let ctx = Arc::new(Context::new(

@@ -79,7 +79,10 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
         current_replicas,
         &pods.ordinals,
         &views,
-        cluster.spec.settings.use_storage_id,
+        scale::Gates {
+            fence: cluster.spec.settings.use_storage_id,
+            lag_tolerance_seconds: ctx.config.scale_down_lag_tolerance,
+        },
     );
     let removals = remove_members(&plan, &valid.group_name).await;
     // A member replacement only while the group is not also scaling.
@@ -105,6 +108,7 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
     let rollout = rollout::step(
         &rollout_state(&cluster, current.as_ref(), &objects, &pods),
         &views,
+        ctx.config.rollout_backlog_tolerance,
     );
     build::set_partition(&mut objects.statefulset, rollout.partition());
     let volume = volume::step(client, sg, current.as_ref(), &mut objects, &previous).await?;

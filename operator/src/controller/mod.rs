@@ -98,6 +98,11 @@ pub struct Config {
     pub tracker_deadline: Duration,
     /// How long watches must fail without a break before `/healthz` fails.
     pub watch_failure_window: Duration,
+    /// Seconds a remaining storage may lag behind its peers for a scale-down step to go on.
+    pub scale_down_lag_tolerance: u64,
+    /// Age in seconds of the oldest change that may still wait between a restarted storage
+    /// and its peers for a rollout to move to the next storage.
+    pub rollout_backlog_tolerance: u64,
 }
 
 impl Default for Config {
@@ -114,6 +119,8 @@ impl Default for Config {
             stall_after: Duration::from_secs(900),
             tracker_deadline: Duration::from_secs(5),
             watch_failure_window: crate::health::DEFAULT_WATCH_FAILURE_WINDOW,
+            scale_down_lag_tolerance: 0,
+            rollout_backlog_tolerance: crate::rollout::DEFAULT_BACKLOG_TOLERANCE_SECONDS,
         }
     }
 }

@@ -56,7 +56,7 @@ pub async fn step(
     let why = if others.is_empty() {
         Some("the group has no other member to copy the files from".to_owned())
     } else {
-        scale::not_ready(views, others)
+        scale::not_ready(views, others, 0)
     };
     if let Some(why) = why {
         return Ok(Replacement::Waiting { ordinal, why });

@@ -1766,7 +1766,16 @@ async fn rolling_reconcile(
     cluster: Value,
     events: usize,
 ) -> support::Transcript {
-    let sg = group_json(2);
+    rolling_reconcile_of(group_json(2), trackers, cluster, events).await
+}
+
+/// [`rolling_reconcile`] of the StorageGroup `sg` (with the status it has).
+async fn rolling_reconcile_of(
+    sg: Value,
+    trackers: &[String],
+    cluster: Value,
+    events: usize,
+) -> support::Transcript {
     let pods = vec![
         pod_at_revision(0, "127.0.0.61", "old"),
         pod_at_revision(1, "127.0.0.62", "new"),
@@ -1776,7 +1785,8 @@ async fn rolling_reconcile(
     script.extend(group_apply(true, false));
     script.extend((0..events).map(|_| event(NS)));
     script.push(status_write(&sg));
-    run_group(group(2), trackers, script).await.1
+    let typed: StorageGroup = serde_json::from_value(sg).expect("group");
+    run_group(typed, trackers, script).await.1
 }
 
 #[tokio::test]
@@ -1801,6 +1811,17 @@ async fn an_upgrade_steps_to_the_next_storage_only_once_the_restarted_one_is_bac
     let message = reconciling["message"].as_str().unwrap_or_default();
     assert!(message.contains("OFFLINE"), "{message}");
     assert_eq!(transcript.condition("Ready")["status"], "False");
+    // The same wait past the stall timeout: Stalled, with a Warning Event, and still held.
+    let mut seen = health::with_status(&group_json(2), transcript.status());
+    seen["status"]["lastProgressTime"] = json!("2025-01-01T00:00:00Z");
+    let stuck = rolling_reconcile_of(seen.clone(), &trackers, cluster_json(), 1).await;
+    assert_eq!(stuck.event_reasons(), ["ProgressDeadlineExceeded"]);
+    let stalled = stuck.condition("Stalled");
+    assert_eq!(stalled["status"], "True");
+    let message = stalled["message"].as_str().unwrap_or_default();
+    assert!(message.contains("(RollingUpdate)"), "{message}");
+    assert_eq!(applied_partition(&stuck), 1);
+    expect_health(&seen, &stuck, KStatus::Failed, "Degraded");
 
     // Back, ACTIVE and caught up: the next ordinal may restart.
     let s1 = support::active_storage("127.0.0.62", &trackers, data.path()).await;

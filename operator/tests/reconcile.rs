@@ -1542,6 +1542,37 @@ async fn a_member_is_replaced_once_the_others_are_ready_and_only_then() {
         "ReplacingMember"
     );
     expect_health(&sg, &started, KStatus::InProgress, "Progressing");
+
+    // What Kubernetes does next: the Pod goes, its claim with it, and a new Pod starts on an
+    // empty volume at the same name (and here the same address). It ends with every file.
+    let client =
+        fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(trackers.clone()))
+            .await
+            .expect("client");
+    let mut files = Vec::new();
+    for i in 0..20u32 {
+        let data: Vec<u8> = (0..(1000 + i * 311)).map(|b| (b * 7 + i) as u8).collect();
+        let id = client
+            .upload_bytes(&data, "bin", Some("group1"))
+            .await
+            .expect("upload");
+        files.push((id, data));
+    }
+    let volume = s1.node.config.base_path.clone();
+    let on_volume = |id: &fdfs_node::fileid::FileId| volume.join(id.remote.relative_path());
+    support::wait_until("every file on both members", || {
+        files.iter().all(|(id, _)| on_volume(id).exists())
+    })
+    .await;
+    s1.stop(Duration::from_secs(1)).await;
+    std::fs::remove_dir_all(&volume).expect("the claim goes");
+    let s1 = support::storage("127.0.0.62", "group1", &trackers, data.path()).await;
+    support::wait_until("the replaced member holds every file again", || {
+        files
+            .iter()
+            .all(|(id, data)| std::fs::read(on_volume(id)).is_ok_and(|b| b == *data))
+    })
+    .await;
     s0.stop(Duration::from_secs(1)).await;
     s1.stop(Duration::from_secs(1)).await;
     t.stop(Duration::from_secs(1)).await;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::scale::TrackerMembers;
+use crate::scale::{TrackerMembers, listed_by_every_tracker};
 
 /// Oldest change, in seconds, that may wait between a restarted storage and its peers for it
 /// to count as back, unless configured; the storage's own `/readyz` uses the same bound.
@@ -90,25 +90,15 @@ pub fn step(state: &RolloutState, trackers: &[TrackerMembers], tolerance: u64) -
 
 /// Why the storage of `ordinal` is not back in its group, if it is not.
 fn not_back(trackers: &[TrackerMembers], ordinal: u32, tolerance: u64) -> Option<String> {
-    if trackers.is_empty() {
-        return Some("no tracker is known".into());
-    }
-    for view in trackers {
-        let members = match &view.members {
-            Ok(m) => m,
-            Err(e) => return Some(format!("tracker {} cannot be asked: {e}", view.tracker)),
-        };
-        let Some(m) = members.iter().find(|m| m.ordinal == Some(ordinal)) else {
-            return Some(format!(
-                "tracker {} does not list the storage of Pod ordinal {ordinal}",
-                view.tracker
-            ));
-        };
+    let listed = match listed_by_every_tracker(trackers, ordinal) {
+        Ok(listed) => listed,
+        Err(why) => return Some(why),
+    };
+    for (tracker, m) in listed {
         if !m.is_active_and_caught_up() {
             return Some(format!(
-                "tracker {} sees the restarted storage {} (Pod ordinal {ordinal}) {}, not yet \
-                 ACTIVE and caught up",
-                view.tracker,
+                "tracker {tracker} sees the restarted storage {} (Pod ordinal {ordinal}) {}, \
+                 not yet ACTIVE and caught up",
                 m.id,
                 m.status_name()
             ));

@@ -304,31 +304,21 @@ pub fn plan(
 /// each must be listed ACTIVE and caught up (within `lag_tolerance` seconds) by every tracker.
 pub fn not_ready(
     trackers: &[TrackerMembers],
-    ordinals: impl IntoIterator<Item = u32> + Clone,
+    ordinals: impl IntoIterator<Item = u32>,
     lag_tolerance: u64,
 ) -> Option<String> {
-    if trackers.is_empty() {
-        return Some("no tracker is known".into());
-    }
-    for view in trackers {
-        let members = match &view.members {
-            Ok(members) => members,
-            Err(err) => return Some(format!("tracker {} cannot be asked: {err}", view.tracker)),
+    for ordinal in ordinals {
+        let listed = match listed_by_every_tracker(trackers, ordinal) {
+            Ok(listed) => listed,
+            Err(why) => return Some(why),
         };
-        for ordinal in ordinals.clone() {
-            let Some(m) = members.iter().find(|m| m.ordinal == Some(ordinal)) else {
-                return Some(format!(
-                    "tracker {} does not list the storage of Pod ordinal {ordinal}",
-                    view.tracker
-                ));
-            };
+        for (tracker, m) in listed {
             if !m.is_active_and_within(lag_tolerance) {
                 let lag = m
                     .sync_lag
                     .map_or("never synced".to_owned(), |l| format!("{l}s behind"));
                 return Some(format!(
-                    "tracker {} sees storage {} (Pod ordinal {ordinal}) {} and {lag}",
-                    view.tracker,
+                    "tracker {tracker} sees storage {} (Pod ordinal {ordinal}) {} and {lag}",
                     m.id,
                     m.status_name()
                 ));
@@ -336,6 +326,36 @@ pub fn not_ready(
         }
     }
     None
+}
+
+/// The storage of `ordinal` as each tracker lists it, with the tracker's address; why not,
+/// when no tracker is known, one cannot be asked or one does not list it.
+pub fn listed_by_every_tracker(
+    trackers: &[TrackerMembers],
+    ordinal: u32,
+) -> Result<Vec<(&str, &Member)>, String> {
+    if trackers.is_empty() {
+        return Err("no tracker is known".into());
+    }
+    trackers
+        .iter()
+        .map(|view| {
+            let members = view
+                .members
+                .as_ref()
+                .map_err(|err| format!("tracker {} cannot be asked: {err}", view.tracker))?;
+            members
+                .iter()
+                .find(|m| m.ordinal == Some(ordinal))
+                .map(|m| (view.tracker.as_str(), m))
+                .ok_or_else(|| {
+                    format!(
+                        "tracker {} does not list the storage of Pod ordinal {ordinal}",
+                        view.tracker
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Why the storage of `ordinal`, which is leaving, cannot stop yet, if it cannot: every

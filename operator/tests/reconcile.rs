@@ -779,16 +779,7 @@ fn write_storage_ids(dir: &std::path::Path) -> std::path::PathBuf {
 /// [`write_storage_ids`] with the member of ordinal `leaving` taken out of uploads, as the
 /// operator renders it while the group asks for fewer storages.
 fn write_storage_ids_leaving(dir: &std::path::Path, leaving: Option<u32>) -> std::path::PathBuf {
-    let ids = (0..2)
-        .map(|o| {
-            let rw = if leaving == Some(o) { " rw=read" } else { "" };
-            format!(
-                "{} group1 127.0.0.{}{rw}\n",
-                naming::storage_id("group1", o),
-                61 + o
-            )
-        })
-        .collect::<String>();
+    let ids = support::group1_storage_ids(leaving);
     let path = dir.join("storage_ids.conf");
     std::fs::write(&path, ids).expect("write ids");
     path

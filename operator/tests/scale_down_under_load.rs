@@ -16,21 +16,6 @@ use fdfs_operator::fastdfs::{self, DeleteOutcome};
 use fdfs_operator::naming;
 use fdfs_operator::scale::{self, PodAddresses, ScaleStep, TrackerMembers};
 
-/// `storage_ids.conf` for ordinals 0 and 1 on 127.0.0.61 and .62, as the operator renders it;
-/// `leaving` is listed `rw=read`.
-fn storage_ids(leaving: Option<u32>) -> String {
-    (0..2)
-        .map(|o| {
-            let rw = if leaving == Some(o) { " rw=read" } else { "" };
-            format!(
-                "{} group1 127.0.0.{}{rw}\n",
-                naming::storage_id("group1", o),
-                61 + o
-            )
-        })
-        .collect()
-}
-
 fn body(n: usize) -> Vec<u8> {
     (0..(2_000 + n * 37 % 30_000))
         .map(|i| ((i * 7 + n) % 251) as u8)
@@ -43,7 +28,7 @@ type Acknowledged = Arc<Mutex<Vec<(FileId, Vec<u8>)>>>;
 async fn a_scale_down_under_continuous_uploads_loses_no_acknowledged_file() {
     let data = tempfile::tempdir().expect("tempdir");
     let ids = data.path().join("storage_ids.conf");
-    std::fs::write(&ids, storage_ids(None)).expect("ids");
+    std::fs::write(&ids, support::group1_storage_ids(None)).expect("ids");
     let t = support::tracker_with_ids("127.0.0.50", data.path(), &ids).await;
     let trackers = vec![t.addr.to_string()];
     let s0 = support::active_storage("127.0.0.61", &trackers, data.path()).await;
@@ -95,7 +80,7 @@ async fn a_scale_down_under_continuous_uploads_loses_no_acknowledged_file() {
     .await;
 
     // The scale-down to one storage: the operator renders ordinal 1 read-only...
-    std::fs::write(&ids, storage_ids(Some(1))).expect("ids");
+    std::fs::write(&ids, support::group1_storage_ids(Some(1))).expect("ids");
     // ...and steps only when the scale plan, fed the tracker's listing, lets it go.
     let pods = PodAddresses::from([("127.0.0.61".to_owned(), 0), ("127.0.0.62".to_owned(), 1)]);
     let mut blocked_for = Vec::new();

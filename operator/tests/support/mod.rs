@@ -400,3 +400,18 @@ pub async fn wait_until(what: &str, check: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// `storage_ids.conf` for the group1 storages of ordinals 0 and 1 on 127.0.0.61 and .62, as
+/// the operator renders it; `leaving` is listed `rw=read` (the group asks for fewer).
+pub fn group1_storage_ids(leaving: Option<u32>) -> String {
+    (0..2)
+        .map(|o| {
+            let rw = if leaving == Some(o) { " rw=read" } else { "" };
+            format!(
+                "{} group1 127.0.0.{}{rw}\n",
+                fdfs_operator::naming::storage_id("group1", o),
+                61 + o
+            )
+        })
+        .collect()
+}

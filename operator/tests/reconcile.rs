@@ -333,6 +333,19 @@ async fn scale_up_applies_the_new_count_at_once() {
     t.stop(Duration::from_secs(1)).await;
 }
 
+/// One reconcile of group1, on Pods 127.0.0.61 and .62, asked to go from two storages to one
+/// while something holds the step: it keeps both and publishes one Event.
+async fn blocked_scale_down(trackers: &[String]) -> (Action, support::Transcript) {
+    let sg = group_json(1);
+    let hash = group_hash(&group(1));
+    let pods = vec![pod(0, "127.0.0.61"), pod(1, "127.0.0.62")];
+    let mut script = group_fetch(&sg, Some(statefulset(2, &hash)), pods);
+    script.extend(group_apply(true, false));
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    run_group(group(1), trackers, script).await
+}
+
 #[tokio::test]
 async fn scale_down_is_blocked_while_the_remaining_storage_is_still_syncing() {
     let data = tempfile::tempdir().expect("tempdir");
@@ -344,14 +357,7 @@ async fn scale_down_is_blocked_while_the_remaining_storage_is_still_syncing() {
     let s0 = support::storage("127.0.0.61", "group1", &trackers, data.path()).await;
     support::wait_status(&tracker, "group1", "127.0.0.61", StorageStatus::WaitSync).await;
 
-    let sg = group_json(1);
-    let hash = group_hash(&group(1));
-    let pods = vec![pod(0, "127.0.0.61"), pod(1, "127.0.0.62")];
-    let mut script = group_fetch(&sg, Some(statefulset(2, &hash)), pods);
-    script.extend(group_apply(true, false));
-    script.push(event(NS));
-    script.push(status_write(&sg));
-    let (action, transcript) = run_group(group(1), &trackers, script).await;
+    let (action, transcript) = blocked_scale_down(&trackers).await;
 
     assert_eq!(
         applied_replicas(&transcript),
@@ -745,14 +751,7 @@ async fn a_leaving_storage_still_taking_uploads_is_not_stopped() {
     let s1 = support::storage("127.0.0.62", "group1", &trackers, data.path()).await;
     support::wait_status(&trackers[0], "group1", "127.0.0.62", StorageStatus::Active).await;
 
-    let sg = group_json(1);
-    let hash = group_hash(&group(1));
-    let pods = vec![pod(0, "127.0.0.61"), pod(1, "127.0.0.62")];
-    let mut script = group_fetch(&sg, Some(statefulset(2, &hash)), pods);
-    script.extend(group_apply(true, false));
-    script.push(event(NS));
-    script.push(status_write(&sg));
-    let (_, transcript) = run_group(group(1), &trackers, script).await;
+    let (_, transcript) = blocked_scale_down(&trackers).await;
 
     assert_eq!(
         applied_replicas(&transcript),

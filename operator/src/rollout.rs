@@ -30,6 +30,11 @@ pub struct RolloutState {
     pub pod_revisions: BTreeMap<u32, String>,
     /// Why the trackers are not ready for storages to restart (their own rollout), if so.
     pub trackers_rolling: Option<String>,
+    /// The StatefulSet controller has not seen the StatefulSet's latest spec: its revisions
+    /// may still be the old ones.
+    pub status_stale: bool,
+    /// The partition the StatefulSet has now.
+    pub current_partition: Option<i32>,
 }
 
 /// The partition to apply, and what the rollout waits for.
@@ -55,9 +60,22 @@ impl Rollout {
 /// Decides the partition; `tolerance` is the oldest change, in seconds, that may still wait
 /// between a restarted storage and its peers.
 pub fn step(state: &RolloutState, trackers: &[TrackerMembers], tolerance: u64) -> Rollout {
+    if state.replicas <= 0 {
+        return Rollout::Idle;
+    }
+    // Revisions not yet brought up to date say nothing: a partition in place stays.
+    if state.status_stale
+        && !state.template_changed
+        && let Some(partition) = state.current_partition
+    {
+        return Rollout::Stepping {
+            partition,
+            waiting: "the StatefulSet controller to take the new template".into(),
+        };
+    }
     let rolling = state.template_changed
         || (state.update_revision.is_some() && state.update_revision != state.current_revision);
-    if !rolling || state.replicas <= 0 {
+    if !rolling {
         return Rollout::Idle;
     }
     if let Some(why) = &state.trackers_rolling {
@@ -153,6 +171,8 @@ mod tests {
             current_revision: Some("old".into()),
             pod_revisions: pods.iter().map(|(o, r)| (*o, (*r).to_owned())).collect(),
             trackers_rolling: None,
+            status_stale: false,
+            current_partition: None,
         }
     }
 
@@ -206,6 +226,19 @@ mod tests {
         assert_eq!(step(&s, &views(active()), 10).partition(), Some(1));
         let done = state(&[(0, "new"), (1, "new"), (2, "new")]);
         assert_eq!(step(&done, &views(active()), 10), Rollout::Idle);
+    }
+
+    #[test]
+    fn a_partition_stays_until_the_statefulset_controller_has_caught_up() {
+        // The template was applied; the controller has not yet written the new revision.
+        let mut s = state(&[(0, "old"), (1, "old"), (2, "old")]);
+        s.update_revision = s.current_revision.clone();
+        s.status_stale = true;
+        s.current_partition = Some(2);
+        assert_eq!(step(&s, &views(active()), 10).partition(), Some(2));
+        // Up to date and nothing to roll: the partition goes.
+        s.status_stale = false;
+        assert_eq!(step(&s, &views(active()), 10), Rollout::Idle);
     }
 
     #[test]

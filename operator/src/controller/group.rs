@@ -197,6 +197,13 @@ fn rollout_state(
         current_revision: status.current_revision,
         pod_revisions: pods.revisions.clone(),
         trackers_rolling: trackers_rolling(cluster),
+        status_stale: status.observed_generation < current.metadata.generation,
+        current_partition: current
+            .spec
+            .as_ref()
+            .and_then(|s| s.update_strategy.as_ref())
+            .and_then(|u| u.rolling_update.as_ref())
+            .and_then(|r| r.partition),
     }
 }
 

@@ -88,15 +88,6 @@ pub fn validate_cluster(
     })
 }
 
-/// Checks a `StorageGroup` against its cluster and the other groups of its namespace.
-///
-/// `cluster` is the `FdfsCluster` named by `spec.clusterRef`, or `None` when it does not exist.
-/// `siblings` are the `StorageGroup`s of the namespace; `group` itself may be among them. When
-/// two groups of one cluster claim the same group name, the one created first keeps it (the
-/// one whose name sorts first, on a tie) and the other is refused.
-///
-/// Storage ids are derived from group names (see [`naming::storage_id`]); a group whose ids
-/// would collide with an older group's is refused the same way.
 /// What the schema's rules say of `spec.expose`, checked again for objects that skipped
 /// them.
 fn check_expose(expose: &Expose, replicas: i32) -> Result<()> {
@@ -120,6 +111,15 @@ fn check_expose(expose: &Expose, replicas: i32) -> Result<()> {
     Ok(())
 }
 
+/// Checks a `StorageGroup` against its cluster and the other groups of its namespace.
+///
+/// `cluster` is the `FdfsCluster` named by `spec.clusterRef`, or `None` when it does not exist.
+/// `siblings` are the `StorageGroup`s of the namespace; `group` itself may be among them. When
+/// two groups of one cluster claim the same group name, the one created first keeps it (the
+/// one whose name sorts first, on a tie) and the other is refused.
+///
+/// Storage ids are derived from group names (see [`naming::storage_id`]); a group whose ids
+/// would collide with an older group's is refused the same way.
 pub fn validate_storage_group(
     group: &StorageGroup,
     cluster: Option<&FdfsCluster>,

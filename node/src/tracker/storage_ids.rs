@@ -237,7 +237,6 @@ impl StorageIds {
             .find(|e| e.group == group && e.matches(ip, port))
     }
 
-    /// Whether any configured host is an IPv6 address (FastDFS then widens IP fields).
     /// Each storage listed with two hosts, by id, with both resolved now (first address of
     /// each name); entries whose names do not resolve yet are left out. Blocking.
     pub fn resolve_pairs(&self) -> BTreeMap<String, [IpAddr; 2]> {
@@ -254,6 +253,7 @@ impl StorageIds {
             .collect()
     }
 
+    /// Whether any configured host is an IPv6 address (FastDFS then widens IP fields).
     pub fn has_ipv6(&self) -> bool {
         self.entries
             .iter()

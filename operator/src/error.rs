@@ -131,6 +131,13 @@ pub enum Error {
         count: i32,
     },
 
+    /// An entry of `spec.trackers.external` is not `host:port`.
+    #[error("spec.trackers.external: {endpoint:?} is not host:port with a port from 1 to 65535")]
+    InvalidTrackerEndpoint {
+        /// The entry.
+        endpoint: String,
+    },
+
     /// `spec.expose` cannot work as given.
     #[error("spec.expose: {reason}")]
     InvalidExpose {
@@ -240,6 +247,7 @@ impl Error {
             Self::InvalidStorePaths { .. } => "InvalidStorePaths",
             Self::InvalidSubdirCount { .. } => "InvalidSubdirCount",
             Self::InvalidExpose { .. } => "InvalidExpose",
+            Self::InvalidTrackerEndpoint { .. } => "InvalidTrackerEndpoint",
             Self::InvalidIpFieldWidth { .. } => "InvalidIpFieldWidth",
             Self::InvalidPort { .. } => "InvalidPort",
             Self::PortConflict { .. } => "PortConflict",

@@ -60,9 +60,16 @@ pub fn validate_cluster(
     check_range(
         "spec.trackers.replicas",
         spec.trackers.replicas,
-        1,
-        MAX_TRACKERS,
+        if spec.trackers.external.is_empty() {
+            1
+        } else {
+            0
+        },
+        MAX_TRACKERS - spec.trackers.external.len() as i32,
     )?;
+    for tracker in &spec.trackers.external {
+        check_tracker_endpoint(tracker)?;
+    }
     check_port("spec.trackers.port", spec.trackers.port)?;
     check_port("spec.trackers.httpPort", spec.trackers.http_port)?;
     if spec.trackers.port == spec.trackers.http_port {
@@ -86,6 +93,21 @@ pub fn validate_cluster(
         reserved_space,
         image,
     })
+}
+
+/// An external tracker must be `host:port` with a port that exists.
+fn check_tracker_endpoint(endpoint: &str) -> Result<()> {
+    let port = endpoint
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.is_empty() && !host.contains(char::is_whitespace))
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .filter(|port| *port > 0);
+    match port {
+        Some(_) => Ok(()),
+        None => Err(Error::InvalidTrackerEndpoint {
+            endpoint: endpoint.to_owned(),
+        }),
+    }
 }
 
 /// What the schema's rules say of `spec.expose`, checked again for objects that skipped

@@ -927,3 +927,67 @@ fn exposures_that_cannot_work_are_refused() {
         .expect_err("refused");
     assert!(err.to_string().contains("idTypeInFilename"), "{err}");
 }
+
+#[test]
+fn storages_also_report_to_external_trackers_and_only_to_them_without_tracker_pods() {
+    let mut c = cluster();
+    c.spec.trackers.external = vec![
+        "10.1.0.5:22122".into(),
+        "old-tracker.example.com:22122".into(),
+    ];
+    let trackers_of = |c: &FdfsCluster| -> Vec<String> {
+        let c = with_uid(c.clone(), "cluster-uid");
+        let sg = group("group1");
+        let valid = validate_storage_group(&sg, Some(&c), &groups(), None).expect("valid group");
+        let objects = build::group_objects(&c, &sg, &valid, 1, &BuildOptions::default());
+        objects.config.data.as_ref().expect("data")["storage.conf"]
+            .lines()
+            .filter_map(|l| l.strip_prefix("tracker_server = "))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        trackers_of(&c),
+        [
+            "main-tracker-headless.fdfs.svc.cluster.local:22122",
+            "10.1.0.5:22122",
+            "old-tracker.example.com:22122"
+        ]
+    );
+    c.spec.trackers.replicas = 0;
+    assert_eq!(
+        trackers_of(&c),
+        ["10.1.0.5:22122", "old-tracker.example.com:22122"]
+    );
+    let objects = tracker_objects(&c);
+    assert_eq!(
+        objects.statefulset.spec.as_ref().and_then(|s| s.replicas),
+        Some(0)
+    );
+    assert!(objects.pdb.is_none());
+}
+
+#[test]
+fn external_trackers_must_be_host_and_port_and_leave_room_for_the_pods() {
+    for (external, replicas, reason) in [
+        (vec![], 0, "InvalidReplicas"),
+        (vec!["old-tracker"], 1, "InvalidTrackerEndpoint"),
+        (vec!["old-tracker:0"], 1, "InvalidTrackerEndpoint"),
+        (vec!["old tracker:22122"], 1, "InvalidTrackerEndpoint"),
+        (vec!["a:1"; 15], 2, "InvalidReplicas"),
+    ] {
+        let mut c = cluster();
+        c.spec.trackers.replicas = replicas;
+        c.spec.trackers.external = external.iter().map(|e| (*e).to_owned()).collect();
+        let err = validate_cluster(&c, None).expect_err("refused");
+        assert_eq!(
+            err.reason(),
+            reason,
+            "{external:?} with {replicas} Pods: {err}"
+        );
+    }
+    let mut c = cluster();
+    c.spec.trackers.replicas = 0;
+    c.spec.trackers.external = vec!["[fd00::5]:22122".into()];
+    validate_cluster(&c, None).expect("an IPv6 external tracker alone");
+}

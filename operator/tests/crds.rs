@@ -418,3 +418,36 @@ fn volumes_grow_and_never_shrink() {
         "creation"
     );
 }
+
+#[test]
+fn a_cluster_without_tracker_pods_names_external_trackers() {
+    let crd = FdfsCluster::crd();
+    let cluster = |trackers: Value| {
+        json!({
+            "apiVersion": "fdfs.dev/v1alpha1",
+            "kind": "FdfsCluster",
+            "metadata": {"name": "main", "namespace": "fdfs"},
+            "spec": {"image": "fdfs-node:dev", "trackers": trackers},
+        })
+    };
+    let message = "with no tracker Pods (replicas: 0), external must name the trackers to use";
+    assert_eq!(
+        cel_messages(&crd, &cluster(json!({"replicas": 0})), None),
+        [message]
+    );
+    assert_eq!(
+        cel_messages(&crd, &cluster(json!({"replicas": 0, "external": []})), None),
+        [message]
+    );
+    for ok in [
+        json!({"replicas": 0, "external": ["10.1.0.5:22122"]}),
+        json!({"replicas": 2, "external": ["10.1.0.5:22122"]}),
+        json!({"replicas": 2}),
+        json!({}),
+    ] {
+        assert!(
+            cel_messages(&crd, &cluster(ok.clone()), None).is_empty(),
+            "{ok}"
+        );
+    }
+}

@@ -12,6 +12,8 @@ use crate::crd::{
     DownloadServer, Expose, FdfsCluster, FetchAllFormat, IdType, OutsideAddress, StoreLookup,
     StorePath, StoreServer, VolumeSpec,
 };
+use kube::ResourceExt;
+
 use crate::naming;
 use crate::validate::ValidCluster;
 
@@ -129,7 +131,6 @@ pub fn storage_conf(
     opts: &BuildOptions,
 ) -> String {
     let namespace = cluster.metadata.namespace.as_deref().unwrap_or_default();
-    let cluster_name = cluster.metadata.name.as_deref().unwrap_or_default();
     let mut out = header("StorageGroup", namespace, storage_group);
     let mut line = |key: &str, value: &dyn std::fmt::Display| {
         let _ = writeln!(out, "{key} = {value}");
@@ -142,19 +143,11 @@ pub fn storage_conf(
         line(&format!("store_path{index}"), &store_path(index));
     }
     line("subdir_count_per_path", &volume.subdir_count_per_path);
-    // One name that resolves to every tracker Pod: the node reports to each address.
-    line(
-        "tracker_server",
-        &format!(
-            "{}:{}",
-            naming::service_host(
-                &naming::tracker_headless(cluster_name),
-                namespace,
-                &opts.cluster_domain
-            ),
-            cluster.spec.trackers.port
-        ),
-    );
+    // One name that resolves to every tracker Pod (the node reports to each address), then
+    // the trackers the operator does not run.
+    for tracker in tracker_endpoints(cluster, opts) {
+        line("tracker_server", &tracker);
+    }
     line("heart_beat_interval", &HEART_BEAT_INTERVAL);
     line("stat_report_interval", &STAT_REPORT_INTERVAL);
     identity_lines(&mut line, cluster);
@@ -164,6 +157,26 @@ pub fn storage_conf(
         line("http.anti_steal.check_token", &true);
     }
     out
+}
+
+/// Every tracker a cluster's storages report to: the tracker Pods' headless Service name
+/// (which resolves to each Pod), unless there are none, then `spec.trackers.external`.
+pub fn tracker_endpoints(cluster: &FdfsCluster, opts: &BuildOptions) -> Vec<String> {
+    let trackers = &cluster.spec.trackers;
+    let own = (trackers.replicas > 0).then(|| {
+        format!(
+            "{}:{}",
+            naming::service_host(
+                &naming::tracker_headless(&cluster.name_any()),
+                cluster.metadata.namespace.as_deref().unwrap_or_default(),
+                &opts.cluster_domain
+            ),
+            trackers.port
+        )
+    });
+    own.into_iter()
+        .chain(trackers.external.iter().cloned())
+        .collect()
 }
 
 /// One storage in `storage_ids.conf`.

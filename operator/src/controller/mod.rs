@@ -40,8 +40,8 @@ use crate::{Error, Result};
 /// Where the operator finds a cluster's trackers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum TrackerDirectory {
-    /// The tracker headless Service's DNS name, which resolves to every tracker Pod. The
-    /// operator runs inside the Kubernetes cluster.
+    /// The tracker headless Service's DNS name, which resolves to every tracker Pod, and the
+    /// cluster's external trackers. The operator runs inside the Kubernetes cluster.
     #[default]
     Dns,
     /// Fixed `host:port` endpoints per cluster, keyed by `namespace/name`: for an operator
@@ -55,15 +55,7 @@ impl TrackerDirectory {
         let namespace = cluster.namespace().unwrap_or_default();
         let name = cluster.name_any();
         match self {
-            Self::Dns => vec![format!(
-                "{}:{}",
-                naming::service_host(
-                    &naming::tracker_headless(&name),
-                    &namespace,
-                    &build.cluster_domain
-                ),
-                cluster.spec.trackers.port
-            )],
+            Self::Dns => crate::build::conf::tracker_endpoints(cluster, build),
             Self::Static(map) => map
                 .get(&format!("{namespace}/{name}"))
                 .cloned()

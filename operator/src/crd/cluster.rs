@@ -78,13 +78,25 @@ pub struct FdfsClusterSpec {
 
 /// The trackers: equal peers that every storage reports to, one of them leading membership
 /// changes.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new(
+    "!has(self.replicas) || self.replicas > 0 || (has(self.external) && size(self.external) > 0)"
+)
+    .message("with no tracker Pods (replicas: 0), external must name the trackers to use"))]
 #[serde(rename_all = "camelCase")]
 pub struct TrackerSpec {
-    /// Number of tracker Pods. FastDFS storages accept at most 16 trackers.
+    /// Number of tracker Pods: 0 when the storages only report to `external` trackers. FastDFS
+    /// storages accept at most 16 trackers in all.
     #[serde(default = "default_tracker_replicas")]
-    #[schemars(range(min = 1, max = MAX_TRACKERS))]
+    #[schemars(range(min = 0, max = MAX_TRACKERS))]
     pub replicas: i32,
+    /// Trackers this operator does not run (`host:port`), such as those of a FastDFS cluster
+    /// on VMs that the groups move from: the storages report to them as well as to the
+    /// tracker Pods, and the operator reads group state from all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_TRACKERS))]
+    #[schemars(inner(length(min = 3, max = 260), pattern(TRACKER_ENDPOINT_PATTERN)))]
+    pub external: Vec<String>,
     /// CPU and memory requests and limits of each tracker container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -105,10 +117,14 @@ pub struct TrackerSpec {
     pub volume: TrackerVolume,
 }
 
+/// Schema pattern of an external tracker: `host:port`, with an IPv6 host in brackets.
+pub const TRACKER_ENDPOINT_PATTERN: &str = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$";
+
 impl Default for TrackerSpec {
     fn default() -> Self {
         Self {
             replicas: default_tracker_replicas(),
+            external: Vec::new(),
             resources: None,
             scheduling: Scheduling::default(),
             port: default_tracker_port(),

@@ -784,3 +784,175 @@ fn exposed_storages_serve_clients_inside_and_outside_the_cluster() -> anyhow::Re
         Ok(())
     })
 }
+
+/// The FastDFS cluster on VMs the group moves from: a tracker and a storage configured from
+/// FastDFS's own `tracker.conf` / `storage.conf` keys, with IP identities.
+const OLD_TRACKER: &str = "127.0.33.1";
+const OLD_STORAGE: &str = "127.0.33.5";
+/// The Pod of the StorageGroup that joins the old group.
+const JOINING_POD: (&str, &str) = ("photos-0", "127.0.33.11");
+
+fn old_cluster_confs(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let tracker = dir.join("old-tracker.conf");
+    std::fs::write(
+        &tracker,
+        format!(
+            "disabled = false\nbind_addr = {OLD_TRACKER}\nport = 22122\nbase_path = {}\n\
+             store_lookup = 2\nuse_storage_id = false\ncheck_active_interval = 5\n",
+            dir.join("old-tracker").display()
+        ),
+    )?;
+    let storage = dir.join("old-storage.conf");
+    let base = dir.join("old-storage");
+    std::fs::write(
+        &storage,
+        format!(
+            "disabled = false\ngroup_name = group1\nbind_addr = {OLD_STORAGE}\nport = 23000\n\
+             base_path = {base}\nstore_path_count = 1\nstore_path0 = {base}\n\
+             subdir_count_per_path = 4\ntracker_server = {OLD_TRACKER}:22122\n\
+             heart_beat_interval = 1\nstat_report_interval = 1\n",
+            base = base.display()
+        ),
+    )?;
+    Ok((tracker, storage))
+}
+
+/// A StorageGroup joins a running group of another FastDFS cluster, through that cluster's
+/// trackers (`spec.trackers.external`, no tracker Pods, IP identities as the old cluster
+/// has): its storage, run from the rendered Pod spec, receives every file, takes uploads
+/// while the old storage still serves, and serves every file alone once the old storage is
+/// retired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_group_joins_a_running_group_through_its_trackers() -> anyhow::Result<()> {
+    let binary = fdfs_e2e::workspace_binary("fdfs-node")?;
+    let dir = tempfile::tempdir()?;
+    let (tracker_conf, storage_conf) = old_cluster_confs(dir.path())?;
+    let _old_tracker =
+        fdfs_e2e::NodeProcess::start(&["tracker", "--config", &tracker_conf.to_string_lossy()])?;
+    let old_storage =
+        fdfs_e2e::NodeProcess::start(&["storage", "--config", &storage_conf.to_string_lossy()])?;
+    let tracker = format!("{OLD_TRACKER}:22122");
+    let client = Client::new(ClientConfig::new(vec![tracker.clone()])).await?;
+    fdfs_e2e::wait_for(
+        "the old storage ACTIVE",
+        Duration::from_secs(60),
+        async || group_active(&client, "group1", 1).await,
+    )
+    .await?;
+    let mut files = Vec::new();
+    for seed in 1..=20 {
+        let data = body(seed);
+        files.push((client.upload_bytes(&data, "jpg", None).await?, data));
+    }
+
+    let cluster: FdfsCluster = serde_json::from_value(json!({
+        "apiVersion": "fdfs.dev/v1alpha1", "kind": "FdfsCluster",
+        "metadata": {"name": "main", "namespace": NAMESPACE, "uid": "cluster-uid"},
+        "spec": {"image": "fdfs-node:contract",
+                 "trackers": {"replicas": 0, "external": [tracker]},
+                 "settings": {"useStorageId": false, "idTypeInFilename": "Ip",
+                              "reservedStorageSpace": "1MB"}},
+    }))?;
+    let group: StorageGroup = serde_json::from_value(json!({
+        "apiVersion": "fdfs.dev/v1alpha1", "kind": "StorageGroup",
+        "metadata": {"name": "photos", "namespace": NAMESPACE, "uid": "photos-uid"},
+        "spec": {"clusterRef": "main", "groupName": "group1", "replicas": 1,
+                 "volume": {"size": "1Gi", "subdirCountPerPath": 4}},
+    }))?;
+    let opts = BuildOptions {
+        cluster_domain: CLUSTER_DOMAIN.into(),
+    };
+    let valid = validate_storage_group(&group, Some(&cluster), std::slice::from_ref(&group), None)?;
+    let objects = build::group_objects(&cluster, &group, &valid, 1, &opts);
+    let trackers = build::tracker_objects(&cluster, &validate_cluster(&cluster, None)?, &[], &opts);
+    assert_eq!(
+        to_value(&trackers.statefulset)["spec"]["replicas"],
+        0,
+        "no tracker Pods"
+    );
+    let config_maps: BTreeMap<String, Value> = [&objects.config, &trackers.storage_ids]
+        .into_iter()
+        .map(|cm| (cm.metadata.name.clone().unwrap_or_default(), to_value(cm)))
+        .collect();
+    let (spec, container_spec) = container(&to_value(&objects.statefulset));
+    let (name, ip) = JOINING_POD;
+    let names = BTreeMap::from([(
+        format!("{name}.photos.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"),
+        vec![ip.to_owned()],
+    )]);
+    let pod = Pod::with_names(dir.path(), name, ip, names);
+    pod.project(&spec, &config_maps);
+    let conf = std::fs::read_to_string(pod.root.join("etc/fdfs/storage.conf"))?;
+    assert_eq!(
+        conf.lines()
+            .filter(|l| l.starts_with("tracker_server"))
+            .collect::<Vec<_>>(),
+        [format!("tracker_server = {OLD_TRACKER}:22122")],
+        "{conf}"
+    );
+    let joining = pod.start(&container_spec, &binary)?;
+
+    // It copies the group while uploads go on, and turns ACTIVE.
+    for seed in 21..=30 {
+        let data = body(seed);
+        files.push((client.upload_bytes(&data, "jpg", None).await?, data));
+    }
+    fdfs_e2e::wait_for(
+        "both storages ACTIVE",
+        Duration::from_secs(120),
+        async || group_active(&client, "group1", 2).await,
+    )
+    .await?;
+    for seed in 31..=40 {
+        let data = body(seed);
+        files.push((client.upload_bytes(&data, "jpg", None).await?, data));
+    }
+    let on_new = |id: &fdfs_node::fileid::FileId| {
+        pod.root
+            .join("var/lib/fdfs/M00")
+            .join(id.remote.relative_path())
+    };
+    fdfs_e2e::wait_for(
+        "every file on the new storage",
+        Duration::from_secs(120),
+        async || {
+            files
+                .iter()
+                .all(|(id, data)| std::fs::read(on_new(id)).is_ok_and(|b| b == *data))
+        },
+    )
+    .await?;
+
+    // The old storage retires: stopped, then deleted from the tracker. Every file is served.
+    drop(old_storage);
+    fdfs_e2e::wait_for(
+        "the old storage OFFLINE",
+        Duration::from_secs(60),
+        async || {
+            client.list_storages("group1").await.is_ok_and(|list| {
+                list.iter()
+                    .any(|s| s.ip == OLD_STORAGE && s.status != StorageStatus::Active as u8)
+            })
+        },
+    )
+    .await?;
+    for (tracker, status) in client.delete_storage("group1", OLD_STORAGE).await {
+        anyhow::ensure!(
+            matches!(status, Ok(fdfs_node::proto::Status::Ok)),
+            "tracker {tracker}: {status:?}"
+        );
+    }
+    let left: Vec<String> = client
+        .list_storages("group1")
+        .await?
+        .into_iter()
+        .filter(|s| s.status != StorageStatus::Deleted as u8)
+        .map(|s| s.ip)
+        .collect();
+    assert_eq!(left, [ip.to_owned()]);
+    for (id, data) in &files {
+        assert!(client.download_bytes(id, 0, 0).await? == *data, "{id}");
+    }
+    drop(joining);
+    Ok(())
+}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the commands of the user guides (docs/install.md, first-cluster.md, clients.md, gitops.md,
-# operations.md) as docs/tests/run_docs.py describes: the fdfs and fdfs-node commands against
-# local clusters, kubectl's offline commands, the Python client snippet with py3fdfs; blocks
-# that need a Kubernetes cluster are only checked to say so.
+# migration.md, operations.md) as docs/tests/run_docs.py describes: the fdfs and fdfs-node
+# commands against local clusters, kubectl's offline commands, the Python client snippet with
+# py3fdfs; blocks that need a Kubernetes cluster are only checked to say so.
 #
 #   docs/test-docs.sh
 #

@@ -1,6 +1,7 @@
 """Runs the commands of the user guides, so the guides cannot rot.
 
-Every fenced block of docs/{install,first-cluster,clients,operations,gitops}.md is one of:
+Every fenced block of docs/{install,first-cluster,clients,operations,gitops,migration}.md is
+one of:
 
   ```sh                  run, in order, by one bash per guide (set -euo pipefail), in a
                          scratch directory that links examples/, charts/, crds/ and images/
@@ -32,7 +33,14 @@ import jsonschema
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-GUIDES = ["install.md", "first-cluster.md", "clients.md", "operations.md", "gitops.md"]
+GUIDES = [
+    "install.md",
+    "first-cluster.md",
+    "clients.md",
+    "operations.md",
+    "gitops.md",
+    "migration.md",
+]
 FENCE = re.compile(r"^```(.*)$")
 
 

@@ -1026,3 +1026,140 @@ async fn a_stopping_member_pushes_its_whole_binlog_first() {
         ids.len()
     );
 }
+
+/// `fdfs migrate retire`: a member is deleted from the trackers only once it is stopped and
+/// every file it took is on the others. One stopped too early (its last uploads never left
+/// it) is refused until it runs again and pushes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_is_retired_only_once_stopped_with_its_files_on_the_others() {
+    use fdfs_node::client::migrate::{self, RetireError};
+    let mut g = Group::start().await;
+    g.add_member("127.0.0.4").await;
+    g.wait_all_active().await;
+    let config = ClientConfig::new(vec![g.tracker.addr.to_string()]);
+    let mut files = Vec::new();
+    for i in 0..20 {
+        let data = content(i + 7000);
+        files.push((
+            g.client
+                .upload_bytes(&data, "bin", None)
+                .await
+                .expect("upload"),
+            data,
+        ));
+    }
+
+    wait_for(
+        "the first files on both",
+        Duration::from_secs(60),
+        async || {
+            files
+                .iter()
+                .all(|(id, _)| (0..2).all(|m| g.path_on(m, id).exists()))
+        },
+    )
+    .await;
+    // Sync times have a resolution of one second: B's next uploads must carry a later one.
+    let synced_at = fdfs_node::unix_now();
+    wait_for("the next second", Duration::from_secs(3), async || {
+        fdfs_node::unix_now() > synced_at
+    })
+    .await;
+
+    // A is away while B takes uploads; then B stops before A is back.
+    let a = g.members.remove(0);
+    let a_cfg = a.node.config.clone();
+    a.stop(Duration::from_secs(2)).await;
+    wait_for("B alone ACTIVE", Duration::from_secs(30), async || {
+        g.client.list_storages("group1").await.is_ok_and(|l| {
+            l.iter()
+                .any(|s| s.ip == "127.0.0.4" && s.status == StorageStatus::Active as u8)
+                && l.iter()
+                    .any(|s| s.ip == "127.0.0.2" && s.status != StorageStatus::Active as u8)
+        })
+    })
+    .await;
+    for i in 0..10 {
+        let data = content(i + 8000);
+        files.push((
+            g.client
+                .upload_bytes(&data, "bin", None)
+                .await
+                .expect("upload to B"),
+            data,
+        ));
+    }
+    let b = g.members.remove(0);
+    let b_cfg = b.node.config.clone();
+    b.stop(Duration::from_secs(2)).await;
+    g.members
+        .push(fdfs_node::storage::start(a_cfg).await.expect("A back"));
+    wait_for("A ACTIVE again", Duration::from_secs(30), async || {
+        g.client.list_storages("group1").await.is_ok_and(|l| {
+            l.iter()
+                .any(|s| s.ip == "127.0.0.2" && s.status == StorageStatus::Active as u8)
+        })
+    })
+    .await;
+    let refused = migrate::retire(
+        &g.client,
+        &config,
+        "group1",
+        "127.0.0.4",
+        Duration::from_secs(3),
+        |_| {},
+    )
+    .await;
+    let Err(RetireError::NotYet { why, .. }) = refused else {
+        panic!("B's last uploads are only on B: {refused:?}")
+    };
+    assert!(why.contains("127.0.0.2 has synced up to"), "{why}");
+
+    // B runs again and pushes them; while it serves it is not retired either.
+    g.members
+        .push(fdfs_node::storage::start(b_cfg).await.expect("B back"));
+    let serving = migrate::retire(
+        &g.client,
+        &config,
+        "group1",
+        "127.0.0.4",
+        Duration::from_secs(1),
+        |_| {},
+    )
+    .await;
+    assert!(
+        matches!(serving, Err(RetireError::NotYet { .. })),
+        "{serving:?}"
+    );
+    wait_for("every file on A", Duration::from_secs(60), async || {
+        files
+            .iter()
+            .all(|(id, data)| std::fs::read(g.path_on(0, id)).is_ok_and(|b| b == *data))
+    })
+    .await;
+    let b = g.members.pop().expect("B");
+    b.stop(Duration::from_secs(5)).await;
+    migrate::retire(
+        &g.client,
+        &config,
+        "group1",
+        "127.0.0.4",
+        Duration::from_secs(60),
+        |_| {},
+    )
+    .await
+    .expect("retired once stopped with its files on A");
+    let listed = g.client.list_storages("group1").await.expect("listing");
+    assert!(
+        listed
+            .iter()
+            .all(|s| s.ip != "127.0.0.4" || s.status == StorageStatus::Deleted as u8),
+        "{listed:?}"
+    );
+    for (id, data) in &files {
+        assert_eq!(
+            g.client.download_bytes(id, 0, 0).await.expect("download"),
+            *data
+        );
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fdfs_node::bench::{self, BenchOptions};
-use fdfs_node::client::{Client, ClientConfig, WriteProfile};
+use fdfs_node::client::{Client, ClientConfig, WriteProfile, migrate};
 use fdfs_node::config;
 use fdfs_node::fileid::FileId;
 use fdfs_node::proto::StorageStatus;
@@ -108,6 +108,11 @@ enum Cmd {
         #[command(subcommand)]
         op: Option<MonitorOp>,
     },
+    /// Retire group members safely (moving a group off old storages, or shrinking it).
+    Migrate {
+        #[command(subcommand)]
+        op: MigrateOp,
+    },
     /// Measure upload and download throughput.
     Bench {
         #[arg(long, default_value_t = 1000)]
@@ -146,6 +151,22 @@ enum MetaCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum MigrateOp {
+    /// For every member of a group (or of every group), on every tracker: whether each file
+    /// it took is on the other members, so that it may be retired.
+    Status { group: Option<String> },
+    /// Wait until member ID (server id, or IP address without storage ids) is stopped and
+    /// every file it took is on the others, on every tracker; then delete it from them all.
+    Retire {
+        group: String,
+        id: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        wait_seconds: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum MonitorOp {
     /// List every group (or one) with its storages (the default).
     List { group: Option<String> },
@@ -168,7 +189,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
         .map_err(|_| format!("bad size {s:?}"))
 }
 
-async fn client(cli: &Cli) -> anyhow::Result<Client> {
+fn client_config(cli: &Cli) -> anyhow::Result<ClientConfig> {
     let mut trackers = cli.trackers.clone();
     if let Some(conf) = &cli.conf {
         trackers.extend(config::trackers_from_client_conf(conf)?);
@@ -183,7 +204,7 @@ async fn client(cli: &Cli) -> anyhow::Result<Client> {
         ClientProfile::Single => WriteProfile::Single,
         ClientProfile::Split => WriteProfile::Split,
     };
-    Ok(Client::new(cfg).await?)
+    Ok(cfg)
 }
 
 fn status_name(status: u8) -> String {
@@ -199,6 +220,52 @@ fn rw_name(rw_mode: u8) -> &'static str {
         2 => "writeonly",
         _ => "none",
     }
+}
+
+/// `fdfs migrate status`: one line per member and tracker.
+async fn migrate_status(
+    c: &Client,
+    config: &ClientConfig,
+    group: Option<&str>,
+) -> anyhow::Result<()> {
+    let groups: Vec<String> = match group {
+        Some(g) => vec![g.to_owned()],
+        None => c
+            .list_groups()
+            .await?
+            .into_iter()
+            .map(|g| g.group)
+            .collect(),
+    };
+    for group in groups {
+        println!("group {group}");
+        for s in c.list_storages(&group).await? {
+            if s.status == StorageStatus::Deleted as u8 {
+                continue;
+            }
+            for &tracker in c.trackers() {
+                let line = match migrate::standing(config, tracker, &group, &s.id).await? {
+                    migrate::Standing::Gone => "not listed".to_owned(),
+                    migrate::Standing::Running {
+                        held_elsewhere: Ok(()),
+                    } => "serving; every file it took is on the others: may be stopped and \
+                          retired"
+                        .to_owned(),
+                    migrate::Standing::Stopped {
+                        held_elsewhere: Ok(()),
+                    } => "stopped; every file it took is on the others: may be retired".to_owned(),
+                    migrate::Standing::Running {
+                        held_elsewhere: Err(why),
+                    } => format!("serving; not yet: {why}"),
+                    migrate::Standing::Stopped {
+                        held_elsewhere: Err(why),
+                    } => format!("stopped; not yet: {why} (start it again to finish)"),
+                };
+                println!("  {} {} (tracker {tracker}): {line}", s.id, s.ip);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `N MB` below a gigabyte, else `x.yz GB`, as fdfs_monitor prints space.
@@ -425,7 +492,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let c = client(&cli).await?;
+    let config = client_config(&cli)?;
+    let c = Client::new(config.clone()).await?;
     match &cli.cmd {
         Cmd::Upload {
             file,
@@ -550,6 +618,34 @@ async fn main() -> anyhow::Result<()> {
                 monitor_delete(&c, group, id.as_deref()).await?
             }
         },
+        Cmd::Migrate {
+            op: MigrateOp::Status { group },
+        } => migrate_status(&c, &config, group.as_deref()).await?,
+        Cmd::Migrate {
+            op:
+                MigrateOp::Retire {
+                    group,
+                    id,
+                    wait_seconds,
+                },
+        } => {
+            let mut last = String::new();
+            migrate::retire(
+                &c,
+                &config,
+                group,
+                id,
+                Duration::from_secs(*wait_seconds),
+                |why| {
+                    if why != last {
+                        eprintln!("waiting: {why}");
+                        last = why.to_owned();
+                    }
+                },
+            )
+            .await?;
+            println!("retired {id} from {group} on every tracker");
+        }
         Cmd::Bench {
             files,
             size,

@@ -4,6 +4,7 @@
 //! the `fdfs` CLI, the tests, the e2e harness and the operator.
 
 pub mod conn;
+pub mod migrate;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -459,7 +459,19 @@ async fn report_session(
         };
         match event {
             Event::Stop => {
-                conn.quit().await;
+                // A last beat, so the trackers keep this storage's final counters (its last
+                // upload time above all): what a retirement checks the others against.
+                let beat = BeatRequest {
+                    stats: Some(node.stats()),
+                }
+                .encode();
+                let last = call_ok(&mut conn, Command::StorageBeat, &beat);
+                if tokio::time::timeout(Duration::from_secs(1), last)
+                    .await
+                    .is_ok()
+                {
+                    conn.quit().await;
+                }
                 return Ok(());
             }
             Event::Disk => {

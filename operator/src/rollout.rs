@@ -150,6 +150,7 @@ mod tests {
             unsent_bytes: Some(0),
             backlog_seconds: Some(0),
             writable: true,
+            not_held_elsewhere: None,
         }
     }
 

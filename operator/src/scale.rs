@@ -13,11 +13,12 @@
 
 use std::collections::BTreeMap;
 
+use fdfs_node::client::migrate;
 use fdfs_node::proto::StorageStatus;
 use fdfs_node::proto::monitor::{StorageStat, SyncDelay};
 use fdfs_node::proto::report::BacklogRow;
 
-use crate::crd::MemberStatus;
+use crate::crd::{MemberStatus, Retirable};
 use crate::naming;
 
 /// W_OK in a storage's `rw_mode`.
@@ -69,6 +70,9 @@ pub struct Member {
     pub backlog_seconds: Option<u64>,
     /// Whether the tracker sends it uploads (`rw=` of `storage_ids.conf`).
     pub writable: bool,
+    /// What keeps the files it took from being all on the other members, if anything
+    /// (`fdfs migrate`'s rule).
+    pub not_held_elsewhere: Option<String>,
 }
 
 impl Member {
@@ -141,6 +145,7 @@ pub fn members(
                     .map(|r| r.backlog.seconds)
                     .max(),
                 writable: s.rw_mode & RW_WRITE != 0,
+                not_held_elsewhere: migrate::not_held_elsewhere(s, stats, Some(backlog)),
             }
         })
         .collect()
@@ -163,6 +168,11 @@ pub fn member_statuses(storage_group: &str, members: &[Member]) -> Vec<MemberSta
             status: m.status_name().to_owned(),
             sync_lag_seconds: m.sync_lag.and_then(|l| i64::try_from(l).ok()),
             sync_lag_bytes: m.sync_lag_bytes.and_then(|b| i64::try_from(b).ok()),
+            external: m.ordinal.is_none(),
+            retirable: Some(Retirable {
+                ready: m.not_held_elsewhere.is_none(),
+                reason: m.not_held_elsewhere.clone(),
+            }),
         })
         .collect();
     out.sort_by(|a, b| a.pod.cmp(&b.pod).then_with(|| a.id.cmp(&b.id)));
@@ -434,6 +444,7 @@ mod tests {
             unsent_bytes: None,
             backlog_seconds: None,
             writable: true,
+            not_held_elsewhere: None,
         }
     }
 
@@ -469,6 +480,48 @@ mod tests {
             plan(2, None, &[], &[], Gates::default()).step,
             ScaleStep::Up { from: 0, to: 2 }
         );
+    }
+
+    #[test]
+    fn the_status_lists_outside_members_and_whether_each_may_be_retired() {
+        use fdfs_node::proto::monitor::StorageStat;
+        let stat = |id: &str, ip: &str, source_update: u64, synced: u64| {
+            let mut s = StorageStat {
+                status: StorageStatus::Active as u8,
+                rw_mode: 6,
+                id: id.into(),
+                ip: ip.into(),
+                storage_port: 23000,
+                ..StorageStat::default()
+            };
+            s.stats.last_source_update = source_update;
+            s.stats.last_synced_timestamp = synced;
+            s
+        };
+        let ours = naming::storage_id("group1", 0).to_string();
+        // The old storage took a file at 200; ours has synced up to 150 only. Ours took
+        // its last file at 100, which the old one has (synced up to 200).
+        let stats = [
+            stat(&ours, "10.0.0.10", 100, 150),
+            stat("10.20.0.31", "10.20.0.31", 200, 200),
+        ];
+        let members = members("group1", &stats, &[], &PodAddresses::new());
+        let statuses = member_statuses("photos", &members);
+        let old = statuses.iter().find(|m| m.id == "10.20.0.31").expect("old");
+        assert!(old.external && old.pod.is_none());
+        let retirable = old.retirable.as_ref().expect("judged");
+        assert!(!retirable.ready);
+        assert!(
+            retirable
+                .reason
+                .as_deref()
+                .unwrap_or_default()
+                .contains("synced up to 150"),
+            "{retirable:?}"
+        );
+        let new = statuses.iter().find(|m| m.id == ours).expect("ours");
+        assert!(!new.external && new.pod.as_deref() == Some("photos-0"));
+        assert_eq!(new.retirable.as_ref().map(|r| r.ready), Some(true));
     }
 
     /// `members` with the storage of `ordinal` taken out of uploads (`rw=read`).

@@ -22,7 +22,8 @@ pub use manifest::{CrdManifest, crds, manifests};
 pub use reserved_space::{RESERVED_STORAGE_SPACE_PATTERN, ReservedSpace};
 pub use storage_group::{
     DeletionPolicy, Expose, ExposeType, GROUP_NAME_MAX_LEN, GROUP_NAME_PATTERN, MAX_GROUP_REPLICAS,
-    MemberStatus, OutsideAddress, StorageGroup, StorageGroupSpec, StorageGroupStatus, VolumeSpec,
+    MemberStatus, OutsideAddress, Retirable, StorageGroup, StorageGroupSpec, StorageGroupStatus,
+    VolumeSpec,
 };
 
 /// API group of every resource in this crate.

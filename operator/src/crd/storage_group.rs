@@ -291,6 +291,24 @@ pub struct MemberStatus {
     /// last reported them; unset when none reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_lag_bytes: Option<i64>,
+    /// A member the operator does not run (one of a FastDFS cluster the group moves from).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
+    /// Whether every file the storage took is on the group's other members, so that it may
+    /// be stopped and retired (`fdfs migrate retire`), with the reason when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retirable: Option<Retirable>,
+}
+
+/// Whether a member's files are all on the other members.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Retirable {
+    /// True when every file the storage took is on the others.
+    pub ready: bool,
+    /// What is still missing, when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl StorageGroup {

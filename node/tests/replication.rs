@@ -1037,6 +1037,17 @@ async fn a_member_is_retired_only_once_stopped_with_its_files_on_the_others() {
     g.add_member("127.0.0.4").await;
     g.wait_all_active().await;
     let config = ClientConfig::new(vec![g.tracker.addr.to_string()]);
+    let retire_b = async |client: &Client, secs: u64| {
+        migrate::retire(
+            client,
+            &config,
+            "group1",
+            "127.0.0.4",
+            Duration::from_secs(secs),
+            |_| {},
+        )
+        .await
+    };
     let mut files = Vec::new();
     for i in 0..20 {
         let data = content(i + 7000);
@@ -1101,15 +1112,7 @@ async fn a_member_is_retired_only_once_stopped_with_its_files_on_the_others() {
         })
     })
     .await;
-    let refused = migrate::retire(
-        &g.client,
-        &config,
-        "group1",
-        "127.0.0.4",
-        Duration::from_secs(3),
-        |_| {},
-    )
-    .await;
+    let refused = retire_b(&g.client, 3).await;
     let Err(RetireError::NotYet { why, .. }) = refused else {
         panic!("B's last uploads are only on B: {refused:?}")
     };
@@ -1118,15 +1121,7 @@ async fn a_member_is_retired_only_once_stopped_with_its_files_on_the_others() {
     // B runs again and pushes them; while it serves it is not retired either.
     g.members
         .push(fdfs_node::storage::start(b_cfg).await.expect("B back"));
-    let serving = migrate::retire(
-        &g.client,
-        &config,
-        "group1",
-        "127.0.0.4",
-        Duration::from_secs(1),
-        |_| {},
-    )
-    .await;
+    let serving = retire_b(&g.client, 1).await;
     assert!(
         matches!(serving, Err(RetireError::NotYet { .. })),
         "{serving:?}"
@@ -1139,16 +1134,9 @@ async fn a_member_is_retired_only_once_stopped_with_its_files_on_the_others() {
     .await;
     let b = g.members.pop().expect("B");
     b.stop(Duration::from_secs(5)).await;
-    migrate::retire(
-        &g.client,
-        &config,
-        "group1",
-        "127.0.0.4",
-        Duration::from_secs(60),
-        |_| {},
-    )
-    .await
-    .expect("retired once stopped with its files on A");
+    retire_b(&g.client, 60)
+        .await
+        .expect("retired once stopped with its files on A");
     let listed = g.client.list_storages("group1").await.expect("listing");
     assert!(
         listed

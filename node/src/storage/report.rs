@@ -26,6 +26,8 @@ use crate::proto::{Command, Status, StorageStatus, VERSION_TEXT};
 const RESOLVE_EVERY: Duration = Duration::from_secs(30);
 /// Pause before reconnecting to a tracker that failed.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// How long a stopping storage's tracker session may take to send its last beat and quit.
+const LEAVE_WITHIN: Duration = Duration::from_secs(2);
 /// Longest pause between two backlog reports: bytes behind are worth more fresh than the
 /// heartbeat's default 30 s allows.
 const BACKLOG_EVERY: Duration = Duration::from_secs(5);
@@ -83,9 +85,16 @@ async fn report_loop(
     stop: CancellationToken,
 ) {
     loop {
+        let session = report_session(&node, tracker, &all_trackers, bind_ip, &stop);
+        tokio::pin!(session);
         let session = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = report_session(&node, tracker, &all_trackers, bind_ip, &stop) => r,
+            r = &mut session => r,
+            // The session takes its leave itself (a last beat with the final counters):
+            // it gets a moment for that, no more.
+            _ = stop.cancelled() => match tokio::time::timeout(LEAVE_WITHIN, &mut session).await {
+                Ok(r) => r,
+                Err(_) => break,
+            },
         };
         if let Err(e) = session {
             tracing::warn!(%tracker, error = %e, "tracker session failed; retrying");
@@ -465,8 +474,7 @@ async fn report_session(
                     stats: Some(node.stats()),
                 }
                 .encode();
-                let last = call_ok(&mut conn, Command::StorageBeat, &beat);
-                if tokio::time::timeout(Duration::from_secs(1), last)
+                if call_ok(&mut conn, Command::StorageBeat, &beat)
                     .await
                     .is_ok()
                 {

@@ -387,6 +387,40 @@ fn local_with_three_trackers_replicas_and_an_ip45_port() -> anyhow::Result<()> {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    // Both members hold every file either took: `fdfs migrate` would let either go, but
+    // not while it serves.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = run_binary(
+            "fdfs",
+            &["--tracker", &trackers[0], "migrate", "status", "group1"],
+        )?;
+        if status.matches("may be stopped and retired").count() == 2 {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "members never shown retirable:\n{status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let member = members[1].to_string();
+    let err = run_binary(
+        "fdfs",
+        &[
+            "--tracker",
+            &trackers[0],
+            "migrate",
+            "retire",
+            "group1",
+            &member,
+            "--wait-seconds",
+            "1",
+        ],
+    )
+    .expect_err("a serving member is not retired");
+    assert!(err.to_string().contains("still serves"), "{err}");
+
     let list = run_binary(
         "fdfs",
         &["--tracker", &trackers[1], "monitor", "list", "group2"],

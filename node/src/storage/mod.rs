@@ -647,48 +647,43 @@ impl StorageNode {
             source: source.to_owned(),
             error: status.errno_name().to_owned(),
         };
-        match status {
-            Status::NoSpace | Status::Io | Status::PermissionDenied | Status::OutOfMemory => {
-                self.metrics
-                    .sync_apply_failures
-                    .get_or_create(&labels(status))
-                    .inc();
-                let known = problems.get(source).map(|(s, _)| *s);
-                if known != Some(status) {
-                    if let Some(old) = known {
-                        self.metrics
-                            .sync_apply_blocked
-                            .get_or_create(&labels(old))
-                            .set(0);
-                    }
-                    tracing::warn!(
-                        source,
-                        error = status.errno_name(),
-                        "cannot apply what this peer pushes; it keeps retrying, and this \
-                         storage catches up once the cause is gone"
-                    );
-                    problems.insert(source.to_owned(), (status, crate::unix_now()));
-                    self.metrics
-                        .sync_apply_blocked
-                        .get_or_create(&labels(status))
-                        .set(1);
-                }
-            }
-            Status::Ok | Status::AlreadyExists | Status::NotFound => {
-                if let Some((old, since)) = problems.remove(source) {
+        if failed {
+            self.metrics
+                .sync_apply_failures
+                .get_or_create(&labels(status))
+                .inc();
+            let known = problems.get(source).map(|(s, _)| *s);
+            if known != Some(status) {
+                if let Some(old) = known {
                     self.metrics
                         .sync_apply_blocked
                         .get_or_create(&labels(old))
                         .set(0);
-                    tracing::info!(
-                        source,
-                        error = old.errno_name(),
-                        blocked_seconds = crate::unix_now().saturating_sub(since),
-                        "applies what this peer pushes again"
-                    );
                 }
+                tracing::warn!(
+                    source,
+                    error = status.errno_name(),
+                    "cannot apply what this peer pushes; it keeps retrying, and this \
+                     storage catches up once the cause is gone"
+                );
+                problems.insert(source.to_owned(), (status, crate::unix_now()));
+                self.metrics
+                    .sync_apply_blocked
+                    .get_or_create(&labels(status))
+                    .set(1);
             }
-            _ => {}
+        } else if let Some((old, since)) = problems.remove(source) {
+            // Only reached for an applied push (see above): the problem is over.
+            self.metrics
+                .sync_apply_blocked
+                .get_or_create(&labels(old))
+                .set(0);
+            tracing::info!(
+                source,
+                error = old.errno_name(),
+                blocked_seconds = crate::unix_now().saturating_sub(since),
+                "applies what this peer pushes again"
+            );
         }
     }
 

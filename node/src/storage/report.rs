@@ -340,6 +340,14 @@ async fn report_problems(
     send_own_report(conn, tracker, Command::StorageReportSyncProblems, &body).await
 }
 
+/// BEAT (83) with this storage's counters; the tracker's reply.
+async fn beat(node: &StorageNode, conn: &mut Conn) -> Result<Vec<u8>, ClientError> {
+    let beat = BeatRequest {
+        stats: Some(node.stats()),
+    };
+    call_ok(conn, Command::StorageBeat, &beat.encode()).await
+}
+
 async fn report_session(
     node: &Arc<StorageNode>,
     tracker: SocketAddr,
@@ -470,14 +478,7 @@ async fn report_session(
             Event::Stop => {
                 // A last beat, so the trackers keep this storage's final counters (its last
                 // upload time above all): what a retirement checks the others against.
-                let beat = BeatRequest {
-                    stats: Some(node.stats()),
-                }
-                .encode();
-                if call_ok(&mut conn, Command::StorageBeat, &beat)
-                    .await
-                    .is_ok()
-                {
+                if beat(node, &mut conn).await.is_ok() {
                     conn.quit().await;
                 }
                 return Ok(());
@@ -492,10 +493,7 @@ async fn report_session(
                 apply_heartbeat(node, tracker, &own_ip, &reply);
             }
             Event::Beat => {
-                let beat = BeatRequest {
-                    stats: Some(node.stats()),
-                };
-                let reply = call_ok(&mut conn, Command::StorageBeat, &beat.encode()).await?;
+                let reply = beat(node, &mut conn).await?;
                 apply_heartbeat(node, tracker, &own_ip, &reply);
                 // Only the leader pushes member lists, so ask every tracker for our own
                 // status (71): readiness needs each tracker's view.

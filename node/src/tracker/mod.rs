@@ -372,13 +372,13 @@ impl Tracker {
         let store_one = |group: Option<&str>| {
             let mut reg = self.registry();
             let mut t = reg.query_store(group)?;
-            reg.as_seen_from(&t.group.clone(), [&mut t.addr], client);
+            reg.as_seen_from(&t.group, [&mut t.addr], client);
             Ok(t.encode(width))
         };
         let store_all = |group: Option<&str>| {
             let mut reg = self.registry();
             let mut t = reg.query_store_all(group)?;
-            reg.as_seen_from(&t.group.clone(), &mut t.servers, client);
+            reg.as_seen_from(&t.group, &mut t.servers, client);
             Ok(t.encode(width))
         };
         let result: Result<Vec<u8>, Status> = match cmd {

@@ -95,9 +95,7 @@ impl Metrics {
 
     /// Notes a successful reconcile of `kind`.
     pub fn succeeded(&self, kind: &str) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = fdfs_node::unix_now();
         self.last_success
             .get_or_create(&KindLabels { kind: kind.into() })
             .set(i64::try_from(now).unwrap_or(i64::MAX));

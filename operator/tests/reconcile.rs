@@ -1867,3 +1867,36 @@ async fn an_upgrade_steps_to_the_next_storage_only_once_the_restarted_one_is_bac
     s1.stop(Duration::from_secs(1)).await;
     t.stop(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_group_no_longer_exposed_deletes_its_outside_services() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let mut sg = group_json(1);
+    // Exposed before (its status lists an outside address); `spec.expose` is gone now.
+    sg["status"] = json!({"outsideAddresses": [
+        {"pod": "group1-0", "address": "203.0.113.10:23000"}]});
+    let mut script = group_fetch(&sg, None, vec![]);
+    let mut apply = group_apply(false, false);
+    let budget = apply.split_off(3);
+    script.extend(apply);
+    script.push(get(
+        format!("{CORE}/services"),
+        list("Service", "v1", vec![outside_service(0)]),
+    ));
+    script.push(delete(
+        format!("{CORE}/services/group1-0-outside"),
+        Reply::Json(outside_service(0)),
+    ));
+    script.extend(budget);
+    script.push(event(NS));
+    script.push(status_write(&sg));
+    let typed: StorageGroup = serde_json::from_value(sg.clone()).expect("group");
+    let (_, transcript) = run_group(typed, &[t.addr.to_string()], script).await;
+    assert!(
+        transcript.status().get("outsideAddresses").is_none(),
+        "{}",
+        transcript.status()
+    );
+    t.stop(Duration::from_secs(1)).await;
+}

@@ -327,6 +327,128 @@ pub struct HttpConfig {
     /// How old (by the time in its name) such a file may be and still be taken as on its
     /// way here; older ones are 404 (FastDFS's `storage_sync_file_max_delay`).
     pub fresh_file_max_age: u64,
+    /// Resized copies of images, made on request and kept as slave files.
+    pub thumbnails: ThumbnailConfig,
+}
+
+/// Thumbnails on the fly: `GET /<file id>?w=150&h=150&fit=cover`, or the slave name
+/// `/<master stem>_150x150.jpg`, for the sizes listed here only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThumbnailConfig {
+    /// The sizes that may be made; none means thumbnails are off.
+    pub presets: Vec<ThumbnailPreset>,
+    /// Images with more pixels than this are not resized.
+    pub max_source_pixels: u64,
+    /// Image files larger than this are not read for resizing.
+    pub max_source_bytes: u64,
+    /// Memory a decoder may allocate for one image.
+    pub max_decode_bytes: u64,
+    /// A thumbnail larger than this is refused, not stored.
+    pub max_output_bytes: u64,
+    /// Thumbnails made at once; requests beyond wait up to `queue_timeout` seconds.
+    pub max_concurrent: usize,
+    pub queue_timeout: u64,
+    /// JPEG quality of thumbnails, 1–100.
+    pub jpeg_quality: u8,
+}
+
+/// One allowed size; `name` is the slave prefix its files carry (`_150x150`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThumbnailPreset {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    #[serde(default)]
+    pub fit: Fit,
+}
+
+/// How an image is fitted to a preset's box.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fit {
+    /// The whole image, scaled down to fit inside the box (never enlarged).
+    #[default]
+    Contain,
+    /// The box filled exactly, the image scaled and its overflow cut off centred.
+    Cover,
+}
+
+impl Fit {
+    pub fn parse(text: &str) -> Option<Fit> {
+        match text {
+            "contain" => Some(Fit::Contain),
+            "cover" => Some(Fit::Cover),
+            _ => None,
+        }
+    }
+}
+
+/// Longest slave prefix FastDFS accepts (`FDFS_FILE_PREFIX_MAX_LEN`).
+pub const MAX_SLAVE_PREFIX_LEN: usize = 16;
+/// Largest thumbnail side.
+pub const MAX_THUMBNAIL_SIDE: u32 = 4096;
+
+impl Default for ThumbnailConfig {
+    fn default() -> Self {
+        ThumbnailConfig {
+            presets: Vec::new(),
+            max_source_pixels: 50_000_000,
+            max_source_bytes: 32 << 20,
+            max_decode_bytes: 512 << 20,
+            max_output_bytes: 4 << 20,
+            max_concurrent: 2,
+            queue_timeout: 10,
+            jpeg_quality: 85,
+        }
+    }
+}
+
+impl ThumbnailConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: "http.thumbnails",
+            reason,
+        };
+        for (i, p) in self.presets.iter().enumerate() {
+            let prefix_ok = !p.name.is_empty()
+                && p.name.len() <= MAX_SLAVE_PREFIX_LEN
+                && p.name != "-m"
+                && p.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+            if !prefix_ok {
+                return Err(invalid(format!(
+                    "preset name {:?}: 1 to {MAX_SLAVE_PREFIX_LEN} letters, digits, '_' or '-' (it is the slave prefix)",
+                    p.name
+                )));
+            }
+            if !(1..=MAX_THUMBNAIL_SIDE).contains(&p.width)
+                || !(1..=MAX_THUMBNAIL_SIDE).contains(&p.height)
+            {
+                return Err(invalid(format!(
+                    "preset {}: width and height from 1 to {MAX_THUMBNAIL_SIDE}",
+                    p.name
+                )));
+            }
+            if let Some(other) = self.presets[..i].iter().find(|o| {
+                o.name == p.name || (o.width, o.height, o.fit) == (p.width, p.height, p.fit)
+            }) {
+                return Err(invalid(format!(
+                    "presets {} and {} are the same name or size",
+                    other.name, p.name
+                )));
+            }
+        }
+        if self.max_concurrent == 0 {
+            return Err(invalid("max_concurrent: at least 1".into()));
+        }
+        if !(1..=100).contains(&self.jpeg_quality) {
+            return Err(invalid("jpeg_quality: 1 to 100".into()));
+        }
+        Ok(())
+    }
 }
 
 /// [`HttpConfig::response_mode`].
@@ -350,6 +472,7 @@ impl Default for HttpConfig {
             token_ttl: 600,
             response_mode: ResponseMode::Proxy,
             fresh_file_max_age: 86_400,
+            thumbnails: ThumbnailConfig::default(),
         }
     }
 }
@@ -439,6 +562,7 @@ impl StorageConfig {
                 reason: "needed when check_token is on".into(),
             });
         }
+        self.http.thumbnails.validate()?;
         if let Some(&i) = self
             .readonly_store_paths
             .iter()

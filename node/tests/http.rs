@@ -509,6 +509,13 @@ struct Group {
 
 impl Group {
     async fn start(members: &[(&str, fdfs_node::config::ResponseMode)]) -> Group {
+        Self::start_with(members, |_| {}).await
+    }
+
+    async fn start_with(
+        members: &[(&str, fdfs_node::config::ResponseMode)],
+        tune: impl Fn(&mut StorageConfig),
+    ) -> Group {
         let dir = tempfile::tempdir().expect("tempdir");
         let tracker = common::test_tracker(dir.path()).await;
         let http_port = common::group_port(dir.path(), 30000);
@@ -522,6 +529,7 @@ impl Group {
             );
             cfg.http.bind = format!("{ip}:{http_port}");
             cfg.http.response_mode = *mode;
+            tune(&mut cfg);
             started.push(fdfs_node::storage::start(cfg).await.expect("storage"));
         }
         let g = Group {
@@ -653,4 +661,286 @@ async fn a_fresh_file_is_served_by_any_member_through_its_source() {
         .await
         .expect("reply");
     assert_eq!(status, fdfs_node::proto::Status::NotFound);
+}
+
+/// Encodes a test image: a gradient, so resizing has something to average.
+fn image_file(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
+    let pixels = image::ImageBuffer::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 90])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(pixels)
+        .write_to(&mut out, format)
+        .expect("encode");
+    out.into_inner()
+}
+
+fn dimensions(body: &[u8]) -> (image::ImageFormat, u32, u32) {
+    let reader = image::ImageReader::new(std::io::Cursor::new(body))
+        .with_guessed_format()
+        .expect("format");
+    let format = reader.format().expect("an image");
+    let (w, h) = reader.into_dimensions().expect("dimensions");
+    (format, w, h)
+}
+
+/// Peak resident memory of this test process.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+#[tokio::test]
+async fn thumbnails_are_made_once_stored_as_slaves_and_served_by_every_member() {
+    use fdfs_node::config::{Fit, ResponseMode, ThumbnailPreset};
+    const SECRET: &str = "thumb-secret";
+    let g = Group::start_with(
+        &[
+            ("127.0.0.43", ResponseMode::Proxy),
+            ("127.0.0.44", ResponseMode::Proxy),
+        ],
+        |cfg| {
+            cfg.http.check_token = true;
+            cfg.http.secret_key = SECRET.into();
+            cfg.http.thumbnails.presets = vec![
+                ThumbnailPreset {
+                    name: "_150x150".into(),
+                    width: 150,
+                    height: 150,
+                    fit: Fit::Cover,
+                },
+                ThumbnailPreset {
+                    name: "_m".into(),
+                    width: 320,
+                    height: 320,
+                    fit: Fit::Contain,
+                },
+            ];
+        },
+    )
+    .await;
+    let client = fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
+        g._tracker.addr.to_string(),
+    ]))
+    .await
+    .expect("client");
+    let now = fdfs_node::unix_now();
+    let signed = |remote: &str, query: &str| {
+        let token = token::token(remote, SECRET, now);
+        format!("/group1/{remote}?{query}token={token}&ts={now}")
+    };
+    let holds = |m: usize, remote: &str| {
+        let name = fdfs_node::fileid::RemoteName::parse(remote).expect("name");
+        g.members[m]
+            .node
+            .config
+            .base_path
+            .join(name.relative_path())
+            .is_file()
+    };
+
+    for (format, ext, mime) in [
+        (image::ImageFormat::Jpeg, "jpg", "image/jpeg"),
+        (image::ImageFormat::Png, "png", "image/png"),
+        (image::ImageFormat::WebP, "webp", "image/webp"),
+    ] {
+        let source = image_file(800, 600, format);
+        let id = client
+            .upload_bytes(&source, ext, None)
+            .await
+            .expect("upload");
+        let master = id.remote.to_string();
+        common::wait_for(
+            "both members hold the image",
+            Duration::from_secs(30),
+            async || holds(0, &master) && holds(1, &master),
+        )
+        .await;
+
+        // By size on member A: made, stored as the slave `_150x150`, served.
+        let made = request(
+            g.http(0),
+            "GET",
+            &signed(&master, "w=150&h=150&fit=cover&"),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            made.status,
+            200,
+            "{ext}: {}",
+            String::from_utf8_lossy(&made.body)
+        );
+        assert_eq!(dimensions(&made.body), (format, 150, 150), "{ext}");
+        assert_eq!(made.headers["content-type"], mime);
+        assert_eq!(
+            made.headers["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        let slave = master.replace(&format!(".{ext}"), &format!("_150x150.{ext}"));
+        assert!(holds(0, &slave), "{ext}: stored under the slave name on A");
+        // The next request is served from that file, byte for byte.
+        let again = request(
+            g.http(0),
+            "GET",
+            &signed(&master, "w=150&h=150&fit=cover&"),
+            &[],
+        )
+        .await;
+        assert_eq!(again.body, made.body);
+        // The slave file replicates: B serves it under its own name, same bytes.
+        common::wait_for(
+            "B holds the thumbnail",
+            Duration::from_secs(30),
+            async || holds(1, &slave),
+        )
+        .await;
+        let on_b = request(g.http(1), "GET", &signed(&slave, ""), &[]).await;
+        assert_eq!((on_b.status, &on_b.body), (200, &made.body));
+        let downloaded = client
+            .download_bytes(
+                &fdfs_node::fileid::FileId::parse(&format!("group1/{slave}")).expect("id"),
+                0,
+                0,
+            )
+            .await
+            .expect("download the slave by protocol");
+        assert_eq!(downloaded, made.body);
+
+        // By slave name on member B: `_m` (contain, 320×240), then replicated to A.
+        let named = master.replace(&format!(".{ext}"), &format!("_m.{ext}"));
+        let contain = request(g.http(1), "GET", &signed(&named, ""), &[]).await;
+        assert_eq!(contain.status, 200, "{ext}");
+        assert_eq!(dimensions(&contain.body), (format, 320, 240), "{ext}");
+        common::wait_for(
+            "A holds the named thumbnail",
+            Duration::from_secs(30),
+            async || holds(0, &named),
+        )
+        .await;
+        let on_a = request(g.http(0), "GET", &signed(&named, ""), &[]).await;
+        assert_eq!(on_a.body, contain.body);
+        // HEAD answers like GET.
+        let head = request(g.http(0), "HEAD", &signed(&master, "w=320&h=320&"), &[]).await;
+        assert_eq!(
+            (head.status, head.headers["content-length"].clone()),
+            (200, contain.body.len().to_string())
+        );
+    }
+
+    let photo = image_file(640, 480, image::ImageFormat::Jpeg);
+    let id = client
+        .upload_bytes(&photo, "jpg", None)
+        .await
+        .expect("upload");
+    let master = id.remote.to_string();
+    common::wait_for("the photo on both", Duration::from_secs(30), async || {
+        holds(0, &master) && holds(1, &master)
+    })
+    .await;
+    // The token covers thumbnail URLs too.
+    let unsigned = format!("/group1/{master}?w=150&h=150&fit=cover");
+    assert_eq!(request(g.http(0), "GET", &unsigned, &[]).await.status, 403);
+    // Sizes outside the presets are refused, and nothing is stored for them.
+    for query in ["w=151&h=150&fit=cover&", "w=150&h=150&fit=fill&", "w=150&"] {
+        let r = request(g.http(0), "GET", &signed(&master, query), &[]).await;
+        assert_eq!(r.status, 400, "{query}");
+    }
+    let odd_slave = master.replace(".jpg", "_151x150.jpg");
+    let r = request(g.http(0), "GET", &signed(&odd_slave, ""), &[]).await;
+    assert_eq!(r.status, 404);
+    assert!(!holds(0, &odd_slave));
+
+    // A decompression bomb (a small PNG that claims 30,000 × 30,000) and a corrupt JPEG
+    // are refused with 4xx, without the memory the image would need.
+    let rss_before = peak_rss_kib();
+    let bomb = {
+        let mut out = std::io::Cursor::new(Vec::new());
+        let encoder = image::codecs::png::PngEncoder::new_with_quality(
+            &mut out,
+            image::codecs::png::CompressionType::Fast,
+            image::codecs::png::FilterType::NoFilter,
+        );
+        // A real 64 × 64 PNG whose header then claims 30,000 × 30,000.
+        let small = image::DynamicImage::ImageLuma8(image::ImageBuffer::new(64, 64));
+        small.write_with_encoder(encoder).expect("png");
+        let mut png = out.into_inner();
+        forge_png_size(&mut png, 30_000, 30_000);
+        png
+    };
+    let id = client
+        .upload_bytes(&bomb, "png", None)
+        .await
+        .expect("upload the bomb");
+    let bomb_name = id.remote.to_string();
+    common::wait_for("the bomb on A", Duration::from_secs(30), async || {
+        holds(0, &bomb_name)
+    })
+    .await;
+    let r = request(
+        g.http(0),
+        "GET",
+        &signed(&id.remote.to_string(), "w=150&h=150&fit=cover&"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    let mut corrupt = photo.clone();
+    corrupt.truncate(300);
+    let id = client
+        .upload_bytes(&corrupt, "jpg", None)
+        .await
+        .expect("upload the corrupt file");
+    let corrupt_name = id.remote.to_string();
+    common::wait_for(
+        "the corrupt file on A",
+        Duration::from_secs(30),
+        async || holds(0, &corrupt_name),
+    )
+    .await;
+    let r = request(
+        g.http(0),
+        "GET",
+        &signed(&id.remote.to_string(), "w=150&h=150&fit=cover&"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 415, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        peak_rss_kib() < rss_before + 64 * 1024,
+        "memory grew from {rss_before} KiB to {} KiB",
+        peak_rss_kib()
+    );
+    // The member still serves, and counted each outcome.
+    let ok = request(
+        g.http(0),
+        "GET",
+        &signed(&master, "w=150&h=150&fit=cover&"),
+        &[],
+    )
+    .await;
+    assert_eq!(dimensions(&ok.body).1, 150);
+    let metrics = request(g.http(0), "GET", "/metrics", &[]).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    for line in [
+        "fdfs_storage_http_thumbnails_total{outcome=\"made\"} 4",
+        "fdfs_storage_http_thumbnails_total{outcome=\"stored\"} 6",
+        "fdfs_storage_http_thumbnails_total{outcome=\"refused\"} 5",
+        "fdfs_storage_thumbnail_make_seconds_count 4",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+}
+
+/// Rewrites a PNG's IHDR width and height (and its CRC), so a small file claims to be huge.
+fn forge_png_size(png: &mut [u8], width: u32, height: u32) {
+    // Signature (8), IHDR length (4), "IHDR" (4), then width and height.
+    png[16..20].copy_from_slice(&width.to_be_bytes());
+    png[20..24].copy_from_slice(&height.to_be_bytes());
+    let crc = crc32fast::hash(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
 }

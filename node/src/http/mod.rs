@@ -1,9 +1,10 @@
 //! The storage's HTTP side: files by file ID (as fastdfs-nginx-module serves
 //! them, with Range, ETag, Last-Modified and the anti-leech token), plus
-//! `/healthz`, `/readyz` and `/metrics`.
+//! `/healthz`, `/readyz` and `/metrics`; thumbnails of images on request.
 
 mod fresh;
 mod range;
+pub mod thumbnail;
 pub mod token;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use crate::fileid::RemoteName;
 use crate::storage::StorageNode;
 use crate::storage::metrics::{DirectionLabels, HttpLabels};
 use range::RangeRequest;
+use thumbnail::{Thumbnails, Wanted};
 
 /// Files up to this size are read in one step; larger ones are streamed.
 const READ_WHOLE: u64 = 256 * 1024;
@@ -44,17 +46,26 @@ pub async fn serve(listener: TcpListener, node: Arc<StorageNode>, stop: Cancella
     crate::server::http::serve(listener, router(node), limits, stop, Duration::from_secs(5)).await;
 }
 
+/// What the HTTP side serves from: the storage and its thumbnail maker.
+#[derive(Debug)]
+struct Edge {
+    node: Arc<StorageNode>,
+    thumbnails: Thumbnails,
+}
+
 /// The storage's routes.
 pub fn router(node: Arc<StorageNode>) -> Router {
+    let thumbnails = Thumbnails::new(node.config.http.thumbnails.clone());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(file)
-        .with_state(node)
+        .with_state(Arc::new(Edge { node, thumbnails }))
 }
 
-async fn readyz(State(node): State<Arc<StorageNode>>) -> Response {
+async fn readyz(State(edge): State<Arc<Edge>>) -> Response {
+    let node = &edge.node;
     let (ready, text) = node.readiness();
     if ready {
         (StatusCode::OK, text).into_response()
@@ -63,7 +74,8 @@ async fn readyz(State(node): State<Arc<StorageNode>>) -> Response {
     }
 }
 
-async fn metrics(State(node): State<Arc<StorageNode>>) -> Response {
+async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
+    let node = edge.node.clone();
     // Disk space and binlog sizes are read from the file system.
     let Ok(text) = tokio::task::spawn_blocking(move || node.render_metrics()).await else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -202,15 +214,16 @@ struct Opened {
 }
 
 async fn file(
-    State(node): State<Arc<StorageNode>>,
+    State(edge): State<Arc<Edge>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let label = method.as_str().to_owned();
-    let response = serve_file(&node, &method, &uri, &headers, &query).await;
-    node.metrics
+    let response = serve_file(&edge, &method, &uri, &headers, &query).await;
+    edge.node
+        .metrics
         .http_requests
         .get_or_create(&HttpLabels {
             method: label,
@@ -220,39 +233,9 @@ async fn file(
     response
 }
 
-async fn serve_file(
-    node: &Arc<StorageNode>,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    query: &HashMap<String, String>,
-) -> Response {
-    if method != Method::GET && method != Method::HEAD {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
-    }
-    let name = match parse_path(node, uri.path()) {
-        Ok(n) => n,
-        Err((code, text)) => return plain(code, text),
-    };
-    let http = &node.config.http;
-    if http.check_token {
-        let checked = token::check(
-            &name.to_string(),
-            &http.secret_key,
-            http.token_ttl,
-            query.get("token").map(String::as_str),
-            query.get("ts").map(String::as_str),
-            crate::unix_now(),
-        );
-        if let Err(why) = checked {
-            tracing::debug!(file = %name, ?why, "token refused");
-            return plain(StatusCode::FORBIDDEN, "invalid or expired token");
-        }
-    }
-    let Ok(path) = node.store.file_path(&name) else {
-        return plain(StatusCode::NOT_FOUND, "no such file");
-    };
-    let opened = crate::disk::run(move || -> std::io::Result<Opened> {
+/// Opens a stored file for reading, if it is a regular file.
+async fn open(path: std::path::PathBuf) -> std::io::Result<Opened> {
+    crate::disk::run(move || -> std::io::Result<Opened> {
         let file = std::fs::File::open(&path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
@@ -264,16 +247,81 @@ async fn serve_file(
             mtime: meta.modified()?,
         })
     })
-    .await;
+    .await
+    .map_err(|_| std::io::Error::other("disk step lost"))?
+}
+
+async fn serve_file(
+    edge: &Edge,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Response {
+    let node = &edge.node;
+    if method != Method::GET && method != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+    }
+    let asked = match parse_path(node, uri.path()) {
+        Ok(n) => n,
+        Err((code, text)) => return plain(code, text),
+    };
+    let http = &node.config.http;
+    // The token covers every form of the URL, thumbnails included.
+    if http.check_token {
+        let checked = token::check(
+            &asked.to_string(),
+            &http.secret_key,
+            http.token_ttl,
+            query.get("token").map(String::as_str),
+            query.get("ts").map(String::as_str),
+            crate::unix_now(),
+        );
+        if let Err(why) = checked {
+            tracing::debug!(file = %asked, ?why, "token refused");
+            return plain(StatusCode::FORBIDDEN, "invalid or expired token");
+        }
+    }
+    // `?w=&h=&fit=` asks for a thumbnail of the file: the slave file that holds it.
+    let by_size = match edge.thumbnails.asked(&asked, query) {
+        Ok(w) => w,
+        Err(refusal) => {
+            thumbnail::note(node, refusal.outcome());
+            return refusal.into_response();
+        }
+    };
+    let name = by_size.as_ref().map_or(&asked, |w| &w.slave).clone();
+    let Ok(path) = node.store.file_path(&name) else {
+        return plain(StatusCode::NOT_FOUND, "no such file");
+    };
+    let mut made: Option<Wanted> = None;
+    let opened = loop {
+        match open(path.clone()).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && made.is_none() => {
+                let wanted = by_size.clone().or_else(|| edge.thumbnails.named(&name));
+                let Some(wanted) = wanted else { break Err(e) };
+                match edge.thumbnails.make(node, &wanted).await {
+                    Ok(()) => made = Some(wanted),
+                    // Not here: perhaps still on its way from its source (below).
+                    Err(thumbnail::Refusal::NoMaster) => break Err(e),
+                    Err(refusal) => return refusal.into_response(),
+                }
+            }
+            other => break other,
+        }
+    };
+    if opened.is_ok() && made.is_none() && by_size.is_some() {
+        thumbnail::note(node, "stored");
+    }
     let Opened { file, size, mtime } = match opened {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return match fresh::source_to_ask(node, &name, headers) {
                 Some(source) => fresh::answer_from(node, source, method, uri, headers).await,
                 None => plain(StatusCode::NOT_FOUND, "no such file"),
             };
         }
-        _ => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
+        Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
     };
     let secs = mtime
         .duration_since(UNIX_EPOCH)

@@ -43,6 +43,13 @@ pub struct FreshLabels {
     pub mode: &'static str,
 }
 
+/// What became of a thumbnail request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThumbnailLabels {
+    /// `made`, `stored` (served from its slave file), `refused`, `busy` or `failed`.
+    pub outcome: &'static str,
+}
+
 /// A peer whose pushes this storage cannot apply, and the error they fail with.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProblemLabels {
@@ -73,6 +80,8 @@ pub struct StorageMetrics {
     pub sync_apply_blocked: Family<ProblemLabels, Gauge>,
     pub sync_apply_failures: Family<ProblemLabels, Counter>,
     pub http_fresh_files: Family<FreshLabels, Counter>,
+    pub http_thumbnails: Family<ThumbnailLabels, Counter>,
+    pub thumbnail_seconds: Histogram,
 }
 
 impl Default for StorageMetrics {
@@ -154,9 +163,23 @@ impl StorageMetrics {
             "HTTP requests for files not here yet, answered from their source member",
             http_fresh_files.clone(),
         );
+        let http_thumbnails = Family::<ThumbnailLabels, Counter>::default();
+        registry.register(
+            "http_thumbnails",
+            "Thumbnail requests by outcome",
+            http_thumbnails.clone(),
+        );
+        let thumbnail_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "thumbnail_make_seconds",
+            "Time to read, decode, resize, encode and store one thumbnail",
+            thumbnail_seconds.clone(),
+        );
         StorageMetrics {
             registry,
             http_fresh_files,
+            http_thumbnails,
+            thumbnail_seconds,
             sync_apply_blocked,
             sync_apply_failures,
             requests,

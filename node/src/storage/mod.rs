@@ -15,7 +15,7 @@ pub mod stat_file;
 pub mod store;
 pub mod sync;
 mod transfer;
-mod upload;
+pub(crate) mod upload;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

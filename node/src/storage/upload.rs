@@ -205,6 +205,51 @@ impl StorageNode {
     }
 }
 
+impl StorageNode {
+    /// Stores `data` as `slave`, a slave file of `master`, which this storage holds: one
+    /// disk step writes it and its binlog line, so it replicates like an uploaded slave.
+    /// Thumbnails made over HTTP come this way.
+    pub(crate) async fn store_slave(
+        self: &Arc<Self>,
+        master: &RemoteName,
+        slave: RemoteName,
+        data: Vec<u8>,
+    ) -> Result<(), CommitError> {
+        let node = self.clone();
+        let store_path = usize::from(master.store_path);
+        let master_path = self
+            .store
+            .file_path(master)
+            .map_err(|_| CommitError::Exists)?;
+        let size = data.len() as u64;
+        let stored = blocking(move || {
+            use std::io::Write;
+            if !master_path.is_file() {
+                return Err(CommitError::Io(std::io::ErrorKind::NotFound.into()));
+            }
+            let slave_path = node
+                .store
+                .file_path(&slave)
+                .map_err(|_| CommitError::Exists)?;
+            let (temp, mut file) = node.store.create_temp(store_path, slave_path.parent())?;
+            file.write_all(&data)?;
+            node.store.commit_as(temp, file, &slave)?;
+            node.log_now(&[Record::new(
+                crate::unix_now() as u32,
+                Op::Create,
+                slave.to_string(),
+            )]);
+            Ok(())
+        })
+        .await
+        .map_err(|_| CommitError::Io(std::io::Error::other("disk step lost")))?;
+        if stored.is_ok() {
+            self.count_bytes(Command::UploadSlaveFile, size);
+        }
+        stored
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -329,6 +329,10 @@ pub struct HttpConfig {
     pub fresh_file_max_age: u64,
     /// Resized copies of images, made on request and kept as slave files.
     pub thumbnails: ThumbnailConfig,
+    /// Memory for small files served over HTTP (0 turns the cache off).
+    pub cache_bytes: u64,
+    /// Largest file kept in that memory.
+    pub cache_max_file: u64,
 }
 
 /// Thumbnails on the fly: `GET /<file id>?w=150&h=150&fit=cover`, or the slave name
@@ -473,6 +477,8 @@ impl Default for HttpConfig {
             response_mode: ResponseMode::Proxy,
             fresh_file_max_age: 86_400,
             thumbnails: ThumbnailConfig::default(),
+            cache_bytes: 32 << 20,
+            cache_max_file: 64 << 10,
         }
     }
 }

@@ -944,3 +944,90 @@ fn forge_png_size(png: &mut [u8], width: u32, height: u32) {
     let crc = crc32fast::hash(&png[12..29]);
     png[29..33].copy_from_slice(&crc.to_be_bytes());
 }
+
+/// Counts of `fdfs_storage_http_cache_lookups_total` by result.
+async fn cache_lookups(addr: SocketAddr) -> (u64, u64) {
+    let text = String::from_utf8(request(addr, "GET", "/metrics", &[]).await.body).expect("utf-8");
+    let count = |result: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "fdfs_storage_http_cache_lookups_total{{result=\"{result}\"}} "
+                ))
+            })
+            .map_or(0, |v| v.trim().parse().expect("count"))
+    };
+    (count("hit"), count("miss"))
+}
+
+#[tokio::test]
+async fn small_files_served_from_memory_go_when_the_file_goes() {
+    use fdfs_node::config::ResponseMode;
+    let g = Group::start(&[
+        ("127.0.0.45", ResponseMode::None),
+        ("127.0.0.46", ResponseMode::None),
+    ])
+    .await;
+    let client = fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
+        g._tracker.addr.to_string(),
+    ]))
+    .await
+    .expect("client");
+    let content = data(9000);
+    let id = client
+        .upload_bytes(&content, "jpg", None)
+        .await
+        .expect("upload");
+    let url = format!("/{id}");
+    let on_b = async || request(g.http(1), "GET", &url, &[]).await;
+    common::wait_for("B holds the copy", Duration::from_secs(30), async || {
+        on_b().await.status == 200
+    })
+    .await;
+    // Read from disk once, then from memory: whole, a range, HEAD and a revalidation.
+    let before = cache_lookups(g.http(1)).await;
+    let first = on_b().await;
+    assert_eq!((first.status, &first.body), (200, &content));
+    let again = on_b().await;
+    assert_eq!((again.status, &again.body), (200, &content));
+    assert_eq!(again.headers["etag"], first.headers["etag"]);
+    assert_eq!(
+        again.headers["last-modified"],
+        first.headers["last-modified"]
+    );
+    let part = request(g.http(1), "GET", &url, &[("Range", "bytes=100-199")]).await;
+    assert_eq!(
+        (part.status, part.body.as_slice()),
+        (206, &content[100..200])
+    );
+    assert_eq!(part.headers["content-range"], "bytes 100-199/9000");
+    let head = request(g.http(1), "HEAD", &url, &[]).await;
+    assert_eq!(head.headers["content-length"], "9000");
+    assert!(head.body.is_empty());
+    let unchanged = request(
+        g.http(1),
+        "GET",
+        &url,
+        &[("If-None-Match", first.headers["etag"].as_str())],
+    )
+    .await;
+    assert_eq!(unchanged.status, 304);
+    let after = cache_lookups(g.http(1)).await;
+    assert!(after.0 >= before.0 + 4, "hits {before:?} → {after:?}");
+
+    // Deleted on its source: the copy B kept is not served once B's file is gone.
+    let b_path = g.members[1]
+        .node
+        .config
+        .base_path
+        .join(id.remote.relative_path());
+    client.delete(&id).await.expect("delete");
+    common::wait_for(
+        "the deletion reaches B",
+        Duration::from_secs(30),
+        async || !b_path.exists(),
+    )
+    .await;
+    assert_eq!(on_b().await.status, 404);
+    assert_eq!(request(g.http(0), "GET", &url, &[]).await.status, 404);
+}

@@ -1,39 +1,42 @@
 //! The storage's HTTP side: files by file ID (as fastdfs-nginx-module serves
 //! them, with Range, ETag, Last-Modified and the anti-leech token), plus
 //! `/healthz`, `/readyz` and `/metrics`; thumbnails of images on request.
+//!
+//! A file is opened, checked and (when small) read on the connection's task when the
+//! kernel can do so from its caches (`openat2` with `RESOLVE_CACHED`, `preadv2` with
+//! `RWF_NOWAIT`); only what needs the disk goes to the disk threads. Larger bodies leave
+//! by sendfile(2).
 
+mod cache;
+pub mod conn;
 mod fresh;
 mod range;
 pub mod thumbnail;
 pub mod token;
 
 use std::collections::HashMap;
-use std::io::SeekFrom;
+use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use axum::body::Bytes;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::fileid::RemoteName;
 use crate::storage::StorageNode;
 use crate::storage::metrics::{DirectionLabels, HttpLabels};
+use cache::{FileCache, Lookup};
+use conn::{Deadlines, Payload, Reply, Request};
 use range::RangeRequest;
 use thumbnail::{Thumbnails, Wanted};
 
-/// Files up to this size are read in one step; larger ones are streamed.
-const READ_WHOLE: u64 = 256 * 1024;
-/// Chunk size of streamed bodies.
-const STREAM_CHUNK: usize = 256 * 1024;
+/// Bodies up to this size are read and written with their head in one call; larger ones
+/// go by sendfile(2).
+const READ_WHOLE: u64 = 16 * 1024;
 
 /// Serves HTTP on `listener` until `stop`, with the protocol port's connection cap,
 /// `network_timeout` and `allow_hosts`.
@@ -43,7 +46,34 @@ pub async fn serve(listener: TcpListener, node: Arc<StorageNode>, stop: Cancella
         node.config.timeouts(),
         node.acl.clone(),
     );
-    crate::server::http::serve(listener, router(node), limits, stop, Duration::from_secs(5)).await;
+    let deadlines = Deadlines {
+        header: limits.header_timeout,
+        stall: limits.stall_timeout,
+    };
+    let thumbnails = Thumbnails::new(node.config.http.thumbnails.clone());
+    let cache = FileCache::new(
+        node.config.http.cache_bytes,
+        node.config.http.cache_max_file,
+    );
+    let edge = Arc::new(Edge {
+        node,
+        thumbnails,
+        cache,
+    });
+    crate::server::http::accept_loop(
+        listener,
+        &limits,
+        stop,
+        Duration::from_secs(5),
+        move |stream, allowed, stop| {
+            let edge = edge.clone();
+            conn::serve(stream, deadlines, stop, move |request| {
+                let edge = edge.clone();
+                async move { respond(&edge, request, allowed).await }
+            })
+        },
+    )
+    .await;
 }
 
 /// What the HTTP side serves from: the storage and its thumbnail maker.
@@ -51,45 +81,69 @@ pub async fn serve(listener: TcpListener, node: Arc<StorageNode>, stop: Cancella
 struct Edge {
     node: Arc<StorageNode>,
     thumbnails: Thumbnails,
+    cache: FileCache,
 }
 
-/// The storage's routes.
-pub fn router(node: Arc<StorageNode>) -> Router {
-    let thumbnails = Thumbnails::new(node.config.http.thumbnails.clone());
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(file)
-        .with_state(Arc::new(Edge { node, thumbnails }))
-}
-
-async fn readyz(State(edge): State<Arc<Edge>>) -> Response {
+/// Answers one request; clients outside `allow_hosts` get the probes and metrics only.
+async fn respond(edge: &Edge, request: Request, allowed: bool) -> Reply {
     let node = &edge.node;
-    let (ready, text) = node.readiness();
-    if ready {
-        (StatusCode::OK, text).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
+    match request.uri.path() {
+        "/healthz" => Reply::text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            let (ready, text) = node.readiness();
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Reply::text(status, text)
+        }
+        "/metrics" => metrics(node.clone()).await,
+        _ if !allowed => Reply::text(
+            StatusCode::FORBIDDEN,
+            "this address is not in allow_hosts\n",
+        ),
+        _ => {
+            let reply = serve_file(edge, &request).await;
+            let method = match request.method {
+                Method::GET => "GET",
+                Method::HEAD => "HEAD",
+                _ => "other",
+            };
+            node.metrics
+                .http_requests
+                .get_or_create(&HttpLabels {
+                    method,
+                    code: reply.status.as_u16(),
+                })
+                .inc();
+            reply
+        }
     }
 }
 
-async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
-    let node = edge.node.clone();
+async fn metrics(node: Arc<StorageNode>) -> Reply {
     // Disk space and binlog sizes are read from the file system.
     let Ok(text) = tokio::task::spawn_blocking(move || node.render_metrics()).await else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        return Reply::new(StatusCode::INTERNAL_SERVER_ERROR);
     };
-    let mut r = text.into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    r
+    Reply::new(StatusCode::OK)
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )
+        .body(Payload::Bytes(Bytes::from(text)))
 }
 
-fn plain(code: StatusCode, text: &str) -> Response {
-    (code, format!("{text}\n")).into_response()
+fn plain(code: StatusCode, text: &str) -> Reply {
+    Reply::text(code, format!("{text}\n"))
+}
+
+/// The query's pairs, percent-decoded; the last of a repeated key wins.
+fn query_pairs(uri: &Uri) -> HashMap<String, String> {
+    uri.query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
 }
 
 /// Splits `/[group/]Mxx/HH/LL/name` and checks it names a file of this group.
@@ -149,13 +203,13 @@ fn content_disposition(name: &str) -> Option<HeaderValue> {
 /// Content-Range, read in one disk step (multi-range bodies are capped in size).
 async fn multipart(
     node: &StorageNode,
-    builder: axum::http::response::Builder,
+    mut reply: Reply,
     method: &Method,
-    file: std::fs::File,
+    content: Content,
     size: u64,
     content_type: &str,
     parts: &[(u64, u64)],
-) -> Response {
+) -> Reply {
     let boundary = format!("fdfs-{:016x}", rand::random::<u64>());
     let heads: Vec<String> = parts
         .iter()
@@ -169,74 +223,72 @@ async fn multipart(
     let closing = format!("\r\n--{boundary}--\r\n");
     let data: u64 = parts.iter().map(|(s, e)| e - s + 1).sum();
     let length = data + heads.iter().map(|h| h.len() as u64).sum::<u64>() + closing.len() as u64;
-    let builder = builder
-        .status(StatusCode::PARTIAL_CONTENT)
-        .header(
-            header::CONTENT_TYPE,
-            format!("multipart/byteranges; boundary={boundary}"),
-        )
-        .header(header::CONTENT_LENGTH, length);
+    reply.status = StatusCode::PARTIAL_CONTENT;
+    if let Ok(v) = HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}")) {
+        reply.headers.insert(header::CONTENT_TYPE, v);
+    }
+    reply
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if method == Method::HEAD {
-        return builder.body(Body::empty()).unwrap_or_default();
+        return reply;
     }
     let parts = parts.to_vec();
-    let read = crate::disk::run(move || -> std::io::Result<Vec<u8>> {
-        let mut body = Vec::with_capacity(length as usize);
-        for ((start, end), head) in parts.iter().zip(&heads) {
-            body.extend_from_slice(head.as_bytes());
-            let at = body.len();
-            body.resize(at + (end - start + 1) as usize, 0);
-            file.read_exact_at(&mut body[at..], *start)?;
+    let assemble =
+        move |read_at: &dyn Fn(&mut [u8], u64) -> std::io::Result<()>| -> std::io::Result<Vec<u8>> {
+            let mut body = Vec::with_capacity(length as usize);
+            for ((start, end), head) in parts.iter().zip(&heads) {
+                body.extend_from_slice(head.as_bytes());
+                let at = body.len();
+                body.resize(at + (end - start + 1) as usize, 0);
+                read_at(&mut body[at..], *start)?;
+            }
+            body.extend_from_slice(closing.as_bytes());
+            Ok(body)
+        };
+    let read = match content {
+        Content::Kept(entry) => Ok(assemble(&|buf: &mut [u8], at: u64| {
+            let at = at as usize;
+            buf.copy_from_slice(&entry.data[at..at + buf.len()]);
+            Ok(())
+        })),
+        Content::Disk(o) => {
+            crate::disk::run(move || {
+                assemble(&|buf: &mut [u8], at: u64| o.file.read_exact_at(buf, at))
+            })
+            .await
         }
-        body.extend_from_slice(closing.as_bytes());
-        Ok(body)
-    })
-    .await;
+    };
     match read {
         Ok(Ok(body)) => {
-            node.metrics
-                .bytes
-                .get_or_create(&DirectionLabels {
-                    direction: "out",
-                    via: "http",
-                })
-                .inc_by(data);
-            builder.body(Body::from(body)).unwrap_or_default()
+            count_out(node, data);
+            reply.body(Payload::Bytes(Bytes::from(body)))
         }
         _ => plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
     }
 }
 
-struct Opened {
-    file: std::fs::File,
-    size: u64,
-    mtime: std::time::SystemTime,
-}
-
-async fn file(
-    State(edge): State<Arc<Edge>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let label = method.as_str().to_owned();
-    let response = serve_file(&edge, &method, &uri, &headers, &query).await;
-    edge.node
-        .metrics
-        .http_requests
-        .get_or_create(&HttpLabels {
-            method: label,
-            code: response.status().as_u16(),
+fn count_out(node: &StorageNode, bytes: u64) {
+    node.metrics
+        .bytes
+        .get_or_create(&DirectionLabels {
+            direction: "out",
+            via: "http",
         })
-        .inc();
-    response
+        .inc_by(bytes);
 }
 
-/// Opens a stored file for reading, if it is a regular file.
-async fn open(path: std::path::PathBuf) -> std::io::Result<Opened> {
-    crate::disk::run(move || -> std::io::Result<Opened> {
-        let file = std::fs::File::open(&path)?;
+struct Opened {
+    file: File,
+    size: u64,
+    mtime: SystemTime,
+    ino: u64,
+}
+
+/// Opens a stored file for reading, if it is a regular file: on this task when every
+/// step of the path is in the kernel's caches, else on a disk thread.
+async fn open(path: PathBuf) -> std::io::Result<Opened> {
+    let describe = |file: File| -> std::io::Result<Opened> {
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(std::io::ErrorKind::NotFound.into());
@@ -245,20 +297,79 @@ async fn open(path: std::path::PathBuf) -> std::io::Result<Opened> {
             file,
             size: meta.len(),
             mtime: meta.modified()?,
+            ino: std::os::unix::fs::MetadataExt::ino(&meta),
         })
-    })
-    .await
-    .map_err(|_| std::io::Error::other("disk step lost"))?
+    };
+    match open_cached(&path) {
+        Ok(file) => describe(file),
+        Err(e)
+            if e.raw_os_error() == Some(libc_eagain())
+                || e.kind() == std::io::ErrorKind::Unsupported =>
+        {
+            crate::disk::run(move || describe(File::open(&path)?))
+                .await
+                .map_err(|_| std::io::Error::other("disk step lost"))?
+        }
+        Err(e) => Err(e),
+    }
 }
 
-async fn serve_file(
-    edge: &Edge,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    query: &HashMap<String, String>,
-) -> Response {
+fn libc_eagain() -> i32 {
+    rustix::io::Errno::AGAIN.raw_os_error()
+}
+
+/// `open(path, O_RDONLY)` that fails with EAGAIN instead of reading the disk to resolve
+/// the path (Linux 5.12+; older kernels answer ENOSYS, taken as EAGAIN).
+fn open_cached(path: &Path) -> std::io::Result<File> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    match rustix::fs::openat2(
+        rustix::fs::CWD,
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::CACHED,
+    ) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::INVAL) => {
+            Err(std::io::Error::from_raw_os_error(libc_eagain()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `len` bytes of `file` from `start`: read here while they are in the page cache
+/// (`RWF_NOWAIT`), the rest on a disk thread.
+async fn read_range(file: File, start: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len as usize];
+    let mut done = 0usize;
+    while done < buf.len() {
+        let mut slice = [std::io::IoSliceMut::new(&mut buf[done..])];
+        match rustix::io::preadv2(
+            &file,
+            &mut slice,
+            start + done as u64,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            // Not cached (EAGAIN), or no RWF_NOWAIT here: the disk thread reads the rest.
+            Err(_) => {
+                return crate::disk::run(move || {
+                    file.read_exact_at(&mut buf[done..], start + done as u64)
+                        .map(|()| buf)
+                })
+                .await
+                .map_err(|_| std::io::Error::other("disk step lost"))?;
+            }
+        }
+    }
+    Ok(buf)
+}
+
+async fn serve_file(edge: &Edge, request: &Request) -> Reply {
     let node = &edge.node;
+    let (method, uri, headers) = (&request.method, &request.uri, &request.headers);
     if method != Method::GET && method != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
     }
@@ -266,6 +377,7 @@ async fn serve_file(
         Ok(n) => n,
         Err((code, text)) => return plain(code, text),
     };
+    let query = query_pairs(uri);
     let http = &node.config.http;
     // The token covers every form of the URL, thumbnails included.
     if http.check_token {
@@ -283,63 +395,90 @@ async fn serve_file(
         }
     }
     // `?w=&h=&fit=` asks for a thumbnail of the file: the slave file that holds it.
-    let by_size = match edge.thumbnails.asked(&asked, query) {
+    let by_size = match edge.thumbnails.asked(&asked, &query) {
         Ok(w) => w,
         Err(refusal) => {
             thumbnail::note(node, refusal.outcome());
-            return refusal.into_response();
+            return refusal.into_reply();
         }
     };
     let name = by_size.as_ref().map_or(&asked, |w| &w.slave).clone();
     let Ok(path) = node.store.file_path(&name) else {
         return plain(StatusCode::NOT_FOUND, "no such file");
     };
-    let mut made: Option<Wanted> = None;
-    let opened = loop {
-        match open(path.clone()).await {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && made.is_none() => {
-                let wanted = by_size.clone().or_else(|| edge.thumbnails.named(&name));
-                let Some(wanted) = wanted else { break Err(e) };
-                match edge.thumbnails.make(node, &wanted).await {
-                    Ok(()) => made = Some(wanted),
-                    // Not here: perhaps still on its way from its source (below).
-                    Err(thumbnail::Refusal::NoMaster) => break Err(e),
-                    Err(refusal) => return refusal.into_response(),
+    let appender = name.core().is_ok_and(|c| c.is_appender());
+    let key = path.to_string_lossy();
+    // Read before the file is: a removal after this makes the kept copy checked again.
+    let removals = node.store.removals();
+    let mut kept = None;
+    if !appender {
+        match edge.cache.lookup(node, &key) {
+            Lookup::Fresh(entry) => kept = Some(entry),
+            Lookup::Recheck(entry) => match open(path.clone()).await {
+                Ok(o)
+                    if (o.ino, o.size, o.mtime)
+                        == (entry.ino, entry.data.len() as u64, entry.mtime) =>
+                {
+                    edge.cache.confirm(&entry, removals);
+                    kept = Some(entry);
                 }
-            }
-            other => break other,
+                _ => edge.cache.forget(&key),
+            },
+            Lookup::Missing => {}
         }
-    };
-    if opened.is_ok() && made.is_none() && by_size.is_some() {
-        thumbnail::note(node, "stored");
     }
-    let Opened { file, size, mtime } = match opened {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return match fresh::source_to_ask(node, &name, headers) {
-                Some(source) => fresh::answer_from(node, source, method, uri, headers).await,
-                None => plain(StatusCode::NOT_FOUND, "no such file"),
-            };
-        }
-        Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
+    let content = match kept {
+        Some(entry) => Content::Kept(entry),
+        None => match open_or_make(edge, &name, &path, by_size.as_ref()).await {
+            Ok((opened, made)) => {
+                if by_size.is_some() && !made {
+                    thumbnail::note(node, "stored");
+                }
+                Content::Disk(opened)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return match fresh::source_to_ask(node, &name, headers) {
+                    Some(source) => {
+                        Reply::relay(fresh::answer_from(node, source, method, uri, headers).await)
+                    }
+                    None => plain(StatusCode::NOT_FOUND, "no such file"),
+                };
+            }
+            Err(e) => {
+                return match e
+                    .into_inner()
+                    .and_then(|inner| inner.downcast::<Refused>().ok())
+                {
+                    Some(refused) => refused.0.into_reply(),
+                    None => plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
+                };
+            }
+        },
     };
-    let secs = mtime
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs();
-    let etag = format!("\"{secs:x}-{size:x}\"");
-    let last_modified = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
+    let size = content.size();
+    let validators = match &content {
+        Content::Kept(entry) => {
+            if by_size.is_some() {
+                thumbnail::note(node, "stored");
+            }
+            entry.validators.clone()
+        }
+        Content::Disk(o) => Validators::of(o.size, o.mtime),
+    };
+    let (etag, last_modified) = (validators.etag_text(), validators.last_modified_text());
+    let secs = validators.secs;
     // A file under its ID never changes, except an appender file, which grows.
     let cache = if name.core().is_ok_and(|c| c.is_appender()) {
         "no-cache"
     } else {
         "public, max-age=31536000, immutable"
     };
-    let mut builder = Response::builder()
-        .header(header::ETAG, &etag)
-        .header(header::LAST_MODIFIED, &last_modified)
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CACHE_CONTROL, cache);
+    let value = |text: &str| HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static(""));
+    let mut reply = Reply::new(StatusCode::OK)
+        .header(header::ETAG, validators.etag.clone())
+        .header(header::LAST_MODIFIED, validators.last_modified.clone())
+        .header(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"))
+        .header(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     let header_text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
     let not_modified = match header_text(header::IF_NONE_MATCH) {
         Some(tags) => tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"),
@@ -348,18 +487,16 @@ async fn serve_file(
             .is_some_and(|since| UNIX_EPOCH + Duration::from_secs(secs) <= since),
     };
     if not_modified {
-        return builder
-            .status(StatusCode::NOT_MODIFIED)
-            .body(Body::empty())
-            .unwrap_or_default();
+        reply.status = StatusCode::NOT_MODIFIED;
+        return reply;
     }
     let content_type = Path::new(&name.name)
         .extension()
         .and_then(|e| mime_guess::from_ext(&e.to_string_lossy()).first_raw())
         .unwrap_or("application/octet-stream");
-    builder = builder.header(header::CONTENT_TYPE, content_type);
+    reply = reply.header(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Some(v) = query.get("filename").and_then(|n| content_disposition(n)) {
-        builder = builder.header(header::CONTENT_DISPOSITION, v);
+        reply = reply.header(header::CONTENT_DISPOSITION, v);
     }
     // If-Range with a different validator means "send it all".
     let range_header = match header_text(header::IF_RANGE) {
@@ -369,50 +506,137 @@ async fn serve_file(
     let (status, start, len) = match range::parse(range_header, size) {
         RangeRequest::Full => (StatusCode::OK, 0, size),
         RangeRequest::Parts(parts) => {
-            return multipart(node, builder, method, file, size, content_type, &parts).await;
+            return multipart(node, reply, method, content, size, content_type, &parts).await;
         }
         RangeRequest::Part { start, end } => {
-            builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+            reply = reply.header(
+                header::CONTENT_RANGE,
+                value(&format!("bytes {start}-{end}/{size}")),
+            );
             (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
         }
         RangeRequest::Unsatisfiable => {
-            return builder
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
-                .body(Body::empty())
-                .unwrap_or_default();
+            reply.status = StatusCode::RANGE_NOT_SATISFIABLE;
+            return reply
+                .header(header::CONTENT_RANGE, value(&format!("bytes */{size}")))
+                .header(header::CONTENT_LENGTH, HeaderValue::from(0u64));
         }
     };
-    builder = builder.status(status).header(header::CONTENT_LENGTH, len);
+    reply.status = status;
+    reply = reply.header(header::CONTENT_LENGTH, HeaderValue::from(len));
     if method == Method::HEAD {
-        return builder.body(Body::empty()).unwrap_or_default();
+        return reply;
     }
-    node.metrics
-        .bytes
-        .get_or_create(&DirectionLabels {
-            direction: "out",
-            via: "http",
-        })
-        .inc_by(len);
-    let body = if len <= READ_WHOLE {
-        let read = crate::disk::run(move || {
-            let mut buf = vec![0u8; len as usize];
-            file.read_exact_at(&mut buf, start).map(|_| buf)
-        })
-        .await;
-        match read {
-            Ok(Ok(buf)) => Body::from(buf),
-            _ => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
+    count_out(node, len);
+    let span = start as usize..(start + len) as usize;
+    let payload = match content {
+        Content::Kept(entry) => Payload::Bytes(entry.data.slice(span)),
+        // A small file is read whole and kept, whatever part of it was asked for.
+        Content::Disk(o) if !appender && edge.cache.takes(size) => {
+            match read_range(o.file, 0, size).await {
+                Ok(buf) => {
+                    let data = Bytes::from(buf);
+                    edge.cache
+                        .keep(&key, data.clone(), validators, o.mtime, o.ino, removals);
+                    Payload::Bytes(data.slice(span))
+                }
+                Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
+            }
         }
-    } else {
-        let mut f = tokio::fs::File::from_std(file);
-        if f.seek(SeekFrom::Start(start)).await.is_err() {
-            return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file");
-        }
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-            f.take(len),
-            STREAM_CHUNK,
-        ))
+        Content::Disk(o) if len <= READ_WHOLE => match read_range(o.file, start, len).await {
+            Ok(buf) => Payload::Bytes(Bytes::from(buf)),
+            Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
+        },
+        Content::Disk(o) => Payload::File {
+            file: o.file,
+            offset: start,
+            len,
+        },
     };
-    builder.body(body).unwrap_or_default()
+    reply.body(payload)
+}
+
+/// Where a response's bytes come from.
+enum Content {
+    Kept(Arc<cache::Entry>),
+    Disk(Opened),
+}
+
+impl Content {
+    fn size(&self) -> u64 {
+        match self {
+            Content::Kept(e) => e.data.len() as u64,
+            Content::Disk(o) => o.size,
+        }
+    }
+}
+
+/// A file version's ETag and Last-Modified (whole seconds), as header values.
+#[derive(Debug, Clone)]
+pub struct Validators {
+    pub secs: u64,
+    pub etag: HeaderValue,
+    pub last_modified: HeaderValue,
+}
+
+impl Validators {
+    pub fn of(size: u64, mtime: SystemTime) -> Self {
+        let secs = mtime
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        let value =
+            |text: String| HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""));
+        Validators {
+            secs,
+            etag: value(format!("\"{secs:x}-{size:x}\"")),
+            last_modified: value(httpdate::fmt_http_date(
+                UNIX_EPOCH + Duration::from_secs(secs),
+            )),
+        }
+    }
+
+    fn etag_text(&self) -> &str {
+        self.etag.to_str().unwrap_or("")
+    }
+
+    fn last_modified_text(&self) -> &str {
+        self.last_modified.to_str().unwrap_or("")
+    }
+}
+
+/// A thumbnail refusal carried through an `io::Error`.
+#[derive(Debug)]
+struct Refused(thumbnail::Refusal);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Opens `name`; when it is a thumbnail not made yet (asked for `by_size`, or by its
+/// slave name), makes it first (then `true` comes with the file).
+async fn open_or_make(
+    edge: &Edge,
+    name: &RemoteName,
+    path: &Path,
+    by_size: Option<&Wanted>,
+) -> std::io::Result<(Opened, bool)> {
+    match open(path.to_path_buf()).await {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let Some(wanted) = by_size.cloned().or_else(|| edge.thumbnails.named(name)) else {
+                return Err(e);
+            };
+            match edge.thumbnails.make(&edge.node, &wanted).await {
+                Ok(()) => Ok((open(path.to_path_buf()).await?, true)),
+                // Not here: perhaps still on its way from its source.
+                Err(thumbnail::Refusal::NoMaster) => Err(e),
+                Err(refusal) => Err(std::io::Error::other(Refused(refusal))),
+            }
+        }
+        other => other.map(|o| (o, false)),
+    }
 }

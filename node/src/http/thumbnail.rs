@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+
+use super::conn::Reply;
 use image::{DynamicImage, ImageFormat, imageops::FilterType};
 use tokio::sync::Semaphore;
 
@@ -69,16 +70,14 @@ impl Refusal {
     }
 
     /// The answer a client gets, never cached.
-    pub fn into_response(self) -> Response {
-        let status = self.status();
-        let mut r = (status, format!("{self}\n")).into_response();
-        r.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    pub fn into_reply(self) -> Reply {
+        let reply = Reply::text(self.status(), format!("{self}\n"))
+            .header(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self == Refusal::Busy {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            reply.header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+        } else {
+            reply
         }
-        r
     }
 }
 

@@ -15,7 +15,7 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
@@ -38,10 +38,10 @@ pub struct HttpLimits {
 }
 
 /// Paths every client may ask for, whatever `allow_hosts` says: probes and metrics.
-const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+pub const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
-/// Serves `app` on `listener` until `stop`, then lets requests in flight finish for up to
-/// `drain`.
+/// Serves `app` on `listener` with hyper until `stop`, then lets requests in flight
+/// finish for up to `drain`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -49,11 +49,60 @@ pub async fn serve(
     stop: CancellationToken,
     drain: Duration,
 ) {
+    let forbidden = forbidden(app.clone());
+    let header_timeout = limits.header_timeout;
+    let stall_timeout = limits.stall_timeout;
+    accept_loop(
+        listener,
+        &limits,
+        stop,
+        drain,
+        move |stream, allowed, stop| {
+            let app = if allowed {
+                app.clone()
+            } else {
+                forbidden.clone()
+            };
+            async move {
+                let io = TokioIo::new(StallGuard::new(QuickAckStream::new(stream), stall_timeout));
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .keep_alive(true);
+                let conn = builder.serve_connection(io, TowerToHyperService::new(app));
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = stop.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// Accepts HTTP connections on `listener` until `stop`, within the connection cap (half of
+/// it per client address) and the process's descriptor budget, and runs `conn` for each:
+/// the stream, whether `allow_hosts` lets its client fetch files, and `stop`. Then lets
+/// the connections finish for up to `drain`.
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    limits: &HttpLimits,
+    stop: CancellationToken,
+    drain: Duration,
+    conn: F,
+) where
+    F: Fn(TcpStream, bool, CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     // HTTP never takes more than half of the descriptor budget: a flood of HTTP
     // connections leaves the protocol ports the other half.
     let slots = Slots::new(limits.max_connections.min(fd_budget_size() / 2));
     let refusals = Refusals::default();
-    let forbidden = forbidden(app.clone());
     let mut tasks = JoinSet::new();
     while let Some((stream, peer)) = accept(&listener, &stop, &refusals).await {
         let claimed = fd_budget()
@@ -68,32 +117,9 @@ pub async fn serve(
                 continue;
             }
         };
-        let app = if limits.allow_hosts.allows(peer.ip()) {
-            app.clone()
-        } else {
-            forbidden.clone()
-        };
-        let io = TokioIo::new(StallGuard::new(
-            QuickAckStream::new(stream),
-            limits.stall_timeout,
-        ));
-        let header_timeout = limits.header_timeout;
-        let stop = stop.clone();
+        let served = conn(stream, limits.allow_hosts.allows(peer.ip()), stop.clone());
         tasks.spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .keep_alive(true);
-            let conn = builder.serve_connection(io, TowerToHyperService::new(app));
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            served.await;
             drop((fds, slot));
         });
         while tasks.try_join_next().is_some() {}

@@ -38,7 +38,7 @@ impl QuickAckStream {
 }
 
 /// Sets TCP_QUICKACK; a failure only costs latency, so it is not reported.
-fn arm(stream: &TcpStream) {
+pub fn arm(stream: &TcpStream) {
     let _ = rustix::net::sockopt::set_tcp_quickack(stream, true);
 }
 

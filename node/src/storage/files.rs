@@ -101,9 +101,14 @@ impl StorageNode {
     ) -> Handled {
         let req = self.file_request(conn, header).await?;
         let (name, path) = self.locate(&req.remote_filename)?;
-        let had_meta = blocking(move || store::delete(&path))
-            .await?
-            .map_err(|e| Failure::Status(io_status(&e)))?;
+        let node = self.clone();
+        let had_meta = blocking(move || {
+            let deleted = store::delete(&path);
+            node.store.note_removed();
+            deleted
+        })
+        .await?
+        .map_err(|e| Failure::Status(io_status(&e)))?;
         tracing::debug!(file = %name, "deleted");
         let now = crate::unix_now() as u32;
         let mut records = vec![Record::new(now, Op::Delete, name.to_string())];

@@ -43,6 +43,13 @@ pub struct FreshLabels {
     pub mode: &'static str,
 }
 
+/// Whether an HTTP request found its file in memory.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `hit` or `miss`.
+    pub result: &'static str,
+}
+
 /// What became of a thumbnail request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ThumbnailLabels {
@@ -60,7 +67,8 @@ pub struct ProblemLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub method: String,
+    /// `GET`, `HEAD` or `other`.
+    pub method: &'static str,
     pub code: u16,
 }
 
@@ -82,6 +90,7 @@ pub struct StorageMetrics {
     pub http_fresh_files: Family<FreshLabels, Counter>,
     pub http_thumbnails: Family<ThumbnailLabels, Counter>,
     pub thumbnail_seconds: Histogram,
+    pub http_cache: Family<CacheLabels, Counter>,
 }
 
 impl Default for StorageMetrics {
@@ -175,8 +184,15 @@ impl StorageMetrics {
             "Time to read, decode, resize, encode and store one thumbnail",
             thumbnail_seconds.clone(),
         );
+        let http_cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "http_cache_lookups",
+            "HTTP file requests by whether the file was found in memory",
+            http_cache.clone(),
+        );
         StorageMetrics {
             registry,
+            http_cache,
             http_fresh_files,
             http_thumbnails,
             thumbnail_seconds,

@@ -177,7 +177,13 @@ impl StorageNode {
         let req = SyncDelete::decode(&body).map_err(|e| e.status())?;
         self.check_group(&req.group)?;
         let (name, path) = self.locate(&req.name)?;
-        let removed = blocking(move || std::fs::remove_file(&path)).await?;
+        let node = self.clone();
+        let removed = blocking(move || {
+            let removed = std::fs::remove_file(&path);
+            node.store.note_removed();
+            removed
+        })
+        .await?;
         self.synced_from(session, req.timestamp);
         removed.map_err(|e| Failure::Status(io_status(&e)))?;
         self.log(&[Record::new(req.timestamp, Op::Delete, name.to_string()).replica()])

@@ -47,6 +47,9 @@ pub struct Store {
     /// place files on these instead of asking the file system each time.
     usage: Mutex<Vec<PathUsage>>,
     written_since: Vec<AtomicU64>,
+    /// Counts files removed: readers that keep copies (the HTTP cache) check theirs again
+    /// when it moves.
+    removals: AtomicU64,
 }
 
 /// Bytes stored on a path after which its figures are read again before the timer.
@@ -116,6 +119,7 @@ impl Store {
             sync_policy: SyncPolicy::from_written_bytes(cfg.fsync_after_written_bytes),
             usage,
             written_since,
+            removals: AtomicU64::new(0),
             paths,
             subdir_count,
             hashed_dirs: cfg.file_distribute_path_mode == 1,
@@ -207,6 +211,17 @@ impl Store {
         let (mut temp, file) = self.create_temp(store_path, Some(&dir))?;
         temp.dirs = Some((hh as u8, ll as u8));
         Ok((temp, file))
+    }
+
+    /// Notes that a stored file was removed (see [`Self::removals`]).
+    pub fn note_removed(&self) {
+        self.removals.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many files have been removed so far: a copy made before this moved may be of a
+    /// file that is gone.
+    pub fn removals(&self) -> u64 {
+        self.removals.load(Ordering::Acquire)
     }
 
     /// When written file data is forced to disk.

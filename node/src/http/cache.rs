@@ -1,0 +1,150 @@
+//! Small files kept in memory for the HTTP side: the product photos, thumbnails and
+//! avatars an image site serves on every page view, answered with no file-system call.
+//!
+//! A file under its ID never changes; it can only go away. An entry is therefore good
+//! until the store notes a removal (then it is checked against the disk before its next
+//! use) or, to bound what an out-of-band change could leave stale, for at most
+//! `RECHECK` between checks. Appender files, which change in place, are never kept.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::Bytes;
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+
+use super::Validators;
+use crate::storage::StorageNode;
+use crate::storage::metrics::CacheLabels;
+
+/// Longest an entry is used without a look at the disk.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// A kept file: its bytes and what identifies this version of it on disk.
+#[derive(Debug)]
+pub struct Entry {
+    pub data: Bytes,
+    pub validators: Validators,
+    pub mtime: SystemTime,
+    pub ino: u64,
+    /// The store's removal count when the entry was last checked.
+    removals: AtomicU64,
+    /// Milliseconds since the cache's start at the last check.
+    checked: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct BySize;
+
+impl Weighter<String, Arc<Entry>> for BySize {
+    fn weight(&self, key: &String, val: &Arc<Entry>) -> u64 {
+        (key.len() + val.data.len() + 128) as u64
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Usable as is.
+    Fresh(Arc<Entry>),
+    /// Kept, but to be compared with the disk before use.
+    Recheck(Arc<Entry>),
+    Missing,
+}
+
+/// The cache; `None` inside when configured off.
+#[derive(Debug)]
+pub struct FileCache {
+    files: Option<Cache<String, Arc<Entry>, BySize>>,
+    max_file: u64,
+    started: Instant,
+}
+
+impl FileCache {
+    pub fn new(budget: u64, max_file: u64) -> Self {
+        let files = (budget > 0 && max_file > 0).then(|| {
+            let estimated = (budget / max_file.clamp(4096, 64 * 1024)).max(16) as usize;
+            Cache::with_weighter(estimated, budget, BySize)
+        });
+        FileCache {
+            files,
+            max_file,
+            started: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Whether a file of `size` bytes is kept at all.
+    pub fn takes(&self, size: u64) -> bool {
+        self.files.is_some() && size <= self.max_file
+    }
+
+    pub fn lookup(&self, node: &StorageNode, key: &str) -> Lookup {
+        let Some(files) = &self.files else {
+            return Lookup::Missing;
+        };
+        let found = files.get(key);
+        count(node, if found.is_some() { "hit" } else { "miss" });
+        let Some(entry) = found else {
+            return Lookup::Missing;
+        };
+        let stale = entry.removals.load(Ordering::Acquire) != node.store.removals()
+            || self
+                .now_ms()
+                .saturating_sub(entry.checked.load(Ordering::Relaxed))
+                > RECHECK.as_millis() as u64;
+        if stale {
+            Lookup::Recheck(entry)
+        } else {
+            Lookup::Fresh(entry)
+        }
+    }
+
+    /// Marks `entry` as matching the disk as of now.
+    pub fn confirm(&self, entry: &Entry, removals: u64) {
+        entry.removals.store(removals, Ordering::Release);
+        entry.checked.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Keeps `data` as the file `key`, read after the store had noted `removals`.
+    pub fn keep(
+        &self,
+        key: &str,
+        data: Bytes,
+        validators: Validators,
+        mtime: SystemTime,
+        ino: u64,
+        removals: u64,
+    ) {
+        if let Some(files) = &self.files {
+            files.insert(
+                key.to_owned(),
+                Arc::new(Entry {
+                    data,
+                    validators,
+                    mtime,
+                    ino,
+                    removals: AtomicU64::new(removals),
+                    checked: AtomicU64::new(self.now_ms()),
+                }),
+            );
+        }
+    }
+
+    pub fn forget(&self, key: &str) {
+        if let Some(files) = &self.files {
+            files.remove(key);
+        }
+    }
+}
+
+fn count(node: &StorageNode, result: &'static str) {
+    node.metrics
+        .http_cache
+        .get_or_create(&CacheLabels { result })
+        .inc();
+}

@@ -792,6 +792,9 @@ async fn thumbnails_are_made_once_stored_as_slaves_and_served_by_every_member() 
         )
         .await;
         assert_eq!(again.body, made.body);
+        // The image itself is still the image, whatever was served for its thumbnail URL.
+        let image = request(g.http(0), "GET", &signed(&master, ""), &[]).await;
+        assert_eq!(image.body, source, "{ext}");
         // The slave file replicates: B serves it under its own name, same bytes.
         common::wait_for(
             "B holds the thumbnail",

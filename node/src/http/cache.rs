@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-use super::Validators;
+use super::{IMMUTABLE, Validators};
 use crate::storage::StorageNode;
 use crate::storage::metrics::CacheLabels;
 
@@ -26,6 +26,8 @@ const RECHECK: Duration = Duration::from_secs(1);
 pub struct Entry {
     pub data: Bytes,
     pub validators: Validators,
+    /// The header lines of a 200 for the whole file.
+    pub head: Bytes,
     pub mtime: SystemTime,
     pub ino: u64,
     /// The store's removal count when the entry was last checked.
@@ -111,21 +113,32 @@ impl FileCache {
     }
 
     /// Keeps `data` as the file `key`, read after the store had noted `removals`.
+    #[allow(clippy::too_many_arguments)]
     pub fn keep(
         &self,
         key: &str,
         data: Bytes,
         validators: Validators,
+        content_type: &str,
         mtime: SystemTime,
         ino: u64,
         removals: u64,
     ) {
         if let Some(files) = &self.files {
+            let head = format!(
+                "etag: {}\r\nlast-modified: {}\r\naccept-ranges: bytes\r\n\
+                 cache-control: {IMMUTABLE}\r\ncontent-type: {content_type}\r\n\
+                 content-length: {}\r\n",
+                validators.etag.to_str().unwrap_or(""),
+                validators.last_modified.to_str().unwrap_or(""),
+                data.len(),
+            );
             files.insert(
                 key.to_owned(),
                 Arc::new(Entry {
                     data,
                     validators,
+                    head: Bytes::from(head),
                     mtime,
                     ino,
                     removals: AtomicU64::new(removals),

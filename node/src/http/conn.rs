@@ -71,6 +71,9 @@ impl Payload {
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// Header lines written as they are after `headers`, Content-Length included: a
+    /// response head made once and kept (see `cache`).
+    pub raw_head: Option<Bytes>,
     pub payload: Payload,
 }
 
@@ -79,6 +82,7 @@ impl Reply {
         Reply {
             status,
             headers: HeaderMap::new(),
+            raw_head: None,
             payload: Payload::Empty,
         }
     }
@@ -115,6 +119,7 @@ impl Reply {
         Reply {
             status: parts.status,
             headers: parts.headers,
+            raw_head: None,
             payload: Payload::Stream(body),
         }
     }
@@ -357,6 +362,7 @@ async fn write_reply(
     let Reply {
         status,
         mut headers,
+        raw_head,
         payload,
     } = reply;
     let with_body = *method != Method::HEAD && !bodiless(status);
@@ -366,6 +372,7 @@ async fn write_reply(
         headers.remove(header::TRANSFER_ENCODING);
     }
     if let Some(n) = length
+        && raw_head.is_none()
         && !bodiless(status)
         && !headers.contains_key(header::CONTENT_LENGTH)
     {
@@ -387,6 +394,9 @@ async fn write_reply(
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
+    }
+    if let Some(raw) = &raw_head {
+        head.extend_from_slice(raw);
     }
     if chunked {
         head.extend_from_slice(b"transfer-encoding: chunked\r\n");

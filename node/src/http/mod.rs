@@ -34,6 +34,9 @@ use conn::{Deadlines, Payload, Reply, Request};
 use range::RangeRequest;
 use thumbnail::{Thumbnails, Wanted};
 
+/// Cache-Control of a file under its ID, which never changes (appender files aside).
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
 /// Bodies up to this size are read and written with their head in one call; larger ones
 /// go by sendfile(2).
 const READ_WHOLE: u64 = 16 * 1024;
@@ -104,7 +107,10 @@ async fn respond(edge: &Edge, request: Request, allowed: bool) -> Reply {
             "this address is not in allow_hosts\n",
         ),
         _ => {
-            let reply = serve_file(edge, &request).await;
+            let reply = match kept_whole(edge, &request) {
+                Some(reply) => reply,
+                None => serve_file(edge, &request).await,
+            };
             let method = match request.method {
                 Method::GET => "GET",
                 Method::HEAD => "HEAD",
@@ -120,6 +126,35 @@ async fn respond(edge: &Edge, request: Request, allowed: bool) -> Reply {
             reply
         }
     }
+}
+
+/// The whole of a file kept in memory, for a plain GET or HEAD of its URL (no query,
+/// range or condition, no token to check): its head made once, its bytes shared.
+fn kept_whole(edge: &Edge, request: &Request) -> Option<Reply> {
+    let plain_get = matches!(request.method, Method::GET | Method::HEAD)
+        && request.uri.query().is_none()
+        && !edge.node.config.http.check_token
+        && [
+            header::RANGE,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_RANGE,
+        ]
+        .iter()
+        .all(|h| !request.headers.contains_key(h));
+    if !plain_get {
+        return None;
+    }
+    let Lookup::Fresh(entry) = edge.cache.lookup(&edge.node, request.uri.path()) else {
+        return None;
+    };
+    let mut reply = Reply::new(StatusCode::OK);
+    reply.raw_head = Some(entry.head.clone());
+    if request.method == Method::GET {
+        count_out(&edge.node, entry.data.len() as u64);
+        reply.payload = Payload::Bytes(entry.data.clone());
+    }
+    Some(reply)
 }
 
 async fn metrics(node: Arc<StorageNode>) -> Reply {
@@ -407,12 +442,21 @@ async fn serve_file(edge: &Edge, request: &Request) -> Reply {
         return plain(StatusCode::NOT_FOUND, "no such file");
     };
     let appender = name.core().is_ok_and(|c| c.is_appender());
-    let key = path.to_string_lossy();
+    // Kept under the URL's path, so a later request for it is answered before any parsing;
+    // a thumbnail asked for by size under its own URL (`/<group>/<slave>`).
+    let slave_key;
+    let key = match &by_size {
+        Some(w) => {
+            slave_key = format!("/{}/{}", node.config.group_name, w.slave);
+            slave_key.as_str()
+        }
+        None => uri.path(),
+    };
     // Read before the file is: a removal after this makes the kept copy checked again.
     let removals = node.store.removals();
     let mut kept = None;
     if !appender {
-        match edge.cache.lookup(node, &key) {
+        match edge.cache.lookup(node, key) {
             Lookup::Fresh(entry) => kept = Some(entry),
             Lookup::Recheck(entry) => match open(path.clone()).await {
                 Ok(o)
@@ -422,7 +466,7 @@ async fn serve_file(edge: &Edge, request: &Request) -> Reply {
                     edge.cache.confirm(&entry, removals);
                     kept = Some(entry);
                 }
-                _ => edge.cache.forget(&key),
+                _ => edge.cache.forget(key),
             },
             Lookup::Missing => {}
         }
@@ -471,7 +515,7 @@ async fn serve_file(edge: &Edge, request: &Request) -> Reply {
     let cache = if name.core().is_ok_and(|c| c.is_appender()) {
         "no-cache"
     } else {
-        "public, max-age=31536000, immutable"
+        IMMUTABLE
     };
     let value = |text: &str| HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static(""));
     let mut reply = Reply::new(StatusCode::OK)
@@ -536,8 +580,15 @@ async fn serve_file(edge: &Edge, request: &Request) -> Reply {
             match read_range(o.file, 0, size).await {
                 Ok(buf) => {
                     let data = Bytes::from(buf);
-                    edge.cache
-                        .keep(&key, data.clone(), validators, o.mtime, o.ino, removals);
+                    edge.cache.keep(
+                        key,
+                        data.clone(),
+                        validators,
+                        content_type,
+                        o.mtime,
+                        o.ino,
+                        removals,
+                    );
                     Payload::Bytes(data.slice(span))
                 }
                 Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),

@@ -379,6 +379,34 @@ pub enum Fit {
     Cover,
 }
 
+impl ThumbnailPreset {
+    /// `<name> <width>x<height> [cover|contain]`: one `http.thumbnail_preset` line of a
+    /// storage `.conf` (this project's key; FastDFS has no thumbnails).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut words = text.split_whitespace();
+        let (Some(name), Some(size)) = (words.next(), words.next()) else {
+            return Err("expected `<name> <width>x<height> [cover|contain]`".into());
+        };
+        let (w, h) = size
+            .split_once(['x', 'X'])
+            .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+            .ok_or_else(|| format!("{size:?} is not <width>x<height>"))?;
+        let fit = match words.next() {
+            Some(f) => Fit::parse(f).ok_or_else(|| format!("{f:?} is not cover or contain"))?,
+            None => Fit::default(),
+        };
+        if let Some(extra) = words.next() {
+            return Err(format!("unexpected {extra:?}"));
+        }
+        Ok(ThumbnailPreset {
+            name: name.into(),
+            width: w,
+            height: h,
+            fit,
+        })
+    }
+}
+
 impl Fit {
     pub fn parse(text: &str) -> Option<Fit> {
         match text {
@@ -436,13 +464,9 @@ impl ThumbnailConfig {
                     p.name
                 )));
             }
-            if let Some(other) = self.presets[..i].iter().find(|o| {
-                o.name == p.name || (o.width, o.height, o.fit) == (p.width, p.height, p.fit)
-            }) {
-                return Err(invalid(format!(
-                    "presets {} and {} are the same name or size",
-                    other.name, p.name
-                )));
+            // Two names for one size are allowed: a query for it maps to the first.
+            if self.presets[..i].iter().any(|o| o.name == p.name) {
+                return Err(invalid(format!("preset {} is listed twice", p.name)));
             }
         }
         if self.max_concurrent == 0 {
@@ -1022,6 +1046,26 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
             "http.anti_steal.check_token" => c.http.check_token = parse_bool(path, &l)?,
             "http.anti_steal.secret_key" => c.http.secret_key = l.value.clone(),
             "http.anti_steal.token_ttl" => c.http.token_ttl = parse_num(path, &l)?,
+            // This project's HTTP keys (thumbnails, the small-file memory).
+            "http.thumbnail_preset" => {
+                let preset =
+                    ThumbnailPreset::parse(&l.value).map_err(|reason| ConfigError::BadValue {
+                        path: path.into(),
+                        line: l.line,
+                        key: l.key.clone(),
+                        value: l.value.clone(),
+                        reason,
+                    })?;
+                c.http.thumbnails.presets.push(preset);
+            }
+            "http.thumbnail_max_source_pixels" => {
+                c.http.thumbnails.max_source_pixels = parse_num(path, &l)?
+            }
+            "http.thumbnail_max_concurrent" => {
+                c.http.thumbnails.max_concurrent = parse_num(path, &l)?
+            }
+            "http.cache_bytes" => c.http.cache_bytes = parse_bytes(path, &l)?,
+            "http.cache_max_file" => c.http.cache_max_file = parse_bytes(path, &l)?,
             "bind_addr" if !l.value.is_empty() => bind_ip = l.value.clone(),
             "port" => port = parse_num(path, &l)?,
             "group_name" => c.group_name = l.value.clone(),
@@ -1291,6 +1335,66 @@ mod tests {
             storage_from_fastdfs(&s),
             Err(ConfigError::UnknownKey { key, .. }) if key == "extra.port"
         ));
+    }
+
+    #[test]
+    fn thumbnail_and_cache_keys_in_a_storage_conf() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = dir.path().join("storage.conf");
+        let conf = "base_path = /data\nstore_path0 = /data\n\
+                    http.thumbnail_preset = _150x150 150x150 cover\n\
+                    http.thumbnail_preset = _m 320X320\n\
+                    http.thumbnail_max_source_pixels = 1000000\n\
+                    http.thumbnail_max_concurrent = 3\n\
+                    http.cache_bytes = 8MB\nhttp.cache_max_file = 16KB\n";
+        std::fs::write(&s, conf).expect("write");
+        let c = storage_from_fastdfs(&s).expect("loads");
+        let t = &c.http.thumbnails;
+        assert_eq!(
+            t.presets,
+            [
+                ThumbnailPreset {
+                    name: "_150x150".into(),
+                    width: 150,
+                    height: 150,
+                    fit: Fit::Cover
+                },
+                ThumbnailPreset {
+                    name: "_m".into(),
+                    width: 320,
+                    height: 320,
+                    fit: Fit::Contain
+                },
+            ]
+        );
+        assert_eq!((t.max_source_pixels, t.max_concurrent), (1_000_000, 3));
+        assert_eq!(
+            (c.http.cache_bytes, c.http.cache_max_file),
+            (8 << 20, 16 << 10)
+        );
+        for (bad, why) in [
+            ("http.thumbnail_preset = _s 150\n", "no height"),
+            (
+                "http.thumbnail_preset = _s 150x150 stretch\n",
+                "unknown fit",
+            ),
+            (
+                "http.thumbnail_preset = ../x 150x150\n",
+                "a name that is no slave prefix",
+            ),
+            ("http.thumbnail_preset = _s 0x150\n", "a zero side"),
+            (
+                "http.thumbnail_preset = _s 9000x150\n",
+                "a side over the limit",
+            ),
+            (
+                "http.thumbnail_preset = _s 150x150\nhttp.thumbnail_preset = _s 20x20\n",
+                "a name twice",
+            ),
+        ] {
+            std::fs::write(&s, format!("base_path = /data\n{bad}")).expect("write");
+            assert!(storage_from_fastdfs(&s).is_err(), "{why}");
+        }
     }
 
     #[test]

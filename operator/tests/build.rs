@@ -991,3 +991,53 @@ fn external_trackers_must_be_host_and_port_and_leave_room_for_the_pods() {
     c.spec.trackers.external = vec!["[fd00::5]:22122".into()];
     validate_cluster(&c, None).expect("an IPv6 external tracker alone");
 }
+
+#[test]
+fn thumbnail_sizes_reach_the_storages_and_the_node_reads_them() {
+    use fdfs_operator::crd::{ThumbnailFit, ThumbnailPreset};
+    let mut sg = group("group1");
+    sg.spec.thumbnails = vec![
+        ThumbnailPreset {
+            name: "_150x150".into(),
+            width: 150,
+            height: 150,
+            fit: ThumbnailFit::Cover,
+        },
+        ThumbnailPreset {
+            name: "_m".into(),
+            width: 640,
+            height: 480,
+            fit: ThumbnailFit::Contain,
+        },
+    ];
+    let objects = group_objects(&sg, 2);
+    let conf = &objects.config.data.as_ref().expect("data")["storage.conf"];
+    assert!(
+        conf.ends_with(
+            "http.thumbnail_preset = _150x150 150x150 cover\n\
+             http.thumbnail_preset = _m 640x480 contain\n"
+        ),
+        "{conf}"
+    );
+    // The node reads exactly these lines (the token key, which the Pod gets from its
+    // Secret through the environment, given here as a line).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("storage.conf");
+    std::fs::write(&path, format!("{conf}http.anti_steal.secret_key = k\n")).expect("write");
+    let node = fdfs_node::config::storage_from_fastdfs(&path).expect("the node loads it");
+    let sizes: Vec<_> = node
+        .http
+        .thumbnails
+        .presets
+        .iter()
+        .map(|p| (p.name.as_str(), p.width, p.height, p.fit))
+        .collect();
+    use fdfs_node::config::Fit;
+    assert_eq!(
+        sizes,
+        [
+            ("_150x150", 150, 150, Fit::Cover),
+            ("_m", 640, 480, Fit::Contain)
+        ]
+    );
+}

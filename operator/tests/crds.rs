@@ -451,3 +451,43 @@ fn a_cluster_without_tracker_pods_names_external_trackers() {
         );
     }
 }
+
+#[test]
+fn thumbnail_names_are_unique_and_not_the_metadata_suffix() {
+    let crd = StorageGroup::crd();
+    let with = |thumbnails: Value| {
+        storage_group(json!({
+            "clusterRef": "main", "volume": {"size": "10Gi"}, "thumbnails": thumbnails
+        }))
+    };
+    let good = with(json!([
+        {"name": "_150x150", "width": 150, "height": 150, "fit": "Cover"},
+        {"name": "_m", "width": 640, "height": 480},
+    ]));
+    assert!(cel_messages(&crd, &good, None).is_empty());
+    let twice = with(json!([
+        {"name": "_s", "width": 150, "height": 150},
+        {"name": "_s", "width": 20, "height": 20},
+    ]));
+    assert_eq!(
+        cel_messages(&crd, &twice, None),
+        ["thumbnail names must be unique"]
+    );
+    let meta = with(json!([{"name": "-m", "width": 150, "height": 150}]));
+    assert_eq!(
+        cel_messages(&crd, &meta, None),
+        ["-m is the metadata suffix"]
+    );
+    // Sizes and name characters are bounded by the schema itself.
+    let schema = schema(&crd);
+    let preset = at(&schema, "/properties/spec/properties/thumbnails/items");
+    assert_eq!(
+        preset["properties"]["width"]["maximum"].as_f64(),
+        Some(4096.0)
+    );
+    assert_eq!(
+        preset["properties"]["name"]["pattern"],
+        json!("^[A-Za-z0-9_-]+$")
+    );
+    assert_eq!(preset["properties"]["name"]["maxLength"], json!(16));
+}

@@ -9,8 +9,8 @@
 use std::fmt::Write as _;
 
 use crate::crd::{
-    DownloadServer, Expose, FdfsCluster, FetchAllFormat, IdType, OutsideAddress, StoreLookup,
-    StorePath, StoreServer, VolumeSpec,
+    DownloadServer, Expose, FdfsCluster, FetchAllFormat, IdType, OutsideAddress, StorageGroupSpec,
+    StoreLookup, StorePath, StoreServer, ThumbnailFit,
 };
 use kube::ResourceExt;
 
@@ -127,9 +127,10 @@ pub fn storage_conf(
     cluster: &FdfsCluster,
     group_name: &str,
     storage_group: &str,
-    volume: &VolumeSpec,
+    spec: &StorageGroupSpec,
     opts: &BuildOptions,
 ) -> String {
+    let volume = &spec.volume;
     let namespace = cluster.metadata.namespace.as_deref().unwrap_or_default();
     let mut out = header("StorageGroup", namespace, storage_group);
     let mut line = |key: &str, value: &dyn std::fmt::Display| {
@@ -155,6 +156,16 @@ pub fn storage_conf(
     if cluster.spec.settings.http_token_secret_ref.is_some() {
         // The key itself arrives in the environment, from the Secret (see the pod builder).
         line("http.anti_steal.check_token", &true);
+    }
+    for t in &spec.thumbnails {
+        let fit = match t.fit {
+            ThumbnailFit::Contain => "contain",
+            ThumbnailFit::Cover => "cover",
+        };
+        line(
+            "http.thumbnail_preset",
+            &format_args!("{} {}x{} {fit}", t.name, t.width, t.height),
+        );
     }
     out
 }

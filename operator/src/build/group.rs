@@ -191,7 +191,7 @@ pub fn group_objects(
     let owner = group.controller_owner_ref(&());
     let spec = &group.spec;
 
-    let storage_conf = conf::storage_conf(cluster, &valid.group_name, &name, &spec.volume, opts);
+    let storage_conf = conf::storage_conf(cluster, &valid.group_name, &name, spec, opts);
     let config = one_file_config_map(
         meta(
             naming::group_config(&name),

@@ -23,7 +23,7 @@ pub use reserved_space::{RESERVED_STORAGE_SPACE_PATTERN, ReservedSpace};
 pub use storage_group::{
     DeletionPolicy, Expose, ExposeType, GROUP_NAME_MAX_LEN, GROUP_NAME_PATTERN, MAX_GROUP_REPLICAS,
     MemberStatus, OutsideAddress, Retirable, StorageGroup, StorageGroupSpec, StorageGroupStatus,
-    VolumeSpec,
+    ThumbnailFit, ThumbnailPreset, VolumeSpec,
 };
 
 /// API group of every resource in this crate.

@@ -112,6 +112,43 @@ pub struct StorageGroupSpec {
     /// outside address to the others.
     #[serde(default, skip_serializing_if = "Expose::is_none")]
     pub expose: Expose,
+    /// Thumbnail sizes the storages make of JPEG, PNG and WebP images on request over HTTP
+    /// (`GET /<file id>?w=&h=&fit=`, or the slave name `<stem><name>.<ext>`), stored as slave
+    /// files of the image. None by default: no thumbnails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.name == p.name))")
+        .message("thumbnail names must be unique"))]
+    pub thumbnails: Vec<ThumbnailPreset>,
+}
+
+/// One thumbnail size.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThumbnailPreset {
+    /// The slave prefix thumbnails of this size are stored under, e.g. `_150x150`.
+    #[schemars(length(min = 1, max = 16), pattern(r"^[A-Za-z0-9_-]+$"))]
+    // `<name>-m` holds a file's metadata.
+    #[x_kube(validation = Rule::new("self != '-m'").message("-m is the metadata suffix"))]
+    pub name: String,
+    /// Width of the box, in pixels.
+    #[schemars(range(min = 1, max = 4096))]
+    pub width: u32,
+    /// Height of the box, in pixels.
+    #[schemars(range(min = 1, max = 4096))]
+    pub height: u32,
+    /// `Contain` (default): the whole image, scaled down to fit inside the box. `Cover`: the
+    /// box filled, the overflow cut off centred.
+    #[serde(default)]
+    pub fit: ThumbnailFit,
+}
+
+/// How an image is fitted to a thumbnail's box.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ThumbnailFit {
+    #[default]
+    Contain,
+    Cover,
 }
 
 /// How clients outside the cluster reach a group's storages.

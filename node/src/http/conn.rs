@@ -212,6 +212,10 @@ async fn read_head(
             if buf.len() >= MAX_HEAD {
                 return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
             }
+            // Part of a head came: the client may hold the rest until it is acknowledged
+            // (Nagle). Re-arming quick ACK sends that ACK now. A whole request needs none:
+            // its response carries the ACK, and a forced one would cost a packet each.
+            crate::server::quickack::arm(stream);
         }
         let idle = buf.is_empty();
         let read = tokio::select! {
@@ -221,7 +225,7 @@ async fn read_head(
         };
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
-            Ok(Ok(_)) => crate::server::quickack::arm(stream),
+            Ok(Ok(_)) => {}
             // A silent connection is closed; a head cut short gets 408 first.
             Err(_) if idle => return Ok(None),
             Err(_) => return Err(StatusCode::REQUEST_TIMEOUT),
@@ -316,6 +320,7 @@ async fn skip(stream: &TcpStream, buf: &mut Vec<u8>, len: u64, limit: Duration) 
         if left == 0 {
             return true;
         }
+        crate::server::quickack::arm(stream);
         match tokio::time::timeout_at(deadline, read_more(stream, buf)).await {
             Ok(Ok(n)) if n > 0 => {}
             _ => return false,
@@ -576,9 +581,10 @@ mod tests {
     }
 
     /// A client with Nagle on that writes each request head in two pieces, as the C and
-    /// Java clients write theirs: the socket is in quick-ACK mode after every read.
+    /// Java clients write theirs: the socket is in quick-ACK mode after every read that
+    /// leaves a request incomplete.
     #[tokio::test]
-    async fn connections_are_in_quickack_mode_after_every_read() {
+    async fn connections_are_in_quickack_mode_after_a_partial_request() {
         const ROUNDS: usize = 20;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

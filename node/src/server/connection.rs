@@ -66,7 +66,7 @@ impl Connection {
         timeouts: super::Timeouts,
     ) -> Self {
         Connection {
-            stream: BufReader::with_capacity(64 * 1024, QuickAckStream::new(stream)),
+            stream: BufReader::with_capacity(64 * 1024, QuickAckStream::on_demand(stream)),
             peer,
             local,
             timeout: timeouts.network,
@@ -88,6 +88,7 @@ impl Connection {
             Ok(Err(e)) => return Err(e.into()),
         };
         if first < HEADER_LEN {
+            self.stream.get_ref().arm_now();
             let rest = if self.started {
                 self.timeout
             } else {
@@ -99,8 +100,18 @@ impl Connection {
         Ok(Some(Header::decode(&buf, max_body)?))
     }
 
+    /// Before a read of `need` bytes: when they are not all here yet, the client may hold
+    /// them until what it sent is acknowledged (Nagle, with a header and body written
+    /// separately), so the ACK goes now rather than up to 40 ms later.
+    fn ack_if_short(&self, need: usize) {
+        if self.stream.buffer().len() < need {
+            self.stream.get_ref().arm_now();
+        }
+    }
+
     /// Reads exactly `buf.len()` bytes.
     pub async fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ConnError> {
+        self.ack_if_short(buf.len());
         timed(self.timeout, self.stream.read_exact(buf))
             .await
             .map(|_| ())
@@ -115,6 +126,7 @@ impl Connection {
 
     /// Reads up to `buf.len()` bytes, at least one.
     pub async fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, ConnError> {
+        self.ack_if_short(1);
         let n = timed(self.timeout, self.stream.read(buf)).await?;
         if n == 0 {
             Err(ConnError::Closed)

@@ -288,12 +288,15 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Answers each request with one byte: whether the socket was in quick-ACK mode
-    /// right after its header was read.
+    /// once the server had waited for the request's body.
     struct ReportQuickAck;
 
     impl Service for ReportQuickAck {
         async fn serve(self: Arc<Self>, mut conn: Connection, _stop: CancellationToken) {
-            while let Ok(Some(_)) = conn.read_header(0).await {
+            while let Ok(Some(header)) = conn.read_header(64).await {
+                if conn.read_body(header.body_len).await.is_err() {
+                    return;
+                }
                 let armed = conn.quickack().expect("getsockopt");
                 if conn.reply(Status::Ok, &[u8::from(armed)]).await.is_err() {
                     return;
@@ -302,15 +305,16 @@ mod tests {
         }
     }
 
-    /// Sends requests the way the C client does (Nagle on, pooled connection) and reads
-    /// the server side's quick-ACK state after each header.
+    /// Sends requests the way the C client does (Nagle on, pooled connection, header and
+    /// body in separate writes) and reads the server side's quick-ACK state after each.
     async fn quickack_states(addr: SocketAddr, requests: usize) -> Vec<u8> {
         let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
         client.set_nodelay(false).expect("nagle on");
         let mut states = Vec::new();
         for _ in 0..requests {
-            let header = Header::request(Command::ActiveTest, 0).encode();
-            client.write_all(&header).await.expect("send");
+            let header = Header::request(Command::ActiveTest, 8).encode();
+            client.write_all(&header).await.expect("send the header");
+            client.write_all(&[7; 8]).await.expect("send the body");
             let mut reply = [0u8; HEADER_LEN + 1];
             client.read_exact(&mut reply).await.expect("reply");
             states.push(reply[HEADER_LEN]);
@@ -319,7 +323,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn accepted_connections_are_in_quickack_mode_after_every_read() {
+    async fn accepted_connections_are_in_quickack_mode_while_a_request_is_incomplete() {
         let (listener, addr) = bind("127.0.0.1:0").await.expect("bind");
         let stop = CancellationToken::new();
         let timeouts = Timeouts {
@@ -336,7 +340,8 @@ mod tests {
             Duration::from_secs(1),
         ));
         // After the first reply Linux treats the connection as interactive and would
-        // delay ACKs; only a re-armed TCP_QUICKACK reads 1 on the later requests.
+        // delay ACKs; only TCP_QUICKACK re-armed while the server waits for the body reads
+        // 1 on the later requests.
         assert_eq!(quickack_states(addr, 5).await, [1, 1, 1, 1, 1]);
         stop.cancel();
         served.await.expect("listener");

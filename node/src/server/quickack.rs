@@ -14,17 +14,37 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// An accepted TCP stream that re-arms TCP_QUICKACK after every read.
+/// An accepted TCP stream that re-arms TCP_QUICKACK after every read, or only when its
+/// owner asks ([`QuickAckStream::on_demand`]).
 #[derive(Debug)]
 pub struct QuickAckStream {
     inner: TcpStream,
+    after_every_read: bool,
 }
 
 impl QuickAckStream {
     /// Wraps an accepted stream and arms quick ACKs for its first read.
     pub fn new(inner: TcpStream) -> Self {
         arm(&inner);
-        QuickAckStream { inner }
+        QuickAckStream {
+            inner,
+            after_every_read: true,
+        }
+    }
+
+    /// Wraps an accepted stream whose owner calls [`Self::arm_now`] before it waits for
+    /// the rest of a request: the ACK of what came is then sent at once, while a request
+    /// that came whole gets its ACK with the response instead of in a packet of its own.
+    pub fn on_demand(inner: TcpStream) -> Self {
+        arm(&inner);
+        QuickAckStream {
+            inner,
+            after_every_read: false,
+        }
+    }
+
+    pub fn arm_now(&self) {
+        arm(&self.inner);
     }
 
     pub fn get_ref(&self) -> &TcpStream {
@@ -50,7 +70,10 @@ impl AsyncRead for QuickAckStream {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        if self.after_every_read
+            && matches!(polled, Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+        {
             arm(&self.inner);
         }
         polled

@@ -97,9 +97,136 @@ pub async fn run<T: Send + 'static>(
     result.await.map_err(|_| DiskStepLost)
 }
 
+/// A stored file opened for reading, with its size and modification time.
+#[derive(Debug)]
+pub struct OpenedFile {
+    pub file: std::fs::File,
+    pub size: u64,
+    pub mtime: std::time::SystemTime,
+    pub ino: u64,
+}
+
+/// Opens `path` for reading if it is a regular file (`NotFound` otherwise): on the
+/// caller's thread when every step of the path is in the kernel's caches, else as a disk
+/// step. Serving a hot file then costs no trip to another thread.
+pub async fn open_regular(path: std::path::PathBuf) -> std::io::Result<OpenedFile> {
+    fn describe(file: std::fs::File) -> std::io::Result<OpenedFile> {
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::ErrorKind::NotFound.into());
+        }
+        Ok(OpenedFile {
+            size: meta.len(),
+            mtime: meta.modified()?,
+            ino: std::os::unix::fs::MetadataExt::ino(&meta),
+            file,
+        })
+    }
+    match open_cached(&path) {
+        Ok(file) => describe(file),
+        Err(rustix::io::Errno::AGAIN) => run(move || describe(std::fs::File::open(&path)?))
+            .await
+            .map_err(std::io::Error::other)?,
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `open(path, O_RDONLY)` that fails with EAGAIN instead of reading the disk to resolve
+/// the path (`RESOLVE_CACHED`, Linux 5.12+; where the kernel lacks it, EAGAIN too).
+fn open_cached(path: &std::path::Path) -> Result<std::fs::File, rustix::io::Errno> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    match rustix::fs::openat2(
+        rustix::fs::CWD,
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::CACHED,
+    ) {
+        Ok(fd) => Ok(std::fs::File::from(fd)),
+        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::INVAL) => Err(rustix::io::Errno::AGAIN),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the byte of `file` at `at` is in the page cache (a one-byte `RWF_NOWAIT` read).
+pub fn is_cached(file: &std::fs::File, at: u64) -> bool {
+    let mut byte = [0u8; 1];
+    let mut slice = [std::io::IoSliceMut::new(&mut byte)];
+    matches!(
+        rustix::io::preadv2(file, &mut slice, at, rustix::io::ReadWriteFlags::NOWAIT),
+        Ok(1)
+    )
+}
+
+/// `len` bytes of `file` from `start`: read on the caller's thread while they are in the
+/// page cache (`RWF_NOWAIT`), the rest as a disk step.
+pub async fn read_cached(file: std::fs::File, start: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len as usize];
+    let mut done = 0usize;
+    while done < buf.len() {
+        let mut slice = [std::io::IoSliceMut::new(&mut buf[done..])];
+        match rustix::io::preadv2(
+            &file,
+            &mut slice,
+            start + done as u64,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            // Not cached (EAGAIN), or no RWF_NOWAIT here: the disk thread reads the rest.
+            Err(_) => {
+                return run(move || {
+                    file.read_exact_at(&mut buf[done..], start + done as u64)
+                        .map(|()| buf)
+                })
+                .await
+                .map_err(std::io::Error::other)?;
+            }
+        }
+    }
+    Ok(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn cached_files_open_and_read_here_and_others_still_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").expect("write");
+        let opened = open_regular(path.clone()).await.expect("open");
+        assert_eq!(opened.size, 10);
+        assert_eq!(
+            read_cached(opened.file, 2, 5).await.expect("read"),
+            b"23456"
+        );
+        let short = open_regular(path).await.expect("open");
+        assert_eq!(
+            read_cached(short.file, 8, 5)
+                .await
+                .expect_err("past the end")
+                .kind(),
+            std::io::ErrorKind::UnexpectedEof
+        );
+        assert_eq!(
+            open_regular(dir.path().to_path_buf())
+                .await
+                .expect_err("a directory")
+                .kind(),
+            std::io::ErrorKind::NotFound
+        );
+        assert_eq!(
+            open_regular(dir.path().join("none"))
+                .await
+                .expect_err("missing")
+                .kind(),
+            std::io::ErrorKind::NotFound
+        );
+    }
 
     #[tokio::test]
     async fn steps_run_off_the_caller_and_a_panic_is_an_error() {

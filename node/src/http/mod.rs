@@ -15,9 +15,9 @@ pub mod thumbnail;
 pub mod token;
 
 use std::collections::HashMap;
-use std::fs::File;
+
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +26,7 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::disk::OpenedFile;
 use crate::fileid::RemoteName;
 use crate::storage::StorageNode;
 use crate::storage::metrics::{DirectionLabels, HttpLabels};
@@ -313,95 +314,6 @@ fn count_out(node: &StorageNode, bytes: u64) {
         .inc_by(bytes);
 }
 
-struct Opened {
-    file: File,
-    size: u64,
-    mtime: SystemTime,
-    ino: u64,
-}
-
-/// Opens a stored file for reading, if it is a regular file: on this task when every
-/// step of the path is in the kernel's caches, else on a disk thread.
-async fn open(path: PathBuf) -> std::io::Result<Opened> {
-    let describe = |file: File| -> std::io::Result<Opened> {
-        let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(std::io::ErrorKind::NotFound.into());
-        }
-        Ok(Opened {
-            file,
-            size: meta.len(),
-            mtime: meta.modified()?,
-            ino: std::os::unix::fs::MetadataExt::ino(&meta),
-        })
-    };
-    match open_cached(&path) {
-        Ok(file) => describe(file),
-        Err(e)
-            if e.raw_os_error() == Some(libc_eagain())
-                || e.kind() == std::io::ErrorKind::Unsupported =>
-        {
-            crate::disk::run(move || describe(File::open(&path)?))
-                .await
-                .map_err(|_| std::io::Error::other("disk step lost"))?
-        }
-        Err(e) => Err(e),
-    }
-}
-
-fn libc_eagain() -> i32 {
-    rustix::io::Errno::AGAIN.raw_os_error()
-}
-
-/// `open(path, O_RDONLY)` that fails with EAGAIN instead of reading the disk to resolve
-/// the path (Linux 5.12+; older kernels answer ENOSYS, taken as EAGAIN).
-fn open_cached(path: &Path) -> std::io::Result<File> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
-    match rustix::fs::openat2(
-        rustix::fs::CWD,
-        path,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::CACHED,
-    ) {
-        Ok(fd) => Ok(File::from(fd)),
-        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::INVAL) => {
-            Err(std::io::Error::from_raw_os_error(libc_eagain()))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// `len` bytes of `file` from `start`: read here while they are in the page cache
-/// (`RWF_NOWAIT`), the rest on a disk thread.
-async fn read_range(file: File, start: u64, len: u64) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len as usize];
-    let mut done = 0usize;
-    while done < buf.len() {
-        let mut slice = [std::io::IoSliceMut::new(&mut buf[done..])];
-        match rustix::io::preadv2(
-            &file,
-            &mut slice,
-            start + done as u64,
-            rustix::io::ReadWriteFlags::NOWAIT,
-        ) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => done += n,
-            Err(rustix::io::Errno::INTR) => {}
-            // Not cached (EAGAIN), or no RWF_NOWAIT here: the disk thread reads the rest.
-            Err(_) => {
-                return crate::disk::run(move || {
-                    file.read_exact_at(&mut buf[done..], start + done as u64)
-                        .map(|()| buf)
-                })
-                .await
-                .map_err(|_| std::io::Error::other("disk step lost"))?;
-            }
-        }
-    }
-    Ok(buf)
-}
-
 async fn serve_file(edge: &Edge, request: &Request) -> Reply {
     let node = &edge.node;
     let (method, uri, headers) = (&request.method, &request.uri, &request.headers);
@@ -458,7 +370,7 @@ async fn serve_file(edge: &Edge, request: &Request) -> Reply {
     if !appender {
         match edge.cache.lookup(node, key) {
             Lookup::Fresh(entry) => kept = Some(entry),
-            Lookup::Recheck(entry) => match open(path.clone()).await {
+            Lookup::Recheck(entry) => match crate::disk::open_regular(path.clone()).await {
                 Ok(o)
                     if (o.ino, o.size, o.mtime)
                         == (entry.ino, entry.data.len() as u64, entry.mtime) =>
@@ -577,7 +489,7 @@ async fn serve_file(edge: &Edge, request: &Request) -> Reply {
         Content::Kept(entry) => Payload::Bytes(entry.data.slice(span)),
         // A small file is read whole and kept, whatever part of it was asked for.
         Content::Disk(o) if !appender && edge.cache.takes(size) => {
-            match read_range(o.file, 0, size).await {
+            match crate::disk::read_cached(o.file, 0, size).await {
                 Ok(buf) => {
                     let data = Bytes::from(buf);
                     edge.cache.keep(
@@ -594,10 +506,12 @@ async fn serve_file(edge: &Edge, request: &Request) -> Reply {
                 Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
             }
         }
-        Content::Disk(o) if len <= READ_WHOLE => match read_range(o.file, start, len).await {
-            Ok(buf) => Payload::Bytes(Bytes::from(buf)),
-            Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
-        },
+        Content::Disk(o) if len <= READ_WHOLE => {
+            match crate::disk::read_cached(o.file, start, len).await {
+                Ok(buf) => Payload::Bytes(Bytes::from(buf)),
+                Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
+            }
+        }
         Content::Disk(o) => Payload::File {
             file: o.file,
             offset: start,
@@ -610,7 +524,7 @@ async fn serve_file(edge: &Edge, request: &Request) -> Reply {
 /// Where a response's bytes come from.
 enum Content {
     Kept(Arc<cache::Entry>),
-    Disk(Opened),
+    Disk(OpenedFile),
 }
 
 impl Content {
@@ -675,14 +589,14 @@ async fn open_or_make(
     name: &RemoteName,
     path: &Path,
     by_size: Option<&Wanted>,
-) -> std::io::Result<(Opened, bool)> {
-    match open(path.to_path_buf()).await {
+) -> std::io::Result<(OpenedFile, bool)> {
+    match crate::disk::open_regular(path.to_path_buf()).await {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let Some(wanted) = by_size.cloned().or_else(|| edge.thumbnails.named(name)) else {
                 return Err(e);
             };
             match edge.thumbnails.make(&edge.node, &wanted).await {
-                Ok(()) => Ok((open(path.to_path_buf()).await?, true)),
+                Ok(()) => Ok((crate::disk::open_regular(path.to_path_buf()).await?, true)),
                 // Not here: perhaps still on its way from its source.
                 Err(thumbnail::Refusal::NoMaster) => Err(e),
                 Err(refusal) => Err(std::io::Error::other(Refused(refusal))),

@@ -1,7 +1,6 @@
 //! Reading and managing stored files: DOWNLOAD_FILE (14), DELETE_FILE (12),
 //! QUERY_FILE_INFO (22), SET_METADATA (13) and GET_METADATA (15).
 
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use super::binlog::{Op, Record};
@@ -20,9 +19,6 @@ const INFO_NO_CRC: u8 = 1;
 
 /// Downloads up to this size are read and sent in one write; larger ones go by sendfile.
 const READ_WHOLE: u64 = 32 * 1024;
-
-/// An opened download: file, offset, length, and the bytes when small enough to read at once.
-type Opened = (std::fs::File, u64, u64, Option<Vec<u8>>);
 
 impl StorageNode {
     /// Decodes a `group + name` body and checks the group.
@@ -48,43 +44,44 @@ impl StorageNode {
         self.check_group(&req.group)?;
         let (_, path) = self.locate_file(&req.remote_filename, conn.peer.ip())?;
         let (offset, want) = (req.offset, req.length);
-        // Open, size, and (for small ranges) read in one blocking step.
-        let (file, offset, len, data) = blocking(move || -> Result<Opened, Status> {
-            let file = std::fs::File::open(&path).map_err(|e| io_status(&e))?;
-            let meta = file.metadata().map_err(|e| io_status(&e))?;
-            if !meta.is_file() {
-                return Err(Status::NotFound);
-            }
-            let size = meta.len();
-            // V6.15.4 refuses offset ≥ size; a 0-byte file still downloads (as up to V6.15.3).
-            if offset > size || (offset == size && size > 0) {
-                return Err(Status::InvalidArgument);
-            }
-            let remain = size - offset;
-            let len = if want == 0 { remain } else { want.min(remain) };
-            let data = if len <= READ_WHOLE {
-                let mut buf = vec![0u8; len as usize];
-                file.read_exact_at(&mut buf, offset)
-                    .map_err(|e| io_status(&e))?;
-                Some(buf)
-            } else {
-                // sendfile reads on the async worker: start the disk read-ahead here.
+        // Opened and (when small) read here while the kernel has it cached; what needs
+        // the disk goes to a disk thread.
+        let opened = crate::disk::open_regular(path)
+            .await
+            .map_err(|e| Failure::Status(io_status(&e)))?;
+        let (file, size) = (opened.file, opened.size);
+        // V6.15.4 refuses offset ≥ size; a 0-byte file still downloads (as up to V6.15.3).
+        if offset > size || (offset == size && size > 0) {
+            return Err(Status::InvalidArgument.into());
+        }
+        let remain = size - offset;
+        let len = if want == 0 { remain } else { want.min(remain) };
+        if len <= READ_WHOLE {
+            let data = crate::disk::read_cached(file, offset, len)
+                .await
+                .map_err(|e| Failure::Status(io_status(&e)))?;
+            conn.reply(Status::Ok, &data).await?;
+            self.count_bytes(Command::DownloadFile, len);
+            return Ok(Reply::Sent);
+        }
+        // sendfile reads on the async worker: unless the range's ends are in the page
+        // cache, a disk thread starts the read-ahead first.
+        let file = if crate::disk::is_cached(&file, offset)
+            && crate::disk::is_cached(&file, offset + len - 1)
+        {
+            file
+        } else {
+            blocking(move || {
                 let _ = rustix::fs::fadvise(
                     &file,
                     offset,
                     std::num::NonZeroU64::new(len),
                     rustix::fs::Advice::WillNeed,
                 );
-                None
-            };
-            Ok((file, offset, len, data))
-        })
-        .await??;
-        if let Some(data) = data {
-            conn.reply(Status::Ok, &data).await?;
-            self.count_bytes(Command::DownloadFile, len);
-            return Ok(Reply::Sent);
-        }
+                file
+            })
+            .await?
+        };
         conn.write_more(&Header::response(Status::Ok, len).encode())
             .await?;
         // A send failing mid-stream cannot be reported any more: close, as FastDFS does.

@@ -160,14 +160,18 @@ pub fn is_cached(file: &std::fs::File, at: u64) -> bool {
 
 /// `len` bytes of `file` from `start`: read on the caller's thread while they are in the
 /// page cache (`RWF_NOWAIT`), the rest as a disk step.
-pub async fn read_cached(file: std::fs::File, start: u64, len: u64) -> std::io::Result<Vec<u8>> {
+pub async fn read_cached(
+    file: impl std::borrow::Borrow<std::fs::File> + Send + 'static,
+    start: u64,
+    len: u64,
+) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; len as usize];
     let mut done = 0usize;
     while done < buf.len() {
         let mut slice = [std::io::IoSliceMut::new(&mut buf[done..])];
         match rustix::io::preadv2(
-            &file,
+            file.borrow(),
             &mut slice,
             start + done as u64,
             rustix::io::ReadWriteFlags::NOWAIT,
@@ -178,7 +182,8 @@ pub async fn read_cached(file: std::fs::File, start: u64, len: u64) -> std::io::
             // Not cached (EAGAIN), or no RWF_NOWAIT here: the disk thread reads the rest.
             Err(_) => {
                 return run(move || {
-                    file.read_exact_at(&mut buf[done..], start + done as u64)
+                    file.borrow()
+                        .read_exact_at(&mut buf[done..], start + done as u64)
                         .map(|()| buf)
                 })
                 .await

@@ -1034,3 +1034,46 @@ async fn small_files_served_from_memory_go_when_the_file_goes() {
     assert_eq!(on_b().await.status, 404);
     assert_eq!(request(g.http(0), "GET", &url, &[]).await.status, 404);
 }
+
+#[tokio::test]
+async fn larger_files_kept_open_go_when_the_file_goes() {
+    use fdfs_node::config::ResponseMode;
+    let g = Group::start(&[("127.0.0.47", ResponseMode::None)]).await;
+    let client = fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
+        g._tracker.addr.to_string(),
+    ]))
+    .await
+    .expect("client");
+    // Over the in-memory limit (64 KiB): kept open, not read into memory.
+    let content = data(300_000);
+    let id = client
+        .upload_bytes(&content, "bin", None)
+        .await
+        .expect("upload");
+    let url = format!("/{id}");
+    for (range, span) in [
+        ("bytes=0-65535", 0..65536),
+        ("bytes=100000-100099", 100_000..100_100),
+        ("bytes=250000-", 250_000..300_000),
+    ] {
+        let part = request(g.http(0), "GET", &url, &[("Range", range)]).await;
+        assert_eq!(
+            (part.status, part.body.as_slice()),
+            (206, &content[span]),
+            "{range}"
+        );
+    }
+    let whole = request(g.http(0), "GET", &url, &[]).await;
+    assert_eq!((whole.status, whole.body.len()), (200, content.len()));
+    assert_eq!(whole.body, content);
+    // Deleted: the open copy is not served, although its descriptor still reads.
+    let path = g.members[0]
+        .node
+        .config
+        .base_path
+        .join(id.remote.relative_path());
+    client.delete(&id).await.expect("delete");
+    assert!(!path.exists());
+    let gone = request(g.http(0), "GET", &url, &[("Range", "bytes=0-65535")]).await;
+    assert_eq!(gone.status, 404);
+}

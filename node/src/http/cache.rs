@@ -55,10 +55,28 @@ pub enum Lookup {
     Missing,
 }
 
+/// A larger file kept open: a range of it is sent from the page cache with no open, stat
+/// or close. Dropped at the store's next removal (so a deleted file's space is not held)
+/// and after `RECHECK`.
+#[derive(Debug)]
+pub struct OpenEntry {
+    pub file: Arc<std::fs::File>,
+    pub size: u64,
+    pub validators: Validators,
+    /// Milliseconds since the cache's start when the file was opened.
+    opened: u64,
+}
+
+/// Files kept open at most: a small share of the descriptors kept for files.
+const OPEN_FILES: usize = 128;
+
 /// The cache; `None` inside when configured off.
 #[derive(Debug)]
 pub struct FileCache {
     files: Option<Cache<String, Arc<Entry>, BySize>>,
+    open: Option<Cache<String, Arc<OpenEntry>>>,
+    /// The store's removal count the open files were checked against.
+    open_removals: AtomicU64,
     max_file: u64,
     started: Instant,
 }
@@ -69,8 +87,11 @@ impl FileCache {
             let estimated = (budget / max_file.clamp(4096, 64 * 1024)).max(16) as usize;
             Cache::with_weighter(estimated, budget, BySize)
         });
+        let open = files.is_some().then(|| Cache::new(OPEN_FILES));
         FileCache {
             files,
+            open,
+            open_removals: AtomicU64::new(0),
             max_file,
             started: Instant::now(),
         }
@@ -146,6 +167,47 @@ impl FileCache {
                 }),
             );
         }
+    }
+
+    /// The open file kept for `key`, unless a removal or `RECHECK` has passed since.
+    pub fn lookup_open(&self, node: &StorageNode, key: &str) -> Option<Arc<OpenEntry>> {
+        let open = self.open.as_ref()?;
+        let removals = node.store.removals();
+        if self.open_removals.swap(removals, Ordering::AcqRel) != removals {
+            open.clear();
+            return None;
+        }
+        let entry = open.get(key)?;
+        if self.now_ms().saturating_sub(entry.opened) > RECHECK.as_millis() as u64 {
+            open.remove(key);
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// Keeps `file` open as `key`, opened after the store had noted `removals`.
+    pub fn keep_open(
+        &self,
+        key: &str,
+        file: Arc<std::fs::File>,
+        size: u64,
+        validators: Validators,
+        removals: u64,
+    ) -> Option<()> {
+        let open = self.open.as_ref()?;
+        if self.open_removals.load(Ordering::Acquire) != removals {
+            return None;
+        }
+        open.insert(
+            key.to_owned(),
+            Arc::new(OpenEntry {
+                file,
+                size,
+                validators,
+                opened: self.now_ms(),
+            }),
+        );
+        Some(())
     }
 
     pub fn forget(&self, key: &str) {

@@ -47,7 +47,7 @@ pub enum Payload {
     Bytes(Bytes),
     /// `len` bytes of `file` from `offset`, sent by sendfile(2).
     File {
-        file: File,
+        file: std::sync::Arc<File>,
         offset: u64,
         len: u64,
     },

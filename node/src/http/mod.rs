@@ -288,6 +288,13 @@ async fn multipart(
             buf.copy_from_slice(&entry.data[at..at + buf.len()]);
             Ok(())
         })),
+        Content::Open(o) => {
+            let file = o.file.clone();
+            crate::disk::run(move || {
+                assemble(&|buf: &mut [u8], at: u64| file.read_exact_at(buf, at))
+            })
+            .await
+        }
         Content::Disk(o) => {
             crate::disk::run(move || {
                 assemble(&|buf: &mut [u8], at: u64| o.file.read_exact_at(buf, at))
@@ -383,9 +390,14 @@ async fn serve_file(edge: &Edge, request: &Request) -> Reply {
             Lookup::Missing => {}
         }
     }
-    let content = match kept {
-        Some(entry) => Content::Kept(entry),
-        None => match open_or_make(edge, &name, &path, by_size.as_ref()).await {
+    let kept_open = match kept {
+        None if !appender => edge.cache.lookup_open(node, key),
+        _ => None,
+    };
+    let content = match (kept, kept_open) {
+        (Some(entry), _) => Content::Kept(entry),
+        (None, Some(open)) => Content::Open(open),
+        (None, None) => match open_or_make(edge, &name, &path, by_size.as_ref()).await {
             Ok((opened, made)) => {
                 if by_size.is_some() && !made {
                     thumbnail::note(node, "stored");
@@ -419,6 +431,7 @@ async fn serve_file(edge: &Edge, request: &Request) -> Reply {
             }
             entry.validators.clone()
         }
+        Content::Open(o) => o.validators.clone(),
         Content::Disk(o) => Validators::of(o.size, o.mtime),
     };
     let (etag, last_modified) = (validators.etag_text(), validators.last_modified_text());
@@ -506,17 +519,35 @@ async fn serve_file(edge: &Edge, request: &Request) -> Reply {
                 Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
             }
         }
+        Content::Open(o) if len <= READ_WHOLE => {
+            match crate::disk::read_cached(o.file.clone(), start, len).await {
+                Ok(buf) => Payload::Bytes(Bytes::from(buf)),
+                Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
+            }
+        }
+        Content::Open(o) => Payload::File {
+            file: o.file.clone(),
+            offset: start,
+            len,
+        },
         Content::Disk(o) if len <= READ_WHOLE => {
             match crate::disk::read_cached(o.file, start, len).await {
                 Ok(buf) => Payload::Bytes(Bytes::from(buf)),
                 Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
             }
         }
-        Content::Disk(o) => Payload::File {
-            file: o.file,
-            offset: start,
-            len,
-        },
+        Content::Disk(o) => {
+            let file = Arc::new(o.file);
+            if !appender {
+                edge.cache
+                    .keep_open(key, file.clone(), o.size, validators, removals);
+            }
+            Payload::File {
+                file,
+                offset: start,
+                len,
+            }
+        }
     };
     reply.body(payload)
 }
@@ -524,6 +555,7 @@ async fn serve_file(edge: &Edge, request: &Request) -> Reply {
 /// Where a response's bytes come from.
 enum Content {
     Kept(Arc<cache::Entry>),
+    Open(Arc<cache::OpenEntry>),
     Disk(OpenedFile),
 }
 
@@ -531,6 +563,7 @@ impl Content {
     fn size(&self) -> u64 {
         match self {
             Content::Kept(e) => e.data.len() as u64,
+            Content::Open(o) => o.size,
             Content::Disk(o) => o.size,
         }
     }

@@ -569,6 +569,14 @@ impl Group {
     fn http(&self, m: usize) -> SocketAddr {
         self.members[m].http_addr.expect("HTTP on")
     }
+
+    async fn client(&self) -> fdfs_node::client::Client {
+        fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
+            self._tracker.addr.to_string(),
+        ]))
+        .await
+        .expect("client")
+    }
 }
 
 #[tokio::test]
@@ -723,11 +731,7 @@ async fn thumbnails_are_made_once_stored_as_slaves_and_served_by_every_member() 
         },
     )
     .await;
-    let client = fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
-        g._tracker.addr.to_string(),
-    ]))
-    .await
-    .expect("client");
+    let client = g.client().await;
     let now = fdfs_node::unix_now();
     let signed = |remote: &str, query: &str| {
         let token = token::token(remote, SECRET, now);
@@ -971,11 +975,7 @@ async fn small_files_served_from_memory_go_when_the_file_goes() {
         ("127.0.0.46", ResponseMode::None),
     ])
     .await;
-    let client = fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
-        g._tracker.addr.to_string(),
-    ]))
-    .await
-    .expect("client");
+    let client = g.client().await;
     let content = data(9000);
     let id = client
         .upload_bytes(&content, "jpg", None)
@@ -1039,11 +1039,7 @@ async fn small_files_served_from_memory_go_when_the_file_goes() {
 async fn larger_files_kept_open_go_when_the_file_goes() {
     use fdfs_node::config::ResponseMode;
     let g = Group::start(&[("127.0.0.47", ResponseMode::None)]).await;
-    let client = fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
-        g._tracker.addr.to_string(),
-    ]))
-    .await
-    .expect("client");
+    let client = g.client().await;
     // Over the in-memory limit (64 KiB): kept open, not read into memory.
     let content = data(300_000);
     let id = client

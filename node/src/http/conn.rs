@@ -28,8 +28,6 @@ const MAX_HEADERS: usize = 64;
 /// A request body (which no route reads) of at most this many bytes is skipped; a larger
 /// one ends the connection after a 413.
 const MAX_SKIPPED_BODY: u64 = 64 * 1024;
-/// Most bytes one sendfile(2) call is asked for.
-const SENDFILE_STEP: usize = 1 << 20;
 
 /// One request: its head only (no route takes a body).
 #[derive(Debug)]
@@ -421,7 +419,7 @@ async fn write_reply(
         }
         Payload::File { file, offset, len } => {
             send_head_more(stream, &head, stall).await?;
-            send_file(stream, &file, offset, len, stall).await?;
+            crate::server::send_file(stream, &file, offset, len, stall).await?;
         }
         Payload::Stream(mut body) => {
             write_all(stream, &mut [IoSlice::new(&head)], stall).await?;
@@ -508,34 +506,6 @@ async fn send_head_more(stream: &TcpStream, head: &[u8], stall: Duration) -> io:
         });
         match step {
             Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable(stream, stall).await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Sends `len` bytes of `file` from `offset` with sendfile(2).
-async fn send_file(
-    stream: &TcpStream,
-    file: &File,
-    offset: u64,
-    len: u64,
-    stall: Duration,
-) -> io::Result<()> {
-    let end = offset.saturating_add(len);
-    let mut pos = offset;
-    while pos < end {
-        let want = usize::try_from(end - pos)
-            .unwrap_or(SENDFILE_STEP)
-            .min(SENDFILE_STEP);
-        let step = stream.try_io(Interest::WRITABLE, || {
-            Ok(rustix::fs::sendfile(stream, file, Some(&mut pos), want)?)
-        });
-        match step {
-            // The file ended early (truncated meanwhile): the reply cannot be completed.
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable(stream, stall).await?,
             Err(e) => return Err(e),
         }

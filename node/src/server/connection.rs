@@ -187,29 +187,12 @@ impl Connection {
         Ok(())
     }
 
-    /// Sends `len` bytes of `file` from `offset` with sendfile(2): the kernel moves them
-    /// from the page cache to the socket, with no copy through this process.
+    /// Sends `len` bytes of `file` from `offset` with sendfile(2).
     pub async fn send_file(&mut self, file: &File, offset: u64, len: u64) -> Result<(), ConnError> {
-        let sock = self.socket();
-        let end = offset.saturating_add(len);
-        let mut pos = offset;
-        while pos < end {
-            let want = usize::try_from(end - pos)
-                .unwrap_or(SENDFILE_STEP)
-                .min(SENDFILE_STEP);
-            let n = timed(
-                self.timeout,
-                sock.async_io(Interest::WRITABLE, || {
-                    Ok(rustix::fs::sendfile(sock, file, Some(&mut pos), want)?)
-                }),
-            )
-            .await?;
-            if n == 0 {
-                // The file ended early (truncated meanwhile): the reply cannot be completed.
-                return Err(ConnError::Io(io::ErrorKind::UnexpectedEof.into()));
-            }
+        match send_file(self.socket(), file, offset, len, self.timeout).await {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(ConnError::Timeout(self.timeout)),
+            other => Ok(other?),
         }
-        Ok(())
     }
 
     /// Whether the socket is in quick-ACK mode (re-armed after every read).
@@ -220,6 +203,41 @@ impl Connection {
     fn socket(&self) -> &TcpStream {
         self.stream.get_ref().get_ref()
     }
+}
+
+/// Sends `len` bytes of `file` from `offset` on `stream` with sendfile(2): the kernel
+/// moves them from the page cache to the socket, with no copy through this process. Fails
+/// with `TimedOut` when the socket takes nothing for `stall`, and `UnexpectedEof` when the
+/// file ends early (truncated meanwhile).
+pub async fn send_file(
+    stream: &TcpStream,
+    file: &File,
+    offset: u64,
+    len: u64,
+    stall: Duration,
+) -> io::Result<()> {
+    let end = offset.saturating_add(len);
+    let mut pos = offset;
+    while pos < end {
+        let want = usize::try_from(end - pos)
+            .unwrap_or(SENDFILE_STEP)
+            .min(SENDFILE_STEP);
+        let step = stream.try_io(Interest::WRITABLE, || {
+            Ok(rustix::fs::sendfile(stream, file, Some(&mut pos), want)?)
+        });
+        match step {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(stall, stream.writable()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn is_reset(e: &std::io::Error) -> bool {

@@ -6,7 +6,7 @@ mod connection;
 pub mod http;
 pub mod quickack;
 
-pub use connection::{ConnError, Connection};
+pub use connection::{ConnError, Connection, send_file};
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -879,43 +879,27 @@ async fn thumbnails_are_made_once_stored_as_slaves_and_served_by_every_member() 
         forge_png_size(&mut png, 30_000, 30_000);
         png
     };
-    let id = client
-        .upload_bytes(&bomb, "png", None)
+    // Uploaded, on A, then asked for a thumbnail of.
+    let thumbnail_of = async |bytes: &[u8], ext: &str| {
+        let id = client.upload_bytes(bytes, ext, None).await.expect("upload");
+        let name = id.remote.to_string();
+        common::wait_for("the file on A", Duration::from_secs(30), async || {
+            holds(0, &name)
+        })
+        .await;
+        request(
+            g.http(0),
+            "GET",
+            &signed(&name, "w=150&h=150&fit=cover&"),
+            &[],
+        )
         .await
-        .expect("upload the bomb");
-    let bomb_name = id.remote.to_string();
-    common::wait_for("the bomb on A", Duration::from_secs(30), async || {
-        holds(0, &bomb_name)
-    })
-    .await;
-    let r = request(
-        g.http(0),
-        "GET",
-        &signed(&id.remote.to_string(), "w=150&h=150&fit=cover&"),
-        &[],
-    )
-    .await;
+    };
+    let r = thumbnail_of(&bomb, "png").await;
     assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
     let mut corrupt = photo.clone();
     corrupt.truncate(300);
-    let id = client
-        .upload_bytes(&corrupt, "jpg", None)
-        .await
-        .expect("upload the corrupt file");
-    let corrupt_name = id.remote.to_string();
-    common::wait_for(
-        "the corrupt file on A",
-        Duration::from_secs(30),
-        async || holds(0, &corrupt_name),
-    )
-    .await;
-    let r = request(
-        g.http(0),
-        "GET",
-        &signed(&id.remote.to_string(), "w=150&h=150&fit=cover&"),
-        &[],
-    )
-    .await;
+    let r = thumbnail_of(&corrupt, "jpg").await;
     assert_eq!(r.status, 415, "{}", String::from_utf8_lossy(&r.body));
     assert!(
         peak_rss_kib() < rss_before + 64 * 1024,

@@ -144,9 +144,6 @@ pub async fn serve<H, Fut>(
     H: FnMut(Request) -> Fut,
     Fut: Future<Output = Reply>,
 {
-    // A token of the connection's own: checking and waiting on it takes only its lock,
-    // not the one every connection of the listener shares, for each request.
-    let stop = stop.child_token();
     // Replies are written whole; the last segment must not wait for an ACK.
     let _ = stream.set_nodelay(true);
     crate::server::quickack::arm(&stream);

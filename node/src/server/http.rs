@@ -117,7 +117,9 @@ pub async fn accept_loop<F, Fut>(
                 continue;
             }
         };
-        let served = conn(stream, limits.allow_hosts.allows(peer.ip()), stop.clone());
+        // A token of the connection's own: waiting on it for every request takes only its
+        // lock, not the one all connections of the listener share.
+        let served = conn(stream, limits.allow_hosts.allows(peer.ip()), stop.child_token());
         tasks.spawn(async move {
             served.await;
             drop((fds, slot));

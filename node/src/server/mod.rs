@@ -234,7 +234,9 @@ pub async fn run_listener<S: Service>(
         let local = stream.local_addr().unwrap_or(peer);
         let conn = Connection::new(stream, peer, local, timeouts);
         let service = service.clone();
-        let stop = stop.clone();
+        // A token of the connection's own: waiting on it for every request takes only its
+        // lock, not the one all connections of the listener share.
+        let stop = stop.child_token();
         tasks.spawn(async move {
             service.serve(conn, stop).await;
             drop((slot, fds));

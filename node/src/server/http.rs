@@ -119,7 +119,11 @@ pub async fn accept_loop<F, Fut>(
         };
         // A token of the connection's own: waiting on it for every request takes only its
         // lock, not the one all connections of the listener share.
-        let served = conn(stream, limits.allow_hosts.allows(peer.ip()), stop.child_token());
+        let served = conn(
+            stream,
+            limits.allow_hosts.allows(peer.ip()),
+            stop.child_token(),
+        );
         tasks.spawn(async move {
             served.await;
             drop((fds, slot));

@@ -999,8 +999,13 @@ async fn small_files_served_from_memory_go_when_the_file_goes() {
     )
     .await;
     assert_eq!(unchanged.status, 304);
+    // Five requests, each looked up once (kept since the polling above).
     let after = cache_lookups(g.http(1)).await;
-    assert!(after.0 >= before.0 + 4, "hits {before:?} → {after:?}");
+    assert_eq!(
+        after,
+        (before.0 + 5, before.1),
+        "hits and misses {before:?} → {after:?}"
+    );
 
     // Deleted on its source: the copy B kept is not served once B's file is gone.
     let b_path = g.members[1]
@@ -1016,6 +1021,8 @@ async fn small_files_served_from_memory_go_when_the_file_goes() {
     )
     .await;
     assert_eq!(on_b().await.status, 404);
+    // Found, checked against the disk, dropped: one lookup for the request.
+    assert_eq!(cache_lookups(g.http(1)).await, (after.0 + 1, after.1));
     assert_eq!(request(g.http(0), "GET", &url, &[]).await.status, 404);
 }
 

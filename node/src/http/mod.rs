@@ -109,8 +109,8 @@ async fn respond(edge: &Edge, request: Request, allowed: bool) -> Reply {
         ),
         _ => {
             let reply = match kept_whole(edge, &request) {
-                Some(reply) => reply,
-                None => serve_file(edge, &request).await,
+                Ok(reply) => reply,
+                Err(looked) => serve_file(edge, &request, looked).await,
             };
             let method = match request.method {
                 Method::GET => "GET",
@@ -131,7 +131,8 @@ async fn respond(edge: &Edge, request: Request, allowed: bool) -> Reply {
 
 /// The whole of a file kept in memory, for a plain GET or HEAD of its URL (no query,
 /// range or condition, no token to check): its head made once, its bytes shared.
-fn kept_whole(edge: &Edge, request: &Request) -> Option<Reply> {
+/// Otherwise what the cache said of the URL, if it was asked, for `serve_file` to use.
+fn kept_whole(edge: &Edge, request: &Request) -> Result<Reply, Option<Lookup>> {
     let plain_get = matches!(request.method, Method::GET | Method::HEAD)
         && request.uri.query().is_none()
         && !edge.node.config.http.check_token
@@ -144,10 +145,11 @@ fn kept_whole(edge: &Edge, request: &Request) -> Option<Reply> {
         .iter()
         .all(|h| !request.headers.contains_key(h));
     if !plain_get {
-        return None;
+        return Err(None);
     }
-    let Lookup::Fresh(entry) = edge.cache.lookup(&edge.node, request.uri.path()) else {
-        return None;
+    let entry = match edge.cache.lookup(&edge.node, request.uri.path()) {
+        Lookup::Fresh(entry) => entry,
+        other => return Err(Some(other)),
     };
     let mut reply = Reply::new(StatusCode::OK);
     reply.raw_head = Some(entry.head.clone());
@@ -155,7 +157,7 @@ fn kept_whole(edge: &Edge, request: &Request) -> Option<Reply> {
         count_out(&edge.node, entry.data.len() as u64);
         reply.payload = Payload::Bytes(entry.data.clone());
     }
-    Some(reply)
+    Ok(reply)
 }
 
 async fn metrics(node: Arc<StorageNode>) -> Reply {
@@ -321,7 +323,9 @@ fn count_out(node: &StorageNode, bytes: u64) {
         .inc_by(bytes);
 }
 
-async fn serve_file(edge: &Edge, request: &Request) -> Reply {
+/// Answers a request for a file; `looked` is the cache's answer for the URL's path when
+/// it was asked already.
+async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> Reply {
     let node = &edge.node;
     let (method, uri, headers) = (&request.method, &request.uri, &request.headers);
     if method != Method::GET && method != Method::HEAD {
@@ -375,7 +379,12 @@ async fn serve_file(edge: &Edge, request: &Request) -> Reply {
     let removals = node.store.removals();
     let mut kept = None;
     if !appender {
-        match edge.cache.lookup(node, key) {
+        let looked = match looked {
+            // Asked under the same key: the URL's path, no thumbnail by size.
+            Some(l) if by_size.is_none() => l,
+            _ => edge.cache.lookup(node, key),
+        };
+        match looked {
             Lookup::Fresh(entry) => kept = Some(entry),
             Lookup::Recheck(entry) => match crate::disk::open_regular(path.clone()).await {
                 Ok(o)

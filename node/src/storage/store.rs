@@ -297,7 +297,7 @@ impl Store {
         file: std::fs::File,
         name: &RemoteName,
     ) -> Result<(), CommitError> {
-        let target = self.file_path(name).map_err(|_| CommitError::Exists)?;
+        let target = self.file_path(name).map_err(CommitError::no_store_path)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let store_path = temp.store_path;
         match temp
@@ -424,6 +424,11 @@ pub enum CommitError {
 }
 
 impl CommitError {
+    /// For a name whose store path this storage does not have: no such file here.
+    pub fn no_store_path(_: Status) -> Self {
+        CommitError::Io(io::ErrorKind::NotFound.into())
+    }
+
     pub fn status(&self) -> Status {
         match self {
             CommitError::NoUniqueName | CommitError::Exists => Status::AlreadyExists,

@@ -220,7 +220,7 @@ impl StorageNode {
         let master_path = self
             .store
             .file_path(master)
-            .map_err(|_| CommitError::Exists)?;
+            .map_err(CommitError::no_store_path)?;
         let size = data.len() as u64;
         let stored = blocking(move || {
             use std::io::Write;
@@ -230,7 +230,7 @@ impl StorageNode {
             let slave_path = node
                 .store
                 .file_path(&slave)
-                .map_err(|_| CommitError::Exists)?;
+                .map_err(CommitError::no_store_path)?;
             let (temp, mut file) = node.store.create_temp(store_path, slave_path.parent())?;
             file.write_all(&data)?;
             node.store.commit_as(temp, file, &slave)?;

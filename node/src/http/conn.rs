@@ -154,7 +154,12 @@ pub async fn serve<H, Fut>(
             Ok(None) => return,
             Err(status) => {
                 let reply = Reply::text(status, format!("{}\n", status.as_str()));
-                let _ = write_reply(&stream, reply, &Method::GET, false, deadlines.stall).await;
+                if write_reply(&stream, reply, &Method::GET, false, deadlines.stall)
+                    .await
+                    .is_ok()
+                {
+                    linger_close(&stream, &mut buf).await;
+                }
                 return;
             }
         };
@@ -169,7 +174,12 @@ pub async fn serve<H, Fut>(
                 && skip(&stream, &mut buf, body_len, deadlines.header).await;
             if !skipped {
                 let reply = Reply::text(StatusCode::PAYLOAD_TOO_LARGE, "no request body taken\n");
-                let _ = write_reply(&stream, reply, &Method::GET, false, deadlines.stall).await;
+                if write_reply(&stream, reply, &Method::GET, false, deadlines.stall)
+                    .await
+                    .is_ok()
+                {
+                    linger_close(&stream, &mut buf).await;
+                }
                 return;
             }
         }
@@ -322,6 +332,29 @@ async fn skip(stream: &TcpStream, buf: &mut Vec<u8>, len: u64, limit: Duration) 
         match tokio::time::timeout_at(deadline, read_more(stream, buf)).await {
             Ok(Ok(n)) if n > 0 => {}
             _ => return false,
+        }
+    }
+}
+
+/// How long, and how many bytes, an error answer waits for the client to stop sending.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Ends a connection that still has unread request bytes after an error answer. Closing
+/// with unread data makes the kernel reset the connection, which can discard the answer
+/// before the client reads it; so the write side is shut first and what the client still
+/// sends is read and dropped until it closes, or for a bounded time and size.
+async fn linger_close(stream: &TcpStream, buf: &mut Vec<u8>) {
+    if rustix::net::shutdown(stream, rustix::net::Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES {
+        buf.clear();
+        match tokio::time::timeout_at(deadline, read_more(stream, buf)).await {
+            Ok(Ok(n)) if n > 0 => dropped += n,
+            _ => return,
         }
     }
 }
@@ -598,6 +631,118 @@ mod tests {
         assert_eq!(states, [true; ROUNDS]);
         drop(client);
         served.await.expect("connection ends with the client");
+    }
+
+    /// Serves one connection whose handler answers every request with its path, and
+    /// returns the client's end.
+    async fn served_connection(header: Duration) -> (TcpStream, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        let deadlines = Deadlines {
+            header,
+            stall: Duration::from_secs(5),
+        };
+        let served = tokio::spawn(serve(
+            accepted,
+            deadlines,
+            CancellationToken::new(),
+            |request: Request| async move {
+                Reply::text(StatusCode::OK, request.uri.path().to_string())
+            },
+        ));
+        (client, served)
+    }
+
+    /// Everything the server sends until it closes the connection.
+    async fn read_to_close(client: &mut TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut all = Vec::new();
+        client.read_to_end(&mut all).await.expect("read");
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    #[tokio::test]
+    async fn small_bodies_are_skipped_and_the_next_request_served() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, served) = served_connection(Duration::from_secs(5)).await;
+        let body = vec![b'x'; 1000];
+        let mut sent = b"POST /first HTTP/1.1\r\nContent-Length: 1000\r\n\r\n".to_vec();
+        sent.extend_from_slice(&body);
+        sent.extend_from_slice(b"GET /second HTTP/1.1\r\nConnection: close\r\n\r\n");
+        client.write_all(&sent).await.expect("send");
+        let text = read_to_close(&mut client).await;
+        let answers: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(answers.len(), 2, "{text}");
+        assert!(answers[0].starts_with("200 OK") && answers[0].ends_with("/first"));
+        assert!(answers[1].starts_with("200 OK") && answers[1].ends_with("/second"));
+        served.await.expect("served");
+    }
+
+    #[tokio::test]
+    async fn large_bodies_get_413_and_the_connection_ends() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, served) = served_connection(Duration::from_secs(5)).await;
+        let head = format!(
+            "PUT /big HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_SKIPPED_BODY + 1
+        );
+        client.write_all(head.as_bytes()).await.expect("send");
+        // Part of the body is sent and never read: the answer must still arrive whole.
+        client.write_all(&[b'x'; 10_000]).await.expect("send");
+        let text = read_to_close(&mut client).await;
+        assert!(
+            text.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("/big"), "the handler never ran: {text}");
+        drop(client);
+        served.await.expect("served");
+    }
+
+    #[tokio::test]
+    async fn oversized_heads_get_431() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, served) = served_connection(Duration::from_secs(5)).await;
+        let head = format!("GET /x HTTP/1.1\r\nX-Long: {}\r\n", "a".repeat(MAX_HEAD));
+        client.write_all(head.as_bytes()).await.expect("send");
+        let text = read_to_close(&mut client).await;
+        assert!(
+            text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{text}"
+        );
+        drop(client);
+        served.await.expect("served");
+    }
+
+    #[tokio::test]
+    async fn a_head_cut_short_gets_408_and_a_silent_connection_is_closed() {
+        use tokio::io::AsyncWriteExt;
+        let deadline = Duration::from_millis(200);
+        let (mut client, served) = served_connection(deadline).await;
+        client
+            .write_all(b"GET /slow HTTP/1.1\r\nHo")
+            .await
+            .expect("send");
+        let text = read_to_close(&mut client).await;
+        assert!(
+            text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{text}"
+        );
+        drop(client);
+        served.await.expect("served");
+
+        let (mut client, served) = served_connection(deadline).await;
+        assert_eq!(
+            read_to_close(&mut client).await,
+            "",
+            "idle: closed without a word"
+        );
+        served.await.expect("served");
     }
 
     #[test]

@@ -906,20 +906,30 @@ async fn thumbnails_are_made_once_stored_as_slaves_and_served_by_every_member() 
         "memory grew from {rss_before} KiB to {} KiB",
         peak_rss_kib()
     );
-    // The member still serves, and counted each outcome.
-    let ok = request(
-        g.http(0),
-        "GET",
-        &signed(&master, "w=150&h=150&fit=cover&"),
-        &[],
-    )
-    .await;
-    assert_eq!(dimensions(&ok.body).1, 150);
+    // The member still serves. Six requests at once for a thumbnail not made yet: it is
+    // made once, and every request gets the same bytes.
+    let url = signed(&master, "w=150&h=150&fit=cover&");
+    let addr = g.http(0);
+    let asked: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { request(addr, "GET", &url, &[]).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for a in asked {
+        answers.push(a.await.expect("request"));
+    }
+    assert_eq!(dimensions(&answers[0].body).1, 150);
+    for a in &answers {
+        assert_eq!((a.status, &a.body), (200, &answers[0].body));
+    }
+    // Each outcome was counted.
     let metrics = request(g.http(0), "GET", "/metrics", &[]).await;
     let text = String::from_utf8_lossy(&metrics.body);
     for line in [
         "fdfs_storage_http_thumbnails_total{outcome=\"made\"} 4",
-        "fdfs_storage_http_thumbnails_total{outcome=\"stored\"} 6",
+        "fdfs_storage_http_thumbnails_total{outcome=\"stored\"} 11",
         "fdfs_storage_http_thumbnails_total{outcome=\"refused\"} 5",
         "fdfs_storage_thumbnail_make_seconds_count 4",
     ] {

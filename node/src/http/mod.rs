@@ -413,7 +413,7 @@ async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> R
                 }
                 Content::Disk(opened)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(OpenFailure::Missing) => {
                 return match fresh::source_to_ask(node, &name, headers) {
                     Some(source) => {
                         Reply::relay(fresh::answer_from(node, source, method, uri, headers).await)
@@ -421,14 +421,10 @@ async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> R
                     None => plain(StatusCode::NOT_FOUND, "no such file"),
                 };
             }
-            Err(e) => {
-                return match e
-                    .into_inner()
-                    .and_then(|inner| inner.downcast::<Refused>().ok())
-                {
-                    Some(refused) => refused.0.into_reply(),
-                    None => plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
-                };
+            Err(OpenFailure::Refused(refusal)) => return refusal.into_reply(),
+            Err(OpenFailure::Io(e)) => {
+                tracing::warn!(file = %name, error = %e, "cannot open a file to serve");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file");
             }
         },
     };
@@ -612,36 +608,44 @@ impl Validators {
     }
 }
 
-/// A thumbnail refusal carried through an `io::Error`.
-#[derive(Debug)]
-struct Refused(thumbnail::Refusal);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
+/// Why a file could not be opened for an answer.
+enum OpenFailure {
+    /// Not on this storage (nor made here, for a thumbnail).
+    Missing,
+    /// A thumbnail that is not made, with the answer that says why.
+    Refused(thumbnail::Refusal),
+    Io(std::io::Error),
 }
 
-impl std::error::Error for Refused {}
-
 /// Opens `name`; when it is a thumbnail not made yet (asked for `by_size`, or by its
-/// slave name), makes it first (then `true` comes with the file).
+/// slave name), makes it first (then `true` comes with the file when this request made it).
 async fn open_or_make(
     edge: &Edge,
     name: &RemoteName,
     path: &Path,
     by_size: Option<&Wanted>,
-) -> std::io::Result<(OpenedFile, bool)> {
-    match crate::disk::open_regular(path.to_path_buf()).await {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+) -> Result<(OpenedFile, bool), OpenFailure> {
+    let open = |path: &Path| {
+        let path = path.to_path_buf();
+        async move {
+            crate::disk::open_regular(path)
+                .await
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => OpenFailure::Missing,
+                    _ => OpenFailure::Io(e),
+                })
+        }
+    };
+    match open(path).await {
+        Err(OpenFailure::Missing) => {
             let Some(wanted) = by_size.cloned().or_else(|| edge.thumbnails.named(name)) else {
-                return Err(e);
+                return Err(OpenFailure::Missing);
             };
             match edge.thumbnails.make(&edge.node, &wanted).await {
-                Ok(()) => Ok((crate::disk::open_regular(path.to_path_buf()).await?, true)),
+                Ok(made) => Ok((open(path).await?, made == thumbnail::Made::Now)),
                 // Not here: perhaps still on its way from its source.
-                Err(thumbnail::Refusal::NoMaster) => Err(e),
-                Err(refusal) => Err(std::io::Error::other(Refused(refusal))),
+                Err(thumbnail::Refusal::NoMaster) => Err(OpenFailure::Missing),
+                Err(refusal) => Err(OpenFailure::Refused(refusal)),
             }
         }
         other => other.map(|o| (o, false)),

@@ -94,6 +94,18 @@ pub struct Wanted {
 pub struct Thumbnails {
     config: ThumbnailConfig,
     permits: Semaphore,
+    /// One gate per thumbnail being made: concurrent first requests for the same one wait
+    /// for a single maker instead of each decoding the image.
+    making: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Who made a thumbnail that is now stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Made {
+    /// This request.
+    Now,
+    /// Another request, which this one waited for.
+    Before,
 }
 
 /// Output format by file extension, which is what the HTTP side's Content-Type follows.
@@ -113,7 +125,11 @@ fn ext_of(name: &RemoteName) -> &str {
 impl Thumbnails {
     pub fn new(config: ThumbnailConfig) -> Self {
         let permits = Semaphore::new(config.max_concurrent.max(1));
-        Thumbnails { config, permits }
+        Thumbnails {
+            config,
+            permits,
+            making: Default::default(),
+        }
     }
 
     /// The thumbnail a query asks for (`w`, `h`, `fit`), if it asks for one.
@@ -176,18 +192,49 @@ impl Thumbnails {
         })
     }
 
-    /// Makes `wanted` and stores it as its slave file; `Ok` too when another request
-    /// stored it first.
-    pub async fn make(&self, node: &Arc<StorageNode>, wanted: &Wanted) -> Result<(), Refusal> {
-        let result = self.make_once(node, wanted).await;
+    /// Makes `wanted` and stores it as its slave file, unless a request for the same
+    /// thumbnail made it while this one waited.
+    pub async fn make(&self, node: &Arc<StorageNode>, wanted: &Wanted) -> Result<Made, Refusal> {
+        let key = wanted.slave.to_string();
+        let gate = {
+            let mut making = self.making.lock().expect("thumbnail gates");
+            making.entry(key.clone()).or_default().clone()
+        };
+        let result = {
+            let _turn = gate.lock().await;
+            match self.stored(node, wanted).await {
+                true => Ok(Made::Before),
+                false => self.make_once(node, wanted).await.map(|()| Made::Now),
+            }
+        };
+        {
+            // The last request through the gate removes it (clones are taken under this
+            // lock, so the count cannot grow while it is read).
+            let mut making = self.making.lock().expect("thumbnail gates");
+            if Arc::strong_count(&gate) == 2 {
+                making.remove(&key);
+            }
+        }
         match &result {
-            Ok(()) => note(node, "made"),
+            Ok(Made::Now) => note(node, "made"),
+            // Served from the stored file, and counted as such by the caller.
+            Ok(Made::Before) => {}
             // Not on this storage: the request goes on to the file's source, and is
             // counted there.
             Err(Refusal::NoMaster) => {}
             Err(r) => note(node, r.outcome()),
         }
         result
+    }
+
+    /// Whether the slave file is on disk (made by a request this one waited for).
+    async fn stored(&self, node: &StorageNode, wanted: &Wanted) -> bool {
+        let Ok(path) = node.store.file_path(&wanted.slave) else {
+            return false;
+        };
+        crate::disk::run(move || path.is_file())
+            .await
+            .unwrap_or(false)
     }
 
     async fn make_once(&self, node: &Arc<StorageNode>, wanted: &Wanted) -> Result<(), Refusal> {

@@ -101,27 +101,36 @@ pub async fn run<T: Send + 'static>(
 #[derive(Debug)]
 pub struct OpenedFile {
     pub file: std::fs::File,
+    /// Where the stored file's bytes start in `file`: 0, or past a trunk slot's header.
+    pub base: u64,
     pub size: u64,
     pub mtime: std::time::SystemTime,
     pub ino: u64,
+}
+
+/// [`open_regular`] on the caller's thread, for code already on a disk thread.
+pub fn open_regular_blocking(path: &std::path::Path) -> std::io::Result<OpenedFile> {
+    describe(std::fs::File::open(path)?)
+}
+
+fn describe(file: std::fs::File) -> std::io::Result<OpenedFile> {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::ErrorKind::NotFound.into());
+    }
+    Ok(OpenedFile {
+        base: 0,
+        size: meta.len(),
+        mtime: meta.modified()?,
+        ino: std::os::unix::fs::MetadataExt::ino(&meta),
+        file,
+    })
 }
 
 /// Opens `path` for reading if it is a regular file (`NotFound` otherwise): on the
 /// caller's thread when every step of the path is in the kernel's caches, else as a disk
 /// step. Serving a hot file then costs no trip to another thread.
 pub async fn open_regular(path: std::path::PathBuf) -> std::io::Result<OpenedFile> {
-    fn describe(file: std::fs::File) -> std::io::Result<OpenedFile> {
-        let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(std::io::ErrorKind::NotFound.into());
-        }
-        Ok(OpenedFile {
-            size: meta.len(),
-            mtime: meta.modified()?,
-            ino: std::os::unix::fs::MetadataExt::ino(&meta),
-            file,
-        })
-    }
     match open_cached(&path) {
         Ok(file) => describe(file),
         Err(rustix::io::Errno::AGAIN) => run(move || describe(std::fs::File::open(&path)?))

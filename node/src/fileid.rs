@@ -227,6 +227,44 @@ pub fn hashed_subdirs(core_chars: &str, subdir_count: u32) -> (u32, u32) {
     (((n >> 8) & 0xFF) % subdir_count, (n & 0xFF) % subdir_count)
 }
 
+/// Where a trunk-stored file lives: the 12 bytes behind the 16 base64 characters that
+/// follow the core in a trunk file's name (each u32 big-endian). The trunk file is
+/// `data/HH/LL/<id, 6 digits>` of the name's store path; the slot starts at `offset`
+/// and takes `size` bytes, its 24-byte header included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrunkSlot {
+    pub id: u32,
+    pub offset: u32,
+    pub size: u32,
+}
+
+impl TrunkSlot {
+    /// Characters of the encoded slot in a name.
+    pub const ENCODED_LEN: usize = 16;
+
+    pub fn encode(&self) -> String {
+        let mut raw = [0u8; 12];
+        raw[..4].copy_from_slice(&self.id.to_be_bytes());
+        raw[4..8].copy_from_slice(&self.offset.to_be_bytes());
+        raw[8..].copy_from_slice(&self.size.to_be_bytes());
+        ENGINE.encode(raw)
+    }
+
+    pub fn decode(chars: &str) -> Result<Self, FileIdError> {
+        let raw = ENGINE
+            .decode(chars)
+            .ok()
+            .filter(|_| chars.len() == Self::ENCODED_LEN)
+            .ok_or_else(|| bad(chars, "the trunk slot is not 16 base64 characters"))?;
+        let word = |i: usize| u32::from_be_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
+        Ok(TrunkSlot {
+            id: word(0),
+            offset: word(4),
+            size: word(8),
+        })
+    }
+}
+
 /// A remote filename (`Mxx/HH/LL/name`), checked so it can never leave its store path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RemoteName {
@@ -311,6 +349,20 @@ impl RemoteName {
 
     pub fn is_empty(&self) -> bool {
         false
+    }
+
+    /// The slot of a file stored inside a trunk file: a 60-character name whose size
+    /// field carries the trunk flag (a slave name of the same length does not).
+    pub fn trunk_slot(&self) -> Option<TrunkSlot> {
+        if self.len() != TRUNK_REMOTE_LEN || !self.core().ok()?.is_trunk() {
+            return None;
+        }
+        TrunkSlot::decode(&self.name[BASE64_LEN..BASE64_LEN + TrunkSlot::ENCODED_LEN]).ok()
+    }
+
+    /// The formatted extension: the name's last 7 characters.
+    pub fn formatted_ext(&self) -> &str {
+        &self.name[self.name.len().saturating_sub(FORMATTED_EXT_LEN)..]
     }
 
     /// Slave files have longer names than their master (protocol notes §4.3).

@@ -456,3 +456,124 @@ async fn a_member_that_lost_its_store_path_recovers_it_from_its_peer() {
         );
     }
 }
+
+#[tokio::test]
+async fn trunk_stored_files_are_recovered_into_their_slots() {
+    use fdfs_node::fileid::TrunkSlot;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tracker = common::test_tracker(dir.path()).await;
+    let port = common::group_port(dir.path(), 28000);
+    let a_config = member_config(dir.path(), "127.0.0.2", &tracker, port);
+    // A's store path was written by a FastDFS storage with trunk files: trunk 000001 in
+    // data/00/00 with two slots, and the binlog naming them.
+    let mtime = fdfs_node::unix_now() as u32 - 60;
+    let files: Vec<(TrunkSlot, Vec<u8>, &str)> = vec![
+        (
+            TrunkSlot {
+                id: 1,
+                offset: 0,
+                size: 4096,
+            },
+            (0..3000u32).map(|i| (i % 253) as u8).collect(),
+            "000.jpg",
+        ),
+        (
+            TrunkSlot {
+                id: 1,
+                offset: 4096,
+                size: 512,
+            },
+            b"avatar".to_vec(),
+            "000.png",
+        ),
+    ];
+    let names: Vec<_> = files
+        .iter()
+        .map(|(slot, data, ext)| common::trunk_file_name("127.0.0.2", data, mtime, *slot, ext))
+        .collect();
+    let trunk_dir = a_config.base_path.join("data/00/00");
+    std::fs::create_dir_all(&trunk_dir).expect("dirs");
+    let trunk: Vec<u8> = files
+        .iter()
+        .flat_map(|(slot, data, ext)| common::fastdfs_slot(slot.size, data, mtime, ext))
+        .collect();
+    std::fs::write(trunk_dir.join("000001"), &trunk).expect("trunk file");
+    std::fs::create_dir_all(a_config.base_path.join("data/sync")).expect("sync dir");
+    let binlog: String = names.iter().map(|n| format!("{mtime} C {n}\n")).collect();
+    std::fs::write(a_config.base_path.join("data/sync/binlog.000"), binlog).expect("binlog");
+    let a = fdfs_node::storage::start(a_config).await.expect("A");
+
+    let mut b_config = member_config(dir.path(), "127.0.0.3", &tracker, port);
+    b_config.store_paths = vec![dir.path().join("disk-of-b")];
+    let b_trunk = b_config.store_paths[0].join("data/00/00/000001");
+    let b = fdfs_node::storage::start(b_config.clone())
+        .await
+        .expect("B");
+    // B copies both into its own trunk file; then loses its disk.
+    // (and knows its first full copy done, so a lost disk is recovered, not copied anew)
+    let init_flag = b_config.base_path.join("data/.data_init_flag");
+    wait_for(
+        "B holds the trunk files",
+        Duration::from_secs(60),
+        async || {
+            std::fs::read(&b_trunk).is_ok_and(|t| t.len() >= 4096 + 24 + 6)
+                && std::fs::read_to_string(&init_flag).is_ok_and(|f| f.contains("sync_old_done=1"))
+        },
+    )
+    .await;
+    b.stop(Duration::from_secs(2)).await;
+    std::fs::remove_dir_all(b_config.store_paths[0].join("data")).expect("wipe B's disk");
+    let b = fdfs_node::storage::start(b_config.clone())
+        .await
+        .expect("restart B");
+    wait_for(
+        "B recovered and active",
+        Duration::from_secs(60),
+        async || {
+            std::fs::read(&b_trunk).is_ok_and(|t| t.len() >= 4096 + 24 + 6)
+                && !b_config.store_paths[0]
+                    .join("data")
+                    .join(FLAG_FILE)
+                    .exists()
+                && b.node.is_active_everywhere()
+        },
+    )
+    .await;
+    assert_eq!(
+        served(&a.node, "FetchOnePathBinlog"),
+        1,
+        "B rebuilt its path by recovery"
+    );
+    // Same bytes in the same slots as on A, and B serves them.
+    let on_b = std::fs::read(&b_trunk).expect("B's trunk file");
+    for (slot, data, _) in &files {
+        let (at, end) = (slot.offset as usize, slot.offset as usize + 24 + data.len());
+        assert_eq!(on_b[at..end], trunk[at..end]);
+    }
+    let mut conn = fdfs_node::client::Conn::connect(
+        b.addr,
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+        None,
+    )
+    .await
+    .expect("connect to B");
+    for (name, (_, data, _)) in names.iter().zip(&files) {
+        let req = fdfs_node::proto::storage::DownloadRequest {
+            offset: 0,
+            length: 0,
+            group: "group1".into(),
+            remote_filename: name.to_string(),
+        };
+        let (status, body) = conn
+            .call(
+                fdfs_node::proto::Command::DownloadFile,
+                &req.encode(),
+                1 << 20,
+            )
+            .await
+            .expect("download from B");
+        assert_eq!((status, &body), (fdfs_node::proto::Status::Ok, data));
+    }
+    drop(a);
+}

@@ -1074,3 +1074,149 @@ async fn larger_files_kept_open_go_when_the_file_goes() {
     let gone = request(g.http(0), "GET", &url, &[("Range", "bytes=0-65535")]).await;
     assert_eq!(gone.status, 404);
 }
+
+#[tokio::test]
+async fn trunk_stored_files_of_a_fastdfs_store_path_are_served_replicated_and_deleted() {
+    use fdfs_node::config::ResponseMode;
+    use fdfs_node::fileid::{FileId, TrunkSlot};
+    const A: &str = "127.0.0.61";
+    let mtime = fdfs_node::unix_now() as u32 - 3600;
+    let photo: Vec<u8> = (0..600u32).map(|i| (i * 7 % 251) as u8).collect();
+    let note = b"a small text kept in a trunk".to_vec();
+    let (one, two) = (
+        TrunkSlot {
+            id: 1,
+            offset: 0,
+            size: 1024,
+        },
+        TrunkSlot {
+            id: 1,
+            offset: 1024,
+            size: 256,
+        },
+    );
+    let photo_name = common::trunk_file_name(A, &photo, mtime, one, "000.jpg");
+    let note_name = common::trunk_file_name(A, &note, mtime, two, "000.txt");
+    // Member A starts on a store path a FastDFS storage wrote: trunk file 000001 with
+    // two slots, and its binlog naming both files.
+    let g = Group::start_with(
+        &[(A, ResponseMode::None), ("127.0.0.62", ResponseMode::None)],
+        |cfg| {
+            if !cfg.bind.starts_with(&format!("{A}:")) {
+                return;
+            }
+            let dir = cfg.base_path.join("data/00/00");
+            std::fs::create_dir_all(&dir).expect("dirs");
+            let mut trunk = common::fastdfs_slot(one.size, &photo, mtime, "000.jpg");
+            trunk.extend(common::fastdfs_slot(two.size, &note, mtime, "000.txt"));
+            std::fs::write(dir.join("000001"), trunk).expect("trunk file");
+            std::fs::create_dir_all(cfg.base_path.join("data/sync")).expect("sync dir");
+            std::fs::write(
+                cfg.base_path.join("data/sync/binlog.000"),
+                format!("{mtime} C {photo_name}\n{mtime} C {note_name}\n"),
+            )
+            .expect("binlog");
+        },
+    )
+    .await;
+    let client = g.client().await;
+    let id = |name: &fdfs_node::fileid::RemoteName| {
+        FileId::parse(&format!("group1/{name}")).expect("id")
+    };
+    let (photo_id, note_id) = (id(&photo_name), id(&note_name));
+
+    // The protocol: whole, a range, file info from the slot's header.
+    assert_eq!(
+        client.download_bytes(&photo_id, 0, 0).await.expect("photo"),
+        photo
+    );
+    assert_eq!(
+        client
+            .download_bytes(&photo_id, 100, 50)
+            .await
+            .expect("range"),
+        &photo[100..150]
+    );
+    assert_eq!(
+        client.download_bytes(&note_id, 0, 0).await.expect("note"),
+        note
+    );
+    let info = client.file_info(&photo_id).await.expect("info");
+    assert_eq!(
+        (info.file_size, info.create_timestamp, info.crc32),
+        (600, u64::from(mtime), crc32fast::hash(&photo))
+    );
+
+    // HTTP: whole and a range, from the slot.
+    let url = format!("/group1/{photo_name}");
+    let whole = request(g.http(0), "GET", &url, &[]).await;
+    assert_eq!((whole.status, &whole.body), (200, &photo));
+    let part = request(g.http(0), "GET", &url, &[("Range", "bytes=10-19")]).await;
+    assert_eq!((part.status, &part.body[..]), (206, &photo[10..20]));
+
+    // Metadata (its own file beside the trunk) and a slave file of a trunk-stored master.
+    client
+        .set_metadata(&photo_id, b"width\x02600", false)
+        .await
+        .expect("set metadata");
+    assert_eq!(
+        client.get_metadata(&photo_id).await.expect("metadata"),
+        b"width\x02600"
+    );
+    let slave = client
+        .upload_slave_bytes(&photo_id, "_s", "jpg", b"small")
+        .await
+        .expect("slave of a trunk file");
+    assert_eq!(
+        client.download_bytes(&slave, 0, 0).await.expect("slave"),
+        b"small"
+    );
+
+    // Replication: B gets both files into the same slots of its own trunk file.
+    let trunk_on = |m: usize| g.members[m].node.config.base_path.join("data/00/00/000001");
+    let slots_on_b =
+        async || std::fs::read(trunk_on(1)).is_ok_and(|t| t.len() >= 1024 + 24 + note.len());
+    common::wait_for(
+        "B holds both trunk files",
+        Duration::from_secs(60),
+        slots_on_b,
+    )
+    .await;
+    let on_b = std::fs::read(trunk_on(1)).expect("B's trunk file");
+    let on_a = std::fs::read(trunk_on(0)).expect("A's trunk file");
+    assert_eq!(on_b[..24 + photo.len()], on_a[..24 + photo.len()]);
+    assert_eq!(
+        on_b[1024..1024 + 24 + note.len()],
+        on_a[1024..1024 + 24 + note.len()]
+    );
+    let from_b = request(g.http(1), "GET", &format!("/group1/{note_name}"), &[]).await;
+    assert_eq!((from_b.status, &from_b.body), (200, &note));
+
+    // Delete: the slot is zeroed on A, then on B; the neighbour slot stays readable.
+    client.delete(&photo_id).await.expect("delete");
+    assert!(
+        std::fs::read(trunk_on(0)).expect("trunk")[..1024]
+            .iter()
+            .all(|&b| b == 0)
+    );
+    assert_eq!(request(g.http(0), "GET", &url, &[]).await.status, 404);
+    common::wait_for("B freed the slot", Duration::from_secs(60), async || {
+        std::fs::read(trunk_on(1)).is_ok_and(|t| t[..1024].iter().all(|&b| b == 0))
+    })
+    .await;
+    assert_eq!(request(g.http(1), "GET", &url, &[]).await.status, 404);
+    assert!(client.download_bytes(&photo_id, 0, 0).await.is_err());
+    assert_eq!(
+        client.download_bytes(&note_id, 0, 0).await.expect("note"),
+        note
+    );
+
+    // A name whose slot header does not match (another CRC) is not found.
+    let forged = common::trunk_file_name(A, b"other bytes", mtime, two, "000.txt");
+    assert_eq!(
+        request(g.http(0), "GET", &format!("/group1/{forged}"), &[])
+            .await
+            .status,
+        404
+    );
+}

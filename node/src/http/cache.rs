@@ -61,6 +61,8 @@ pub enum Lookup {
 #[derive(Debug)]
 pub struct OpenEntry {
     pub file: Arc<std::fs::File>,
+    /// Where the stored file starts in `file` (past a trunk slot's header).
+    pub base: u64,
     pub size: u64,
     pub validators: Validators,
     /// Milliseconds since the cache's start when the file was opened.
@@ -190,6 +192,7 @@ impl FileCache {
         &self,
         key: &str,
         file: Arc<std::fs::File>,
+        base: u64,
         size: u64,
         validators: Validators,
         removals: u64,
@@ -202,6 +205,7 @@ impl FileCache {
             key.to_owned(),
             Arc::new(OpenEntry {
                 file,
+                base,
                 size,
                 validators,
                 opened: self.now_ms(),

@@ -291,15 +291,15 @@ async fn multipart(
             Ok(())
         })),
         Content::Open(o) => {
-            let file = o.file.clone();
+            let (file, base) = (o.file.clone(), o.base);
             crate::disk::run(move || {
-                assemble(&|buf: &mut [u8], at: u64| file.read_exact_at(buf, at))
+                assemble(&|buf: &mut [u8], at: u64| file.read_exact_at(buf, base + at))
             })
             .await
         }
         Content::Disk(o) => {
             crate::disk::run(move || {
-                assemble(&|buf: &mut [u8], at: u64| o.file.read_exact_at(buf, at))
+                assemble(&|buf: &mut [u8], at: u64| o.file.read_exact_at(buf, o.base + at))
             })
             .await
         }
@@ -361,9 +361,9 @@ async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> R
         }
     };
     let name = by_size.as_ref().map_or(&asked, |w| &w.slave).clone();
-    let Ok(path) = node.store.file_path(&name) else {
+    if node.store.file_path(&name).is_err() {
         return plain(StatusCode::NOT_FOUND, "no such file");
-    };
+    }
     let appender = name.core().is_ok_and(|c| c.is_appender());
     // Kept under the URL's path, so a later request for it is answered before any parsing;
     // a thumbnail asked for by size under its own URL (`/<group>/<slave>`).
@@ -386,7 +386,7 @@ async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> R
         };
         match looked {
             Lookup::Fresh(entry) => kept = Some(entry),
-            Lookup::Recheck(entry) => match crate::disk::open_regular(path.clone()).await {
+            Lookup::Recheck(entry) => match node.store.open_file(&name).await {
                 Ok(o)
                     if (o.ino, o.size, o.mtime)
                         == (entry.ino, entry.data.len() as u64, entry.mtime) =>
@@ -406,7 +406,7 @@ async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> R
     let content = match (kept, kept_open) {
         (Some(entry), _) => Content::Kept(entry),
         (None, Some(open)) => Content::Open(open),
-        (None, None) => match open_or_make(edge, &name, &path, by_size.as_ref()).await {
+        (None, None) => match open_or_make(edge, &name, by_size.as_ref()).await {
             Ok((opened, made)) => {
                 if by_size.is_some() && !made {
                     thumbnail::note(node, "stored");
@@ -507,7 +507,7 @@ async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> R
         Content::Kept(entry) => Payload::Bytes(entry.data.slice(span)),
         // A small file is read whole and kept, whatever part of it was asked for.
         Content::Disk(o) if !appender && edge.cache.takes(size) => {
-            match crate::disk::read_cached(o.file, 0, size).await {
+            match crate::disk::read_cached(o.file, o.base, size).await {
                 Ok(buf) => {
                     let data = Bytes::from(buf);
                     edge.cache.keep(
@@ -525,18 +525,18 @@ async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> R
             }
         }
         Content::Open(o) if len <= READ_WHOLE => {
-            match crate::disk::read_cached(o.file.clone(), start, len).await {
+            match crate::disk::read_cached(o.file.clone(), o.base + start, len).await {
                 Ok(buf) => Payload::Bytes(Bytes::from(buf)),
                 Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
             }
         }
         Content::Open(o) => Payload::File {
             file: o.file.clone(),
-            offset: start,
+            offset: o.base + start,
             len,
         },
         Content::Disk(o) if len <= READ_WHOLE => {
-            match crate::disk::read_cached(o.file, start, len).await {
+            match crate::disk::read_cached(o.file, o.base + start, len).await {
                 Ok(buf) => Payload::Bytes(Bytes::from(buf)),
                 Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file"),
             }
@@ -545,11 +545,11 @@ async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> R
             let file = Arc::new(o.file);
             if !appender {
                 edge.cache
-                    .keep_open(key, file.clone(), o.size, validators, removals);
+                    .keep_open(key, file.clone(), o.base, o.size, validators, removals);
             }
             Payload::File {
                 file,
-                offset: start,
+                offset: o.base + start,
                 len,
             }
         }
@@ -622,13 +622,14 @@ enum OpenFailure {
 async fn open_or_make(
     edge: &Edge,
     name: &RemoteName,
-    path: &Path,
     by_size: Option<&Wanted>,
 ) -> Result<(OpenedFile, bool), OpenFailure> {
-    let open = |path: &Path| {
-        let path = path.to_path_buf();
+    let open = |name: &RemoteName| {
+        let name = name.clone();
         async move {
-            crate::disk::open_regular(path)
+            edge.node
+                .store
+                .open_file(&name)
                 .await
                 .map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => OpenFailure::Missing,
@@ -636,13 +637,13 @@ async fn open_or_make(
                 })
         }
     };
-    match open(path).await {
+    match open(name).await {
         Err(OpenFailure::Missing) => {
             let Some(wanted) = by_size.cloned().or_else(|| edge.thumbnails.named(name)) else {
                 return Err(OpenFailure::Missing);
             };
             match edge.thumbnails.make(&edge.node, &wanted).await {
-                Ok(made) => Ok((open(path).await?, made == thumbnail::Made::Now)),
+                Ok(made) => Ok((open(name).await?, made == thumbnail::Made::Now)),
                 // Not here: perhaps still on its way from its source.
                 Err(thumbnail::Refusal::NoMaster) => Err(OpenFailure::Missing),
                 Err(refusal) => Err(OpenFailure::Refused(refusal)),

@@ -244,23 +244,28 @@ impl Thumbnails {
             .map_err(|_| Refusal::Busy)?
             .map_err(|_| Refusal::Busy)?;
         let started = Instant::now();
-        let path = node
-            .store
-            .file_path(&wanted.master)
-            .map_err(|_| Refusal::NoMaster)?;
         let max_bytes = self.config.max_source_bytes;
+        let (store_node, master) = (node.clone(), wanted.master.clone());
         let read = crate::disk::run(move || -> Result<Vec<u8>, Refusal> {
             let io_refusal = |e: std::io::Error| match e.kind() {
                 std::io::ErrorKind::NotFound => Refusal::NoMaster,
                 _ => Refusal::Failed(e.to_string()),
             };
-            let size = std::fs::metadata(&path).map_err(io_refusal)?.len();
-            if size > max_bytes {
+            // Its own file, or its slot in a trunk file.
+            let opened = store_node
+                .store
+                .open_file_blocking(&master)
+                .map_err(io_refusal)?;
+            if opened.size > max_bytes {
                 return Err(Refusal::TooLarge(format!(
-                    "{size} bytes, the limit is {max_bytes}"
+                    "{} bytes, the limit is {max_bytes}",
+                    opened.size
                 )));
             }
-            std::fs::read(&path).map_err(io_refusal)
+            let mut data = vec![0u8; opened.size as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&opened.file, &mut data, opened.base)
+                .map_err(io_refusal)?;
+            Ok(data)
         });
         let data = read
             .await

@@ -42,20 +42,24 @@ impl StorageNode {
         let body = self.small_body(conn, header).await?;
         let req = DownloadRequest::decode(&body).map_err(|e| e.status())?;
         self.check_group(&req.group)?;
-        let (_, path) = self.locate_file(&req.remote_filename, conn.peer.ip())?;
+        let (name, _) = self.locate_file(&req.remote_filename, conn.peer.ip())?;
         let (offset, want) = (req.offset, req.length);
         // Opened and (when small) read here while the kernel has it cached; what needs
         // the disk goes to a disk thread.
-        let opened = crate::disk::open_regular(path)
+        let opened = self
+            .store
+            .open_file(&name)
             .await
             .map_err(|e| Failure::Status(io_status(&e)))?;
-        let (file, size) = (opened.file, opened.size);
+        let (file, size, base) = (opened.file, opened.size, opened.base);
         // V6.15.4 refuses offset ≥ size; a 0-byte file still downloads (as up to V6.15.3).
         if offset > size || (offset == size && size > 0) {
             return Err(Status::InvalidArgument.into());
         }
         let remain = size - offset;
         let len = if want == 0 { remain } else { want.min(remain) };
+        // Where the range is in the file opened: past the slot's header for a trunk file.
+        let offset = base + offset;
         if len <= READ_WHOLE {
             let data = crate::disk::read_cached(file, offset, len)
                 .await
@@ -97,10 +101,11 @@ impl StorageNode {
         header: &Header,
     ) -> Handled {
         let req = self.file_request(conn, header).await?;
-        let (name, path) = self.locate(&req.remote_filename)?;
+        let (name, _) = self.locate(&req.remote_filename)?;
         let node = self.clone();
+        let doomed = name.clone();
         let had_meta = blocking(move || {
-            let deleted = store::delete(&path);
+            let deleted = node.store.delete_file(&doomed);
             node.store.note_removed();
             deleted
         })
@@ -127,30 +132,28 @@ impl StorageNode {
         if req.remote_filename.len() >= 132 {
             return Err(Status::InvalidArgument.into());
         }
-        let (name, path) = self.locate_file(&req.remote_filename, conn.peer.ip())?;
+        let (name, _) = self.locate_file(&req.remote_filename, conn.peer.ip())?;
         let core = name.core().map_err(|_| Status::InvalidArgument)?;
         let from_name = !core.is_appender() && !name.is_slave().unwrap_or(true);
         let chunk = self.config.buff_size as usize;
+        let node = self.clone();
         let (size, mtime, crc32) = blocking(move || -> Result<(u64, u64, u32), Status> {
-            let file = std::fs::File::open(&path).map_err(|e| io_status(&e))?;
-            let meta = file.metadata().map_err(|e| io_status(&e))?;
-            if !meta.is_file() {
-                return Err(Status::NotFound);
-            }
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let opened = node
+                .store
+                .open_file_blocking(&name)
+                .map_err(|e| io_status(&e))?;
+            let mtime = opened
+                .mtime
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             let crc = if from_name {
                 core.crc32
             } else if flags & INFO_NO_CRC != 0 {
                 0
             } else {
-                file_crc32(&file, chunk).map_err(|e| io_status(&e))?
+                file_crc32(&opened.file, chunk).map_err(|e| io_status(&e))?
             };
-            Ok((meta.len(), mtime, crc))
+            Ok((opened.size, mtime, crc))
         })
         .await??;
         let source_ip = match core.source {
@@ -183,7 +186,8 @@ impl StorageNode {
         // A merge reads, changes and writes the metadata file: one at a time per file.
         let _one_writer = self.file_locks.lock(&name.to_string()).await;
         let op = blocking(move || -> Result<Option<Op>, Status> {
-            if !path.is_file() {
+            // The file may be its own or a trunk slot; its metadata file is its own.
+            if node.store.open_file_blocking(&name).is_err() {
                 return Err(Status::NotFound);
             }
             let meta_file = store::meta_path(&path);
@@ -231,9 +235,10 @@ impl StorageNode {
         header: &Header,
     ) -> Handled {
         let req = self.file_request(conn, header).await?;
-        let (_, path) = self.locate(&req.remote_filename)?;
+        let (name, path) = self.locate(&req.remote_filename)?;
+        let node = self.clone();
         let blob = blocking(move || -> Result<Vec<u8>, Status> {
-            if !path.is_file() {
+            if node.store.open_file_blocking(&name).is_err() {
                 return Err(Status::NotFound);
             }
             std::fs::read(store::meta_path(&path)).map_err(|e| io_status(&e))

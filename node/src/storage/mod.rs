@@ -15,6 +15,7 @@ pub mod stat_file;
 pub mod store;
 pub mod sync;
 mod transfer;
+pub mod trunk;
 pub(crate) mod upload;
 
 use std::collections::BTreeMap;

@@ -86,17 +86,25 @@ impl StorageNode {
         if usize::from(name.store_path) != index {
             return Ok(None);
         }
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
         let mut line = Record {
             timestamp: r.timestamp,
             op: Op::Create,
             origin: r.origin,
             name: r.name.clone(),
             extra: None,
+        };
+        if name.trunk_slot().is_some() {
+            // A file in a trunk slot (links included) is sent as a create, when still there.
+            return Ok(self
+                .store
+                .open_file_blocking(&name)
+                .is_ok()
+                .then(|| line.to_line()));
+        }
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
         };
         if meta.file_type().is_symlink() {
             let Some(target) = self.link_target(&path, index)? else {

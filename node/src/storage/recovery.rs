@@ -675,8 +675,8 @@ async fn fetch_file(
     index: usize,
     record: &Record,
 ) -> Result<Outcome, RecoveryError> {
-    let target = match node.locate(&record.name) {
-        Ok((name, path)) if usize::from(name.store_path) == index => path,
+    let (name, target) = match node.locate(&record.name) {
+        Ok((name, path)) if usize::from(name.store_path) == index => (name, path),
         _ => {
             tracing::warn!(name = %record.name, "recovery line names a file outside this path");
             return Ok(Outcome::Skipped);
@@ -705,6 +705,32 @@ async fn fetch_file(
                 status,
             });
         }
+    }
+    if name.trunk_slot().is_some() {
+        // Back into its slot of the trunk file, which the source keeps at the same place.
+        let slot_size = name.trunk_slot().map_or(0, |s| u64::from(s.size));
+        if h.body_len + super::trunk::HEADER_LEN > slot_size {
+            return Err(RecoveryError::Status {
+                addr: source,
+                what: "DOWNLOAD_FILE (larger than its trunk slot)",
+                status: Status::InvalidArgument,
+            });
+        }
+        let mut data = vec![0u8; h.body_len as usize];
+        c.read_exact(&mut data).await?;
+        let writing = node.clone();
+        let root = node.store.roots()[index].clone();
+        crate::disk::run(move || {
+            writing
+                .store
+                .write_trunk_file(&name, &data)
+                .unwrap_or_else(|| Err(io::ErrorKind::InvalidInput.into()))
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r)
+        .map_err(local(&root))?;
+        return Ok(Outcome::Restored);
     }
     let creating = node.clone();
     let dir = target.parent().map(Path::to_path_buf);

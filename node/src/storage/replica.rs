@@ -90,6 +90,48 @@ impl StorageNode {
         let (name, path) = self.read_name(conn, head.name_len).await?;
         let ts = head.timestamp;
         let op = if update { Op::Update } else { Op::Create };
+        if let Some(slot) = name.trunk_slot() {
+            // Kept in the same slot of the same trunk file as on the sender.
+            if header.status != NO_CONTENT
+                && head.file_size + super::trunk::HEADER_LEN > u64::from(slot.size)
+            {
+                return Err(Status::InvalidArgument.into());
+            }
+            let mut data = vec![0u8; content as usize];
+            conn.read_exact(&mut data).await?;
+            let node = self.clone();
+            let record = Record::new(ts, op, name.to_string()).replica();
+            // Without content, the sender saw the file here already.
+            let no_content = header.status == NO_CONTENT;
+            let stored = blocking(move || -> std::io::Result<Option<bool>> {
+                let existing = node.store.open_file_blocking(&name).ok().map(|o| o.size);
+                if no_content {
+                    return Ok(existing.map(|_| false));
+                }
+                if !update && existing == Some(data.len() as u64) {
+                    return Ok(Some(false));
+                }
+                node.store
+                    .write_trunk_file(&name, &data)
+                    .unwrap_or_else(|| Err(std::io::ErrorKind::InvalidInput.into()))?;
+                node.log_now(&[record]);
+                Ok(Some(true))
+            })
+            .await?
+            .map_err(|e| Failure::Status(io_status(&e)))?;
+            self.synced_from(session, ts);
+            return match stored {
+                Some(true) => {
+                    self.count_sync(false, head.file_size, true);
+                    Ok(Reply::Body(Vec::new()))
+                }
+                Some(false) => {
+                    self.count_sync(false, head.file_size, false);
+                    Err(Status::AlreadyExists.into())
+                }
+                None => Err(Status::NotFound.into()),
+            };
+        }
         if header.status != NO_CONTENT && head.file_size <= self.config.buff_size {
             // Small files, most of a sync stream: read first, then one trip to the blocking
             // pool checks, writes and renames.
@@ -176,10 +218,10 @@ impl StorageNode {
         let body = self.small_body(conn, header).await?;
         let req = SyncDelete::decode(&body).map_err(|e| e.status())?;
         self.check_group(&req.group)?;
-        let (name, path) = self.locate(&req.name)?;
-        let node = self.clone();
+        let (name, _) = self.locate(&req.name)?;
+        let (node, doomed) = (self.clone(), name.clone());
         let removed = blocking(move || {
-            let removed = std::fs::remove_file(&path);
+            let removed = node.store.remove_file(&doomed);
             node.store.note_removed();
             removed
         })

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::{ReservedSpace, StorageConfig};
+use crate::disk::OpenedFile;
 use crate::fileid::{self, NameCore, RemoteName, Source};
 use crate::fsutil::{Placement, StagedFile, SyncPolicy};
 use crate::proto::Status;
@@ -170,6 +171,70 @@ impl Store {
             return Err(Status::InvalidArgument);
         }
         Ok(root.join(name.relative_path()))
+    }
+
+    /// Where the file `name` is kept here: its own file, or a slot in a trunk file (see
+    /// [`super::trunk`]). `None` for a name this node cannot hold.
+    pub fn stored_at(&self, name: &RemoteName) -> Option<StoredAt> {
+        let path = self.file_path(name).ok()?;
+        Some(match name.trunk_slot() {
+            None => StoredAt::Own(path),
+            Some(slot) => StoredAt::Slot {
+                root: self.paths[usize::from(name.store_path)].clone(),
+                name: name.clone(),
+                slot,
+            },
+        })
+    }
+
+    /// Opens a stored file for reading. `NotFound` for a name this node cannot hold.
+    pub async fn open_file(&self, name: &RemoteName) -> io::Result<OpenedFile> {
+        match self.stored_at(name) {
+            None => Err(io::ErrorKind::NotFound.into()),
+            Some(StoredAt::Own(path)) => crate::disk::open_regular(path).await,
+            Some(at) => crate::disk::run(move || at.open())
+                .await
+                .map_err(io::Error::other)?,
+        }
+    }
+
+    /// [`Self::open_file`] on the caller's thread (a disk thread).
+    pub fn open_file_blocking(&self, name: &RemoteName) -> io::Result<OpenedFile> {
+        self.stored_at(name).ok_or(io::ErrorKind::NotFound)?.open()
+    }
+
+    /// Removes a stored file and its metadata companion: its own file, or its trunk slot
+    /// (zeroed). ENOENT when absent; returns whether there was a metadata file.
+    pub fn delete_file(&self, name: &RemoteName) -> io::Result<bool> {
+        let path = self
+            .file_path(name)
+            .map_err(|_| io::Error::from(io::ErrorKind::NotFound))?;
+        let Some(slot) = name.trunk_slot() else {
+            return delete(&path);
+        };
+        super::trunk::free(&self.paths[usize::from(name.store_path)], name, slot)?;
+        match std::fs::remove_file(meta_path(&path)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a stored file (not its metadata companion): its own file, or its trunk
+    /// slot (zeroed). ENOENT when absent.
+    pub fn remove_file(&self, name: &RemoteName) -> io::Result<()> {
+        match self.stored_at(name).ok_or(io::ErrorKind::NotFound)? {
+            StoredAt::Own(path) => std::fs::remove_file(path),
+            StoredAt::Slot { root, name, slot } => super::trunk::free(&root, &name, slot),
+        }
+    }
+
+    /// Stores `data` as the file `name` received from a peer, in its trunk slot; `None`
+    /// when `name` is not a trunk file's (it is committed as a file of its own).
+    pub fn write_trunk_file(&self, name: &RemoteName, data: &[u8]) -> Option<io::Result<()>> {
+        let slot = name.trunk_slot()?;
+        let root = self.paths.get(usize::from(name.store_path))?;
+        Some(super::trunk::write(root, name, slot, data))
     }
 
     /// Stages a new file for `store_path`, nameless in `dir` (the directory its name will
@@ -528,6 +593,37 @@ pub fn meta_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push("-m");
     PathBuf::from(p)
+}
+
+/// Where a stored file's bytes are kept.
+#[derive(Debug, Clone)]
+pub enum StoredAt {
+    /// A file of its own.
+    Own(PathBuf),
+    /// A slot of a trunk file under `root`, its store path.
+    Slot {
+        root: PathBuf,
+        name: RemoteName,
+        slot: fileid::TrunkSlot,
+    },
+}
+
+impl StoredAt {
+    /// Opens the file for reading (a disk step); `NotFound` when it is not there.
+    pub fn open(&self) -> io::Result<OpenedFile> {
+        match self {
+            StoredAt::Own(path) => crate::disk::open_regular_blocking(path),
+            StoredAt::Slot { root, name, slot } => super::trunk::open(root, name, *slot),
+        }
+    }
+
+    /// Whether something is stored under the name (a disk step).
+    pub fn exists(&self) -> bool {
+        match self {
+            StoredAt::Own(path) => path.exists(),
+            StoredAt::Slot { .. } => self.open().is_ok(),
+        }
+    }
 }
 
 /// Removes a file and its metadata companion (`<name>-m`). ENOENT when absent.

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::StorageNode;
 use super::binlog::{Op, Position, Record};
 use super::metrics::PeerLabels;
+use super::store::StoredAt;
 use crate::client::{ClientError, Conn};
 use crate::fileid::RemoteName;
 use crate::proto::fields::{GROUP_NAME_LEN, STORAGE_ID_LEN, put_fixed};
@@ -575,24 +576,27 @@ async fn load_payload(
     start: u64,
     len: Option<u64>,
 ) -> Result<Option<(u64, Payload)>, SyncError> {
-    let Some(path) = local_path(node, name) else {
+    let Some(at) = stored_at(node, name) else {
         return Ok(None);
     };
     let loaded = crate::disk::run(move || -> std::io::Result<_> {
-        let Ok(file) = std::fs::File::open(&path) else {
+        let Ok(opened) = at.open() else {
             return Ok(None);
         };
-        let size = file.metadata()?.len();
+        let (file, size) = (opened.file, opened.size);
+        // Where the range is in the file opened: past the slot's header for a trunk file.
+        let base = opened.base;
         let len = len.unwrap_or(size.saturating_sub(start));
         if start.saturating_add(len) > size {
             return Ok(Some((size, Payload::Bytes(Vec::new()))));
         }
         if len <= CHUNK {
             let mut b = vec![0u8; len as usize];
-            file.read_exact_at(&mut b, start)?;
+            file.read_exact_at(&mut b, base + start)?;
             return Ok(Some((size, Payload::Bytes(b))));
         }
         let file = Arc::new(file);
+        let start = base + start;
         Ok(Some((size, Payload::File { file, start, len })))
     })
     .await
@@ -600,20 +604,18 @@ async fn load_payload(
     Ok(loaded)
 }
 
-/// Where a stored file named in a binlog record lives here; `None` for a name that is
+/// Where a stored file named in a binlog record is kept here; `None` for a name that is
 /// not one of ours.
-fn local_path(node: &StorageNode, name: &str) -> Option<PathBuf> {
-    node.store.file_path(&RemoteName::parse(name).ok()?).ok()
+fn stored_at(node: &StorageNode, name: &str) -> Option<StoredAt> {
+    node.store.stored_at(&RemoteName::parse(name).ok()?)
 }
 
 /// Whether a stored file exists here now, asked on a disk thread.
 async fn exists_locally(node: &StorageNode, name: &str) -> bool {
-    let Some(path) = local_path(node, name) else {
+    let Some(at) = stored_at(node, name) else {
         return false;
     };
-    crate::disk::run(move || path.exists())
-        .await
-        .unwrap_or(false)
+    crate::disk::run(move || at.exists()).await.unwrap_or(false)
 }
 
 /// Sends a sync request (fixed part `prefix`, then `payload`) and returns the reply status.

@@ -156,11 +156,13 @@ impl StorageNode {
         let mut master_bytes = vec![0u8; head.master_len as usize];
         conn.read_exact(&mut master_bytes).await?;
         let master = std::str::from_utf8(&master_bytes).map_err(|_| Status::InvalidArgument)?;
-        let (master, master_path) = self.locate(master)?;
+        let (master, _) = self.locate(master)?;
         let slave = slave_name(&master, &head.prefix, &head.ext)?;
         let slave_path = self.store.file_path(&slave)?;
-        let (mp, sp) = (master_path.clone(), slave_path.clone());
-        let (master_exists, slave_exists) = blocking(move || (mp.is_file(), sp.exists())).await?;
+        let (node, m, sp) = (self.clone(), master.clone(), slave_path.clone());
+        // The master may be a file of its own or a slot in a trunk file.
+        let (master_exists, slave_exists) =
+            blocking(move || (node.store.open_file_blocking(&m).is_ok(), sp.exists())).await?;
         if !master_exists {
             return Err(Status::NotFound.into());
         }
@@ -217,16 +219,14 @@ impl StorageNode {
     ) -> Result<(), CommitError> {
         let node = self.clone();
         let store_path = usize::from(master.store_path);
-        let master_path = self
-            .store
+        self.store
             .file_path(master)
             .map_err(CommitError::no_store_path)?;
         let size = data.len() as u64;
+        let master = master.clone();
         let stored = blocking(move || {
             use std::io::Write;
-            if !master_path.is_file() {
-                return Err(CommitError::Io(std::io::ErrorKind::NotFound.into()));
-            }
+            node.store.open_file_blocking(&master)?;
             let slave_path = node
                 .store
                 .file_path(&slave)

@@ -168,3 +168,38 @@ pub fn member_config(dir: &Path, ip: &str, tracker: &RunningTracker, port: u16) 
         ..Default::default()
     }
 }
+
+/// One slot of a trunk file as FastDFS V6 writes it: the 24-byte header (type, allocated
+/// size, file size, CRC-32, mtime, formatted ext; integers big-endian), then the bytes.
+pub fn fastdfs_slot(alloc: u32, content: &[u8], mtime: u32, ext: &str) -> Vec<u8> {
+    let mut slot = vec![b'F'];
+    slot.extend_from_slice(&alloc.to_be_bytes());
+    slot.extend_from_slice(&(content.len() as u32).to_be_bytes());
+    slot.extend_from_slice(&crc32fast::hash(content).to_be_bytes());
+    slot.extend_from_slice(&mtime.to_be_bytes());
+    slot.extend_from_slice(ext.as_bytes());
+    slot.extend_from_slice(content);
+    slot.resize(alloc as usize, 0);
+    slot
+}
+
+/// The name FastDFS gives a file in `slot` of trunk file 1 in `data/00/00` of store path 0:
+/// the core with the trunk flag, the slot, the formatted ext (60 characters in all).
+pub fn trunk_file_name(
+    source: &str,
+    content: &[u8],
+    mtime: u32,
+    slot: fdfs_node::fileid::TrunkSlot,
+    ext: &str,
+) -> fdfs_node::fileid::RemoteName {
+    use fdfs_node::fileid::{NameCore, RemoteName, Source, TRUNK_FLAG};
+    let core = NameCore {
+        source: Source::Ip(source.parse().expect("ip")),
+        timestamp: mtime,
+        size_field: (0x8000_4321u64 << 32) | TRUNK_FLAG | content.len() as u64,
+        crc32: crc32fast::hash(content),
+    };
+    let name = RemoteName::new(0, 0, 0, format!("{}{}{ext}", core.encode(), slot.encode()));
+    assert_eq!(name.to_string().len(), 60);
+    name
+}

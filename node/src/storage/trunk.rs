@@ -1,0 +1,224 @@
+//! Files stored inside trunk files, in FastDFS's on-disk format.
+//!
+//! A group with `use_trunk_file = true` keeps small files as slots of large trunk files,
+//! `<store path>/data/HH/LL/<trunk id, 6 digits>`. The file's name says where
+//! ([`TrunkSlot`]): the trunk id, the slot's offset and its allocated size. Each slot
+//! starts with a 24-byte header that repeats what the name records, so a reader can tell
+//! the slot still holds that file:
+//!
+//! ```text
+//! | type u8 | alloc_size u32 | file_size u32 | crc32 u32 | mtime u32 | formatted ext [7] |
+//! ```
+//!
+//! (integers big-endian; type `F` a file, `L` a link whose content is the name of the file
+//! it points to, 0 a free slot). The file's bytes follow the header. A deleted file's slot
+//! is zeroed, header included.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::disk::OpenedFile;
+use crate::fileid::{RemoteName, TrunkSlot};
+
+/// Bytes of a slot's header.
+pub const HEADER_LEN: u64 = 24;
+/// Slot types.
+const REGULAR: u8 = b'F';
+const LINK: u8 = b'L';
+
+/// The header a slot must carry to hold `name` (of type `kind`).
+fn expected_header(name: &RemoteName, slot: TrunkSlot, kind: u8) -> Option<[u8; 24]> {
+    let core = name.core().ok()?;
+    let mut h = [0u8; 24];
+    h[0] = kind;
+    h[1..5].copy_from_slice(&slot.size.to_be_bytes());
+    h[5..9].copy_from_slice(&(core.file_size() as u32).to_be_bytes());
+    h[9..13].copy_from_slice(&core.crc32.to_be_bytes());
+    h[13..17].copy_from_slice(&core.timestamp.to_be_bytes());
+    h[17..24].copy_from_slice(name.formatted_ext().as_bytes());
+    Some(h)
+}
+
+/// The trunk file that holds `slot` under `root` (a store path) in `name`'s directory.
+pub fn trunk_path(root: &Path, name: &RemoteName, slot: TrunkSlot) -> PathBuf {
+    root.join(format!(
+        "data/{:02X}/{:02X}/{:06}",
+        name.hh, name.ll, slot.id
+    ))
+}
+
+/// Opens the file `name` stored in `slot` of its trunk file under `root` (a disk step).
+/// `NotFound` when the slot does not hold it: free, reused, or a header that differs from
+/// what the name records. A link slot is followed once, to a file of the same store path.
+pub fn open(root: &Path, name: &RemoteName, slot: TrunkSlot) -> io::Result<OpenedFile> {
+    let file = File::open(trunk_path(root, name, slot))?;
+    let mut header = [0u8; 24];
+    file.read_exact_at(&mut header, u64::from(slot.offset))
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => io::ErrorKind::NotFound.into(),
+            _ => e,
+        })?;
+    let kind = header[0];
+    if !matches!(kind, REGULAR | LINK) || Some(header) != expected_header(name, slot, kind) {
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    let core = name.core().map_err(io::Error::other)?;
+    let size = core.file_size();
+    if HEADER_LEN + size > u64::from(slot.size) {
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    let base = u64::from(slot.offset) + HEADER_LEN;
+    if kind == LINK {
+        let mut target = vec![0u8; size as usize];
+        file.read_exact_at(&mut target, base)?;
+        let target = std::str::from_utf8(&target)
+            .ok()
+            .and_then(|t| RemoteName::parse(t).ok())
+            .filter(|t| t.store_path == name.store_path)
+            .ok_or(io::ErrorKind::NotFound)?;
+        return match target.trunk_slot() {
+            Some(s) if target.len() == name.len() && s != slot => open(root, &target, s),
+            Some(_) => Err(io::ErrorKind::NotFound.into()),
+            None => crate::disk::open_regular_blocking(&root.join(target.relative_path())),
+        };
+    }
+    let meta = file.metadata()?;
+    if meta.len() < base + size {
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    Ok(OpenedFile {
+        size,
+        mtime: UNIX_EPOCH + Duration::from_secs(u64::from(core.timestamp)),
+        ino: std::os::unix::fs::MetadataExt::ino(&meta),
+        base,
+        file,
+    })
+}
+
+/// Writes `data` as the file `name` into its slot (a replica or a recovered file): the
+/// trunk file is made when missing, the bytes go before the header, so a reader never
+/// finds a header over bytes not yet written.
+pub fn write(root: &Path, name: &RemoteName, slot: TrunkSlot, data: &[u8]) -> io::Result<()> {
+    let core = name.core().map_err(io::Error::other)?;
+    if data.len() as u64 != core.file_size()
+        || HEADER_LEN + data.len() as u64 > u64::from(slot.size)
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the file does not fit the slot its name gives",
+        ));
+    }
+    let header = expected_header(name, slot, REGULAR).ok_or(io::ErrorKind::InvalidInput)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(trunk_path(root, name, slot))?;
+    let at = u64::from(slot.offset);
+    file.write_all_at(data, at + HEADER_LEN)?;
+    file.sync_data()?;
+    file.write_all_at(&header, at)?;
+    file.sync_data()
+}
+
+/// Frees the slot holding `name`: zeroes it whole, as FastDFS does. `NotFound` when the
+/// slot does not hold that file (nothing is written then).
+pub fn free(root: &Path, name: &RemoteName, slot: TrunkSlot) -> io::Result<()> {
+    drop(open(root, name, slot)?);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(trunk_path(root, name, slot))?;
+    let zeros = vec![0u8; slot.size as usize];
+    file.write_all_at(&zeros, u64::from(slot.offset))?;
+    file.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fileid::{NameCore, Source, TRUNK_FLAG};
+
+    /// A trunk file's name, as FastDFS gives it.
+    pub fn trunk_name(data: &[u8], ts: u32, slot: TrunkSlot, ext: &str) -> RemoteName {
+        let core = NameCore {
+            source: Source::Ip([127, 0, 0, 1].into()),
+            timestamp: ts,
+            size_field: (0x8000_1234u64 << 32) | TRUNK_FLAG | data.len() as u64,
+            crc32: crc32fast::hash(data),
+        };
+        RemoteName::new(0, 0, 0, format!("{}{}{ext}", core.encode(), slot.encode()))
+    }
+
+    #[test]
+    fn slots_are_read_written_and_freed_in_fastdfs_layout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("data/00/00")).expect("dirs");
+        let one = TrunkSlot {
+            id: 1,
+            offset: 0,
+            size: 512,
+        };
+        let two = TrunkSlot {
+            id: 1,
+            offset: 512,
+            size: 256,
+        };
+        let a = trunk_name(b"first file", 1_700_000_000, one, "000.jpg");
+        let b = trunk_name(b"second", 1_700_000_001, two, "0000.js");
+        assert_eq!(a.len(), crate::fileid::TRUNK_REMOTE_LEN);
+        assert_eq!(a.trunk_slot(), Some(one));
+        write(root, &a, one, b"first file").expect("write a");
+        write(root, &b, two, b"second").expect("write b");
+
+        // The bytes on disk are FastDFS's: header, then content, at the slot's offset.
+        let raw = std::fs::read(root.join("data/00/00/000001")).expect("trunk file");
+        assert_eq!(raw.len(), 512 + 24 + 6);
+        assert_eq!(raw[0], b'F');
+        assert_eq!(&raw[1..5], &512u32.to_be_bytes());
+        assert_eq!(&raw[5..9], &10u32.to_be_bytes());
+        assert_eq!(&raw[9..13], &crc32fast::hash(b"first file").to_be_bytes());
+        assert_eq!(&raw[13..17], &1_700_000_000u32.to_be_bytes());
+        assert_eq!(&raw[17..24], b"000.jpg");
+        assert_eq!(&raw[24..34], b"first file");
+        assert_eq!(&raw[512 + 24..], b"second");
+
+        let opened = open(root, &a, one).expect("open a");
+        assert_eq!((opened.base, opened.size), (24, 10));
+        let mut buf = [0u8; 10];
+        opened
+            .file
+            .read_exact_at(&mut buf, opened.base)
+            .expect("read");
+        assert_eq!(&buf, b"first file");
+
+        // A name whose slot holds another file's header is not found.
+        let wrong = trunk_name(b"first filf", 1_700_000_000, one, "000.jpg");
+        assert_eq!(
+            open(root, &wrong, one).err().map(|e| e.kind()),
+            Some(io::ErrorKind::NotFound)
+        );
+        assert_eq!(
+            free(root, &wrong, one).err().map(|e| e.kind()),
+            Some(io::ErrorKind::NotFound)
+        );
+
+        // Freed: zeroed whole, gone; the neighbour is untouched.
+        free(root, &a, one).expect("free a");
+        let raw = std::fs::read(root.join("data/00/00/000001")).expect("trunk file");
+        assert!(raw[..512].iter().all(|&b| b == 0));
+        assert_eq!(
+            open(root, &a, one).err().map(|e| e.kind()),
+            Some(io::ErrorKind::NotFound)
+        );
+        assert_eq!(open(root, &b, two).expect("b").size, 6);
+
+        // A file that does not fit its slot is refused before anything is written.
+        let big = trunk_name(&[7u8; 300], 1, two, "000.bin");
+        assert!(write(root, &big, two, &[7u8; 300]).is_err());
+        assert_eq!(open(root, &b, two).expect("b still").size, 6);
+    }
+}

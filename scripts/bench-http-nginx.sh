@@ -16,6 +16,11 @@
 #   RUNS (3)  DURATION (10s)  THREADS (2)  CONNS (32)   wrk -t$THREADS -c$CONNS -d$DURATION --latency
 #   FDFS_REF_DIR ($HOME/fdfs-ref)   FDFS_NODE_BIN (target/release/fdfs-node of this checkout)
 #   BENCH_DIR (../shared/bench beside this checkout: side_by_side.py, cluster.sh)
+#   WRK2 (unset)  RATES ("10000 20000 30000")  RATE_DURATION (20s)
+#            with WRK2 set to a wrk2 binary (built from github.com/giltene/wrk2, never
+#            committed), the 4 KiB and range cells are also driven at each fixed rate, open
+#            loop, for latency at equal load (closed-loop wrk's percentiles include the
+#            client's own queueing once it saturates the CPU it shares with the server)
 # output: a markdown table on stdout; raw data in $FDFS_REF_DIR/results/http-<timestamp>/
 set -u
 
@@ -208,7 +213,31 @@ for cell in 4KiB 1MiB 1MiB-range64K; do
   done
 done
 
-python3 - "$RAW" "$OUT/summary.md" "$THREADS" "$CONNS" "$DURATION" "$RUNS" <<'EOF'
+# ---------- latency at fixed rates (optional) ----------
+RATED=$OUT/rated.tsv
+if [ -n "${WRK2:-}" ]; then
+  [ -x "$WRK2" ] || die "WRK2=$WRK2 is not executable"
+  printf 'cell\trate\ttarget\trun\treq_s\tp50_ms\tp90_ms\tp99_ms\tp999_ms\n' >"$RATED"
+  for run in $(seq 1 "$RUNS"); do
+    for cell in 4KiB 1MiB-range64K; do
+      for rate in ${RATES:-10000 20000 30000}; do
+        for t in nginx ours; do
+          hdr=()
+          case $cell in 4KiB) url=${URL[$t,4k]} ;; *) url=${URL[$t,1m]}; hdr=(-H 'Range: bytes=0-65535') ;; esac
+          w=$OUT/wrk2-$cell-$rate-$t-$run.txt
+          "$WRK2" -t"$THREADS" -c"$CONNS" -d"${RATE_DURATION:-20s}" -R"$rate" --latency "${hdr[@]}" "$url" >"$w" 2>&1
+          pct() { to_ms "$(awk -v p="$1" '$1 == p {print $2; exit}' "$w")"; }
+          rps=$(awk '/^Requests\/sec:/ {print $2}' "$w")
+          printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$cell" "$rate" "$t" "$run" "${rps:-0}" \
+            "$(pct 50.000%)" "$(pct 90.000%)" "$(pct 99.000%)" "$(pct 99.900%)" >>"$RATED"
+          log "$(printf '%-14s %6s/s %-5s run%s: p50 %s  p99 %s ms' "$cell" "$rate" "$t" "$run" "$(pct 50.000%)" "$(pct 99.000%)")"
+        done
+      done
+    done
+  done
+fi
+
+python3 - "$RAW" "$OUT/summary.md" "$THREADS" "$CONNS" "$DURATION" "$RUNS" "$RATED" <<'EOF'
 import csv, statistics, sys
 raw, out, thr, conns, dur, runs = sys.argv[1:7]
 rows = list(csv.DictReader(open(raw), delimiter="\t"))
@@ -232,6 +261,18 @@ note = (f"\nwrk -t{thr} -c{conns} -d{dur} --latency, {runs} run(s) per cell, alt
         "Medians over runs. CPU% = % of one core (utime+stime over wall time): nginx = its 2 workers summed; "
         "ours = the whole fdfs-node `local` process (tracker + both storages). "
         "errors = wrk non-2xx/3xx responses + socket errors.\n")
+import os
+rated = sys.argv[7]
+if os.path.exists(rated):
+    rr = list(csv.DictReader(open(rated), delimiter="\t"))
+    def rmed(cell, rate, t, k):
+        xs = [float(r[k]) for r in rr if r["cell"] == cell and r["rate"] == rate and r["target"] == t]
+        return statistics.median(xs) if xs else float("nan")
+    note += ("\nFixed rate (wrk2 -R, open loop, same threads and connections), medians over runs, ms:\n\n"
+             "| cell | req/s | nginx p50 / p90 / p99 / p99.9 | ours p50 / p90 / p99 / p99.9 |\n|---|---|---|---|\n")
+    for cell, rate in dict.fromkeys((r["cell"], r["rate"]) for r in rr):
+        f = lambda t: " / ".join(f"{rmed(cell, rate, t, k):.2f}" for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms"))
+        note += f"| {cell} | {rate} | {f('nginx')} | {f('ours')} |\n"
 txt = "\n".join(lines)
 open(out, "w").write(txt + "\n" + note)
 print(txt + "\n" + note)

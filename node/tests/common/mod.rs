@@ -146,13 +146,26 @@ pub async fn test_tracker(dir: &Path) -> RunningTracker {
     .expect("tracker")
 }
 
-/// The port all members of one test's group share (FastDFS requires one port per group),
-/// picked from the test's directory so tests running side by side do not collide.
+/// The port all members of one test's group share (FastDFS requires one port per group):
+/// the same for every call with the same `dir` and `first`. It starts from a place picked
+/// from the test's directory (tests run side by side, each in its own process) and moves
+/// on past ports some socket on any address holds now, staying below the ephemeral range
+/// so no outgoing connection can take it while a member restarts.
 pub fn group_port(dir: &Path, first: u16) -> u16 {
+    use std::collections::BTreeMap;
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    dir.hash(&mut h);
-    first + (h.finish() % 4000) as u16
+    use std::sync::Mutex;
+    static CHOSEN: Mutex<BTreeMap<(std::path::PathBuf, u16), u16>> = Mutex::new(BTreeMap::new());
+    let mut chosen = CHOSEN.lock().unwrap_or_else(|e| e.into_inner());
+    *chosen.entry((dir.to_path_buf(), first)).or_insert_with(|| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        dir.hash(&mut h);
+        let start = h.finish() % 4000;
+        (0..4000u64)
+            .map(|i| first + ((start + i) % 4000) as u16)
+            .find(|port| std::net::TcpListener::bind(("0.0.0.0", *port)).is_ok())
+            .expect("a free port for the group")
+    })
 }
 
 /// A storage of a test group on `ip`, state under `dir/<ip>`, reporting to `tracker` every

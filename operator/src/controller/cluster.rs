@@ -16,7 +16,9 @@ use crate::validate;
 
 use super::conditions::{self as cond, Want, Work};
 use super::group::belongs_to;
-use super::{Context, TrackerAnswers, apply, fetch, is_paused, status};
+use super::{
+    Context, EventSpec, NOT_OBSERVED, SetProgress, TrackerAnswers, apply, fetch, is_paused, status,
+};
 
 /// The reconcile pipeline of one `FdfsCluster`.
 pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
@@ -88,8 +90,7 @@ pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
     };
     status::write(client, cluster, &new_status).await?;
 
-    let settled = wanted.iter().all(|w| w.status == (w.type_ == cond::READY));
-    Ok(Action::requeue(if settled {
+    Ok(Action::requeue(if cond::settled(&wanted) {
         ctx.config.resync
     } else {
         ctx.config.progress_interval
@@ -172,16 +173,12 @@ fn ready_trackers(trackers: &StatefulSet) -> i32 {
 }
 
 fn rollout_pending(trackers: &StatefulSet) -> Option<String> {
-    let replicas = trackers.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let status = trackers.status.clone().unwrap_or_default();
-    if status.observed_generation < trackers.metadata.generation {
-        return Some("the StatefulSet controller has not seen the latest spec yet".into());
+    let p = SetProgress::of(trackers, 1);
+    if !p.observed {
+        return Some(NOT_OBSERVED.into());
     }
-    let updated = status.updated_replicas.unwrap_or(0);
-    let rolling =
-        status.update_revision.is_some() && status.current_revision != status.update_revision;
-    if rolling || updated < replicas {
-        return Some(format!("{updated} of {replicas} trackers updated"));
+    if p.revisions_differ || p.updated < p.replicas {
+        return Some(format!("{} of {} trackers updated", p.updated, p.replicas));
     }
     None
 }
@@ -258,8 +255,6 @@ fn work(cluster: &FdfsCluster, trackers: &StatefulSet, answers: &TrackerAnswers)
         Work::Done
     }
 }
-
-type EventSpec = (EventType, String, &'static str, String);
 
 fn events(
     before: Option<&StatefulSet>,

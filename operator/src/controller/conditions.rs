@@ -204,6 +204,12 @@ pub fn convergence(
 }
 
 /// The condition of a type in a list.
+/// Whether the wanted conditions say the resource is settled: Ready, and nothing else true.
+/// A settled resource is checked again at the resync interval, another one sooner.
+pub fn settled(wanted: &[Want]) -> bool {
+    wanted.iter().all(|w| w.status == (w.type_ == READY))
+}
+
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
 }

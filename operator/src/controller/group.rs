@@ -25,7 +25,10 @@ use crate::{Error, Result};
 use super::conditions::{self as cond, Want, Work};
 use super::replace::{self, Replacement};
 use super::volume::{self, VOLUME_RESIZING, Volumes};
-use super::{Context, TrackerAnswers, apply, deletion, fetch, is_paused, status};
+use super::{
+    Context, EventSpec, NOT_OBSERVED, SetProgress, TrackerAnswers, apply, deletion, fetch,
+    is_paused, status,
+};
 
 /// The reconcile pipeline of one `StorageGroup`.
 pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
@@ -160,8 +163,7 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
         new_status.ready_replicas,
     );
 
-    let settled = wanted.iter().all(|w| w.status == (w.type_ == cond::READY));
-    Ok(Action::requeue(if settled {
+    Ok(Action::requeue(if cond::settled(&wanted) {
         ctx.config.resync
     } else {
         ctx.config.progress_interval
@@ -382,8 +384,6 @@ struct Report<'a> {
     rollout: &'a Rollout,
 }
 
-type EventSpec = (EventType, String, &'static str, String);
-
 impl Report<'_> {
     /// The members as the first tracker that answered lists them.
     fn members(&self) -> Vec<Member> {
@@ -416,24 +416,16 @@ impl Report<'_> {
     }
 
     fn rollout_pending(&self) -> Option<String> {
-        let sts = &self.applied.statefulset;
-        let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-        let status = sts.status.clone().unwrap_or_default();
-        if status.observed_generation < sts.metadata.generation {
-            return Some("the StatefulSet controller has not seen the latest spec yet".into());
+        let p = SetProgress::of(&self.applied.statefulset, 0);
+        if !p.observed {
+            return Some(NOT_OBSERVED.into());
         }
-        let updated = status.updated_replicas.unwrap_or(0);
+        let done = format!("{} of {} storages updated", p.updated, p.replicas);
         if let Rollout::Stepping { waiting, .. } = self.rollout {
-            return Some(format!(
-                "rolling update: {updated} of {replicas} storages updated; waiting for {waiting}"
-            ));
+            return Some(format!("rolling update: {done}; waiting for {waiting}"));
         }
-        if status.update_revision.is_some() && status.current_revision != status.update_revision {
-            return Some(format!(
-                "rolling update: {updated} of {replicas} storages updated"
-            ));
-        }
-        None
+        p.revisions_differ
+            .then(|| format!("rolling update: {done}"))
     }
 
     fn conditions(&self) -> Vec<Want> {

@@ -142,6 +142,41 @@ impl Backoff {
     }
 }
 
+/// An Event a reconcile wants published: type, reason, action and note.
+pub(super) type EventSpec = (EventType, String, &'static str, String);
+
+/// How far a StatefulSet has got in applying its latest spec.
+pub(super) struct SetProgress {
+    /// The StatefulSet controller has seen the latest spec.
+    pub observed: bool,
+    pub updated: i32,
+    pub replicas: i32,
+    /// Some Pods still run the previous revision.
+    pub revisions_differ: bool,
+}
+
+impl SetProgress {
+    /// Reads `sts`'s spec and status; `replicas` defaults to `default_replicas`.
+    pub fn of(sts: &StatefulSet, default_replicas: i32) -> SetProgress {
+        let replicas = sts
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(default_replicas);
+        let status = sts.status.clone().unwrap_or_default();
+        SetProgress {
+            observed: status.observed_generation >= sts.metadata.generation,
+            updated: status.updated_replicas.unwrap_or(0),
+            replicas,
+            revisions_differ: status.update_revision.is_some()
+                && status.current_revision != status.update_revision,
+        }
+    }
+}
+
+/// Why a StatefulSet's rollout is not visible yet.
+pub(super) const NOT_OBSERVED: &str = "the StatefulSet controller has not seen the latest spec yet";
+
 /// State shared by every reconcile.
 #[derive(Clone)]
 pub struct Context {

@@ -59,7 +59,8 @@ impl Default for ReservedSpace {
 }
 
 impl ReservedSpace {
-    /// Parses `10%`, `20.00%`, `1024MB`, `1G`, `512K`, `300` (MB).
+    /// Parses `10%`, `20.00%`, `1024MB`, `1G`, `512K`, and a bare number as bytes, as
+    /// FastDFS V6 reads `reserved_storage_space` (kept in whole MB, rounded down).
     pub fn parse(text: &str) -> Result<Self, String> {
         let t = text.trim();
         if let Some(pct) = t.strip_suffix('%') {
@@ -80,10 +81,11 @@ impl ReservedSpace {
             .parse()
             .map_err(|_| format!("{t:?} is not a size"))?;
         let mb = match unit {
-            "" | "M" | "MB" => n,
-            "G" | "GB" => n * 1024,
-            "T" | "TB" => n * 1024 * 1024,
-            "K" | "KB" => n / 1024,
+            "" => n >> 20,
+            "K" | "KB" => n >> 10,
+            "M" | "MB" => n,
+            "G" | "GB" => n << 10,
+            "T" | "TB" => n << 20,
             _ => return Err(format!("{t:?} has unknown unit {unit:?}")),
         };
         Ok(ReservedSpace::Mb(mb))
@@ -1156,6 +1158,10 @@ mod tests {
         assert_eq!(ReservedSpace::parse("10%"), Ok(ReservedSpace::Ratio(0.1)));
         assert_eq!(ReservedSpace::parse("1024MB"), Ok(ReservedSpace::Mb(1024)));
         assert_eq!(ReservedSpace::parse("2G"), Ok(ReservedSpace::Mb(2048)));
+        assert_eq!(ReservedSpace::parse("1 t"), Ok(ReservedSpace::Mb(1 << 20)));
+        // A bare number is bytes, as in FastDFS V6: 3 MiB and a bit is 3 MB.
+        assert_eq!(ReservedSpace::parse("3146000"), Ok(ReservedSpace::Mb(3)));
+        assert_eq!(ReservedSpace::parse("1000"), Ok(ReservedSpace::Mb(0)));
         assert!(ReservedSpace::parse("ten").is_err());
         assert!(ReservedSpace::parse("150%").is_err());
         assert!(ReservedSpace::Ratio(0.1).has_room(20, 100));

@@ -20,8 +20,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::Tracker;
-use crate::proto::Status;
 use crate::proto::monitor::SyncDelay;
+use crate::proto::{Command, Status};
 use crate::unix_now;
 
 type Labels = Vec<(String, String)>;
@@ -29,16 +29,17 @@ type Labels = Vec<(String, String)>;
 /// Request counters the tracker bumps as it serves.
 #[derive(Debug, Default)]
 pub struct TrackerMetrics {
-    /// Requests by command code and reply status.
+    /// Requests by command and reply status, labelled as the storage's are (`StorageJoin`,
+    /// `OK`).
     pub requests: Family<Labels, Counter>,
 }
 
 impl TrackerMetrics {
-    pub fn count(&self, cmd: u8, status: u8) {
+    pub fn count(&self, cmd: Command, status: Status) {
         self.requests
             .get_or_create(&vec![
-                ("command".to_owned(), cmd.to_string()),
-                ("status".to_owned(), status.to_string()),
+                ("command".to_owned(), format!("{cmd:?}")),
+                ("status".to_owned(), status.errno_name().to_owned()),
             ])
             .inc();
     }

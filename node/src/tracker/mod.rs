@@ -618,7 +618,7 @@ impl Tracker {
             }
         };
         let status = result.as_ref().err().copied().unwrap_or(Status::Ok);
-        self.metrics.count(u8::from(cmd), u8::from(status));
+        self.metrics.count(cmd, status);
         if let (Err(status), Some((group, id, _))) = (&result, &session.joined) {
             tracing::warn!(peer = %conn.peer, %group, storage = %id, ?cmd, %status,
                 "storage report refused");

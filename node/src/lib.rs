@@ -10,6 +10,7 @@ pub mod fsutil;
 pub mod http;
 pub mod local;
 pub mod proto;
+pub mod retry;
 pub mod server;
 pub mod storage;
 pub mod tracker;

@@ -194,6 +194,7 @@ struct Me {
 /// storage stops. Returns whether every path was recovered.
 pub async fn run(node: Arc<StorageNode>, paths: Vec<usize>, stop: CancellationToken) -> bool {
     for index in paths {
+        let mut backoff = crate::retry::Backoff::new(RETRY_AFTER, RETRY_AFTER * 8);
         loop {
             let attempt = tokio::select! {
                 _ = stop.cancelled() => return false,
@@ -205,9 +206,8 @@ pub async fn run(node: Arc<StorageNode>, paths: Vec<usize>, stop: CancellationTo
                     tracing::warn!(store_path = index, error = %e, "disk recovery not finished; retrying")
                 }
             }
-            tokio::select! {
-                _ = stop.cancelled() => return false,
-                _ = tokio::time::sleep(RETRY_AFTER) => {}
+            if !backoff.wait(&stop).await {
+                return false;
             }
         }
     }

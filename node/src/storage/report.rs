@@ -84,7 +84,9 @@ async fn report_loop(
     bind_ip: Option<Ipv4Addr>,
     stop: CancellationToken,
 ) {
+    let mut backoff = crate::retry::Backoff::new(RETRY_AFTER, RETRY_AFTER * 5);
     loop {
+        let started = std::time::Instant::now();
         let session = report_session(&node, tracker, &all_trackers, bind_ip, &stop);
         tokio::pin!(session);
         let session = tokio::select! {
@@ -103,9 +105,12 @@ async fn report_loop(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&tracker);
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(RETRY_AFTER) => {}
+        // A session that ran a while worked: the next failure starts the waits over.
+        if started.elapsed() > RETRY_AFTER * 5 {
+            backoff.reset();
+        }
+        if !backoff.wait(&stop).await {
+            break;
         }
     }
 }

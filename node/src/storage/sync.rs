@@ -343,6 +343,25 @@ async fn push_session(
         }
     };
     note_position(node, peer_id, mark.position);
+    let started_at = mark.position;
+    let result = push_from(node, peer_id, stop, &mut mark, &mark_path).await;
+    if result.is_err() && mark.position != started_at {
+        // What reached the peer stays counted: the next session goes on from here, not
+        // from an older saved mark (which would report a backlog already pushed).
+        let _ = mark.save_off_thread(&mark_path).await;
+    }
+    result
+}
+
+/// The pushing part of a session, from `mark` on; `mark` follows what the peer took.
+async fn push_from(
+    node: &Arc<StorageNode>,
+    peer_id: &str,
+    stop: &CancellationToken,
+    mark: &mut Mark,
+    mark_path: &std::path::Path,
+) -> Result<(), SyncError> {
+    let mut peer: Peer;
     // Only the full-copy source pushes before the peer is ACTIVE.
     let source_copying = mark.need_sync_old && !mark.sync_old_done;
     loop {
@@ -381,7 +400,7 @@ async fn push_session(
         if records.is_empty() {
             if mark.need_sync_old && !mark.sync_old_done {
                 mark.sync_old_done = true;
-                mark.save_off_thread(&mark_path).await?;
+                mark.save_off_thread(mark_path).await?;
                 report_peer_status(node, &peer, StorageStatus::Offline).await;
             }
             // Caught up: the mark is saved when stopping or after 10 quiet seconds, not at
@@ -390,7 +409,7 @@ async fn push_session(
             tokio::select! {
                 _ = stop.cancelled() => {
                     if unsaved > 0 {
-                        mark.save_off_thread(&mark_path).await?;
+                        mark.save_off_thread(mark_path).await?;
                     }
                     for c in conns.into_iter().flatten() {
                         c.quit().await;
@@ -400,7 +419,7 @@ async fn push_session(
                 _ = end.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(10)) => {
                     if unsaved > 0 {
-                        mark.save_off_thread(&mark_path).await?;
+                        mark.save_off_thread(mark_path).await?;
                         unsaved = 0;
                     }
                     // Keep the connections alive and find out early if the peer went away.
@@ -432,12 +451,12 @@ async fn push_session(
         if stop.is_cancelled() {
             // Stopping: push on to the binlog's end (the caught-up branch above ends the
             // session), within the flush grace, saving the mark after every batch.
-            mark.save_off_thread(&mark_path).await?;
+            mark.save_off_thread(mark_path).await?;
             unsaved = 0;
             continue;
         }
         if unsaved >= MARK_EVERY {
-            mark.save_off_thread(&mark_path).await?;
+            mark.save_off_thread(mark_path).await?;
             unsaved = 0;
         }
     }

@@ -436,7 +436,7 @@ async fn push_from(
         mark.scan_rows += records.len() as u64;
         let chosen: Vec<Record> = records
             .iter()
-            .filter(|r| wanted(r, &mark))
+            .filter(|r| wanted(r, mark))
             .cloned()
             .collect();
         let pushed = push_batch(node, &mut conns, chosen).await?;

@@ -13,6 +13,7 @@ pub mod query;
 pub mod report;
 pub mod storage;
 pub mod sync;
+pub mod trunk;
 
 pub use codes::{Command, Status, StorageStatus};
 pub use fields::IpWidth;

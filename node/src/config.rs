@@ -228,6 +228,57 @@ pub struct TrackerConfig {
     pub http_bind: String,
     /// Client addresses that may connect (FastDFS's `allow_hosts`); empty allows all.
     pub allow_hosts: Vec<String>,
+    /// Small files merged into trunk files; storages learn it through PARAMETER_REQ.
+    pub trunk: TrunkConfig,
+}
+
+/// Trunk storage, as FastDFS's tracker.conf sets it (sizes in bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrunkConfig {
+    pub use_trunk_file: bool,
+    /// The smallest slot given out; a smaller request still takes this much.
+    pub slot_min_size: u32,
+    /// Files whose slot (24-byte header included) would be larger are stored plain.
+    pub slot_max_size: u32,
+    /// Slot sizes are rounded up to a multiple of this (0: not rounded).
+    pub trunk_alloc_alignment_size: u32,
+    /// Bytes of each trunk file.
+    pub trunk_file_size: u32,
+}
+
+impl Default for TrunkConfig {
+    fn default() -> Self {
+        TrunkConfig {
+            use_trunk_file: false,
+            slot_min_size: 256,
+            slot_max_size: 1024 * 1024,
+            trunk_alloc_alignment_size: 256,
+            trunk_file_size: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl TrunkConfig {
+    /// FastDFS's adjustments: trunk files of at least 4 MB, and a slot of at most half a
+    /// trunk file.
+    pub fn normalized(mut self) -> Result<Self, ConfigError> {
+        if self.slot_min_size <= crate::storage::trunk::HEADER_LEN as u32 {
+            return Err(ConfigError::Invalid {
+                key: "slot_min_size",
+                reason: "must be above the 24-byte slot header".into(),
+            });
+        }
+        if self.slot_max_size <= self.slot_min_size {
+            return Err(ConfigError::Invalid {
+                key: "slot_max_size",
+                reason: "must be above slot_min_size".into(),
+            });
+        }
+        self.trunk_file_size = self.trunk_file_size.max(4 * 1024 * 1024);
+        self.slot_max_size = self.slot_max_size.min(self.trunk_file_size / 2);
+        Ok(self)
+    }
 }
 
 impl Default for TrackerConfig {
@@ -258,6 +309,7 @@ impl Default for TrackerConfig {
             listeners: Vec::new(),
             http_bind: String::new(),
             allow_hosts: Vec::new(),
+            trunk: TrunkConfig::default(),
         }
     }
 }
@@ -671,6 +723,7 @@ impl TrackerConfig {
                 reason: "store_lookup=1 needs a valid group".into(),
             });
         }
+        self.trunk.normalized()?;
         Ok(())
     }
 }
@@ -698,13 +751,8 @@ const IGNORED_FASTDFS_KEYS: &[&str] = &[
     "run_by_group",
     "run_by_user",
     "sync_log_buff_interval",
-    "use_trunk_file",
-    "slot_min_size",
-    "slot_max_size",
-    "trunk_alloc_alignment_size",
     "trunk_free_space_merge",
     "delete_unused_trunk_files",
-    "trunk_file_size",
     "trunk_create_file_advance",
     "trunk_create_file_time_base",
     "trunk_create_file_interval",
@@ -881,6 +929,17 @@ fn parse_bool(path: &Path, l: &ConfLine) -> Result<bool, ConfigError> {
 }
 
 /// Parses sizes like `256KB`, `1MB`, `4096`.
+/// A byte size that must fit the protocol's 32-bit trunk fields.
+fn parse_u32_bytes(path: &Path, l: &ConfLine) -> Result<u32, ConfigError> {
+    u32::try_from(parse_bytes(path, l)?).map_err(|_| ConfigError::BadValue {
+        path: path.into(),
+        line: l.line,
+        key: l.key.clone(),
+        value: l.value.clone(),
+        reason: "must be below 4 GB".into(),
+    })
+}
+
 fn parse_bytes(path: &Path, l: &ConfLine) -> Result<u64, ConfigError> {
     let upper = l.value.to_ascii_uppercase();
     let digits = upper.trim_end_matches(|c: char| c.is_ascii_alphabetic());
@@ -962,6 +1021,13 @@ pub fn tracker_from_fastdfs(path: &Path) -> Result<TrackerConfig, ConfigError> {
             }
             "max_buff_size" => c.max_body_len = parse_bytes(path, &l)?,
             "allow_hosts" => c.allow_hosts.push(l.value.clone()),
+            "use_trunk_file" => c.trunk.use_trunk_file = parse_bool(path, &l)?,
+            "slot_min_size" => c.trunk.slot_min_size = parse_u32_bytes(path, &l)?,
+            "slot_max_size" => c.trunk.slot_max_size = parse_u32_bytes(path, &l)?,
+            "trunk_alloc_alignment_size" => {
+                c.trunk.trunk_alloc_alignment_size = parse_u32_bytes(path, &l)?;
+            }
+            "trunk_file_size" => c.trunk.trunk_file_size = parse_u32_bytes(path, &l)?,
             "use_storage_id" => c.use_storage_id = parse_bool(path, &l)?,
             "trust_storage_server_id" => c.trust_storage_server_id = parse_bool(path, &l)?,
             "storage_ids_filename" => {
@@ -1021,6 +1087,7 @@ pub fn tracker_from_fastdfs(path: &Path) -> Result<TrackerConfig, ConfigError> {
         c.http_bind = format!("{bind_ip}:{p}");
     }
     c.bind = format!("{bind_ip}:{port}");
+    c.trunk = c.trunk.normalized()?;
     c.validate()?;
     Ok(c)
 }
@@ -1434,6 +1501,47 @@ mod tests {
             storage_from_fastdfs(&p),
             Err(ConfigError::BadValue { .. })
         ));
+    }
+
+    #[test]
+    fn trunk_keys_are_read_and_adjusted_as_fastdfs_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("tracker.conf");
+        // The sample's trunk keys: off, 256 B to 1 MB slots in 64 MB files.
+        std::fs::write(&p, V6_16_SAMPLE_TRACKER).expect("write");
+        let c = tracker_from_fastdfs(&p).expect("loads");
+        assert_eq!(c.trunk, TrunkConfig::default());
+        std::fs::write(
+            &p,
+            "use_trunk_file = true\nslot_min_size = 512\nslot_max_size = 8MB\n\
+             trunk_alloc_alignment_size = 0\ntrunk_file_size = 1MB\n",
+        )
+        .expect("write");
+        let c = tracker_from_fastdfs(&p).expect("loads");
+        // Trunk files of at least 4 MB; a slot of at most half a trunk file.
+        assert_eq!(
+            c.trunk,
+            TrunkConfig {
+                use_trunk_file: true,
+                slot_min_size: 512,
+                slot_max_size: 2 * 1024 * 1024,
+                trunk_alloc_alignment_size: 0,
+                trunk_file_size: 4 * 1024 * 1024,
+            }
+        );
+        for bad in [
+            "slot_min_size = 24\n",
+            "slot_min_size = 4096\nslot_max_size = 4096\n",
+            "trunk_file_size = 8GB\n",
+        ] {
+            std::fs::write(&p, bad).expect("write");
+            assert!(tracker_from_fastdfs(&p).is_err(), "{bad}");
+        }
+        let t: TrackerConfig =
+            toml::from_str("[trunk]\nuse_trunk_file = true\nslot_max_size = 65536\n")
+                .expect("toml");
+        assert!(t.trunk.use_trunk_file);
+        assert_eq!(t.trunk.slot_max_size, 65536);
     }
 
     #[test]

@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Compat, TrackerConfig};
+use crate::config::{Compat, TrackerConfig, TrunkConfig};
 use crate::proto::cluster::{
     self, FetchStorageIds, GroupAndHost, GroupAndId, JoinLeader, PingLeader, ReportStatus,
     SyncSrcReq, TrackerStat, TrackerStatFilter, TrackerStatus, VolumeStatFilter, VolumeStats,
 };
+use crate::proto::fields::{GROUP_NAME_LEN, STORAGE_ID_LEN, fixed_text};
 use crate::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
 use crate::proto::query::{FetchAll, FileRequest, GroupRequest};
 use crate::proto::report::{
@@ -60,6 +61,9 @@ struct Session {
     joined: Option<(String, String, u64)>,
     leader_epoch_sent: Option<u64>,
     members_sent: Option<u64>,
+    /// The trunk server change last sent; 0, as a group starts, sends nothing until the
+    /// first choice (a V6 tracker without trunk storage never sets the flag).
+    trunk_sent: u64,
     /// A follower tracker joined this leader on this connection (58).
     joined_leader: bool,
     /// The follower's serving address.
@@ -241,8 +245,14 @@ impl Tracker {
         out
     }
 
+    /// The trunk settings as storages are told them (FastDFS's adjustments applied).
+    fn trunk_config(&self) -> TrunkConfig {
+        self.config.trunk.normalized().unwrap_or(self.config.trunk)
+    }
+
     fn parameters(&self, compat: &Compat) -> Parameters {
         let c = &self.config;
+        let t = self.trunk_config();
         let kv = |k: &str, v: &str| (k.to_owned(), v.to_owned());
         let b = |v: bool| if v { "1" } else { "0" };
         // The key order of a V6.16.1 tracker's reply.
@@ -272,11 +282,14 @@ impl Tracker {
                     "reserved_storage_space",
                     &c.reserved_storage_space.to_fastdfs_text(),
                 ),
-                kv("use_trunk_file", "0"),
-                kv("slot_min_size", "256"),
-                kv("slot_max_size", "1048576"),
-                kv("trunk_alloc_alignment_size", "256"),
-                kv("trunk_file_size", "67108864"),
+                kv("use_trunk_file", b(t.use_trunk_file)),
+                kv("slot_min_size", &t.slot_min_size.to_string()),
+                kv("slot_max_size", &t.slot_max_size.to_string()),
+                kv(
+                    "trunk_alloc_alignment_size",
+                    &t.trunk_alloc_alignment_size.to_string(),
+                ),
+                kv("trunk_file_size", &t.trunk_file_size.to_string()),
                 kv("trunk_create_file_advance", "0"),
                 kv("trunk_create_file_time_base", "02:00"),
                 kv("trunk_create_file_interval", "86400"),
@@ -319,14 +332,18 @@ impl Tracker {
             session.leader_epoch_sent = Some(epoch);
         }
         if let Some((group, _, _)) = &session.joined {
-            let reg = self.registry();
-            if let Some(g) = reg
-                .groups
-                .get(group)
-                .filter(|g| session.members_sent != Some(g.changes))
-            {
-                reply.members = Some(g.briefs());
-                session.members_sent = Some(g.changes);
+            let mut reg = self.registry();
+            reg.elect_trunk_server(group);
+            if let Some(g) = reg.groups.get(group) {
+                if session.members_sent != Some(g.changes) {
+                    reply.members = Some(g.briefs());
+                    session.members_sent = Some(g.changes);
+                }
+                // A storage learns the trunk server once, and again on every change.
+                if session.trunk_sent != g.trunk.changes {
+                    reply.trunk = Some(g.trunk_brief());
+                    session.trunk_sent = g.trunk.changes;
+                }
             }
         }
         reply.encode()
@@ -447,7 +464,22 @@ impl Tracker {
                 .map_err(|e| e.status())
                 .and_then(|r| self.registry().delete_group(&r.group))
                 .map(|_| Vec::new()),
-            Command::ServerSetTrunkServer => Err(Status::NotSupported),
+            Command::ServerSetTrunkServer => {
+                if body.len() < GROUP_NAME_LEN || body.len() > GROUP_NAME_LEN + STORAGE_ID_LEN {
+                    Err(Status::InvalidArgument)
+                } else if !self.is_leader() {
+                    // Followers learn the trunk server from the leader; ask the leader.
+                    Err(Status::NotSupported)
+                } else {
+                    let group = fixed_text(&body[..GROUP_NAME_LEN]);
+                    let id = fixed_text(&body[GROUP_NAME_LEN..]);
+                    self.registry().set_trunk_server(&group, &id).map(|chosen| {
+                        let mut reply = chosen.into_bytes();
+                        reply.push(0);
+                        reply
+                    })
+                }
+            }
             Command::ServerGetLeader => empty(&body).and_then(|_| {
                 self.leader()
                     .map(|l| l.to_string().into_bytes())
@@ -786,9 +818,27 @@ impl Tracker {
                 }
                 Ok(Vec::new())
             }
-            Command::StorageFetchTrunkFid
-            | Command::StorageReportTrunkFid
-            | Command::StorageReportTrunkFree => Err(Status::NotSupported),
+            Command::StorageFetchTrunkFid => {
+                empty(body)?;
+                // Only the leader follows trunk servers.
+                if !self.is_leader() {
+                    return Err(Status::NotSupported);
+                }
+                let id = self.registry().trunk_file_id(group)?;
+                Ok(id.to_be_bytes().to_vec())
+            }
+            Command::StorageReportTrunkFid => {
+                let fid = <[u8; 4]>::try_from(body).map_err(|_| Status::InvalidArgument)?;
+                self.registry()
+                    .report_trunk_file_id(group, id, u32::from_be_bytes(fid))?;
+                Ok(Vec::new())
+            }
+            Command::StorageReportTrunkFree => {
+                let mb = <[u8; 8]>::try_from(body).map_err(|_| Status::InvalidArgument)?;
+                self.registry()
+                    .report_trunk_free(group, id, u64::from_be_bytes(mb))?;
+                Ok(Vec::new())
+            }
             _ => {
                 empty(body)?;
                 let reg = self.registry();

@@ -48,6 +48,16 @@ pub struct SavedGroup {
     pub store_path_count: u64,
     pub subdir_count_per_path: u64,
     pub members: Vec<SavedMember>,
+    /// The trunk server's storage id, kept so a restarted tracker names the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunk_server: Option<String>,
+    /// The highest trunk file id reported, so no trunk file id is made twice.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub trunk_file_id: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +95,8 @@ impl SavedState {
                     name: g.name.clone(),
                     store_path_count: g.store_path_count,
                     subdir_count_per_path: g.subdir_count_per_path,
+                    trunk_server: g.trunk.server.clone(),
+                    trunk_file_id: g.trunk.file_id,
                     members: g
                         .members
                         .values()
@@ -118,6 +130,9 @@ impl SavedState {
                 continue;
             }
             let mut g = Group::new(&sg.name, sg.store_path_count, sg.subdir_count_per_path);
+            g.trunk.file_id = sg.trunk_file_id;
+            g.trunk.changes = u64::from(sg.trunk_server.is_some());
+            g.trunk.server = sg.trunk_server;
             for sm in sg.members {
                 let Some(status) = StorageStatus::from_byte(sm.status) else {
                     tracing::warn!(group = %sg.name, storage = %sm.id, status = sm.status,

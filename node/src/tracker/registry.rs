@@ -8,6 +8,7 @@
 mod admin;
 #[cfg(test)]
 mod rules_tests;
+mod trunk;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -22,6 +23,7 @@ use crate::proto::report::{
 };
 use crate::proto::{Status, StorageStatus};
 use crate::tracker::storage_ids::{RW_BOTH, RW_READ, RW_WRITE, StorageIds, address_for_client};
+pub use trunk::GroupTrunk;
 
 /// One storage as the tracker knows it.
 #[derive(Debug, Clone)]
@@ -115,6 +117,8 @@ pub struct Group {
     current_read_server: usize,
     /// Bumped on every membership or status change; drives heartbeat pushes.
     pub changes: u64,
+    /// Its trunk server and trunk space.
+    pub trunk: GroupTrunk,
 }
 
 impl Group {
@@ -167,6 +171,7 @@ impl Group {
             current_write_server: 0,
             current_read_server: 0,
             changes: 0,
+            trunk: GroupTrunk::default(),
         }
     }
 
@@ -965,7 +970,7 @@ impl Registry {
             total_mb: total,
             free_mb: free,
             reserved_mb: self.policy.reserved_storage_space.reserved_mb(total),
-            trunk_free_mb: 0,
+            trunk_free_mb: g.trunk.free_mb,
             storage_count: g.members.len() as u64,
             storage_port: if ports.len() == 1 {
                 ports.first().copied().unwrap_or(0) as i64
@@ -977,7 +982,11 @@ impl Registry {
             current_write_server: g.current_write_server as u64,
             store_path_count: g.store_path_count,
             subdir_count_per_path: g.subdir_count_per_path,
-            current_trunk_file_id: -1,
+            current_trunk_file_id: if self.policy.trunk.use_trunk_file {
+                i64::from(g.trunk.file_id)
+            } else {
+                -1
+            },
         }
     }
 
@@ -1010,7 +1019,7 @@ impl Registry {
                     current_write_path: m.current_write_path as u64,
                     storage_port: m.port,
                     stats,
-                    if_trunk_server: false,
+                    if_trunk_server: g.is_trunk_server(&m.id),
                 }
             })
             .collect();

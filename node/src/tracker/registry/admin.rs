@@ -272,15 +272,15 @@ impl Registry {
     pub fn storage_cluster_stats(&self) -> StorageClusterStats {
         StorageClusterStats {
             use_storage_id: self.policy.use_storage_id,
-            use_trunk_file: false,
+            use_trunk_file: self.policy.trunk.use_trunk_file,
             storages: self
                 .groups
                 .values()
-                .flat_map(|g| g.members.values())
-                .map(|m| StorageClusterStat {
+                .flat_map(|g| g.members.values().map(move |m| (g, m)))
+                .map(|(g, m)| StorageClusterStat {
                     id: m.id.clone(),
                     host: format!("{}:{}", m.ip, m.port),
-                    is_trunk_server: false,
+                    is_trunk_server: g.is_trunk_server(&m.id),
                     status: m.status as u8,
                     connections: m.stats.connections,
                     version: m.version.clone(),
@@ -304,10 +304,12 @@ impl Registry {
                     free_mb: free,
                     reserved_mb: reserved,
                     avail_mb: free.saturating_sub(reserved),
-                    trunk_free_mb: 0,
+                    trunk_free_mb: g.trunk.free_mb,
                     is_disk_available: !g.writable().is_empty()
                         && self.policy.reserved_storage_space.has_room(free, total),
-                    is_trunk_available: false,
+                    is_trunk_available: self.policy.trunk.use_trunk_file
+                        && g.trunk.server.is_some()
+                        && g.trunk.free_mb > 0,
                 }
             })
             .collect()

@@ -177,6 +177,12 @@ pub fn normal_size_field(size: u64, rand23: u32) -> u64 {
     }
 }
 
+/// Size field of a file stored in a trunk slot: random high bits, the trunk flag, and
+/// the size (below 4 GiB: a slot is smaller than its trunk file).
+pub fn trunk_size_field(size: u32, rand23: u32) -> u64 {
+    (u64::from(0x8000_0000 | (rand23 & 0x007F_FFFF)) << 32) | TRUNK_FLAG | u64::from(size)
+}
+
 /// Size field of an appender file: size 0 plus the appender flag.
 pub fn appender_size_field(rand23: u32) -> u64 {
     (u64::from(0x8000_0000 | (rand23 & 0x007F_FFFF)) << 32) | APPENDER_FLAG

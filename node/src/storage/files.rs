@@ -112,6 +112,12 @@ impl StorageNode {
         .await?
         .map_err(|e| Failure::Status(io_status(&e)))?;
         tracing::debug!(file = %name, "deleted");
+        // A trunk slot goes back to the group's trunk server for reuse.
+        if let Some(block) =
+            super::trunking::block_of(&name).filter(|_| self.trunk.params().is_some())
+        {
+            self.trunk_release(block).await;
+        }
         let now = crate::unix_now() as u32;
         let mut records = vec![Record::new(now, Op::Delete, name.to_string())];
         if had_meta {

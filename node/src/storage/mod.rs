@@ -16,6 +16,8 @@ pub mod store;
 pub mod sync;
 mod transfer;
 pub mod trunk;
+pub mod trunk_space;
+pub mod trunking;
 pub(crate) mod upload;
 
 use std::collections::BTreeMap;
@@ -79,6 +81,8 @@ pub struct StorageNode {
     last_sync_update: AtomicU64,
     /// One change at a time per stored file.
     file_locks: locks::FileLocks,
+    /// Trunk storage: the group's trunk server, and our free space when we are it.
+    pub trunk: trunking::Trunking,
 }
 
 /// Operation counters reported to trackers in every BEAT.
@@ -205,6 +209,7 @@ impl StorageNode {
             last_source_update: AtomicU64::new(0),
             last_sync_update: AtomicU64::new(0),
             file_locks: locks::FileLocks::default(),
+            trunk: trunking::Trunking::default(),
             config,
         };
         if let Some(saved) = stat_file::load(&node.config.base_path) {
@@ -436,6 +441,10 @@ impl StorageNode {
             Command::SyncRenameFile => self.sync_rename(conn, header, session).await,
             Command::SyncCreateLink => self.sync_link(conn, header, session).await,
             Command::FetchOnePathBinlog => self.fetch_path_binlog(conn, header).await,
+            Command::TrunkAllocSpace => self.trunk_alloc_space(conn, header).await,
+            Command::TrunkAllocConfirm | Command::TrunkFreeSpace => {
+                self.trunk_space_back(conn, header).await
+            }
             other => {
                 tracing::debug!(peer = %conn.peer, cmd = ?other, "unsupported command");
                 Err(Status::InvalidArgument.into())

@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::StorageNode;
+use super::trunk_space::TrunkParams;
+use super::trunking::{TrunkServer, server_from_brief};
 use crate::client::{ClientError, Conn, conn::resolve};
 use crate::config::ReservedSpace;
 use crate::proto::cluster::GroupAndHost;
@@ -231,6 +233,10 @@ pub(super) async fn learn_identity(
 fn apply_heartbeat(node: &StorageNode, tracker: SocketAddr, own_ip: &str, reply: &[u8]) {
     match HeartbeatReply::decode(reply) {
         Ok(r) => {
+            if let Some(brief) = &r.trunk {
+                node.trunk
+                    .set_server(server_from_brief(brief, own_ip, node.port));
+            }
             let Some(members) = r.members else { return };
             if let Some(me) = members
                 .iter()
@@ -250,6 +256,60 @@ fn apply_heartbeat(node: &StorageNode, tracker: SocketAddr, own_ip: &str, reply:
         }
         Err(e) => tracing::warn!(%tracker, error = %e, "unreadable heartbeat reply"),
     }
+}
+
+/// What this session last told its tracker about our trunk space.
+#[derive(Debug, Default)]
+struct TrunkReported {
+    file_id: u32,
+    free_mb: Option<u64>,
+}
+
+/// While we are the group's trunk server: learns the highest trunk file id the leader
+/// knows (72) until one tells us (followers refuse), and reports our newest one (73) and
+/// our free trunk space (74) when they change.
+async fn report_trunk(
+    node: &StorageNode,
+    conn: &mut Conn,
+    tracker: SocketAddr,
+    state: &mut TrunkReported,
+) -> Result<(), ClientError> {
+    if node.trunk.server() != Some(TrunkServer::Me) {
+        *state = TrunkReported::default();
+        return Ok(());
+    }
+    if !node.trunk.serving() {
+        match conn.call(Command::StorageFetchTrunkFid, &[], 64).await? {
+            (Status::Ok, body) => match <[u8; 4]>::try_from(body.as_slice()) {
+                Ok(b) => node.trunk.raise_floor(u32::from_be_bytes(b)),
+                Err(_) => tracing::warn!(%tracker, "malformed trunk file id reply"),
+            },
+            (status, _) => tracing::debug!(%tracker, %status, "trunk file id not known here"),
+        }
+    }
+    let Some((file_id, free_bytes)) = node.trunk.own_figures() else {
+        return Ok(());
+    };
+    if file_id > state.file_id {
+        state.file_id = file_id;
+        let (status, _) = conn
+            .call(Command::StorageReportTrunkFid, &file_id.to_be_bytes(), 64)
+            .await?;
+        if status != Status::Ok {
+            tracing::debug!(%tracker, %status, "trunk file id not taken");
+        }
+    }
+    let free_mb = free_bytes / (1024 * 1024);
+    if state.free_mb != Some(free_mb) {
+        state.free_mb = Some(free_mb);
+        let (status, _) = conn
+            .call(Command::StorageReportTrunkFree, &free_mb.to_be_bytes(), 64)
+            .await?;
+        if status != Status::Ok {
+            tracing::debug!(%tracker, %status, "free trunk space not taken");
+        }
+    }
+    Ok(())
 }
 
 /// Tells the tracker how much of our binlog each peer has yet to receive (240). Returns
@@ -414,6 +474,7 @@ async fn report_session(
             policy.reserved = r;
         }
         node.set_path_policy(policy);
+        node.trunk.set_params(TrunkParams::from_parameters(&p));
     }
     let reply = call_ok(&mut conn, Command::StorageJoin, &join.encode()).await?;
     let joined = JoinResponse::decode(&reply).map_err(|source| ClientError::Proto {
@@ -459,6 +520,7 @@ async fn report_session(
         Duration::from_secs(cfg.heart_beat_interval.max(1)).min(BACKLOG_EVERY),
     );
     let mut last_sync_report: Vec<(String, u32)> = Vec::new();
+    let mut trunk_reported = TrunkReported::default();
     // FastDFS trackers do not know SYNC_BACKLOG_REPORT: after their EINVAL, stop sending it.
     let mut backlog_taken = true;
     let mut problems_taken = true;
@@ -500,6 +562,7 @@ async fn report_session(
             Event::Beat => {
                 let reply = beat(node, &mut conn).await?;
                 apply_heartbeat(node, tracker, &own_ip, &reply);
+                report_trunk(node, &mut conn, tracker, &mut trunk_reported).await?;
                 // Only the leader pushes member lists, so ask every tracker for our own
                 // status (71): readiness needs each tracker's view.
                 if let Ok(ip) = own_ip.parse::<std::net::IpAddr>() {

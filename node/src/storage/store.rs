@@ -15,6 +15,7 @@ use crate::fileid::{self, NameCore, RemoteName, Source};
 use crate::fsutil::{Placement, StagedFile, SyncPolicy};
 use crate::proto::Status;
 use crate::proto::report::PathUsage;
+use crate::proto::trunk::TrunkBlock;
 
 /// Name of the temp directory inside each store path's `data/`.
 const TMP_DIR: &str = ".tmp";
@@ -234,7 +235,26 @@ impl Store {
     pub fn write_trunk_file(&self, name: &RemoteName, data: &[u8]) -> Option<io::Result<()>> {
         let slot = name.trunk_slot()?;
         let root = self.paths.get(usize::from(name.store_path))?;
-        Some(super::trunk::write(root, name, slot, data))
+        let durable = !matches!(self.sync_policy(), SyncPolicy::Never);
+        Some(super::trunk::write(root, name, slot, data, durable))
+    }
+
+    /// The name of a new file stored in the trunk slot `block` (stamped with the upload's
+    /// start, as FastDFS does).
+    pub fn trunk_name(&self, spec: &NewName, block: TrunkBlock, timestamp: u32) -> RemoteName {
+        let core = NameCore {
+            source: spec.source,
+            timestamp,
+            size_field: fileid::trunk_size_field(spec.size as u32, rand::random::<u32>()),
+            crc32: spec.crc32,
+        };
+        let ext = fileid::format_ext(&spec.ext, || rand::random::<u8>() % 10);
+        RemoteName::new(
+            block.store_path,
+            block.hh,
+            block.ll,
+            format!("{}{}{ext}", core.encode(), block.slot().encode()),
+        )
     }
 
     /// Stages a new file for `store_path`, nameless in `dir` (the directory its name will
@@ -306,6 +326,12 @@ impl Store {
             low: r.low % self.subdir_count,
             count: r.count % self.rotate_count,
         };
+    }
+
+    /// The directory of the next new file (a trunk file, keyed by its id), by the same
+    /// rule as uploads.
+    pub fn next_subdirs(&self, key: &str) -> (u32, u32) {
+        self.subdirs(key)
     }
 
     fn subdirs(&self, core_chars: &str) -> (u32, u32) {

@@ -98,10 +98,17 @@ pub fn open(root: &Path, name: &RemoteName, slot: TrunkSlot) -> io::Result<Opene
     })
 }
 
-/// Writes `data` as the file `name` into its slot (a replica or a recovered file): the
-/// trunk file is made when missing, the bytes go before the header, so a reader never
-/// finds a header over bytes not yet written.
-pub fn write(root: &Path, name: &RemoteName, slot: TrunkSlot, data: &[u8]) -> io::Result<()> {
+/// Writes `data` as the file `name` into its slot: the trunk file is made when missing.
+/// With `durable`, the bytes go to disk before the header, so a reader never finds a
+/// header over bytes not yet written, even after a power cut; without, header and bytes
+/// go in one write, left to the kernel like every other file (FastDFS's default).
+pub fn write(
+    root: &Path,
+    name: &RemoteName,
+    slot: TrunkSlot,
+    data: &[u8],
+    durable: bool,
+) -> io::Result<()> {
     let core = name.core().map_err(io::Error::other)?;
     if data.len() as u64 != core.file_size()
         || HEADER_LEN + data.len() as u64 > u64::from(slot.size)
@@ -118,6 +125,12 @@ pub fn write(root: &Path, name: &RemoteName, slot: TrunkSlot, data: &[u8]) -> io
         .write(true)
         .open(trunk_path(root, name, slot))?;
     let at = u64::from(slot.offset);
+    if !durable {
+        let mut whole = Vec::with_capacity(header.len() + data.len());
+        whole.extend_from_slice(&header);
+        whole.extend_from_slice(data);
+        return file.write_all_at(&whole, at);
+    }
     file.write_all_at(data, at + HEADER_LEN)?;
     file.sync_data()?;
     file.write_all_at(&header, at)?;
@@ -171,8 +184,8 @@ mod tests {
         let b = trunk_name(b"second", 1_700_000_001, two, "0000.js");
         assert_eq!(a.len(), crate::fileid::TRUNK_REMOTE_LEN);
         assert_eq!(a.trunk_slot(), Some(one));
-        write(root, &a, one, b"first file").expect("write a");
-        write(root, &b, two, b"second").expect("write b");
+        write(root, &a, one, b"first file", true).expect("write a");
+        write(root, &b, two, b"second", false).expect("write b");
 
         // The bytes on disk are FastDFS's: header, then content, at the slot's offset.
         let raw = std::fs::read(root.join("data/00/00/000001")).expect("trunk file");
@@ -218,7 +231,7 @@ mod tests {
 
         // A file that does not fit its slot is refused before anything is written.
         let big = trunk_name(&[7u8; 300], 1, two, "000.bin");
-        assert!(write(root, &big, two, &[7u8; 300]).is_err());
+        assert!(write(root, &big, two, &[7u8; 300], false).is_err());
         assert_eq!(open(root, &b, two).expect("b still").size, 6);
     }
 }

@@ -93,17 +93,13 @@ impl StorageNode {
             crc32: 0,
             appender,
         };
+        let trunk_fits = !appender && self.trunk.params().is_some_and(|p| p.fits(size));
         // The file and its binlog line are written in one disk step.
-        let name = if size <= chunk as u64 {
+        let name = if trunk_fits || size <= chunk as u64 {
             let mut data = vec![0u8; size as usize];
             conn.read_exact(&mut data).await?;
             spec.crc32 = crc32fast::hash(&data);
-            blocking(move || {
-                let name = write_small(&node.store, store_path, &spec, &data)?;
-                node.log_now(&[created(&name)]);
-                Ok::<_, CommitError>(name)
-            })
-            .await?
+            Ok(self.store_small(store_path, spec, data).await?)
         } else {
             let n2 = node.clone();
             let (temp, file) = blocking(move || n2.store.create_new(store_path))
@@ -129,6 +125,54 @@ impl StorageNode {
             }
             .encode(),
         ))
+    }
+
+    /// Stores a small new file in a trunk slot, or as a file of its own when no slot can
+    /// be had (no trunk server yet, or it cannot be reached): the upload never fails for
+    /// want of trunk space.
+    async fn store_small(
+        self: &Arc<Self>,
+        store_path: usize,
+        spec: NewName,
+        data: Vec<u8>,
+    ) -> Result<RemoteName, Failure> {
+        let started = crate::unix_now() as u32;
+        let slot = if spec.appender {
+            Ok(None)
+        } else {
+            self.trunk_slot_for(store_path, spec.size).await
+        };
+        match slot {
+            Ok(Some(block)) => {
+                let name = self.store.trunk_name(&spec, block, started);
+                let (node, stored) = (self.clone(), name.clone());
+                let written = blocking(move || {
+                    let r = node.store.write_trunk_file(&stored, &data);
+                    let r = r.unwrap_or_else(|| Err(std::io::ErrorKind::InvalidInput.into()));
+                    if r.is_ok() {
+                        node.store.note_written(store_path, spec.size);
+                        node.log_now(&[created(&stored)]);
+                    }
+                    r
+                })
+                .await?;
+                self.trunk_confirm(block, written.is_ok()).await;
+                written.map_err(|e| Failure::Status(io_status(&e)))?;
+                return Ok(name);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "no trunk slot; the file is stored on its own");
+            }
+        }
+        let node = self.clone();
+        blocking(move || {
+            let name = write_small(&node.store, store_path, &spec, &data)?;
+            node.log_now(&[created(&name)]);
+            Ok::<_, CommitError>(name)
+        })
+        .await?
+        .map_err(|e| Failure::Status(e.status()))
     }
 
     /// 21: a file named after its master plus a prefix, e.g. a thumbnail.

@@ -1,0 +1,457 @@
+//! The trunk server's free space: which runs of its group's trunk files are free, and the
+//! trunk binlog that records every change to them, in FastDFS's format.
+//!
+//! `<base_path>/data/trunk/binlog`, one line per change:
+//!
+//! ```text
+//! <unix time> <A|D> <store path> <sub_high> <sub_low> <trunk id> <offset> <size>
+//! ```
+//!
+//! `A` adds a free block, `D` takes one. Replaying the lines in order rebuilds the index,
+//! which is what a trunk server does at start.
+//!
+//! A slot is taken (`D`) before it is handed out and only returned (`A`) when the file in
+//! it is deleted or its write failed: a trunk server that dies between handing out a slot
+//! and hearing that the file was written forgets nothing it gave away, so no slot is ever
+//! given twice (the cost: a slot whose write never finished stays taken).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use crate::proto::trunk::TrunkBlock;
+
+/// Trunk rules the trackers give (PARAMETER_REQ), sizes in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrunkParams {
+    pub slot_min_size: u32,
+    pub slot_max_size: u32,
+    pub alignment: u32,
+    pub file_size: u32,
+}
+
+impl TrunkParams {
+    /// From the tracker's parameters; `None` when trunk storage is off.
+    pub fn from_parameters(p: &crate::proto::report::Parameters) -> Option<Self> {
+        let num = |k: &str| p.get(k).and_then(|v| v.parse::<u32>().ok());
+        if !matches!(p.get("use_trunk_file"), Some("1" | "true")) {
+            return None;
+        }
+        let params = TrunkParams {
+            slot_min_size: num("slot_min_size")?,
+            slot_max_size: num("slot_max_size")?,
+            alignment: num("trunk_alloc_alignment_size").unwrap_or(0),
+            file_size: num("trunk_file_size")?,
+        };
+        let sane = params.slot_min_size > super::trunk::HEADER_LEN as u32
+            && params.slot_max_size > params.slot_min_size
+            && params.slot_max_size <= params.file_size;
+        sane.then_some(params)
+    }
+
+    /// Whether a file of `size` bytes goes into a trunk slot.
+    pub fn fits(&self, size: u64) -> bool {
+        size + super::trunk::HEADER_LEN <= u64::from(self.slot_max_size)
+    }
+
+    /// The slot size given for `need` bytes (header included), as FastDFS rounds it.
+    pub fn slot_size(&self, need: u32) -> u32 {
+        if need <= self.slot_min_size {
+            self.slot_min_size
+        } else if self.alignment == 0 {
+            need
+        } else {
+            need.div_ceil(self.alignment).saturating_mul(self.alignment)
+        }
+    }
+}
+
+/// Key of the best-fit order: store path, size, then place.
+type SizeKey = (u8, u32, u32, u32);
+/// Key of a block's place: store path, trunk id, offset.
+type PlaceKey = (u8, u32, u32);
+
+fn size_key(b: &TrunkBlock) -> SizeKey {
+    (b.store_path, b.size, b.id, b.offset)
+}
+
+fn place_key(b: &TrunkBlock) -> PlaceKey {
+    (b.store_path, b.id, b.offset)
+}
+
+/// Where new trunk files go: a trunk file's directory for an id (the store's rotation).
+pub trait TrunkFiles {
+    /// The directory (`HH`, `LL`) of the trunk file with this id.
+    fn dirs_for(&self, store_path: u8, id: u32) -> (u8, u8);
+    /// The store path's root.
+    fn root(&self, store_path: u8) -> Option<&Path>;
+}
+
+/// The free blocks of one trunk server, and its binlog.
+#[derive(Debug)]
+pub struct FreeSpace {
+    params: TrunkParams,
+    by_size: BTreeSet<SizeKey>,
+    blocks: HashMap<PlaceKey, TrunkBlock>,
+    free_bytes: u64,
+    /// The highest trunk file id made or seen; the next file gets a higher one.
+    last_file_id: u32,
+    binlog: File,
+    binlog_path: PathBuf,
+}
+
+impl FreeSpace {
+    /// Opens the trunk binlog under `base_path` and rebuilds the index from it. New
+    /// trunk files are numbered past `floor` (the highest id the trackers know of).
+    pub fn open(base_path: &Path, params: TrunkParams, floor: u32) -> io::Result<Self> {
+        let dir = base_path.join("data/trunk");
+        std::fs::create_dir_all(&dir)?;
+        let binlog_path = dir.join("binlog");
+        let mut space = FreeSpace {
+            params,
+            by_size: BTreeSet::new(),
+            blocks: HashMap::new(),
+            free_bytes: 0,
+            last_file_id: floor,
+            binlog: OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&binlog_path)?,
+            binlog_path,
+        };
+        space.replay()?;
+        Ok(space)
+    }
+
+    fn replay(&mut self) -> io::Result<()> {
+        let reader = BufReader::new(File::open(&self.binlog_path)?);
+        for (n, line) in reader.lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let Some((op, block)) = parse_line(&line) else {
+                tracing::warn!(line = n + 1, text = %line, "unreadable trunk binlog line; skipped");
+                continue;
+            };
+            self.last_file_id = self.last_file_id.max(block.id);
+            match op {
+                b'A' => {
+                    self.insert(block);
+                }
+                _ => {
+                    self.remove(&block);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn params(&self) -> TrunkParams {
+        self.params
+    }
+
+    pub fn free_bytes(&self) -> u64 {
+        self.free_bytes
+    }
+
+    pub fn last_file_id(&self) -> u32 {
+        self.last_file_id
+    }
+
+    /// Takes up a higher floor for new trunk file ids (the trackers' FETCH_TRUNK_FID).
+    pub fn raise_floor(&mut self, floor: u32) {
+        self.last_file_id = self.last_file_id.max(floor);
+    }
+
+    /// The free blocks, in place order (for tests and reports).
+    pub fn free_blocks(&self) -> Vec<TrunkBlock> {
+        let mut all: Vec<TrunkBlock> = self.blocks.values().copied().collect();
+        all.sort_by_key(place_key);
+        all
+    }
+
+    fn insert(&mut self, b: TrunkBlock) -> bool {
+        if self.blocks.insert(place_key(&b), b).is_some() {
+            return false;
+        }
+        self.by_size.insert(size_key(&b));
+        self.free_bytes += u64::from(b.size);
+        true
+    }
+
+    fn remove(&mut self, b: &TrunkBlock) -> bool {
+        match self.blocks.get(&place_key(b)) {
+            Some(found) if found == b => {
+                self.blocks.remove(&place_key(b));
+                self.by_size.remove(&size_key(b));
+                self.free_bytes -= u64::from(b.size);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn log(&mut self, op: char, b: &TrunkBlock) -> io::Result<()> {
+        let line = format!(
+            "{} {op} {} {} {} {} {} {}\n",
+            crate::unix_now(),
+            b.store_path,
+            b.hh,
+            b.ll,
+            b.id,
+            b.offset,
+            b.size
+        );
+        self.binlog.write_all(line.as_bytes())
+    }
+
+    /// Gives out a slot for `need` bytes (the 24-byte header included) on `store_path`:
+    /// the smallest free block that holds it, split, or a new trunk file. The slot is
+    /// taken in the binlog before this returns.
+    pub fn alloc(
+        &mut self,
+        files: &dyn TrunkFiles,
+        store_path: u8,
+        need: u32,
+    ) -> io::Result<TrunkBlock> {
+        if need == 0 || need > self.params.slot_max_size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the size does not go into a trunk slot",
+            ));
+        }
+        let size = self.params.slot_size(need);
+        let found = self
+            .by_size
+            .range((store_path, size, 0, 0)..=(store_path, u32::MAX, u32::MAX, u32::MAX))
+            .next()
+            .copied();
+        let block = match found {
+            Some((p, _, id, offset)) => self.blocks[&(p, id, offset)],
+            None => self.new_trunk_file(files, store_path)?,
+        };
+        self.log('D', &block)?;
+        self.remove(&block);
+        let rest = block.size - size;
+        if rest < self.params.slot_min_size {
+            // Too small to give out on its own: the slot takes the whole block.
+            return Ok(block);
+        }
+        let tail = TrunkBlock {
+            offset: block.offset + size,
+            size: rest,
+            ..block
+        };
+        self.log('A', &tail)?;
+        self.insert(tail);
+        Ok(TrunkBlock { size, ..block })
+    }
+
+    /// Returns a slot to the free blocks: its file was deleted, or never written.
+    /// `AlreadyExists` when that block is free already (nothing changes).
+    pub fn give_back(&mut self, b: TrunkBlock) -> io::Result<()> {
+        if b.size < self.params.slot_min_size {
+            return Ok(());
+        }
+        if self.overlaps_free(&b) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the block is free already",
+            ));
+        }
+        self.log('A', &b)?;
+        self.insert(b);
+        Ok(())
+    }
+
+    /// Whether any free block of the same trunk file overlaps `b`.
+    fn overlaps_free(&self, b: &TrunkBlock) -> bool {
+        let end = u64::from(b.offset) + u64::from(b.size);
+        self.blocks.values().any(|f| {
+            f.store_path == b.store_path
+                && f.id == b.id
+                && u64::from(f.offset) < end
+                && u64::from(b.offset) < u64::from(f.offset) + u64::from(f.size)
+        })
+    }
+
+    /// Makes the next trunk file (its whole length free) and logs it.
+    fn new_trunk_file(&mut self, files: &dyn TrunkFiles, store_path: u8) -> io::Result<TrunkBlock> {
+        let root = files
+            .root(store_path)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no such store path"))?;
+        loop {
+            let id = self
+                .last_file_id
+                .checked_add(1)
+                .ok_or_else(|| io::Error::other("trunk file ids are used up"))?;
+            self.last_file_id = id;
+            let (hh, ll) = files.dirs_for(store_path, id);
+            let block = TrunkBlock {
+                store_path,
+                hh,
+                ll,
+                id,
+                offset: 0,
+                size: self.params.file_size,
+            };
+            let path = root.join(format!("data/{hh:02X}/{ll:02X}/{id:06}"));
+            // A file with this id may exist (made by an earlier trunk server and copied
+            // here): skip the id, as FastDFS does.
+            let file = match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            };
+            file.set_len(u64::from(self.params.file_size))?;
+            self.log('A', &block)?;
+            self.insert(block);
+            return Ok(block);
+        }
+    }
+}
+
+/// Parses one binlog line into its op and block.
+fn parse_line(line: &str) -> Option<(u8, TrunkBlock)> {
+    let f: Vec<&str> = line.split_ascii_whitespace().collect();
+    let [_, op, path, hh, ll, id, offset, size] = f.as_slice() else {
+        return None;
+    };
+    let op = match *op {
+        "A" => b'A',
+        "D" => b'D',
+        _ => return None,
+    };
+    Some((
+        op,
+        TrunkBlock {
+            store_path: path.parse().ok()?,
+            hh: hh.parse().ok()?,
+            ll: ll.parse().ok()?,
+            id: id.parse().ok()?,
+            offset: offset.parse().ok()?,
+            size: size.parse().ok()?,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dirs(PathBuf);
+
+    impl TrunkFiles for Dirs {
+        fn dirs_for(&self, _: u8, id: u32) -> (u8, u8) {
+            (0, (id % 2) as u8)
+        }
+        fn root(&self, store_path: u8) -> Option<&Path> {
+            (store_path == 0).then_some(self.0.as_path())
+        }
+    }
+
+    fn params() -> TrunkParams {
+        TrunkParams {
+            slot_min_size: 256,
+            slot_max_size: 64 * 1024,
+            alignment: 256,
+            file_size: 1024 * 1024,
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, Dirs) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for ll in ["00", "01"] {
+            std::fs::create_dir_all(dir.path().join("store/data/00").join(ll)).expect("dirs");
+        }
+        let dirs = Dirs(dir.path().join("store"));
+        (dir, dirs)
+    }
+
+    #[test]
+    fn slot_sizes_round_as_fastdfs_does() {
+        let p = params();
+        assert_eq!(p.slot_size(1), 256);
+        assert_eq!(p.slot_size(256), 256);
+        assert_eq!(p.slot_size(257), 512);
+        assert_eq!(p.slot_size(24 + 4096), 4352);
+        let unaligned = TrunkParams {
+            alignment: 0,
+            ..params()
+        };
+        assert_eq!(unaligned.slot_size(300), 300);
+        assert!(p.fits(64 * 1024 - 24));
+        assert!(!p.fits(64 * 1024 - 23));
+    }
+
+    #[test]
+    fn slots_are_cut_from_trunk_files_and_reused_once_freed() {
+        let (dir, files) = setup();
+        let base = dir.path().join("base");
+        let mut space = FreeSpace::open(&base, params(), 0).expect("open");
+
+        // The first slot makes trunk file 1, full length, and cuts the slot from its front.
+        let a = space.alloc(&files, 0, 24 + 100).expect("a");
+        assert_eq!((a.id, a.offset, a.size, a.hh, a.ll), (1, 0, 256, 0, 1));
+        let trunk = files.0.join("data/00/01/000001");
+        assert_eq!(std::fs::metadata(&trunk).expect("trunk").len(), 1024 * 1024);
+        let b = space.alloc(&files, 0, 24 + 4096).expect("b");
+        assert_eq!((b.id, b.offset, b.size), (1, 256, 4352));
+        assert_eq!(space.free_bytes(), 1024 * 1024 - 256 - 4352);
+
+        // A freed slot is the best fit for a file of its size, and is given again.
+        space.give_back(a).expect("free a");
+        assert_eq!(
+            space.give_back(a).err().map(|e| e.kind()),
+            Some(io::ErrorKind::AlreadyExists)
+        );
+        let c = space.alloc(&files, 0, 24 + 10).expect("c");
+        assert_eq!(c, a);
+
+        // A path without a root is refused; a size above the largest slot too.
+        assert!(space.alloc(&files, 1, 100).is_err());
+        assert!(space.alloc(&files, 0, 64 * 1024 + 1).is_err());
+
+        // The binlog is FastDFS's: eight fields, A and D.
+        let text = std::fs::read_to_string(base.join("data/trunk/binlog")).expect("binlog");
+        let first: Vec<&str> = text.lines().next().expect("line").split(' ').collect();
+        assert_eq!(first[1..], ["A", "0", "0", "1", "1", "0", "1048576"]);
+        assert!(text.lines().all(|l| l.split(' ').count() == 8));
+
+        // Replayed at start: the same free blocks, and the next trunk file is number 2.
+        let before = space.free_blocks();
+        drop(space);
+        let mut again = FreeSpace::open(&base, params(), 0).expect("reopen");
+        assert_eq!(again.free_blocks(), before);
+        assert_eq!(again.last_file_id(), 1);
+        // Slots given out are never given again after a restart: fill the file up.
+        let mut given = vec![b, c];
+        while let Ok(s) = again.alloc(&files, 0, 60 * 1024) {
+            if s.id != 1 {
+                assert_eq!(s.id, 2, "a second trunk file follows the first");
+                break;
+            }
+            given.push(s);
+        }
+        for (i, x) in given.iter().enumerate() {
+            for y in &given[i + 1..] {
+                let apart = x.offset + x.size <= y.offset || y.offset + y.size <= x.offset;
+                assert!(x.id != y.id || apart, "{x:?} overlaps {y:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_floor_from_the_trackers_and_files_on_disk_keep_trunk_ids_unique() {
+        let (dir, files) = setup();
+        // Trunk file 6 exists here already (copied from an earlier trunk server).
+        std::fs::write(files.0.join("data/00/00/000006"), b"").expect("old trunk");
+        let mut space = FreeSpace::open(&dir.path().join("base"), params(), 5).expect("open");
+        let a = space.alloc(&files, 0, 100).expect("a");
+        assert_eq!(a.id, 7);
+        space.raise_floor(3);
+        assert_eq!(space.last_file_id(), 7);
+    }
+}

@@ -1,0 +1,513 @@
+//! Trunk storage in a group of two real members on loopback: the tracker chooses a trunk
+//! server, small uploads on either member go into slots it hands out, the files reach
+//! both members, deleted slots are given again, and a trunk server that goes away leaves
+//! no slot given twice.
+
+mod common;
+
+use common::wait_for;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use fdfs_node::client::{Client, ClientConfig};
+use fdfs_node::config::{ReservedSpace, TrackerConfig, TrunkConfig};
+use fdfs_node::fileid::{FileId, TrunkSlot};
+use fdfs_node::proto::storage::UploadHead;
+use fdfs_node::proto::trunk::{TrunkAllocRequest, TrunkBlock, TrunkBlockRequest};
+use fdfs_node::proto::{Command, Header, Status, StorageStatus};
+use fdfs_node::storage::RunningStorage;
+use fdfs_node::storage::trunking::TrunkServer;
+use fdfs_node::tracker::RunningTracker;
+
+const A: &str = "127.0.0.2";
+const B: &str = "127.0.0.4";
+const TRUNK_FILE: u32 = 4 * 1024 * 1024;
+
+struct Group {
+    tracker: RunningTracker,
+    members: Vec<RunningStorage>,
+    dir: tempfile::TempDir,
+    client: Client,
+}
+
+async fn start_group(check_active_interval: u64) -> Group {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tracker = fdfs_node::tracker::start(TrackerConfig {
+        bind: "127.0.0.1:0".into(),
+        base_path: dir.path().join("tracker"),
+        reserved_storage_space: ReservedSpace::Mb(0),
+        check_active_interval,
+        trunk: TrunkConfig {
+            use_trunk_file: true,
+            slot_min_size: 256,
+            slot_max_size: 64 * 1024,
+            trunk_alloc_alignment_size: 256,
+            trunk_file_size: TRUNK_FILE,
+        },
+        ..Default::default()
+    })
+    .await
+    .expect("tracker");
+    let client = Client::new(ClientConfig::new(vec![tracker.addr.to_string()]))
+        .await
+        .expect("client");
+    let mut g = Group {
+        tracker,
+        members: Vec::new(),
+        dir,
+        client,
+    };
+    for ip in [A, B] {
+        let m = fdfs_node::storage::start(g.config(ip))
+            .await
+            .expect("member");
+        g.members.push(m);
+    }
+    g.wait_trunk_server(A).await;
+    g
+}
+
+impl Group {
+    fn config(&self, ip: &str) -> fdfs_node::config::StorageConfig {
+        let port = common::group_port(self.dir.path(), 25000);
+        common::member_config(self.dir.path(), ip, &self.tracker, port)
+    }
+
+    fn member(&self, ip: &str) -> &RunningStorage {
+        self.members
+            .iter()
+            .find(|m| m.addr.ip().to_string() == ip)
+            .expect("member")
+    }
+
+    /// Waits until the tracker names `ip` the trunk server, it knows so, and every other
+    /// running member knows where to ask, with both members ACTIVE.
+    async fn wait_trunk_server(&self, ip: &str) {
+        let server = self.member(ip).addr;
+        wait_for(
+            "the trunk server known to all",
+            Duration::from_secs(60),
+            async || {
+                let chosen = {
+                    let reg = self.tracker.tracker.registry();
+                    reg.groups.get("group1").is_some_and(|g| {
+                        g.trunk.server.as_deref() == Some(ip)
+                            && g.members
+                                .values()
+                                .filter(|m| m.status == StorageStatus::Active)
+                                .count()
+                                == self.members.len()
+                    })
+                };
+                chosen
+                    && self.members.iter().all(|m| {
+                        let ready = if m.addr == server {
+                            m.node.trunk.serving()
+                        } else {
+                            m.node.trunk.server() == Some(TrunkServer::Peer(server))
+                        };
+                        ready && m.node.trunk.params().is_some()
+                    })
+            },
+        )
+        .await;
+    }
+
+    async fn upload_to(&self, ip: &str, data: &[u8]) -> FileId {
+        let head = UploadHead {
+            store_path_index: 0xFF,
+            file_size: data.len() as u64,
+            ext: "jpg".into(),
+        };
+        let mut reader = data;
+        self.client
+            .upload_to(self.member(ip).addr, head, &mut reader)
+            .await
+            .expect("upload")
+    }
+
+    async fn download_from(&self, addr: SocketAddr, id: &FileId) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.client
+            .download_from(addr, id, 0, 0, &mut out)
+            .await
+            .ok()
+            .map(|_| out)
+    }
+
+    /// Waits until every running member serves each file with its content.
+    async fn wait_everywhere(&self, files: &[(FileId, Vec<u8>)]) {
+        for (id, data) in files {
+            for m in &self.members {
+                wait_for(
+                    "a file on every member",
+                    Duration::from_secs(60),
+                    async || {
+                        self.download_from(m.addr, id).await.as_deref() == Some(data.as_slice())
+                    },
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn wait_gone(&self, id: &FileId) {
+        for m in &self.members {
+            wait_for("a deleted file gone", Duration::from_secs(60), async || {
+                self.download_from(m.addr, id).await.is_none()
+            })
+            .await;
+        }
+    }
+}
+
+fn content(i: usize) -> Vec<u8> {
+    let len = [10, 100, 232, 233, 1000, 4096, 30_000, 60_000][i % 8] + i;
+    (0..len).map(|j| ((i * 37 + j * 11) % 253) as u8).collect()
+}
+
+fn slot_of(id: &FileId) -> TrunkSlot {
+    id.remote.trunk_slot().expect("a trunk-stored file")
+}
+
+/// No two files share a byte of a trunk file.
+fn assert_apart(ids: &[&FileId]) {
+    let slots: Vec<(u8, u8, u8, TrunkSlot)> = ids
+        .iter()
+        .map(|id| {
+            (
+                id.remote.store_path,
+                id.remote.hh,
+                id.remote.ll,
+                slot_of(id),
+            )
+        })
+        .collect();
+    for (i, x) in slots.iter().enumerate() {
+        for y in &slots[i + 1..] {
+            let same_file = x.0 == y.0 && x.3.id == y.3.id;
+            let apart = x.3.offset + x.3.size <= y.3.offset || y.3.offset + y.3.size <= x.3.offset;
+            assert!(!same_file || apart, "{x:?} and {y:?} overlap");
+            if same_file {
+                assert_eq!((x.1, x.2), (y.1, y.2), "one trunk file, one directory");
+            }
+        }
+    }
+}
+
+fn trunk_file(root: &Path, id: &FileId) -> std::path::PathBuf {
+    root.join(format!(
+        "data/{:02X}/{:02X}/{:06}",
+        id.remote.hh,
+        id.remote.ll,
+        slot_of(id).id
+    ))
+}
+
+#[tokio::test]
+async fn small_uploads_on_either_member_go_into_the_trunk_servers_slots_and_converge() {
+    let g = start_group(100).await;
+    let mut files = Vec::new();
+    for i in 0..24 {
+        let data = content(i);
+        let id = g.upload_to(if i % 2 == 0 { A } else { B }, &data).await;
+        // 24-byte header plus the bytes, rounded up to 256, never below 256.
+        let want = (24 + data.len() as u32).div_ceil(256).max(1) * 256;
+        assert_eq!(slot_of(&id).size, want, "{} bytes", data.len());
+        assert_eq!(id.remote.to_string().len(), 60);
+        files.push((id, data));
+    }
+    // A file whose slot would pass slot_max_size is stored on its own.
+    let big = vec![7u8; 64 * 1024];
+    let plain = g.upload_to(B, &big).await;
+    assert_eq!(plain.remote.trunk_slot(), None);
+    assert_eq!(plain.remote.to_string().len(), 44);
+    let ids: Vec<&FileId> = files.iter().map(|(id, _)| id).collect();
+    assert_apart(&ids);
+    g.wait_everywhere(&files).await;
+    g.wait_everywhere(&[(plain, big)]).await;
+
+    // The trunk file is FastDFS's: full length on the trunk server, the slot header and
+    // bytes at the offset the name gives, on both members.
+    let (first, data) = &files[0];
+    for m in &g.members {
+        let raw = std::fs::read(trunk_file(&m.node.config.base_path, first)).expect("trunk file");
+        let at = slot_of(first).offset as usize;
+        assert_eq!(raw[at], b'F');
+        assert_eq!(&raw[at + 5..at + 9], &(data.len() as u32).to_be_bytes());
+        assert_eq!(&raw[at + 24..at + 24 + data.len()], data.as_slice());
+    }
+    let on_server = trunk_file(&g.member(A).node.config.base_path, first);
+    assert_eq!(
+        std::fs::metadata(on_server).expect("trunk").len(),
+        u64::from(TRUNK_FILE)
+    );
+    let binlog =
+        std::fs::read_to_string(g.member(A).node.config.base_path.join("data/trunk/binlog"))
+            .expect("trunk binlog on the trunk server");
+    assert!(
+        binlog.lines().all(|l| l.split(' ').count() == 8),
+        "{binlog}"
+    );
+    assert!(
+        !g.member(B)
+            .node
+            .config
+            .base_path
+            .join("data/trunk/binlog")
+            .exists(),
+        "only the trunk server keeps one"
+    );
+
+    // Deleted on either member: gone from both, and the slots are given again.
+    let mut freed = Vec::new();
+    for (id, _) in files.drain(..8) {
+        g.client.delete(&id).await.expect("delete");
+        g.wait_gone(&id).await;
+        freed.push(slot_of(&id));
+    }
+    for i in 0..8 {
+        let data = content(i);
+        let id = g.upload_to(if i % 3 == 0 { B } else { A }, &data).await;
+        assert!(
+            freed.contains(&slot_of(&id)),
+            "{:?} is not a freed slot",
+            slot_of(&id)
+        );
+        files.push((id, data));
+    }
+    let ids: Vec<&FileId> = files.iter().map(|(id, _)| id).collect();
+    assert_apart(&ids);
+    g.wait_everywhere(&files).await;
+
+    // The trackers show who the trunk server is, and its free trunk space.
+    let stats = g.client.list_storages("group1").await.expect("storages");
+    let servers: Vec<(String, bool)> = stats
+        .iter()
+        .map(|s| (s.ip.clone(), s.if_trunk_server))
+        .collect();
+    assert_eq!(servers, vec![(A.into(), true), (B.into(), false)]);
+    wait_for(
+        "free trunk space reported",
+        Duration::from_secs(30),
+        async || {
+            let groups = g.client.list_groups().await.expect("groups");
+            groups[0].trunk_free_mb == 3 && groups[0].current_trunk_file_id == 1
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_trunk_server_that_goes_away_leaves_no_slot_given_twice() {
+    let mut g = start_group(3).await;
+    let mut files = Vec::new();
+    for i in 0..12 {
+        let data = content(i);
+        files.push((
+            g.upload_to(if i % 2 == 0 { A } else { B }, &data).await,
+            data,
+        ));
+    }
+    g.wait_everywhere(&files).await;
+    wait_for(
+        "the trunk file id reported",
+        Duration::from_secs(30),
+        async || {
+            let reg = g.tracker.tracker.registry();
+            reg.groups
+                .get("group1")
+                .is_some_and(|g| g.trunk.file_id == 1)
+        },
+    )
+    .await;
+
+    // The trunk server stops. While B has not heard of a new one, its small uploads are
+    // stored as files of their own; then B becomes the trunk server and numbers its trunk
+    // files past the one A made.
+    let a = g.members.remove(0);
+    let a_config = a.node.config.clone();
+    a.stop(Duration::from_secs(2)).await;
+    let data = content(100);
+    let id = g.upload_to(B, &data).await;
+    let mut plain = Vec::new();
+    if id.remote.trunk_slot().is_none() {
+        plain.push((id, data));
+    } else {
+        // B was already told it is the trunk server.
+        assert!(slot_of(&id).id > 1);
+        files.push((id, data));
+    }
+    g.wait_trunk_server(B).await;
+    for i in 12..20 {
+        let data = content(i);
+        let id = g.upload_to(B, &data).await;
+        assert!(
+            slot_of(&id).id > 1,
+            "B made trunk file {} again",
+            slot_of(&id).id
+        );
+        files.push((id, data));
+    }
+
+    // A comes back on the same data as a plain member, and takes its slots from B.
+    let a = fdfs_node::storage::start(a_config)
+        .await
+        .expect("restart A");
+    g.members.insert(0, a);
+    g.wait_trunk_server(B).await;
+    for i in 20..28 {
+        let data = content(i);
+        files.push((g.upload_to(A, &data).await, data));
+    }
+    let ids: Vec<&FileId> = files.iter().map(|(id, _)| id).collect();
+    assert_apart(&ids);
+    g.wait_everywhere(&files).await;
+    g.wait_everywhere(&plain).await;
+
+    // SET_TRUNK_SERVER (94) moves it back to A.
+    let mut body = b"group1".to_vec();
+    body.resize(16, 0);
+    body.extend_from_slice(A.as_bytes());
+    let (status, reply) = g
+        .client
+        .tracker_call(Command::ServerSetTrunkServer, &body)
+        .await
+        .expect("set trunk server");
+    assert_eq!(status, Status::Ok);
+    assert_eq!(reply, [A.as_bytes(), &[0]].concat());
+    g.wait_trunk_server(A).await;
+    for i in 28..34 {
+        let data = content(i);
+        files.push((g.upload_to(B, &data).await, data));
+    }
+    let ids: Vec<&FileId> = files.iter().map(|(id, _)| id).collect();
+    assert_apart(&ids);
+    g.wait_everywhere(&files).await;
+}
+
+/// One raw request from `from`; the reply's status and body.
+async fn raw(
+    from: &str,
+    to: SocketAddr,
+    cmd: Command,
+    status: u8,
+    body: &[u8],
+) -> (Status, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(from.parse().expect("ip"), 0))
+        .expect("bind");
+    let mut s = socket.connect(to).await.expect("connect");
+    let header = Header {
+        body_len: body.len() as u64,
+        cmd,
+        status,
+    };
+    s.write_all(&header.encode()).await.expect("header");
+    s.write_all(body).await.expect("body");
+    let mut h = [0u8; 10];
+    s.read_exact(&mut h).await.expect("reply header");
+    let reply = Header::decode(&h, 1 << 20).expect("header");
+    let mut out = vec![0u8; reply.body_len as usize];
+    s.read_exact(&mut out).await.expect("reply body");
+    (reply.status(), out)
+}
+
+#[tokio::test]
+async fn bad_trunk_requests_get_a_status_and_change_nothing() {
+    let g = start_group(100).await;
+    let data = content(5);
+    let kept = g.upload_to(B, &data).await;
+    let server = g.member(A).addr;
+    let ask = |group: &str, size: u32, store_path: u8| {
+        TrunkAllocRequest {
+            group: group.into(),
+            size,
+            store_path,
+        }
+        .encode()
+    };
+
+    // A member asking the trunk server gets a slot past the one in use.
+    let (status, reply) = raw(
+        B,
+        server,
+        Command::TrunkAllocSpace,
+        0,
+        &ask("group1", 300, 0),
+    )
+    .await;
+    assert_eq!(status, Status::Ok);
+    let given = TrunkBlock::decode(&reply).expect("trunk info");
+    assert_eq!(given.size, 512);
+    assert_ne!(given.slot(), slot_of(&kept));
+
+    let einval = [
+        ("another group", B, server, ask("group2", 300, 0)),
+        ("a store path it lacks", B, server, ask("group1", 300, 3)),
+        (
+            "too large for a slot",
+            B,
+            server,
+            ask("group1", 64 * 1024 + 1, 0),
+        ),
+        (
+            "a length that lies",
+            B,
+            server,
+            ask("group1", 300, 0)[..20].to_vec(),
+        ),
+        (
+            "not the trunk server",
+            A,
+            g.member(B).addr,
+            ask("group1", 300, 0),
+        ),
+    ];
+    for (what, from, to, body) in einval {
+        let (status, _) = raw(from, to, Command::TrunkAllocSpace, 0, &body).await;
+        assert_eq!(status, Status::InvalidArgument, "{what}");
+    }
+    let (status, _) = raw(
+        "127.0.0.9",
+        server,
+        Command::TrunkAllocSpace,
+        0,
+        &ask("group1", 300, 0),
+    )
+    .await;
+    assert_eq!(status, Status::AccessDenied, "from outside the group");
+
+    // The slot given above, returned unwritten, is free again; returned twice, refused.
+    let back = TrunkBlockRequest {
+        group: "group1".into(),
+        block: given,
+    }
+    .encode();
+    let (status, _) = raw(
+        B,
+        server,
+        Command::TrunkAllocConfirm,
+        u8::from(Status::Io),
+        &back,
+    )
+    .await;
+    assert_eq!(status, Status::Ok);
+    let (status, _) = raw(B, server, Command::TrunkFreeSpace, 0, &back).await;
+    assert_eq!(status, Status::AlreadyExists);
+
+    // The trunk server still serves, and the file stored before is intact on both.
+    // (234 bytes: a 512-byte slot, like the one returned.)
+    let again = g.upload_to(B, &content(2)).await;
+    assert_eq!(
+        slot_of(&again),
+        given.slot(),
+        "the returned slot is given again"
+    );
+    g.wait_everywhere(&[(kept, data), (again, content(2))])
+        .await;
+}

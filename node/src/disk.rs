@@ -142,7 +142,7 @@ pub async fn open_regular(path: std::path::PathBuf) -> std::io::Result<OpenedFil
 
 /// `open(path, O_RDONLY)` that fails with EAGAIN instead of reading the disk to resolve
 /// the path (`RESOLVE_CACHED`, Linux 5.12+; where the kernel lacks it, EAGAIN too).
-fn open_cached(path: &std::path::Path) -> Result<std::fs::File, rustix::io::Errno> {
+pub fn open_cached(path: &std::path::Path) -> Result<std::fs::File, rustix::io::Errno> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     match rustix::fs::openat2(
         rustix::fs::CWD,

@@ -193,9 +193,15 @@ impl Store {
         match self.stored_at(name) {
             None => Err(io::ErrorKind::NotFound.into()),
             Some(StoredAt::Own(path)) => crate::disk::open_regular(path).await,
-            Some(at) => crate::disk::run(move || at.open())
-                .await
-                .map_err(io::Error::other)?,
+            Some(StoredAt::Slot { root, name, slot }) => {
+                if let Some(opened) = super::trunk::open_if_cached(&root, &name, slot) {
+                    return opened;
+                }
+                let at = StoredAt::Slot { root, name, slot };
+                crate::disk::run(move || at.open())
+                    .await
+                    .map_err(io::Error::other)?
+            }
         }
     }
 

@@ -61,6 +61,44 @@ pub fn open(root: &Path, name: &RemoteName, slot: TrunkSlot) -> io::Result<Opene
             io::ErrorKind::UnexpectedEof => io::ErrorKind::NotFound.into(),
             _ => e,
         })?;
+    checked(root, name, slot, file, header)
+}
+
+/// [`open`] on the caller's (async) thread, when the trunk file's path and the slot's
+/// header are in the kernel's caches; `None` when that would wait for the disk, or the
+/// slot is a link (then [`open`] runs as a disk step).
+pub fn open_if_cached(
+    root: &Path,
+    name: &RemoteName,
+    slot: TrunkSlot,
+) -> Option<io::Result<OpenedFile>> {
+    let file = match crate::disk::open_cached(&trunk_path(root, name, slot)) {
+        Ok(f) => f,
+        Err(rustix::io::Errno::AGAIN) => return None,
+        Err(e) => return Some(Err(e.into())),
+    };
+    let mut header = [0u8; 24];
+    let mut slice = [io::IoSliceMut::new(&mut header)];
+    let read = rustix::io::preadv2(
+        &file,
+        &mut slice,
+        u64::from(slot.offset),
+        rustix::io::ReadWriteFlags::NOWAIT,
+    );
+    if !matches!(read, Ok(24)) || header[0] == LINK {
+        return None;
+    }
+    Some(checked(root, name, slot, file, header))
+}
+
+/// The opened slot, once its header says it holds `name`.
+fn checked(
+    root: &Path,
+    name: &RemoteName,
+    slot: TrunkSlot,
+    file: File,
+    header: [u8; 24],
+) -> io::Result<OpenedFile> {
     let kind = header[0];
     if !matches!(kind, REGULAR | LINK) || Some(header) != expected_header(name, slot, kind) {
         return Err(io::ErrorKind::NotFound.into());

@@ -472,15 +472,6 @@ async fn bad_trunk_requests_get_a_status_and_change_nothing() {
         let (status, _) = raw(from, to, Command::TrunkAllocSpace, 0, &body).await;
         assert_eq!(status, Status::InvalidArgument, "{what}");
     }
-    let (status, _) = raw(
-        "127.0.0.9",
-        server,
-        Command::TrunkAllocSpace,
-        0,
-        &ask("group1", 300, 0),
-    )
-    .await;
-    assert_eq!(status, Status::AccessDenied, "from outside the group");
 
     // The slot given above, returned unwritten, is free again; returned twice, refused.
     let back = TrunkBlockRequest {
@@ -499,6 +490,68 @@ async fn bad_trunk_requests_get_a_status_and_change_nothing() {
     assert_eq!(status, Status::Ok);
     let (status, _) = raw(B, server, Command::TrunkFreeSpace, 0, &back).await;
     assert_eq!(status, Status::AlreadyExists);
+
+    // The trunk binlog exchanges of FastDFS trunk servers and trackers (30-33).
+    let member = g.member(B).addr;
+    let own_binlog = g.member(A).node.config.base_path.join("data/trunk/binlog");
+    let (status, size) = raw(B, server, Command::TrunkGetBinlogSize, 0, &[]).await;
+    assert_eq!(status, Status::Ok);
+    let size = u64::from_be_bytes(size.try_into().expect("8 bytes"));
+    assert_eq!(size, std::fs::metadata(&own_binlog).expect("binlog").len());
+    let lines = b"1796564653 A 0 0 0 9 0 4194304\n";
+    let (status, _) = raw(A, server, Command::TrunkSyncBinlog, 0, lines).await;
+    assert_eq!(
+        status,
+        Status::InvalidArgument,
+        "the trunk server takes no push"
+    );
+    let (status, _) = raw(A, member, Command::TrunkSyncBinlog, 0, lines).await;
+    assert_eq!(status, Status::Ok);
+    let pushed = g
+        .member(B)
+        .node
+        .config
+        .base_path
+        .join("data/trunk/binlog.pushed");
+    assert_eq!(std::fs::read(&pushed).expect("pushed copy"), lines);
+    for (what, cmd, to, body) in [
+        ("an empty push", Command::TrunkSyncBinlog, member, &b""[..]),
+        (
+            "a size request with a body",
+            Command::TrunkGetBinlogSize,
+            server,
+            &b"x"[..],
+        ),
+        (
+            "a truncate to the trunk server",
+            Command::TrunkTruncateBinlogFile,
+            server,
+            &b""[..],
+        ),
+        (
+            "marks deleted on the trunk server",
+            Command::TrunkDeleteBinlogMarks,
+            server,
+            &b""[..],
+        ),
+    ] {
+        let (status, _) = raw(B, to, cmd, 0, body).await;
+        assert_eq!(status, Status::InvalidArgument, "{what}");
+    }
+    let (status, _) = raw(A, member, Command::TrunkDeleteBinlogMarks, 0, &[]).await;
+    assert_eq!(status, Status::Ok);
+    let (status, _) = raw(A, member, Command::TrunkTruncateBinlogFile, 0, &[]).await;
+    assert_eq!(status, Status::Ok);
+    assert!(!pushed.exists(), "truncated");
+    // A pushed copy is never taken for the member's own trunk binlog.
+    assert!(
+        !g.member(B)
+            .node
+            .config
+            .base_path
+            .join("data/trunk/binlog")
+            .exists()
+    );
 
     // The trunk server still serves, and the file stored before is intact on both.
     // (234 bytes: a 512-byte slot, like the one returned.)

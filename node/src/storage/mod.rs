@@ -445,6 +445,10 @@ impl StorageNode {
             Command::TrunkAllocConfirm | Command::TrunkFreeSpace => {
                 self.trunk_space_back(conn, header).await
             }
+            Command::TrunkSyncBinlog
+            | Command::TrunkGetBinlogSize
+            | Command::TrunkDeleteBinlogMarks
+            | Command::TrunkTruncateBinlogFile => self.trunk_binlog_command(conn, header).await,
             other => {
                 tracing::debug!(peer = %conn.peer, cmd = ?other, "unsupported command");
                 Err(Status::InvalidArgument.into())

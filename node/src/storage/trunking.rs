@@ -310,7 +310,10 @@ impl StorageNode {
         }
     }
 
-    /// Reads a trunk request body of exactly `len` bytes from a member of our group.
+    /// Reads a trunk request body of exactly `len` bytes. Any address `allow_hosts`
+    /// admits may ask, as with FastDFS: its storages send these from an address of the
+    /// host, not necessarily the one they are known by (and a client that may delete files
+    /// gains nothing by freeing their space instead).
     async fn trunk_request(
         &self,
         conn: &mut Connection,
@@ -322,10 +325,6 @@ impl StorageNode {
         }
         let mut body = vec![0u8; len];
         conn.read_exact(&mut body).await?;
-        if !self.is_group_member(conn.peer.ip()) {
-            tracing::warn!(peer = %conn.peer, cmd = ?header.cmd, "trunk request from outside the group; refused");
-            return Err(Status::AccessDenied.into());
-        }
         Ok(body)
     }
 
@@ -381,6 +380,76 @@ impl StorageNode {
         .await?
         .map_err(trunk_status)?;
         Ok(Reply::Body(Vec::new()))
+    }
+}
+
+/// Most bytes of trunk binlog one TRUNK_SYNC_BINLOG carries (FastDFS sends up to 64 KiB).
+const MAX_BINLOG_PUSH: u64 = 1024 * 1024;
+
+impl StorageNode {
+    /// Where we keep the trunk binlog a FastDFS trunk server pushes to its group (30), apart
+    /// from our own: it is not replayed when we become the trunk server (its last lines
+    /// may never have arrived), so no slot it records is given twice.
+    fn pushed_trunk_binlog(&self) -> std::path::PathBuf {
+        self.config.base_path.join("data/trunk/binlog.pushed")
+    }
+
+    /// 30, 31, 32, 33: the trunk binlog exchanges of a FastDFS trunk server with the other
+    /// members, and of a FastDFS tracker choosing a trunk server. EINVAL with trunk storage
+    /// off, and for 30, 32 and 33 while we are the trunk server, as FastDFS answers.
+    pub(super) async fn trunk_binlog_command(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        header: &Header,
+    ) -> Handled {
+        let push = header.cmd == Command::TrunkSyncBinlog;
+        let len_ok = if push {
+            (1..=MAX_BINLOG_PUSH).contains(&header.body_len)
+        } else {
+            header.body_len == 0
+        };
+        if !len_ok {
+            return Err(Status::InvalidArgument.into());
+        }
+        let mut body = vec![0u8; header.body_len as usize];
+        conn.read_exact(&mut body).await?;
+        let server = self.trunk.server() == Some(TrunkServer::Me);
+        if self.trunk.params().is_none() || (server && header.cmd != Command::TrunkGetBinlogSize) {
+            return Err(Status::InvalidArgument.into());
+        }
+        let node = self.clone();
+        let cmd = header.cmd;
+        let reply = blocking(move || -> std::io::Result<Vec<u8>> {
+            use std::io::Write;
+            let pushed = node.pushed_trunk_binlog();
+            match cmd {
+                Command::TrunkGetBinlogSize => {
+                    let own = node.config.base_path.join("data/trunk/binlog");
+                    let size = std::fs::metadata(own).map(|m| m.len()).unwrap_or(0);
+                    Ok(size.to_be_bytes().to_vec())
+                }
+                Command::TrunkSyncBinlog => {
+                    if let Some(dir) = pushed.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&pushed)?
+                        .write_all(&body)?;
+                    Ok(Vec::new())
+                }
+                Command::TrunkTruncateBinlogFile => match std::fs::remove_file(&pushed) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(Vec::new()),
+                },
+                // DELETE_BINLOG_MARKS: we keep no marks of a pushed binlog.
+                _ => Ok(Vec::new()),
+            }
+        })
+        .await?
+        .map_err(|e| Failure::Status(super::store::io_status(&e)))?;
+        Ok(Reply::Body(reply))
     }
 }
 

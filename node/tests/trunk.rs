@@ -298,6 +298,23 @@ async fn small_uploads_on_either_member_go_into_the_trunk_servers_slots_and_conv
         },
     )
     .await;
+    // The trunk server's metrics show its trunk space; the other member's are zero.
+    wait_for("trunk metrics", Duration::from_secs(30), async || {
+        let text = g.member(A).node.metrics.render();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+        };
+        value("fdfs_storage_trunk_file_id") == Some(1)
+            && value("fdfs_storage_trunk_free_bytes").is_some_and(|b| b > 3 << 20 && b < 4 << 20)
+            && value("fdfs_storage_trunk_free_blocks").is_some_and(|n| n >= 1)
+    })
+    .await;
+    let other = g.member(B).node.metrics.render();
+    assert!(
+        other.contains("fdfs_storage_trunk_free_bytes 0\n"),
+        "{other}"
+    );
 }
 
 #[tokio::test]

@@ -91,6 +91,13 @@ pub struct StorageMetrics {
     pub http_thumbnails: Family<ThumbnailLabels, Counter>,
     pub thumbnail_seconds: Histogram,
     pub http_cache: Family<CacheLabels, Counter>,
+    /// While this storage is its group's trunk server: free trunk bytes, free blocks
+    /// (many small ones: fragmented space), and the newest trunk file id.
+    pub trunk_free_bytes: Gauge,
+    pub trunk_free_blocks: Gauge,
+    pub trunk_file_id: Gauge,
+    /// Small uploads stored as files of their own for want of a trunk slot.
+    pub trunk_fallbacks: Counter,
 }
 
 impl Default for StorageMetrics {
@@ -190,8 +197,36 @@ impl StorageMetrics {
             "HTTP file requests by whether the file was found in memory",
             http_cache.clone(),
         );
+        let trunk_free_bytes = Gauge::default();
+        registry.register(
+            "trunk_free_bytes",
+            "Free space in trunk files, while this storage is its group's trunk server",
+            trunk_free_bytes.clone(),
+        );
+        let trunk_free_blocks = Gauge::default();
+        registry.register(
+            "trunk_free_blocks",
+            "Free blocks in trunk files (many small ones: fragmented space), while this storage is the trunk server",
+            trunk_free_blocks.clone(),
+        );
+        let trunk_file_id = Gauge::default();
+        registry.register(
+            "trunk_file_id",
+            "Newest trunk file id, while this storage is the trunk server",
+            trunk_file_id.clone(),
+        );
+        let trunk_fallbacks = Counter::default();
+        registry.register(
+            "trunk_fallbacks",
+            "Small uploads stored as files of their own because no trunk slot could be had",
+            trunk_fallbacks.clone(),
+        );
         StorageMetrics {
             registry,
+            trunk_free_bytes,
+            trunk_free_blocks,
+            trunk_file_id,
+            trunk_fallbacks,
             http_cache,
             http_fresh_files,
             http_thumbnails,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::StorageNode;
 use super::trunk_space::TrunkParams;
-use super::trunking::{TrunkServer, server_from_brief};
+use super::trunking::{TrunkFigures, TrunkServer, server_from_brief};
 use crate::client::{ClientError, Conn, conn::resolve};
 use crate::config::ReservedSpace;
 use crate::proto::cluster::GroupAndHost;
@@ -274,6 +274,17 @@ async fn report_trunk(
     tracker: SocketAddr,
     state: &mut TrunkReported,
 ) -> Result<(), ClientError> {
+    let figures = node
+        .trunk
+        .own_figures()
+        .filter(|_| node.trunk.server() == Some(TrunkServer::Me));
+    let m = &node.metrics;
+    m.trunk_free_bytes
+        .set(figures.map_or(0, |f| f.free_bytes as i64));
+    m.trunk_free_blocks
+        .set(figures.map_or(0, |f| f.free_blocks as i64));
+    m.trunk_file_id
+        .set(figures.map_or(0, |f| i64::from(f.file_id)));
     if node.trunk.server() != Some(TrunkServer::Me) {
         *state = TrunkReported::default();
         return Ok(());
@@ -287,7 +298,12 @@ async fn report_trunk(
             (status, _) => tracing::debug!(%tracker, %status, "trunk file id not known here"),
         }
     }
-    let Some((file_id, free_bytes)) = node.trunk.own_figures() else {
+    let Some(TrunkFigures {
+        file_id,
+        free_bytes,
+        ..
+    }) = figures
+    else {
         return Ok(());
     };
     if file_id > state.file_id {

@@ -156,6 +156,10 @@ impl FreeSpace {
         self.free_bytes
     }
 
+    pub fn free_block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
     pub fn last_file_id(&self) -> u32 {
         self.last_file_id
     }

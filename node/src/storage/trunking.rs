@@ -40,6 +40,15 @@ pub struct Trunking {
     idle: Mutex<Vec<Conn>>,
 }
 
+/// A trunk server's space at a glance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrunkFigures {
+    /// The newest trunk file id.
+    pub file_id: u32,
+    pub free_bytes: u64,
+    pub free_blocks: usize,
+}
+
 /// Why an upload gets no trunk slot (it is then stored as a file of its own).
 #[derive(Debug, thiserror::Error)]
 pub enum TrunkError {
@@ -102,10 +111,14 @@ impl Trunking {
         self.server() == Some(TrunkServer::Me) && self.floor_known.load(Ordering::Relaxed)
     }
 
-    /// Our newest trunk file id and free trunk bytes, while we are the trunk server.
-    pub fn own_figures(&self) -> Option<(u32, u64)> {
+    /// Our trunk space while we are the trunk server (once it is opened).
+    pub fn own_figures(&self) -> Option<TrunkFigures> {
         let space = self.space.lock().unwrap_or_else(|e| e.into_inner());
-        space.as_ref().map(|s| (s.last_file_id(), s.free_bytes()))
+        space.as_ref().map(|s| TrunkFigures {
+            file_id: s.last_file_id(),
+            free_bytes: s.free_bytes(),
+            free_blocks: s.free_block_count(),
+        })
     }
 
     /// Runs `f` on our free space (a disk step), opening it from the binlog first.

@@ -162,6 +162,7 @@ impl StorageNode {
             }
             Ok(None) => {}
             Err(e) => {
+                self.metrics.trunk_fallbacks.inc();
                 tracing::warn!(error = %e, "no trunk slot; the file is stored on its own");
             }
         }

@@ -328,13 +328,18 @@ async fn monitor_list(c: &Client, only: Option<&str>) -> anyhow::Result<()> {
             "disk available space = {:>7}",
             human_mb(g.free_mb.saturating_sub(g.reserved_mb))
         );
+        println!("trunk free space     = {:>7}", human_mb(g.trunk_free_mb));
         println!("storage server count = {}", g.storage_count);
         println!("readable server count = {}", g.readable_count);
         println!("writable server count = {}", g.writable_count);
         println!("storage server port = {}", g.storage_port);
         println!("store path count = {}", g.store_path_count);
         println!("subdir count per path = {}", g.subdir_count_per_path);
-        println!("current write server index = {}\n", g.current_write_server);
+        println!("current write server index = {}", g.current_write_server);
+        println!(
+            "current trunk file id = {}\n",
+            g.current_trunk_file_id.max(0)
+        );
         let storages = c.list_storages(&g.group).await?;
         // Bytes behind come from this project's trackers only; a FastDFS tracker has none.
         let backlog = c.sync_backlog(&g.group).await.ok().flatten();

@@ -261,13 +261,12 @@ fn apply_heartbeat(node: &StorageNode, tracker: SocketAddr, own_ip: &str, reply:
 /// What this session last told its tracker about our trunk space.
 #[derive(Debug, Default)]
 struct TrunkReported {
-    file_id: u32,
     free_mb: Option<u64>,
 }
 
 /// While we are the group's trunk server: learns the highest trunk file id the leader
-/// knows (72) until one tells us (followers refuse), and reports our newest one (73) and
-/// our free trunk space (74) when they change.
+/// knows (72) until one tells us (followers refuse), reserves the next trunk file ids with
+/// it (73) before they run out, and reports our free trunk space (74) when it changes.
 async fn report_trunk(
     node: &StorageNode,
     conn: &mut Conn,
@@ -289,7 +288,7 @@ async fn report_trunk(
         *state = TrunkReported::default();
         return Ok(());
     }
-    if !node.trunk.serving() {
+    if !node.trunk.floor_known() {
         match conn.call(Command::StorageFetchTrunkFid, &[], 64).await? {
             (Status::Ok, body) => match <[u8; 4]>::try_from(body.as_slice()) {
                 Ok(b) => node.trunk.raise_floor(u32::from_be_bytes(b)),
@@ -298,23 +297,23 @@ async fn report_trunk(
             (status, _) => tracing::debug!(%tracker, %status, "trunk file id not known here"),
         }
     }
-    let Some(TrunkFigures {
-        file_id,
-        free_bytes,
-        ..
-    }) = figures
-    else {
-        return Ok(());
-    };
-    if file_id > state.file_id {
-        state.file_id = file_id;
-        let (status, _) = conn
-            .call(Command::StorageReportTrunkFid, &file_id.to_be_bytes(), 64)
-            .await?;
-        if status != Status::Ok {
-            tracing::debug!(%tracker, %status, "trunk file id not taken");
+    // New trunk file ids are reserved with the leader before any is made.
+    if let Some(wanted) = node
+        .trunk
+        .reservation_wanted()
+        .filter(|_| node.trunk.floor_known())
+    {
+        match conn
+            .call(Command::StorageReportTrunkFid, &wanted.to_be_bytes(), 64)
+            .await?
+        {
+            (Status::Ok, _) => node.trunk.reserve(wanted),
+            (status, _) => tracing::debug!(%tracker, %status, "trunk file ids not reserved here"),
         }
     }
+    let Some(TrunkFigures { free_bytes, .. }) = figures else {
+        return Ok(());
+    };
     let free_mb = free_bytes / (1024 * 1024);
     if state.free_mb != Some(free_mb) {
         state.free_mb = Some(free_mb);
@@ -546,6 +545,8 @@ async fn report_session(
         Disk,
         Beat,
         Backlog,
+        /// We are the trunk server and run short of reserved trunk file ids.
+        Trunk,
         TrackerClosed,
     }
     loop {
@@ -553,6 +554,7 @@ async fn report_session(
             _ = stop.cancelled() => Event::Stop,
             _ = disk_tick.tick() => Event::Disk,
             _ = beat_tick.tick() => Event::Beat,
+            _ = node.trunk.report_wanted.notified() => Event::Trunk,
             _ = backlog_tick.tick(), if backlog_taken => Event::Backlog,
             // A tracker that goes away is noticed at once, not at the next beat.
             _ = conn.closed_by_peer() => Event::TrackerClosed,
@@ -635,6 +637,9 @@ async fn report_session(
                 if backlog_taken {
                     note_behind(node, &mut conn, tracker).await?;
                 }
+            }
+            Event::Trunk => {
+                report_trunk(node, &mut conn, tracker, &mut trunk_reported).await?;
             }
             Event::TrackerClosed => {
                 return Err(ClientError::Io {

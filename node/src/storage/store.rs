@@ -334,12 +334,6 @@ impl Store {
         };
     }
 
-    /// The directory of the next new file (a trunk file, keyed by its id), by the same
-    /// rule as uploads.
-    pub fn next_subdirs(&self, key: &str) -> (u32, u32) {
-        self.subdirs(key)
-    }
-
     fn subdirs(&self, core_chars: &str) -> (u32, u32) {
         if self.hashed_dirs {
             return fileid::hashed_subdirs(core_chars, self.subdir_count);

@@ -97,6 +97,8 @@ pub struct FreeSpace {
     free_bytes: u64,
     /// The highest trunk file id made or seen; the next file gets a higher one.
     last_file_id: u32,
+    /// The highest trunk file id that may be made now (reserved with the trackers).
+    id_limit: u32,
     binlog: File,
     binlog_path: PathBuf,
 }
@@ -114,6 +116,7 @@ impl FreeSpace {
             blocks: HashMap::new(),
             free_bytes: 0,
             last_file_id: floor,
+            id_limit: u32::MAX,
             binlog: OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -162,6 +165,11 @@ impl FreeSpace {
 
     pub fn last_file_id(&self) -> u32 {
         self.last_file_id
+    }
+
+    /// New trunk files may take ids up to `limit` only.
+    pub fn set_id_limit(&mut self, limit: u32) {
+        self.id_limit = limit;
     }
 
     /// Takes up a higher floor for new trunk file ids (the trackers' FETCH_TRUNK_FID).
@@ -291,6 +299,12 @@ impl FreeSpace {
                 .last_file_id
                 .checked_add(1)
                 .ok_or_else(|| io::Error::other("trunk file ids are used up"))?;
+            if id > self.id_limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "no trunk file id reserved with the trackers yet",
+                ));
+            }
             self.last_file_id = id;
             let (hh, ll) = files.dirs_for(store_path, id);
             let block = TrunkBlock {
@@ -448,11 +462,19 @@ mod tests {
     }
 
     #[test]
-    fn a_floor_from_the_trackers_and_files_on_disk_keep_trunk_ids_unique() {
+    fn a_floor_and_a_limit_from_the_trackers_and_files_on_disk_keep_trunk_ids_unique() {
         let (dir, files) = setup();
         // Trunk file 6 exists here already (copied from an earlier trunk server).
         std::fs::write(files.0.join("data/00/00/000006"), b"").expect("old trunk");
         let mut space = FreeSpace::open(&dir.path().join("base"), params(), 5).expect("open");
+        // No id reserved past the floor: no new trunk file, nothing taken.
+        space.set_id_limit(5);
+        assert_eq!(
+            space.alloc(&files, 0, 100).err().map(|e| e.kind()),
+            Some(io::ErrorKind::WouldBlock)
+        );
+        assert_eq!(space.last_file_id(), 5);
+        space.set_id_limit(7);
         let a = space.alloc(&files, 0, 100).expect("a");
         assert_eq!(a.id, 7);
         space.raise_floor(3);

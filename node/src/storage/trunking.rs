@@ -16,6 +16,11 @@ use crate::proto::trunk::{TrunkAllocRequest, TrunkBlock, TrunkBlockRequest};
 use crate::proto::{Command, Header, Status};
 use crate::server::Connection;
 
+/// Trunk file ids reserved with the leader at a time.
+const RESERVE_AHEAD: u32 = 4;
+/// More are reserved once fewer than this many are left.
+const RESERVE_LOW: u32 = 2;
+
 /// Which member hands out the group's trunk space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrunkServer {
@@ -36,6 +41,12 @@ pub struct Trunking {
     /// Whether the leader told us that id since we became the trunk server: until then
     /// we give out no space, so no trunk file id is made twice.
     floor_known: AtomicBool,
+    /// Trunk file ids up to this one are ours to make: the leader has acknowledged them
+    /// (REPORT_TRUNK_FID) before we make any of them, so a trunk server that takes over
+    /// after we die, even before our next report, numbers its files past every file we made.
+    reserved: AtomicU32,
+    /// Wakes the report loops to reserve more ids before they run out.
+    pub report_wanted: tokio::sync::Notify,
     /// Idle connections to the trunk server.
     idle: Mutex<Vec<Conn>>,
 }
@@ -106,9 +117,38 @@ impl Trunking {
         self.floor_known.store(true, Ordering::Relaxed);
     }
 
-    /// Whether we are the trunk server and may give out space.
+    /// Whether we are the trunk server and may give out space: the leader told us the
+    /// highest trunk file id it knows and acknowledged ids past it for us.
     pub fn serving(&self) -> bool {
-        self.server() == Some(TrunkServer::Me) && self.floor_known.load(Ordering::Relaxed)
+        self.server() == Some(TrunkServer::Me)
+            && self.floor_known.load(Ordering::Relaxed)
+            && self.reserved.load(Ordering::Relaxed) > self.floor.load(Ordering::Relaxed)
+    }
+
+    /// Whether the leader has told us its highest trunk file id since we became the trunk
+    /// server.
+    pub fn floor_known(&self) -> bool {
+        self.floor_known.load(Ordering::Relaxed)
+    }
+
+    /// The trunk file id to reserve next with the leader, when the reserved ones run low:
+    /// [`RESERVE_AHEAD`] past the newest one made (or the leader's floor).
+    pub fn reservation_wanted(&self) -> Option<u32> {
+        let made = self
+            .own_figures()
+            .map_or(0, |f| f.file_id)
+            .max(self.floor.load(Ordering::Relaxed));
+        let reserved = self.reserved.load(Ordering::Relaxed);
+        if reserved >= made.saturating_add(RESERVE_LOW) {
+            None
+        } else {
+            Some(made.saturating_add(RESERVE_AHEAD))
+        }
+    }
+
+    /// The leader acknowledged trunk file ids up to `id`.
+    pub fn reserve(&self, id: u32) {
+        self.reserved.fetch_max(id, Ordering::Relaxed);
     }
 
     /// Our trunk space while we are the trunk server (once it is opened).
@@ -137,10 +177,16 @@ impl Trunking {
             let floor = self.floor.load(Ordering::Relaxed);
             *space = Some(FreeSpace::open(base_path, params, floor)?);
         }
-        match space.as_mut() {
-            Some(s) => f(s),
-            None => Err(std::io::ErrorKind::NotFound.into()),
+        let Some(s) = space.as_mut() else {
+            return Err(std::io::ErrorKind::NotFound.into());
+        };
+        let reserved = self.reserved.load(Ordering::Relaxed);
+        s.set_id_limit(reserved);
+        let out = f(s);
+        if reserved < s.last_file_id().saturating_add(RESERVE_LOW) {
+            self.report_wanted.notify_waiters();
         }
+        out
     }
 }
 
@@ -157,8 +203,10 @@ pub fn server_from_brief(brief: &StorageBrief, own_ip: &str, own_port: u16) -> O
 }
 
 impl TrunkFiles for super::store::Store {
+    /// Decided by the id alone, so every member that made or holds trunk file `id` has it
+    /// in the same place, and a new trunk server skips an id it finds there.
     fn dirs_for(&self, _store_path: u8, id: u32) -> (u8, u8) {
-        let (hh, ll) = self.next_subdirs(&format!("{id:06}"));
+        let (hh, ll) = crate::fileid::hashed_subdirs(&format!("{id:06}"), self.subdir_count());
         (hh as u8, ll as u8)
     }
 

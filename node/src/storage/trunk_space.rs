@@ -15,7 +15,7 @@
 //! and hearing that the file was written forgets nothing it gave away, so no slot is ever
 //! given twice (the cost: a slot whose write never finished stays taken).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -93,7 +93,8 @@ pub trait TrunkFiles {
 pub struct FreeSpace {
     params: TrunkParams,
     by_size: BTreeSet<SizeKey>,
-    blocks: HashMap<PlaceKey, TrunkBlock>,
+    /// Free blocks by place: neighbours are found for merging and overlap checks.
+    blocks: BTreeMap<PlaceKey, TrunkBlock>,
     free_bytes: u64,
     /// The highest trunk file id made or seen; the next file gets a higher one.
     last_file_id: u32,
@@ -113,7 +114,7 @@ impl FreeSpace {
         let mut space = FreeSpace {
             params,
             by_size: BTreeSet::new(),
-            blocks: HashMap::new(),
+            blocks: BTreeMap::new(),
             free_bytes: 0,
             last_file_id: floor,
             id_limit: u32::MAX,
@@ -179,9 +180,7 @@ impl FreeSpace {
 
     /// The free blocks, in place order (for tests and reports).
     pub fn free_blocks(&self) -> Vec<TrunkBlock> {
-        let mut all: Vec<TrunkBlock> = self.blocks.values().copied().collect();
-        all.sort_by_key(place_key);
-        all
+        self.blocks.values().copied().collect()
     }
 
     fn insert(&mut self, b: TrunkBlock) -> bool {
@@ -261,32 +260,63 @@ impl FreeSpace {
         Ok(TrunkBlock { size, ..block })
     }
 
-    /// Returns a slot to the free blocks: its file was deleted, or never written.
-    /// `AlreadyExists` when that block is free already (nothing changes).
+    /// Returns a slot to the free blocks: its file was deleted, or never written. It is
+    /// merged with free neighbours in its trunk file (FastDFS's `trunk_free_space_merge`),
+    /// so space freed piece by piece can hold a larger file again.
+    /// `AlreadyExists` when any of it is free already (nothing changes).
     pub fn give_back(&mut self, b: TrunkBlock) -> io::Result<()> {
         if b.size < self.params.slot_min_size {
             return Ok(());
         }
-        if self.overlaps_free(&b) {
+        let (before, after) = self.neighbours(&b);
+        let end = u64::from(b.offset) + u64::from(b.size);
+        let overlaps = before
+            .is_some_and(|f| u64::from(f.offset) + u64::from(f.size) > u64::from(b.offset))
+            || after.is_some_and(|f| u64::from(f.offset) < end);
+        if overlaps {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 "the block is free already",
             ));
         }
-        self.log('A', &b)?;
-        self.insert(b);
+        let mut merged = b;
+        let touches =
+            |f: &TrunkBlock, at: u64| (f.hh, f.ll) == (b.hh, b.ll) && at == u64::from(b.offset);
+        if let Some(f) = before.filter(|f| touches(f, u64::from(f.offset) + u64::from(f.size))) {
+            self.log('D', &f)?;
+            self.remove(&f);
+            merged.offset = f.offset;
+            merged.size += f.size;
+        }
+        if let Some(f) =
+            after.filter(|f| (f.hh, f.ll) == (b.hh, b.ll) && u64::from(f.offset) == end)
+        {
+            self.log('D', &f)?;
+            self.remove(&f);
+            merged.size += f.size;
+        }
+        self.log('A', &merged)?;
+        self.insert(merged);
         Ok(())
     }
 
-    /// Whether any free block of the same trunk file overlaps `b`.
-    fn overlaps_free(&self, b: &TrunkBlock) -> bool {
-        let end = u64::from(b.offset) + u64::from(b.size);
-        self.blocks.values().any(|f| {
-            f.store_path == b.store_path
-                && f.id == b.id
-                && u64::from(f.offset) < end
-                && u64::from(b.offset) < u64::from(f.offset) + u64::from(f.size)
-        })
+    /// The free blocks of `b`'s trunk file just before and from its offset on.
+    fn neighbours(&self, b: &TrunkBlock) -> (Option<TrunkBlock>, Option<TrunkBlock>) {
+        let key = place_key(b);
+        let file = (b.store_path, b.id);
+        let before = self
+            .blocks
+            .range(..key)
+            .next_back()
+            .map(|(_, f)| *f)
+            .filter(|f| (f.store_path, f.id) == file);
+        let after = self
+            .blocks
+            .range(key..)
+            .next()
+            .map(|(_, f)| *f)
+            .filter(|f| (f.store_path, f.id) == file);
+        (before, after)
     }
 
     /// Makes the next trunk file (its whole length free) and logs it.
@@ -459,6 +489,51 @@ mod tests {
                 assert!(x.id != y.id || apart, "{x:?} overlaps {y:?}");
             }
         }
+    }
+
+    #[test]
+    fn freed_neighbours_merge_into_one_block_that_holds_a_larger_file() {
+        let (dir, files) = setup();
+        let base = dir.path().join("base");
+        let mut space = FreeSpace::open(&base, params(), 0).expect("open");
+        let slots: Vec<TrunkBlock> = (0..4)
+            .map(|_| space.alloc(&files, 0, 1000).expect("slot"))
+            .collect();
+        assert_eq!(
+            slots.iter().map(|s| s.offset).collect::<Vec<_>>(),
+            [0, 1024, 2048, 3072]
+        );
+        // The second and fourth back: apart. The third back: all three are one block
+        // (the fourth also meets the free tail of the file).
+        space.give_back(slots[1]).expect("second");
+        space.give_back(slots[3]).expect("fourth");
+        assert_eq!(space.free_blocks().len(), 2);
+        space.give_back(slots[2]).expect("third");
+        let free = space.free_blocks();
+        assert_eq!(free.len(), 1, "{free:?}");
+        assert_eq!((free[0].offset, free[0].size), (1024, 1024 * 1024 - 1024));
+        // A block overlapping free space is refused; the first slot is still given.
+        let inside = TrunkBlock {
+            offset: 2048,
+            size: 512,
+            ..slots[2]
+        };
+        assert_eq!(
+            space.give_back(inside).err().map(|e| e.kind()),
+            Some(io::ErrorKind::AlreadyExists)
+        );
+        // A file of 3 freed slots' size fits where they were.
+        let big = space.alloc(&files, 0, 3000).expect("big");
+        assert_eq!((big.id, big.offset), (1, 1024));
+        // Replayed, the merges come out the same.
+        let before = space.free_blocks();
+        drop(space);
+        let again = FreeSpace::open(&base, params(), 0).expect("reopen");
+        assert_eq!(again.free_blocks(), before);
+        assert_eq!(
+            again.free_bytes(),
+            before.iter().map(|b| u64::from(b.size)).sum::<u64>()
+        );
     }
 
     #[test]

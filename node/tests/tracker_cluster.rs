@@ -562,6 +562,93 @@ async fn three_trackers_elect_one_leader_and_fail_over() {
 
 /// 93/108 refusals, 96–98 statistics, and a second port with its own profile.
 #[tokio::test]
+async fn followers_learn_the_trunk_server_from_the_leader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut trackers = Vec::new();
+    for i in 0..2 {
+        let mut cfg = tracker_cfg(
+            &format!("127.0.0.{}:0", 31 + i),
+            &dir.path().join(format!("t{i}")),
+        );
+        cfg.trunk.use_trunk_file = true;
+        trackers.push(fdfs_node::tracker::start(cfg).await.expect("tracker"));
+    }
+    let addrs: Vec<SocketAddr> = trackers.iter().map(|t| t.addr).collect();
+    // One port for the group's members, as FastDFS requires.
+    let port = common::group_port(dir.path(), 26000);
+    let mut storages = Vec::new();
+    for ip in ["127.0.0.33", "127.0.0.34"] {
+        let base = dir.path().join(ip);
+        storages.push(start_storage(&format!("{ip}:{port}"), "group1", &base, &addrs, "").await);
+    }
+    let trunk_server = |t: &RunningTracker| {
+        t.tracker
+            .registry()
+            .groups
+            .get("group1")
+            .and_then(|g| g.trunk.server.clone())
+    };
+    wait_for("one leader", 30, async || {
+        trackers
+            .iter()
+            .all(|t| t.tracker.leader() == Some(addrs[1]))
+    })
+    .await;
+    // The leader chooses; the follower, which never elects, hears it in the pings.
+    wait_for("the trunk server on both trackers", 30, async || {
+        trackers
+            .iter()
+            .all(|t| trunk_server(t).as_deref() == Some("127.0.0.33"))
+    })
+    .await;
+    // The leader moves it (94); the follower, which never chooses, hears of it in the pings.
+    let mut ask = b"group1".to_vec();
+    ask.resize(16, 0);
+    ask.extend_from_slice(b"127.0.0.34");
+    let (st, _) = call(addrs[0], Command::ServerSetTrunkServer, &ask).await;
+    assert_eq!(
+        st,
+        Status::NotSupported,
+        "a follower leaves it to the leader"
+    );
+    wait_for("both members ACTIVE at the leader", 30, async || {
+        member_status(&trackers[1], "group1", "127.0.0.34") == Some(StorageStatus::Active)
+    })
+    .await;
+    let (st, body) = call(addrs[1], Command::ServerSetTrunkServer, &ask).await;
+    assert_eq!((st, body), (Status::Ok, b"127.0.0.34\0".to_vec()));
+    wait_for("the new trunk server on both trackers", 30, async || {
+        trackers
+            .iter()
+            .all(|t| trunk_server(t).as_deref() == Some("127.0.0.34"))
+    })
+    .await;
+    let (st, body) = call(
+        addrs[0],
+        Command::ServerListStorage,
+        &ListStorageRequest {
+            group: "group1".into(),
+            storage_id: None,
+        }
+        .encode(),
+    )
+    .await;
+    assert_eq!(st, Status::Ok);
+    let listed = StorageStat::decode_all(&body).expect("92");
+    let flags: Vec<bool> = listed.iter().map(|s| s.if_trunk_server).collect();
+    assert_eq!(flags, [false, true], "the follower lists the trunk server");
+    // Only the leader answers FETCH_TRUNK_FID; it knows the ids the trunk server reserved.
+    let leader = &trackers[1];
+    wait_for("trunk file ids reserved", 30, async || {
+        let reg = leader.tracker.registry();
+        reg.groups
+            .get("group1")
+            .is_some_and(|g| g.trunk.file_id > 0)
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn admin_statistics_and_a_second_port_with_its_own_profile() {
     let mut cfg = TrackerConfig::default();
     cfg.listeners.push(ListenerConfig {

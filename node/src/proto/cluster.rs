@@ -145,6 +145,43 @@ impl PingLeader {
     }
 }
 
+/// One entry of a PING_LEADER reply: a group's trunk server, as the leader chose it
+/// (an empty id: none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupTrunkServer {
+    pub group: String,
+    pub server_id: String,
+}
+
+impl GroupTrunkServer {
+    const LEN: usize = GROUP_NAME_LEN + STORAGE_ID_LEN;
+
+    pub fn encode_all(list: &[Self]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(list.len() * Self::LEN);
+        for e in list {
+            put_fixed(&mut out, e.group.as_bytes(), GROUP_NAME_LEN);
+            put_fixed(&mut out, e.server_id.as_bytes(), STORAGE_ID_LEN);
+        }
+        out
+    }
+
+    pub fn decode_all(body: &[u8]) -> Result<Vec<Self>, ProtoError> {
+        if !body.len().is_multiple_of(Self::LEN) {
+            return Err(ProtoError::BadField {
+                what: "ping leader reply",
+                reason: format!("{} bytes is no whole number of 32-byte entries", body.len()),
+            });
+        }
+        Ok(body
+            .chunks_exact(Self::LEN)
+            .map(|c| GroupTrunkServer {
+                group: fixed_text(&c[..GROUP_NAME_LEN]),
+                server_id: fixed_text(&c[GROUP_NAME_LEN..]),
+            })
+            .collect())
+    }
+}
+
 /// Parses the `ip:port` text of 66/67 (and 95 replies).
 pub fn decode_host_port(body: &[u8]) -> Result<std::net::SocketAddr, ProtoError> {
     let t = text(body, "ip:port")?;
@@ -711,6 +748,28 @@ impl VolumeStats {
 mod tests {
     use super::*;
     use crate::proto::query::GroupRequest;
+
+    #[test]
+    fn ping_leader_replies_carry_32_byte_trunk_server_entries() {
+        let list = vec![
+            GroupTrunkServer {
+                group: "group1".into(),
+                server_id: "192.168.0.10".into(),
+            },
+            GroupTrunkServer {
+                group: "group2".into(),
+                server_id: "100001".into(),
+            },
+        ];
+        let bytes = GroupTrunkServer::encode_all(&list);
+        assert_eq!(bytes.len(), 64);
+        assert_eq!(&bytes[..6], b"group1");
+        assert_eq!(&bytes[16..28], b"192.168.0.10");
+        assert_eq!(bytes[28..32], [0; 4]);
+        assert_eq!(GroupTrunkServer::decode_all(&bytes).ok(), Some(list));
+        assert_eq!(GroupTrunkServer::decode_all(&[]).ok(), Some(Vec::new()));
+        assert!(GroupTrunkServer::decode_all(&bytes[..40]).is_err());
+    }
 
     #[test]
     fn fixed_sizes() {

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Tracker;
 use crate::client::{ClientError, Conn};
-use crate::proto::cluster::{JoinLeader, PingLeader, TrackerStatus};
+use crate::proto::cluster::{GroupTrunkServer, JoinLeader, PingLeader, TrackerStatus};
 use crate::proto::{Command, Status, VERSION_TEXT};
 use crate::unix_now;
 
@@ -323,7 +323,7 @@ async fn ping_leader(
     let Some((_, conn)) = follower.as_mut() else {
         return Ok(());
     };
-    let (status, _) = call(
+    let (status, reply) = call(
         conn,
         Command::TrackerPingLeader,
         &PingLeader::default().encode(),
@@ -332,9 +332,22 @@ async fn ping_leader(
     .map_err(PingError::Failed)?;
     match status {
         Status::Ok => {
-            let mut rel = tracker.relationship();
-            if let Some(p) = rel.peers.get_mut(&leader) {
-                p.last_heartbeat = unix_now();
+            {
+                let mut rel = tracker.relationship();
+                if let Some(p) = rel.peers.get_mut(&leader) {
+                    p.last_heartbeat = unix_now();
+                }
+            }
+            match GroupTrunkServer::decode_all(&reply) {
+                Ok(list) => {
+                    let mut reg = tracker.registry();
+                    for e in list {
+                        reg.follow_trunk_server(&e.group, &e.server_id);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%leader, error = %e, "unreadable trunk servers from the leader")
+                }
             }
             Ok(())
         }

@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Compat, TrackerConfig, TrunkConfig};
 use crate::proto::cluster::{
-    self, FetchStorageIds, GroupAndHost, GroupAndId, JoinLeader, PingLeader, ReportStatus,
-    SyncSrcReq, TrackerStat, TrackerStatFilter, TrackerStatus, VolumeStatFilter, VolumeStats,
+    self, FetchStorageIds, GroupAndHost, GroupAndId, GroupTrunkServer, JoinLeader, PingLeader,
+    ReportStatus, SyncSrcReq, TrackerStat, TrackerStatFilter, TrackerStatus, VolumeStatFilter,
+    VolumeStats,
 };
 use crate::proto::fields::{GROUP_NAME_LEN, STORAGE_ID_LEN, fixed_text};
 use crate::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
@@ -745,7 +746,21 @@ impl Tracker {
             p.last_heartbeat = now;
             p.connections = ping.connections;
         }
-        Ok(Vec::new())
+        drop(rel);
+        // Followers learn each group's trunk server from the leader: every chosen one on
+        // every ping, so a follower that met the group late still learns it.
+        let reg = self.registry();
+        let chosen: Vec<GroupTrunkServer> = reg
+            .groups
+            .values()
+            .filter_map(|g| {
+                Some(GroupTrunkServer {
+                    group: g.name.clone(),
+                    server_id: g.trunk.server.clone()?,
+                })
+            })
+            .collect();
+        Ok(GroupTrunkServer::encode_all(&chosen))
     }
 
     fn storage_report(

@@ -106,6 +106,14 @@ impl Registry {
         Ok(chosen)
     }
 
+    /// A follower takes the trunk server the leader chose (PING_LEADER reply); an empty
+    /// id: none. Unknown groups are skipped (their members have not joined here yet).
+    pub fn follow_trunk_server(&mut self, group: &str, id: &str) {
+        if let Some(g) = self.groups.get_mut(group) {
+            g.set_trunk_server((!id.is_empty()).then(|| id.to_owned()));
+        }
+    }
+
     /// REPORT_TRUNK_FID (73), from the group's trunk server only.
     pub fn report_trunk_file_id(
         &mut self,

@@ -146,6 +146,19 @@ pub enum Error {
     },
 
     /// `settings.compat.ipFieldWidth` is neither 15 nor 45.
+    #[error(
+        "settings.trunk sizes do not fit: slotMinSize {slot_min} must be 64 to 65536, \
+         slotMaxSize {slot_max} above it and at most half of trunkFileSize {trunk_file}, \
+         which must be 4 MiB to 1 GiB"
+    )]
+    InvalidTrunkSizes {
+        /// `slotMinSize`.
+        slot_min: i32,
+        /// `slotMaxSize`.
+        slot_max: i32,
+        /// `trunkFileSize`.
+        trunk_file: i32,
+    },
     #[error("settings.compat.ipFieldWidth is {width}, but must be 15 or 45")]
     InvalidIpFieldWidth {
         /// The value found.
@@ -249,6 +262,7 @@ impl Error {
             Self::InvalidExpose { .. } => "InvalidExpose",
             Self::InvalidTrackerEndpoint { .. } => "InvalidTrackerEndpoint",
             Self::InvalidIpFieldWidth { .. } => "InvalidIpFieldWidth",
+            Self::InvalidTrunkSizes { .. } => "InvalidTrunkSizes",
             Self::InvalidPort { .. } => "InvalidPort",
             Self::PortConflict { .. } => "PortConflict",
             Self::ClusterInvalid { .. } => "ClusterInvalid",

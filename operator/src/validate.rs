@@ -89,6 +89,19 @@ pub fn validate_cluster(
     if width != 15 && width != 45 {
         return Err(Error::InvalidIpFieldWidth { width });
     }
+    if let Some(t) = &settings.trunk {
+        let fits = (64..=65536).contains(&t.slot_min_size)
+            && t.slot_max_size > t.slot_min_size
+            && (4 << 20..=1 << 30).contains(&t.trunk_file_size)
+            && i64::from(t.slot_max_size) * 2 <= i64::from(t.trunk_file_size);
+        if !fits {
+            return Err(Error::InvalidTrunkSizes {
+                slot_min: t.slot_min_size,
+                slot_max: t.slot_max_size,
+                trunk_file: t.trunk_file_size,
+            });
+        }
+    }
     Ok(ValidCluster {
         reserved_space,
         image,
@@ -690,6 +703,18 @@ mod tests {
                 "spec: {settings: {compat: {ipFieldWidth: 16}}}",
                 "InvalidIpFieldWidth",
             ),
+            (
+                "spec: {settings: {trunk: {enabled: true, slotMinSize: 256, slotMaxSize: 256}}}",
+                "InvalidTrunkSizes",
+            ),
+            (
+                "spec: {settings: {trunk: {enabled: true, slotMaxSize: 4194304, trunkFileSize: 4194304}}}",
+                "InvalidTrunkSizes",
+            ),
+            (
+                "spec: {settings: {trunk: {enabled: true, trunkFileSize: 1048576}}}",
+                "InvalidTrunkSizes",
+            ),
             ("spec: {image: ''}", "MissingImage"),
         ];
         for (patch, reason) in cases {
@@ -698,6 +723,8 @@ mod tests {
         }
         let wide = cluster_with("spec: {settings: {compat: {ipFieldWidth: 45}}}");
         assert!(validate_cluster(&wide, None).is_ok());
+        let trunk = cluster_with("spec: {settings: {trunk: {enabled: true}}}");
+        assert!(validate_cluster(&trunk, None).is_ok());
     }
 
     #[test]

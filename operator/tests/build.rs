@@ -97,6 +97,43 @@ fn tracker_conf_renders_the_cluster_settings() {
 }
 
 #[test]
+fn trunk_settings_render_into_tracker_conf_and_the_node_reads_them() {
+    let mut c = cluster();
+    c.spec.settings.trunk = Some(fdfs_operator::crd::TrunkSettings {
+        enabled: true,
+        slot_min_size: 512,
+        slot_max_size: 65536,
+        trunk_file_size: 8 << 20,
+    });
+    let objects = tracker_objects(&c);
+    let conf = &objects.config.data.as_ref().expect("data")["tracker.conf"];
+    assert!(
+        conf.contains(
+            "use_trunk_file = true\nslot_min_size = 512\nslot_max_size = 65536\n\
+             trunk_file_size = 8388608\n"
+        ),
+        "{conf}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tracker.conf");
+    std::fs::write(&path, conf).expect("write");
+    let node = fdfs_node::config::tracker_from_fastdfs(&path).expect("the node loads it");
+    assert_eq!(
+        node.trunk,
+        fdfs_node::config::TrunkConfig {
+            use_trunk_file: true,
+            slot_min_size: 512,
+            slot_max_size: 65536,
+            trunk_alloc_alignment_size: 256,
+            trunk_file_size: 8 << 20,
+        }
+    );
+    // Without the setting, nothing about trunks is written: FastDFS's default (off).
+    let plain = tracker_objects(&cluster());
+    assert!(!plain.config.data.as_ref().expect("data")["tracker.conf"].contains("trunk"));
+}
+
+#[test]
 fn storage_ids_conf_lists_every_storage_by_stable_name() {
     let objects = tracker_objects(&cluster());
     let ids = &objects.storage_ids.data.as_ref().expect("data")["storage_ids.conf"];

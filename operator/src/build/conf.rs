@@ -94,6 +94,12 @@ pub fn tracker_conf(cluster: &FdfsCluster, valid: &ValidCluster) -> String {
     if settings.compat.fetch_all_format == FetchAllFormat::Legacy {
         line("fetch_all_format", &"legacy");
     }
+    if let Some(t) = &settings.trunk {
+        line("use_trunk_file", &t.enabled);
+        line("slot_min_size", &t.slot_min_size);
+        line("slot_max_size", &t.slot_max_size);
+        line("trunk_file_size", &t.trunk_file_size);
+    }
     identity_lines(&mut line, cluster);
     line("trust_storage_server_id", &true);
     line("http.server_port", &spec.trackers.http_port);

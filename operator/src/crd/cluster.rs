@@ -224,6 +224,49 @@ pub struct ClusterSettings {
     /// fastdfs-nginx-module's `secret_key`). Token checks are off when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_token_secret_ref: Option<SecretKeyRef>,
+    /// Small-file merging (FastDFS trunk storage): small uploads go into slots of large trunk
+    /// files handed out by one storage of each group, saving an inode per file. Off unless
+    /// set; turning it on or off changes only where new uploads go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<TrunkSettings>,
+}
+
+/// FastDFS trunk storage settings (`use_trunk_file` and the slot and trunk file sizes).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.slotMaxSize > self.slotMinSize")
+    .message("slotMaxSize must be larger than slotMinSize"))]
+#[x_kube(validation = Rule::new("self.slotMaxSize * 2 <= self.trunkFileSize")
+    .message("slotMaxSize may be at most half of trunkFileSize"))]
+#[serde(rename_all = "camelCase")]
+pub struct TrunkSettings {
+    /// Store small uploads in trunk files (FastDFS `use_trunk_file`).
+    pub enabled: bool,
+    /// Bytes of the smallest slot given out, its 24-byte header included (FastDFS
+    /// `slot_min_size`).
+    #[serde(default = "default_slot_min_size")]
+    #[schemars(range(min = 64, max = 65536))]
+    pub slot_min_size: i32,
+    /// Files whose slot (24-byte header included) would be larger are stored on their own
+    /// (FastDFS `slot_max_size`), in bytes.
+    #[serde(default = "default_slot_max_size")]
+    #[schemars(range(min = 128, max = 536870912))]
+    pub slot_max_size: i32,
+    /// Bytes of each trunk file (FastDFS `trunk_file_size`).
+    #[serde(default = "default_trunk_file_size")]
+    #[schemars(range(min = 4194304, max = 1073741824))]
+    pub trunk_file_size: i32,
+}
+
+fn default_slot_min_size() -> i32 {
+    256
+}
+
+fn default_slot_max_size() -> i32 {
+    1024 * 1024
+}
+
+fn default_trunk_file_size() -> i32 {
+    64 * 1024 * 1024
 }
 
 impl Default for ClusterSettings {
@@ -239,6 +282,7 @@ impl Default for ClusterSettings {
             id_type_in_filename: IdType::default(),
             compat: CompatSettings::default(),
             http_token_secret_ref: None,
+            trunk: None,
         }
     }
 }

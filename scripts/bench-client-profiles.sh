@@ -17,16 +17,7 @@ cargo build -q --release -p fdfs-node --bins
 bin="${CARGO_TARGET_DIR:-target}/release"
 local_workdir
 
-"$bin/fdfs-node" local --replicas 2 --data-dir "$work/data" \
-    --tracker-addr 127.0.32.1:22122 --storage-ip 127.0.32.2 --ip45-port 0 \
-    >"$work/nodes.txt" 2>"$work/nodes.log" &
-node_pid=$!
-wait_until_ready "$node_pid" "$work/nodes.txt" "$work/nodes.log"
-tracker="$(awk '$1 == "tracker" && !/profile=/ { print $2; exit }' "$work/nodes.txt")"
-for _ in $(seq 1 600); do
-    [[ "$("$bin/fdfs" --tracker "$tracker" monitor | grep -c '  ACTIVE$')" == 2 ]] && break
-    sleep 0.1
-done
+start_pair "$work/data" "" 127.0.32.1 127.0.32.2
 
 # Enough files for a few seconds per phase on two cores.
 files_for() {

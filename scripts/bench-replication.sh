@@ -30,18 +30,9 @@ cleanup() {
 trap cleanup EXIT
 
 printf '[storage]\nheart_beat_interval = 1\n' >"$work/node.toml"
-"$bin/fdfs-node" local --replicas 2 --data-dir "$work/data" --config "$work/node.toml" \
-    --tracker-addr 127.0.30.1:22122 --storage-ip 127.0.30.2 --ip45-port 0 \
-    >"$work/nodes.txt" 2>"$work/nodes.log" &
-node_pid=$!
-wait_until_ready "$node_pid" "$work/nodes.txt" "$work/nodes.log"
-tracker="$(awk '$1 == "tracker" && !/profile=/ { print $2; exit }' "$work/nodes.txt")"
-mapfile -t https < <(awk '$1 == "storage" { sub("http=", "", $4); print $4 }' "$work/nodes.txt")
 # Both members ACTIVE before the load starts.
-for _ in $(seq 1 600); do
-    [[ "$("$bin/fdfs" --tracker "$tracker" monitor | grep -c '  ACTIVE$')" == 2 ]] && break
-    sleep 0.1
-done
+start_pair "$work/data" "$work/node.toml" 127.0.30.1 127.0.30.2
+mapfile -t https < <(awk '$1 == "storage" { sub("http=", "", $4); print $4 }' "$work/nodes.txt")
 
 # One line per sample: unix time (ms), then lag seconds and bytes of each storage.
 sample() {

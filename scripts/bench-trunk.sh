@@ -28,17 +28,10 @@ for mode in plain trunk; do
     else
         : >"$conf"
     fi
-    "$bin/fdfs-node" local --replicas 2 --data-dir "$data" --config "$conf" \
-        --tracker-addr 127.0.33.1:22122 --storage-ip 127.0.33.2 --ip45-port 0 \
-        >"$work/nodes.txt" 2>"$work/nodes.log" &
-    node_pid=$!
-    wait_until_ready "$node_pid" "$work/nodes.txt" "$work/nodes.log"
-    tracker="$(awk '$1 == "tracker" && !/profile=/ { print $2; exit }' "$work/nodes.txt")"
+    start_pair "$data" "$conf" 127.0.33.1 127.0.33.2
     for _ in $(seq 1 600); do
-        monitor="$("$bin/fdfs" --tracker "$tracker" monitor)"
-        active="$(grep -c '  ACTIVE$' <<<"$monitor" || true)"
-        trunk_known="$(grep -c 'if_trunk_server = 1' <<<"$monitor" || true)"
-        [[ "$active" == 2 && ( "$mode" == plain || "$trunk_known" == 1 ) ]] && break
+        [[ "$mode" == plain ]] && break
+        "$bin/fdfs" --tracker "$tracker" monitor | grep -q 'if_trunk_server = 1' && break
         sleep 0.1
     done
     before_files="$(find "$data" -type f | wc -l)"

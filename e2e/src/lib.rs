@@ -348,6 +348,19 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Vec<
     Ok((status, reply[split + 4..].to_vec()))
 }
 
+/// Members of `group` the trackers list as ACTIVE (0 when none answers).
+pub async fn active_count(client: &fdfs_node::client::Client, group: &str) -> usize {
+    client
+        .list_storages(group)
+        .await
+        .map(|l| {
+            l.iter()
+                .filter(|m| m.status == fdfs_node::proto::StorageStatus::Active as u8)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// Uploads `data` straight to the storage at `storage`, which picks the store path (no
 /// tracker involved).
 pub async fn upload_to(

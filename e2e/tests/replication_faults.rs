@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fdfs_e2e::{NodeProcess, upload_to, wait_for};
+use fdfs_e2e::{NodeProcess, active_count, upload_to, wait_for};
 use fdfs_node::client::{Client, ClientConfig};
 use fdfs_node::fileid::FileId;
 
@@ -27,14 +27,6 @@ fn storage_toml(dir: &Path, ip: &str) -> anyhow::Result<PathBuf> {
 
 fn start_storage(cfg: &Path) -> anyhow::Result<NodeProcess> {
     NodeProcess::start(&["storage", "--config", &cfg.to_string_lossy()])
-}
-
-async fn active_count(client: &Client) -> usize {
-    client
-        .list_storages("group1")
-        .await
-        .map(|l| l.iter().filter(|m| m.status == 7).count())
-        .unwrap_or(0)
 }
 
 fn on_disk(dir: &Path, ip: &str, id: &FileId) -> PathBuf {
@@ -69,7 +61,7 @@ fn members_survive_kills_and_a_wiped_disk() -> anyhow::Result<()> {
     rt.block_on(async {
         let client = Client::new(ClientConfig::new(vec![TRACKER.into()])).await?;
         wait_for("both members ACTIVE", Duration::from_secs(90), async || {
-            active_count(&client).await == 2
+            active_count(&client, "group1").await == 2
         })
         .await?;
 
@@ -101,7 +93,7 @@ fn members_survive_kills_and_a_wiped_disk() -> anyhow::Result<()> {
 
         // 2. SIGKILL the source A right after acknowledged uploads: what B received stays readable.
         wait_for("both ACTIVE again", Duration::from_secs(90), async || {
-            active_count(&client).await == 2
+            active_count(&client, "group1").await == 2
         })
         .await?;
         let mut fresh = Vec::new();
@@ -114,7 +106,7 @@ fn members_survive_kills_and_a_wiped_disk() -> anyhow::Result<()> {
         .await?;
         a.kill()?;
         wait_for("A seen down", Duration::from_secs(30), async || {
-            active_count(&client).await == 1
+            active_count(&client, "group1").await == 1
         })
         .await?;
         let mut readable = 0;
@@ -156,7 +148,7 @@ fn members_survive_kills_and_a_wiped_disk() -> anyhow::Result<()> {
         wait_for(
             "both ACTIVE at the end",
             Duration::from_secs(90),
-            async || active_count(&client).await == 2,
+            async || active_count(&client, "group1").await == 2,
         )
         .await?;
         anyhow::Ok(())

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use fdfs_e2e::{NodeProcess, upload_to, wait_for};
+use fdfs_e2e::{NodeProcess, active_count, upload_to, wait_for};
 use fdfs_node::client::{Client, ClientConfig};
 use fdfs_node::fileid::FileId;
 
@@ -66,14 +66,6 @@ async fn trunk_servers(client: &Client) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn active_count(client: &Client) -> usize {
-    client
-        .list_storages("group1")
-        .await
-        .map(|l| l.iter().filter(|m| m.status == 7).count())
-        .unwrap_or(0)
-}
-
 /// Uploads `count` files to `ip` from 4 connections at once, numbered from `first`; every
 /// acknowledged one is recorded in `done`.
 async fn upload_many(
@@ -126,7 +118,7 @@ fn a_trunk_server_killed_mid_allocation_loses_no_file_and_gives_no_slot_twice() 
     rt.block_on(async {
         let client = Arc::new(Client::new(ClientConfig::new(vec![TRACKER.into()])).await?);
         wait_for("A the trunk server", Duration::from_secs(90), async || {
-            active_count(&client).await == 2 && trunk_servers(&client).await == [A]
+            active_count(&client, "group1").await == 2 && trunk_servers(&client).await == [A]
         })
         .await?;
         let done = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -162,7 +154,7 @@ fn a_trunk_server_killed_mid_allocation_loses_no_file_and_gives_no_slot_twice() 
         upload_many(&client, B, 1000, 100, &done, &acknowledged).await?;
         a = start_storage(&a_cfg)?;
         wait_for("A back", Duration::from_secs(90), async || {
-            active_count(&client).await == 2
+            active_count(&client, "group1").await == 2
         })
         .await?;
         wait_for(

@@ -128,6 +128,19 @@ impl Group {
             .expect("upload")
     }
 
+    /// Uploads `content(i)` for each `i` in `range` to `ip`, keeping each file and its bytes.
+    async fn upload_each(
+        &self,
+        ip: &str,
+        range: std::ops::Range<usize>,
+        files: &mut Vec<(FileId, Vec<u8>)>,
+    ) {
+        for i in range {
+            let data = content(i);
+            files.push((self.upload_to(ip, &data).await, data));
+        }
+    }
+
     async fn download_from(&self, addr: SocketAddr, id: &FileId) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         self.client
@@ -151,6 +164,13 @@ impl Group {
                 .await;
             }
         }
+    }
+
+    /// No two files share a byte of a trunk file, and every member serves every file.
+    async fn check_converged(&self, files: &[(FileId, Vec<u8>)]) {
+        let ids: Vec<&FileId> = files.iter().map(|(id, _)| id).collect();
+        assert_apart(&ids);
+        self.wait_everywhere(files).await;
     }
 
     async fn wait_gone(&self, id: &FileId) {
@@ -224,9 +244,7 @@ async fn small_uploads_on_either_member_go_into_the_trunk_servers_slots_and_conv
     let plain = g.upload_to(B, &big).await;
     assert_eq!(plain.remote.trunk_slot(), None);
     assert_eq!(plain.remote.to_string().len(), 44);
-    let ids: Vec<&FileId> = files.iter().map(|(id, _)| id).collect();
-    assert_apart(&ids);
-    g.wait_everywhere(&files).await;
+    g.check_converged(&files).await;
     g.wait_everywhere(&[(plain, big)]).await;
 
     // The trunk file is FastDFS's: full length on the trunk server, the slot header and
@@ -278,9 +296,7 @@ async fn small_uploads_on_either_member_go_into_the_trunk_servers_slots_and_conv
         );
         files.push((id, data));
     }
-    let ids: Vec<&FileId> = files.iter().map(|(id, _)| id).collect();
-    assert_apart(&ids);
-    g.wait_everywhere(&files).await;
+    g.check_converged(&files).await;
 
     // The trackers show who the trunk server is, and its free trunk space.
     let stats = g.client.list_storages("group1").await.expect("storages");
@@ -376,13 +392,8 @@ async fn a_trunk_server_that_goes_away_leaves_no_slot_given_twice() {
         .expect("restart A");
     g.members.insert(0, a);
     g.wait_trunk_server(B).await;
-    for i in 20..28 {
-        let data = content(i);
-        files.push((g.upload_to(A, &data).await, data));
-    }
-    let ids: Vec<&FileId> = files.iter().map(|(id, _)| id).collect();
-    assert_apart(&ids);
-    g.wait_everywhere(&files).await;
+    g.upload_each(A, 20..28, &mut files).await;
+    g.check_converged(&files).await;
     g.wait_everywhere(&plain).await;
 
     // SET_TRUNK_SERVER (94) moves it back to A.
@@ -397,13 +408,8 @@ async fn a_trunk_server_that_goes_away_leaves_no_slot_given_twice() {
     assert_eq!(status, Status::Ok);
     assert_eq!(reply, [A.as_bytes(), &[0]].concat());
     g.wait_trunk_server(A).await;
-    for i in 28..34 {
-        let data = content(i);
-        files.push((g.upload_to(B, &data).await, data));
-    }
-    let ids: Vec<&FileId> = files.iter().map(|(id, _)| id).collect();
-    assert_apart(&ids);
-    g.wait_everywhere(&files).await;
+    g.upload_each(B, 28..34, &mut files).await;
+    g.check_converged(&files).await;
 }
 
 /// One raw request from `from`; the reply's status and body.

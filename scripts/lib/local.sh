@@ -28,3 +28,26 @@ stop_local_and_clean() {
     fi
     rm -rf "$work"
 }
+
+# start_pair DATA_DIR CONFIG TRACKER_IP STORAGE_IP: a two-member group (`"$bin/fdfs-node"
+# local --replicas 2`) in the background as $node_pid, its lines in $work/nodes.txt and its
+# log in $work/nodes.log; returns once both members are ACTIVE, with $tracker set. CONFIG
+# may be empty (no config file).
+start_pair() {
+    local data="$1" conf="$2" tracker_ip="$3" storage_ip="$4"
+    local args=(local --replicas 2 --data-dir "$data" --tracker-addr "$tracker_ip:22122"
+        --storage-ip "$storage_ip" --ip45-port 0)
+    if [[ -n "$conf" ]]; then
+        args+=(--config "$conf")
+    fi
+    "$bin/fdfs-node" "${args[@]}" >"$work/nodes.txt" 2>"$work/nodes.log" &
+    node_pid=$!
+    wait_until_ready "$node_pid" "$work/nodes.txt" "$work/nodes.log"
+    tracker="$(awk '$1 == "tracker" && !/profile=/ { print $2; exit }' "$work/nodes.txt")"
+    for _ in $(seq 1 600); do
+        [[ "$("$bin/fdfs" --tracker "$tracker" monitor | grep -c '  ACTIVE$')" == 2 ]] && return 0
+        sleep 0.1
+    done
+    echo "the two members did not become ACTIVE" >&2
+    return 1
+}

@@ -247,15 +247,10 @@ impl StorageNode {
         let need = (size + super::trunk::HEADER_LEN) as u32;
         let path = store_path as u8;
         let block = match self.trunk.server().ok_or(TrunkError::NoServer)? {
-            TrunkServer::Me => {
-                let node = self.clone();
-                blocking(move || {
-                    node.trunk
-                        .with_space(&node.config.base_path, |s| s.alloc(&node.store, path, need))
-                })
+            TrunkServer::Me => self
+                .on_free_space(move |s, store| s.alloc(store, path, need))
                 .await
-                .map_err(|_| TrunkError::Disk(std::io::ErrorKind::Other.into()))??
-            }
+                .map_err(|_| TrunkError::Disk(std::io::ErrorKind::Other.into()))??,
             TrunkServer::Peer(addr) => {
                 let req = TrunkAllocRequest {
                     group: self.config.group_name.clone(),
@@ -273,12 +268,7 @@ impl StorageNode {
                 })?
             }
         };
-        let subdirs = self.store.subdir_count();
-        if block.store_path != path
-            || block.size < need
-            || u32::from(block.hh) >= subdirs
-            || u32::from(block.ll) >= subdirs
-        {
+        if block.store_path != path || block.size < need || !self.holds_place_of(&block) {
             return Err(TrunkError::BadSlot(block));
         }
         Ok(Some(block))
@@ -310,14 +300,10 @@ impl StorageNode {
                 if cmd == Command::TrunkAllocConfirm && status == 0 {
                     return;
                 }
-                let node = self.clone();
-                blocking(move || {
-                    node.trunk
-                        .with_space(&node.config.base_path, |s| s.give_back(block))
-                })
-                .await
-                .map_err(|_| TrunkError::Disk(std::io::ErrorKind::Other.into()))
-                .and_then(|r| r.map_err(TrunkError::Disk))
+                self.on_free_space(move |s, _| s.give_back(block))
+                    .await
+                    .map_err(|_| TrunkError::Disk(std::io::ErrorKind::Other.into()))
+                    .and_then(|r| r.map_err(TrunkError::Disk))
             }
             Some(TrunkServer::Peer(addr)) => {
                 let req = TrunkBlockRequest {
@@ -333,6 +319,28 @@ impl StorageNode {
         if let Err(e) = outcome {
             tracing::warn!(?cmd, ?block, error = %e, "trunk slot not returned; its space stays taken");
         }
+    }
+
+    /// Runs `f` on our free space as a disk step; `NotFound` when we are not the trunk
+    /// server.
+    async fn on_free_space<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut FreeSpace, &super::store::Store) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<std::io::Result<T>, Failure> {
+        let node = self.clone();
+        blocking(move || {
+            node.trunk
+                .with_space(&node.config.base_path, |s| f(s, &node.store))
+        })
+        .await
+    }
+
+    /// Whether `block` names a store path and directory this storage has.
+    fn holds_place_of(&self, block: &TrunkBlock) -> bool {
+        let subdirs = self.store.subdir_count();
+        usize::from(block.store_path) < self.store.path_count()
+            && u32::from(block.hh) < subdirs
+            && u32::from(block.ll) < subdirs
     }
 
     /// One request to the trunk server on a pooled connection.
@@ -402,14 +410,10 @@ impl StorageNode {
         {
             return Err(Status::InvalidArgument.into());
         }
-        let node = self.clone();
-        let block = blocking(move || {
-            node.trunk.with_space(&node.config.base_path, |s| {
-                s.alloc(&node.store, req.store_path, req.size)
-            })
-        })
-        .await?
-        .map_err(trunk_status)?;
+        let block = self
+            .on_free_space(move |s, store| s.alloc(store, req.store_path, req.size))
+            .await?
+            .map_err(trunk_status)?;
         Ok(Reply::Body(block.encode()))
     }
 
@@ -421,25 +425,15 @@ impl StorageNode {
     ) -> Handled {
         let body = self.trunk_request(conn, header, 31).await?;
         let req = TrunkBlockRequest::decode(&body).map_err(|e| e.status())?;
-        let subdirs = self.store.subdir_count();
-        if req.group != self.config.group_name
-            || usize::from(req.block.store_path) >= self.store.path_count()
-            || u32::from(req.block.hh) >= subdirs
-            || u32::from(req.block.ll) >= subdirs
-        {
+        if req.group != self.config.group_name || !self.holds_place_of(&req.block) {
             return Err(Status::InvalidArgument.into());
         }
         let written = header.cmd == Command::TrunkAllocConfirm
             && matches!(header.status(), Status::Ok | Status::AlreadyExists);
-        let node = self.clone();
         let block = req.block;
-        blocking(move || {
-            node.trunk.with_space(&node.config.base_path, |s| {
-                if written { Ok(()) } else { s.give_back(block) }
-            })
-        })
-        .await?
-        .map_err(trunk_status)?;
+        self.on_free_space(move |s, _| if written { Ok(()) } else { s.give_back(block) })
+            .await?
+            .map_err(trunk_status)?;
         Ok(Reply::Body(Vec::new()))
     }
 }

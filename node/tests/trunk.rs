@@ -128,6 +128,15 @@ impl Group {
             .expect("upload")
     }
 
+    /// The trunk binlog member `ip` keeps as a trunk server.
+    fn own_trunk_binlog(&self, ip: &str) -> std::path::PathBuf {
+        self.member(ip)
+            .node
+            .config
+            .base_path
+            .join("data/trunk/binlog")
+    }
+
     /// Uploads `content(i)` for each `i` in `range` to `ip`, keeping each file and its bytes.
     async fn upload_each(
         &self,
@@ -263,19 +272,13 @@ async fn small_uploads_on_either_member_go_into_the_trunk_servers_slots_and_conv
         u64::from(TRUNK_FILE)
     );
     let binlog =
-        std::fs::read_to_string(g.member(A).node.config.base_path.join("data/trunk/binlog"))
-            .expect("trunk binlog on the trunk server");
+        std::fs::read_to_string(g.own_trunk_binlog(A)).expect("trunk binlog on the trunk server");
     assert!(
         binlog.lines().all(|l| l.split(' ').count() == 8),
         "{binlog}"
     );
     assert!(
-        !g.member(B)
-            .node
-            .config
-            .base_path
-            .join("data/trunk/binlog")
-            .exists(),
+        !g.own_trunk_binlog(B).exists(),
         "only the trunk server keeps one"
     );
 
@@ -517,7 +520,7 @@ async fn bad_trunk_requests_get_a_status_and_change_nothing() {
 
     // The trunk binlog exchanges of FastDFS trunk servers and trackers (30-33).
     let member = g.member(B).addr;
-    let own_binlog = g.member(A).node.config.base_path.join("data/trunk/binlog");
+    let own_binlog = g.own_trunk_binlog(A);
     let (status, size) = raw(B, server, Command::TrunkGetBinlogSize, 0, &[]).await;
     assert_eq!(status, Status::Ok);
     let size = u64::from_be_bytes(size.try_into().expect("8 bytes"));
@@ -568,14 +571,7 @@ async fn bad_trunk_requests_get_a_status_and_change_nothing() {
     assert_eq!(status, Status::Ok);
     assert!(!pushed.exists(), "truncated");
     // A pushed copy is never taken for the member's own trunk binlog.
-    assert!(
-        !g.member(B)
-            .node
-            .config
-            .base_path
-            .join("data/trunk/binlog")
-            .exists()
-    );
+    assert!(!g.own_trunk_binlog(B).exists());
 
     // The trunk server still serves, and the file stored before is intact on both.
     // (234 bytes: a 512-byte slot, like the one returned.)

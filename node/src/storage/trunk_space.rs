@@ -102,7 +102,14 @@ pub struct FreeSpace {
     id_limit: u32,
     binlog: File,
     binlog_path: PathBuf,
+    /// Lines in the binlog now; it is rewritten as the free blocks alone (compacted) once
+    /// it holds at least `compact_after` lines and four times as many as those need.
+    lines: u64,
+    compact_after: u64,
 }
+
+/// Binlog lines past which it may be compacted.
+const COMPACT_AFTER_LINES: u64 = 100_000;
 
 impl FreeSpace {
     /// Opens the trunk binlog under `base_path` and rebuilds the index from it. New
@@ -123,8 +130,11 @@ impl FreeSpace {
                 .append(true)
                 .open(&binlog_path)?,
             binlog_path,
+            lines: 0,
+            compact_after: COMPACT_AFTER_LINES,
         };
         space.replay()?;
+        space.maybe_compact()?;
         Ok(space)
     }
 
@@ -135,6 +145,7 @@ impl FreeSpace {
             if line.trim().is_empty() {
                 continue;
             }
+            self.lines += 1;
             let Some((op, block)) = parse_line(&line) else {
                 tracing::warn!(line = n + 1, text = %line, "unreadable trunk binlog line; skipped");
                 continue;
@@ -205,17 +216,51 @@ impl FreeSpace {
     }
 
     fn log(&mut self, op: char, b: &TrunkBlock) -> io::Result<()> {
-        let line = format!(
-            "{} {op} {} {} {} {} {} {}\n",
-            crate::unix_now(),
-            b.store_path,
-            b.hh,
-            b.ll,
-            b.id,
-            b.offset,
-            b.size
+        self.binlog.write_all(line(op, b).as_bytes())?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Compacts the binlog when it has grown well past what the free blocks need.
+    fn maybe_compact(&mut self) -> io::Result<()> {
+        let needed = self.blocks.len() as u64 + 1;
+        if self.lines >= self.compact_after && self.lines >= 4 * needed {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the binlog as one `A` line per free block, after a `D` line of an empty
+    /// block of the newest trunk file (it changes nothing when replayed, by FastDFS too,
+    /// but keeps that id known). Written beside it, synced and renamed over it, so a
+    /// crash leaves the old binlog or the new one.
+    pub fn compact(&mut self) -> io::Result<()> {
+        let temp = self.binlog_path.with_extension("compacting");
+        let mut text = line(
+            'D',
+            &TrunkBlock {
+                store_path: 0,
+                hh: 0,
+                ll: 0,
+                id: self.last_file_id,
+                offset: 0,
+                size: 0,
+            },
         );
-        self.binlog.write_all(line.as_bytes())
+        for b in self.blocks.values() {
+            text.push_str(&line('A', b));
+        }
+        let file = File::create(&temp)?;
+        (&file).write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, &self.binlog_path)?;
+        if let Some(dir) = self.binlog_path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        self.binlog = OpenOptions::new().append(true).open(&self.binlog_path)?;
+        self.lines = self.blocks.len() as u64 + 1;
+        tracing::info!(free_blocks = self.blocks.len(), "trunk binlog compacted");
+        Ok(())
     }
 
     /// Gives out a slot for `need` bytes (the 24-byte header included) on `store_path`:
@@ -257,6 +302,7 @@ impl FreeSpace {
         };
         self.log('A', &tail)?;
         self.insert(tail);
+        self.maybe_compact()?;
         Ok(TrunkBlock { size, ..block })
     }
 
@@ -297,7 +343,7 @@ impl FreeSpace {
         }
         self.log('A', &merged)?;
         self.insert(merged);
-        Ok(())
+        self.maybe_compact()
     }
 
     /// The free blocks of `b`'s trunk file just before and from its offset on.
@@ -359,6 +405,20 @@ impl FreeSpace {
             return Ok(block);
         }
     }
+}
+
+/// One binlog line, FastDFS's format.
+fn line(op: char, b: &TrunkBlock) -> String {
+    format!(
+        "{} {op} {} {} {} {} {} {}\n",
+        crate::unix_now(),
+        b.store_path,
+        b.hh,
+        b.ll,
+        b.id,
+        b.offset,
+        b.size
+    )
 }
 
 /// Parses one binlog line into its op and block.
@@ -534,6 +594,46 @@ mod tests {
             again.free_bytes(),
             before.iter().map(|b| u64::from(b.size)).sum::<u64>()
         );
+    }
+
+    #[test]
+    fn a_long_binlog_is_compacted_to_the_free_blocks_and_replays_the_same() {
+        let (dir, files) = setup();
+        let base = dir.path().join("base");
+        let mut space = FreeSpace::open(&base, params(), 0).expect("open");
+        space.compact_after = 200;
+        // Many uploads and deletes: each cycle writes lines, the free blocks stay few.
+        let mut kept = Vec::new();
+        for i in 0..400u32 {
+            let a = space.alloc(&files, 0, 300 + i % 700).expect("alloc");
+            if i % 3 == 0 {
+                kept.push(a);
+            } else {
+                space.give_back(a).expect("free");
+            }
+        }
+        let binlog = base.join("data/trunk/binlog");
+        let lines = std::fs::read_to_string(&binlog)
+            .expect("binlog")
+            .lines()
+            .count();
+        assert!(lines < 200 + 4, "{lines} lines after compaction");
+        assert!(!base.join("data/trunk/binlog.compacting").exists());
+        // Replayed, the same free blocks and the newest id, and nothing kept is handed out.
+        let before = space.free_blocks();
+        let newest = space.last_file_id();
+        drop(space);
+        let mut again = FreeSpace::open(&base, params(), 0).expect("reopen");
+        assert_eq!(again.free_blocks(), before);
+        assert_eq!(again.last_file_id(), newest);
+        for _ in 0..50 {
+            let s = again.alloc(&files, 0, 1000).expect("alloc");
+            for k in &kept {
+                let apart =
+                    s.id != k.id || s.offset + s.size <= k.offset || k.offset + k.size <= s.offset;
+                assert!(apart, "{s:?} overlaps kept {k:?}");
+            }
+        }
     }
 
     #[test]

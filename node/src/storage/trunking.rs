@@ -4,7 +4,7 @@
 //! and the trunk server's side of those three commands (27, 28, 29).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::trunk_space::{FreeSpace, TrunkFiles, TrunkParams};
@@ -47,6 +47,8 @@ pub struct Trunking {
     reserved: AtomicU32,
     /// Wakes the report loops to reserve more ids before they run out.
     pub report_wanted: tokio::sync::Notify,
+    /// When an upload last warned that it got no slot (unix seconds).
+    last_warned: AtomicU64,
     /// Idle connections to the trunk server.
     idle: Mutex<Vec<Conn>>,
 }
@@ -144,6 +146,16 @@ impl Trunking {
         } else {
             Some(made.saturating_add(RESERVE_AHEAD))
         }
+    }
+
+    /// Whether an upload without a slot should say so now: once every 10 seconds.
+    pub fn time_to_warn(&self, now: u64) -> bool {
+        let last = self.last_warned.load(Ordering::Relaxed);
+        now >= last + 10
+            && self
+                .last_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// The leader acknowledged trunk file ids up to `id`.

@@ -163,7 +163,11 @@ impl StorageNode {
             Ok(None) => {}
             Err(e) => {
                 self.metrics.trunk_fallbacks.inc();
-                tracing::warn!(error = %e, "no trunk slot; the file is stored on its own");
+                // Once every 10 s at most: while the trunk server is away every small
+                // upload lands here (the metric counts them all).
+                if self.trunk.time_to_warn(crate::unix_now()) {
+                    tracing::warn!(error = %e, "no trunk slot; small files are stored on their own");
+                }
             }
         }
         let node = self.clone();

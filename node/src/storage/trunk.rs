@@ -164,15 +164,34 @@ pub fn write(
         .open(trunk_path(root, name, slot))?;
     let at = u64::from(slot.offset);
     if !durable {
-        let mut whole = Vec::with_capacity(header.len() + data.len());
-        whole.extend_from_slice(&header);
-        whole.extend_from_slice(data);
-        return file.write_all_at(&whole, at);
+        return write_both_at(&file, &header, data, at);
     }
     file.write_all_at(data, at + HEADER_LEN)?;
     file.sync_data()?;
     file.write_all_at(&header, at)?;
     file.sync_data()
+}
+
+/// Writes `head` then `tail` at `at` in one system call where it can (`pwritev`), without
+/// copying them together.
+fn write_both_at(file: &File, head: &[u8], tail: &[u8], at: u64) -> io::Result<()> {
+    let total = head.len() + tail.len();
+    let mut done = 0usize;
+    while done < total {
+        let parts: [&[u8]; 2] = if done < head.len() {
+            [&head[done..], tail]
+        } else {
+            [&[], &tail[done - head.len()..]]
+        };
+        let slices = [io::IoSlice::new(parts[0]), io::IoSlice::new(parts[1])];
+        match rustix::io::pwritev(file, &slices, at + done as u64) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Frees the slot holding `name`: zeroes it whole, as FastDFS does. `NotFound` when the

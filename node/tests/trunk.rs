@@ -517,6 +517,18 @@ async fn bad_trunk_requests_get_a_status_and_change_nothing() {
     assert_eq!(status, Status::Ok);
     let (status, _) = raw(B, server, Command::TrunkFreeSpace, 0, &back).await;
     assert_eq!(status, Status::AlreadyExists);
+    // A block past the end of any trunk file (4 MiB here) is refused.
+    let past_end = TrunkBlockRequest {
+        group: "group1".into(),
+        block: TrunkBlock {
+            offset: TRUNK_FILE - 256,
+            size: u32::MAX - TRUNK_FILE,
+            ..given
+        },
+    }
+    .encode();
+    let (status, _) = raw(B, server, Command::TrunkFreeSpace, 0, &past_end).await;
+    assert_eq!(status, Status::InvalidArgument);
 
     // The trunk binlog exchanges of FastDFS trunk servers and trackers (30-33).
     let member = g.member(B).addr;

@@ -311,6 +311,13 @@ impl FreeSpace {
     /// so space freed piece by piece can hold a larger file again.
     /// `AlreadyExists` when any of it is free already (nothing changes).
     pub fn give_back(&mut self, b: TrunkBlock) -> io::Result<()> {
+        if u64::from(b.offset) + u64::from(b.size) > u64::from(self.params.file_size) {
+            // No trunk file reaches there: a member's mistake, not space to hand out.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the block ends past the trunk file size",
+            ));
+        }
         if b.size < self.params.slot_min_size {
             return Ok(());
         }
@@ -572,6 +579,17 @@ mod tests {
         let free = space.free_blocks();
         assert_eq!(free.len(), 1, "{free:?}");
         assert_eq!((free[0].offset, free[0].size), (1024, 1024 * 1024 - 1024));
+        // A block past the end of a trunk file is refused, and changes nothing.
+        let past_end = TrunkBlock {
+            offset: 1024 * 1024 - 256,
+            size: 512,
+            ..slots[0]
+        };
+        assert_eq!(
+            space.give_back(past_end).err().map(|e| e.kind()),
+            Some(io::ErrorKind::InvalidInput)
+        );
+        assert_eq!(space.free_blocks(), free);
         // A block overlapping free space is refused; the first slot is still given.
         let inside = TrunkBlock {
             offset: 2048,

@@ -279,6 +279,13 @@ impl FreeSpace {
             ));
         }
         let size = self.params.slot_size(need);
+        if size > self.params.file_size {
+            // An alignment larger than a trunk file (a tracker's odd setting).
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the aligned slot is larger than a trunk file",
+            ));
+        }
         let found = self
             .by_size
             .range((store_path, size, 0, 0)..=(store_path, u32::MAX, u32::MAX, u32::MAX))
@@ -499,6 +506,21 @@ mod tests {
         assert_eq!(unaligned.slot_size(300), 300);
         assert!(p.fits(64 * 1024 - 24));
         assert!(!p.fits(64 * 1024 - 23));
+    }
+
+    #[test]
+    fn an_alignment_past_the_trunk_file_size_is_refused_not_a_panic() {
+        let (dir, files) = setup();
+        let odd = TrunkParams {
+            alignment: 8 * 1024 * 1024,
+            ..params()
+        };
+        let mut space = FreeSpace::open(&dir.path().join("base"), odd, 0).expect("open");
+        assert_eq!(
+            space.alloc(&files, 0, 1000).err().map(|e| e.kind()),
+            Some(io::ErrorKind::InvalidInput)
+        );
+        assert!(space.free_blocks().is_empty(), "no trunk file made");
     }
 
     #[test]

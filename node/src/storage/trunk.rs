@@ -55,13 +55,19 @@ pub fn trunk_path(root: &Path, name: &RemoteName, slot: TrunkSlot) -> PathBuf {
 /// what the name records. A link slot is followed once, to a file of the same store path.
 pub fn open(root: &Path, name: &RemoteName, slot: TrunkSlot) -> io::Result<OpenedFile> {
     let file = File::open(trunk_path(root, name, slot))?;
+    let header = read_header(&file, slot)?;
+    checked(root, name, slot, file, header)
+}
+
+/// The 24 bytes at the slot's start; `NotFound` past the end of the trunk file.
+fn read_header(file: &File, slot: TrunkSlot) -> io::Result<[u8; 24]> {
     let mut header = [0u8; 24];
     file.read_exact_at(&mut header, u64::from(slot.offset))
         .map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => io::ErrorKind::NotFound.into(),
             _ => e,
         })?;
-    checked(root, name, slot, file, header)
+    Ok(header)
 }
 
 /// [`open`] on the caller's (async) thread, when the trunk file's path and the slot's
@@ -197,12 +203,24 @@ fn write_both_at(file: &File, head: &[u8], tail: &[u8], at: u64) -> io::Result<(
 /// Frees the slot holding `name`: zeroes it whole, as FastDFS does. `NotFound` when the
 /// slot does not hold that file (nothing is written then).
 pub fn free(root: &Path, name: &RemoteName, slot: TrunkSlot) -> io::Result<()> {
-    drop(open(root, name, slot)?);
+    /// Zeros written a piece at a time, whatever the slot's size.
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
     let file = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .open(trunk_path(root, name, slot))?;
-    let zeros = vec![0u8; slot.size as usize];
-    file.write_all_at(&zeros, u64::from(slot.offset))?;
+    let header = read_header(&file, slot)?;
+    drop(checked(root, name, slot, file.try_clone()?, header)?);
+    let (start, end) = (
+        u64::from(slot.offset),
+        u64::from(slot.offset) + u64::from(slot.size),
+    );
+    let mut at = start;
+    while at < end {
+        let n = (end - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
     file.sync_data()
 }
 

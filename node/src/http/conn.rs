@@ -154,12 +154,7 @@ pub async fn serve<H, Fut>(
             Ok(None) => return,
             Err(status) => {
                 let reply = Reply::text(status, format!("{}\n", status.as_str()));
-                if write_reply(&stream, reply, &Method::GET, false, deadlines.stall)
-                    .await
-                    .is_ok()
-                {
-                    linger_close(&stream, &mut buf).await;
-                }
+                answer_and_close(&stream, reply, &mut buf, deadlines.stall).await;
                 return;
             }
         };
@@ -174,12 +169,7 @@ pub async fn serve<H, Fut>(
                 && skip(&stream, &mut buf, body_len, deadlines.header).await;
             if !skipped {
                 let reply = Reply::text(StatusCode::PAYLOAD_TOO_LARGE, "no request body taken\n");
-                if write_reply(&stream, reply, &Method::GET, false, deadlines.stall)
-                    .await
-                    .is_ok()
-                {
-                    linger_close(&stream, &mut buf).await;
-                }
+                answer_and_close(&stream, reply, &mut buf, deadlines.stall).await;
                 return;
             }
         }
@@ -339,6 +329,17 @@ async fn skip(stream: &TcpStream, buf: &mut Vec<u8>, len: u64, limit: Duration) 
 /// How long, and how many bytes, an error answer waits for the client to stop sending.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
+
+/// Sends an error answer to a request whose bytes were not all read, then ends the
+/// connection without losing that answer.
+async fn answer_and_close(stream: &TcpStream, reply: Reply, buf: &mut Vec<u8>, stall: Duration) {
+    if write_reply(stream, reply, &Method::GET, false, stall)
+        .await
+        .is_ok()
+    {
+        linger_close(stream, buf).await;
+    }
+}
 
 /// Ends a connection that still has unread request bytes after an error answer. Closing
 /// with unread data makes the kernel reset the connection, which can discard the answer

@@ -96,7 +96,41 @@ pub struct Thumbnails {
     permits: Semaphore,
     /// One gate per thumbnail being made: concurrent first requests for the same one wait
     /// for a single maker instead of each decoding the image.
-    making: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    making: Gates,
+}
+
+/// Thumbnails being made, each with the gate its requests queue at.
+type Gates = std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+
+/// One request's hold on a thumbnail's gate. The last holder to let go, also one whose
+/// client went away while waiting (its future dropped), removes the gate.
+struct GatePass<'a> {
+    gates: &'a Gates,
+    key: String,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> GatePass<'a> {
+    fn new(gates: &'a Gates, key: String) -> Self {
+        let gate = gates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        GatePass { gates, key, gate }
+    }
+}
+
+impl Drop for GatePass<'_> {
+    fn drop(&mut self) {
+        // Clones are taken under this lock, so the count cannot grow while it is read:
+        // 2 is the map's and this pass's.
+        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        if Arc::strong_count(&self.gate) == 2 {
+            gates.remove(&self.key);
+        }
+    }
 }
 
 /// Who made a thumbnail that is now stored.
@@ -195,26 +229,15 @@ impl Thumbnails {
     /// Makes `wanted` and stores it as its slave file, unless a request for the same
     /// thumbnail made it while this one waited.
     pub async fn make(&self, node: &Arc<StorageNode>, wanted: &Wanted) -> Result<Made, Refusal> {
-        let key = wanted.slave.to_string();
-        let gate = {
-            let mut making = self.making.lock().expect("thumbnail gates");
-            making.entry(key.clone()).or_default().clone()
-        };
+        let pass = GatePass::new(&self.making, wanted.slave.to_string());
         let result = {
-            let _turn = gate.lock().await;
+            let _turn = pass.gate.lock().await;
             match self.stored(node, wanted).await {
                 true => Ok(Made::Before),
                 false => self.make_once(node, wanted).await.map(|()| Made::Now),
             }
         };
-        {
-            // The last request through the gate removes it (clones are taken under this
-            // lock, so the count cannot grow while it is read).
-            let mut making = self.making.lock().expect("thumbnail gates");
-            if Arc::strong_count(&gate) == 2 {
-                making.remove(&key);
-            }
-        }
+        drop(pass);
         match &result {
             Ok(Made::Now) => note(node, "made"),
             // Served from the stored file, and counted as such by the caller.
@@ -408,6 +431,35 @@ fn decode_error(e: image::ImageError) -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_gate_goes_with_its_last_holder_even_one_whose_client_went_away() {
+        let gates = Gates::default();
+        let first = GatePass::new(&gates, "a".into());
+        let turn = first.gate.lock().await;
+        // A second request queues behind the first, then its client goes away.
+        let mut waiting = Box::pin(async {
+            let pass = GatePass::new(&gates, "a".into());
+            let _turn = pass.gate.lock().await;
+        });
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), &mut waiting).await;
+        assert!(
+            gave_up.is_err(),
+            "the gate is held, so the second request waits"
+        );
+        drop(waiting);
+        assert_eq!(
+            gates.lock().expect("gates").len(),
+            1,
+            "the first still holds it"
+        );
+        drop(turn);
+        drop(first);
+        assert!(
+            gates.lock().expect("gates").is_empty(),
+            "no gate left behind"
+        );
+    }
     use image::{ImageBuffer, Rgb, Rgba};
 
     fn preset(name: &str, width: u32, height: u32, fit: Fit) -> ThumbnailPreset {

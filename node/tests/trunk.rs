@@ -32,20 +32,30 @@ struct Group {
     client: Client,
 }
 
+/// Trunk storage on, 256 B to 64 KiB slots in 4 MiB trunk files.
+fn trunk_on() -> TrunkConfig {
+    TrunkConfig {
+        use_trunk_file: true,
+        slot_min_size: 256,
+        slot_max_size: 64 * 1024,
+        trunk_alloc_alignment_size: 256,
+        trunk_file_size: TRUNK_FILE,
+        ..TrunkConfig::default()
+    }
+}
+
 async fn start_group(check_active_interval: u64) -> Group {
+    start_group_with(check_active_interval, trunk_on()).await
+}
+
+async fn start_group_with(check_active_interval: u64, trunk: TrunkConfig) -> Group {
     let dir = tempfile::tempdir().expect("tempdir");
     let tracker = fdfs_node::tracker::start(TrackerConfig {
         bind: "127.0.0.1:0".into(),
         base_path: dir.path().join("tracker"),
         reserved_storage_space: ReservedSpace::Mb(0),
         check_active_interval,
-        trunk: TrunkConfig {
-            use_trunk_file: true,
-            slot_min_size: 256,
-            slot_max_size: 64 * 1024,
-            trunk_alloc_alignment_size: 256,
-            trunk_file_size: TRUNK_FILE,
-        },
+        trunk,
         ..Default::default()
     })
     .await
@@ -335,6 +345,109 @@ async fn small_uploads_on_either_member_go_into_the_trunk_servers_slots_and_conv
         other.contains("fdfs_storage_trunk_free_bytes 0\n"),
         "{other}"
     );
+}
+
+/// Trunk files (six-digit names) under a store path.
+fn trunk_files_under(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for hh in std::fs::read_dir(root.join("data"))
+        .expect("data")
+        .flatten()
+    {
+        let Ok(lls) = std::fs::read_dir(hh.path()) else {
+            continue;
+        };
+        for ll in lls.flatten() {
+            let Ok(entries) = std::fs::read_dir(ll.path()) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.len() == 6 && name.bytes().all(|b| b.is_ascii_digit()) {
+                    out.push(e.path());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_trunk_server_makes_files_ahead_compacts_on_schedule_and_pushes_its_binlog() {
+    let every_second = fdfs_node::config::TimeOfDay { hour: 0, minute: 0 };
+    let g = start_group_with(
+        100,
+        TrunkConfig {
+            trunk_create_file_advance: true,
+            trunk_create_file_time_base: every_second,
+            trunk_create_file_interval: 1,
+            trunk_create_file_space_threshold: 2 * u64::from(TRUNK_FILE),
+            trunk_compress_binlog_interval: 1,
+            trunk_compress_binlog_time_base: every_second,
+            ..trunk_on()
+        },
+    )
+    .await;
+    let server = g.member(A);
+    // Before any upload, two whole trunk files are made ahead of need, and no more.
+    wait_for(
+        "trunk files made ahead",
+        Duration::from_secs(30),
+        async || {
+            server
+                .node
+                .trunk
+                .own_figures()
+                .is_some_and(|f| f.free_bytes == 2 * u64::from(TRUNK_FILE))
+        },
+    )
+    .await;
+    let made = trunk_files_under(&server.node.config.base_path);
+    assert_eq!(made.len(), 2, "{made:?}");
+    for f in &made {
+        assert_eq!(
+            std::fs::metadata(f).expect("trunk").len(),
+            u64::from(TRUNK_FILE)
+        );
+    }
+
+    // Uploads into those files, and deletes.
+    let mut files = Vec::new();
+    g.upload_each(A, 0..10, &mut files).await;
+    g.upload_each(B, 10..20, &mut files).await;
+    g.check_converged(&files).await;
+    assert!(
+        files.iter().all(|(id, _)| slot_of(id).id <= 2),
+        "no trunk file made beyond those made ahead"
+    );
+    for (id, _) in files.drain(..12) {
+        g.client.delete(&id).await.expect("delete");
+    }
+    // The scheduled compaction leaves one line per free block (after the newest id's
+    // line), and the other member's copy of the binlog, pushed with TRUNK_SYNC_BINLOG and
+    // started again with TRUNCATE_BINLOG_FILE after each compaction, is the same.
+    let pushed = g
+        .member(B)
+        .node
+        .config
+        .base_path
+        .join("data/trunk/binlog.pushed");
+    wait_for(
+        "a compacted binlog, pushed whole",
+        Duration::from_secs(60),
+        async || {
+            let Some(figures) = server.node.trunk.own_figures() else {
+                return false;
+            };
+            let own = std::fs::read(g.own_trunk_binlog(A)).unwrap_or_default();
+            let lines = own.iter().filter(|&&b| b == b'\n').count();
+            lines == figures.free_blocks + 1 && std::fs::read(&pushed).ok() == Some(own)
+        },
+    )
+    .await;
+    let text = std::fs::read_to_string(&pushed).expect("pushed binlog");
+    assert!(text.lines().skip(1).all(|l| l.contains(" A ")), "{text}");
+    g.wait_everywhere(&files).await;
 }
 
 #[tokio::test]

@@ -104,13 +104,28 @@ fn trunk_settings_render_into_tracker_conf_and_the_node_reads_them() {
         slot_min_size: 512,
         slot_max_size: 65536,
         trunk_file_size: 8 << 20,
+        create_ahead: Some(fdfs_operator::crd::TrunkCreateAhead {
+            at: "01:30".into(),
+            interval_seconds: 3600,
+            space_threshold: "2G".into(),
+        }),
+        check_occupying: true,
+        binlog_compaction: Some(fdfs_operator::crd::TrunkBinlogCompaction {
+            at: "04:15".into(),
+            interval_seconds: 0,
+            min_interval_seconds: 600,
+        }),
     });
     let objects = tracker_objects(&c);
     let conf = &objects.config.data.as_ref().expect("data")["tracker.conf"];
     assert!(
         conf.contains(
             "use_trunk_file = true\nslot_min_size = 512\nslot_max_size = 65536\n\
-             trunk_file_size = 8388608\n"
+             trunk_file_size = 8388608\ntrunk_create_file_advance = true\n\
+             trunk_create_file_time_base = 01:30\ntrunk_create_file_interval = 3600\n\
+             trunk_create_file_space_threshold = 2G\ntrunk_init_check_occupying = true\n\
+             trunk_compress_binlog_time_base = 04:15\ntrunk_compress_binlog_interval = 0\n\
+             trunk_compress_binlog_min_interval = 600\n"
         ),
         "{conf}"
     );
@@ -126,6 +141,20 @@ fn trunk_settings_render_into_tracker_conf_and_the_node_reads_them() {
             slot_max_size: 65536,
             trunk_alloc_alignment_size: 256,
             trunk_file_size: 8 << 20,
+            trunk_create_file_advance: true,
+            trunk_create_file_time_base: fdfs_node::config::TimeOfDay {
+                hour: 1,
+                minute: 30
+            },
+            trunk_create_file_interval: 3600,
+            trunk_create_file_space_threshold: 2 << 30,
+            trunk_init_check_occupying: true,
+            trunk_compress_binlog_min_interval: 600,
+            trunk_compress_binlog_interval: 0,
+            trunk_compress_binlog_time_base: fdfs_node::config::TimeOfDay {
+                hour: 4,
+                minute: 15
+            },
         }
     );
     // Without the setting, nothing about trunks is written: FastDFS's default (off).

@@ -18,15 +18,7 @@ const IGNORED_FASTDFS_KEYS: &[&str] = &[
     "sync_log_buff_interval",
     "trunk_free_space_merge",
     "delete_unused_trunk_files",
-    "trunk_create_file_advance",
-    "trunk_create_file_time_base",
-    "trunk_create_file_interval",
-    "trunk_create_file_space_threshold",
-    "trunk_init_check_occupying",
     "trunk_init_reload_from_binlog",
-    "trunk_compress_binlog_min_interval",
-    "trunk_compress_binlog_interval",
-    "trunk_compress_binlog_time_base",
     "trunk_binlog_max_backups",
     "store_slave_file_use_link",
     "rotate_error_log",
@@ -193,7 +185,6 @@ fn parse_bool(path: &Path, l: &ConfLine) -> Result<bool, ConfigError> {
     }
 }
 
-/// Parses sizes like `256KB`, `1MB`, `4096`.
 /// A byte size that must fit the protocol's 32-bit trunk fields.
 fn parse_u32_bytes(path: &Path, l: &ConfLine) -> Result<u32, ConfigError> {
     u32::try_from(parse_bytes(path, l)?).map_err(|_| ConfigError::BadValue {
@@ -205,6 +196,18 @@ fn parse_u32_bytes(path: &Path, l: &ConfLine) -> Result<u32, ConfigError> {
     })
 }
 
+/// `HH:MM`, as FastDFS's schedule keys take it.
+fn time_of_day(path: &Path, l: &ConfLine) -> Result<TimeOfDay, ConfigError> {
+    TimeOfDay::parse(&l.value).map_err(|reason| ConfigError::BadValue {
+        path: path.into(),
+        line: l.line,
+        key: l.key.clone(),
+        value: l.value.clone(),
+        reason,
+    })
+}
+
+/// Parses sizes like `256KB`, `1MB`, `4096`.
 fn parse_bytes(path: &Path, l: &ConfLine) -> Result<u64, ConfigError> {
     let upper = l.value.to_ascii_uppercase();
     let digits = upper.trim_end_matches(|c: char| c.is_ascii_alphabetic());
@@ -293,6 +296,30 @@ pub fn tracker_from_fastdfs(path: &Path) -> Result<TrackerConfig, ConfigError> {
                 c.trunk.trunk_alloc_alignment_size = parse_u32_bytes(path, &l)?;
             }
             "trunk_file_size" => c.trunk.trunk_file_size = parse_u32_bytes(path, &l)?,
+            "trunk_create_file_advance" => {
+                c.trunk.trunk_create_file_advance = parse_bool(path, &l)?;
+            }
+            "trunk_create_file_time_base" => {
+                c.trunk.trunk_create_file_time_base = time_of_day(path, &l)?;
+            }
+            "trunk_create_file_interval" => {
+                c.trunk.trunk_create_file_interval = parse_num(path, &l)?;
+            }
+            "trunk_create_file_space_threshold" => {
+                c.trunk.trunk_create_file_space_threshold = parse_bytes(path, &l)?;
+            }
+            "trunk_init_check_occupying" => {
+                c.trunk.trunk_init_check_occupying = parse_bool(path, &l)?;
+            }
+            "trunk_compress_binlog_min_interval" => {
+                c.trunk.trunk_compress_binlog_min_interval = parse_num(path, &l)?;
+            }
+            "trunk_compress_binlog_interval" => {
+                c.trunk.trunk_compress_binlog_interval = parse_num(path, &l)?;
+            }
+            "trunk_compress_binlog_time_base" => {
+                c.trunk.trunk_compress_binlog_time_base = time_of_day(path, &l)?;
+            }
             "use_storage_id" => c.use_storage_id = parse_bool(path, &l)?,
             "trust_storage_server_id" => c.trust_storage_server_id = parse_bool(path, &l)?,
             "storage_ids_filename" => {
@@ -777,12 +804,45 @@ mod tests {
                 slot_max_size: 2 * 1024 * 1024,
                 trunk_alloc_alignment_size: 0,
                 trunk_file_size: 4 * 1024 * 1024,
+                ..TrunkConfig::default()
+            }
+        );
+        std::fs::write(
+            &p,
+            "trunk_create_file_advance = true\ntrunk_create_file_time_base = 01:30\n\
+             trunk_create_file_interval = 3600\ntrunk_create_file_space_threshold = 2G\n\
+             trunk_init_check_occupying = yes\ntrunk_compress_binlog_min_interval = 60\n\
+             trunk_compress_binlog_interval = 0\ntrunk_compress_binlog_time_base = 23:59\n",
+        )
+        .expect("write");
+        let c = tracker_from_fastdfs(&p).expect("loads");
+        assert_eq!(
+            c.trunk,
+            TrunkConfig {
+                trunk_create_file_advance: true,
+                trunk_create_file_time_base: TimeOfDay {
+                    hour: 1,
+                    minute: 30
+                },
+                trunk_create_file_interval: 3600,
+                trunk_create_file_space_threshold: 2 * 1024 * 1024 * 1024,
+                trunk_init_check_occupying: true,
+                trunk_compress_binlog_min_interval: 60,
+                trunk_compress_binlog_interval: 0,
+                trunk_compress_binlog_time_base: TimeOfDay {
+                    hour: 23,
+                    minute: 59
+                },
+                ..TrunkConfig::default()
             }
         );
         for bad in [
             "slot_min_size = 24\n",
             "slot_min_size = 4096\nslot_max_size = 4096\n",
             "trunk_file_size = 8GB\n",
+            "trunk_create_file_time_base = 24:00\n",
+            "trunk_compress_binlog_time_base = 3\n",
+            "trunk_create_file_interval = -1\n",
         ] {
             std::fs::write(&p, bad).expect("write");
             assert!(tracker_from_fastdfs(&p).is_err(), "{bad}");
@@ -792,6 +852,9 @@ mod tests {
                 .expect("toml");
         assert!(t.trunk.use_trunk_file);
         assert_eq!(t.trunk.slot_max_size, 65536);
+        let t: TrackerConfig =
+            toml::from_str("[trunk]\ntrunk_create_file_time_base = \"04:05\"\n").expect("toml");
+        assert_eq!(t.trunk.trunk_create_file_time_base.to_string(), "04:05");
     }
 
     #[test]

@@ -247,6 +247,62 @@ pub struct TrunkConfig {
     pub trunk_alloc_alignment_size: u32,
     /// Bytes of each trunk file.
     pub trunk_file_size: u32,
+    /// Make trunk files ahead of need, on a schedule, until this much trunk space is free.
+    pub trunk_create_file_advance: bool,
+    /// When the first advance creation of a day runs (UTC).
+    pub trunk_create_file_time_base: TimeOfDay,
+    /// Seconds between advance creations.
+    pub trunk_create_file_interval: u32,
+    /// Free trunk space (bytes) the advance creation makes up to.
+    pub trunk_create_file_space_threshold: u64,
+    /// A trunk server that loads its free space checks each free block's slot header on
+    /// disk and leaves out blocks that hold a file.
+    pub trunk_init_check_occupying: bool,
+    /// Seconds that must pass between two compactions of the trunk binlog forced by its
+    /// length (0: no wait).
+    pub trunk_compress_binlog_min_interval: u32,
+    /// Seconds between scheduled compactions of the trunk binlog (0: none scheduled).
+    pub trunk_compress_binlog_interval: u32,
+    /// When the first scheduled compaction of a day runs (UTC).
+    pub trunk_compress_binlog_time_base: TimeOfDay,
+}
+
+/// A time of day, `HH:MM`, as FastDFS's schedule keys take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeOfDay {
+    pub hour: u8,
+    pub minute: u8,
+}
+
+impl TimeOfDay {
+    /// Seconds from midnight.
+    pub fn seconds(&self) -> u32 {
+        u32::from(self.hour) * 3600 + u32::from(self.minute) * 60
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a time of day (HH:MM)");
+        let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
+        let hour: u8 = h.trim().parse().map_err(|_| bad())?;
+        let minute: u8 = m.trim().parse().map_err(|_| bad())?;
+        if hour > 23 || minute > 59 {
+            return Err(bad());
+        }
+        Ok(TimeOfDay { hour, minute })
+    }
+}
+
+impl std::fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:02}:{:02}", self.hour, self.minute)
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeOfDay {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        TimeOfDay::parse(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for TrunkConfig {
@@ -257,6 +313,14 @@ impl Default for TrunkConfig {
             slot_max_size: 1024 * 1024,
             trunk_alloc_alignment_size: 256,
             trunk_file_size: 64 * 1024 * 1024,
+            trunk_create_file_advance: false,
+            trunk_create_file_time_base: TimeOfDay { hour: 2, minute: 0 },
+            trunk_create_file_interval: 86400,
+            trunk_create_file_space_threshold: 20 * 1024 * 1024 * 1024,
+            trunk_init_check_occupying: false,
+            trunk_compress_binlog_min_interval: 86400,
+            trunk_compress_binlog_interval: 86400,
+            trunk_compress_binlog_time_base: TimeOfDay { hour: 3, minute: 0 },
         }
     }
 }

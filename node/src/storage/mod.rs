@@ -17,6 +17,7 @@ pub mod sync;
 mod transfer;
 pub mod trunk;
 pub mod trunk_space;
+mod trunk_upkeep;
 pub mod trunking;
 pub(crate) mod upload;
 
@@ -881,6 +882,7 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
     }));
     tasks.push(tokio::spawn(stat_file::run(node.clone(), stop.clone())));
     tasks.push(tokio::spawn(watch_disks(node.clone(), stop.clone())));
+    tasks.push(tokio::spawn(trunk_upkeep::run(node.clone(), stop.clone())));
     Ok(RunningStorage {
         addr,
         http_addr,

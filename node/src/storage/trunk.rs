@@ -70,6 +70,19 @@ fn read_header(file: &File, slot: TrunkSlot) -> io::Result<[u8; 24]> {
     Ok(header)
 }
 
+/// Whether the slot at `offset` of the trunk file at `path` holds a file, as FastDFS's
+/// `trunk_init_check_occupying` tells: its header, sizes and type aside, is not all zeros.
+pub fn slot_occupied(path: &Path, offset: u32) -> io::Result<bool> {
+    let file = File::open(path)?;
+    let mut header = [0u8; 24];
+    match file.read_exact_at(&mut header, u64::from(offset)) {
+        Ok(()) => Ok(header[9..].iter().any(|&b| b != 0)),
+        // Past the end of the file: nothing there.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// [`open`] on the caller's (async) thread, when the trunk file's path and the slot's
 /// header are in the kernel's caches; `None` when that would wait for the disk, or the
 /// slot is a link (then [`open`] runs as a disk step).

@@ -29,6 +29,41 @@ pub struct TrunkParams {
     pub slot_max_size: u32,
     pub alignment: u32,
     pub file_size: u32,
+    /// `trunk_init_check_occupying`: free blocks whose slot header on disk holds a file
+    /// are left out when the free space is loaded.
+    pub check_occupying: bool,
+    /// `trunk_create_file_advance`: when to make trunk files ahead of need...
+    pub create_ahead: Option<Schedule>,
+    /// ...until this much trunk space is free (`trunk_create_file_space_threshold`).
+    pub create_ahead_threshold: u64,
+    /// `trunk_compress_binlog_interval` and `_time_base`: scheduled compactions.
+    pub compact: Option<Schedule>,
+    /// `trunk_compress_binlog_min_interval`: seconds between compactions forced by the
+    /// binlog's length.
+    pub compact_min_interval: u32,
+}
+
+/// A task run at a time of day and every `interval` seconds from it (FastDFS's
+/// `*_time_base` and `*_interval` pairs), in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Seconds from midnight of the first run of a day.
+    pub base: u32,
+    /// Seconds between runs (above 0).
+    pub interval: u32,
+}
+
+impl Schedule {
+    /// The first run strictly after `now` (unix seconds).
+    pub fn next_after(&self, now: u64) -> u64 {
+        let interval = u64::from(self.interval.max(1));
+        let anchor = now - now % 86_400 + u64::from(self.base);
+        if anchor > now {
+            anchor - (anchor - now - 1) / interval * interval
+        } else {
+            anchor + ((now - anchor) / interval + 1) * interval
+        }
+    }
 }
 
 impl TrunkParams {
@@ -38,11 +73,34 @@ impl TrunkParams {
         if !matches!(p.get("use_trunk_file"), Some("1" | "true")) {
             return None;
         }
+        let on = |k: &str| matches!(p.get(k), Some("1" | "true"));
+        let schedule = |base: &str, interval: &str| {
+            let interval = num(interval).filter(|&i| i > 0)?;
+            let base = p
+                .get(base)
+                .and_then(|v| crate::config::TimeOfDay::parse(v).ok())?;
+            Some(Schedule {
+                base: base.seconds(),
+                interval,
+            })
+        };
         let params = TrunkParams {
             slot_min_size: num("slot_min_size")?,
             slot_max_size: num("slot_max_size")?,
             alignment: num("trunk_alloc_alignment_size").unwrap_or(0),
             file_size: num("trunk_file_size")?,
+            check_occupying: on("trunk_init_check_occupying"),
+            create_ahead: schedule("trunk_create_file_time_base", "trunk_create_file_interval")
+                .filter(|_| on("trunk_create_file_advance")),
+            create_ahead_threshold: p
+                .get("trunk_create_file_space_threshold")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            compact: schedule(
+                "trunk_compress_binlog_time_base",
+                "trunk_compress_binlog_interval",
+            ),
+            compact_min_interval: num("trunk_compress_binlog_min_interval").unwrap_or(0),
         };
         let sane = params.slot_min_size > super::trunk::HEADER_LEN as u32
             && params.slot_max_size > params.slot_min_size
@@ -86,6 +144,8 @@ pub trait TrunkFiles {
     fn dirs_for(&self, store_path: u8, id: u32) -> (u8, u8);
     /// The store path's root.
     fn root(&self, store_path: u8) -> Option<&Path>;
+    /// How many store paths there are.
+    fn path_count(&self) -> u8;
 }
 
 /// The free blocks of one trunk server, and its binlog.
@@ -106,6 +166,10 @@ pub struct FreeSpace {
     /// it holds at least `compact_after` lines and four times as many as those need.
     lines: u64,
     compact_after: u64,
+    /// When the binlog was last compacted.
+    compacted_at: Option<std::time::Instant>,
+    /// Counts compactions: a reader of the binlog at an offset starts again when it moves.
+    generation: u64,
 }
 
 /// Binlog lines past which it may be compacted.
@@ -114,7 +178,12 @@ const COMPACT_AFTER_LINES: u64 = 100_000;
 impl FreeSpace {
     /// Opens the trunk binlog under `base_path` and rebuilds the index from it. New
     /// trunk files are numbered past `floor` (the highest id the trackers know of).
-    pub fn open(base_path: &Path, params: TrunkParams, floor: u32) -> io::Result<Self> {
+    pub fn open(
+        base_path: &Path,
+        params: TrunkParams,
+        floor: u32,
+        files: &dyn TrunkFiles,
+    ) -> io::Result<Self> {
         let dir = base_path.join("data/trunk");
         std::fs::create_dir_all(&dir)?;
         let binlog_path = dir.join("binlog");
@@ -132,10 +201,83 @@ impl FreeSpace {
             binlog_path,
             lines: 0,
             compact_after: COMPACT_AFTER_LINES,
+            compacted_at: None,
+            generation: 0,
         };
         space.replay()?;
+        if params.check_occupying {
+            space.leave_out_occupied(files);
+        }
         space.maybe_compact()?;
         Ok(space)
+    }
+
+    /// Drops the free blocks whose slot header on disk holds a file (FastDFS's
+    /// `trunk_init_check_occupying`): a binlog that lost a line gives no such block out.
+    /// Only the header at the block's start is read, as FastDFS does; a block whose trunk
+    /// file cannot be read stays free.
+    fn leave_out_occupied(&mut self, files: &dyn TrunkFiles) {
+        let occupied: Vec<TrunkBlock> = self
+            .blocks
+            .values()
+            .filter(|b| {
+                let Some(root) = files.root(b.store_path) else {
+                    return false;
+                };
+                let path = root.join(format!("data/{:02X}/{:02X}/{:06}", b.hh, b.ll, b.id));
+                super::trunk::slot_occupied(&path, b.offset).unwrap_or_else(|e| {
+                    tracing::warn!(path = %path.display(), error = %e, "trunk file not checked");
+                    false
+                })
+            })
+            .copied()
+            .collect();
+        for b in occupied {
+            tracing::warn!(block = ?b, "free trunk block holds a file; left out");
+            self.remove(&b);
+        }
+    }
+
+    /// Changes at each compaction of the binlog.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The binlog's path.
+    pub fn binlog_path(&self) -> &Path {
+        &self.binlog_path
+    }
+
+    /// Whether the binlog holds more lines than the free blocks need.
+    pub fn compactable(&self) -> bool {
+        self.lines > self.blocks.len() as u64 + 1
+    }
+
+    /// Makes trunk files until at least `threshold` bytes of trunk space are free, as many
+    /// whole files as the shortfall holds (FastDFS's `trunk_create_file_advance`), each on
+    /// the store path with the least free trunk space. Stops early, without an error, when
+    /// no more trunk file ids are reserved yet. Returns how many it made.
+    pub fn create_ahead(&mut self, files: &dyn TrunkFiles, threshold: u64) -> io::Result<u64> {
+        let wanted = threshold.saturating_sub(self.free_bytes) / u64::from(self.params.file_size);
+        let mut made = 0;
+        while made < wanted {
+            let path = (0..files.path_count().max(1))
+                .min_by_key(|&p| self.free_bytes_on(p))
+                .unwrap_or(0);
+            match self.new_trunk_file(files, path) {
+                Ok(_) => made += 1,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(made)
+    }
+
+    fn free_bytes_on(&self, store_path: u8) -> u64 {
+        self.blocks
+            .range((store_path, 0, 0)..=(store_path, u32::MAX, u32::MAX))
+            .map(|(_, b)| u64::from(b.size))
+            .sum()
     }
 
     fn replay(&mut self) -> io::Result<()> {
@@ -221,10 +363,15 @@ impl FreeSpace {
         Ok(())
     }
 
-    /// Compacts the binlog when it has grown well past what the free blocks need.
+    /// Compacts the binlog when it has grown well past what the free blocks need, and
+    /// the last compaction is at least `compact_min_interval` seconds ago.
     fn maybe_compact(&mut self) -> io::Result<()> {
         let needed = self.blocks.len() as u64 + 1;
-        if self.lines >= self.compact_after && self.lines >= 4 * needed {
+        let min_interval = std::time::Duration::from_secs(self.params.compact_min_interval.into());
+        let waited = self
+            .compacted_at
+            .is_none_or(|at| at.elapsed() >= min_interval);
+        if self.lines >= self.compact_after && self.lines >= 4 * needed && waited {
             self.compact()?;
         }
         Ok(())
@@ -259,6 +406,8 @@ impl FreeSpace {
         }
         self.binlog = OpenOptions::new().append(true).open(&self.binlog_path)?;
         self.lines = self.blocks.len() as u64 + 1;
+        self.compacted_at = Some(std::time::Instant::now());
+        self.generation += 1;
         tracing::info!(free_blocks = self.blocks.len(), "trunk binlog compacted");
         Ok(())
     }
@@ -462,6 +611,7 @@ fn parse_line(line: &str) -> Option<(u8, TrunkBlock)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileExt;
 
     struct Dirs(PathBuf);
 
@@ -472,6 +622,9 @@ mod tests {
         fn root(&self, store_path: u8) -> Option<&Path> {
             (store_path == 0).then_some(self.0.as_path())
         }
+        fn path_count(&self) -> u8 {
+            1
+        }
     }
 
     fn params() -> TrunkParams {
@@ -480,6 +633,11 @@ mod tests {
             slot_max_size: 64 * 1024,
             alignment: 256,
             file_size: 1024 * 1024,
+            check_occupying: false,
+            create_ahead: None,
+            create_ahead_threshold: 0,
+            compact: None,
+            compact_min_interval: 0,
         }
     }
 
@@ -515,7 +673,7 @@ mod tests {
             alignment: 8 * 1024 * 1024,
             ..params()
         };
-        let mut space = FreeSpace::open(&dir.path().join("base"), odd, 0).expect("open");
+        let mut space = FreeSpace::open(&dir.path().join("base"), odd, 0, &files).expect("open");
         assert_eq!(
             space.alloc(&files, 0, 1000).err().map(|e| e.kind()),
             Some(io::ErrorKind::InvalidInput)
@@ -527,7 +685,7 @@ mod tests {
     fn slots_are_cut_from_trunk_files_and_reused_once_freed() {
         let (dir, files) = setup();
         let base = dir.path().join("base");
-        let mut space = FreeSpace::open(&base, params(), 0).expect("open");
+        let mut space = FreeSpace::open(&base, params(), 0, &files).expect("open");
 
         // The first slot makes trunk file 1, full length, and cuts the slot from its front.
         let a = space.alloc(&files, 0, 24 + 100).expect("a");
@@ -560,7 +718,7 @@ mod tests {
         // Replayed at start: the same free blocks, and the next trunk file is number 2.
         let before = space.free_blocks();
         drop(space);
-        let mut again = FreeSpace::open(&base, params(), 0).expect("reopen");
+        let mut again = FreeSpace::open(&base, params(), 0, &files).expect("reopen");
         assert_eq!(again.free_blocks(), before);
         assert_eq!(again.last_file_id(), 1);
         // Slots given out are never given again after a restart: fill the file up.
@@ -584,7 +742,7 @@ mod tests {
     fn freed_neighbours_merge_into_one_block_that_holds_a_larger_file() {
         let (dir, files) = setup();
         let base = dir.path().join("base");
-        let mut space = FreeSpace::open(&base, params(), 0).expect("open");
+        let mut space = FreeSpace::open(&base, params(), 0, &files).expect("open");
         let slots: Vec<TrunkBlock> = (0..4)
             .map(|_| space.alloc(&files, 0, 1000).expect("slot"))
             .collect();
@@ -628,7 +786,7 @@ mod tests {
         // Replayed, the merges come out the same.
         let before = space.free_blocks();
         drop(space);
-        let again = FreeSpace::open(&base, params(), 0).expect("reopen");
+        let again = FreeSpace::open(&base, params(), 0, &files).expect("reopen");
         assert_eq!(again.free_blocks(), before);
         assert_eq!(
             again.free_bytes(),
@@ -637,10 +795,109 @@ mod tests {
     }
 
     #[test]
+    fn compactions_forced_by_length_wait_the_minimum_interval() {
+        let (dir, files) = setup();
+        let base = dir.path().join("base");
+        let hourly = TrunkParams {
+            compact_min_interval: 3600,
+            ..params()
+        };
+        let mut space = FreeSpace::open(&base, hourly, 0, &files).expect("open");
+        space.compact_after = 50;
+        for _ in 0..200 {
+            let a = space.alloc(&files, 0, 300).expect("alloc");
+            space.give_back(a).expect("free");
+        }
+        // One compaction, then none within the hour however long the binlog grows.
+        assert_eq!(space.generation(), 1);
+        assert!(space.compactable());
+        space.compact().expect("a scheduled compaction still runs");
+        assert_eq!(space.generation(), 2);
+        assert!(!space.compactable());
+    }
+
+    #[test]
+    fn trunk_files_are_made_ahead_up_to_the_threshold_within_the_reserved_ids() {
+        let (dir, files) = setup();
+        let base = dir.path().join("base");
+        let mut space = FreeSpace::open(&base, params(), 0, &files).expect("open");
+        space.set_id_limit(3);
+        // 2.5 files short: two whole files are made.
+        assert_eq!(
+            space.create_ahead(&files, 5 * 512 * 1024).expect("ahead"),
+            2
+        );
+        assert_eq!(space.free_bytes(), 2 * 1024 * 1024);
+        assert!(files.0.join("data/00/01/000001").exists());
+        assert!(files.0.join("data/00/00/000002").exists());
+        assert_eq!(
+            space.create_ahead(&files, 2 * 1024 * 1024).expect("ahead"),
+            0
+        );
+        // Past the reserved ids it stops without an error.
+        assert_eq!(
+            space.create_ahead(&files, 10 * 1024 * 1024).expect("ahead"),
+            1
+        );
+        assert_eq!(space.last_file_id(), 3);
+        // Replayed, the files made ahead are free space.
+        drop(space);
+        let again = FreeSpace::open(&base, params(), 0, &files).expect("reopen");
+        assert_eq!(again.free_bytes(), 3 * 1024 * 1024);
+    }
+
+    #[test]
+    fn checking_occupation_leaves_out_free_blocks_that_hold_a_file() {
+        let (dir, files) = setup();
+        let base = dir.path().join("base");
+        let mut space = FreeSpace::open(&base, params(), 0, &files).expect("open");
+        let a = space.alloc(&files, 0, 300).expect("a");
+        let b = space.alloc(&files, 0, 300).expect("b");
+        let c = space.alloc(&files, 0, 300).expect("c");
+        space.give_back(a).expect("free a");
+        space.give_back(c).expect("free c");
+        drop(space);
+        let trunk = files.0.join("data/00/01/000001");
+        let write_header = |offset: u32, header: &[u8; 24]| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&trunk)
+                .expect("trunk")
+                .write_all_at(header, u64::from(offset))
+                .expect("header");
+        };
+        // The binlog says `a` is free, but a file was written there after a line that took
+        // it was lost.
+        let mut file = [0u8; 24];
+        file[0] = b'F';
+        file[1..5].copy_from_slice(&a.size.to_be_bytes());
+        file[9..13].copy_from_slice(&0xdead_beefu32.to_be_bytes());
+        write_header(a.offset, &file);
+        // Type and sizes alone do not make a slot occupied (FastDFS masks them out).
+        let mut bare = [0u8; 24];
+        bare[..9].copy_from_slice(&file[..9]);
+        write_header(c.offset, &bare);
+
+        let unchecked = FreeSpace::open(&base, params(), 0, &files).expect("open");
+        assert_eq!(unchecked.free_bytes(), u64::from(1024 * 1024 - b.size));
+        drop(unchecked);
+        let checking = TrunkParams {
+            check_occupying: true,
+            ..params()
+        };
+        let checked = FreeSpace::open(&base, checking, 0, &files).expect("open");
+        assert_eq!(
+            checked.free_bytes(),
+            u64::from(1024 * 1024 - b.size - a.size)
+        );
+        assert!(checked.free_blocks().iter().all(|f| f.offset != a.offset));
+    }
+
+    #[test]
     fn a_long_binlog_is_compacted_to_the_free_blocks_and_replays_the_same() {
         let (dir, files) = setup();
         let base = dir.path().join("base");
-        let mut space = FreeSpace::open(&base, params(), 0).expect("open");
+        let mut space = FreeSpace::open(&base, params(), 0, &files).expect("open");
         space.compact_after = 200;
         // Many uploads and deletes: each cycle writes lines, the free blocks stay few.
         let mut kept = Vec::new();
@@ -663,7 +920,7 @@ mod tests {
         let before = space.free_blocks();
         let newest = space.last_file_id();
         drop(space);
-        let mut again = FreeSpace::open(&base, params(), 0).expect("reopen");
+        let mut again = FreeSpace::open(&base, params(), 0, &files).expect("reopen");
         assert_eq!(again.free_blocks(), before);
         assert_eq!(again.last_file_id(), newest);
         for _ in 0..50 {
@@ -681,7 +938,8 @@ mod tests {
         let (dir, files) = setup();
         // Trunk file 6 exists here already (copied from an earlier trunk server).
         std::fs::write(files.0.join("data/00/00/000006"), b"").expect("old trunk");
-        let mut space = FreeSpace::open(&dir.path().join("base"), params(), 5).expect("open");
+        let mut space =
+            FreeSpace::open(&dir.path().join("base"), params(), 5, &files).expect("open");
         // No id reserved past the floor: no new trunk file, nothing taken.
         space.set_id_limit(5);
         assert_eq!(

@@ -173,11 +173,18 @@ impl Trunking {
         })
     }
 
+    /// The compaction count of our trunk binlog, once our free space is open.
+    pub fn binlog_generation(&self) -> Option<u64> {
+        let space = self.space.lock().unwrap_or_else(|e| e.into_inner());
+        space.as_ref().map(|s| s.generation())
+    }
+
     /// Runs `f` on our free space (a disk step), opening it from the binlog first.
     /// `NotFound` when we are not the trunk server.
     fn with_space<T>(
         &self,
         base_path: &std::path::Path,
+        files: &dyn TrunkFiles,
         f: impl FnOnce(&mut FreeSpace) -> std::io::Result<T>,
     ) -> std::io::Result<T> {
         if !self.serving() {
@@ -187,7 +194,7 @@ impl Trunking {
         let mut space = self.space.lock().unwrap_or_else(|e| e.into_inner());
         if space.as_ref().is_none_or(|s| s.params() != params) {
             let floor = self.floor.load(Ordering::Relaxed);
-            *space = Some(FreeSpace::open(base_path, params, floor)?);
+            *space = Some(FreeSpace::open(base_path, params, floor, files)?);
         }
         let Some(s) = space.as_mut() else {
             return Err(std::io::ErrorKind::NotFound.into());
@@ -226,6 +233,10 @@ impl TrunkFiles for super::store::Store {
         self.roots()
             .get(usize::from(store_path))
             .map(|p| p.as_path())
+    }
+
+    fn path_count(&self) -> u8 {
+        u8::try_from(super::store::Store::path_count(self)).unwrap_or(u8::MAX)
     }
 }
 
@@ -335,14 +346,14 @@ impl StorageNode {
 
     /// Runs `f` on our free space as a disk step; `NotFound` when we are not the trunk
     /// server.
-    async fn on_free_space<T: Send + 'static>(
+    pub(super) async fn on_free_space<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&mut FreeSpace, &super::store::Store) -> std::io::Result<T> + Send + 'static,
     ) -> Result<std::io::Result<T>, Failure> {
         let node = self.clone();
         blocking(move || {
             node.trunk
-                .with_space(&node.config.base_path, |s| f(s, &node.store))
+                .with_space(&node.config.base_path, &node.store, |s| f(s, &node.store))
         })
         .await
     }

@@ -99,6 +99,23 @@ pub fn tracker_conf(cluster: &FdfsCluster, valid: &ValidCluster) -> String {
         line("slot_min_size", &t.slot_min_size);
         line("slot_max_size", &t.slot_max_size);
         line("trunk_file_size", &t.trunk_file_size);
+        if let Some(a) = &t.create_ahead {
+            line("trunk_create_file_advance", &true);
+            line("trunk_create_file_time_base", &a.at);
+            line("trunk_create_file_interval", &a.interval_seconds);
+            line("trunk_create_file_space_threshold", &a.space_threshold);
+        }
+        if t.check_occupying {
+            line("trunk_init_check_occupying", &true);
+        }
+        if let Some(c) = &t.binlog_compaction {
+            line("trunk_compress_binlog_time_base", &c.at);
+            line("trunk_compress_binlog_interval", &c.interval_seconds);
+            line(
+                "trunk_compress_binlog_min_interval",
+                &c.min_interval_seconds,
+            );
+        }
     }
     identity_lines(&mut line, cluster);
     line("trust_storage_server_id", &true);

@@ -255,6 +255,73 @@ pub struct TrunkSettings {
     #[serde(default = "default_trunk_file_size")]
     #[schemars(range(min = 4194304, max = 1073741824))]
     pub trunk_file_size: i32,
+    /// Make trunk files ahead of need on a schedule (FastDFS `trunk_create_file_advance`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_ahead: Option<TrunkCreateAhead>,
+    /// A storage that becomes trunk server leaves out free blocks whose slot header on
+    /// disk holds a file (FastDFS `trunk_init_check_occupying`).
+    #[serde(default)]
+    pub check_occupying: bool,
+    /// Scheduled compaction of the trunk binlog (FastDFS `trunk_compress_binlog_*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_compaction: Option<TrunkBinlogCompaction>,
+}
+
+/// Schema pattern of a time of day, `HH:MM` (UTC).
+const TIME_OF_DAY_PATTERN: &str = "^([01][0-9]|2[0-3]):[0-5][0-9]$";
+/// Schema pattern of a FastDFS size: bytes, or a number with K, M or G.
+const FASTDFS_SIZE_PATTERN: &str = "^[0-9]{1,12}[KMG]?$";
+
+/// Trunk files made ahead of need: at `at` and every `intervalSeconds` from it, until
+/// `spaceThreshold` of trunk space is free.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrunkCreateAhead {
+    /// Time of day of the first run, `HH:MM` UTC (FastDFS `trunk_create_file_time_base`).
+    #[serde(default = "default_create_ahead_at")]
+    #[schemars(pattern(TIME_OF_DAY_PATTERN))]
+    pub at: String,
+    /// Seconds between runs (FastDFS `trunk_create_file_interval`).
+    #[serde(default = "default_day_seconds")]
+    #[schemars(range(min = 1, max = 31536000))]
+    pub interval_seconds: i32,
+    /// Free trunk space to make up to, e.g. `20G` (FastDFS
+    /// `trunk_create_file_space_threshold`).
+    #[schemars(pattern(FASTDFS_SIZE_PATTERN))]
+    pub space_threshold: String,
+}
+
+/// When the trunk server rewrites its trunk binlog as its free blocks alone.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrunkBinlogCompaction {
+    /// Time of day of the first run, `HH:MM` UTC (FastDFS
+    /// `trunk_compress_binlog_time_base`).
+    #[serde(default = "default_compaction_at")]
+    #[schemars(pattern(TIME_OF_DAY_PATTERN))]
+    pub at: String,
+    /// Seconds between runs; 0 runs none on a schedule (FastDFS
+    /// `trunk_compress_binlog_interval`).
+    #[serde(default = "default_day_seconds")]
+    #[schemars(range(min = 0, max = 31536000))]
+    pub interval_seconds: i32,
+    /// Least seconds between two compactions forced by the binlog's length (FastDFS
+    /// `trunk_compress_binlog_min_interval`).
+    #[serde(default = "default_day_seconds")]
+    #[schemars(range(min = 0, max = 31536000))]
+    pub min_interval_seconds: i32,
+}
+
+fn default_create_ahead_at() -> String {
+    "02:00".to_owned()
+}
+
+fn default_compaction_at() -> String {
+    "03:00".to_owned()
+}
+
+fn default_day_seconds() -> i32 {
+    86400
 }
 
 fn default_slot_min_size() -> i32 {

@@ -15,7 +15,8 @@ mod storage_group;
 pub use cluster::{
     ClientServiceSpec, ClusterSettings, CompatSettings, DownloadServer, FdfsCluster,
     FdfsClusterSpec, FdfsClusterStatus, FetchAllFormat, GroupSummary, IdType, MAX_TRACKERS,
-    SecretKeyRef, ServiceType, StoreLookup, StorePath, StoreServer, TrackerSpec, TrunkSettings,
+    SecretKeyRef, ServiceType, StoreLookup, StorePath, StoreServer, TrackerSpec,
+    TrunkBinlogCompaction, TrunkCreateAhead, TrunkSettings,
 };
 pub use common::{ImagePullPolicy, Scheduling};
 pub use manifest::{CrdManifest, crds, manifests};

@@ -54,9 +54,48 @@ struct Mark {
 
 impl Mark {
     fn path(node: &StorageNode, peer: &Peer) -> PathBuf {
-        node.binlog
-            .dir()
-            .join(format!("{}_{}.mark", peer.addr.ip(), peer.addr.port()))
+        Self::path_in(node.binlog.dir(), peer)
+    }
+
+    /// As FastDFS names it: `<id>.mark` where storages have ids (so it outlives a change
+    /// of the peer's address, as a Pod's on every restart), `<ip>_<port>.mark` where the
+    /// address is the identity.
+    fn path_in(dir: &std::path::Path, peer: &Peer) -> PathBuf {
+        let by_id = peer.id != peer.addr.ip().to_string()
+            && !peer.id.is_empty()
+            && peer
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if by_id {
+            dir.join(format!("{}.mark", peer.id))
+        } else {
+            Self::address_path_in(dir, peer)
+        }
+    }
+
+    fn address_path_in(dir: &std::path::Path, peer: &Peer) -> PathBuf {
+        dir.join(format!("{}_{}.mark", peer.addr.ip(), peer.addr.port()))
+    }
+
+    /// The mark at `path`, or else the one an earlier version kept under the peer's
+    /// address (moved to `path` then).
+    fn load_or_adopt(path: &std::path::Path, legacy: &std::path::Path) -> Option<Mark> {
+        if let Some(m) = Self::load(path) {
+            return Some(m);
+        }
+        if path == legacy {
+            return None;
+        }
+        let m = Self::load(legacy)?;
+        match m.save(path) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(legacy);
+                tracing::info!(from = %legacy.display(), to = %path.display(), "sync mark renamed");
+            }
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "sync mark not renamed"),
+        }
+        Some(m)
     }
 
     fn load(path: &std::path::Path) -> Option<Mark> {
@@ -305,7 +344,8 @@ async fn push_session(
     let mut peer = current(node, peer_id).ok_or(SyncError::Gone)?;
     let mark_path = Mark::path(node, &peer);
     let loading = mark_path.clone();
-    let saved = crate::disk::run(move || Mark::load(&loading))
+    let legacy = Mark::address_path_in(node.binlog.dir(), &peer);
+    let saved = crate::disk::run(move || Mark::load_or_adopt(&loading, &legacy))
         .await
         .unwrap_or(None);
     let mut mark = match saved {
@@ -851,6 +891,52 @@ pub fn peers_from_members(members: &[StorageBrief], own_ip: &str, own_port: u16)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marks_are_named_by_storage_id_and_adopted_from_the_address_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let peer = |id: &str, addr: &str| Peer {
+            id: id.into(),
+            addr: addr.parse().expect("addr"),
+            status: StorageStatus::Active,
+        };
+        let by_ip = peer("127.0.0.3", "127.0.0.3:23000");
+        assert_eq!(
+            Mark::path_in(dir.path(), &by_ip),
+            dir.path().join("127.0.0.3_23000.mark")
+        );
+        let by_id = peer("100002", "10.0.0.7:23000");
+        assert_eq!(
+            Mark::path_in(dir.path(), &by_id),
+            dir.path().join("100002.mark")
+        );
+        // An id that is not a plain name falls back to the address.
+        assert_eq!(
+            Mark::path_in(dir.path(), &peer("../x", "10.0.0.7:23000")),
+            dir.path().join("10.0.0.7_23000.mark")
+        );
+        // A mark kept under the address is taken over under the id, once.
+        let m = Mark {
+            position: Position {
+                index: 2,
+                offset: 77,
+            },
+            ..Default::default()
+        };
+        let legacy = Mark::address_path_in(dir.path(), &by_id);
+        m.save(&legacy).expect("save");
+        let named = Mark::path_in(dir.path(), &by_id);
+        assert_eq!(Mark::load_or_adopt(&named, &legacy), Some(m.clone()));
+        assert!(!legacy.exists());
+        assert_eq!(Mark::load(&named), Some(m.clone()));
+        // The peer moves to another address: the same mark.
+        let moved = peer("100002", "10.0.0.9:23000");
+        let again = Mark::path_in(dir.path(), &moved);
+        assert_eq!(
+            Mark::load_or_adopt(&again, &Mark::address_path_in(dir.path(), &moved)),
+            Some(m)
+        );
+    }
 
     #[test]
     fn mark_files_round_trip_in_fastdfs_format() {

@@ -1151,3 +1151,148 @@ async fn a_member_is_retired_only_once_stopped_with_its_files_on_the_others() {
         );
     }
 }
+
+/// The `binlog_offset` a mark file records.
+fn mark_offset(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("binlog_offset="))
+        .and_then(|v| v.parse().ok())
+}
+
+/// With IP identities (no storage ids), a member that comes back at another address reports
+/// the move (78): the tracker moves its record and logs it, the other member renames its
+/// sync mark from the changelog (77) and goes on from where it was, and nothing is copied
+/// again.
+#[tokio::test]
+async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
+    let mut g = Group::start().await;
+    g.add_member("127.0.0.4").await;
+    g.wait_all_active().await;
+    let mut files = Vec::new();
+    for i in 0..10 {
+        files.push(
+            g.client
+                .upload_bytes(&content(i + 7000), "bin", None)
+                .await
+                .expect("upload"),
+        );
+    }
+    wait_for("files on both", Duration::from_secs(30), async || {
+        files
+            .iter()
+            .all(|id| g.path_on(0, id).exists() && g.path_on(1, id).exists())
+    })
+    .await;
+    wait_for("A's push to B done", Duration::from_secs(30), async || {
+        backlog_of_a(&g) == Some(0)
+    })
+    .await;
+    let port = g.members[1].addr.port();
+    let marks = g.members[0].node.binlog.dir().to_owned();
+    let old_mark = marks.join(format!("127.0.0.4_{port}.mark"));
+    let pushed = binlog_size(&g.members[0]);
+    assert!(pushed > 0);
+
+    // B stops and starts again on its data at 127.0.0.6.
+    let b = g.members.pop().expect("B");
+    let mut cfg = b.node.config.clone();
+    b.stop(Duration::from_secs(2)).await;
+    wait_for(
+        "A's mark for B saved",
+        Duration::from_secs(30),
+        async || mark_offset(&old_mark) == Some(pushed),
+    )
+    .await;
+    let mark_text = std::fs::read_to_string(&old_mark).expect("mark");
+    cfg.bind = format!("127.0.0.6:{port}");
+    g.members.push(
+        fdfs_node::storage::start(cfg)
+            .await
+            .expect("B at its new address"),
+    );
+    wait_for("B's record moved", Duration::from_secs(60), async || {
+        let reg = g.tracker.tracker.registry();
+        let members = &reg.groups["group1"].members;
+        members.get("127.0.0.4").map(|m| m.status) == Some(StorageStatus::IpChanged)
+            && members.get("127.0.0.6").map(|m| m.status) == Some(StorageStatus::Active)
+            && members.len() == 3
+    })
+    .await;
+    let changelog = std::fs::read_to_string(
+        g.tracker
+            .tracker
+            .config()
+            .base_path
+            .join("data/storage_changelog.dat"),
+    )
+    .expect("changelog");
+    assert!(
+        changelog.ends_with(" group1 127.0.0.4 3 127.0.0.6\n"),
+        "{changelog}"
+    );
+    let new_mark = marks.join(format!("127.0.0.6_{port}.mark"));
+    wait_for("A's mark renamed", Duration::from_secs(30), async || {
+        mark_offset(&new_mark).is_some()
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&new_mark).expect("mark"),
+        mark_text,
+        "A goes on from where it was"
+    );
+    let flag = std::fs::read_to_string(
+        g.members[1]
+            .node
+            .config
+            .base_path
+            .join("data/.data_init_flag"),
+    )
+    .expect("init flag");
+    wait_for(
+        "B keeps its new address",
+        Duration::from_secs(30),
+        async || {
+            std::fs::read_to_string(
+                g.members[1]
+                    .node
+                    .config
+                    .base_path
+                    .join("data/.data_init_flag"),
+            )
+            .is_ok_and(|t| t.contains("last_ip_addr=127.0.0.6\n"))
+        },
+    )
+    .await;
+    assert!(flag.contains("sync_old_done=1"), "{flag}");
+
+    // New uploads reach B at its new address, and it serves the old ones there.
+    let later = g
+        .client
+        .upload_bytes(b"after the move", "txt", None)
+        .await
+        .expect("upload");
+    wait_for("the new file on B", Duration::from_secs(30), async || {
+        g.path_on(1, &later).exists()
+    })
+    .await;
+    for (i, id) in files.iter().enumerate() {
+        let mut out = Vec::new();
+        g.client
+            .download_from(g.members[1].addr, id, 0, 0, &mut out)
+            .await
+            .expect("download from B");
+        assert_eq!(out, content(i + 7000));
+    }
+    // Nothing was pushed twice: to B's new address A pushed the one new file at most.
+    let pushed_to_new = g.members[0]
+        .node
+        .metrics
+        .synced_records
+        .get_or_create(&fdfs_node::storage::metrics::PeerLabels {
+            peer: "127.0.0.6".into(),
+        })
+        .get();
+    assert!(pushed_to_new <= 1, "{pushed_to_new} records pushed again");
+}

@@ -221,6 +221,79 @@ impl GroupAndId {
     }
 }
 
+/// Body of 78 (STORAGE_REPORT_IP_CHANGED): a group, the storage's old and new addresses,
+/// each in a 46-byte field (V6.11 and later) or a 16-byte one (before).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpChangedReport {
+    pub group: String,
+    pub old_ip: String,
+    pub new_ip: String,
+}
+
+impl IpChangedReport {
+    /// The V6.11+ layout.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(GROUP_NAME_LEN + 2 * 46);
+        put_fixed(&mut out, self.group.as_bytes(), GROUP_NAME_LEN);
+        put_fixed(&mut out, self.old_ip.as_bytes(), 46);
+        put_fixed(&mut out, self.new_ip.as_bytes(), 46);
+        out
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        let width = match body.len().checked_sub(GROUP_NAME_LEN) {
+            Some(92) => 46,
+            Some(32) => 16,
+            _ => {
+                return Err(ProtoError::BadLength {
+                    what: "IP changed report",
+                    len: body.len(),
+                });
+            }
+        };
+        let ips = &body[GROUP_NAME_LEN..];
+        Ok(IpChangedReport {
+            group: fixed_text(&body[..GROUP_NAME_LEN]),
+            old_ip: fixed_text(&ips[..width]),
+            new_ip: fixed_text(&ips[width..]),
+        })
+    }
+}
+
+/// One line of the storage changelog a tracker sends in reply to 77:
+/// `<unix time> <group> <storage id> <status> <new id>` (status 4 DELETED with an empty
+/// new id, 3 IP_CHANGED with the new address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangelogLine {
+    pub time: u64,
+    pub group: String,
+    pub id: String,
+    pub status: u8,
+    pub new_id: String,
+}
+
+impl ChangelogLine {
+    /// The well-formed lines of a reply; others are skipped (as FastDFS skips them).
+    pub fn parse_all(body: &[u8]) -> Vec<ChangelogLine> {
+        String::from_utf8_lossy(body)
+            .split('\n')
+            .filter_map(|line| {
+                let cols: Vec<&str> = line.split(' ').collect();
+                let [time, group, id, status, new_id] = cols.as_slice() else {
+                    return None;
+                };
+                Some(ChangelogLine {
+                    time: time.parse().ok()?,
+                    group: (*group).to_owned(),
+                    id: (*id).to_owned(),
+                    status: status.parse().ok()?,
+                    new_id: (*new_id).to_owned(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// Body of 70 (GET_SERVER_ID) and 71 (GET_STATUS): a group and `ip:port` text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupAndHost {
@@ -822,5 +895,46 @@ mod tests {
         assert!(FetchStorageIds::decode(&[0, 0, 0]).is_err());
         assert!(decode_host_port(b"x").is_err());
         assert!(decode_briefs(&[0u8; 66]).is_err());
+    }
+
+    #[test]
+    fn ip_changed_reports_take_both_address_widths() {
+        let r = IpChangedReport {
+            group: "group1".into(),
+            old_ip: "10.0.0.1".into(),
+            new_ip: "10.0.0.9".into(),
+        };
+        let wide = r.encode();
+        assert_eq!(wide.len(), 16 + 92);
+        assert_eq!(&wide[16..24], b"10.0.0.1");
+        assert_eq!(&wide[16 + 46..16 + 54], b"10.0.0.9");
+        assert_eq!(IpChangedReport::decode(&wide).expect("wide"), r);
+        let mut narrow = wide[..16].to_vec();
+        narrow.extend_from_slice(&wide[16..32]);
+        narrow.extend_from_slice(&wide[62..78]);
+        assert_eq!(IpChangedReport::decode(&narrow).expect("narrow"), r);
+        for len in [0, 16, 47, 49, 107, 109] {
+            assert!(IpChangedReport::decode(&vec![0; len]).is_err(), "{len}");
+        }
+    }
+
+    #[test]
+    fn changelog_lines_parse_as_fastdfs_writes_them() {
+        let body = b"1796573095 group1 10.0.0.1 3 10.0.0.9\n1796573096 group1 10.0.0.3 4 \n\
+                     garbage line\n1796573097 group2 x 4 \n";
+        let lines = ChangelogLine::parse_all(body);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[0],
+            ChangelogLine {
+                time: 1_796_573_095,
+                group: "group1".into(),
+                id: "10.0.0.1".into(),
+                status: 3,
+                new_id: "10.0.0.9".into(),
+            }
+        );
+        assert_eq!((lines[1].status, lines[1].new_id.as_str()), (4, ""));
+        assert_eq!(lines[2].group, "group2");
     }
 }

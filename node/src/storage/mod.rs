@@ -72,6 +72,8 @@ pub struct StorageNode {
     pub sync_problems: Mutex<BTreeMap<String, (Status, u64)>>,
     /// Status each tracker last reported for this storage.
     pub tracker_view: Mutex<BTreeMap<SocketAddr, StorageStatus>>,
+    /// With IP identities, the trackers that accepted our move to a new address (78).
+    moved_at: Mutex<std::collections::BTreeSet<SocketAddr>>,
     /// Per tracker, the age in seconds of the oldest change the other members reported
     /// they have yet to push here (LIST_SYNC_BACKLOG, 241); absent where unknown.
     pub behind: Mutex<BTreeMap<SocketAddr, u64>>,
@@ -201,6 +203,7 @@ impl StorageNode {
             http_port: std::sync::atomic::AtomicU16::new(0),
             path_policy: Mutex::new(policy),
             tracker_view: Mutex::new(BTreeMap::new()),
+            moved_at: Mutex::new(Default::default()),
             behind: Mutex::new(BTreeMap::new()),
             sync_in: Mutex::new(BTreeMap::new()),
             sync_out: Mutex::new(BTreeMap::new()),

@@ -16,7 +16,7 @@ use super::trunk_space::TrunkParams;
 use super::trunking::{TrunkFigures, TrunkServer, server_from_brief};
 use crate::client::{ClientError, Conn, conn::resolve};
 use crate::config::ReservedSpace;
-use crate::proto::cluster::GroupAndHost;
+use crate::proto::cluster::{ChangelogLine, GroupAndHost, IpChangedReport};
 use crate::proto::query::GroupRequest;
 use crate::proto::report::{
     BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, Parameters,
@@ -144,12 +144,158 @@ fn recorded_source(node: &StorageNode) -> Option<SyncSource> {
 }
 
 fn record_sync_old_done(node: &StorageNode, src: &str, until: u64) -> std::io::Result<()> {
-    // One report task per tracker may get here at once; each write has its own temp file.
-    let text = format!(
-        "storage_join_time={}\nsync_old_done=1\nsync_src_server={src}\nsync_until_timestamp={until}\n",
-        node.started_at
-    );
-    crate::fsutil::write_atomically(&init_flag_path(node), text.as_bytes())
+    update_init_flag(
+        &node.config.base_path,
+        &[
+            ("storage_join_time", node.started_at.to_string()),
+            ("sync_old_done", "1".into()),
+            ("sync_src_server", src.into()),
+            ("sync_until_timestamp", until.to_string()),
+        ],
+    )
+}
+
+/// A value of `.data_init_flag`.
+fn init_flag_value(base_path: &std::path::Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(init_flag_path_in(base_path)).ok()?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_owned)
+}
+
+/// Rewrites `.data_init_flag` with `updates` set and its other lines kept. One report task
+/// per tracker may get here at once: the read and the write are one step.
+fn update_init_flag(
+    base_path: &std::path::Path,
+    updates: &[(&str, String)],
+) -> std::io::Result<()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let path = init_flag_path_in(base_path);
+    let old = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let mut lines: Vec<(String, String)> = old
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    for (key, value) in updates {
+        match lines.iter_mut().find(|(k, _)| k == key) {
+            Some(line) => line.1 = value.clone(),
+            None => lines.push(((*key).to_owned(), value.clone())),
+        }
+    }
+    let text: String = lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    crate::fsutil::write_atomically(&path, text.as_bytes())
+}
+
+/// With IP identities, a storage whose address changed since the trackers last saw it
+/// asks each tracker to move its record to the new address (REPORT_IP_CHANGED, 78) before
+/// it joins, as FastDFS does; otherwise it would join as a new, empty member. The address
+/// is kept as FastDFS keeps it (`last_ip_addr` in `.data_init_flag`) and moves on once every
+/// tracker took the move. A tracker that still holds the old address alive (EBUSY) is
+/// asked again at the next attempt.
+async fn report_own_move(
+    node: &StorageNode,
+    conn: &mut Conn,
+    tracker: SocketAddr,
+    own_ip: &str,
+) -> Result<(), ClientError> {
+    if own_ip.is_empty() {
+        return Ok(());
+    }
+    let base = node.config.base_path.clone();
+    let keep = |ip: &str| {
+        update_init_flag(&base, &[("last_ip_addr", ip.to_owned())]).map_err(|source| {
+            ClientError::LocalFile {
+                path: init_flag_path_in(&base).display().to_string(),
+                source,
+            }
+        })
+    };
+    let old = match init_flag_value(&base, "last_ip_addr").filter(|ip| !ip.is_empty()) {
+        None => return keep(own_ip),
+        Some(old) if old == own_ip => return Ok(()),
+        Some(old) => old,
+    };
+    let body = IpChangedReport {
+        group: node.config.group_name.clone(),
+        old_ip: old.clone(),
+        new_ip: own_ip.to_owned(),
+    }
+    .encode();
+    let (status, _) = conn
+        .call(Command::StorageReportIpChanged, &body, 64)
+        .await?;
+    match status {
+        // Moved now, moved before, or never known there under the old address.
+        Status::Ok | Status::AlreadyDone | Status::NotFound => {
+            tracing::info!(%tracker, from = %old, to = %own_ip, %status, "tracker took our new address");
+            let everywhere = {
+                let mut moved = node.moved_at.lock().unwrap_or_else(|e| e.into_inner());
+                moved.insert(tracker);
+                node.tracker_addrs().iter().all(|t| moved.contains(t))
+            };
+            if everywhere {
+                keep(own_ip)?;
+            }
+            Ok(())
+        }
+        Status::Busy => Err(ClientError::Status {
+            op: "report our new address",
+            target: tracker.to_string(),
+            status,
+        }),
+        _ => {
+            tracing::warn!(%tracker, from = %old, to = %own_ip, %status, "tracker refused our new address");
+            Ok(())
+        }
+    }
+}
+
+/// Reads what the tracker's storage changelog (77) holds for us and follows it: sync marks
+/// of deleted peers go, those of peers that moved are renamed, and so is our record of
+/// the full-sync source.
+async fn follow_changelog(node: &StorageNode, conn: &mut Conn) -> Result<(), ClientError> {
+    let (status, body) = conn
+        .call(Command::StorageChangelogReq, &[], 1024 * 1024)
+        .await?;
+    if status != Status::Ok || body.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<ChangelogLine> = ChangelogLine::parse_all(&body)
+        .into_iter()
+        .filter(|l| l.group == node.config.group_name)
+        .collect();
+    let dir = node.binlog.dir().to_owned();
+    let base = node.config.base_path.clone();
+    let group = node.config.group_name.clone();
+    let followed = crate::disk::run(move || -> std::io::Result<()> {
+        super::sync::follow_changelog(&dir, &group, &lines)?;
+        let source = init_flag_value(&base, "sync_src_server").unwrap_or_default();
+        for l in lines
+            .iter()
+            .filter(|l| !source.is_empty() && l.id == source)
+        {
+            let now = if l.status == StorageStatus::IpChanged as u8 {
+                l.new_id.clone()
+            } else {
+                String::new()
+            };
+            update_init_flag(&base, &[("sync_src_server", now)])?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|_| std::io::Error::other("the disk threads are gone"))
+    .and_then(|r| r);
+    if let Err(e) = followed {
+        tracing::warn!(error = %e, "storage changelog not followed");
+    }
+    Ok(())
 }
 
 fn set_view(node: &StorageNode, tracker: SocketAddr, status: u8) {
@@ -230,6 +376,24 @@ pub(super) async fn learn_identity(
 }
 
 /// Applies a heartbeat reply: our own status as the tracker lists it.
+/// Takes in a heartbeat-style reply. One that brings a new member list is preceded by the
+/// changelog: a peer that moved to another address then has its sync mark renamed before
+/// its new address gets a push task, which goes on from that mark instead of from the
+/// binlog's start.
+async fn take_reply(
+    node: &StorageNode,
+    conn: &mut Conn,
+    tracker: SocketAddr,
+    own_ip: &str,
+    reply: &[u8],
+) -> Result<(), ClientError> {
+    if HeartbeatReply::decode(reply).is_ok_and(|r| r.members.is_some()) {
+        follow_changelog(node, conn).await?;
+    }
+    apply_heartbeat(node, tracker, own_ip, reply);
+    Ok(())
+}
+
 fn apply_heartbeat(node: &StorageNode, tracker: SocketAddr, own_ip: &str, reply: &[u8]) {
     match HeartbeatReply::decode(reply) {
         Ok(r) => {
@@ -490,6 +654,9 @@ async fn report_session(
         }
         node.set_path_policy(policy);
         node.trunk.set_params(TrunkParams::from_parameters(&p));
+        if !matches!(p.get("use_storage_id"), Some("1" | "true")) {
+            report_own_move(node, &mut conn, tracker, &own_ip).await?;
+        }
     }
     let reply = call_ok(&mut conn, Command::StorageJoin, &join.encode()).await?;
     let joined = JoinResponse::decode(&reply).map_err(|source| ClientError::Proto {
@@ -575,12 +742,15 @@ async fn report_session(
                 node.refresh_disk_metrics();
                 let reply =
                     call_ok(&mut conn, Command::StorageReportDiskUsage, &usage.encode()).await?;
-                apply_heartbeat(node, tracker, &own_ip, &reply);
+                take_reply(node, &mut conn, tracker, &own_ip, &reply).await?;
             }
             Event::Beat => {
                 let reply = beat(node, &mut conn).await?;
-                apply_heartbeat(node, tracker, &own_ip, &reply);
+                take_reply(node, &mut conn, tracker, &own_ip, &reply).await?;
                 report_trunk(node, &mut conn, tracker, &mut trunk_reported).await?;
+                // As FastDFS storages do after each beat (a follower tracker pushes no
+                // member list, so a move it logged is read here).
+                follow_changelog(node, &mut conn).await?;
                 // Only the leader pushes member lists, so ask every tracker for our own
                 // status (71): readiness needs each tracker's view.
                 if let Ok(ip) = own_ip.parse::<std::net::IpAddr>() {
@@ -625,7 +795,7 @@ async fn report_session(
                     }
                     .encode();
                     let reply = call_ok(&mut conn, Command::StorageSyncReport, &body).await?;
-                    apply_heartbeat(node, tracker, &own_ip, &reply);
+                    take_reply(node, &mut conn, tracker, &own_ip, &reply).await?;
                     last_sync_report = entries;
                 }
             }

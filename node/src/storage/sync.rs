@@ -149,15 +149,13 @@ pub async fn run(node: Arc<StorageNode>, stop: CancellationToken) {
     loop {
         let peers: Vec<Peer> = members.borrow_and_update().clone();
         tasks.retain(|id, (token, _)| {
-            let keep = peers
-                .iter()
-                .any(|p| &p.id == id && p.status != StorageStatus::Deleted);
+            let keep = peers.iter().any(|p| &p.id == id && takes_pushes(p));
             if !keep {
                 token.cancel();
             }
             keep
         });
-        for p in peers.iter().filter(|p| p.status != StorageStatus::Deleted) {
+        for p in peers.iter().filter(|p| takes_pushes(p)) {
             if !tasks.contains_key(&p.id) {
                 let token = stop.child_token();
                 let task = tokio::spawn(push_loop(node.clone(), p.id.clone(), token.clone()));
@@ -871,6 +869,69 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
     }
 }
 
+/// Whether a peer gets a push task: not once deleted, nor the record a peer left behind
+/// at its old address.
+fn takes_pushes(p: &Peer) -> bool {
+    !matches!(p.status, StorageStatus::Deleted | StorageStatus::IpChanged)
+}
+
+/// Follows the trackers' storage changelog (77) in our sync marks, as FastDFS does: the
+/// marks of a deleted peer go; those of a peer that moved to another address (IP
+/// identities) are renamed to it, so its push goes on from where it was.
+pub fn follow_changelog(
+    dir: &std::path::Path,
+    group: &str,
+    lines: &[crate::proto::cluster::ChangelogLine],
+) -> std::io::Result<()> {
+    let names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for line in lines.iter().filter(|l| l.group == group) {
+        // `<id>.mark`, or `<ip>_<port>.mark` for a peer known by its address.
+        let of_peer = |name: &str, id: &str| -> Option<String> {
+            let rest = name.strip_prefix(id)?.strip_suffix(".mark")?;
+            match rest.strip_prefix('_') {
+                Some(port) if port.bytes().all(|b| b.is_ascii_digit()) => Some(port.to_owned()),
+                None if rest.is_empty() => Some(String::new()),
+                _ => None,
+            }
+        };
+        for name in &names {
+            let Some(port) = of_peer(name, &line.id) else {
+                continue;
+            };
+            let path = dir.join(name);
+            if line.status == StorageStatus::Deleted as u8 {
+                tracing::info!(peer = %line.id, mark = %path.display(), "peer deleted; sync mark removed");
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            } else if line.status == StorageStatus::IpChanged as u8
+                && !port.is_empty()
+                && !line.new_id.is_empty()
+                && !line.new_id.contains(['/', '\\'])
+            {
+                let to = dir.join(format!("{}_{port}.mark", line.new_id));
+                if to.exists() {
+                    continue;
+                }
+                tracing::info!(from = %line.id, to = %line.new_id, "peer moved; sync mark renamed");
+                match std::fs::rename(&path, &to) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Peers of our group from a heartbeat reply's member list (everyone but us).
 pub fn peers_from_members(members: &[StorageBrief], own_ip: &str, own_port: u16) -> Vec<Peer> {
     members
@@ -936,6 +997,57 @@ mod tests {
             Mark::load_or_adopt(&again, &Mark::address_path_in(dir.path(), &moved)),
             Some(m)
         );
+    }
+
+    #[test]
+    fn the_changelog_removes_and_renames_marks_of_our_group() {
+        use crate::proto::cluster::ChangelogLine;
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in [
+            "10.0.0.1_23000.mark",
+            "10.0.0.11_23000.mark",
+            "10.0.0.3_23000.mark",
+            "100004.mark",
+            "10.0.0.5_23000.mark",
+        ] {
+            std::fs::write(dir.path().join(name), name).expect("mark");
+        }
+        let line = |group: &str, id: &str, status: u8, new_id: &str| ChangelogLine {
+            time: 1,
+            group: group.into(),
+            id: id.into(),
+            status,
+            new_id: new_id.into(),
+        };
+        let lines = [
+            line("group1", "10.0.0.1", 3, "10.0.0.9"),
+            line("group1", "10.0.0.3", 4, ""),
+            line("group1", "100004", 4, ""),
+            line("group2", "10.0.0.5", 4, ""),
+            line("group1", "10.0.0.7", 3, "../x"),
+        ];
+        follow_changelog(dir.path(), "group1", &lines).expect("follow");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "10.0.0.11_23000.mark",
+                "10.0.0.5_23000.mark",
+                "10.0.0.9_23000.mark"
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("10.0.0.9_23000.mark")).expect("moved"),
+            "10.0.0.1_23000.mark"
+        );
+        // Read again (another tracker's copy of the same line): nothing more changes.
+        follow_changelog(dir.path(), "group1", &lines).expect("again");
+        assert!(dir.path().join("10.0.0.9_23000.mark").exists());
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub enum TrackerError {
     StorageIds(#[from] StorageIdsError),
     #[error("tracker state: {0}")]
     State(#[from] persist::PersistError),
+    #[error("storage changelog: {0}")]
+    Changelog(#[source] std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -169,6 +171,8 @@ impl Tracker {
         let mut reg = Registry::with_storage_ids(config.clone(), ids);
         reg.set_address_pairs(pairs);
         let now = unix_now();
+        reg.open_changelog(&config.base_path)
+            .map_err(TrackerError::Changelog)?;
         if let Some(saved) = persist::load(&persist::state_path(&config.base_path))? {
             saved.restore_into(&mut reg, now);
             tracing::info!(groups = reg.groups.len(), "tracker state loaded");
@@ -557,6 +561,7 @@ impl Tracker {
                 .map(|b| cluster::encode_briefs(&[b])),
             Command::StorageGetGroupName => self.group_name(conn, &body),
             Command::StorageChangelogReq => self.changelog(session, &body),
+            Command::StorageReportIpChanged => self.ip_changed(conn, &body, now),
             Command::StorageGetMyIp => GetMyIpRequest::decode(&body)
                 .map_err(|e| e.status())
                 .map(|_| conn.peer.ip().to_string().into_bytes()),
@@ -705,19 +710,32 @@ impl Tracker {
 
     /// CHANGELOG_REQ (77): this tracker keeps no IP-change log (storage ids make
     /// one unnecessary), so a known storage always gets an empty chunk.
+    /// 77: the storage changelog from where the storage (the joined one, or the one the
+    /// body names) left off.
     fn changelog(&self, session: &Session, body: &[u8]) -> Result<Vec<u8>, Status> {
-        match &session.joined {
-            Some(_) => empty(body).map(|_| Vec::new()),
+        let (group, id) = match &session.joined {
+            Some((group, id, _)) => {
+                empty(body)?;
+                (group.clone(), id.clone())
+            }
             None => {
                 let r = cluster::SyncSrcReq::decode(body).map_err(|e| e.status())?;
-                let reg = self.registry();
-                reg.groups
-                    .get(&r.group)
-                    .and_then(|g| g.members.get(&r.dest_id))
-                    .map(|_| Vec::new())
-                    .ok_or(Status::NotFound)
+                (r.group, r.dest_id)
             }
+        };
+        self.registry().changelog_chunk(&group, &id)
+    }
+
+    /// 78: a storage known by its IP address reports that it moved to the connection's.
+    fn ip_changed(&self, conn: &Connection, body: &[u8], now: u64) -> Result<Vec<u8>, Status> {
+        if self.config.use_storage_id {
+            return Err(Status::NotSupported);
         }
+        let r = cluster::IpChangedReport::decode(body).map_err(|e| e.status())?;
+        let peer_ip = conn.peer.ip().to_string();
+        self.registry()
+            .ip_changed(&r.group, &r.old_ip, &r.new_ip, &peer_ip, now)
+            .map(|_| Vec::new())
     }
 
     fn join_leader(

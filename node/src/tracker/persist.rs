@@ -77,6 +77,9 @@ pub struct SavedMember {
     pub sync_until: u64,
     pub last_synced_timestamp: u64,
     pub rw_mode: u8,
+    /// How much of the storage changelog it has read.
+    #[serde(default)]
+    pub changelog_offset: u64,
 }
 
 /// The state file under a tracker's base path.
@@ -115,6 +118,7 @@ impl SavedState {
                             sync_until: m.sync_until,
                             last_synced_timestamp: m.last_synced_timestamp,
                             rw_mode: m.rw_mode,
+                            changelog_offset: m.changelog_offset,
                         })
                         .collect(),
                 })
@@ -165,6 +169,7 @@ impl SavedState {
                     session: 0,
                     backlog: None,
                     problems: Vec::new(),
+                    changelog_offset: sm.changelog_offset,
                 };
                 g.members.insert(sm.id, m);
             }

@@ -6,6 +6,7 @@
 //! looked up by address.
 
 mod admin;
+mod changelog;
 #[cfg(test)]
 mod rules_tests;
 mod trunk;
@@ -57,6 +58,8 @@ pub struct Member {
     /// The members whose pushes this one last said it cannot apply (this project's
     /// SYNC_PROBLEM_REPORT); none once offline.
     pub problems: Vec<SyncProblem>,
+    /// How much of the storage changelog it has read (77).
+    pub changelog_offset: u64,
 }
 
 /// A member's backlog report and when it arrived (unix seconds), one entry per peer.
@@ -225,6 +228,8 @@ pub struct Registry {
     /// Storages listed with two addresses (inner, outer) in `storage_ids.conf`, resolved.
     address_pairs: BTreeMap<String, [IpAddr; 2]>,
     next_session: u64,
+    /// Storages deleted or moved to another address, for the storages to read (77).
+    changelog: changelog::Changelog,
 }
 
 fn status_of(byte: i8) -> Option<StorageStatus> {
@@ -244,6 +249,7 @@ impl Registry {
             storage_ids,
             address_pairs: BTreeMap::new(),
             next_session: 0,
+            changelog: changelog::Changelog::default(),
         }
     }
 
@@ -456,6 +462,8 @@ impl Registry {
                     session: 0,
                     backlog: None,
                     problems: Vec::new(),
+                    // What was logged before it joined is not its concern.
+                    changelog_offset: self.changelog.len(),
                 })
             }
         };

@@ -90,6 +90,7 @@ impl Registry {
                     session: 0,
                     backlog: None,
                     problems: Vec::new(),
+                    changelog_offset: self.changelog.len(),
                 };
                 tracing::info!(group, storage = %id, status = status.name(), "storage added from a peer's report");
                 g.members.insert(id, m);
@@ -180,6 +181,7 @@ impl Registry {
         }
         g.changes += 1;
         tracing::info!(group, storage = id, "storage deleted");
+        self.log_deleted(group, id);
         Ok(())
     }
 

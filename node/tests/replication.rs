@@ -1284,6 +1284,9 @@ async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
             .await
             .expect("download from B");
         assert_eq!(out, content(i + 7000));
+        // Through the tracker too: names carrying B's old address still route.
+        let via_tracker = g.client.download_bytes(id, 0, 0).await.expect("download");
+        assert_eq!(via_tracker, content(i + 7000));
     }
     // Nothing was pushed twice: to B's new address A pushed the one new file at most.
     let pushed_to_new = g.members[0]

@@ -267,6 +267,19 @@ impl NodeProcess {
         }
     }
 
+    /// SIGTERM, as an operator stops a node, and waits up to 30 s for it to exit.
+    pub fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).context("bad pid")?;
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("fdfs-node ignored SIGTERM for 30 s")
+    }
+
     /// SIGKILL: the process gets no chance to say goodbye.
     pub fn kill(&mut self) -> anyhow::Result<()> {
         self.child.kill()?;

@@ -956,3 +956,358 @@ async fn a_storage_group_joins_a_running_group_through_its_trackers() -> anyhow:
     drop(joining);
     Ok(())
 }
+
+/// The cluster on VMs that moves onto the operator's cluster in the migration below: a
+/// tracker and a storage per group, configured from FastDFS's own conf keys, with IP
+/// identities.
+const VM_TRACKER: &str = "127.0.35.1";
+const VM_STORAGES: [(&str, &str); 2] = [("group1", "127.0.35.5"), ("group2", "127.0.35.6")];
+/// The operator's cluster: one tracker Pod, and a StorageGroup joining each old group.
+const NEW_TRACKER: (&str, &str) = ("main-tracker-0", "127.0.35.21");
+const NEW_STORAGES: [(&str, &str, &str); 2] = [
+    ("photos-0", "photos", "127.0.35.11"),
+    ("docs-0", "docs", "127.0.35.12"),
+];
+/// Where `photos-0` comes back after a restart (Pod addresses change).
+const MOVED_PHOTOS: &str = "127.0.35.13";
+
+/// A file a client was told is stored, and its bytes.
+type StoredFile = (fdfs_node::fileid::FileId, Vec<u8>);
+
+/// An old storage's `storage.conf`, reporting to `trackers`.
+fn vm_storage_conf(
+    dir: &Path,
+    group: &str,
+    ip: &str,
+    trackers: &[&str],
+) -> anyhow::Result<PathBuf> {
+    let path = dir.join(format!("vm-{ip}.conf"));
+    let base = dir.join(format!("vm-{ip}"));
+    let mut text = format!(
+        "disabled = false\ngroup_name = {group}\nbind_addr = {ip}\nport = 23000\n\
+         base_path = {base}\nstore_path_count = 1\nstore_path0 = {base}\n\
+         subdir_count_per_path = 4\nheart_beat_interval = 1\nstat_report_interval = 1\n",
+        base = base.display()
+    );
+    for t in trackers {
+        text.push_str(&format!("tracker_server = {t}:22122\n"));
+    }
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// Storages of `group` that `tracker` (an address, port 22122) lists, with their status,
+/// leaving out the records
+/// deleted or left behind at an old address.
+async fn members_at(tracker: &str, group: &str) -> Vec<(String, u8)> {
+    let Ok(client) = Client::new(ClientConfig::new(vec![format!("{tracker}:22122")])).await else {
+        return Vec::new();
+    };
+    let mut list: Vec<(String, u8)> = client
+        .list_storages(group)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| {
+            s.status != StorageStatus::Deleted as u8 && s.status != StorageStatus::IpChanged as u8
+        })
+        .map(|s| (s.ip, s.status))
+        .collect();
+    list.sort();
+    list
+}
+
+/// Whether every tracker in `trackers` lists exactly `ips` in `group`, all ACTIVE.
+async fn active_everywhere(trackers: &[&str], group: &str, ips: &[&str]) -> bool {
+    let mut want: Vec<(String, u8)> = ips
+        .iter()
+        .map(|ip| ((*ip).to_owned(), StorageStatus::Active as u8))
+        .collect();
+    want.sort();
+    for t in trackers {
+        if members_at(t, group).await != want {
+            return false;
+        }
+    }
+    true
+}
+
+/// The migration of a running FastDFS cluster on VMs (two groups, IP identities) onto the
+/// operator's cluster, step by step as `docs/migration.md` gives it, with uploads running
+/// from start to end: the operator's tracker Pod and StorageGroups are added beside the old
+/// tracker (`trackers.external`), the old storages report to both trackers, the new storages
+/// copy each group, one of them comes back at another address after a restart, the old
+/// storages are retired and then the old tracker. Every file written before and during the
+/// migration downloads byte for byte through the new tracker alone, from the new storages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_cluster_moves_onto_the_operators_cluster_losing_no_file() -> anyhow::Result<()> {
+    use std::sync::{Arc, Mutex};
+    let binary = fdfs_e2e::workspace_binary("fdfs-node")?;
+    let dir = tempfile::tempdir()?;
+    let old_tracker_conf = dir.path().join("vm-tracker.conf");
+    std::fs::write(
+        &old_tracker_conf,
+        format!(
+            "disabled = false\nbind_addr = {VM_TRACKER}\nport = 22122\nbase_path = {}\n\
+             store_lookup = 0\nuse_storage_id = false\ncheck_active_interval = 120\n",
+            dir.path().join("vm-tracker").display()
+        ),
+    )?;
+    let old_tracker = fdfs_e2e::NodeProcess::start(&[
+        "tracker",
+        "--config",
+        &old_tracker_conf.to_string_lossy(),
+    ])?;
+    let start_vm_storage = |group: &str, ip: &str, trackers: &[&str]| -> anyhow::Result<_> {
+        let conf = vm_storage_conf(dir.path(), group, ip, trackers)?;
+        fdfs_e2e::NodeProcess::start(&["storage", "--config", &conf.to_string_lossy()])
+    };
+    let mut vm_storages = Vec::new();
+    for (group, ip) in VM_STORAGES {
+        vm_storages.push(start_vm_storage(group, ip, &[VM_TRACKER])?);
+    }
+    for (group, ip) in VM_STORAGES {
+        fdfs_e2e::wait_for(
+            "the old storages ACTIVE",
+            Duration::from_secs(60),
+            async || active_everywhere(&[VM_TRACKER], group, &[ip]).await,
+        )
+        .await?;
+    }
+    let old_client = Client::new(ClientConfig::new(vec![format!("{VM_TRACKER}:22122")])).await?;
+    let files: Arc<Mutex<Vec<StoredFile>>> = Arc::default();
+    for seed in 1..=10 {
+        for (group, _) in VM_STORAGES {
+            let data = body(seed);
+            let id = old_client.upload_bytes(&data, "jpg", Some(group)).await?;
+            files.lock().expect("files").push((id, data));
+        }
+    }
+
+    // The operator's cluster: a tracker Pod beside the old tracker, by IP address as the old
+    // cluster names storages.
+    let cluster: FdfsCluster = serde_json::from_value(json!({
+        "apiVersion": "fdfs.dev/v1alpha1", "kind": "FdfsCluster",
+        "metadata": {"name": "main", "namespace": NAMESPACE, "uid": "cluster-uid"},
+        "spec": {"image": "fdfs-node:contract",
+                 "trackers": {"replicas": 1, "external": [format!("{VM_TRACKER}:22122")]},
+                 "settings": {"useStorageId": false, "idTypeInFilename": "Ip",
+                              "reservedStorageSpace": "1MB"}},
+    }))?;
+    let opts = BuildOptions {
+        cluster_domain: CLUSTER_DOMAIN.into(),
+    };
+    let trackers = build::tracker_objects(&cluster, &validate_cluster(&cluster, None)?, &[], &opts);
+    let mut names = BTreeMap::from([(
+        format!("main-tracker-headless.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"),
+        vec![NEW_TRACKER.1.to_owned()],
+    )]);
+    for (pod, set, ip) in NEW_STORAGES {
+        names.insert(
+            format!("{pod}.{set}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"),
+            vec![ip.to_owned()],
+        );
+    }
+    let mut config_maps: BTreeMap<String, Value> = [&trackers.config, &trackers.storage_ids]
+        .into_iter()
+        .map(|cm| (cm.metadata.name.clone().unwrap_or_default(), to_value(cm)))
+        .collect();
+    let (tracker_spec, tracker_container) = container(&to_value(&trackers.statefulset));
+    let tracker_pod = Pod::with_names(dir.path(), NEW_TRACKER.0, NEW_TRACKER.1, names.clone());
+    tracker_pod.project(&tracker_spec, &config_maps);
+    let _new_tracker = tracker_pod.start(&tracker_container, &binary)?;
+    let both = [VM_TRACKER, NEW_TRACKER.1];
+
+    // Step: the old storages report to the new tracker too (a `tracker_server` line more,
+    // and a restart each); both trackers then agree.
+    for s in vm_storages.drain(..) {
+        s.terminate()?;
+    }
+    for (group, ip) in VM_STORAGES {
+        vm_storages.push(start_vm_storage(group, ip, &both)?);
+    }
+    for (group, ip) in VM_STORAGES {
+        fdfs_e2e::wait_for(
+            "both trackers list the old storages ACTIVE",
+            Duration::from_secs(60),
+            async || active_everywhere(&both, group, &[ip]).await,
+        )
+        .await?;
+    }
+
+    // Step: clients move to the new tracker; uploads go on through it until the end.
+    let stop_uploads = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let uploader = {
+        let (files, stop) = (files.clone(), stop_uploads.clone());
+        let client =
+            Client::new(ClientConfig::new(vec![format!("{}:22122", NEW_TRACKER.1)])).await?;
+        tokio::spawn(async move {
+            let mut seed = 1000;
+            let mut failures = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                seed += 1;
+                let group = VM_STORAGES[seed as usize % 2].0;
+                let data = body(seed);
+                match client.upload_bytes(&data, "jpg", Some(group)).await {
+                    Ok(id) => files.lock().expect("files").push((id, data)),
+                    // A storage going away mid-upload: the application tries again.
+                    Err(_) => failures += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            failures
+        })
+    };
+
+    // Step: a StorageGroup joins each old group and copies it.
+    let mut pods = Vec::new();
+    let mut new_nodes = Vec::new();
+    for (pod_name, set, ip) in NEW_STORAGES {
+        let group_name = if set == "photos" { "group1" } else { "group2" };
+        let group: StorageGroup = serde_json::from_value(json!({
+            "apiVersion": "fdfs.dev/v1alpha1", "kind": "StorageGroup",
+            "metadata": {"name": set, "namespace": NAMESPACE, "uid": format!("{set}-uid")},
+            "spec": {"clusterRef": "main", "groupName": group_name, "replicas": 1,
+                     "volume": {"size": "1Gi", "subdirCountPerPath": 4}},
+        }))?;
+        let valid =
+            validate_storage_group(&group, Some(&cluster), std::slice::from_ref(&group), None)?;
+        let objects = build::group_objects(&cluster, &group, &valid, 1, &opts);
+        config_maps.insert(
+            objects.config.metadata.name.clone().unwrap_or_default(),
+            to_value(&objects.config),
+        );
+        let (spec, container_spec) = container(&to_value(&objects.statefulset));
+        let pod = Pod::with_names(dir.path(), pod_name, ip, names.clone());
+        pod.project(&spec, &config_maps);
+        let conf = std::fs::read_to_string(pod.root.join("etc/fdfs/storage.conf"))?;
+        let lines: Vec<&str> = conf
+            .lines()
+            .filter(|l| l.starts_with("tracker_server"))
+            .collect();
+        anyhow::ensure!(
+            lines
+                == [
+                    format!("tracker_server = {}:22122", NEW_TRACKER.1),
+                    format!("tracker_server = {VM_TRACKER}:22122")
+                ],
+            "{conf}"
+        );
+        new_nodes.push(pod.start(&container_spec, &binary)?);
+        pods.push((pod, spec, container_spec));
+    }
+    for ((group, old_ip), (_, _, new_ip)) in VM_STORAGES.into_iter().zip(NEW_STORAGES) {
+        fdfs_e2e::wait_for(
+            "old and new storages ACTIVE on both trackers",
+            Duration::from_secs(120),
+            async || active_everywhere(&both, group, &[old_ip, new_ip]).await,
+        )
+        .await?;
+    }
+
+    // A Pod restart moves photos-0 to another address: it reports the move to both trackers,
+    // which keep its record (no second copy of the group), and the old storage's marks follow.
+    let photos = new_nodes.remove(0);
+    drop(photos);
+    let (photos_pod, photos_spec, photos_container) = pods.remove(0);
+    let mut moved_names = names.clone();
+    moved_names.insert(
+        format!("photos-0.photos.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"),
+        vec![MOVED_PHOTOS.to_owned()],
+    );
+    let moved = Pod::with_names(dir.path(), photos_pod.name, MOVED_PHOTOS, moved_names);
+    moved.project(&photos_spec, &config_maps);
+    new_nodes.insert(0, moved.start(&photos_container, &binary)?);
+    fdfs_e2e::wait_for(
+        "photos-0 ACTIVE at its new address on both trackers",
+        Duration::from_secs(120),
+        async || active_everywhere(&both, "group1", &[VM_STORAGES[0].1, MOVED_PHOTOS]).await,
+    )
+    .await?;
+    for t in both {
+        let client = Client::new(ClientConfig::new(vec![format!("{t}:22122")])).await?;
+        let list = client.list_storages("group1").await?;
+        anyhow::ensure!(
+            list.iter()
+                .any(|s| s.ip == NEW_STORAGES[0].2 && s.status == StorageStatus::IpChanged as u8),
+            "tracker {t}: {list:?}"
+        );
+    }
+
+    // Step: the old storages retire, one group at a time: stopped, then deleted from every
+    // tracker once the trackers show their files on the new storages.
+    let retire_client = Client::new(ClientConfig::new(vec![
+        format!("{VM_TRACKER}:22122"),
+        format!("{}:22122", NEW_TRACKER.1),
+    ]))
+    .await?;
+    let retire_config = ClientConfig::new(vec![
+        format!("{VM_TRACKER}:22122"),
+        format!("{}:22122", NEW_TRACKER.1),
+    ]);
+    for (i, (group, ip)) in VM_STORAGES.into_iter().enumerate().rev() {
+        // `fdfs migrate status` first: every file it took is on the new storage, by every
+        // tracker's account. Then it stops as the runbook stops it (SIGTERM: it pushes what
+        // it took since first), and is deleted once the trackers agree again.
+        fdfs_e2e::wait_for(
+            "the old storage's files on the new one",
+            Duration::from_secs(120),
+            async || {
+                for t in retire_client.trackers() {
+                    let standing =
+                        fdfs_node::client::migrate::standing(&retire_config, *t, group, ip).await;
+                    if !matches!(
+                        standing,
+                        Ok(fdfs_node::client::migrate::Standing::Running {
+                            held_elsewhere: Ok(())
+                        })
+                    ) {
+                        return false;
+                    }
+                }
+                true
+            },
+        )
+        .await?;
+        vm_storages.remove(i).terminate()?;
+        fdfs_node::client::migrate::retire(
+            &retire_client,
+            &retire_config,
+            group,
+            ip,
+            Duration::from_secs(120),
+            |why| eprintln!("retire {group} {ip}: {why}"),
+        )
+        .await?;
+    }
+    for ((group, _), new_ip) in VM_STORAGES
+        .into_iter()
+        .zip([MOVED_PHOTOS, NEW_STORAGES[1].2])
+    {
+        anyhow::ensure!(
+            active_everywhere(&both, group, &[new_ip]).await,
+            "{group} is its new storage alone"
+        );
+    }
+
+    // Step: the old tracker retires. Uploads stop; every file, from before and during the
+    // migration, downloads through the new tracker alone.
+    drop(old_tracker);
+    stop_uploads.store(true, std::sync::atomic::Ordering::Relaxed);
+    let failures = uploader.await?;
+    let files = files.lock().expect("files").clone();
+    let during = files.len() - 20;
+    anyhow::ensure!(during >= 20, "only {during} uploads during the migration");
+    eprintln!("{during} uploads during the migration, {failures} retried");
+    let new_client =
+        Client::new(ClientConfig::new(vec![format!("{}:22122", NEW_TRACKER.1)])).await?;
+    for (id, data) in &files {
+        let back = new_client
+            .download_bytes(id, 0, 0)
+            .await
+            .with_context(|| format!("{id}"))?;
+        anyhow::ensure!(back == *data, "{id} differs");
+    }
+    drop(new_nodes);
+    Ok(())
+}

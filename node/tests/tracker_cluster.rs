@@ -985,7 +985,7 @@ async fn malformed_reports_are_refused_and_change_nothing() {
 /// storage reports, about members of its own group; a malformed report changes nothing; the
 /// listing and the cluster view show what was reported until the reporter goes away.
 #[tokio::test]
-async fn backlog_reports_are_checked_listed_and_dropped_with_the_reporter() {
+async fn backlog_reports_are_checked_listed_and_outlive_the_reporters_connection() {
     use fdfs_node::proto::report::{Backlog, SyncBacklogListing, SyncBacklogReport};
     let c = Cluster::start(&["group1"], 2).await;
     let entry = |peer: &str, bytes| Backlog {
@@ -1069,12 +1069,15 @@ async fn backlog_reports_are_checked_listed_and_dropped_with_the_reporter() {
     let rows = client.sync_backlog("group7").await.expect("241");
     assert_eq!(rows.map(|r| r.len()), Some(1));
 
-    // The reporter's connection ends: its figures are no longer current.
+    // The reporter's connection ends: its figures no longer count as the peer's lag, and
+    // its last report stays listed, for a retirement to check.
     a.quit().await;
-    wait_for("the backlog dropped with its reporter", 10, async || {
-        c.tracker.tracker.registry().groups["group7"]
-            .backlog_rows()
-            .is_empty()
+    wait_for("the reporter's figures no longer lag", 10, async || {
+        let reg = c.tracker.tracker.registry();
+        let g = &reg.groups["group7"];
+        g.lag_bytes_towards("127.0.0.77").is_none() && g.backlog_rows().len() == 1
     })
     .await;
+    let rows = client.sync_backlog("group7").await.expect("241");
+    assert_eq!(rows.map(|r| r.len()), Some(1));
 }

@@ -11,12 +11,19 @@ use crate::proto::report::BacklogRow;
 
 use super::{Client, ClientConfig, ClientError};
 
+/// A record of a member no longer there: deleted, or left behind at an address the member
+/// moved away from (IP identities).
+fn left(s: &StorageStat) -> bool {
+    s.status == StorageStatus::Deleted as u8 || s.status == StorageStatus::IpChanged as u8
+}
+
 /// Why `member`'s files cannot yet be relied on elsewhere in its group, if they cannot, from
 /// one tracker's listing of the group (and, from this project's trackers, the members'
 /// backlog reports):
 /// - every other member must be ACTIVE, and have synced past the last change `member` took
 ///   (`last_synced_timestamp` ≥ its `last_source_update`, the trackers' own measure);
-/// - and `member` must have reported no change of its own that a peer lacks.
+/// - and `member`, where it reports backlogs, must have said of every other member that it
+///   lacks none of its changes.
 pub fn not_held_elsewhere(
     member: &StorageStat,
     group: &[StorageStat],
@@ -24,13 +31,20 @@ pub fn not_held_elsewhere(
 ) -> Option<String> {
     let others: Vec<&StorageStat> = group
         .iter()
-        .filter(|s| s.id != member.id && s.status != StorageStatus::Deleted as u8)
+        .filter(|s| s.id != member.id && !left(s))
         .collect();
     if others.is_empty() {
         return Some(format!("{} is the group's only member", member.id));
     }
     let took_until = member.stats.last_source_update;
-    for other in others {
+    // What the member itself last said each other member lacks (this project's storages
+    // report it; FastDFS storages do not, and their trackers list none).
+    let reported: Vec<&BacklogRow> = backlog
+        .into_iter()
+        .flatten()
+        .filter(|r| r.source_id == member.id)
+        .collect();
+    for other in &others {
         if other.status != StorageStatus::Active as u8 {
             return Some(format!(
                 "{} is {}, not ACTIVE",
@@ -45,16 +59,24 @@ pub fn not_held_elsewhere(
             ));
         }
     }
-    let unsent: u64 = backlog
-        .into_iter()
-        .flatten()
-        .filter(|r| r.source_id == member.id)
-        .map(|r| r.backlog.bytes)
-        .sum();
+    let unsent: u64 = reported.iter().map(|r| r.backlog.bytes).sum();
     if unsent > 0 {
         return Some(format!(
             "{} still has {unsent} bytes of changes to push to its peers",
             member.id
+        ));
+    }
+    // The timestamps above count whole seconds: a change in the same second as the other
+    // member's last synced one passes them. A member that reports must also have said, of
+    // every other member, that it lacks nothing.
+    if !reported.is_empty()
+        && let Some(other) = others
+            .iter()
+            .find(|o| !reported.iter().any(|r| r.backlog.peer_id == o.id))
+    {
+        return Some(format!(
+            "{} has not reported what {} lacks of its changes yet",
+            member.id, other.id
         ));
     }
     None
@@ -84,10 +106,7 @@ pub async fn standing(
     })
     .await?;
     let list = one.list_storages(group).await?;
-    let Some(member) = list
-        .iter()
-        .find(|s| (s.id == id || s.ip == id) && s.status != StorageStatus::Deleted as u8)
-    else {
+    let Some(member) = list.iter().find(|s| (s.id == id || s.ip == id) && !left(s)) else {
         return Ok(Standing::Gone);
     };
     let backlog = one.sync_backlog(group).await.unwrap_or(None);
@@ -169,4 +188,60 @@ pub async fn retire(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(id: &str, status: StorageStatus, synced: u64, took: u64) -> StorageStat {
+        let mut s = StorageStat {
+            id: id.into(),
+            ip: id.into(),
+            status: status as u8,
+            ..Default::default()
+        };
+        s.stats.last_synced_timestamp = synced;
+        s.stats.last_source_update = took;
+        s
+    }
+
+    #[test]
+    fn records_left_at_an_old_address_or_deleted_do_not_hold_a_retirement() {
+        let old = stat("10.0.0.5", StorageStatus::Offline, 0, 100);
+        let group = vec![
+            old.clone(),
+            stat("10.0.0.11", StorageStatus::IpChanged, 0, 0),
+            stat("10.0.0.12", StorageStatus::Deleted, 0, 0),
+            stat("10.0.0.13", StorageStatus::Active, 100, 0),
+        ];
+        assert_eq!(not_held_elsewhere(&old, &group, None), None);
+        let behind = vec![old.clone(), stat("10.0.0.13", StorageStatus::Active, 99, 0)];
+        assert!(not_held_elsewhere(&old, &behind, None).is_some());
+        // A member that reports backlogs must have reported on every other member.
+        let row = |peer: &str, bytes: u64| BacklogRow {
+            source_id: "10.0.0.5".into(),
+            backlog: crate::proto::report::Backlog {
+                peer_id: peer.into(),
+                bytes,
+                seconds: 0,
+            },
+            reported_at: 1,
+        };
+        let stale = [row("10.0.0.11", 0)];
+        assert!(
+            not_held_elsewhere(&old, &group, Some(&stale))
+                .is_some_and(|w| w.contains("not reported what 10.0.0.13 lacks"))
+        );
+        assert_eq!(
+            not_held_elsewhere(&old, &group, Some(&[row("10.0.0.13", 0)])),
+            None
+        );
+        assert!(not_held_elsewhere(&old, &group, Some(&[row("10.0.0.13", 7)])).is_some());
+        let alone = vec![
+            old.clone(),
+            stat("10.0.0.11", StorageStatus::IpChanged, 0, 0),
+        ];
+        assert!(not_held_elsewhere(&old, &alone, None).is_some_and(|w| w.contains("only member")));
+    }
 }

@@ -74,6 +74,9 @@ pub struct StorageNode {
     pub tracker_view: Mutex<BTreeMap<SocketAddr, StorageStatus>>,
     /// With IP identities, the trackers that accepted our move to a new address (78).
     moved_at: Mutex<std::collections::BTreeSet<SocketAddr>>,
+    /// Cancelled once the pushes to the peers ended (when stopping, after the last one):
+    /// the last report to the trackers waits for it.
+    pushes_ended: CancellationToken,
     /// Per tracker, the age in seconds of the oldest change the other members reported
     /// they have yet to push here (LIST_SYNC_BACKLOG, 241); absent where unknown.
     pub behind: Mutex<BTreeMap<SocketAddr, u64>>,
@@ -204,6 +207,7 @@ impl StorageNode {
             path_policy: Mutex::new(policy),
             tracker_view: Mutex::new(BTreeMap::new()),
             moved_at: Mutex::new(Default::default()),
+            pushes_ended: CancellationToken::new(),
             behind: Mutex::new(BTreeMap::new()),
             sync_in: Mutex::new(BTreeMap::new()),
             sync_out: Mutex::new(BTreeMap::new()),
@@ -881,7 +885,11 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
         if !lost.is_empty() && !recovery::run(n.clone(), lost, s.clone()).await {
             return;
         }
-        tokio::join!(report::run(n.clone(), bind_ip, s.clone()), sync::run(n, s));
+        let pushing = n.clone();
+        tokio::join!(report::run(n, bind_ip, s.clone()), async move {
+            sync::run(pushing.clone(), s).await;
+            pushing.pushes_ended.cancel();
+        });
     }));
     tasks.push(tokio::spawn(stat_file::run(node.clone(), stop.clone())));
     tasks.push(tokio::spawn(watch_disks(node.clone(), stop.clone())));

@@ -523,9 +523,19 @@ async fn note_behind(
         .await?
     {
         (Status::Ok, body) => SyncBacklogListing::decode(&body).ok().map(|listing| {
+            // A stopped member's last report stays listed (for its retirement); what it
+            // could not push does not make us unready.
+            let running: Vec<String> = node
+                .peers
+                .borrow()
+                .iter()
+                .filter(|p| p.status == StorageStatus::Active)
+                .map(|p| p.id.clone())
+                .collect();
             listing
                 .rows
                 .iter()
+                .filter(|r| running.contains(&r.source_id))
                 .filter(|r| r.backlog.peer_id == own && r.backlog.bytes > 0)
                 .map(|r| r.backlog.seconds)
                 .max()
@@ -540,6 +550,10 @@ async fn note_behind(
     };
     Ok(())
 }
+
+/// How long a stopping storage's last report waits for its last pushes (within the
+/// drain bound of 10 s).
+const LAST_PUSH_WAIT: Duration = Duration::from_secs(7);
 
 /// Sends one of this project's own reports (240, 242). Returns whether the tracker takes
 /// them: a FastDFS tracker answers EINVAL, and is not sent them again.
@@ -728,8 +742,14 @@ async fn report_session(
         };
         match event {
             Event::Stop => {
-                // A last beat, so the trackers keep this storage's final counters (its last
-                // upload time above all): what a retirement checks the others against.
+                // Once the last pushes are done (or given up), a last backlog report and a
+                // last beat: the trackers keep this storage's final word on what its peers
+                // lack, and its final counters (its last upload time above all), which a
+                // retirement checks the others against.
+                let _ = tokio::time::timeout(LAST_PUSH_WAIT, node.pushes_ended.cancelled()).await;
+                if backlog_taken {
+                    let _ = report_backlog(node, &mut conn, tracker).await;
+                }
                 if beat(node, &mut conn).await.is_ok() {
                     conn.quit().await;
                 }

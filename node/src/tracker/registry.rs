@@ -53,7 +53,8 @@ pub struct Member {
     /// The live report connection that joined last; 0 = none.
     pub session: u64,
     /// What this member last said its peers have yet to receive of its binlog (this
-    /// project's SYNC_BACKLOG_REPORT); none from FastDFS storages, and none once offline.
+    /// project's SYNC_BACKLOG_REPORT); none from FastDFS storages. Kept once it stops:
+    /// its last report (sent after its last pushes) is what a retirement checks.
     pub backlog: Option<ReportedBacklog>,
     /// The members whose pushes this one last said it cannot apply (this project's
     /// SYNC_PROBLEM_REPORT); none once offline.
@@ -98,6 +99,10 @@ impl Member {
         self.status == StorageStatus::Active
     }
 
+    fn is_running(&self) -> bool {
+        matches!(self.status, StorageStatus::Active | StorageStatus::Online)
+    }
+
     /// ACTIVE and allowed to serve reads.
     pub fn is_readable(&self) -> bool {
         self.is_active() && self.rw_mode & RW_READ != 0
@@ -125,10 +130,12 @@ pub struct Group {
 }
 
 impl Group {
-    /// What the other members last reported `peer` has yet to receive from each of them.
+    /// What the other members that run last reported `peer` has yet to receive from each
+    /// of them.
     pub fn backlog_towards(&self, peer: &str) -> Vec<BacklogRow> {
         self.members
             .values()
+            .filter(|m| m.is_running())
             .filter_map(|m| {
                 let b = m.backlog.as_ref()?;
                 Some(BacklogRow {
@@ -140,17 +147,19 @@ impl Group {
             .collect()
     }
 
-    /// The bytes `peer` has yet to receive from all the others, as they reported them;
-    /// `None` when none reports.
+    /// The bytes `peer` has yet to receive from all the others that run, as they reported
+    /// them; `None` when none reports.
     pub fn lag_bytes_towards(&self, peer: &str) -> Option<u64> {
         self.members
             .values()
+            .filter(|m| m.is_running())
             .filter_map(|m| m.backlog.as_ref()?.entries.get(peer))
             .map(|b| b.bytes)
             .reduce(u64::saturating_add)
     }
 
-    /// Every backlog its members reported, by source.
+    /// Every backlog its members reported, by source: of a stopped member, its last
+    /// report (what a retirement checks).
     pub fn backlog_rows(&self) -> Vec<BacklogRow> {
         self.members
             .values()
@@ -696,7 +705,8 @@ impl Registry {
         };
         m.session = 0;
         m.up_time = 0;
-        m.backlog = None;
+        // Its last backlog report stays: its final word on what its peers lack, which a
+        // retirement needs once it is stopped.
         m.problems.clear();
         if matches!(m.status, StorageStatus::Online | StorageStatus::Active) {
             tracing::info!(
@@ -717,7 +727,6 @@ impl Registry {
                 if m.is_active() && now.saturating_sub(m.last_heartbeat) > limit {
                     tracing::warn!(group = %g.name, storage = %m.id, "no heartbeat; marking OFFLINE");
                     m.status = StorageStatus::Offline;
-                    m.backlog = None;
                     m.problems.clear();
                     g.changes += 1;
                 }

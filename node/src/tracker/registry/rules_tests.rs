@@ -303,10 +303,14 @@ fn backlog_reports_keep_one_entry_per_peer_and_end_with_the_reporter() {
     assert_eq!(g.lag_bytes_towards(&b), Some(7));
     assert_eq!(g.lag_bytes_towards(&a), None, "nobody reports about a");
     assert_eq!(g.backlog_rows().len(), 3);
-    // A reporter that stops beating is OFFLINE, and its figures are no longer current.
+    // A reporter that stops beating is OFFLINE: its figures no longer count as lag, but its
+    // last report stays listed (a retirement checks it).
     reg.check_alive(5000);
     assert_eq!(status(&reg, "group1", &a), StorageStatus::Offline);
-    assert!(reg.groups["group1"].backlog_rows().is_empty());
+    let g = &reg.groups["group1"];
+    assert!(g.backlog_towards(&c).is_empty());
+    assert_eq!(g.lag_bytes_towards(&b), None);
+    assert_eq!(g.backlog_rows().len(), 3);
 }
 
 #[test]

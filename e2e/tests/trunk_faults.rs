@@ -212,7 +212,7 @@ fn a_trunk_server_killed_mid_allocation_loses_no_file_and_gives_no_slot_twice() 
         for (id, i) in &done {
             for ip in [A, B] {
                 wait_for(
-                    "the file on both members",
+                    &format!("file {i} ({id}) on {ip}"),
                     Duration::from_secs(90),
                     async || {
                         let mut out = Vec::new();

@@ -251,6 +251,7 @@ fn current(node: &StorageNode, id: &str) -> Option<Peer> {
 }
 
 async fn push_loop(node: Arc<StorageNode>, peer_id: String, stop: CancellationToken) {
+    let mut last_error = String::new();
     while !stop.is_cancelled() {
         // On stop the session pushes on to the binlog's end and saves its mark; one that
         // cannot (a peer not answering, too much left) is dropped after a grace, and goes on
@@ -263,8 +264,16 @@ async fn push_loop(node: Arc<StorageNode>, peer_id: String, stop: CancellationTo
             _ = flush_bound => break,
             r = push_session(&node, &peer_id, &stop) => r,
         };
-        if let Err(e) = result {
-            tracing::debug!(peer = %peer_id, error = %e, "sync to peer interrupted; retrying");
+        match result {
+            // A peer that is down: said once, not at every retry.
+            Err(e) if e.to_string() == last_error => {
+                tracing::debug!(peer = %peer_id, error = %e, "sync to peer interrupted; retrying");
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer_id, error = %e, "sync to peer interrupted; retrying");
+                last_error = e.to_string();
+            }
+            Ok(()) => last_error.clear(),
         }
         tokio::select! {
             _ = stop.cancelled() => break,

@@ -1081,3 +1081,155 @@ async fn backlog_reports_are_checked_listed_and_outlive_the_reporters_connection
     let rows = client.sync_backlog("group7").await.expect("241");
     assert_eq!(rows.map(|r| r.len()), Some(1));
 }
+
+/// A storage at `ip` joined to `group` on port 23000, one store path of 256 directories,
+/// reporting ACTIVE (as the storages of the recorded V6.16.1 cluster).
+async fn join_as(tracker: SocketAddr, group: &str, ip: &str) -> Conn {
+    let mut conn = Conn::connect(
+        tracker,
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+        Some(ip.parse().expect("ip")),
+    )
+    .await
+    .expect("connect");
+    let join = JoinRequest {
+        group: group.into(),
+        storage_port: 23000,
+        store_path_count: 1,
+        subdir_count_per_path: 256,
+        upload_priority: 10,
+        status: 7,
+        version: "6.16.1".into(),
+        trackers: vec![tracker.to_string()],
+        ..Default::default()
+    };
+    let (st, _) = conn
+        .call(Command::StorageJoin, &join.encode(), 1024)
+        .await
+        .expect("join");
+    assert_eq!(st, Status::Ok);
+    conn
+}
+
+/// A FastDFS tracker that starts beside this one fetches the system files from it (61, 63
+/// per file, 62), as it fetches them from another FastDFS tracker. The group file is the
+/// recorded V6.16.1 one byte for byte for the same groups; the storage file and the sync
+/// timestamps have its layout; bad requests get FastDFS's status.
+#[tokio::test]
+async fn a_fastdfs_tracker_can_bootstrap_its_system_files_from_this_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = fdfs_node::tracker::start(tracker_cfg("127.0.0.1:0", dir.path()))
+        .await
+        .expect("tracker");
+    let addr = t.addr;
+    // Before any storage joined, there is nothing to give (ENOENT, as V6.16.1 answers).
+    let (st, _) = call(addr, Command::TrackerGetSysFilesStart, &[]).await;
+    assert_eq!(st, Status::NotFound);
+    let _a = join_as(addr, "group1", "127.0.0.2").await;
+    let _b = join_as(addr, "group1", "127.0.0.3").await;
+    let _c = join_as(addr, "group2", "127.0.0.4").await;
+
+    let recorded = |id: u64| -> Vec<u8> {
+        let e = exchanges()
+            .into_iter()
+            .find(|e| e["id"] == id)
+            .expect("recorded exchange");
+        let body = hex_field(&e["response"], "body_hex");
+        body[8..].to_vec()
+    };
+
+    let mut conn = Conn::connect(addr, Duration::from_secs(2), Duration::from_secs(5), None)
+        .await
+        .expect("connect");
+    let (st, body) = conn
+        .call(Command::TrackerGetSysFilesStart, &[], 64)
+        .await
+        .expect("61");
+    assert_eq!((st, body.len()), (Status::Ok, 0));
+    let mut files = Vec::new();
+    for index in 0..4u8 {
+        let mut file = Vec::new();
+        loop {
+            let mut req = vec![index];
+            req.extend_from_slice(&(file.len() as u64).to_be_bytes());
+            let (st, body) = conn
+                .call(Command::TrackerGetOneSysFile, &req, 8192)
+                .await
+                .expect("63");
+            assert_eq!(st, Status::Ok);
+            let size = u64::from_be_bytes(body[..8].try_into().expect("size"));
+            assert!(
+                body.len() <= 8 + 8173,
+                "a piece fits FastDFS's 8 KiB buffer"
+            );
+            file.extend_from_slice(&body[8..]);
+            if file.len() as u64 >= size {
+                assert_eq!(file.len() as u64, size);
+                break;
+            }
+        }
+        files.push(String::from_utf8(file).expect("text"));
+    }
+    // Past the end, a bad index and a bad length: EINVAL, as V6.16.1 answers them.
+    for bad in [
+        [vec![0u8], 10_000u64.to_be_bytes().to_vec()].concat(),
+        [vec![4u8], 0u64.to_be_bytes().to_vec()].concat(),
+        vec![0u8; 3],
+    ] {
+        let (st, _) = conn
+            .call(Command::TrackerGetOneSysFile, &bad, 64)
+            .await
+            .expect("63");
+        assert_eq!(st, Status::InvalidArgument, "{bad:?}");
+    }
+    let (st, _) = conn
+        .call(Command::TrackerGetSysFilesEnd, &[], 64)
+        .await
+        .expect("62");
+    assert_eq!(st, Status::Ok);
+
+    assert_eq!(
+        files[0].as_bytes(),
+        recorded(393).as_slice(),
+        "{}",
+        files[0]
+    );
+    // The storage file: a section per storage, in the recorded order of keys, and the
+    // count at the end, which a FastDFS tracker reads back.
+    let recorded_head = String::from_utf8(recorded(394)).expect("text");
+    let head_keys = |text: &str| -> Vec<String> {
+        text.lines()
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| Some(l.strip_prefix('\t')?.split_once('=')?.0.to_owned()))
+            .collect()
+    };
+    let ours = head_keys(&files[1]);
+    let theirs = head_keys(&recorded_head);
+    assert!(theirs.len() >= 10, "{recorded_head}");
+    assert_eq!(
+        ours[..theirs.len() - 1],
+        theirs[..theirs.len() - 1],
+        "{}",
+        files[1]
+    );
+    assert!(files[1].starts_with("# storage: 127.0.0.2:23000\n[Storage001]\n\tgroup_name=group1\n\tip_addr=127.0.0.2\n\tstatus="), "{}", files[1]);
+    assert!(
+        files[1].contains("[Storage003]\n\tgroup_name=group2\n\tip_addr=127.0.0.4\n"),
+        "{}",
+        files[1]
+    );
+    assert!(
+        files[1].ends_with("\n[Global]\n\tstorage_count=3\n"),
+        "{}",
+        files[1]
+    );
+    assert_eq!(ours.len(), 50, "{}", files[1]);
+    // Sync timestamps: a line per storage, a column per storage of its group.
+    let lines: Vec<Vec<&str>> = files[2].lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(lines.len(), 3, "{}", files[2]);
+    assert_eq!(lines[0][..2], ["group1", "127.0.0.2"]);
+    assert_eq!((lines[0].len(), lines[2].len()), (4, 3), "{}", files[2]);
+    assert_eq!(lines[2], ["group2", "127.0.0.4", "0"]);
+    assert_eq!(files[3], "", "nothing deleted or moved");
+}

@@ -69,6 +69,9 @@ struct Session {
     joined_leader: bool,
     /// The follower's serving address.
     joined_as: Option<SocketAddr>,
+    /// The system files a FastDFS tracker fetches on this connection, as they stood at
+    /// GET_SYS_FILES_START (61).
+    sys_files: Option<[Vec<u8>; registry::sys_files::SYS_FILE_COUNT]>,
 }
 
 /// What to do with the connection after a request.
@@ -562,6 +565,19 @@ impl Tracker {
             Command::StorageGetGroupName => self.group_name(conn, &body),
             Command::StorageChangelogReq => self.changelog(session, &body),
             Command::StorageReportIpChanged => self.ip_changed(conn, &body, now),
+            Command::TrackerGetSysFilesStart => empty(&body).and_then(|_| {
+                let reg = self.registry();
+                if reg.groups.is_empty() {
+                    return Err(Status::NotFound);
+                }
+                session.sys_files = Some(reg.sys_files());
+                Ok(Vec::new())
+            }),
+            Command::TrackerGetOneSysFile => self.one_sys_file(session, &body),
+            Command::TrackerGetSysFilesEnd => empty(&body).map(|_| {
+                session.sys_files = None;
+                Vec::new()
+            }),
             Command::StorageGetMyIp => GetMyIpRequest::decode(&body)
                 .map_err(|e| e.status())
                 .map(|_| conn.peer.ip().to_string().into_bytes()),
@@ -724,6 +740,35 @@ impl Tracker {
             }
         };
         self.registry().changelog_chunk(&group, &id)
+    }
+
+    /// 63: a piece of one system file (index 0–3) from an offset: the file's size (u64),
+    /// then at most what FastDFS's 8 KiB receive buffer holds.
+    fn one_sys_file(&self, session: &Session, body: &[u8]) -> Result<Vec<u8>, Status> {
+        /// FastDFS's TRACKER_MAX_PACKAGE_SIZE less the header, the size and one byte.
+        const MAX_PIECE: usize = 8 * 1024 - crate::proto::HEADER_LEN - 8 - 1;
+        let [index, offset @ ..] = body else {
+            return Err(Status::InvalidArgument);
+        };
+        let offset: [u8; 8] = offset.try_into().map_err(|_| Status::InvalidArgument)?;
+        let index = usize::from(*index);
+        let fresh;
+        let files = match &session.sys_files {
+            Some(files) => files,
+            None => {
+                fresh = self.registry().sys_files();
+                &fresh
+            }
+        };
+        let file = files.get(index).ok_or(Status::InvalidArgument)?;
+        let offset = usize::try_from(u64::from_be_bytes(offset))
+            .ok()
+            .filter(|&o| o <= file.len())
+            .ok_or(Status::InvalidArgument)?;
+        let piece = &file[offset..(offset + MAX_PIECE).min(file.len())];
+        let mut reply = (file.len() as u64).to_be_bytes().to_vec();
+        reply.extend_from_slice(piece);
+        Ok(reply)
     }
 
     /// 78: a storage known by its IP address reports that it moved to the connection's.

@@ -9,6 +9,7 @@ mod admin;
 mod changelog;
 #[cfg(test)]
 mod rules_tests;
+pub mod sys_files;
 mod trunk;
 
 use std::collections::BTreeMap;

@@ -85,6 +85,11 @@ impl Registry {
         Ok(())
     }
 
+    /// The changelog as it stands (FastDFS's fourth system file).
+    pub(super) fn changelog_bytes(&self) -> &[u8] {
+        &self.changelog.text
+    }
+
     /// Records that a storage was deleted.
     pub(super) fn log_deleted(&mut self, group: &str, id: &str) {
         self.changelog

@@ -1246,9 +1246,16 @@ async fn a_running_cluster_moves_onto_the_operators_cluster_losing_no_file() -> 
         format!("{}:22122", NEW_TRACKER.1),
     ]);
     for (i, (group, ip)) in VM_STORAGES.into_iter().enumerate().rev() {
-        // `fdfs migrate status` first: every file it took is on the new storage, by every
-        // tracker's account. Then it stops as the runbook stops it (SIGTERM: it pushes what
-        // it took since first), and is deleted once the trackers agree again.
+        // Fenced first (no uploads routed to it), then `fdfs migrate status`: every file it
+        // took is on the new storage, by every tracker's account. Then it stops as the
+        // runbook stops it (SIGTERM: it pushes what it took since first), and is deleted
+        // once the trackers agree again.
+        for (tracker, status) in retire_client.fence_storage(group, ip, true).await {
+            anyhow::ensure!(
+                matches!(status, Ok(fdfs_node::proto::Status::Ok)),
+                "{tracker}: {status:?}"
+            );
+        }
         fdfs_e2e::wait_for(
             "the old storage's files on the new one",
             Duration::from_secs(120),

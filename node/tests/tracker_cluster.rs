@@ -1233,3 +1233,38 @@ async fn a_fastdfs_tracker_can_bootstrap_its_system_files_from_this_one() {
     assert_eq!(lines[2], ["group2", "127.0.0.4", "0"]);
     assert_eq!(files[3], "", "nothing deleted or moved");
 }
+
+/// This project's SERVER_FENCE_STORAGE (243): a member is fenced and unfenced on every
+/// tracker; unknown members and malformed bodies get a status and change nothing.
+#[tokio::test]
+async fn members_are_fenced_and_unfenced_by_request() {
+    let c = Cluster::start(&["group1"], 2).await;
+    let _a = join_group7(&c, "127.0.0.77").await;
+    let client = client_of(&[c.tracker_addr()]).await;
+    let fenced =
+        |on: bool| c.tracker.tracker.registry().groups["group7"].members["127.0.0.77"].fenced == on;
+    let statuses = |r: Vec<(SocketAddr, Result<Status, fdfs_node::client::ClientError>)>| {
+        r.into_iter()
+            .map(|(_, s)| s.expect("answer"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        statuses(client.fence_storage("group7", "127.0.0.77", true).await),
+        [Status::Ok]
+    );
+    assert!(fenced(true));
+    assert_eq!(
+        statuses(client.fence_storage("group7", "127.0.0.78", true).await),
+        [Status::NotFound]
+    );
+    for bad in [vec![], vec![2u8; 20], vec![1u8; 17]] {
+        let (st, _) = call(c.tracker_addr(), Command::ServerFenceStorage, &bad).await;
+        assert_eq!(st, Status::InvalidArgument, "{bad:?}");
+    }
+    assert!(fenced(true));
+    assert_eq!(
+        statuses(client.fence_storage("group7", "127.0.0.77", false).await),
+        [Status::Ok]
+    );
+    assert!(fenced(false));
+}

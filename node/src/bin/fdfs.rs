@@ -164,6 +164,9 @@ enum MigrateOp {
         #[arg(long, default_value_t = 600)]
         wait_seconds: u64,
     },
+    /// Lift the fence `retire` puts on a member, on every tracker: uploads may go to it
+    /// again (the way back from a retirement that did not finish).
+    Unfence { group: String, id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -650,6 +653,18 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             println!("retired {id} from {group} on every tracker");
+        }
+        Cmd::Migrate {
+            op: MigrateOp::Unfence { group, id },
+        } => {
+            for (tracker, outcome) in c.fence_storage(group, id, false).await {
+                match outcome? {
+                    fdfs_node::proto::Status::Ok => {
+                        println!("{tracker}: uploads may go to {id} again")
+                    }
+                    status => println!("{tracker}: {status}"),
+                }
+            }
         }
         Cmd::Bench {
             files,

@@ -52,13 +52,23 @@ pub fn not_held_elsewhere(
                 StorageStatus::from_byte(other.status).map_or("UNKNOWN", StorageStatus::name)
             ));
         }
-        if took_until > 0 && other.stats.last_synced_timestamp < took_until {
-            return Some(format!(
-                "{} has synced up to {}, before {}'s last change at {took_until}",
-                other.id, other.stats.last_synced_timestamp, member.id
-            ));
-        }
     }
+    if reported.is_empty() {
+        // A FastDFS storage: the trackers' own measure, in whole seconds.
+        return others.iter().find_map(|other| {
+            (took_until > 0 && other.stats.last_synced_timestamp < took_until).then(|| {
+                format!(
+                    "{} has synced up to {}, before {}'s last change at {took_until}",
+                    other.id, other.stats.last_synced_timestamp, member.id
+                )
+            })
+        });
+    }
+    // A storage of this project says itself what each other member lacks, once its pushes
+    // were acknowledged: that is the proof, for a report made since its last change (a
+    // stopping storage reports last, after its last pushes). The timestamps count whole
+    // seconds and a stopped member's peers no longer report progress from it, so they are
+    // not what decides here.
     let unsent: u64 = reported.iter().map(|r| r.backlog.bytes).sum();
     if unsent > 0 {
         return Some(format!(
@@ -66,17 +76,20 @@ pub fn not_held_elsewhere(
             member.id
         ));
     }
-    // The timestamps above count whole seconds: a change in the same second as the other
-    // member's last synced one passes them. A member that reports must also have said, of
-    // every other member, that it lacks nothing.
-    if !reported.is_empty()
-        && let Some(other) = others
-            .iter()
-            .find(|o| !reported.iter().any(|r| r.backlog.peer_id == o.id))
+    if let Some(other) = others
+        .iter()
+        .find(|o| !reported.iter().any(|r| r.backlog.peer_id == o.id))
     {
         return Some(format!(
             "{} has not reported what {} lacks of its changes yet",
             member.id, other.id
+        ));
+    }
+    let reported_at = reported.iter().map(|r| r.reported_at).min().unwrap_or(0);
+    if reported_at < took_until {
+        return Some(format!(
+            "{} has not reported since its last change at {took_until}",
+            member.id
         ));
     }
     None
@@ -140,10 +153,12 @@ pub enum RetireError {
     Refused { tracker: SocketAddr, status: Status },
 }
 
-/// Retires member `id` of `group`: waits up to `wait` until every tracker lists it stopped
-/// with every file it took on the other members, then deletes it from every tracker. A
-/// member still serving, or whose files have not all reached the others, is not deleted;
-/// the error says which tracker sees what.
+/// Retires member `id` of `group`: fences it on every tracker that can (no upload is routed
+/// to it any more; this project's trackers, not FastDFS's), waits up to `wait` until every
+/// tracker lists it stopped with every file it took on the other members, then deletes it
+/// from every tracker. A member still serving, or whose files have not all reached the
+/// others, is not deleted; the error says which tracker sees what, and the fence stays
+/// until lifted (`fence_storage(.., false)`).
 pub async fn retire(
     client: &Client,
     config: &ClientConfig,
@@ -153,6 +168,17 @@ pub async fn retire(
     mut progress: impl FnMut(&str),
 ) -> Result<(), RetireError> {
     let deadline = tokio::time::Instant::now() + wait;
+    for (tracker, outcome) in client.fence_storage(group, id, true).await {
+        match outcome? {
+            // Fenced, or not known there (nothing to route to).
+            Status::Ok | Status::NotFound => {}
+            Status::InvalidArgument => progress(&format!(
+                "tracker {tracker} cannot fence {id} (a FastDFS tracker): clients that use it may \
+                 still upload there"
+            )),
+            status => return Err(RetireError::Refused { tracker, status }),
+        }
+    }
     loop {
         let mut blocker = None;
         for &tracker in client.trackers() {
@@ -226,7 +252,7 @@ mod tests {
                 bytes,
                 seconds: 0,
             },
-            reported_at: 1,
+            reported_at: 100,
         };
         let stale = [row("10.0.0.11", 0)];
         assert!(
@@ -238,6 +264,21 @@ mod tests {
             None
         );
         assert!(not_held_elsewhere(&old, &group, Some(&[row("10.0.0.13", 7)])).is_some());
+        // Its own report decides, not the whole-second timestamps a stopped member's peers
+        // no longer advance...
+        assert_eq!(
+            not_held_elsewhere(&old, &behind, Some(&[row("10.0.0.13", 0)])),
+            None
+        );
+        // ...when it was made since the member's last change.
+        let earlier = BacklogRow {
+            reported_at: 99,
+            ..row("10.0.0.13", 0)
+        };
+        assert!(
+            not_held_elsewhere(&old, &group, Some(&[earlier]))
+                .is_some_and(|w| w.contains("not reported since its last change"))
+        );
         let alone = vec![
             old.clone(),
             stat("10.0.0.11", StorageStatus::IpChanged, 0, 0),

@@ -849,6 +849,26 @@ impl Client {
             .await
     }
 
+    /// This project's 243 to every tracker: no uploads to member `id` of `group` while
+    /// `fenced` (FastDFS trackers answer EINVAL: they have no fence).
+    pub async fn fence_storage(
+        &self,
+        group: &str,
+        id: &str,
+        fenced: bool,
+    ) -> Vec<(SocketAddr, Result<Status, ClientError>)> {
+        let body = crate::proto::cluster::FenceRequest {
+            fenced,
+            member: crate::proto::cluster::GroupAndId {
+                group: group.into(),
+                id: id.into(),
+            },
+        }
+        .encode();
+        self.call_every_tracker(Command::ServerFenceStorage, &body)
+            .await
+    }
+
     /// 108 to every tracker: remove a group without storages.
     pub async fn delete_group(
         &self,

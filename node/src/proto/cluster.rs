@@ -221,6 +221,44 @@ impl GroupAndId {
     }
 }
 
+/// Body of 243 (this project's SERVER_FENCE_STORAGE): 1 to fence a member (no uploads are
+/// routed to it; it still serves reads and replication) or 0 to lift the fence, then a
+/// group and a storage id as 93 takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FenceRequest {
+    pub fenced: bool,
+    pub member: GroupAndId,
+}
+
+impl FenceRequest {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![u8::from(self.fenced)];
+        out.extend_from_slice(&self.member.encode());
+        out
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        let (flag, rest) = body.split_first().ok_or(ProtoError::BadLength {
+            what: "fence request",
+            len: 0,
+        })?;
+        let fenced = match flag {
+            0 => false,
+            1 => true,
+            _ => {
+                return Err(ProtoError::BadLength {
+                    what: "fence flag",
+                    len: body.len(),
+                });
+            }
+        };
+        Ok(FenceRequest {
+            fenced,
+            member: GroupAndId::decode(rest)?,
+        })
+    }
+}
+
 /// Body of 78 (STORAGE_REPORT_IP_CHANGED): a group, the storage's old and new addresses,
 /// each in a 46-byte field (V6.11 and later) or a 16-byte one (before).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -936,5 +974,26 @@ mod tests {
         );
         assert_eq!((lines[1].status, lines[1].new_id.as_str()), (4, ""));
         assert_eq!(lines[2].group, "group2");
+    }
+
+    #[test]
+    fn fence_requests_carry_a_flag_then_a_member() {
+        let r = FenceRequest {
+            fenced: true,
+            member: GroupAndId {
+                group: "group1".into(),
+                id: "100002".into(),
+            },
+        };
+        let body = r.encode();
+        assert_eq!(body[0], 1);
+        assert_eq!(&body[1..7], b"group1");
+        assert_eq!(&body[17..], b"100002");
+        assert_eq!(FenceRequest::decode(&body).expect("decode"), r);
+        let mut odd = body.clone();
+        odd[0] = 2;
+        assert!(FenceRequest::decode(&odd).is_err());
+        assert!(FenceRequest::decode(&[]).is_err());
+        assert!(FenceRequest::decode(&body[..17]).is_err(), "no id");
     }
 }

@@ -134,6 +134,9 @@ byte_enum! {
         /// Storage → tracker, this project's own: the peers whose pushes it cannot apply,
         /// and why (`SyncProblemReport`).
         StorageReportSyncProblems = 242,
+        /// Client → tracker, this project's own: take uploads off a member, or give them
+        /// back (`FenceRequest`).
+        ServerFenceStorage = 243,
     }
 }
 

@@ -148,13 +148,22 @@ pub async fn run(node: Arc<StorageNode>, stop: CancellationToken) {
         BTreeMap::new();
     loop {
         let peers: Vec<Peer> = members.borrow_and_update().clone();
-        tasks.retain(|id, (token, _)| {
-            let keep = peers.iter().any(|p| &p.id == id && takes_pushes(p));
-            if !keep {
+        let gone: Vec<String> = tasks
+            .keys()
+            .filter(|id| !peers.iter().any(|p| &p.id == *id && takes_pushes(p)))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some((token, task)) = tasks.remove(&id) {
                 token.cancel();
+                // A peer that left has no backlog any more, once its task is over.
+                let node = node.clone();
+                tokio::spawn(async move {
+                    let _ = task.await;
+                    forget_peer(&node, &id);
+                });
             }
-            keep
-        });
+        }
         for p in peers.iter().filter(|p| takes_pushes(p)) {
             if !tasks.contains_key(&p.id) {
                 let token = stop.child_token();
@@ -280,7 +289,6 @@ async fn push_loop(node: Arc<StorageNode>, peer_id: String, stop: CancellationTo
             _ = tokio::time::sleep(RETRY_AFTER) => {}
         }
     }
-    forget_peer(&node, &peer_id);
 }
 
 /// A failed sync step; the session reconnects and resumes from the mark.

@@ -489,6 +489,13 @@ impl Tracker {
                 .map_err(|e| e.status())
                 .and_then(|r| self.registry().delete_storage(&r.group, &r.id))
                 .map(|_| Vec::new()),
+            Command::ServerFenceStorage => cluster::FenceRequest::decode(&body)
+                .map_err(|e| e.status())
+                .and_then(|r| {
+                    self.registry()
+                        .fence_storage(&r.member.group, &r.member.id, r.fenced)
+                })
+                .map(|_| Vec::new()),
             Command::ServerDeleteGroup => GroupRequest::decode(&body)
                 .map_err(|e| e.status())
                 .and_then(|r| self.registry().delete_group(&r.group))

@@ -80,6 +80,9 @@ pub struct SavedMember {
     /// How much of the storage changelog it has read.
     #[serde(default)]
     pub changelog_offset: u64,
+    /// Fenced for its retirement: no uploads.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fenced: bool,
 }
 
 /// The state file under a tracker's base path.
@@ -119,6 +122,7 @@ impl SavedState {
                             last_synced_timestamp: m.last_synced_timestamp,
                             rw_mode: m.rw_mode,
                             changelog_offset: m.changelog_offset,
+                            fenced: m.fenced,
                         })
                         .collect(),
                 })
@@ -170,6 +174,7 @@ impl SavedState {
                     backlog: None,
                     problems: Vec::new(),
                     changelog_offset: sm.changelog_offset,
+                    fenced: sm.fenced,
                 };
                 g.members.insert(sm.id, m);
             }

@@ -62,6 +62,8 @@ pub struct Member {
     pub problems: Vec<SyncProblem>,
     /// How much of the storage changelog it has read (77).
     pub changelog_offset: u64,
+    /// Fenced for its retirement (this project's 243): no upload is routed to it.
+    pub fenced: bool,
 }
 
 /// A member's backlog report and when it arrived (unix seconds), one entry per peer.
@@ -111,7 +113,7 @@ impl Member {
 
     /// ACTIVE and allowed to take uploads.
     pub fn is_writable(&self) -> bool {
-        self.is_active() && self.rw_mode & RW_WRITE != 0
+        self.is_active() && self.rw_mode & RW_WRITE != 0 && !self.fenced
     }
 }
 
@@ -474,6 +476,7 @@ impl Registry {
                     problems: Vec::new(),
                     // What was logged before it joined is not its concern.
                     changelog_offset: self.changelog.len(),
+                    fenced: false,
                 })
             }
         };

@@ -91,6 +91,7 @@ impl Registry {
                     backlog: None,
                     problems: Vec::new(),
                     changelog_offset: self.changelog.len(),
+                    fenced: false,
                 };
                 tracing::info!(group, storage = %id, status = status.name(), "storage added from a peer's report");
                 g.members.insert(id, m);
@@ -182,6 +183,24 @@ impl Registry {
         g.changes += 1;
         tracing::info!(group, storage = id, "storage deleted");
         self.log_deleted(group, id);
+        Ok(())
+    }
+
+    /// This project's SERVER_FENCE_STORAGE (243): no upload goes to a fenced member, which
+    /// still serves reads and replication; kept across restarts of the member and of this
+    /// tracker until lifted.
+    pub fn fence_storage(&mut self, group: &str, id: &str, fenced: bool) -> Result<(), Status> {
+        let g = self.groups.get_mut(group).ok_or(Status::NotFound)?;
+        let m = g
+            .members
+            .get_mut(id)
+            .filter(|m| !matches!(m.status, StorageStatus::Deleted | StorageStatus::IpChanged))
+            .ok_or(Status::NotFound)?;
+        if m.fenced != fenced {
+            m.fenced = fenced;
+            g.changes += 1;
+            tracing::info!(group, storage = id, fenced, "storage fence changed");
+        }
         Ok(())
     }
 

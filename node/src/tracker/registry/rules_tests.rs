@@ -754,3 +754,44 @@ fn a_storage_with_two_addresses_is_given_as_the_one_on_the_clients_side() {
     // The registered address stays what the storage connects from.
     assert_eq!(reg.groups["group1"].members["100001"].ip, "127.0.0.2");
 }
+
+#[test]
+fn a_fenced_member_takes_no_uploads_but_serves_and_the_fence_survives_a_restart() {
+    let mut reg = Registry::new(TrackerConfig::default());
+    let [a, b] = ["127.0.0.2", "127.0.0.3"].map(|ip| join(&mut reg, "group1", ip));
+    for id in [&a, &b] {
+        disk(&mut reg, "group1", id, [50_000, 50_000]);
+    }
+    assert_eq!(reg.fence_storage("group1", &a, true), Ok(()));
+    assert_eq!(
+        reg.fence_storage("group1", "127.0.0.9", true),
+        Err(Status::NotFound)
+    );
+    assert_eq!(reg.fence_storage("group9", &a, true), Err(Status::NotFound));
+    for _ in 0..4 {
+        assert_eq!(
+            reg.query_store(Some("group1")).map(|t| t.addr.ip),
+            Ok(b.clone())
+        );
+    }
+    assert_eq!(
+        reg.groups["group1"].readable().len(),
+        2,
+        "it still serves reads"
+    );
+    // It rejoins (a restart of the storage) and the tracker restarts: still fenced.
+    let s = reg.groups["group1"].members[&a].session;
+    reg.disconnect("group1", &a, s);
+    join(&mut reg, "group1", &a);
+    let saved = crate::tracker::persist::SavedState::of(&reg);
+    let mut back = Registry::new(TrackerConfig::default());
+    saved.restore_into(&mut back, 1000);
+    assert!(back.groups["group1"].members[&a].fenced);
+    // Lifted: uploads may go to it again.
+    assert_eq!(reg.fence_storage("group1", &a, false), Ok(()));
+    disk(&mut reg, "group1", &a, [50_000, 50_000]);
+    let chosen: std::collections::BTreeSet<String> = (0..4)
+        .map(|_| reg.query_store(Some("group1")).expect("store").addr.ip)
+        .collect();
+    assert!(chosen.contains(&a), "{chosen:?}");
+}

@@ -159,16 +159,13 @@ impl LocalProcess {
         if let Some(status) = self.child.try_wait()? {
             return Ok(status);
         }
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).context("bad pid")?;
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
+        match sigterm_and_wait(&mut self.child, Duration::from_secs(15))? {
+            Some(status) => Ok(status),
+            None => {
+                self.child.kill()?;
+                bail!("fdfs-node local ignored SIGTERM for 15 s")
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        self.child.kill()?;
-        bail!("fdfs-node local ignored SIGTERM for 15 s")
     }
 }
 
@@ -179,6 +176,23 @@ impl Drop for LocalProcess {
         }
         let _ = self.child.wait();
     }
+}
+
+/// Sends SIGTERM and waits up to `limit` for the process to exit; `None` if it did not.
+fn sigterm_and_wait(
+    child: &mut Child,
+    limit: Duration,
+) -> anyhow::Result<Option<std::process::ExitStatus>> {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).context("bad pid")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(None)
 }
 
 /// One `fdfs-node tracker` or `fdfs-node storage` process; killed when dropped.
@@ -269,15 +283,8 @@ impl NodeProcess {
 
     /// SIGTERM, as an operator stops a node, and waits up to 30 s for it to exit.
     pub fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).context("bad pid")?;
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
-        for _ in 0..600 {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("fdfs-node ignored SIGTERM for 30 s")
+        sigterm_and_wait(&mut self.child, Duration::from_secs(30))?
+            .context("fdfs-node ignored SIGTERM for 30 s")
     }
 
     /// SIGKILL: the process gets no chance to say goodbye.

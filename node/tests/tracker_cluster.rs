@@ -877,31 +877,7 @@ async fn http_status_health_readiness_and_metrics() {
 
 /// A report connection of a storage at `ip` that joined `group7` as ACTIVE.
 async fn join_group7(c: &Cluster, ip: &str) -> Conn {
-    let mut conn = Conn::connect(
-        c.tracker_addr(),
-        Duration::from_secs(2),
-        Duration::from_secs(5),
-        Some(ip.parse().expect("ip")),
-    )
-    .await
-    .expect("connect");
-    let join = JoinRequest {
-        group: "group7".into(),
-        storage_port: 23999,
-        store_path_count: 1,
-        subdir_count_per_path: 2,
-        upload_priority: 10,
-        status: 7,
-        version: "6.16.1".into(),
-        trackers: vec![c.tracker_addr().to_string()],
-        ..Default::default()
-    };
-    let (st, _) = conn
-        .call(Command::StorageJoin, &join.encode(), 1024)
-        .await
-        .expect("join");
-    assert_eq!(st, Status::Ok);
-    conn
+    join_as(c.tracker_addr(), "group7", ip, 23999, 2).await
 }
 
 /// Malformed reports from a joined storage get EINVAL and change nothing.
@@ -1082,9 +1058,9 @@ async fn backlog_reports_are_checked_listed_and_outlive_the_reporters_connection
     assert_eq!(rows.map(|r| r.len()), Some(1));
 }
 
-/// A storage at `ip` joined to `group` on port 23000, one store path of 256 directories,
-/// reporting ACTIVE (as the storages of the recorded V6.16.1 cluster).
-async fn join_as(tracker: SocketAddr, group: &str, ip: &str) -> Conn {
+/// A report connection of a storage at `ip` that joined `group` as ACTIVE on `port`, with
+/// one store path of `subdirs` directories.
+async fn join_as(tracker: SocketAddr, group: &str, ip: &str, port: u64, subdirs: u64) -> Conn {
     let mut conn = Conn::connect(
         tracker,
         Duration::from_secs(2),
@@ -1095,9 +1071,9 @@ async fn join_as(tracker: SocketAddr, group: &str, ip: &str) -> Conn {
     .expect("connect");
     let join = JoinRequest {
         group: group.into(),
-        storage_port: 23000,
+        storage_port: port,
         store_path_count: 1,
-        subdir_count_per_path: 256,
+        subdir_count_per_path: subdirs,
         upload_priority: 10,
         status: 7,
         version: "6.16.1".into(),
@@ -1126,9 +1102,10 @@ async fn a_fastdfs_tracker_can_bootstrap_its_system_files_from_this_one() {
     // Before any storage joined, there is nothing to give (ENOENT, as V6.16.1 answers).
     let (st, _) = call(addr, Command::TrackerGetSysFilesStart, &[]).await;
     assert_eq!(st, Status::NotFound);
-    let _a = join_as(addr, "group1", "127.0.0.2").await;
-    let _b = join_as(addr, "group1", "127.0.0.3").await;
-    let _c = join_as(addr, "group2", "127.0.0.4").await;
+    // As the recorded V6.16.1 cluster: port 23000, one store path of 256 directories.
+    let _a = join_as(addr, "group1", "127.0.0.2", 23000, 256).await;
+    let _b = join_as(addr, "group1", "127.0.0.3", 23000, 256).await;
+    let _c = join_as(addr, "group2", "127.0.0.4", 23000, 256).await;
 
     let recorded = |id: u64| -> Vec<u8> {
         let e = exchanges()

@@ -147,6 +147,15 @@ impl Group {
             .join("data/trunk/binlog")
     }
 
+    /// The trunk binlog a trunk server pushed to member `ip`.
+    fn pushed_trunk_binlog(&self, ip: &str) -> std::path::PathBuf {
+        self.member(ip)
+            .node
+            .config
+            .base_path
+            .join("data/trunk/binlog.pushed")
+    }
+
     /// Uploads `content(i)` for each `i` in `range` to `ip`, keeping each file and its bytes.
     async fn upload_each(
         &self,
@@ -426,12 +435,7 @@ async fn the_trunk_server_makes_files_ahead_compacts_on_schedule_and_pushes_its_
     // The scheduled compaction leaves one line per free block (after the newest id's
     // line), and the other member's copy of the binlog, pushed with TRUNK_SYNC_BINLOG and
     // started again with TRUNCATE_BINLOG_FILE after each compaction, is the same.
-    let pushed = g
-        .member(B)
-        .node
-        .config
-        .base_path
-        .join("data/trunk/binlog.pushed");
+    let pushed = g.pushed_trunk_binlog(B);
     wait_for(
         "a compacted binlog, pushed whole",
         Duration::from_secs(60),
@@ -659,12 +663,7 @@ async fn bad_trunk_requests_get_a_status_and_change_nothing() {
     );
     let (status, _) = raw(A, member, Command::TrunkSyncBinlog, 0, lines).await;
     assert_eq!(status, Status::Ok);
-    let pushed = g
-        .member(B)
-        .node
-        .config
-        .base_path
-        .join("data/trunk/binlog.pushed");
+    let pushed = g.pushed_trunk_binlog(B);
     assert_eq!(std::fs::read(&pushed).expect("pushed copy"), lines);
     for (what, cmd, to, body) in [
         ("an empty push", Command::TrunkSyncBinlog, member, &b""[..]),

@@ -194,6 +194,17 @@ mod tests {
         reg.join(ip, &req, 100).expect("join");
     }
 
+    /// Sets the status of the storage at 10.0.0.1.
+    fn set_status(reg: &mut Registry, status: StorageStatus) {
+        if let Some(m) = reg
+            .groups
+            .get_mut("group1")
+            .and_then(|g| g.members.get_mut("10.0.0.1"))
+        {
+            m.status = status;
+        }
+    }
+
     fn status(reg: &Registry, id: &str) -> Option<StorageStatus> {
         reg.groups["group1"].members.get(id).map(|m| m.status)
     }
@@ -233,25 +244,13 @@ mod tests {
             reg.ip_changed("group1", "10.0.0.1", "10.0.0.2", "10.0.0.2", 200),
             Err(Status::AlreadyExists)
         );
-        reg.groups
-            .get_mut("group1")
-            .expect("group")
-            .members
-            .get_mut("10.0.0.1")
-            .expect("a")
-            .status = StorageStatus::Active;
+        set_status(&mut reg, StorageStatus::Active);
         assert_eq!(
             reg.ip_changed("group1", "10.0.0.1", "10.0.0.9", "10.0.0.9", 200),
             Err(Status::Busy),
             "still serving at the old address"
         );
-        reg.groups
-            .get_mut("group1")
-            .expect("group")
-            .members
-            .get_mut("10.0.0.1")
-            .expect("a")
-            .status = StorageStatus::Offline;
+        set_status(&mut reg, StorageStatus::Offline);
         assert_eq!(reg.changelog.len(), 0, "nothing logged for a refusal");
 
         assert_eq!(

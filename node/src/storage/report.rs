@@ -208,16 +208,25 @@ async fn report_own_move(
         return Ok(());
     }
     let base = node.config.base_path.clone();
-    let keep = |ip: &str| {
-        update_init_flag(&base, &[("last_ip_addr", ip.to_owned())]).map_err(|source| {
-            ClientError::LocalFile {
+    // The flag file is read and written on the disk threads.
+    let keep = async |ip: &str| {
+        let (dir, ip) = (base.clone(), ip.to_owned());
+        crate::disk::run(move || update_init_flag(&dir, &[("last_ip_addr", ip)]))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(|source| ClientError::LocalFile {
                 path: init_flag_path_in(&base).display().to_string(),
                 source,
-            }
-        })
+            })
     };
-    let old = match init_flag_value(&base, "last_ip_addr").filter(|ip| !ip.is_empty()) {
-        None => return keep(own_ip),
+    let dir = base.clone();
+    let recorded = crate::disk::run(move || init_flag_value(&dir, "last_ip_addr"))
+        .await
+        .ok()
+        .flatten();
+    let old = match recorded.filter(|ip| !ip.is_empty()) {
+        None => return keep(own_ip).await,
         Some(old) if old == own_ip => return Ok(()),
         Some(old) => old,
     };
@@ -240,7 +249,7 @@ async fn report_own_move(
                 node.tracker_addrs().iter().all(|t| moved.contains(t))
             };
             if everywhere {
-                keep(own_ip)?;
+                keep(own_ip).await?;
             }
             Ok(())
         }
@@ -387,39 +396,39 @@ async fn take_reply(
     own_ip: &str,
     reply: &[u8],
 ) -> Result<(), ClientError> {
-    if HeartbeatReply::decode(reply).is_ok_and(|r| r.members.is_some()) {
-        follow_changelog(node, conn).await?;
-    }
-    apply_heartbeat(node, tracker, own_ip, reply);
-    Ok(())
-}
-
-fn apply_heartbeat(node: &StorageNode, tracker: SocketAddr, own_ip: &str, reply: &[u8]) {
     match HeartbeatReply::decode(reply) {
         Ok(r) => {
-            if let Some(brief) = &r.trunk {
-                node.trunk
-                    .set_server(server_from_brief(brief, own_ip, node.port));
+            if r.members.is_some() {
+                follow_changelog(node, conn).await?;
             }
-            let Some(members) = r.members else { return };
-            if let Some(me) = members
-                .iter()
-                .find(|m| m.ip == own_ip && m.port == u32::from(node.port))
-            {
-                set_view(node, tracker, me.status);
-            }
-            let peers = super::sync::peers_from_members(&members, own_ip, node.port);
-            node.peers.send_if_modified(|cur| {
-                if *cur == peers {
-                    false
-                } else {
-                    *cur = peers;
-                    true
-                }
-            });
+            apply_heartbeat(node, tracker, own_ip, r);
         }
         Err(e) => tracing::warn!(%tracker, error = %e, "unreadable heartbeat reply"),
     }
+    Ok(())
+}
+
+fn apply_heartbeat(node: &StorageNode, tracker: SocketAddr, own_ip: &str, r: HeartbeatReply) {
+    if let Some(brief) = &r.trunk {
+        node.trunk
+            .set_server(server_from_brief(brief, own_ip, node.port));
+    }
+    let Some(members) = r.members else { return };
+    if let Some(me) = members
+        .iter()
+        .find(|m| m.ip == own_ip && m.port == u32::from(node.port))
+    {
+        set_view(node, tracker, me.status);
+    }
+    let peers = super::sync::peers_from_members(&members, own_ip, node.port);
+    node.peers.send_if_modified(|cur| {
+        if *cur == peers {
+            false
+        } else {
+            *cur = peers;
+            true
+        }
+    });
 }
 
 /// What this session last told its tracker about our trunk space.

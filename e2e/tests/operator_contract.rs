@@ -968,6 +968,8 @@ const NEW_STORAGES: [(&str, &str, &str); 2] = [
     ("photos-0", "photos", "127.0.35.11"),
     ("docs-0", "docs", "127.0.35.12"),
 ];
+/// Where `photos-0` comes back after a restart (Pod addresses change).
+const MOVED_PHOTOS: &str = "127.0.35.13";
 
 /// A file a client was told is stored, and its bytes.
 type StoredFile = (fdfs_node::fileid::FileId, Vec<u8>);
@@ -1034,7 +1036,8 @@ async fn active_everywhere(trackers: &[&str], group: &str, ips: &[&str]) -> bool
 /// operator's cluster, step by step as `docs/migration.md` gives it, with uploads running
 /// from start to end: the operator's tracker Pod and StorageGroups are added beside the old
 /// tracker (`trackers.external`), the old storages report to both trackers, the new storages
-/// copy each group, the old storages are retired (fenced first) and then the old tracker. Every file written before and during the
+/// copy each group, one of them comes back at another address after a restart, the old
+/// storages are retired and then the old tracker. Every file written before and during the
 /// migration downloads byte for byte through the new tracker alone, from the new storages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_cluster_moves_onto_the_operators_cluster_losing_no_file() -> anyhow::Result<()> {
@@ -1202,6 +1205,35 @@ async fn a_running_cluster_moves_onto_the_operators_cluster_losing_no_file() -> 
         .await?;
     }
 
+    // A Pod restart moves photos-0 to another address: it reports the move to both trackers,
+    // which keep its record (no second copy of the group), and the old storage's marks follow.
+    let photos = new_nodes.remove(0);
+    drop(photos);
+    let (photos_pod, photos_spec, photos_container) = pods.remove(0);
+    let mut moved_names = names.clone();
+    moved_names.insert(
+        format!("photos-0.photos.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"),
+        vec![MOVED_PHOTOS.to_owned()],
+    );
+    let moved = Pod::with_names(dir.path(), photos_pod.name, MOVED_PHOTOS, moved_names);
+    moved.project(&photos_spec, &config_maps);
+    new_nodes.insert(0, moved.start(&photos_container, &binary)?);
+    fdfs_e2e::wait_for(
+        "photos-0 ACTIVE at its new address on both trackers",
+        Duration::from_secs(120),
+        async || active_everywhere(&both, "group1", &[VM_STORAGES[0].1, MOVED_PHOTOS]).await,
+    )
+    .await?;
+    for t in both {
+        let client = Client::new(ClientConfig::new(vec![format!("{t}:22122")])).await?;
+        let list = client.list_storages("group1").await?;
+        anyhow::ensure!(
+            list.iter()
+                .any(|s| s.ip == NEW_STORAGES[0].2 && s.status == StorageStatus::IpChanged as u8),
+            "tracker {t}: {list:?}"
+        );
+    }
+
     // Step: the old storages retire, one group at a time: stopped, then deleted from every
     // tracker once the trackers show their files on the new storages.
     let retire_client = Client::new(ClientConfig::new(vec![
@@ -1255,7 +1287,10 @@ async fn a_running_cluster_moves_onto_the_operators_cluster_losing_no_file() -> 
         )
         .await?;
     }
-    for ((group, _), (_, _, new_ip)) in VM_STORAGES.into_iter().zip(NEW_STORAGES) {
+    for ((group, _), new_ip) in VM_STORAGES
+        .into_iter()
+        .zip([MOVED_PHOTOS, NEW_STORAGES[1].2])
+    {
         anyhow::ensure!(
             active_everywhere(&both, group, &[new_ip]).await,
             "{group} is its new storage alone"

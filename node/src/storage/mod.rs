@@ -67,7 +67,7 @@ pub struct StorageNode {
     /// Per source storage, the newest change timestamp received from it.
     pub sync_in: Mutex<BTreeMap<String, u32>>,
     /// Per peer, how far in our binlog its push task has got.
-    pub sync_out: Mutex<BTreeMap<String, binlog::Position>>,
+    pub sync_out: Mutex<BTreeMap<String, sync::PushPoint>>,
     /// Per source storage whose pushes we cannot apply: the status they fail with, since when.
     pub sync_problems: Mutex<BTreeMap<String, (Status, u64)>>,
     /// Status each tracker last reported for this storage.

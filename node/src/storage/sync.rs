@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::StorageNode;
-use super::binlog::{Op, Position, Record};
+use super::binlog::{Binlog, Op, Position, Record};
 use super::metrics::PeerLabels;
 use super::store::StoredAt;
 use crate::client::{ClientError, Conn};
@@ -53,6 +53,14 @@ struct Mark {
 }
 
 impl Mark {
+    fn scope(&self) -> Scope {
+        Scope {
+            need_sync_old: self.need_sync_old,
+            sync_old_done: self.sync_old_done,
+            until: self.until,
+        }
+    }
+
     fn path(node: &StorageNode, peer: &Peer) -> PathBuf {
         Self::path_in(node.binlog.dir(), peer)
     }
@@ -195,22 +203,59 @@ fn forget_peer(node: &StorageNode, id: &str) {
     node.metrics.sync_lag_seconds.remove(&labels);
 }
 
-/// Records how far the push to `peer_id` has got, for `backlog`.
-fn note_position(node: &StorageNode, peer_id: &str, position: Position) {
-    let mut out = node.sync_out.lock().unwrap_or_else(|e| e.into_inner());
-    match out.get_mut(peer_id) {
-        Some(p) => *p = position,
-        None => {
-            out.insert(peer_id.to_owned(), position);
+/// How far the push to a peer has got, and which records it sends from there.
+#[derive(Debug, Clone, Copy)]
+pub struct PushPoint {
+    position: Position,
+    scope: Scope,
+}
+
+/// Which binlog records a push session sends (protocol notes §6.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Scope {
+    need_sync_old: bool,
+    sync_old_done: bool,
+    until: u64,
+}
+
+impl Scope {
+    fn wants(&self, r: &Record) -> bool {
+        let copying_old =
+            self.need_sync_old && !self.sync_old_done && u64::from(r.timestamp) <= self.until;
+        if !self.need_sync_old && self.until > 0 && u64::from(r.timestamp) < self.until {
+            // Another member copies everything older than `until`.
+            return false;
+        }
+        match (r.origin, r.op) {
+            (true, _) => true,
+            (false, Op::Create | Op::Delete | Op::Update | Op::Link | Op::Rename) => copying_old,
+            (false, _) => false,
         }
     }
 }
 
+/// Records how far the push to `peer_id` has got, for `backlog`.
+fn note_position(node: &StorageNode, peer_id: &str, mark: &Mark) {
+    let point = PushPoint {
+        position: mark.position,
+        scope: mark.scope(),
+    };
+    node.sync_out
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(peer_id.to_owned(), point);
+}
+
+/// Binlog bytes past a push position up to which `backlog` reads the records to count only
+/// those the peer will get; beyond it the whole tail is reported.
+const BACKLOG_EXACT_BYTES: u64 = 1 << 20;
+
 /// What each peer has yet to receive of our binlog, from its push task's position, whether
-/// the peer is being served, waiting or unreachable. Reads binlog sizes and one record per
-/// peer: not for the async workers.
+/// the peer is being served, waiting or unreachable. Records the peer will never get (the
+/// ones it sent us itself, for one) do not count while the tail is short, so a stopping
+/// member's last report reaches zero. Reads the binlog: not for the async workers.
 pub fn backlog(node: &StorageNode) -> Vec<Backlog> {
-    let positions: Vec<(String, Position)> = node
+    let points: Vec<(String, PushPoint)> = node
         .sync_out
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -218,27 +263,52 @@ pub fn backlog(node: &StorageNode) -> Vec<Backlog> {
         .map(|(id, p)| (id.clone(), *p))
         .collect();
     let now = crate::unix_now();
-    positions
+    points
         .into_iter()
-        .map(|(peer_id, position)| {
-            let bytes = node.binlog.lag_bytes(position);
-            // One record is far shorter than this: the first unsent change's age.
-            let seconds = if bytes == 0 {
-                0
-            } else {
-                node.binlog
-                    .read_from(position, 4096)
-                    .ok()
-                    .and_then(|(records, _)| records.first().map(|r| u64::from(r.timestamp)))
-                    .map_or(0, |ts| now.saturating_sub(ts))
-            };
+        .map(|(peer_id, point)| {
+            let (bytes, oldest) = pending(&node.binlog, point);
             Backlog {
                 peer_id,
                 bytes,
-                seconds,
+                seconds: oldest.map_or(0, |ts| now.saturating_sub(ts)),
             }
         })
         .collect()
+}
+
+/// Bytes of binlog still to push from `point`, and the timestamp of the first such record.
+fn pending(binlog: &Binlog, point: PushPoint) -> (u64, Option<u64>) {
+    let tail = binlog.lag_bytes(point.position);
+    if tail == 0 {
+        return (0, None);
+    }
+    let mut bytes = 0u64;
+    let mut oldest = None;
+    let mut from = point.position;
+    let mut read = 0u64;
+    while read < BACKLOG_EXACT_BYTES {
+        let Ok((records, next)) = binlog.read_from(from, BATCH_BYTES) else {
+            break;
+        };
+        if records.is_empty() {
+            return (bytes, oldest);
+        }
+        for r in &records {
+            let len = r.to_line().len() as u64;
+            read += len;
+            if point.scope.wants(r) {
+                bytes += len;
+                oldest.get_or_insert(u64::from(r.timestamp));
+            }
+        }
+        from = next;
+    }
+    // A long tail: all of it counts, aged from its first record.
+    let first = binlog
+        .read_from(point.position, 4096)
+        .ok()
+        .and_then(|(records, _)| records.first().map(|r| u64::from(r.timestamp)));
+    (tail, oldest.or(first))
 }
 
 pub(super) fn refresh_backlog_metrics(node: &StorageNode) {
@@ -397,7 +467,7 @@ async fn push_session(
             mark
         }
     };
-    note_position(node, peer_id, mark.position);
+    note_position(node, peer_id, &mark);
     let started_at = mark.position;
     let result = push_from(node, peer_id, stop, &mut mark, &mark_path).await;
     if result.is_err() && mark.position != started_at {
@@ -501,7 +571,7 @@ async fn push_from(
             .get_or_create(&labels)
             .inc_by(pushed);
         mark.position = next;
-        note_position(node, peer_id, next);
+        note_position(node, peer_id, mark);
         unsaved += records.len() as u64;
         if stop.is_cancelled() {
             // Stopping: push on to the binlog's end (the caught-up branch above ends the
@@ -594,19 +664,9 @@ async fn run_lanes(
     first_error.map_or(Ok(()), Err)
 }
 
-/// Which records go to the peer (protocol notes §6.3).
+/// Which records go to the peer.
 fn wanted(r: &Record, mark: &Mark) -> bool {
-    let copying_old =
-        mark.need_sync_old && !mark.sync_old_done && u64::from(r.timestamp) <= mark.until;
-    if !mark.need_sync_old && mark.until > 0 && u64::from(r.timestamp) < mark.until {
-        // Another member copies everything older than `until`.
-        return false;
-    }
-    match (r.origin, r.op) {
-        (true, _) => true,
-        (false, Op::Create | Op::Delete | Op::Update | Op::Link | Op::Rename) => copying_old,
-        (false, _) => false,
-    }
+    mark.scope().wants(r)
 }
 
 fn expect_ok((status, _): (Status, Vec<u8>)) -> Result<(), SyncError> {
@@ -1162,6 +1222,48 @@ mod tests {
         assert_eq!(got.recv().await, Some(Command::SyncTruncateFile));
         assert_eq!(got.recv().await, Some(Command::SyncUpdateFile));
         assert!(got.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_backlog_counts_only_records_the_peer_will_get() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let binlog = Binlog::open(dir.path()).expect("binlog");
+        let own = Record::new(100, Op::Create, "M00/00/00/own");
+        binlog.append(std::slice::from_ref(&own)).expect("append");
+        let point = PushPoint {
+            position: Position::default(),
+            scope: Scope::default(),
+        };
+        assert_eq!(
+            pending(&binlog, point),
+            (own.to_line().len() as u64, Some(100))
+        );
+        // Caught up, then a file the peer itself sent us: nothing to push back.
+        let caught_up = PushPoint {
+            position: binlog.end(),
+            ..point
+        };
+        binlog
+            .append(&[Record::new(101, Op::Create, "M00/00/00/theirs").replica()])
+            .expect("append");
+        assert_eq!(pending(&binlog, caught_up), (0, None));
+        // A full copy still in progress takes received files too.
+        let copying = PushPoint {
+            scope: Scope {
+                need_sync_old: true,
+                until: 200,
+                ..Scope::default()
+            },
+            ..caught_up
+        };
+        assert_eq!(pending(&binlog, copying).1, Some(101));
+        // A change of our own after it counts, and only it.
+        let later = Record::new(102, Op::Delete, "M00/00/00/own");
+        binlog.append(std::slice::from_ref(&later)).expect("append");
+        assert_eq!(
+            pending(&binlog, caught_up),
+            (later.to_line().len() as u64, Some(102))
+        );
     }
 
     #[test]

@@ -1318,3 +1318,222 @@ async fn a_running_cluster_moves_onto_the_operators_cluster_losing_no_file() -> 
     drop(new_nodes);
     Ok(())
 }
+
+/// The cluster on VMs of the test below, which names its storages by id.
+const IDS_VM_TRACKER: &str = "127.0.36.1";
+const IDS_VM_STORAGE: &str = "127.0.36.5";
+const IDS_NEW_TRACKER: (&str, &str) = ("main-tracker-0", "127.0.36.21");
+const IDS_NEW_STORAGE: (&str, &str) = ("photos-0", "127.0.36.11");
+
+/// Whether `tracker` lists exactly `members` (id, address) in group1, all ACTIVE.
+async fn active_by_id(tracker: &str, members: &[(&str, &str)]) -> bool {
+    let Ok(client) = Client::new(ClientConfig::new(vec![format!("{tracker}:22122")])).await else {
+        return false;
+    };
+    let mut seen: Vec<(String, String, u8)> = client
+        .list_storages("group1")
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| (s.id, s.ip, s.status))
+        .collect();
+    seen.sort();
+    let mut want: Vec<(String, String, u8)> = members
+        .iter()
+        .map(|(id, ip)| {
+            (
+                (*id).to_owned(),
+                (*ip).to_owned(),
+                StorageStatus::Active as u8,
+            )
+        })
+        .collect();
+    want.sort();
+    seen == want
+}
+
+/// An old cluster that names storages with `storage_ids.conf`: the FdfsCluster reads the old
+/// file from a ConfigMap (`trackers.externalStorageIds`) into the ids its tracker Pod and
+/// storages load, and gives the lines the old tracker needs for the new storage
+/// (`status.storageIdsForExternalTrackers`, here from the same pure function). With those
+/// lines added on the old tracker, both trackers know both storages by their ids, the new
+/// storage copies the group, and files uploaded through either tracker download through the
+/// new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_group_joins_an_old_cluster_that_names_storages_by_id() -> anyhow::Result<()> {
+    const OLD_ID: &str = "100001";
+    let binary = fdfs_e2e::workspace_binary("fdfs-node")?;
+    let dir = tempfile::tempdir()?;
+    let old_ids_path = dir.path().join("vm-storage_ids.conf");
+    let old_ids = format!("{OLD_ID} group1 {IDS_VM_STORAGE}\n");
+    std::fs::write(&old_ids_path, &old_ids)?;
+    let old_tracker_conf = dir.path().join("vm-tracker.conf");
+    std::fs::write(
+        &old_tracker_conf,
+        format!(
+            "disabled = false\nbind_addr = {IDS_VM_TRACKER}\nport = 22122\nbase_path = {}\n\
+             store_lookup = 0\nuse_storage_id = true\nstorage_ids_filename = {}\n\
+             id_type_in_filename = id\ncheck_active_interval = 120\n",
+            dir.path().join("vm-tracker").display(),
+            old_ids_path.display()
+        ),
+    )?;
+    let start_old_tracker = || {
+        fdfs_e2e::NodeProcess::start(&["tracker", "--config", &old_tracker_conf.to_string_lossy()])
+    };
+    let old_tracker = start_old_tracker()?;
+    let storage_conf = vm_storage_conf(dir.path(), "group1", IDS_VM_STORAGE, &[IDS_VM_TRACKER])?;
+    let old_storage =
+        fdfs_e2e::NodeProcess::start(&["storage", "--config", &storage_conf.to_string_lossy()])?;
+    fdfs_e2e::wait_for(
+        "the old storage ACTIVE under its id",
+        Duration::from_secs(60),
+        async || active_by_id(IDS_VM_TRACKER, &[(OLD_ID, IDS_VM_STORAGE)]).await,
+    )
+    .await?;
+    let old_client =
+        Client::new(ClientConfig::new(vec![format!("{IDS_VM_TRACKER}:22122")])).await?;
+    let mut files: Vec<StoredFile> = Vec::new();
+    for seed in 1..=10 {
+        let data = body(seed);
+        files.push((old_client.upload_bytes(&data, "jpg", None).await?, data));
+    }
+
+    // The operator's cluster reads the old ids from a ConfigMap.
+    let cluster: FdfsCluster = serde_json::from_value(json!({
+        "apiVersion": "fdfs.dev/v1alpha1", "kind": "FdfsCluster",
+        "metadata": {"name": "main", "namespace": NAMESPACE, "uid": "cluster-uid"},
+        "spec": {"image": "fdfs-node:contract",
+                 "trackers": {"replicas": 1, "external": [format!("{IDS_VM_TRACKER}:22122")],
+                              "externalStorageIds": {"name": "old-ids"}},
+                 "settings": {"useStorageId": true, "idTypeInFilename": "Id",
+                              "reservedStorageSpace": "1MB"}},
+    }))?;
+    let group: StorageGroup = serde_json::from_value(json!({
+        "apiVersion": "fdfs.dev/v1alpha1", "kind": "StorageGroup",
+        "metadata": {"name": "photos", "namespace": NAMESPACE, "uid": "photos-uid"},
+        "spec": {"clusterRef": "main", "groupName": "group1", "replicas": 1,
+                 "volume": {"size": "1Gi", "subdirCountPerPath": 4}},
+    }))?;
+    let opts = BuildOptions {
+        cluster_domain: CLUSTER_DOMAIN.into(),
+    };
+    let mut valid_cluster = validate_cluster(&cluster, None)?;
+    valid_cluster.external_ids = fdfs_operator::validate::external_storage_ids(
+        &cluster,
+        Some(Some(&old_ids)),
+        &[("group1", "photos")],
+    )?;
+    let ids = [GroupIds {
+        group_name: "group1".into(),
+        storage_group: "photos".into(),
+        replicas: 1,
+        writable: 1,
+        ..Default::default()
+    }];
+    let trackers = build::tracker_objects(&cluster, &valid_cluster, &ids, &opts);
+    let new_id = fdfs_operator::naming::storage_id("group1", 0).to_string();
+
+    // The old tracker learns the new storage's id: the status lines, then a restart (FastDFS
+    // trackers read storage_ids.conf when they start).
+    let entries = build::conf::storage_id_entries(NAMESPACE, &ids, &opts);
+    let lines = build::conf::lines_for_external_trackers(
+        &entries,
+        &BTreeMap::from([(IDS_NEW_STORAGE.0.to_owned(), IDS_NEW_STORAGE.1.to_owned())]),
+    );
+    assert_eq!(
+        lines,
+        [format!("{new_id} group1 {}:23000", IDS_NEW_STORAGE.1)]
+    );
+    std::fs::write(&old_ids_path, format!("{old_ids}{}\n", lines.join("\n")))?;
+    old_tracker.terminate()?;
+    let _old_tracker = start_old_tracker()?;
+
+    // The tracker Pod and the new storage, from their rendered specs; the old storage
+    // reports to both trackers.
+    let names = BTreeMap::from([
+        (
+            format!("main-tracker-headless.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"),
+            vec![IDS_NEW_TRACKER.1.to_owned()],
+        ),
+        (
+            format!("photos-0.photos.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"),
+            vec![IDS_NEW_STORAGE.1.to_owned()],
+        ),
+    ]);
+    let valid_group =
+        validate_storage_group(&group, Some(&cluster), std::slice::from_ref(&group), None)?;
+    let objects = build::group_objects(&cluster, &group, &valid_group, 1, &opts);
+    let config_maps: BTreeMap<String, Value> =
+        [&trackers.config, &trackers.storage_ids, &objects.config]
+            .into_iter()
+            .map(|cm| (cm.metadata.name.clone().unwrap_or_default(), to_value(cm)))
+            .collect();
+    let (tracker_spec, tracker_container) = container(&to_value(&trackers.statefulset));
+    let tracker_pod = Pod::with_names(
+        dir.path(),
+        IDS_NEW_TRACKER.0,
+        IDS_NEW_TRACKER.1,
+        names.clone(),
+    );
+    tracker_pod.project(&tracker_spec, &config_maps);
+    let _new_tracker = tracker_pod.start(&tracker_container, &binary)?;
+    old_storage.terminate()?;
+    let conf = vm_storage_conf(
+        dir.path(),
+        "group1",
+        IDS_VM_STORAGE,
+        &[IDS_VM_TRACKER, IDS_NEW_TRACKER.1],
+    )?;
+    let _old_storage =
+        fdfs_e2e::NodeProcess::start(&["storage", "--config", &conf.to_string_lossy()])?;
+    let (spec, container_spec) = container(&to_value(&objects.statefulset));
+    let pod = Pod::with_names(dir.path(), IDS_NEW_STORAGE.0, IDS_NEW_STORAGE.1, names);
+    pod.project(&spec, &config_maps);
+    let _new_storage = pod.start(&container_spec, &binary)?;
+
+    let members = [
+        (OLD_ID, IDS_VM_STORAGE),
+        (new_id.as_str(), IDS_NEW_STORAGE.1),
+    ];
+    for tracker in [IDS_VM_TRACKER, IDS_NEW_TRACKER.1] {
+        fdfs_e2e::wait_for(
+            "both storages ACTIVE under their ids on both trackers",
+            Duration::from_secs(120),
+            async || active_by_id(tracker, &members).await,
+        )
+        .await?;
+    }
+    let new_client = Client::new(ClientConfig::new(vec![format!(
+        "{}:22122",
+        IDS_NEW_TRACKER.1
+    )]))
+    .await?;
+    for seed in 11..=20 {
+        let data = body(seed);
+        files.push((new_client.upload_bytes(&data, "jpg", None).await?, data));
+    }
+    let on_new = |id: &fdfs_node::fileid::FileId| {
+        pod.root
+            .join("var/lib/fdfs/M00")
+            .join(id.remote.relative_path())
+    };
+    fdfs_e2e::wait_for(
+        "every file on the new storage",
+        Duration::from_secs(120),
+        async || {
+            files
+                .iter()
+                .all(|(id, data)| std::fs::read(on_new(id)).is_ok_and(|b| b == *data))
+        },
+    )
+    .await?;
+    for (id, data) in &files {
+        let back = new_client
+            .download_bytes(id, 0, 0)
+            .await
+            .with_context(|| format!("{id}"))?;
+        anyhow::ensure!(back == *data, "{id} differs");
+    }
+    Ok(())
+}

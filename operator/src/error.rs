@@ -138,6 +138,17 @@ pub enum Error {
         endpoint: String,
     },
 
+    /// `spec.trackers.externalStorageIds` names no usable `storage_ids.conf`.
+    #[error("spec.trackers.externalStorageIds (ConfigMap {config_map:?}, key {key:?}): {reason}")]
+    InvalidExternalStorageIds {
+        /// Name of the ConfigMap.
+        config_map: String,
+        /// Key within it.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// `spec.expose` cannot work as given.
     #[error("spec.expose: {reason}")]
     InvalidExpose {
@@ -261,6 +272,7 @@ impl Error {
             Self::InvalidSubdirCount { .. } => "InvalidSubdirCount",
             Self::InvalidExpose { .. } => "InvalidExpose",
             Self::InvalidTrackerEndpoint { .. } => "InvalidTrackerEndpoint",
+            Self::InvalidExternalStorageIds { .. } => "InvalidExternalStorageIds",
             Self::InvalidIpFieldWidth { .. } => "InvalidIpFieldWidth",
             Self::InvalidTrunkSizes { .. } => "InvalidTrunkSizes",
             Self::InvalidPort { .. } => "InvalidPort",

@@ -144,10 +144,15 @@ pub fn group_labels(
     storage_group: &str,
     group_name: &str,
 ) -> BTreeMap<String, String> {
-    let mut labels = common_labels(cluster, STORAGE_COMPONENT);
+    let mut labels = storage_labels(cluster);
     labels.insert(STORAGE_GROUP_LABEL.into(), storage_group.into());
     labels.insert(GROUP_LABEL.into(), group_name.into());
     labels
+}
+
+/// Labels every storage Pod of a cluster carries, whatever its group.
+pub fn storage_labels(cluster: &str) -> BTreeMap<String, String> {
+    common_labels(cluster, STORAGE_COMPONENT)
 }
 
 /// Labels of the cluster-wide objects that both trackers and storages use.

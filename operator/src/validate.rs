@@ -16,6 +16,7 @@ use crate::crd::{
 };
 use crate::naming;
 use crate::{Error, Result};
+use fdfs_node::tracker::storage_ids::{StorageIdEntry, StorageIds};
 
 /// Highest number of store paths a FastDFS storage supports.
 const MAX_STORE_PATHS: i32 = 256;
@@ -27,6 +28,9 @@ pub struct ValidCluster {
     pub reserved_space: ReservedSpace,
     /// The node image: `spec.image`, or else the operator's default.
     pub image: String,
+    /// The storages of `spec.trackers.externalStorageIds`, once the reconcile has read and
+    /// checked them (`external_storage_ids`); empty until then.
+    pub external_ids: Vec<StorageIdEntry>,
 }
 
 /// Values of a valid `StorageGroup` that later steps need in resolved form.
@@ -105,7 +109,53 @@ pub fn validate_cluster(
     Ok(ValidCluster {
         reserved_space,
         image,
+        external_ids: Vec::new(),
     })
+}
+
+/// The storages of `spec.trackers.externalStorageIds` (none when unset), from the text the
+/// fetch step read under its key (`None`: no such ConfigMap; `Some(None)`: no such key).
+/// `ours` are the cluster's groups as (group name, StorageGroup): an external id inside the
+/// block of ids the operator gives one of them is refused, as the operator would take that
+/// storage for one of its own.
+pub fn external_storage_ids(
+    cluster: &FdfsCluster,
+    text: Option<Option<&str>>,
+    ours: &[(&str, &str)],
+) -> Result<Vec<StorageIdEntry>> {
+    let Some(source) = &cluster.spec.trackers.external_storage_ids else {
+        return Ok(Vec::new());
+    };
+    let refuse = |reason: String| Error::InvalidExternalStorageIds {
+        config_map: source.name.clone(),
+        key: source.key.clone(),
+        reason,
+    };
+    if !cluster.spec.settings.use_storage_id {
+        return Err(refuse(
+            "storage ids from a ConfigMap need settings.useStorageId: true".into(),
+        ));
+    }
+    let text = match text {
+        None => return Err(refuse("no such ConfigMap".into())),
+        Some(None) => return Err(refuse("the ConfigMap has no such key".into())),
+        Some(Some(text)) => text,
+    };
+    let ids = StorageIds::parse(text)
+        .map_err(|(line, reason)| refuse(format!("line {line}: {reason}")))?;
+    for entry in &ids.entries {
+        if let Some((group, storage_group)) = ours
+            .iter()
+            .find(|(group, _)| naming::ordinal_of_id(group, &entry.id).is_some())
+        {
+            return Err(refuse(format!(
+                "id {} is among the ids the operator gives group {group:?} of StorageGroup \
+                 {storage_group:?}",
+                entry.id
+            )));
+        }
+    }
+    Ok(ids.entries)
 }
 
 /// An external tracker must be `host:port` with a port that exists.
@@ -556,6 +606,50 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(err.reason(), "ClusterNotFound");
+    }
+
+    #[test]
+    fn external_storage_ids_are_read_checked_and_kept_apart_from_the_operators() {
+        let with_ids = cluster_with(
+            "spec: {settings: {useStorageId: true}, \
+             trackers: {externalStorageIds: {name: old-ids}}}",
+        );
+        let text =
+            "# the old cluster\n100001 group1 10.0.0.5\n100002 group1 10.0.0.6:23001 rw=read\n";
+        let ours = [("photos", "photos-sg")];
+        let entries = external_storage_ids(&with_ids, Some(Some(text)), &ours).expect("valid");
+        assert_eq!(
+            entries.iter().map(|e| e.to_line()).collect::<Vec<_>>(),
+            [
+                "100001 group1 10.0.0.5",
+                "100002 group1 10.0.0.6:23001 rw=read"
+            ]
+        );
+        assert!(
+            external_storage_ids(&cluster(), None, &ours)
+                .expect("unset")
+                .is_empty(),
+            "unset: nothing read, nothing refused"
+        );
+
+        let refused = |cluster: &FdfsCluster, text: Option<Option<&str>>| match external_storage_ids(
+            cluster, text, &ours,
+        ) {
+            Err(e @ Error::InvalidExternalStorageIds { .. }) => e.to_string(),
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        assert!(refused(&with_ids, None).contains("no such ConfigMap"));
+        assert!(refused(&with_ids, Some(None)).contains("no such key"));
+        assert!(refused(&with_ids, Some(Some("100001 group1\n"))).contains("line 1"));
+        assert!(
+            refused(&with_ids, Some(Some("1 g 10.0.0.1\n1 g 10.0.0.2\n"))).contains("duplicate")
+        );
+        let ip_identities = cluster_with(
+            "spec: {settings: {useStorageId: false}, trackers: {externalStorageIds: {name: old-ids}}}",
+        );
+        assert!(refused(&ip_identities, Some(Some(text))).contains("useStorageId"));
+        let in_our_block = format!("{} group1 10.0.0.7\n", naming::storage_id("photos", 3));
+        assert!(refused(&with_ids, Some(Some(&in_our_block))).contains("photos-sg"));
     }
 
     #[test]

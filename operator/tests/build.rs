@@ -1107,3 +1107,58 @@ fn thumbnail_sizes_reach_the_storages_and_the_node_reads_them() {
         ]
     );
 }
+
+#[test]
+fn an_old_clusters_storage_ids_come_first_and_the_old_trackers_get_lines_they_can_resolve() {
+    let mut c = cluster();
+    c.spec.trackers.external = vec!["10.0.0.1:22122".into()];
+    c.spec.trackers.external_storage_ids =
+        Some(serde_json::from_value(serde_json::json!({"name": "old-ids"})).expect("key ref"));
+    let mut valid = validate_cluster(&c, None).expect("valid cluster");
+    valid.external_ids = fdfs_node::tracker::storage_ids::StorageIds::parse(
+        "100001 group1 10.0.0.5\n100002 group1 10.0.0.6 rw=read\n",
+    )
+    .expect("old ids")
+    .entries;
+    let ids = [GroupIds {
+        group_name: "group1".into(),
+        storage_group: "photos".into(),
+        replicas: 3,
+        writable: 2,
+        outside: serde_json::from_value(serde_json::json!([
+            {"pod": "photos-1", "address": "203.0.113.7:23000"}]))
+        .expect("outside"),
+        ..Default::default()
+    }];
+    let objects = build::tracker_objects(&c, &valid, &ids, &BuildOptions::default());
+    let text = objects.storage_ids.data.as_ref().expect("data")["storage_ids.conf"].clone();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines[..2],
+        ["100001 group1 10.0.0.5", "100002 group1 10.0.0.6 rw=read"],
+        "{text}"
+    );
+    assert_eq!(lines.len(), 5, "{text}");
+    // Trackers and storages read the whole file; the old storages are found by address.
+    let parsed = fdfs_node::tracker::storage_ids::StorageIds::parse(&text).expect("parses");
+    let old = parsed
+        .by_group_and_addr("group1", "10.0.0.5".parse().expect("ip"), 23000)
+        .expect("old storage listed");
+    assert_eq!(old.id, "100001");
+
+    // The old trackers' lines: outside address first, else the Pod's IP; a Pod with
+    // neither is left out until it has one.
+    let entries = build::conf::storage_id_entries("fdfs", &ids, &BuildOptions::default());
+    let pod_ips = std::collections::BTreeMap::from([
+        ("photos-0".to_owned(), "10.244.1.9".to_owned()),
+        ("photos-1".to_owned(), "10.244.2.3".to_owned()),
+    ]);
+    let id = |ordinal| naming::storage_id("group1", ordinal);
+    assert_eq!(
+        build::conf::lines_for_external_trackers(&entries, &pod_ips),
+        [
+            format!("{} group1 10.244.1.9:23000", id(0)),
+            format!("{} group1 203.0.113.7:23000", id(1)),
+        ]
+    );
+}

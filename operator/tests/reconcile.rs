@@ -1150,6 +1150,100 @@ async fn cluster_create_applies_tracker_objects_and_lists_group_storages() {
     t.stop(Duration::from_secs(1)).await;
 }
 
+/// A cluster that joins an old one using `storage_ids.conf`: its ConfigMap's lines.
+fn joining_cluster_json() -> Value {
+    let mut c = cluster_json();
+    c["spec"]["trackers"] = json!({"replicas": 1, "external": ["10.20.0.11:22122"],
+                                   "externalStorageIds": {"name": "old-ids"}});
+    c["spec"]["settings"] = json!({"useStorageId": true});
+    c
+}
+
+#[tokio::test]
+async fn an_old_clusters_storage_ids_are_rendered_and_the_old_trackers_get_their_lines() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let t = support::tracker("127.0.0.50", data.path()).await;
+    let old_ids = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "old-ids", "namespace": NS},
+        "data": {"storage_ids.conf": "100001 group1 10.20.0.21\n100002 group1 10.20.0.22\n"}});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "group1-0", "namespace": NS},
+        "status": {"podIP": "10.244.1.9"}});
+    let mut script = vec![
+        get(
+            format!("{FDFS}/storagegroups"),
+            list("StorageGroup", "fdfs.dev/v1alpha1", vec![group_json(2)]),
+        ),
+        get(format!("{CORE}/configmaps/old-ids"), Reply::Json(old_ids)),
+        get(
+            format!("{APPS}/statefulsets/main-tracker"),
+            Reply::Status(404),
+        ),
+    ];
+    script.extend(cluster_apply(1));
+    script.push(event(NS));
+    script.push(get(format!("{CORE}/pods"), list("Pod", "v1", vec![pod])));
+    script.push(patch(
+        format!("{FDFS}/fdfsclusters/main/status"),
+        Reply::EchoOver(joining_cluster_json()),
+    ));
+    let cluster: FdfsCluster = serde_json::from_value(joining_cluster_json()).expect("cluster");
+    let (_, transcript) = run_cluster(cluster, &[t.addr.to_string()], script).await;
+
+    let ids = transcript.body(
+        Method::PATCH,
+        &format!("{CORE}/configmaps/main-storage-ids"),
+    );
+    let text = ids["data"]["storage_ids.conf"].as_str().expect("ids");
+    let id0 = naming::storage_id("group1", 0);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        [
+            "100001 group1 10.20.0.21".to_owned(),
+            "100002 group1 10.20.0.22".to_owned(),
+            format!("{id0} group1 group1-0.group1.fdfs.svc.cluster.local:23000"),
+            format!(
+                "{} group1 group1-1.group1.fdfs.svc.cluster.local:23000",
+                id0 + 1
+            ),
+        ]
+    );
+    // Only group1-0 has an address yet.
+    assert_eq!(
+        transcript.status()["storageIdsForExternalTrackers"],
+        json!([format!("{id0} group1 10.244.1.9:23000")])
+    );
+    t.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_missing_storage_ids_config_map_builds_nothing_and_says_so() {
+    let script = vec![
+        get(
+            format!("{FDFS}/storagegroups"),
+            list("StorageGroup", "fdfs.dev/v1alpha1", vec![group_json(2)]),
+        ),
+        get(format!("{CORE}/configmaps/old-ids"), Reply::Status(404)),
+        event(NS),
+        patch(
+            format!("{FDFS}/fdfsclusters/main/status"),
+            Reply::EchoOver(joining_cluster_json()),
+        ),
+    ];
+    let cluster: FdfsCluster = serde_json::from_value(joining_cluster_json()).expect("cluster");
+    let (_, transcript) = run_cluster(cluster, &[], script).await;
+    let ready = transcript.condition("Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "InvalidExternalStorageIds");
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("old-ids") && m.contains("no such ConfigMap")),
+        "{ready}"
+    );
+}
+
 #[tokio::test]
 async fn cluster_status_comes_from_the_trackers() {
     let data = tempfile::tempdir().expect("tempdir");

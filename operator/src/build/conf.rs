@@ -6,7 +6,10 @@
 //! node does not act on yet (`use_storage_id`, `http.server_port`, ...) are ones FastDFS defines;
 //! the node accepts and logs them, so the same files keep working as it learns them.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use fdfs_node::tracker::storage_ids::StorageIdEntry as ExternalIdEntry;
 
 use crate::crd::{
     DownloadServer, Expose, FdfsCluster, FetchAllFormat, IdType, OutsideAddress, StorageGroupSpec,
@@ -218,6 +221,8 @@ pub fn tracker_endpoints(cluster: &FdfsCluster, opts: &BuildOptions) -> Vec<Stri
 pub struct StorageIdEntry {
     /// FastDFS server id.
     pub id: u32,
+    /// Name of the storage's Pod.
+    pub pod: String,
     /// FastDFS group name.
     pub group_name: String,
     /// Stable DNS name of the storage's Pod.
@@ -272,6 +277,7 @@ pub fn storage_id_entries(
                     .map(|(host, _)| host.to_owned());
                 StorageIdEntry {
                     id: naming::storage_id(&g.group_name, ordinal),
+                    pod: pod.clone(),
                     group_name: g.group_name.clone(),
                     host: naming::pod_host(
                         &g.storage_group,
@@ -295,12 +301,30 @@ pub fn storage_id_entries(
 /// not-ready addresses, so a storage resolves its own name before it is ready). A storage
 /// finds its own id as FastDFS does, by the entry whose host resolves to its address; the
 /// trackers trust the id a storage reports (`trust_storage_server_id`).
-pub fn storage_ids_conf(cluster: &FdfsCluster, entries: &[StorageIdEntry]) -> String {
+///
+/// The storages of `spec.trackers.externalStorageIds` come first, as the old trackers list
+/// them.
+pub fn storage_ids_conf(
+    cluster: &FdfsCluster,
+    external: &[ExternalIdEntry],
+    entries: &[StorageIdEntry],
+) -> String {
     let mut out = header(
         "FdfsCluster",
         cluster.metadata.namespace.as_deref().unwrap_or_default(),
         cluster.metadata.name.as_deref().unwrap_or_default(),
     );
+    if let Some(source) = &cluster.spec.trackers.external_storage_ids {
+        let _ = writeln!(
+            out,
+            "# From ConfigMap {}, key {}: the storages the external trackers know.",
+            source.name, source.key
+        );
+        for e in external {
+            let _ = writeln!(out, "{}", e.to_line());
+        }
+        let _ = writeln!(out, "# The storages of this cluster's StorageGroups.");
+    }
     for e in entries {
         let rw = if e.read_only { " rw=read" } else { "" };
         let outside = e
@@ -315,6 +339,27 @@ pub fn storage_ids_conf(cluster: &FdfsCluster, entries: &[StorageIdEntry]) -> St
         );
     }
     out
+}
+
+/// The lines the external trackers' `storage_ids.conf` needs for this cluster's storages,
+/// with addresses those trackers resolve: the outside address when the group is exposed,
+/// else the Pod's IP (`pod_ips`, by Pod name); a Pod without either is left out until it has
+/// one.
+pub fn lines_for_external_trackers(
+    entries: &[StorageIdEntry],
+    pod_ips: &BTreeMap<String, String>,
+) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let host = e
+                .outside_host
+                .as_deref()
+                .or_else(|| pod_ips.get(&e.pod).map(String::as_str))?;
+            let rw = if e.read_only { " rw=read" } else { "" };
+            Some(format!("{} {} {host}:{}{rw}", e.id, e.group_name, e.port))
+        })
+        .collect()
 }
 
 /// A short, stable hash of rendered configuration, for the Pod template annotation.

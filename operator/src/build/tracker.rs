@@ -110,7 +110,7 @@ pub fn tracker_objects(
 
     let tracker_conf = conf::tracker_conf(cluster, valid);
     let entries = conf::storage_id_entries(namespace.as_deref().unwrap_or_default(), groups, opts);
-    let storage_ids_conf = conf::storage_ids_conf(cluster, &entries);
+    let storage_ids_conf = conf::storage_ids_conf(cluster, &valid.external_ids, &entries);
 
     let config = one_file_config_map(
         meta(

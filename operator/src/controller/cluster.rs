@@ -1,6 +1,8 @@
 //! Reconciling an `FdfsCluster`: the tracker StatefulSet, its Services, the tracker and
 //! storage-id ConfigMaps, and a status read from the trackers.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -56,10 +58,32 @@ pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
             .await;
         }
     };
+    let ids = group_ids(cluster, &groups, default_image);
+    let mut valid = valid;
+    if let Some(source) = &cluster.spec.trackers.external_storage_ids {
+        let text = fetch::config_map_value(client, &namespace, source).await?;
+        let ours: Vec<(&str, &str)> = ids
+            .iter()
+            .map(|g| (g.group_name.as_str(), g.storage_group.as_str()))
+            .collect();
+        match validate::external_storage_ids(cluster, text.as_ref().map(|t| t.as_deref()), &ours) {
+            Ok(entries) => valid.external_ids = entries,
+            Err(err) => {
+                // The storage ids rendered last stay as they are.
+                return status::invalid(ctx, cluster, &previous, err, |conditions| {
+                    FdfsClusterStatus {
+                        observed_generation: cluster.metadata.generation,
+                        conditions,
+                        ..current_status
+                    }
+                })
+                .await;
+            }
+        }
+    }
     let current = fetch::statefulset(client, &namespace, &naming::tracker(&name)).await?;
 
     // Build and apply.
-    let ids = group_ids(cluster, &groups, default_image);
     let objects = build::tracker_objects(cluster, &valid, &ids, &ctx.config.build);
     let trackers = apply_objects(ctx, cluster, &objects).await?;
 
@@ -80,6 +104,7 @@ pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
     {
         ctx.event(cluster, type_, &reason, action, note).await;
     }
+    let storage_ids_for_external_trackers = lines_for_external_trackers(ctx, cluster, &ids).await?;
     let new_status = FdfsClusterStatus {
         observed_generation: cluster.metadata.generation,
         conditions: cond::merge(&previous, &wanted, cluster.metadata.generation, &now),
@@ -87,6 +112,7 @@ pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
         ready_trackers: ready_trackers(&trackers),
         leader: answers.first_view().and_then(|v| v.leader.clone()),
         groups: summaries(cluster, &groups, &answers),
+        storage_ids_for_external_trackers,
     };
     status::write(client, cluster, &new_status).await?;
 
@@ -125,6 +151,31 @@ fn group_ids(
             })
         })
         .collect()
+}
+
+/// With storage ids and external trackers, the `storage_ids.conf` lines those trackers need
+/// for this cluster's storages (from the Pods' addresses); none otherwise.
+async fn lines_for_external_trackers(
+    ctx: &Context,
+    cluster: &FdfsCluster,
+    groups: &[GroupIds],
+) -> Result<Vec<String>> {
+    let spec = &cluster.spec;
+    if !spec.settings.use_storage_id || spec.trackers.external.is_empty() {
+        return Ok(Vec::new());
+    }
+    let namespace = cluster.namespace().unwrap_or_default();
+    let selector = naming::selector(&naming::storage_labels(&cluster.name_any()));
+    let pod_ips: BTreeMap<String, String> = fetch::pods(&ctx.client, &namespace, &selector)
+        .await?
+        .into_iter()
+        .filter_map(|pod| {
+            let ip = pod.status.as_ref()?.pod_ip.clone()?;
+            Some((pod.name_any(), ip))
+        })
+        .collect();
+    let entries = build::conf::storage_id_entries(&namespace, groups, &ctx.config.build);
+    Ok(build::conf::lines_for_external_trackers(&entries, &pod_ips))
 }
 
 async fn apply_objects(

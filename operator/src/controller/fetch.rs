@@ -2,12 +2,12 @@
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::ListParams;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::crd::{FdfsCluster, SecretKeyRef, StorageGroup};
+use crate::crd::{ConfigMapKeyRef, FdfsCluster, SecretKeyRef, StorageGroup};
 use crate::{Error, Result};
 
 async fn get_opt<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>>
@@ -84,4 +84,15 @@ pub async fn secret_value(
         .and_then(|s| s.data)
         .and_then(|mut data| data.remove(&key.key))
         .map(|value| value.0))
+}
+
+/// The text under one key of a ConfigMap: `Ok(None)` when the ConfigMap does not exist,
+/// `Ok(Some(None))` when it lacks the key.
+pub async fn config_map_value(
+    client: &Client,
+    namespace: &str,
+    key: &ConfigMapKeyRef,
+) -> Result<Option<Option<String>>> {
+    let map: Option<ConfigMap> = get_opt(client, namespace, &key.name).await?;
+    Ok(map.map(|m| m.data.and_then(|mut data| data.remove(&key.key))))
 }

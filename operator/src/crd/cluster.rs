@@ -97,6 +97,12 @@ pub struct TrackerSpec {
     #[schemars(length(max = MAX_TRACKERS))]
     #[schemars(inner(length(min = 3, max = 260), pattern(TRACKER_ENDPOINT_PATTERN)))]
     pub external: Vec<String>,
+    /// The `storage_ids.conf` of the cluster the `external` trackers serve, kept in a
+    /// ConfigMap of this namespace (with `useStorageId`): its storages are added to the
+    /// operator's `storage_ids.conf`, so the tracker Pods and the new storages know the old
+    /// storages by the ids the old trackers give them. Read again at each reconcile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_storage_ids: Option<ConfigMapKeyRef>,
     /// CPU and memory requests and limits of each tracker container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -125,6 +131,7 @@ impl Default for TrackerSpec {
         Self {
             replicas: default_tracker_replicas(),
             external: Vec::new(),
+            external_storage_ids: None,
             resources: None,
             scheduling: Scheduling::default(),
             port: default_tracker_port(),
@@ -464,6 +471,22 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+/// A key of a ConfigMap in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct ConfigMapKeyRef {
+    /// Name of the ConfigMap.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the ConfigMap's data.
+    #[serde(default = "default_storage_ids_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_storage_ids_key() -> String {
+    "storage_ids.conf".into()
+}
+
 /// The tracker Service that FastDFS clients use.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct ClientServiceSpec {
@@ -524,6 +547,13 @@ pub struct FdfsClusterStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub groups: Vec<GroupSummary>,
+    /// With `useStorageId` and `external` trackers: the lines the external trackers'
+    /// `storage_ids.conf` needs for this cluster's storages, each with an address those
+    /// trackers can resolve (the storage's outside address, else its Pod's IP). FastDFS
+    /// trackers trust the id a storage reports (`trust_storage_server_id`, on by default),
+    /// so a line stays valid when a Pod comes back at another address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storage_ids_for_external_trackers: Vec<String>,
 }
 
 /// Summary of one group, as seen from the cluster.

@@ -13,9 +13,9 @@ mod reserved_space;
 mod storage_group;
 
 pub use cluster::{
-    ClientServiceSpec, ClusterSettings, CompatSettings, DownloadServer, FdfsCluster,
-    FdfsClusterSpec, FdfsClusterStatus, FetchAllFormat, GroupSummary, IdType, MAX_TRACKERS,
-    SecretKeyRef, ServiceType, StoreLookup, StorePath, StoreServer, TrackerSpec,
+    ClientServiceSpec, ClusterSettings, CompatSettings, ConfigMapKeyRef, DownloadServer,
+    FdfsCluster, FdfsClusterSpec, FdfsClusterStatus, FetchAllFormat, GroupSummary, IdType,
+    MAX_TRACKERS, SecretKeyRef, ServiceType, StoreLookup, StorePath, StoreServer, TrackerSpec,
     TrunkBinlogCompaction, TrunkCreateAhead, TrunkSettings,
 };
 pub use common::{ImagePullPolicy, Scheduling};

@@ -5,6 +5,7 @@ mod common;
 
 use common::{exchanges, hex_field};
 use fdfs_node::fileid::RemoteName;
+use fdfs_node::proto::cluster::{SysFilePiece, SysFileRequest};
 use fdfs_node::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
 use fdfs_node::proto::query::{
     FetchAll, FetchAllFormat, FetchTarget, FileRequest, GroupRequest, StoreTarget, StoreTargets,
@@ -19,8 +20,8 @@ use fdfs_node::storage::meta;
 use serde_json::Value;
 
 const IMPLEMENTED: &[u8] = &[
-    11, 12, 13, 14, 15, 21, 22, 23, 24, 34, 36, 38, 81, 82, 83, 84, 91, 92, 101, 102, 103, 104,
-    105, 106, 107, 111,
+    11, 12, 13, 14, 15, 21, 22, 23, 24, 34, 36, 38, 61, 62, 63, 81, 82, 83, 84, 91, 92, 101, 102,
+    103, 104, 105, 106, 107, 111,
 ];
 
 fn header(part: &Value) -> Header {
@@ -86,6 +87,9 @@ fn request_round_trip(cmd: u8, body: &[u8]) -> Vec<u8> {
         14 => DownloadRequest::decode(body)
             .expect("download request")
             .encode(),
+        63 => SysFileRequest::decode(body)
+            .expect("sys file request")
+            .encode(),
         81 => JoinRequest::decode(body).expect("join").encode(),
         83 => BeatRequest::decode(body).expect("beat").encode(),
         84 => DiskUsage::decode(body).expect("disk usage").encode(),
@@ -93,7 +97,7 @@ fn request_round_trip(cmd: u8, body: &[u8]) -> Vec<u8> {
             .expect("list storage")
             .encode(),
         104 | 107 => GroupRequest::decode(body).expect("group request").encode(),
-        82 | 91 | 101 | 106 | 111 => {
+        61 | 62 | 82 | 91 | 101 | 106 | 111 => {
             assert!(body.is_empty());
             Vec::new()
         }
@@ -113,10 +117,11 @@ fn response_round_trip(cmd: u8, body: &[u8]) -> Vec<u8> {
         15 => meta::encode(&meta::parse(body)),
         22 => FileInfo::decode(body).expect("file info").encode(16),
         14 => body.to_vec(),
-        12 | 111 => {
+        12 | 61 | 62 | 111 => {
             assert!(body.is_empty());
             Vec::new()
         }
+        63 => SysFilePiece::decode(body).expect("sys file piece").encode(),
         81 => JoinResponse::decode(body).expect("join reply").encode(),
         83 | 84 => HeartbeatReply::decode(body)
             .expect("heartbeat reply")
@@ -193,8 +198,8 @@ fn recorded_exchanges_decode_and_reencode() {
     }
     // Every implemented command that the recording answered OK was exercised.
     for cmd in [
-        11u8, 12, 13, 14, 15, 21, 22, 23, 24, 34, 36, 38, 81, 83, 84, 91, 92, 101, 102, 103, 104,
-        105, 106, 107, 111,
+        11u8, 12, 13, 14, 15, 21, 22, 23, 24, 34, 36, 38, 61, 62, 63, 81, 83, 84, 91, 92, 101, 102,
+        103, 104, 105, 106, 107, 111,
     ] {
         assert!(
             checked.get(&cmd).copied().unwrap_or(0) > 0,
@@ -336,4 +341,39 @@ fn recorded_lookup_bodies_round_trip() {
         ("group1", -1)
     );
     assert_eq!(GroupStat::encode_all(&g), body(547, "response"));
+}
+
+/// The system files of the recorded V6.16.1 tracker (61–63) read back as a tracker that
+/// bootstraps from it takes them: its groups with their layout, and the storage the
+/// recording kept whole (the storage file is cut at 256 bytes; its first section is used up
+/// to its last whole line).
+#[test]
+fn recorded_system_files_read_back() {
+    use fdfs_node::tracker::registry::sys_files::parse_sys_files;
+    let file = |id: u64| -> Vec<u8> {
+        let piece = SysFilePiece::decode(&hex_field(&recorded(id)["response"], "body_hex"))
+            .expect("sys file piece");
+        piece.data
+    };
+    let groups = file(393);
+    let mut storages = file(394);
+    let whole = storages.iter().rposition(|&b| b == b'\n').expect("a line") + 1;
+    storages.truncate(whole);
+    let state = parse_sys_files(&groups, &storages, false).expect("read back");
+    let names: Vec<(&str, u64, u64)> = state
+        .groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.store_path_count, g.subdir_count_per_path))
+        .collect();
+    assert_eq!(names, [("group1", 1, 256), ("group2", 1, 256)]);
+    let m = &state.groups[0].members[0];
+    assert_eq!(
+        (m.id.as_str(), m.ip.as_str(), m.port, m.status),
+        ("127.0.0.2", "127.0.0.2", 23000, 7)
+    );
+    assert_eq!((m.version.as_str(), m.join_time), ("6.16.1", 1_795_657_470));
+    assert!(state.groups[1].members.is_empty());
+    // With storage ids, a section without an `id` is refused, naming the section.
+    let err = parse_sys_files(&groups, &storages, true).expect_err("no id");
+    assert!(err.to_string().contains("[Storage001]"), "{err}");
 }

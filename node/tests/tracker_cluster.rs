@@ -1245,3 +1245,109 @@ async fn members_are_fenced_and_unfenced_by_request() {
     );
     assert!(fenced(false));
 }
+
+/// A tracker that starts with no state beside a running one takes that one's state before
+/// the first join, as a FastDFS tracker does (64 to each tracker the storage names, then
+/// 61, 63 per file, 62 from the best): a new storage that joins it first is told to copy
+/// the group from a member, instead of finding the group empty and serving without a copy.
+#[tokio::test]
+async fn an_empty_tracker_takes_a_running_trackers_state_before_the_first_join() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = fdfs_node::tracker::start(tracker_cfg("127.0.0.1:0", &dir.path().join("a")))
+        .await
+        .expect("tracker a");
+    let mut member = join_as(a.addr, "group1", "127.0.0.2", 23000, 256).await;
+    let (st, _) = member
+        .call(Command::StorageBeat, &[], 4096)
+        .await
+        .expect("beat");
+    assert_eq!(st, Status::Ok);
+    assert_eq!(
+        member_status(&a, "group1", "127.0.0.2"),
+        Some(StorageStatus::Active)
+    );
+    let b = fdfs_node::tracker::start(tracker_cfg("127.0.0.1:0", &dir.path().join("b")))
+        .await
+        .expect("tracker b");
+    assert!(b.tracker.registry().groups.is_empty());
+
+    // A new storage reports to both trackers and joins the empty one first.
+    let mut conn = Conn::connect(
+        b.addr,
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+        Some("127.0.0.3".parse().expect("ip")),
+    )
+    .await
+    .expect("connect");
+    let join = JoinRequest {
+        group: "group1".into(),
+        storage_port: 23000,
+        store_path_count: 1,
+        subdir_count_per_path: 256,
+        upload_priority: 10,
+        version: "6.16.1".into(),
+        trackers: vec![a.addr.to_string(), b.addr.to_string()],
+        ..Default::default()
+    };
+    let (st, _) = conn
+        .call(Command::StorageJoin, &join.encode(), 1024)
+        .await
+        .expect("join");
+    assert_eq!(st, Status::Ok);
+    let known = |t: &RunningTracker| {
+        let reg = t.tracker.registry();
+        let m = &reg.groups["group1"].members["127.0.0.2"];
+        (
+            m.join_time,
+            m.port,
+            m.store_path_count,
+            m.subdir_count_per_path,
+        )
+    };
+    assert_eq!(
+        known(&b),
+        known(&a),
+        "the member as the running tracker knows it"
+    );
+    let (st, body) = conn
+        .call(Command::StorageSyncDestReq, &[], 1024)
+        .await
+        .expect("sync dest");
+    assert_eq!(st, Status::Ok);
+    let src = fdfs_node::proto::report::SyncSource::decode(&body).expect("a source");
+    assert_eq!(
+        src.src_id, "127.0.0.2",
+        "the new storage copies from the member"
+    );
+    assert_eq!(
+        member_status(&b, "group1", "127.0.0.3"),
+        Some(StorageStatus::WaitSync)
+    );
+
+    // A tracker that has state of its own keeps it: nothing is fetched again.
+    let c = fdfs_node::tracker::start(tracker_cfg("127.0.0.1:0", &dir.path().join("c")))
+        .await
+        .expect("tracker c");
+    let _own = join_as(c.addr, "group2", "127.0.0.4", 23000, 256).await;
+    let mut later = join;
+    later.group = "group2".into();
+    later.trackers = vec![a.addr.to_string(), c.addr.to_string()];
+    let _second = {
+        let mut conn = Conn::connect(
+            c.addr,
+            Duration::from_secs(2),
+            Duration::from_secs(5),
+            Some("127.0.0.5".parse().expect("ip")),
+        )
+        .await
+        .expect("connect");
+        let (st, _) = conn
+            .call(Command::StorageJoin, &later.encode(), 1024)
+            .await
+            .expect("join");
+        assert_eq!(st, Status::Ok);
+        conn
+    };
+    assert!(!c.tracker.registry().groups.contains_key("group1"));
+}

@@ -8,6 +8,9 @@
 //! 65 PING_LEADER (12):       | alloc u32 | current u32 | max u32 |
 //!    reply: N × | group[16] | trunk_server_id[16] |
 //! 66/67 NOTIFY/COMMIT:       "ip:port" text, no NUL
+//! 61 / 62 GET_SYS_FILES_START / END: empty both ways
+//! 63 GET_ONE_SYS_FILE (9):   | file_index u8 | offset u64 |
+//!    reply:                  | file_size u64 | piece of the file from offset |
 //! 93 DELETE_STORAGE:         | group[16] | storage id, 1–15 bytes |
 //! 69 FETCH_STORAGE_IDS:      | start_index u32 | [allow_empty u8] |   (4 or 5 bytes)
 //!    reply:                  | total u32 | returned u32 | "id group host[:port][ rw=..]\n"… |
@@ -81,6 +84,64 @@ impl TrackerStatus {
         };
         r.finish()?;
         Ok(s)
+    }
+}
+
+/// Request of TRACKER_GET_ONE_SYS_FILE (63): a piece of system file `index` from `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SysFileRequest {
+    pub index: u8,
+    pub offset: u64,
+}
+
+impl SysFileRequest {
+    pub const LEN: usize = 9;
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::LEN);
+        out.push(self.index);
+        put_u64(&mut out, self.offset);
+        out
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        let mut r = Reader::new(body, "sys file request");
+        let q = SysFileRequest {
+            index: r.u8()?,
+            offset: r.u64()?,
+        };
+        r.finish()?;
+        Ok(q)
+    }
+}
+
+/// Reply to TRACKER_GET_ONE_SYS_FILE (63): the whole file's size and a piece of it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SysFilePiece {
+    pub file_size: u64,
+    pub data: Vec<u8>,
+}
+
+impl SysFilePiece {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.data.len());
+        put_u64(&mut out, self.file_size);
+        out.extend_from_slice(&self.data);
+        out
+    }
+
+    /// As FastDFS's fetcher checks it: a size, and some content when the file is not empty.
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        let mut r = Reader::new(body, "sys file piece");
+        let file_size = r.u64()?;
+        let data = r.rest().to_vec();
+        if i64::try_from(file_size).is_err() || (file_size > 0 && data.is_empty()) {
+            return Err(ProtoError::BadField {
+                what: "sys file piece",
+                reason: format!("file size {file_size} with {} bytes", data.len()),
+            });
+        }
+        Ok(SysFilePiece { file_size, data })
     }
 }
 

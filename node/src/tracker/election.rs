@@ -174,7 +174,7 @@ fn forget_leader(tracker: &Tracker, old: SocketAddr) {
 
 /// Connects to a peer from this tracker's own address, so the peer sees the
 /// address the cluster knows us by (JOIN_LEADER carries only our port).
-async fn connect(
+pub(super) async fn connect(
     addr: SocketAddr,
     me: SocketAddr,
     interval: Duration,
@@ -192,7 +192,7 @@ async fn call(
     conn.call(cmd, body, 64 * 1024).await
 }
 
-async fn peer_status(
+pub(super) async fn peer_status(
     addr: SocketAddr,
     me: SocketAddr,
     interval: Duration,

@@ -2,6 +2,7 @@
 //! clients' placement, routing and monitor queries, elects a leader among its
 //! peers, and saves its state so a restart answers at once.
 
+mod bootstrap;
 pub mod election;
 pub mod http;
 pub mod persist;
@@ -17,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Compat, TrackerConfig, TrunkConfig};
 use crate::proto::cluster::{
     self, FetchStorageIds, GroupAndHost, GroupAndId, GroupTrunkServer, JoinLeader, PingLeader,
-    ReportStatus, SyncSrcReq, TrackerStat, TrackerStatFilter, TrackerStatus, VolumeStatFilter,
-    VolumeStats,
+    ReportStatus, SyncSrcReq, SysFilePiece, SysFileRequest, TrackerStat, TrackerStatFilter,
+    TrackerStatus, VolumeStatFilter, VolumeStats,
 };
 use crate::proto::fields::{GROUP_NAME_LEN, STORAGE_ID_LEN, fixed_text};
 use crate::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
@@ -53,6 +54,8 @@ pub struct Tracker {
     pub metrics: http::TrackerMetrics,
     /// `allow_hosts`: who may connect, on every port.
     acl: AccessList,
+    /// Whether the question of taking another tracker's state is settled (`bootstrap`).
+    bootstrapped: tokio::sync::Mutex<bool>,
 }
 
 /// What one connection remembers between requests.
@@ -127,6 +130,7 @@ impl Tracker {
             metrics: http::TrackerMetrics::default(),
             // `validate` refused a bad list before any tracker is made; none allows all.
             acl: AccessList::parse(&config.allow_hosts).unwrap_or_default(),
+            bootstrapped: tokio::sync::Mutex::new(false),
             config,
         }
     }
@@ -378,19 +382,43 @@ impl Tracker {
         reply.encode()
     }
 
+    /// STORAGE_JOIN (81), once this tracker has what other trackers know.
+    fn join(
+        &self,
+        conn: &Connection,
+        session: &mut Session,
+        req: &JoinRequest,
+        now: u64,
+    ) -> Result<Vec<u8>, Status> {
+        let peer_ip = conn.peer.ip().to_string();
+        let attempt = || {
+            let mut reg = self.registry();
+            reg.join(&peer_ip, req, now).map(|(id, reply)| {
+                let s = reg.groups[&req.group].members[&id].session;
+                (id, reply, s)
+            })
+        };
+        match attempt() {
+            Ok((id, reply, s)) => {
+                tracing::info!(group = %req.group, storage = %id, status = reply.status, "storage joined");
+                self.learn_from_join(conn, req);
+                self.end_session(session);
+                session.joined = Some((req.group.clone(), id, s));
+                session.members_sent = None;
+                Ok(reply.encode())
+            }
+            Err(status) => {
+                tracing::warn!(peer = %conn.peer, group = %req.group,
+                    storage_id = %req.storage_id, %status, "storage join refused");
+                Err(status)
+            }
+        }
+    }
+
     /// Learns this tracker's own address and its peers from a storage JOIN.
     fn learn_from_join(&self, conn: &Connection, req: &JoinRequest) {
         // Names are resolved before taking the lock.
-        let addrs: Vec<SocketAddr> = req
-            .trackers
-            .iter()
-            .flat_map(|t| match t.parse::<SocketAddr>() {
-                Ok(a) => vec![a],
-                Err(_) => std::net::ToSocketAddrs::to_socket_addrs(t.as_str())
-                    .map(|i| i.collect())
-                    .unwrap_or_default(),
-            })
-            .collect();
+        let addrs = resolve_trackers(&req.trackers);
         let mut rel = self.relationship();
         if rel.me.is_none() {
             rel.me = Some(conn.local);
@@ -602,28 +630,14 @@ impl Tracker {
                     Err(e.status())
                 }
                 Ok(req) => {
-                    let peer_ip = conn.peer.ip().to_string();
-                    let attempt = || {
-                        let mut reg = self.registry();
-                        reg.join(&peer_ip, &req, now).map(|(id, reply)| {
-                            let s = reg.groups[&req.group].members[&id].session;
-                            (id, reply, s)
-                        })
-                    };
-                    match attempt() {
-                        Ok((id, reply, s)) => {
-                            tracing::info!(group = %req.group, storage = %id, status = reply.status, "storage joined");
-                            self.learn_from_join(conn, &req);
-                            self.end_session(session);
-                            session.joined = Some((req.group.clone(), id, s));
-                            session.members_sent = None;
-                            Ok(reply.encode())
+                    let trackers = resolve_trackers(&req.trackers);
+                    match self.bootstrap_before_join(conn.local, &trackers).await {
+                        // As FastDFS: the storage tries again, and so does this tracker.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot take the other trackers' state yet");
+                            Err(Status::TryAgain)
                         }
-                        Err(status) => {
-                            tracing::warn!(peer = %conn.peer, group = %req.group,
-                                storage_id = %req.storage_id, %status, "storage join refused");
-                            Err(status)
-                        }
+                        Ok(()) => self.join(conn, session, &req, now),
                     }
                 }
             },
@@ -754,11 +768,7 @@ impl Tracker {
     fn one_sys_file(&self, session: &Session, body: &[u8]) -> Result<Vec<u8>, Status> {
         /// FastDFS's TRACKER_MAX_PACKAGE_SIZE less the header, the size and one byte.
         const MAX_PIECE: usize = 8 * 1024 - crate::proto::HEADER_LEN - 8 - 1;
-        let [index, offset @ ..] = body else {
-            return Err(Status::InvalidArgument);
-        };
-        let offset: [u8; 8] = offset.try_into().map_err(|_| Status::InvalidArgument)?;
-        let index = usize::from(*index);
+        let req = SysFileRequest::decode(body).map_err(|_| Status::InvalidArgument)?;
         let fresh;
         let files = match &session.sys_files {
             Some(files) => files,
@@ -767,15 +777,18 @@ impl Tracker {
                 &fresh
             }
         };
-        let file = files.get(index).ok_or(Status::InvalidArgument)?;
-        let offset = usize::try_from(u64::from_be_bytes(offset))
+        let file = files
+            .get(usize::from(req.index))
+            .ok_or(Status::InvalidArgument)?;
+        let offset = usize::try_from(req.offset)
             .ok()
             .filter(|&o| o <= file.len())
             .ok_or(Status::InvalidArgument)?;
-        let piece = &file[offset..(offset + MAX_PIECE).min(file.len())];
-        let mut reply = (file.len() as u64).to_be_bytes().to_vec();
-        reply.extend_from_slice(piece);
-        Ok(reply)
+        Ok(SysFilePiece {
+            file_size: file.len() as u64,
+            data: file[offset..(offset + MAX_PIECE).min(file.len())].to_vec(),
+        }
+        .encode())
     }
 
     /// 78: a storage known by its IP address reports that it moved to the connection's.
@@ -992,6 +1005,19 @@ impl Tracker {
             tracing::warn!(error = %e, "cannot write .tracker_status");
         }
     }
+}
+
+/// The trackers a JOIN names (`host:port`), names resolved.
+fn resolve_trackers(trackers: &[String]) -> Vec<SocketAddr> {
+    trackers
+        .iter()
+        .flat_map(|t| match t.parse::<SocketAddr>() {
+            Ok(a) => vec![a],
+            Err(_) => std::net::ToSocketAddrs::to_socket_addrs(t.as_str())
+                .map(|i| i.collect())
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 fn status_file(config: &TrackerConfig) -> std::path::PathBuf {

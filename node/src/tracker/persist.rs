@@ -16,7 +16,7 @@ use crate::proto::StorageStatus;
 use crate::proto::report::PathUsage;
 
 /// Format version written into the file.
-const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 
 /// Why the state could not be saved or loaded.
 #[derive(Debug, thiserror::Error)]

@@ -68,6 +68,19 @@ impl Changelog {
         self.text.extend_from_slice(line.as_bytes());
     }
 
+    /// Takes another tracker's changelog as this one's, when this one is still empty, so
+    /// the read offsets that came with it point at the same lines.
+    fn adopt(&mut self, text: &[u8]) -> std::io::Result<()> {
+        if !self.text.is_empty() || text.is_empty() {
+            return Ok(());
+        }
+        if let Some(path) = &self.path {
+            crate::fsutil::write_atomically(path, text)?;
+        }
+        self.text = text.to_vec();
+        Ok(())
+    }
+
     /// Up to [`MAX_CHUNK`] bytes from `offset`, and the offset after them.
     fn chunk_from(&self, offset: u64) -> (&[u8], u64) {
         let start = usize::try_from(offset)
@@ -83,6 +96,11 @@ impl Registry {
     pub fn open_changelog(&mut self, base_path: &Path) -> std::io::Result<()> {
         self.changelog = Changelog::open(base_path)?;
         Ok(())
+    }
+
+    /// Takes a changelog fetched from another tracker (see `Changelog::adopt`).
+    pub fn adopt_changelog(&mut self, text: &[u8]) -> std::io::Result<()> {
+        self.changelog.adopt(text)
     }
 
     /// The changelog as it stands (FastDFS's fourth system file).

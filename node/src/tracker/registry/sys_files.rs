@@ -3,13 +3,17 @@
 //! GET_SYS_FILES_END 62): `storage_groups_new.dat`, `storage_servers_new.dat`,
 //! `storage_sync_timestamp.dat` and `storage_changelog.dat`, in that order (the file index
 //! of 63). This tracker keeps its own state file instead; these are rendered from the
-//! registry when asked for.
+//! registry when asked for, and read back (`parse_sys_files`) when this tracker starts
+//! empty beside running ones and bootstraps from them.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::{Member, Registry};
 use crate::proto::StorageStatus;
 use crate::proto::monitor::counter as c;
+use crate::tracker::persist::{FORMAT, SavedGroup, SavedMember, SavedState};
+use crate::tracker::storage_ids::RW_BOTH;
 
 /// How many system files a FastDFS tracker fetches.
 pub const SYS_FILE_COUNT: usize = 4;
@@ -155,4 +159,154 @@ impl Registry {
         }
         out
     }
+}
+
+/// Why fetched system files could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}, [{section}]: {reason}")]
+pub struct SysFilesError {
+    file: &'static str,
+    section: String,
+    reason: String,
+}
+
+/// The `[section]`s of one of FastDFS's ini-style system files, each with its `key=value`
+/// lines (tab-indented; `#` comments).
+fn sections(text: &str) -> Vec<(String, BTreeMap<String, String>)> {
+    let mut out: Vec<(String, BTreeMap<String, String>)> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            out.push((name.to_owned(), BTreeMap::new()));
+        } else if let (Some((key, value)), Some((_, keys))) = (line.split_once('='), out.last_mut())
+        {
+            keys.insert(key.trim().to_owned(), value.trim().to_owned());
+        }
+    }
+    out
+}
+
+/// One section's values, with errors that name the file and section.
+struct Section<'a> {
+    file: &'static str,
+    name: &'a str,
+    keys: &'a BTreeMap<String, String>,
+}
+
+impl Section<'_> {
+    fn error(&self, reason: String) -> SysFilesError {
+        SysFilesError {
+            file: self.file,
+            section: self.name.to_owned(),
+            reason,
+        }
+    }
+
+    fn text(&self, key: &str) -> Result<String, SysFilesError> {
+        self.keys
+            .get(key)
+            .cloned()
+            .ok_or_else(|| self.error(format!("no {key}")))
+    }
+
+    /// A number; absent counts as 0, as FastDFS's reader takes it.
+    fn number(&self, key: &str) -> Result<u64, SysFilesError> {
+        match self.keys.get(key) {
+            None => Ok(0),
+            Some(v) => v
+                .parse()
+                .map_err(|_| self.error(format!("{key}={v} is not a number"))),
+        }
+    }
+}
+
+/// Reads the groups (`storage_groups_new.dat`) and storages (`storage_servers_new.dat`) of
+/// another tracker into the form this tracker saves its state in. Storages are keyed by
+/// their `id` with storage ids, else by their address, as FastDFS writes them.
+pub fn parse_sys_files(
+    groups: &[u8],
+    storages: &[u8],
+    use_storage_id: bool,
+) -> Result<SavedState, SysFilesError> {
+    const GROUPS: &str = "storage_groups_new.dat";
+    const STORAGES: &str = "storage_servers_new.dat";
+    let mut state = SavedState {
+        format: FORMAT,
+        groups: Vec::new(),
+    };
+    let groups_text = String::from_utf8_lossy(groups);
+    for (name, keys) in sections(&groups_text) {
+        if !name.starts_with("Group") {
+            continue;
+        }
+        let s = Section {
+            file: GROUPS,
+            name: &name,
+            keys: &keys,
+        };
+        let group = s.text("group_name")?;
+        if !crate::fileid::valid_group(&group) {
+            return Err(s.error(format!("bad group name {group:?}")));
+        }
+        let trunk_server = s.text("trunk_server").unwrap_or_default();
+        state.groups.push(SavedGroup {
+            name: group,
+            store_path_count: s.number("store_path_count")?,
+            subdir_count_per_path: s.number("subdir_count_per_path")?,
+            members: Vec::new(),
+            trunk_server: (!trunk_server.is_empty()).then_some(trunk_server),
+            trunk_file_id: u32::try_from(s.number("current_trunk_file_id")?)
+                .map_err(|_| s.error("current_trunk_file_id out of range".into()))?,
+        });
+    }
+    let storages_text = String::from_utf8_lossy(storages);
+    for (name, keys) in sections(&storages_text) {
+        if !name.starts_with("Storage") {
+            continue;
+        }
+        let s = Section {
+            file: STORAGES,
+            name: &name,
+            keys: &keys,
+        };
+        let group = s.text("group_name")?;
+        let ip = s.text("ip_addr")?;
+        let id = if use_storage_id {
+            s.text("id")?
+        } else {
+            ip.clone()
+        };
+        let status = u8::try_from(s.number("status")?)
+            .ok()
+            .filter(|b| StorageStatus::from_byte(*b).is_some())
+            .ok_or_else(|| s.error("unknown status".into()))?;
+        let member = SavedMember {
+            id,
+            ip,
+            port: s.number("storage_port")?,
+            status,
+            version: s.text("version").unwrap_or_default(),
+            join_time: s.number("join_time")?,
+            upload_priority: s.number("upload_priority")?,
+            store_path_count: s.number("store_path_count")?,
+            subdir_count_per_path: s.number("subdir_count_per_path")?,
+            // Disk figures come with the storage's next report.
+            paths: Vec::new(),
+            src_id: s.text("sync_src_server").unwrap_or_default(),
+            sync_until: s.number("sync_until_timestamp")?,
+            last_synced_timestamp: s.number("last_synced_timestamp")?,
+            rw_mode: RW_BOTH,
+            changelog_offset: s.number("changelog_offset")?,
+            fenced: false,
+        };
+        let g = state
+            .groups
+            .iter_mut()
+            .find(|g| g.name == group)
+            .ok_or_else(|| s.error(format!("group {group:?} is not in {GROUPS}")))?;
+        g.members.push(member);
+    }
+    Ok(state)
 }

@@ -1303,3 +1303,98 @@ async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
         .get();
     assert!(pushed_to_new <= 1, "{pushed_to_new} records pushed again");
 }
+
+/// A member that comes back at a new address while its old address still serves on the
+/// tracker (here another connection holds it ONLINE) is refused the move (EBUSY) and asks
+/// again, without joining as a new member; once the old address is gone, the move is taken.
+#[tokio::test]
+async fn a_move_waits_while_the_old_address_still_serves() {
+    use fdfs_node::client::Conn;
+    use fdfs_node::proto::report::JoinRequest;
+    use fdfs_node::proto::{Command, Status};
+
+    let mut g = Group::start().await;
+    g.add_member("127.0.0.4").await;
+    g.wait_all_active().await;
+    let b = g.members.pop().expect("B");
+    let mut cfg = b.node.config.clone();
+    let port = b.addr.port();
+    b.stop(Duration::from_secs(2)).await;
+    let record = |ip: &str| {
+        g.tracker.tracker.registry().groups["group1"]
+            .members
+            .get(ip)
+            .map(|m| m.status)
+    };
+    wait_for("B OFFLINE", Duration::from_secs(30), async || {
+        record("127.0.0.4") == Some(StorageStatus::Offline)
+    })
+    .await;
+
+    // Something at B's old address joins the tracker again and holds the record.
+    let mut old = Conn::connect(
+        g.tracker.addr,
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+        Some("127.0.0.4".parse().expect("ip")),
+    )
+    .await
+    .expect("connect");
+    let join = JoinRequest {
+        group: "group1".into(),
+        storage_port: u64::from(port),
+        store_path_count: 1,
+        subdir_count_per_path: cfg.subdir_count_per_path.into(),
+        upload_priority: 10,
+        status: StorageStatus::Active as i8,
+        version: "6.16.1".into(),
+        trackers: vec![g.tracker.addr.to_string()],
+        ..Default::default()
+    };
+    let (st, _) = old
+        .call(Command::StorageJoin, &join.encode(), 1024)
+        .await
+        .expect("join");
+    assert_eq!(st, Status::Ok);
+    assert!(matches!(
+        record("127.0.0.4"),
+        Some(StorageStatus::Online | StorageStatus::Active)
+    ));
+
+    cfg.bind = format!("127.0.0.6:{port}");
+    g.members.push(
+        fdfs_node::storage::start(cfg)
+            .await
+            .expect("B at its new address"),
+    );
+    let busy = || {
+        g.tracker
+            .tracker
+            .metrics
+            .requests
+            .get_or_create(&vec![
+                ("command".to_owned(), "StorageReportIpChanged".to_owned()),
+                ("status".to_owned(), "EBUSY".to_owned()),
+            ])
+            .get()
+    };
+    wait_for(
+        "the move refused twice",
+        Duration::from_secs(30),
+        async || busy() >= 2,
+    )
+    .await;
+    assert_eq!(record("127.0.0.6"), None, "not joined as a new member");
+    assert!(matches!(
+        record("127.0.0.4"),
+        Some(StorageStatus::Online | StorageStatus::Active)
+    ));
+
+    // The old address goes away: the next attempt moves the record.
+    drop(old);
+    wait_for("B's record moved", Duration::from_secs(60), async || {
+        record("127.0.0.4") == Some(StorageStatus::IpChanged)
+            && record("127.0.0.6") == Some(StorageStatus::Active)
+    })
+    .await;
+}

@@ -282,27 +282,36 @@ async fn follow_changelog(node: &StorageNode, conn: &mut Conn) -> Result<(), Cli
     let dir = node.binlog.dir().to_owned();
     let base = node.config.base_path.clone();
     let group = node.config.group_name.clone();
-    let followed = crate::disk::run(move || -> std::io::Result<()> {
-        super::sync::follow_changelog(&dir, &group, &lines)?;
-        let source = init_flag_value(&base, "sync_src_server").unwrap_or_default();
-        for l in lines
-            .iter()
-            .filter(|l| !source.is_empty() && l.id == source)
-        {
-            let now = if l.status == StorageStatus::IpChanged as u8 {
-                l.new_id.clone()
-            } else {
-                String::new()
-            };
-            update_init_flag(&base, &[("sync_src_server", now)])?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|_| std::io::Error::other("the disk threads are gone"))
-    .and_then(|r| r);
+    let followed = crate::disk::run(move || apply_changelog(&base, &dir, &group, &lines))
+        .await
+        .map_err(|_| std::io::Error::other("the disk threads are gone"))
+        .and_then(|r| r);
     if let Err(e) = followed {
         tracing::warn!(error = %e, "storage changelog not followed");
+    }
+    Ok(())
+}
+
+/// Follows changelog lines on disk: the sync marks in `binlog_dir`, and the full-sync source
+/// in `.data_init_flag` (renamed when it moved, cleared when it was deleted), line by line.
+fn apply_changelog(
+    base: &std::path::Path,
+    binlog_dir: &std::path::Path,
+    group: &str,
+    lines: &[ChangelogLine],
+) -> std::io::Result<()> {
+    super::sync::follow_changelog(binlog_dir, group, lines)?;
+    let mut source = init_flag_value(base, "sync_src_server").unwrap_or_default();
+    for l in lines {
+        if source.is_empty() || l.id != source {
+            continue;
+        }
+        source = if l.status == StorageStatus::IpChanged as u8 {
+            l.new_id.clone()
+        } else {
+            String::new()
+        };
+        update_init_flag(base, &[("sync_src_server", source.clone())])?;
     }
     Ok(())
 }
@@ -847,5 +856,61 @@ async fn report_session(
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(id: &str, status: StorageStatus, new_id: &str) -> ChangelogLine {
+        ChangelogLine {
+            time: 1,
+            group: "group1".into(),
+            id: id.into(),
+            status: status as u8,
+            new_id: new_id.into(),
+        }
+    }
+
+    #[test]
+    fn the_changelog_moves_and_clears_the_full_sync_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path();
+        let binlog = base.join("data").join("sync");
+        std::fs::create_dir_all(&binlog).expect("dirs");
+        update_init_flag(
+            base,
+            &[
+                ("sync_old_done", "1".into()),
+                ("sync_src_server", "127.0.0.4".into()),
+            ],
+        )
+        .expect("flag");
+        // The source moved twice, then another member was deleted: the record follows both
+        // moves, and keeps the rest of the file.
+        let moves = [
+            line("127.0.0.4", StorageStatus::IpChanged, "127.0.0.6"),
+            line("127.0.0.6", StorageStatus::IpChanged, "127.0.0.7"),
+            line("127.0.0.9", StorageStatus::Deleted, ""),
+        ];
+        apply_changelog(base, &binlog, "group1", &moves).expect("followed");
+        assert_eq!(
+            init_flag_value(base, "sync_src_server").as_deref(),
+            Some("127.0.0.7")
+        );
+        assert_eq!(init_flag_value(base, "sync_old_done").as_deref(), Some("1"));
+        // Once deleted, it is no one's source any more.
+        apply_changelog(
+            base,
+            &binlog,
+            "group1",
+            &[line("127.0.0.7", StorageStatus::Deleted, "")],
+        )
+        .expect("followed");
+        assert_eq!(
+            init_flag_value(base, "sync_src_server").as_deref(),
+            Some("")
+        );
     }
 }

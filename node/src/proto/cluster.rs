@@ -306,10 +306,10 @@ impl FenceRequest {
         let fenced = match flag {
             0 => false,
             1 => true,
-            _ => {
-                return Err(ProtoError::BadLength {
+            other => {
+                return Err(ProtoError::BadField {
                     what: "fence flag",
-                    len: body.len(),
+                    reason: format!("{other} is neither 0 nor 1"),
                 });
             }
         };
@@ -1053,7 +1053,13 @@ mod tests {
         assert_eq!(FenceRequest::decode(&body).expect("decode"), r);
         let mut odd = body.clone();
         odd[0] = 2;
-        assert!(FenceRequest::decode(&odd).is_err());
+        assert!(
+            matches!(
+                FenceRequest::decode(&odd),
+                Err(ProtoError::BadField { what: "fence flag", .. })
+            ),
+            "a bad flag is named as such"
+        );
         assert!(FenceRequest::decode(&[]).is_err());
         assert!(FenceRequest::decode(&body[..17]).is_err(), "no id");
     }

@@ -867,3 +867,64 @@ async fn counters_and_the_directory_rotation_survive_a_restart() {
         151
     );
 }
+
+/// Captured log lines, for the test below.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A disk failure reaches the client as FastDFS's status and the log as its cause, once,
+/// with the command and the client's address: here the store path's only data directory is
+/// a file, so putting an upload there fails with ENOTDIR, and the upload gets EIO.
+#[tokio::test]
+async fn a_failed_disk_write_is_answered_with_a_status_and_logged_with_its_cause() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    // The servers' tasks run on this test's thread: they log to this subscriber.
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let c = Cluster::start(&["group1"], 1).await;
+    let only_dir = c.store_root(0).join("data/00/00");
+    std::fs::remove_dir_all(&only_dir).expect("remove");
+    std::fs::write(&only_dir, b"not a directory").expect("file in its place");
+
+    let client = c.client().await;
+    match client.upload_bytes(b"lost?", "txt", None).await {
+        Err(fdfs_node::client::ClientError::Status { status, .. }) => {
+            assert_eq!(status, Status::Io)
+        }
+        other => panic!("expected EIO, got {other:?}"),
+    }
+    let text = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("utf8");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("cmd=UploadFile"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let line = lines[0];
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("failed"), "{line}");
+    assert!(line.contains("status=EIO"), "{line}");
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+    assert!(line.to_lowercase().contains("not a directory"), "{line}");
+    // The server stays up: the directory back, the next upload is stored.
+    std::fs::remove_file(&only_dir).expect("remove the file");
+    std::fs::create_dir(&only_dir).expect("the directory again");
+    client
+        .upload_bytes(b"kept", "txt", None)
+        .await
+        .expect("upload after the fault");
+}

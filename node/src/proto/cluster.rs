@@ -1056,7 +1056,10 @@ mod tests {
         assert!(
             matches!(
                 FenceRequest::decode(&odd),
-                Err(ProtoError::BadField { what: "fence flag", .. })
+                Err(ProtoError::BadField {
+                    what: "fence flag",
+                    ..
+                })
             ),
             "a bad flag is named as such"
         );

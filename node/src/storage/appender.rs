@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::binlog::{Op, Record};
-use super::store::{NewName, io_status};
+use super::store::NewName;
 use super::transfer::{file_crc32, receive_into};
-use super::{Failure, Handled, Reply, StorageNode, blocking};
+use super::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 use crate::fileid::{BASE64_LEN, RemoteName};
 use crate::fsutil::SyncPolicy;
 use crate::fsutil::rename_noreplace;
@@ -76,7 +76,7 @@ impl StorageNode {
         let dir = path.parent().map(Path::to_path_buf);
         let (temp, file) = blocking(move || node.store.create_temp(store_path, dir.as_deref()))
             .await?
-            .map_err(|e| Failure::Status(io_status(&e)))?;
+            .map_err(io_failure("creating a temporary file"))?;
         let chunk = self.config.buff_size as usize;
         let (file, _) = receive_into(conn, file, 0, size, chunk, SyncPolicy::Never).await?;
         // Never named: the open file is all that is needed, and all that remains.
@@ -113,7 +113,7 @@ impl StorageNode {
             Ok(())
         })
         .await?
-        .map_err(|e| Failure::Status(io_status(&e)))?;
+        .map_err(io_failure("appending to the file"))?;
         self.count_bytes(Command::AppendFile, head.size);
         Ok(Reply::Body(Vec::new()))
     }
@@ -130,7 +130,7 @@ impl StorageNode {
         let p = path.clone();
         let len = blocking(move || std::fs::metadata(&p).map(|m| m.len()))
             .await?
-            .map_err(|e| Failure::Status(io_status(&e)))?;
+            .map_err(io_failure("reading the appender file's size"))?;
         if offset > len {
             return Err(Status::InvalidArgument.into());
         }
@@ -138,18 +138,21 @@ impl StorageNode {
         let remote = appender.to_string();
         let _one_writer = self.file_locks.lock(&remote).await;
         let (node, size) = (self.clone(), head.size);
-        blocking(move || -> Result<(), Status> {
+        blocking(move || -> Result<(), Failure> {
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&path)
-                .map_err(|e| io_status(&e))?;
+                .map_err(io_failure("opening the appender file"))?;
             // Checked again: a truncate may have come first.
-            let len = f.metadata().map_err(|e| io_status(&e))?.len();
+            let len = f
+                .metadata()
+                .map_err(io_failure("reading the appender file's size"))?
+                .len();
             if offset > len {
-                return Err(Status::InvalidArgument);
+                return Err(Status::InvalidArgument.into());
             }
             body.write_to(&f, offset, node.store.sync_policy())
-                .map_err(|e| io_status(&e))?;
+                .map_err(io_failure("modifying the appender file"))?;
             node.log_now(&[Record::new(crate::unix_now() as u32, Op::Modify, remote)
                 .with_extra(format!("{offset} {size}"))]);
             Ok(())
@@ -182,7 +185,7 @@ impl StorageNode {
             Ok(old)
         })
         .await?
-        .map_err(|e| Failure::Status(io_status(&e)))?;
+        .map_err(io_failure("truncating the appender file"))?;
         if old_size != new_size {
             let extra = format!("{old_size} {new_size}");
             self.log(&[
@@ -211,10 +214,15 @@ impl StorageNode {
         let node = self.clone();
         let source = self.source();
         let chunk = self.config.buff_size as usize;
-        let renamed = blocking(move || -> Result<RemoteName, Status> {
-            let file = std::fs::File::open(&path).map_err(|e| io_status(&e))?;
-            let size = file.metadata().map_err(|e| io_status(&e))?.len();
-            let crc32 = file_crc32(&file, chunk).map_err(|e| io_status(&e))?;
+        let renamed = blocking(move || -> Result<RemoteName, Failure> {
+            let reading = io_failure("reading the appender file");
+            let file =
+                std::fs::File::open(&path).map_err(io_failure("opening the appender file"))?;
+            let size = file
+                .metadata()
+                .map_err(io_failure("reading the appender file's size"))?
+                .len();
+            let crc32 = file_crc32(&file, chunk).map_err(reading)?;
             let spec = NewName {
                 source,
                 ext: String::new(),
@@ -235,10 +243,10 @@ impl StorageNode {
                 match rename_noreplace(&path, &target) {
                     Ok(()) => return Ok(new),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(io_status(&e)),
+                    Err(e) => return Err(io_failure("renaming the appender file")(e)),
                 }
             }
-            Err(Status::AlreadyExists)
+            Err(Status::AlreadyExists.into())
         })
         .await??;
         tracing::debug!(old = %remote, new = %renamed, "regenerated appender name");

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::binlog::{Op, Record};
 use super::meta;
-use super::store::{self, io_status};
+use super::store;
 use super::transfer::file_crc32;
-use super::{Failure, Handled, Reply, StorageNode, blocking};
+use super::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 use crate::fileid::Source;
 use crate::proto::query::FileRequest;
 use crate::proto::storage::{DownloadRequest, FileInfo, MetaOp, SetMetadataRequest};
@@ -50,7 +50,7 @@ impl StorageNode {
             .store
             .open_file(&name)
             .await
-            .map_err(|e| Failure::Status(io_status(&e)))?;
+            .map_err(io_failure("opening the file"))?;
         let (file, size, base) = (opened.file, opened.size, opened.base);
         // V6.15.4 refuses offset ≥ size; a 0-byte file still downloads (as up to V6.15.3).
         if offset > size || (offset == size && size > 0) {
@@ -63,7 +63,7 @@ impl StorageNode {
         if len <= READ_WHOLE {
             let data = crate::disk::read_cached(file, offset, len)
                 .await
-                .map_err(|e| Failure::Status(io_status(&e)))?;
+                .map_err(io_failure("reading the file"))?;
             conn.reply(Status::Ok, &data).await?;
             self.count_bytes(Command::DownloadFile, len);
             return Ok(Reply::Sent);
@@ -110,7 +110,7 @@ impl StorageNode {
             deleted
         })
         .await?
-        .map_err(|e| Failure::Status(io_status(&e)))?;
+        .map_err(io_failure("deleting the file"))?;
         tracing::debug!(file = %name, "deleted");
         // A trunk slot goes back to the group's trunk server for reuse.
         if let Some(block) =
@@ -143,11 +143,11 @@ impl StorageNode {
         let from_name = !core.is_appender() && !name.is_slave().unwrap_or(true);
         let chunk = self.config.buff_size as usize;
         let node = self.clone();
-        let (size, mtime, crc32) = blocking(move || -> Result<(u64, u64, u32), Status> {
+        let (size, mtime, crc32) = blocking(move || -> Result<(u64, u64, u32), Failure> {
             let opened = node
                 .store
                 .open_file_blocking(&name)
-                .map_err(|e| io_status(&e))?;
+                .map_err(io_failure("opening the file"))?;
             let mtime = opened
                 .mtime
                 .duration_since(std::time::UNIX_EPOCH)
@@ -157,7 +157,7 @@ impl StorageNode {
             } else if flags & INFO_NO_CRC != 0 {
                 0
             } else {
-                file_crc32(&opened.file, chunk).map_err(|e| io_status(&e))?
+                file_crc32(&opened.file, chunk).map_err(io_failure("reading the file"))?
             };
             Ok((opened.size, mtime, crc))
         })
@@ -191,10 +191,10 @@ impl StorageNode {
         let meta_name = format!("{name}-m");
         // A merge reads, changes and writes the metadata file: one at a time per file.
         let _one_writer = self.file_locks.lock(&name.to_string()).await;
-        let op = blocking(move || -> Result<Option<Op>, Status> {
+        let op = blocking(move || -> Result<Option<Op>, Failure> {
             // The file may be its own or a trunk slot; its metadata file is its own.
             if node.store.open_file_blocking(&name).is_err() {
-                return Err(Status::NotFound);
+                return Err(Status::NotFound.into());
             }
             let meta_file = store::meta_path(&path);
             let existed = meta_file.exists();
@@ -204,7 +204,7 @@ impl StorageNode {
                     let mut old = match std::fs::read(&meta_file) {
                         Ok(b) => meta::parse(&b),
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => meta::Records::new(),
-                        Err(e) => return Err(io_status(&e)),
+                        Err(e) => return Err(io_failure("reading the metadata")(e)),
                     };
                     old.extend(meta::parse(&req.meta));
                     old
@@ -214,7 +214,7 @@ impl StorageNode {
                 return match std::fs::remove_file(&meta_file) {
                     Ok(()) => Ok(Some(Op::Delete)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(io_status(&e)),
+                    Err(e) => Err(io_failure("removing the metadata")(e)),
                 };
             }
             node.store
@@ -223,7 +223,7 @@ impl StorageNode {
                     &meta_file,
                     &meta::encode(&records),
                 )
-                .map_err(|e| io_status(&e))?;
+                .map_err(io_failure("writing the metadata"))?;
             Ok(Some(if existed { Op::Update } else { Op::Create }))
         })
         .await??;
@@ -243,11 +243,11 @@ impl StorageNode {
         let req = self.file_request(conn, header).await?;
         let (name, path) = self.locate(&req.remote_filename)?;
         let node = self.clone();
-        let blob = blocking(move || -> Result<Vec<u8>, Status> {
+        let blob = blocking(move || -> Result<Vec<u8>, Failure> {
             if node.store.open_file_blocking(&name).is_err() {
-                return Err(Status::NotFound);
+                return Err(Status::NotFound.into());
             }
-            std::fs::read(store::meta_path(&path)).map_err(|e| io_status(&e))
+            std::fs::read(store::meta_path(&path)).map_err(io_failure("reading the metadata"))
         })
         .await??;
         Ok(Reply::Body(blob))

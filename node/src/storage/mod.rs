@@ -37,7 +37,7 @@ use crate::proto::{Command, Header, Status, StorageStatus};
 use crate::server::acl::AccessList;
 use crate::server::{self, ConnError, Connection, Service};
 use metrics::{CommandLabels, LatencyLabels, StorageMetrics};
-use store::{PathPolicy, Store};
+use store::{PathPolicy, Store, io_status};
 
 /// Shared state of one storage node.
 #[derive(Debug)]
@@ -130,15 +130,48 @@ enum Reply {
     SentThenClose,
 }
 
-/// A status reply, or a connection-level failure.
+/// Why a command failed: a refusal the handler decided on, a file operation that failed
+/// (its status is FastDFS's for the error, and the error itself is logged once with the
+/// command and the peer), or the connection itself.
+#[derive(Debug, thiserror::Error)]
 enum Failure {
+    #[error("refused with {0}")]
     Status(Status),
-    Conn(ConnError),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Conn(#[from] ConnError),
 }
 
-impl From<ConnError> for Failure {
-    fn from(e: ConnError) -> Self {
-        Failure::Conn(e)
+impl Failure {
+    /// The status the peer gets; a connection that failed gets none (EIO in the counters).
+    fn status(&self) -> Status {
+        match self {
+            Failure::Status(s) => *s,
+            Failure::Io { source, .. } => io_status(source),
+            Failure::Conn(_) => Status::Io,
+        }
+    }
+}
+
+/// Turns an I/O error into a failure that keeps it, saying what was being done.
+fn io_failure(what: &'static str) -> impl FnOnce(std::io::Error) -> Failure {
+    move |source| Failure::Io { what, source }
+}
+
+impl From<store::CommitError> for Failure {
+    fn from(e: store::CommitError) -> Self {
+        match e {
+            store::CommitError::Io(source) => Failure::Io {
+                what: "putting the file in place",
+                source,
+            },
+            other => Failure::Status(other.status()),
+        }
     }
 }
 
@@ -475,9 +508,16 @@ impl StorageNode {
         let result = self.dispatch(conn, &header, session).await;
         let status = match &result {
             Ok(_) => Status::Ok,
-            Err(Failure::Status(s)) => *s,
-            Err(Failure::Conn(_)) => Status::Io,
+            Err(f) => f.status(),
         };
+        if let Err(Failure::Io { what, source }) = &result {
+            // A file that is not there is an answer (ENOENT), not a fault.
+            if source.kind() == std::io::ErrorKind::NotFound {
+                tracing::debug!(peer = %conn.peer, cmd = ?header.cmd, %status, error = %source, "{what}");
+            } else {
+                tracing::warn!(peer = %conn.peer, cmd = ?header.cmd, %status, error = %source, "{what} failed");
+            }
+        }
         if let Some((total, _)) = counter_slots(header.cmd) {
             self.counters.add_pair(total, 1, status == Status::Ok);
         }
@@ -503,7 +543,7 @@ impl StorageNode {
             }
             Ok(Reply::Sent) => Ok(true),
             Ok(Reply::SentThenClose) => Ok(false),
-            Err(Failure::Status(status)) => {
+            Err(Failure::Status(_) | Failure::Io { .. }) => {
                 conn.reply_error(status).await?;
                 // The C storage closes after EINVAL; a failed streamed command may leave
                 // body bytes unread, so its connection cannot be reused either.

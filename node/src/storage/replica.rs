@@ -8,9 +8,9 @@ use std::io::Write;
 use std::sync::Arc;
 
 use super::binlog::{Op, Record};
-use super::store::{io_status, unix_time};
+use super::store::unix_time;
 use super::transfer::receive_into;
-use super::{Failure, Handled, Reply, Session, StorageNode, blocking};
+use super::{Failure, Handled, Reply, Session, StorageNode, blocking, io_failure};
 use crate::fileid::RemoteName;
 use crate::fsutil::rename_noreplace;
 use crate::proto::fields::fixed_text;
@@ -118,7 +118,7 @@ impl StorageNode {
                 Ok(Some(true))
             })
             .await?
-            .map_err(|e| Failure::Status(io_status(&e)))?;
+            .map_err(io_failure("writing a replicated trunk slot"))?;
             self.synced_from(session, ts);
             return match stored {
                 Some(true) => {
@@ -152,7 +152,7 @@ impl StorageNode {
                 Ok(true)
             })
             .await?
-            .map_err(|e| Failure::Status(io_status(&e)))?;
+            .map_err(io_failure("writing a replicated file"))?;
             self.synced_from(session, ts);
             self.count_sync(false, head.file_size, stored);
             if !stored {
@@ -182,7 +182,7 @@ impl StorageNode {
         let dir = path.parent().map(std::path::Path::to_path_buf);
         let (temp, file) = blocking(move || node.store.create_temp(store_path, dir.as_deref()))
             .await?
-            .map_err(|e| Failure::Status(io_status(&e)))?;
+            .map_err(io_failure("creating a temporary file"))?;
         let (file, _) = receive_into(
             conn,
             file,
@@ -202,7 +202,7 @@ impl StorageNode {
             Ok::<_, std::io::Error>(())
         })
         .await?
-        .map_err(|e| Failure::Status(io_status(&e)))?;
+        .map_err(io_failure("writing a replicated file"))?;
         self.count_sync(false, head.file_size, true);
         self.synced_from(session, ts);
         Ok(Reply::Body(Vec::new()))
@@ -227,7 +227,7 @@ impl StorageNode {
         })
         .await?;
         self.synced_from(session, req.timestamp);
-        removed.map_err(|e| Failure::Status(io_status(&e)))?;
+        removed.map_err(io_failure("deleting a replicated file"))?;
         self.log(&[Record::new(req.timestamp, Op::Delete, name.to_string()).replica()])
             .await;
         Ok(Reply::Body(Vec::new()))
@@ -261,7 +261,7 @@ impl StorageNode {
         let remote = name.to_string();
         let _one_writer = self.file_locks.lock(&remote).await;
         let (node, ts) = (self.clone(), head.timestamp);
-        let applied = blocking(move || -> Result<(), Status> {
+        let applied = blocking(move || -> Result<(), Failure> {
             let f = std::fs::File::options().write(true).open(&path);
             let local = f
                 .as_ref()
@@ -280,17 +280,19 @@ impl StorageNode {
                     Status::AlreadyExists
                 } else {
                     Status::NotFound
-                });
+                }
+                .into());
             }
-            let f = f.map_err(|e| io_status(&e))?;
+            let f = f.map_err(io_failure("opening a replicated file"))?;
             if let Err(e) = body.write_to(&f, start, node.store.sync_policy()) {
                 if !modify {
                     // Undo a partial append so the file keeps its old content.
                     let _ = f.set_len(start);
                 }
-                return Err(io_status(&e));
+                return Err(io_failure("writing a replicated range")(e));
             }
-            f.set_modified(unix_time(ts)).map_err(|e| io_status(&e))?;
+            f.set_modified(unix_time(ts))
+                .map_err(io_failure("stamping a replicated file"))?;
             let op = if modify { Op::Modify } else { Op::Append };
             node.log_now(&[Record::new(ts, op, remote)
                 .with_extra(format!("{start} {len}"))
@@ -334,7 +336,7 @@ impl StorageNode {
             Ok(true)
         })
         .await?
-        .map_err(|e| Failure::Status(io_status(&e)))?;
+        .map_err(io_failure("truncating a replicated file"))?;
         self.synced_from(session, ts);
         if !applied {
             return Err(Status::AlreadyExists.into());
@@ -363,12 +365,12 @@ impl StorageNode {
             // answers EEXIST (done for the sender), not ENOENT (which makes a C
             // sender push the whole file again as SYNC_CREATE_FILE).
             if new_path.exists() {
-                return Err(Status::AlreadyExists);
+                return Err(Status::AlreadyExists.into());
             }
             if !old_path.exists() {
-                return Err(Status::NotFound);
+                return Err(Status::NotFound.into());
             }
-            rename_noreplace(&old_path, &new_path).map_err(|e| io_status(&e))
+            rename_noreplace(&old_path, &new_path).map_err(io_failure("renaming a replicated file"))
         })
         .await?;
         self.synced_from(session, req.timestamp);
@@ -395,13 +397,13 @@ impl StorageNode {
         let (target, target_path) = self.locate(&req.second)?;
         let made = blocking(move || {
             if !target_path.exists() {
-                return Err(Status::NotFound);
+                return Err(Status::NotFound.into());
             }
             std::os::unix::fs::symlink(&target_path, &link_path).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    Status::AlreadyExists
+                    Status::AlreadyExists.into()
                 } else {
-                    io_status(&e)
+                    io_failure("making a replicated link")(e)
                 }
             })
         })

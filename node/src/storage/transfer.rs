@@ -4,8 +4,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::store::io_status;
-use super::{Failure, blocking};
+use super::{Failure, blocking, io_failure};
 use crate::fsutil::SyncPolicy;
 use crate::proto::Status;
 use crate::server::Connection;
@@ -29,7 +28,7 @@ pub(super) async fn receive_into(
     let mut file = Some(file);
     let mut pos = offset;
     let mut left = len;
-    let mut failed: Option<Status> = None;
+    let mut failed: Option<std::io::Error> = None;
     let mut unsynced = 0u64;
     while left > 0 {
         let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -57,11 +56,11 @@ pub(super) async fn receive_into(
         buf = b;
         pos += n as u64;
         if let Err(e) = r {
-            failed = Some(io_status(&e));
+            failed = Some(e);
         }
     }
-    if let Some(status) = failed {
-        return Err(status.into());
+    if let Some(e) = failed {
+        return Err(io_failure("writing the received body")(e));
     }
     let file = file.ok_or(Failure::Status(Status::Io))?;
     Ok((file, hasher.finalize()))

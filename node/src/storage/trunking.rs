@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::trunk_space::{FreeSpace, TrunkFiles, TrunkParams};
-use super::{Failure, Handled, Reply, StorageNode, blocking};
+use super::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 use crate::client::{ClientError, Conn};
 use crate::fileid::RemoteName;
 use crate::proto::report::StorageBrief;
@@ -526,17 +526,19 @@ impl StorageNode {
             }
         })
         .await?
-        .map_err(|e| Failure::Status(super::store::io_status(&e)))?;
+        .map_err(io_failure("serving the trunk binlog"))?;
         Ok(Reply::Body(reply))
     }
 }
 
 /// The status a member gets when the trunk server cannot do what it asked.
 fn trunk_status(e: std::io::Error) -> Failure {
-    Failure::Status(match e.kind() {
+    match e.kind() {
         // Not the trunk server: FastDFS answers EINVAL.
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput => Status::InvalidArgument,
-        std::io::ErrorKind::AlreadyExists => Status::AlreadyExists,
-        _ => super::store::io_status(&e),
-    })
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput => {
+            Status::InvalidArgument.into()
+        }
+        std::io::ErrorKind::AlreadyExists => Status::AlreadyExists.into(),
+        _ => io_failure("trunk space")(e),
+    }
 }

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use super::binlog::{Op, Record};
-use super::store::{CommitError, NewName, io_status, write_small};
+use super::store::{CommitError, NewName, write_small};
 use super::transfer::receive_into;
-use super::{Failure, Handled, Reply, StorageNode, blocking};
+use super::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 use crate::fileid::{self, FORMATTED_EXT_LEN, RemoteName};
 use crate::proto::storage::{
     SLAVE_HEAD_LEN, SlaveHead, UPLOAD_HEAD_LEN, UploadHead, UploadResponse,
@@ -104,7 +104,7 @@ impl StorageNode {
             let n2 = node.clone();
             let (temp, file) = blocking(move || n2.store.create_new(store_path))
                 .await?
-                .map_err(|e| Failure::Status(io_status(&e)))?;
+                .map_err(io_failure("creating the upload's file"))?;
             let (file, crc) =
                 receive_into(conn, file, 0, size, chunk, self.store.sync_policy()).await?;
             spec.crc32 = crc;
@@ -115,7 +115,7 @@ impl StorageNode {
             })
             .await?
         };
-        let name = name.map_err(|e| e.status())?;
+        let name = name?;
         self.count_bytes(Command::UploadFile, size);
         tracing::debug!(file = %name, size, appender, "stored");
         Ok(Reply::Body(
@@ -157,7 +157,7 @@ impl StorageNode {
                 })
                 .await?;
                 self.trunk_confirm(block, written.is_ok()).await;
-                written.map_err(|e| Failure::Status(io_status(&e)))?;
+                written.map_err(io_failure("writing the upload"))?;
                 return Ok(name);
             }
             Ok(None) => {}
@@ -177,7 +177,7 @@ impl StorageNode {
             Ok::<_, CommitError>(name)
         })
         .await?
-        .map_err(|e| Failure::Status(e.status()))
+        .map_err(Failure::from)
     }
 
     /// 21: a file named after its master plus a prefix, e.g. a thumbnail.
@@ -223,7 +223,7 @@ impl StorageNode {
         let dir = slave_path.parent().map(std::path::Path::to_path_buf);
         let (temp, file) = blocking(move || node.store.create_temp(store_path, dir.as_deref()))
             .await?
-            .map_err(|e| Failure::Status(io_status(&e)))?;
+            .map_err(io_failure("creating the slave file"))?;
         let (file, _) = receive_into(
             conn,
             file,
@@ -235,9 +235,7 @@ impl StorageNode {
         .await?;
         let node = self.clone();
         let target = slave.clone();
-        blocking(move || node.store.commit_as(temp, file, &target))
-            .await?
-            .map_err(|e| e.status())?;
+        blocking(move || node.store.commit_as(temp, file, &target)).await??;
         self.log(&[Record::new(
             crate::unix_now() as u32,
             Op::Create,

@@ -10,6 +10,7 @@ pub mod conditions;
 pub mod deletion;
 pub mod fetch;
 pub mod group;
+mod group_status;
 pub mod replace;
 pub mod status;
 pub mod volume;

@@ -7,6 +7,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::ClientError;
+
+/// Why a reply body could not be streamed on ([`Conn::copy_body_to`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BodyCopyError {
+    #[error(transparent)]
+    Read(ClientError),
+    #[error("writing the body out: {0}")]
+    Write(std::io::Error),
+}
 use crate::proto::{Command, HEADER_LEN, Header, Status};
 
 /// A connected peer speaking the FastDFS protocol.
@@ -115,6 +124,30 @@ impl Conn {
         );
         out.extend_from_slice(body);
         self.write_all(&out).await
+    }
+
+    /// Streams the next `len` bytes of a reply body into `out`, a bounded chunk at a time,
+    /// so no file is held whole in memory. A failed write to `out` is told apart from a
+    /// failed read from the peer.
+    pub async fn copy_body_to<W: tokio::io::AsyncWrite + Unpin>(
+        &mut self,
+        len: u64,
+        out: &mut W,
+    ) -> Result<(), BodyCopyError> {
+        const CHUNK: usize = 256 * 1024;
+        let mut left = len;
+        let mut buf = vec![0u8; CHUNK.min(usize::try_from(left).unwrap_or(CHUNK)).max(1)];
+        while left > 0 {
+            let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            self.read_exact(&mut buf[..n])
+                .await
+                .map_err(BodyCopyError::Read)?;
+            out.write_all(&buf[..n])
+                .await
+                .map_err(BodyCopyError::Write)?;
+            left -= n as u64;
+        }
+        Ok(())
     }
 
     /// Reads a response header, checking the response marker and the length cap.

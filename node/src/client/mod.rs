@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-pub use conn::Conn;
+pub use conn::{BodyCopyError, Conn};
 
 use crate::fileid::{FileId, FileIdError};
 use crate::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
@@ -673,19 +673,13 @@ impl Client {
                     },
                 });
             }
-            let mut left = h.body_len;
-            let mut buf = vec![0u8; CHUNK.min(left as usize).max(1)];
-            while left > 0 {
-                let n = CHUNK.min(left as usize);
-                c.read_exact(&mut buf[..n]).await?;
-                out.write_all(&buf[..n])
-                    .await
-                    .map_err(|source| ClientError::LocalFile {
-                        path: "output".into(),
-                        source,
-                    })?;
-                left -= n as u64;
-            }
+            c.copy_body_to(h.body_len, out).await.map_err(|e| match e {
+                BodyCopyError::Read(e) => e,
+                BodyCopyError::Write(source) => ClientError::LocalFile {
+                    path: "output".into(),
+                    source,
+                },
+            })?;
             Ok(h.body_len)
         })
         .await

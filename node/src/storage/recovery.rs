@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::StorageNode;
 use super::binlog::{Op, Record};
-use crate::client::{ClientError, Conn, conn::resolve};
+use crate::client::{BodyCopyError, ClientError, Conn, conn::resolve};
 use crate::config::StorageConfig;
 use crate::proto::cluster::{GroupAndHost, ReportStatus};
 use crate::proto::fields::Reader;
@@ -741,14 +741,12 @@ async fn fetch_file(
         .map_err(local(&node.store.roots()[index]))?;
     let temp_path = temp.staged.path().to_path_buf();
     let mut file = tokio::fs::File::from_std(file);
-    let mut left = h.body_len;
-    let mut buf = vec![0u8; CHUNK.min(left as usize).max(1)];
-    while left > 0 {
-        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        c.read_exact(&mut buf[..n]).await?;
-        file.write_all(&buf[..n]).await.map_err(local(&temp_path))?;
-        left -= n as u64;
-    }
+    c.copy_body_to(h.body_len, &mut file)
+        .await
+        .map_err(|e| match e {
+            BodyCopyError::Read(e) => e.into(),
+            BodyCopyError::Write(e) => local(&temp_path)(e),
+        })?;
     file.sync_all().await.map_err(local(&temp_path))?;
     let file = file.into_std().await;
     let ts = record.timestamp;

@@ -30,8 +30,9 @@ use crate::proto::{Command, Header, Status, StorageStatus};
 const BATCH_BYTES: usize = 64 * 1024;
 /// Mark written after this many records (FastDFS `write_mark_file_freq`).
 const MARK_EVERY: u64 = 500;
-/// Pause after a failed attempt before reconnecting.
+/// Pause after a failed attempt before reconnecting, doubling while the peer stays away.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+const RETRY_AT_MOST: Duration = Duration::from_secs(4);
 
 /// A member of our group as the trackers last listed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,6 +332,7 @@ fn current(node: &StorageNode, id: &str) -> Option<Peer> {
 
 async fn push_loop(node: Arc<StorageNode>, peer_id: String, stop: CancellationToken) {
     let mut last_error = String::new();
+    let mut backoff = crate::retry::Backoff::new(RETRY_AFTER, RETRY_AT_MOST);
     while !stop.is_cancelled() {
         // On stop the session pushes on to the binlog's end and saves its mark; one that
         // cannot (a peer not answering, too much left) is dropped after a grace, and goes on
@@ -352,11 +354,13 @@ async fn push_loop(node: Arc<StorageNode>, peer_id: String, stop: CancellationTo
                 tracing::warn!(peer = %peer_id, error = %e, "sync to peer interrupted; retrying");
                 last_error = e.to_string();
             }
-            Ok(()) => last_error.clear(),
+            Ok(()) => {
+                last_error.clear();
+                backoff.reset();
+            }
         }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(RETRY_AFTER) => {}
+        if !backoff.wait(&stop).await {
+            break;
         }
     }
 }

@@ -175,6 +175,31 @@ mod tests {
         }
     }
 
+    /// The node reads every value the operator accepts, and what the operator renders into
+    /// `storage.conf`, as the same amount (in whole MB, as FastDFS keeps it).
+    #[test]
+    fn the_node_reads_what_the_operator_accepts_and_renders_alike() {
+        use fdfs_node::config::ReservedSpace as NodeReserved;
+        for (text, parsed) in VALID {
+            let rendered = parsed.to_string();
+            for form in [*text, rendered.as_str()] {
+                let node = NodeReserved::parse(form).expect("the node reads it");
+                match (*parsed, node) {
+                    (ReservedSpace::Ratio { basis_points }, NodeReserved::Ratio(r)) => {
+                        assert!(
+                            (r - f64::from(basis_points) / 10_000.0).abs() < 1e-9,
+                            "{form}"
+                        )
+                    }
+                    (ReservedSpace::Absolute { bytes }, NodeReserved::Mb(mb)) => {
+                        assert_eq!(mb, bytes >> 20, "{form}")
+                    }
+                    (ours, theirs) => panic!("{form}: {ours:?} read as {theirs:?}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn renders_fastdfs_text() {
         let rendered: Vec<String> = ["10%", "12.5%", "1024MB", "1536m", "3k"]

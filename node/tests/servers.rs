@@ -78,7 +78,7 @@ fn stored_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test]
 async fn upload_download_delete_round_trips() {
-    let c = Cluster::start(&["group1"], 256).await;
+    let c = Cluster::start(&["group1"], 2).await;
     let client = c.client().await;
     for (i, size) in [0usize, 1, 4096, 10 * 1024 * 1024].into_iter().enumerate() {
         let data = payload(size, i as u32);

@@ -5,23 +5,26 @@ mod common;
 
 use common::{exchanges, hex_field};
 use fdfs_node::fileid::RemoteName;
-use fdfs_node::proto::cluster::{SysFilePiece, SysFileRequest};
+use fdfs_node::proto::cluster::{ReportStatus, SyncSrcReq, SysFilePiece, SysFileRequest};
 use fdfs_node::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
 use fdfs_node::proto::query::{
     FetchAll, FetchAllFormat, FetchTarget, FileRequest, GroupRequest, StoreTarget, StoreTargets,
 };
-use fdfs_node::proto::report::{BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse};
+use fdfs_node::proto::report::{
+    BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, JoinResponse, SyncSource,
+};
 use fdfs_node::proto::storage::{
     DownloadRequest, FileInfo, SLAVE_HEAD_LEN, SetMetadataRequest, SlaveHead, TruncateRequest,
     UPLOAD_HEAD_LEN, UploadHead, UploadResponse, WriteHead,
 };
+use fdfs_node::proto::sync::ServerIdReport;
 use fdfs_node::proto::{Command, HEADER_LEN, Header, IpWidth};
 use fdfs_node::storage::meta;
 use serde_json::Value;
 
 const IMPLEMENTED: &[u8] = &[
-    11, 12, 13, 14, 15, 21, 22, 23, 24, 34, 36, 38, 61, 62, 63, 81, 82, 83, 84, 91, 92, 101, 102,
-    103, 104, 105, 106, 107, 111,
+    9, 11, 12, 13, 14, 15, 21, 22, 23, 24, 34, 36, 38, 61, 62, 63, 76, 81, 82, 83, 84, 86, 91, 92,
+    101, 102, 103, 104, 105, 106, 107, 111,
 ];
 
 fn header(part: &Value) -> Header {
@@ -87,6 +90,11 @@ fn request_round_trip(cmd: u8, body: &[u8]) -> Vec<u8> {
         14 => DownloadRequest::decode(body)
             .expect("download request")
             .encode(),
+        9 => ServerIdReport::decode(body).expect("server id").encode(),
+        76 => ReportStatus::decode(body).expect("report status").encode(),
+        86 => SyncSrcReq::decode(body)
+            .expect("sync source request")
+            .encode(),
         63 => SysFileRequest::decode(body)
             .expect("sys file request")
             .encode(),
@@ -117,11 +125,12 @@ fn response_round_trip(cmd: u8, body: &[u8]) -> Vec<u8> {
         15 => meta::encode(&meta::parse(body)),
         22 => FileInfo::decode(body).expect("file info").encode(16),
         14 => body.to_vec(),
-        12 | 61 | 62 | 111 => {
+        9 | 12 | 61 | 62 | 111 => {
             assert!(body.is_empty());
             Vec::new()
         }
         63 => SysFilePiece::decode(body).expect("sys file piece").encode(),
+        86 => SyncSource::decode(body).expect("sync source").encode(),
         81 => JoinResponse::decode(body).expect("join reply").encode(),
         83 | 84 => HeartbeatReply::decode(body)
             .expect("heartbeat reply")

@@ -18,13 +18,34 @@
 //! The group field of C senders may carry stale bytes after its NUL; readers cut there.
 
 use super::ProtoError;
-use super::fields::{GROUP_NAME_LEN, Reader, put_fixed, put_u32, put_u64};
+use super::fields::{GROUP_NAME_LEN, Reader, STORAGE_ID_LEN, put_fixed, put_u32, put_u64};
 
 fn text(bytes: &[u8], what: &'static str) -> Result<String, ProtoError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| ProtoError::BadField {
         what,
         reason: "name is not UTF-8".into(),
     })
+}
+
+/// REPORT_SERVER_ID (9): a pushing peer names itself before its sync commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerIdReport {
+    pub storage_id: String,
+}
+
+impl ServerIdReport {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(STORAGE_ID_LEN);
+        put_fixed(&mut out, self.storage_id.as_bytes(), STORAGE_ID_LEN);
+        out
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        let mut r = Reader::new(body, "server id report");
+        let storage_id = r.fixed(STORAGE_ID_LEN)?;
+        r.finish()?;
+        Ok(ServerIdReport { storage_id })
+    }
 }
 
 /// Fixed part of 16/18 before the name.

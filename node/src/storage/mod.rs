@@ -14,6 +14,7 @@ mod report;
 pub mod stat_file;
 pub mod store;
 pub mod sync;
+mod tracker_calls;
 mod transfer;
 pub mod trunk;
 pub mod trunk_space;

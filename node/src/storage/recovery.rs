@@ -34,11 +34,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::StorageNode;
 use super::binlog::{Op, Record};
+use super::tracker_calls::Trackers;
 use crate::client::{BodyCopyError, ClientError, Conn, conn::resolve};
 use crate::config::StorageConfig;
-use crate::proto::cluster::{GroupAndHost, ReportStatus};
-use crate::proto::fields::Reader;
-use crate::proto::monitor::{ListStorageRequest, StorageStat};
+use crate::proto::monitor::StorageStat;
 use crate::proto::report::StorageBrief;
 use crate::proto::storage::DownloadRequest;
 use crate::proto::sync::FetchBinlog;
@@ -363,28 +362,9 @@ async fn statuses(
     node: &StorageNode,
     me: &Me,
 ) -> Result<Vec<(SocketAddr, Option<StorageStatus>)>, RecoveryError> {
-    let ask = GroupAndHost {
-        group: node.config.group_name.clone(),
-        ip: me.ip.clone(),
-        port: node.port,
-    }
-    .encode();
-    let mut out = Vec::new();
-    for &t in &me.trackers {
-        let Ok(mut conn) = node.connect(t).await else {
-            continue;
-        };
-        let Ok((status, reply)) = conn.call(Command::StorageGetStatus, &ask, 1024).await else {
-            continue;
-        };
-        conn.quit().await;
-        let mut r = Reader::new(&reply, "storage status");
-        let s = (status == Status::Ok)
-            .then(|| StorageBrief::decode_from(&mut r).ok())
-            .flatten()
-            .and_then(|b| StorageStatus::from_byte(b.status));
-        out.push((t, s));
-    }
+    let out = Trackers::at(node, &me.trackers)
+        .storage_status(&node.config.group_name, &me.ip, node.port)
+        .await;
     if out.is_empty() {
         Err(RecoveryError::NoTracker)
     } else {
@@ -415,25 +395,12 @@ async fn confirm_recovery(node: &StorageNode, me: &Me) -> Result<(), RecoveryErr
 /// An ACTIVE readable member other than this one (92), taken in turn from the
 /// trackers; None when this storage is the group's only member.
 async fn find_source(node: &StorageNode, me: &Me) -> Result<Option<SocketAddr>, RecoveryError> {
-    let body = ListStorageRequest {
-        group: node.config.group_name.clone(),
-        storage_id: None,
-    }
-    .encode();
-    for &t in &me.trackers {
-        let Ok(mut conn) = node.connect(t).await else {
-            continue;
-        };
-        let Ok((status, reply)) = conn.call(Command::ServerListStorage, &body, 1 << 20).await
-        else {
-            continue;
-        };
-        conn.quit().await;
-        if status != Status::Ok {
-            continue;
-        }
-        let list = StorageStat::decode_all(&reply).map_err(|source| RecoveryError::Proto {
-            addr: t.to_string(),
+    let lists = Trackers::at(node, &me.trackers)
+        .list_storages(&node.config.group_name)
+        .await;
+    for (tracker, list) in lists {
+        let list = list.map_err(|source| RecoveryError::Proto {
+            addr: tracker.to_string(),
             source,
         })?;
         let others: Vec<&StorageStat> = list.iter().filter(|s| s.id != me.id).collect();
@@ -459,28 +426,21 @@ async fn report_status(
     me: &Me,
     status: StorageStatus,
 ) -> Result<(), RecoveryError> {
-    let body = ReportStatus {
-        group: node.config.group_name.clone(),
-        brief: StorageBrief {
-            status: status as u8,
-            port: u32::from(node.port),
-            id: me.id.clone(),
-            ip: me.ip.clone(),
-        },
-    }
-    .encode();
-    let mut accepted = false;
-    for &t in &me.trackers {
-        let Ok(mut conn) = node.connect(t).await else {
-            continue;
-        };
-        if let Ok((Status::Ok, _)) = conn.call(Command::StorageReportStatus, &body, 1024).await {
-            accepted = true;
-        }
-        conn.quit().await;
-    }
-    tracing::info!(status = status.name(), accepted, "reported own status");
-    if accepted {
+    let brief = StorageBrief {
+        status: status as u8,
+        port: u32::from(node.port),
+        id: me.id.clone(),
+        ip: me.ip.clone(),
+    };
+    let took = Trackers::at(node, &me.trackers)
+        .report_status(&node.config.group_name, brief)
+        .await;
+    tracing::info!(
+        status = status.name(),
+        trackers = took,
+        "reported own status"
+    );
+    if took > 0 {
         Ok(())
     } else {
         Err(RecoveryError::NoTracker)

@@ -13,9 +13,9 @@ use super::transfer::receive_into;
 use super::{Failure, Handled, Reply, Session, StorageNode, blocking, io_failure};
 use crate::fileid::RemoteName;
 use crate::fsutil::rename_noreplace;
-use crate::proto::fields::fixed_text;
 use crate::proto::sync::{
-    SYNC_FILE_HEAD_LEN, SYNC_RANGE_HEAD_LEN, SyncDelete, SyncFileHead, SyncPair, SyncRangeHead,
+    SYNC_FILE_HEAD_LEN, SYNC_RANGE_HEAD_LEN, ServerIdReport, SyncDelete, SyncFileHead, SyncPair,
+    SyncRangeHead,
 };
 use crate::proto::{Header, Status};
 use crate::server::Connection;
@@ -54,10 +54,8 @@ impl StorageNode {
         session: &mut Session,
     ) -> Handled {
         let body = self.small_body(conn, header).await?;
-        if body.len() != 16 {
-            return Err(Status::InvalidArgument.into());
-        }
-        session.sync_source = Some(fixed_text(&body));
+        let report = ServerIdReport::decode(&body).map_err(|e| e.status())?;
+        session.sync_source = Some(report.storage_id);
         Ok(Reply::Body(Vec::new()))
     }
 

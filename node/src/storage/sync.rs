@@ -19,11 +19,11 @@ use super::StorageNode;
 use super::binlog::{Binlog, Op, Position, Record};
 use super::metrics::PeerLabels;
 use super::store::StoredAt;
+use super::tracker_calls::Trackers;
 use crate::client::{ClientError, Conn};
 use crate::fileid::RemoteName;
-use crate::proto::fields::{GROUP_NAME_LEN, STORAGE_ID_LEN, put_fixed};
 use crate::proto::report::{Backlog, StorageBrief, SyncSource};
-use crate::proto::sync::{SyncDelete, SyncFileHead, SyncPair, SyncRangeHead};
+use crate::proto::sync::{ServerIdReport, SyncDelete, SyncFileHead, SyncPair, SyncRangeHead};
 use crate::proto::{Command, Header, Status, StorageStatus};
 
 /// Records read per batch.
@@ -378,51 +378,25 @@ enum SyncError {
     Gone,
 }
 
-/// Asks the trackers who copies the old files to `peer`. A tracker that has not yet heard of
-/// the peer's source (its SYNC_NOTIFY may still be on the way) answers empty, so every tracker
-/// is asked and any named source wins; `None` when no tracker answered.
+/// Asks the trackers who copies the old files to `peer`; `None` when no tracker answered.
 async fn ask_source(node: &StorageNode, peer: &Peer) -> Option<SyncSource> {
-    let mut body = Vec::with_capacity(GROUP_NAME_LEN + STORAGE_ID_LEN);
-    put_fixed(&mut body, node.config.group_name.as_bytes(), GROUP_NAME_LEN);
-    put_fixed(&mut body, peer.id.as_bytes(), STORAGE_ID_LEN);
-    let mut answered = None;
-    for t in node.tracker_addrs() {
-        let Ok(mut c) = node.connect(t).await else {
-            continue;
-        };
-        let reply = c.call(Command::StorageSyncSrcReq, &body, 1024).await;
-        c.quit().await;
-        let Ok((Status::Ok, reply)) = reply else {
-            continue;
-        };
-        if reply.is_empty() {
-            answered.get_or_insert(SyncSource::default());
-        } else if let Ok(src) = SyncSource::decode(&reply) {
-            return Some(src);
-        }
-    }
-    answered
+    Trackers::of(node)
+        .sync_source(&node.config.group_name, &peer.id)
+        .await
 }
 
 /// Tells every tracker a new status of `peer` (REPORT_STATUS, 76).
 async fn report_peer_status(node: &StorageNode, peer: &Peer, status: StorageStatus) {
-    let mut body = Vec::new();
-    put_fixed(&mut body, node.config.group_name.as_bytes(), GROUP_NAME_LEN);
-    let ip = peer.addr.ip().to_string();
-    StorageBrief {
+    let brief = StorageBrief {
         status: status as u8,
         port: u32::from(peer.addr.port()),
         id: peer.id.clone(),
-        ip,
-    }
-    .encode_into(&mut body);
-    for t in node.tracker_addrs() {
-        if let Ok(mut c) = node.connect(t).await {
-            let r = c.call(Command::StorageReportStatus, &body, 1024).await;
-            tracing::info!(peer = %peer.id, status = status.name(), tracker = %t, ok = r.is_ok(), "reported peer status");
-            c.quit().await;
-        }
-    }
+        ip: peer.addr.ip().to_string(),
+    };
+    let took = Trackers::of(node)
+        .report_status(&node.config.group_name, brief)
+        .await;
+    tracing::info!(peer = %peer.id, status = status.name(), trackers = took, "reported peer status");
 }
 
 async fn push_session(
@@ -599,9 +573,13 @@ const LANES: usize = 16;
 
 async fn open_lane(node: &StorageNode, addr: SocketAddr) -> Result<Conn, SyncError> {
     let mut conn = node.connect(addr).await?;
-    let mut id = Vec::with_capacity(STORAGE_ID_LEN);
-    put_fixed(&mut id, node.own_id().as_bytes(), STORAGE_ID_LEN);
-    expect_ok(conn.call(Command::ReportServerId, &id, 1024).await?)?;
+    let me = ServerIdReport {
+        storage_id: node.own_id(),
+    };
+    expect_ok(
+        conn.call(Command::ReportServerId, &me.encode(), 1024)
+            .await?,
+    )?;
     Ok(conn)
 }
 

@@ -1,0 +1,148 @@
+//! The storage's short calls to its trackers, apart from the report sessions (join, beats,
+//! reports) that `report` keeps: whom a peer copies from (86), a member's new status (76), how
+//! the trackers hold this storage (71) and the group's members (92). Each call goes to every
+//! tracker on a connection of its own, with the bodies `proto` defines.
+
+use std::net::SocketAddr;
+
+use super::StorageNode;
+use crate::proto::cluster::{GroupAndHost, ReportStatus, SyncSrcReq};
+use crate::proto::fields::Reader;
+use crate::proto::monitor::{ListStorageRequest, StorageStat};
+use crate::proto::report::{StorageBrief, SyncSource};
+use crate::proto::{Command, ProtoError, Status, StorageStatus};
+
+/// The trackers a call goes to, and the storage it goes from.
+pub(super) struct Trackers<'a> {
+    node: &'a StorageNode,
+    addrs: Vec<SocketAddr>,
+}
+
+impl<'a> Trackers<'a> {
+    /// The trackers this storage reports to now.
+    pub(super) fn of(node: &'a StorageNode) -> Self {
+        Trackers {
+            addrs: node.tracker_addrs(),
+            node,
+        }
+    }
+
+    /// Given trackers (a recovery asks before any report session stands).
+    pub(super) fn at(node: &'a StorageNode, addrs: &[SocketAddr]) -> Self {
+        Trackers {
+            node,
+            addrs: addrs.to_vec(),
+        }
+    }
+
+    /// One call to each tracker in turn: the status and body of each that answered.
+    async fn each(&self, cmd: Command, body: &[u8], max_reply: u64) -> Vec<Answer> {
+        let mut out = Vec::with_capacity(self.addrs.len());
+        for &tracker in &self.addrs {
+            let Ok(mut conn) = self.node.connect(tracker).await else {
+                tracing::debug!(%tracker, ?cmd, "tracker unreachable");
+                continue;
+            };
+            let reply = conn.call(cmd, body, max_reply).await;
+            conn.quit().await;
+            if let Ok((status, body)) = reply {
+                out.push(Answer {
+                    tracker,
+                    status,
+                    body,
+                });
+            }
+        }
+        out
+    }
+
+    /// SYNC_SRC_REQ (86): who copies the old files to `dest_id`. A tracker that has not yet
+    /// heard of the source (its SYNC_NOTIFY may still be on the way) answers empty, so any
+    /// named source wins; `None` when no tracker answered.
+    pub(super) async fn sync_source(&self, group: &str, dest_id: &str) -> Option<SyncSource> {
+        let body = SyncSrcReq {
+            group: group.to_owned(),
+            dest_id: dest_id.to_owned(),
+        }
+        .encode();
+        let mut answered = None;
+        for a in self.each(Command::StorageSyncSrcReq, &body, 1024).await {
+            if a.status != Status::Ok {
+                continue;
+            }
+            if a.body.is_empty() {
+                answered.get_or_insert(SyncSource::default());
+            } else if let Ok(src) = SyncSource::decode(&a.body) {
+                return Some(src);
+            }
+        }
+        answered
+    }
+
+    /// REPORT_STATUS (76): a member's new status; how many trackers took it.
+    pub(super) async fn report_status(&self, group: &str, brief: StorageBrief) -> usize {
+        let body = ReportStatus {
+            group: group.to_owned(),
+            brief,
+        }
+        .encode();
+        self.each(Command::StorageReportStatus, &body, 1024)
+            .await
+            .iter()
+            .filter(|a| a.status == Status::Ok)
+            .count()
+    }
+
+    /// STORAGE_GET_STATUS (71): the status each answering tracker holds for the storage at
+    /// `ip:port`; `None` where a tracker does not know it.
+    pub(super) async fn storage_status(
+        &self,
+        group: &str,
+        ip: &str,
+        port: u16,
+    ) -> Vec<(SocketAddr, Option<StorageStatus>)> {
+        let body = GroupAndHost {
+            group: group.to_owned(),
+            ip: ip.to_owned(),
+            port,
+        }
+        .encode();
+        self.each(Command::StorageGetStatus, &body, 1024)
+            .await
+            .into_iter()
+            .map(|a| {
+                let mut r = Reader::new(&a.body, "storage status");
+                let status = (a.status == Status::Ok)
+                    .then(|| StorageBrief::decode_from(&mut r).ok())
+                    .flatten()
+                    .and_then(|b| StorageStatus::from_byte(b.status));
+                (a.tracker, status)
+            })
+            .collect()
+    }
+
+    /// SERVER_LIST_STORAGE (92): the members of `group` as each answering tracker lists them.
+    pub(super) async fn list_storages(
+        &self,
+        group: &str,
+    ) -> Vec<(SocketAddr, Result<Vec<StorageStat>, ProtoError>)> {
+        let body = ListStorageRequest {
+            group: group.to_owned(),
+            storage_id: None,
+        }
+        .encode();
+        self.each(Command::ServerListStorage, &body, 1 << 20)
+            .await
+            .into_iter()
+            .filter(|a| a.status == Status::Ok)
+            .map(|a| (a.tracker, StorageStat::decode_all(&a.body)))
+            .collect()
+    }
+}
+
+/// What one tracker answered.
+struct Answer {
+    tracker: SocketAddr,
+    status: Status,
+    body: Vec<u8>,
+}

@@ -173,7 +173,7 @@ impl Group {
 
     fn status_of(&self, ip: &str) -> Option<StorageStatus> {
         let reg = self.tracker.tracker.registry();
-        reg.groups
+        reg.groups()
             .get("group1")?
             .members
             .values()
@@ -342,7 +342,7 @@ async fn a_member_that_lost_its_store_path_recovers_it_from_its_peer() {
     }
     {
         let reg = g.tracker.tracker.registry();
-        let readable: Vec<String> = reg.groups["group1"]
+        let readable: Vec<String> = reg.groups()["group1"]
             .readable()
             .iter()
             .map(|m| m.ip.clone())

@@ -57,7 +57,7 @@ impl Group {
         let want = self.members.len();
         wait_for("every member ACTIVE", Duration::from_secs(60), async || {
             let reg = self.tracker.tracker.registry();
-            reg.groups
+            reg.groups()
                 .get("group1")
                 .map(|g| {
                     g.members
@@ -328,12 +328,7 @@ async fn two_members_converge_on_every_change() {
         wait_for(
             "the peers' backlog read back",
             Duration::from_secs(30),
-            async || {
-                m.node
-                    .behind
-                    .lock()
-                    .is_ok_and(|b| b.get(&tracker) == Some(&0))
-            },
+            async || m.node.behind_at(tracker) == Some(0),
         )
         .await;
         assert!(m.node.readiness().0, "{}", m.node.readiness().1);
@@ -1218,7 +1213,7 @@ async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
     );
     wait_for("B's record moved", Duration::from_secs(60), async || {
         let reg = g.tracker.tracker.registry();
-        let members = &reg.groups["group1"].members;
+        let members = &reg.groups()["group1"].members;
         members.get("127.0.0.4").map(|m| m.status) == Some(StorageStatus::IpChanged)
             && members.get("127.0.0.6").map(|m| m.status) == Some(StorageStatus::Active)
             && members.len() == 3
@@ -1321,7 +1316,7 @@ async fn a_move_waits_while_the_old_address_still_serves() {
     let port = b.addr.port();
     b.stop(Duration::from_secs(2)).await;
     let record = |ip: &str| {
-        g.tracker.tracker.registry().groups["group1"]
+        g.tracker.tracker.registry().groups()["group1"]
             .members
             .get(ip)
             .map(|m| m.status)

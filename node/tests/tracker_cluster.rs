@@ -82,7 +82,7 @@ async fn start_storage(
 fn member_status(t: &RunningTracker, group: &str, id: &str) -> Option<StorageStatus> {
     t.tracker
         .registry()
-        .groups
+        .groups()
         .get(group)
         .and_then(|g| g.members.get(id))
         .map(|m| m.status)
@@ -203,7 +203,7 @@ async fn storage_keeps_its_id_on_a_new_address() {
     .await;
     {
         let reg = t.tracker.registry();
-        let g = &reg.groups["group1"];
+        let g = &reg.groups()["group1"];
         assert_eq!(g.members.len(), 1, "one member, not two");
         assert_eq!(g.members["100001"].ip, "127.0.0.5");
     }
@@ -241,10 +241,10 @@ async fn storage_keeps_its_id_on_a_new_address() {
     assert_eq!(st, Status::InvalidArgument);
     {
         let reg = t.tracker.registry();
-        assert_eq!(reg.groups.len(), 1);
-        assert_eq!(reg.groups["group1"].members["100001"].ip, "127.0.0.5");
+        assert_eq!(reg.groups().len(), 1);
+        assert_eq!(reg.groups()["group1"].members["100001"].ip, "127.0.0.5");
         assert_eq!(
-            reg.groups["group1"].members["100001"].status,
+            reg.groups()["group1"].members["100001"].status,
             StorageStatus::Active
         );
     }
@@ -584,7 +584,7 @@ async fn followers_learn_the_trunk_server_from_the_leader() {
     let trunk_server = |t: &RunningTracker| {
         t.tracker
             .registry()
-            .groups
+            .groups()
             .get("group1")
             .and_then(|g| g.trunk.server.clone())
     };
@@ -641,7 +641,7 @@ async fn followers_learn_the_trunk_server_from_the_leader() {
     let leader = &trackers[1];
     wait_for("trunk file ids reserved", 30, async || {
         let reg = leader.tracker.registry();
-        reg.groups
+        reg.groups()
             .get("group1")
             .is_some_and(|g| g.trunk.file_id > 0)
     })
@@ -887,12 +887,12 @@ async fn malformed_reports_are_refused_and_change_nothing() {
     let mut conn = join_group7(&c, "127.0.0.1").await;
     let snapshot = |c: &Cluster| {
         let reg = c.tracker.tracker.registry();
-        let m = &reg.groups["group7"].members["127.0.0.1"];
+        let m = &reg.groups()["group7"].members["127.0.0.1"];
         (
             m.status,
             m.paths.clone(),
             m.last_synced_timestamp,
-            reg.groups["group7"].members.len(),
+            reg.groups()["group7"].members.len(),
         )
     };
     let before = snapshot(&c);
@@ -989,7 +989,7 @@ async fn backlog_reports_are_checked_listed_and_outlive_the_reporters_connection
         .expect("240");
     assert_eq!(st, Status::InvalidArgument);
     assert!(
-        c.tracker.tracker.registry().groups["group7"]
+        c.tracker.tracker.registry().groups()["group7"]
             .backlog_rows()
             .is_empty(),
         "a malformed report is not taken"
@@ -1050,7 +1050,7 @@ async fn backlog_reports_are_checked_listed_and_outlive_the_reporters_connection
     a.quit().await;
     wait_for("the reporter's figures no longer lag", 10, async || {
         let reg = c.tracker.tracker.registry();
-        let g = &reg.groups["group7"];
+        let g = &reg.groups()["group7"];
         g.lag_bytes_towards("127.0.0.77").is_none() && g.backlog_rows().len() == 1
     })
     .await;
@@ -1218,8 +1218,9 @@ async fn members_are_fenced_and_unfenced_by_request() {
     let c = Cluster::start(&["group1"], 2).await;
     let _a = join_group7(&c, "127.0.0.77").await;
     let client = client_of(&[c.tracker_addr()]).await;
-    let fenced =
-        |on: bool| c.tracker.tracker.registry().groups["group7"].members["127.0.0.77"].fenced == on;
+    let fenced = |on: bool| {
+        c.tracker.tracker.registry().groups()["group7"].members["127.0.0.77"].fenced == on
+    };
     let statuses = |r: Vec<(SocketAddr, Result<Status, fdfs_node::client::ClientError>)>| {
         r.into_iter()
             .map(|(_, s)| s.expect("answer"))
@@ -1269,7 +1270,7 @@ async fn an_empty_tracker_takes_a_running_trackers_state_before_the_first_join()
     let b = fdfs_node::tracker::start(tracker_cfg("127.0.0.1:0", &dir.path().join("b")))
         .await
         .expect("tracker b");
-    assert!(b.tracker.registry().groups.is_empty());
+    assert!(b.tracker.registry().groups().is_empty());
 
     // A new storage reports to both trackers and joins the empty one first.
     let mut conn = Conn::connect(
@@ -1297,7 +1298,7 @@ async fn an_empty_tracker_takes_a_running_trackers_state_before_the_first_join()
     assert_eq!(st, Status::Ok);
     let known = |t: &RunningTracker| {
         let reg = t.tracker.registry();
-        let m = &reg.groups["group1"].members["127.0.0.2"];
+        let m = &reg.groups()["group1"].members["127.0.0.2"];
         (
             m.join_time,
             m.port,
@@ -1349,5 +1350,5 @@ async fn an_empty_tracker_takes_a_running_trackers_state_before_the_first_join()
         assert_eq!(st, Status::Ok);
         conn
     };
-    assert!(!c.tracker.registry().groups.contains_key("group1"));
+    assert!(!c.tracker.registry().groups().contains_key("group1"));
 }

@@ -102,7 +102,7 @@ impl Group {
             async || {
                 let chosen = {
                     let reg = self.tracker.tracker.registry();
-                    reg.groups.get("group1").is_some_and(|g| {
+                    reg.groups().get("group1").is_some_and(|g| {
                         g.trunk.server.as_deref() == Some(ip)
                             && g.members
                                 .values()
@@ -471,7 +471,7 @@ async fn a_trunk_server_that_goes_away_leaves_no_slot_given_twice() {
         Duration::from_secs(30),
         async || {
             let reg = g.tracker.tracker.registry();
-            reg.groups
+            reg.groups()
                 .get("group1")
                 .is_some_and(|g| g.trunk.file_id == 4)
         },

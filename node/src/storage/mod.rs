@@ -66,13 +66,13 @@ pub struct StorageNode {
     /// The other members of our group, from the trackers' heartbeat replies.
     pub peers: tokio::sync::watch::Sender<Vec<sync::Peer>>,
     /// Per source storage, the newest change timestamp received from it.
-    pub sync_in: Mutex<BTreeMap<String, u32>>,
+    sync_in: Mutex<BTreeMap<String, u32>>,
     /// Per peer, how far in our binlog its push task has got.
-    pub sync_out: Mutex<BTreeMap<String, sync::PushPoint>>,
+    sync_out: Mutex<BTreeMap<String, sync::PushPoint>>,
     /// Per source storage whose pushes we cannot apply: the status they fail with, since when.
-    pub sync_problems: Mutex<BTreeMap<String, (Status, u64)>>,
+    sync_problems: Mutex<BTreeMap<String, (Status, u64)>>,
     /// Status each tracker last reported for this storage.
-    pub tracker_view: Mutex<BTreeMap<SocketAddr, StorageStatus>>,
+    tracker_view: Mutex<BTreeMap<SocketAddr, StorageStatus>>,
     /// With IP identities, the trackers that accepted our move to a new address (78).
     moved_at: Mutex<std::collections::BTreeSet<SocketAddr>>,
     /// Cancelled once the pushes to the peers ended (when stopping, after the last one):
@@ -80,7 +80,7 @@ pub struct StorageNode {
     pushes_ended: CancellationToken,
     /// Per tracker, the age in seconds of the oldest change the other members reported
     /// they have yet to push here (LIST_SYNC_BACKLOG, 241); absent where unknown.
-    pub behind: Mutex<BTreeMap<SocketAddr, u64>>,
+    behind: Mutex<BTreeMap<SocketAddr, u64>>,
     pub started_at: u64,
     /// When this storage last changed a file of its own, and last applied a peer's change
     /// (unix seconds; FastDFS's `last_source_update` / `last_sync_update`).
@@ -318,6 +318,16 @@ impl StorageNode {
             .keys()
             .copied()
             .collect()
+    }
+
+    /// The age in seconds of the oldest change the other members last said they have yet
+    /// to push here, as `tracker` lists it (LIST_SYNC_BACKLOG, 241); `None` where unknown.
+    pub fn behind_at(&self, tracker: SocketAddr) -> Option<u64> {
+        self.behind
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tracker)
+            .copied()
     }
 
     /// Connects to a tracker or peer from this storage's own address.

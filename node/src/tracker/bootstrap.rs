@@ -64,7 +64,7 @@ impl Tracker {
         if *done {
             return Ok(());
         }
-        if !self.registry().groups.is_empty() {
+        if !self.registry().groups().is_empty() {
             *done = true;
             return Ok(());
         }
@@ -101,7 +101,7 @@ impl Tracker {
             }
         };
         let mut reg = self.registry();
-        if reg.groups.is_empty() {
+        if reg.groups().is_empty() {
             let (groups, storages) = (
                 state.groups.len(),
                 state.groups.iter().map(|g| g.members.len()).sum::<usize>(),

@@ -127,8 +127,8 @@ impl Gauges {
         self.sync_lag_bytes.clear();
         self.sync_blocked.clear();
         let reg = tracker.registry();
-        self.groups.set(reg.groups.len() as i64);
-        for g in reg.groups.values() {
+        self.groups.set(reg.groups().len() as i64);
+        for g in reg.groups().values() {
             let label = vec![("group".to_owned(), g.name.clone())];
             let (total, free) = g.space();
             self.group_free_mb.get_or_create(&label).set(free as i64);
@@ -283,7 +283,7 @@ impl Tracker {
         let reg = self.registry();
         let policy = reg.policy().reserved_storage_space;
         let groups = reg
-            .groups
+            .groups()
             .values()
             .map(|g| {
                 let (total, free) = g.space();
@@ -356,10 +356,10 @@ impl Tracker {
             return Some("no leader tracker known".into());
         }
         let reg = self.registry();
-        if reg.groups.is_empty() {
+        if reg.groups().is_empty() {
             return Some("no group has joined".into());
         }
-        if reg.groups.values().all(|g| g.writable().is_empty()) {
+        if reg.groups().values().all(|g| g.writable().is_empty()) {
             return Some("no writable storage".into());
         }
         None

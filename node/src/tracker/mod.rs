@@ -182,7 +182,7 @@ impl Tracker {
             .map_err(TrackerError::Changelog)?;
         if let Some(saved) = persist::load(&persist::state_path(&config.base_path))? {
             saved.restore_into(&mut reg, now);
-            tracing::info!(groups = reg.groups.len(), "tracker state loaded");
+            tracing::info!(groups = reg.groups().len(), "tracker state loaded");
         }
         let last_seen = std::fs::read_to_string(status_file(&config))
             .ok()
@@ -367,7 +367,7 @@ impl Tracker {
         if let Some((group, _, _)) = &session.joined {
             let mut reg = self.registry();
             reg.elect_trunk_server(group);
-            if let Some(g) = reg.groups.get(group) {
+            if let Some(g) = reg.groups().get(group) {
                 if session.members_sent != Some(g.changes) {
                     reply.members = Some(g.briefs());
                     session.members_sent = Some(g.changes);
@@ -394,7 +394,7 @@ impl Tracker {
         let attempt = || {
             let mut reg = self.registry();
             reg.join(&peer_ip, req, now).map(|(id, reply)| {
-                let s = reg.groups[&req.group].members[&id].session;
+                let s = reg.groups()[&req.group].members[&id].session;
                 (id, reply, s)
             })
         };
@@ -503,7 +503,7 @@ impl Tracker {
                 .map_err(|e| e.status())
                 .and_then(|r| {
                     let reg = self.registry();
-                    let g = reg.groups.get(&r.group).ok_or(Status::NotFound)?;
+                    let g = reg.groups().get(&r.group).ok_or(Status::NotFound)?;
                     Ok(GroupStat::encode_all_as(&[reg.group_stat(g)], layout))
                 }),
             Command::ServerListStorage => ListStorageRequest::decode(&body)
@@ -602,7 +602,7 @@ impl Tracker {
             Command::StorageReportIpChanged => self.ip_changed(conn, &body, now),
             Command::TrackerGetSysFilesStart => empty(&body).and_then(|_| {
                 let reg = self.registry();
-                if reg.groups.is_empty() {
+                if reg.groups().is_empty() {
                     return Err(Status::NotFound);
                 }
                 session.sys_files = Some(reg.sys_files());
@@ -661,7 +661,7 @@ impl Tracker {
                 .map_err(|e| e.status())
                 .and_then(|r| {
                     let reg = self.registry();
-                    let g = reg.groups.get(&r.group).ok_or(Status::NotFound)?;
+                    let g = reg.groups().get(&r.group).ok_or(Status::NotFound)?;
                     Ok(SyncBacklogListing {
                         rows: g.backlog_rows(),
                     }
@@ -669,7 +669,7 @@ impl Tracker {
                 }),
             // As V6.16.1: a tracker without groups has nothing to lead with.
             Command::TrackerGetStatus => empty(&body).and_then(|_| {
-                if self.registry().groups.is_empty() {
+                if self.registry().groups().is_empty() {
                     Err(Status::NotFound)
                 } else {
                     Ok(self.status(now).encode())
@@ -855,7 +855,7 @@ impl Tracker {
         // every ping, so a follower that met the group late still learns it.
         let reg = self.registry();
         let chosen: Vec<GroupTrunkServer> = reg
-            .groups
+            .groups()
             .values()
             .filter_map(|g| {
                 Some(GroupTrunkServer {
@@ -962,7 +962,7 @@ impl Tracker {
                 empty(body)?;
                 let reg = self.registry();
                 let m = reg
-                    .groups
+                    .groups()
                     .get(group)
                     .and_then(|g| g.members.get(id))
                     .ok_or(Status::NotFound)?;
@@ -1045,7 +1045,7 @@ impl Service for TrackerPort {
         let ip = ip.to_string();
         self.tracker
             .registry()
-            .groups
+            .groups()
             .values()
             .any(|g| g.members.values().any(|m| m.ip == ip))
     }

@@ -95,7 +95,7 @@ impl SavedState {
         SavedState {
             format: FORMAT,
             groups: reg
-                .groups
+                .groups()
                 .values()
                 .map(|g| SavedGroup {
                     name: g.name.clone(),
@@ -179,7 +179,7 @@ impl SavedState {
                 g.members.insert(sm.id, m);
             }
             g.changes = 1;
-            reg.groups.insert(sg.name, g);
+            reg.restore_group(g);
         }
     }
 
@@ -268,7 +268,7 @@ mod tests {
         assert_eq!(loaded, saved);
         let mut back = Registry::new(TrackerConfig::default());
         loaded.restore_into(&mut back, 500);
-        let m = &back.groups["group1"].members["127.0.0.2"];
+        let m = &back.groups()["group1"].members["127.0.0.2"];
         assert_eq!(m.status, StorageStatus::Active);
         assert_eq!(m.free_mb(), 12);
         assert_eq!(m.last_heartbeat, 500);

@@ -232,7 +232,7 @@ impl Group {
 /// Everything a tracker knows, plus the policies it applies.
 #[derive(Debug)]
 pub struct Registry {
-    pub groups: BTreeMap<String, Group>,
+    groups: BTreeMap<String, Group>,
     current_write_group: usize,
     policy: TrackerConfig,
     /// Configured storage ids (empty without `use_storage_id`).
@@ -249,6 +249,17 @@ fn status_of(byte: i8) -> Option<StorageStatus> {
 }
 
 impl Registry {
+    /// The groups and their members, to read; changes go through the registry's methods.
+    pub fn groups(&self) -> &BTreeMap<String, Group> {
+        &self.groups
+    }
+
+    /// Puts a group back as saved or fetched from another tracker, replacing one of the
+    /// same name.
+    pub(crate) fn restore_group(&mut self, group: Group) {
+        self.groups.insert(group.name.clone(), group);
+    }
+
     pub fn new(policy: TrackerConfig) -> Self {
         Self::with_storage_ids(policy, StorageIds::default())
     }

@@ -88,7 +88,7 @@ impl Cluster {
             loop {
                 let active = {
                     let reg = self.tracker.tracker.registry();
-                    reg.groups
+                    reg.groups()
                         .values()
                         .flat_map(|g| g.members.values())
                         .filter(|m| m.status == StorageStatus::Active)

@@ -907,21 +907,7 @@ async fn a_storage_group_joins_a_running_group_through_its_trackers() -> anyhow:
         let data = body(seed);
         files.push((client.upload_bytes(&data, "jpg", None).await?, data));
     }
-    let on_new = |id: &fdfs_node::fileid::FileId| {
-        pod.root
-            .join("var/lib/fdfs/M00")
-            .join(id.remote.relative_path())
-    };
-    fdfs_e2e::wait_for(
-        "every file on the new storage",
-        Duration::from_secs(120),
-        async || {
-            files
-                .iter()
-                .all(|(id, data)| std::fs::read(on_new(id)).is_ok_and(|b| b == *data))
-        },
-    )
-    .await?;
+    every_file_on(&pod, &files).await?;
 
     // The old storage retires: stopped, then deleted from the tracker. Every file is served.
     drop(old_storage);
@@ -955,6 +941,25 @@ async fn a_storage_group_joins_a_running_group_through_its_trackers() -> anyhow:
     }
     drop(joining);
     Ok(())
+}
+
+/// Waits until every file is on `pod`'s store path, byte for byte.
+async fn every_file_on(pod: &Pod, files: &[StoredFile]) -> anyhow::Result<()> {
+    let on_pod = |id: &fdfs_node::fileid::FileId| {
+        pod.root
+            .join("var/lib/fdfs/M00")
+            .join(id.remote.relative_path())
+    };
+    fdfs_e2e::wait_for(
+        "every file on the new storage",
+        Duration::from_secs(120),
+        async || {
+            files
+                .iter()
+                .all(|(id, data)| std::fs::read(on_pod(id)).is_ok_and(|b| b == *data))
+        },
+    )
+    .await
 }
 
 /// The cluster on VMs that moves onto the operator's cluster in the migration below: a
@@ -1513,21 +1518,7 @@ async fn a_storage_group_joins_an_old_cluster_that_names_storages_by_id() -> any
         let data = body(seed);
         files.push((new_client.upload_bytes(&data, "jpg", None).await?, data));
     }
-    let on_new = |id: &fdfs_node::fileid::FileId| {
-        pod.root
-            .join("var/lib/fdfs/M00")
-            .join(id.remote.relative_path())
-    };
-    fdfs_e2e::wait_for(
-        "every file on the new storage",
-        Duration::from_secs(120),
-        async || {
-            files
-                .iter()
-                .all(|(id, data)| std::fs::read(on_new(id)).is_ok_and(|b| b == *data))
-        },
-    )
-    .await?;
+    every_file_on(&pod, &files).await?;
     for (id, data) in &files {
         let back = new_client
             .download_bytes(id, 0, 0)

@@ -1061,14 +1061,6 @@ async fn backlog_reports_are_checked_listed_and_outlive_the_reporters_connection
 /// A report connection of a storage at `ip` that joined `group` as ACTIVE on `port`, with
 /// one store path of `subdirs` directories.
 async fn join_as(tracker: SocketAddr, group: &str, ip: &str, port: u64, subdirs: u64) -> Conn {
-    let mut conn = Conn::connect(
-        tracker,
-        Duration::from_secs(2),
-        Duration::from_secs(5),
-        Some(ip.parse().expect("ip")),
-    )
-    .await
-    .expect("connect");
     let join = JoinRequest {
         group: group.into(),
         storage_port: port,
@@ -1080,6 +1072,19 @@ async fn join_as(tracker: SocketAddr, group: &str, ip: &str, port: u64, subdirs:
         trackers: vec![tracker.to_string()],
         ..Default::default()
     };
+    join_from(tracker, ip, &join).await
+}
+
+/// The report connection of a storage at `ip` that sent `join` to `tracker` and was taken.
+async fn join_from(tracker: SocketAddr, ip: &str, join: &JoinRequest) -> Conn {
+    let mut conn = Conn::connect(
+        tracker,
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+        Some(ip.parse().expect("ip")),
+    )
+    .await
+    .expect("connect");
     let (st, _) = conn
         .call(Command::StorageJoin, &join.encode(), 1024)
         .await
@@ -1273,14 +1278,6 @@ async fn an_empty_tracker_takes_a_running_trackers_state_before_the_first_join()
     assert!(b.tracker.registry().groups().is_empty());
 
     // A new storage reports to both trackers and joins the empty one first.
-    let mut conn = Conn::connect(
-        b.addr,
-        Duration::from_secs(2),
-        Duration::from_secs(5),
-        Some("127.0.0.3".parse().expect("ip")),
-    )
-    .await
-    .expect("connect");
     let join = JoinRequest {
         group: "group1".into(),
         storage_port: 23000,
@@ -1291,11 +1288,7 @@ async fn an_empty_tracker_takes_a_running_trackers_state_before_the_first_join()
         trackers: vec![a.addr.to_string(), b.addr.to_string()],
         ..Default::default()
     };
-    let (st, _) = conn
-        .call(Command::StorageJoin, &join.encode(), 1024)
-        .await
-        .expect("join");
-    assert_eq!(st, Status::Ok);
+    let mut conn = join_from(b.addr, "127.0.0.3", &join).await;
     let known = |t: &RunningTracker| {
         let reg = t.tracker.registry();
         let m = &reg.groups()["group1"].members["127.0.0.2"];
@@ -1334,21 +1327,6 @@ async fn an_empty_tracker_takes_a_running_trackers_state_before_the_first_join()
     let mut later = join;
     later.group = "group2".into();
     later.trackers = vec![a.addr.to_string(), c.addr.to_string()];
-    let _second = {
-        let mut conn = Conn::connect(
-            c.addr,
-            Duration::from_secs(2),
-            Duration::from_secs(5),
-            Some("127.0.0.5".parse().expect("ip")),
-        )
-        .await
-        .expect("connect");
-        let (st, _) = conn
-            .call(Command::StorageJoin, &later.encode(), 1024)
-            .await
-            .expect("join");
-        assert_eq!(st, Status::Ok);
-        conn
-    };
+    let _second = join_from(c.addr, "127.0.0.5", &later).await;
     assert!(!c.tracker.registry().groups().contains_key("group1"));
 }

@@ -47,16 +47,7 @@ pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
     let groups = ctx.storage_groups(&namespace).await?;
     let valid = match validate::validate_cluster(cluster, default_image) {
         Ok(valid) => valid,
-        Err(err) => {
-            return status::invalid(ctx, cluster, &previous, err, |conditions| {
-                FdfsClusterStatus {
-                    observed_generation: cluster.metadata.generation,
-                    conditions,
-                    ..current_status
-                }
-            })
-            .await;
-        }
+        Err(err) => return invalid(ctx, cluster, &previous, current_status, err).await,
     };
     let ids = group_ids(cluster, &groups, default_image);
     let mut valid = valid;
@@ -68,17 +59,8 @@ pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
             .collect();
         match validate::external_storage_ids(cluster, text.as_ref().map(|t| t.as_deref()), &ours) {
             Ok(entries) => valid.external_ids = entries,
-            Err(err) => {
-                // The storage ids rendered last stay as they are.
-                return status::invalid(ctx, cluster, &previous, err, |conditions| {
-                    FdfsClusterStatus {
-                        observed_generation: cluster.metadata.generation,
-                        conditions,
-                        ..current_status
-                    }
-                })
-                .await;
-            }
+            // The storage ids rendered last stay as they are.
+            Err(err) => return invalid(ctx, cluster, &previous, current_status, err).await,
         }
     }
     let current = fetch::statefulset(client, &namespace, &naming::tracker(&name)).await?;
@@ -121,6 +103,24 @@ pub async fn reconcile(cluster: &FdfsCluster, ctx: &Context) -> Result<Action> {
     } else {
         ctx.config.progress_interval
     }))
+}
+
+/// A spec that cannot be acted on: conditions and an Event that say why, nothing built.
+async fn invalid(
+    ctx: &Context,
+    cluster: &FdfsCluster,
+    previous: &[Condition],
+    current: FdfsClusterStatus,
+    err: crate::Error,
+) -> Result<Action> {
+    status::invalid(ctx, cluster, previous, err, |conditions| {
+        FdfsClusterStatus {
+            observed_generation: cluster.metadata.generation,
+            conditions,
+            ..current
+        }
+    })
+    .await
 }
 
 /// The groups whose storages go into `storage_ids.conf`: the valid groups of the cluster, each

@@ -853,12 +853,7 @@ async fn a_storage_group_joins_a_running_group_through_its_trackers() -> anyhow:
                  "settings": {"useStorageId": false, "idTypeInFilename": "Ip",
                               "reservedStorageSpace": "1MB"}},
     }))?;
-    let group: StorageGroup = serde_json::from_value(json!({
-        "apiVersion": "fdfs.dev/v1alpha1", "kind": "StorageGroup",
-        "metadata": {"name": "photos", "namespace": NAMESPACE, "uid": "photos-uid"},
-        "spec": {"clusterRef": "main", "groupName": "group1", "replicas": 1,
-                 "volume": {"size": "1Gi", "subdirCountPerPath": 4}},
-    }))?;
+    let group = photos_joining_group1()?;
     let opts = BuildOptions {
         cluster_domain: CLUSTER_DOMAIN.into(),
     };
@@ -941,6 +936,16 @@ async fn a_storage_group_joins_a_running_group_through_its_trackers() -> anyhow:
     }
     drop(joining);
     Ok(())
+}
+
+/// The StorageGroup `photos` of cluster `main`, one storage joining the old `group1`.
+fn photos_joining_group1() -> anyhow::Result<StorageGroup> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "fdfs.dev/v1alpha1", "kind": "StorageGroup",
+        "metadata": {"name": "photos", "namespace": NAMESPACE, "uid": "photos-uid"},
+        "spec": {"clusterRef": "main", "groupName": "group1", "replicas": 1,
+                 "volume": {"size": "1Gi", "subdirCountPerPath": 4}},
+    }))?)
 }
 
 /// Waits until every file is on `pod`'s store path, byte for byte.
@@ -1414,12 +1419,7 @@ async fn a_storage_group_joins_an_old_cluster_that_names_storages_by_id() -> any
                  "settings": {"useStorageId": true, "idTypeInFilename": "Id",
                               "reservedStorageSpace": "1MB"}},
     }))?;
-    let group: StorageGroup = serde_json::from_value(json!({
-        "apiVersion": "fdfs.dev/v1alpha1", "kind": "StorageGroup",
-        "metadata": {"name": "photos", "namespace": NAMESPACE, "uid": "photos-uid"},
-        "spec": {"clusterRef": "main", "groupName": "group1", "replicas": 1,
-                 "volume": {"size": "1Gi", "subdirCountPerPath": 4}},
-    }))?;
+    let group = photos_joining_group1()?;
     let opts = BuildOptions {
         cluster_domain: CLUSTER_DOMAIN.into(),
     };

@@ -3,6 +3,7 @@
 //! peers, and saves its state so a restart answers at once.
 
 mod bootstrap;
+mod cmd;
 pub mod election;
 pub mod http;
 pub mod persist;
@@ -17,16 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Compat, TrackerConfig, TrunkConfig};
 use crate::proto::cluster::{
-    self, FetchStorageIds, GroupAndHost, GroupAndId, GroupTrunkServer, JoinLeader, PingLeader,
-    ReportStatus, SyncSrcReq, SysFilePiece, SysFileRequest, TrackerStat, TrackerStatFilter,
-    TrackerStatus, VolumeStatFilter, VolumeStats,
+    self, GroupTrunkServer, JoinLeader, PingLeader, SysFilePiece, SysFileRequest, TrackerStat,
+    TrackerStatus,
 };
-use crate::proto::fields::{GROUP_NAME_LEN, STORAGE_ID_LEN, fixed_text};
-use crate::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
-use crate::proto::query::{FetchAll, FileRequest, GroupRequest};
+use crate::proto::query::GroupRequest;
 use crate::proto::report::{
-    BeatRequest, DiskUsage, GetMyIpRequest, HeartbeatReply, JoinRequest, Parameters, StorageBrief,
-    SyncBacklogListing, SyncBacklogReport, SyncProblemReport, SyncReport, SyncSource,
+    BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, Parameters, StorageBrief,
+    SyncBacklogReport, SyncProblemReport, SyncReport, SyncSource,
 };
 use crate::proto::{Command, Header, Status, VERSION_TEXT};
 use crate::server::acl::AccessList;
@@ -439,276 +437,22 @@ impl Tracker {
     ) -> Result<Next, ConnError> {
         let body = conn.read_body(header.body_len).await?;
         let cmd = header.cmd;
-        let width = compat.ip_width;
-        let layout = compat.monitor_layout;
-        let now = unix_now();
-        let client = conn.peer.ip();
-        let store_one = |group: Option<&str>| {
-            let mut reg = self.registry();
-            let mut t = reg.query_store(group)?;
-            reg.as_seen_from(&t.group, [&mut t.addr], client);
-            Ok(t.encode(width))
-        };
-        let store_all = |group: Option<&str>| {
-            let mut reg = self.registry();
-            let mut t = reg.query_store_all(group)?;
-            reg.as_seen_from(&t.group, &mut t.servers, client);
-            Ok(t.encode(width))
-        };
-        let result: Result<Vec<u8>, Status> = match cmd {
-            Command::Quit => return Ok(Next::Close),
-            Command::ActiveTest => empty(&body).map(|_| Vec::new()),
-            Command::QueryStoreWithoutGroupOne => empty(&body).and_then(|_| store_one(None)),
-            Command::QueryStoreWithGroupOne => GroupRequest::decode(&body)
-                .map_err(|e| e.status())
-                .and_then(|r| store_one(Some(&r.group))),
-            Command::QueryStoreWithoutGroupAll => empty(&body).and_then(|_| store_all(None)),
-            Command::QueryStoreWithGroupAll => GroupRequest::decode(&body)
-                .map_err(|e| e.status())
-                .and_then(|r| store_all(Some(&r.group))),
-            Command::QueryFetchOne | Command::QueryUpdate | Command::QueryFetchAll => {
-                match FileRequest::decode(&body) {
-                    Err(e) => Err(e.status()),
-                    Ok(r) => {
-                        let mut reg = self.registry();
-                        match cmd {
-                            Command::QueryFetchOne | Command::QueryUpdate => {
-                                let target = if cmd == Command::QueryFetchOne {
-                                    reg.query_fetch(&r.group, &r.remote_filename, now)
-                                } else {
-                                    reg.query_update(&r.group, &r.remote_filename)
-                                };
-                                target.map(|mut t| {
-                                    reg.as_seen_from(&r.group, [&mut t.addr], client);
-                                    t.encode(width)
-                                })
-                            }
-                            _ => reg.query_fetch_all(&r.group, &r.remote_filename, now).map(
-                                |mut servers| {
-                                    reg.as_seen_from(&r.group, &mut servers, client);
-                                    FetchAll {
-                                        group: r.group.clone(),
-                                        servers,
-                                    }
-                                    .encode(width, compat.fetch_all_format)
-                                },
-                            ),
-                        }
-                    }
-                }
+        let result: Result<Vec<u8>, Status> = match (cmd, cmd::family(cmd)) {
+            (Command::Quit, _) => return Ok(Next::Close),
+            (Command::ActiveTest, _) => empty(&body).map(|_| Vec::new()),
+            (_, Some(family)) => {
+                let req = cmd::Request {
+                    tracker: self,
+                    conn,
+                    session,
+                    compat,
+                    cmd,
+                    body: &body,
+                    now: unix_now(),
+                };
+                cmd::apply(family, req).await
             }
-            Command::ServerListAllGroups => empty(&body)
-                .map(|_| GroupStat::encode_all_as(&self.registry().group_stats(), layout)),
-            Command::ServerListOneGroup => GroupRequest::decode(&body)
-                .map_err(|e| e.status())
-                .and_then(|r| {
-                    let reg = self.registry();
-                    let g = reg.groups().get(&r.group).ok_or(Status::NotFound)?;
-                    Ok(GroupStat::encode_all_as(&[reg.group_stat(g)], layout))
-                }),
-            Command::ServerListStorage => ListStorageRequest::decode(&body)
-                .map_err(|e| e.status())
-                .and_then(|r| {
-                    self.registry()
-                        .storage_stats(&r.group, r.storage_id.as_deref())
-                })
-                .map(|s| StorageStat::encode_all_as(&s, width, layout)),
-            Command::ServerDeleteStorage => GroupAndId::decode(&body)
-                .map_err(|e| e.status())
-                .and_then(|r| self.registry().delete_storage(&r.group, &r.id))
-                .map(|_| Vec::new()),
-            Command::ServerFenceStorage => cluster::FenceRequest::decode(&body)
-                .map_err(|e| e.status())
-                .and_then(|r| {
-                    self.registry()
-                        .fence_storage(&r.member.group, &r.member.id, r.fenced)
-                })
-                .map(|_| Vec::new()),
-            Command::ServerDeleteGroup => GroupRequest::decode(&body)
-                .map_err(|e| e.status())
-                .and_then(|r| self.registry().delete_group(&r.group))
-                .map(|_| Vec::new()),
-            Command::ServerSetTrunkServer => {
-                if body.len() < GROUP_NAME_LEN || body.len() > GROUP_NAME_LEN + STORAGE_ID_LEN {
-                    Err(Status::InvalidArgument)
-                } else if !self.is_leader() {
-                    // Followers learn the trunk server from the leader; ask the leader.
-                    Err(Status::NotSupported)
-                } else {
-                    let group = fixed_text(&body[..GROUP_NAME_LEN]);
-                    let id = fixed_text(&body[GROUP_NAME_LEN..]);
-                    self.registry().set_trunk_server(&group, &id).map(|chosen| {
-                        let mut reply = chosen.into_bytes();
-                        reply.push(0);
-                        reply
-                    })
-                }
-            }
-            Command::ServerGetLeader => empty(&body).and_then(|_| {
-                self.leader()
-                    .map(|l| l.to_string().into_bytes())
-                    .ok_or(Status::NotFound)
-            }),
-            Command::ServerTrackerClusterStat => TrackerStatFilter::decode(&body)
-                .map_err(|e| e.status())
-                .and_then(|f| {
-                    if !self.is_leader() {
-                        return Err(Status::NotSupported);
-                    }
-                    let list: Vec<TrackerStat> = self
-                        .tracker_stats(now)
-                        .into_iter()
-                        .filter(|s| f.accepts(s))
-                        .collect();
-                    Ok(TrackerStat::encode_all(&list))
-                }),
-            Command::ServerStorageClusterStat => cluster::StorageStatFilter::decode(&body)
-                .map_err(|e| e.status())
-                .map(|f| {
-                    let mut all = self.registry().storage_cluster_stats();
-                    all.storages.retain(|s| f.accepts(s));
-                    all.encode()
-                }),
-            Command::ServerStorageVolumnStat => VolumeStatFilter::decode(&body)
-                .map_err(|e| e.status())
-                .map(|f| {
-                    let groups = self
-                        .registry()
-                        .volume_stats()
-                        .into_iter()
-                        .filter(|v| f.accepts(v))
-                        .collect();
-                    VolumeStats {
-                        use_trunk_file: false,
-                        groups,
-                    }
-                    .encode()
-                }),
-            Command::StorageParameterReq => empty(&body).map(|_| self.parameters(compat).encode()),
-            Command::StorageFetchStorageIds => FetchStorageIds::decode(&body)
-                .map_err(|e| e.status())
-                .and_then(|r| self.registry().fetch_storage_ids(r))
-                .map(|p| p.encode()),
-            Command::StorageGetServerId => GroupAndHost::decode(&body)
-                .map_err(|e| e.status())
-                .and_then(|r| self.registry().server_id_by_addr(&r.group, &r.ip, r.port))
-                .map(String::into_bytes),
-            Command::StorageGetStatus => GroupAndHost::decode(&body)
-                .map_err(|e| e.status())
-                .and_then(|r| self.registry().brief_by_addr(&r.group, &r.ip, r.port))
-                .map(|b| cluster::encode_briefs(&[b])),
-            Command::StorageGetGroupName => self.group_name(conn, &body),
-            Command::StorageChangelogReq => self.changelog(session, &body),
-            Command::StorageReportIpChanged => self.ip_changed(conn, &body, now),
-            Command::TrackerGetSysFilesStart => empty(&body).and_then(|_| {
-                let reg = self.registry();
-                if reg.groups().is_empty() {
-                    return Err(Status::NotFound);
-                }
-                session.sys_files = Some(reg.sys_files());
-                Ok(Vec::new())
-            }),
-            Command::TrackerGetOneSysFile => self.one_sys_file(session, &body),
-            Command::TrackerGetSysFilesEnd => empty(&body).map(|_| {
-                session.sys_files = None;
-                Vec::new()
-            }),
-            Command::StorageGetMyIp => GetMyIpRequest::decode(&body)
-                .map_err(|e| e.status())
-                .map(|_| conn.peer.ip().to_string().into_bytes()),
-            Command::StorageReportStatus => ReportStatus::decode(&body)
-                .map_err(|e| e.status())
-                .and_then(|r| self.registry().report_status(&r.group, &r.brief))
-                .map(|_| Vec::new()),
-            Command::StorageSyncSrcReq => SyncSrcReq::decode(&body)
-                .map_err(|e| e.status())
-                .and_then(|r| self.registry().sync_src_req(&r.group, &r.dest_id))
-                .map(|s| s.map(|s| s.encode()).unwrap_or_default()),
-            Command::StorageJoin => match JoinRequest::decode(&body) {
-                Err(e) => {
-                    tracing::warn!(peer = %conn.peer, error = %e, "malformed storage join");
-                    Err(e.status())
-                }
-                Ok(req) => {
-                    let trackers = resolve_trackers(&req.trackers);
-                    match self.bootstrap_before_join(conn.local, &trackers).await {
-                        // As FastDFS: the storage tries again, and so does this tracker.
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot take the other trackers' state yet");
-                            Err(Status::TryAgain)
-                        }
-                        Ok(()) => self.join(conn, session, &req, now),
-                    }
-                }
-            },
-            Command::StorageBeat
-            | Command::StorageReportDiskUsage
-            | Command::StorageSyncReport
-            | Command::StorageReportSyncBacklog
-            | Command::StorageReportSyncProblems
-            | Command::StorageSyncDestReq
-            | Command::StorageSyncNotify
-            | Command::StorageSyncDestQuery
-            | Command::StorageChangeStatus
-            | Command::StorageReplicaChg
-            | Command::StorageFetchTrunkFid
-            | Command::StorageReportTrunkFid
-            | Command::StorageReportTrunkFree => match session.joined.clone() {
-                None => Err(Status::AccessDenied),
-                Some((group, id, _)) => self.storage_report(session, cmd, &body, &group, &id, now),
-            },
-            Command::ServerListSyncBacklog => GroupRequest::decode(&body)
-                .map_err(|e| e.status())
-                .and_then(|r| {
-                    let reg = self.registry();
-                    let g = reg.groups().get(&r.group).ok_or(Status::NotFound)?;
-                    Ok(SyncBacklogListing {
-                        rows: g.backlog_rows(),
-                    }
-                    .encode())
-                }),
-            // As V6.16.1: a tracker without groups has nothing to lead with.
-            Command::TrackerGetStatus => empty(&body).and_then(|_| {
-                if self.registry().groups().is_empty() {
-                    Err(Status::NotFound)
-                } else {
-                    Ok(self.status(now).encode())
-                }
-            }),
-            Command::TrackerJoinLeader => self.join_leader(conn, session, &body, now),
-            Command::TrackerPingLeader => self.ping_leader(conn, session, &body, now),
-            Command::TrackerNotifyNextLeader => cluster::decode_host_port(&body)
-                .map_err(|e| e.status())
-                .map(|next| {
-                    let mut rel = self.relationship();
-                    tracing::info!(%next, from = %conn.peer, "next leader announced");
-                    rel.next_leader = Some(next);
-                    rel.learn_peer(next);
-                    if rel.is_leader() && rel.me != Some(next) {
-                        rel.set_leader(None);
-                    }
-                    Vec::new()
-                }),
-            Command::TrackerCommitNextLeader => cluster::decode_host_port(&body)
-                .map_err(|e| e.status())
-                .and_then(|next| {
-                    let mut rel = self.relationship();
-                    if rel.next_leader != Some(next) {
-                        return Err(Status::InvalidArgument);
-                    }
-                    rel.set_leader(Some(next));
-                    Ok(Vec::new())
-                }),
-            Command::TrackerNotifyReselectLeader => empty(&body).and_then(|_| {
-                let mut rel = self.relationship();
-                if !rel.is_leader() {
-                    return Err(Status::NotSupported);
-                }
-                tracing::warn!(from = %conn.peer, "asked to step down as leader");
-                rel.set_leader(None);
-                Ok(Vec::new())
-            }),
-            other => {
+            (other, None) => {
                 tracing::debug!(peer = %conn.peer, cmd = ?other, "unsupported command");
                 Err(Status::InvalidArgument)
             }

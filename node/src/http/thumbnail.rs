@@ -23,8 +23,8 @@ use crate::config::{Fit, ThumbnailConfig, ThumbnailPreset};
 use crate::fileid::{BASE64_LEN, FORMATTED_EXT_LEN, RemoteName};
 use crate::storage::StorageNode;
 use crate::storage::metrics::ThumbnailLabels;
+use crate::storage::slave_name;
 use crate::storage::store::CommitError;
-use crate::storage::upload::slave_name;
 
 /// Why no thumbnail was made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

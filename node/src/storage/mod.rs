@@ -1,15 +1,13 @@
 //! The storage role: stores files in FastDFS's layout, serves every client
 //! command on them, and reports to every tracker.
 
-mod appender;
 pub mod binlog;
-mod files;
+mod cmd;
+pub(crate) use cmd::upload::slave_name;
 pub mod locks;
 pub mod meta;
 pub mod metrics;
-mod path_binlog;
 pub mod recovery;
-mod replica;
 mod report;
 pub mod stat_file;
 pub mod store;
@@ -20,7 +18,6 @@ pub mod trunk;
 pub mod trunk_space;
 mod trunk_upkeep;
 pub mod trunking;
-pub(crate) mod upload;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -463,45 +460,16 @@ impl StorageNode {
             );
             return Err(Status::AccessDenied.into());
         }
-        match header.cmd {
-            Command::ActiveTest => {
+        match (header.cmd, cmd::family(header.cmd)) {
+            (Command::ActiveTest, _) => {
                 if header.body_len == 0 {
                     Ok(Reply::Body(Vec::new()))
                 } else {
                     Err(Status::InvalidArgument.into())
                 }
             }
-            Command::UploadFile => self.upload(conn, header, false).await,
-            Command::UploadAppenderFile => self.upload(conn, header, true).await,
-            Command::UploadSlaveFile => self.upload_slave(conn, header).await,
-            Command::AppendFile => self.append(conn, header).await,
-            Command::ModifyFile => self.modify(conn, header).await,
-            Command::TruncateFile => self.truncate(conn, header).await,
-            Command::RegenerateAppenderFilename => self.regenerate(conn, header).await,
-            Command::DownloadFile => self.download(conn, header).await,
-            Command::DeleteFile => self.delete(conn, header).await,
-            Command::QueryFileInfo => self.query_file_info(conn, header).await,
-            Command::SetMetadata => self.set_metadata(conn, header).await,
-            Command::GetMetadata => self.get_metadata(conn, header).await,
-            Command::ReportServerId => self.report_server_id(conn, header, session).await,
-            Command::SyncCreateFile => self.sync_file(conn, header, false, session).await,
-            Command::SyncUpdateFile => self.sync_file(conn, header, true, session).await,
-            Command::SyncDeleteFile => self.sync_delete(conn, header, session).await,
-            Command::SyncAppendFile => self.sync_range(conn, header, false, session).await,
-            Command::SyncModifyFile => self.sync_range(conn, header, true, session).await,
-            Command::SyncTruncateFile => self.sync_truncate(conn, header, session).await,
-            Command::SyncRenameFile => self.sync_rename(conn, header, session).await,
-            Command::SyncCreateLink => self.sync_link(conn, header, session).await,
-            Command::FetchOnePathBinlog => self.fetch_path_binlog(conn, header).await,
-            Command::TrunkAllocSpace => self.trunk_alloc_space(conn, header).await,
-            Command::TrunkAllocConfirm | Command::TrunkFreeSpace => {
-                self.trunk_space_back(conn, header).await
-            }
-            Command::TrunkSyncBinlog
-            | Command::TrunkGetBinlogSize
-            | Command::TrunkDeleteBinlogMarks
-            | Command::TrunkTruncateBinlogFile => self.trunk_binlog_command(conn, header).await,
-            other => {
+            (_, Some(family)) => cmd::apply(family, self, conn, header, session).await,
+            (other, None) => {
                 tracing::debug!(peer = %conn.peer, cmd = ?other, "unsupported command");
                 Err(Status::InvalidArgument.into())
             }

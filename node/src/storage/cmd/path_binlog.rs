@@ -12,11 +12,11 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::binlog::{Op, Position, Record};
-use super::{Failure, Handled, Reply, StorageNode};
 use crate::proto::sync::{FetchBinlog, STREAMED_BODY_LEN};
 use crate::proto::{Header, Status};
 use crate::server::{ConnError, Connection};
+use crate::storage::binlog::{Op, Position, Record};
+use crate::storage::{Failure, Handled, Reply, StorageNode};
 
 /// Binlog bytes read per step.
 const STEP_BYTES: usize = 64 * 1024;

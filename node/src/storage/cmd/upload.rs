@@ -2,16 +2,16 @@
 
 use std::sync::Arc;
 
-use super::binlog::{Op, Record};
-use super::store::{CommitError, NewName, write_small};
-use super::transfer::receive_into;
-use super::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 use crate::fileid::{self, FORMATTED_EXT_LEN, RemoteName};
 use crate::proto::storage::{
     SLAVE_HEAD_LEN, SlaveHead, UPLOAD_HEAD_LEN, UploadHead, UploadResponse,
 };
 use crate::proto::{Command, Header, Status};
 use crate::server::Connection;
+use crate::storage::binlog::{Op, Record};
+use crate::storage::store::{CommitError, NewName, write_small};
+use crate::storage::transfer::receive_into;
+use crate::storage::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 
 /// Longest master name a slave upload may carry.
 const MAX_MASTER_LEN: u64 = 127;
@@ -297,9 +297,23 @@ impl StorageNode {
     }
 }
 
+/// An upload command (11, 21, 23).
+pub(super) async fn apply(
+    node: &Arc<StorageNode>,
+    conn: &mut Connection,
+    header: &Header,
+) -> Handled {
+    match header.cmd {
+        Command::UploadFile => node.upload(conn, header, false).await,
+        Command::UploadAppenderFile => node.upload(conn, header, true).await,
+        Command::UploadSlaveFile => node.upload_slave(conn, header).await,
+        _ => Err(Status::InvalidArgument.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::storage::*;
 
     #[test]
     fn slave_names_follow_fastdfs() {

@@ -3,16 +3,16 @@
 
 use std::sync::Arc;
 
-use super::binlog::{Op, Record};
-use super::meta;
-use super::store;
-use super::transfer::file_crc32;
-use super::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 use crate::fileid::Source;
 use crate::proto::query::FileRequest;
 use crate::proto::storage::{DownloadRequest, FileInfo, MetaOp, SetMetadataRequest};
 use crate::proto::{Command, Header, Status};
 use crate::server::Connection;
+use crate::storage::binlog::{Op, Record};
+use crate::storage::meta;
+use crate::storage::store;
+use crate::storage::transfer::file_crc32;
+use crate::storage::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 
 /// QUERY_FILE_INFO flag: do not compute the CRC-32 of appender and slave files.
 const INFO_NO_CRC: u8 = 1;
@@ -114,7 +114,7 @@ impl StorageNode {
         tracing::debug!(file = %name, "deleted");
         // A trunk slot goes back to the group's trunk server for reuse.
         if let Some(block) =
-            super::trunking::block_of(&name).filter(|_| self.trunk.params().is_some())
+            crate::storage::trunking::block_of(&name).filter(|_| self.trunk.params().is_some())
         {
             self.trunk_release(block).await;
         }
@@ -251,5 +251,21 @@ impl StorageNode {
         })
         .await??;
         Ok(Reply::Body(blob))
+    }
+}
+
+/// A command on an existing file (12, 13, 14, 15, 22).
+pub(super) async fn apply(
+    node: &Arc<StorageNode>,
+    conn: &mut Connection,
+    header: &Header,
+) -> Handled {
+    match header.cmd {
+        Command::DownloadFile => node.download(conn, header).await,
+        Command::DeleteFile => node.delete(conn, header).await,
+        Command::QueryFileInfo => node.query_file_info(conn, header).await,
+        Command::SetMetadata => node.set_metadata(conn, header).await,
+        Command::GetMetadata => node.get_metadata(conn, header).await,
+        _ => Err(Status::InvalidArgument.into()),
     }
 }

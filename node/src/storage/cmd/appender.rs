@@ -5,16 +5,16 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::binlog::{Op, Record};
-use super::store::NewName;
-use super::transfer::{file_crc32, receive_into};
-use super::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 use crate::fileid::{BASE64_LEN, RemoteName};
 use crate::fsutil::SyncPolicy;
 use crate::fsutil::rename_noreplace;
 use crate::proto::storage::{TruncateRequest, UploadResponse, WriteHead};
 use crate::proto::{Command, Header, Status};
 use crate::server::Connection;
+use crate::storage::binlog::{Op, Record};
+use crate::storage::store::NewName;
+use crate::storage::transfer::{file_crc32, receive_into};
+use crate::storage::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 
 /// Appender names are normal-length names: 44 bytes, at most 127.
 const NAME_LEN: std::ops::RangeInclusive<u64> = 44..=127;
@@ -307,5 +307,20 @@ impl Received {
             target.sync_data()?;
         }
         Ok(())
+    }
+}
+
+/// An appender-file command (24, 34, 36, 38).
+pub(super) async fn apply(
+    node: &Arc<StorageNode>,
+    conn: &mut Connection,
+    header: &Header,
+) -> Handled {
+    match header.cmd {
+        Command::AppendFile => node.append(conn, header).await,
+        Command::ModifyFile => node.modify(conn, header).await,
+        Command::TruncateFile => node.truncate(conn, header).await,
+        Command::RegenerateAppenderFilename => node.regenerate(conn, header).await,
+        _ => Err(Status::InvalidArgument.into()),
     }
 }

@@ -7,18 +7,18 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use super::binlog::{Op, Record};
-use super::store::unix_time;
-use super::transfer::receive_into;
-use super::{Failure, Handled, Reply, Session, StorageNode, blocking, io_failure};
 use crate::fileid::RemoteName;
 use crate::fsutil::rename_noreplace;
 use crate::proto::sync::{
     SYNC_FILE_HEAD_LEN, SYNC_RANGE_HEAD_LEN, ServerIdReport, SyncDelete, SyncFileHead, SyncPair,
     SyncRangeHead,
 };
-use crate::proto::{Header, Status};
+use crate::proto::{Command, Header, Status};
 use crate::server::Connection;
+use crate::storage::binlog::{Op, Record};
+use crate::storage::store::unix_time;
+use crate::storage::transfer::receive_into;
+use crate::storage::{Failure, Handled, Reply, Session, StorageNode, blocking, io_failure};
 
 /// Header status meaning "no content follows" in SYNC_CREATE/UPDATE.
 const NO_CONTENT: u8 = 17;
@@ -91,7 +91,7 @@ impl StorageNode {
         if let Some(slot) = name.trunk_slot() {
             // Kept in the same slot of the same trunk file as on the sender.
             if header.status != NO_CONTENT
-                && head.file_size + super::trunk::HEADER_LEN > u64::from(slot.size)
+                && head.file_size + crate::storage::trunk::HEADER_LEN > u64::from(slot.size)
             {
                 return Err(Status::InvalidArgument.into());
             }
@@ -413,5 +413,26 @@ impl StorageNode {
             .replica()])
             .await;
         Ok(Reply::Body(Vec::new()))
+    }
+}
+
+/// A change pushed by another member of the group (9, 16–19, 25, 35, 37, 40).
+pub(super) async fn apply(
+    node: &Arc<StorageNode>,
+    conn: &mut Connection,
+    header: &Header,
+    session: &mut Session,
+) -> Handled {
+    match header.cmd {
+        Command::ReportServerId => node.report_server_id(conn, header, session).await,
+        Command::SyncCreateFile => node.sync_file(conn, header, false, session).await,
+        Command::SyncUpdateFile => node.sync_file(conn, header, true, session).await,
+        Command::SyncDeleteFile => node.sync_delete(conn, header, session).await,
+        Command::SyncAppendFile => node.sync_range(conn, header, false, session).await,
+        Command::SyncModifyFile => node.sync_range(conn, header, true, session).await,
+        Command::SyncTruncateFile => node.sync_truncate(conn, header, session).await,
+        Command::SyncRenameFile => node.sync_rename(conn, header, session).await,
+        Command::SyncCreateLink => node.sync_link(conn, header, session).await,
+        _ => Err(Status::InvalidArgument.into()),
     }
 }

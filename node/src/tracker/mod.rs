@@ -452,16 +452,22 @@ impl Tracker {
                 };
                 cmd::apply(family, req).await
             }
-            (other, None) => {
-                tracing::debug!(peer = %conn.peer, cmd = ?other, "unsupported command");
-                Err(Status::InvalidArgument)
-            }
+            // A command this tracker does not serve.
+            (_, None) => Err(Status::InvalidArgument),
         };
         let status = result.as_ref().err().copied().unwrap_or(Status::Ok);
         self.metrics.count(cmd, status);
-        if let (Err(status), Some((group, id, _))) = (&result, &session.joined) {
-            tracing::warn!(peer = %conn.peer, %group, storage = %id, ?cmd, %status,
-                "storage report refused");
+        // Each refusal is told once, with the command and the peer: a storage's report as a
+        // warning (its session is in trouble), anything else for whoever looks closer.
+        match (&result, &session.joined) {
+            (Err(status), Some((group, id, _))) => {
+                tracing::warn!(peer = %conn.peer, %group, storage = %id, ?cmd, %status,
+                    "storage report refused");
+            }
+            (Err(status), None) => {
+                tracing::debug!(peer = %conn.peer, ?cmd, %status, "request refused");
+            }
+            (Ok(_), _) => {}
         }
         match result {
             Ok(reply) => conn.reply(Status::Ok, &reply).await?,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Cluster, exchanges, hex_field};
+use common::{Cluster, exchanges, hex_field, wait_for};
 use fdfs_node::client::{Client, ClientConfig, Conn};
 use fdfs_node::config::{
     Compat, IdType, ListenerConfig, ReservedSpace, StorageConfig, TrackerConfig,
@@ -24,21 +24,6 @@ use fdfs_node::proto::report::{HeartbeatReply, JoinRequest, Parameters};
 use fdfs_node::proto::{Command, IpWidth, Status, StorageStatus};
 use fdfs_node::storage::RunningStorage;
 use fdfs_node::tracker::RunningTracker;
-
-/// Polls `cond` every 20 ms until it holds, failing after `secs` seconds.
-async fn wait_for(what: &str, secs: u64, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if cond().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn call(addr: SocketAddr, cmd: Command, body: &[u8]) -> (Status, Vec<u8>) {
     let mut c = Conn::connect(addr, Duration::from_secs(5), Duration::from_secs(10), None)
@@ -104,12 +89,16 @@ async fn restarted_tracker_answers_from_saved_state() {
         .await
         .expect("upload");
     let state = c.dir.path().join("tracker/data/tracker_state.json");
-    wait_for("the state file with the ACTIVE storage", 10, async || {
-        std::fs::read_to_string(&state)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .is_some_and(|v| v["groups"][0]["members"][0]["status"] == 7)
-    })
+    wait_for(
+        "the state file with the ACTIVE storage",
+        Duration::from_secs(10),
+        async || {
+            std::fs::read_to_string(&state)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .is_some_and(|v| v["groups"][0]["members"][0]["status"] == 7)
+        },
+    )
     .await;
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).expect("read")).expect("json");
@@ -170,7 +159,7 @@ async fn storage_keeps_its_id_on_a_new_address() {
     let base = dir.path().join("s1");
     // No server_id configured: the storage asks the tracker (70) which id is its.
     let s = start_storage("127.0.0.2:0", "group1", &base, &[t.addr], "").await;
-    wait_for("ACTIVE", 20, async || {
+    wait_for("ACTIVE", Duration::from_secs(20), async || {
         member_status(&t, "group1", "100001") == Some(StorageStatus::Active)
     })
     .await;
@@ -192,12 +181,14 @@ async fn storage_keeps_its_id_on_a_new_address() {
 
     // Restarted on another address with its id configured: same member, new address.
     s.stop(Duration::from_secs(2)).await;
-    wait_for("OFFLINE after the storage left", 10, async || {
-        member_status(&t, "group1", "100001") == Some(StorageStatus::Offline)
-    })
+    wait_for(
+        "OFFLINE after the storage left",
+        Duration::from_secs(10),
+        async || member_status(&t, "group1", "100001") == Some(StorageStatus::Offline),
+    )
     .await;
     let s = start_storage("127.0.0.5:0", "group1", &base, &[t.addr], "100001").await;
-    wait_for("ACTIVE again", 20, async || {
+    wait_for("ACTIVE again", Duration::from_secs(20), async || {
         member_status(&t, "group1", "100001") == Some(StorageStatus::Active)
     })
     .await;
@@ -319,7 +310,7 @@ async fn a_storage_added_to_storage_ids_conf_joins_without_a_restart() {
     let next = dir.path().join("storage_ids.conf.new");
     std::fs::write(&next, "100001 group1 127.0.0.2\n100002 group1 127.0.0.3\n").expect("write");
     std::fs::rename(&next, &ids).expect("rename");
-    wait_for("the new id answered", 5, async || {
+    wait_for("the new id answered", Duration::from_secs(5), async || {
         call(t.addr, Command::StorageGetServerId, &ask).await == (Status::Ok, b"100002".to_vec())
     })
     .await;
@@ -331,9 +322,11 @@ async fn a_storage_added_to_storage_ids_conf_joins_without_a_restart() {
         "",
     )
     .await;
-    wait_for("the new storage ACTIVE under its id", 20, async || {
-        member_status(&t, "group1", "100002") == Some(StorageStatus::Active)
-    })
+    wait_for(
+        "the new storage ACTIVE under its id",
+        Duration::from_secs(20),
+        async || member_status(&t, "group1", "100002") == Some(StorageStatus::Active),
+    )
     .await;
     // A malformed file is not taken, not even its good lines: the ids in use stay. Asked
     // for longer than the tracker's once-a-second reread, it is read at least once.
@@ -366,7 +359,7 @@ async fn a_storage_added_to_storage_ids_conf_joins_without_a_restart() {
         "100001 group1 127.0.0.2\n100002 group1 127.0.0.3\n100003 group1 127.0.0.9\n",
     )
     .expect("write");
-    wait_for("the mended file read", 5, async || {
+    wait_for("the mended file read", Duration::from_secs(5), async || {
         call(t.addr, Command::StorageGetServerId, &other).await == (Status::Ok, b"100003".to_vec())
     })
     .await;
@@ -403,7 +396,7 @@ async fn three_trackers_elect_one_leader_and_fail_over() {
         ts.iter().map(|t| t.tracker.leader()).collect()
     };
     // The greatest address leads once everyone knows everyone.
-    wait_for("one agreed leader", 30, async || {
+    wait_for("one agreed leader", Duration::from_secs(30), async || {
         leaders(&trackers) == vec![Some(addrs[2]); 3]
     })
     .await;
@@ -418,7 +411,7 @@ async fn three_trackers_elect_one_leader_and_fail_over() {
         );
     }
     // 96 is the leader's: every tracker, one leader, all active.
-    wait_for("followers pinging", 10, async || {
+    wait_for("followers pinging", Duration::from_secs(10), async || {
         let (_, body) = call(addrs[2], Command::ServerTrackerClusterStat, &[0, 0, 0]).await;
         TrackerStat::decode_all(&body).is_ok_and(|l| l.len() == 3 && l.iter().all(|s| s.is_active))
     })
@@ -463,9 +456,11 @@ async fn three_trackers_elect_one_leader_and_fail_over() {
     assert_eq!(st, Status::NotSupported);
     let (st, _) = call(addrs[2], Command::TrackerNotifyReselectLeader, &[]).await;
     assert_eq!(st, Status::Ok);
-    wait_for("the leader re-elected", 30, async || {
-        leaders(&trackers) == vec![Some(addrs[2]); 3]
-    })
+    wait_for(
+        "the leader re-elected",
+        Duration::from_secs(30),
+        async || leaders(&trackers) == vec![Some(addrs[2]); 3],
+    )
     .await;
 
     // Heartbeat replies: the leader pushes the leader and the members; a follower sends 0.
@@ -509,9 +504,11 @@ async fn three_trackers_elect_one_leader_and_fail_over() {
     }
     // Gone storages go OFFLINE at once; then they and their group can be deleted.
     for t in [&trackers[0], &trackers[2]] {
-        wait_for("the fake storage OFFLINE", 10, async || {
-            member_status(t, "group9", "127.0.0.1") == Some(StorageStatus::Offline)
-        })
+        wait_for(
+            "the fake storage OFFLINE",
+            Duration::from_secs(10),
+            async || member_status(t, "group9", "127.0.0.1") == Some(StorageStatus::Offline),
+        )
         .await;
         let del = GroupAndId {
             group: "group9".into(),
@@ -543,7 +540,7 @@ async fn three_trackers_elect_one_leader_and_fail_over() {
         .expect("upload");
     let leader = trackers.pop().expect("leader");
     leader.stop(Duration::from_millis(100)).await;
-    wait_for("a new leader", 30, async || {
+    wait_for("a new leader", Duration::from_secs(30), async || {
         leaders(&trackers) == vec![Some(addrs[1]); 2]
     })
     .await;
@@ -588,18 +585,22 @@ async fn followers_learn_the_trunk_server_from_the_leader() {
             .get("group1")
             .and_then(|g| g.trunk.server.clone())
     };
-    wait_for("one leader", 30, async || {
+    wait_for("one leader", Duration::from_secs(30), async || {
         trackers
             .iter()
             .all(|t| t.tracker.leader() == Some(addrs[1]))
     })
     .await;
     // The leader chooses; the follower, which never elects, hears it in the pings.
-    wait_for("the trunk server on both trackers", 30, async || {
-        trackers
-            .iter()
-            .all(|t| trunk_server(t).as_deref() == Some("127.0.0.33"))
-    })
+    wait_for(
+        "the trunk server on both trackers",
+        Duration::from_secs(30),
+        async || {
+            trackers
+                .iter()
+                .all(|t| trunk_server(t).as_deref() == Some("127.0.0.33"))
+        },
+    )
     .await;
     // The leader moves it (94); the follower, which never chooses, hears of it in the pings.
     let mut ask = b"group1".to_vec();
@@ -611,17 +612,23 @@ async fn followers_learn_the_trunk_server_from_the_leader() {
         Status::NotSupported,
         "a follower leaves it to the leader"
     );
-    wait_for("both members ACTIVE at the leader", 30, async || {
-        member_status(&trackers[1], "group1", "127.0.0.34") == Some(StorageStatus::Active)
-    })
+    wait_for(
+        "both members ACTIVE at the leader",
+        Duration::from_secs(30),
+        async || member_status(&trackers[1], "group1", "127.0.0.34") == Some(StorageStatus::Active),
+    )
     .await;
     let (st, body) = call(addrs[1], Command::ServerSetTrunkServer, &ask).await;
     assert_eq!((st, body), (Status::Ok, b"127.0.0.34\0".to_vec()));
-    wait_for("the new trunk server on both trackers", 30, async || {
-        trackers
-            .iter()
-            .all(|t| trunk_server(t).as_deref() == Some("127.0.0.34"))
-    })
+    wait_for(
+        "the new trunk server on both trackers",
+        Duration::from_secs(30),
+        async || {
+            trackers
+                .iter()
+                .all(|t| trunk_server(t).as_deref() == Some("127.0.0.34"))
+        },
+    )
     .await;
     let (st, body) = call(
         addrs[0],
@@ -639,12 +646,16 @@ async fn followers_learn_the_trunk_server_from_the_leader() {
     assert_eq!(flags, [false, true], "the follower lists the trunk server");
     // Only the leader answers FETCH_TRUNK_FID; it knows the ids the trunk server reserved.
     let leader = &trackers[1];
-    wait_for("trunk file ids reserved", 30, async || {
-        let reg = leader.tracker.registry();
-        reg.groups()
-            .get("group1")
-            .is_some_and(|g| g.trunk.file_id > 0)
-    })
+    wait_for(
+        "trunk file ids reserved",
+        Duration::from_secs(30),
+        async || {
+            let reg = leader.tracker.registry();
+            reg.groups()
+                .get("group1")
+                .is_some_and(|g| g.trunk.file_id > 0)
+        },
+    )
     .await;
 }
 
@@ -840,7 +851,7 @@ async fn http_status_health_readiness_and_metrics() {
         "",
     )
     .await;
-    wait_for("ready", 20, async || {
+    wait_for("ready", Duration::from_secs(20), async || {
         http_get(http, "/readyz").await.0 == 200
     })
     .await;
@@ -1048,11 +1059,15 @@ async fn backlog_reports_are_checked_listed_and_outlive_the_reporters_connection
     // The reporter's connection ends: its figures no longer count as the peer's lag, and
     // its last report stays listed, for a retirement to check.
     a.quit().await;
-    wait_for("the reporter's figures no longer lag", 10, async || {
-        let reg = c.tracker.tracker.registry();
-        let g = &reg.groups()["group7"];
-        g.lag_bytes_towards("127.0.0.77").is_none() && g.backlog_rows().len() == 1
-    })
+    wait_for(
+        "the reporter's figures no longer lag",
+        Duration::from_secs(10),
+        async || {
+            let reg = c.tracker.tracker.registry();
+            let g = &reg.groups()["group7"];
+            g.lag_bytes_towards("127.0.0.77").is_none() && g.backlog_rows().len() == 1
+        },
+    )
     .await;
     let rows = client.sync_backlog("group7").await.expect("241");
     assert_eq!(rows.map(|r| r.len()), Some(1));

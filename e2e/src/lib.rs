@@ -335,22 +335,8 @@ pub fn run_binary(name: &str, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
-/// Polls `check` every 50 ms until it holds, for up to `limit`.
-pub async fn wait_for(
-    what: &str,
-    limit: Duration,
-    mut check: impl AsyncFnMut() -> bool,
-) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check().await {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
+/// Polls `check` until it holds, for up to `limit` (the workspace's one wait).
+pub use fdfs_test_support::wait_for;
 
 /// One HTTP/1.1 GET on a fresh connection: the status code and the body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {

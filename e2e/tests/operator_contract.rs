@@ -964,7 +964,8 @@ async fn every_file_on(pod: &Pod, files: &[StoredFile]) -> anyhow::Result<()> {
                 .all(|(id, data)| std::fs::read(on_pod(id)).is_ok_and(|b| b == *data))
         },
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 /// The cluster on VMs that moves onto the operator's cluster in the migration below: a

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fdfs_node::config::{ReservedSpace, StorageConfig, TrackerConfig};
 use fdfs_node::proto::StorageStatus;
@@ -126,11 +126,9 @@ impl Cluster {
 }
 
 /// Polls `check` until it holds; fails the test after `limit`.
-pub async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
+pub async fn wait_for(what: &str, limit: Duration, check: impl AsyncFnMut() -> bool) {
+    if let Err(e) = fdfs_test_support::wait_for(what, limit, check).await {
+        panic!("{e}");
     }
 }
 

@@ -389,15 +389,12 @@ pub async fn active_storage(ip: &str, trackers: &[String], data: &Path) -> Runni
     s
 }
 
-/// Polls `check` every 20 ms until it holds, for up to a minute.
+/// Polls `check` until it holds, for up to a minute.
 pub async fn wait_until(what: &str, check: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if let Err(e) =
+        fdfs_test_support::wait_for(what, Duration::from_secs(60), async || check()).await
+    {
+        panic!("{e}");
     }
 }
 

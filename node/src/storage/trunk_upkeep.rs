@@ -77,32 +77,68 @@ impl Timer {
     }
 }
 
+/// What the create-ahead step should do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ahead {
+    /// Free trunk space is within one trunk file of the threshold.
+    Enough,
+    /// More trunk files would take the store paths below their reserve.
+    BelowReserve { wanted_mb: u64, free_mb: u64 },
+    /// Make trunk files up to the threshold.
+    Make,
+}
+
+/// The create-ahead decision from the threshold, the free trunk space (bytes), the trunk file
+/// size (bytes), the store paths' (total, free) MB and their reserve.
+fn ahead(
+    threshold: u64,
+    free_trunk: u64,
+    file_size: u64,
+    paths: &[(u64, u64)],
+    reserved: crate::config::ReservedSpace,
+) -> Ahead {
+    const MB: u64 = 1024 * 1024;
+    let wanted_mb = threshold.saturating_sub(free_trunk) / MB;
+    if wanted_mb < file_size / MB {
+        return Ahead::Enough;
+    }
+    let (total_mb, free_mb) = paths
+        .iter()
+        .fold((0, 0), |(t, f), (total, free)| (t + total, f + free));
+    if reserved.has_room(free_mb.saturating_sub(wanted_mb), total_mb) {
+        Ahead::Make
+    } else {
+        Ahead::BelowReserve { wanted_mb, free_mb }
+    }
+}
+
 /// `trunk_create_file_advance`: trunk files until the free trunk space reaches the
 /// threshold, unless that would take the store paths below their reserve.
 async fn make_trunk_files_ahead(node: &Arc<StorageNode>, params: TrunkParams) {
-    const MB: u64 = 1024 * 1024;
     let threshold = params.create_ahead_threshold;
-    let free_trunk = node.trunk.own_figures().map_or(0, |f| f.free_bytes);
-    let wanted_mb = threshold.saturating_sub(free_trunk) / MB;
-    if wanted_mb < u64::from(params.file_size) / MB {
-        return;
-    }
-    let (total_mb, free_mb) = node
+    let paths: Vec<(u64, u64)> = node
         .store
         .cached_usage()
         .iter()
-        .fold((0, 0), |(t, f), u| (t + u.total_mb, f + u.free_mb));
-    if !node
-        .path_policy()
-        .reserved
-        .has_room(free_mb.saturating_sub(wanted_mb), total_mb)
-    {
-        tracing::warn!(
-            wanted_mb,
-            free_mb,
-            "trunk files not made ahead: the store paths would fall below their reserve"
-        );
-        return;
+        .map(|u| (u.total_mb, u.free_mb))
+        .collect();
+    match ahead(
+        threshold,
+        node.trunk.own_figures().map_or(0, |f| f.free_bytes),
+        u64::from(params.file_size),
+        &paths,
+        node.path_policy().reserved,
+    ) {
+        Ahead::Enough => return,
+        Ahead::BelowReserve { wanted_mb, free_mb } => {
+            tracing::warn!(
+                wanted_mb,
+                free_mb,
+                "trunk files not made ahead: the store paths would fall below their reserve"
+            );
+            return;
+        }
+        Ahead::Make => {}
     }
     match node
         .on_free_space(move |s, store| s.create_ahead(store, threshold))
@@ -280,6 +316,47 @@ mod tests {
         assert!(!t.due(Some(s), 129));
         assert!(!t.due(None, 200));
         assert!(!t.due(Some(s), 200), "set again: waits for 210");
+    }
+
+    #[test]
+    fn trunk_files_are_made_ahead_only_above_the_reserve() {
+        use crate::config::ReservedSpace;
+        const MB: u64 = 1024 * 1024;
+        // 64 MB trunk files, a 200 MB threshold, 10 MB of trunk space free: 190 MB wanted.
+        let decide =
+            |paths: &[(u64, u64)], reserved| ahead(200 * MB, 10 * MB, 64 * MB, paths, reserved);
+        assert_eq!(decide(&[(1000, 500)], ReservedSpace::Mb(100)), Ahead::Make);
+        assert_eq!(
+            decide(&[(1000, 250)], ReservedSpace::Mb(100)),
+            Ahead::BelowReserve {
+                wanted_mb: 190,
+                free_mb: 250
+            },
+            "250 − 190 MB would leave less than the 100 MB reserve"
+        );
+        // A ratio counts every store path together: 300 free of 1,000 − 190 = 11 %.
+        assert_eq!(
+            decide(&[(500, 150), (500, 150)], ReservedSpace::Ratio(0.10)),
+            Ahead::Make
+        );
+        assert_eq!(
+            decide(&[(500, 150), (500, 150)], ReservedSpace::Ratio(0.15)),
+            Ahead::BelowReserve {
+                wanted_mb: 190,
+                free_mb: 300
+            }
+        );
+        // Within one trunk file of the threshold: nothing to make.
+        assert_eq!(
+            ahead(
+                200 * MB,
+                150 * MB,
+                64 * MB,
+                &[(1000, 500)],
+                ReservedSpace::Mb(0)
+            ),
+            Ahead::Enough
+        );
     }
 
     #[test]

@@ -301,7 +301,8 @@ fn apply_changelog(
     lines: &[ChangelogLine],
 ) -> std::io::Result<()> {
     super::sync::follow_changelog(binlog_dir, group, lines)?;
-    let mut source = init_flag_value(base, "sync_src_server").unwrap_or_default();
+    let recorded = init_flag_value(base, "sync_src_server").unwrap_or_default();
+    let mut source = recorded.clone();
     for l in lines {
         if source.is_empty() || l.id != source {
             continue;
@@ -311,7 +312,9 @@ fn apply_changelog(
         } else {
             String::new()
         };
-        update_init_flag(base, &[("sync_src_server", source.clone())])?;
+    }
+    if source != recorded {
+        update_init_flag(base, &[("sync_src_server", source)])?;
     }
     Ok(())
 }

@@ -301,8 +301,7 @@ fn apply_changelog(
     lines: &[ChangelogLine],
 ) -> std::io::Result<()> {
     super::sync::follow_changelog(binlog_dir, group, lines)?;
-    let recorded = init_flag_value(base, "sync_src_server").unwrap_or_default();
-    let mut source = recorded.clone();
+    let mut source = init_flag_value(base, "sync_src_server").unwrap_or_default();
     for l in lines {
         if source.is_empty() || l.id != source {
             continue;
@@ -312,9 +311,7 @@ fn apply_changelog(
         } else {
             String::new()
         };
-    }
-    if source != recorded {
-        update_init_flag(base, &[("sync_src_server", source)])?;
+        update_init_flag(base, &[("sync_src_server", source.clone())])?;
     }
     Ok(())
 }

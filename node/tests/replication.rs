@@ -387,8 +387,20 @@ async fn a_restarted_member_catches_up_from_its_mark() {
         async || backlog_of_a(&g) == Some(0),
     )
     .await;
-    // Stop member B, upload to A meanwhile, start B again on the same data.
+    // Stop member B, upload to A meanwhile, start B again on the same data. A's mark for B
+    // is on disk first (saved once the push is quiet), so what follows starts from it.
     let binlog_before = binlog_size(&g.members[0]);
+    let mark = g.members[0]
+        .node
+        .binlog
+        .dir()
+        .join(format!("127.0.0.4_{}.mark", g.members[1].addr.port()));
+    wait_for(
+        "A's mark for B saved",
+        Duration::from_secs(30),
+        async || mark_offset(&mark) == Some(binlog_before),
+    )
+    .await;
     let b = g.members.pop().expect("B");
     let cfg = b.node.config.clone();
     b.stop(Duration::from_secs(2)).await;

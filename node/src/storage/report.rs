@@ -279,6 +279,11 @@ async fn follow_changelog(node: &StorageNode, conn: &mut Conn) -> Result<(), Cli
         .into_iter()
         .filter(|l| l.group == node.config.group_name)
         .collect();
+    let moved: Vec<String> = lines
+        .iter()
+        .filter(|l| l.status == StorageStatus::IpChanged as u8 && !l.new_id.is_empty())
+        .map(|l| l.id.clone())
+        .collect();
     let dir = node.binlog.dir().to_owned();
     let base = node.config.base_path.clone();
     let group = node.config.group_name.clone();
@@ -286,8 +291,18 @@ async fn follow_changelog(node: &StorageNode, conn: &mut Conn) -> Result<(), Cli
         .await
         .map_err(|_| std::io::Error::other("the disk threads are gone"))
         .and_then(|r| r);
-    if let Err(e) = followed {
-        tracing::warn!(error = %e, "storage changelog not followed");
+    match followed {
+        Err(e) => tracing::warn!(error = %e, "storage changelog not followed"),
+        // A peer that moved is pushed to under its new name once the members list names
+        // it; a session under the old name, started before that list came, would find no
+        // mark and copy everything anew to an address nobody serves.
+        Ok(()) => {
+            node.peers.send_if_modified(|peers| {
+                let before = peers.len();
+                peers.retain(|p| !moved.contains(&p.id));
+                peers.len() != before
+            });
+        }
     }
     Ok(())
 }

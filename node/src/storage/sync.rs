@@ -433,8 +433,13 @@ async fn push_session(
                 peer = current(node, peer_id).ok_or(SyncError::Gone)?;
             };
             let me = node.own_id();
+            // As FastDFS: only a peer still waiting for its copy gets the old files. One
+            // past that whose mark is gone (it moved and the mark went with it, or our
+            // binlog directory was rebuilt) is pushed what the binlog holds, not copied anew.
             let mark = Mark {
-                need_sync_old: !src.src_id.is_empty() && src.src_id == me,
+                need_sync_old: !src.src_id.is_empty()
+                    && src.src_id == me
+                    && peer.status <= StorageStatus::Syncing,
                 until: src.until,
                 ..Default::default()
             };

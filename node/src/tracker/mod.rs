@@ -17,15 +17,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Compat, TrackerConfig, TrunkConfig};
-use crate::proto::cluster::{
-    self, GroupTrunkServer, JoinLeader, PingLeader, SysFilePiece, SysFileRequest, TrackerStat,
-    TrackerStatus,
-};
-use crate::proto::query::GroupRequest;
-use crate::proto::report::{
-    BeatRequest, DiskUsage, HeartbeatReply, JoinRequest, Parameters, StorageBrief,
-    SyncBacklogReport, SyncProblemReport, SyncReport, SyncSource,
-};
+use crate::proto::cluster::{TrackerStat, TrackerStatus};
+use crate::proto::report::{JoinRequest, Parameters};
 use crate::proto::{Command, Header, Status, VERSION_TEXT};
 use crate::server::acl::AccessList;
 use crate::server::{self, ConnError, Connection, Service};
@@ -338,81 +331,6 @@ impl Tracker {
         }
     }
 
-    /// Builds the heartbeat reply. Only the leader pushes changes (the leader's
-    /// address once per leader change, the member list on every change); a
-    /// follower answers a bare flags byte 0.
-    fn heartbeat_reply(&self, session: &mut Session) -> Vec<u8> {
-        let mut reply = HeartbeatReply::default();
-        let (is_leader, epoch, me) = {
-            let rel = self.relationship();
-            (rel.is_leader(), rel.leader_epoch, rel.me)
-        };
-        if !is_leader {
-            return reply.encode();
-        }
-        if session.leader_epoch_sent != Some(epoch) {
-            let (ip, port) = me
-                .map(|a| (a.ip().to_string(), u32::from(a.port())))
-                .unwrap_or_default();
-            reply.leader = Some(StorageBrief {
-                status: 0,
-                port,
-                id: ip.clone(),
-                ip,
-            });
-            session.leader_epoch_sent = Some(epoch);
-        }
-        if let Some((group, _, _)) = &session.joined {
-            let mut reg = self.registry();
-            reg.elect_trunk_server(group);
-            if let Some(g) = reg.groups().get(group) {
-                if session.members_sent != Some(g.changes) {
-                    reply.members = Some(g.briefs());
-                    session.members_sent = Some(g.changes);
-                }
-                // A storage learns the trunk server once, and again on every change.
-                if session.trunk_sent != g.trunk.changes {
-                    reply.trunk = Some(g.trunk_brief());
-                    session.trunk_sent = g.trunk.changes;
-                }
-            }
-        }
-        reply.encode()
-    }
-
-    /// STORAGE_JOIN (81), once this tracker has what other trackers know.
-    fn join(
-        &self,
-        conn: &Connection,
-        session: &mut Session,
-        req: &JoinRequest,
-        now: u64,
-    ) -> Result<Vec<u8>, Status> {
-        let peer_ip = conn.peer.ip().to_string();
-        let attempt = || {
-            let mut reg = self.registry();
-            reg.join(&peer_ip, req, now).map(|(id, reply)| {
-                let s = reg.groups()[&req.group].members[&id].session;
-                (id, reply, s)
-            })
-        };
-        match attempt() {
-            Ok((id, reply, s)) => {
-                tracing::info!(group = %req.group, storage = %id, status = reply.status, "storage joined");
-                self.learn_from_join(conn, req);
-                self.end_session(session);
-                session.joined = Some((req.group.clone(), id, s));
-                session.members_sent = None;
-                Ok(reply.encode())
-            }
-            Err(status) => {
-                tracing::warn!(peer = %conn.peer, group = %req.group,
-                    storage_id = %req.storage_id, %status, "storage join refused");
-                Err(status)
-            }
-        }
-    }
-
     /// Learns this tracker's own address and its peers from a storage JOIN.
     fn learn_from_join(&self, conn: &Connection, req: &JoinRequest) {
         // Names are resolved before taking the lock.
@@ -441,16 +359,14 @@ impl Tracker {
             (Command::Quit, _) => return Ok(Next::Close),
             (Command::ActiveTest, _) => empty(&body).map(|_| Vec::new()),
             (_, Some(family)) => {
-                let req = cmd::Request {
+                let mut ctx = cmd::Context {
                     tracker: self,
                     conn,
                     session,
                     compat,
-                    cmd,
-                    body: &body,
                     now: unix_now(),
                 };
-                cmd::apply(family, req).await
+                cmd::apply(family, cmd, &body, &mut ctx).await
             }
             // A command this tracker does not serve.
             (_, None) => Err(Status::InvalidArgument),
@@ -474,259 +390,6 @@ impl Tracker {
             Err(status) => conn.reply_error(status).await?,
         }
         Ok(Next::Continue)
-    }
-
-    fn group_name(&self, conn: &Connection, body: &[u8]) -> Result<Vec<u8>, Status> {
-        // Either a bare port u32 (the peer's own address) or ip text + port u32.
-        if body.len() < 4 || body.len() > 4 + 46 {
-            return Err(Status::InvalidArgument);
-        }
-        let (ip_text, port) = body.split_at(body.len() - 4);
-        let port = u32::from_be_bytes([port[0], port[1], port[2], port[3]]);
-        let port = u16::try_from(port).map_err(|_| Status::InvalidArgument)?;
-        let ip = if ip_text.is_empty() {
-            conn.peer.ip()
-        } else {
-            crate::proto::fields::fixed_text(ip_text)
-                .parse()
-                .map_err(|_| Status::InvalidArgument)?
-        };
-        let group = self.registry().group_by_addr(ip, port)?;
-        Ok(GroupRequest { group }.encode())
-    }
-
-    /// CHANGELOG_REQ (77): this tracker keeps no IP-change log (storage ids make
-    /// one unnecessary), so a known storage always gets an empty chunk.
-    /// 77: the storage changelog from where the storage (the joined one, or the one the
-    /// body names) left off.
-    fn changelog(&self, session: &Session, body: &[u8]) -> Result<Vec<u8>, Status> {
-        let (group, id) = match &session.joined {
-            Some((group, id, _)) => {
-                empty(body)?;
-                (group.clone(), id.clone())
-            }
-            None => {
-                let r = cluster::SyncSrcReq::decode(body).map_err(|e| e.status())?;
-                (r.group, r.dest_id)
-            }
-        };
-        self.registry().changelog_chunk(&group, &id)
-    }
-
-    /// 63: a piece of one system file (index 0–3) from an offset: the file's size (u64),
-    /// then at most what FastDFS's 8 KiB receive buffer holds.
-    fn one_sys_file(&self, session: &Session, body: &[u8]) -> Result<Vec<u8>, Status> {
-        /// FastDFS's TRACKER_MAX_PACKAGE_SIZE less the header, the size and one byte.
-        const MAX_PIECE: usize = 8 * 1024 - crate::proto::HEADER_LEN - 8 - 1;
-        let req = SysFileRequest::decode(body).map_err(|_| Status::InvalidArgument)?;
-        let fresh;
-        let files = match &session.sys_files {
-            Some(files) => files,
-            None => {
-                fresh = self.registry().sys_files();
-                &fresh
-            }
-        };
-        let file = files
-            .get(usize::from(req.index))
-            .ok_or(Status::InvalidArgument)?;
-        let offset = usize::try_from(req.offset)
-            .ok()
-            .filter(|&o| o <= file.len())
-            .ok_or(Status::InvalidArgument)?;
-        Ok(SysFilePiece {
-            file_size: file.len() as u64,
-            data: file[offset..(offset + MAX_PIECE).min(file.len())].to_vec(),
-        }
-        .encode())
-    }
-
-    /// 78: a storage known by its IP address reports that it moved to the connection's.
-    fn ip_changed(&self, conn: &Connection, body: &[u8], now: u64) -> Result<Vec<u8>, Status> {
-        if self.config.use_storage_id {
-            return Err(Status::NotSupported);
-        }
-        let r = cluster::IpChangedReport::decode(body).map_err(|e| e.status())?;
-        let peer_ip = conn.peer.ip().to_string();
-        self.registry()
-            .ip_changed(&r.group, &r.old_ip, &r.new_ip, &peer_ip, now)
-            .map(|_| Vec::new())
-    }
-
-    fn join_leader(
-        &self,
-        conn: &Connection,
-        session: &mut Session,
-        body: &[u8],
-        now: u64,
-    ) -> Result<Vec<u8>, Status> {
-        let j = JoinLeader::decode(body).map_err(|e| e.status())?;
-        let mut rel = self.relationship();
-        if !rel.is_leader() {
-            return Err(Status::NotSupported);
-        }
-        if session.joined_leader {
-            return Err(Status::AlreadyExists);
-        }
-        let addr = SocketAddr::new(conn.peer.ip(), j.port as u16);
-        rel.learn_peer(addr);
-        if let Some(p) = rel.peers.get_mut(&addr) {
-            p.up_time = j.up_time;
-            p.version = j.version;
-            p.last_heartbeat = now;
-        }
-        tracing::info!(follower = %addr, "tracker joined as follower");
-        session.joined_leader = true;
-        session.joined_as = Some(addr);
-        Ok(Vec::new())
-    }
-
-    fn ping_leader(
-        &self,
-        _conn: &Connection,
-        session: &mut Session,
-        body: &[u8],
-        now: u64,
-    ) -> Result<Vec<u8>, Status> {
-        let ping = PingLeader::decode(body).map_err(|e| e.status())?;
-        let Some(addr) = session.joined_as.filter(|_| session.joined_leader) else {
-            return Err(Status::InvalidArgument);
-        };
-        let mut rel = self.relationship();
-        if !rel.is_leader() {
-            return Err(Status::NotSupported);
-        }
-        if let Some(p) = rel.peers.get_mut(&addr) {
-            p.last_heartbeat = now;
-            p.connections = ping.connections;
-        }
-        drop(rel);
-        // Followers learn each group's trunk server from the leader: every chosen one on
-        // every ping, so a follower that met the group late still learns it.
-        let reg = self.registry();
-        let chosen: Vec<GroupTrunkServer> = reg
-            .groups()
-            .values()
-            .filter_map(|g| {
-                Some(GroupTrunkServer {
-                    group: g.name.clone(),
-                    server_id: g.trunk.server.clone()?,
-                })
-            })
-            .collect();
-        Ok(GroupTrunkServer::encode_all(&chosen))
-    }
-
-    fn storage_report(
-        &self,
-        session: &mut Session,
-        cmd: Command,
-        body: &[u8],
-        group: &str,
-        id: &str,
-        now: u64,
-    ) -> Result<Vec<u8>, Status> {
-        match cmd {
-            Command::StorageBeat => {
-                let beat = BeatRequest::decode(body).map_err(|e| e.status())?;
-                self.registry().beat(group, id, beat.stats, now)?;
-                Ok(self.heartbeat_reply(session))
-            }
-            Command::StorageReportDiskUsage => {
-                let usage = DiskUsage::decode(body).map_err(|e| e.status())?;
-                self.registry().disk_usage(group, id, usage.paths, now)?;
-                Ok(self.heartbeat_reply(session))
-            }
-            Command::StorageSyncReport => {
-                let report = SyncReport::decode(body).map_err(|e| e.status())?;
-                self.registry()
-                    .sync_report(group, id, &report.entries, now)?;
-                Ok(self.heartbeat_reply(session))
-            }
-            Command::StorageReportSyncBacklog => {
-                let report = SyncBacklogReport::decode(body).map_err(|e| e.status())?;
-                self.registry()
-                    .sync_backlog(group, id, report.entries, now)?;
-                Ok(Vec::new())
-            }
-            Command::StorageReportSyncProblems => {
-                let report = SyncProblemReport::decode(body).map_err(|e| e.status())?;
-                self.registry().sync_problems(group, id, report.entries)?;
-                Ok(Vec::new())
-            }
-            Command::StorageSyncDestReq => {
-                empty(body)?;
-                Ok(self
-                    .registry()
-                    .sync_dest_req(group, id, now)?
-                    .map(|s| s.encode())
-                    .unwrap_or_default())
-            }
-            Command::StorageSyncNotify => {
-                let src = SyncSource::decode(body).map_err(|e| e.status())?;
-                self.registry().sync_notify(group, id, &src)?;
-                Ok(Vec::new())
-            }
-            Command::StorageChangeStatus => match body {
-                [status] => {
-                    self.registry().change_status(group, id, *status)?;
-                    Ok(Vec::new())
-                }
-                _ => Err(Status::InvalidArgument),
-            },
-            Command::StorageReplicaChg => {
-                let briefs = cluster::decode_briefs(body).map_err(|e| e.status())?;
-                // The leader is the reference; only followers take a storage's word.
-                if !self.is_leader() {
-                    let mut reg = self.registry();
-                    for b in &briefs {
-                        if let Err(status) = reg.report_status(group, b) {
-                            tracing::warn!(group, storage = %b.id, %status, "replica change entry ignored");
-                        }
-                    }
-                }
-                Ok(Vec::new())
-            }
-            Command::StorageFetchTrunkFid => {
-                empty(body)?;
-                // Only the leader follows trunk servers.
-                if !self.is_leader() {
-                    return Err(Status::NotSupported);
-                }
-                let id = self.registry().trunk_file_id(group)?;
-                Ok(id.to_be_bytes().to_vec())
-            }
-            Command::StorageReportTrunkFid => {
-                let fid = <[u8; 4]>::try_from(body).map_err(|_| Status::InvalidArgument)?;
-                self.registry()
-                    .report_trunk_file_id(group, id, u32::from_be_bytes(fid))?;
-                Ok(Vec::new())
-            }
-            Command::StorageReportTrunkFree => {
-                let mb = <[u8; 8]>::try_from(body).map_err(|_| Status::InvalidArgument)?;
-                self.registry()
-                    .report_trunk_free(group, id, u64::from_be_bytes(mb))?;
-                Ok(Vec::new())
-            }
-            _ => {
-                empty(body)?;
-                let reg = self.registry();
-                let m = reg
-                    .groups()
-                    .get(group)
-                    .and_then(|g| g.members.get(id))
-                    .ok_or(Status::NotFound)?;
-                Ok(if m.src_id.is_empty() {
-                    Vec::new()
-                } else {
-                    SyncSource {
-                        src_id: m.src_id.clone(),
-                        until: m.sync_until,
-                    }
-                    .encode()
-                })
-            }
-        }
     }
 
     /// The storage's report connection is over (or replaced by a new JOIN).

@@ -1,98 +1,120 @@
 //! What `fdfs_monitor` and the cluster statistics ask: groups (91), storages (92), the leader
 //! (95), trackers, storages and volumes (96–98), and this project's sync backlog listing (241).
 
-use crate::proto::cluster::{self, TrackerStat, TrackerStatFilter, VolumeStatFilter, VolumeStats};
+use crate::proto::cluster::{
+    StorageStatFilter, TrackerStat, TrackerStatFilter, VolumeStatFilter, VolumeStats,
+};
 use crate::proto::monitor::{GroupStat, ListStorageRequest, StorageStat};
 use crate::proto::query::GroupRequest;
 use crate::proto::report::SyncBacklogListing;
 use crate::proto::{Command, Status};
-use crate::tracker::empty;
 
-use super::Request;
+use super::{CommandFamily, Context, decoded, no_body};
 
-pub(super) fn apply(req: Request<'_>) -> Result<Vec<u8>, Status> {
-    let Request {
-        tracker,
-        compat,
-        cmd,
-        body,
-        now,
-        ..
-    } = req;
-    let width = compat.ip_width;
-    let layout = compat.monitor_layout;
-    match cmd {
-        Command::ServerListAllGroups => {
-            empty(body).map(|_| GroupStat::encode_all_as(&tracker.registry().group_stats(), layout))
-        }
-        Command::ServerListOneGroup => {
-            GroupRequest::decode(body)
-                .map_err(|e| e.status())
-                .and_then(|r| {
-                    let reg = tracker.registry();
-                    let g = reg.groups().get(&r.group).ok_or(Status::NotFound)?;
-                    Ok(GroupStat::encode_all_as(&[reg.group_stat(g)], layout))
-                })
-        }
-        Command::ServerListStorage => ListStorageRequest::decode(body)
-            .map_err(|e| e.status())
-            .and_then(|r| {
-                tracker
+/// One monitor question, its body decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Monitor {
+    /// 91.
+    AllGroups,
+    /// 90.
+    OneGroup(String),
+    /// 92: a group's storages, or one of them.
+    Storages(ListStorageRequest),
+    /// 95.
+    Leader,
+    /// 96, leader only.
+    Trackers(TrackerStatFilter),
+    /// 97.
+    StorageCluster(StorageStatFilter),
+    /// 98.
+    Volumes(VolumeStatFilter),
+    /// 241: what each member of a group still has to push.
+    SyncBacklog(String),
+}
+
+impl CommandFamily for Monitor {
+    fn parse(cmd: Command, body: &[u8]) -> Result<Self, Status> {
+        let group = |body| decoded(GroupRequest::decode(body)).map(|r| r.group);
+        Ok(match cmd {
+            Command::ServerListAllGroups => no_body(body).map(|_| Monitor::AllGroups)?,
+            Command::ServerListOneGroup => Monitor::OneGroup(group(body)?),
+            Command::ServerListStorage => {
+                Monitor::Storages(decoded(ListStorageRequest::decode(body))?)
+            }
+            Command::ServerGetLeader => no_body(body).map(|_| Monitor::Leader)?,
+            Command::ServerTrackerClusterStat => {
+                Monitor::Trackers(decoded(TrackerStatFilter::decode(body))?)
+            }
+            Command::ServerStorageClusterStat => {
+                Monitor::StorageCluster(decoded(StorageStatFilter::decode(body))?)
+            }
+            Command::ServerStorageVolumnStat => {
+                Monitor::Volumes(decoded(VolumeStatFilter::decode(body))?)
+            }
+            Command::ServerListSyncBacklog => Monitor::SyncBacklog(group(body)?),
+            _ => return Err(Status::InvalidArgument),
+        })
+    }
+
+    async fn apply(self, ctx: &mut Context<'_>) -> Result<Vec<u8>, Status> {
+        let tracker = ctx.tracker;
+        let layout = ctx.compat.monitor_layout;
+        Ok(match self {
+            Monitor::AllGroups => {
+                GroupStat::encode_all_as(&tracker.registry().group_stats(), layout)
+            }
+            Monitor::OneGroup(group) => {
+                let reg = tracker.registry();
+                let g = reg.groups().get(&group).ok_or(Status::NotFound)?;
+                GroupStat::encode_all_as(&[reg.group_stat(g)], layout)
+            }
+            Monitor::Storages(r) => {
+                let stats = tracker
                     .registry()
-                    .storage_stats(&r.group, r.storage_id.as_deref())
-            })
-            .map(|s| StorageStat::encode_all_as(&s, width, layout)),
-        Command::ServerGetLeader => empty(body).and_then(|_| {
-            tracker
+                    .storage_stats(&r.group, r.storage_id.as_deref())?;
+                StorageStat::encode_all_as(&stats, ctx.compat.ip_width, layout)
+            }
+            Monitor::Leader => tracker
                 .leader()
                 .map(|l| l.to_string().into_bytes())
-                .ok_or(Status::NotFound)
-        }),
-        Command::ServerTrackerClusterStat => TrackerStatFilter::decode(body)
-            .map_err(|e| e.status())
-            .and_then(|f| {
+                .ok_or(Status::NotFound)?,
+            Monitor::Trackers(filter) => {
                 if !tracker.is_leader() {
                     return Err(Status::NotSupported);
                 }
                 let list: Vec<TrackerStat> = tracker
-                    .tracker_stats(now)
+                    .tracker_stats(ctx.now)
                     .into_iter()
-                    .filter(|s| f.accepts(s))
+                    .filter(|s| filter.accepts(s))
                     .collect();
-                Ok(TrackerStat::encode_all(&list))
-            }),
-        Command::ServerStorageClusterStat => cluster::StorageStatFilter::decode(body)
-            .map_err(|e| e.status())
-            .map(|f| {
+                TrackerStat::encode_all(&list)
+            }
+            Monitor::StorageCluster(filter) => {
                 let mut all = tracker.registry().storage_cluster_stats();
-                all.storages.retain(|s| f.accepts(s));
+                all.storages.retain(|s| filter.accepts(s));
                 all.encode()
-            }),
-        Command::ServerStorageVolumnStat => VolumeStatFilter::decode(body)
-            .map_err(|e| e.status())
-            .map(|f| {
+            }
+            Monitor::Volumes(filter) => {
                 let groups = tracker
                     .registry()
                     .volume_stats()
                     .into_iter()
-                    .filter(|v| f.accepts(v))
+                    .filter(|v| filter.accepts(v))
                     .collect();
                 VolumeStats {
                     use_trunk_file: false,
                     groups,
                 }
                 .encode()
-            }),
-        Command::ServerListSyncBacklog => GroupRequest::decode(body)
-            .map_err(|e| e.status())
-            .and_then(|r| {
+            }
+            Monitor::SyncBacklog(group) => {
                 let reg = tracker.registry();
-                let g = reg.groups().get(&r.group).ok_or(Status::NotFound)?;
-                Ok(SyncBacklogListing {
+                let g = reg.groups().get(&group).ok_or(Status::NotFound)?;
+                SyncBacklogListing {
                     rows: g.backlog_rows(),
                 }
-                .encode())
-            }),
-        _ => Err(Status::InvalidArgument),
+                .encode()
+            }
+        })
     }
 }

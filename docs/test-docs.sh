@@ -12,7 +12,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
 cargo build -q -p fdfs-node --bins
-bin="${CARGO_TARGET_DIR:-$repo/target}/debug"
+# Cargo puts the binaries under the target triple when one is set (CI builds static ones).
+bin="${CARGO_TARGET_DIR:-$repo/target}/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}debug"
 venv="$(charts/chart-venv.sh)"
 py="$(e2e/py/setup-venv.sh "${CARGO_TARGET_DIR:-$repo/target}/py-venv")"
 

@@ -11,6 +11,8 @@
 #   IMAGE_TAG         tag (default: the workspace version in Cargo.toml)
 #   CONTAINER_ENGINE  podman (default) or docker
 #   CARGO_TARGET_DIR, CARGO_BUILD_JOBS   passed to cargo as usual
+#   IMAGE_BINARIES_DIR  take the binaries from this directory instead of building them; they
+#                     must already be static (CI builds its tests that way and packs those)
 # Prints one line per image built: `image NAME`.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,17 +38,22 @@ for image in "${images[@]}"; do
         fdfs-operator) package=fdfs-operator; bins=(fdfs-operator) ;;
         *) echo "build.sh: unknown image '$image' (fdfs-node or fdfs-operator)" >&2; exit 2 ;;
     esac
-    bin_args=()
-    for b in "${bins[@]}"; do bin_args+=(--bin "$b"); done
-    # An explicit --target keeps the static flag away from build scripts and proc macros.
-    RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build --release --locked --target "$target_triple" -p "$package" "${bin_args[@]}" >&2
+    if [ -n "${IMAGE_BINARIES_DIR:-}" ]; then
+        built_dir="$IMAGE_BINARIES_DIR"
+    else
+        bin_args=()
+        for b in "${bins[@]}"; do bin_args+=(--bin "$b"); done
+        # An explicit --target keeps the static flag away from build scripts and proc macros.
+        RUSTFLAGS="-C target-feature=+crt-static" \
+            cargo build --release --locked --target "$target_triple" -p "$package" "${bin_args[@]}" >&2
+        built_dir="$target_dir/$target_triple/release"
+    fi
 
     context="$(mktemp -d)"
     trap 'rm -rf "$context"' EXIT
     mkdir -p "$context/bin" "$context/data"
     for b in "${bins[@]}"; do
-        built="$target_dir/$target_triple/release/$b"
+        built="$built_dir/$b"
         # A binary for scratch must not need a loader or shared libraries.
         if readelf -l "$built" | grep -q 'INTERP' || readelf -d "$built" | grep -q 'NEEDED'; then
             echo "build.sh: $built is not statically linked" >&2

@@ -6,6 +6,8 @@
 #   images/test-image.sh                       # both images
 #   IMAGE_TEST_OPERATOR=0 images/test-image.sh # the fdfs-node image only (CI: saves a
 #                                              # release build of the operator)
+#   IMAGE_BINARIES_DIR=DIR images/test-image.sh  # pack static binaries built before (CI: the
+#                                              # ones its tests ran against)
 #
 # How the ports line up: inside the container the tracker listens on 0.0.0.0:T and the
 # storage on 0.0.0.0:S. The storage reports to the tracker over the container's loopback,
@@ -35,7 +37,7 @@ tag="test-$$"
 dangling_before="$(podman images -q --filter dangling=true | sort)"
 image="$(IMAGE_PREFIX=localhost IMAGE_TAG="$tag" images/build.sh fdfs-node | sed -n 's/^image //p')"
 [ -n "$image" ] && pass "images/build.sh built $image" || { fail "images/build.sh"; exit 1; }
-cli="${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/release/fdfs"
+cli="${IMAGE_BINARIES_DIR:-${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/release}/fdfs"
 
 work="$(mktemp -d)"
 name="fdfs-image-test-$$"

@@ -406,8 +406,7 @@ impl StorageNode {
     /// admits may ask, as with FastDFS: its storages send these from an address of the
     /// host, not necessarily the one they are known by (and a client that may delete files
     /// gains nothing by freeing their space instead).
-    async fn trunk_request(
-        &self,
+    pub(super) async fn trunk_request(
         conn: &mut Connection,
         header: &Header,
         len: usize,
@@ -421,13 +420,7 @@ impl StorageNode {
     }
 
     /// 27: a slot from our free space, for a member of the group.
-    pub(super) async fn trunk_alloc_space(
-        self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
-    ) -> Handled {
-        let body = self.trunk_request(conn, header, 21).await?;
-        let req = TrunkAllocRequest::decode(&body).map_err(|e| e.status())?;
+    pub(super) async fn trunk_alloc_space(self: &Arc<Self>, req: TrunkAllocRequest) -> Handled {
         if req.group != self.config.group_name
             || usize::from(req.store_path) >= self.store.path_count()
         {
@@ -443,16 +436,12 @@ impl StorageNode {
     /// 28 (header status: how the write went) and 29: a slot comes back unless written.
     pub(super) async fn trunk_space_back(
         self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
+        req: TrunkBlockRequest,
+        written: bool,
     ) -> Handled {
-        let body = self.trunk_request(conn, header, 31).await?;
-        let req = TrunkBlockRequest::decode(&body).map_err(|e| e.status())?;
         if req.group != self.config.group_name || !self.holds_place_of(&req.block) {
             return Err(Status::InvalidArgument.into());
         }
-        let written = header.cmd == Command::TrunkAllocConfirm
-            && matches!(header.status(), Status::Ok | Status::AlreadyExists);
         let block = req.block;
         self.on_free_space(move |s, _| if written { Ok(()) } else { s.give_back(block) })
             .await?
@@ -462,7 +451,7 @@ impl StorageNode {
 }
 
 /// Most bytes of trunk binlog one TRUNK_SYNC_BINLOG carries (FastDFS sends up to 64 KiB).
-const MAX_BINLOG_PUSH: u64 = 1024 * 1024;
+pub(super) const MAX_BINLOG_PUSH: u64 = 1024 * 1024;
 
 impl StorageNode {
     /// Where we keep the trunk binlog a FastDFS trunk server pushes to its group (30), apart
@@ -477,26 +466,14 @@ impl StorageNode {
     /// off, and for 30, 32 and 33 while we are the trunk server, as FastDFS answers.
     pub(super) async fn trunk_binlog_command(
         self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
+        cmd: Command,
+        body: Vec<u8>,
     ) -> Handled {
-        let push = header.cmd == Command::TrunkSyncBinlog;
-        let len_ok = if push {
-            (1..=MAX_BINLOG_PUSH).contains(&header.body_len)
-        } else {
-            header.body_len == 0
-        };
-        if !len_ok {
-            return Err(Status::InvalidArgument.into());
-        }
-        let mut body = vec![0u8; header.body_len as usize];
-        conn.read_exact(&mut body).await?;
         let server = self.trunk.server() == Some(TrunkServer::Me);
-        if self.trunk.params().is_none() || (server && header.cmd != Command::TrunkGetBinlogSize) {
+        if self.trunk.params().is_none() || (server && cmd != Command::TrunkGetBinlogSize) {
             return Err(Status::InvalidArgument.into());
         }
         let node = self.clone();
-        let cmd = header.cmd;
         let reply = blocking(move || -> std::io::Result<Vec<u8>> {
             use std::io::Write;
             let pushed = node.pushed_trunk_binlog();

@@ -16,6 +16,8 @@ use crate::storage::store::NewName;
 use crate::storage::transfer::{file_crc32, receive_into};
 use crate::storage::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 
+use super::{CommandFamily, Context};
+
 /// Appender names are normal-length names: 44 bytes, at most 127.
 const NAME_LEN: std::ops::RangeInclusive<u64> = 44..=127;
 /// Attempts at a fresh name when regenerating.
@@ -85,12 +87,12 @@ impl StorageNode {
     }
 
     /// 24: adds bytes at the end of an appender file.
-    pub(super) async fn append(
+    async fn append(
         self: &Arc<Self>,
         conn: &mut Connection,
-        header: &Header,
+        head: WriteHead,
+        name: String,
     ) -> Handled {
-        let (head, name) = self.read_write_head(conn, header, false).await?;
         let (appender, path) = self.locate_appender(&name)?;
         if head.size == 0 {
             return Ok(Reply::Body(Vec::new()));
@@ -119,12 +121,12 @@ impl StorageNode {
     }
 
     /// 34: overwrites bytes of an appender file at an offset (may extend it).
-    pub(super) async fn modify(
+    async fn modify(
         self: &Arc<Self>,
         conn: &mut Connection,
-        header: &Header,
+        head: WriteHead,
+        name: String,
     ) -> Handled {
-        let (head, name) = self.read_write_head(conn, header, true).await?;
         let offset = head.offset.unwrap_or(0);
         let (appender, path) = self.locate_appender(&name)?;
         let p = path.clone();
@@ -163,16 +165,7 @@ impl StorageNode {
     }
 
     /// 36: cuts (or, as FastDFS does, extends) an appender file to a new size.
-    pub(super) async fn truncate(
-        self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
-    ) -> Handled {
-        let body = self.small_body(conn, header).await?;
-        let req = TruncateRequest::decode(&body).map_err(|e| e.status())?;
-        if !NAME_LEN.contains(&(req.remote_filename.len() as u64)) {
-            return Err(Status::InvalidArgument.into());
-        }
+    async fn truncate(self: &Arc<Self>, req: TruncateRequest) -> Handled {
         let (appender, path) = self.locate_appender(&req.remote_filename)?;
         let new_size = req.new_size;
         let _one_writer = self.file_locks.lock(&appender.to_string()).await;
@@ -198,16 +191,7 @@ impl StorageNode {
     }
 
     /// 38: renames an appender file to a normal name (CRC, size and time of now).
-    pub(super) async fn regenerate(
-        self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
-    ) -> Handled {
-        let body = self.small_body(conn, header).await?;
-        if !NAME_LEN.contains(&(body.len() as u64)) {
-            return Err(Status::InvalidArgument.into());
-        }
-        let remote = String::from_utf8(body).map_err(|_| Status::InvalidArgument)?;
+    async fn regenerate(self: &Arc<Self>, remote: String) -> Handled {
         let (name, path) = self.locate_appender(&remote)?;
         let _one_writer = self.file_locks.lock(&name.to_string()).await;
         let suffix = name.name.get(BASE64_LEN..).unwrap_or_default().to_owned();
@@ -310,17 +294,59 @@ impl Received {
     }
 }
 
-/// An appender-file command (24, 34, 36, 38).
-pub(super) async fn apply(
-    node: &Arc<StorageNode>,
-    conn: &mut Connection,
-    header: &Header,
-) -> Handled {
-    match header.cmd {
-        Command::AppendFile => node.append(conn, header).await,
-        Command::ModifyFile => node.modify(conn, header).await,
-        Command::TruncateFile => node.truncate(conn, header).await,
-        Command::RegenerateAppenderFilename => node.regenerate(conn, header).await,
-        _ => Err(Status::InvalidArgument.into()),
+/// A command on an appender file, its head read and decoded; the bytes to write are still
+/// on the socket.
+#[derive(Debug)]
+pub(super) enum Appender {
+    /// 24: `head.size` bytes to add at the end of `name`.
+    Append { head: WriteHead, name: String },
+    /// 34: `head.size` bytes to write at `head.offset`.
+    Modify { head: WriteHead, name: String },
+    /// 36.
+    Truncate(TruncateRequest),
+    /// 38: the appender file to give a normal name.
+    Regenerate(String),
+}
+
+impl CommandFamily for Appender {
+    async fn parse(ctx: &mut Context<'_>, header: &Header) -> Result<Self, Failure> {
+        let (node, conn) = (ctx.node, &mut *ctx.conn);
+        match header.cmd {
+            Command::AppendFile => {
+                let (head, name) = node.read_write_head(conn, header, false).await?;
+                Ok(Appender::Append { head, name })
+            }
+            Command::ModifyFile => {
+                let (head, name) = node.read_write_head(conn, header, true).await?;
+                Ok(Appender::Modify { head, name })
+            }
+            Command::TruncateFile => {
+                let body = node.small_body(conn, header).await?;
+                let req = TruncateRequest::decode(&body).map_err(|e| e.status())?;
+                if !NAME_LEN.contains(&(req.remote_filename.len() as u64)) {
+                    return Err(Status::InvalidArgument.into());
+                }
+                Ok(Appender::Truncate(req))
+            }
+            Command::RegenerateAppenderFilename => {
+                let body = node.small_body(conn, header).await?;
+                if !NAME_LEN.contains(&(body.len() as u64)) {
+                    return Err(Status::InvalidArgument.into());
+                }
+                let remote = String::from_utf8(body).map_err(|_| Status::InvalidArgument)?;
+                Ok(Appender::Regenerate(remote))
+            }
+            _ => Err(Status::InvalidArgument.into()),
+        }
+    }
+
+    async fn apply(self, ctx: &mut Context<'_>) -> Handled {
+        let node = ctx.node;
+        match self {
+            Appender::Append { head, name } => node.append(ctx.conn, head, name).await,
+            Appender::Modify { head, name } => node.modify(ctx.conn, head, name).await,
+            Appender::Truncate(req) => node.truncate(req).await,
+            Appender::Regenerate(remote) => node.regenerate(remote).await,
+        }
     }
 }

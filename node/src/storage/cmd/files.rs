@@ -1,6 +1,7 @@
 //! Reading and managing stored files: DOWNLOAD_FILE (14), DELETE_FILE (12),
 //! QUERY_FILE_INFO (22), SET_METADATA (13) and GET_METADATA (15).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::fileid::Source;
@@ -14,6 +15,8 @@ use crate::storage::store;
 use crate::storage::transfer::file_crc32;
 use crate::storage::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 
+use super::{CommandFamily, Context};
+
 /// QUERY_FILE_INFO flag: do not compute the CRC-32 of appender and slave files.
 const INFO_NO_CRC: u8 = 1;
 
@@ -21,27 +24,8 @@ const INFO_NO_CRC: u8 = 1;
 const READ_WHOLE: u64 = 32 * 1024;
 
 impl StorageNode {
-    /// Decodes a `group + name` body and checks the group.
-    async fn file_request(
-        &self,
-        conn: &mut Connection,
-        header: &Header,
-    ) -> Result<FileRequest, Failure> {
-        let body = self.small_body(conn, header).await?;
-        let req = FileRequest::decode_any_len(&body).map_err(|e| e.status())?;
-        self.check_group(&req.group)?;
-        Ok(req)
-    }
-
     /// 14: streams `length` bytes (0 = to the end) from `offset`.
-    pub(super) async fn download(
-        self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
-    ) -> Handled {
-        let body = self.small_body(conn, header).await?;
-        let req = DownloadRequest::decode(&body).map_err(|e| e.status())?;
-        self.check_group(&req.group)?;
+    async fn download(self: &Arc<Self>, conn: &mut Connection, req: DownloadRequest) -> Handled {
         let (name, _) = self.locate_file(&req.remote_filename, conn.peer.ip())?;
         let (offset, want) = (req.offset, req.length);
         // Opened and (when small) read here while the kernel has it cached; what needs
@@ -95,12 +79,7 @@ impl StorageNode {
     }
 
     /// 12: removes a file and its metadata.
-    pub(super) async fn delete(
-        self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
-    ) -> Handled {
-        let req = self.file_request(conn, header).await?;
+    async fn delete(self: &Arc<Self>, req: FileRequest) -> Handled {
         let (name, _) = self.locate(&req.remote_filename)?;
         let node = self.clone();
         let doomed = name.clone();
@@ -128,17 +107,16 @@ impl StorageNode {
     }
 
     /// 22: size, mtime, CRC-32 and source address of a file.
-    pub(super) async fn query_file_info(
+    async fn query_file_info(
         self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
+        peer: IpAddr,
+        req: FileRequest,
+        flags: u8,
     ) -> Handled {
-        let flags = header.status;
-        let req = self.file_request(conn, header).await?;
         if req.remote_filename.len() >= 132 {
             return Err(Status::InvalidArgument.into());
         }
-        let (name, _) = self.locate_file(&req.remote_filename, conn.peer.ip())?;
+        let (name, _) = self.locate_file(&req.remote_filename, peer)?;
         let core = name.core().map_err(|_| Status::InvalidArgument)?;
         let from_name = !core.is_appender() && !name.is_slave().unwrap_or(true);
         let chunk = self.config.buff_size as usize;
@@ -178,14 +156,7 @@ impl StorageNode {
     }
 
     /// 13: writes, replaces or merges a file's metadata.
-    pub(super) async fn set_metadata(
-        self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
-    ) -> Handled {
-        let body = self.small_body(conn, header).await?;
-        let req = SetMetadataRequest::decode(&body).map_err(|e| e.status())?;
-        self.check_group(&req.group)?;
+    async fn set_metadata(self: &Arc<Self>, req: SetMetadataRequest) -> Handled {
         let (name, path) = self.locate(&req.remote_filename)?;
         let node = self.clone();
         let meta_name = format!("{name}-m");
@@ -235,12 +206,7 @@ impl StorageNode {
     }
 
     /// 15: a file's metadata blob; ENOENT when it has none.
-    pub(super) async fn get_metadata(
-        self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
-    ) -> Handled {
-        let req = self.file_request(conn, header).await?;
+    async fn get_metadata(self: &Arc<Self>, req: FileRequest) -> Handled {
         let (name, path) = self.locate(&req.remote_filename)?;
         let node = self.clone();
         let blob = blocking(move || -> Result<Vec<u8>, Failure> {
@@ -254,18 +220,61 @@ impl StorageNode {
     }
 }
 
-/// A command on an existing file (12, 13, 14, 15, 22).
-pub(super) async fn apply(
-    node: &Arc<StorageNode>,
-    conn: &mut Connection,
-    header: &Header,
-) -> Handled {
-    match header.cmd {
-        Command::DownloadFile => node.download(conn, header).await,
-        Command::DeleteFile => node.delete(conn, header).await,
-        Command::QueryFileInfo => node.query_file_info(conn, header).await,
-        Command::SetMetadata => node.set_metadata(conn, header).await,
-        Command::GetMetadata => node.get_metadata(conn, header).await,
-        _ => Err(Status::InvalidArgument.into()),
+/// A command on an existing file, its request read and decoded.
+#[derive(Debug)]
+pub(super) enum Files {
+    /// 14: `length` bytes (0 = to the end) from `offset`.
+    Download(DownloadRequest),
+    /// 12.
+    Delete(FileRequest),
+    /// 22; the header's status byte carries the flags.
+    Info { req: FileRequest, flags: u8 },
+    /// 13.
+    SetMetadata(SetMetadataRequest),
+    /// 15.
+    GetMetadata(FileRequest),
+}
+
+impl CommandFamily for Files {
+    async fn parse(ctx: &mut Context<'_>, header: &Header) -> Result<Self, Failure> {
+        let node = ctx.node;
+        let body = node.small_body(ctx.conn, header).await?;
+        let file = || -> Result<FileRequest, Failure> {
+            let req = FileRequest::decode_any_len(&body).map_err(|e| e.status())?;
+            node.check_group(&req.group)?;
+            Ok(req)
+        };
+        Ok(match header.cmd {
+            Command::DownloadFile => {
+                let req = DownloadRequest::decode(&body).map_err(|e| e.status())?;
+                node.check_group(&req.group)?;
+                Files::Download(req)
+            }
+            Command::DeleteFile => Files::Delete(file()?),
+            Command::QueryFileInfo => Files::Info {
+                req: file()?,
+                flags: header.status,
+            },
+            Command::SetMetadata => {
+                let req = SetMetadataRequest::decode(&body).map_err(|e| e.status())?;
+                node.check_group(&req.group)?;
+                Files::SetMetadata(req)
+            }
+            Command::GetMetadata => Files::GetMetadata(file()?),
+            _ => return Err(Status::InvalidArgument.into()),
+        })
+    }
+
+    async fn apply(self, ctx: &mut Context<'_>) -> Handled {
+        let node = ctx.node;
+        match self {
+            Files::Download(req) => node.download(ctx.conn, req).await,
+            Files::Delete(req) => node.delete(req).await,
+            Files::Info { req, flags } => {
+                node.query_file_info(ctx.conn.peer.ip(), req, flags).await
+            }
+            Files::SetMetadata(req) => node.set_metadata(req).await,
+            Files::GetMetadata(req) => node.get_metadata(req).await,
+        }
     }
 }

@@ -11,9 +11,32 @@ pub(super) mod upload;
 
 use std::sync::Arc;
 
-use super::{Handled, Session, StorageNode};
+use super::{Failure, Handled, Session, StorageNode};
 use crate::proto::{Command, Header};
 use crate::server::Connection;
+
+/// What a command runs against: the node, the connection it came on, and what that
+/// connection remembers.
+pub(super) struct Context<'a> {
+    pub node: &'a Arc<StorageNode>,
+    pub conn: &'a mut Connection,
+    pub session: &'a mut Session,
+}
+
+/// A family of commands as a type: one value per request. `parse` reads the request's fixed
+/// fields from the connection (the whole body of a small request, the head of one that
+/// carries file content) and decodes them with `proto`, changing nothing; content still
+/// on the socket is `apply`'s to stream.
+pub(super) trait CommandFamily: Sized {
+    async fn parse(ctx: &mut Context<'_>, header: &Header) -> Result<Self, Failure>;
+
+    /// Runs the request and answers it (or says what to answer).
+    async fn apply(self, ctx: &mut Context<'_>) -> Handled;
+}
+
+async fn run<F: CommandFamily>(ctx: &mut Context<'_>, header: &Header) -> Handled {
+    F::parse(ctx, header).await?.apply(ctx).await
+}
 
 /// The families of commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,13 +96,19 @@ pub(super) async fn apply(
     header: &Header,
     session: &mut Session,
 ) -> Handled {
+    let mut ctx = Context {
+        node,
+        conn,
+        session,
+    };
+    let ctx = &mut ctx;
     match family {
-        Family::Upload => upload::apply(node, conn, header).await,
-        Family::Appender => appender::apply(node, conn, header).await,
-        Family::Files => files::apply(node, conn, header).await,
-        Family::Replica => replica::apply(node, conn, header, session).await,
-        Family::Recovery => node.fetch_path_binlog(conn, header).await,
-        Family::Trunk => trunk::apply(node, conn, header).await,
+        Family::Upload => run::<upload::Upload>(ctx, header).await,
+        Family::Appender => run::<appender::Appender>(ctx, header).await,
+        Family::Files => run::<files::Files>(ctx, header).await,
+        Family::Replica => run::<replica::Replica>(ctx, header).await,
+        Family::Recovery => run::<path_binlog::PathBinlog>(ctx, header).await,
+        Family::Trunk => run::<trunk::Trunk>(ctx, header).await,
     }
 }
 

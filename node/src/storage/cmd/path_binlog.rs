@@ -18,18 +18,34 @@ use crate::server::{ConnError, Connection};
 use crate::storage::binlog::{Op, Position, Record};
 use crate::storage::{Failure, Handled, Reply, StorageNode};
 
+use super::{CommandFamily, Context};
+
+/// FETCH_ONE_PATH_BINLOG, its body read and decoded.
+#[derive(Debug)]
+pub(super) struct PathBinlog(FetchBinlog);
+
+impl CommandFamily for PathBinlog {
+    async fn parse(ctx: &mut Context<'_>, header: &Header) -> Result<Self, Failure> {
+        let body = ctx.node.small_body(ctx.conn, header).await?;
+        let req = FetchBinlog::decode(&body).map_err(|e| e.status())?;
+        ctx.node.check_group(&req.group)?;
+        Ok(PathBinlog(req))
+    }
+
+    async fn apply(self, ctx: &mut Context<'_>) -> Handled {
+        ctx.node.fetch_path_binlog(ctx.conn, self.0).await
+    }
+}
+
 /// Binlog bytes read per step.
 const STEP_BYTES: usize = 64 * 1024;
 
 impl StorageNode {
-    pub(super) async fn fetch_path_binlog(
+    async fn fetch_path_binlog(
         self: &Arc<Self>,
         conn: &mut Connection,
-        header: &Header,
+        req: FetchBinlog,
     ) -> Handled {
-        let body = self.small_body(conn, header).await?;
-        let req = FetchBinlog::decode(&body).map_err(|e| e.status())?;
-        self.check_group(&req.group)?;
         // FastDFS reads the index as a signed char: 0x80–0xFF are negative, so EINVAL too.
         let index = usize::from(req.store_path_index);
         if index >= self.store.path_count() {

@@ -7,7 +7,6 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::fileid::RemoteName;
 use crate::fsutil::rename_noreplace;
 use crate::proto::sync::{
     SYNC_FILE_HEAD_LEN, SYNC_RANGE_HEAD_LEN, ServerIdReport, SyncDelete, SyncFileHead, SyncPair,
@@ -20,6 +19,8 @@ use crate::storage::store::unix_time;
 use crate::storage::transfer::receive_into;
 use crate::storage::{Failure, Handled, Reply, Session, StorageNode, blocking, io_failure};
 
+use super::{CommandFamily, Context};
+
 /// Header status meaning "no content follows" in SYNC_CREATE/UPDATE.
 const NO_CONTENT: u8 = 17;
 /// Longest file name a sync command may carry.
@@ -29,68 +30,30 @@ impl StorageNode {
     /// Remembers how far we got from a source, for SYNC_REPORT.
     fn synced_from(&self, session: &Session, ts: u32) {
         if let Some(src) = &session.sync_source {
-            let mut m = self.sync_in.lock().unwrap_or_else(|e| e.into_inner());
-            let e = m.entry(src.clone()).or_insert(0);
-            *e = (*e).max(ts);
+            self.replication.received_from(src, ts);
         }
-    }
-
-    async fn read_name(
-        &self,
-        conn: &mut Connection,
-        len: u64,
-    ) -> Result<(RemoteName, std::path::PathBuf), Failure> {
-        let mut name = vec![0u8; len as usize];
-        conn.read_exact(&mut name).await?;
-        let name = String::from_utf8(name).map_err(|_| Status::InvalidArgument)?;
-        Ok(self.locate(&name)?)
-    }
-
-    /// 9: the peer names itself for the rest of this connection.
-    pub(super) async fn report_server_id(
-        &self,
-        conn: &mut Connection,
-        header: &Header,
-        session: &mut Session,
-    ) -> Handled {
-        let body = self.small_body(conn, header).await?;
-        let report = ServerIdReport::decode(&body).map_err(|e| e.status())?;
-        session.sync_source = Some(report.storage_id);
-        Ok(Reply::Body(Vec::new()))
     }
 
     /// 16 / 18: a whole file from a peer.
-    pub(super) async fn sync_file(
+    async fn sync_file(
         self: &Arc<Self>,
         conn: &mut Connection,
-        header: &Header,
-        update: bool,
+        file: SyncedFile,
         session: &Session,
     ) -> Handled {
-        if header.body_len < SYNC_FILE_HEAD_LEN as u64 {
-            return Err(Status::InvalidArgument.into());
-        }
-        let mut head = [0u8; SYNC_FILE_HEAD_LEN];
-        conn.read_exact(&mut head).await?;
-        let head = SyncFileHead::decode(&head).map_err(|e| e.status())?;
-        let content = if header.status == NO_CONTENT {
-            0
-        } else {
-            head.file_size
-        };
-        let expected = (SYNC_FILE_HEAD_LEN as u64)
-            .checked_add(head.name_len)
-            .and_then(|n| n.checked_add(content));
-        if head.name_len == 0 || head.name_len > MAX_NAME || expected != Some(header.body_len) {
-            return Err(Status::InvalidArgument.into());
-        }
-        self.check_group(&head.group)?;
-        let (name, path) = self.read_name(conn, head.name_len).await?;
+        let SyncedFile {
+            head,
+            name,
+            update,
+            no_content,
+        } = file;
+        let content = if no_content { 0 } else { head.file_size };
+        let (name, path) = self.locate(&name)?;
         let ts = head.timestamp;
         let op = if update { Op::Update } else { Op::Create };
         if let Some(slot) = name.trunk_slot() {
             // Kept in the same slot of the same trunk file as on the sender.
-            if header.status != NO_CONTENT
+            if !no_content
                 && head.file_size + crate::storage::trunk::HEADER_LEN > u64::from(slot.size)
             {
                 return Err(Status::InvalidArgument.into());
@@ -100,7 +63,6 @@ impl StorageNode {
             let node = self.clone();
             let record = Record::new(ts, op, name.to_string()).replica();
             // Without content, the sender saw the file here already.
-            let no_content = header.status == NO_CONTENT;
             let stored = blocking(move || -> std::io::Result<Option<bool>> {
                 let existing = node.store.open_file_blocking(&name).ok().map(|o| o.size);
                 if no_content {
@@ -130,7 +92,7 @@ impl StorageNode {
                 None => Err(Status::NotFound.into()),
             };
         }
-        if header.status != NO_CONTENT && head.file_size <= self.config.buff_size {
+        if !no_content && head.file_size <= self.config.buff_size {
             // Small files, most of a sync stream: read first, then one trip to the blocking
             // pool checks, writes and renames.
             let mut data = vec![0u8; head.file_size as usize];
@@ -160,7 +122,7 @@ impl StorageNode {
         }
         let p = path.clone();
         let existing = blocking(move || std::fs::metadata(&p).ok().map(|m| m.len())).await?;
-        if header.status == NO_CONTENT {
+        if no_content {
             // The sender saw an identical file here already.
             return Err(if existing.is_some() {
                 Status::AlreadyExists
@@ -207,15 +169,7 @@ impl StorageNode {
     }
 
     /// 17: a peer deleted a file.
-    pub(super) async fn sync_delete(
-        self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
-        session: &Session,
-    ) -> Handled {
-        let body = self.small_body(conn, header).await?;
-        let req = SyncDelete::decode(&body).map_err(|e| e.status())?;
-        self.check_group(&req.group)?;
+    async fn sync_delete(self: &Arc<Self>, req: SyncDelete, session: &Session) -> Handled {
         let (name, _) = self.locate(&req.name)?;
         let (node, doomed) = (self.clone(), name.clone());
         let removed = blocking(move || {
@@ -232,28 +186,16 @@ impl StorageNode {
     }
 
     /// 25 / 35: bytes appended to or written into an appender file on a peer.
-    pub(super) async fn sync_range(
+    async fn sync_range(
         self: &Arc<Self>,
         conn: &mut Connection,
-        header: &Header,
+        head: SyncRangeHead,
+        name: String,
         modify: bool,
         session: &Session,
     ) -> Handled {
-        if header.body_len < SYNC_RANGE_HEAD_LEN as u64 {
-            return Err(Status::InvalidArgument.into());
-        }
-        let mut head = [0u8; SYNC_RANGE_HEAD_LEN];
-        conn.read_exact(&mut head).await?;
-        let head = SyncRangeHead::decode(&head).map_err(|e| e.status())?;
         let (start, len) = (head.a, head.b);
-        let expected = (SYNC_RANGE_HEAD_LEN as u64)
-            .checked_add(head.name_len)
-            .and_then(|n| n.checked_add(len));
-        if head.name_len == 0 || head.name_len > MAX_NAME || expected != Some(header.body_len) {
-            return Err(Status::InvalidArgument.into());
-        }
-        self.check_group(&head.group)?;
-        let (name, path) = self.read_name(conn, head.name_len).await?;
+        let (name, path) = self.locate(&name)?;
         // The whole range first: a push cut off mid-body changes nothing here either.
         let body = self.receive_body(conn, len, &name, &path).await?;
         let remote = name.to_string();
@@ -305,21 +247,13 @@ impl StorageNode {
     }
 
     /// 37: a peer truncated an appender file.
-    pub(super) async fn sync_truncate(
+    async fn sync_truncate(
         self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
+        head: SyncRangeHead,
+        name: String,
         session: &Session,
     ) -> Handled {
-        let body = self.small_body(conn, header).await?;
-        let head = SyncRangeHead::decode(&body).map_err(|e| e.status())?;
-        if body.len() as u64 != SYNC_RANGE_HEAD_LEN as u64 + head.name_len {
-            return Err(Status::InvalidArgument.into());
-        }
-        self.check_group(&head.group)?;
-        let name = std::str::from_utf8(&body[SYNC_RANGE_HEAD_LEN..])
-            .map_err(|_| Status::InvalidArgument)?;
-        let (name, path) = self.locate(name)?;
+        let (name, path) = self.locate(&name)?;
         let (old, new, ts) = (head.a, head.b, head.timestamp);
         let _one_writer = self.file_locks.lock(&name.to_string()).await;
         let applied = blocking(move || -> std::io::Result<bool> {
@@ -347,15 +281,12 @@ impl StorageNode {
     }
 
     /// 40: a peer renamed an appender file to its regenerated name.
-    pub(super) async fn sync_rename(
+    async fn sync_rename(
         self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
+        req: SyncPair,
+        body: Vec<u8>,
         session: &Session,
     ) -> Handled {
-        let body = self.small_body(conn, header).await?;
-        let req = SyncPair::decode(&body).map_err(|e| e.status())?;
-        self.check_group(&req.group)?;
         let (new, new_path) = self.locate(&req.first)?;
         let (old, old_path) = self.locate(&req.second)?;
         let renamed = blocking(move || {
@@ -382,15 +313,7 @@ impl StorageNode {
     }
 
     /// 19: a peer created a slave link.
-    pub(super) async fn sync_link(
-        self: &Arc<Self>,
-        conn: &mut Connection,
-        header: &Header,
-        session: &Session,
-    ) -> Handled {
-        let body = self.small_body(conn, header).await?;
-        let req = SyncPair::decode(&body).map_err(|e| e.status())?;
-        self.check_group(&req.group)?;
+    async fn sync_link(self: &Arc<Self>, req: SyncPair, session: &Session) -> Handled {
         let (link, link_path) = self.locate(&req.first)?;
         let (target, target_path) = self.locate(&req.second)?;
         let made = blocking(move || {
@@ -416,23 +339,158 @@ impl StorageNode {
     }
 }
 
-/// A change pushed by another member of the group (9, 16–19, 25, 35, 37, 40).
-pub(super) async fn apply(
-    node: &Arc<StorageNode>,
-    conn: &mut Connection,
-    header: &Header,
-    session: &mut Session,
-) -> Handled {
-    match header.cmd {
-        Command::ReportServerId => node.report_server_id(conn, header, session).await,
-        Command::SyncCreateFile => node.sync_file(conn, header, false, session).await,
-        Command::SyncUpdateFile => node.sync_file(conn, header, true, session).await,
-        Command::SyncDeleteFile => node.sync_delete(conn, header, session).await,
-        Command::SyncAppendFile => node.sync_range(conn, header, false, session).await,
-        Command::SyncModifyFile => node.sync_range(conn, header, true, session).await,
-        Command::SyncTruncateFile => node.sync_truncate(conn, header, session).await,
-        Command::SyncRenameFile => node.sync_rename(conn, header, session).await,
-        Command::SyncCreateLink => node.sync_link(conn, header, session).await,
-        _ => Err(Status::InvalidArgument.into()),
+/// A whole file pushed by a peer (16, 18), its head read; the content (none when the
+/// sender saw the file here already) is still on the socket.
+#[derive(Debug)]
+pub(super) struct SyncedFile {
+    head: SyncFileHead,
+    name: String,
+    update: bool,
+    no_content: bool,
+}
+
+/// A change pushed by another member of the group, its head read and decoded.
+#[derive(Debug)]
+pub(super) enum Replica {
+    /// 9: the peer names itself for the rest of this connection.
+    ServerId(ServerIdReport),
+    /// 16 and 18.
+    File(SyncedFile),
+    /// 17.
+    Delete(SyncDelete),
+    /// 25 and 35: `head.b` bytes at `head.a` follow.
+    Range {
+        head: SyncRangeHead,
+        name: String,
+        modify: bool,
+    },
+    /// 37: from `head.a` bytes to `head.b`.
+    Truncate { head: SyncRangeHead, name: String },
+    /// 40: the body is echoed in the reply, as FastDFS does.
+    Rename { req: SyncPair, body: Vec<u8> },
+    /// 19.
+    Link(SyncPair),
+}
+
+/// Reads a sync command's file name (`len` bytes) from the socket.
+async fn read_name(conn: &mut Connection, len: u64) -> Result<String, Failure> {
+    let mut name = vec![0u8; len as usize];
+    conn.read_exact(&mut name).await?;
+    Ok(String::from_utf8(name).map_err(|_| Status::InvalidArgument)?)
+}
+
+impl CommandFamily for Replica {
+    async fn parse(ctx: &mut Context<'_>, header: &Header) -> Result<Self, Failure> {
+        let (node, conn) = (ctx.node, &mut *ctx.conn);
+        match header.cmd {
+            Command::SyncCreateFile | Command::SyncUpdateFile => {
+                if header.body_len < SYNC_FILE_HEAD_LEN as u64 {
+                    return Err(Status::InvalidArgument.into());
+                }
+                let mut head = [0u8; SYNC_FILE_HEAD_LEN];
+                conn.read_exact(&mut head).await?;
+                let head = SyncFileHead::decode(&head).map_err(|e| e.status())?;
+                let no_content = header.status == NO_CONTENT;
+                let content = if no_content { 0 } else { head.file_size };
+                let expected = (SYNC_FILE_HEAD_LEN as u64)
+                    .checked_add(head.name_len)
+                    .and_then(|n| n.checked_add(content));
+                if head.name_len == 0
+                    || head.name_len > MAX_NAME
+                    || expected != Some(header.body_len)
+                {
+                    return Err(Status::InvalidArgument.into());
+                }
+                node.check_group(&head.group)?;
+                let name = read_name(conn, head.name_len).await?;
+                Ok(Replica::File(SyncedFile {
+                    head,
+                    name,
+                    update: header.cmd == Command::SyncUpdateFile,
+                    no_content,
+                }))
+            }
+            Command::SyncAppendFile | Command::SyncModifyFile => {
+                if header.body_len < SYNC_RANGE_HEAD_LEN as u64 {
+                    return Err(Status::InvalidArgument.into());
+                }
+                let mut head = [0u8; SYNC_RANGE_HEAD_LEN];
+                conn.read_exact(&mut head).await?;
+                let head = SyncRangeHead::decode(&head).map_err(|e| e.status())?;
+                let expected = (SYNC_RANGE_HEAD_LEN as u64)
+                    .checked_add(head.name_len)
+                    .and_then(|n| n.checked_add(head.b));
+                if head.name_len == 0
+                    || head.name_len > MAX_NAME
+                    || expected != Some(header.body_len)
+                {
+                    return Err(Status::InvalidArgument.into());
+                }
+                node.check_group(&head.group)?;
+                let name = read_name(conn, head.name_len).await?;
+                Ok(Replica::Range {
+                    head,
+                    name,
+                    modify: header.cmd == Command::SyncModifyFile,
+                })
+            }
+            _ => {
+                let body = node.small_body(conn, header).await?;
+                let decoded = |e: crate::proto::ProtoError| Failure::from(e.status());
+                let parsed = match header.cmd {
+                    Command::ReportServerId => {
+                        return Ok(Replica::ServerId(
+                            ServerIdReport::decode(&body).map_err(decoded)?,
+                        ));
+                    }
+                    Command::SyncDeleteFile => {
+                        let req = SyncDelete::decode(&body).map_err(decoded)?;
+                        node.check_group(&req.group)?;
+                        Replica::Delete(req)
+                    }
+                    Command::SyncTruncateFile => {
+                        let head = SyncRangeHead::decode(&body).map_err(decoded)?;
+                        if body.len() as u64 != SYNC_RANGE_HEAD_LEN as u64 + head.name_len {
+                            return Err(Status::InvalidArgument.into());
+                        }
+                        node.check_group(&head.group)?;
+                        let name = std::str::from_utf8(&body[SYNC_RANGE_HEAD_LEN..])
+                            .map_err(|_| Status::InvalidArgument)?
+                            .to_owned();
+                        Replica::Truncate { head, name }
+                    }
+                    Command::SyncRenameFile => {
+                        let req = SyncPair::decode(&body).map_err(decoded)?;
+                        node.check_group(&req.group)?;
+                        Replica::Rename { req, body }
+                    }
+                    Command::SyncCreateLink => {
+                        let req = SyncPair::decode(&body).map_err(decoded)?;
+                        node.check_group(&req.group)?;
+                        Replica::Link(req)
+                    }
+                    _ => return Err(Status::InvalidArgument.into()),
+                };
+                Ok(parsed)
+            }
+        }
+    }
+
+    async fn apply(self, ctx: &mut Context<'_>) -> Handled {
+        let (node, session) = (ctx.node, &mut *ctx.session);
+        match self {
+            Replica::ServerId(report) => {
+                session.sync_source = Some(report.storage_id);
+                Ok(Reply::Body(Vec::new()))
+            }
+            Replica::File(file) => node.sync_file(ctx.conn, file, session).await,
+            Replica::Delete(req) => node.sync_delete(req, session).await,
+            Replica::Range { head, name, modify } => {
+                node.sync_range(ctx.conn, head, name, modify, session).await
+            }
+            Replica::Truncate { head, name } => node.sync_truncate(head, name, session).await,
+            Replica::Rename { req, body } => node.sync_rename(req, body, session).await,
+            Replica::Link(req) => node.sync_link(req, session).await,
+        }
     }
 }

@@ -13,6 +13,8 @@ use crate::storage::store::{CommitError, NewName, write_small};
 use crate::storage::transfer::receive_into;
 use crate::storage::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 
+use super::{CommandFamily, Context};
+
 /// Longest master name a slave upload may carry.
 const MAX_MASTER_LEN: u64 = 127;
 
@@ -62,23 +64,12 @@ fn valid_prefix(prefix: &str) -> bool {
 
 impl StorageNode {
     /// 11 and 23: a new file named by this storage.
-    pub(super) async fn upload(
+    async fn upload(
         self: &Arc<Self>,
         conn: &mut Connection,
-        header: &Header,
+        head: UploadHead,
         appender: bool,
     ) -> Handled {
-        if header.body_len < UPLOAD_HEAD_LEN as u64 {
-            return Err(Status::InvalidArgument.into());
-        }
-        let mut head_bytes = [0u8; UPLOAD_HEAD_LEN];
-        conn.read_exact(&mut head_bytes).await?;
-        let head = UploadHead::decode(&head_bytes).map_err(|e| e.status())?;
-        if Some(header.body_len) != head.file_size.checked_add(UPLOAD_HEAD_LEN as u64)
-            || !fileid::valid_ext(&head.ext)
-        {
-            return Err(Status::InvalidArgument.into());
-        }
         let size = head.file_size;
         let store_path =
             self.store
@@ -181,30 +172,12 @@ impl StorageNode {
     }
 
     /// 21: a file named after its master plus a prefix, e.g. a thumbnail.
-    pub(super) async fn upload_slave(
+    async fn upload_slave(
         self: &Arc<Self>,
         conn: &mut Connection,
-        header: &Header,
+        head: SlaveHead,
+        master: &str,
     ) -> Handled {
-        if header.body_len < SLAVE_HEAD_LEN as u64 {
-            return Err(Status::InvalidArgument.into());
-        }
-        let mut head_bytes = [0u8; SLAVE_HEAD_LEN];
-        conn.read_exact(&mut head_bytes).await?;
-        let head = SlaveHead::decode(&head_bytes).map_err(|e| e.status())?;
-        let expected = (SLAVE_HEAD_LEN as u64)
-            .checked_add(head.master_len)
-            .and_then(|n| n.checked_add(head.file_size));
-        if !(11..=MAX_MASTER_LEN).contains(&head.master_len)
-            || expected != Some(header.body_len)
-            || !valid_prefix(&head.prefix)
-            || !fileid::valid_ext(&head.ext)
-        {
-            return Err(Status::InvalidArgument.into());
-        }
-        let mut master_bytes = vec![0u8; head.master_len as usize];
-        conn.read_exact(&mut master_bytes).await?;
-        let master = std::str::from_utf8(&master_bytes).map_err(|_| Status::InvalidArgument)?;
         let (master, _) = self.locate(master)?;
         let slave = slave_name(&master, &head.prefix, &head.ext)?;
         let slave_path = self.store.file_path(&slave)?;
@@ -297,17 +270,67 @@ impl StorageNode {
     }
 }
 
-/// An upload command (11, 21, 23).
-pub(super) async fn apply(
-    node: &Arc<StorageNode>,
-    conn: &mut Connection,
-    header: &Header,
-) -> Handled {
-    match header.cmd {
-        Command::UploadFile => node.upload(conn, header, false).await,
-        Command::UploadAppenderFile => node.upload(conn, header, true).await,
-        Command::UploadSlaveFile => node.upload_slave(conn, header).await,
-        _ => Err(Status::InvalidArgument.into()),
+/// An upload, its head read and decoded; the file's content is still on the socket.
+#[derive(Debug)]
+pub(super) enum Upload {
+    /// 11, and 23 for an appender file.
+    New { head: UploadHead, appender: bool },
+    /// 21: a slave file of `master`.
+    Slave { head: SlaveHead, master: String },
+}
+
+impl CommandFamily for Upload {
+    async fn parse(ctx: &mut Context<'_>, header: &Header) -> Result<Self, Failure> {
+        let conn = &mut *ctx.conn;
+        match header.cmd {
+            Command::UploadFile | Command::UploadAppenderFile => {
+                if header.body_len < UPLOAD_HEAD_LEN as u64 {
+                    return Err(Status::InvalidArgument.into());
+                }
+                let mut head_bytes = [0u8; UPLOAD_HEAD_LEN];
+                conn.read_exact(&mut head_bytes).await?;
+                let head = UploadHead::decode(&head_bytes).map_err(|e| e.status())?;
+                if Some(header.body_len) != head.file_size.checked_add(UPLOAD_HEAD_LEN as u64)
+                    || !fileid::valid_ext(&head.ext)
+                {
+                    return Err(Status::InvalidArgument.into());
+                }
+                Ok(Upload::New {
+                    head,
+                    appender: header.cmd == Command::UploadAppenderFile,
+                })
+            }
+            Command::UploadSlaveFile => {
+                if header.body_len < SLAVE_HEAD_LEN as u64 {
+                    return Err(Status::InvalidArgument.into());
+                }
+                let mut head_bytes = [0u8; SLAVE_HEAD_LEN];
+                conn.read_exact(&mut head_bytes).await?;
+                let head = SlaveHead::decode(&head_bytes).map_err(|e| e.status())?;
+                let expected = (SLAVE_HEAD_LEN as u64)
+                    .checked_add(head.master_len)
+                    .and_then(|n| n.checked_add(head.file_size));
+                if !(11..=MAX_MASTER_LEN).contains(&head.master_len)
+                    || expected != Some(header.body_len)
+                    || !valid_prefix(&head.prefix)
+                    || !fileid::valid_ext(&head.ext)
+                {
+                    return Err(Status::InvalidArgument.into());
+                }
+                let mut master = vec![0u8; head.master_len as usize];
+                conn.read_exact(&mut master).await?;
+                let master = String::from_utf8(master).map_err(|_| Status::InvalidArgument)?;
+                Ok(Upload::Slave { head, master })
+            }
+            _ => Err(Status::InvalidArgument.into()),
+        }
+    }
+
+    async fn apply(self, ctx: &mut Context<'_>) -> Handled {
+        match self {
+            Upload::New { head, appender } => ctx.node.upload(ctx.conn, head, appender).await,
+            Upload::Slave { head, master } => ctx.node.upload_slave(ctx.conn, head, &master).await,
+        }
     }
 }
 

@@ -93,7 +93,7 @@ fn every_metric_an_alert_uses_is_exported() -> anyhow::Result<()> {
             async || {
                 members
                     .iter()
-                    .all(|m| m.node.is_active_everywhere() && m.node.peers.borrow().len() == 1)
+                    .all(|m| m.node.is_active_everywhere() && m.node.replication.peers().len() == 1)
             },
         )
         .await?;

@@ -544,7 +544,7 @@ impl Group {
             async || {
                 g.members.iter().all(|m| {
                     m.node.is_active_everywhere()
-                        && m.node.peers.borrow().len() == g.members.len() - 1
+                        && m.node.replication.peers().len() == g.members.len() - 1
                 })
             },
         )

@@ -79,7 +79,7 @@ impl Group {
         wait_for(
             "the member known to its peer",
             Duration::from_secs(30),
-            async || node.peers.borrow().iter().any(|p| p.addr.ip() == ip),
+            async || node.replication.peers().iter().any(|p| p.addr.ip() == ip),
         )
         .await;
     }

@@ -4,15 +4,19 @@
 pub mod binlog;
 mod cmd;
 pub(crate) use cmd::upload::slave_name;
+pub mod identity;
 pub mod locks;
 pub mod meta;
 pub mod metrics;
 pub mod recovery;
+pub mod replication;
 mod report;
 pub mod stat_file;
+pub mod statistics;
 pub mod store;
 pub mod sync;
 mod tracker_calls;
+pub mod tracker_view;
 mod transfer;
 pub mod trunk;
 pub mod trunk_space;
@@ -22,7 +26,7 @@ pub mod trunking;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::StorageConfig;
 use crate::fileid::{RemoteName, Source};
-use crate::proto::monitor::{COUNTER_COUNT, StorageStats, counter};
+use crate::proto::monitor::{StorageStats, counter};
 use crate::proto::{Command, Header, Status, StorageStatus};
 use crate::server::acl::AccessList;
 use crate::server::{self, ConnError, Connection, Service};
@@ -43,16 +47,12 @@ pub struct StorageNode {
     pub config: StorageConfig,
     pub store: Store,
     pub binlog: binlog::Binlog,
-    /// The address uploads are named after (the storage's own IPv4).
-    source_ip: Mutex<Option<Ipv4Addr>>,
-    /// The numeric storage id uploads are named after, when the trackers say so.
-    server_id: Mutex<Option<u32>>,
-    /// The storage id trackers and peers know this storage by (`use_storage_id`), whether
-    /// or not file names carry it.
-    storage_id: Mutex<Option<String>>,
+    /// The address and ids this storage is known by.
+    pub identity: identity::Identity,
     /// The port clients reach this storage on.
     pub port: u16,
-    counters: Counters,
+    /// The figures BEATs and `storage_stat.dat` carry.
+    pub statistics: statistics::Statistics,
     pub metrics: StorageMetrics,
     pub(crate) acl: AccessList,
     /// The port the HTTP side listens on (0: none). The group's members serve HTTP on the
@@ -60,55 +60,15 @@ pub struct StorageNode {
     pub(crate) http_port: std::sync::atomic::AtomicU16,
     /// Store-path rules; the tracker's parameters replace the configured ones.
     path_policy: Mutex<PathPolicy>,
-    /// The other members of our group, from the trackers' heartbeat replies.
-    pub peers: tokio::sync::watch::Sender<Vec<sync::Peer>>,
-    /// Per source storage, the newest change timestamp received from it.
-    sync_in: Mutex<BTreeMap<String, u32>>,
-    /// Per peer, how far in our binlog its push task has got.
-    sync_out: Mutex<BTreeMap<String, sync::PushPoint>>,
-    /// Per source storage whose pushes we cannot apply: the status they fail with, since when.
-    sync_problems: Mutex<BTreeMap<String, (Status, u64)>>,
-    /// Status each tracker last reported for this storage.
-    tracker_view: Mutex<BTreeMap<SocketAddr, StorageStatus>>,
-    /// With IP identities, the trackers that accepted our move to a new address (78).
-    moved_at: Mutex<std::collections::BTreeSet<SocketAddr>>,
-    /// Cancelled once the pushes to the peers ended (when stopping, after the last one):
-    /// the last report to the trackers waits for it.
-    pushes_ended: CancellationToken,
-    /// Per tracker, the age in seconds of the oldest change the other members reported
-    /// they have yet to push here (LIST_SYNC_BACKLOG, 241); absent where unknown.
-    behind: Mutex<BTreeMap<SocketAddr, u64>>,
+    /// The group's other members and the pushes between us.
+    pub replication: replication::Replication,
+    /// What the trackers last said about this storage.
+    pub trackers: tracker_view::TrackerView,
     pub started_at: u64,
-    /// When this storage last changed a file of its own, and last applied a peer's change
-    /// (unix seconds; FastDFS's `last_source_update` / `last_sync_update`).
-    last_source_update: AtomicU64,
-    last_sync_update: AtomicU64,
     /// One change at a time per stored file.
     file_locks: locks::FileLocks,
     /// Trunk storage: the group's trunk server, and our free space when we are it.
     pub trunk: trunking::Trunking,
-}
-
-/// Operation counters reported to trackers in every BEAT.
-#[derive(Debug)]
-struct Counters([AtomicU64; COUNTER_COUNT]);
-
-impl Counters {
-    fn new() -> Self {
-        Counters(std::array::from_fn(|_| AtomicU64::new(0)))
-    }
-
-    fn add(&self, index: usize, n: u64) {
-        self.0[index].fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Adds `n` to a total counter, and to the success counter that follows it when `ok`.
-    fn add_pair(&self, total: usize, n: u64, ok: bool) {
-        self.add(total, n);
-        if ok {
-            self.add(total + 1, n);
-        }
-    }
 }
 
 /// What one connection remembers between requests.
@@ -227,26 +187,16 @@ impl StorageNode {
         let node = StorageNode {
             store,
             binlog,
-            source_ip: Mutex::new(bind_ip),
-            server_id: Mutex::new(None),
-            storage_id: Mutex::new(None),
+            identity: identity::Identity::bound_to(bind_ip),
             port,
-            counters: Counters::new(),
+            statistics: statistics::Statistics::default(),
             metrics: StorageMetrics::new(),
             acl,
             http_port: std::sync::atomic::AtomicU16::new(0),
             path_policy: Mutex::new(policy),
-            tracker_view: Mutex::new(BTreeMap::new()),
-            moved_at: Mutex::new(Default::default()),
-            pushes_ended: CancellationToken::new(),
-            behind: Mutex::new(BTreeMap::new()),
-            sync_in: Mutex::new(BTreeMap::new()),
-            sync_out: Mutex::new(BTreeMap::new()),
-            sync_problems: Mutex::new(BTreeMap::new()),
-            peers: tokio::sync::watch::Sender::new(Vec::new()),
+            replication: replication::Replication::default(),
+            trackers: tracker_view::TrackerView::default(),
             started_at: crate::unix_now(),
-            last_source_update: AtomicU64::new(0),
-            last_sync_update: AtomicU64::new(0),
             file_locks: locks::FileLocks::default(),
             trunk: trunking::Trunking::default(),
             config,
@@ -258,73 +208,25 @@ impl StorageNode {
         Ok(node)
     }
 
-    /// The source new file names carry: the storage id with `id_type_in_filename=id`,
-    /// otherwise the storage's IPv4 address.
+    /// The source new file names carry (see [`identity::Identity::source`]).
     pub fn source(&self) -> Source {
-        if let Some(id) = *self.server_id.lock().unwrap_or_else(|e| e.into_inner()) {
-            return Source::ServerId(id);
-        }
-        Source::Ip(
-            self.source_ip
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .unwrap_or(Ipv4Addr::LOCALHOST),
-        )
-    }
-
-    /// Names new files after `id` (Some) or after the IP address (None).
-    pub fn set_server_id(&self, id: Option<u32>) {
-        *self.server_id.lock().unwrap_or_else(|e| e.into_inner()) = id;
-    }
-
-    /// The id the trackers assigned (Some with `use_storage_id`), or none: known by IP.
-    pub fn set_storage_id(&self, id: Option<String>) {
-        *self.storage_id.lock().unwrap_or_else(|e| e.into_inner()) = id;
-    }
-
-    /// Learns the storage's own address from a tracker connection, when not bound to one.
-    pub fn learn_source_ip(&self, ip: IpAddr) {
-        let mut cur = self.source_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let (None, IpAddr::V4(v4)) = (*cur, ip) {
-            *cur = Some(v4);
-        }
+        self.identity.source()
     }
 
     /// This storage's id as trackers and peers know it.
     pub fn own_id(&self) -> String {
-        if let Some(id) = self
-            .storage_id
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            return id;
-        }
-        self.source_ip
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map(|ip| ip.to_string())
-            .unwrap_or_default()
+        self.identity.own_id()
     }
 
     /// Trackers this storage currently reports to.
     pub fn tracker_addrs(&self) -> Vec<SocketAddr> {
-        self.tracker_view
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect()
+        self.trackers.trackers()
     }
 
     /// The age in seconds of the oldest change the other members last said they have yet
     /// to push here, as `tracker` lists it (LIST_SYNC_BACKLOG, 241); `None` where unknown.
     pub fn behind_at(&self, tracker: SocketAddr) -> Option<u64> {
-        self.behind
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&tracker)
-            .copied()
+        self.trackers.behind_at(tracker)
     }
 
     /// Connects to a tracker or peer from this storage's own address.
@@ -332,11 +234,7 @@ impl StorageNode {
         &self,
         addr: SocketAddr,
     ) -> Result<crate::client::Conn, crate::client::ClientError> {
-        let bind = self
-            .source_ip
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map(IpAddr::V4);
+        let bind = self.identity.source_ip().map(IpAddr::V4);
         crate::client::Conn::connect(
             addr,
             Duration::from_secs(self.config.connect_timeout.max(1)),
@@ -357,34 +255,17 @@ impl StorageNode {
 
     /// Whether every tracker this storage reports to sees it ACTIVE.
     pub fn is_active_everywhere(&self) -> bool {
-        let view = self.tracker_view.lock().unwrap_or_else(|e| e.into_inner());
-        !view.is_empty() && view.values().all(|s| *s == StorageStatus::Active)
+        self.trackers.active_everywhere()
     }
 
     /// Readiness: every tracker sees this storage ACTIVE, and no peer has reported a change
     /// for it older than [`CAUGHT_UP_SECONDS`]. Returns the verdict and the lines saying why.
     pub fn readiness(&self) -> (bool, String) {
-        let view = self
-            .tracker_view
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let behind = self
-            .behind
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        readiness(&view, &behind)
+        readiness(&self.trackers.statuses(), &self.trackers.behind())
     }
 
     pub fn stats(&self) -> StorageStats {
-        let mut s = StorageStats::default();
-        for (dst, src) in s.counters.iter_mut().zip(self.counters.0.iter()) {
-            *dst = src.load(Ordering::Relaxed);
-        }
-        s.last_source_update = self.last_source_update.load(Ordering::Relaxed);
-        s.last_sync_update = self.last_sync_update.load(Ordering::Relaxed);
-        s
+        self.statistics.snapshot()
     }
 
     /// Every metric, with the gauges that are read at scrape time (disk space, replication
@@ -498,10 +379,15 @@ impl StorageNode {
             }
         }
         if let Some((total, _)) = counter_slots(header.cmd) {
-            self.counters.add_pair(total, 1, status == Status::Ok);
+            self.statistics.add_pair(total, 1, status == Status::Ok);
         }
         if from_group_members_only(header.cmd) {
-            self.note_sync_outcome(session.sync_source.as_deref(), conn.peer.ip(), status);
+            self.replication.note_outcome(
+                session.sync_source.as_deref(),
+                conn.peer.ip(),
+                status,
+                &self.metrics,
+            );
         }
         let command = format!("{:?}", header.cmd);
         self.metrics
@@ -564,7 +450,7 @@ impl StorageNode {
         } else {
             counter::TOTAL_SYNC_IN_BYTES
         };
-        self.counters.add_pair(total, bytes, stored);
+        self.statistics.add_pair(total, bytes, stored);
     }
 
     /// Writes change records to the binlog (blocking: call it in the disk step that
@@ -573,17 +459,7 @@ impl StorageNode {
         if let Err(e) = self.binlog.append(records) {
             tracing::error!(error = %e, "cannot write the binlog; peers will miss this change");
         }
-        // The source side uses the records' own times: peers report progress in those, so
-        // an idle, caught-up peer shows a delay of exactly zero.
-        for r in records {
-            if r.origin {
-                self.last_source_update
-                    .fetch_max(u64::from(r.timestamp), Ordering::Relaxed);
-            } else {
-                self.last_sync_update
-                    .store(crate::unix_now(), Ordering::Relaxed);
-            }
-        }
+        self.statistics.changed(records, crate::unix_now());
     }
 
     /// Writes change records to the binlog from an async handler, on a disk thread.
@@ -595,7 +471,7 @@ impl StorageNode {
     /// Records bytes moved for a successful command (its total and success byte counters).
     fn count_bytes(&self, cmd: Command, n: u64) {
         if let Some((_, Some(slot))) = counter_slots(cmd) {
-            self.counters.add_pair(slot - 1, n, true);
+            self.statistics.add_pair(slot - 1, n, true);
         }
         let direction = if cmd == Command::DownloadFile {
             "out"
@@ -656,87 +532,15 @@ fn from_group_members_only(cmd: Command) -> bool {
 }
 
 impl StorageNode {
-    /// Tracks whether what `source` pushes can be applied: a write failing on our side
-    /// (disk full, permissions, I/O) is logged once per source and cause, shown in
-    /// `/metrics` and reported to the trackers, and cleared by the next push that applies.
-    /// `reported` is the id the peer gave with REPORT_SERVER_ID; its address stands in
-    /// without one.
-    fn note_sync_outcome(&self, reported: Option<&str>, peer: IpAddr, status: Status) {
-        let failed = matches!(
-            status,
-            Status::NoSpace | Status::Io | Status::PermissionDenied | Status::OutOfMemory
-        );
-        let applied = matches!(
-            status,
-            Status::Ok | Status::AlreadyExists | Status::NotFound
-        );
-        let mut problems = self.sync_problems.lock().unwrap_or_else(|e| e.into_inner());
-        // The common case, a push applied with nothing to clear, allocates nothing.
-        let clears = applied && !problems.is_empty();
-        if !failed && !clears {
-            return;
-        }
-        let peer_text;
-        let source = match reported {
-            Some(id) => id,
-            None => {
-                peer_text = peer.to_string();
-                &peer_text
-            }
-        };
-        let labels = |status: Status| metrics::ProblemLabels {
-            source: source.to_owned(),
-            error: status.errno_name().to_owned(),
-        };
-        if failed {
-            self.metrics
-                .sync_apply_failures
-                .get_or_create(&labels(status))
-                .inc();
-            let known = problems.get(source).map(|(s, _)| *s);
-            if known != Some(status) {
-                if let Some(old) = known {
-                    self.metrics
-                        .sync_apply_blocked
-                        .get_or_create(&labels(old))
-                        .set(0);
-                }
-                tracing::warn!(
-                    source,
-                    error = status.errno_name(),
-                    "cannot apply what this peer pushes; it keeps retrying, and this \
-                     storage catches up once the cause is gone"
-                );
-                problems.insert(source.to_owned(), (status, crate::unix_now()));
-                self.metrics
-                    .sync_apply_blocked
-                    .get_or_create(&labels(status))
-                    .set(1);
-            }
-        } else if let Some((old, since)) = problems.remove(source) {
-            // Only reached for an applied push (see above): the problem is over.
-            self.metrics
-                .sync_apply_blocked
-                .get_or_create(&labels(old))
-                .set(0);
-            tracing::info!(
-                source,
-                error = old.errno_name(),
-                blocked_seconds = crate::unix_now().saturating_sub(since),
-                "applies what this peer pushes again"
-            );
-        }
-    }
-
     /// The protocol address of the member of this group that `source` (from a file name)
     /// names; `None` for this storage itself or a storage the trackers do not list.
     pub fn member_named_by(&self, source: Source) -> Option<SocketAddr> {
         if source == self.source() {
             return None;
         }
-        self.peers
-            .borrow()
-            .iter()
+        self.replication
+            .peers()
+            .into_iter()
             .filter(|p| p.status != StorageStatus::Deleted)
             .find(|p| match source {
                 Source::Ip(ip) => p.addr.ip() == IpAddr::V4(ip),
@@ -748,23 +552,14 @@ impl StorageNode {
     /// Whether `ip` is the address of another member of this group, as the trackers list
     /// them (deleted members excluded).
     fn is_group_member(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        self.peers
-            .borrow()
-            .iter()
-            .any(|p| p.addr.ip() == ip && p.status != StorageStatus::Deleted)
+        self.replication.is_member(ip)
     }
 }
 
 impl Service for StorageNode {
     /// Trackers and the group's other members keep their connections when clients flood.
     fn is_peer(&self, ip: IpAddr) -> bool {
-        let trackers = self.tracker_view.lock().unwrap_or_else(|e| e.into_inner());
-        trackers.keys().any(|t| t.ip() == ip)
-            || self.peers.borrow().iter().any(|p| p.addr.ip() == ip)
+        self.trackers.is_tracker(ip) || self.replication.is_listed(ip)
     }
 
     async fn serve(self: Arc<Self>, mut conn: Connection, stop: CancellationToken) {
@@ -907,7 +702,7 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
         let pushing = n.clone();
         tokio::join!(report::run(n, bind_ip, s.clone()), async move {
             sync::run(pushing.clone(), s).await;
-            pushing.pushes_ended.cancel();
+            pushing.replication.end_pushes();
         });
     }));
     tasks.push(tokio::spawn(stat_file::run(node.clone(), stop.clone())));

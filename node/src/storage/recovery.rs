@@ -341,7 +341,7 @@ async fn identify(node: &StorageNode) -> Result<Me, RecoveryError> {
         let Some(local) = conn.local_addr() else {
             continue;
         };
-        node.learn_source_ip(local.ip());
+        node.identity.learn_source_ip(local.ip());
         let ip = local.ip().to_string();
         let id = match super::report::learn_identity(node, &mut conn, t, &ip).await {
             Ok(id) => id,

@@ -103,10 +103,7 @@ async fn report_loop(
         if let Err(e) = session {
             tracing::warn!(%tracker, error = %e, "tracker session failed; retrying");
         }
-        node.tracker_view
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&tracker);
+        node.trackers.forget(tracker);
         // A session that ran a while worked: the next failure starts the waits over.
         if started.elapsed() > RETRY_AFTER * 5 {
             backoff.reset();
@@ -243,12 +240,7 @@ async fn report_own_move(
         // Moved now, moved before, or never known there under the old address.
         Status::Ok | Status::AlreadyDone | Status::NotFound => {
             tracing::info!(%tracker, from = %old, to = %own_ip, %status, "tracker took our new address");
-            let everywhere = {
-                let mut moved = node.moved_at.lock().unwrap_or_else(|e| e.into_inner());
-                moved.insert(tracker);
-                node.tracker_addrs().iter().all(|t| moved.contains(t))
-            };
-            if everywhere {
+            if node.trackers.took_move(tracker) {
                 keep(own_ip).await?;
             }
             Ok(())
@@ -297,11 +289,7 @@ async fn follow_changelog(node: &StorageNode, conn: &mut Conn) -> Result<(), Cli
         // it; a session under the old name, started before that list came, would find no
         // mark and copy everything anew to an address nobody serves.
         Ok(()) => {
-            node.peers.send_if_modified(|peers| {
-                let before = peers.len();
-                peers.retain(|p| !moved.contains(&p.id));
-                peers.len() != before
-            });
+            node.replication.drop_peers(&moved);
         }
     }
     Ok(())
@@ -333,17 +321,14 @@ fn apply_changelog(
 
 fn set_view(node: &StorageNode, tracker: SocketAddr, status: u8) {
     if let Some(s) = StorageStatus::from_byte(status) {
-        node.tracker_view
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(tracker, s);
+        node.trackers.set_status(tracker, s);
     }
 }
 
 /// The status `tracker` should take for us, when it still holds us new or waiting for a full
 /// copy that another tracker already saw finish (OFFLINE or later there).
 fn status_to_adopt(node: &StorageNode, tracker: SocketAddr) -> Option<StorageStatus> {
-    let view = node.tracker_view.lock().unwrap_or_else(|e| e.into_inner());
+    let view = node.trackers.statuses();
     let here = *view.get(&tracker)?;
     if !matches!(
         here,
@@ -385,8 +370,8 @@ pub(super) async fn learn_identity(
     let reply = call_ok(conn, Command::StorageParameterReq, &[]).await?;
     let params = Parameters::decode(&reply).map_err(proto)?;
     if params.get("use_storage_id") != Some("1") {
-        node.set_server_id(None);
-        node.set_storage_id(None);
+        node.identity.set_server_id(None);
+        node.identity.set_storage_id(None);
         return Ok(String::new());
     }
     let id = if node.config.server_id.is_empty() {
@@ -402,8 +387,9 @@ pub(super) async fn learn_identity(
         node.config.server_id.clone()
     };
     let by_id = params.get("id_type_in_filename") == Some("id");
-    node.set_server_id(by_id.then(|| id.parse::<u32>().ok()).flatten());
-    node.set_storage_id(Some(id.clone()));
+    node.identity
+        .set_server_id(by_id.then(|| id.parse::<u32>().ok()).flatten());
+    node.identity.set_storage_id(Some(id.clone()));
     tracing::info!(%tracker, storage_id = %id, names_by_id = by_id, "storage id learned");
     Ok(id)
 }
@@ -445,14 +431,7 @@ fn apply_heartbeat(node: &StorageNode, tracker: SocketAddr, own_ip: &str, r: Hea
         set_view(node, tracker, me.status);
     }
     let peers = super::sync::peers_from_members(&members, own_ip, node.port);
-    node.peers.send_if_modified(|cur| {
-        if *cur == peers {
-            false
-        } else {
-            *cur = peers;
-            true
-        }
-    });
+    node.replication.set_peers(peers);
 }
 
 /// What this session last told its tracker about our trunk space.
@@ -559,9 +538,9 @@ async fn note_behind(
             // A stopped member's last report stays listed (for its retirement); what it
             // could not push does not make us unready.
             let running: Vec<String> = node
-                .peers
-                .borrow()
-                .iter()
+                .replication
+                .peers()
+                .into_iter()
                 .filter(|p| p.status == StorageStatus::Active)
                 .map(|p| p.id.clone())
                 .collect();
@@ -576,11 +555,7 @@ async fn note_behind(
         }),
         _ => None,
     };
-    let mut behind = node.behind.lock().unwrap_or_else(|e| e.into_inner());
-    match age {
-        Some(age) => behind.insert(tracker, age),
-        None => behind.remove(&tracker),
-    };
+    node.trackers.set_behind(tracker, age);
     Ok(())
 }
 
@@ -617,14 +592,13 @@ async fn report_problems(
     tracker: SocketAddr,
 ) -> Result<bool, ClientError> {
     let entries = node
-        .sync_problems
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|(source, (status, since))| SyncProblem {
-            source_id: source.clone(),
-            status: u8::from(*status),
-            since: *since,
+        .replication
+        .problems()
+        .into_iter()
+        .map(|(source_id, status, since)| SyncProblem {
+            source_id,
+            status: u8::from(status),
+            since,
         })
         .collect();
     let body = SyncProblemReport { entries }.encode();
@@ -657,7 +631,7 @@ async fn report_session(
     .await?;
     let local_ip = conn.local_addr().map(|a| a.ip());
     if let Some(ip) = local_ip {
-        node.learn_source_ip(ip);
+        node.identity.learn_source_ip(ip);
     }
     let own_ip = local_ip.map(|ip| ip.to_string()).unwrap_or_default();
     let storage_id = learn_identity(node, &mut conn, tracker, &own_ip).await?;
@@ -779,7 +753,7 @@ async fn report_session(
                 // last beat: the trackers keep this storage's final word on what its peers
                 // lack, and its final counters (its last upload time above all), which a
                 // retirement checks the others against.
-                let _ = tokio::time::timeout(LAST_PUSH_WAIT, node.pushes_ended.cancelled()).await;
+                let _ = tokio::time::timeout(LAST_PUSH_WAIT, node.replication.pushes_ended()).await;
                 if backlog_taken {
                     let _ = report_backlog(node, &mut conn, tracker).await;
                 }
@@ -835,13 +809,7 @@ async fn report_session(
                 }
                 // How far we are behind each source, for the tracker's download routing.
                 let mut entries = vec![(node.own_id(), 0u32)];
-                entries.extend(
-                    node.sync_in
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .iter()
-                        .map(|(k, v)| (k.clone(), *v)),
-                );
+                entries.extend(node.replication.received());
                 if entries.len() > 1 && entries != last_sync_report {
                     let body = SyncReport {
                         entries: entries.clone(),

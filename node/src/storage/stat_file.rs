@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -85,23 +84,22 @@ impl StatFile {
 impl StorageNode {
     /// The figures `storage_stat.dat` keeps, as they stand.
     pub fn stat_file(&self) -> StatFile {
+        let stats = self.statistics.snapshot();
         StatFile {
-            counters: std::array::from_fn(|i| self.counters.0[i].load(Ordering::Relaxed)),
-            last_source_update: self.last_source_update.load(Ordering::Relaxed),
-            last_sync_update: self.last_sync_update.load(Ordering::Relaxed),
+            counters: stats.counters,
+            last_source_update: stats.last_source_update,
+            last_sync_update: stats.last_sync_update,
             rotation: self.store.rotation(),
         }
     }
 
     /// Takes up the figures of an earlier run.
     pub(super) fn resume_from(&self, saved: &StatFile) {
-        for (counter, v) in self.counters.0.iter().zip(saved.counters) {
-            counter.store(v, Ordering::Relaxed);
-        }
-        self.last_source_update
-            .store(saved.last_source_update, Ordering::Relaxed);
-        self.last_sync_update
-            .store(saved.last_sync_update, Ordering::Relaxed);
+        self.statistics.resume(
+            &saved.counters,
+            saved.last_source_update,
+            saved.last_sync_update,
+        );
         self.store.set_rotation(saved.rotation);
     }
 

@@ -152,7 +152,7 @@ impl Mark {
 
 /// Keeps one push task per peer, following the membership in heartbeat replies.
 pub async fn run(node: Arc<StorageNode>, stop: CancellationToken) {
-    let mut members = node.peers.subscribe();
+    let mut members = node.replication.subscribe();
     let mut tasks: BTreeMap<String, (CancellationToken, tokio::task::JoinHandle<()>)> =
         BTreeMap::new();
     loop {
@@ -193,10 +193,7 @@ pub async fn run(node: Arc<StorageNode>, stop: CancellationToken) {
 
 /// A peer that left the group has no backlog any more.
 fn forget_peer(node: &StorageNode, id: &str) {
-    node.sync_out
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(id);
+    node.replication.forget_push(id);
     let labels = PeerLabels {
         peer: id.to_owned(),
     };
@@ -241,10 +238,7 @@ fn note_position(node: &StorageNode, peer_id: &str, mark: &Mark) {
         position: mark.position,
         scope: mark.scope(),
     };
-    node.sync_out
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(peer_id.to_owned(), point);
+    node.replication.set_push_point(peer_id, point);
 }
 
 /// Binlog bytes past a push position up to which `backlog` reads the records to count only
@@ -256,13 +250,7 @@ const BACKLOG_EXACT_BYTES: u64 = 1 << 20;
 /// ones it sent us itself, for one) do not count while the tail is short, so a stopping
 /// member's last report reaches zero. Reads the binlog: not for the async workers.
 pub fn backlog(node: &StorageNode) -> Vec<Backlog> {
-    let points: Vec<(String, PushPoint)> = node
-        .sync_out
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|(id, p)| (id.clone(), *p))
-        .collect();
+    let points = node.replication.push_points();
     let now = crate::unix_now();
     points
         .into_iter()
@@ -327,7 +315,7 @@ pub(super) fn refresh_backlog_metrics(node: &StorageNode) {
 }
 
 fn current(node: &StorageNode, id: &str) -> Option<Peer> {
-    node.peers.borrow().iter().find(|p| p.id == id).cloned()
+    node.replication.peer(id)
 }
 
 async fn push_loop(node: Arc<StorageNode>, peer_id: String, stop: CancellationToken) {
@@ -424,7 +412,7 @@ async fn push_session(
                 if !src.src_id.is_empty() || peer.status > StorageStatus::Syncing {
                     break src;
                 }
-                let mut members = node.peers.subscribe();
+                let mut members = node.replication.subscribe();
                 tokio::select! {
                     _ = stop.cancelled() => return Ok(()),
                     _ = members.changed() => {}
@@ -482,7 +470,7 @@ async fn push_from(
         if ready {
             break;
         }
-        let mut members = node.peers.subscribe();
+        let mut members = node.replication.subscribe();
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = members.changed() => {}

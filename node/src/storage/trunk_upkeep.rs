@@ -184,9 +184,9 @@ async fn push_binlog(node: &Arc<StorageNode>, pushes: &mut HashMap<SocketAddr, P
         return;
     };
     let members: Vec<SocketAddr> = node
-        .peers
-        .borrow()
-        .iter()
+        .replication
+        .peers()
+        .into_iter()
         .filter(|p| matches!(p.status, StorageStatus::Active | StorageStatus::Online))
         .map(|p| p.addr)
         .collect();

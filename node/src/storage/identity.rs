@@ -1,5 +1,5 @@
 //! Who this storage is: the address and ids trackers, peers and file names know it by.
-//! Learned from the tracker at each session start (`report::learn_identity`).
+//! Learned from the tracker at each session start (`tracker_link::session::learn_identity`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Mutex, MutexGuard};

@@ -10,12 +10,11 @@ pub mod meta;
 pub mod metrics;
 pub mod recovery;
 pub mod replication;
-mod report;
 pub mod stat_file;
 pub mod statistics;
 pub mod store;
 pub mod sync;
-mod tracker_calls;
+mod tracker_link;
 pub mod tracker_view;
 mod transfer;
 pub mod trunk;
@@ -700,7 +699,7 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
             return;
         }
         let pushing = n.clone();
-        tokio::join!(report::run(n, bind_ip, s.clone()), async move {
+        tokio::join!(tracker_link::run(n, bind_ip, s.clone()), async move {
             sync::run(pushing.clone(), s).await;
             pushing.replication.end_pushes();
         });

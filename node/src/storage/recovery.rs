@@ -34,8 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::StorageNode;
 use super::binlog::{Op, Record};
-use super::tracker_calls::Trackers;
-use crate::client::{BodyCopyError, ClientError, Conn, conn::resolve};
+use super::tracker_link::{self, Trackers};
+use crate::client::{BodyCopyError, ClientError, Conn};
 use crate::config::StorageConfig;
 use crate::proto::monitor::StorageStat;
 use crate::proto::report::StorageBrief;
@@ -140,7 +140,7 @@ impl Flag {
 
 /// `<base_path>/data/.data_init_flag` says the initial full copy was done.
 pub fn sync_old_done(base_path: &Path) -> bool {
-    std::fs::read_to_string(super::report::init_flag_path_in(base_path))
+    std::fs::read_to_string(tracker_link::init_flag_path_in(base_path))
         .map(|t| t.lines().any(|l| l.trim() == "sync_old_done=1"))
         .unwrap_or(false)
 }
@@ -321,40 +321,14 @@ async fn read_mark(data: &Path) -> Result<u64, RecoveryError> {
 
 /// Learns this storage's address and id from the first tracker that answers.
 async fn identify(node: &StorageNode) -> Result<Me, RecoveryError> {
-    let mut trackers = Vec::new();
-    for t in &node.config.tracker_servers {
-        match resolve(t).await {
-            Ok(a) => trackers.extend(a),
-            Err(e) => tracing::warn!(tracker = %t, error = %e, "cannot resolve tracker"),
-        }
-    }
-    trackers.sort();
-    trackers.dedup();
-    for &t in &trackers {
-        let mut conn = match node.connect(t).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(tracker = %t, error = %e, "tracker unreachable");
-                continue;
-            }
-        };
-        let Some(local) = conn.local_addr() else {
-            continue;
-        };
-        node.identity.learn_source_ip(local.ip());
-        let ip = local.ip().to_string();
-        let id = match super::report::learn_identity(node, &mut conn, t, &ip).await {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::debug!(tracker = %t, error = %e, "tracker did not answer");
-                continue;
-            }
-        };
-        conn.quit().await;
-        let id = if id.is_empty() { ip.clone() } else { id };
-        return Ok(Me { id, ip, trackers });
-    }
-    Err(RecoveryError::NoTracker)
+    let me = tracker_link::identify(node)
+        .await
+        .ok_or(RecoveryError::NoTracker)?;
+    Ok(Me {
+        id: me.id,
+        ip: me.ip,
+        trackers: me.trackers,
+    })
 }
 
 /// The status each answering tracker holds for this storage (71); None where unknown.

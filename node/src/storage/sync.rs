@@ -19,7 +19,7 @@ use super::StorageNode;
 use super::binlog::{Binlog, Op, Position, Record};
 use super::metrics::PeerLabels;
 use super::store::StoredAt;
-use super::tracker_calls::Trackers;
+use super::tracker_link::Trackers;
 use crate::client::{ClientError, Conn};
 use crate::fileid::RemoteName;
 use crate::proto::report::{Backlog, StorageBrief, SyncSource};

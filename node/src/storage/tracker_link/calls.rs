@@ -5,22 +5,22 @@
 
 use std::net::SocketAddr;
 
-use super::StorageNode;
 use crate::proto::cluster::{GroupAndHost, ReportStatus, SyncSrcReq};
 use crate::proto::fields::Reader;
 use crate::proto::monitor::{ListStorageRequest, StorageStat};
 use crate::proto::report::{StorageBrief, SyncSource};
 use crate::proto::{Command, ProtoError, Status, StorageStatus};
+use crate::storage::StorageNode;
 
 /// The trackers a call goes to, and the storage it goes from.
-pub(super) struct Trackers<'a> {
+pub(in crate::storage) struct Trackers<'a> {
     node: &'a StorageNode,
     addrs: Vec<SocketAddr>,
 }
 
 impl<'a> Trackers<'a> {
     /// The trackers this storage reports to now.
-    pub(super) fn of(node: &'a StorageNode) -> Self {
+    pub(in crate::storage) fn of(node: &'a StorageNode) -> Self {
         Trackers {
             addrs: node.tracker_addrs(),
             node,
@@ -28,7 +28,7 @@ impl<'a> Trackers<'a> {
     }
 
     /// Given trackers (a recovery asks before any report session stands).
-    pub(super) fn at(node: &'a StorageNode, addrs: &[SocketAddr]) -> Self {
+    pub(in crate::storage) fn at(node: &'a StorageNode, addrs: &[SocketAddr]) -> Self {
         Trackers {
             node,
             addrs: addrs.to_vec(),
@@ -59,7 +59,11 @@ impl<'a> Trackers<'a> {
     /// SYNC_SRC_REQ (86): who copies the old files to `dest_id`. A tracker that has not yet
     /// heard of the source (its SYNC_NOTIFY may still be on the way) answers empty, so any
     /// named source wins; `None` when no tracker answered.
-    pub(super) async fn sync_source(&self, group: &str, dest_id: &str) -> Option<SyncSource> {
+    pub(in crate::storage) async fn sync_source(
+        &self,
+        group: &str,
+        dest_id: &str,
+    ) -> Option<SyncSource> {
         let body = SyncSrcReq {
             group: group.to_owned(),
             dest_id: dest_id.to_owned(),
@@ -80,7 +84,11 @@ impl<'a> Trackers<'a> {
     }
 
     /// REPORT_STATUS (76): a member's new status; how many trackers took it.
-    pub(super) async fn report_status(&self, group: &str, brief: StorageBrief) -> usize {
+    pub(in crate::storage) async fn report_status(
+        &self,
+        group: &str,
+        brief: StorageBrief,
+    ) -> usize {
         let body = ReportStatus {
             group: group.to_owned(),
             brief,
@@ -95,7 +103,7 @@ impl<'a> Trackers<'a> {
 
     /// STORAGE_GET_STATUS (71): the status each answering tracker holds for the storage at
     /// `ip:port`; `None` where a tracker does not know it.
-    pub(super) async fn storage_status(
+    pub(in crate::storage) async fn storage_status(
         &self,
         group: &str,
         ip: &str,
@@ -122,7 +130,7 @@ impl<'a> Trackers<'a> {
     }
 
     /// SERVER_LIST_STORAGE (92): the members of `group` as each answering tracker lists them.
-    pub(super) async fn list_storages(
+    pub(in crate::storage) async fn list_storages(
         &self,
         group: &str,
     ) -> Vec<(SocketAddr, Result<Vec<StorageStat>, ProtoError>)> {

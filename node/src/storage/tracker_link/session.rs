@@ -1,6 +1,6 @@
-//! Reporting to trackers: one task per tracker address (a name that resolves to
-//! several addresses is several trackers), each joining and then sending
-//! heartbeats and disk usage until the storage stops.
+//! The report sessions: one task per tracker address (a name that resolves to several
+//! addresses is several trackers), each joining and then sending heartbeats and disk usage
+//! until the storage stops.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,10 +11,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::StorageNode;
-use super::trunk_space::TrunkParams;
-use super::trunking::{TrunkFigures, TrunkServer, server_from_brief};
-use crate::client::{ClientError, Conn, conn::resolve};
+use crate::client::{ClientError, Conn};
 use crate::config::ReservedSpace;
 use crate::proto::cluster::{ChangelogLine, GroupAndHost, IpChangedReport};
 use crate::proto::query::GroupRequest;
@@ -23,6 +20,9 @@ use crate::proto::report::{
     SyncBacklogListing, SyncBacklogReport, SyncProblem, SyncProblemReport, SyncReport, SyncSource,
 };
 use crate::proto::{Command, Status, StorageStatus, VERSION_TEXT};
+use crate::storage::StorageNode;
+use crate::storage::trunk_space::TrunkParams;
+use crate::storage::trunking::{TrunkFigures, TrunkServer, server_from_brief};
 
 /// How often tracker names are resolved again, to follow DNS changes.
 const RESOLVE_EVERY: Duration = Duration::from_secs(30);
@@ -38,14 +38,7 @@ const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 pub async fn run(node: Arc<StorageNode>, bind_ip: Option<Ipv4Addr>, stop: CancellationToken) {
     let mut running: BTreeMap<SocketAddr, (CancellationToken, JoinHandle<()>)> = BTreeMap::new();
     loop {
-        let mut wanted = Vec::new();
-        for t in &node.config.tracker_servers {
-            match resolve(t).await {
-                Ok(addrs) => wanted.extend(addrs),
-                Err(e) => tracing::warn!(tracker = %t, error = %e, "cannot resolve tracker"),
-            }
-        }
-        let wanted: std::collections::BTreeSet<SocketAddr> = wanted.into_iter().collect();
+        let wanted = super::resolve_all(&node).await;
         running.retain(|addr, (token, _)| {
             let keep = wanted.contains(addr);
             if !keep {
@@ -119,12 +112,12 @@ fn init_flag_path(node: &StorageNode) -> PathBuf {
     init_flag_path_in(&node.config.base_path)
 }
 
-pub(super) fn init_flag_path_in(base_path: &std::path::Path) -> PathBuf {
+pub(in crate::storage) fn init_flag_path_in(base_path: &std::path::Path) -> PathBuf {
     base_path.join("data").join(".data_init_flag")
 }
 
 fn sync_old_done(node: &StorageNode) -> bool {
-    super::recovery::sync_old_done(&node.config.base_path)
+    crate::storage::recovery::sync_old_done(&node.config.base_path)
 }
 
 /// The full-sync source recorded in `.data_init_flag`, when there is one.
@@ -303,7 +296,7 @@ fn apply_changelog(
     group: &str,
     lines: &[ChangelogLine],
 ) -> std::io::Result<()> {
-    super::sync::follow_changelog(binlog_dir, group, lines)?;
+    crate::storage::sync::follow_changelog(binlog_dir, group, lines)?;
     let mut source = init_flag_value(base, "sync_src_server").unwrap_or_default();
     for l in lines {
         if source.is_empty() || l.id != source {
@@ -357,7 +350,7 @@ async fn call_ok(conn: &mut Conn, cmd: Command, body: &[u8]) -> Result<Vec<u8>, 
 /// Asks the tracker how storages are identified (75) and, with storage ids, which
 /// id is ours (`server_id`, else GET_SERVER_ID 70), as a C storage does at start.
 /// Files are then named after that id when the tracker says `id_type_in_filename=id`.
-pub(super) async fn learn_identity(
+pub(in crate::storage) async fn learn_identity(
     node: &StorageNode,
     conn: &mut Conn,
     tracker: SocketAddr,
@@ -430,7 +423,7 @@ fn apply_heartbeat(node: &StorageNode, tracker: SocketAddr, own_ip: &str, r: Hea
     {
         set_view(node, tracker, me.status);
     }
-    let peers = super::sync::peers_from_members(&members, own_ip, node.port);
+    let peers = crate::storage::sync::peers_from_members(&members, own_ip, node.port);
     node.replication.set_peers(peers);
 }
 
@@ -511,7 +504,7 @@ async fn report_backlog(
     tracker: SocketAddr,
 ) -> Result<bool, ClientError> {
     let reading = node.clone();
-    let entries = tokio::task::spawn_blocking(move || super::sync::backlog(&reading))
+    let entries = tokio::task::spawn_blocking(move || crate::storage::sync::backlog(&reading))
         .await
         .unwrap_or_default();
     let body = SyncBacklogReport { entries }.encode();

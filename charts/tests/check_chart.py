@@ -193,10 +193,12 @@ def check_operator_pod(c, case, deploy, values):
 
 
 def operator_binary():
-    """The fdfs-operator binary of this tree, if one was built (debug, or the static release
-    images/build.sh makes)."""
+    """The fdfs-operator binary of this tree, if one was built (debug, for the target triple
+    CARGO_BUILD_TARGET names when set, or the static release images/build.sh makes)."""
     target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
-    for path in (target / "debug" / "fdfs-operator",
+    triple = os.environ.get("CARGO_BUILD_TARGET")
+    debug = target / triple / "debug" if triple else target / "debug"
+    for path in (debug / "fdfs-operator",
                  target / "x86_64-unknown-linux-gnu" / "release" / "fdfs-operator"):
         if path.is_file():
             return path

@@ -856,9 +856,10 @@ mod tests {
         };
         assert_eq!(s.choose_path(3, 1, &policy), Err(Status::InvalidArgument));
         assert_eq!(s.choose_path(0, 1, &policy), Ok(0));
+        // A reserve no disk can keep free, however empty it is.
         let greedy = PathPolicy {
             mode: 0,
-            reserved: ReservedSpace::Ratio(0.9999),
+            reserved: ReservedSpace::Mb(1 << 40),
         };
         assert_eq!(s.choose_path(0xFF, 1, &greedy), Err(Status::NoSpace));
     }

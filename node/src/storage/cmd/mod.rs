@@ -34,6 +34,20 @@ pub(super) trait CommandFamily: Sized {
     async fn apply(self, ctx: &mut Context<'_>) -> Handled;
 }
 
+/// Reads a request's fixed head of `N` bytes; EINVAL, reading nothing, when the body is
+/// shorter.
+async fn read_head<const N: usize>(
+    conn: &mut Connection,
+    header: &Header,
+) -> Result<[u8; N], Failure> {
+    if header.body_len < N as u64 {
+        return Err(crate::proto::Status::InvalidArgument.into());
+    }
+    let mut head = [0u8; N];
+    conn.read_exact(&mut head).await?;
+    Ok(head)
+}
+
 async fn run<F: CommandFamily>(ctx: &mut Context<'_>, header: &Header) -> Handled {
     F::parse(ctx, header).await?.apply(ctx).await
 }

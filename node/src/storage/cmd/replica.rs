@@ -19,7 +19,7 @@ use crate::storage::store::unix_time;
 use crate::storage::transfer::receive_into;
 use crate::storage::{Failure, Handled, Reply, Session, StorageNode, blocking, io_failure};
 
-use super::{CommandFamily, Context};
+use super::{CommandFamily, Context, read_head};
 
 /// Header status meaning "no content follows" in SYNC_CREATE/UPDATE.
 const NO_CONTENT: u8 = 17;
@@ -372,6 +372,23 @@ pub(super) enum Replica {
     Link(SyncPair),
 }
 
+/// A streamed sync command's body is its head, a name of 1 to [`MAX_NAME`] bytes and
+/// `content` bytes, exactly.
+fn check_lengths(
+    header: &Header,
+    head_len: usize,
+    name_len: u64,
+    content: u64,
+) -> Result<(), Failure> {
+    let expected = (head_len as u64)
+        .checked_add(name_len)
+        .and_then(|n| n.checked_add(content));
+    if name_len == 0 || name_len > MAX_NAME || expected != Some(header.body_len) {
+        return Err(Status::InvalidArgument.into());
+    }
+    Ok(())
+}
+
 /// Reads a sync command's file name (`len` bytes) from the socket.
 async fn read_name(conn: &mut Connection, len: u64) -> Result<String, Failure> {
     let mut name = vec![0u8; len as usize];
@@ -384,23 +401,11 @@ impl CommandFamily for Replica {
         let (node, conn) = (ctx.node, &mut *ctx.conn);
         match header.cmd {
             Command::SyncCreateFile | Command::SyncUpdateFile => {
-                if header.body_len < SYNC_FILE_HEAD_LEN as u64 {
-                    return Err(Status::InvalidArgument.into());
-                }
-                let mut head = [0u8; SYNC_FILE_HEAD_LEN];
-                conn.read_exact(&mut head).await?;
+                let head = read_head::<SYNC_FILE_HEAD_LEN>(conn, header).await?;
                 let head = SyncFileHead::decode(&head).map_err(|e| e.status())?;
                 let no_content = header.status == NO_CONTENT;
                 let content = if no_content { 0 } else { head.file_size };
-                let expected = (SYNC_FILE_HEAD_LEN as u64)
-                    .checked_add(head.name_len)
-                    .and_then(|n| n.checked_add(content));
-                if head.name_len == 0
-                    || head.name_len > MAX_NAME
-                    || expected != Some(header.body_len)
-                {
-                    return Err(Status::InvalidArgument.into());
-                }
+                check_lengths(header, SYNC_FILE_HEAD_LEN, head.name_len, content)?;
                 node.check_group(&head.group)?;
                 let name = read_name(conn, head.name_len).await?;
                 Ok(Replica::File(SyncedFile {
@@ -411,21 +416,9 @@ impl CommandFamily for Replica {
                 }))
             }
             Command::SyncAppendFile | Command::SyncModifyFile => {
-                if header.body_len < SYNC_RANGE_HEAD_LEN as u64 {
-                    return Err(Status::InvalidArgument.into());
-                }
-                let mut head = [0u8; SYNC_RANGE_HEAD_LEN];
-                conn.read_exact(&mut head).await?;
+                let head = read_head::<SYNC_RANGE_HEAD_LEN>(conn, header).await?;
                 let head = SyncRangeHead::decode(&head).map_err(|e| e.status())?;
-                let expected = (SYNC_RANGE_HEAD_LEN as u64)
-                    .checked_add(head.name_len)
-                    .and_then(|n| n.checked_add(head.b));
-                if head.name_len == 0
-                    || head.name_len > MAX_NAME
-                    || expected != Some(header.body_len)
-                {
-                    return Err(Status::InvalidArgument.into());
-                }
+                check_lengths(header, SYNC_RANGE_HEAD_LEN, head.name_len, head.b)?;
                 node.check_group(&head.group)?;
                 let name = read_name(conn, head.name_len).await?;
                 Ok(Replica::Range {

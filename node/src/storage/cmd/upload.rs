@@ -13,7 +13,7 @@ use crate::storage::store::{CommitError, NewName, write_small};
 use crate::storage::transfer::receive_into;
 use crate::storage::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 
-use super::{CommandFamily, Context};
+use super::{CommandFamily, Context, read_head};
 
 /// Longest master name a slave upload may carry.
 const MAX_MASTER_LEN: u64 = 127;
@@ -284,11 +284,7 @@ impl CommandFamily for Upload {
         let conn = &mut *ctx.conn;
         match header.cmd {
             Command::UploadFile | Command::UploadAppenderFile => {
-                if header.body_len < UPLOAD_HEAD_LEN as u64 {
-                    return Err(Status::InvalidArgument.into());
-                }
-                let mut head_bytes = [0u8; UPLOAD_HEAD_LEN];
-                conn.read_exact(&mut head_bytes).await?;
+                let head_bytes = read_head::<UPLOAD_HEAD_LEN>(conn, header).await?;
                 let head = UploadHead::decode(&head_bytes).map_err(|e| e.status())?;
                 if Some(header.body_len) != head.file_size.checked_add(UPLOAD_HEAD_LEN as u64)
                     || !fileid::valid_ext(&head.ext)
@@ -301,11 +297,7 @@ impl CommandFamily for Upload {
                 })
             }
             Command::UploadSlaveFile => {
-                if header.body_len < SLAVE_HEAD_LEN as u64 {
-                    return Err(Status::InvalidArgument.into());
-                }
-                let mut head_bytes = [0u8; SLAVE_HEAD_LEN];
-                conn.read_exact(&mut head_bytes).await?;
+                let head_bytes = read_head::<SLAVE_HEAD_LEN>(conn, header).await?;
                 let head = SlaveHead::decode(&head_bytes).map_err(|e| e.status())?;
                 let expected = (SLAVE_HEAD_LEN as u64)
                     .checked_add(head.master_len)

@@ -12,19 +12,6 @@ e2e/py/setup-venv.sh >/dev/null
 # e2e tests start these binaries as real processes.
 cargo build --workspace --bins
 
-# Scratch directories of the tests go on a tmpfs when the machine has one with room: every
-# storage a test starts makes FastDFS's data directories (65,536 of them with the default
-# layout), which take seconds on a disk and a fraction of one in memory. Tests about disks
-# (full, failing, small) mount their own. FDFS_TEST_TMPDIR chooses another place.
-scratch="${FDFS_TEST_TMPDIR:-}"
-if [ -z "$scratch" ] && [ -d /dev/shm ] && [ -w /dev/shm ] \
-    && [ "$(df -Pk /dev/shm | awk 'NR == 2 {print $4}')" -gt $((4 * 1024 * 1024)) ]; then
-    scratch=/dev/shm
-fi
-if [ -n "$scratch" ]; then
-    export TMPDIR="$scratch"
-fi
-
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast
 else

@@ -537,15 +537,15 @@ impl StorageNode {
         if source == self.source() {
             return None;
         }
-        self.replication
-            .peers()
-            .into_iter()
-            .filter(|p| p.status != StorageStatus::Deleted)
-            .find(|p| match source {
-                Source::Ip(ip) => p.addr.ip() == IpAddr::V4(ip),
-                Source::ServerId(id) => p.id == id.to_string(),
-            })
-            .map(|p| p.addr)
+        match source {
+            Source::Ip(ip) => self
+                .replication
+                .member_addr(|p| p.addr.ip() == IpAddr::V4(ip)),
+            Source::ServerId(id) => {
+                let id = id.to_string();
+                self.replication.member_addr(|p| p.id == id)
+            }
+        }
     }
 
     /// Whether `ip` is the address of another member of this group, as the trackers list

@@ -66,6 +66,16 @@ impl Replication {
         self.peers.borrow().iter().find(|p| p.id == id).cloned()
     }
 
+    /// The address of the first member, deleted ones aside, that `matches`; the list is
+    /// read in place.
+    pub fn member_addr(&self, matches: impl Fn(&Peer) -> bool) -> Option<std::net::SocketAddr> {
+        self.peers
+            .borrow()
+            .iter()
+            .find(|p| p.status != StorageStatus::Deleted && matches(p))
+            .map(|p| p.addr)
+    }
+
     /// Changes of the member list from now on.
     pub fn subscribe(&self) -> watch::Receiver<Vec<Peer>> {
         self.peers.subscribe()
@@ -183,6 +193,12 @@ impl Replication {
             source: source.to_owned(),
             error: status.errno_name().to_owned(),
         };
+        let blocked = |status: Status, on: bool| {
+            metrics
+                .sync_apply_blocked
+                .get_or_create(&labels(status))
+                .set(i64::from(on));
+        };
         if failed {
             metrics
                 .sync_apply_failures
@@ -191,10 +207,7 @@ impl Replication {
             let known = problems.get(source).map(|(s, _)| *s);
             if known != Some(status) {
                 if let Some(old) = known {
-                    metrics
-                        .sync_apply_blocked
-                        .get_or_create(&labels(old))
-                        .set(0);
+                    blocked(old, false);
                 }
                 tracing::warn!(
                     source,
@@ -203,16 +216,10 @@ impl Replication {
                      storage catches up once the cause is gone"
                 );
                 problems.insert(source.to_owned(), (status, crate::unix_now()));
-                metrics
-                    .sync_apply_blocked
-                    .get_or_create(&labels(status))
-                    .set(1);
+                blocked(status, true);
             }
         } else if let Some((old, since)) = problems.remove(source) {
-            metrics
-                .sync_apply_blocked
-                .get_or_create(&labels(old))
-                .set(0);
+            blocked(old, false);
             tracing::info!(
                 source,
                 error = old.errno_name(),

@@ -373,6 +373,14 @@ async fn ask_source(node: &StorageNode, peer: &Peer) -> Option<SyncSource> {
         .await
 }
 
+/// Whether this storage (`me`) copies the old files to a peer whose mark is missing: it
+/// must be the source the trackers named, and, as FastDFS has it, the peer must still be
+/// waiting for its copy. A peer past that whose mark is gone (it moved and the mark went
+/// with it, or our binlog directory was rebuilt) is pushed what the binlog holds instead.
+fn copies_old_files(src: &SyncSource, me: &str, peer: StorageStatus) -> bool {
+    !src.src_id.is_empty() && src.src_id == me && peer <= StorageStatus::Syncing
+}
+
 /// Tells every tracker a new status of `peer` (REPORT_STATUS, 76).
 async fn report_peer_status(node: &StorageNode, peer: &Peer, status: StorageStatus) {
     let brief = StorageBrief {
@@ -420,14 +428,8 @@ async fn push_session(
                 }
                 peer = current(node, peer_id).ok_or(SyncError::Gone)?;
             };
-            let me = node.own_id();
-            // As FastDFS: only a peer still waiting for its copy gets the old files. One
-            // past that whose mark is gone (it moved and the mark went with it, or our
-            // binlog directory was rebuilt) is pushed what the binlog holds, not copied anew.
             let mark = Mark {
-                need_sync_old: !src.src_id.is_empty()
-                    && src.src_id == me
-                    && peer.status <= StorageStatus::Syncing,
+                need_sync_old: copies_old_files(&src, &node.own_id(), peer.status),
                 until: src.until,
                 ..Default::default()
             };
@@ -1239,6 +1241,46 @@ mod tests {
             pending(&binlog, caught_up),
             (later.to_line().len() as u64, Some(102))
         );
+    }
+
+    /// Only the named source copies, and only to a peer still waiting for its copy: a peer
+    /// that moved (OFFLINE, ONLINE or ACTIVE under its old name) is not copied anew.
+    #[test]
+    fn the_named_source_copies_old_files_only_to_a_peer_still_waiting() {
+        let src = |id: &str| SyncSource {
+            src_id: id.into(),
+            until: 100,
+        };
+        for status in [
+            StorageStatus::Init,
+            StorageStatus::WaitSync,
+            StorageStatus::Syncing,
+        ] {
+            assert!(
+                copies_old_files(&src("10.0.0.1"), "10.0.0.1", status),
+                "{status:?}"
+            );
+        }
+        for status in [
+            StorageStatus::Offline,
+            StorageStatus::Online,
+            StorageStatus::Active,
+        ] {
+            assert!(
+                !copies_old_files(&src("10.0.0.1"), "10.0.0.1", status),
+                "{status:?}"
+            );
+        }
+        assert!(!copies_old_files(
+            &src("10.0.0.2"),
+            "10.0.0.1",
+            StorageStatus::WaitSync
+        ));
+        assert!(!copies_old_files(
+            &src(""),
+            "10.0.0.1",
+            StorageStatus::WaitSync
+        ));
     }
 
     #[test]

@@ -13,8 +13,7 @@ use crate::client::{ClientError, Conn};
 use crate::fileid::RemoteName;
 use crate::proto::report::StorageBrief;
 use crate::proto::trunk::{TrunkAllocRequest, TrunkBlock, TrunkBlockRequest};
-use crate::proto::{Command, Header, Status};
-use crate::server::Connection;
+use crate::proto::{Command, Status};
 
 /// Trunk file ids reserved with the leader at a time.
 const RESERVE_AHEAD: u32 = 4;
@@ -400,23 +399,6 @@ impl StorageNode {
                 status: s,
             }),
         }
-    }
-
-    /// Reads a trunk request body of exactly `len` bytes. Any address `allow_hosts`
-    /// admits may ask, as with FastDFS: its storages send these from an address of the
-    /// host, not necessarily the one they are known by (and a client that may delete files
-    /// gains nothing by freeing their space instead).
-    pub(super) async fn trunk_request(
-        conn: &mut Connection,
-        header: &Header,
-        len: usize,
-    ) -> Result<Vec<u8>, Failure> {
-        if header.body_len != len as u64 {
-            return Err(Status::InvalidArgument.into());
-        }
-        let mut body = vec![0u8; len];
-        conn.read_exact(&mut body).await?;
-        Ok(body)
     }
 
     /// 27: a slot from our free space, for a member of the group.

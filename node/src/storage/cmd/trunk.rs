@@ -3,8 +3,9 @@
 
 use crate::proto::trunk::{TrunkAllocRequest, TrunkBlockRequest};
 use crate::proto::{Command, Header, Status};
+use crate::server::Connection;
 use crate::storage::trunking::MAX_BINLOG_PUSH;
-use crate::storage::{Failure, Handled, StorageNode};
+use crate::storage::{Failure, Handled};
 
 use super::{CommandFamily, Context};
 
@@ -27,12 +28,12 @@ impl CommandFamily for Trunk {
         let conn = &mut *ctx.conn;
         match header.cmd {
             Command::TrunkAllocSpace => {
-                let body = StorageNode::trunk_request(conn, header, 21).await?;
+                let body = read_exact_body(conn, header, 21).await?;
                 let req = TrunkAllocRequest::decode(&body).map_err(|e| e.status())?;
                 Ok(Trunk::Alloc(req))
             }
             Command::TrunkAllocConfirm | Command::TrunkFreeSpace => {
-                let body = StorageNode::trunk_request(conn, header, 31).await?;
+                let body = read_exact_body(conn, header, 31).await?;
                 let req = TrunkBlockRequest::decode(&body).map_err(|e| e.status())?;
                 let written = header.cmd == Command::TrunkAllocConfirm
                     && matches!(header.status(), Status::Ok | Status::AlreadyExists);
@@ -69,4 +70,21 @@ impl CommandFamily for Trunk {
             Trunk::Binlog { cmd, body } => node.trunk_binlog_command(cmd, body).await,
         }
     }
+}
+
+/// Reads a trunk request body of exactly `len` bytes. Any address `allow_hosts` admits may
+/// ask, as with FastDFS: its storages send these from an address of the host, not
+/// necessarily the one they are known by (and a client that may delete files gains nothing
+/// by freeing their space instead).
+async fn read_exact_body(
+    conn: &mut Connection,
+    header: &Header,
+    len: usize,
+) -> Result<Vec<u8>, Failure> {
+    if header.body_len != len as u64 {
+        return Err(Status::InvalidArgument.into());
+    }
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body).await?;
+    Ok(body)
 }

@@ -9,7 +9,8 @@ use crate::proto::query::GroupRequest;
 use crate::proto::report::GetMyIpRequest;
 use crate::proto::{Command, Status};
 
-use super::{CommandFamily, Context, decoded, no_body};
+use super::{CommandFamily, Context, decoded};
+use crate::tracker::empty;
 
 /// Longest IP text a GET_GROUP_NAME request carries.
 const IP_TEXT_MAX: usize = 46;
@@ -34,7 +35,7 @@ pub(super) enum Lookup {
 impl CommandFamily for Lookup {
     fn parse(cmd: Command, body: &[u8]) -> Result<Self, Status> {
         Ok(match cmd {
-            Command::StorageParameterReq => no_body(body).map(|_| Lookup::Parameters)?,
+            Command::StorageParameterReq => empty(body).map(|_| Lookup::Parameters)?,
             Command::StorageFetchStorageIds => {
                 Lookup::StorageIds(decoded(FetchStorageIds::decode(body))?)
             }

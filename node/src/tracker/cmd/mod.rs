@@ -44,11 +44,6 @@ fn decoded<T>(r: Result<T, ProtoError>) -> Result<T, Status> {
     r.map_err(|e| e.status())
 }
 
-/// An empty body, as commands without arguments take.
-fn no_body(body: &[u8]) -> Result<(), Status> {
-    super::empty(body)
-}
-
 /// The families of commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Family {

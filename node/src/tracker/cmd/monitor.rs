@@ -9,7 +9,8 @@ use crate::proto::query::GroupRequest;
 use crate::proto::report::SyncBacklogListing;
 use crate::proto::{Command, Status};
 
-use super::{CommandFamily, Context, decoded, no_body};
+use super::{CommandFamily, Context, decoded};
+use crate::tracker::empty;
 
 /// One monitor question, its body decoded.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,12 +37,12 @@ impl CommandFamily for Monitor {
     fn parse(cmd: Command, body: &[u8]) -> Result<Self, Status> {
         let group = |body| decoded(GroupRequest::decode(body)).map(|r| r.group);
         Ok(match cmd {
-            Command::ServerListAllGroups => no_body(body).map(|_| Monitor::AllGroups)?,
+            Command::ServerListAllGroups => empty(body).map(|_| Monitor::AllGroups)?,
             Command::ServerListOneGroup => Monitor::OneGroup(group(body)?),
             Command::ServerListStorage => {
                 Monitor::Storages(decoded(ListStorageRequest::decode(body))?)
             }
-            Command::ServerGetLeader => no_body(body).map(|_| Monitor::Leader)?,
+            Command::ServerGetLeader => empty(body).map(|_| Monitor::Leader)?,
             Command::ServerTrackerClusterStat => {
                 Monitor::Trackers(decoded(TrackerStatFilter::decode(body))?)
             }

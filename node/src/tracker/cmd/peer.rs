@@ -8,7 +8,8 @@ use crate::proto::cluster::{
 };
 use crate::proto::{Command, HEADER_LEN, Status};
 
-use super::{CommandFamily, Context, decoded, no_body};
+use super::{CommandFamily, Context, decoded};
+use crate::tracker::empty;
 
 /// FastDFS's TRACKER_MAX_PACKAGE_SIZE less the header, the size and one byte: the most of a
 /// system file one 63 reply carries.
@@ -40,12 +41,12 @@ pub(super) enum Peer {
 impl CommandFamily for Peer {
     fn parse(cmd: Command, body: &[u8]) -> Result<Self, Status> {
         Ok(match cmd {
-            Command::TrackerGetSysFilesStart => no_body(body).map(|_| Peer::SysFilesStart)?,
+            Command::TrackerGetSysFilesStart => empty(body).map(|_| Peer::SysFilesStart)?,
             Command::TrackerGetOneSysFile => {
                 Peer::OneSysFile(SysFileRequest::decode(body).map_err(|_| Status::InvalidArgument)?)
             }
-            Command::TrackerGetSysFilesEnd => no_body(body).map(|_| Peer::SysFilesEnd)?,
-            Command::TrackerGetStatus => no_body(body).map(|_| Peer::Status)?,
+            Command::TrackerGetSysFilesEnd => empty(body).map(|_| Peer::SysFilesEnd)?,
+            Command::TrackerGetStatus => empty(body).map(|_| Peer::Status)?,
             Command::TrackerJoinLeader => Peer::JoinLeader(decoded(JoinLeader::decode(body))?),
             Command::TrackerPingLeader => Peer::PingLeader(decoded(PingLeader::decode(body))?),
             Command::TrackerNotifyNextLeader => {
@@ -54,7 +55,7 @@ impl CommandFamily for Peer {
             Command::TrackerCommitNextLeader => {
                 Peer::CommitNextLeader(decoded(cluster::decode_host_port(body))?)
             }
-            Command::TrackerNotifyReselectLeader => no_body(body).map(|_| Peer::NotifyReselect)?,
+            Command::TrackerNotifyReselectLeader => empty(body).map(|_| Peer::NotifyReselect)?,
             _ => return Err(Status::InvalidArgument),
         })
     }

@@ -4,7 +4,8 @@
 use crate::proto::query::{FetchAll, FileRequest, GroupRequest};
 use crate::proto::{Command, Status};
 
-use super::{CommandFamily, Context, decoded, no_body};
+use super::{CommandFamily, Context, decoded};
+use crate::tracker::empty;
 
 /// One query, its body decoded.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,14 +27,14 @@ impl CommandFamily for Query {
         let group = |body| decoded(GroupRequest::decode(body)).map(|r| Some(r.group));
         Ok(match cmd {
             Command::QueryStoreWithoutGroupOne => {
-                no_body(body)?;
+                empty(body)?;
                 Query::StoreOne { group: None }
             }
             Command::QueryStoreWithGroupOne => Query::StoreOne {
                 group: group(body)?,
             },
             Command::QueryStoreWithoutGroupAll => {
-                no_body(body)?;
+                empty(body)?;
                 Query::StoreAll { group: None }
             }
             Command::QueryStoreWithGroupAll => Query::StoreAll {

@@ -9,7 +9,8 @@ use crate::proto::report::{
 use crate::proto::{Command, Status};
 use crate::tracker::{Session, Tracker, resolve_trackers};
 
-use super::{CommandFamily, Context, decoded, no_body};
+use super::{CommandFamily, Context, decoded};
+use crate::tracker::empty;
 
 /// One report, its body decoded.
 #[derive(Debug, PartialEq)]
@@ -121,12 +122,12 @@ impl CommandFamily for Report {
             Command::StorageReportSyncProblems => joined(Joined::SyncProblems(decoded(
                 SyncProblemReport::decode(body),
             )?)),
-            Command::StorageSyncDestReq => no_body(body).and_then(|_| joined(Joined::SyncDestReq)),
+            Command::StorageSyncDestReq => empty(body).and_then(|_| joined(Joined::SyncDestReq)),
             Command::StorageSyncNotify => {
                 joined(Joined::SyncNotify(decoded(SyncSource::decode(body))?))
             }
             Command::StorageSyncDestQuery => {
-                no_body(body).and_then(|_| joined(Joined::SyncDestQuery))
+                empty(body).and_then(|_| joined(Joined::SyncDestQuery))
             }
             Command::StorageChangeStatus => match body {
                 [status] => joined(Joined::ChangeStatus(*status)),
@@ -136,7 +137,7 @@ impl CommandFamily for Report {
                 cluster::decode_briefs(body),
             )?)),
             Command::StorageFetchTrunkFid => {
-                no_body(body).and_then(|_| joined(Joined::FetchTrunkFileId))
+                empty(body).and_then(|_| joined(Joined::FetchTrunkFileId))
             }
             Command::StorageReportTrunkFid => {
                 let fid = <[u8; 4]>::try_from(body).map_err(|_| Status::InvalidArgument)?;

@@ -77,6 +77,7 @@ fn every_metric_an_alert_uses_is_exported() -> anyhow::Result<()> {
                     base_path: dir.path().join(ip),
                     subdir_count_per_path: 1,
                     heart_beat_interval: 1,
+                    timers: fdfs_node::config::StorageTimers::quick(),
                     tracker_servers: vec![tracker.addr.to_string()],
                     http: fdfs_node::config::HttpConfig {
                         bind: format!("{ip}:0"),

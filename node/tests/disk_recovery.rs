@@ -4,21 +4,19 @@
 
 mod common;
 
-use common::{member_config, wait_for};
+use common::wait_for;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fdfs_node::client::{Client, ClientConfig};
-use fdfs_node::config::StorageConfig;
+use fdfs_node::config::{StorageConfig, TrackerConfig};
 use fdfs_node::fileid::FileId;
 use fdfs_node::proto::StorageStatus;
 use fdfs_node::storage::RunningStorage;
 use fdfs_node::storage::binlog::{Op, Record};
 use fdfs_node::storage::recovery::{BINLOG_FILE, FLAG_FILE, Flag, MARK_FILE};
-use fdfs_node::tracker::RunningTracker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends raw request bytes and reads everything until the storage closes.
@@ -70,7 +68,8 @@ async fn fetch_one_path_binlog_matches_the_recorded_reply() {
     let root = cluster.store_root(0).join("data");
     std::fs::write(root.join(&RECORDED_NAME[4..]), b"recorded file").expect("file");
     std::fs::write(root.join("05/4B/appended.bin"), b"x").expect("file");
-    node.binlog
+    node.disk
+        .binlog()
         .append(&[
             Record::new(1_795_659_470, Op::Create, "M00/05/4B/gone.txt"),
             Record::new(1_795_659_471, Op::Append, RECORDED_NAME).with_extra("0 5"),
@@ -88,7 +87,8 @@ async fn fetch_one_path_binlog_matches_the_recorded_reply() {
     // case, other paths' records and missing files are left out.
     std::fs::write(root.join("00/00/renamed.txt"), b"r").expect("file");
     std::fs::write(root.join("00/00/copy.txt"), b"c").expect("file");
-    node.binlog
+    node.disk
+        .binlog()
         .append(&[
             Record::new(1_795_659_490, Op::Rename, "M00/00/00/renamed.txt")
                 .with_extra("M00/00/00/appender.txt"),
@@ -114,10 +114,11 @@ async fn bad_fetch_binlog_requests_get_einval_and_change_nothing() {
     let cluster = common::Cluster::start(&["group1"], 2).await;
     let node = &cluster.storages[0].node;
     let addr = cluster.storage_addr(0);
-    node.binlog
+    node.disk
+        .binlog()
         .append(&[Record::new(1, Op::Create, "M00/00/00/x.txt")])
         .expect("binlog");
-    let before = node.binlog.end();
+    let before = node.disk.binlog().end();
     let einval_then_close = hex::decode("00000000000000006416").expect("hex");
     for (what, req) in [
         ("other group", request_26(b"group2", &[0])),
@@ -129,7 +130,7 @@ async fn bad_fetch_binlog_requests_get_einval_and_change_nothing() {
         let got = exchange_until_close(addr, &req).await;
         assert_eq!(hex::encode(got), hex::encode(&einval_then_close), "{what}");
     }
-    assert_eq!(node.binlog.end(), before);
+    assert_eq!(node.disk.binlog().end(), before);
     // A good request still works, and the file it names is not there: empty slice.
     let got = exchange_until_close(addr, &request_26(b"group1", &[0])).await;
     assert_eq!(hex::encode(got), "040000000000000064000000000000000000");
@@ -137,48 +138,38 @@ async fn bad_fetch_binlog_requests_get_einval_and_change_nothing() {
 
 /// A two-member group; B keeps its files on a disk of its own (`store_paths`).
 struct Group {
-    tracker: RunningTracker,
-    a: RunningStorage,
-    b: Option<RunningStorage>,
+    base: common::TestGroup,
     b_config: StorageConfig,
-    client: Client,
-    _dir: tempfile::TempDir,
 }
+
+impl std::ops::Deref for Group {
+    type Target = common::TestGroup;
+
+    fn deref(&self) -> &common::TestGroup {
+        &self.base
+    }
+}
+
+const A: &str = "127.0.0.2";
+const B: &str = "127.0.0.3";
 
 impl Group {
     async fn start() -> Group {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let tracker = common::test_tracker(dir.path()).await;
-        let port = common::group_port(dir.path(), 28000);
-        let a = fdfs_node::storage::start(member_config(dir.path(), "127.0.0.2", &tracker, port))
-            .await
-            .expect("A");
-        let mut b_config = member_config(dir.path(), "127.0.0.3", &tracker, port);
-        b_config.store_paths = vec![dir.path().join("disk-of-b")];
-        let b = fdfs_node::storage::start(b_config.clone())
-            .await
-            .expect("B");
-        let client = Client::new(ClientConfig::new(vec![tracker.addr.to_string()]))
-            .await
-            .expect("client");
-        Group {
-            tracker,
-            a,
-            b: Some(b),
-            b_config,
-            client,
-            _dir: dir,
-        }
+        let mut base = common::TestGroup::start(TrackerConfig::default(), 28000).await;
+        base.add_member(A).await;
+        let mut b_config = base.config(B);
+        b_config.store_paths = vec![base.dir.path().join("disk-of-b")];
+        base.add(b_config.clone()).await;
+        Group { base, b_config }
     }
 
-    fn status_of(&self, ip: &str) -> Option<StorageStatus> {
-        let reg = self.tracker.tracker.registry();
-        reg.groups()
-            .get("group1")?
-            .members
-            .values()
-            .find(|m| m.ip == ip)
-            .map(|m| m.status)
+    fn a(&self) -> &RunningStorage {
+        self.member(A)
+    }
+
+    /// Starts B again (after [`Self::stop_b`]).
+    async fn start_b(&mut self) {
+        self.base.add(self.b_config.clone()).await;
     }
 
     async fn wait_status(&self, ip: &str, want: StorageStatus) {
@@ -191,7 +182,7 @@ impl Group {
     }
 
     fn a_path(&self, name: &str) -> PathBuf {
-        self.a.node.config.base_path.join(name)
+        self.a().node.config.base_path.join(name)
     }
 
     fn b_path(&self, name: &str) -> PathBuf {
@@ -203,10 +194,11 @@ impl Group {
     }
 
     async fn stop_b(&mut self) {
-        if let Some(b) = self.b.take() {
-            b.stop(Duration::from_secs(2)).await;
+        let members = &mut self.base.members;
+        if let Some(i) = members.iter().position(|m| m.addr.ip().to_string() == B) {
+            members.remove(i).stop(Duration::from_secs(2)).await;
         }
-        self.wait_status("127.0.0.3", StorageStatus::Offline).await;
+        self.wait_status(B, StorageStatus::Offline).await;
     }
 }
 
@@ -310,12 +302,12 @@ async fn a_member_that_lost_its_store_path_recovers_it_from_its_peer() {
         "both members hold the same files",
         Duration::from_secs(60),
         async || {
-            let a = files_under(&g.a.node.config.base_path.join("data"));
+            let a = files_under(&g.a().node.config.base_path.join("data"));
             a.len() == ids.len() + 3 && files_under(&g.b_data()) == a
         },
     )
     .await;
-    let expected = files_under(&g.a.node.config.base_path.join("data"));
+    let expected = files_under(&g.a().node.config.base_path.join("data"));
 
     // B's disk is replaced while B is stopped; its base path keeps its state.
     g.stop_b().await;
@@ -324,20 +316,16 @@ async fn a_member_that_lost_its_store_path_recovers_it_from_its_peer() {
     // its first step, once B has told the tracker it is recovering.
     let obstacle = g.b_data().join(format!("{BINLOG_FILE}.tmp"));
     std::fs::create_dir_all(&obstacle).expect("obstacle");
-    g.b = Some(
-        fdfs_node::storage::start(g.b_config.clone())
-            .await
-            .expect("restart B"),
-    );
+    g.start_b().await;
     g.wait_status("127.0.0.3", StorageStatus::Recovery).await;
     assert!(g.b_data().join(FLAG_FILE).is_file());
     // Meanwhile every read goes to A, and B is in no readable list.
-    let a_addr = g.a.addr.to_string();
+    let a_addr = g.a().addr.to_string();
     for id in &ids {
         let t = g.client.query_fetch(id).await.expect("query fetch");
         assert_eq!(format!("{}:{}", t.addr.ip, t.addr.port), a_addr, "{id}");
         let got = g.client.download_bytes(id, 0, 0).await.expect("download");
-        let on_a = g.a.node.config.base_path.join(id.remote.relative_path());
+        let on_a = g.a().node.config.base_path.join(id.remote.relative_path());
         assert_eq!(got, std::fs::read(on_a).expect("A's copy"));
     }
     {
@@ -349,7 +337,7 @@ async fn a_member_that_lost_its_store_path_recovers_it_from_its_peer() {
             .collect();
         assert_eq!(readable, vec!["127.0.0.2".to_owned()]);
     }
-    assert_eq!(served(&g.a.node, "FetchOnePathBinlog"), 0);
+    assert_eq!(served(&g.a().node, "FetchOnePathBinlog"), 0);
     std::fs::remove_dir(&obstacle).expect("clear the obstacle");
 
     // B rebuilds the path from A and serves again.
@@ -367,12 +355,12 @@ async fn a_member_that_lost_its_store_path_recovers_it_from_its_peer() {
     for f in [FLAG_FILE, BINLOG_FILE, MARK_FILE] {
         assert!(!g.b_data().join(f).exists(), "{f} left behind");
     }
-    assert_eq!(served(&g.a.node, "FetchOnePathBinlog"), 1);
+    assert_eq!(served(&g.a().node, "FetchOnePathBinlog"), 1);
 
     // An interrupted recovery resumes from its mark: the slice is fetched
     // already and the first files are back, so only the rest is downloaded.
     g.stop_b().await;
-    let slice = exchange_until_close(g.a.addr, &request_26(b"group1", &[0])).await;
+    let slice = exchange_until_close(g.a().addr, &request_26(b"group1", &[0])).await;
     let text = fdfs_node::proto::sync::binlog_reply_text(&slice[10..])
         .expect("slice")
         .to_vec();
@@ -422,20 +410,16 @@ async fn a_member_that_lost_its_store_path_recovers_it_from_its_peer() {
         recovery_threads: 1,
     };
     std::fs::write(g.b_data().join(FLAG_FILE), flag.render()).expect("flag");
-    let downloads_before = served(&g.a.node, "DownloadFile");
-    g.b = Some(
-        fdfs_node::storage::start(g.b_config.clone())
-            .await
-            .expect("restart B"),
-    );
+    let downloads_before = served(&g.a().node, "DownloadFile");
+    g.start_b().await;
     g.wait_status("127.0.0.3", StorageStatus::Active).await;
     assert_eq!(
-        served(&g.a.node, "FetchOnePathBinlog"),
+        served(&g.a().node, "FetchOnePathBinlog"),
         2,
         "the slice is not fetched again"
     );
     assert_eq!(
-        served(&g.a.node, "DownloadFile") - downloads_before,
+        served(&g.a().node, "DownloadFile") - downloads_before,
         (expected.len() - done) as u64,
         "one download per remaining file, none for the corrupt line"
     );
@@ -460,10 +444,8 @@ async fn a_member_that_lost_its_store_path_recovers_it_from_its_peer() {
 #[tokio::test]
 async fn trunk_stored_files_are_recovered_into_their_slots() {
     use fdfs_node::fileid::TrunkSlot;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tracker = common::test_tracker(dir.path()).await;
-    let port = common::group_port(dir.path(), 28000);
-    let a_config = member_config(dir.path(), "127.0.0.2", &tracker, port);
+    let mut g = common::TestGroup::start(TrackerConfig::default(), 28000).await;
+    let a_config = g.config(A);
     // A's store path was written by a FastDFS storage with trunk files: trunk 000001 in
     // data/00/00 with two slots, and the binlog naming them.
     let mtime = fdfs_node::unix_now() as u32 - 60;
@@ -501,14 +483,12 @@ async fn trunk_stored_files_are_recovered_into_their_slots() {
     std::fs::create_dir_all(a_config.base_path.join("data/sync")).expect("sync dir");
     let binlog: String = names.iter().map(|n| format!("{mtime} C {n}\n")).collect();
     std::fs::write(a_config.base_path.join("data/sync/binlog.000"), binlog).expect("binlog");
-    let a = fdfs_node::storage::start(a_config).await.expect("A");
+    g.add(a_config).await;
 
-    let mut b_config = member_config(dir.path(), "127.0.0.3", &tracker, port);
-    b_config.store_paths = vec![dir.path().join("disk-of-b")];
+    let mut b_config = g.config(B);
+    b_config.store_paths = vec![g.dir.path().join("disk-of-b")];
     let b_trunk = b_config.store_paths[0].join("data/00/00/000001");
-    let b = fdfs_node::storage::start(b_config.clone())
-        .await
-        .expect("B");
+    g.add(b_config.clone()).await;
     // B copies both into its own trunk file; then loses its disk.
     // (and knows its first full copy done, so a lost disk is recovered, not copied anew)
     let init_flag = b_config.base_path.join("data/.data_init_flag");
@@ -521,11 +501,11 @@ async fn trunk_stored_files_are_recovered_into_their_slots() {
         },
     )
     .await;
+    let b = g.members.pop().expect("B");
     b.stop(Duration::from_secs(2)).await;
     std::fs::remove_dir_all(b_config.store_paths[0].join("data")).expect("wipe B's disk");
-    let b = fdfs_node::storage::start(b_config.clone())
-        .await
-        .expect("restart B");
+    g.add(b_config.clone()).await;
+    let (a, b) = (g.member(A), g.member(B));
     wait_for(
         "B recovered and active",
         Duration::from_secs(60),
@@ -575,5 +555,4 @@ async fn trunk_stored_files_are_recovered_into_their_slots() {
             .expect("download from B");
         assert_eq!((status, &body), (fdfs_node::proto::Status::Ok, data));
     }
-    drop(a);
 }

@@ -501,42 +501,26 @@ fn fresh_name(source: &str, age: u64, content: &[u8]) -> fdfs_node::fileid::Remo
 }
 
 /// Members of one group, each serving HTTP on the same port of its own address.
-struct Group {
-    _tracker: fdfs_node::tracker::RunningTracker,
-    members: Vec<fdfs_node::storage::RunningStorage>,
-    _dir: tempfile::TempDir,
-}
+type Group = common::TestGroup;
 
 impl Group {
-    async fn start(members: &[(&str, fdfs_node::config::ResponseMode)]) -> Group {
-        Self::start_with(members, |_| {}).await
+    async fn with_http(members: &[(&str, fdfs_node::config::ResponseMode)]) -> Group {
+        Self::with_http_tuned(members, |_| {}).await
     }
 
-    async fn start_with(
+    async fn with_http_tuned(
         members: &[(&str, fdfs_node::config::ResponseMode)],
         tune: impl Fn(&mut StorageConfig),
     ) -> Group {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let tracker = common::test_tracker(dir.path()).await;
-        let http_port = common::group_port(dir.path(), 30000);
-        let mut started = Vec::new();
+        let mut g = Group::start(TrackerConfig::default(), 25000).await;
+        let http_port = common::group_port(g.dir.path(), 30000);
         for (ip, mode) in members {
-            let mut cfg = common::member_config(
-                dir.path(),
-                ip,
-                &tracker,
-                common::group_port(dir.path(), 25000),
-            );
+            let mut cfg = g.config(ip);
             cfg.http.bind = format!("{ip}:{http_port}");
             cfg.http.response_mode = *mode;
             tune(&mut cfg);
-            started.push(fdfs_node::storage::start(cfg).await.expect("storage"));
+            g.add(cfg).await;
         }
-        let g = Group {
-            _tracker: tracker,
-            members: started,
-            _dir: dir,
-        };
         // Every member knows every other one: ACTIVE everywhere, peers listed.
         common::wait_for(
             "members ACTIVE and known",
@@ -569,21 +553,13 @@ impl Group {
     fn http(&self, m: usize) -> SocketAddr {
         self.members[m].http_addr.expect("HTTP on")
     }
-
-    async fn client(&self) -> fdfs_node::client::Client {
-        fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
-            self._tracker.addr.to_string(),
-        ]))
-        .await
-        .expect("client")
-    }
 }
 
 #[tokio::test]
 async fn a_fresh_file_is_served_by_any_member_through_its_source() {
     use fdfs_node::config::ResponseMode;
     const A: &str = "127.0.0.40";
-    let g = Group::start(&[
+    let g = Group::with_http(&[
         (A, ResponseMode::Proxy),
         ("127.0.0.41", ResponseMode::Proxy),
         ("127.0.0.42", ResponseMode::Redirect),
@@ -706,7 +682,7 @@ fn peak_rss_kib() -> u64 {
 async fn thumbnails_are_made_once_stored_as_slaves_and_served_by_every_member() {
     use fdfs_node::config::{Fit, ResponseMode, ThumbnailPreset};
     const SECRET: &str = "thumb-secret";
-    let g = Group::start_with(
+    let g = Group::with_http_tuned(
         &[
             ("127.0.0.43", ResponseMode::Proxy),
             ("127.0.0.44", ResponseMode::Proxy),
@@ -731,7 +707,7 @@ async fn thumbnails_are_made_once_stored_as_slaves_and_served_by_every_member() 
         },
     )
     .await;
-    let client = g.client().await;
+    let client = &g.client;
     let now = fdfs_node::unix_now();
     let signed = |remote: &str, query: &str| {
         let token = token::token(remote, SECRET, now);
@@ -964,12 +940,12 @@ async fn cache_lookups(addr: SocketAddr) -> (u64, u64) {
 #[tokio::test]
 async fn small_files_served_from_memory_go_when_the_file_goes() {
     use fdfs_node::config::ResponseMode;
-    let g = Group::start(&[
+    let g = Group::with_http(&[
         ("127.0.0.45", ResponseMode::None),
         ("127.0.0.46", ResponseMode::None),
     ])
     .await;
-    let client = g.client().await;
+    let client = &g.client;
     let content = data(9000);
     let id = client
         .upload_bytes(&content, "jpg", None)
@@ -1039,8 +1015,8 @@ async fn small_files_served_from_memory_go_when_the_file_goes() {
 #[tokio::test]
 async fn larger_files_kept_open_go_when_the_file_goes() {
     use fdfs_node::config::ResponseMode;
-    let g = Group::start(&[("127.0.0.47", ResponseMode::None)]).await;
-    let client = g.client().await;
+    let g = Group::with_http(&[("127.0.0.47", ResponseMode::None)]).await;
+    let client = &g.client;
     // Over the in-memory limit (64 KiB): kept open, not read into memory.
     let content = data(300_000);
     let id = client
@@ -1099,7 +1075,7 @@ async fn trunk_stored_files_of_a_fastdfs_store_path_are_served_replicated_and_de
     let note_name = common::trunk_file_name(A, &note, mtime, two, "000.txt");
     // Member A starts on a store path a FastDFS storage wrote: trunk file 000001 with
     // two slots, and its binlog naming both files.
-    let g = Group::start_with(
+    let g = Group::with_http_tuned(
         &[(A, ResponseMode::None), ("127.0.0.62", ResponseMode::None)],
         |cfg| {
             if !cfg.bind.starts_with(&format!("{A}:")) {
@@ -1119,7 +1095,7 @@ async fn trunk_stored_files_of_a_fastdfs_store_path_are_served_replicated_and_de
         },
     )
     .await;
-    let client = g.client().await;
+    let client = &g.client;
     let id = |name: &fdfs_node::fileid::RemoteName| {
         FileId::parse(&format!("group1/{name}")).expect("id")
     };

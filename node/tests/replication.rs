@@ -9,69 +9,22 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fdfs_node::client::{Client, ClientConfig};
-use fdfs_node::config::StorageConfig;
+use fdfs_node::config::TrackerConfig;
 use fdfs_node::fileid::FileId;
 use fdfs_node::proto::StorageStatus;
 use fdfs_node::storage::RunningStorage;
-use fdfs_node::tracker::RunningTracker;
 
-struct Group {
-    tracker: RunningTracker,
-    members: Vec<RunningStorage>,
-    dir: tempfile::TempDir,
-    client: Client,
-}
+type Group = common::TestGroup;
 
-fn storage_config(dir: &Path, ip: &str, tracker: &RunningTracker) -> StorageConfig {
-    common::member_config(dir, ip, tracker, common::group_port(dir, 24000))
+/// A tracker and member A (127.0.0.2), ACTIVE; tests add the others.
+async fn start_group() -> Group {
+    let mut g = Group::start(TrackerConfig::default(), 24000).await;
+    g.add_member("127.0.0.2").await;
+    g.wait_all_active().await;
+    g
 }
 
 impl Group {
-    async fn start() -> Group {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let tracker = common::test_tracker(dir.path()).await;
-        let a = fdfs_node::storage::start(storage_config(dir.path(), "127.0.0.2", &tracker))
-            .await
-            .expect("A");
-        let client = Client::new(ClientConfig::new(vec![tracker.addr.to_string()]))
-            .await
-            .expect("client");
-        let g = Group {
-            tracker,
-            members: vec![a],
-            dir,
-            client,
-        };
-        g.wait_all_active().await;
-        g
-    }
-
-    async fn add_member(&mut self, ip: &str) {
-        let s = fdfs_node::storage::start(storage_config(self.dir.path(), ip, &self.tracker))
-            .await
-            .expect("member");
-        self.members.push(s);
-    }
-
-    async fn wait_all_active(&self) {
-        let want = self.members.len();
-        wait_for("every member ACTIVE", Duration::from_secs(60), async || {
-            let reg = self.tracker.tracker.registry();
-            reg.groups()
-                .get("group1")
-                .map(|g| {
-                    g.members
-                        .values()
-                        .filter(|m| m.status == StorageStatus::Active)
-                        .count()
-                        == want
-                })
-                .unwrap_or(false)
-        })
-        .await;
-    }
-
-    /// A client of the group's tracker that concurrent tasks can share.
     /// Waits until member `i` has the group's member at `ip` in its peer list (from its
     /// trackers' heartbeat replies).
     async fn wait_member_known(&self, i: usize, ip: std::net::IpAddr) {
@@ -120,6 +73,7 @@ impl Group {
         .await;
     }
 
+    /// A client of the group's tracker that concurrent tasks can share.
     async fn shared_client(&self) -> std::sync::Arc<Client> {
         std::sync::Arc::new(
             Client::new(ClientConfig::new(vec![self.tracker.addr.to_string()]))
@@ -148,7 +102,7 @@ fn content(i: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn two_members_converge_on_every_change() {
-    let mut g = Group::start().await;
+    let mut g = start_group().await;
     // Files uploaded before the second member exists reach it through the full copy.
     let mut ids = Vec::new();
     for i in 0..300 {
@@ -337,7 +291,7 @@ async fn two_members_converge_on_every_change() {
 
 /// A's binlog on disk: every `binlog.NNN` file.
 fn binlog_size(member: &RunningStorage) -> u64 {
-    std::fs::read_dir(member.node.binlog.dir())
+    std::fs::read_dir(member.node.disk.binlog().dir())
         .expect("binlog dir")
         .flatten()
         .filter(|e| {
@@ -369,7 +323,7 @@ fn backlog_of_a(g: &Group) -> Option<u64> {
 
 #[tokio::test]
 async fn a_restarted_member_catches_up_from_its_mark() {
-    let mut g = Group::start().await;
+    let mut g = start_group().await;
     g.add_member("127.0.0.4").await;
     g.wait_all_active().await;
     let first = g
@@ -392,7 +346,8 @@ async fn a_restarted_member_catches_up_from_its_mark() {
     let binlog_before = binlog_size(&g.members[0]);
     let mark = g.members[0]
         .node
-        .binlog
+        .disk
+        .binlog()
         .dir()
         .join(format!("127.0.0.4_{}.mark", g.members[1].addr.port()));
     wait_for(
@@ -456,7 +411,7 @@ async fn a_restarted_member_catches_up_from_its_mark() {
 
 #[tokio::test]
 async fn a_new_member_gets_a_full_copy_before_it_serves_reads() {
-    let mut g = Group::start().await;
+    let mut g = start_group().await;
     g.add_member("127.0.0.5").await;
     g.wait_all_active().await;
     let mut ids = Vec::new();
@@ -548,7 +503,7 @@ async fn a_rename_already_applied_answers_eexist() {
     use fdfs_node::proto::sync::SyncPair;
     use fdfs_node::proto::{Command, Status};
 
-    let mut g = Group::start().await;
+    let mut g = start_group().await;
     g.add_member("127.0.0.3").await;
     let peer = g.members[1].addr.ip();
     g.wait_member_known(0, peer).await;
@@ -604,7 +559,7 @@ async fn bad_sync_requests_change_nothing() {
     use fdfs_node::proto::{Command, Header, Status};
     use tokio::io::AsyncWriteExt;
 
-    let mut g = Group::start().await;
+    let mut g = start_group().await;
     g.add_member("127.0.0.3").await;
     let peer = g.members[1].addr.ip();
     g.wait_member_known(0, peer).await;
@@ -723,7 +678,7 @@ fn chunk(writer: usize, i: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn concurrent_appends_keep_every_acknowledged_byte_on_both_members() {
-    let mut g = Group::start().await;
+    let mut g = start_group().await;
     g.add_member("127.0.0.3").await;
     g.wait_all_active().await;
     let client = g.shared_client().await;
@@ -766,7 +721,7 @@ async fn concurrent_appends_keep_every_acknowledged_byte_on_both_members() {
 #[tokio::test]
 async fn a_modify_cut_off_mid_body_changes_nothing_on_either_member() {
     use tokio::io::AsyncWriteExt;
-    let mut g = Group::start().await;
+    let mut g = start_group().await;
     g.add_member("127.0.0.3").await;
     g.wait_all_active().await;
     let original: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
@@ -826,7 +781,7 @@ async fn an_upload_or_append_cut_off_mid_body_changes_nothing_on_either_member()
     use fdfs_node::proto::storage::{UploadHead, WriteHead};
     use fdfs_node::proto::{Command, Header};
     use tokio::io::AsyncWriteExt;
-    let mut g = Group::start().await;
+    let mut g = start_group().await;
     g.add_member("127.0.0.3").await;
     g.wait_all_active().await;
     let original = b"the appender as it was".to_vec();
@@ -885,7 +840,7 @@ async fn a_sync_append_cut_off_mid_body_changes_nothing_on_the_receiving_member(
     use fdfs_node::proto::sync::SyncRangeHead;
     use fdfs_node::proto::{Command, Header, Status};
     use tokio::io::AsyncWriteExt;
-    let mut g = Group::start().await;
+    let mut g = start_group().await;
     g.add_member("127.0.0.3").await;
     g.wait_all_active().await;
     let original: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
@@ -916,7 +871,7 @@ async fn a_sync_append_cut_off_mid_body_changes_nothing_on_the_receiving_member(
         .await
         .expect("part of the range");
     drop(raw);
-    let binlog_before = g.members[1].node.binlog.end();
+    let binlog_before = g.members[1].node.disk.binlog().end();
     // B serves on, with its copy untouched: a whole append from A then applies at the
     // same offset, and only it reaches B's binlog.
     let tail = vec![0x5A; 2000];
@@ -931,13 +886,13 @@ async fn a_sync_append_cut_off_mid_body_changes_nothing_on_the_receiving_member(
     let mut want = original.clone();
     want.extend_from_slice(&tail);
     assert_eq!(std::fs::read(g.path_on(1, &id)).expect("B's copy"), want);
-    let logged = g.members[1].node.binlog.end();
+    let logged = g.members[1].node.disk.binlog().end();
     assert!(logged > binlog_before, "the applied append is logged");
 }
 
 #[tokio::test]
 async fn concurrent_metadata_merges_keep_every_key() {
-    let g = Group::start().await;
+    let g = start_group().await;
     let client = g.shared_client().await;
     let id = client
         .upload_bytes(b"photo", "jpg", None)
@@ -974,7 +929,7 @@ async fn concurrent_metadata_merges_keep_every_key() {
 /// rollout) pushes on to the end of its binlog before it exits, not just its current batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_member_pushes_its_whole_binlog_first() {
-    let mut g = Group::start().await;
+    let mut g = start_group().await;
     g.add_member("127.0.0.4").await;
     g.wait_all_active().await;
     // B is away while A takes many uploads: several push batches' worth.
@@ -1040,7 +995,7 @@ async fn a_stopping_member_pushes_its_whole_binlog_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_is_retired_only_once_stopped_with_its_files_on_the_others() {
     use fdfs_node::client::migrate::{self, RetireError};
-    let mut g = Group::start().await;
+    let mut g = start_group().await;
     g.add_member("127.0.0.4").await;
     g.wait_all_active().await;
     let config = ClientConfig::new(vec![g.tracker.addr.to_string()]);
@@ -1178,7 +1133,7 @@ fn mark_offset(path: &Path) -> Option<u64> {
 /// again.
 #[tokio::test]
 async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
-    let mut g = Group::start().await;
+    let mut g = start_group().await;
     g.add_member("127.0.0.4").await;
     g.wait_all_active().await;
     let mut files = Vec::new();
@@ -1201,7 +1156,7 @@ async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
     })
     .await;
     let port = g.members[1].addr.port();
-    let marks = g.members[0].node.binlog.dir().to_owned();
+    let marks = g.members[0].node.disk.binlog().dir().to_owned();
     let old_mark = marks.join(format!("127.0.0.4_{port}.mark"));
     let pushed = binlog_size(&g.members[0]);
     assert!(pushed > 0);
@@ -1320,7 +1275,7 @@ async fn a_move_waits_while_the_old_address_still_serves() {
     use fdfs_node::proto::report::JoinRequest;
     use fdfs_node::proto::{Command, Status};
 
-    let mut g = Group::start().await;
+    let mut g = start_group().await;
     g.add_member("127.0.0.4").await;
     g.wait_all_active().await;
     let b = g.members.pop().expect("B");

@@ -56,6 +56,7 @@ async fn start_storage(
         subdir_count_per_path: 2,
         tracker_servers: trackers.iter().map(SocketAddr::to_string).collect(),
         heart_beat_interval: 1,
+        timers: fdfs_node::config::StorageTimers::quick(),
         stat_report_interval: 1,
         server_id: server_id.into(),
         ..Default::default()

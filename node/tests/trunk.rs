@@ -11,26 +11,18 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use fdfs_node::client::{Client, ClientConfig};
-use fdfs_node::config::{ReservedSpace, TrackerConfig, TrunkConfig};
+use fdfs_node::config::{TrackerConfig, TrunkConfig};
 use fdfs_node::fileid::{FileId, TrunkSlot};
 use fdfs_node::proto::storage::UploadHead;
 use fdfs_node::proto::trunk::{TrunkAllocRequest, TrunkBlock, TrunkBlockRequest};
 use fdfs_node::proto::{Command, Header, Status, StorageStatus};
-use fdfs_node::storage::RunningStorage;
 use fdfs_node::storage::trunking::TrunkServer;
-use fdfs_node::tracker::RunningTracker;
 
 const A: &str = "127.0.0.2";
 const B: &str = "127.0.0.4";
 const TRUNK_FILE: u32 = 4 * 1024 * 1024;
 
-struct Group {
-    tracker: RunningTracker,
-    members: Vec<RunningStorage>,
-    dir: tempfile::TempDir,
-    client: Client,
-}
+type Group = common::TestGroup;
 
 /// Trunk storage on, 256 B to 64 KiB slots in 4 MiB trunk files.
 fn trunk_on() -> TrunkConfig {
@@ -49,49 +41,20 @@ async fn start_group(check_active_interval: u64) -> Group {
 }
 
 async fn start_group_with(check_active_interval: u64, trunk: TrunkConfig) -> Group {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tracker = fdfs_node::tracker::start(TrackerConfig {
-        bind: "127.0.0.1:0".into(),
-        base_path: dir.path().join("tracker"),
-        reserved_storage_space: ReservedSpace::Mb(0),
+    let tracker = TrackerConfig {
         check_active_interval,
         trunk,
         ..Default::default()
-    })
-    .await
-    .expect("tracker");
-    let client = Client::new(ClientConfig::new(vec![tracker.addr.to_string()]))
-        .await
-        .expect("client");
-    let mut g = Group {
-        tracker,
-        members: Vec::new(),
-        dir,
-        client,
     };
+    let mut g = Group::start(tracker, 25000).await;
     for ip in [A, B] {
-        let m = fdfs_node::storage::start(g.config(ip))
-            .await
-            .expect("member");
-        g.members.push(m);
+        g.add_member(ip).await;
     }
     g.wait_trunk_server(A).await;
     g
 }
 
 impl Group {
-    fn config(&self, ip: &str) -> fdfs_node::config::StorageConfig {
-        let port = common::group_port(self.dir.path(), 25000);
-        common::member_config(self.dir.path(), ip, &self.tracker, port)
-    }
-
-    fn member(&self, ip: &str) -> &RunningStorage {
-        self.members
-            .iter()
-            .find(|m| m.addr.ip().to_string() == ip)
-            .expect("member")
-    }
-
     /// Waits until the tracker names `ip` the trunk server, it knows so, and every other
     /// running member knows where to ask, with both members ACTIVE.
     async fn wait_trunk_server(&self, ip: &str) {

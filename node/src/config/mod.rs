@@ -232,6 +232,8 @@ pub struct TrackerConfig {
     pub allow_hosts: Vec<String>,
     /// Small files merged into trunk files; storages learn it through PARAMETER_REQ.
     pub trunk: TrunkConfig,
+    /// Timers FastDFS has no key for.
+    pub timers: TrackerTimers,
 }
 
 /// Trunk storage, as FastDFS's tracker.conf sets it (sizes in bytes).
@@ -376,6 +378,7 @@ impl Default for TrackerConfig {
             http_bind: String::new(),
             allow_hosts: Vec::new(),
             trunk: TrunkConfig::default(),
+            timers: TrackerTimers::default(),
         }
     }
 }
@@ -427,6 +430,8 @@ pub struct StorageConfig {
     pub http: HttpConfig,
     /// This storage's id in `storage_ids.conf` (FastDFS `server_id`); empty = ask the tracker.
     pub server_id: String,
+    /// Retry pauses and timers FastDFS has no key for.
+    pub timers: StorageTimers,
 }
 
 /// The storage's HTTP side (what fastdfs-nginx-module offers, plus health and metrics).
@@ -656,6 +661,7 @@ impl Default for StorageConfig {
             compat: Compat::default(),
             http: HttpConfig::default(),
             server_id: String::new(),
+            timers: StorageTimers::default(),
         }
     }
 }
@@ -729,7 +735,7 @@ impl StorageConfig {
                 reason: "0 or 1".into(),
             });
         }
-        Ok(())
+        self.timers.validate()
     }
 
     pub fn network_timeout(&self) -> Duration {
@@ -790,7 +796,7 @@ impl TrackerConfig {
             });
         }
         self.trunk.normalized()?;
-        Ok(())
+        self.timers.validate()
     }
 }
 
@@ -807,10 +813,12 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Confi
 }
 
 mod fastdfs;
+mod timers;
 pub use fastdfs::{
     ConfLine, read_fastdfs_conf, storage_from_fastdfs, tracker_from_fastdfs,
     trackers_from_client_conf,
 };
+pub use timers::{StorageTimers, TrackerTimers};
 
 #[cfg(test)]
 mod tests {

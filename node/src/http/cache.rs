@@ -117,7 +117,7 @@ impl FileCache {
         let Some(entry) = found else {
             return Lookup::Missing;
         };
-        let stale = entry.removals.load(Ordering::Acquire) != node.store.removals()
+        let stale = entry.removals.load(Ordering::Acquire) != node.disk.store().removals()
             || self
                 .now_ms()
                 .saturating_sub(entry.checked.load(Ordering::Relaxed))
@@ -174,7 +174,7 @@ impl FileCache {
     /// The open file kept for `key`, unless a removal or `RECHECK` has passed since.
     pub fn lookup_open(&self, node: &StorageNode, key: &str) -> Option<Arc<OpenEntry>> {
         let open = self.open.as_ref()?;
-        let removals = node.store.removals();
+        let removals = node.disk.store().removals();
         if self.open_removals.swap(removals, Ordering::AcqRel) != removals {
             open.clear();
             return None;

@@ -59,6 +59,7 @@ pub async fn serve(listener: TcpListener, node: Arc<StorageNode>, stop: Cancella
         node.config.http.cache_bytes,
         node.config.http.cache_max_file,
     );
+    let drain = node.config.timers.http_drain();
     let edge = Arc::new(Edge {
         node,
         thumbnails,
@@ -68,7 +69,7 @@ pub async fn serve(listener: TcpListener, node: Arc<StorageNode>, stop: Cancella
         listener,
         &limits,
         stop,
-        Duration::from_secs(5),
+        drain,
         move |stream, allowed, stop| {
             let edge = edge.clone();
             conn::serve(stream, deadlines, stop, move |request| {
@@ -361,7 +362,7 @@ async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> R
         }
     };
     let name = by_size.as_ref().map_or(&asked, |w| &w.slave).clone();
-    if node.store.file_path(&name).is_err() {
+    if node.disk.store().file_path(&name).is_err() {
         return plain(StatusCode::NOT_FOUND, "no such file");
     }
     let appender = name.core().is_ok_and(|c| c.is_appender());
@@ -376,7 +377,7 @@ async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> R
         None => uri.path(),
     };
     // Read before the file is: a removal after this makes the kept copy checked again.
-    let removals = node.store.removals();
+    let removals = node.disk.store().removals();
     let mut kept = None;
     if !appender {
         let looked = match looked {
@@ -386,7 +387,7 @@ async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> R
         };
         match looked {
             Lookup::Fresh(entry) => kept = Some(entry),
-            Lookup::Recheck(entry) => match node.store.open_file(&name).await {
+            Lookup::Recheck(entry) => match node.disk.store().open_file(&name).await {
                 Ok(o)
                     if (o.ino, o.size, o.mtime)
                         == (entry.ino, entry.data.len() as u64, entry.mtime) =>
@@ -628,7 +629,8 @@ async fn open_or_make(
         let name = name.clone();
         async move {
             edge.node
-                .store
+                .disk
+                .store()
                 .open_file(&name)
                 .await
                 .map_err(|e| match e.kind() {

@@ -252,7 +252,7 @@ impl Thumbnails {
 
     /// Whether the slave file is on disk (made by a request this one waited for).
     async fn stored(&self, node: &StorageNode, wanted: &Wanted) -> bool {
-        let Ok(path) = node.store.file_path(&wanted.slave) else {
+        let Ok(path) = node.disk.store().file_path(&wanted.slave) else {
             return false;
         };
         crate::disk::run(move || path.is_file())
@@ -276,7 +276,8 @@ impl Thumbnails {
             };
             // Its own file, or its slot in a trunk file.
             let opened = store_node
-                .store
+                .disk
+                .store()
                 .open_file_blocking(&master)
                 .map_err(io_refusal)?;
             if opened.size > max_bytes {

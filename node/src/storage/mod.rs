@@ -3,6 +3,7 @@
 
 pub mod binlog;
 mod cmd;
+pub mod disk;
 pub(crate) use cmd::upload::slave_name;
 pub mod identity;
 pub mod locks;
@@ -26,7 +27,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -38,14 +39,14 @@ use crate::proto::{Command, Header, Status, StorageStatus};
 use crate::server::acl::AccessList;
 use crate::server::{self, ConnError, Connection, Service};
 use metrics::{CommandLabels, LatencyLabels, StorageMetrics};
-use store::{PathPolicy, Store, io_status};
+use store::io_status;
 
 /// Shared state of one storage node.
 #[derive(Debug)]
 pub struct StorageNode {
     pub config: StorageConfig,
-    pub store: Store,
-    pub binlog: binlog::Binlog,
+    /// Store paths, binlog, per-file locks: every blocking file step goes through it.
+    pub disk: disk::Disk,
     /// The address and ids this storage is known by.
     pub identity: identity::Identity,
     /// The port clients reach this storage on.
@@ -57,15 +58,13 @@ pub struct StorageNode {
     /// The port the HTTP side listens on (0: none). The group's members serve HTTP on the
     /// same port, as fastdfs-nginx-module assumes, so it also reaches a peer's files.
     pub(crate) http_port: std::sync::atomic::AtomicU16,
-    /// Store-path rules; the tracker's parameters replace the configured ones.
-    path_policy: Mutex<PathPolicy>,
     /// The group's other members and the pushes between us.
     pub replication: replication::Replication,
     /// What the trackers last said about this storage.
     pub trackers: tracker_view::TrackerView,
+    /// The report sessions that stand, which carry sync's and recovery's short calls.
+    tracker_sessions: tracker_link::Sessions,
     pub started_at: u64,
-    /// One change at a time per stored file.
-    file_locks: locks::FileLocks,
     /// Trunk storage: the group's trunk server, and our free space when we are it.
     pub trunk: trunking::Trunking,
 }
@@ -140,7 +139,8 @@ impl From<Status> for Failure {
 
 type Handled = Result<Reply, Failure>;
 
-/// Runs blocking file work on the disk threads, off the async workers.
+/// Runs blocking file work on the disk threads, off the async workers; for a handler a
+/// lost step is EIO.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
     crate::disk::run(f)
         .await
@@ -177,26 +177,18 @@ impl StorageNode {
         let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
         config.validate().map_err(|e| invalid(e.to_string()))?;
         let acl = AccessList::parse(&config.allow_hosts).map_err(invalid)?;
-        let store = Store::open(&config)?;
-        let binlog = binlog::Binlog::open(&config.base_path)?;
-        let policy = PathPolicy {
-            mode: config.store_path_mode,
-            reserved: config.reserved_storage_space,
-        };
         let node = StorageNode {
-            store,
-            binlog,
+            disk: disk::Disk::open(&config)?,
             identity: identity::Identity::bound_to(bind_ip),
             port,
             statistics: statistics::Statistics::default(),
             metrics: StorageMetrics::new(),
             acl,
             http_port: std::sync::atomic::AtomicU16::new(0),
-            path_policy: Mutex::new(policy),
             replication: replication::Replication::default(),
             trackers: tracker_view::TrackerView::default(),
+            tracker_sessions: tracker_link::Sessions::default(),
             started_at: crate::unix_now(),
-            file_locks: locks::FileLocks::default(),
             trunk: trunking::Trunking::default(),
             config,
         };
@@ -243,15 +235,6 @@ impl StorageNode {
         .await
     }
 
-    pub fn path_policy(&self) -> PathPolicy {
-        *self.path_policy.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Adopts the tracker's store-path rules (PARAMETER_REQ reply).
-    pub fn set_path_policy(&self, policy: PathPolicy) {
-        *self.path_policy.lock().unwrap_or_else(|e| e.into_inner()) = policy;
-    }
-
     /// Whether every tracker this storage reports to sees it ACTIVE.
     pub fn is_active_everywhere(&self) -> bool {
         self.trackers.active_everywhere()
@@ -270,7 +253,7 @@ impl StorageNode {
     /// Every metric, with the gauges that are read at scrape time (disk space, replication
     /// backlog) brought up to date first.
     pub fn render_metrics(&self) -> String {
-        self.store.refresh_usage();
+        self.disk.store().refresh_usage();
         self.refresh_disk_metrics();
         sync::refresh_backlog_metrics(self);
         self.metrics.render()
@@ -278,7 +261,7 @@ impl StorageNode {
 
     /// Updates the disk gauges from the store's figures (at each disk report and scrape).
     pub fn refresh_disk_metrics(&self) {
-        for (i, u) in self.store.cached_usage().iter().enumerate() {
+        for (i, u) in self.disk.store().cached_usage().iter().enumerate() {
             let labels = metrics::PathLabels {
                 store_path: format!("M{i:02X}"),
             };
@@ -304,7 +287,7 @@ impl StorageNode {
     /// Parses a remote filename and maps it inside a store path (EINVAL otherwise).
     fn locate(&self, remote: &str) -> Result<(RemoteName, PathBuf), Status> {
         let name = RemoteName::parse(remote).map_err(|_| Status::InvalidArgument)?;
-        let path = self.store.file_path(&name)?;
+        let path = self.disk.store().file_path(&name)?;
         Ok((name, path))
     }
 
@@ -455,7 +438,7 @@ impl StorageNode {
     /// Writes change records to the binlog (blocking: call it in the disk step that
     /// made the change); a failure is logged, the change stands.
     fn log_now(&self, records: &[binlog::Record]) {
-        if let Err(e) = self.binlog.append(records) {
+        if let Err(e) = self.disk.binlog().append(records) {
             tracing::error!(error = %e, "cannot write the binlog; peers will miss this change");
         }
         self.statistics.changed(records, crate::unix_now());
@@ -602,10 +585,10 @@ impl Service for StorageNode {
     }
 }
 
-/// Reads the store paths' free space every second, off the async workers, so uploads
-/// choose a path from fresh figures without a statvfs of their own.
+/// Reads the store paths' free space every `disk_refresh_ms` (a second), off the async
+/// workers, so uploads choose a path from fresh figures without a statvfs of their own.
 async fn watch_disks(node: Arc<StorageNode>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(DISK_REFRESH);
+    let mut tick = tokio::time::interval(node.config.timers.disk_refresh());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -613,12 +596,9 @@ async fn watch_disks(node: Arc<StorageNode>, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         let n = node.clone();
-        let _ = crate::disk::run(move || n.store.refresh_usage()).await;
+        let _ = crate::disk::run(move || n.disk.store().refresh_usage()).await;
     }
 }
-
-/// How often the store paths' free space is read.
-const DISK_REFRESH: Duration = Duration::from_secs(1);
 
 /// A storage serving on a socket and reporting to its trackers.
 #[derive(Debug)]
@@ -677,7 +657,7 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
         config.max_connections,
         config.timeouts(),
         stop.clone(),
-        Duration::from_secs(10),
+        config.timers.drain(),
     ))];
     let mut http_addr = None;
     if let Some((listener, a)) = http {

@@ -27,7 +27,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -51,8 +50,6 @@ pub const MARK_FILE: &str = ".recovery.mark.0";
 const MAX_LINE: u64 = 4096;
 /// Records between two saves of the mark.
 const MARK_EVERY: u64 = 100;
-/// Pause before trying again (no source yet, a peer or tracker unreachable).
-const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// Bytes per read when streaming a file or the binlog slice.
 const CHUNK: usize = 256 * 1024;
 /// R_OK in a storage's rw_mode.
@@ -193,7 +190,8 @@ struct Me {
 /// storage stops. Returns whether every path was recovered.
 pub async fn run(node: Arc<StorageNode>, paths: Vec<usize>, stop: CancellationToken) -> bool {
     for index in paths {
-        let mut backoff = crate::retry::Backoff::new(RETRY_AFTER, RETRY_AFTER * 8);
+        let first = node.config.timers.recovery_retry();
+        let mut backoff = crate::retry::Backoff::new(first, first * 8);
         loop {
             let attempt = tokio::select! {
                 _ = stop.cancelled() => return false,
@@ -214,7 +212,7 @@ pub async fn run(node: Arc<StorageNode>, paths: Vec<usize>, stop: CancellationTo
 }
 
 async fn recover_path(node: &Arc<StorageNode>, index: usize) -> Result<(), RecoveryError> {
-    let data = node.store.roots()[index].join("data");
+    let data = node.disk.store().roots()[index].join("data");
     let flag_path = data.join(FLAG_FILE);
     let mut flag = match tokio::fs::read_to_string(&flag_path).await {
         Ok(t) => Flag::parse(&t),
@@ -653,10 +651,11 @@ async fn fetch_file(
         let mut data = vec![0u8; h.body_len as usize];
         c.read_exact(&mut data).await?;
         let writing = node.clone();
-        let root = node.store.roots()[index].clone();
+        let root = node.disk.store().roots()[index].clone();
         crate::disk::run(move || {
             writing
-                .store
+                .disk
+                .store()
                 .write_trunk_file(&name, &data)
                 .unwrap_or_else(|| Err(io::ErrorKind::InvalidInput.into()))
         })
@@ -668,11 +667,12 @@ async fn fetch_file(
     }
     let creating = node.clone();
     let dir = target.parent().map(Path::to_path_buf);
-    let (temp, file) = crate::disk::run(move || creating.store.create_temp(index, dir.as_deref()))
-        .await
-        .map_err(io::Error::other)
-        .and_then(|r| r)
-        .map_err(local(&node.store.roots()[index]))?;
+    let (temp, file) =
+        crate::disk::run(move || creating.disk.store().create_temp(index, dir.as_deref()))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(local(&node.disk.store().roots()[index]))?;
     let temp_path = temp.staged.path().to_path_buf();
     let mut file = tokio::fs::File::from_std(file);
     c.copy_body_to(h.body_len, &mut file)

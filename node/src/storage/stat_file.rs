@@ -89,7 +89,7 @@ impl StorageNode {
             counters: stats.counters,
             last_source_update: stats.last_source_update,
             last_sync_update: stats.last_sync_update,
-            rotation: self.store.rotation(),
+            rotation: self.disk.store().rotation(),
         }
     }
 
@@ -100,7 +100,7 @@ impl StorageNode {
             saved.last_source_update,
             saved.last_sync_update,
         );
-        self.store.set_rotation(saved.rotation);
+        self.disk.store().set_rotation(saved.rotation);
     }
 
     /// Writes `storage_stat.dat` (blocking).

@@ -11,7 +11,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -30,9 +29,6 @@ use crate::proto::{Command, Header, Status, StorageStatus};
 const BATCH_BYTES: usize = 64 * 1024;
 /// Mark written after this many records (FastDFS `write_mark_file_freq`).
 const MARK_EVERY: u64 = 500;
-/// Pause after a failed attempt before reconnecting, doubling while the peer stays away.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
-const RETRY_AT_MOST: Duration = Duration::from_secs(4);
 
 /// A member of our group as the trackers last listed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +59,7 @@ impl Mark {
     }
 
     fn path(node: &StorageNode, peer: &Peer) -> PathBuf {
-        Self::path_in(node.binlog.dir(), peer)
+        Self::path_in(node.disk.binlog().dir(), peer)
     }
 
     /// As FastDFS names it: `<id>.mark` where storages have ids (so it outlives a change
@@ -255,7 +251,7 @@ pub fn backlog(node: &StorageNode) -> Vec<Backlog> {
     points
         .into_iter()
         .map(|(peer_id, point)| {
-            let (bytes, oldest) = pending(&node.binlog, point);
+            let (bytes, oldest) = pending(node.disk.binlog(), point);
             Backlog {
                 peer_id,
                 bytes,
@@ -320,14 +316,17 @@ fn current(node: &StorageNode, id: &str) -> Option<Peer> {
 
 async fn push_loop(node: Arc<StorageNode>, peer_id: String, stop: CancellationToken) {
     let mut last_error = String::new();
-    let mut backoff = crate::retry::Backoff::new(RETRY_AFTER, RETRY_AT_MOST);
+    let timers = node.config.timers.clone();
+    let (retry_after, retry_at_most) = timers.sync_retry();
+    // Pause after a failed attempt before reconnecting, doubling while the peer stays away.
+    let mut backoff = crate::retry::Backoff::new(retry_after, retry_at_most);
     while !stop.is_cancelled() {
         // On stop the session pushes on to the binlog's end and saves its mark; one that
         // cannot (a peer not answering, too much left) is dropped after a grace, and goes on
         // from its last saved mark later.
         let flush_bound = async {
             stop.cancelled().await;
-            tokio::time::sleep(FLUSH_GRACE).await;
+            tokio::time::sleep(timers.flush_grace()).await;
         };
         let result = tokio::select! {
             _ = flush_bound => break,
@@ -403,7 +402,7 @@ async fn push_session(
     let mut peer = current(node, peer_id).ok_or(SyncError::Gone)?;
     let mark_path = Mark::path(node, &peer);
     let loading = mark_path.clone();
-    let legacy = Mark::address_path_in(node.binlog.dir(), &peer);
+    let legacy = Mark::address_path_in(node.disk.binlog().dir(), &peer);
     let saved = crate::disk::run(move || Mark::load_or_adopt(&loading, &legacy))
         .await
         .unwrap_or(None);
@@ -424,7 +423,7 @@ async fn push_session(
                 tokio::select! {
                     _ = stop.cancelled() => return Ok(()),
                     _ = members.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = tokio::time::sleep(node.config.timers.peer_status_poll()) => {}
                 }
                 peer = current(node, peer_id).ok_or(SyncError::Gone)?;
             };
@@ -476,14 +475,14 @@ async fn push_from(
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = members.changed() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(node.config.timers.peer_status_poll()) => {}
         }
     }
     let mut conns = Vec::with_capacity(LANES);
     for _ in 0..LANES {
         conns.push(Some(open_lane(node, peer.addr).await?));
     }
-    let mut end = node.binlog.subscribe();
+    let mut end = node.disk.binlog().subscribe();
     let mut unsaved = 0u64;
     let labels = PeerLabels {
         peer: peer.id.clone(),
@@ -491,7 +490,7 @@ async fn push_from(
     loop {
         let (records, next) = {
             let (n, from) = (node.clone(), mark.position);
-            crate::disk::run(move || n.binlog.read_from(from, BATCH_BYTES))
+            crate::disk::run(move || n.disk.binlog().read_from(from, BATCH_BYTES))
                 .await
                 .map_err(std::io::Error::other)??
         };
@@ -501,7 +500,7 @@ async fn push_from(
                 mark.save_off_thread(mark_path).await?;
                 report_peer_status(node, &peer, StorageStatus::Offline).await;
             }
-            // Caught up: the mark is saved when stopping or after 10 quiet seconds, not at
+            // Caught up: the mark is saved when stopping or after a quiet while, not at
             // every pause of a slow stream (each save is fsync'd); a lost mark only repeats
             // pushes, which peers take idempotently.
             tokio::select! {
@@ -515,7 +514,7 @@ async fn push_from(
                     return Ok(());
                 }
                 _ = end.changed() => {}
-                _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                _ = tokio::time::sleep(node.config.timers.quiet_mark_save()) => {
                     if unsaved > 0 {
                         mark.save_off_thread(mark_path).await?;
                         unsaved = 0;
@@ -559,9 +558,6 @@ async fn push_from(
         }
     }
 }
-
-/// How long a stopping push may take to finish its batch and save its mark.
-const FLUSH_GRACE: Duration = Duration::from_secs(3);
 
 /// Connections per peer; records of one file always share a lane, so they keep their order.
 const LANES: usize = 16;
@@ -718,7 +714,7 @@ async fn load_payload(
 /// Where a stored file named in a binlog record is kept here; `None` for a name that is
 /// not one of ours.
 fn stored_at(node: &StorageNode, name: &str) -> Option<StoredAt> {
-    node.store.stored_at(&RemoteName::parse(name).ok()?)
+    node.disk.store().stored_at(&RemoteName::parse(name).ok()?)
 }
 
 /// Whether a stored file exists here now, asked on a disk thread.
@@ -1171,9 +1167,14 @@ mod tests {
         };
         let node = StorageNode::new(config, 23000, None).expect("node");
         let (addr, mut got) = enoent_peer().await;
-        let mut conn = Conn::connect(addr, Duration::from_secs(5), Duration::from_secs(5), None)
-            .await
-            .expect("connect");
+        let mut conn = Conn::connect(
+            addr,
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(5),
+            None,
+        )
+        .await
+        .expect("connect");
         let gone = Record::new(
             100,
             Op::Truncate,
@@ -1187,7 +1188,8 @@ mod tests {
         // Present here, missing there: the peer gets the whole file.
         let name = "M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe45768699";
         let path = node
-            .store
+            .disk
+            .store()
             .file_path(&RemoteName::parse(name).expect("name"))
             .expect("path");
         std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");

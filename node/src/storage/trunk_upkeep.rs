@@ -117,7 +117,8 @@ fn ahead(
 async fn make_trunk_files_ahead(node: &Arc<StorageNode>, params: TrunkParams) {
     let threshold = params.create_ahead_threshold;
     let paths: Vec<(u64, u64)> = node
-        .store
+        .disk
+        .store()
         .cached_usage()
         .iter()
         .map(|u| (u.total_mb, u.free_mb))
@@ -127,7 +128,7 @@ async fn make_trunk_files_ahead(node: &Arc<StorageNode>, params: TrunkParams) {
         node.trunk.own_figures().map_or(0, |f| f.free_bytes),
         u64::from(params.file_size),
         &paths,
-        node.path_policy().reserved,
+        node.disk.path_policy().reserved,
     ) {
         Ahead::Enough => return,
         Ahead::BelowReserve { wanted_mb, free_mb } => {

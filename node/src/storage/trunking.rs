@@ -352,15 +352,17 @@ impl StorageNode {
         let node = self.clone();
         blocking(move || {
             node.trunk
-                .with_space(&node.config.base_path, &node.store, |s| f(s, &node.store))
+                .with_space(&node.config.base_path, node.disk.store(), |s| {
+                    f(s, node.disk.store())
+                })
         })
         .await
     }
 
     /// Whether `block` names a store path and directory this storage has.
     fn holds_place_of(&self, block: &TrunkBlock) -> bool {
-        let subdirs = self.store.subdir_count();
-        usize::from(block.store_path) < self.store.path_count()
+        let subdirs = self.disk.store().subdir_count();
+        usize::from(block.store_path) < self.disk.store().path_count()
             && u32::from(block.hh) < subdirs
             && u32::from(block.ll) < subdirs
     }
@@ -404,7 +406,7 @@ impl StorageNode {
     /// 27: a slot from our free space, for a member of the group.
     pub(super) async fn trunk_alloc_space(self: &Arc<Self>, req: TrunkAllocRequest) -> Handled {
         if req.group != self.config.group_name
-            || usize::from(req.store_path) >= self.store.path_count()
+            || usize::from(req.store_path) >= self.disk.store().path_count()
         {
             return Err(Status::InvalidArgument.into());
         }

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -421,14 +420,11 @@ pub async fn serve(
         tracker.config.timeouts(),
         tracker.acl.clone(),
     );
+    let drain = tracker.config.timers.http_drain();
     let app = router(tracker);
     tracing::info!(%addr, "tracker HTTP listening");
     let task = tokio::spawn(crate::server::http::serve(
-        listener,
-        app,
-        limits,
-        stop,
-        Duration::from_secs(5),
+        listener, app, limits, stop, drain,
     ));
     Ok((addr, task))
 }

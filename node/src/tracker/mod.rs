@@ -558,9 +558,10 @@ pub async fn start(config: TrackerConfig) -> std::io::Result<RunningTracker> {
     let t = tracker.clone();
     let s = stop.clone();
     let period = Duration::from_secs((config.check_active_interval / 4).clamp(1, 30));
+    let save_every = config.timers.state_save();
     tasks.push(tokio::spawn(async move {
         let mut check = tokio::time::interval(period);
-        let mut save = tokio::time::interval(Duration::from_secs(1));
+        let mut save = tokio::time::interval(save_every);
         let mut last_saved = None;
         let mut status_written = 0;
         loop {
@@ -605,7 +606,7 @@ pub async fn start(config: TrackerConfig) -> std::io::Result<RunningTracker> {
             config.max_connections,
             config.timeouts(),
             stop.clone(),
-            Duration::from_secs(5),
+            config.timers.drain(),
         )));
     }
     let mut http_addr = None;

@@ -48,14 +48,10 @@ impl Cluster {
     pub async fn start_with_reserved(
         groups: &[&str],
         subdirs: u32,
-        mut tcfg: TrackerConfig,
+        tcfg: TrackerConfig,
     ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        tcfg.bind = "127.0.0.1:0".into();
-        tcfg.base_path = dir.path().join("tracker");
-        let tracker = fdfs_node::tracker::start(tcfg)
-            .await
-            .expect("tracker starts");
+        let tracker = loopback_tracker(tcfg, dir.path()).await;
         let mut storages = Vec::new();
         for (i, g) in groups.iter().enumerate() {
             let cfg = StorageConfig {
@@ -63,6 +59,7 @@ impl Cluster {
                 group_name: (*g).into(),
                 base_path: dir.path().join(format!("storage{i}")),
                 subdir_count_per_path: subdirs,
+                timers: fdfs_node::config::StorageTimers::quick(),
                 tracker_servers: vec![tracker.addr.to_string()],
                 ..Default::default()
             };
@@ -134,14 +131,20 @@ pub async fn wait_for(what: &str, limit: Duration, check: impl AsyncFnMut() -> b
 
 /// A tracker on 127.0.0.1 with no reserved space, keeping its state under `dir/tracker`.
 pub async fn test_tracker(dir: &Path) -> RunningTracker {
-    fdfs_node::tracker::start(TrackerConfig {
-        bind: "127.0.0.1:0".into(),
-        base_path: dir.join("tracker"),
+    let config = TrackerConfig {
         reserved_storage_space: ReservedSpace::Mb(0),
         ..Default::default()
-    })
-    .await
-    .expect("tracker")
+    };
+    loopback_tracker(config, dir).await
+}
+
+/// Starts a tracker from `config` on 127.0.0.1, keeping its state under `dir/tracker`.
+pub async fn loopback_tracker(mut config: TrackerConfig, dir: &Path) -> RunningTracker {
+    config.bind = "127.0.0.1:0".into();
+    config.base_path = dir.join("tracker");
+    fdfs_node::tracker::start(config)
+        .await
+        .expect("tracker starts")
 }
 
 /// The port all members of one test's group share (FastDFS requires one port per group):
@@ -174,9 +177,98 @@ pub fn member_config(dir: &Path, ip: &str, tracker: &RunningTracker, port: u16) 
         base_path: dir.join(ip),
         subdir_count_per_path: 4,
         heart_beat_interval: 1,
+        timers: fdfs_node::config::StorageTimers::quick(),
         stat_report_interval: 1,
         tracker_servers: vec![tracker.addr.to_string()],
         ..Default::default()
+    }
+}
+
+/// A tracker and the members of one group on loopback, all members on one port (as
+/// FastDFS requires), with a client of the tracker: the one way the node suite starts a
+/// replicating group. Suites add the members they need and their own helpers.
+pub struct TestGroup {
+    pub tracker: RunningTracker,
+    pub members: Vec<RunningStorage>,
+    pub dir: tempfile::TempDir,
+    pub client: fdfs_node::client::Client,
+    port: u16,
+}
+
+impl TestGroup {
+    /// A tracker from `tracker` (on 127.0.0.1, state in a fresh directory, no reserved
+    /// space) and no member yet; members will share a port picked from `first_port` on.
+    pub async fn start(mut tracker: TrackerConfig, first_port: u16) -> TestGroup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        tracker.reserved_storage_space = ReservedSpace::Mb(0);
+        let tracker = loopback_tracker(tracker, dir.path()).await;
+        let client = fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
+            tracker.addr.to_string(),
+        ]))
+        .await
+        .expect("client");
+        let port = group_port(dir.path(), first_port);
+        TestGroup {
+            tracker,
+            members: Vec::new(),
+            dir,
+            client,
+            port,
+        }
+    }
+
+    /// The configuration of a member on `ip` (see [`member_config`]).
+    pub fn config(&self, ip: &str) -> StorageConfig {
+        member_config(self.dir.path(), ip, &self.tracker, self.port)
+    }
+
+    /// Starts a member on `ip`.
+    pub async fn add_member(&mut self, ip: &str) {
+        let config = self.config(ip);
+        self.add(config).await;
+    }
+
+    /// Starts a member with `config` (made by [`Self::config`], then changed).
+    pub async fn add(&mut self, config: StorageConfig) {
+        let member = fdfs_node::storage::start(config)
+            .await
+            .expect("member starts");
+        self.members.push(member);
+    }
+
+    /// The running member on `ip`.
+    pub fn member(&self, ip: &str) -> &RunningStorage {
+        self.members
+            .iter()
+            .find(|m| m.addr.ip().to_string() == ip)
+            .expect("a member on that address")
+    }
+
+    /// The status the tracker holds for the member on `ip`.
+    pub fn status_of(&self, ip: &str) -> Option<StorageStatus> {
+        let reg = self.tracker.tracker.registry();
+        reg.groups()
+            .get("group1")?
+            .members
+            .values()
+            .find(|m| m.ip == ip)
+            .map(|m| m.status)
+    }
+
+    /// Waits until the tracker holds every running member ACTIVE.
+    pub async fn wait_all_active(&self) {
+        let want = self.members.len();
+        wait_for("every member ACTIVE", Duration::from_secs(60), async || {
+            let reg = self.tracker.tracker.registry();
+            reg.groups().get("group1").is_some_and(|g| {
+                g.members
+                    .values()
+                    .filter(|m| m.status == StorageStatus::Active)
+                    .count()
+                    == want
+            })
+        })
+        .await;
     }
 }
 

@@ -76,9 +76,10 @@ impl StorageNode {
         }
         let (node, store_path) = (self.clone(), usize::from(name.store_path));
         let dir = path.parent().map(Path::to_path_buf);
-        let (temp, file) = blocking(move || node.store.create_temp(store_path, dir.as_deref()))
-            .await?
-            .map_err(io_failure("creating a temporary file"))?;
+        let (temp, file) =
+            blocking(move || node.disk.store().create_temp(store_path, dir.as_deref()))
+                .await?
+                .map_err(io_failure("creating a temporary file"))?;
         let chunk = self.config.buff_size as usize;
         let (file, _) = receive_into(conn, file, 0, size, chunk, SyncPolicy::Never).await?;
         // Never named: the open file is all that is needed, and all that remains.
@@ -99,13 +100,13 @@ impl StorageNode {
         }
         let body = self.receive_body(conn, head.size, &appender, &path).await?;
         let remote = appender.to_string();
-        let _one_writer = self.file_locks.lock(&remote).await;
+        let _one_writer = self.disk.lock(&remote).await;
         let (node, size) = (self.clone(), head.size);
         blocking(move || -> std::io::Result<()> {
             let f = std::fs::OpenOptions::new().write(true).open(&path)?;
             // The end is read under the lock: concurrent appends each get their own.
             let old_len = f.metadata()?.len();
-            if let Err(e) = body.write_to(&f, old_len, node.store.sync_policy()) {
+            if let Err(e) = body.write_to(&f, old_len, node.disk.store().sync_policy()) {
                 // Undo a partial append so the file keeps its old content.
                 let _ = f.set_len(old_len);
                 return Err(e);
@@ -138,7 +139,7 @@ impl StorageNode {
         }
         let body = self.receive_body(conn, head.size, &appender, &path).await?;
         let remote = appender.to_string();
-        let _one_writer = self.file_locks.lock(&remote).await;
+        let _one_writer = self.disk.lock(&remote).await;
         let (node, size) = (self.clone(), head.size);
         blocking(move || -> Result<(), Failure> {
             let f = std::fs::OpenOptions::new()
@@ -153,7 +154,7 @@ impl StorageNode {
             if offset > len {
                 return Err(Status::InvalidArgument.into());
             }
-            body.write_to(&f, offset, node.store.sync_policy())
+            body.write_to(&f, offset, node.disk.store().sync_policy())
                 .map_err(io_failure("modifying the appender file"))?;
             node.log_now(&[Record::new(crate::unix_now() as u32, Op::Modify, remote)
                 .with_extra(format!("{offset} {size}"))]);
@@ -168,7 +169,7 @@ impl StorageNode {
     async fn truncate(self: &Arc<Self>, req: TruncateRequest) -> Handled {
         let (appender, path) = self.locate_appender(&req.remote_filename)?;
         let new_size = req.new_size;
-        let _one_writer = self.file_locks.lock(&appender.to_string()).await;
+        let _one_writer = self.disk.lock(&appender.to_string()).await;
         let old_size = blocking(move || -> std::io::Result<u64> {
             let f = std::fs::OpenOptions::new().write(true).open(&path)?;
             let old = f.metadata()?.len();
@@ -193,7 +194,7 @@ impl StorageNode {
     /// 38: renames an appender file to a normal name (CRC, size and time of now).
     async fn regenerate(self: &Arc<Self>, remote: String) -> Handled {
         let (name, path) = self.locate_appender(&remote)?;
-        let _one_writer = self.file_locks.lock(&name.to_string()).await;
+        let _one_writer = self.disk.lock(&name.to_string()).await;
         let suffix = name.name.get(BASE64_LEN..).unwrap_or_default().to_owned();
         let node = self.clone();
         let source = self.source();
@@ -217,13 +218,13 @@ impl StorageNode {
             };
             let now = crate::unix_now() as u32;
             for _ in 0..NAME_ATTEMPTS {
-                let new = node.store.generate_name(
+                let new = node.disk.store().generate_name(
                     usize::from(name.store_path),
                     &spec,
                     now,
                     Some((name.hh, name.ll)),
                 );
-                let target = node.store.file_path(&new)?;
+                let target = node.disk.store().file_path(&new)?;
                 match rename_noreplace(&path, &target) {
                     Ok(()) => return Ok(new),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,

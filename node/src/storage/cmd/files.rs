@@ -31,7 +31,8 @@ impl StorageNode {
         // Opened and (when small) read here while the kernel has it cached; what needs
         // the disk goes to a disk thread.
         let opened = self
-            .store
+            .disk
+            .store()
             .open_file(&name)
             .await
             .map_err(io_failure("opening the file"))?;
@@ -84,8 +85,8 @@ impl StorageNode {
         let node = self.clone();
         let doomed = name.clone();
         let had_meta = blocking(move || {
-            let deleted = node.store.delete_file(&doomed);
-            node.store.note_removed();
+            let deleted = node.disk.store().delete_file(&doomed);
+            node.disk.store().note_removed();
             deleted
         })
         .await?
@@ -123,7 +124,8 @@ impl StorageNode {
         let node = self.clone();
         let (size, mtime, crc32) = blocking(move || -> Result<(u64, u64, u32), Failure> {
             let opened = node
-                .store
+                .disk
+                .store()
                 .open_file_blocking(&name)
                 .map_err(io_failure("opening the file"))?;
             let mtime = opened
@@ -161,10 +163,10 @@ impl StorageNode {
         let node = self.clone();
         let meta_name = format!("{name}-m");
         // A merge reads, changes and writes the metadata file: one at a time per file.
-        let _one_writer = self.file_locks.lock(&name.to_string()).await;
+        let _one_writer = self.disk.lock(&name.to_string()).await;
         let op = blocking(move || -> Result<Option<Op>, Failure> {
             // The file may be its own or a trunk slot; its metadata file is its own.
-            if node.store.open_file_blocking(&name).is_err() {
+            if node.disk.store().open_file_blocking(&name).is_err() {
                 return Err(Status::NotFound.into());
             }
             let meta_file = store::meta_path(&path);
@@ -188,7 +190,8 @@ impl StorageNode {
                     Err(e) => Err(io_failure("removing the metadata")(e)),
                 };
             }
-            node.store
+            node.disk
+                .store()
                 .replace_file(
                     usize::from(name.store_path),
                     &meta_file,
@@ -210,7 +213,7 @@ impl StorageNode {
         let (name, path) = self.locate(&req.remote_filename)?;
         let node = self.clone();
         let blob = blocking(move || -> Result<Vec<u8>, Failure> {
-            if node.store.open_file_blocking(&name).is_err() {
+            if node.disk.store().open_file_blocking(&name).is_err() {
                 return Err(Status::NotFound.into());
             }
             std::fs::read(store::meta_path(&path)).map_err(io_failure("reading the metadata"))

@@ -48,7 +48,7 @@ impl StorageNode {
     ) -> Handled {
         // FastDFS reads the index as a signed char: 0x80–0xFF are negative, so EINVAL too.
         let index = usize::from(req.store_path_index);
-        if index >= self.store.path_count() {
+        if index >= self.disk.store().path_count() {
             return Err(Status::InvalidArgument.into());
         }
         tracing::info!(peer = %conn.peer, store_path = index, "sending a store path's binlog");
@@ -81,7 +81,7 @@ impl StorageNode {
 
     /// The slice lines of the binlog records from `from` on (blocking).
     fn path_binlog_step(&self, from: Position, index: usize) -> io::Result<(String, Position)> {
-        let (records, next) = self.binlog.read_from(from, STEP_BYTES)?;
+        let (records, next) = self.disk.binlog().read_from(from, STEP_BYTES)?;
         let mut text = String::new();
         for r in &records {
             if let Some(line) = self.recovery_line(r, index)? {
@@ -112,7 +112,8 @@ impl StorageNode {
         if name.trunk_slot().is_some() {
             // A file in a trunk slot (links included) is sent as a create, when still there.
             return Ok(self
-                .store
+                .disk
+                .store()
                 .open_file_blocking(&name)
                 .is_ok()
                 .then(|| line.to_line()));
@@ -139,7 +140,7 @@ impl StorageNode {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let data = self.store.roots()[index].join("data");
+        let data = self.disk.store().roots()[index].join("data");
         let Ok(rest) = target.strip_prefix(&data) else {
             tracing::warn!(link = %link.display(), target = %target.display(), "symlink not made by a storage; left out");
             return Ok(None);

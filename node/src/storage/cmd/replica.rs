@@ -64,14 +64,20 @@ impl StorageNode {
             let record = Record::new(ts, op, name.to_string()).replica();
             // Without content, the sender saw the file here already.
             let stored = blocking(move || -> std::io::Result<Option<bool>> {
-                let existing = node.store.open_file_blocking(&name).ok().map(|o| o.size);
+                let existing = node
+                    .disk
+                    .store()
+                    .open_file_blocking(&name)
+                    .ok()
+                    .map(|o| o.size);
                 if no_content {
                     return Ok(existing.map(|_| false));
                 }
                 if !update && existing == Some(data.len() as u64) {
                     return Ok(Some(false));
                 }
-                node.store
+                node.disk
+                    .store()
                     .write_trunk_file(&name, &data)
                     .unwrap_or_else(|| Err(std::io::ErrorKind::InvalidInput.into()))?;
                 node.log_now(&[record]);
@@ -105,7 +111,7 @@ impl StorageNode {
                 if !update && existing == Some(data.len() as u64) {
                     return Ok(false);
                 }
-                let (temp, mut file) = node.store.create_temp(store_path, path.parent())?;
+                let (temp, mut file) = node.disk.store().create_temp(store_path, path.parent())?;
                 file.write_all(&data)?;
                 temp.replace_stamped(file, &path, ts)?;
                 node.log_now(&[record]);
@@ -140,16 +146,17 @@ impl StorageNode {
         let node = self.clone();
         let store_path = usize::from(name.store_path);
         let dir = path.parent().map(std::path::Path::to_path_buf);
-        let (temp, file) = blocking(move || node.store.create_temp(store_path, dir.as_deref()))
-            .await?
-            .map_err(io_failure("creating a temporary file"))?;
+        let (temp, file) =
+            blocking(move || node.disk.store().create_temp(store_path, dir.as_deref()))
+                .await?
+                .map_err(io_failure("creating a temporary file"))?;
         let (file, _) = receive_into(
             conn,
             file,
             0,
             head.file_size,
             self.config.buff_size as usize,
-            self.store.sync_policy(),
+            self.disk.store().sync_policy(),
         )
         .await?;
         let (node, record) = (
@@ -173,8 +180,8 @@ impl StorageNode {
         let (name, _) = self.locate(&req.name)?;
         let (node, doomed) = (self.clone(), name.clone());
         let removed = blocking(move || {
-            let removed = node.store.remove_file(&doomed);
-            node.store.note_removed();
+            let removed = node.disk.store().remove_file(&doomed);
+            node.disk.store().note_removed();
             removed
         })
         .await?;
@@ -199,7 +206,7 @@ impl StorageNode {
         // The whole range first: a push cut off mid-body changes nothing here either.
         let body = self.receive_body(conn, len, &name, &path).await?;
         let remote = name.to_string();
-        let _one_writer = self.file_locks.lock(&remote).await;
+        let _one_writer = self.disk.lock(&remote).await;
         let (node, ts) = (self.clone(), head.timestamp);
         let applied = blocking(move || -> Result<(), Failure> {
             let f = std::fs::File::options().write(true).open(&path);
@@ -224,7 +231,7 @@ impl StorageNode {
                 .into());
             }
             let f = f.map_err(io_failure("opening a replicated file"))?;
-            if let Err(e) = body.write_to(&f, start, node.store.sync_policy()) {
+            if let Err(e) = body.write_to(&f, start, node.disk.store().sync_policy()) {
                 if !modify {
                     // Undo a partial append so the file keeps its old content.
                     let _ = f.set_len(start);
@@ -255,7 +262,7 @@ impl StorageNode {
     ) -> Handled {
         let (name, path) = self.locate(&name)?;
         let (old, new, ts) = (head.a, head.b, head.timestamp);
-        let _one_writer = self.file_locks.lock(&name.to_string()).await;
+        let _one_writer = self.disk.lock(&name.to_string()).await;
         let applied = blocking(move || -> std::io::Result<bool> {
             let Ok(f) = std::fs::File::options().write(true).open(&path) else {
                 return Ok(false);

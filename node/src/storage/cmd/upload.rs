@@ -72,8 +72,9 @@ impl StorageNode {
     ) -> Handled {
         let size = head.file_size;
         let store_path =
-            self.store
-                .choose_path(head.store_path_index, size, &self.path_policy())?;
+            self.disk
+                .store()
+                .choose_path(head.store_path_index, size, &self.disk.path_policy())?;
         let chunk = self.config.buff_size as usize;
         let node = self.clone();
         let mut spec = NewName {
@@ -93,14 +94,14 @@ impl StorageNode {
             Ok(self.store_small(store_path, spec, data).await?)
         } else {
             let n2 = node.clone();
-            let (temp, file) = blocking(move || n2.store.create_new(store_path))
+            let (temp, file) = blocking(move || n2.disk.store().create_new(store_path))
                 .await?
                 .map_err(io_failure("creating the upload's file"))?;
             let (file, crc) =
-                receive_into(conn, file, 0, size, chunk, self.store.sync_policy()).await?;
+                receive_into(conn, file, 0, size, chunk, self.disk.store().sync_policy()).await?;
             spec.crc32 = crc;
             blocking(move || {
-                let name = node.store.commit(temp, file, &spec)?;
+                let name = node.disk.store().commit(temp, file, &spec)?;
                 node.log_now(&[created(&name)]);
                 Ok::<_, CommitError>(name)
             })
@@ -135,13 +136,13 @@ impl StorageNode {
         };
         match slot {
             Ok(Some(block)) => {
-                let name = self.store.trunk_name(&spec, block, started);
+                let name = self.disk.store().trunk_name(&spec, block, started);
                 let (node, stored) = (self.clone(), name.clone());
                 let written = blocking(move || {
-                    let r = node.store.write_trunk_file(&stored, &data);
+                    let r = node.disk.store().write_trunk_file(&stored, &data);
                     let r = r.unwrap_or_else(|| Err(std::io::ErrorKind::InvalidInput.into()));
                     if r.is_ok() {
-                        node.store.note_written(store_path, spec.size);
+                        node.disk.store().note_written(store_path, spec.size);
                         node.log_now(&[created(&stored)]);
                     }
                     r
@@ -163,7 +164,7 @@ impl StorageNode {
         }
         let node = self.clone();
         blocking(move || {
-            let name = write_small(&node.store, store_path, &spec, &data)?;
+            let name = write_small(node.disk.store(), store_path, &spec, &data)?;
             node.log_now(&[created(&name)]);
             Ok::<_, CommitError>(name)
         })
@@ -180,11 +181,16 @@ impl StorageNode {
     ) -> Handled {
         let (master, _) = self.locate(master)?;
         let slave = slave_name(&master, &head.prefix, &head.ext)?;
-        let slave_path = self.store.file_path(&slave)?;
+        let slave_path = self.disk.store().file_path(&slave)?;
         let (node, m, sp) = (self.clone(), master.clone(), slave_path.clone());
         // The master may be a file of its own or a slot in a trunk file.
-        let (master_exists, slave_exists) =
-            blocking(move || (node.store.open_file_blocking(&m).is_ok(), sp.exists())).await?;
+        let (master_exists, slave_exists) = blocking(move || {
+            (
+                node.disk.store().open_file_blocking(&m).is_ok(),
+                sp.exists(),
+            )
+        })
+        .await?;
         if !master_exists {
             return Err(Status::NotFound.into());
         }
@@ -194,21 +200,22 @@ impl StorageNode {
         let store_path = usize::from(master.store_path);
         let node = self.clone();
         let dir = slave_path.parent().map(std::path::Path::to_path_buf);
-        let (temp, file) = blocking(move || node.store.create_temp(store_path, dir.as_deref()))
-            .await?
-            .map_err(io_failure("creating the slave file"))?;
+        let (temp, file) =
+            blocking(move || node.disk.store().create_temp(store_path, dir.as_deref()))
+                .await?
+                .map_err(io_failure("creating the slave file"))?;
         let (file, _) = receive_into(
             conn,
             file,
             0,
             head.file_size,
             self.config.buff_size as usize,
-            self.store.sync_policy(),
+            self.disk.store().sync_policy(),
         )
         .await?;
         let node = self.clone();
         let target = slave.clone();
-        blocking(move || node.store.commit_as(temp, file, &target)).await??;
+        blocking(move || node.disk.store().commit_as(temp, file, &target)).await??;
         self.log(&[Record::new(
             crate::unix_now() as u32,
             Op::Create,
@@ -239,21 +246,26 @@ impl StorageNode {
     ) -> Result<(), CommitError> {
         let node = self.clone();
         let store_path = usize::from(master.store_path);
-        self.store
+        self.disk
+            .store()
             .file_path(master)
             .map_err(CommitError::no_store_path)?;
         let size = data.len() as u64;
         let master = master.clone();
         let stored = blocking(move || {
             use std::io::Write;
-            node.store.open_file_blocking(&master)?;
+            node.disk.store().open_file_blocking(&master)?;
             let slave_path = node
-                .store
+                .disk
+                .store()
                 .file_path(&slave)
                 .map_err(CommitError::no_store_path)?;
-            let (temp, mut file) = node.store.create_temp(store_path, slave_path.parent())?;
+            let (temp, mut file) = node
+                .disk
+                .store()
+                .create_temp(store_path, slave_path.parent())?;
             file.write_all(&data)?;
-            node.store.commit_as(temp, file, &slave)?;
+            node.disk.store().commit_as(temp, file, &slave)?;
             node.log_now(&[Record::new(
                 crate::unix_now() as u32,
                 Op::Create,

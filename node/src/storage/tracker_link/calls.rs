@@ -1,7 +1,8 @@
 //! The storage's short calls to its trackers, apart from the report sessions (join, beats,
-//! reports) that `report` keeps: whom a peer copies from (86), a member's new status (76), how
+//! reports) that `session` keeps: whom a peer copies from (86), a member's new status (76), how
 //! the trackers hold this storage (71) and the group's members (92). Each call goes to every
-//! tracker on a connection of its own, with the bodies `proto` defines.
+//! tracker, on its report session's connection when one stands and on a connection of its
+//! own otherwise, with the bodies `proto` defines.
 
 use std::net::SocketAddr;
 
@@ -39,13 +40,12 @@ impl<'a> Trackers<'a> {
     async fn each(&self, cmd: Command, body: &[u8], max_reply: u64) -> Vec<Answer> {
         let mut out = Vec::with_capacity(self.addrs.len());
         for &tracker in &self.addrs {
-            let Ok(mut conn) = self.node.connect(tracker).await else {
-                tracing::debug!(%tracker, ?cmd, "tracker unreachable");
-                continue;
+            let sessions = &self.node.tracker_sessions;
+            let reply = match sessions.call(tracker, cmd, body, max_reply).await {
+                Some(on_session) => on_session,
+                None => self.call_alone(tracker, cmd, body, max_reply).await,
             };
-            let reply = conn.call(cmd, body, max_reply).await;
-            conn.quit().await;
-            if let Ok((status, body)) = reply {
+            if let Some((status, body)) = reply {
                 out.push(Answer {
                     tracker,
                     status,
@@ -54,6 +54,23 @@ impl<'a> Trackers<'a> {
             }
         }
         out
+    }
+
+    /// A call on a connection of its own (no report session with `tracker` stands).
+    async fn call_alone(
+        &self,
+        tracker: SocketAddr,
+        cmd: Command,
+        body: &[u8],
+        max_reply: u64,
+    ) -> Option<(Status, Vec<u8>)> {
+        let Ok(mut conn) = self.node.connect(tracker).await else {
+            tracing::debug!(%tracker, ?cmd, "tracker unreachable");
+            return None;
+        };
+        let reply = conn.call(cmd, body, max_reply).await;
+        conn.quit().await;
+        reply.ok()
     }
 
     /// SYNC_SRC_REQ (86): who copies the old files to `dest_id`. A tracker that has not yet

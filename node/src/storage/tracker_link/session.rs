@@ -24,16 +24,6 @@ use crate::storage::StorageNode;
 use crate::storage::trunk_space::TrunkParams;
 use crate::storage::trunking::{TrunkFigures, TrunkServer, server_from_brief};
 
-/// How often tracker names are resolved again, to follow DNS changes.
-const RESOLVE_EVERY: Duration = Duration::from_secs(30);
-/// Pause before reconnecting to a tracker that failed.
-const RETRY_AFTER: Duration = Duration::from_secs(2);
-/// How long a stopping storage's tracker session may take to send its last beat and quit.
-const LEAVE_WITHIN: Duration = Duration::from_secs(2);
-/// Longest pause between two backlog reports: bytes behind are worth more fresh than the
-/// heartbeat's default 30 s allows.
-const BACKLOG_EVERY: Duration = Duration::from_secs(5);
-
 /// Starts and supervises one reporter per resolved tracker address.
 pub async fn run(node: Arc<StorageNode>, bind_ip: Option<Ipv4Addr>, stop: CancellationToken) {
     let mut running: BTreeMap<SocketAddr, (CancellationToken, JoinHandle<()>)> = BTreeMap::new();
@@ -63,7 +53,7 @@ pub async fn run(node: Arc<StorageNode>, bind_ip: Option<Ipv4Addr>, stop: Cancel
         }
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(RESOLVE_EVERY) => {}
+            _ = tokio::time::sleep(node.config.timers.tracker_resolve()) => {}
         }
     }
     for (_, (token, task)) in running {
@@ -79,7 +69,11 @@ async fn report_loop(
     bind_ip: Option<Ipv4Addr>,
     stop: CancellationToken,
 ) {
-    let mut backoff = crate::retry::Backoff::new(RETRY_AFTER, RETRY_AFTER * 5);
+    let (first, leave_within) = (
+        node.config.timers.tracker_retry(),
+        node.config.timers.tracker_leave(),
+    );
+    let mut backoff = crate::retry::Backoff::new(first, first * 5);
     loop {
         let started = std::time::Instant::now();
         let session = report_session(&node, tracker, &all_trackers, bind_ip, &stop);
@@ -88,7 +82,7 @@ async fn report_loop(
             r = &mut session => r,
             // The session takes its leave itself (a last beat with the final counters):
             // it gets a moment for that, no more.
-            _ = stop.cancelled() => match tokio::time::timeout(LEAVE_WITHIN, &mut session).await {
+            _ = stop.cancelled() => match tokio::time::timeout(leave_within, &mut session).await {
                 Ok(r) => r,
                 Err(_) => break,
             },
@@ -98,7 +92,7 @@ async fn report_loop(
         }
         node.trackers.forget(tracker);
         // A session that ran a while worked: the next failure starts the waits over.
-        if started.elapsed() > RETRY_AFTER * 5 {
+        if started.elapsed() > first * 5 {
             backoff.reset();
         }
         if !backoff.wait(&stop).await {
@@ -269,7 +263,7 @@ async fn follow_changelog(node: &StorageNode, conn: &mut Conn) -> Result<(), Cli
         .filter(|l| l.status == StorageStatus::IpChanged as u8 && !l.new_id.is_empty())
         .map(|l| l.id.clone())
         .collect();
-    let dir = node.binlog.dir().to_owned();
+    let dir = node.disk.binlog().dir().to_owned();
     let base = node.config.base_path.clone();
     let group = node.config.group_name.clone();
     let followed = crate::disk::run(move || apply_changelog(&base, &dir, &group, &lines))
@@ -552,10 +546,6 @@ async fn note_behind(
     Ok(())
 }
 
-/// How long a stopping storage's last report waits for its last pushes (within the
-/// drain bound of 10 s).
-const LAST_PUSH_WAIT: Duration = Duration::from_secs(7);
-
 /// Sends one of this project's own reports (240, 242). Returns whether the tracker takes
 /// them: a FastDFS tracker answers EINVAL, and is not sent them again.
 async fn send_own_report(
@@ -635,8 +625,8 @@ async fn report_session(
     let join = JoinRequest {
         group: cfg.group_name.clone(),
         storage_port: u64::from(node.port),
-        store_path_count: node.store.path_count() as u64,
-        subdir_count_per_path: u64::from(node.store.subdir_count()),
+        store_path_count: node.disk.store().path_count() as u64,
+        subdir_count_per_path: u64::from(node.disk.store().subdir_count()),
         upload_priority: cfg.upload_priority,
         join_time: node.started_at,
         up_time: node.started_at,
@@ -656,7 +646,7 @@ async fn report_session(
     // The tracker's placement rules apply to this storage's own path choice.
     let params = call_ok(&mut conn, Command::StorageParameterReq, &[]).await?;
     if let Ok(p) = Parameters::decode(&params) {
-        let mut policy = node.path_policy();
+        let mut policy = node.disk.path_policy();
         if let Some(mode) = p.get("store_path").and_then(|v| v.parse().ok()) {
             policy.mode = mode;
         }
@@ -666,7 +656,7 @@ async fn report_session(
         {
             policy.reserved = r;
         }
-        node.set_path_policy(policy);
+        node.disk.set_path_policy(policy);
         node.trunk.set_params(TrunkParams::from_parameters(&p));
         if !matches!(p.get("use_storage_id"), Some("1" | "true")) {
             report_own_move(node, &mut conn, tracker, &own_ip).await?;
@@ -713,7 +703,7 @@ async fn report_session(
     let mut beat_tick = tokio::time::interval(Duration::from_secs(cfg.heart_beat_interval.max(1)));
     let mut disk_tick = tokio::time::interval(Duration::from_secs(cfg.stat_report_interval.max(1)));
     let mut backlog_tick = tokio::time::interval(
-        Duration::from_secs(cfg.heart_beat_interval.max(1)).min(BACKLOG_EVERY),
+        Duration::from_secs(cfg.heart_beat_interval.max(1)).min(cfg.timers.backlog_report()),
     );
     let mut last_sync_report: Vec<(String, u32)> = Vec::new();
     let mut trunk_reported = TrunkReported::default();
@@ -729,10 +719,14 @@ async fn report_session(
         /// We are the trunk server and run short of reserved trunk file ids.
         Trunk,
         TrackerClosed,
+        /// A short call of sync or recovery, made on this session's connection.
+        Call(super::Call),
     }
+    let mut inbox = node.tracker_sessions.open(tracker);
     loop {
         let event = tokio::select! {
             _ = stop.cancelled() => Event::Stop,
+            Some(call) = inbox.next() => Event::Call(call),
             _ = disk_tick.tick() => Event::Disk,
             _ = beat_tick.tick() => Event::Beat,
             _ = node.trunk.report_wanted.notified() => Event::Trunk,
@@ -741,12 +735,26 @@ async fn report_session(
             _ = conn.closed_by_peer() => Event::TrackerClosed,
         };
         match event {
+            Event::Call(call) => match conn.call(call.cmd, &call.body, call.max_reply).await {
+                Ok(answer) => {
+                    let _ = call.answer.send(Some(answer));
+                }
+                Err(e) => {
+                    let _ = call.answer.send(None);
+                    return Err(e);
+                }
+            },
             Event::Stop => {
+                // Pushes that still report (76) while this session waits for them use
+                // connections of their own.
+                inbox.close();
                 // Once the last pushes are done (or given up), a last backlog report and a
                 // last beat: the trackers keep this storage's final word on what its peers
                 // lack, and its final counters (its last upload time above all), which a
                 // retirement checks the others against.
-                let _ = tokio::time::timeout(LAST_PUSH_WAIT, node.replication.pushes_ended()).await;
+                // (Within the drain bound: 7 s of the default 10.)
+                let wait = node.config.timers.last_push_wait();
+                let _ = tokio::time::timeout(wait, node.replication.pushes_ended()).await;
                 if backlog_taken {
                     let _ = report_backlog(node, &mut conn, tracker).await;
                 }
@@ -757,7 +765,7 @@ async fn report_session(
             }
             Event::Disk => {
                 let usage = DiskUsage {
-                    paths: node.store.cached_usage(),
+                    paths: node.disk.store().cached_usage(),
                 };
                 node.refresh_disk_metrics();
                 let reply =

@@ -45,7 +45,7 @@ pub struct Trunking {
     /// after we die, even before our next report, numbers its files past every file we made.
     reserved: AtomicU32,
     /// Wakes the report loops to reserve more ids before they run out.
-    pub report_wanted: tokio::sync::Notify,
+    report_wanted: tokio::sync::Notify,
     /// When an upload last warned that it got no slot (unix seconds).
     last_warned: AtomicU64,
     /// Idle connections to the trunk server.
@@ -75,6 +75,12 @@ pub enum TrunkError {
 }
 
 impl Trunking {
+    /// Resolves when we, the trunk server, run short of reserved trunk file ids and the
+    /// report sessions should reserve more.
+    pub async fn report_wanted(&self) {
+        self.report_wanted.notified().await;
+    }
+
     pub fn params(&self) -> Option<TrunkParams> {
         *self.params.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -729,7 +729,7 @@ async fn report_session(
             Some(call) = inbox.next() => Event::Call(call),
             _ = disk_tick.tick() => Event::Disk,
             _ = beat_tick.tick() => Event::Beat,
-            _ = node.trunk.report_wanted.notified() => Event::Trunk,
+            _ = node.trunk.report_wanted() => Event::Trunk,
             _ = backlog_tick.tick(), if backlog_taken => Event::Backlog,
             // A tracker that goes away is noticed at once, not at the next beat.
             _ = conn.closed_by_peer() => Event::TrackerClosed,

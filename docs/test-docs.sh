@@ -11,7 +11,9 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-cargo build -q -p fdfs-node --bins
+# The workspace's feature set, as scripts/test.sh builds it: after that build this is a no-op
+# (one package alone would resolve other features and compile its dependencies again).
+cargo build -q --workspace --bins --tests
 # Cargo puts the binaries under the target triple when one is set (CI builds static ones).
 bin="${CARGO_TARGET_DIR:-$repo/target}/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}debug"
 venv="$(charts/chart-venv.sh)"

@@ -9,8 +9,9 @@ command -v python3 >/dev/null || { apt-get update && apt-get install -y --no-ins
 
 # The Python venv with third-party FastDFS clients (installs python3-venv if missing).
 e2e/py/setup-venv.sh >/dev/null
-# e2e tests start these binaries as real processes.
-cargo build --workspace --bins
+# e2e tests start these binaries as real processes. With the tests in the same build,
+# dependencies get the features the tests need once, and the test run reuses it all.
+cargo build --workspace --bins --tests
 
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast

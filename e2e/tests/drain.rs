@@ -45,9 +45,14 @@ fn a_loaded_node_exits_within_its_drain_bound_and_keeps_every_acknowledged_uploa
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let drain = DRAIN_SECS.to_string();
-    // Few data directories: this test is about stopping, not about the layout.
+    // Few data directories and beats every second: this test is about stopping, not about
+    // the layout or how soon the second member is ACTIVE.
     let config = dir.path().join("local.toml");
-    std::fs::write(&config, "[storage]\nsubdir_count_per_path = 4\n")?;
+    std::fs::write(
+        &config,
+        "[storage]\nsubdir_count_per_path = 4\nheart_beat_interval = 1\nstat_report_interval = 1\n\
+         [storage.timers]\nsync_retry_ms = 100\nsync_retry_max_ms = 400\npeer_status_poll_ms = 100\n",
+    )?;
     let mut start_args: Vec<String> = args();
     start_args.extend([
         "--drain-timeout".to_owned(),

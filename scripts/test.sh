@@ -14,7 +14,9 @@ e2e/py/setup-venv.sh >/dev/null
 cargo build --workspace --bins --tests
 
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast
+    # Most tests wait on sockets and timers, not on the CPU: two per core.
+    NEXTEST_TEST_THREADS="${NEXTEST_TEST_THREADS:-$(($(nproc) * 2))}" \
+        cargo nextest run --workspace --no-fail-fast
 else
     cargo test --workspace --no-fail-fast
 fi

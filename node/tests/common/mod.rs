@@ -78,7 +78,8 @@ impl Cluster {
         cluster
     }
 
-    /// Waits until the tracker holds every storage ACTIVE.
+    /// Waits until the tracker holds every storage ACTIVE with its disk space reported (a
+    /// storage whose space is not known yet takes no upload).
     pub async fn wait_active(&self) {
         let want = self.storages.len();
         tokio::time::timeout(std::time::Duration::from_secs(30), async {
@@ -88,7 +89,7 @@ impl Cluster {
                     reg.groups()
                         .values()
                         .flat_map(|g| g.members.values())
-                        .filter(|m| m.status == StorageStatus::Active)
+                        .filter(|m| m.status == StorageStatus::Active && m.total_mb() > 0)
                         .count()
                 };
                 if active == want {

@@ -488,11 +488,15 @@ async fn push_from(
         peer: peer.id.clone(),
     };
     loop {
-        let (records, next) = {
-            let (n, from) = (node.clone(), mark.position);
-            crate::disk::run(move || n.disk.binlog().read_from(from, BATCH_BYTES))
-                .await
-                .map_err(std::io::Error::other)??
+        let (records, next, mut loaded) = {
+            let (n, from, scope) = (node.clone(), mark.position, mark.scope());
+            crate::disk::run(move || -> std::io::Result<_> {
+                let (records, next) = n.disk.binlog().read_from(from, BATCH_BYTES)?;
+                let loaded = load_small_files(&n, &records, scope);
+                Ok((records, next, loaded))
+            })
+            .await
+            .map_err(std::io::Error::other)??
         };
         if records.is_empty() {
             if mark.need_sync_old && !mark.sync_old_done {
@@ -531,10 +535,15 @@ async fn push_from(
             continue;
         }
         mark.scan_rows += records.len() as u64;
-        let chosen: Vec<Record> = records
+        let chosen: Vec<(Record, Option<Loaded>)> = records
             .iter()
             .filter(|r| wanted(r, mark))
-            .cloned()
+            .map(|r| {
+                let content = matches!(r.op, Op::Create | Op::Update)
+                    .then(|| loaded.remove(&r.name))
+                    .flatten();
+                (r.clone(), content)
+            })
             .collect();
         let pushed = push_batch(node, &mut conns, chosen).await?;
         mark.sync_rows += pushed;
@@ -585,11 +594,11 @@ fn lane_of(r: &Record) -> usize {
 async fn push_batch(
     node: &Arc<StorageNode>,
     conns: &mut [Option<Conn>],
-    records: Vec<Record>,
+    records: Vec<(Record, Option<Loaded>)>,
 ) -> Result<u64, SyncError> {
     let total = records.len() as u64;
-    let mut stretch: Vec<Vec<Record>> = vec![Vec::new(); LANES];
-    for r in records {
+    let mut stretch: Vec<Vec<(Record, Option<Loaded>)>> = vec![Vec::new(); LANES];
+    for (r, content) in records {
         if matches!(r.op, Op::Rename | Op::Link) {
             run_lanes(
                 node,
@@ -598,9 +607,9 @@ async fn push_batch(
             )
             .await?;
             let conn = conns[0].as_mut().ok_or(SyncError::Gone)?;
-            push_record(node, conn, &r).await?;
+            push_record(node, conn, &r, content).await?;
         } else {
-            stretch[lane_of(&r)].push(r);
+            stretch[lane_of(&r)].push((r, content));
         }
     }
     run_lanes(node, conns, stretch).await?;
@@ -610,7 +619,7 @@ async fn push_batch(
 async fn run_lanes(
     node: &Arc<StorageNode>,
     conns: &mut [Option<Conn>],
-    lanes: Vec<Vec<Record>>,
+    lanes: Vec<Vec<(Record, Option<Loaded>)>>,
 ) -> Result<(), SyncError> {
     let mut set = tokio::task::JoinSet::new();
     for (k, lane) in lanes.into_iter().enumerate() {
@@ -620,8 +629,8 @@ async fn run_lanes(
         let mut conn = conns[k].take().ok_or(SyncError::Gone)?;
         let node = node.clone();
         set.spawn(async move {
-            for r in &lane {
-                push_record(&node, &mut conn, r).await?;
+            for (r, content) in lane {
+                push_record(&node, &mut conn, &r, content).await?;
             }
             Ok::<_, SyncError>((k, conn))
         });
@@ -717,6 +726,46 @@ fn stored_at(node: &StorageNode, name: &str) -> Option<StoredAt> {
     node.disk.store().stored_at(&RemoteName::parse(name).ok()?)
 }
 
+/// A small file's size and bytes, read with the binlog batch that names it.
+type Loaded = (u64, Vec<u8>);
+
+/// Files up to this size are read with the binlog batch that names them.
+const LOAD_AT_MOST: u64 = 64 * 1024;
+/// Bytes of small files read with one binlog batch, at most.
+const LOAD_PER_BATCH: u64 = 4 << 20;
+
+/// Reads the small files that `records` create or replace, for the push (a disk step, run
+/// with the binlog read so a small file costs no disk step of its own). A file that is
+/// gone, large, or past the batch's budget is left out and loaded when pushed.
+fn load_small_files(
+    node: &StorageNode,
+    records: &[Record],
+    scope: Scope,
+) -> std::collections::HashMap<String, Loaded> {
+    let mut loaded = std::collections::HashMap::new();
+    let mut budget = LOAD_PER_BATCH;
+    for r in records {
+        if !matches!(r.op, Op::Create | Op::Update)
+            || !scope.wants(r)
+            || loaded.contains_key(&r.name)
+        {
+            continue;
+        }
+        let Some(opened) = stored_at(node, &r.name).and_then(|at| at.open().ok()) else {
+            continue;
+        };
+        if opened.size > LOAD_AT_MOST || opened.size > budget {
+            continue;
+        }
+        let mut bytes = vec![0u8; opened.size as usize];
+        if opened.file.read_exact_at(&mut bytes, opened.base).is_ok() {
+            budget -= opened.size;
+            loaded.insert(r.name.clone(), (opened.size, bytes));
+        }
+    }
+    loaded
+}
+
 /// Whether a stored file exists here now, asked on a disk thread.
 async fn exists_locally(node: &StorageNode, name: &str) -> bool {
     let Some(at) = stored_at(node, name) else {
@@ -778,8 +827,13 @@ async fn push_file(
     name: &str,
     ts: u32,
     update: bool,
+    loaded: Option<Loaded>,
 ) -> Result<(), SyncError> {
-    let Some((size, payload)) = load_payload(node, name, 0, None).await? else {
+    let read = match loaded {
+        Some((size, bytes)) => Some((size, Payload::Bytes(bytes))),
+        None => load_payload(node, name, 0, None).await?,
+    };
+    let Some((size, payload)) = read else {
         return Ok(());
     };
     let head = SyncFileHead {
@@ -803,7 +857,13 @@ async fn push_file(
     }
 }
 
-async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<(), SyncError> {
+/// Pushes one record; `loaded` is the file's content when read with the batch.
+async fn push_record(
+    node: &StorageNode,
+    conn: &mut Conn,
+    r: &Record,
+    loaded: Option<Loaded>,
+) -> Result<(), SyncError> {
     let group = node.config.group_name.clone();
     let ts = r.timestamp;
     let numbers = || -> Option<(u64, u64)> {
@@ -811,8 +871,8 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
         Some((a.parse().ok()?, b.parse().ok()?))
     };
     match r.op {
-        Op::Create => push_file(node, conn, &r.name, ts, false).await,
-        Op::Update => push_file(node, conn, &r.name, ts, true).await,
+        Op::Create => push_file(node, conn, &r.name, ts, false, loaded).await,
+        Op::Update => push_file(node, conn, &r.name, ts, true, loaded).await,
         Op::Delete => {
             // A file that exists again was re-created after this delete.
             let again = exists_locally(node, &r.name).await;
@@ -839,7 +899,7 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             };
             if size < start.saturating_add(len) {
                 // Changed since (e.g. truncated): the whole file is the truth.
-                return push_file(node, conn, &r.name, ts, true).await;
+                return push_file(node, conn, &r.name, ts, true, None).await;
             }
             let head = SyncRangeHead {
                 name_len: r.name.len() as u64,
@@ -859,7 +919,7 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             node.count_sync(true, len, status == Status::Ok);
             match status {
                 Status::Ok | Status::AlreadyExists => Ok(()),
-                Status::NotFound => push_file(node, conn, &r.name, ts, true).await,
+                Status::NotFound => push_file(node, conn, &r.name, ts, true, None).await,
                 other => Err(SyncError::Status(other)),
             }
         }
@@ -886,11 +946,11 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             match send(conn, Command::SyncTruncateFile, 0, &body, None).await? {
                 Status::Ok | Status::AlreadyExists => Ok(()),
                 // The peer lacks the file we have: the whole file is the truth.
-                Status::NotFound => push_file(node, conn, &r.name, ts, true).await,
+                Status::NotFound => push_file(node, conn, &r.name, ts, true, None).await,
                 other => Err(SyncError::Status(other)),
             }
         }
-        Op::Rename if !r.origin => push_file(node, conn, &r.name, ts, false).await,
+        Op::Rename if !r.origin => push_file(node, conn, &r.name, ts, false, None).await,
         Op::Rename | Op::Link => {
             let Some(second) = r.extra.clone() else {
                 return Ok(());
@@ -910,7 +970,7 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             match send(conn, cmd, 0, &body, None).await? {
                 Status::Ok | Status::AlreadyExists => Ok(()),
                 Status::NotFound if r.op == Op::Rename => {
-                    push_file(node, conn, &r.name, ts, false).await
+                    push_file(node, conn, &r.name, ts, false, None).await
                 }
                 Status::NotFound => Ok(()),
                 other => Err(SyncError::Status(other)),
@@ -1182,7 +1242,7 @@ mod tests {
         )
         .with_extra("5000 4000");
         // Renamed or deleted here since: skipped, nothing sent (FastDFS does the same).
-        push_record(&node, &mut conn, &gone)
+        push_record(&node, &mut conn, &gone, None)
             .await
             .expect("a truncate of a file gone here is done");
         // Present here, missing there: the peer gets the whole file.
@@ -1195,7 +1255,7 @@ mod tests {
         std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
         std::fs::write(&path, [1u8; 4000]).expect("write");
         let present = Record::new(100, Op::Truncate, name).with_extra("5000 4000");
-        push_record(&node, &mut conn, &present)
+        push_record(&node, &mut conn, &present, None)
             .await
             .expect("ENOENT answered with the whole file");
         assert_eq!(got.recv().await, Some(Command::SyncTruncateFile));
@@ -1283,6 +1343,44 @@ mod tests {
             "10.0.0.1",
             StorageStatus::WaitSync
         ));
+    }
+
+    #[test]
+    fn small_files_are_read_with_their_batch_and_the_rest_when_pushed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::config::StorageConfig {
+            base_path: dir.path().to_path_buf(),
+            subdir_count_per_path: 1,
+            ..Default::default()
+        };
+        let node = StorageNode::new(config, 23000, None).expect("node");
+        let write = |name: &str, len: usize| {
+            let path = node
+                .disk
+                .store()
+                .file_path(&RemoteName::parse(name).expect("name"))
+                .expect("path");
+            std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+            std::fs::write(&path, vec![7u8; len]).expect("write");
+        };
+        let small = "M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe45768601";
+        let large = "M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe45768602";
+        let received = "M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe45768603";
+        let gone = "M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe45768604";
+        write(small, 3000);
+        write(large, LOAD_AT_MOST as usize + 1);
+        write(received, 10);
+        let records = [
+            Record::new(100, Op::Create, small),
+            Record::new(100, Op::Update, small),
+            Record::new(100, Op::Create, large),
+            Record::new(100, Op::Create, received).replica(),
+            Record::new(100, Op::Create, gone),
+            Record::new(100, Op::Delete, small),
+        ];
+        let loaded = load_small_files(&node, &records, Mark::default().scope());
+        assert_eq!(loaded.len(), 1, "{:?}", loaded.keys());
+        assert_eq!(loaded[small], (3000, vec![7u8; 3000]));
     }
 
     #[test]

@@ -1217,8 +1217,8 @@ mod tests {
         (addr, rx)
     }
 
-    #[tokio::test]
-    async fn truncate_records_never_stall_on_a_fastdfs_peer() {
+    /// A storage node on a fresh directory, one subdirectory per level.
+    fn node_in_tempdir() -> (tempfile::TempDir, StorageNode) {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = crate::config::StorageConfig {
             base_path: dir.path().to_path_buf(),
@@ -1226,6 +1226,23 @@ mod tests {
             ..Default::default()
         };
         let node = StorageNode::new(config, 23000, None).expect("node");
+        (dir, node)
+    }
+
+    /// Puts `bytes` on the node's disk under the stored file's `name`.
+    fn store_file(node: &StorageNode, name: &str, bytes: &[u8]) {
+        let path = node
+            .disk
+            .store()
+            .file_path(&RemoteName::parse(name).expect("name"))
+            .expect("path");
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&path, bytes).expect("write");
+    }
+
+    #[tokio::test]
+    async fn truncate_records_never_stall_on_a_fastdfs_peer() {
+        let (_dir, node) = node_in_tempdir();
         let (addr, mut got) = enoent_peer().await;
         let mut conn = Conn::connect(
             addr,
@@ -1247,13 +1264,7 @@ mod tests {
             .expect("a truncate of a file gone here is done");
         // Present here, missing there: the peer gets the whole file.
         let name = "M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe45768699";
-        let path = node
-            .disk
-            .store()
-            .file_path(&RemoteName::parse(name).expect("name"))
-            .expect("path");
-        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
-        std::fs::write(&path, [1u8; 4000]).expect("write");
+        store_file(&node, name, &[1u8; 4000]);
         let present = Record::new(100, Op::Truncate, name).with_extra("5000 4000");
         push_record(&node, &mut conn, &present, None)
             .await
@@ -1347,22 +1358,8 @@ mod tests {
 
     #[test]
     fn small_files_are_read_with_their_batch_and_the_rest_when_pushed() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = crate::config::StorageConfig {
-            base_path: dir.path().to_path_buf(),
-            subdir_count_per_path: 1,
-            ..Default::default()
-        };
-        let node = StorageNode::new(config, 23000, None).expect("node");
-        let write = |name: &str, len: usize| {
-            let path = node
-                .disk
-                .store()
-                .file_path(&RemoteName::parse(name).expect("name"))
-                .expect("path");
-            std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
-            std::fs::write(&path, vec![7u8; len]).expect("write");
-        };
+        let (_dir, node) = node_in_tempdir();
+        let write = |name: &str, len: usize| store_file(&node, name, &vec![7u8; len]);
         let small = "M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe45768601";
         let large = "M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe45768602";
         let received = "M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe45768603";

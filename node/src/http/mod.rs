@@ -163,7 +163,8 @@ fn kept_whole(edge: &Edge, request: &Request) -> Result<Reply, Option<Lookup>> {
 
 async fn metrics(node: Arc<StorageNode>) -> Reply {
     // Disk space and binlog sizes are read from the file system.
-    let Ok(text) = tokio::task::spawn_blocking(move || node.render_metrics()).await else {
+    let reading = node.clone();
+    let Ok(text) = node.disk.run(move || reading.render_metrics()).await else {
         return Reply::new(StatusCode::INTERNAL_SERVER_ERROR);
     };
     Reply::new(StatusCode::OK)

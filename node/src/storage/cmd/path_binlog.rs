@@ -59,12 +59,12 @@ impl StorageNode {
         loop {
             let node = self.clone();
             // Nothing can be reported once the stream began: any failure closes, as FastDFS does.
-            let (text, next) =
-                tokio::task::spawn_blocking(move || node.path_binlog_step(pos, index))
-                    .await
-                    .map_err(std::io::Error::other)
-                    .and_then(|r| r)
-                    .map_err(|e| Failure::Conn(ConnError::Io(e)))?;
+            let (text, next) = self
+                .disk
+                .run(move || node.path_binlog_step(pos, index))
+                .await
+                .and_then(|r| r)
+                .map_err(|e| Failure::Conn(ConnError::Io(e)))?;
             if !text.is_empty() {
                 conn.write_all(text.as_bytes()).await?;
                 sent += text.len() as u64;

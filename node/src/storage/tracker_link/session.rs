@@ -498,7 +498,9 @@ async fn report_backlog(
     tracker: SocketAddr,
 ) -> Result<bool, ClientError> {
     let reading = node.clone();
-    let entries = tokio::task::spawn_blocking(move || crate::storage::sync::backlog(&reading))
+    let entries = node
+        .disk
+        .run(move || crate::storage::sync::backlog(&reading))
         .await
         .unwrap_or_default();
     let body = SyncBacklogReport { entries }.encode();

@@ -25,10 +25,17 @@ pub struct Replication {
     pushed: Mutex<BTreeMap<String, PushPoint>>,
     /// Per member whose pushes we cannot apply: the status they fail with, since when.
     problems: Mutex<BTreeMap<String, (Status, u64)>>,
+    /// Per member whose problem cleared: the status it had, and when it cleared. Locked
+    /// after `problems`.
+    cleared: Mutex<BTreeMap<String, (Status, u64)>>,
     /// Cancelled once the pushes to the peers ended (when stopping, after the last one):
     /// the last report to the trackers waits for it.
     pushes_ended: CancellationToken,
 }
+
+/// A failure of a source's pushes this soon after its problem cleared, with the same
+/// cause, is not warned about again.
+const RECUR_SECONDS: u64 = 5;
 
 impl Default for Replication {
     fn default() -> Self {
@@ -37,6 +44,7 @@ impl Default for Replication {
             received: Mutex::default(),
             pushed: Mutex::default(),
             problems: Mutex::default(),
+            cleared: Mutex::default(),
             pushes_ended: CancellationToken::new(),
         }
     }
@@ -159,14 +167,14 @@ impl Replication {
     /// (disk full, permissions, I/O) is logged once per source and cause, shown in
     /// `metrics` and reported to the trackers, and cleared by the next push that applies.
     /// `reported` is the id the peer gave with REPORT_SERVER_ID; its address stands in
-    /// without one.
+    /// without one. Returns whether the outcome was warned about.
     pub(super) fn note_outcome(
         &self,
         reported: Option<&str>,
         peer: IpAddr,
         status: Status,
         metrics: &StorageMetrics,
-    ) {
+    ) -> bool {
         let failed = matches!(
             status,
             Status::NoSpace | Status::Io | Status::PermissionDenied | Status::OutOfMemory
@@ -179,7 +187,7 @@ impl Replication {
         // The common case, a push applied with nothing to clear, allocates nothing.
         let clears = applied && !problems.is_empty();
         if !failed && !clears {
-            return;
+            return false;
         }
         let peer_text;
         let source = match reported {
@@ -209,16 +217,29 @@ impl Replication {
                 if let Some(old) = known {
                     blocked(old, false);
                 }
-                tracing::warn!(
-                    source,
-                    error = status.errno_name(),
-                    "cannot apply what this peer pushes; it keeps retrying, and this \
-                     storage catches up once the cause is gone"
-                );
-                problems.insert(source.to_owned(), (status, crate::unix_now()));
+                let now = crate::unix_now();
+                // Pushes run on several connections at once: one that began before the
+                // cause went away can fail after another has applied. The same cause
+                // again within moments is that push, not news worth a second warning.
+                let recurs = lock(&self.cleared).get(source).is_some_and(|(was, at)| {
+                    *was == status && now.saturating_sub(*at) <= RECUR_SECONDS
+                });
+                if recurs {
+                    tracing::debug!(source, error = status.errno_name(), "a push failed again");
+                } else {
+                    tracing::warn!(
+                        source,
+                        error = status.errno_name(),
+                        "cannot apply what this peer pushes; it keeps retrying, and this \
+                         storage catches up once the cause is gone"
+                    );
+                }
+                problems.insert(source.to_owned(), (status, now));
                 blocked(status, true);
+                return !recurs;
             }
         } else if let Some((old, since)) = problems.remove(source) {
+            lock(&self.cleared).insert(source.to_owned(), (old, crate::unix_now()));
             blocked(old, false);
             tracing::info!(
                 source,
@@ -227,6 +248,7 @@ impl Replication {
                 "applies what this peer pushes again"
             );
         }
+        false
     }
 
     pub(super) fn end_pushes(&self) {
@@ -258,10 +280,14 @@ mod tests {
         let r = Replication::default();
         let metrics = StorageMetrics::default();
         let ip: IpAddr = "10.0.0.2".parse().expect("ip");
-        r.note_outcome(None, ip, Status::Ok, &metrics);
+        assert!(!r.note_outcome(None, ip, Status::Ok, &metrics));
         assert!(r.problems().is_empty());
-        r.note_outcome(None, ip, Status::NoSpace, &metrics);
-        r.note_outcome(Some("s2"), ip, Status::Io, &metrics);
+        assert!(r.note_outcome(None, ip, Status::NoSpace, &metrics));
+        assert!(
+            !r.note_outcome(None, ip, Status::NoSpace, &metrics),
+            "warned once"
+        );
+        assert!(r.note_outcome(Some("s2"), ip, Status::Io, &metrics));
         let mut seen: Vec<(String, Status)> =
             r.problems().into_iter().map(|(id, s, _)| (id, s)).collect();
         seen.sort_by(|a, b| a.0.cmp(&b.0));
@@ -274,6 +300,15 @@ mod tests {
         );
         r.note_outcome(Some("s2"), ip, Status::AlreadyExists, &metrics);
         assert_eq!(r.problems().len(), 1);
+        // A push in flight when the cause went away fails after another applied: a
+        // problem again (shown and reported), its warning already given.
+        assert!(
+            !r.note_outcome(Some("s2"), ip, Status::Io, &metrics),
+            "not warned again"
+        );
+        assert_eq!(r.problems().len(), 2);
+        // Another cause is news.
+        assert!(r.note_outcome(Some("s2"), ip, Status::NoSpace, &metrics));
     }
 
     /// Members are matched by address, IPv4-mapped IPv6 included, deleted ones aside; a

@@ -22,6 +22,12 @@ const THREADS: usize = 8;
 #[error("the disk step panicked, or no disk thread could be started")]
 pub struct DiskStepLost;
 
+impl From<DiskStepLost> for std::io::Error {
+    fn from(lost: DiskStepLost) -> Self {
+        std::io::Error::other(lost)
+    }
+}
+
 /// Steps waiting for a disk thread. A thread that finds it empty sleeps on the condition
 /// variable at once (no spinning: on two cores, threads spinning for work took the CPU the
 /// requests needed), and each new step wakes one.

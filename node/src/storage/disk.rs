@@ -1,7 +1,7 @@
 //! The storage's disk: its store paths (files, trunk slots, metadata, the durable-write
 //! primitive), its binlog, the per-file locks that order changes to one file, and the
 //! store-path rules the trackers set. Its blocking steps run on the disk threads
-//! ([`crate::disk::run`]) through [`Disk::run`], never on the async workers.
+//! ([`crate::disk::run`]), never on the async workers.
 
 use std::sync::Mutex;
 
@@ -58,15 +58,6 @@ impl Disk {
     pub fn set_path_policy(&self, policy: PathPolicy) {
         *self.path_policy.lock().unwrap_or_else(|e| e.into_inner()) = policy;
     }
-
-    /// Runs blocking file work on the disk threads and waits for it; a step that was lost
-    /// (it panicked) is an I/O error.
-    pub async fn run<T: Send + 'static>(
-        &self,
-        step: impl FnOnce() -> T + Send + 'static,
-    ) -> std::io::Result<T> {
-        crate::disk::run(step).await.map_err(std::io::Error::other)
-    }
 }
 
 #[cfg(test)]
@@ -74,8 +65,8 @@ mod tests {
     use super::*;
     use crate::config::ReservedSpace;
 
-    #[tokio::test]
-    async fn the_disk_opens_its_paths_and_binlog_and_keeps_the_trackers_rules() {
+    #[test]
+    fn the_disk_opens_its_paths_and_binlog_and_keeps_the_trackers_rules() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = StorageConfig {
             base_path: dir.path().to_path_buf(),
@@ -91,9 +82,5 @@ mod tests {
             reserved: ReservedSpace::Mb(7),
         });
         assert_eq!(disk.path_policy().reserved, ReservedSpace::Mb(7));
-        let answer = disk.run(|| 6 * 7).await.expect("runs");
-        assert_eq!(answer, 42);
-        let lost = disk.run(|| -> u8 { panic!("a step that fails") }).await;
-        assert!(lost.is_err());
     }
 }

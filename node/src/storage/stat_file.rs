@@ -116,10 +116,9 @@ impl StorageNode {
 /// succeed, and nothing else depends on the file).
 pub async fn save_logged(node: &Arc<StorageNode>) {
     let n = node.clone();
-    let saved = node
-        .disk
-        .run(move || n.save_stat_file())
+    let saved = crate::disk::run(move || n.save_stat_file())
         .await
+        .map_err(std::io::Error::from)
         .and_then(|r| r);
     if let Err(e) = saved {
         tracing::warn!(error = %e, "cannot write storage_stat.dat");

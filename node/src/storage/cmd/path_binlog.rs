@@ -59,10 +59,9 @@ impl StorageNode {
         loop {
             let node = self.clone();
             // Nothing can be reported once the stream began: any failure closes, as FastDFS does.
-            let (text, next) = self
-                .disk
-                .run(move || node.path_binlog_step(pos, index))
+            let (text, next) = crate::disk::run(move || node.path_binlog_step(pos, index))
                 .await
+                .map_err(std::io::Error::from)
                 .and_then(|r| r)
                 .map_err(|e| Failure::Conn(ConnError::Io(e)))?;
             if !text.is_empty() {

@@ -498,9 +498,7 @@ async fn report_backlog(
     tracker: SocketAddr,
 ) -> Result<bool, ClientError> {
     let reading = node.clone();
-    let entries = node
-        .disk
-        .run(move || crate::storage::sync::backlog(&reading))
+    let entries = crate::disk::run(move || crate::storage::sync::backlog(&reading))
         .await
         .unwrap_or_default();
     let body = SyncBacklogReport { entries }.encode();

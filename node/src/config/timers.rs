@@ -72,16 +72,10 @@ impl StorageTimers {
             sync_retry_max_ms: 400,
             peer_status_poll_ms: 100,
             quiet_mark_save_ms: 1_000,
-            flush_grace_ms: 3_000,
             tracker_retry_ms: 200,
-            tracker_resolve_ms: 30_000,
-            tracker_leave_ms: 2_000,
             backlog_report_ms: 1_000,
-            last_push_wait_ms: 7_000,
             recovery_retry_ms: 200,
-            disk_refresh_ms: 1_000,
-            drain_ms: 10_000,
-            http_drain_ms: 5_000,
+            ..Self::default()
         }
     }
 
@@ -199,11 +193,15 @@ fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
 
+/// Longest timer accepted: a day.
+const MAX_MS: u64 = 86_400_000;
+
+/// Every timer above 0 (0 would spin) and at most a day (a larger one is a typo).
 fn positive(values: &[(&'static str, u64)]) -> Result<(), ConfigError> {
-    match values.iter().find(|(_, v)| *v == 0) {
+    match values.iter().find(|(_, v)| !(1..=MAX_MS).contains(v)) {
         Some((key, _)) => Err(ConfigError::Invalid {
             key,
-            reason: "a timer of 0 ms would spin; give it a duration".into(),
+            reason: format!("a timer takes 1 to {MAX_MS} ms"),
         }),
         None => Ok(()),
     }
@@ -224,6 +222,10 @@ mod tests {
         let zero: StorageTimers = toml::from_str("peer_status_poll_ms = 0").expect("reads");
         let err = zero.validate().expect_err("refused").to_string();
         assert!(err.contains("peer_status_poll_ms"), "{err}");
+        let huge: StorageTimers =
+            toml::from_str("tracker_retry_ms = 18446744073709551615").expect("reads");
+        let err = huge.validate().expect_err("refused").to_string();
+        assert!(err.contains("tracker_retry_ms"), "{err}");
 
         let inverted: StorageTimers =
             toml::from_str("sync_retry_ms = 500\nsync_retry_max_ms = 100").expect("reads");

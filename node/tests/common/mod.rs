@@ -82,24 +82,10 @@ impl Cluster {
     /// storage whose space is not known yet takes no upload).
     pub async fn wait_active(&self) {
         let want = self.storages.len();
-        tokio::time::timeout(std::time::Duration::from_secs(30), async {
-            loop {
-                let active = {
-                    let reg = self.tracker.tracker.registry();
-                    reg.groups()
-                        .values()
-                        .flat_map(|g| g.members.values())
-                        .filter(|m| m.status == StorageStatus::Active && m.total_mb() > 0)
-                        .count()
-                };
-                if active == want {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+        wait_for("storages ACTIVE", Duration::from_secs(30), async || {
+            ready_members(&self.tracker, None) == want
         })
-        .await
-        .expect("storages become ACTIVE");
+        .await;
     }
 
     pub fn tracker_addr(&self) -> SocketAddr {
@@ -121,6 +107,18 @@ impl Cluster {
         .await
         .expect("client")
     }
+}
+
+/// Members (of `group`, or of every group) the tracker holds ACTIVE with their disk space
+/// reported: a storage whose space is not known yet takes no upload.
+pub fn ready_members(tracker: &RunningTracker, group: Option<&str>) -> usize {
+    let reg = tracker.tracker.registry();
+    reg.groups()
+        .values()
+        .filter(|g| group.is_none_or(|name| g.name == name))
+        .flat_map(|g| g.members.values())
+        .filter(|m| m.status == StorageStatus::Active && m.total_mb() > 0)
+        .count()
 }
 
 /// Polls `check` until it holds; fails the test after `limit`.
@@ -256,18 +254,12 @@ impl TestGroup {
             .map(|m| m.status)
     }
 
-    /// Waits until the tracker holds every running member ACTIVE.
+    /// Waits until the tracker holds every running member ACTIVE with its disk space
+    /// reported.
     pub async fn wait_all_active(&self) {
         let want = self.members.len();
         wait_for("every member ACTIVE", Duration::from_secs(60), async || {
-            let reg = self.tracker.tracker.registry();
-            reg.groups().get("group1").is_some_and(|g| {
-                g.members
-                    .values()
-                    .filter(|m| m.status == StorageStatus::Active)
-                    .count()
-                    == want
-            })
+            ready_members(&self.tracker, Some("group1")) == want
         })
         .await;
     }

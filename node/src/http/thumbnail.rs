@@ -301,8 +301,7 @@ impl Thumbnails {
             tokio::task::spawn_blocking(move || render(&data, &preset, format, &config))
                 .await
                 .map_err(|_| Refusal::Failed("resizing stopped".into()))??;
-        match node
-            .store_slave(&wanted.master, wanted.slave.clone(), thumbnail)
+        match crate::storage::store_slave(node, &wanted.master, wanted.slave.clone(), thumbnail)
             .await
         {
             Ok(()) | Err(CommitError::Exists) => {}

@@ -4,7 +4,7 @@
 pub mod binlog;
 mod cmd;
 pub mod disk;
-pub(crate) use cmd::upload::slave_name;
+pub(crate) use cmd::upload::{slave_name, store_slave};
 pub mod identity;
 pub mod locks;
 pub mod meta;

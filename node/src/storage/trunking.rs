@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::trunk_space::{FreeSpace, TrunkFiles, TrunkParams};
-use super::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
+use super::{Failure, StorageNode, blocking};
 use crate::client::{ClientError, Conn};
 use crate::fileid::RemoteName;
 use crate::proto::report::StorageBrief;
@@ -366,7 +366,7 @@ impl StorageNode {
     }
 
     /// Whether `block` names a store path and directory this storage has.
-    fn holds_place_of(&self, block: &TrunkBlock) -> bool {
+    pub(super) fn holds_place_of(&self, block: &TrunkBlock) -> bool {
         let subdirs = self.disk.store().subdir_count();
         usize::from(block.store_path) < self.disk.store().path_count()
             && u32::from(block.hh) < subdirs
@@ -408,104 +408,7 @@ impl StorageNode {
             }),
         }
     }
-
-    /// 27: a slot from our free space, for a member of the group.
-    pub(super) async fn trunk_alloc_space(self: &Arc<Self>, req: TrunkAllocRequest) -> Handled {
-        if req.group != self.config.group_name
-            || usize::from(req.store_path) >= self.disk.store().path_count()
-        {
-            return Err(Status::InvalidArgument.into());
-        }
-        let block = self
-            .on_free_space(move |s, store| s.alloc(store, req.store_path, req.size))
-            .await?
-            .map_err(trunk_status)?;
-        Ok(Reply::Body(block.encode()))
-    }
-
-    /// 28 (header status: how the write went) and 29: a slot comes back unless written.
-    pub(super) async fn trunk_space_back(
-        self: &Arc<Self>,
-        req: TrunkBlockRequest,
-        written: bool,
-    ) -> Handled {
-        if req.group != self.config.group_name || !self.holds_place_of(&req.block) {
-            return Err(Status::InvalidArgument.into());
-        }
-        let block = req.block;
-        self.on_free_space(move |s, _| if written { Ok(()) } else { s.give_back(block) })
-            .await?
-            .map_err(trunk_status)?;
-        Ok(Reply::Body(Vec::new()))
-    }
 }
 
 /// Most bytes of trunk binlog one TRUNK_SYNC_BINLOG carries (FastDFS sends up to 64 KiB).
 pub(super) const MAX_BINLOG_PUSH: u64 = 1024 * 1024;
-
-impl StorageNode {
-    /// Where we keep the trunk binlog a FastDFS trunk server pushes to its group (30), apart
-    /// from our own: it is not replayed when we become the trunk server (its last lines
-    /// may never have arrived), so no slot it records is given twice.
-    fn pushed_trunk_binlog(&self) -> std::path::PathBuf {
-        self.config.base_path.join("data/trunk/binlog.pushed")
-    }
-
-    /// 30, 31, 32, 33: the trunk binlog exchanges of a FastDFS trunk server with the other
-    /// members, and of a FastDFS tracker choosing a trunk server. EINVAL with trunk storage
-    /// off, and for 30, 32 and 33 while we are the trunk server, as FastDFS answers.
-    pub(super) async fn trunk_binlog_command(
-        self: &Arc<Self>,
-        cmd: Command,
-        body: Vec<u8>,
-    ) -> Handled {
-        let server = self.trunk.server() == Some(TrunkServer::Me);
-        if self.trunk.params().is_none() || (server && cmd != Command::TrunkGetBinlogSize) {
-            return Err(Status::InvalidArgument.into());
-        }
-        let node = self.clone();
-        let reply = blocking(move || -> std::io::Result<Vec<u8>> {
-            use std::io::Write;
-            let pushed = node.pushed_trunk_binlog();
-            match cmd {
-                Command::TrunkGetBinlogSize => {
-                    let own = node.config.base_path.join("data/trunk/binlog");
-                    let size = std::fs::metadata(own).map(|m| m.len()).unwrap_or(0);
-                    Ok(size.to_be_bytes().to_vec())
-                }
-                Command::TrunkSyncBinlog => {
-                    if let Some(dir) = pushed.parent() {
-                        std::fs::create_dir_all(dir)?;
-                    }
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&pushed)?
-                        .write_all(&body)?;
-                    Ok(Vec::new())
-                }
-                Command::TrunkTruncateBinlogFile => match std::fs::remove_file(&pushed) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                    _ => Ok(Vec::new()),
-                },
-                // DELETE_BINLOG_MARKS: we keep no marks of a pushed binlog.
-                _ => Ok(Vec::new()),
-            }
-        })
-        .await?
-        .map_err(io_failure("serving the trunk binlog"))?;
-        Ok(Reply::Body(reply))
-    }
-}
-
-/// The status a member gets when the trunk server cannot do what it asked.
-fn trunk_status(e: std::io::Error) -> Failure {
-    match e.kind() {
-        // Not the trunk server: FastDFS answers EINVAL.
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput => {
-            Status::InvalidArgument.into()
-        }
-        std::io::ErrorKind::AlreadyExists => Status::AlreadyExists.into(),
-        _ => io_failure("trunk space")(e),
-    }
-}

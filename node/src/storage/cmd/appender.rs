@@ -23,10 +23,10 @@ const NAME_LEN: std::ops::RangeInclusive<u64> = 44..=127;
 /// Attempts at a fresh name when regenerating.
 const NAME_ATTEMPTS: usize = 10;
 
-impl StorageNode {
+impl Appender {
     /// Resolves an appender file: the name must carry the appender flag.
-    fn locate_appender(&self, remote: &str) -> Result<(RemoteName, PathBuf), Status> {
-        let (name, path) = self.locate(remote)?;
+    fn locate_appender(node: &StorageNode, remote: &str) -> Result<(RemoteName, PathBuf), Status> {
+        let (name, path) = node.locate(remote)?;
         let core = name.core().map_err(|_| Status::InvalidArgument)?;
         if !core.is_appender() || name.is_slave().unwrap_or(true) {
             return Err(Status::InvalidArgument);
@@ -35,7 +35,6 @@ impl StorageNode {
     }
 
     async fn read_write_head(
-        &self,
         conn: &mut Connection,
         header: &Header,
         modify: bool,
@@ -63,24 +62,23 @@ impl StorageNode {
     /// the buffer, otherwise staged beside the target. A connection lost mid-body thus
     /// changes nothing, and no lock waits on a slow client.
     pub(super) async fn receive_body(
-        self: &Arc<Self>,
+        node: &Arc<StorageNode>,
         conn: &mut Connection,
         size: u64,
         name: &RemoteName,
         path: &Path,
     ) -> Result<Received, Failure> {
-        if size <= self.config.buff_size {
+        if size <= node.config.buff_size {
             let mut data = vec![0u8; size as usize];
             conn.read_exact(&mut data).await?;
             return Ok(Received::Memory(data));
         }
-        let (node, store_path) = (self.clone(), usize::from(name.store_path));
+        let (n, store_path) = (node.clone(), usize::from(name.store_path));
         let dir = path.parent().map(Path::to_path_buf);
-        let (temp, file) =
-            blocking(move || node.disk.store().create_temp(store_path, dir.as_deref()))
-                .await?
-                .map_err(io_failure("creating a temporary file"))?;
-        let chunk = self.config.buff_size as usize;
+        let (temp, file) = blocking(move || n.disk.store().create_temp(store_path, dir.as_deref()))
+            .await?
+            .map_err(io_failure("creating a temporary file"))?;
+        let chunk = node.config.buff_size as usize;
         let (file, _) = receive_into(conn, file, 0, size, chunk, SyncPolicy::Never).await?;
         // Never named: the open file is all that is needed, and all that remains.
         drop(temp);
@@ -89,47 +87,47 @@ impl StorageNode {
 
     /// 24: adds bytes at the end of an appender file.
     async fn append(
-        self: &Arc<Self>,
+        node: &Arc<StorageNode>,
         conn: &mut Connection,
         head: WriteHead,
         name: String,
     ) -> Handled {
-        let (appender, path) = self.locate_appender(&name)?;
+        let (appender, path) = Self::locate_appender(node, &name)?;
         if head.size == 0 {
             return Ok(Reply::Body(Vec::new()));
         }
-        let body = self.receive_body(conn, head.size, &appender, &path).await?;
+        let body = Self::receive_body(node, conn, head.size, &appender, &path).await?;
         let remote = appender.to_string();
-        let _one_writer = self.disk.lock(&remote).await;
-        let (node, size) = (self.clone(), head.size);
+        let _one_writer = node.disk.lock(&remote).await;
+        let (n, size) = (node.clone(), head.size);
         blocking(move || -> std::io::Result<()> {
             let f = std::fs::OpenOptions::new().write(true).open(&path)?;
             // The end is read under the lock: concurrent appends each get their own.
             let old_len = f.metadata()?.len();
-            if let Err(e) = body.write_to(&f, old_len, node.disk.store().sync_policy()) {
+            if let Err(e) = body.write_to(&f, old_len, n.disk.store().sync_policy()) {
                 // Undo a partial append so the file keeps its old content.
                 let _ = f.set_len(old_len);
                 return Err(e);
             }
-            node.log_now(&[Record::new(crate::unix_now() as u32, Op::Append, remote)
+            n.log_now(&[Record::new(crate::unix_now() as u32, Op::Append, remote)
                 .with_extra(format!("{old_len} {size}"))]);
             Ok(())
         })
         .await?
         .map_err(io_failure("appending to the file"))?;
-        self.count_bytes(Command::AppendFile, head.size);
+        node.count_bytes(Command::AppendFile, head.size);
         Ok(Reply::Body(Vec::new()))
     }
 
     /// 34: overwrites bytes of an appender file at an offset (may extend it).
     async fn modify(
-        self: &Arc<Self>,
+        node: &Arc<StorageNode>,
         conn: &mut Connection,
         head: WriteHead,
         name: String,
     ) -> Handled {
         let offset = head.offset.unwrap_or(0);
-        let (appender, path) = self.locate_appender(&name)?;
+        let (appender, path) = Self::locate_appender(node, &name)?;
         let p = path.clone();
         let len = blocking(move || std::fs::metadata(&p).map(|m| m.len()))
             .await?
@@ -137,10 +135,10 @@ impl StorageNode {
         if offset > len {
             return Err(Status::InvalidArgument.into());
         }
-        let body = self.receive_body(conn, head.size, &appender, &path).await?;
+        let body = Self::receive_body(node, conn, head.size, &appender, &path).await?;
         let remote = appender.to_string();
-        let _one_writer = self.disk.lock(&remote).await;
-        let (node, size) = (self.clone(), head.size);
+        let _one_writer = node.disk.lock(&remote).await;
+        let (n, size) = (node.clone(), head.size);
         blocking(move || -> Result<(), Failure> {
             let f = std::fs::OpenOptions::new()
                 .write(true)
@@ -154,22 +152,22 @@ impl StorageNode {
             if offset > len {
                 return Err(Status::InvalidArgument.into());
             }
-            body.write_to(&f, offset, node.disk.store().sync_policy())
+            body.write_to(&f, offset, n.disk.store().sync_policy())
                 .map_err(io_failure("modifying the appender file"))?;
-            node.log_now(&[Record::new(crate::unix_now() as u32, Op::Modify, remote)
+            n.log_now(&[Record::new(crate::unix_now() as u32, Op::Modify, remote)
                 .with_extra(format!("{offset} {size}"))]);
             Ok(())
         })
         .await??;
-        self.count_bytes(Command::ModifyFile, head.size);
+        node.count_bytes(Command::ModifyFile, head.size);
         Ok(Reply::Body(Vec::new()))
     }
 
     /// 36: cuts (or, as FastDFS does, extends) an appender file to a new size.
-    async fn truncate(self: &Arc<Self>, req: TruncateRequest) -> Handled {
-        let (appender, path) = self.locate_appender(&req.remote_filename)?;
+    async fn truncate(node: &Arc<StorageNode>, req: TruncateRequest) -> Handled {
+        let (appender, path) = Self::locate_appender(node, &req.remote_filename)?;
         let new_size = req.new_size;
-        let _one_writer = self.disk.lock(&appender.to_string()).await;
+        let _one_writer = node.disk.lock(&appender.to_string()).await;
         let old_size = blocking(move || -> std::io::Result<u64> {
             let f = std::fs::OpenOptions::new().write(true).open(&path)?;
             let old = f.metadata()?.len();
@@ -182,7 +180,7 @@ impl StorageNode {
         .map_err(io_failure("truncating the appender file"))?;
         if old_size != new_size {
             let extra = format!("{old_size} {new_size}");
-            self.log(&[
+            node.log(&[
                 Record::new(crate::unix_now() as u32, Op::Truncate, appender.to_string())
                     .with_extra(extra),
             ])
@@ -192,13 +190,13 @@ impl StorageNode {
     }
 
     /// 38: renames an appender file to a normal name (CRC, size and time of now).
-    async fn regenerate(self: &Arc<Self>, remote: String) -> Handled {
-        let (name, path) = self.locate_appender(&remote)?;
-        let _one_writer = self.disk.lock(&name.to_string()).await;
+    async fn regenerate(node: &Arc<StorageNode>, remote: String) -> Handled {
+        let (name, path) = Self::locate_appender(node, &remote)?;
+        let _one_writer = node.disk.lock(&name.to_string()).await;
         let suffix = name.name.get(BASE64_LEN..).unwrap_or_default().to_owned();
-        let node = self.clone();
-        let source = self.source();
-        let chunk = self.config.buff_size as usize;
+        let n = node.clone();
+        let source = node.source();
+        let chunk = node.config.buff_size as usize;
         let renamed = blocking(move || -> Result<RemoteName, Failure> {
             let reading = io_failure("reading the appender file");
             let file =
@@ -218,13 +216,13 @@ impl StorageNode {
             };
             let now = crate::unix_now() as u32;
             for _ in 0..NAME_ATTEMPTS {
-                let new = node.disk.store().generate_name(
+                let new = n.disk.store().generate_name(
                     usize::from(name.store_path),
                     &spec,
                     now,
                     Some((name.hh, name.ll)),
                 );
-                let target = node.disk.store().file_path(&new)?;
+                let target = n.disk.store().file_path(&new)?;
                 match rename_noreplace(&path, &target) {
                     Ok(()) => return Ok(new),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -239,11 +237,11 @@ impl StorageNode {
             .core()
             .map(|c| c.timestamp)
             .unwrap_or_else(|_| crate::unix_now() as u32);
-        self.log(&[Record::new(ts, Op::Rename, renamed.to_string()).with_extra(remote.clone())])
+        node.log(&[Record::new(ts, Op::Rename, renamed.to_string()).with_extra(remote.clone())])
             .await;
         Ok(Reply::Body(
             UploadResponse {
-                group: self.config.group_name.clone(),
+                group: node.config.group_name.clone(),
                 remote_filename: renamed.to_string(),
             }
             .encode(),
@@ -314,11 +312,11 @@ impl CommandFamily for Appender {
         let (node, conn) = (ctx.node, &mut *ctx.conn);
         match header.cmd {
             Command::AppendFile => {
-                let (head, name) = node.read_write_head(conn, header, false).await?;
+                let (head, name) = Self::read_write_head(conn, header, false).await?;
                 Ok(Appender::Append { head, name })
             }
             Command::ModifyFile => {
-                let (head, name) = node.read_write_head(conn, header, true).await?;
+                let (head, name) = Self::read_write_head(conn, header, true).await?;
                 Ok(Appender::Modify { head, name })
             }
             Command::TruncateFile => {
@@ -344,10 +342,10 @@ impl CommandFamily for Appender {
     async fn apply(self, ctx: &mut Context<'_>) -> Handled {
         let node = ctx.node;
         match self {
-            Appender::Append { head, name } => node.append(ctx.conn, head, name).await,
-            Appender::Modify { head, name } => node.modify(ctx.conn, head, name).await,
-            Appender::Truncate(req) => node.truncate(req).await,
-            Appender::Regenerate(remote) => node.regenerate(remote).await,
+            Appender::Append { head, name } => Self::append(node, ctx.conn, head, name).await,
+            Appender::Modify { head, name } => Self::modify(node, ctx.conn, head, name).await,
+            Appender::Truncate(req) => Self::truncate(node, req).await,
+            Appender::Regenerate(remote) => Self::regenerate(node, remote).await,
         }
     }
 }

@@ -23,14 +23,18 @@ const INFO_NO_CRC: u8 = 1;
 /// Downloads up to this size are read and sent in one write; larger ones go by sendfile.
 const READ_WHOLE: u64 = 32 * 1024;
 
-impl StorageNode {
+impl Files {
     /// 14: streams `length` bytes (0 = to the end) from `offset`.
-    async fn download(self: &Arc<Self>, conn: &mut Connection, req: DownloadRequest) -> Handled {
-        let (name, _) = self.locate_file(&req.remote_filename, conn.peer.ip())?;
+    async fn download(
+        node: &Arc<StorageNode>,
+        conn: &mut Connection,
+        req: DownloadRequest,
+    ) -> Handled {
+        let (name, _) = node.locate_file(&req.remote_filename, conn.peer.ip())?;
         let (offset, want) = (req.offset, req.length);
         // Opened and (when small) read here while the kernel has it cached; what needs
         // the disk goes to a disk thread.
-        let opened = self
+        let opened = node
             .disk
             .store()
             .open_file(&name)
@@ -50,7 +54,7 @@ impl StorageNode {
                 .await
                 .map_err(io_failure("reading the file"))?;
             conn.reply(Status::Ok, &data).await?;
-            self.count_bytes(Command::DownloadFile, len);
+            node.count_bytes(Command::DownloadFile, len);
             return Ok(Reply::Sent);
         }
         // sendfile reads on the async worker: unless the range's ends are in the page
@@ -75,18 +79,18 @@ impl StorageNode {
             .await?;
         // A send failing mid-stream cannot be reported any more: close, as FastDFS does.
         conn.send_file(&file, offset, len).await?;
-        self.count_bytes(Command::DownloadFile, len);
+        node.count_bytes(Command::DownloadFile, len);
         Ok(Reply::Sent)
     }
 
     /// 12: removes a file and its metadata.
-    async fn delete(self: &Arc<Self>, req: FileRequest) -> Handled {
-        let (name, _) = self.locate(&req.remote_filename)?;
-        let node = self.clone();
+    async fn delete(node: &Arc<StorageNode>, req: FileRequest) -> Handled {
+        let (name, _) = node.locate(&req.remote_filename)?;
+        let n = node.clone();
         let doomed = name.clone();
         let had_meta = blocking(move || {
-            let deleted = node.disk.store().delete_file(&doomed);
-            node.disk.store().note_removed();
+            let deleted = n.disk.store().delete_file(&doomed);
+            n.disk.store().note_removed();
             deleted
         })
         .await?
@@ -94,22 +98,22 @@ impl StorageNode {
         tracing::debug!(file = %name, "deleted");
         // A trunk slot goes back to the group's trunk server for reuse.
         if let Some(block) =
-            crate::storage::trunking::block_of(&name).filter(|_| self.trunk.params().is_some())
+            crate::storage::trunking::block_of(&name).filter(|_| node.trunk.params().is_some())
         {
-            self.trunk_release(block).await;
+            node.trunk_release(block).await;
         }
         let now = crate::unix_now() as u32;
         let mut records = vec![Record::new(now, Op::Delete, name.to_string())];
         if had_meta {
             records.push(Record::new(now, Op::Delete, format!("{name}-m")));
         }
-        self.log(&records).await;
+        node.log(&records).await;
         Ok(Reply::Body(Vec::new()))
     }
 
     /// 22: size, mtime, CRC-32 and source address of a file.
     async fn query_file_info(
-        self: &Arc<Self>,
+        node: &Arc<StorageNode>,
         peer: IpAddr,
         req: FileRequest,
         flags: u8,
@@ -117,13 +121,13 @@ impl StorageNode {
         if req.remote_filename.len() >= 132 {
             return Err(Status::InvalidArgument.into());
         }
-        let (name, _) = self.locate_file(&req.remote_filename, peer)?;
+        let (name, _) = node.locate_file(&req.remote_filename, peer)?;
         let core = name.core().map_err(|_| Status::InvalidArgument)?;
         let from_name = !core.is_appender() && !name.is_slave().unwrap_or(true);
-        let chunk = self.config.buff_size as usize;
-        let node = self.clone();
+        let chunk = node.config.buff_size as usize;
+        let n = node.clone();
         let (size, mtime, crc32) = blocking(move || -> Result<(u64, u64, u32), Failure> {
-            let opened = node
+            let opened = n
                 .disk
                 .store()
                 .open_file_blocking(&name)
@@ -153,20 +157,20 @@ impl StorageNode {
             source_ip,
         };
         Ok(Reply::Body(
-            info.encode(self.config.compat.ip_width.full_len()),
+            info.encode(node.config.compat.ip_width.full_len()),
         ))
     }
 
     /// 13: writes, replaces or merges a file's metadata.
-    async fn set_metadata(self: &Arc<Self>, req: SetMetadataRequest) -> Handled {
-        let (name, path) = self.locate(&req.remote_filename)?;
-        let node = self.clone();
+    async fn set_metadata(node: &Arc<StorageNode>, req: SetMetadataRequest) -> Handled {
+        let (name, path) = node.locate(&req.remote_filename)?;
+        let n = node.clone();
         let meta_name = format!("{name}-m");
         // A merge reads, changes and writes the metadata file: one at a time per file.
-        let _one_writer = self.disk.lock(&name.to_string()).await;
+        let _one_writer = node.disk.lock(&name.to_string()).await;
         let op = blocking(move || -> Result<Option<Op>, Failure> {
             // The file may be its own or a trunk slot; its metadata file is its own.
-            if node.disk.store().open_file_blocking(&name).is_err() {
+            if n.disk.store().open_file_blocking(&name).is_err() {
                 return Err(Status::NotFound.into());
             }
             let meta_file = store::meta_path(&path);
@@ -190,7 +194,7 @@ impl StorageNode {
                     Err(e) => Err(io_failure("removing the metadata")(e)),
                 };
             }
-            node.disk
+            n.disk
                 .store()
                 .replace_file(
                     usize::from(name.store_path),
@@ -202,18 +206,18 @@ impl StorageNode {
         })
         .await??;
         if let Some(op) = op {
-            self.log(&[Record::new(crate::unix_now() as u32, op, meta_name)])
+            node.log(&[Record::new(crate::unix_now() as u32, op, meta_name)])
                 .await;
         }
         Ok(Reply::Body(Vec::new()))
     }
 
     /// 15: a file's metadata blob; ENOENT when it has none.
-    async fn get_metadata(self: &Arc<Self>, req: FileRequest) -> Handled {
-        let (name, path) = self.locate(&req.remote_filename)?;
-        let node = self.clone();
+    async fn get_metadata(node: &Arc<StorageNode>, req: FileRequest) -> Handled {
+        let (name, path) = node.locate(&req.remote_filename)?;
+        let n = node.clone();
         let blob = blocking(move || -> Result<Vec<u8>, Failure> {
-            if node.disk.store().open_file_blocking(&name).is_err() {
+            if n.disk.store().open_file_blocking(&name).is_err() {
                 return Err(Status::NotFound.into());
             }
             std::fs::read(store::meta_path(&path)).map_err(io_failure("reading the metadata"))
@@ -271,13 +275,13 @@ impl CommandFamily for Files {
     async fn apply(self, ctx: &mut Context<'_>) -> Handled {
         let node = ctx.node;
         match self {
-            Files::Download(req) => node.download(ctx.conn, req).await,
-            Files::Delete(req) => node.delete(req).await,
+            Files::Download(req) => Self::download(node, ctx.conn, req).await,
+            Files::Delete(req) => Self::delete(node, req).await,
             Files::Info { req, flags } => {
-                node.query_file_info(ctx.conn.peer.ip(), req, flags).await
+                Self::query_file_info(node, ctx.conn.peer.ip(), req, flags).await
             }
-            Files::SetMetadata(req) => node.set_metadata(req).await,
-            Files::GetMetadata(req) => node.get_metadata(req).await,
+            Files::SetMetadata(req) => Self::set_metadata(node, req).await,
+            Files::GetMetadata(req) => Self::get_metadata(node, req).await,
         }
     }
 }

@@ -33,22 +33,22 @@ impl CommandFamily for PathBinlog {
     }
 
     async fn apply(self, ctx: &mut Context<'_>) -> Handled {
-        ctx.node.fetch_path_binlog(ctx.conn, self.0).await
+        Self::fetch_path_binlog(ctx.node, ctx.conn, self.0).await
     }
 }
 
 /// Binlog bytes read per step.
 const STEP_BYTES: usize = 64 * 1024;
 
-impl StorageNode {
+impl PathBinlog {
     async fn fetch_path_binlog(
-        self: &Arc<Self>,
+        node: &Arc<StorageNode>,
         conn: &mut Connection,
         req: FetchBinlog,
     ) -> Handled {
         // FastDFS reads the index as a signed char: 0x80–0xFF are negative, so EINVAL too.
         let index = usize::from(req.store_path_index);
-        if index >= self.disk.store().path_count() {
+        if index >= node.disk.store().path_count() {
             return Err(Status::InvalidArgument.into());
         }
         tracing::info!(peer = %conn.peer, store_path = index, "sending a store path's binlog");
@@ -57,9 +57,9 @@ impl StorageNode {
         let mut pos = Position::default();
         let mut sent = 0u64;
         loop {
-            let node = self.clone();
+            let n = node.clone();
             // Nothing can be reported once the stream began: any failure closes, as FastDFS does.
-            let (text, next) = crate::disk::run(move || node.path_binlog_step(pos, index))
+            let (text, next) = crate::disk::run(move || Self::path_binlog_step(&n, pos, index))
                 .await
                 .map_err(std::io::Error::from)
                 .and_then(|r| r)
@@ -79,11 +79,15 @@ impl StorageNode {
     }
 
     /// The slice lines of the binlog records from `from` on (blocking).
-    fn path_binlog_step(&self, from: Position, index: usize) -> io::Result<(String, Position)> {
-        let (records, next) = self.disk.binlog().read_from(from, STEP_BYTES)?;
+    fn path_binlog_step(
+        node: &StorageNode,
+        from: Position,
+        index: usize,
+    ) -> io::Result<(String, Position)> {
+        let (records, next) = node.disk.binlog().read_from(from, STEP_BYTES)?;
         let mut text = String::new();
         for r in &records {
-            if let Some(line) = self.recovery_line(r, index)? {
+            if let Some(line) = Self::recovery_line(node, r, index)? {
                 text.push_str(&line);
             }
         }
@@ -91,11 +95,11 @@ impl StorageNode {
     }
 
     /// The line a recovering peer gets for `r`, if any.
-    fn recovery_line(&self, r: &Record, index: usize) -> io::Result<Option<String>> {
+    fn recovery_line(node: &StorageNode, r: &Record, index: usize) -> io::Result<Option<String>> {
         if !matches!(r.op, Op::Create | Op::Link | Op::Rename) {
             return Ok(None);
         }
-        let Ok((name, path)) = self.locate(&r.name) else {
+        let Ok((name, path)) = node.locate(&r.name) else {
             return Ok(None);
         };
         if usize::from(name.store_path) != index {
@@ -110,7 +114,7 @@ impl StorageNode {
         };
         if name.trunk_slot().is_some() {
             // A file in a trunk slot (links included) is sent as a create, when still there.
-            return Ok(self
+            return Ok(node
                 .disk
                 .store()
                 .open_file_blocking(&name)
@@ -123,7 +127,7 @@ impl StorageNode {
             Err(e) => return Err(e),
         };
         if meta.file_type().is_symlink() {
-            let Some(target) = self.link_target(&path, index)? else {
+            let Some(target) = Self::link_target(node, &path, index)? else {
                 return Ok(None);
             };
             line.op = Op::Link;
@@ -133,13 +137,13 @@ impl StorageNode {
     }
 
     /// `Mxx/HH/LL/name` of the file a stored symlink points at, when it is one of ours.
-    fn link_target(&self, link: &Path, index: usize) -> io::Result<Option<String>> {
+    fn link_target(node: &StorageNode, link: &Path, index: usize) -> io::Result<Option<String>> {
         let target = match std::fs::read_link(link) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let data = self.disk.store().roots()[index].join("data");
+        let data = node.disk.store().roots()[index].join("data");
         let Ok(rest) = target.strip_prefix(&data) else {
             tracing::warn!(link = %link.display(), target = %target.display(), "symlink not made by a storage; left out");
             return Ok(None);

@@ -19,6 +19,7 @@ use crate::storage::store::unix_time;
 use crate::storage::transfer::receive_into;
 use crate::storage::{Failure, Handled, Reply, Session, StorageNode, blocking, io_failure};
 
+use super::appender::Appender;
 use super::{CommandFamily, Context, read_head};
 
 /// Header status meaning "no content follows" in SYNC_CREATE/UPDATE.
@@ -26,17 +27,17 @@ const NO_CONTENT: u8 = 17;
 /// Longest file name a sync command may carry.
 const MAX_NAME: u64 = 256;
 
-impl StorageNode {
+impl Replica {
     /// Remembers how far we got from a source, for SYNC_REPORT.
-    fn synced_from(&self, session: &Session, ts: u32) {
+    fn synced_from(node: &StorageNode, session: &Session, ts: u32) {
         if let Some(src) = &session.sync_source {
-            self.replication.received_from(src, ts);
+            node.replication.received_from(src, ts);
         }
     }
 
     /// 16 / 18: a whole file from a peer.
     async fn sync_file(
-        self: &Arc<Self>,
+        node: &Arc<StorageNode>,
         conn: &mut Connection,
         file: SyncedFile,
         session: &Session,
@@ -48,7 +49,7 @@ impl StorageNode {
             no_content,
         } = file;
         let content = if no_content { 0 } else { head.file_size };
-        let (name, path) = self.locate(&name)?;
+        let (name, path) = node.locate(&name)?;
         let ts = head.timestamp;
         let op = if update { Op::Update } else { Op::Create };
         if let Some(slot) = name.trunk_slot() {
@@ -60,11 +61,11 @@ impl StorageNode {
             }
             let mut data = vec![0u8; content as usize];
             conn.read_exact(&mut data).await?;
-            let node = self.clone();
+            let n = node.clone();
             let record = Record::new(ts, op, name.to_string()).replica();
             // Without content, the sender saw the file here already.
             let stored = blocking(move || -> std::io::Result<Option<bool>> {
-                let existing = node
+                let existing = n
                     .disk
                     .store()
                     .open_file_blocking(&name)
@@ -76,34 +77,34 @@ impl StorageNode {
                 if !update && existing == Some(data.len() as u64) {
                     return Ok(Some(false));
                 }
-                node.disk
+                n.disk
                     .store()
                     .write_trunk_file(&name, &data)
                     .unwrap_or_else(|| Err(std::io::ErrorKind::InvalidInput.into()))?;
-                node.log_now(&[record]);
+                n.log_now(&[record]);
                 Ok(Some(true))
             })
             .await?
             .map_err(io_failure("writing a replicated trunk slot"))?;
-            self.synced_from(session, ts);
+            Self::synced_from(node, session, ts);
             return match stored {
                 Some(true) => {
-                    self.count_sync(false, head.file_size, true);
+                    node.count_sync(false, head.file_size, true);
                     Ok(Reply::Body(Vec::new()))
                 }
                 Some(false) => {
-                    self.count_sync(false, head.file_size, false);
+                    node.count_sync(false, head.file_size, false);
                     Err(Status::AlreadyExists.into())
                 }
                 None => Err(Status::NotFound.into()),
             };
         }
-        if !no_content && head.file_size <= self.config.buff_size {
+        if !no_content && head.file_size <= node.config.buff_size {
             // Small files, most of a sync stream: read first, then one trip to the blocking
             // pool checks, writes and renames.
             let mut data = vec![0u8; head.file_size as usize];
             conn.read_exact(&mut data).await?;
-            let node = self.clone();
+            let n = node.clone();
             let store_path = usize::from(name.store_path);
             let record = Record::new(ts, op, name.to_string()).replica();
             let stored = blocking(move || -> std::io::Result<bool> {
@@ -111,16 +112,16 @@ impl StorageNode {
                 if !update && existing == Some(data.len() as u64) {
                     return Ok(false);
                 }
-                let (temp, mut file) = node.disk.store().create_temp(store_path, path.parent())?;
+                let (temp, mut file) = n.disk.store().create_temp(store_path, path.parent())?;
                 file.write_all(&data)?;
                 temp.replace_stamped(file, &path, ts)?;
-                node.log_now(&[record]);
+                n.log_now(&[record]);
                 Ok(true)
             })
             .await?
             .map_err(io_failure("writing a replicated file"))?;
-            self.synced_from(session, ts);
-            self.count_sync(false, head.file_size, stored);
+            Self::synced_from(node, session, ts);
+            node.count_sync(false, head.file_size, stored);
             if !stored {
                 return Err(Status::AlreadyExists.into());
             }
@@ -139,62 +140,61 @@ impl StorageNode {
         }
         if !update && existing == Some(head.file_size) {
             conn.discard(head.file_size).await?;
-            self.count_sync(false, head.file_size, false);
-            self.synced_from(session, head.timestamp);
+            node.count_sync(false, head.file_size, false);
+            Self::synced_from(node, session, head.timestamp);
             return Err(Status::AlreadyExists.into());
         }
-        let node = self.clone();
+        let n = node.clone();
         let store_path = usize::from(name.store_path);
         let dir = path.parent().map(std::path::Path::to_path_buf);
-        let (temp, file) =
-            blocking(move || node.disk.store().create_temp(store_path, dir.as_deref()))
-                .await?
-                .map_err(io_failure("creating a temporary file"))?;
+        let (temp, file) = blocking(move || n.disk.store().create_temp(store_path, dir.as_deref()))
+            .await?
+            .map_err(io_failure("creating a temporary file"))?;
         let (file, _) = receive_into(
             conn,
             file,
             0,
             head.file_size,
-            self.config.buff_size as usize,
-            self.disk.store().sync_policy(),
+            node.config.buff_size as usize,
+            node.disk.store().sync_policy(),
         )
         .await?;
-        let (node, record) = (
-            self.clone(),
+        let (n, record) = (
+            node.clone(),
             Record::new(ts, op, name.to_string()).replica(),
         );
         blocking(move || {
             temp.replace_stamped(file, &path, ts)?;
-            node.log_now(&[record]);
+            n.log_now(&[record]);
             Ok::<_, std::io::Error>(())
         })
         .await?
         .map_err(io_failure("writing a replicated file"))?;
-        self.count_sync(false, head.file_size, true);
-        self.synced_from(session, ts);
+        node.count_sync(false, head.file_size, true);
+        Self::synced_from(node, session, ts);
         Ok(Reply::Body(Vec::new()))
     }
 
     /// 17: a peer deleted a file.
-    async fn sync_delete(self: &Arc<Self>, req: SyncDelete, session: &Session) -> Handled {
-        let (name, _) = self.locate(&req.name)?;
-        let (node, doomed) = (self.clone(), name.clone());
+    async fn sync_delete(node: &Arc<StorageNode>, req: SyncDelete, session: &Session) -> Handled {
+        let (name, _) = node.locate(&req.name)?;
+        let (n, doomed) = (node.clone(), name.clone());
         let removed = blocking(move || {
-            let removed = node.disk.store().remove_file(&doomed);
-            node.disk.store().note_removed();
+            let removed = n.disk.store().remove_file(&doomed);
+            n.disk.store().note_removed();
             removed
         })
         .await?;
-        self.synced_from(session, req.timestamp);
+        Self::synced_from(node, session, req.timestamp);
         removed.map_err(io_failure("deleting a replicated file"))?;
-        self.log(&[Record::new(req.timestamp, Op::Delete, name.to_string()).replica()])
+        node.log(&[Record::new(req.timestamp, Op::Delete, name.to_string()).replica()])
             .await;
         Ok(Reply::Body(Vec::new()))
     }
 
     /// 25 / 35: bytes appended to or written into an appender file on a peer.
     async fn sync_range(
-        self: &Arc<Self>,
+        node: &Arc<StorageNode>,
         conn: &mut Connection,
         head: SyncRangeHead,
         name: String,
@@ -202,12 +202,12 @@ impl StorageNode {
         session: &Session,
     ) -> Handled {
         let (start, len) = (head.a, head.b);
-        let (name, path) = self.locate(&name)?;
+        let (name, path) = node.locate(&name)?;
         // The whole range first: a push cut off mid-body changes nothing here either.
-        let body = self.receive_body(conn, len, &name, &path).await?;
+        let body = Appender::receive_body(node, conn, len, &name, &path).await?;
         let remote = name.to_string();
-        let _one_writer = self.disk.lock(&remote).await;
-        let (node, ts) = (self.clone(), head.timestamp);
+        let _one_writer = node.disk.lock(&remote).await;
+        let (n, ts) = (node.clone(), head.timestamp);
         let applied = blocking(move || -> Result<(), Failure> {
             let f = std::fs::File::options().write(true).open(&path);
             let local = f
@@ -231,7 +231,7 @@ impl StorageNode {
                 .into());
             }
             let f = f.map_err(io_failure("opening a replicated file"))?;
-            if let Err(e) = body.write_to(&f, start, node.disk.store().sync_policy()) {
+            if let Err(e) = body.write_to(&f, start, n.disk.store().sync_policy()) {
                 if !modify {
                     // Undo a partial append so the file keeps its old content.
                     let _ = f.set_len(start);
@@ -241,28 +241,28 @@ impl StorageNode {
             f.set_modified(unix_time(ts))
                 .map_err(io_failure("stamping a replicated file"))?;
             let op = if modify { Op::Modify } else { Op::Append };
-            node.log_now(&[Record::new(ts, op, remote)
+            n.log_now(&[Record::new(ts, op, remote)
                 .with_extra(format!("{start} {len}"))
                 .replica()]);
             Ok(())
         })
         .await?;
-        self.count_sync(false, len, applied.is_ok());
+        node.count_sync(false, len, applied.is_ok());
         applied?;
-        self.synced_from(session, ts);
+        Self::synced_from(node, session, ts);
         Ok(Reply::Body(Vec::new()))
     }
 
     /// 37: a peer truncated an appender file.
     async fn sync_truncate(
-        self: &Arc<Self>,
+        node: &Arc<StorageNode>,
         head: SyncRangeHead,
         name: String,
         session: &Session,
     ) -> Handled {
-        let (name, path) = self.locate(&name)?;
+        let (name, path) = node.locate(&name)?;
         let (old, new, ts) = (head.a, head.b, head.timestamp);
-        let _one_writer = self.disk.lock(&name.to_string()).await;
+        let _one_writer = node.disk.lock(&name.to_string()).await;
         let applied = blocking(move || -> std::io::Result<bool> {
             let Ok(f) = std::fs::File::options().write(true).open(&path) else {
                 return Ok(false);
@@ -276,11 +276,11 @@ impl StorageNode {
         })
         .await?
         .map_err(io_failure("truncating a replicated file"))?;
-        self.synced_from(session, ts);
+        Self::synced_from(node, session, ts);
         if !applied {
             return Err(Status::AlreadyExists.into());
         }
-        self.log(&[Record::new(ts, Op::Truncate, name.to_string())
+        node.log(&[Record::new(ts, Op::Truncate, name.to_string())
             .with_extra(format!("{old} {new}"))
             .replica()])
             .await;
@@ -289,13 +289,13 @@ impl StorageNode {
 
     /// 40: a peer renamed an appender file to its regenerated name.
     async fn sync_rename(
-        self: &Arc<Self>,
+        node: &Arc<StorageNode>,
         req: SyncPair,
         body: Vec<u8>,
         session: &Session,
     ) -> Handled {
-        let (new, new_path) = self.locate(&req.first)?;
-        let (old, old_path) = self.locate(&req.second)?;
+        let (new, new_path) = node.locate(&req.first)?;
+        let (old, old_path) = node.locate(&req.second)?;
         let renamed = blocking(move || {
             // FastDFS checks the new name first: a rename that already happened here
             // answers EEXIST (done for the sender), not ENOENT (which makes a C
@@ -309,9 +309,9 @@ impl StorageNode {
             rename_noreplace(&old_path, &new_path).map_err(io_failure("renaming a replicated file"))
         })
         .await?;
-        self.synced_from(session, req.timestamp);
+        Self::synced_from(node, session, req.timestamp);
         renamed?;
-        self.log(&[Record::new(req.timestamp, Op::Rename, new.to_string())
+        node.log(&[Record::new(req.timestamp, Op::Rename, new.to_string())
             .with_extra(old.to_string())
             .replica()])
             .await;
@@ -320,9 +320,9 @@ impl StorageNode {
     }
 
     /// 19: a peer created a slave link.
-    async fn sync_link(self: &Arc<Self>, req: SyncPair, session: &Session) -> Handled {
-        let (link, link_path) = self.locate(&req.first)?;
-        let (target, target_path) = self.locate(&req.second)?;
+    async fn sync_link(node: &Arc<StorageNode>, req: SyncPair, session: &Session) -> Handled {
+        let (link, link_path) = node.locate(&req.first)?;
+        let (target, target_path) = node.locate(&req.second)?;
         let made = blocking(move || {
             if !target_path.exists() {
                 return Err(Status::NotFound.into());
@@ -336,9 +336,9 @@ impl StorageNode {
             })
         })
         .await?;
-        self.synced_from(session, req.timestamp);
+        Self::synced_from(node, session, req.timestamp);
         made?;
-        self.log(&[Record::new(req.timestamp, Op::Link, link.to_string())
+        node.log(&[Record::new(req.timestamp, Op::Link, link.to_string())
             .with_extra(target.to_string())
             .replica()])
             .await;
@@ -483,14 +483,16 @@ impl CommandFamily for Replica {
                 session.sync_source = Some(report.storage_id);
                 Ok(Reply::Body(Vec::new()))
             }
-            Replica::File(file) => node.sync_file(ctx.conn, file, session).await,
-            Replica::Delete(req) => node.sync_delete(req, session).await,
+            Replica::File(file) => Self::sync_file(node, ctx.conn, file, session).await,
+            Replica::Delete(req) => Self::sync_delete(node, req, session).await,
             Replica::Range { head, name, modify } => {
-                node.sync_range(ctx.conn, head, name, modify, session).await
+                Self::sync_range(node, ctx.conn, head, name, modify, session).await
             }
-            Replica::Truncate { head, name } => node.sync_truncate(head, name, session).await,
-            Replica::Rename { req, body } => node.sync_rename(req, body, session).await,
-            Replica::Link(req) => node.sync_link(req, session).await,
+            Replica::Truncate { head, name } => {
+                Self::sync_truncate(node, head, name, session).await
+            }
+            Replica::Rename { req, body } => Self::sync_rename(node, req, body, session).await,
+            Replica::Link(req) => Self::sync_link(node, req, session).await,
         }
     }
 }

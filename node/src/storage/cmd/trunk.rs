@@ -1,11 +1,13 @@
-//! Trunk space and the trunk binlog (27–33): the requests are read here, the handlers live
-//! with the trunk state in `storage::trunking`.
+//! Trunk space and the trunk binlog (27–33), served by the group's trunk server from the
+//! space `storage::trunking` keeps.
+
+use std::sync::Arc;
 
 use crate::proto::trunk::{TrunkAllocRequest, TrunkBlockRequest};
 use crate::proto::{Command, Header, Status};
 use crate::server::Connection;
-use crate::storage::trunking::MAX_BINLOG_PUSH;
-use crate::storage::{Failure, Handled};
+use crate::storage::trunking::{MAX_BINLOG_PUSH, TrunkServer};
+use crate::storage::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
 
 use super::{CommandFamily, Context};
 
@@ -65,10 +67,98 @@ impl CommandFamily for Trunk {
     async fn apply(self, ctx: &mut Context<'_>) -> Handled {
         let node = ctx.node;
         match self {
-            Trunk::Alloc(req) => node.trunk_alloc_space(req).await,
-            Trunk::SpaceBack { req, written } => node.trunk_space_back(req, written).await,
-            Trunk::Binlog { cmd, body } => node.trunk_binlog_command(cmd, body).await,
+            Trunk::Alloc(req) => Self::alloc_space(node, req).await,
+            Trunk::SpaceBack { req, written } => Self::space_back(node, req, written).await,
+            Trunk::Binlog { cmd, body } => Self::binlog_command(node, cmd, body).await,
         }
+    }
+}
+
+impl Trunk {
+    /// 27: a slot from our free space, for a member of the group.
+    async fn alloc_space(node: &Arc<StorageNode>, req: TrunkAllocRequest) -> Handled {
+        if req.group != node.config.group_name
+            || usize::from(req.store_path) >= node.disk.store().path_count()
+        {
+            return Err(Status::InvalidArgument.into());
+        }
+        let block = node
+            .on_free_space(move |s, store| s.alloc(store, req.store_path, req.size))
+            .await?
+            .map_err(trunk_status)?;
+        Ok(Reply::Body(block.encode()))
+    }
+
+    /// 28 (header status: how the write went) and 29: a slot comes back unless written.
+    async fn space_back(node: &Arc<StorageNode>, req: TrunkBlockRequest, written: bool) -> Handled {
+        if req.group != node.config.group_name || !node.holds_place_of(&req.block) {
+            return Err(Status::InvalidArgument.into());
+        }
+        let block = req.block;
+        node.on_free_space(move |s, _| if written { Ok(()) } else { s.give_back(block) })
+            .await?
+            .map_err(trunk_status)?;
+        Ok(Reply::Body(Vec::new()))
+    }
+    /// Where we keep the trunk binlog a FastDFS trunk server pushes to its group (30), apart
+    /// from our own: it is not replayed when we become the trunk server (its last lines
+    /// may never have arrived), so no slot it records is given twice.
+    fn pushed_trunk_binlog(node: &StorageNode) -> std::path::PathBuf {
+        node.config.base_path.join("data/trunk/binlog.pushed")
+    }
+
+    /// 30, 31, 32, 33: the trunk binlog exchanges of a FastDFS trunk server with the other
+    /// members, and of a FastDFS tracker choosing a trunk server. EINVAL with trunk storage
+    /// off, and for 30, 32 and 33 while we are the trunk server, as FastDFS answers.
+    async fn binlog_command(node: &Arc<StorageNode>, cmd: Command, body: Vec<u8>) -> Handled {
+        let server = node.trunk.server() == Some(TrunkServer::Me);
+        if node.trunk.params().is_none() || (server && cmd != Command::TrunkGetBinlogSize) {
+            return Err(Status::InvalidArgument.into());
+        }
+        let n = node.clone();
+        let reply = blocking(move || -> std::io::Result<Vec<u8>> {
+            use std::io::Write;
+            let pushed = Self::pushed_trunk_binlog(&n);
+            match cmd {
+                Command::TrunkGetBinlogSize => {
+                    let own = n.config.base_path.join("data/trunk/binlog");
+                    let size = std::fs::metadata(own).map(|m| m.len()).unwrap_or(0);
+                    Ok(size.to_be_bytes().to_vec())
+                }
+                Command::TrunkSyncBinlog => {
+                    if let Some(dir) = pushed.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&pushed)?
+                        .write_all(&body)?;
+                    Ok(Vec::new())
+                }
+                Command::TrunkTruncateBinlogFile => match std::fs::remove_file(&pushed) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(Vec::new()),
+                },
+                // DELETE_BINLOG_MARKS: we keep no marks of a pushed binlog.
+                _ => Ok(Vec::new()),
+            }
+        })
+        .await?
+        .map_err(io_failure("serving the trunk binlog"))?;
+        Ok(Reply::Body(reply))
+    }
+}
+
+/// The status a member gets when the trunk server cannot do what it asked.
+fn trunk_status(e: std::io::Error) -> Failure {
+    match e.kind() {
+        // Not the trunk server: FastDFS answers EINVAL.
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput => {
+            Status::InvalidArgument.into()
+        }
+        std::io::ErrorKind::AlreadyExists => Status::AlreadyExists.into(),
+        _ => io_failure("trunk space")(e),
     }
 }
 

@@ -62,57 +62,57 @@ fn valid_prefix(prefix: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-impl StorageNode {
+impl Upload {
     /// 11 and 23: a new file named by this storage.
     async fn upload(
-        self: &Arc<Self>,
+        node: &Arc<StorageNode>,
         conn: &mut Connection,
         head: UploadHead,
         appender: bool,
     ) -> Handled {
         let size = head.file_size;
         let store_path =
-            self.disk
+            node.disk
                 .store()
-                .choose_path(head.store_path_index, size, &self.disk.path_policy())?;
-        let chunk = self.config.buff_size as usize;
-        let node = self.clone();
+                .choose_path(head.store_path_index, size, &node.disk.path_policy())?;
+        let chunk = node.config.buff_size as usize;
+        let n = node.clone();
         let mut spec = NewName {
-            source: self.source(),
+            source: node.source(),
             ext: head.ext,
             suffix: None,
             size,
             crc32: 0,
             appender,
         };
-        let trunk_fits = !appender && self.trunk.params().is_some_and(|p| p.fits(size));
+        let trunk_fits = !appender && node.trunk.params().is_some_and(|p| p.fits(size));
         // The file and its binlog line are written in one disk step.
         let name = if trunk_fits || size <= chunk as u64 {
             let mut data = vec![0u8; size as usize];
             conn.read_exact(&mut data).await?;
             spec.crc32 = crc32fast::hash(&data);
-            Ok(self.store_small(store_path, spec, data).await?)
+            Ok(Self::store_small(node, store_path, spec, data).await?)
         } else {
-            let n2 = node.clone();
+            let n2 = n.clone();
             let (temp, file) = blocking(move || n2.disk.store().create_new(store_path))
                 .await?
                 .map_err(io_failure("creating the upload's file"))?;
             let (file, crc) =
-                receive_into(conn, file, 0, size, chunk, self.disk.store().sync_policy()).await?;
+                receive_into(conn, file, 0, size, chunk, node.disk.store().sync_policy()).await?;
             spec.crc32 = crc;
             blocking(move || {
-                let name = node.disk.store().commit(temp, file, &spec)?;
-                node.log_now(&[created(&name)]);
+                let name = n.disk.store().commit(temp, file, &spec)?;
+                n.log_now(&[created(&name)]);
                 Ok::<_, CommitError>(name)
             })
             .await?
         };
         let name = name?;
-        self.count_bytes(Command::UploadFile, size);
+        node.count_bytes(Command::UploadFile, size);
         tracing::debug!(file = %name, size, appender, "stored");
         Ok(Reply::Body(
             UploadResponse {
-                group: self.config.group_name.clone(),
+                group: node.config.group_name.clone(),
                 remote_filename: name.to_string(),
             }
             .encode(),
@@ -123,7 +123,7 @@ impl StorageNode {
     /// be had (no trunk server yet, or it cannot be reached): the upload never fails for
     /// want of trunk space.
     async fn store_small(
-        self: &Arc<Self>,
+        node: &Arc<StorageNode>,
         store_path: usize,
         spec: NewName,
         data: Vec<u8>,
@@ -132,40 +132,40 @@ impl StorageNode {
         let slot = if spec.appender {
             Ok(None)
         } else {
-            self.trunk_slot_for(store_path, spec.size).await
+            node.trunk_slot_for(store_path, spec.size).await
         };
         match slot {
             Ok(Some(block)) => {
-                let name = self.disk.store().trunk_name(&spec, block, started);
-                let (node, stored) = (self.clone(), name.clone());
+                let name = node.disk.store().trunk_name(&spec, block, started);
+                let (n, stored) = (node.clone(), name.clone());
                 let written = blocking(move || {
-                    let r = node.disk.store().write_trunk_file(&stored, &data);
+                    let r = n.disk.store().write_trunk_file(&stored, &data);
                     let r = r.unwrap_or_else(|| Err(std::io::ErrorKind::InvalidInput.into()));
                     if r.is_ok() {
-                        node.disk.store().note_written(store_path, spec.size);
-                        node.log_now(&[created(&stored)]);
+                        n.disk.store().note_written(store_path, spec.size);
+                        n.log_now(&[created(&stored)]);
                     }
                     r
                 })
                 .await?;
-                self.trunk_confirm(block, written.is_ok()).await;
+                node.trunk_confirm(block, written.is_ok()).await;
                 written.map_err(io_failure("writing the upload"))?;
                 return Ok(name);
             }
             Ok(None) => {}
             Err(e) => {
-                self.metrics.trunk_fallbacks.inc();
+                node.metrics.trunk_fallbacks.inc();
                 // Once every 10 s at most: while the trunk server is away every small
                 // upload lands here (the metric counts them all).
-                if self.trunk.time_to_warn(crate::unix_now()) {
+                if node.trunk.time_to_warn(crate::unix_now()) {
                     tracing::warn!(error = %e, "no trunk slot; small files are stored on their own");
                 }
             }
         }
-        let node = self.clone();
+        let n = node.clone();
         blocking(move || {
-            let name = write_small(node.disk.store(), store_path, &spec, &data)?;
-            node.log_now(&[created(&name)]);
+            let name = write_small(n.disk.store(), store_path, &spec, &data)?;
+            n.log_now(&[created(&name)]);
             Ok::<_, CommitError>(name)
         })
         .await?
@@ -174,23 +174,18 @@ impl StorageNode {
 
     /// 21: a file named after its master plus a prefix, e.g. a thumbnail.
     async fn upload_slave(
-        self: &Arc<Self>,
+        node: &Arc<StorageNode>,
         conn: &mut Connection,
         head: SlaveHead,
         master: &str,
     ) -> Handled {
-        let (master, _) = self.locate(master)?;
+        let (master, _) = node.locate(master)?;
         let slave = slave_name(&master, &head.prefix, &head.ext)?;
-        let slave_path = self.disk.store().file_path(&slave)?;
-        let (node, m, sp) = (self.clone(), master.clone(), slave_path.clone());
+        let slave_path = node.disk.store().file_path(&slave)?;
+        let (n, m, sp) = (node.clone(), master.clone(), slave_path.clone());
         // The master may be a file of its own or a slot in a trunk file.
-        let (master_exists, slave_exists) = blocking(move || {
-            (
-                node.disk.store().open_file_blocking(&m).is_ok(),
-                sp.exists(),
-            )
-        })
-        .await?;
+        let (master_exists, slave_exists) =
+            blocking(move || (n.disk.store().open_file_blocking(&m).is_ok(), sp.exists())).await?;
         if !master_exists {
             return Err(Status::NotFound.into());
         }
@@ -198,35 +193,34 @@ impl StorageNode {
             return Err(Status::AlreadyExists.into());
         }
         let store_path = usize::from(master.store_path);
-        let node = self.clone();
+        let n = node.clone();
         let dir = slave_path.parent().map(std::path::Path::to_path_buf);
-        let (temp, file) =
-            blocking(move || node.disk.store().create_temp(store_path, dir.as_deref()))
-                .await?
-                .map_err(io_failure("creating the slave file"))?;
+        let (temp, file) = blocking(move || n.disk.store().create_temp(store_path, dir.as_deref()))
+            .await?
+            .map_err(io_failure("creating the slave file"))?;
         let (file, _) = receive_into(
             conn,
             file,
             0,
             head.file_size,
-            self.config.buff_size as usize,
-            self.disk.store().sync_policy(),
+            node.config.buff_size as usize,
+            node.disk.store().sync_policy(),
         )
         .await?;
-        let node = self.clone();
+        let n = node.clone();
         let target = slave.clone();
-        blocking(move || node.disk.store().commit_as(temp, file, &target)).await??;
-        self.log(&[Record::new(
+        blocking(move || n.disk.store().commit_as(temp, file, &target)).await??;
+        node.log(&[Record::new(
             crate::unix_now() as u32,
             Op::Create,
             slave.to_string(),
         )])
         .await;
-        self.count_bytes(Command::UploadSlaveFile, head.file_size);
+        node.count_bytes(Command::UploadSlaveFile, head.file_size);
         tracing::debug!(file = %slave, master = %master, "stored slave");
         Ok(Reply::Body(
             UploadResponse {
-                group: self.config.group_name.clone(),
+                group: node.config.group_name.clone(),
                 remote_filename: slave.to_string(),
             }
             .encode(),
@@ -234,52 +228,50 @@ impl StorageNode {
     }
 }
 
-impl StorageNode {
-    /// Stores `data` as `slave`, a slave file of `master`, which this storage holds: one
-    /// disk step writes it and its binlog line, so it replicates like an uploaded slave.
-    /// Thumbnails made over HTTP come this way.
-    pub(crate) async fn store_slave(
-        self: &Arc<Self>,
-        master: &RemoteName,
-        slave: RemoteName,
-        data: Vec<u8>,
-    ) -> Result<(), CommitError> {
-        let node = self.clone();
-        let store_path = usize::from(master.store_path);
-        self.disk
+/// Stores `data` as `slave`, a slave file of `master`, which this storage holds: one
+/// disk step writes it and its binlog line, so it replicates like an uploaded slave.
+/// Thumbnails made over HTTP come this way.
+pub(crate) async fn store_slave(
+    node: &Arc<StorageNode>,
+    master: &RemoteName,
+    slave: RemoteName,
+    data: Vec<u8>,
+) -> Result<(), CommitError> {
+    let store_path = usize::from(master.store_path);
+    node.disk
+        .store()
+        .file_path(master)
+        .map_err(CommitError::no_store_path)?;
+    let size = data.len() as u64;
+    let (n, master) = (node.clone(), master.clone());
+    let stored = blocking(move || {
+        let node = n;
+        use std::io::Write;
+        node.disk.store().open_file_blocking(&master)?;
+        let slave_path = node
+            .disk
             .store()
-            .file_path(master)
+            .file_path(&slave)
             .map_err(CommitError::no_store_path)?;
-        let size = data.len() as u64;
-        let master = master.clone();
-        let stored = blocking(move || {
-            use std::io::Write;
-            node.disk.store().open_file_blocking(&master)?;
-            let slave_path = node
-                .disk
-                .store()
-                .file_path(&slave)
-                .map_err(CommitError::no_store_path)?;
-            let (temp, mut file) = node
-                .disk
-                .store()
-                .create_temp(store_path, slave_path.parent())?;
-            file.write_all(&data)?;
-            node.disk.store().commit_as(temp, file, &slave)?;
-            node.log_now(&[Record::new(
-                crate::unix_now() as u32,
-                Op::Create,
-                slave.to_string(),
-            )]);
-            Ok(())
-        })
-        .await
-        .map_err(|_| CommitError::Io(std::io::Error::other("disk step lost")))?;
-        if stored.is_ok() {
-            self.count_bytes(Command::UploadSlaveFile, size);
-        }
-        stored
+        let (temp, mut file) = node
+            .disk
+            .store()
+            .create_temp(store_path, slave_path.parent())?;
+        file.write_all(&data)?;
+        node.disk.store().commit_as(temp, file, &slave)?;
+        node.log_now(&[Record::new(
+            crate::unix_now() as u32,
+            Op::Create,
+            slave.to_string(),
+        )]);
+        Ok(())
+    })
+    .await
+    .map_err(|_| CommitError::Io(std::io::Error::other("disk step lost")))?;
+    if stored.is_ok() {
+        node.count_bytes(Command::UploadSlaveFile, size);
     }
+    stored
 }
 
 /// An upload, its head read and decoded; the file's content is still on the socket.
@@ -332,8 +324,12 @@ impl CommandFamily for Upload {
 
     async fn apply(self, ctx: &mut Context<'_>) -> Handled {
         match self {
-            Upload::New { head, appender } => ctx.node.upload(ctx.conn, head, appender).await,
-            Upload::Slave { head, master } => ctx.node.upload_slave(ctx.conn, head, &master).await,
+            Upload::New { head, appender } => {
+                Self::upload(ctx.node, ctx.conn, head, appender).await
+            }
+            Upload::Slave { head, master } => {
+                Self::upload_slave(ctx.node, ctx.conn, head, &master).await
+            }
         }
     }
 }

@@ -163,7 +163,6 @@ impl SavedState {
                         .into_iter()
                         .map(|(total_mb, free_mb)| PathUsage { total_mb, free_mb })
                         .collect(),
-                    current_write_path: 0,
                     stats: Default::default(),
                     last_heartbeat: now,
                     src_id: sm.src_id,

@@ -45,7 +45,6 @@ pub struct Member {
     pub store_path_count: u64,
     pub subdir_count_per_path: u64,
     pub paths: Vec<PathUsage>,
-    pub current_write_path: usize,
     pub stats: StorageStats,
     pub last_heartbeat: u64,
     /// Full-sync source and the timestamp up to which it copies.
@@ -128,8 +127,6 @@ pub struct Group {
     pub members: BTreeMap<String, Member>,
     pub store_path_count: u64,
     pub subdir_count_per_path: u64,
-    current_write_server: usize,
-    current_read_server: usize,
     /// Bumped on every membership or status change; drives heartbeat pushes.
     pub changes: u64,
     /// Its trunk server and trunk space.
@@ -187,8 +184,6 @@ impl Group {
             members: BTreeMap::new(),
             store_path_count,
             subdir_count_per_path,
-            current_write_server: 0,
-            current_read_server: 0,
             changes: 0,
             trunk: GroupTrunk::default(),
         }
@@ -237,12 +232,11 @@ impl Group {
 #[derive(Debug)]
 pub struct Registry {
     groups: BTreeMap<String, Group>,
-    current_write_group: usize,
     policy: TrackerConfig,
+    placement: placement::Placement,
+    routing: routing::Routing,
     /// Configured storage ids (empty without `use_storage_id`).
     storage_ids: StorageIds,
-    /// Storages listed with two addresses (inner, outer) in `storage_ids.conf`, resolved.
-    address_pairs: BTreeMap<String, [IpAddr; 2]>,
     next_session: u64,
     /// Storages deleted or moved to another address, for the storages to read (77).
     changelog: changelog::Changelog,
@@ -271,10 +265,10 @@ impl Registry {
     pub fn with_storage_ids(policy: TrackerConfig, storage_ids: StorageIds) -> Self {
         Registry {
             groups: BTreeMap::new(),
-            current_write_group: 0,
             policy,
+            placement: placement::Placement::default(),
+            routing: routing::Routing::default(),
             storage_ids,
-            address_pairs: BTreeMap::new(),
             next_session: 0,
             changelog: changelog::Changelog::default(),
         }
@@ -306,41 +300,6 @@ impl Registry {
         self.storage_ids = ids;
     }
 
-    /// Takes the resolved address pairs of `storage_ids.conf`; true when they changed.
-    pub fn set_address_pairs(&mut self, pairs: BTreeMap<String, [IpAddr; 2]>) -> bool {
-        let changed = self.address_pairs != pairs;
-        self.address_pairs = pairs;
-        changed
-    }
-
-    /// Rewrites storage addresses of `group` for a client at `client`: a storage listed with
-    /// two addresses is given as the one on the client's side (FastDFS's inner/outer rule),
-    /// so clients inside and outside a Kubernetes cluster each reach it.
-    pub fn as_seen_from<'a>(
-        &self,
-        group: &str,
-        addrs: impl IntoIterator<Item = &'a mut StorageAddr>,
-        client: IpAddr,
-    ) {
-        if self.address_pairs.is_empty() {
-            return;
-        }
-        let Some(g) = self.groups.get(group) else {
-            return;
-        };
-        for addr in addrs {
-            let pair = g
-                .members
-                .values()
-                .find(|m| m.ip == addr.ip && m.port == addr.port)
-                .and_then(|m| self.address_pairs.get(&m.id))
-                .filter(|pair| pair.iter().any(|ip| ip.to_string() == addr.ip));
-            if let Some(pair) = pair {
-                addr.ip = address_for_client(*pair, client).to_string();
-            }
-        }
-    }
-
     pub fn policy(&self) -> &TrackerConfig {
         &self.policy
     }
@@ -352,10 +311,6 @@ impl Registry {
         }
         Ok((g, id.to_owned()))
     }
-}
-
-fn active_len(g: &Group) -> usize {
-    g.readable().len().max(1)
 }
 
 #[cfg(test)]

@@ -76,7 +76,6 @@ impl Registry {
                     store_path_count: g.store_path_count,
                     subdir_count_per_path: g.subdir_count_per_path,
                     paths: vec![PathUsage::default(); g.store_path_count as usize],
-                    current_write_path: 0,
                     stats: Default::default(),
                     last_heartbeat: 0,
                     src_id: String::new(),

@@ -130,7 +130,6 @@ impl Registry {
                     store_path_count: req.store_path_count,
                     subdir_count_per_path: req.subdir_count_per_path,
                     paths: vec![PathUsage::default(); req.store_path_count as usize],
-                    current_write_path: 0,
                     stats: StorageStats::default(),
                     last_heartbeat: now,
                     src_id: String::new(),
@@ -278,22 +277,16 @@ impl Registry {
         paths: Vec<PathUsage>,
         now: u64,
     ) -> Result<(), Status> {
-        let store_path = self.policy.store_path;
-        let (g, id) = self.member_mut(group, id)?;
-        let m = g.members.get_mut(&id).ok_or(Status::NotFound)?;
+        let g = self.groups.get_mut(group).ok_or(Status::NotFound)?;
+        let m = g.members.get_mut(id).ok_or(Status::NotFound)?;
         if paths.len() as u64 != m.store_path_count {
             return Err(Status::InvalidArgument);
         }
-        if store_path == 2 {
-            m.current_write_path = paths
-                .iter()
-                .enumerate()
-                .max_by_key(|(_, p)| p.free_mb)
-                .map(|(i, _)| i)
-                .unwrap_or(0);
+        if self.policy.store_path == 2 {
+            self.placement.follow_disk_report(group, id, &paths);
         }
         m.paths = paths;
-        Self::mark_alive(g, &id, now)
+        Self::mark_alive(g, id, now)
     }
 
     /// SYNC_REPORT (89): the destination's view of how far each source got.

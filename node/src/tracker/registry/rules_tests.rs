@@ -603,6 +603,17 @@ fn store_server_and_store_path_policies() {
         .map(|_| reg.query_store(Some("group1")).expect("store").addr.ip)
         .collect();
     assert_eq!(ips, ["127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.3"]);
+    // The placement's cursors are what the monitor reports (90 and 92).
+    reg.query_store(Some("group1")).expect("store");
+    assert_eq!(reg.group_stats()[0].current_write_server, 1);
+    let cursors: Vec<u64> = (reg.storage_stats("group1", None).expect("92").iter())
+        .map(|s| s.current_write_path)
+        .collect();
+    assert_eq!(
+        cursors,
+        [1, 0],
+        "127.0.0.2 took three uploads, 127.0.0.3 two"
+    );
     // 1: always the first by id.
     let mut reg = placement(TrackerConfig {
         store_server: 1,
@@ -652,6 +663,8 @@ fn store_server_and_store_path_policies() {
             Ok(1)
         );
     }
+    let reported = reg.storage_stats("group1", Some("127.0.0.2")).expect("92");
+    assert_eq!(reported[0].current_write_path, 1);
     // A path below its share of the reserve is skipped.
     let mut one = Registry::new(TrackerConfig {
         reserved_storage_space: ReservedSpace::Mb(1000),

@@ -25,7 +25,7 @@ impl Registry {
             },
             readable_count: g.readable().len() as u64,
             writable_count: g.writable().len() as u64,
-            current_write_server: g.current_write_server as u64,
+            current_write_server: self.placement.server_cursor(&g.name) as u64,
             store_path_count: g.store_path_count,
             subdir_count_per_path: g.subdir_count_per_path,
             current_trunk_file_id: if self.policy.trunk.use_trunk_file {
@@ -62,7 +62,7 @@ impl Registry {
                     upload_priority: m.upload_priority,
                     store_path_count: m.store_path_count,
                     subdir_count_per_path: m.subdir_count_per_path,
-                    current_write_path: m.current_write_path as u64,
+                    current_write_path: self.placement.path_cursor(&g.name, &m.id) as u64,
                     storage_port: m.port,
                     stats,
                     if_trunk_server: g.is_trunk_server(&m.id),

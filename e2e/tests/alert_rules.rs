@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fdfs_e2e::{http_get, repo_root, wait_for};
-use fdfs_node::config::{StorageConfig, TrackerConfig};
+use fdfs_node::config::TrackerConfig;
+use fdfs_test_support::cluster;
 
 /// `(family, type)` of every `# TYPE` line of a Prometheus text exposition.
 fn families(text: &str) -> Vec<(String, String)> {
@@ -61,32 +62,19 @@ fn every_metric_an_alert_uses_is_exported() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let exported = rt.block_on(async {
         let dir = tempfile::tempdir()?;
-        let tracker = fdfs_node::tracker::start(TrackerConfig {
-            bind: "127.0.33.1:0".into(),
+        let tracker_config = TrackerConfig {
             http_bind: "127.0.33.1:0".into(),
-            base_path: dir.path().join("tracker"),
             ..TrackerConfig::default()
-        })
-        .await?;
+        };
+        let tracker =
+            cluster::tracker_at("127.0.33.1", tracker_config, dir.path().join("tracker")).await;
         // Two members of a group, so that replication series exist.
+        let port = cluster::group_port(dir.path(), 23310);
         let mut members = Vec::new();
         for ip in ["127.0.33.2", "127.0.33.3"] {
-            members.push(
-                fdfs_node::storage::start(StorageConfig {
-                    bind: format!("{ip}:23310"),
-                    base_path: dir.path().join(ip),
-                    subdir_count_per_path: 1,
-                    heart_beat_interval: 1,
-                    timers: fdfs_node::config::StorageTimers::quick(),
-                    tracker_servers: vec![tracker.addr.to_string()],
-                    http: fdfs_node::config::HttpConfig {
-                        bind: format!("{ip}:0"),
-                        ..Default::default()
-                    },
-                    ..StorageConfig::default()
-                })
-                .await?,
-            );
+            let mut config = cluster::member_config(dir.path(), ip, [tracker.addr], port);
+            config.http.bind = format!("{ip}:0");
+            members.push(cluster::start_member(config).await);
         }
         wait_for(
             "both members ACTIVE and known",

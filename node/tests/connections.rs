@@ -7,7 +7,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use common::wait_for;
+use common::wait_until;
 use fdfs_node::client::Conn;
 use fdfs_node::proto::{Command, Status};
 use tokio::io::AsyncReadExt;
@@ -80,27 +80,24 @@ async fn guarded_cluster(
     fdfs_node::storage::RunningStorage,
 ) {
     let allow_hosts: Vec<String> = allow_hosts.iter().map(|h| (*h).to_owned()).collect();
-    let tracker = fdfs_node::tracker::start(fdfs_node::config::TrackerConfig {
-        bind: "127.0.0.1:0".into(),
+    let tracker_config = fdfs_node::config::TrackerConfig {
         http_bind: "127.0.0.1:0".into(),
-        base_path: dir.join("tracker"),
         reserved_storage_space: fdfs_node::config::ReservedSpace::Mb(0),
         max_connections: 16,
         network_timeout,
         header_timeout: network_timeout,
         allow_hosts: allow_hosts.clone(),
         ..Default::default()
-    })
-    .await
-    .expect("tracker");
-    let mut cfg = common::member_config(dir, "127.0.0.2", &tracker, 0);
+    };
+    let tracker = common::loopback_tracker(tracker_config, dir).await;
+    let mut cfg = common::member_config(dir, "127.0.0.2", [tracker.addr], 0);
     cfg.max_connections = 16;
     cfg.network_timeout = network_timeout;
     cfg.header_timeout = network_timeout;
     cfg.http.bind = "127.0.0.2:0".into();
     cfg.allow_hosts = allow_hosts;
-    let storage = fdfs_node::storage::start(cfg).await.expect("storage");
-    wait_for("the storage ACTIVE", Duration::from_secs(30), async || {
+    let storage = common::start_member(cfg).await;
+    wait_until("the storage ACTIVE", Duration::from_secs(30), async || {
         storage.node.is_active_everywhere()
     })
     .await;
@@ -119,7 +116,7 @@ async fn one_address_cannot_take_every_slot() {
     for (what, addr) in [("storage", storage.addr), ("tracker", tracker.addr)] {
         let mut flood = silent_flood(addr, FLOODER, 40).await;
         // One address holds at most half of the 16 slots: the rest are closed at once.
-        wait_for(
+        wait_until(
             &format!("{what}: connections over the cap closed"),
             Duration::from_secs(10),
             async || closed(&mut flood).await >= 32,
@@ -158,7 +155,7 @@ async fn silent_connections_are_closed_after_the_network_timeout() {
         let mut flood = silent_flood(addr, FLOODER, 6).await;
         // Not the idle timeout between requests (900 s): a connection that never sends a
         // header is closed after the network timeout (2 s).
-        wait_for(
+        wait_until(
             &format!("{what}: every silent connection closed"),
             Duration::from_secs(30),
             async || closed(&mut flood).await == 6,
@@ -196,7 +193,7 @@ async fn http_sides_cap_each_address_and_close_silent_connections() {
     for (what, addr) in [("storage", storage_http), ("tracker", tracker_http)] {
         let mut flood = silent_flood(addr, FLOODER, 40).await;
         // Half of the 16 slots per address: the other 32 are closed at once.
-        wait_for(
+        wait_until(
             &format!("{what} HTTP: connections over the cap closed"),
             Duration::from_secs(10),
             async || closed(&mut flood).await >= 32,
@@ -208,7 +205,7 @@ async fn http_sides_cap_each_address_and_close_silent_connections() {
             "{what}"
         );
         // The rest never send a header: closed after the network timeout (2 s), not kept.
-        wait_for(
+        wait_until(
             &format!("{what} HTTP: every silent connection closed"),
             Duration::from_secs(30),
             async || closed(&mut flood).await == 40,

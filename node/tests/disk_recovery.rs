@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::wait_for;
+use common::wait_until;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
@@ -173,7 +173,7 @@ impl Group {
     }
 
     async fn wait_status(&self, ip: &str, want: StorageStatus) {
-        wait_for(
+        wait_until(
             &format!("{ip} {}", want.name()),
             Duration::from_secs(60),
             async || self.status_of(ip) == Some(want),
@@ -298,7 +298,7 @@ async fn a_member_that_lost_its_store_path_recovers_it_from_its_peer() {
         .map(|id| id.remote.core().expect("core").source.to_string())
         .collect();
     assert_eq!(sources.len(), 2, "uploads went to both members");
-    wait_for(
+    wait_until(
         "both members hold the same files",
         Duration::from_secs(60),
         async || {
@@ -492,7 +492,7 @@ async fn trunk_stored_files_are_recovered_into_their_slots() {
     // B copies both into its own trunk file; then loses its disk.
     // (and knows its first full copy done, so a lost disk is recovered, not copied anew)
     let init_flag = b_config.base_path.join("data/.data_init_flag");
-    wait_for(
+    wait_until(
         "B holds the trunk files",
         Duration::from_secs(60),
         async || {
@@ -506,7 +506,7 @@ async fn trunk_stored_files_are_recovered_into_their_slots() {
     std::fs::remove_dir_all(b_config.store_paths[0].join("data")).expect("wipe B's disk");
     g.add(b_config.clone()).await;
     let (a, b) = (g.member(A), g.member(B));
-    wait_for(
+    wait_until(
         "B recovered and active",
         Duration::from_secs(60),
         async || {

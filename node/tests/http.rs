@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use fdfs_node::config::{ReservedSpace, StorageConfig, TrackerConfig};
+use fdfs_node::config::{StorageConfig, TrackerConfig};
 use fdfs_node::http::token;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -97,26 +97,13 @@ struct Node {
 impl Node {
     async fn start(ip: &str, check_token: bool) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
-        let tracker = fdfs_node::tracker::start(TrackerConfig {
-            bind: "127.0.0.1:0".into(),
-            base_path: dir.path().join("tracker"),
-            reserved_storage_space: ReservedSpace::Mb(0),
-            ..Default::default()
-        })
-        .await
-        .expect("tracker");
-        let mut cfg = StorageConfig {
-            bind: format!("{ip}:0"),
-            base_path: dir.path().join("store"),
-            subdir_count_per_path: 2,
-            tracker_servers: vec![tracker.addr.to_string()],
-            ..Default::default()
-        };
+        let tracker = common::test_tracker(dir.path()).await;
+        let mut cfg = common::member_config(dir.path(), ip, [tracker.addr], 0);
         cfg.http.bind = format!("{ip}:0");
         cfg.http.check_token = check_token;
         cfg.http.secret_key = "FastDFS1234567890".into();
         cfg.http.token_ttl = 600;
-        let storage = fdfs_node::storage::start(cfg).await.expect("storage");
+        let storage = common::start_member(cfg).await;
         Node {
             tracker,
             storage,
@@ -129,21 +116,14 @@ impl Node {
     }
 
     async fn client(&self) -> fdfs_node::client::Client {
-        fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
-            self.tracker.addr.to_string(),
-        ]))
-        .await
-        .expect("client")
+        common::client_of([self.tracker.addr]).await
     }
 
     async fn wait_ready(&self) {
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while request(self.http(), "GET", "/readyz", &[]).await.status != 200 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+        common::wait_until("ready", Duration::from_secs(30), async || {
+            request(self.http(), "GET", "/readyz", &[]).await.status == 200
         })
-        .await
-        .expect("ready");
+        .await;
     }
 }
 
@@ -479,13 +459,12 @@ async fn readiness_follows_the_trackers_view_and_metrics_count() {
     // Losing the tracker makes the storage unready.
     let http = n.http();
     n.tracker.stop(Duration::from_secs(1)).await;
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while request(http, "GET", "/readyz", &[]).await.status != 503 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("unready without tracker");
+    common::wait_until(
+        "unready without tracker",
+        Duration::from_secs(30),
+        async || request(http, "GET", "/readyz", &[]).await.status == 503,
+    )
+    .await;
 }
 
 /// The name `source` gives a file with `content` it stored `age` seconds ago.
@@ -503,39 +482,49 @@ fn fresh_name(source: &str, age: u64, content: &[u8]) -> fdfs_node::fileid::Remo
 /// Members of one group, each serving HTTP on the same port of its own address.
 type Group = common::TestGroup;
 
-impl Group {
-    async fn with_http(members: &[(&str, fdfs_node::config::ResponseMode)]) -> Group {
-        Self::with_http_tuned(members, |_| {}).await
-    }
+async fn with_http(members: &[(&str, fdfs_node::config::ResponseMode)]) -> Group {
+    with_http_tuned(members, |_| {}).await
+}
 
-    async fn with_http_tuned(
-        members: &[(&str, fdfs_node::config::ResponseMode)],
-        tune: impl Fn(&mut StorageConfig),
-    ) -> Group {
-        let mut g = Group::start(TrackerConfig::default(), 25000).await;
-        let http_port = common::group_port(g.dir.path(), 30000);
-        for (ip, mode) in members {
-            let mut cfg = g.config(ip);
-            cfg.http.bind = format!("{ip}:{http_port}");
-            cfg.http.response_mode = *mode;
-            tune(&mut cfg);
-            g.add(cfg).await;
-        }
-        // Every member knows every other one: ACTIVE everywhere, peers listed.
-        common::wait_for(
-            "members ACTIVE and known",
-            Duration::from_secs(60),
-            async || {
-                g.members.iter().all(|m| {
-                    m.node.is_active_everywhere()
-                        && m.node.replication.peers().len() == g.members.len() - 1
-                })
-            },
-        )
-        .await;
-        g
+async fn with_http_tuned(
+    members: &[(&str, fdfs_node::config::ResponseMode)],
+    tune: impl Fn(&mut StorageConfig),
+) -> Group {
+    let mut g = Group::start(TrackerConfig::default(), 25000).await;
+    let http_port = common::group_port(g.dir.path(), 30000);
+    for (ip, mode) in members {
+        let mut cfg = g.config(ip);
+        cfg.http.bind = format!("{ip}:{http_port}");
+        cfg.http.response_mode = *mode;
+        tune(&mut cfg);
+        g.add(cfg).await;
     }
+    // Every member knows every other one: ACTIVE everywhere, peers listed.
+    common::wait_until(
+        "members ACTIVE and known",
+        Duration::from_secs(60),
+        async || {
+            g.members.iter().all(|m| {
+                m.node.is_active_everywhere()
+                    && m.node.replication.peers().len() == g.members.len() - 1
+            })
+        },
+    )
+    .await;
+    g
+}
 
+/// What the HTTP tests ask of a group.
+trait HttpGroup {
+    /// A file only member `m` holds, under a name that says `source` made it `age` seconds
+    /// ago: as a fresh upload looks before replication has copied it. Returns its URL path.
+    fn file_on(&self, m: usize, source: &str, age: u64, content: &[u8]) -> String;
+
+    /// Member `m`'s HTTP address.
+    fn http(&self, m: usize) -> SocketAddr;
+}
+
+impl HttpGroup for Group {
     /// A file only member `m` holds, under a name that says `source` made it `age` seconds
     /// ago: as a fresh upload looks before replication has copied it. Returns its URL path.
     fn file_on(&self, m: usize, source: &str, age: u64, content: &[u8]) -> String {
@@ -559,7 +548,7 @@ impl Group {
 async fn a_fresh_file_is_served_by_any_member_through_its_source() {
     use fdfs_node::config::ResponseMode;
     const A: &str = "127.0.0.40";
-    let g = Group::with_http(&[
+    let g = with_http(&[
         (A, ResponseMode::Proxy),
         ("127.0.0.41", ResponseMode::Proxy),
         ("127.0.0.42", ResponseMode::Redirect),
@@ -682,7 +671,7 @@ fn peak_rss_kib() -> u64 {
 async fn thumbnails_are_made_once_stored_as_slaves_and_served_by_every_member() {
     use fdfs_node::config::{Fit, ResponseMode, ThumbnailPreset};
     const SECRET: &str = "thumb-secret";
-    let g = Group::with_http_tuned(
+    let g = with_http_tuned(
         &[
             ("127.0.0.43", ResponseMode::Proxy),
             ("127.0.0.44", ResponseMode::Proxy),
@@ -734,7 +723,7 @@ async fn thumbnails_are_made_once_stored_as_slaves_and_served_by_every_member() 
             .await
             .expect("upload");
         let master = id.remote.to_string();
-        common::wait_for(
+        common::wait_until(
             "both members hold the image",
             Duration::from_secs(30),
             async || holds(0, &master) && holds(1, &master),
@@ -776,7 +765,7 @@ async fn thumbnails_are_made_once_stored_as_slaves_and_served_by_every_member() 
         let image = request(g.http(0), "GET", &signed(&master, ""), &[]).await;
         assert_eq!(image.body, source, "{ext}");
         // The slave file replicates: B serves it under its own name, same bytes.
-        common::wait_for(
+        common::wait_until(
             "B holds the thumbnail",
             Duration::from_secs(30),
             async || holds(1, &slave),
@@ -799,7 +788,7 @@ async fn thumbnails_are_made_once_stored_as_slaves_and_served_by_every_member() 
         let contain = request(g.http(1), "GET", &signed(&named, ""), &[]).await;
         assert_eq!(contain.status, 200, "{ext}");
         assert_eq!(dimensions(&contain.body), (format, 320, 240), "{ext}");
-        common::wait_for(
+        common::wait_until(
             "A holds the named thumbnail",
             Duration::from_secs(30),
             async || holds(0, &named),
@@ -821,7 +810,7 @@ async fn thumbnails_are_made_once_stored_as_slaves_and_served_by_every_member() 
         .await
         .expect("upload");
     let master = id.remote.to_string();
-    common::wait_for("the photo on both", Duration::from_secs(30), async || {
+    common::wait_until("the photo on both", Duration::from_secs(30), async || {
         holds(0, &master) && holds(1, &master)
     })
     .await;
@@ -859,7 +848,7 @@ async fn thumbnails_are_made_once_stored_as_slaves_and_served_by_every_member() 
     let thumbnail_of = async |bytes: &[u8], ext: &str| {
         let id = client.upload_bytes(bytes, ext, None).await.expect("upload");
         let name = id.remote.to_string();
-        common::wait_for("the file on A", Duration::from_secs(30), async || {
+        common::wait_until("the file on A", Duration::from_secs(30), async || {
             holds(0, &name)
         })
         .await;
@@ -940,7 +929,7 @@ async fn cache_lookups(addr: SocketAddr) -> (u64, u64) {
 #[tokio::test]
 async fn small_files_served_from_memory_go_when_the_file_goes() {
     use fdfs_node::config::ResponseMode;
-    let g = Group::with_http(&[
+    let g = with_http(&[
         ("127.0.0.45", ResponseMode::None),
         ("127.0.0.46", ResponseMode::None),
     ])
@@ -953,7 +942,7 @@ async fn small_files_served_from_memory_go_when_the_file_goes() {
         .expect("upload");
     let url = format!("/{id}");
     let on_b = async || request(g.http(1), "GET", &url, &[]).await;
-    common::wait_for("B holds the copy", Duration::from_secs(30), async || {
+    common::wait_until("B holds the copy", Duration::from_secs(30), async || {
         on_b().await.status == 200
     })
     .await;
@@ -1000,7 +989,7 @@ async fn small_files_served_from_memory_go_when_the_file_goes() {
         .base_path
         .join(id.remote.relative_path());
     client.delete(&id).await.expect("delete");
-    common::wait_for(
+    common::wait_until(
         "the deletion reaches B",
         Duration::from_secs(30),
         async || !b_path.exists(),
@@ -1015,7 +1004,7 @@ async fn small_files_served_from_memory_go_when_the_file_goes() {
 #[tokio::test]
 async fn larger_files_kept_open_go_when_the_file_goes() {
     use fdfs_node::config::ResponseMode;
-    let g = Group::with_http(&[("127.0.0.47", ResponseMode::None)]).await;
+    let g = with_http(&[("127.0.0.47", ResponseMode::None)]).await;
     let client = &g.client;
     // Over the in-memory limit (64 KiB): kept open, not read into memory.
     let content = data(300_000);
@@ -1075,7 +1064,7 @@ async fn trunk_stored_files_of_a_fastdfs_store_path_are_served_replicated_and_de
     let note_name = common::trunk_file_name(A, &note, mtime, two, "000.txt");
     // Member A starts on a store path a FastDFS storage wrote: trunk file 000001 with
     // two slots, and its binlog naming both files.
-    let g = Group::with_http_tuned(
+    let g = with_http_tuned(
         &[(A, ResponseMode::None), ("127.0.0.62", ResponseMode::None)],
         |cfg| {
             if !cfg.bind.starts_with(&format!("{A}:")) {
@@ -1152,7 +1141,7 @@ async fn trunk_stored_files_of_a_fastdfs_store_path_are_served_replicated_and_de
     let trunk_on = |m: usize| g.members[m].node.config.base_path.join("data/00/00/000001");
     let slots_on_b =
         async || std::fs::read(trunk_on(1)).is_ok_and(|t| t.len() >= 1024 + 24 + note.len());
-    common::wait_for(
+    common::wait_until(
         "B holds both trunk files",
         Duration::from_secs(60),
         slots_on_b,
@@ -1176,7 +1165,7 @@ async fn trunk_stored_files_of_a_fastdfs_store_path_are_served_replicated_and_de
             .all(|&b| b == 0)
     );
     assert_eq!(request(g.http(0), "GET", &url, &[]).await.status, 404);
-    common::wait_for("B freed the slot", Duration::from_secs(60), async || {
+    common::wait_until("B freed the slot", Duration::from_secs(60), async || {
         std::fs::read(trunk_on(1)).is_ok_and(|t| t[..1024].iter().all(|&b| b == 0))
     })
     .await;

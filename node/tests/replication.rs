@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::wait_for;
+use common::wait_until;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,11 +14,26 @@ use fdfs_node::fileid::FileId;
 use fdfs_node::proto::StorageStatus;
 use fdfs_node::storage::RunningStorage;
 
-type Group = common::TestGroup;
+/// The shared test group, with what these tests ask of it.
+struct Group(common::TestGroup);
+
+impl std::ops::Deref for Group {
+    type Target = common::TestGroup;
+
+    fn deref(&self) -> &common::TestGroup {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Group {
+    fn deref_mut(&mut self) -> &mut common::TestGroup {
+        &mut self.0
+    }
+}
 
 /// A tracker and member A (127.0.0.2), ACTIVE; tests add the others.
 async fn start_group() -> Group {
-    let mut g = Group::start(TrackerConfig::default(), 24000).await;
+    let mut g = Group(common::TestGroup::start(TrackerConfig::default(), 24000).await);
     g.add_member("127.0.0.2").await;
     g.wait_all_active().await;
     g
@@ -29,7 +44,7 @@ impl Group {
     /// trackers' heartbeat replies).
     async fn wait_member_known(&self, i: usize, ip: std::net::IpAddr) {
         let node = self.members[i].node.clone();
-        wait_for(
+        wait_until(
             "the member known to its peer",
             Duration::from_secs(30),
             async || node.replication.peers().iter().any(|p| p.addr.ip() == ip),
@@ -44,7 +59,7 @@ impl Group {
             .upload_appender_reader(content, content.len() as u64, "bin", None)
             .await
             .expect("appender");
-        wait_for(
+        wait_until(
             "the appender on both members",
             Duration::from_secs(60),
             async || {
@@ -58,14 +73,14 @@ impl Group {
     /// Appends `tail` to `id` (retried while the source gets over a cut connection), then
     /// waits until both members hold exactly `before` followed by `tail`.
     async fn append_reaches_both(&self, id: &FileId, before: &[u8], tail: &[u8]) {
-        wait_for(
+        wait_until(
             "an append after the cut",
             Duration::from_secs(30),
             async || self.client.append_bytes(id, tail).await.is_ok(),
         )
         .await;
         let want = [before, tail].concat();
-        wait_for(
+        wait_until(
             "both members hold the original plus the append",
             Duration::from_secs(60),
             async || (0..2).all(|m| std::fs::read(self.path_on(m, id)).is_ok_and(|b| b == want)),
@@ -126,7 +141,7 @@ async fn two_members_converge_on_every_change() {
             crc32fast::hash(&content(i)),
         ));
     }
-    wait_for(
+    wait_until(
         "all 2000 files on both members",
         Duration::from_secs(120),
         async || {
@@ -184,7 +199,7 @@ async fn two_members_converge_on_every_change() {
         .await
         .expect("regenerate");
     let meta_path = |m: usize| PathBuf::from(format!("{}-m", g.path_on(m, &with_meta).display()));
-    wait_for(
+    wait_until(
         "changes on both members",
         Duration::from_secs(60),
         async || {
@@ -203,7 +218,7 @@ async fn two_members_converge_on_every_change() {
     )
     .await;
     // Each member reports how far behind it is pushing to the other: nothing, now.
-    wait_for("lag metrics at zero", Duration::from_secs(30), async || {
+    wait_until("lag metrics at zero", Duration::from_secs(30), async || {
         let text = g.members[0].node.render_metrics();
         text.contains("fdfs_storage_sync_lag_bytes{peer=\"127.0.0.3\"} 0")
             && text.contains("fdfs_storage_sync_lag_seconds{peer=\"127.0.0.3\"} 0")
@@ -218,7 +233,7 @@ async fn two_members_converge_on_every_change() {
     assert!(pushed >= 300, "A pushed {pushed} records to B");
 
     // The tracker sees both members change files and each fully caught up with the other.
-    wait_for(
+    wait_until(
         "both members caught up in the cluster view",
         Duration::from_secs(30),
         async || {
@@ -255,7 +270,7 @@ async fn two_members_converge_on_every_change() {
         sent >= total_bytes,
         "{sent} bytes replicated of {total_bytes} uploaded"
     );
-    wait_for(
+    wait_until(
         "the counters at the tracker",
         Duration::from_secs(30),
         async || {
@@ -279,7 +294,7 @@ async fn two_members_converge_on_every_change() {
     // once they have converged, so both are ready.
     let tracker = g.tracker.addr;
     for m in &g.members {
-        wait_for(
+        wait_until(
             "the peers' backlog read back",
             Duration::from_secs(30),
             async || m.node.behind_at(tracker) == Some(0),
@@ -331,11 +346,11 @@ async fn a_restarted_member_catches_up_from_its_mark() {
         .upload_bytes(b"before the restart", "txt", None)
         .await
         .expect("upload");
-    wait_for("first file on both", Duration::from_secs(30), async || {
+    wait_until("first file on both", Duration::from_secs(30), async || {
         g.path_on(0, &first).exists() && g.path_on(1, &first).exists()
     })
     .await;
-    wait_for(
+    wait_until(
         "A's push to B at the end of its binlog",
         Duration::from_secs(30),
         async || backlog_of_a(&g) == Some(0),
@@ -350,7 +365,7 @@ async fn a_restarted_member_catches_up_from_its_mark() {
         .binlog()
         .dir()
         .join(format!("127.0.0.4_{}.mark", g.members[1].addr.port()));
-    wait_for(
+    wait_until(
         "A's mark for B saved",
         Duration::from_secs(30),
         async || mark_offset(&mark) == Some(binlog_before),
@@ -371,7 +386,7 @@ async fn a_restarted_member_catches_up_from_its_mark() {
     // What A has written since is what B lacks, and the trackers are told so.
     let behind = binlog_size(&g.members[0]) - binlog_before;
     assert!(behind > 50 * 40, "{behind} binlog bytes for 50 uploads");
-    wait_for(
+    wait_until(
         "B's backlog at the tracker",
         Duration::from_secs(30),
         async || tracker_backlog_of_b(&g) == Some(behind),
@@ -391,11 +406,11 @@ async fn a_restarted_member_catches_up_from_its_mark() {
     );
     let b = fdfs_node::storage::start(cfg).await.expect("restart B");
     g.members.push(b);
-    wait_for("B caught up", Duration::from_secs(60), async || {
+    wait_until("B caught up", Duration::from_secs(60), async || {
         later.iter().all(|id| g.path_on(1, id).exists())
     })
     .await;
-    wait_for(
+    wait_until(
         "no backlog left at the tracker",
         Duration::from_secs(30),
         async || tracker_backlog_of_b(&g) == Some(0),
@@ -647,7 +662,7 @@ async fn bad_sync_requests_change_nothing() {
         .base_path
         .join("data/00/00/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt");
     let tmp = g.members[0].node.config.base_path.join("data/.tmp");
-    wait_for(
+    wait_until(
         "partial sync discarded",
         Duration::from_secs(10),
         async || {
@@ -712,7 +727,7 @@ async fn concurrent_appends_keep_every_acknowledged_byte_on_both_members() {
     want.sort();
     assert!(seen == want, "chunks lost, torn or doubled");
     // And the other member ends with the same bytes.
-    wait_for("both members equal", Duration::from_secs(60), async || {
+    wait_until("both members equal", Duration::from_secs(60), async || {
         (0..2).all(|m| std::fs::read(g.path_on(m, &id)).is_ok_and(|b| b == bytes))
     })
     .await;
@@ -877,7 +892,7 @@ async fn a_sync_append_cut_off_mid_body_changes_nothing_on_the_receiving_member(
     let tail = vec![0x5A; 2000];
     let mut whole = sync_append(tail.len() as u64);
     whole.extend_from_slice(&tail);
-    wait_for(
+    wait_until(
         "a whole sync append after the cut",
         Duration::from_secs(30),
         async || send(a.ip(), b, Command::SyncAppendFile, &whole).await == Some(Status::Ok),
@@ -961,7 +976,7 @@ async fn a_stopping_member_pushes_its_whole_binlog_first() {
     // B is back; A stops as soon as its push to B has started.
     g.members
         .push(fdfs_node::storage::start(cfg).await.expect("restart B"));
-    wait_for(
+    wait_until(
         "A's push to B started",
         Duration::from_secs(60),
         async || ids.iter().any(|id| g.path_on(1, id).exists()),
@@ -1022,7 +1037,7 @@ async fn a_member_is_retired_only_once_stopped_with_its_files_on_the_others() {
         ));
     }
 
-    wait_for(
+    wait_until(
         "the first files on both",
         Duration::from_secs(60),
         async || {
@@ -1034,7 +1049,7 @@ async fn a_member_is_retired_only_once_stopped_with_its_files_on_the_others() {
     .await;
     // Sync times have a resolution of one second: B's next uploads must carry a later one.
     let synced_at = fdfs_node::unix_now();
-    wait_for("the next second", Duration::from_secs(3), async || {
+    wait_until("the next second", Duration::from_secs(3), async || {
         fdfs_node::unix_now() > synced_at
     })
     .await;
@@ -1043,7 +1058,7 @@ async fn a_member_is_retired_only_once_stopped_with_its_files_on_the_others() {
     let a = g.members.remove(0);
     let a_cfg = a.node.config.clone();
     a.stop(Duration::from_secs(2)).await;
-    wait_for("B alone ACTIVE", Duration::from_secs(30), async || {
+    wait_until("B alone ACTIVE", Duration::from_secs(30), async || {
         g.client.list_storages("group1").await.is_ok_and(|l| {
             l.iter()
                 .any(|s| s.ip == "127.0.0.4" && s.status == StorageStatus::Active as u8)
@@ -1067,7 +1082,7 @@ async fn a_member_is_retired_only_once_stopped_with_its_files_on_the_others() {
     b.stop(Duration::from_secs(2)).await;
     g.members
         .push(fdfs_node::storage::start(a_cfg).await.expect("A back"));
-    wait_for("A ACTIVE again", Duration::from_secs(30), async || {
+    wait_until("A ACTIVE again", Duration::from_secs(30), async || {
         g.client.list_storages("group1").await.is_ok_and(|l| {
             l.iter()
                 .any(|s| s.ip == "127.0.0.2" && s.status == StorageStatus::Active as u8)
@@ -1092,7 +1107,7 @@ async fn a_member_is_retired_only_once_stopped_with_its_files_on_the_others() {
         matches!(serving, Err(RetireError::NotYet { .. })),
         "{serving:?}"
     );
-    wait_for("every file on A", Duration::from_secs(60), async || {
+    wait_until("every file on A", Duration::from_secs(60), async || {
         files
             .iter()
             .all(|(id, data)| std::fs::read(g.path_on(0, id)).is_ok_and(|b| b == *data))
@@ -1145,13 +1160,13 @@ async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
                 .expect("upload"),
         );
     }
-    wait_for("files on both", Duration::from_secs(30), async || {
+    wait_until("files on both", Duration::from_secs(30), async || {
         files
             .iter()
             .all(|id| g.path_on(0, id).exists() && g.path_on(1, id).exists())
     })
     .await;
-    wait_for("A's push to B done", Duration::from_secs(30), async || {
+    wait_until("A's push to B done", Duration::from_secs(30), async || {
         backlog_of_a(&g) == Some(0)
     })
     .await;
@@ -1165,7 +1180,7 @@ async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
     let b = g.members.pop().expect("B");
     let mut cfg = b.node.config.clone();
     b.stop(Duration::from_secs(2)).await;
-    wait_for(
+    wait_until(
         "A's mark for B saved",
         Duration::from_secs(30),
         async || mark_offset(&old_mark) == Some(pushed),
@@ -1173,12 +1188,12 @@ async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
     .await;
     let mark_text = std::fs::read_to_string(&old_mark).expect("mark");
     cfg.bind = format!("127.0.0.6:{port}");
-    g.members.push(
+    g.0.members.push(
         fdfs_node::storage::start(cfg)
             .await
             .expect("B at its new address"),
     );
-    wait_for("B's record moved", Duration::from_secs(60), async || {
+    wait_until("B's record moved", Duration::from_secs(60), async || {
         let reg = g.tracker.tracker.registry();
         let members = &reg.groups()["group1"].members;
         members.get("127.0.0.4").map(|m| m.status) == Some(StorageStatus::IpChanged)
@@ -1199,7 +1214,7 @@ async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
         "{changelog}"
     );
     let new_mark = marks.join(format!("127.0.0.6_{port}.mark"));
-    wait_for("A's mark renamed", Duration::from_secs(30), async || {
+    wait_until("A's mark renamed", Duration::from_secs(30), async || {
         mark_offset(&new_mark).is_some()
     })
     .await;
@@ -1216,7 +1231,7 @@ async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
             .join("data/.data_init_flag"),
     )
     .expect("init flag");
-    wait_for(
+    wait_until(
         "B keeps its new address",
         Duration::from_secs(30),
         async || {
@@ -1239,7 +1254,7 @@ async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
         .upload_bytes(b"after the move", "txt", None)
         .await
         .expect("upload");
-    wait_for("the new file on B", Duration::from_secs(30), async || {
+    wait_until("the new file on B", Duration::from_secs(30), async || {
         g.path_on(1, &later).exists()
     })
     .await;
@@ -1283,12 +1298,12 @@ async fn a_move_waits_while_the_old_address_still_serves() {
     let port = b.addr.port();
     b.stop(Duration::from_secs(2)).await;
     let record = |ip: &str| {
-        g.tracker.tracker.registry().groups()["group1"]
+        g.0.tracker.tracker.registry().groups()["group1"]
             .members
             .get(ip)
             .map(|m| m.status)
     };
-    wait_for("B OFFLINE", Duration::from_secs(30), async || {
+    wait_until("B OFFLINE", Duration::from_secs(30), async || {
         record("127.0.0.4") == Some(StorageStatus::Offline)
     })
     .await;
@@ -1324,7 +1339,7 @@ async fn a_move_waits_while_the_old_address_still_serves() {
     ));
 
     cfg.bind = format!("127.0.0.6:{port}");
-    g.members.push(
+    g.0.members.push(
         fdfs_node::storage::start(cfg)
             .await
             .expect("B at its new address"),
@@ -1340,7 +1355,7 @@ async fn a_move_waits_while_the_old_address_still_serves() {
             ])
             .get()
     };
-    wait_for(
+    wait_until(
         "the move refused twice",
         Duration::from_secs(30),
         async || busy() >= 2,
@@ -1354,7 +1369,7 @@ async fn a_move_waits_while_the_old_address_still_serves() {
 
     // The old address goes away: the next attempt moves the record.
     drop(old);
-    wait_for("B's record moved", Duration::from_secs(60), async || {
+    wait_until("B's record moved", Duration::from_secs(60), async || {
         record("127.0.0.4") == Some(StorageStatus::IpChanged)
             && record("127.0.0.6") == Some(StorageStatus::Active)
     })

@@ -406,13 +406,12 @@ async fn storage_refuses_bad_input_and_touches_nothing() {
     partial.extend_from_slice(&payload(600_000, 1));
     s.write_all(&partial).await.expect("write");
     drop(s);
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while stored_files(c.store_root(0)) != before {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("partial upload cleaned up");
+    common::wait_until(
+        "the partial upload cleaned up",
+        Duration::from_secs(10),
+        async || stored_files(c.store_root(0)) == before,
+    )
+    .await;
 
     // Everything that was there is intact, and the storage still serves.
     assert_eq!(std::fs::read(&kept_path).expect("kept"), b"precious");

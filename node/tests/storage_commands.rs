@@ -488,14 +488,7 @@ async fn metadata_and_info_in_raw_bytes() {
 #[tokio::test]
 async fn several_store_paths_round_robin_and_skip_readonly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tracker = fdfs_node::tracker::start(TrackerConfig {
-        bind: "127.0.0.1:0".into(),
-        base_path: dir.path().join("tracker"),
-        reserved_storage_space: ReservedSpace::Mb(0),
-        ..Default::default()
-    })
-    .await
-    .expect("tracker");
+    let tracker = common::test_tracker(dir.path()).await;
     let storage = |readonly: Vec<usize>, ip: &str| StorageConfig {
         bind: format!("{ip}:0"),
         base_path: dir.path().join(ip),
@@ -519,32 +512,13 @@ async fn several_store_paths_round_robin_and_skip_readonly() {
     let s2 = fdfs_node::storage::start(storage(vec![1], "127.0.0.3"))
         .await
         .expect("storage");
-    let client = fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
-        tracker.addr.to_string(),
-    ]))
-    .await
-    .expect("client");
-    let ready = async {
-        loop {
-            let g1 = client
-                .list_storages("group1")
-                .await
-                .map(|l| l.iter().any(|m| m.status == 7))
-                .unwrap_or(false);
-            let g2 = client
-                .list_storages("group2")
-                .await
-                .map(|l| l.iter().any(|m| m.status == 7))
-                .unwrap_or(false);
-            if g1 && g2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), ready)
-        .await
-        .expect("ACTIVE");
+    let client = common::client_of([tracker.addr]).await;
+    common::wait_until(
+        "both storages ACTIVE",
+        Duration::from_secs(30),
+        async || common::ready_members(&tracker, None) == 2,
+    )
+    .await;
     let mut paths = Vec::new();
     for _ in 0..4 {
         paths.push(
@@ -708,14 +682,7 @@ async fn serves_a_store_path_laid_out_by_fastdfs() {
         &blob,
     )
     .expect("write meta");
-    let tracker = fdfs_node::tracker::start(TrackerConfig {
-        bind: "127.0.0.1:0".into(),
-        base_path: dir.path().join("tracker"),
-        reserved_storage_space: ReservedSpace::Mb(0),
-        ..Default::default()
-    })
-    .await
-    .expect("tracker");
+    let tracker = common::test_tracker(dir.path()).await;
     let s = fdfs_node::storage::start(StorageConfig {
         bind: "127.0.0.2:0".into(),
         base_path: base.clone(),
@@ -724,23 +691,11 @@ async fn serves_a_store_path_laid_out_by_fastdfs() {
     })
     .await
     .expect("storage");
-    let client = fdfs_node::client::Client::new(fdfs_node::client::ClientConfig::new(vec![
-        tracker.addr.to_string(),
-    ]))
-    .await
-    .expect("client");
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while !client
-            .list_storages("group1")
-            .await
-            .map(|l| l.iter().any(|m| m.status == 7))
-            .unwrap_or(false)
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    let client = common::client_of([tracker.addr]).await;
+    common::wait_until("the storage ACTIVE", Duration::from_secs(30), async || {
+        common::ready_members(&tracker, None) == 1
     })
-    .await
-    .expect("ACTIVE");
+    .await;
     assert_eq!(
         client.download_bytes(&id, 0, 0).await.expect("download"),
         recorded_input("small.txt")

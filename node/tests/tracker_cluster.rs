@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Cluster, exchanges, hex_field, wait_for};
+use common::{Cluster, exchanges, hex_field, wait_until};
 use fdfs_node::client::{Client, ClientConfig, Conn};
 use fdfs_node::config::{
     Compat, IdType, ListenerConfig, ReservedSpace, StorageConfig, TrackerConfig,
@@ -90,7 +90,7 @@ async fn restarted_tracker_answers_from_saved_state() {
         .await
         .expect("upload");
     let state = c.dir.path().join("tracker/data/tracker_state.json");
-    wait_for(
+    wait_until(
         "the state file with the ACTIVE storage",
         Duration::from_secs(10),
         async || {
@@ -160,7 +160,7 @@ async fn storage_keeps_its_id_on_a_new_address() {
     let base = dir.path().join("s1");
     // No server_id configured: the storage asks the tracker (70) which id is its.
     let s = start_storage("127.0.0.2:0", "group1", &base, &[t.addr], "").await;
-    wait_for("ACTIVE", Duration::from_secs(20), async || {
+    wait_until("ACTIVE", Duration::from_secs(20), async || {
         member_status(&t, "group1", "100001") == Some(StorageStatus::Active)
     })
     .await;
@@ -182,14 +182,14 @@ async fn storage_keeps_its_id_on_a_new_address() {
 
     // Restarted on another address with its id configured: same member, new address.
     s.stop(Duration::from_secs(2)).await;
-    wait_for(
+    wait_until(
         "OFFLINE after the storage left",
         Duration::from_secs(10),
         async || member_status(&t, "group1", "100001") == Some(StorageStatus::Offline),
     )
     .await;
     let s = start_storage("127.0.0.5:0", "group1", &base, &[t.addr], "100001").await;
-    wait_for("ACTIVE again", Duration::from_secs(20), async || {
+    wait_until("ACTIVE again", Duration::from_secs(20), async || {
         member_status(&t, "group1", "100001") == Some(StorageStatus::Active)
     })
     .await;
@@ -311,7 +311,7 @@ async fn a_storage_added_to_storage_ids_conf_joins_without_a_restart() {
     let next = dir.path().join("storage_ids.conf.new");
     std::fs::write(&next, "100001 group1 127.0.0.2\n100002 group1 127.0.0.3\n").expect("write");
     std::fs::rename(&next, &ids).expect("rename");
-    wait_for("the new id answered", Duration::from_secs(5), async || {
+    wait_until("the new id answered", Duration::from_secs(5), async || {
         call(t.addr, Command::StorageGetServerId, &ask).await == (Status::Ok, b"100002".to_vec())
     })
     .await;
@@ -323,7 +323,7 @@ async fn a_storage_added_to_storage_ids_conf_joins_without_a_restart() {
         "",
     )
     .await;
-    wait_for(
+    wait_until(
         "the new storage ACTIVE under its id",
         Duration::from_secs(20),
         async || member_status(&t, "group1", "100002") == Some(StorageStatus::Active),
@@ -360,7 +360,7 @@ async fn a_storage_added_to_storage_ids_conf_joins_without_a_restart() {
         "100001 group1 127.0.0.2\n100002 group1 127.0.0.3\n100003 group1 127.0.0.9\n",
     )
     .expect("write");
-    wait_for("the mended file read", Duration::from_secs(5), async || {
+    wait_until("the mended file read", Duration::from_secs(5), async || {
         call(t.addr, Command::StorageGetServerId, &other).await == (Status::Ok, b"100003".to_vec())
     })
     .await;
@@ -397,7 +397,7 @@ async fn three_trackers_elect_one_leader_and_fail_over() {
         ts.iter().map(|t| t.tracker.leader()).collect()
     };
     // The greatest address leads once everyone knows everyone.
-    wait_for("one agreed leader", Duration::from_secs(30), async || {
+    wait_until("one agreed leader", Duration::from_secs(30), async || {
         leaders(&trackers) == vec![Some(addrs[2]); 3]
     })
     .await;
@@ -412,7 +412,7 @@ async fn three_trackers_elect_one_leader_and_fail_over() {
         );
     }
     // 96 is the leader's: every tracker, one leader, all active.
-    wait_for("followers pinging", Duration::from_secs(10), async || {
+    wait_until("followers pinging", Duration::from_secs(10), async || {
         let (_, body) = call(addrs[2], Command::ServerTrackerClusterStat, &[0, 0, 0]).await;
         TrackerStat::decode_all(&body).is_ok_and(|l| l.len() == 3 && l.iter().all(|s| s.is_active))
     })
@@ -457,7 +457,7 @@ async fn three_trackers_elect_one_leader_and_fail_over() {
     assert_eq!(st, Status::NotSupported);
     let (st, _) = call(addrs[2], Command::TrackerNotifyReselectLeader, &[]).await;
     assert_eq!(st, Status::Ok);
-    wait_for(
+    wait_until(
         "the leader re-elected",
         Duration::from_secs(30),
         async || leaders(&trackers) == vec![Some(addrs[2]); 3],
@@ -505,7 +505,7 @@ async fn three_trackers_elect_one_leader_and_fail_over() {
     }
     // Gone storages go OFFLINE at once; then they and their group can be deleted.
     for t in [&trackers[0], &trackers[2]] {
-        wait_for(
+        wait_until(
             "the fake storage OFFLINE",
             Duration::from_secs(10),
             async || member_status(t, "group9", "127.0.0.1") == Some(StorageStatus::Offline),
@@ -541,7 +541,7 @@ async fn three_trackers_elect_one_leader_and_fail_over() {
         .expect("upload");
     let leader = trackers.pop().expect("leader");
     leader.stop(Duration::from_millis(100)).await;
-    wait_for("a new leader", Duration::from_secs(30), async || {
+    wait_until("a new leader", Duration::from_secs(30), async || {
         leaders(&trackers) == vec![Some(addrs[1]); 2]
     })
     .await;
@@ -586,14 +586,14 @@ async fn followers_learn_the_trunk_server_from_the_leader() {
             .get("group1")
             .and_then(|g| g.trunk.server.clone())
     };
-    wait_for("one leader", Duration::from_secs(30), async || {
+    wait_until("one leader", Duration::from_secs(30), async || {
         trackers
             .iter()
             .all(|t| t.tracker.leader() == Some(addrs[1]))
     })
     .await;
     // The leader chooses; the follower, which never elects, hears it in the pings.
-    wait_for(
+    wait_until(
         "the trunk server on both trackers",
         Duration::from_secs(30),
         async || {
@@ -613,7 +613,7 @@ async fn followers_learn_the_trunk_server_from_the_leader() {
         Status::NotSupported,
         "a follower leaves it to the leader"
     );
-    wait_for(
+    wait_until(
         "both members ACTIVE at the leader",
         Duration::from_secs(30),
         async || member_status(&trackers[1], "group1", "127.0.0.34") == Some(StorageStatus::Active),
@@ -621,7 +621,7 @@ async fn followers_learn_the_trunk_server_from_the_leader() {
     .await;
     let (st, body) = call(addrs[1], Command::ServerSetTrunkServer, &ask).await;
     assert_eq!((st, body), (Status::Ok, b"127.0.0.34\0".to_vec()));
-    wait_for(
+    wait_until(
         "the new trunk server on both trackers",
         Duration::from_secs(30),
         async || {
@@ -647,7 +647,7 @@ async fn followers_learn_the_trunk_server_from_the_leader() {
     assert_eq!(flags, [false, true], "the follower lists the trunk server");
     // Only the leader answers FETCH_TRUNK_FID; it knows the ids the trunk server reserved.
     let leader = &trackers[1];
-    wait_for(
+    wait_until(
         "trunk file ids reserved",
         Duration::from_secs(30),
         async || {
@@ -852,7 +852,7 @@ async fn http_status_health_readiness_and_metrics() {
         "",
     )
     .await;
-    wait_for("ready", Duration::from_secs(20), async || {
+    wait_until("ready", Duration::from_secs(20), async || {
         http_get(http, "/readyz").await.0 == 200
     })
     .await;
@@ -1060,7 +1060,7 @@ async fn backlog_reports_are_checked_listed_and_outlive_the_reporters_connection
     // The reporter's connection ends: its figures no longer count as the peer's lag, and
     // its last report stays listed, for a retirement to check.
     a.quit().await;
-    wait_for(
+    wait_until(
         "the reporter's figures no longer lag",
         Duration::from_secs(10),
         async || {

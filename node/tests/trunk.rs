@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::wait_for;
+use common::wait_until;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,7 +22,22 @@ const A: &str = "127.0.0.2";
 const B: &str = "127.0.0.4";
 const TRUNK_FILE: u32 = 4 * 1024 * 1024;
 
-type Group = common::TestGroup;
+/// The shared test group, with what these tests ask of it.
+struct Group(common::TestGroup);
+
+impl std::ops::Deref for Group {
+    type Target = common::TestGroup;
+
+    fn deref(&self) -> &common::TestGroup {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Group {
+    fn deref_mut(&mut self) -> &mut common::TestGroup {
+        &mut self.0
+    }
+}
 
 /// Trunk storage on, 256 B to 64 KiB slots in 4 MiB trunk files.
 fn trunk_on() -> TrunkConfig {
@@ -46,7 +61,7 @@ async fn start_group_with(check_active_interval: u64, trunk: TrunkConfig) -> Gro
         trunk,
         ..Default::default()
     };
-    let mut g = Group::start(tracker, 25000).await;
+    let mut g = Group(common::TestGroup::start(tracker, 25000).await);
     for ip in [A, B] {
         g.add_member(ip).await;
     }
@@ -59,7 +74,7 @@ impl Group {
     /// running member knows where to ask, with both members ACTIVE.
     async fn wait_trunk_server(&self, ip: &str) {
         let server = self.member(ip).addr;
-        wait_for(
+        wait_until(
             "the trunk server known to all",
             Duration::from_secs(60),
             async || {
@@ -145,7 +160,7 @@ impl Group {
     async fn wait_everywhere(&self, files: &[(FileId, Vec<u8>)]) {
         for (id, data) in files {
             for m in &self.members {
-                wait_for(
+                wait_until(
                     "a file on every member",
                     Duration::from_secs(60),
                     async || {
@@ -166,7 +181,7 @@ impl Group {
 
     async fn wait_gone(&self, id: &FileId) {
         for m in &self.members {
-            wait_for("a deleted file gone", Duration::from_secs(60), async || {
+            wait_until("a deleted file gone", Duration::from_secs(60), async || {
                 self.download_from(m.addr, id).await.is_none()
             })
             .await;
@@ -290,7 +305,7 @@ async fn small_uploads_on_either_member_go_into_the_trunk_servers_slots_and_conv
         .map(|s| (s.ip.clone(), s.if_trunk_server))
         .collect();
     assert_eq!(servers, vec![(A.into(), true), (B.into(), false)]);
-    wait_for(
+    wait_until(
         "free trunk space reported",
         Duration::from_secs(30),
         async || {
@@ -301,7 +316,7 @@ async fn small_uploads_on_either_member_go_into_the_trunk_servers_slots_and_conv
     )
     .await;
     // The trunk server's metrics show its trunk space; the other member's are zero.
-    wait_for("trunk metrics", Duration::from_secs(30), async || {
+    wait_until("trunk metrics", Duration::from_secs(30), async || {
         let text = g.member(A).node.metrics.render();
         let value = |name: &str| {
             text.lines()
@@ -362,7 +377,7 @@ async fn the_trunk_server_makes_files_ahead_compacts_on_schedule_and_pushes_its_
     .await;
     let server = g.member(A);
     // Before any upload, two whole trunk files are made ahead of need, and no more.
-    wait_for(
+    wait_until(
         "trunk files made ahead",
         Duration::from_secs(30),
         async || {
@@ -399,7 +414,7 @@ async fn the_trunk_server_makes_files_ahead_compacts_on_schedule_and_pushes_its_
     // line), and the other member's copy of the binlog, pushed with TRUNK_SYNC_BINLOG and
     // started again with TRUNCATE_BINLOG_FILE after each compaction, is the same.
     let pushed = g.pushed_trunk_binlog(B);
-    wait_for(
+    wait_until(
         "a compacted binlog, pushed whole",
         Duration::from_secs(60),
         async || {
@@ -429,7 +444,7 @@ async fn a_trunk_server_that_goes_away_leaves_no_slot_given_twice() {
         ));
     }
     g.wait_everywhere(&files).await;
-    wait_for(
+    wait_until(
         "the trunk file id reported",
         Duration::from_secs(30),
         async || {

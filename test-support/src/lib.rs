@@ -1,5 +1,8 @@
 //! Helpers the test suites of the workspace share (the node's, the operator's and the e2e
-//! tests): one way to wait for a condition, polled, with a bound and a name for the failure.
+//! tests): one way to wait for a condition, polled, with a bound and a name for the failure,
+//! and one way to start trackers and storages in process ([`cluster`]).
+
+pub mod cluster;
 
 use std::time::Duration;
 
@@ -31,6 +34,14 @@ pub async fn wait_for(
         tokio::time::sleep(POLL).await;
     }
     Ok(())
+}
+
+/// [`wait_for`] for a test: a condition that does not come true in time fails the test,
+/// naming it.
+pub async fn wait_until(what: &str, limit: Duration, check: impl AsyncFnMut() -> bool) {
+    if let Err(e) = wait_for(what, limit, check).await {
+        panic!("{e}");
+    }
 }
 
 #[cfg(test)]

@@ -13,13 +13,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fdfs_node::client::{Client as FdfsClient, ClientConfig};
-use fdfs_node::config::{StorageConfig, TrackerConfig};
+use fdfs_node::config::TrackerConfig;
 use fdfs_node::proto::StorageStatus;
 use fdfs_node::storage::RunningStorage;
 use fdfs_node::tracker::RunningTracker;
 use fdfs_operator::controller::{Config, Context, TrackerDirectory};
 use fdfs_operator::metrics::Metrics;
+use fdfs_test_support::cluster;
 use http::{Method, Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -306,79 +306,39 @@ pub fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Reply {
 
 /// A tracker on `ip`, port chosen by the system, quick to notice a silent storage.
 pub async fn tracker(ip: &str, data: &Path) -> RunningTracker {
-    fdfs_node::tracker::start(TrackerConfig {
-        bind: format!("{ip}:0"),
-        base_path: data.join(format!("tracker-{ip}")),
+    let config = TrackerConfig {
         check_active_interval: 2,
         ..TrackerConfig::default()
-    })
-    .await
-    .expect("tracker starts")
+    };
+    cluster::tracker_at(ip, config, data.join(format!("tracker-{ip}"))).await
 }
 
 /// A tracker on `ip` that names storages by the ids of `storage_ids` (`use_storage_id`).
 pub async fn tracker_with_ids(ip: &str, data: &Path, storage_ids: &Path) -> RunningTracker {
-    fdfs_node::tracker::start(TrackerConfig {
-        bind: format!("{ip}:0"),
-        base_path: data.join(format!("tracker-{ip}")),
+    let config = TrackerConfig {
         check_active_interval: 2,
         use_storage_id: true,
         storage_ids_filename: storage_ids.to_path_buf(),
         ..TrackerConfig::default()
-    })
-    .await
-    .expect("tracker starts")
+    };
+    cluster::tracker_at(ip, config, data.join(format!("tracker-{ip}"))).await
 }
 
-/// The port every storage of one test shares (FastDFS requires one port per group); each
-/// test's data directory picks its own so tests running side by side do not collide.
+/// The port every storage of one test shares (FastDFS requires one port per group).
 pub fn group_port(data: &Path) -> u16 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    data.hash(&mut h);
-    24000 + (h.finish() % 4000) as u16
+    cluster::group_port(data, 24000)
 }
 
 /// A storage of `group` on `ip`, reporting to `trackers` every second.
 pub async fn storage(ip: &str, group: &str, trackers: &[String], data: &Path) -> RunningStorage {
-    let port = group_port(data);
-    fdfs_node::storage::start(StorageConfig {
-        bind: format!("{ip}:{port}"),
-        group_name: group.into(),
-        base_path: data.join(format!("storage-{ip}")),
-        subdir_count_per_path: 2,
-        tracker_servers: trackers.to_vec(),
-        heart_beat_interval: 1,
-        stat_report_interval: 1,
-        ..StorageConfig::default()
-    })
-    .await
-    .expect("storage starts")
+    let mut config = cluster::member_config(data, ip, trackers, group_port(data));
+    config.group_name = group.into();
+    cluster::start_member(config).await
 }
 
 /// Waits until `tracker` lists the storage at `ip` in `group` with `status`.
 pub async fn wait_status(tracker: &str, group: &str, ip: &str, status: StorageStatus) {
-    let client = FdfsClient::new(ClientConfig::new(vec![tracker.to_owned()]))
-        .await
-        .expect("client");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let list = client.list_storages(group).await;
-        if let Ok(list) = &list
-            && list.iter().any(|s| s.ip == ip && s.status == status as u8)
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{tracker} never listed {ip} as {status:?}; it lists {:?}",
-            list.map(|l| l
-                .into_iter()
-                .map(|s| (s.id, s.ip, StorageStatus::from_byte(s.status)))
-                .collect::<Vec<_>>())
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cluster::wait_listed(tracker, group, ip, status).await;
 }
 
 /// A storage of group1 on `ip` reporting to `trackers`, once the first tracker holds it
@@ -391,11 +351,7 @@ pub async fn active_storage(ip: &str, trackers: &[String], data: &Path) -> Runni
 
 /// Polls `check` until it holds, for up to a minute.
 pub async fn wait_until(what: &str, check: impl Fn() -> bool) {
-    if let Err(e) =
-        fdfs_test_support::wait_for(what, Duration::from_secs(60), async || check()).await
-    {
-        panic!("{e}");
-    }
+    fdfs_test_support::wait_until(what, Duration::from_secs(60), async || check()).await;
 }
 
 /// `storage_ids.conf` for the group1 storages of ordinals 0 and 1 on 127.0.0.61 and .62, as

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -28,33 +28,54 @@ impl From<DiskStepLost> for std::io::Error {
     }
 }
 
-/// Steps waiting for a disk thread. A thread that finds it empty sleeps on the condition
-/// variable at once (no spinning: on two cores, threads spinning for work took the CPU the
-/// requests needed), and each new step wakes one.
+/// Steps waiting for a disk thread, and the threads waiting for a step. A thread that finds
+/// no step parks at once (no spinning: on two cores, threads spinning for work took the CPU
+/// the requests needed), and each new step wakes the thread that parked last: its stack and
+/// caches are still warm, and idle threads stay idle instead of taking turns.
 struct Queue {
-    steps: Mutex<VecDeque<Job>>,
-    ready: Condvar,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    steps: VecDeque<Job>,
+    /// Parked threads, the most recently parked last.
+    idle: Vec<std::thread::Thread>,
 }
 
 /// Disk threads that started; with none, steps fall back to tokio's blocking pool.
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 
 impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn push(&self, job: Job) {
-        self.steps
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(job);
-        self.ready.notify_one();
+        let woken = {
+            let mut state = self.lock();
+            state.steps.push_back(job);
+            state.idle.pop()
+        };
+        if let Some(thread) = woken {
+            thread.unpark();
+        }
     }
 
     fn next(&self) -> Job {
-        let mut steps = self.steps.lock().unwrap_or_else(|e| e.into_inner());
+        let me = std::thread::current();
         loop {
-            if let Some(job) = steps.pop_front() {
-                return job;
+            {
+                let mut state = self.lock();
+                if let Some(job) = state.steps.pop_front() {
+                    return job;
+                }
+                // A spurious wake-up finds itself still listed.
+                if !state.idle.iter().any(|t| t.id() == me.id()) {
+                    state.idle.push(me.clone());
+                }
             }
-            steps = self.ready.wait(steps).unwrap_or_else(|e| e.into_inner());
+            std::thread::park();
         }
     }
 }
@@ -63,8 +84,7 @@ fn queue() -> &'static Queue {
     static QUEUE: OnceLock<&'static Queue> = OnceLock::new();
     QUEUE.get_or_init(|| {
         let queue: &'static Queue = Box::leak(Box::new(Queue {
-            steps: Mutex::new(VecDeque::new()),
-            ready: Condvar::new(),
+            state: Mutex::new(State::default()),
         }));
         for i in 0..THREADS {
             let spawned = std::thread::Builder::new()
@@ -262,6 +282,29 @@ mod tests {
         // The threads keep serving after a panic.
         for i in 0..64usize {
             assert_eq!(run(move || i * 2).await.expect("step"), i * 2);
+        }
+    }
+
+    /// Steps queued faster than threads free up all run, none lost between a thread's last
+    /// look at the queue and its parking, and they overlap on several threads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_steps_all_runs_on_several_threads() {
+        for _ in 0..20 {
+            let steps: Vec<_> = (0..32u64)
+                .map(|i| {
+                    tokio::spawn(run(move || {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        (i, std::thread::current().id())
+                    }))
+                })
+                .collect();
+            let mut threads = std::collections::BTreeSet::new();
+            for (i, step) in steps.into_iter().enumerate() {
+                let (n, thread) = step.await.expect("task").expect("step");
+                assert_eq!(n, i as u64);
+                threads.insert(format!("{thread:?}"));
+            }
+            assert!(threads.len() > 1, "32 sleeping steps ran on one thread");
         }
     }
 }

@@ -14,22 +14,7 @@ use fdfs_node::fileid::FileId;
 use fdfs_node::proto::StorageStatus;
 use fdfs_node::storage::RunningStorage;
 
-/// The shared test group, with what these tests ask of it.
-struct Group(common::TestGroup);
-
-impl std::ops::Deref for Group {
-    type Target = common::TestGroup;
-
-    fn deref(&self) -> &common::TestGroup {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Group {
-    fn deref_mut(&mut self) -> &mut common::TestGroup {
-        &mut self.0
-    }
-}
+use common::Group;
 
 /// A tracker and member A (127.0.0.2), ACTIVE; tests add the others.
 async fn start_group() -> Group {

@@ -22,22 +22,7 @@ const A: &str = "127.0.0.2";
 const B: &str = "127.0.0.4";
 const TRUNK_FILE: u32 = 4 * 1024 * 1024;
 
-/// The shared test group, with what these tests ask of it.
-struct Group(common::TestGroup);
-
-impl std::ops::Deref for Group {
-    type Target = common::TestGroup;
-
-    fn deref(&self) -> &common::TestGroup {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Group {
-    fn deref_mut(&mut self) -> &mut common::TestGroup {
-        &mut self.0
-    }
-}
+use common::Group;
 
 /// Trunk storage on, 256 B to 64 KiB slots in 4 MiB trunk files.
 fn trunk_on() -> TrunkConfig {

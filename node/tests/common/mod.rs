@@ -8,6 +8,24 @@
 pub use fdfs_test_support::{cluster::*, wait_until};
 use serde_json::Value;
 
+/// The shared test group as a type of each test crate, so a suite can give it the methods
+/// it needs (`impl Group { … }`).
+pub struct Group(pub TestGroup);
+
+impl std::ops::Deref for Group {
+    type Target = TestGroup;
+
+    fn deref(&self) -> &TestGroup {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Group {
+    fn deref_mut(&mut self) -> &mut TestGroup {
+        &mut self.0
+    }
+}
+
 /// All exchanges of the fixture file, parsed once per test binary.
 pub fn exchanges() -> Vec<Value> {
     let text = include_str!("../fixtures/fastdfs-v6.16-exchanges.json");

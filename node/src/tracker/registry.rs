@@ -313,6 +313,26 @@ impl Registry {
     }
 }
 
+/// Sets the cursor under `key`, allocating the key only the first time (placement and
+/// routing run for every upload and download).
+fn set_cursor(cursors: &mut BTreeMap<String, usize>, key: &str, value: usize) {
+    match cursors.get_mut(key) {
+        Some(cursor) => *cursor = value,
+        None => {
+            cursors.insert(key.to_owned(), value);
+        }
+    }
+}
+
+/// Where a round robin over `len` entries (callers have at least one) starts now, the
+/// cursor moved on past it.
+fn take_turn(cursors: &mut BTreeMap<String, usize>, key: &str, len: usize) -> usize {
+    let len = len.max(1);
+    let at = cursors.get(key).copied().unwrap_or(0) % len;
+    set_cursor(cursors, key, (at + 1) % len);
+    at
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +374,17 @@ mod tests {
             crc32: 7,
         };
         format!("M00/00/00/{}123.txt", core.encode())
+    }
+
+    #[test]
+    fn a_turn_goes_round_one_key_per_name_and_an_empty_round_is_no_division_by_zero() {
+        let mut cursors = BTreeMap::new();
+        let turns: Vec<usize> = (0..5).map(|_| take_turn(&mut cursors, "g", 3)).collect();
+        assert_eq!(turns, [0, 1, 2, 0, 1]);
+        assert_eq!(take_turn(&mut cursors, "g", 0), 0);
+        set_cursor(&mut cursors, "g", 7);
+        assert_eq!(cursors.len(), 1);
+        assert_eq!(cursors["g"], 7);
     }
 
     #[test]

@@ -11,9 +11,9 @@ pub(super) struct Placement {
     next_group: usize,
     /// `store_server = 0`: per group, the next of its writable members.
     next_server: BTreeMap<String, usize>,
-    /// Per member (group, id): the next store path (`store_path = 0`), or the one with the
-    /// most free space it last reported (`store_path = 2`).
-    next_path: BTreeMap<(String, String), usize>,
+    /// Per group, per member id: the next store path (`store_path = 0`), or the one with
+    /// the most free space it last reported (`store_path = 2`).
+    next_path: BTreeMap<String, BTreeMap<String, usize>>,
 }
 
 fn has_room(policy: &TrackerConfig, g: &Group) -> bool {
@@ -29,10 +29,20 @@ impl Placement {
 
     /// The store path reported as `current_write_path` (92).
     pub(super) fn path_cursor(&self, group: &str, id: &str) -> usize {
-        self.next_path
-            .get(&(group.to_owned(), id.to_owned()))
+        (self.next_path.get(group))
+            .and_then(|paths| paths.get(id))
             .copied()
             .unwrap_or(0)
+    }
+
+    fn set_path_cursor(&mut self, group: &str, id: &str, value: usize) {
+        match self.next_path.get_mut(group) {
+            Some(paths) => set_cursor(paths, id, value),
+            None => {
+                let paths = BTreeMap::from([(id.to_owned(), value)]);
+                self.next_path.insert(group.to_owned(), paths);
+            }
+        }
     }
 
     /// `store_path = 2`: a member's disk report names the path with the most free space.
@@ -43,8 +53,7 @@ impl Placement {
             .max_by_key(|(_, p)| p.free_mb)
             .map(|(i, _)| i)
             .unwrap_or(0);
-        self.next_path
-            .insert((group.to_owned(), id.to_owned()), roomiest);
+        self.set_path_cursor(group, id, roomiest);
     }
 
     /// Picks the group for an upload (`store_lookup`), or the named one.
@@ -112,12 +121,9 @@ impl Placement {
                 .min_by_key(|m| (m.upload_priority, m.id.clone()))
                 .map(|m| m.id.clone())
                 .unwrap_or_default(),
-            _ => {
-                let cursor = self.next_server.entry(group.to_owned()).or_default();
-                let i = *cursor % active.len();
-                *cursor = (i + 1) % active.len();
-                active[i].id.clone()
-            }
+            _ => active[take_turn(&mut self.next_server, group, active.len())]
+                .id
+                .clone(),
         };
         Ok(id)
     }
@@ -136,11 +142,7 @@ impl Placement {
             .and_then(|g| g.members.get(id))
             .ok_or(Status::NotFound)?;
         let n = m.paths.len().max(1);
-        let cursor = self
-            .next_path
-            .entry((group.to_owned(), id.to_owned()))
-            .or_default();
-        let start = *cursor % n;
+        let start = self.path_cursor(group, id) % n;
         let per_path_reserve = |p: &PathUsage| match reserved {
             ReservedSpace::Mb(mb) => p.free_mb > mb / n as u64,
             ReservedSpace::Ratio(_) => reserved.has_room(p.free_mb, p.total_mb),
@@ -149,7 +151,7 @@ impl Placement {
             .map(|i| (start + i) % n)
             .find(|&i| m.paths.get(i).is_some_and(per_path_reserve));
         if policy.store_path == 0 {
-            *cursor = (start + 1) % n;
+            self.set_path_cursor(group, id, (start + 1) % n);
         }
         found.map(|i| i as u8).ok_or(Status::NoSpace)
     }

@@ -55,7 +55,9 @@ impl Routing {
         &mut self,
         groups: &BTreeMap<String, Group>,
         policy: &TrackerConfig,
-        (group, remote, now): (&str, &str, u64),
+        group: &str,
+        remote: &str,
+        now: u64,
         one: bool,
     ) -> Result<Vec<StorageAddr>, Status> {
         let (g, source, file_ts, normal) = decode(groups, group, remote)?;
@@ -73,9 +75,7 @@ impl Routing {
                 .map(|s| vec![s.addr()])
                 .unwrap_or_else(|| vec![active[0].addr()]));
         }
-        let cursor = self.next_reader.entry(group.to_owned()).or_default();
-        let start = *cursor % active.len();
-        *cursor = (start + 1) % active.len();
+        let start = take_turn(&mut self.next_reader, group, active.len());
         let holders: Vec<StorageAddr> = (0..active.len())
             .map(|i| active[(start + i) % active.len()])
             .filter(|m| has_file(policy, m, source_id.as_deref(), file_ts, now))
@@ -124,12 +124,9 @@ impl Registry {
         remote: &str,
         now: u64,
     ) -> Result<FetchTarget, Status> {
-        let all = (self.routing).readable_holders(
-            &self.groups,
-            &self.policy,
-            (group, remote, now),
-            true,
-        )?;
+        let all =
+            self.routing
+                .readable_holders(&self.groups, &self.policy, group, remote, now, true)?;
         all.into_iter()
             .next()
             .map(|addr| FetchTarget {
@@ -146,12 +143,9 @@ impl Registry {
         remote: &str,
         now: u64,
     ) -> Result<Vec<StorageAddr>, Status> {
-        let all = (self.routing).readable_holders(
-            &self.groups,
-            &self.policy,
-            (group, remote, now),
-            false,
-        )?;
+        let all =
+            self.routing
+                .readable_holders(&self.groups, &self.policy, group, remote, now, false)?;
         if all.is_empty() {
             Err(Status::NotFound)
         } else {
@@ -166,7 +160,9 @@ impl Registry {
         let addr = match g.find_source(source).filter(|m| m.is_writable()) {
             Some(s) => s.addr(),
             None => {
-                let id = (self.placement).choose_storage(&self.groups, &self.policy, group)?;
+                let id = self
+                    .placement
+                    .choose_storage(&self.groups, &self.policy, group)?;
                 self.groups[group].members[&id].addr()
             }
         };

@@ -298,11 +298,11 @@ mod tests {
                     }))
                 })
                 .collect();
-            let mut threads = std::collections::BTreeSet::new();
+            let mut threads = std::collections::HashSet::new();
             for (i, step) in steps.into_iter().enumerate() {
                 let (n, thread) = step.await.expect("task").expect("step");
                 assert_eq!(n, i as u64);
-                threads.insert(format!("{thread:?}"));
+                threads.insert(thread);
             }
             assert!(threads.len() > 1, "32 sleeping steps ran on one thread");
         }

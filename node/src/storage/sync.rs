@@ -659,7 +659,6 @@ fn expect_ok((status, _): (Status, Vec<u8>)) -> Result<(), SyncError> {
     }
 }
 
-/// Sends one request and returns the reply status (body discarded).
 /// Bytes of a local file a sync request carries: read in the same disk step as the
 /// open when small (most of a sync stream), streamed chunk by chunk otherwise.
 enum Payload {
@@ -726,8 +725,8 @@ fn stored_at(node: &StorageNode, name: &str) -> Option<StoredAt> {
     node.disk.store().stored_at(&RemoteName::parse(name).ok()?)
 }
 
-/// A small file's size and bytes, read with the binlog batch that names it.
-type Loaded = (u64, Vec<u8>);
+/// A small file's bytes, read with the binlog batch that names it.
+type Loaded = Vec<u8>;
 
 /// Files up to this size are read with the binlog batch that names them.
 const LOAD_AT_MOST: u64 = 64 * 1024;
@@ -760,7 +759,7 @@ fn load_small_files(
         let mut bytes = vec![0u8; opened.size as usize];
         if opened.file.read_exact_at(&mut bytes, opened.base).is_ok() {
             budget -= opened.size;
-            loaded.insert(r.name.clone(), (opened.size, bytes));
+            loaded.insert(r.name.clone(), bytes);
         }
     }
     loaded
@@ -830,7 +829,7 @@ async fn push_file(
     loaded: Option<Loaded>,
 ) -> Result<(), SyncError> {
     let read = match loaded {
-        Some((size, bytes)) => Some((size, Payload::Bytes(bytes))),
+        Some(bytes) => Some((bytes.len() as u64, Payload::Bytes(bytes))),
         None => load_payload(node, name, 0, None).await?,
     };
     let Some((size, payload)) = read else {
@@ -1377,7 +1376,7 @@ mod tests {
         ];
         let loaded = load_small_files(&node, &records, Mark::default().scope());
         assert_eq!(loaded.len(), 1, "{:?}", loaded.keys());
-        assert_eq!(loaded[small], (3000, vec![7u8; 3000]));
+        assert_eq!(loaded[small], vec![7u8; 3000]);
     }
 
     #[test]

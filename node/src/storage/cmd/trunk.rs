@@ -100,6 +100,7 @@ impl Trunk {
             .map_err(trunk_status)?;
         Ok(Reply::Body(Vec::new()))
     }
+
     /// Where we keep the trunk binlog a FastDFS trunk server pushes to its group (30), apart
     /// from our own: it is not replayed when we become the trunk server (its last lines
     /// may never have arrived), so no slot it records is given twice.

@@ -76,7 +76,6 @@ impl Upload {
                 .store()
                 .choose_path(head.store_path_index, size, &node.disk.path_policy())?;
         let chunk = node.config.buff_size as usize;
-        let n = node.clone();
         let mut spec = NewName {
             source: node.source(),
             ext: head.ext,
@@ -93,13 +92,14 @@ impl Upload {
             spec.crc32 = crc32fast::hash(&data);
             Ok(Self::store_small(node, store_path, spec, data).await?)
         } else {
-            let n2 = n.clone();
-            let (temp, file) = blocking(move || n2.disk.store().create_new(store_path))
+            let n = node.clone();
+            let (temp, file) = blocking(move || n.disk.store().create_new(store_path))
                 .await?
                 .map_err(io_failure("creating the upload's file"))?;
             let (file, crc) =
                 receive_into(conn, file, 0, size, chunk, node.disk.store().sync_policy()).await?;
             spec.crc32 = crc;
+            let n = node.clone();
             blocking(move || {
                 let name = n.disk.store().commit(temp, file, &spec)?;
                 n.log_now(&[created(&name)]);
@@ -244,22 +244,17 @@ pub(crate) async fn store_slave(
         .map_err(CommitError::no_store_path)?;
     let size = data.len() as u64;
     let (n, master) = (node.clone(), master.clone());
-    let stored = blocking(move || {
-        let node = n;
+    let stored = crate::disk::run(move || {
         use std::io::Write;
-        node.disk.store().open_file_blocking(&master)?;
-        let slave_path = node
-            .disk
-            .store()
+        let store = n.disk.store();
+        store.open_file_blocking(&master)?;
+        let slave_path = store
             .file_path(&slave)
             .map_err(CommitError::no_store_path)?;
-        let (temp, mut file) = node
-            .disk
-            .store()
-            .create_temp(store_path, slave_path.parent())?;
+        let (temp, mut file) = store.create_temp(store_path, slave_path.parent())?;
         file.write_all(&data)?;
-        node.disk.store().commit_as(temp, file, &slave)?;
-        node.log_now(&[Record::new(
+        store.commit_as(temp, file, &slave)?;
+        n.log_now(&[Record::new(
             crate::unix_now() as u32,
             Op::Create,
             slave.to_string(),
@@ -267,7 +262,7 @@ pub(crate) async fn store_slave(
         Ok(())
     })
     .await
-    .map_err(|_| CommitError::Io(std::io::Error::other("disk step lost")))?;
+    .map_err(|lost| CommitError::Io(lost.into()))?;
     if stored.is_ok() {
         node.count_bytes(Command::UploadSlaveFile, size);
     }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::Group;
 use fdfs_node::config::{StorageConfig, TrackerConfig};
 use fdfs_node::http::token;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -479,52 +480,40 @@ fn fresh_name(source: &str, age: u64, content: &[u8]) -> fdfs_node::fileid::Remo
     RemoteName::new(0, 0, 0, format!("{}.jpg", core.encode()))
 }
 
-/// Members of one group, each serving HTTP on the same port of its own address.
-type Group = common::TestGroup;
-
-async fn with_http(members: &[(&str, fdfs_node::config::ResponseMode)]) -> Group {
-    with_http_tuned(members, |_| {}).await
-}
-
-async fn with_http_tuned(
-    members: &[(&str, fdfs_node::config::ResponseMode)],
-    tune: impl Fn(&mut StorageConfig),
-) -> Group {
-    let mut g = Group::start(TrackerConfig::default(), 25000).await;
-    let http_port = common::group_port(g.dir.path(), 30000);
-    for (ip, mode) in members {
-        let mut cfg = g.config(ip);
-        cfg.http.bind = format!("{ip}:{http_port}");
-        cfg.http.response_mode = *mode;
-        tune(&mut cfg);
-        g.add(cfg).await;
+/// A group whose members each serve HTTP on the same port of their own address.
+impl Group {
+    async fn with_http(members: &[(&str, fdfs_node::config::ResponseMode)]) -> Group {
+        Self::with_http_tuned(members, |_| {}).await
     }
-    // Every member knows every other one: ACTIVE everywhere, peers listed.
-    common::wait_until(
-        "members ACTIVE and known",
-        Duration::from_secs(60),
-        async || {
-            g.members.iter().all(|m| {
-                m.node.is_active_everywhere()
-                    && m.node.replication.peers().len() == g.members.len() - 1
-            })
-        },
-    )
-    .await;
-    g
-}
 
-/// What the HTTP tests ask of a group.
-trait HttpGroup {
-    /// A file only member `m` holds, under a name that says `source` made it `age` seconds
-    /// ago: as a fresh upload looks before replication has copied it. Returns its URL path.
-    fn file_on(&self, m: usize, source: &str, age: u64, content: &[u8]) -> String;
+    async fn with_http_tuned(
+        members: &[(&str, fdfs_node::config::ResponseMode)],
+        tune: impl Fn(&mut StorageConfig),
+    ) -> Group {
+        let mut g = Group(common::TestGroup::start(TrackerConfig::default(), 25000).await);
+        let http_port = common::group_port(g.dir.path(), 30000);
+        for (ip, mode) in members {
+            let mut cfg = g.config(ip);
+            cfg.http.bind = format!("{ip}:{http_port}");
+            cfg.http.response_mode = *mode;
+            tune(&mut cfg);
+            g.add(cfg).await;
+        }
+        // Every member knows every other one: ACTIVE everywhere, peers listed.
+        common::wait_until(
+            "members ACTIVE and known",
+            Duration::from_secs(60),
+            async || {
+                g.members.iter().all(|m| {
+                    m.node.is_active_everywhere()
+                        && m.node.replication.peers().len() == g.members.len() - 1
+                })
+            },
+        )
+        .await;
+        g
+    }
 
-    /// Member `m`'s HTTP address.
-    fn http(&self, m: usize) -> SocketAddr;
-}
-
-impl HttpGroup for Group {
     /// A file only member `m` holds, under a name that says `source` made it `age` seconds
     /// ago: as a fresh upload looks before replication has copied it. Returns its URL path.
     fn file_on(&self, m: usize, source: &str, age: u64, content: &[u8]) -> String {
@@ -539,6 +528,7 @@ impl HttpGroup for Group {
         format!("/group1/{name}")
     }
 
+    /// Member `m`'s HTTP address.
     fn http(&self, m: usize) -> SocketAddr {
         self.members[m].http_addr.expect("HTTP on")
     }
@@ -548,7 +538,7 @@ impl HttpGroup for Group {
 async fn a_fresh_file_is_served_by_any_member_through_its_source() {
     use fdfs_node::config::ResponseMode;
     const A: &str = "127.0.0.40";
-    let g = with_http(&[
+    let g = Group::with_http(&[
         (A, ResponseMode::Proxy),
         ("127.0.0.41", ResponseMode::Proxy),
         ("127.0.0.42", ResponseMode::Redirect),
@@ -671,7 +661,7 @@ fn peak_rss_kib() -> u64 {
 async fn thumbnails_are_made_once_stored_as_slaves_and_served_by_every_member() {
     use fdfs_node::config::{Fit, ResponseMode, ThumbnailPreset};
     const SECRET: &str = "thumb-secret";
-    let g = with_http_tuned(
+    let g = Group::with_http_tuned(
         &[
             ("127.0.0.43", ResponseMode::Proxy),
             ("127.0.0.44", ResponseMode::Proxy),
@@ -929,7 +919,7 @@ async fn cache_lookups(addr: SocketAddr) -> (u64, u64) {
 #[tokio::test]
 async fn small_files_served_from_memory_go_when_the_file_goes() {
     use fdfs_node::config::ResponseMode;
-    let g = with_http(&[
+    let g = Group::with_http(&[
         ("127.0.0.45", ResponseMode::None),
         ("127.0.0.46", ResponseMode::None),
     ])
@@ -1004,7 +994,7 @@ async fn small_files_served_from_memory_go_when_the_file_goes() {
 #[tokio::test]
 async fn larger_files_kept_open_go_when_the_file_goes() {
     use fdfs_node::config::ResponseMode;
-    let g = with_http(&[("127.0.0.47", ResponseMode::None)]).await;
+    let g = Group::with_http(&[("127.0.0.47", ResponseMode::None)]).await;
     let client = &g.client;
     // Over the in-memory limit (64 KiB): kept open, not read into memory.
     let content = data(300_000);
@@ -1064,7 +1054,7 @@ async fn trunk_stored_files_of_a_fastdfs_store_path_are_served_replicated_and_de
     let note_name = common::trunk_file_name(A, &note, mtime, two, "000.txt");
     // Member A starts on a store path a FastDFS storage wrote: trunk file 000001 with
     // two slots, and its binlog naming both files.
-    let g = with_http_tuned(
+    let g = Group::with_http_tuned(
         &[(A, ResponseMode::None), ("127.0.0.62", ResponseMode::None)],
         |cfg| {
             if !cfg.bind.starts_with(&format!("{A}:")) {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::wait_until;
+use common::{Group, wait_until};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,8 +13,6 @@ use fdfs_node::config::TrackerConfig;
 use fdfs_node::fileid::FileId;
 use fdfs_node::proto::StorageStatus;
 use fdfs_node::storage::RunningStorage;
-
-use common::Group;
 
 /// A tracker and member A (127.0.0.2), ACTIVE; tests add the others.
 async fn start_group() -> Group {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::wait_until;
+use common::{Group, wait_until};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,8 +21,6 @@ use fdfs_node::storage::trunking::TrunkServer;
 const A: &str = "127.0.0.2";
 const B: &str = "127.0.0.4";
 const TRUNK_FILE: u32 = 4 * 1024 * 1024;
-
-use common::Group;
 
 /// Trunk storage on, 256 B to 64 KiB slots in 4 MiB trunk files.
 fn trunk_on() -> TrunkConfig {

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use rustix::fs::{AtFlags, CWD, Mode, OFlags, RenameFlags, renameat_with};
@@ -91,7 +91,7 @@ fn proc_fd_available() -> bool {
 pub fn unnamed_files_work(dir: &Path) -> bool {
     let probe = dir.join(format!(".unnamed-probe-{}", std::process::id()));
     let fallback = dir.join(format!(".unnamed-probe-{}.tmp", std::process::id()));
-    let Ok((mut staged, file)) = StagedFile::create_in(dir, fallback, SyncPolicy::Never) else {
+    let Ok((mut staged, file)) = StagedFile::create_in(dir, || fallback, SyncPolicy::Never) else {
         return false;
     };
     let unnamed = matches!(staged.staging, Staging::Unnamed { .. });
@@ -125,16 +125,17 @@ impl StagedFile {
     /// system has no `O_TMPFILE`.
     pub fn create_in(
         dir: &Path,
-        fallback: PathBuf,
+        fallback: impl FnOnce() -> PathBuf,
         policy: SyncPolicy,
     ) -> io::Result<(Self, File)> {
         Self::create_where(Some(dir), fallback, policy)
     }
 
-    /// `create_in(dir, …)` when `dir` is given, else the named temp file `fallback`.
+    /// `create_in(dir, …)` when `dir` is given, else the named temp file `fallback`
+    /// (made only when needed: naming it costs a format and a `getpid` per file).
     pub fn create_where(
         dir: Option<&Path>,
-        fallback: PathBuf,
+        fallback: impl FnOnce() -> PathBuf,
         policy: SyncPolicy,
     ) -> io::Result<(Self, File)> {
         if let (Some(dir), true) = (dir, proc_fd_available()) {
@@ -159,7 +160,7 @@ impl StagedFile {
                 Err(e) => return Err(e.into()),
             }
         }
-        Self::create(fallback, policy)
+        Self::create(fallback(), policy)
     }
 
     /// The temp file's path, or for a nameless one the directory it was made in.
@@ -194,20 +195,19 @@ impl StagedFile {
             (Staging::Named(path), Placement::NoReplace) => rename_noreplace(path, target)?,
             (Staging::Unnamed { fd, .. }, Placement::NoReplace) => link_unnamed(fd, target)?,
             (Staging::Unnamed { fd, .. }, Placement::Replace) => {
-                // Linked under a temp name beside the target, then renamed over it: the
-                // target never goes missing in between.
-                static SEQ: AtomicU64 = AtomicU64::new(0);
-                let mut beside = target.as_os_str().to_owned();
-                beside.push(format!(
-                    ".{}-{}.tmp",
-                    std::process::id(),
-                    SEQ.fetch_add(1, Ordering::Relaxed)
-                ));
-                let beside = PathBuf::from(beside);
-                link_unnamed(fd, &beside)?;
-                if let Err(e) = std::fs::rename(&beside, target) {
-                    let _ = std::fs::remove_file(&beside);
-                    return Err(e);
+                // A name not taken yet (most replicas) is linked directly; a taken one is
+                // linked under a temp name beside it, then renamed over it, so the target
+                // never goes missing in between.
+                match link_unnamed(fd, target) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        let beside = beside(target);
+                        link_unnamed(fd, &beside)?;
+                        if let Err(e) = std::fs::rename(&beside, target) {
+                            let _ = std::fs::remove_file(&beside);
+                            return Err(e);
+                        }
+                    }
+                    linked => linked?,
                 }
             }
         }
@@ -238,14 +238,43 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Links an `O_TMPFILE` inode under `target`; EEXIST when the name is taken.
 fn link_unnamed(fd: &OwnedFd, target: &Path) -> io::Result<()> {
+    // `linkat(fd, "", AT_EMPTY_PATH)` skips resolving a /proc path per file. Linux 6.10+
+    // allows it to the opener of the file, older kernels only with CAP_DAC_READ_SEARCH:
+    // after the first refusal, /proc/self/fd is used.
+    static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
+    let refused = EMPTY_PATH_REFUSED.load(Ordering::Relaxed);
+    if !refused {
+        match rustix::fs::linkat(fd, "", CWD, target, AtFlags::EMPTY_PATH) {
+            Err(Errno::NOENT | Errno::PERM | Errno::INVAL) => {}
+            done => return Ok(done?),
+        }
+    }
     let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    Ok(rustix::fs::linkat(
+    rustix::fs::linkat(
         CWD,
         proc_path.as_str(),
         CWD,
         target,
         AtFlags::SYMLINK_FOLLOW,
-    )?)
+    )?;
+    if !refused {
+        // The /proc way worked where the direct one did not: the kernel refuses it.
+        EMPTY_PATH_REFUSED.store(true, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// A temp name beside `target`, unique in this process and across processes.
+fn beside(target: &Path) -> PathBuf {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    static PID: OnceLock<u32> = OnceLock::new();
+    let mut name = target.as_os_str().to_owned();
+    name.push(format!(
+        ".{}-{}.tmp",
+        PID.get_or_init(std::process::id),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    PathBuf::from(name)
 }
 
 impl Drop for StagedFile {
@@ -384,7 +413,7 @@ mod tests {
 
         // Written and dropped: nothing was ever named, nothing stays.
         let (staged, mut f) =
-            StagedFile::create_in(dir.path(), fallback(), SyncPolicy::Always).expect("create");
+            StagedFile::create_in(dir.path(), fallback, SyncPolicy::Always).expect("create");
         f.write_all(b"partial").expect("write");
         assert_eq!(names(dir.path()), ["file"]);
         drop((staged, f));
@@ -392,7 +421,7 @@ mod tests {
 
         // NoReplace over a taken name: AlreadyExists, the old file intact; another name works.
         let (mut staged, mut f) =
-            StagedFile::create_in(dir.path(), fallback(), SyncPolicy::Never).expect("create");
+            StagedFile::create_in(dir.path(), fallback, SyncPolicy::Never).expect("create");
         f.write_all(b"new").expect("write");
         staged.seal(f, None).expect("seal");
         let err = staged
@@ -411,13 +440,26 @@ mod tests {
 
         // Replace: the new bytes under the old name and no temp name left beside it.
         let (staged, mut f) =
-            StagedFile::create_in(dir.path(), fallback(), SyncPolicy::Never).expect("create");
+            StagedFile::create_in(dir.path(), fallback, SyncPolicy::Never).expect("create");
         f.write_all(b"replaced").expect("write");
         staged
             .commit(f, &target, Placement::Replace, None)
             .expect("replace");
         assert_eq!(std::fs::read(&target).expect("read"), b"replaced");
         assert_eq!(names(dir.path()), ["file", "other"]);
+
+        // Replace onto a free name (a replica's usual case): placed, nothing beside it.
+        let (staged, mut f) =
+            StagedFile::create_in(dir.path(), fallback, SyncPolicy::Never).expect("create");
+        f.write_all(b"fresh").expect("write");
+        staged
+            .commit(f, &dir.path().join("fresh"), Placement::Replace, None)
+            .expect("replace onto a free name");
+        assert_eq!(names(dir.path()), ["file", "fresh", "other"]);
+        assert_eq!(
+            std::fs::read(dir.path().join("fresh")).expect("read"),
+            b"fresh"
+        );
     }
 
     #[test]

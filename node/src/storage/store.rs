@@ -272,12 +272,12 @@ impl Store {
     ) -> io::Result<(TempFile, std::fs::File)> {
         let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
         let tmp_dir = self.paths[store_path].join("data").join(TMP_DIR);
-        let fallback = tmp_dir.join(format!("{seq}-{}.tmp", std::process::id()));
         let dir = if self.unnamed {
             Some(dir.unwrap_or(&tmp_dir))
         } else {
             None
         };
+        let fallback = || tmp_dir.join(format!("{seq}-{}.tmp", std::process::id()));
         let (staged, file) = StagedFile::create_where(dir, fallback, self.sync_policy)?;
         let temp = TempFile {
             staged,

@@ -98,35 +98,6 @@ fn content(i: usize) -> Vec<u8> {
     (0..len).map(|j| ((i * 31 + j * 7) % 251) as u8).collect()
 }
 
-/// With FastDFS's default intervals (a beat every 30 s, disk usage every 60 s), members
-/// that start together know each other and are both ACTIVE within seconds: the tracker
-/// sends a changed member list only in a beat's reply, and the first beats come quickly.
-#[tokio::test]
-async fn members_that_start_together_learn_of_each_other_within_seconds() {
-    let mut g = Group(common::TestGroup::start(TrackerConfig::default(), 24700).await);
-    for ip in ["127.0.0.2", "127.0.0.3"] {
-        let mut config = g.config(ip);
-        (config.heart_beat_interval, config.stat_report_interval) = (30, 60);
-        g.add(config).await;
-    }
-    let node = g.members[0].node.clone();
-    wait_until(
-        "the first member knows the second well before a 30 s beat",
-        Duration::from_secs(10),
-        async || {
-            node.replication
-                .peers()
-                .iter()
-                .any(|p| p.addr.ip().to_string() == "127.0.0.3")
-        },
-    )
-    .await;
-    // The second member's full copy, which waits on the first, ends as quickly.
-    tokio::time::timeout(Duration::from_secs(10), g.wait_all_active())
-        .await
-        .expect("both ACTIVE well before a 30 s beat");
-}
-
 #[tokio::test]
 async fn two_members_converge_on_every_change() {
     let mut g = start_group().await;

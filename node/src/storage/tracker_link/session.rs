@@ -700,13 +700,7 @@ async fn report_session(
             source,
         })?;
     }
-    // The tracker sends a changed member list only in reply to a beat, so the first beats
-    // come quickly (after 1, 2, 4 … s, up to the interval): members that start together
-    // learn of each other, and start pushing to each other, in seconds rather than one
-    // interval after the last of them joined.
-    let beat_every = Duration::from_secs(cfg.heart_beat_interval.max(1));
-    let mut beat_gap = Duration::from_secs(1).min(beat_every);
-    let mut next_beat = tokio::time::Instant::now();
+    let mut beat_tick = tokio::time::interval(Duration::from_secs(cfg.heart_beat_interval.max(1)));
     let mut disk_tick = tokio::time::interval(Duration::from_secs(cfg.stat_report_interval.max(1)));
     let mut backlog_tick = tokio::time::interval(
         Duration::from_secs(cfg.heart_beat_interval.max(1)).min(cfg.timers.backlog_report()),
@@ -734,7 +728,7 @@ async fn report_session(
             _ = stop.cancelled() => Event::Stop,
             Some(call) = inbox.next() => Event::Call(call),
             _ = disk_tick.tick() => Event::Disk,
-            _ = tokio::time::sleep_until(next_beat) => Event::Beat,
+            _ = beat_tick.tick() => Event::Beat,
             _ = node.trunk.report_wanted() => Event::Trunk,
             _ = backlog_tick.tick(), if backlog_taken => Event::Backlog,
             // A tracker that goes away is noticed at once, not at the next beat.
@@ -779,8 +773,6 @@ async fn report_session(
                 take_reply(node, &mut conn, tracker, &own_ip, &reply).await?;
             }
             Event::Beat => {
-                next_beat = tokio::time::Instant::now() + beat_gap;
-                beat_gap = (beat_gap * 2).min(beat_every);
                 let reply = beat(node, &mut conn).await?;
                 take_reply(node, &mut conn, tracker, &own_ip, &reply).await?;
                 report_trunk(node, &mut conn, tracker, &mut trunk_reported).await?;

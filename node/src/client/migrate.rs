@@ -23,7 +23,8 @@ fn left(s: &StorageStat) -> bool {
 /// - every other member must be ACTIVE, and have synced past the last change `member` took
 ///   (`last_synced_timestamp` ≥ its `last_source_update`, the trackers' own measure);
 /// - and `member`, where it reports backlogs, must have said of every other member that it
-///   lacks none of its changes.
+///   lacks none of its changes, in a report made since its last change and since that
+///   member came up.
 pub fn not_held_elsewhere(
     member: &StorageStat,
     group: &[StorageStat],
@@ -82,6 +83,19 @@ pub fn not_held_elsewhere(
     {
         return Some(format!(
             "{} has not reported what {} lacks of its changes yet",
+            member.id, other.id
+        ));
+    }
+    // A report from before another member came up (same second included: whole seconds)
+    // may predate the member hearing where that one is now, e.g. back at a new address:
+    // changes made since could still have nowhere to go.
+    if let Some(other) = others.iter().find(|o| {
+        reported
+            .iter()
+            .any(|r| r.backlog.peer_id == o.id && r.reported_at <= o.up_time)
+    }) {
+        return Some(format!(
+            "{} has not reported since {} came up",
             member.id, other.id
         ));
     }
@@ -264,6 +278,12 @@ mod tests {
             None
         );
         assert!(not_held_elsewhere(&old, &group, Some(&[row("10.0.0.13", 7)])).is_some());
+        // A report naming no peer (it has not heard where the others are) proves nothing,
+        // whatever the trackers' timestamps say.
+        assert!(
+            not_held_elsewhere(&old, &group, Some(&[row("", 0)]))
+                .is_some_and(|w| w.contains("not reported what 10.0.0.13 lacks"))
+        );
         // Its own report decides, not the whole-second timestamps a stopped member's peers
         // no longer advance...
         assert_eq!(
@@ -279,6 +299,18 @@ mod tests {
             not_held_elsewhere(&old, &group, Some(&[earlier]))
                 .is_some_and(|w| w.contains("not reported since its last change"))
         );
+        // ...and since the other came up where it is now.
+        let mut moved = group.clone();
+        moved[3].up_time = 100;
+        assert!(
+            not_held_elsewhere(&old, &moved, Some(&[row("10.0.0.13", 0)]))
+                .is_some_and(|w| w.contains("not reported since 10.0.0.13 came up"))
+        );
+        let later = BacklogRow {
+            reported_at: 101,
+            ..row("10.0.0.13", 0)
+        };
+        assert_eq!(not_held_elsewhere(&old, &moved, Some(&[later])), None);
         let alone = vec![
             old.clone(),
             stat("10.0.0.11", StorageStatus::IpChanged, 0, 0),

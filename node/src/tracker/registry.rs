@@ -169,11 +169,24 @@ impl Group {
             .values()
             .filter_map(|m| Some((m, m.backlog.as_ref()?)))
             .flat_map(|(m, b)| {
-                b.entries.values().map(|e| BacklogRow {
+                let row = |backlog: Backlog| BacklogRow {
                     source_id: m.id.clone(),
-                    backlog: e.clone(),
+                    backlog,
                     reported_at: b.at,
-                })
+                };
+                // A member that reported with no peer to push to (it has not heard of the
+                // others, or of where they are now) shows as one row naming no peer: it is
+                // known to report, so a retirement waits for its word on each other member
+                // instead of judging it by the trackers' whole-second timestamps.
+                if b.entries.is_empty() {
+                    vec![row(Backlog {
+                        peer_id: String::new(),
+                        bytes: 0,
+                        seconds: 0,
+                    })]
+                } else {
+                    b.entries.values().cloned().map(row).collect()
+                }
             })
             .collect()
     }

@@ -311,6 +311,17 @@ fn backlog_reports_keep_one_entry_per_peer_and_end_with_the_reporter() {
     assert!(g.backlog_towards(&c).is_empty());
     assert_eq!(g.lag_bytes_towards(&b), None);
     assert_eq!(g.backlog_rows().len(), 3);
+    // A report naming no peer (none known to c yet, or only outsiders) still shows that c
+    // reports: one row, naming no peer, nothing unsent.
+    reg.sync_backlog("group1", &c, vec![to("10.9.9.9", 5)], 1000)
+        .expect("c reports");
+    let rows = reg.groups["group1"].backlog_rows();
+    let of_c: Vec<_> = rows.iter().filter(|r| r.source_id == c).collect();
+    assert_eq!(of_c.len(), 1);
+    assert_eq!(
+        (of_c[0].backlog.peer_id.as_str(), of_c[0].backlog.bytes),
+        ("", 0)
+    );
 }
 
 #[test]

@@ -407,6 +407,74 @@ async fn a_restarted_member_catches_up_from_its_mark() {
     }
 }
 
+/// Both members restart, B a moment after A, A with FastDFS's default intervals (a beat
+/// every 30 s, disk usage every 60 s): the list from A's first beat still shows B OFFLINE,
+/// yet A pushes to B within seconds, having asked the trackers, not at its next beat.
+#[tokio::test]
+async fn a_peer_back_from_a_restart_is_pushed_to_before_the_next_beat() {
+    let mut g = start_group().await;
+    g.add_member("127.0.0.3").await;
+    g.wait_all_active().await;
+    let b = g.members.pop().expect("B");
+    let b_config = b.node.config.clone();
+    b.stop(Duration::from_secs(2)).await;
+    let a = g.members.pop().expect("A");
+    let mut a_config = a.node.config.clone();
+    a.stop(Duration::from_secs(2)).await;
+    wait_until(
+        "B OFFLINE at the tracker",
+        Duration::from_secs(10),
+        async || g.status_of("127.0.0.3") == Some(StorageStatus::Offline),
+    )
+    .await;
+
+    (a_config.heart_beat_interval, a_config.stat_report_interval) = (30, 60);
+    g.members.push(
+        fdfs_node::storage::start(a_config)
+            .await
+            .expect("restart A"),
+    );
+    let a_node = g.members[0].node.clone();
+    let b_in_a_list = move || {
+        a_node
+            .replication
+            .peers()
+            .into_iter()
+            .find(|p| p.addr.ip().to_string() == "127.0.0.3")
+            .map(|p| p.status)
+    };
+    wait_until("A lists B, OFFLINE", Duration::from_secs(10), async || {
+        b_in_a_list() == Some(StorageStatus::Offline)
+    })
+    .await;
+    g.members.push(
+        fdfs_node::storage::start(b_config)
+            .await
+            .expect("restart B"),
+    );
+    g.wait_all_active().await;
+
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            g.client
+                .upload_bytes(&content(i + 7000), "bin", None)
+                .await
+                .expect("upload"),
+        );
+    }
+    wait_until(
+        "every file on both members well before A's next beat",
+        Duration::from_secs(10),
+        async || {
+            ids.iter()
+                .all(|id| g.path_on(0, id).exists() && g.path_on(1, id).exists())
+        },
+    )
+    .await;
+    assert_eq!(b_in_a_list(), Some(StorageStatus::Active));
+}
+
 #[tokio::test]
 async fn a_new_member_gets_a_full_copy_before_it_serves_reads() {
     let mut g = start_group().await;

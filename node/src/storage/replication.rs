@@ -101,6 +101,19 @@ impl Replication {
         });
     }
 
+    /// Takes one member's status, as the trackers hold it now, until the next list.
+    pub(super) fn set_peer_status(&self, id: &str, status: StorageStatus) {
+        self.peers.send_if_modified(|peers| {
+            match peers.iter_mut().find(|p| p.id == id && p.status != status) {
+                Some(p) => {
+                    p.status = status;
+                    true
+                }
+                None => false,
+            }
+        });
+    }
+
     /// Drops the members known as `ids` (they moved; the next list names them anew).
     pub(super) fn drop_peers(&self, ids: &[String]) {
         self.peers.send_if_modified(|peers| {

@@ -475,7 +475,14 @@ async fn push_from(
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = members.changed() => {}
-            _ = tokio::time::sleep(node.config.timers.peer_status_poll()) => {}
+            _ = tokio::time::sleep(node.config.timers.peer_status_poll()) => {
+                // The member list comes with this storage's own beats (every 30 s by
+                // default): a peer that came back since (both restarted, it a moment
+                // later) is asked of the trackers instead of waiting for the next beat.
+                if peer.status != StorageStatus::Deleted && trackers_hold_active(node, &peer).await {
+                    node.replication.set_peer_status(&peer.id, StorageStatus::Active);
+                }
+            }
         }
     }
     let mut conns = Vec::with_capacity(LANES);
@@ -566,6 +573,21 @@ async fn push_from(
             unsaved = 0;
         }
     }
+}
+
+/// Whether every tracker that answers holds `peer` ACTIVE (at least one answering).
+async fn trackers_hold_active(node: &StorageNode, peer: &Peer) -> bool {
+    let held = Trackers::of(node)
+        .storage_status(
+            &node.config.group_name,
+            &peer.addr.ip().to_string(),
+            peer.addr.port(),
+        )
+        .await;
+    !held.is_empty()
+        && held
+            .iter()
+            .all(|(_, status)| *status == Some(StorageStatus::Active))
 }
 
 /// Connections per peer; records of one file always share a lane, so they keep their order.

@@ -35,6 +35,20 @@ impl Group {
         .await;
     }
 
+    /// Uploads `content(i)` for each `i` of `range`, one after another; their ids.
+    async fn upload_contents(&self, range: std::ops::Range<usize>) -> Vec<FileId> {
+        let mut ids = Vec::with_capacity(range.len());
+        for i in range {
+            ids.push(
+                self.client
+                    .upload_bytes(&content(i), "bin", None)
+                    .await
+                    .expect("upload"),
+            );
+        }
+        ids
+    }
+
     /// An appender file holding `content`, once both members have it.
     async fn appender_on_both(&self, content: &[u8]) -> FileId {
         let id = self
@@ -357,15 +371,7 @@ async fn a_restarted_member_catches_up_from_its_mark() {
     let b = g.members.pop().expect("B");
     let cfg = b.node.config.clone();
     b.stop(Duration::from_secs(2)).await;
-    let mut later = Vec::new();
-    for i in 0..50 {
-        later.push(
-            g.client
-                .upload_bytes(&content(i + 5000), "bin", None)
-                .await
-                .expect("upload while B is down"),
-        );
-    }
+    let later = g.upload_contents(5000..5050).await;
     // What A has written since is what B lacks, and the trackers are told so.
     let behind = binlog_size(&g.members[0]) - binlog_before;
     assert!(behind > 50 * 40, "{behind} binlog bytes for 50 uploads");
@@ -454,15 +460,7 @@ async fn a_peer_back_from_a_restart_is_pushed_to_before_the_next_beat() {
     );
     g.wait_all_active().await;
 
-    let mut ids = Vec::new();
-    for i in 0..6 {
-        ids.push(
-            g.client
-                .upload_bytes(&content(i + 7000), "bin", None)
-                .await
-                .expect("upload"),
-        );
-    }
+    let ids = g.upload_contents(7000..7006).await;
     wait_until(
         "every file on both members well before A's next beat",
         Duration::from_secs(10),
@@ -1202,15 +1200,7 @@ async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
     let mut g = start_group().await;
     g.add_member("127.0.0.4").await;
     g.wait_all_active().await;
-    let mut files = Vec::new();
-    for i in 0..10 {
-        files.push(
-            g.client
-                .upload_bytes(&content(i + 7000), "bin", None)
-                .await
-                .expect("upload"),
-        );
-    }
+    let files = g.upload_contents(7000..7010).await;
     wait_until("files on both", Duration::from_secs(30), async || {
         files
             .iter()

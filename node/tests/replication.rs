@@ -22,6 +22,14 @@ async fn start_group() -> Group {
     g
 }
 
+/// The group of [`start_group`] and a second member on `ip`, both ACTIVE.
+async fn start_pair(ip: &str) -> Group {
+    let mut g = start_group().await;
+    g.add_member(ip).await;
+    g.wait_all_active().await;
+    g
+}
+
 impl Group {
     /// Waits until member `i` has the group's member at `ip` in its peer list (from its
     /// trackers' heartbeat replies).
@@ -33,6 +41,14 @@ impl Group {
             async || node.replication.peers().iter().any(|p| p.addr.ip() == ip),
         )
         .await;
+    }
+
+    /// Stops the member started last; its configuration, to start it again.
+    async fn stop_last(&mut self) -> fdfs_node::config::StorageConfig {
+        let member = self.members.pop().expect("a member");
+        let config = member.node.config.clone();
+        member.stop(Duration::from_secs(2)).await;
+        config
     }
 
     /// Uploads `content(i)` for each `i` of `range`, one after another; their ids.
@@ -335,9 +351,7 @@ fn backlog_of_a(g: &Group) -> Option<u64> {
 
 #[tokio::test]
 async fn a_restarted_member_catches_up_from_its_mark() {
-    let mut g = start_group().await;
-    g.add_member("127.0.0.4").await;
-    g.wait_all_active().await;
+    let mut g = start_pair("127.0.0.4").await;
     let first = g
         .client
         .upload_bytes(b"before the restart", "txt", None)
@@ -368,9 +382,7 @@ async fn a_restarted_member_catches_up_from_its_mark() {
         async || mark_offset(&mark) == Some(binlog_before),
     )
     .await;
-    let b = g.members.pop().expect("B");
-    let cfg = b.node.config.clone();
-    b.stop(Duration::from_secs(2)).await;
+    let cfg = g.stop_last().await;
     let later = g.upload_contents(5000..5050).await;
     // What A has written since is what B lacks, and the trackers are told so.
     let behind = binlog_size(&g.members[0]) - binlog_before;
@@ -418,15 +430,9 @@ async fn a_restarted_member_catches_up_from_its_mark() {
 /// yet A pushes to B within seconds, having asked the trackers, not at its next beat.
 #[tokio::test]
 async fn a_peer_back_from_a_restart_is_pushed_to_before_the_next_beat() {
-    let mut g = start_group().await;
-    g.add_member("127.0.0.3").await;
-    g.wait_all_active().await;
-    let b = g.members.pop().expect("B");
-    let b_config = b.node.config.clone();
-    b.stop(Duration::from_secs(2)).await;
-    let a = g.members.pop().expect("A");
-    let mut a_config = a.node.config.clone();
-    a.stop(Duration::from_secs(2)).await;
+    let mut g = start_pair("127.0.0.3").await;
+    let b_config = g.stop_last().await;
+    let mut a_config = g.stop_last().await;
     wait_until(
         "B OFFLINE at the tracker",
         Duration::from_secs(10),
@@ -475,9 +481,7 @@ async fn a_peer_back_from_a_restart_is_pushed_to_before_the_next_beat() {
 
 #[tokio::test]
 async fn a_new_member_gets_a_full_copy_before_it_serves_reads() {
-    let mut g = start_group().await;
-    g.add_member("127.0.0.5").await;
-    g.wait_all_active().await;
+    let mut g = start_pair("127.0.0.5").await;
     let mut ids = Vec::new();
     for i in 0..10_000 {
         let data = format!("file {i}").into_bytes();
@@ -742,9 +746,7 @@ fn chunk(writer: usize, i: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn concurrent_appends_keep_every_acknowledged_byte_on_both_members() {
-    let mut g = start_group().await;
-    g.add_member("127.0.0.3").await;
-    g.wait_all_active().await;
+    let g = start_pair("127.0.0.3").await;
     let client = g.shared_client().await;
     let id = client
         .upload_appender_reader(&b""[..], 0, "log", None)
@@ -785,9 +787,7 @@ async fn concurrent_appends_keep_every_acknowledged_byte_on_both_members() {
 #[tokio::test]
 async fn a_modify_cut_off_mid_body_changes_nothing_on_either_member() {
     use tokio::io::AsyncWriteExt;
-    let mut g = start_group().await;
-    g.add_member("127.0.0.3").await;
-    g.wait_all_active().await;
+    let g = start_pair("127.0.0.3").await;
     let original: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
     let id = g.appender_on_both(&original).await;
     let source = g.client.query_update(&id).await.expect("source");
@@ -845,9 +845,7 @@ async fn an_upload_or_append_cut_off_mid_body_changes_nothing_on_either_member()
     use fdfs_node::proto::storage::{UploadHead, WriteHead};
     use fdfs_node::proto::{Command, Header};
     use tokio::io::AsyncWriteExt;
-    let mut g = start_group().await;
-    g.add_member("127.0.0.3").await;
-    g.wait_all_active().await;
+    let g = start_pair("127.0.0.3").await;
     let original = b"the appender as it was".to_vec();
     let id = g.appender_on_both(&original).await;
     let roots: Vec<PathBuf> = (0..2)
@@ -904,9 +902,7 @@ async fn a_sync_append_cut_off_mid_body_changes_nothing_on_the_receiving_member(
     use fdfs_node::proto::sync::SyncRangeHead;
     use fdfs_node::proto::{Command, Header, Status};
     use tokio::io::AsyncWriteExt;
-    let mut g = start_group().await;
-    g.add_member("127.0.0.3").await;
-    g.wait_all_active().await;
+    let g = start_pair("127.0.0.3").await;
     let original: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
     let id = g.appender_on_both(&original).await;
     // Member A pushes an append of 400,000 bytes to B; the connection drops after 300,000.
@@ -993,13 +989,9 @@ async fn concurrent_metadata_merges_keep_every_key() {
 /// rollout) pushes on to the end of its binlog before it exits, not just its current batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_member_pushes_its_whole_binlog_first() {
-    let mut g = start_group().await;
-    g.add_member("127.0.0.4").await;
-    g.wait_all_active().await;
+    let mut g = start_pair("127.0.0.4").await;
     // B is away while A takes many uploads: several push batches' worth.
-    let b = g.members.pop().expect("B");
-    let cfg = b.node.config.clone();
-    b.stop(Duration::from_secs(2)).await;
+    let cfg = g.stop_last().await;
     let client = g.shared_client().await;
     let mut tasks = Vec::new();
     for w in 0..4 {
@@ -1059,9 +1051,7 @@ async fn a_stopping_member_pushes_its_whole_binlog_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_is_retired_only_once_stopped_with_its_files_on_the_others() {
     use fdfs_node::client::migrate::{self, RetireError};
-    let mut g = start_group().await;
-    g.add_member("127.0.0.4").await;
-    g.wait_all_active().await;
+    let mut g = start_pair("127.0.0.4").await;
     let config = ClientConfig::new(vec![g.tracker.addr.to_string()]);
     let retire_b = async |client: &Client, secs: u64| {
         migrate::retire(
@@ -1197,9 +1187,7 @@ fn mark_offset(path: &Path) -> Option<u64> {
 /// again.
 #[tokio::test]
 async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
-    let mut g = start_group().await;
-    g.add_member("127.0.0.4").await;
-    g.wait_all_active().await;
+    let mut g = start_pair("127.0.0.4").await;
     let files = g.upload_contents(7000..7010).await;
     wait_until("files on both", Duration::from_secs(30), async || {
         files
@@ -1218,9 +1206,7 @@ async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
     assert!(pushed > 0);
 
     // B stops and starts again on its data at 127.0.0.6.
-    let b = g.members.pop().expect("B");
-    let mut cfg = b.node.config.clone();
-    b.stop(Duration::from_secs(2)).await;
+    let mut cfg = g.stop_last().await;
     wait_until(
         "A's mark for B saved",
         Duration::from_secs(30),
@@ -1331,9 +1317,7 @@ async fn a_move_waits_while_the_old_address_still_serves() {
     use fdfs_node::proto::report::JoinRequest;
     use fdfs_node::proto::{Command, Status};
 
-    let mut g = start_group().await;
-    g.add_member("127.0.0.4").await;
-    g.wait_all_active().await;
+    let mut g = start_pair("127.0.0.4").await;
     let b = g.members.pop().expect("B");
     let mut cfg = b.node.config.clone();
     let port = b.addr.port();

@@ -264,14 +264,20 @@ fn link_unnamed(fd: &OwnedFd, target: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// This process's id, for temp names unique across processes (read once: `process::id`
+/// is a syscall each time).
+pub fn process_id() -> u32 {
+    static PID: OnceLock<u32> = OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 /// A temp name beside `target`, unique in this process and across processes.
 fn beside(target: &Path) -> PathBuf {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    static PID: OnceLock<u32> = OnceLock::new();
     let mut name = target.as_os_str().to_owned();
     name.push(format!(
         ".{}-{}.tmp",
-        PID.get_or_init(std::process::id),
+        process_id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     PathBuf::from(name)

@@ -34,6 +34,8 @@ pub struct Rotation {
 #[derive(Debug)]
 pub struct Store {
     paths: Vec<PathBuf>,
+    /// Each path's `data/.tmp`, joined once rather than for every upload and replica.
+    tmp_dirs: Vec<PathBuf>,
     subdir_count: u32,
     hashed_dirs: bool,
     rotate_count: u32,
@@ -108,16 +110,21 @@ impl Store {
             }
             std::fs::create_dir_all(&tmp)?;
         }
+        let tmp_dirs: Vec<PathBuf> = paths
+            .iter()
+            .map(|root| root.join("data").join(TMP_DIR))
+            .collect();
         let usage = Mutex::new(read_usage(&paths));
         let written_since = paths.iter().map(|_| AtomicU64::new(0)).collect();
-        let unnamed = paths
+        let unnamed = tmp_dirs
             .iter()
-            .all(|root| crate::fsutil::unnamed_files_work(&root.join("data").join(TMP_DIR)));
+            .all(|tmp| crate::fsutil::unnamed_files_work(tmp));
         if !unnamed {
             tracing::info!("no O_TMPFILE here: new files are staged as named temp files");
         }
         Ok(Store {
             unnamed,
+            tmp_dirs,
             sync_policy: SyncPolicy::from_written_bytes(cfg.fsync_after_written_bytes),
             usage,
             written_since,
@@ -271,13 +278,13 @@ impl Store {
         dir: Option<&Path>,
     ) -> io::Result<(TempFile, std::fs::File)> {
         let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
-        let tmp_dir = self.paths[store_path].join("data").join(TMP_DIR);
+        let tmp_dir = &self.tmp_dirs[store_path];
         let dir = if self.unnamed {
-            Some(dir.unwrap_or(&tmp_dir))
+            Some(dir.unwrap_or(tmp_dir))
         } else {
             None
         };
-        let fallback = || tmp_dir.join(format!("{seq}-{}.tmp", std::process::id()));
+        let fallback = || tmp_dir.join(format!("{seq}-{}.tmp", crate::fsutil::process_id()));
         let (staged, file) = StagedFile::create_where(dir, fallback, self.sync_policy)?;
         let temp = TempFile {
             staged,

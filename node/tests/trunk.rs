@@ -45,9 +45,14 @@ async fn start_group_with(check_active_interval: u64, trunk: TrunkConfig) -> Gro
         ..Default::default()
     };
     let mut g = Group(common::TestGroup::start(tracker, 25000).await);
-    for ip in [A, B] {
-        g.add_member(ip).await;
-    }
+    // A alone first: the tracker keeps the first writable member it elects, so B must not
+    // turn ACTIVE before A does.
+    g.add_member(A).await;
+    wait_until("A ACTIVE", Duration::from_secs(30), async || {
+        g.status_of(A) == Some(StorageStatus::Active)
+    })
+    .await;
+    g.add_member(B).await;
     g.wait_trunk_server(A).await;
     g
 }

@@ -429,6 +429,35 @@ async fn a_restarted_member_catches_up_from_its_mark() {
 /// every 30 s, disk usage every 60 s): the list from A's first beat still shows B OFFLINE,
 /// yet A pushes to B within seconds, having asked the trackers, not at its next beat.
 #[tokio::test]
+async fn a_member_joining_a_running_group_is_active_with_its_copy_before_the_next_beat() {
+    // 30 s beats and disk reports, as by default: member lists come in beat replies, so
+    // only the backlog ticks (1 s here) can bring the news sooner.
+    let mut g = Group(common::TestGroup::start(TrackerConfig::default(), 24000).await);
+    let slow_beats = |mut c: fdfs_node::config::StorageConfig| {
+        (c.heart_beat_interval, c.stat_report_interval) = (30, 60);
+        c
+    };
+    let a = slow_beats(g.config("127.0.0.2"));
+    g.add(a).await;
+    g.wait_all_active().await;
+    let ids = g.upload_contents(7100..7104).await;
+
+    let b = slow_beats(g.config("127.0.0.3"));
+    g.add(b).await;
+    // A's next beat is 30 s after its first, B's 30 s after it joined.
+    wait_until(
+        "B ACTIVE, with A's files, well before either member's next beat",
+        Duration::from_secs(12),
+        async || {
+            g.status_of("127.0.0.3") == Some(StorageStatus::Active)
+                && ids.iter().all(|id| g.path_on(1, id).exists())
+        },
+    )
+    .await;
+    assert_eq!(g.status_of("127.0.0.2"), Some(StorageStatus::Active));
+}
+
+#[tokio::test]
 async fn a_peer_back_from_a_restart_is_pushed_to_before_the_next_beat() {
     let mut g = start_pair("127.0.0.3").await;
     let b_config = g.stop_last().await;

@@ -506,22 +506,31 @@ async fn report_backlog(
 }
 
 /// Asks the tracker what the other members still have to push here (241), for readiness:
-/// the age of the oldest such change, 0 when none waits.
+/// the age of the oldest such change, 0 when none waits. Returns the members that reported
+/// there but are not in our member list: they joined after our last beat.
 async fn note_behind(
     node: &Arc<StorageNode>,
     conn: &mut Conn,
     tracker: SocketAddr,
-) -> Result<(), ClientError> {
+) -> Result<Vec<String>, ClientError> {
     let ask = GroupRequest {
         group: node.config.group_name.clone(),
     }
     .encode();
     let own = node.own_id();
+    let mut strangers = Vec::new();
     let age = match conn
         .call(Command::ServerListSyncBacklog, &ask, 1 << 20)
         .await?
     {
         (Status::Ok, body) => SyncBacklogListing::decode(&body).ok().map(|listing| {
+            let known = node.replication.peers();
+            strangers = listing
+                .rows
+                .iter()
+                .map(|r| r.source_id.clone())
+                .filter(|id| *id != own && !known.iter().any(|p| p.id == *id))
+                .collect();
             // A stopped member's last report stays listed (for its retirement); what it
             // could not push does not make us unready.
             let running: Vec<String> = node
@@ -543,7 +552,53 @@ async fn note_behind(
         _ => None,
     };
     node.trackers.set_behind(tracker, age);
-    Ok(())
+    Ok(strangers)
+}
+
+/// Asks `tracker` for our own status (71) and keeps it as that tracker's view of us.
+async fn ask_own_status(
+    node: &StorageNode,
+    conn: &mut Conn,
+    tracker: SocketAddr,
+    own_ip: &str,
+) -> Option<StorageStatus> {
+    let ip = own_ip.parse::<std::net::IpAddr>().ok()?;
+    let ask = GroupAndHost {
+        group: node.config.group_name.clone(),
+        ip: ip.to_string(),
+        port: node.port,
+    };
+    let Ok((Status::Ok, brief)) = conn
+        .call(Command::StorageGetStatus, &ask.encode(), 1024)
+        .await
+    else {
+        return None;
+    };
+    let mut r = crate::proto::fields::Reader::new(&brief, "storage status");
+    let b = crate::proto::report::StorageBrief::decode_from(&mut r).ok()?;
+    set_view(node, tracker, b.status);
+    StorageStatus::from_byte(b.status)
+}
+
+/// Whether a backlog tick should bring the next beat forward: a member reported to the
+/// tracker that our member list lacks (it joined after our last beat, and may wait for us
+/// as its sync source), or the tracker holds us settled but not yet ACTIVE (our full copy
+/// ended, and our next report makes us ACTIVE). Each stranger counts once per session.
+fn beat_sooner(
+    strangers: Vec<String>,
+    heard_of: &mut std::collections::HashSet<String>,
+    own_status: Option<StorageStatus>,
+) -> bool {
+    // Every stranger is recorded, not only the first.
+    let mut new_member = false;
+    for id in strangers {
+        new_member |= heard_of.insert(id);
+    }
+    let settled = matches!(
+        own_status,
+        Some(StorageStatus::Offline | StorageStatus::Online)
+    );
+    new_member || settled
 }
 
 /// Sends one of this project's own reports (240, 242). Returns whether the tracker takes
@@ -706,6 +761,8 @@ async fn report_session(
         Duration::from_secs(cfg.heart_beat_interval.max(1)).min(cfg.timers.backlog_report()),
     );
     let mut last_sync_report: Vec<(String, u32)> = Vec::new();
+    // Members that made a backlog tick bring a beat forward this session.
+    let mut heard_of = std::collections::HashSet::new();
     let mut trunk_reported = TrunkReported::default();
     // FastDFS trackers do not know SYNC_BACKLOG_REPORT: after their EINVAL, stop sending it.
     let mut backlog_taken = true;
@@ -781,22 +838,7 @@ async fn report_session(
                 follow_changelog(node, &mut conn).await?;
                 // Only the leader pushes member lists, so ask every tracker for our own
                 // status (71): readiness needs each tracker's view.
-                if let Ok(ip) = own_ip.parse::<std::net::IpAddr>() {
-                    let ask = GroupAndHost {
-                        group: cfg.group_name.clone(),
-                        ip: ip.to_string(),
-                        port: node.port,
-                    };
-                    if let Ok((Status::Ok, brief)) = conn
-                        .call(Command::StorageGetStatus, &ask.encode(), 1024)
-                        .await
-                    {
-                        let mut r = crate::proto::fields::Reader::new(&brief, "storage status");
-                        if let Ok(b) = crate::proto::report::StorageBrief::decode_from(&mut r) {
-                            set_view(node, tracker, b.status);
-                        }
-                    }
-                }
+                ask_own_status(node, &mut conn, tracker, &own_ip).await;
                 if let Some(wanted) = status_to_adopt(node, tracker) {
                     // This tracker missed the full copy's end (it still held us INIT when the
                     // source reported it): ask it to take the others' view (CHANGE_STATUS).
@@ -827,7 +869,19 @@ async fn report_session(
                     problems_taken = report_problems(node, &mut conn, tracker).await?;
                 }
                 if backlog_taken {
-                    note_behind(node, &mut conn, tracker).await?;
+                    let strangers = note_behind(node, &mut conn, tracker).await?;
+                    // The tracker sends member lists only in beat replies (30 s apart by
+                    // default): without this, a member joining a running group waits that
+                    // long for its source to push, and as long again to turn ACTIVE.
+                    let held = node.trackers.statuses().get(&tracker).copied();
+                    let own = if held == Some(StorageStatus::Active) {
+                        held
+                    } else {
+                        ask_own_status(node, &mut conn, tracker, &own_ip).await
+                    };
+                    if beat_sooner(strangers, &mut heard_of, own) {
+                        beat_tick.reset_immediately();
+                    }
                 }
             }
             Event::Trunk => {
@@ -854,6 +908,27 @@ mod tests {
             id: id.into(),
             status: status as u8,
             new_id: new_id.into(),
+        }
+    }
+
+    #[test]
+    fn a_backlog_tick_brings_the_beat_forward_once_per_new_member_and_while_settled() {
+        let mut heard = std::collections::HashSet::new();
+        let active = Some(StorageStatus::Active);
+        assert!(beat_sooner(vec!["10.0.0.9".into()], &mut heard, active));
+        assert!(!beat_sooner(vec!["10.0.0.9".into()], &mut heard, active));
+        assert!(beat_sooner(
+            vec!["10.0.0.9".into(), "10.0.0.8".into()],
+            &mut heard,
+            active
+        ));
+        assert!(!beat_sooner(Vec::new(), &mut heard, active));
+        assert!(!beat_sooner(Vec::new(), &mut heard, None));
+        for waiting in [StorageStatus::WaitSync, StorageStatus::Syncing] {
+            assert!(!beat_sooner(Vec::new(), &mut heard, Some(waiting)));
+        }
+        for settled in [StorageStatus::Offline, StorageStatus::Online] {
+            assert!(beat_sooner(Vec::new(), &mut heard, Some(settled)));
         }
     }
 

@@ -1214,6 +1214,75 @@ fn mark_offset(path: &Path) -> Option<u64> {
 /// the move (78): the tracker moves its record and logs it, the other member renames its
 /// sync mark from the changelog (77) and goes on from where it was, and nothing is copied
 /// again.
+/// A tracker that is down while a member moves is told of the move when it comes back: it
+/// keeps the member's record at the new address, and does not take the member there for a
+/// new, empty one.
+#[tokio::test]
+async fn a_tracker_down_during_a_move_is_told_of_it_when_it_comes_back() {
+    let mut g = Group(common::TestGroup::start(TrackerConfig::default(), 24000).await);
+    let second_bind = format!("127.0.0.7:{}", common::group_port(g.dir.path(), 27000));
+    let second_config = TrackerConfig {
+        bind: second_bind.clone(),
+        base_path: g.dir.path().join("tracker-2"),
+        reserved_storage_space: fdfs_node::config::ReservedSpace::Mb(0),
+        // After its restart it holds B's old record ACTIVE until a check finds it silent.
+        check_active_interval: 2,
+        ..Default::default()
+    };
+    let second = fdfs_node::tracker::start(second_config.clone())
+        .await
+        .expect("second tracker");
+    for ip in ["127.0.0.2", "127.0.0.4"] {
+        let mut config = g.config(ip);
+        config.tracker_servers.push(second_bind.clone());
+        g.add(config).await;
+    }
+    g.wait_all_active().await;
+    for ip in ["127.0.0.2", "127.0.0.4"] {
+        common::wait_listed(&second_bind, "group1", ip, StorageStatus::Active).await;
+    }
+    let files = g.upload_contents(7200..7204).await;
+    wait_until("files on both", Duration::from_secs(30), async || {
+        files
+            .iter()
+            .all(|id| g.path_on(0, id).exists() && g.path_on(1, id).exists())
+    })
+    .await;
+
+    // The second tracker stops; B starts again on its data at 127.0.0.6.
+    second.stop(Duration::from_secs(1)).await;
+    let mut cfg = g.stop_last().await;
+    let port = g.members[0].addr.port();
+    cfg.bind = format!("127.0.0.6:{port}");
+    g.0.members.push(
+        fdfs_node::storage::start(cfg)
+            .await
+            .expect("B at its new address"),
+    );
+    wait_until(
+        "B ACTIVE at its new address on the first tracker",
+        Duration::from_secs(30),
+        async || g.status_of("127.0.0.6") == Some(StorageStatus::Active),
+    )
+    .await;
+
+    let second = fdfs_node::tracker::start(second_config)
+        .await
+        .expect("second tracker again");
+    common::wait_listed(&second_bind, "group1", "127.0.0.6", StorageStatus::Active).await;
+    {
+        let reg = second.tracker.registry();
+        let members = &reg.groups()["group1"].members;
+        assert_eq!(
+            members.get("127.0.0.4").map(|m| m.status),
+            Some(StorageStatus::IpChanged),
+            "the old address left as moved"
+        );
+        assert_eq!(members.len(), 3);
+    }
+    second.stop(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
     let mut g = start_pair("127.0.0.4").await;

@@ -51,11 +51,14 @@ impl TrackerView {
         lock(&self.status).remove(&tracker);
     }
 
-    /// `tracker` took our new address; whether every tracker has now.
-    pub(super) fn took_move(&self, tracker: SocketAddr) -> bool {
+    /// `tracker` took our new address; whether every one of `all`, the trackers this
+    /// storage reports to, has now. (Not only those with a session yet: a tracker whose
+    /// session starts later must still be told, or it takes us for a new, empty member.)
+    pub(super) fn took_move(&self, tracker: SocketAddr, all: &[String]) -> bool {
         let mut moved = lock(&self.moved);
         moved.insert(tracker);
-        lock(&self.status).keys().all(|t| moved.contains(t))
+        all.iter()
+            .all(|t| t.parse::<SocketAddr>().is_ok_and(|t| moved.contains(&t)))
     }
 
     /// The age in seconds of the oldest change the other members last said they have yet
@@ -82,25 +85,27 @@ impl TrackerView {
 mod tests {
     use super::*;
 
-    /// A move is taken everywhere once every tracker with a session took it; a tracker
-    /// whose session ended no longer counts, one that joins later does.
+    /// A move is taken everywhere once every tracker the storage reports to took it,
+    /// including one whose session has not started yet or has ended.
     #[test]
-    fn a_move_counts_as_taken_once_every_current_tracker_took_it() {
+    fn a_move_counts_as_taken_once_every_tracker_took_it() {
         let view = TrackerView::default();
         let (a, b): (SocketAddr, SocketAddr) = (
             "127.0.0.1:22122".parse().expect("address"),
             "127.0.0.2:22122".parse().expect("address"),
         );
+        let all = [a.to_string(), b.to_string()];
         view.set_status(a, StorageStatus::Active);
+        // b's session has not reported yet: it still has to be told.
+        assert!(!view.took_move(a, &all));
         view.set_status(b, StorageStatus::Online);
         assert!(!view.active_everywhere());
-        assert!(!view.took_move(a));
         view.forget(b);
         assert!(view.active_everywhere());
-        assert!(view.took_move(a));
+        assert!(!view.took_move(a, &all));
         view.set_status(b, StorageStatus::Active);
-        assert!(!view.took_move(a));
-        assert!(view.took_move(b));
+        assert!(view.took_move(b, &all));
+        assert!(view.took_move(a, &all[..1]));
         assert!(view.is_tracker("127.0.0.2".parse().expect("ip")));
         view.set_behind(a, Some(40));
         assert_eq!(view.behind_at(a), Some(40));

@@ -186,6 +186,7 @@ async fn report_own_move(
     node: &StorageNode,
     conn: &mut Conn,
     tracker: SocketAddr,
+    all_trackers: &[String],
     own_ip: &str,
 ) -> Result<(), ClientError> {
     if own_ip.is_empty() {
@@ -227,7 +228,7 @@ async fn report_own_move(
         // Moved now, moved before, or never known there under the old address.
         Status::Ok | Status::AlreadyDone | Status::NotFound => {
             tracing::info!(%tracker, from = %old, to = %own_ip, %status, "tracker took our new address");
-            if node.trackers.took_move(tracker) {
+            if node.trackers.took_move(tracker, all_trackers) {
                 keep(own_ip).await?;
             }
             Ok(())
@@ -714,7 +715,7 @@ async fn report_session(
         node.disk.set_path_policy(policy);
         node.trunk.set_params(TrunkParams::from_parameters(&p));
         if !matches!(p.get("use_storage_id"), Some("1" | "true")) {
-            report_own_move(node, &mut conn, tracker, &own_ip).await?;
+            report_own_move(node, &mut conn, tracker, all_trackers, &own_ip).await?;
         }
     }
     let reply = call_ok(&mut conn, Command::StorageJoin, &join.encode()).await?;

@@ -51,6 +51,18 @@ impl Group {
         config
     }
 
+    /// [`Self::upload_contents`], then waits until every file is on members 0 and 1.
+    async fn upload_to_both(&self, range: std::ops::Range<usize>) -> Vec<FileId> {
+        let files = self.upload_contents(range).await;
+        wait_until("files on both", Duration::from_secs(30), async || {
+            files
+                .iter()
+                .all(|id| self.path_on(0, id).exists() && self.path_on(1, id).exists())
+        })
+        .await;
+        files
+    }
+
     /// Uploads `content(i)` for each `i` of `range`, one after another; their ids.
     async fn upload_contents(&self, range: std::ops::Range<usize>) -> Vec<FileId> {
         let mut ids = Vec::with_capacity(range.len());
@@ -1241,13 +1253,7 @@ async fn a_tracker_down_during_a_move_is_told_of_it_when_it_comes_back() {
     for ip in ["127.0.0.2", "127.0.0.4"] {
         common::wait_listed(&second_bind, "group1", ip, StorageStatus::Active).await;
     }
-    let files = g.upload_contents(7200..7204).await;
-    wait_until("files on both", Duration::from_secs(30), async || {
-        files
-            .iter()
-            .all(|id| g.path_on(0, id).exists() && g.path_on(1, id).exists())
-    })
-    .await;
+    g.upload_to_both(7200..7204).await;
 
     // The second tracker stops; B starts again on its data at 127.0.0.6.
     second.stop(Duration::from_secs(1)).await;
@@ -1286,13 +1292,7 @@ async fn a_tracker_down_during_a_move_is_told_of_it_when_it_comes_back() {
 #[tokio::test]
 async fn a_member_back_at_a_new_address_keeps_its_record_and_its_peers_marks() {
     let mut g = start_pair("127.0.0.4").await;
-    let files = g.upload_contents(7000..7010).await;
-    wait_until("files on both", Duration::from_secs(30), async || {
-        files
-            .iter()
-            .all(|id| g.path_on(0, id).exists() && g.path_on(1, id).exists())
-    })
-    .await;
+    let files = g.upload_to_both(7000..7010).await;
     wait_until("A's push to B done", Duration::from_secs(30), async || {
         backlog_of_a(&g) == Some(0)
     })

@@ -91,6 +91,7 @@ impl Store {
     pub fn open(cfg: &StorageConfig) -> io::Result<Self> {
         let paths = cfg.effective_store_paths();
         let subdir_count = cfg.subdir_count_per_path;
+        let mut tmp_dirs = Vec::with_capacity(paths.len());
         for root in &paths {
             let data = root.join("data");
             let last = data
@@ -109,11 +110,8 @@ impl Store {
                 std::fs::remove_dir_all(&tmp)?;
             }
             std::fs::create_dir_all(&tmp)?;
+            tmp_dirs.push(tmp);
         }
-        let tmp_dirs: Vec<PathBuf> = paths
-            .iter()
-            .map(|root| root.join("data").join(TMP_DIR))
-            .collect();
         let usage = Mutex::new(read_usage(&paths));
         let written_since = paths.iter().map(|_| AtomicU64::new(0)).collect();
         let unnamed = tmp_dirs

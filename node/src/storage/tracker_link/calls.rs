@@ -135,14 +135,7 @@ impl<'a> Trackers<'a> {
         self.each(Command::StorageGetStatus, &body, 1024)
             .await
             .into_iter()
-            .map(|a| {
-                let mut r = Reader::new(&a.body, "storage status");
-                let status = (a.status == Status::Ok)
-                    .then(|| StorageBrief::decode_from(&mut r).ok())
-                    .flatten()
-                    .and_then(|b| StorageStatus::from_byte(b.status));
-                (a.tracker, status)
-            })
+            .map(|a| (a.tracker, status_in_reply(a.status, &a.body)))
             .collect()
     }
 
@@ -170,4 +163,15 @@ struct Answer {
     tracker: SocketAddr,
     status: Status,
     body: Vec<u8>,
+}
+
+/// The status a STORAGE_GET_STATUS (71) reply gives; `None` for a refusal or a reply that
+/// does not decode.
+pub(super) fn status_in_reply(status: Status, body: &[u8]) -> Option<StorageStatus> {
+    if status != Status::Ok {
+        return None;
+    }
+    let mut r = Reader::new(body, "storage status");
+    let brief = StorageBrief::decode_from(&mut r).ok()?;
+    StorageStatus::from_byte(brief.status)
 }

@@ -569,16 +569,13 @@ async fn ask_own_status(
         ip: ip.to_string(),
         port: node.port,
     };
-    let Ok((Status::Ok, brief)) = conn
+    let (status, body) = conn
         .call(Command::StorageGetStatus, &ask.encode(), 1024)
         .await
-    else {
-        return None;
-    };
-    let mut r = crate::proto::fields::Reader::new(&brief, "storage status");
-    let b = crate::proto::report::StorageBrief::decode_from(&mut r).ok()?;
-    set_view(node, tracker, b.status);
-    StorageStatus::from_byte(b.status)
+        .ok()?;
+    let held = super::calls::status_in_reply(status, &body)?;
+    node.trackers.set_status(tracker, held);
+    Some(held)
 }
 
 /// Whether a backlog tick should bring the next beat forward: a member reported to the

@@ -134,7 +134,8 @@ pub struct OpenedFile {
     pub ino: u64,
 }
 
-/// [`open_regular`] on the caller's thread, for code already on a disk thread.
+/// Opens `path` for reading if it is a regular file (`NotFound` otherwise); may read the
+/// disk, so only on a disk thread.
 pub fn open_regular_blocking(path: &std::path::Path) -> std::io::Result<OpenedFile> {
     describe(std::fs::File::open(path)?)
 }
@@ -153,16 +154,14 @@ fn describe(file: std::fs::File) -> std::io::Result<OpenedFile> {
     })
 }
 
-/// Opens `path` for reading if it is a regular file (`NotFound` otherwise): on the
-/// caller's thread when every step of the path is in the kernel's caches, else as a disk
-/// step. Serving a hot file then costs no trip to another thread.
-pub async fn open_regular(path: std::path::PathBuf) -> std::io::Result<OpenedFile> {
-    match open_cached(&path) {
-        Ok(file) => describe(file),
-        Err(rustix::io::Errno::AGAIN) => run(move || describe(std::fs::File::open(&path)?))
-            .await
-            .map_err(std::io::Error::other)?,
-        Err(e) => Err(e.into()),
+/// Opens `path` for reading if it is a regular file (`NotFound` otherwise), on any
+/// thread: `None` when resolving the path would read the disk (then a disk step opens it
+/// with [`open_regular_blocking`]). Serving a hot file costs no trip to another thread.
+pub fn open_regular_cached(path: &std::path::Path) -> Option<std::io::Result<OpenedFile>> {
+    match open_cached(path) {
+        Ok(file) => Some(describe(file)),
+        Err(rustix::io::Errno::AGAIN) => None,
+        Err(e) => Some(Err(e.into())),
     }
 }
 
@@ -193,8 +192,30 @@ pub fn is_cached(file: &std::fs::File, at: u64) -> bool {
     )
 }
 
+/// Reads `file` from `at` into `buf` as far as the page cache holds it (`RWF_NOWAIT`):
+/// the bytes read, fewer than `buf.len()` where the file ends or the rest is not cached
+/// (or the kernel lacks `RWF_NOWAIT`).
+pub fn read_from_cache(file: &std::fs::File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let mut slice = [std::io::IoSliceMut::new(&mut buf[done..])];
+        match rustix::io::preadv2(
+            file,
+            &mut slice,
+            at + done as u64,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(done)
+}
+
 /// `len` bytes of `file` from `start`: read on the caller's thread while they are in the
-/// page cache (`RWF_NOWAIT`), the rest as a disk step.
+/// page cache, the rest as a disk step.
 pub async fn read_cached(
     file: impl std::borrow::Borrow<std::fs::File> + Send + 'static,
     start: u64,
@@ -202,31 +223,18 @@ pub async fn read_cached(
 ) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; len as usize];
-    let mut done = 0usize;
-    while done < buf.len() {
-        let mut slice = [std::io::IoSliceMut::new(&mut buf[done..])];
-        match rustix::io::preadv2(
-            file.borrow(),
-            &mut slice,
-            start + done as u64,
-            rustix::io::ReadWriteFlags::NOWAIT,
-        ) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => done += n,
-            Err(rustix::io::Errno::INTR) => {}
-            // Not cached (EAGAIN), or no RWF_NOWAIT here: the disk thread reads the rest.
-            Err(_) => {
-                return run(move || {
-                    file.borrow()
-                        .read_exact_at(&mut buf[done..], start + done as u64)
-                        .map(|()| buf)
-                })
-                .await
-                .map_err(std::io::Error::other)?;
-            }
-        }
+    let done = read_from_cache(file.borrow(), &mut buf, start)?;
+    if done == buf.len() {
+        return Ok(buf);
     }
-    Ok(buf)
+    // Not cached, or past the end (the disk step's read says which).
+    run(move || {
+        file.borrow()
+            .read_exact_at(&mut buf[done..], start + done as u64)
+            .map(|()| buf)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 #[cfg(test)]
@@ -238,13 +246,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("f");
         std::fs::write(&path, b"0123456789").expect("write");
-        let opened = open_regular(path.clone()).await.expect("open");
+        // Just written: every step of the path is in the kernel's caches.
+        let opened = open_regular_cached(&path).expect("cached").expect("open");
+        let missing = dir.path().join("none");
         assert_eq!(opened.size, 10);
         assert_eq!(
             read_cached(opened.file, 2, 5).await.expect("read"),
             b"23456"
         );
-        let short = open_regular(path).await.expect("open");
+        let short = open_regular_blocking(&path).expect("open");
         assert_eq!(
             read_cached(short.file, 8, 5)
                 .await
@@ -253,15 +263,14 @@ mod tests {
             std::io::ErrorKind::UnexpectedEof
         );
         assert_eq!(
-            open_regular(dir.path().to_path_buf())
-                .await
+            open_regular_blocking(dir.path())
                 .expect_err("a directory")
                 .kind(),
             std::io::ErrorKind::NotFound
         );
         assert_eq!(
-            open_regular(dir.path().join("none"))
-                .await
+            open_regular_cached(&missing)
+                .unwrap_or_else(|| open_regular_blocking(&missing))
                 .expect_err("missing")
                 .kind(),
             std::io::ErrorKind::NotFound

@@ -10,7 +10,7 @@
 //! with `binlog_index.dat` naming the one being written.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
@@ -163,7 +163,12 @@ impl Writer {
             self.size = 0;
             write_index(&self.dir, index)?;
         }
-        self.file.write_all(text)?;
+        if let Err(e) = self.file.write_all(text) {
+            // Part of the batch may be in the file: the next end published counts it, as
+            // readers only read up to the end published.
+            self.size = self.file.metadata().map_or(self.size, |m| m.len());
+            return Err(e);
+        }
         self.size += text.len() as u64;
         Ok(Position {
             index: self.index,
@@ -356,14 +361,40 @@ impl Binlog {
     }
 
     /// Reads whole lines from `from` up to `max_bytes`; returns them and the next position.
+    /// It may read the disk: on a disk thread.
     pub fn read_from(
         &self,
         from: Position,
         max_bytes: usize,
     ) -> io::Result<(Vec<Record>, Position)> {
+        self.read_lines(from, max_bytes, false)
+            .expect("a read that may wait on the disk always has an answer")
+    }
+
+    /// [`Self::read_from`] on any thread: `None` when the lines are not in the kernel's
+    /// caches (or lie in an earlier binlog file), for a disk step to read them. Lines
+    /// appended a moment ago are, so a pusher keeping up costs no trip to a disk thread.
+    pub fn read_cached(
+        &self,
+        from: Position,
+        max_bytes: usize,
+    ) -> Option<io::Result<(Vec<Record>, Position)>> {
+        self.read_lines(from, max_bytes, true)
+    }
+
+    fn read_lines(
+        &self,
+        from: Position,
+        max_bytes: usize,
+        cache_only: bool,
+    ) -> Option<io::Result<(Vec<Record>, Position)>> {
         let end = self.end();
         let mut pos = from;
         if pos.index < end.index {
+            // A finished file's length is asked by path.
+            if cache_only {
+                return None;
+            }
             let len = std::fs::metadata(file_path(&self.dir, pos.index))
                 .map(|m| m.len())
                 .unwrap_or(0);
@@ -374,27 +405,55 @@ impl Binlog {
                 };
             }
         }
-        let mut file = match File::open(file_path(&self.dir, pos.index)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), pos)),
-            Err(e) => return Err(e),
+        let mut want = max_bytes.max(MAX_LINE * 2);
+        if pos.index == end.index {
+            // Only what appends have finished: nothing at the end, no half-written line.
+            let left = end.offset.saturating_sub(pos.offset);
+            if left == 0 {
+                return Some(Ok((Vec::new(), pos)));
+            }
+            want = want.min(usize::try_from(left).unwrap_or(usize::MAX));
+        }
+        let path = file_path(&self.dir, pos.index);
+        let opened = if cache_only {
+            match crate::disk::open_cached(&path) {
+                Err(rustix::io::Errno::AGAIN) => return None,
+                opened => opened.map_err(io::Error::from),
+            }
+        } else {
+            File::open(&path)
         };
-        file.seek(SeekFrom::Start(pos.offset))?;
-        let mut buf = vec![0u8; max_bytes.max(MAX_LINE * 2)];
-        let n = file.read(&mut buf)?;
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(Ok((Vec::new(), pos))),
+            Err(e) => return Some(Err(e)),
+        };
+        let mut buf = vec![0u8; want];
+        let read = if cache_only {
+            match crate::disk::read_from_cache(&file, &mut buf, pos.offset) {
+                Ok(0) => return None,
+                read => read,
+            }
+        } else {
+            std::os::unix::fs::FileExt::read_at(&file, &mut buf, pos.offset)
+        };
+        let n = match read {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
         let chunk = &buf[..n];
         let Some(last_nl) = chunk.iter().rposition(|&b| b == b'\n') else {
-            return Ok((Vec::new(), pos));
+            return Some(Ok((Vec::new(), pos)));
         };
         let text = String::from_utf8_lossy(&chunk[..=last_nl]);
         let records = text.lines().filter_map(Record::parse).collect();
-        Ok((
+        Some(Ok((
             records,
             Position {
                 index: pos.index,
                 offset: pos.offset + last_nl as u64 + 1,
             },
-        ))
+        )))
     }
 }
 
@@ -450,6 +509,45 @@ mod tests {
         );
         let reopened = Binlog::open(dir.path()).expect("reopen");
         assert_eq!(reopened.end(), next);
+    }
+
+    /// Lines just appended are read from the kernel's caches on any thread, with the same
+    /// result as a disk read; nothing past the end published is read, so a line being
+    /// written is never taken for a whole one.
+    #[test]
+    fn fresh_lines_read_from_the_cache_and_only_up_to_the_published_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Binlog::open(dir.path()).expect("open");
+        let start = log.end();
+        let (none, at) = log.read_from(start, 4096).expect("read at the end");
+        assert_eq!((none.len(), at), (0, start));
+        log.append(&[
+            Record::new(1, Op::Create, "M00/00/00/a"),
+            Record::new(2, Op::Update, "M00/00/00/b"),
+        ])
+        .expect("append");
+        let from_disk = log.read_from(start, 4096).expect("read");
+        let cached = log
+            .read_cached(start, 4096)
+            .expect("just appended: in the page cache")
+            .expect("read");
+        assert_eq!(cached, from_disk);
+        assert_eq!((cached.0.len(), cached.1), (2, log.end()));
+        // Bytes beyond the published end (an append under way) are left for later.
+        let end = log.end();
+        let mut raw = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("data/sync/binlog.000"))
+            .expect("binlog file");
+        raw.write_all(b"3 C M00/00/00/c\n4 C M00/00/")
+            .expect("write");
+        assert_eq!(log.read_from(end, 4096).expect("read"), (Vec::new(), end));
+        assert_eq!(
+            log.read_cached(end, 4096)
+                .expect("nothing to read")
+                .expect("read"),
+            (Vec::new(), end)
+        );
     }
 
     #[test]

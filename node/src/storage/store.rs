@@ -195,19 +195,13 @@ impl Store {
 
     /// Opens a stored file for reading. `NotFound` for a name this node cannot hold.
     pub async fn open_file(&self, name: &RemoteName) -> io::Result<OpenedFile> {
-        match self.stored_at(name) {
-            None => Err(io::ErrorKind::NotFound.into()),
-            Some(StoredAt::Own(path)) => crate::disk::open_regular(path).await,
-            Some(StoredAt::Slot { root, name, slot }) => {
-                if let Some(opened) = super::trunk::open_if_cached(&root, &name, slot) {
-                    return opened;
-                }
-                let at = StoredAt::Slot { root, name, slot };
-                crate::disk::run(move || at.open())
-                    .await
-                    .map_err(io::Error::other)?
-            }
+        let at = self.stored_at(name).ok_or(io::ErrorKind::NotFound)?;
+        if let Some(opened) = at.open_cached() {
+            return opened;
         }
+        crate::disk::run(move || at.open())
+            .await
+            .map_err(io::Error::other)?
     }
 
     /// [`Self::open_file`] on the caller's thread (a disk thread).
@@ -645,6 +639,14 @@ impl StoredAt {
         match self {
             StoredAt::Own(path) => crate::disk::open_regular_blocking(path),
             StoredAt::Slot { root, name, slot } => super::trunk::open(root, name, *slot),
+        }
+    }
+
+    /// [`Self::open`] on any thread: `None` when it would have to read the disk.
+    pub fn open_cached(&self) -> Option<io::Result<OpenedFile>> {
+        match self {
+            StoredAt::Own(path) => crate::disk::open_regular_cached(path),
+            StoredAt::Slot { root, name, slot } => super::trunk::open_if_cached(root, name, *slot),
         }
     }
 

@@ -6,7 +6,8 @@
 //! member the tracker designates (SYNC_SRC_REQ), which then reports it OFFLINE so
 //! its next heartbeat makes it ACTIVE.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -124,14 +125,14 @@ impl Mark {
     }
 
     /// `save` on a disk thread: the write is fsync'd.
-    async fn save_off_thread(&self, path: &std::path::Path) -> std::io::Result<()> {
+    async fn save_off_thread(&self, path: &std::path::Path) -> io::Result<()> {
         let (mark, path) = (self.clone(), path.to_owned());
         crate::disk::run(move || mark.save(&path))
             .await
-            .map_err(std::io::Error::other)?
+            .map_err(io::Error::other)?
     }
 
-    fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+    fn save(&self, path: &std::path::Path) -> io::Result<()> {
         let text = format!(
             "binlog_index={}\nbinlog_offset={}\nneed_sync_old={}\nsync_old_done={}\nuntil_timestamp={}\nscan_row_count={}\nsync_row_count={}\n",
             self.position.index,
@@ -360,7 +361,7 @@ enum SyncError {
     #[error("peer answered {0}")]
     Status(Status),
     #[error("local i/o: {0}")]
-    Io(#[from] std::io::Error),
+    Io(#[from] io::Error),
     #[error("peer left the group")]
     Gone,
 }
@@ -495,15 +496,15 @@ async fn push_from(
         peer: peer.id.clone(),
     };
     loop {
-        let (records, next, mut loaded) = {
-            let (n, from, scope) = (node.clone(), mark.position, mark.scope());
-            crate::disk::run(move || -> std::io::Result<_> {
-                let (records, next) = n.disk.binlog().read_from(from, BATCH_BYTES)?;
-                let loaded = load_small_files(&n, &records, scope);
-                Ok((records, next, loaded))
-            })
-            .await
-            .map_err(std::io::Error::other)??
+        let (from, scope) = (mark.position, mark.scope());
+        let (records, next, mut loaded) = match read_batch_cached(node, from, scope) {
+            Some(batch) => batch?,
+            None => {
+                let n = node.clone();
+                crate::disk::run(move || read_batch(&n, from, scope))
+                    .await
+                    .map_err(io::Error::other)??
+            }
         };
         if records.is_empty() {
             if mark.need_sync_old && !mark.sync_old_done {
@@ -716,7 +717,7 @@ async fn load_payload(
     let Some(at) = stored_at(node, name) else {
         return Ok(None);
     };
-    let loaded = crate::disk::run(move || -> std::io::Result<_> {
+    let loaded = crate::disk::run(move || -> io::Result<_> {
         let Ok(opened) = at.open() else {
             return Ok(None);
         };
@@ -737,7 +738,7 @@ async fn load_payload(
         Ok(Some((size, Payload::File { file, start, len })))
     })
     .await
-    .map_err(std::io::Error::other)??;
+    .map_err(io::Error::other)??;
     Ok(loaded)
 }
 
@@ -755,15 +756,43 @@ const LOAD_AT_MOST: u64 = 64 * 1024;
 /// Bytes of small files read with one binlog batch, at most.
 const LOAD_PER_BATCH: u64 = 4 << 20;
 
-/// Reads the small files that `records` create or replace, for the push (a disk step, run
-/// with the binlog read so a small file costs no disk step of its own). A file that is
-/// gone, large, or past the batch's budget is left out and loaded when pushed.
+/// A binlog batch, where the next one starts, and the small files it names.
+type Batch = (Vec<Record>, Position, HashMap<String, Loaded>);
+
+/// The next batch from `from` on the caller's thread, when the kernel's caches hold all of
+/// it (lines just appended and the files they name usually are); `None` otherwise, for a
+/// disk step ([`read_batch`]). A pusher keeping up then makes no trip to a disk thread.
+fn read_batch_cached(
+    node: &StorageNode,
+    from: Position,
+    scope: Scope,
+) -> Option<io::Result<Batch>> {
+    let (records, next) = match node.disk.binlog().read_cached(from, BATCH_BYTES)? {
+        Ok(read) => read,
+        Err(e) => return Some(Err(e)),
+    };
+    let loaded = load_small_files(node, &records, scope, true)?;
+    Some(Ok((records, next, loaded)))
+}
+
+/// The next batch from `from` (a disk step).
+fn read_batch(node: &StorageNode, from: Position, scope: Scope) -> io::Result<Batch> {
+    let (records, next) = node.disk.binlog().read_from(from, BATCH_BYTES)?;
+    let loaded = load_small_files(node, &records, scope, false).unwrap_or_default();
+    Ok((records, next, loaded))
+}
+
+/// Reads the small files that `records` create or replace, for the push, with the binlog
+/// read so a small file costs no disk step of its own. A file that is gone, large, or past
+/// the batch's budget is left out and loaded when pushed. With `cache_only`, `None` as soon
+/// as a file is not in the kernel's caches.
 fn load_small_files(
     node: &StorageNode,
     records: &[Record],
     scope: Scope,
-) -> std::collections::HashMap<String, Loaded> {
-    let mut loaded = std::collections::HashMap::new();
+    cache_only: bool,
+) -> Option<HashMap<String, Loaded>> {
+    let mut loaded = HashMap::new();
     let mut budget = LOAD_PER_BATCH;
     for r in records {
         if !matches!(r.op, Op::Create | Op::Update)
@@ -772,19 +801,35 @@ fn load_small_files(
         {
             continue;
         }
-        let Some(opened) = stored_at(node, &r.name).and_then(|at| at.open().ok()) else {
+        let Some(at) = stored_at(node, &r.name) else {
+            continue;
+        };
+        let opened = if cache_only {
+            at.open_cached()?
+        } else {
+            at.open()
+        };
+        let Ok(opened) = opened else {
             continue;
         };
         if opened.size > LOAD_AT_MOST || opened.size > budget {
             continue;
         }
         let mut bytes = vec![0u8; opened.size as usize];
-        if opened.file.read_exact_at(&mut bytes, opened.base).is_ok() {
+        let read = if cache_only {
+            match crate::disk::read_from_cache(&opened.file, &mut bytes, opened.base) {
+                Ok(n) if n < bytes.len() => return None,
+                read => read.map(|_| ()),
+            }
+        } else {
+            opened.file.read_exact_at(&mut bytes, opened.base)
+        };
+        if read.is_ok() {
             budget -= opened.size;
             loaded.insert(r.name.clone(), bytes);
         }
     }
-    loaded
+    Some(loaded)
 }
 
 /// Whether a stored file exists here now, asked on a disk thread.
@@ -829,7 +874,7 @@ async fn send(
                     f.read_exact_at(&mut b, pos).map(|_| b)
                 })
                 .await
-                .map_err(std::io::Error::other)??;
+                .map_err(io::Error::other)??;
                 conn.write_all(&chunk).await?;
                 pos += n as u64;
             }
@@ -1013,13 +1058,13 @@ pub fn follow_changelog(
     dir: &std::path::Path,
     group: &str,
     lines: &[crate::proto::cluster::ChangelogLine],
-) -> std::io::Result<()> {
+) -> io::Result<()> {
     let names: Vec<String> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
     for line in lines.iter().filter(|l| l.group == group) {
@@ -1040,7 +1085,7 @@ pub fn follow_changelog(
             if line.status == StorageStatus::Deleted as u8 {
                 tracing::info!(peer = %line.id, mark = %path.display(), "peer deleted; sync mark removed");
                 match std::fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                     _ => {}
                 }
             } else if line.status == StorageStatus::IpChanged as u8
@@ -1054,7 +1099,7 @@ pub fn follow_changelog(
                 }
                 tracing::info!(from = %line.id, to = %line.new_id, "peer moved; sync mark renamed");
                 match std::fs::rename(&path, &to) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                     _ => {}
                 }
             }
@@ -1396,9 +1441,13 @@ mod tests {
             Record::new(100, Op::Create, gone),
             Record::new(100, Op::Delete, small),
         ];
-        let loaded = load_small_files(&node, &records, Mark::default().scope());
-        assert_eq!(loaded.len(), 1, "{:?}", loaded.keys());
-        assert_eq!(loaded[small], vec![7u8; 3000]);
+        // From the disk, and from the kernel's caches (the files were just written).
+        for cache_only in [false, true] {
+            let loaded = load_small_files(&node, &records, Mark::default().scope(), cache_only)
+                .expect("all of it at hand");
+            assert_eq!(loaded.len(), 1, "{:?}", loaded.keys());
+            assert_eq!(loaded[small], vec![7u8; 3000]);
+        }
     }
 
     #[test]

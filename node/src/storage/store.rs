@@ -75,6 +75,29 @@ impl TempFile {
         self.staged
             .commit(file, target, Placement::Replace, Some(unix_time(ts)))
     }
+
+    /// [`Self::replace_stamped`] for a created file of `size` bytes, unless `target` holds
+    /// one of that size already (a repeated push): false then, and nothing is changed.
+    /// The name is tried first, so a new replica, the usual case, costs no lookup of it.
+    pub fn create_stamped(
+        mut self,
+        file: std::fs::File,
+        target: &Path,
+        ts: u32,
+        size: u64,
+    ) -> io::Result<bool> {
+        self.staged.seal(file, Some(unix_time(ts)))?;
+        match self.staged.place(target, Placement::NoReplace) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if std::fs::metadata(target).is_ok_and(|m| m.len() == size) {
+                    return Ok(false);
+                }
+                self.staged.place(target, Placement::Replace)?;
+                Ok(true)
+            }
+            placed => placed.map(|()| true),
+        }
+    }
 }
 
 /// A binlog timestamp as a file time.
@@ -699,6 +722,43 @@ mod tests {
         assert_eq!(s.cached_usage()[0].free_mb, fresh);
         // An unknown store path changes nothing.
         s.note_written(9, 1 << 30);
+    }
+
+    /// A pushed file is placed under its name when new, left alone when a file of its
+    /// size is there (a repeated push), and replaced when the one there differs; each
+    /// keeps the change's time.
+    #[test]
+    fn a_created_replica_takes_a_free_name_keeps_an_equal_file_and_replaces_another() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(dir.path(), 1);
+        let target = dir.path().join("data/00/00/replica");
+        let push = |bytes: &[u8], ts: u32| {
+            let (temp, mut file) = s.create_temp(0, target.parent()).expect("temp");
+            file.write_all(bytes).expect("write");
+            temp.create_stamped(file, &target, ts, bytes.len() as u64)
+                .expect("place")
+        };
+        let mtime = |p: &Path| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .expect("mtime")
+        };
+        assert!(push(b"first", 1_000), "a free name");
+        assert_eq!(std::fs::read(&target).expect("read"), b"first");
+        assert_eq!(mtime(&target), unix_time(1_000));
+        assert!(!push(b"again", 2_000), "same size: a repeated push");
+        assert_eq!(std::fs::read(&target).expect("read"), b"first");
+        assert_eq!(mtime(&target), unix_time(1_000));
+        assert!(push(b"longer one", 3_000), "another size: replaced");
+        assert_eq!(std::fs::read(&target).expect("read"), b"longer one");
+        assert_eq!(mtime(&target), unix_time(3_000));
+        // Nothing staged is left beside it.
+        let names: Vec<_> = std::fs::read_dir(target.parent().expect("dir"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("replica")]);
     }
 
     fn disks(free_mb: &[u64]) -> Vec<PathUsage> {

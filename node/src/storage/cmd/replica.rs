@@ -108,15 +108,17 @@ impl Replica {
             let store_path = usize::from(name.store_path);
             let record = Record::new(ts, op, name.to_string()).replica();
             let stored = blocking(move || -> std::io::Result<bool> {
-                let existing = std::fs::metadata(&path).ok().map(|m| m.len());
-                if !update && existing == Some(data.len() as u64) {
-                    return Ok(false);
-                }
                 let (temp, mut file) = n.disk.store().create_temp(store_path, path.parent())?;
                 file.write_all(&data)?;
-                temp.replace_stamped(file, &path, ts)?;
-                n.log_now(&[record]);
-                Ok(true)
+                let stored = if update {
+                    temp.replace_stamped(file, &path, ts).map(|()| true)?
+                } else {
+                    temp.create_stamped(file, &path, ts, data.len() as u64)?
+                };
+                if stored {
+                    n.log_now(&[record]);
+                }
+                Ok(stored)
             })
             .await?
             .map_err(io_failure("writing a replicated file"))?;

@@ -74,8 +74,9 @@ pub struct StagedFile {
 
 #[derive(Debug)]
 enum Staging {
-    /// An `O_TMPFILE` inode, kept open to link it; `dir` is where it was made.
-    Unnamed { fd: OwnedFd, dir: PathBuf },
+    /// An `O_TMPFILE` inode made in `dir`; the writer's descriptor is kept here once
+    /// sealed, to link it by (no second descriptor per file).
+    Unnamed { fd: Option<OwnedFd>, dir: PathBuf },
     /// A named temp file.
     Named(PathBuf),
 }
@@ -142,11 +143,10 @@ impl StagedFile {
             let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
             match rustix::fs::open(dir, flags, Mode::from_raw_mode(0o666)) {
                 Ok(fd) => {
-                    let link = rustix::io::fcntl_dupfd_cloexec(&fd, 0)?;
                     return Ok((
                         StagedFile {
                             staging: Staging::Unnamed {
-                                fd: link,
+                                fd: None,
                                 dir: dir.to_path_buf(),
                             },
                             policy,
@@ -175,13 +175,17 @@ impl StagedFile {
         self.policy
     }
 
-    /// Finishes the written `file`: its mtime when given, fsync by policy, closed.
-    pub fn seal(&self, file: File, mtime: Option<SystemTime>) -> io::Result<()> {
+    /// Finishes the written `file`: its mtime when given, fsync by policy; closed, or for
+    /// a nameless file kept to link it by.
+    pub fn seal(&mut self, file: File, mtime: Option<SystemTime>) -> io::Result<()> {
         if let Some(t) = mtime {
             file.set_modified(t)?;
         }
         if self.policy.on_commit() {
             file.sync_all()?;
+        }
+        if let Staging::Unnamed { fd, .. } = &mut self.staging {
+            *fd = Some(file.into());
         }
         Ok(())
     }
@@ -193,8 +197,16 @@ impl StagedFile {
         match (&self.staging, how) {
             (Staging::Named(path), Placement::Replace) => std::fs::rename(path, target)?,
             (Staging::Named(path), Placement::NoReplace) => rename_noreplace(path, target)?,
-            (Staging::Unnamed { fd, .. }, Placement::NoReplace) => link_unnamed(fd, target)?,
-            (Staging::Unnamed { fd, .. }, Placement::Replace) => {
+            (Staging::Unnamed { fd: None, .. }, _) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a staged file is placed before it is sealed",
+                ));
+            }
+            (Staging::Unnamed { fd: Some(fd), .. }, Placement::NoReplace) => {
+                link_unnamed(fd, target)?
+            }
+            (Staging::Unnamed { fd: Some(fd), .. }, Placement::Replace) => {
                 // A name not taken yet (most replicas) is linked directly; a taken one is
                 // linked under a temp name beside it, then renamed over it, so the target
                 // never goes missing in between.
@@ -429,6 +441,12 @@ mod tests {
         let (mut staged, mut f) =
             StagedFile::create_in(dir.path(), fallback, SyncPolicy::Never).expect("create");
         f.write_all(b"new").expect("write");
+        // Not sealed yet: the writer still holds the file, so there is nothing to place.
+        let early = staged
+            .place(&dir.path().join("early"), Placement::NoReplace)
+            .expect_err("not sealed");
+        assert_eq!(early.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(names(dir.path()), ["file"]);
         staged.seal(f, None).expect("seal");
         let err = staged
             .place(&target, Placement::NoReplace)

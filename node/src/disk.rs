@@ -1,6 +1,14 @@
 //! The disk threads: the blocking file-system steps of request handling (open, read,
-//! write, rename, fsync) run on a fixed set of threads fed by one queue, as FastDFS's disk
+//! write, rename, fsync) run on fixed sets of threads fed by queues, as FastDFS's disk
 //! reader and writer threads are, so the async workers never wait on the disk.
+//!
+//! Two sets: one for every step, large enough for reads of files not in the page cache to
+//! overlap; and one for small files written whole (uploads and replicas up to the buffer
+//! size), with a thread per CPU. Those steps are page-cache work bound by the CPU: spread
+//! over eight threads, each step woke a sleeping thread of its own, and with 32 uploading
+//! connections a quarter of the process's CPU went to that. With a thread per CPU, steps
+//! that arrive while a thread is busy run back to back on it, and a slow read never holds
+//! up a small write (nor the reverse).
 //!
 //! tokio's own blocking pool guards its queue and idle-thread list with one lock and a
 //! condition variable. With every upload, download, replica and push making trips, the
@@ -14,8 +22,35 @@ use std::sync::{Mutex, OnceLock};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Disk threads: enough for reads of files not in the page cache to overlap.
+/// Threads for any step: enough for reads of files not in the page cache to overlap.
 const THREADS: usize = 8;
+
+/// Which threads run a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pool {
+    /// Any step.
+    Any,
+    /// Small files written whole, without fsync.
+    SmallWrites,
+}
+
+impl Pool {
+    fn threads(self) -> usize {
+        match self {
+            Pool::Any => THREADS,
+            Pool::SmallWrites => std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(2, THREADS),
+        }
+    }
+
+    fn thread_name(self, i: usize) -> String {
+        match self {
+            Pool::Any => format!("fdfs-disk-{i}"),
+            Pool::SmallWrites => format!("fdfs-write-{i}"),
+        }
+    }
+}
 
 /// Why a disk step gave no result.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +69,8 @@ impl From<DiskStepLost> for std::io::Error {
 /// caches are still warm, and idle threads stay idle instead of taking turns.
 struct Queue {
     state: Mutex<State>,
+    /// Threads that started; with none, steps fall back to tokio's blocking pool.
+    started: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -42,9 +79,6 @@ struct State {
     /// Parked threads, the most recently parked last.
     idle: Vec<std::thread::Thread>,
 }
-
-/// Disk threads that started; with none, steps fall back to tokio's blocking pool.
-static STARTED: AtomicUsize = AtomicUsize::new(0);
 
 impl Queue {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -80,38 +114,61 @@ impl Queue {
     }
 }
 
-fn queue() -> &'static Queue {
-    static QUEUE: OnceLock<&'static Queue> = OnceLock::new();
-    QUEUE.get_or_init(|| {
-        let queue: &'static Queue = Box::leak(Box::new(Queue {
-            state: Mutex::new(State::default()),
-        }));
-        for i in 0..THREADS {
-            let spawned = std::thread::Builder::new()
-                .name(format!("fdfs-disk-{i}"))
-                .spawn(move || {
-                    loop {
-                        // A panicking step drops its reply: its caller gets DiskStepLost.
-                        let _ = std::panic::catch_unwind(AssertUnwindSafe(queue.next()));
-                    }
-                });
-            match spawned {
-                Ok(_) => {
-                    STARTED.fetch_add(1, Ordering::Relaxed);
+fn queue(pool: Pool) -> &'static Queue {
+    static ANY: OnceLock<&'static Queue> = OnceLock::new();
+    static SMALL_WRITES: OnceLock<&'static Queue> = OnceLock::new();
+    let cell = match pool {
+        Pool::Any => &ANY,
+        Pool::SmallWrites => &SMALL_WRITES,
+    };
+    cell.get_or_init(|| start(pool))
+}
+
+fn start(pool: Pool) -> &'static Queue {
+    let queue: &'static Queue = Box::leak(Box::new(Queue {
+        state: Mutex::new(State::default()),
+        started: AtomicUsize::new(0),
+    }));
+    for i in 0..pool.threads() {
+        let spawned = std::thread::Builder::new()
+            .name(pool.thread_name(i))
+            .spawn(move || {
+                loop {
+                    // A panicking step drops its reply: its caller gets DiskStepLost.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(queue.next()));
                 }
-                Err(e) => tracing::error!(error = %e, "cannot start a disk thread"),
+            });
+        match spawned {
+            Ok(_) => {
+                queue.started.fetch_add(1, Ordering::Relaxed);
             }
+            Err(e) => tracing::error!(error = %e, "cannot start a disk thread"),
         }
-        queue
-    })
+    }
+    queue
 }
 
 /// Runs blocking `step` on a disk thread and waits for its result.
 pub async fn run<T: Send + 'static>(
     step: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, DiskStepLost> {
-    let queue = queue();
-    if STARTED.load(Ordering::Relaxed) == 0 {
+    run_on(Pool::Any, step).await
+}
+
+/// [`run`] for a small file written whole without fsync (a step bound by the CPU): on the
+/// threads kept for those.
+pub async fn run_small_write<T: Send + 'static>(
+    step: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DiskStepLost> {
+    run_on(Pool::SmallWrites, step).await
+}
+
+async fn run_on<T: Send + 'static>(
+    pool: Pool,
+    step: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DiskStepLost> {
+    let queue = queue(pool);
+    if queue.started.load(Ordering::Relaxed) == 0 {
         return tokio::task::spawn_blocking(step)
             .await
             .map_err(|_| DiskStepLost);
@@ -291,6 +348,51 @@ mod tests {
         // The threads keep serving after a panic.
         for i in 0..64usize {
             assert_eq!(run(move || i * 2).await.expect("step"), i * 2);
+        }
+    }
+
+    /// Small writes run on threads of their own, a few: with more of them held up than
+    /// there are threads for any step, those run no more than their own threads at once,
+    /// any other step still runs at once, and the held writes all finish once let go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn small_writes_have_their_own_threads_and_never_hold_up_other_steps() {
+        let name = run_small_write(|| std::thread::current().name().map(str::to_owned))
+            .await
+            .expect("step");
+        assert!(name.is_some_and(|n| n.starts_with("fdfs-write-")));
+        // Held steps wait until the flag is set.
+        let gate = std::sync::Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+        let threads = Pool::SmallWrites.threads();
+        let held: Vec<_> = (0..Pool::Any.threads())
+            .map(|i| {
+                let (gate, started_tx) = (gate.clone(), started_tx.clone());
+                tokio::spawn(run_small_write(move || {
+                    let _ = started_tx.send(());
+                    let (open, opened) = &*gate;
+                    let mut open = open.lock().expect("gate");
+                    while !*open {
+                        open = opened.wait(open).expect("gate");
+                    }
+                    i
+                }))
+            })
+            .collect();
+        for _ in 0..threads {
+            started.recv().await.expect("a held write started");
+        }
+        let other = tokio::time::timeout(std::time::Duration::from_secs(10), run(|| 42))
+            .await
+            .expect("a step waited behind the small writes");
+        assert_eq!(other.expect("step"), 42);
+        assert!(
+            started.try_recv().is_err(),
+            "more writes ran than their threads"
+        );
+        *gate.0.lock().expect("gate") = true;
+        gate.1.notify_all();
+        for (i, step) in held.into_iter().enumerate() {
+            assert_eq!(step.await.expect("task").expect("step"), i);
         }
     }
 

@@ -147,6 +147,21 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|_| Failure::Status(Status::Io))
 }
 
+/// [`blocking`] for a small file written whole (an upload or replica up to the buffer
+/// size): on the threads kept for such writes, or with the other steps when writes are
+/// fsync'd, so that fsyncs overlap on more threads.
+async fn small_write<T: Send + 'static>(
+    node: &StorageNode,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Failure> {
+    let step = if node.disk.store().sync_policy().on_commit() {
+        crate::disk::run(f).await
+    } else {
+        crate::disk::run_small_write(f).await
+    };
+    step.map_err(|_| Failure::Status(Status::Io))
+}
+
 /// Counter slot (total) and byte slot (success; the total bytes slot precedes it) of each
 /// command, for BEAT statistics.
 fn counter_slots(cmd: Command) -> Option<(usize, Option<usize>)> {

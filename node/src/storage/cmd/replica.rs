@@ -17,7 +17,9 @@ use crate::server::Connection;
 use crate::storage::binlog::{Op, Record};
 use crate::storage::store::unix_time;
 use crate::storage::transfer::receive_into;
-use crate::storage::{Failure, Handled, Reply, Session, StorageNode, blocking, io_failure};
+use crate::storage::{
+    Failure, Handled, Reply, Session, StorageNode, blocking, io_failure, small_write,
+};
 
 use super::appender::Appender;
 use super::{CommandFamily, Context, read_head};
@@ -64,7 +66,7 @@ impl Replica {
             let n = node.clone();
             let record = Record::new(ts, op, name.to_string()).replica();
             // Without content, the sender saw the file here already.
-            let stored = blocking(move || -> std::io::Result<Option<bool>> {
+            let stored = small_write(node, move || -> std::io::Result<Option<bool>> {
                 let existing = n
                     .disk
                     .store()
@@ -107,7 +109,7 @@ impl Replica {
             let n = node.clone();
             let store_path = usize::from(name.store_path);
             let record = Record::new(ts, op, name.to_string()).replica();
-            let stored = blocking(move || -> std::io::Result<bool> {
+            let stored = small_write(node, move || -> std::io::Result<bool> {
                 let (temp, mut file) = n.disk.store().create_temp(store_path, path.parent())?;
                 file.write_all(&data)?;
                 let stored = if update {

@@ -11,7 +11,7 @@ use crate::server::Connection;
 use crate::storage::binlog::{Op, Record};
 use crate::storage::store::{CommitError, NewName, write_small};
 use crate::storage::transfer::receive_into;
-use crate::storage::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
+use crate::storage::{Failure, Handled, Reply, StorageNode, blocking, io_failure, small_write};
 
 use super::{CommandFamily, Context, read_head};
 
@@ -138,7 +138,7 @@ impl Upload {
             Ok(Some(block)) => {
                 let name = node.disk.store().trunk_name(&spec, block, started);
                 let (n, stored) = (node.clone(), name.clone());
-                let written = blocking(move || {
+                let written = small_write(node, move || {
                     let r = n.disk.store().write_trunk_file(&stored, &data);
                     let r = r.unwrap_or_else(|| Err(std::io::ErrorKind::InvalidInput.into()));
                     if r.is_ok() {
@@ -163,7 +163,7 @@ impl Upload {
             }
         }
         let n = node.clone();
-        blocking(move || {
+        small_write(node, move || {
             let name = write_small(n.disk.store(), store_path, &spec, &data)?;
             n.log_now(&[created(&name)]);
             Ok::<_, CommitError>(name)

@@ -759,15 +759,27 @@ const LOAD_PER_BATCH: u64 = 4 << 20;
 /// A binlog batch, where the next one starts, and the small files it names.
 type Batch = (Vec<Record>, Position, HashMap<String, Loaded>);
 
-/// The next batch from `from` on the caller's thread, when the kernel's caches hold all of
-/// it (lines just appended and the files they name usually are); `None` otherwise, for a
-/// disk step ([`read_batch`]). A pusher keeping up then makes no trip to a disk thread.
+/// How far behind the binlog's end a pusher may be and still read its batch on its own
+/// thread: a few dozen lines and their files, a moment's work. Further behind (catching
+/// up), a batch is up to 64 KiB of lines and 4 MiB of files: a disk thread reads it, so no
+/// async worker spends that long on one step.
+const KEEPING_UP_BYTES: u64 = 8 * 1024;
+
+/// The next batch from `from` on the caller's thread, when the pusher keeps up and the
+/// kernel's caches hold all of it (lines just appended and the files they name usually
+/// are); `None` otherwise, for a disk step ([`read_batch`]). A pusher keeping up then
+/// makes no trip to a disk thread.
 fn read_batch_cached(
     node: &StorageNode,
     from: Position,
     scope: Scope,
 ) -> Option<io::Result<Batch>> {
-    let (records, next) = match node.disk.binlog().read_cached(from, BATCH_BYTES)? {
+    let binlog = node.disk.binlog();
+    let end = binlog.end();
+    if from.index != end.index || end.offset.saturating_sub(from.offset) > KEEPING_UP_BYTES {
+        return None;
+    }
+    let (records, next) = match binlog.read_cached(from, BATCH_BYTES)? {
         Ok(read) => read,
         Err(e) => return Some(Err(e)),
     };
@@ -1420,6 +1432,41 @@ mod tests {
             "10.0.0.1",
             StorageStatus::WaitSync
         ));
+    }
+
+    /// A pusher keeping up reads its batch on its own thread; one further behind than
+    /// [`KEEPING_UP_BYTES`] leaves it to a disk thread, which reads the same lines.
+    #[test]
+    fn only_a_pusher_keeping_up_reads_its_batch_on_its_own_thread() {
+        let (_dir, node) = node_in_tempdir();
+        let binlog = node.disk.binlog();
+        let scope = Mark::default().scope();
+        let start = binlog.end();
+        let name = |i: u32| format!("M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe4{i:08}");
+        store_file(&node, &name(0), b"small");
+        binlog
+            .append(&[Record::new(100, Op::Create, name(0))])
+            .expect("append");
+        let (records, next, loaded) = read_batch_cached(&node, start, scope)
+            .expect("keeping up: read here")
+            .expect("read");
+        assert_eq!((records.len(), next), (1, binlog.end()));
+        assert_eq!(loaded[&name(0)], b"small");
+        // Cached files and lines: without the bound this batch would be read here.
+        let behind: Vec<Record> = (1..=200)
+            .map(|i| {
+                store_file(&node, &name(i), b"small");
+                Record::new(100, Op::Create, name(i))
+            })
+            .collect();
+        binlog.append(&behind).expect("append");
+        assert!(binlog.lag_bytes(next) > KEEPING_UP_BYTES);
+        assert!(
+            read_batch_cached(&node, next, scope).is_none(),
+            "behind: a disk step reads the batch"
+        );
+        let (records, _, _) = read_batch(&node, next, scope).expect("read");
+        assert_eq!(records, behind);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! overlap; and one for small files written whole (uploads and replicas up to the buffer
 //! size), with a thread per CPU. Those steps are page-cache work bound by the CPU: spread
 //! over eight threads, each step woke a sleeping thread of its own, and with 32 uploading
-//! connections a quarter of the process's CPU went to that. With a thread per CPU, steps
+//! connections a tenth of the process's CPU went to that. With a thread per CPU, steps
 //! that arrive while a thread is busy run back to back on it, and a slow read never holds
 //! up a small write (nor the reverse).
 //!

@@ -36,6 +36,11 @@ impl TrackerView {
         lock(&self.status).clone()
     }
 
+    /// How `tracker` last said it holds this storage.
+    pub fn status_at(&self, tracker: SocketAddr) -> Option<StorageStatus> {
+        lock(&self.status).get(&tracker).copied()
+    }
+
     /// Whether every tracker sees this storage ACTIVE (and there is one).
     pub fn active_everywhere(&self) -> bool {
         let status = lock(&self.status);
@@ -96,6 +101,10 @@ mod tests {
         );
         let all = [a.to_string(), b.to_string()];
         view.set_status(a, StorageStatus::Active);
+        assert_eq!(
+            (view.status_at(a), view.status_at(b)),
+            (Some(StorageStatus::Active), None)
+        );
         // b's session has not reported yet: it still has to be told.
         assert!(!view.took_move(a, &all));
         view.set_status(b, StorageStatus::Online);

@@ -871,7 +871,7 @@ async fn report_session(
                     // The tracker sends member lists only in beat replies (30 s apart by
                     // default): without this, a member joining a running group waits that
                     // long for its source to push, and as long again to turn ACTIVE.
-                    let held = node.trackers.statuses().get(&tracker).copied();
+                    let held = node.trackers.status_at(tracker);
                     let own = if held == Some(StorageStatus::Active) {
                         held
                     } else {

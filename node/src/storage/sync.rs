@@ -1434,6 +1434,30 @@ mod tests {
         ));
     }
 
+    /// Small writes go to their own threads, unless writes are fsync'd: then to the
+    /// threads for any step, where fsyncs overlap.
+    #[tokio::test]
+    async fn small_writes_leave_their_threads_when_writes_are_fsynced() {
+        let thread = || std::thread::current().name().map(str::to_owned);
+        let (_dir, node) = node_in_tempdir();
+        let name = super::super::small_write(&node, thread)
+            .await
+            .expect("step");
+        assert!(name.is_some_and(|n| n.starts_with("fdfs-write-")));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::config::StorageConfig {
+            base_path: dir.path().to_path_buf(),
+            subdir_count_per_path: 1,
+            fsync_after_written_bytes: 1 << 20,
+            ..Default::default()
+        };
+        let durable = StorageNode::new(config, 23000, None).expect("node");
+        let name = super::super::small_write(&durable, thread)
+            .await
+            .expect("step");
+        assert!(name.is_some_and(|n| n.starts_with("fdfs-disk-")));
+    }
+
     /// A pusher keeping up reads its batch on its own thread; one further behind than
     /// [`KEEPING_UP_BYTES`] leaves it to a disk thread, which reads the same lines.
     #[test]

@@ -8,7 +8,10 @@
 //! over eight threads, each step woke a sleeping thread of its own, and with 32 uploading
 //! connections a tenth of the process's CPU went to that. With a thread per CPU, steps
 //! that arrive while a thread is busy run back to back on it, and a slow read never holds
-//! up a small write (nor the reverse).
+//! up a small write (nor the reverse). A small write with no other under way runs on its
+//! own async worker instead, through tokio's `block_in_place`, which hands the worker's
+//! other tasks to another thread before the step starts: a lone request needs no thread
+//! woken for it and none woken back.
 //!
 //! tokio's own blocking pool guards its queue and idle-thread list with one lock and a
 //! condition variable. With every upload, download, replica and push making trips, the
@@ -71,6 +74,8 @@ struct Queue {
     state: Mutex<State>,
     /// Threads that started; with none, steps fall back to tokio's blocking pool.
     started: AtomicUsize,
+    /// Steps queued or running, on the queue's threads or in place.
+    busy: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -86,6 +91,7 @@ impl Queue {
     }
 
     fn push(&self, job: Job) {
+        self.busy.fetch_add(1, Ordering::Relaxed);
         let woken = {
             let mut state = self.lock();
             state.steps.push_back(job);
@@ -128,6 +134,7 @@ fn start(pool: Pool) -> &'static Queue {
     let queue: &'static Queue = Box::leak(Box::new(Queue {
         state: Mutex::new(State::default()),
         started: AtomicUsize::new(0),
+        busy: AtomicUsize::new(0),
     }));
     for i in 0..pool.threads() {
         let spawned = std::thread::Builder::new()
@@ -136,6 +143,7 @@ fn start(pool: Pool) -> &'static Queue {
                 loop {
                     // A panicking step drops its reply: its caller gets DiskStepLost.
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(queue.next()));
+                    queue.busy.fetch_sub(1, Ordering::Relaxed);
                 }
             });
         match spawned {
@@ -156,11 +164,53 @@ pub async fn run<T: Send + 'static>(
 }
 
 /// [`run`] for a small file written whole without fsync (a step bound by the CPU): on the
-/// threads kept for those.
+/// threads kept for those; or, for a request handled alone (see [`RequestInFlight`]) while
+/// no other small write is queued or running, on the calling async worker itself through
+/// [`tokio::task::block_in_place`], which first hands the worker's other tasks to another
+/// thread, so nothing waits behind the disk. One connection uploading file after file then
+/// wakes no disk thread, and no worker is woken back.
 pub async fn run_small_write<T: Send + 'static>(
     step: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, DiskStepLost> {
+    let queue = queue(Pool::SmallWrites);
+    let on_a_pool_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_a_pool_worker
+        && REQUESTS.load(Ordering::Relaxed) <= 1
+        && queue.started.load(Ordering::Relaxed) > 0
+        && queue
+            .busy
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    {
+        let out = std::panic::catch_unwind(AssertUnwindSafe(|| tokio::task::block_in_place(step)));
+        queue.busy.fetch_sub(1, Ordering::Release);
+        return out.map_err(|_| DiskStepLost);
+    }
     run_on(Pool::SmallWrites, step).await
+}
+
+/// Requests being handled in this process (see [`RequestInFlight`]).
+static REQUESTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a request as being handled while it lives. A small write runs in place only for
+/// a request handled alone: with others under way, handing a busy worker's tasks on for
+/// each write cost more CPU than the wake-ups it saved (measured with 8 uploading
+/// connections, and with two requests allowed: 5–10 % more CPU per upload).
+#[derive(Debug)]
+pub struct RequestInFlight(());
+
+impl RequestInFlight {
+    pub fn start() -> Self {
+        REQUESTS.fetch_add(1, Ordering::Relaxed);
+        Self(())
+    }
+}
+
+impl Drop for RequestInFlight {
+    fn drop(&mut self) {
+        REQUESTS.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 async fn run_on<T: Send + 'static>(
@@ -298,6 +348,55 @@ pub async fn read_cached(
 mod tests {
     use super::*;
 
+    /// One connection uploading file after file: its write runs on its own async worker,
+    /// which hands its other tasks on first; a write arriving meanwhile is queued, and so
+    /// is any while several requests are under way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_small_write_runs_in_place_and_holds_up_nothing() {
+        let wait = std::time::Duration::from_secs(10);
+        let gate = std::sync::Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+        let held_gate = gate.clone();
+        let held = tokio::spawn(async move {
+            let caller = std::thread::current().id();
+            let ran_on = run_small_write(move || {
+                let _ = started_tx.send(());
+                let (open, opened) = &*held_gate;
+                let mut open = open.lock().expect("gate");
+                while !*open {
+                    open = opened.wait(open).expect("gate");
+                }
+                std::thread::current().id()
+            })
+            .await
+            .expect("step");
+            (caller, ran_on)
+        });
+        started.recv().await.expect("the write started");
+        let other = tokio::time::timeout(wait, tokio::spawn(async { 7 }))
+            .await
+            .expect("a task waited behind the write in place");
+        assert_eq!(other.expect("task"), 7);
+        let queued = tokio::time::timeout(
+            wait,
+            run_small_write(|| std::thread::current().name().map(str::to_owned)),
+        )
+        .await
+        .expect("a second write waited behind the first")
+        .expect("step");
+        assert!(queued.is_some_and(|n| n.starts_with("fdfs-write-")));
+        *gate.0.lock().expect("gate") = true;
+        gate.1.notify_all();
+        let (caller, ran_on) = held.await.expect("task");
+        assert_eq!(caller, ran_on, "the lone write left its worker");
+        // With another request under way, even a lone write goes to the threads.
+        let _requests = (RequestInFlight::start(), RequestInFlight::start());
+        let queued = run_small_write(|| std::thread::current().name().map(str::to_owned))
+            .await
+            .expect("step");
+        assert!(queued.is_some_and(|n| n.starts_with("fdfs-write-")));
+    }
+
     #[tokio::test]
     async fn cached_files_open_and_read_here_and_others_still_do() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -353,8 +452,9 @@ mod tests {
 
     /// Small writes run on threads of their own, a few: with more of them held up than
     /// there are threads for any step, those run no more than their own threads at once,
-    /// any other step still runs at once, and the held writes all finish once let go.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    /// any other step still runs at once, and the held writes all finish once let go. (On
+    /// a runtime of one thread, where none runs in place.)
+    #[tokio::test]
     async fn small_writes_have_their_own_threads_and_never_hold_up_other_steps() {
         let name = run_small_write(|| std::thread::current().name().map(str::to_owned))
             .await

@@ -362,7 +362,9 @@ impl StorageNode {
         session: &mut Session,
     ) -> Result<bool, ConnError> {
         let started = Instant::now();
+        let in_flight = crate::disk::RequestInFlight::start();
         let result = self.dispatch(conn, &header, session).await;
+        drop(in_flight);
         let status = match &result {
             Ok(_) => Status::Ok,
             Err(f) => f.status(),

@@ -155,7 +155,29 @@ async fn shutdown_signal() {
     }
 }
 
+/// glibc's malloc gives threads arenas of their own, up to eight per CPU, and memory freed in
+/// one arena serves no other. As tokio hands a worker's tasks to other threads
+/// (`block_in_place`, for a lone request's small write), buffers spread over more arenas:
+/// peak RSS over a series of upload benchmarks went from 43–51 MB to 66 MB. With one arena
+/// per CPU it was 42 MB, no slower. `MALLOC_ARENA_MAX` or a `GLIBC_TUNABLES` arena limit,
+/// when set, wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn one_malloc_arena_per_cpu() {
+    let tuned = std::env::var_os("MALLOC_ARENA_MAX").is_some()
+        || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
+    if tuned {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let arenas = libc::c_int::try_from(cpus).unwrap_or(libc::c_int::MAX);
+    // SAFETY: mallopt only tunes the allocator, and no other thread exists yet.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
+}
+
 fn main() -> anyhow::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    one_malloc_arena_per_cpu();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

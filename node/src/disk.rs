@@ -397,6 +397,24 @@ mod tests {
         assert!(queued.is_some_and(|n| n.starts_with("fdfs-write-")));
     }
 
+    /// A write in place that panics is an error for its caller, and leaves nothing behind:
+    /// the next lone write runs in place again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_write_in_place_is_an_error_and_the_next_runs_in_place() {
+        let lost = tokio::spawn(run_small_write(|| -> u32 { panic!("step fails") }))
+            .await
+            .expect("task");
+        assert!(lost.is_err());
+        let (caller, ran_on) = tokio::spawn(async {
+            let caller = std::thread::current().id();
+            let ran_on = run_small_write(|| std::thread::current().id()).await;
+            (caller, ran_on.expect("step"))
+        })
+        .await
+        .expect("task");
+        assert_eq!(caller, ran_on, "the write after a panic left its worker");
+    }
+
     #[tokio::test]
     async fn cached_files_open_and_read_here_and_others_still_do() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -8,10 +8,10 @@
 //! over eight threads, each step woke a sleeping thread of its own, and with 32 uploading
 //! connections a tenth of the process's CPU went to that. With a thread per CPU, steps
 //! that arrive while a thread is busy run back to back on it, and a slow read never holds
-//! up a small write (nor the reverse). A small write with no other under way runs on its
-//! own async worker instead, through tokio's `block_in_place`, which hands the worker's
-//! other tasks to another thread before the step starts: a lone request needs no thread
-//! woken for it and none woken back.
+//! up a small write (nor the reverse). The small write of a request handled alone runs on
+//! its own async worker instead, through tokio's `block_in_place`, which hands the
+//! worker's other tasks to another thread before the step starts: a lone request needs no
+//! thread woken for it and none woken back.
 //!
 //! tokio's own blocking pool guards its queue and idle-thread list with one lock and a
 //! condition variable. With every upload, download, replica and push making trips, the

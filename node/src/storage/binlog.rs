@@ -12,7 +12,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use tokio::sync::watch;
 
@@ -145,9 +145,19 @@ pub struct Position {
 #[derive(Debug)]
 struct Writer {
     dir: PathBuf,
-    file: File,
+    /// Opened for reading too: readers of the file being written share it.
+    file: Arc<File>,
     index: u32,
     size: u64,
+}
+
+/// Opens binlog file `index` for appending, and for readers' `pread`s.
+fn open_for_append(dir: &Path, index: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(file_path(dir, index))
 }
 
 impl Writer {
@@ -155,15 +165,12 @@ impl Writer {
     fn write(&mut self, text: &[u8]) -> io::Result<Position> {
         if self.size >= ROTATE_AT {
             let index = self.index + 1;
-            self.file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(file_path(&self.dir, index))?;
+            self.file = Arc::new(open_for_append(&self.dir, index)?);
             self.index = index;
             self.size = 0;
             write_index(&self.dir, index)?;
         }
-        if let Err(e) = self.file.write_all(text) {
+        if let Err(e) = (&*self.file).write_all(text) {
             // Part of the batch may be in the file: the next end published counts it, as
             // readers only read up to the end published.
             self.size = self.file.metadata().map_or(self.size, |m| m.len());
@@ -211,6 +218,9 @@ pub struct Binlog {
     writer: Mutex<Writer>,
     /// The end of the binlog after the last append, for readers to wait on.
     end: watch::Sender<Position>,
+    /// The file being written and its index, for reads: a pusher keeping up reads after
+    /// every append, and opening the file for each read cost a path walk and a close.
+    current: RwLock<(u32, Arc<File>)>,
 }
 
 fn file_path(dir: &Path, index: u32) -> PathBuf {
@@ -242,10 +252,7 @@ impl Binlog {
         let dir = base_path.join("data").join("sync");
         std::fs::create_dir_all(&dir)?;
         let index = read_index(&dir);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(file_path(&dir, index))?;
+        let file = Arc::new(open_for_append(&dir, index)?);
         let size = file.metadata()?.len();
         write_index(&dir, index)?;
         let (end, _) = watch::channel(Position {
@@ -253,6 +260,7 @@ impl Binlog {
             offset: size,
         });
         Ok(Binlog {
+            current: RwLock::new((index, file.clone())),
             writer: Mutex::new(Writer {
                 dir: dir.clone(),
                 file,
@@ -297,11 +305,16 @@ impl Binlog {
             let text = std::mem::take(&mut q.pending);
             let (after, upto) = (q.written, q.queued);
             drop(q);
-            let written = self
-                .writer
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .write(&text);
+            let written = {
+                let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+                let written = writer.write(&text);
+                if self.current.read().unwrap_or_else(|e| e.into_inner()).0 != writer.index {
+                    // A new file was started: readers share it from now on.
+                    *self.current.write().unwrap_or_else(|e| e.into_inner()) =
+                        (writer.index, writer.file.clone());
+                }
+                written
+            };
             q = self.lock_queue();
             match written {
                 Ok(pos) => {
@@ -324,6 +337,12 @@ impl Binlog {
             }
             self.done.notify_all();
         }
+    }
+
+    /// The shared descriptor of binlog file `index`, if it is the file being written.
+    fn current_file(&self, index: u32) -> Option<Arc<File>> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (current.0 == index).then(|| current.1.clone())
     }
 
     fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -414,19 +433,26 @@ impl Binlog {
             }
             want = want.min(usize::try_from(left).unwrap_or(usize::MAX));
         }
-        let path = file_path(&self.dir, pos.index);
-        let opened = if cache_only {
-            match crate::disk::open_cached(&path) {
-                Err(rustix::io::Errno::AGAIN) => return None,
-                opened => opened.map_err(io::Error::from),
+        let file = match self.current_file(pos.index) {
+            Some(file) => file,
+            None => {
+                let path = file_path(&self.dir, pos.index);
+                let opened = if cache_only {
+                    match crate::disk::open_cached(&path) {
+                        Err(rustix::io::Errno::AGAIN) => return None,
+                        opened => opened.map_err(io::Error::from),
+                    }
+                } else {
+                    File::open(&path)
+                };
+                match opened {
+                    Ok(f) => Arc::new(f),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        return Some(Ok((Vec::new(), pos)));
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
             }
-        } else {
-            File::open(&path)
-        };
-        let file = match opened {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(Ok((Vec::new(), pos))),
-            Err(e) => return Some(Err(e)),
         };
         let mut buf = vec![0u8; want];
         let read = if cache_only {
@@ -435,7 +461,7 @@ impl Binlog {
                 read => read,
             }
         } else {
-            std::os::unix::fs::FileExt::read_at(&file, &mut buf, pos.offset)
+            std::os::unix::fs::FileExt::read_at(&*file, &mut buf, pos.offset)
         };
         let n = match read {
             Ok(n) => n,
@@ -509,6 +535,39 @@ mod tests {
         );
         let reopened = Binlog::open(dir.path()).expect("reopen");
         assert_eq!(reopened.end(), next);
+    }
+
+    /// Reads of the file being written go through the writer's own descriptor, also after
+    /// the binlog moves on to a new file: no open (nor path walk) per read. Shown by moving
+    /// the files' names away, which a read that opens by path would not find.
+    #[test]
+    fn reads_of_the_file_being_written_share_its_descriptor_across_a_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sync = dir.path().join("data/sync");
+        std::fs::create_dir_all(&sync).expect("mkdir");
+        // A full first file (sparse), so the next append starts binlog.001.
+        let full = std::fs::File::create(sync.join("binlog.000")).expect("create");
+        full.set_len(ROTATE_AT).expect("set_len");
+        let log = Binlog::open(dir.path()).expect("open");
+        let before = log.end();
+        assert_eq!((before.index, before.offset), (0, ROTATE_AT));
+        log.append(&[Record::new(1, Op::Create, "M00/00/00/a")])
+            .expect("append");
+        let start = Position {
+            index: 1,
+            offset: 0,
+        };
+        assert_eq!(log.end().index, 1);
+        std::fs::rename(sync.join("binlog.001"), dir.path().join("moved")).expect("rename");
+        for cache_only in [true, false] {
+            let (records, next) = log
+                .read_lines(start, 4096, cache_only)
+                .expect("an answer")
+                .expect("read");
+            let names: Vec<_> = records.iter().map(|r| r.name.as_str()).collect();
+            assert_eq!(names, ["M00/00/00/a"], "cache_only = {cache_only}");
+            assert_eq!(next, log.end());
+        }
     }
 
     /// Lines just appended are read from the kernel's caches on any thread, with the same

@@ -195,6 +195,9 @@ struct Queue {
     written: u64,
     /// Whether a caller is writing now; the others wait for it.
     writing: bool,
+    /// Callers waiting for the writing one. A condition variable's notify is a system
+    /// call even with nobody waiting, and most appends find nobody.
+    waiting: usize,
     /// Recent failed runs of batches `(after, upto]`, so each caller learns its own outcome.
     failures: std::collections::VecDeque<(u64, u64, io::ErrorKind)>,
 }
@@ -297,7 +300,9 @@ impl Binlog {
                 };
             }
             if q.writing {
+                q.waiting += 1;
                 q = self.done.wait(q).unwrap_or_else(|e| e.into_inner());
+                q.waiting -= 1;
                 continue;
             }
             // Lead: write everything queued so far in one call.
@@ -335,7 +340,9 @@ impl Binlog {
                 text.clear();
                 q.pending = text;
             }
-            self.done.notify_all();
+            if q.waiting > 0 {
+                self.done.notify_all();
+            }
         }
     }
 

@@ -312,8 +312,9 @@ impl Binlog {
             drop(q);
             let written = {
                 let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+                let index = writer.index;
                 let written = writer.write(&text);
-                if self.current.read().unwrap_or_else(|e| e.into_inner()).0 != writer.index {
+                if writer.index != index {
                     // A new file was started: readers share it from now on.
                     *self.current.write().unwrap_or_else(|e| e.into_inner()) =
                         (writer.index, writer.file.clone());

@@ -347,6 +347,28 @@ pub async fn read_cached(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    /// Holds the steps that wait on it until it is opened.
+    #[derive(Default)]
+    struct Gate {
+        open: Mutex<bool>,
+        opened: std::sync::Condvar,
+    }
+
+    impl Gate {
+        fn wait(&self) {
+            let mut open = self.open.lock().expect("gate");
+            while !*open {
+                open = self.opened.wait(open).expect("gate");
+            }
+        }
+
+        fn open(&self) {
+            *self.open.lock().expect("gate") = true;
+            self.opened.notify_all();
+        }
+    }
 
     /// One connection uploading file after file: its write runs on its own async worker,
     /// which hands its other tasks on first; a write arriving meanwhile is queued, and so
@@ -354,18 +376,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lone_small_write_runs_in_place_and_holds_up_nothing() {
         let wait = std::time::Duration::from_secs(10);
-        let gate = std::sync::Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let gate = Arc::new(Gate::default());
         let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
         let held_gate = gate.clone();
         let held = tokio::spawn(async move {
             let caller = std::thread::current().id();
             let ran_on = run_small_write(move || {
                 let _ = started_tx.send(());
-                let (open, opened) = &*held_gate;
-                let mut open = open.lock().expect("gate");
-                while !*open {
-                    open = opened.wait(open).expect("gate");
-                }
+                held_gate.wait();
                 std::thread::current().id()
             })
             .await
@@ -385,8 +403,7 @@ mod tests {
         .expect("a second write waited behind the first")
         .expect("step");
         assert!(queued.is_some_and(|n| n.starts_with("fdfs-write-")));
-        *gate.0.lock().expect("gate") = true;
-        gate.1.notify_all();
+        gate.open();
         let (caller, ran_on) = held.await.expect("task");
         assert_eq!(caller, ran_on, "the lone write left its worker");
         // With another request under way, even a lone write goes to the threads.
@@ -478,8 +495,8 @@ mod tests {
             .await
             .expect("step");
         assert!(name.is_some_and(|n| n.starts_with("fdfs-write-")));
-        // Held steps wait until the flag is set.
-        let gate = std::sync::Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        // Held steps wait until the gate opens.
+        let gate = Arc::new(Gate::default());
         let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
         let threads = Pool::SmallWrites.threads();
         let held: Vec<_> = (0..Pool::Any.threads())
@@ -487,11 +504,7 @@ mod tests {
                 let (gate, started_tx) = (gate.clone(), started_tx.clone());
                 tokio::spawn(run_small_write(move || {
                     let _ = started_tx.send(());
-                    let (open, opened) = &*gate;
-                    let mut open = open.lock().expect("gate");
-                    while !*open {
-                        open = opened.wait(open).expect("gate");
-                    }
+                    gate.wait();
                     i
                 }))
             })
@@ -507,8 +520,7 @@ mod tests {
             started.try_recv().is_err(),
             "more writes ran than their threads"
         );
-        *gate.0.lock().expect("gate") = true;
-        gate.1.notify_all();
+        gate.open();
         for (i, step) in held.into_iter().enumerate() {
             assert_eq!(step.await.expect("task").expect("step"), i);
         }

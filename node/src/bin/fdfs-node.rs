@@ -164,15 +164,28 @@ async fn shutdown_signal() {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn one_malloc_arena_per_cpu() {
-    let tuned = std::env::var_os("MALLOC_ARENA_MAX").is_some()
-        || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
-    if tuned {
-        return;
-    }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let arenas = libc::c_int::try_from(cpus).unwrap_or(libc::c_int::MAX);
+    let Some(arenas) = arena_limit(
+        std::env::var_os("MALLOC_ARENA_MAX").is_some(),
+        std::env::var("GLIBC_TUNABLES").ok().as_deref(),
+        cpus,
+    ) else {
+        return;
+    };
     // SAFETY: mallopt only tunes the allocator, and no other thread exists yet.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
+}
+
+/// The arena limit to set: one per CPU, or none when the environment chose one already
+/// (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`).
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+fn arena_limit(arena_max_set: bool, tunables: Option<&str>, cpus: usize) -> Option<i32> {
+    let tuned = arena_max_set
+        || tunables.is_some_and(|t| {
+            t.split(':')
+                .any(|kv| kv.starts_with("glibc.malloc.arena_max="))
+        });
+    (!tuned).then(|| i32::try_from(cpus.max(1)).unwrap_or(i32::MAX))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -300,4 +313,28 @@ async fn run() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::arena_limit;
+
+    #[test]
+    fn one_arena_per_cpu_unless_the_environment_chose_a_limit() {
+        assert_eq!(arena_limit(false, None, 2), Some(2));
+        assert_eq!(arena_limit(false, None, 0), Some(1));
+        assert_eq!(
+            arena_limit(false, Some("glibc.malloc.tcache_count=0"), 4),
+            Some(4)
+        );
+        assert_eq!(arena_limit(true, None, 2), None);
+        assert_eq!(
+            arena_limit(
+                false,
+                Some("glibc.malloc.tcache_count=0:glibc.malloc.arena_max=8"),
+                2
+            ),
+            None
+        );
+    }
 }

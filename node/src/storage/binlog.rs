@@ -198,8 +198,6 @@ struct Queue {
     /// Callers waiting for the writing one. A condition variable's notify is a system
     /// call even with nobody waiting, and most appends find nobody.
     waiting: usize,
-    /// Whether the pending lines hold a record this storage originated.
-    origin_pending: bool,
     /// Recent failed runs of batches `(after, upto]`, so each caller learns its own outcome.
     failures: std::collections::VecDeque<(u64, u64, io::ErrorKind)>,
 }
@@ -223,9 +221,6 @@ pub struct Binlog {
     writer: Mutex<Writer>,
     /// The end of the binlog after the last append, for readers to wait on.
     end: watch::Sender<Position>,
-    /// The end after the last append holding a record this storage originated: all a
-    /// pusher keeping up sends. A replica's record would wake it for nothing.
-    origin_end: watch::Sender<Position>,
     /// The file being written and its index, for reads: a pusher keeping up reads after
     /// every append, and opening the file for each read cost a path walk and a close.
     current: RwLock<(u32, Arc<File>)>,
@@ -263,12 +258,10 @@ impl Binlog {
         let file = Arc::new(open_for_append(&dir, index)?);
         let size = file.metadata()?.len();
         write_index(&dir, index)?;
-        let at = Position {
+        let (end, _) = watch::channel(Position {
             index,
             offset: size,
-        };
-        let (end, _) = watch::channel(at);
-        let (origin_end, _) = watch::channel(at);
+        });
         Ok(Binlog {
             current: RwLock::new((index, file.clone())),
             writer: Mutex::new(Writer {
@@ -281,7 +274,6 @@ impl Binlog {
             queue: Mutex::new(Queue::default()),
             done: Condvar::new(),
             end,
-            origin_end,
         })
     }
 
@@ -298,7 +290,6 @@ impl Binlog {
         let text: String = records.iter().map(Record::to_line).collect();
         let mut q = self.lock_queue();
         q.pending.extend_from_slice(text.as_bytes());
-        q.origin_pending |= records.iter().any(|r| r.origin);
         q.queued += 1;
         let mine = q.queued;
         loop {
@@ -317,7 +308,6 @@ impl Binlog {
             // Lead: write everything queued so far in one call.
             q.writing = true;
             let text = std::mem::take(&mut q.pending);
-            let origin = std::mem::take(&mut q.origin_pending);
             let (after, upto) = (q.written, q.queued);
             drop(q);
             let written = {
@@ -335,9 +325,6 @@ impl Binlog {
             match written {
                 Ok(pos) => {
                     self.end.send_replace(pos);
-                    if origin {
-                        self.origin_end.send_replace(pos);
-                    }
                 }
                 Err(e) => {
                     q.failures.push_back((after, upto, e.kind()));
@@ -398,12 +385,6 @@ impl Binlog {
     /// Subscribes to end-of-binlog changes.
     pub fn subscribe(&self) -> watch::Receiver<Position> {
         self.end.subscribe()
-    }
-
-    /// Subscribes to appends that hold a record this storage originated; the value is the
-    /// binlog's end after such an append.
-    pub fn subscribe_origin(&self) -> watch::Receiver<Position> {
-        self.origin_end.subscribe()
     }
 
     /// Reads whole lines from `from` up to `max_bytes`; returns them and the next position.
@@ -634,34 +615,6 @@ mod tests {
                 .expect("read"),
             (Vec::new(), end)
         );
-    }
-
-    #[test]
-    fn only_appends_holding_an_own_record_wake_the_origin_watch() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = Binlog::open(dir.path()).expect("open");
-        let mut any = log.subscribe();
-        let mut origin = log.subscribe_origin();
-        log.append(&[Record::new(1, Op::Create, "M00/00/00/a").replica()])
-            .expect("append replica");
-        assert!(any.has_changed().expect("open"));
-        assert!(
-            !origin.has_changed().expect("open"),
-            "a replica's record wakes no pusher keeping up"
-        );
-        any.mark_unchanged();
-        log.append(&[
-            Record::new(2, Op::Delete, "M00/00/00/a").replica(),
-            Record::new(2, Op::Create, "M00/00/00/b"),
-        ])
-        .expect("append mixed");
-        assert!(any.has_changed().expect("open"));
-        assert!(origin.has_changed().expect("open"));
-        assert_eq!(*origin.borrow_and_update(), log.end());
-        log.append(&[Record::new(3, Op::Delete, "M00/00/00/b").replica()])
-            .expect("append replica");
-        assert!(!origin.has_changed().expect("open"));
-        assert_ne!(*origin.borrow(), log.end(), "the whole end moved on");
     }
 
     #[test]

@@ -214,12 +214,6 @@ struct Scope {
 }
 
 impl Scope {
-    /// Whether only records this storage originated are sent: always but while copying
-    /// the old files to a new member.
-    fn origin_only(&self) -> bool {
-        !self.need_sync_old || self.sync_old_done
-    }
-
     fn wants(&self, r: &Record) -> bool {
         let copying_old =
             self.need_sync_old && !self.sync_old_done && u64::from(r.timestamp) <= self.until;
@@ -496,12 +490,8 @@ async fn push_from(
     for _ in 0..LANES {
         conns.push(Some(open_lane(node, peer.addr).await?));
     }
-    let mut appended = Appended {
-        any: node.disk.binlog().subscribe(),
-        origin: node.disk.binlog().subscribe_origin(),
-    };
+    let mut end = node.disk.binlog().subscribe();
     let mut unsaved = 0u64;
-    let mut read_past = ReadPast::default();
     let labels = PeerLabels {
         peer: peer.id.clone(),
     };
@@ -516,14 +506,6 @@ async fn push_from(
                     .map_err(io::Error::other)??
             }
         };
-        if records.is_empty() && next != mark.position {
-            // Nothing to send before `next` (the end of a finished file, or lines that do
-            // not parse): go on from there.
-            mark.position = next;
-            note_position(node, peer_id, mark);
-            unsaved += 1;
-            continue;
-        }
         if records.is_empty() {
             if mark.need_sync_old && !mark.sync_old_done {
                 mark.sync_old_done = true;
@@ -535,12 +517,6 @@ async fn push_from(
             // pushes, which peers take idempotently.
             tokio::select! {
                 _ = stop.cancelled() => {
-                    // Replicas' records wake no pusher keeping up (see `Appended`): before
-                    // the mark is saved, the lines appended since are read once.
-                    if lines_past(node, mark) && !read_past.stopping {
-                        read_past.stopping = true;
-                        continue;
-                    }
                     if unsaved > 0 {
                         mark.save_off_thread(mark_path).await?;
                     }
@@ -549,13 +525,8 @@ async fn push_from(
                     }
                     return Ok(());
                 }
-                _ = appended.wanted(mark.scope()) => {}
+                _ = end.changed() => {}
                 _ = tokio::time::sleep(node.config.timers.quiet_mark_save()) => {
-                    if lines_past(node, mark) && !read_past.quiet {
-                        read_past.quiet = true;
-                        continue;
-                    }
-                    read_past.quiet = false;
                     if unsaved > 0 {
                         mark.save_off_thread(mark_path).await?;
                         unsaved = 0;
@@ -601,42 +572,6 @@ async fn push_from(
         if unsaved >= MARK_EVERY {
             mark.save_off_thread(mark_path).await?;
             unsaved = 0;
-        }
-    }
-}
-
-/// Whether the lines no wake-up announced were read before the mark was saved: once on
-/// stopping, once per quiet while.
-#[derive(Default)]
-struct ReadPast {
-    stopping: bool,
-    quiet: bool,
-}
-
-/// Whether lines were appended past the mark (asked when it is about to be saved).
-fn lines_past(node: &StorageNode, mark: &Mark) -> bool {
-    node.disk.binlog().end() != mark.position
-}
-
-/// What a pusher that has caught up waits for: an append that may hold a record it sends.
-struct Appended {
-    any: tokio::sync::watch::Receiver<Position>,
-    origin: tokio::sync::watch::Receiver<Position>,
-}
-
-impl Appended {
-    /// Returns after the next append that may hold a record `scope` sends (at once if one
-    /// came since the last call). Replicas' records, never sent on but while copying old
-    /// files, do not wake the pusher; it reads past them with the next record it sends.
-    async fn wanted(&mut self, scope: Scope) {
-        let changed = if scope.origin_only() {
-            self.origin.changed().await
-        } else {
-            self.any.changed().await
-        };
-        if changed.is_err() {
-            // The binlog is gone (the node is stopping): nothing will be appended.
-            std::future::pending::<()>().await;
         }
     }
 }
@@ -1619,21 +1554,5 @@ mod tests {
             &Record::new(160, Op::Create, "M00/00/00/b"),
             &other_source
         ));
-        // A pusher keeping up waits for own records only: no scope that says so wants a
-        // replica's record.
-        let copied = Mark {
-            sync_old_done: true,
-            ..copying.clone()
-        };
-        assert!(!copying.scope().origin_only());
-        for mark in [&plain, &other_source, &copied] {
-            assert!(mark.scope().origin_only());
-            for op in [Op::Create, Op::Delete, Op::Update, Op::Link, Op::Rename] {
-                for ts in [0, 100, 150, 200, u32::MAX] {
-                    let r = Record::new(ts, op, "M00/00/00/c").replica();
-                    assert!(!wanted(&r, mark), "{op:?} at {ts} under {:?}", mark.scope());
-                }
-            }
-        }
     }
 }

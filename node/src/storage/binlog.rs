@@ -149,6 +149,20 @@ struct Writer {
     file: Arc<File>,
     index: u32,
     size: u64,
+    /// Whether the file may end inside a line (so found when opened, or after a write
+    /// that failed part way): the next batch then starts on a line of its own.
+    torn: bool,
+}
+
+/// Whether a binlog file of `size` bytes ends inside a line: the tail of a write cut
+/// short (a full disk, a crash).
+fn ends_inside_a_line(file: &File, size: u64) -> io::Result<bool> {
+    if size == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut last, size - 1)?;
+    Ok(last[0] != b'\n')
 }
 
 /// Opens binlog file `index` for appending, and for readers' `pread`s.
@@ -163,6 +177,13 @@ fn open_for_append(dir: &Path, index: u32) -> io::Result<File> {
 impl Writer {
     /// Writes one batch of lines, starting a new file first when this one is full.
     fn write(&mut self, text: &[u8]) -> io::Result<Position> {
+        if self.torn {
+            // End the cut line where it is, in its own file: readers skip it, and the
+            // batch's first line stays whole.
+            (&*self.file).write_all(b"\n")?;
+            self.size += 1;
+            self.torn = false;
+        }
         if self.size >= ROTATE_AT {
             let index = self.index + 1;
             self.file = Arc::new(open_for_append(&self.dir, index)?);
@@ -174,6 +195,7 @@ impl Writer {
             // Part of the batch may be in the file: the next end published counts it, as
             // readers only read up to the end published.
             self.size = self.file.metadata().map_or(self.size, |m| m.len());
+            self.torn = ends_inside_a_line(&self.file, self.size).unwrap_or(true);
             return Err(e);
         }
         self.size += text.len() as u64;
@@ -257,6 +279,10 @@ impl Binlog {
         let index = read_index(&dir);
         let file = Arc::new(open_for_append(&dir, index)?);
         let size = file.metadata()?.len();
+        let torn = ends_inside_a_line(&file, size)?;
+        if torn {
+            tracing::warn!(dir = %dir.display(), index, "binlog ends inside a line (a write cut short); appends go on from a new line");
+        }
         write_index(&dir, index)?;
         let (end, _) = watch::channel(Position {
             index,
@@ -269,6 +295,7 @@ impl Binlog {
                 file,
                 index,
                 size,
+                torn,
             }),
             dir,
             queue: Mutex::new(Queue::default()),
@@ -477,7 +504,17 @@ impl Binlog {
         };
         let chunk = &buf[..n];
         let Some(last_nl) = chunk.iter().rposition(|&b| b == b'\n') else {
-            return Some(Ok((Vec::new(), pos)));
+            // No line ends here. In a finished file, or over more bytes than any line has,
+            // it is the remains of a write cut short: skipped, so readers never stop there.
+            let cut = pos.index < end.index || n >= MAX_LINE * 2;
+            let skip = if cut { n as u64 } else { 0 };
+            return Some(Ok((
+                Vec::new(),
+                Position {
+                    index: pos.index,
+                    offset: pos.offset + skip,
+                },
+            )));
         };
         let text = String::from_utf8_lossy(&chunk[..=last_nl]);
         let records = text.lines().filter_map(Record::parse).collect();
@@ -548,6 +585,88 @@ mod tests {
     /// Reads of the file being written go through the writer's own descriptor, also after
     /// the binlog moves on to a new file: no open (nor path walk) per read. Shown by moving
     /// the files' names away, which a read that opens by path would not find.
+    /// Every record from `from` to the end, as a pusher reads them; panics if the reads
+    /// stop moving before the end.
+    fn read_to_end(log: &Binlog, mut from: Position) -> Vec<String> {
+        let mut lines = Vec::new();
+        for _ in 0..1000 {
+            if from == log.end() {
+                return lines;
+            }
+            let (records, next) = log.read_from(from, 4096).expect("read");
+            assert!(
+                !records.is_empty() || next != from,
+                "stuck at {from:?}, end {:?}",
+                log.end()
+            );
+            lines.extend(records.iter().map(Record::to_line));
+            from = next;
+        }
+        panic!("no end after 1000 reads");
+    }
+
+    #[test]
+    fn an_append_after_a_line_cut_short_starts_a_line_of_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sync = dir.path().join("data/sync");
+        std::fs::create_dir_all(&sync).expect("mkdir");
+        std::fs::write(sync.join("binlog.000"), "1 C M00/00/00/a\n2 C M00/00/00/cu").expect("seed");
+        let log = Binlog::open(dir.path()).expect("open");
+        log.append(&[Record::new(3, Op::Create, "M00/00/00/c")])
+            .expect("append");
+        // The cut line stands alone (its name, cut short, names no stored file), and the
+        // appended record is whole.
+        assert_eq!(
+            read_to_end(&log, Position::default()),
+            [
+                "1 C M00/00/00/a\n",
+                "2 C M00/00/00/cu\n",
+                "3 C M00/00/00/c\n"
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(sync.join("binlog.000")).expect("file"),
+            "1 C M00/00/00/a\n2 C M00/00/00/cu\n3 C M00/00/00/c\n"
+        );
+        log.append(&[Record::new(4, Op::Delete, "M00/00/00/c")])
+            .expect("append");
+        assert!(
+            std::fs::read_to_string(sync.join("binlog.000"))
+                .expect("file")
+                .ends_with("/c\n4 D M00/00/00/c\n"),
+            "one line break, once"
+        );
+    }
+
+    #[test]
+    fn the_remains_of_a_write_cut_short_never_stop_a_reader() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sync = dir.path().join("data/sync");
+        std::fs::create_dir_all(&sync).expect("mkdir");
+        // A finished file that ends inside a line, then the file being written with a run
+        // of zeros longer than any line (as a crash can leave a file's tail).
+        std::fs::write(sync.join("binlog.000"), "1 C M00/00/00/a\n2 C M00/00/00/cu").expect("seed");
+        let mut current = b"3 C M00/00/00/c\n".to_vec();
+        current.extend(std::iter::repeat_n(0u8, 20_000));
+        std::fs::write(sync.join("binlog.001"), current).expect("seed");
+        std::fs::write(
+            sync.join("binlog_index.dat"),
+            "current_write=1\ncurrent_compress=0\n",
+        )
+        .expect("index");
+        let log = Binlog::open(dir.path()).expect("open");
+        log.append(&[Record::new(4, Op::Create, "M00/00/00/d")])
+            .expect("append");
+        assert_eq!(
+            read_to_end(&log, Position::default()),
+            [
+                "1 C M00/00/00/a\n",
+                "3 C M00/00/00/c\n",
+                "4 C M00/00/00/d\n"
+            ]
+        );
+    }
+
     #[test]
     fn reads_of_the_file_being_written_share_its_descriptor_across_a_rotation() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -276,7 +276,7 @@ fn pending(binlog: &Binlog, point: PushPoint) -> (u64, Option<u64>) {
         let Ok((records, next)) = binlog.read_from(from, BATCH_BYTES) else {
             break;
         };
-        if records.is_empty() {
+        if records.is_empty() && next == from {
             return (bytes, oldest);
         }
         for r in &records {
@@ -506,6 +506,14 @@ async fn push_from(
                     .map_err(io::Error::other)??
             }
         };
+        if records.is_empty() && next != mark.position {
+            // Nothing to send before `next` (the end of a finished file, the remains of a
+            // write cut short): go on from there.
+            mark.position = next;
+            note_position(node, peer_id, mark);
+            unsaved += 1;
+            continue;
+        }
         if records.is_empty() {
             if mark.need_sync_old && !mark.sync_old_done {
                 mark.sync_old_done = true;

@@ -243,6 +243,25 @@ impl StagedFile {
     }
 }
 
+/// Makes a log of lines (opened to append and read) end with a line break. A write cut
+/// short (a full disk, a crash) can leave it ending inside a line, and the next line
+/// appended would run into that one and read back as neither. Returns whether a line
+/// break was added.
+pub fn end_cut_line(file: &File) -> io::Result<bool> {
+    let size = file.metadata()?.len();
+    if size == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut last, size - 1)?;
+    if last[0] == b'\n' {
+        return Ok(false);
+    }
+    let mut appending = file;
+    appending.write_all(b"\n")?;
+    Ok(true)
+}
+
 /// Renames without ever replacing an existing file: AlreadyExists when `to` is taken.
 pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     Ok(renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE)?)
@@ -325,6 +344,25 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_ending_inside_a_line_gets_one_line_break() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("log");
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(&p)
+                .expect("open")
+        };
+        assert!(!end_cut_line(&open()).expect("empty"));
+        std::fs::write(&p, "one\ntw").expect("seed");
+        assert!(end_cut_line(&open()).expect("cut"));
+        assert!(!end_cut_line(&open()).expect("ended"));
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "one\ntw\n");
+    }
 
     #[test]
     fn replaces_the_file_and_leaves_no_temp() {

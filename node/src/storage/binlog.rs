@@ -149,20 +149,9 @@ struct Writer {
     file: Arc<File>,
     index: u32,
     size: u64,
-    /// Whether the file may end inside a line (so found when opened, or after a write
-    /// that failed part way): the next batch then starts on a line of its own.
+    /// Whether a write failed, so the file may end inside a line: the next batch then
+    /// starts on a line of its own (a file opened is made to end with one at once).
     torn: bool,
-}
-
-/// Whether a binlog file of `size` bytes ends inside a line: the tail of a write cut
-/// short (a full disk, a crash).
-fn ends_inside_a_line(file: &File, size: u64) -> io::Result<bool> {
-    if size == 0 {
-        return Ok(false);
-    }
-    let mut last = [0u8; 1];
-    std::os::unix::fs::FileExt::read_exact_at(file, &mut last, size - 1)?;
-    Ok(last[0] != b'\n')
 }
 
 /// Opens binlog file `index` for appending, and for readers' `pread`s.
@@ -180,8 +169,9 @@ impl Writer {
         if self.torn {
             // End the cut line where it is, in its own file: readers skip it, and the
             // batch's first line stays whole.
-            (&*self.file).write_all(b"\n")?;
-            self.size += 1;
+            if crate::fsutil::end_cut_line(&self.file)? {
+                self.size += 1;
+            }
             self.torn = false;
         }
         if self.size >= ROTATE_AT {
@@ -195,7 +185,7 @@ impl Writer {
             // Part of the batch may be in the file: the next end published counts it, as
             // readers only read up to the end published.
             self.size = self.file.metadata().map_or(self.size, |m| m.len());
-            self.torn = ends_inside_a_line(&self.file, self.size).unwrap_or(true);
+            self.torn = true;
             return Err(e);
         }
         self.size += text.len() as u64;
@@ -278,11 +268,10 @@ impl Binlog {
         std::fs::create_dir_all(&dir)?;
         let index = read_index(&dir);
         let file = Arc::new(open_for_append(&dir, index)?);
-        let size = file.metadata()?.len();
-        let torn = ends_inside_a_line(&file, size)?;
-        if torn {
-            tracing::warn!(dir = %dir.display(), index, "binlog ends inside a line (a write cut short); appends go on from a new line");
+        if crate::fsutil::end_cut_line(&file)? {
+            tracing::warn!(dir = %dir.display(), index, "binlog ended inside a line (a write cut short); ended it there");
         }
+        let size = file.metadata()?.len();
         write_index(&dir, index)?;
         let (end, _) = watch::channel(Position {
             index,
@@ -295,7 +284,7 @@ impl Binlog {
                 file,
                 index,
                 size,
-                torn,
+                torn: false,
             }),
             dir,
             queue: Mutex::new(Queue::default()),
@@ -672,9 +661,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let sync = dir.path().join("data/sync");
         std::fs::create_dir_all(&sync).expect("mkdir");
-        // A full first file (sparse), so the next append starts binlog.001.
+        // A full first file (sparse, ending with a line break), so the next append starts
+        // binlog.001.
         let full = std::fs::File::create(sync.join("binlog.000")).expect("create");
         full.set_len(ROTATE_AT).expect("set_len");
+        std::os::unix::fs::FileExt::write_all_at(&full, b"\n", ROTATE_AT - 1).expect("end");
         let log = Binlog::open(dir.path()).expect("open");
         let before = log.end();
         assert_eq!((before.index, before.offset), (0, ROTATE_AT));

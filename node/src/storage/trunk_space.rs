@@ -162,6 +162,8 @@ pub struct FreeSpace {
     id_limit: u32,
     binlog: File,
     binlog_path: PathBuf,
+    /// Whether a write to the binlog failed, so it may end inside a line.
+    binlog_cut: bool,
     /// Lines in the binlog now; it is rewritten as the free blocks alone (compacted) once
     /// it holds at least `compact_after` lines and four times as many as those need.
     lines: u64,
@@ -196,14 +198,19 @@ impl FreeSpace {
             id_limit: u32::MAX,
             binlog: OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .open(&binlog_path)?,
             binlog_path,
+            binlog_cut: false,
             lines: 0,
             compact_after: COMPACT_AFTER_LINES,
             compacted_at: None,
             generation: 0,
         };
+        if crate::fsutil::end_cut_line(&space.binlog)? {
+            tracing::warn!(path = %space.binlog_path.display(), "trunk binlog ended inside a line (a write cut short); ended it there");
+        }
         space.replay()?;
         if params.check_occupying {
             space.leave_out_occupied(files);
@@ -358,7 +365,15 @@ impl FreeSpace {
     }
 
     fn log(&mut self, op: char, b: &TrunkBlock) -> io::Result<()> {
-        self.binlog.write_all(line(op, b).as_bytes())?;
+        if self.binlog_cut {
+            crate::fsutil::end_cut_line(&self.binlog)?;
+            self.binlog_cut = false;
+        }
+        if let Err(e) = self.binlog.write_all(line(op, b).as_bytes()) {
+            // Part of the line may be there: the next one starts on a line of its own.
+            self.binlog_cut = true;
+            return Err(e);
+        }
         self.lines += 1;
         Ok(())
     }
@@ -404,7 +419,10 @@ impl FreeSpace {
         if let Some(dir) = self.binlog_path.parent() {
             File::open(dir)?.sync_all()?;
         }
-        self.binlog = OpenOptions::new().append(true).open(&self.binlog_path)?;
+        self.binlog = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&self.binlog_path)?;
         self.lines = self.blocks.len() as u64 + 1;
         self.compacted_at = Some(std::time::Instant::now());
         self.generation += 1;
@@ -648,6 +666,36 @@ mod tests {
         }
         let dirs = Dirs(dir.path().join("store"));
         (dir, dirs)
+    }
+
+    #[test]
+    fn a_slot_taken_after_a_line_cut_short_stays_taken_across_a_restart() {
+        let (dir, files) = setup();
+        let base = dir.path().join("base");
+        let mut space = FreeSpace::open(&base, params(), 0, &files).expect("open");
+        space.alloc(&files, 0, 24 + 100).expect("a");
+        drop(space);
+        // A crash in the middle of a binlog line.
+        let binlog = base.join("data/trunk/binlog");
+        let mut cut = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&binlog)
+            .expect("binlog");
+        cut.write_all(b"1700000000 D 0 0 1 1 ").expect("cut line");
+        drop(cut);
+        let mut space = FreeSpace::open(&base, params(), 0, &files).expect("reopen");
+        let b = space.alloc(&files, 0, 24 + 4096).expect("b");
+        let (free, blocks) = (space.free_bytes(), space.free_blocks());
+        drop(space);
+        let space = FreeSpace::open(&base, params(), 0, &files).expect("again");
+        assert_eq!(space.free_bytes(), free, "b's slot is not free again");
+        assert_eq!(space.free_blocks(), blocks);
+        assert!(
+            space
+                .free_blocks()
+                .iter()
+                .all(|f| f.id != b.id || f.offset != b.offset)
+        );
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub const MAX_CHUNK: usize = 64 * 1024;
 pub struct Changelog {
     path: Option<PathBuf>,
     text: Vec<u8>,
+    /// Whether a write to the file failed, so it may end inside a line.
+    cut: bool,
 }
 
 impl Changelog {
@@ -34,14 +36,25 @@ impl Changelog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let text = match std::fs::read(&path) {
+        let mut text = match std::fs::read(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
+        if !text.is_empty() && !text.ends_with(b"\n") {
+            // A write cut short: end its line, so the next one stands on its own.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&path)?;
+            crate::fsutil::end_cut_line(&file)?;
+            text.push(b'\n');
+            tracing::warn!(path = %path.display(), "storage changelog ended inside a line; ended it there");
+        }
         Ok(Changelog {
             path: Some(path),
             text,
+            cut: false,
         })
     }
 
@@ -53,14 +66,20 @@ impl Changelog {
     fn append(&mut self, now: u64, group: &str, id: &str, status: StorageStatus, new_id: &str) {
         let line = format!("{now} {group} {id} {} {new_id}\n", status as u8);
         if let Some(path) = &self.path {
+            let cut = self.cut;
             let written = std::fs::OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .open(path)
                 .and_then(|mut f| {
+                    if cut {
+                        crate::fsutil::end_cut_line(&f)?;
+                    }
                     f.write_all(line.as_bytes())?;
                     f.sync_data()
                 });
+            self.cut = written.is_err();
             if let Err(e) = written {
                 tracing::error!(path = %path.display(), error = %e, "storage changelog not written");
             }
@@ -330,5 +349,18 @@ mod tests {
             reg.ip_changed("group1", "10.0.0.1", "10.0.0.9", "10.0.0.9", 1),
             Err(Status::NotSupported)
         );
+    }
+
+    #[test]
+    fn a_line_cut_short_is_ended_before_the_next_is_appended() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("data/storage_changelog.dat");
+        std::fs::create_dir_all(dir.path().join("data")).expect("dirs");
+        std::fs::write(&file, "100 group1 10.0.0.1 4 \n101 group1 10.0").expect("seed");
+        let mut log = Changelog::open(dir.path()).expect("open");
+        log.append(102, "group1", "10.0.0.3", StorageStatus::Deleted, "");
+        let expected = "100 group1 10.0.0.1 4 \n101 group1 10.0\n102 group1 10.0.0.3 4 \n";
+        assert_eq!(std::fs::read_to_string(&file).expect("file"), expected);
+        assert_eq!(log.text, expected.as_bytes(), "memory and file agree");
     }
 }

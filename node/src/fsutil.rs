@@ -243,23 +243,34 @@ impl StagedFile {
     }
 }
 
-/// Makes a log of lines (opened to append and read) end with a line break. A write cut
-/// short (a full disk, a crash) can leave it ending inside a line, and the next line
-/// appended would run into that one and read back as neither. Returns whether a line
-/// break was added.
-pub fn end_cut_line(file: &File) -> io::Result<bool> {
-    let size = file.metadata()?.len();
-    if size == 0 {
-        return Ok(false);
+/// Cuts a log of lines (opened to append and read) back to its last line break. A write
+/// cut short (a full disk, a crash) can leave it ending inside a line: a line appended
+/// next would run into it, and the cut line itself can read back as another record (a
+/// number cut short). Returns the bytes dropped.
+pub fn drop_cut_line(file: &File) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    let keep = whole_lines_len(file, len)?;
+    if keep < len {
+        file.set_len(keep)?;
     }
-    let mut last = [0u8; 1];
-    std::os::unix::fs::FileExt::read_exact_at(file, &mut last, size - 1)?;
-    if last[0] == b'\n' {
-        return Ok(false);
+    Ok(len - keep)
+}
+
+/// The length of the longest part of `file` (`len` bytes) that ends with a line break.
+fn whole_lines_len(file: &File, len: u64) -> io::Result<u64> {
+    const STEP: u64 = 64 * 1024;
+    let mut end = len;
+    let mut buf = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(STEP);
+        buf.resize((end - start) as usize, 0);
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, start)?;
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
     }
-    let mut appending = file;
-    appending.write_all(b"\n")?;
-    Ok(true)
+    Ok(0)
 }
 
 /// Renames without ever replacing an existing file: AlreadyExists when `to` is taken.
@@ -346,7 +357,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_log_ending_inside_a_line_gets_one_line_break() {
+    fn a_log_ending_inside_a_line_is_cut_back_to_its_last_line_break() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("log");
         let open = || {
@@ -357,11 +368,20 @@ mod tests {
                 .open(&p)
                 .expect("open")
         };
-        assert!(!end_cut_line(&open()).expect("empty"));
-        std::fs::write(&p, "one\ntw").expect("seed");
-        assert!(end_cut_line(&open()).expect("cut"));
-        assert!(!end_cut_line(&open()).expect("ended"));
-        assert_eq!(std::fs::read_to_string(&p).expect("read"), "one\ntw\n");
+        assert_eq!(drop_cut_line(&open()).expect("empty"), 0);
+        std::fs::write(&p, "one\ntwo 40").expect("seed");
+        assert_eq!(drop_cut_line(&open()).expect("cut"), 6);
+        assert_eq!(drop_cut_line(&open()).expect("whole"), 0);
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "one\n");
+        // No line break at all within more than one step of reading back.
+        std::fs::write(&p, vec![0u8; 200_000]).expect("zeros");
+        assert_eq!(drop_cut_line(&open()).expect("zeros"), 200_000);
+        assert_eq!(std::fs::metadata(&p).expect("len").len(), 0);
+        let mut tail = b"a\n".to_vec();
+        tail.extend(vec![0u8; 150_000]);
+        std::fs::write(&p, tail).expect("line then zeros");
+        assert_eq!(drop_cut_line(&open()).expect("zeros"), 150_000);
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "a\n");
     }
 
     #[test]

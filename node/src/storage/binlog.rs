@@ -18,8 +18,9 @@ use tokio::sync::watch;
 
 /// Size at which a new binlog file is started.
 pub const ROTATE_AT: u64 = 1 << 30;
-/// Longest line FastDFS writes.
-pub const MAX_LINE: usize = 256;
+/// Longer than any line written: FastDFS's are at most 256 bytes, ours about 300 (a
+/// rename or link naming two files).
+pub const MAX_LINE: usize = 512;
 
 /// What a record says happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,10 +149,11 @@ struct Writer {
     /// Opened for reading too: readers of the file being written share it.
     file: Arc<File>,
     index: u32,
+    /// Bytes of whole lines in the file: where the next batch goes.
     size: u64,
-    /// Whether a write failed, so the file may end inside a line: the next batch then
-    /// starts on a line of its own (a file opened is made to end with one at once).
-    torn: bool,
+    /// Whether a failed write may have left part of its batch past `size` (cutting it off
+    /// failed too): the next write cuts it off first.
+    dirty_tail: bool,
 }
 
 /// Opens binlog file `index` for appending, and for readers' `pread`s.
@@ -166,13 +168,9 @@ fn open_for_append(dir: &Path, index: u32) -> io::Result<File> {
 impl Writer {
     /// Writes one batch of lines, starting a new file first when this one is full.
     fn write(&mut self, text: &[u8]) -> io::Result<Position> {
-        if self.torn {
-            // End the cut line where it is, in its own file: readers skip it, and the
-            // batch's first line stays whole.
-            if crate::fsutil::end_cut_line(&self.file)? {
-                self.size += 1;
-            }
-            self.torn = false;
+        if self.dirty_tail {
+            self.file.set_len(self.size)?;
+            self.dirty_tail = false;
         }
         if self.size >= ROTATE_AT {
             let index = self.index + 1;
@@ -182,10 +180,10 @@ impl Writer {
             write_index(&self.dir, index)?;
         }
         if let Err(e) = (&*self.file).write_all(text) {
-            // Part of the batch may be in the file: the next end published counts it, as
-            // readers only read up to the end published.
-            self.size = self.file.metadata().map_or(self.size, |m| m.len());
-            self.torn = true;
+            // Every caller of the batch learns it failed, so none of it stays: part of a
+            // line left there would run into the next batch's first line. Readers never
+            // saw it (they read up to the end published).
+            self.dirty_tail = self.file.set_len(self.size).is_err();
             return Err(e);
         }
         self.size += text.len() as u64;
@@ -268,8 +266,9 @@ impl Binlog {
         std::fs::create_dir_all(&dir)?;
         let index = read_index(&dir);
         let file = Arc::new(open_for_append(&dir, index)?);
-        if crate::fsutil::end_cut_line(&file)? {
-            tracing::warn!(dir = %dir.display(), index, "binlog ended inside a line (a write cut short); ended it there");
+        let dropped = crate::fsutil::drop_cut_line(&file)?;
+        if dropped > 0 {
+            tracing::warn!(dir = %dir.display(), index, dropped, "binlog ended inside a line (a write cut short); cut back to its last whole line");
         }
         let size = file.metadata()?.len();
         write_index(&dir, index)?;
@@ -284,7 +283,7 @@ impl Binlog {
                 file,
                 index,
                 size,
-                torn: false,
+                dirty_tail: false,
             }),
             dir,
             queue: Mutex::new(Queue::default()),
@@ -493,6 +492,10 @@ impl Binlog {
         };
         let chunk = &buf[..n];
         let Some(last_nl) = chunk.iter().rposition(|&b| b == b'\n') else {
+            if cache_only && n < want {
+                // Part of it is not in the caches: a disk step reads all of it.
+                return None;
+            }
             // No line ends here. In a finished file, or over more bytes than any line has,
             // it is the remains of a write cut short: skipped, so readers never stop there.
             let cut = pos.index < end.index || n >= MAX_LINE * 2;
@@ -571,9 +574,6 @@ mod tests {
         assert_eq!(reopened.end(), next);
     }
 
-    /// Reads of the file being written go through the writer's own descriptor, also after
-    /// the binlog moves on to a new file: no open (nor path walk) per read. Shown by moving
-    /// the files' names away, which a read that opens by path would not find.
     /// Every record from `from` to the end, as a pusher reads them; panics if the reads
     /// stop moving before the end.
     fn read_to_end(log: &Binlog, mut from: Position) -> Vec<String> {
@@ -595,36 +595,41 @@ mod tests {
     }
 
     #[test]
-    fn an_append_after_a_line_cut_short_starts_a_line_of_its_own() {
+    fn a_line_cut_short_is_dropped_and_a_failed_batch_leaves_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let sync = dir.path().join("data/sync");
         std::fs::create_dir_all(&sync).expect("mkdir");
-        std::fs::write(sync.join("binlog.000"), "1 C M00/00/00/a\n2 C M00/00/00/cu").expect("seed");
+        // A crash in the middle of a line: "4000" cut to "40" must not be read as a
+        // truncate to 40 bytes.
+        std::fs::write(
+            sync.join("binlog.000"),
+            "1 C M00/00/00/a\n2 T M00/00/00/b 5000 40",
+        )
+        .expect("seed");
         let log = Binlog::open(dir.path()).expect("open");
+        assert_eq!(log.end().offset, 16);
         log.append(&[Record::new(3, Op::Create, "M00/00/00/c")])
             .expect("append");
-        // The cut line stands alone (its name, cut short, names no stored file), and the
-        // appended record is whole.
         assert_eq!(
             read_to_end(&log, Position::default()),
-            [
-                "1 C M00/00/00/a\n",
-                "2 C M00/00/00/cu\n",
-                "3 C M00/00/00/c\n"
-            ]
+            ["1 C M00/00/00/a\n", "3 C M00/00/00/c\n"]
         );
+
+        // A write that failed part way and could not be cut off at once (its callers
+        // were told it failed): the next write cuts it off first.
+        let mut raw = OpenOptions::new()
+            .append(true)
+            .open(sync.join("binlog.000"))
+            .expect("raw");
+        raw.write_all(b"4 C M00/0").expect("part");
+        log.writer.lock().expect("writer").dirty_tail = true;
+        log.append(&[Record::new(5, Op::Create, "M00/00/00/e")])
+            .expect("append");
         assert_eq!(
             std::fs::read_to_string(sync.join("binlog.000")).expect("file"),
-            "1 C M00/00/00/a\n2 C M00/00/00/cu\n3 C M00/00/00/c\n"
+            "1 C M00/00/00/a\n3 C M00/00/00/c\n5 C M00/00/00/e\n"
         );
-        log.append(&[Record::new(4, Op::Delete, "M00/00/00/c")])
-            .expect("append");
-        assert!(
-            std::fs::read_to_string(sync.join("binlog.000"))
-                .expect("file")
-                .ends_with("/c\n4 D M00/00/00/c\n"),
-            "one line break, once"
-        );
+        assert_eq!(log.end().offset, 48);
     }
 
     #[test]
@@ -633,10 +638,11 @@ mod tests {
         let sync = dir.path().join("data/sync");
         std::fs::create_dir_all(&sync).expect("mkdir");
         // A finished file that ends inside a line, then the file being written with a run
-        // of zeros longer than any line (as a crash can leave a file's tail).
+        // of zeros longer than any line (as a crash can leave in a file).
         std::fs::write(sync.join("binlog.000"), "1 C M00/00/00/a\n2 C M00/00/00/cu").expect("seed");
         let mut current = b"3 C M00/00/00/c\n".to_vec();
         current.extend(std::iter::repeat_n(0u8, 20_000));
+        current.extend_from_slice(b"\n4 C M00/00/00/d\n");
         std::fs::write(sync.join("binlog.001"), current).expect("seed");
         std::fs::write(
             sync.join("binlog_index.dat"),
@@ -644,18 +650,22 @@ mod tests {
         )
         .expect("index");
         let log = Binlog::open(dir.path()).expect("open");
-        log.append(&[Record::new(4, Op::Create, "M00/00/00/d")])
+        log.append(&[Record::new(5, Op::Create, "M00/00/00/e")])
             .expect("append");
         assert_eq!(
             read_to_end(&log, Position::default()),
             [
                 "1 C M00/00/00/a\n",
                 "3 C M00/00/00/c\n",
-                "4 C M00/00/00/d\n"
+                "4 C M00/00/00/d\n",
+                "5 C M00/00/00/e\n"
             ]
         );
     }
 
+    /// Reads of the file being written go through the writer's own descriptor, also after
+    /// the binlog moves on to a new file: no open (nor path walk) per read. Shown by moving
+    /// the files' names away, which a read that opens by path would not find.
     #[test]
     fn reads_of_the_file_being_written_share_its_descriptor_across_a_rotation() {
         let dir = tempfile::tempdir().expect("tempdir");

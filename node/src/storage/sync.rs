@@ -279,6 +279,10 @@ fn pending(binlog: &Binlog, point: PushPoint) -> (u64, Option<u64>) {
         if records.is_empty() && next == from {
             return (bytes, oldest);
         }
+        if records.is_empty() {
+            // What the read skipped (the remains of a write cut short) counts as read too.
+            read += next.offset.saturating_sub(from.offset);
+        }
         for r in &records {
             let len = r.to_line().len() as u64;
             read += len;

@@ -208,8 +208,9 @@ impl FreeSpace {
             compacted_at: None,
             generation: 0,
         };
-        if crate::fsutil::end_cut_line(&space.binlog)? {
-            tracing::warn!(path = %space.binlog_path.display(), "trunk binlog ended inside a line (a write cut short); ended it there");
+        let dropped = crate::fsutil::drop_cut_line(&space.binlog)?;
+        if dropped > 0 {
+            tracing::warn!(path = %space.binlog_path.display(), dropped, "trunk binlog ended inside a line (a write cut short); cut back to its last whole line");
         }
         space.replay()?;
         if params.check_occupying {
@@ -366,11 +367,11 @@ impl FreeSpace {
 
     fn log(&mut self, op: char, b: &TrunkBlock) -> io::Result<()> {
         if self.binlog_cut {
-            crate::fsutil::end_cut_line(&self.binlog)?;
+            crate::fsutil::drop_cut_line(&self.binlog)?;
             self.binlog_cut = false;
         }
         if let Err(e) = self.binlog.write_all(line(op, b).as_bytes()) {
-            // Part of the line may be there: the next one starts on a line of its own.
+            // Part of the line may be there: it is cut off before the next is written.
             self.binlog_cut = true;
             return Err(e);
         }
@@ -685,17 +686,31 @@ mod tests {
         drop(cut);
         let mut space = FreeSpace::open(&base, params(), 0, &files).expect("reopen");
         let b = space.alloc(&files, 0, 24 + 4096).expect("b");
+        // A write that failed part way: cut off before the next line is written.
+        let mut part = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&binlog)
+            .expect("binlog");
+        part.write_all(b"1700000001 A 0 0 1 1 4").expect("part");
+        space.binlog_cut = true;
+        let c = space.alloc(&files, 0, 24 + 1000).expect("c");
         let (free, blocks) = (space.free_bytes(), space.free_blocks());
         drop(space);
         let space = FreeSpace::open(&base, params(), 0, &files).expect("again");
-        assert_eq!(space.free_bytes(), free, "b's slot is not free again");
-        assert_eq!(space.free_blocks(), blocks);
-        assert!(
-            space
-                .free_blocks()
-                .iter()
-                .all(|f| f.id != b.id || f.offset != b.offset)
+        assert_eq!(
+            space.free_bytes(),
+            free,
+            "b's and c's slots are not free again"
         );
+        assert_eq!(space.free_blocks(), blocks);
+        for taken in [b, c] {
+            assert!(
+                space
+                    .free_blocks()
+                    .iter()
+                    .all(|f| f.id != taken.id || f.offset != taken.offset)
+            );
+        }
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub const MAX_CHUNK: usize = 64 * 1024;
 pub struct Changelog {
     path: Option<PathBuf>,
     text: Vec<u8>,
-    /// Whether a write to the file failed, so it may end inside a line.
+    /// Whether a write to the file failed: it may end inside a line, or lack lines the
+    /// memory holds.
     cut: bool,
 }
 
@@ -41,15 +42,14 @@ impl Changelog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
-        if !text.is_empty() && !text.ends_with(b"\n") {
-            // A write cut short: end its line, so the next one stands on its own.
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .append(true)
-                .open(&path)?;
-            crate::fsutil::end_cut_line(&file)?;
-            text.push(b'\n');
-            tracing::warn!(path = %path.display(), "storage changelog ended inside a line; ended it there");
+        if !text.ends_with(b"\n") {
+            // A write cut short: its line is dropped, and the next stands on its own.
+            let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            if whole < text.len() {
+                tracing::warn!(path = %path.display(), dropped = text.len() - whole, "storage changelog ended inside a line; cut back to its last whole line");
+                text.truncate(whole);
+                crate::fsutil::write_atomically(&path, &text)?;
+            }
         }
         Ok(Changelog {
             path: Some(path),
@@ -65,26 +65,27 @@ impl Changelog {
 
     fn append(&mut self, now: u64, group: &str, id: &str, status: StorageStatus, new_id: &str) {
         let line = format!("{now} {group} {id} {} {new_id}\n", status as u8);
+        self.text.extend_from_slice(line.as_bytes());
         if let Some(path) = &self.path {
-            let cut = self.cut;
-            let written = std::fs::OpenOptions::new()
-                .create(true)
-                .read(true)
-                .append(true)
-                .open(path)
-                .and_then(|mut f| {
-                    if cut {
-                        crate::fsutil::end_cut_line(&f)?;
-                    }
-                    f.write_all(line.as_bytes())?;
-                    f.sync_data()
-                });
+            let written = if self.cut {
+                // The file may hold part of a line: it is written whole from memory, which
+                // the offsets storages hold point into.
+                crate::fsutil::write_atomically(path, &self.text)
+            } else {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| {
+                        f.write_all(line.as_bytes())?;
+                        f.sync_data()
+                    })
+            };
             self.cut = written.is_err();
             if let Err(e) = written {
                 tracing::error!(path = %path.display(), error = %e, "storage changelog not written");
             }
         }
-        self.text.extend_from_slice(line.as_bytes());
     }
 
     /// Takes another tracker's changelog as this one's, when this one is still empty, so
@@ -352,15 +353,36 @@ mod tests {
     }
 
     #[test]
-    fn a_line_cut_short_is_ended_before_the_next_is_appended() {
+    fn a_line_cut_short_is_dropped_and_a_failed_write_is_made_good_from_memory() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("data/storage_changelog.dat");
         std::fs::create_dir_all(dir.path().join("data")).expect("dirs");
-        std::fs::write(&file, "100 group1 10.0.0.1 4 \n101 group1 10.0").expect("seed");
+        // A crash in the middle of a line: an address cut short must not be read as one.
+        std::fs::write(&file, "100 group1 10.0.0.1 4 \n101 group1 10.0.0.2 3 10.0").expect("seed");
         let mut log = Changelog::open(dir.path()).expect("open");
+        assert_eq!(log.text, b"100 group1 10.0.0.1 4 \n");
         log.append(102, "group1", "10.0.0.3", StorageStatus::Deleted, "");
-        let expected = "100 group1 10.0.0.1 4 \n101 group1 10.0\n102 group1 10.0.0.3 4 \n";
+        let expected = "100 group1 10.0.0.1 4 \n102 group1 10.0.0.3 4 \n";
         assert_eq!(std::fs::read_to_string(&file).expect("file"), expected);
         assert_eq!(log.text, expected.as_bytes(), "memory and file agree");
+
+        // A write that failed part way: memory holds the line (storages may have read
+        // it), the file part of it; the next append writes the file whole.
+        log.text.extend_from_slice(b"103 group1 10.0.0.4 4 \n");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .expect("open");
+        f.write_all(b"103 gro").expect("part");
+        log.cut = true;
+        log.append(104, "group1", "10.0.0.5", StorageStatus::Deleted, "");
+        let text = std::fs::read_to_string(&file).expect("file");
+        assert_eq!(
+            text.as_bytes(),
+            log.text.as_slice(),
+            "memory and file agree"
+        );
+        assert!(text.ends_with("\n103 group1 10.0.0.4 4 \n104 group1 10.0.0.5 4 \n"));
+        assert!(!log.cut);
     }
 }

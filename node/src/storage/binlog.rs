@@ -173,11 +173,17 @@ impl Writer {
             self.dirty_tail = false;
         }
         if self.size >= ROTATE_AT {
+            // The index file names the new file before it is written to; a rotation that
+            // fails (a full disk) is tried again with the next batch. The new file may hold
+            // lines already, from a rotation whose index file did not get written.
             let index = self.index + 1;
-            self.file = Arc::new(open_for_append(&self.dir, index)?);
-            self.index = index;
-            self.size = 0;
+            let file = open_for_append(&self.dir, index)?;
+            crate::fsutil::drop_cut_line(&file)?;
+            let size = file.metadata()?.len();
             write_index(&self.dir, index)?;
+            self.file = Arc::new(file);
+            self.index = index;
+            self.size = size;
         }
         if let Err(e) = (&*self.file).write_all(text) {
             // Every caller of the batch learns it failed, so none of it stays: part of a
@@ -231,6 +237,8 @@ pub struct Binlog {
     writer: Mutex<Writer>,
     /// The end of the binlog after the last append, for readers to wait on.
     end: watch::Sender<Position>,
+    /// Where the binlog ended when opened: lines appended since start there.
+    opened_at: Position,
     /// The file being written and its index, for reads: a pusher keeping up reads after
     /// every append, and opening the file for each read cost a path walk and a close.
     current: RwLock<(u32, Arc<File>)>,
@@ -272,10 +280,11 @@ impl Binlog {
         }
         let size = file.metadata()?.len();
         write_index(&dir, index)?;
-        let (end, _) = watch::channel(Position {
+        let opened_at = Position {
             index,
             offset: size,
-        });
+        };
+        let (end, _) = watch::channel(opened_at);
         Ok(Binlog {
             current: RwLock::new((index, file.clone())),
             writer: Mutex::new(Writer {
@@ -289,6 +298,7 @@ impl Binlog {
             queue: Mutex::new(Queue::default()),
             done: Condvar::new(),
             end,
+            opened_at,
         })
     }
 
@@ -370,6 +380,11 @@ impl Binlog {
 
     fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the binlog ended when it was opened.
+    pub fn opened_at(&self) -> Position {
+        self.opened_at
     }
 
     /// Where the binlog ends now.
@@ -611,6 +626,11 @@ mod tests {
         log.append(&[Record::new(3, Op::Create, "M00/00/00/c")])
             .expect("append");
         assert_eq!(
+            log.opened_at().offset,
+            16,
+            "where marks past the end go back to"
+        );
+        assert_eq!(
             read_to_end(&log, Position::default()),
             ["1 C M00/00/00/a\n", "3 C M00/00/00/c\n"]
         );
@@ -660,6 +680,44 @@ mod tests {
                 "4 C M00/00/00/d\n",
                 "5 C M00/00/00/e\n"
             ]
+        );
+    }
+
+    #[test]
+    fn a_rotation_takes_the_next_file_as_it_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sync = dir.path().join("data/sync");
+        std::fs::create_dir_all(&sync).expect("mkdir");
+        let full = std::fs::File::create(sync.join("binlog.000")).expect("create");
+        full.set_len(ROTATE_AT).expect("set_len");
+        std::os::unix::fs::FileExt::write_all_at(&full, b"\n", ROTATE_AT - 1).expect("end");
+        // Lines in the next file from a rotation whose index file was not written (a full
+        // disk), the last one cut short.
+        std::fs::write(sync.join("binlog.001"), "1 C M00/00/00/a\n2 C M00/0").expect("seed");
+        let log = Binlog::open(dir.path()).expect("open");
+        assert_eq!(log.end().index, 0);
+        log.append(&[Record::new(3, Op::Create, "M00/00/00/c")])
+            .expect("append");
+        assert_eq!(
+            log.end(),
+            Position {
+                index: 1,
+                offset: 32
+            }
+        );
+        assert_eq!(
+            read_to_end(
+                &log,
+                Position {
+                    index: 1,
+                    offset: 0
+                }
+            ),
+            ["1 C M00/00/00/a\n", "3 C M00/00/00/c\n"]
+        );
+        assert_eq!(
+            std::fs::read_to_string(sync.join("binlog_index.dat")).expect("index"),
+            "current_write=1\ncurrent_compress=0\n"
         );
     }
 

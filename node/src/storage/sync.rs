@@ -229,6 +229,17 @@ impl Scope {
     }
 }
 
+/// A mark saved before a crash that cut the binlog back (pages not yet written, a line
+/// cut off) can point past its end: no mark this process saves does. The lines appended
+/// since start where the binlog ended when opened, so the push goes on from there.
+fn within_binlog(mut mark: Mark, opened_at: Position, end: Position, peer_id: &str) -> Mark {
+    if mark.position > end {
+        tracing::warn!(peer = %peer_id, mark = ?mark.position, binlog = ?opened_at, "sync mark past the binlog's end (cut back by a crash); going on from where it ended when opened");
+        mark.position = opened_at;
+    }
+    mark
+}
+
 /// Records how far the push to `peer_id` has got, for `backlog`.
 fn note_position(node: &StorageNode, peer_id: &str, mark: &Mark) {
     let point = PushPoint {
@@ -413,7 +424,10 @@ async fn push_session(
         .unwrap_or(None);
     let mut mark = match saved {
         // A peer that is starting over never reuses an old mark.
-        Some(m) if peer.status > StorageStatus::WaitSync => m,
+        Some(m) if peer.status > StorageStatus::WaitSync => {
+            let binlog = node.disk.binlog();
+            within_binlog(m, binlog.opened_at(), binlog.end(), peer_id)
+        }
         _ => {
             let src = loop {
                 let src = ask_source(node, &peer)
@@ -1530,6 +1544,39 @@ mod tests {
                 .expect("all of it at hand");
             assert_eq!(loaded.len(), 1, "{:?}", loaded.keys());
             assert_eq!(loaded[small], vec![7u8; 3000]);
+        }
+    }
+
+    #[test]
+    fn a_mark_past_the_binlogs_end_goes_back_to_where_it_ended_when_opened() {
+        let opened_at = Position {
+            index: 1,
+            offset: 300,
+        };
+        let end = Position {
+            index: 1,
+            offset: 350,
+        };
+        let at = |index, offset| Mark {
+            position: Position { index, offset },
+            sync_rows: 7,
+            ..Default::default()
+        };
+        for (saved, expected) in [
+            ((1, 200), (1, 200)),
+            ((1, 320), (1, 320)),
+            ((1, 350), (1, 350)),
+            ((1, 351), (1, 300)),
+            ((2, 0), (1, 300)),
+            ((0, 5000), (0, 5000)),
+        ] {
+            let mark = within_binlog(at(saved.0, saved.1), opened_at, end, "peer");
+            assert_eq!(
+                (mark.position.index, mark.position.offset),
+                expected,
+                "{saved:?}"
+            );
+            assert_eq!(mark.sync_rows, 7, "the rest of the mark stays");
         }
     }
 

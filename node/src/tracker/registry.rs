@@ -267,7 +267,13 @@ impl Registry {
 
     /// Puts a group back as saved or fetched from another tracker, replacing one of the
     /// same name.
-    pub(crate) fn restore_group(&mut self, group: Group) {
+    pub(crate) fn restore_group(&mut self, mut group: Group) {
+        // A changelog cut short by a crash can end before offsets saved earlier: read on
+        // from its end, never from inside a line appended later.
+        let end = self.changelog.len();
+        for m in group.members.values_mut() {
+            m.changelog_offset = m.changelog_offset.min(end);
+        }
         self.groups.insert(group.name.clone(), group);
     }
 

@@ -42,14 +42,16 @@ impl Changelog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
-        if !text.ends_with(b"\n") {
-            // A write cut short: its line is dropped, and the next stands on its own.
-            let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            if whole < text.len() {
-                tracing::warn!(path = %path.display(), dropped = text.len() - whole, "storage changelog ended inside a line; cut back to its last whole line");
-                text.truncate(whole);
-                crate::fsutil::write_atomically(&path, &text)?;
-            }
+        if !text.is_empty() && !text.ends_with(b"\n") {
+            // A write cut short: its line is dropped (in place: the disk may be full), and
+            // the next stands on its own.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&path)?;
+            let dropped = crate::fsutil::drop_cut_line(&file)?;
+            text.truncate(text.len() - dropped as usize);
+            tracing::warn!(path = %path.display(), dropped, "storage changelog ended inside a line; cut back to its last whole line");
         }
         Ok(Changelog {
             path: Some(path),
@@ -384,5 +386,34 @@ mod tests {
         );
         assert!(text.ends_with("\n103 group1 10.0.0.4 4 \n104 group1 10.0.0.5 4 \n"));
         assert!(!log.cut);
+    }
+
+    #[test]
+    fn restored_offsets_past_the_changelogs_end_go_back_to_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("dirs");
+        std::fs::write(
+            dir.path().join("data/storage_changelog.dat"),
+            "100 group1 10.0.0.1 4 \n101 group1 10.0.0.2 3 10.0",
+        )
+        .expect("seed");
+        let mut reg = Registry::new(TrackerConfig::default());
+        reg.open_changelog(dir.path()).expect("changelog");
+        join(&mut reg, "10.0.0.3");
+        let mut g = reg.groups.remove("group1").expect("group");
+        let m = g.members.get_mut("10.0.0.3").expect("member");
+        // Saved after it read the line the crash cut off.
+        m.changelog_offset = 50;
+        reg.restore_group(g);
+        assert_eq!(reg.changelog.len(), 23);
+        assert_eq!(
+            reg.groups["group1"].members["10.0.0.3"].changelog_offset,
+            23
+        );
+        reg.log_deleted("group1", "10.0.0.4");
+        let chunk = String::from_utf8(reg.changelog_chunk("group1", "10.0.0.3").expect("chunk"))
+            .expect("text");
+        assert_eq!(chunk.lines().count(), 1, "{chunk:?}");
+        assert!(chunk.ends_with(" group1 10.0.0.4 4 \n"), "{chunk:?}");
     }
 }

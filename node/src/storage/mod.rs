@@ -661,7 +661,9 @@ pub async fn start(config: StorageConfig) -> std::io::Result<RunningStorage> {
     // Lost store paths are found before the store re-creates their trees.
     let (node, lost) = tokio::task::spawn_blocking(move || {
         let lost = recovery::pending_paths(&cfg)?;
-        StorageNode::new(cfg, addr.port(), bind_ip).map(|n| (n, lost))
+        let node = StorageNode::new(cfg, addr.port(), bind_ip)?;
+        sync::fit_marks_to_binlog(&node)?;
+        Ok::<_, std::io::Error>((node, lost))
     })
     .await
     .map_err(std::io::Error::other)??;

@@ -229,15 +229,35 @@ impl Scope {
     }
 }
 
-/// A mark saved before a crash that cut the binlog back (pages not yet written, a line
-/// cut off) can point past its end: no mark this process saves does. The lines appended
-/// since start where the binlog ended when opened, so the push goes on from there.
-fn within_binlog(mut mark: Mark, opened_at: Position, end: Position, peer_id: &str) -> Mark {
-    if mark.position > end {
-        tracing::warn!(peer = %peer_id, mark = ?mark.position, binlog = ?opened_at, "sync mark past the binlog's end (cut back by a crash); going on from where it ended when opened");
-        mark.position = opened_at;
+/// Brings the sync marks saved before a crash that cut the binlog back (pages not yet
+/// written, a line cut off) to where it ended when opened: the lines appended since start
+/// there, and a mark past them would wait there, then read from inside a line. Run when
+/// the storage starts, before anything is appended.
+pub fn fit_marks_to_binlog(node: &StorageNode) -> io::Result<()> {
+    let binlog = node.disk.binlog();
+    let opened_at = binlog.opened_at();
+    for entry in std::fs::read_dir(binlog.dir())? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "mark") {
+            continue;
+        }
+        let Some(mark) = Mark::load(&path) else {
+            continue;
+        };
+        if let Some(fitted) = within_binlog(mark, opened_at) {
+            tracing::warn!(mark = %path.display(), binlog = ?opened_at, "sync mark past the binlog's end (cut back by a crash); going on from where it ends");
+            fitted.save(&path)?;
+        }
     }
-    mark
+    Ok(())
+}
+
+/// `mark` brought back to `opened_at` when it lies past it; `None` when it does not.
+fn within_binlog(mut mark: Mark, opened_at: Position) -> Option<Mark> {
+    (mark.position > opened_at).then(|| {
+        mark.position = opened_at;
+        mark
+    })
 }
 
 /// Records how far the push to `peer_id` has got, for `backlog`.
@@ -424,10 +444,7 @@ async fn push_session(
         .unwrap_or(None);
     let mut mark = match saved {
         // A peer that is starting over never reuses an old mark.
-        Some(m) if peer.status > StorageStatus::WaitSync => {
-            let binlog = node.disk.binlog();
-            within_binlog(m, binlog.opened_at(), binlog.end(), peer_id)
-        }
+        Some(m) if peer.status > StorageStatus::WaitSync => m,
         _ => {
             let src = loop {
                 let src = ask_source(node, &peer)
@@ -1548,36 +1565,43 @@ mod tests {
     }
 
     #[test]
-    fn a_mark_past_the_binlogs_end_goes_back_to_where_it_ended_when_opened() {
-        let opened_at = Position {
-            index: 1,
-            offset: 300,
+    fn marks_past_the_binlogs_end_go_back_to_it_when_the_storage_starts() {
+        let (dir, first) = node_in_tempdir();
+        first
+            .disk
+            .binlog()
+            .append(&[Record::new(1, Op::Create, "M00/00/00/a")])
+            .expect("append");
+        drop(first);
+        // Started again on the same directory: the binlog ends where it did.
+        let config = crate::config::StorageConfig {
+            base_path: dir.path().to_path_buf(),
+            subdir_count_per_path: 1,
+            ..Default::default()
         };
-        let end = Position {
-            index: 1,
-            offset: 350,
-        };
+        let node = StorageNode::new(config, 23000, None).expect("node");
+        let end = node.disk.binlog().opened_at();
+        assert_eq!((end.index, end.offset), (0, 16));
+        let marks = node.disk.binlog().dir().to_owned();
         let at = |index, offset| Mark {
             position: Position { index, offset },
             sync_rows: 7,
             ..Default::default()
         };
-        for (saved, expected) in [
-            ((1, 200), (1, 200)),
-            ((1, 320), (1, 320)),
-            ((1, 350), (1, 350)),
-            ((1, 351), (1, 300)),
-            ((2, 0), (1, 300)),
-            ((0, 5000), (0, 5000)),
-        ] {
-            let mark = within_binlog(at(saved.0, saved.1), opened_at, end, "peer");
-            assert_eq!(
-                (mark.position.index, mark.position.offset),
-                expected,
-                "{saved:?}"
-            );
-            assert_eq!(mark.sync_rows, 7, "the rest of the mark stays");
-        }
+        // Saved before a crash took the binlog's last lines; within it; in a file the
+        // crash lost; the address-named form.
+        at(0, 116).save(&marks.join("s1.mark")).expect("save");
+        at(0, 10).save(&marks.join("s2.mark")).expect("save");
+        at(1, 0)
+            .save(&marks.join("10.0.0.3_23000.mark"))
+            .expect("save");
+        std::fs::write(marks.join("binlog.000.bak"), "not a mark").expect("other");
+        fit_marks_to_binlog(&node).expect("fit");
+        let load = |name: &str| Mark::load(&marks.join(name)).expect("mark");
+        assert_eq!(load("s1.mark").position, end);
+        assert_eq!(load("s1.mark").sync_rows, 7, "the rest of the mark stays");
+        assert_eq!(load("s2.mark").position, at(0, 10).position);
+        assert_eq!(load("10.0.0.3_23000.mark").position, end);
     }
 
     #[test]

@@ -109,6 +109,7 @@ impl Tracker {
             state.restore_into(&mut reg, unix_now());
             reg.adopt_changelog(&files[3])
                 .map_err(BootstrapError::Changelog)?;
+            reg.fit_changelog_offsets();
             tracing::info!(tracker = %best, groups, storages, "system files loaded from tracker");
         }
         *done = true;

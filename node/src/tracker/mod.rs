@@ -173,6 +173,7 @@ impl Tracker {
             .map_err(TrackerError::Changelog)?;
         if let Some(saved) = persist::load(&persist::state_path(&config.base_path))? {
             saved.restore_into(&mut reg, now);
+            reg.fit_changelog_offsets();
             tracing::info!(groups = reg.groups().len(), "tracker state loaded");
         }
         let last_seen = std::fs::read_to_string(status_file(&config))

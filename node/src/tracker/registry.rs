@@ -267,14 +267,23 @@ impl Registry {
 
     /// Puts a group back as saved or fetched from another tracker, replacing one of the
     /// same name.
-    pub(crate) fn restore_group(&mut self, mut group: Group) {
-        // A changelog cut short by a crash can end before offsets saved earlier: read on
-        // from its end, never from inside a line appended later.
+    pub(crate) fn restore_group(&mut self, group: Group) {
+        self.groups.insert(group.name.clone(), group);
+    }
+
+    /// Brings storages' changelog offsets back to the changelog's end where they lie past
+    /// it: a changelog cut short by a crash can end before offsets saved earlier, and they
+    /// go on from its end, never from inside a line appended later. Called once the
+    /// restored state and its changelog are both in place.
+    pub(crate) fn fit_changelog_offsets(&mut self) {
         let end = self.changelog.len();
-        for m in group.members.values_mut() {
+        for m in self
+            .groups
+            .values_mut()
+            .flat_map(|g| g.members.values_mut())
+        {
             m.changelog_offset = m.changelog_offset.min(end);
         }
-        self.groups.insert(group.name.clone(), group);
     }
 
     pub fn new(policy: TrackerConfig) -> Self {

@@ -405,6 +405,11 @@ mod tests {
         // Saved after it read the line the crash cut off.
         m.changelog_offset = 50;
         reg.restore_group(g);
+        assert_eq!(
+            reg.groups["group1"].members["10.0.0.3"].changelog_offset, 50,
+            "restored as saved (a fetched changelog may come after)"
+        );
+        reg.fit_changelog_offsets();
         assert_eq!(reg.changelog.len(), 23);
         assert_eq!(
             reg.groups["group1"].members["10.0.0.3"].changelog_offset,

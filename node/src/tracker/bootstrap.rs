@@ -107,9 +107,10 @@ impl Tracker {
                 state.groups.iter().map(|g| g.members.len()).sum::<usize>(),
             );
             state.restore_into(&mut reg, unix_now());
-            reg.adopt_changelog(&files[3])
-                .map_err(BootstrapError::Changelog)?;
+            let adopted = reg.adopt_changelog(&files[3]);
+            // Fitted to whichever changelog this tracker has now, adopted or not.
             reg.fit_changelog_offsets();
+            adopted.map_err(BootstrapError::Changelog)?;
             tracing::info!(tracker = %best, groups, storages, "system files loaded from tracker");
         }
         *done = true;

@@ -683,14 +683,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_rotation_takes_the_next_file_as_it_is() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sync = dir.path().join("data/sync");
+    /// `data/sync` under `dir`, made, with a full first binlog file (sparse, ending with a
+    /// line break): the next append starts binlog.001.
+    fn sync_dir_with_a_full_first_file(dir: &Path) -> PathBuf {
+        let sync = dir.join("data/sync");
         std::fs::create_dir_all(&sync).expect("mkdir");
         let full = std::fs::File::create(sync.join("binlog.000")).expect("create");
         full.set_len(ROTATE_AT).expect("set_len");
         std::os::unix::fs::FileExt::write_all_at(&full, b"\n", ROTATE_AT - 1).expect("end");
+        sync
+    }
+
+    #[test]
+    fn a_rotation_takes_the_next_file_as_it_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sync = sync_dir_with_a_full_first_file(dir.path());
         // Lines in the next file from a rotation whose index file was not written (a full
         // disk), the last one cut short.
         std::fs::write(sync.join("binlog.001"), "1 C M00/00/00/a\n2 C M00/0").expect("seed");
@@ -727,13 +734,7 @@ mod tests {
     #[test]
     fn reads_of_the_file_being_written_share_its_descriptor_across_a_rotation() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sync = dir.path().join("data/sync");
-        std::fs::create_dir_all(&sync).expect("mkdir");
-        // A full first file (sparse, ending with a line break), so the next append starts
-        // binlog.001.
-        let full = std::fs::File::create(sync.join("binlog.000")).expect("create");
-        full.set_len(ROTATE_AT).expect("set_len");
-        std::os::unix::fs::FileExt::write_all_at(&full, b"\n", ROTATE_AT - 1).expect("end");
+        let sync = sync_dir_with_a_full_first_file(dir.path());
         let log = Binlog::open(dir.path()).expect("open");
         let before = log.end();
         assert_eq!((before.index, before.offset), (0, ROTATE_AT));

@@ -170,8 +170,17 @@ pub struct FreeSpace {
     compact_after: u64,
     /// When the binlog was last compacted.
     compacted_at: Option<std::time::Instant>,
-    /// Counts compactions: a reader of the binlog at an offset starts again when it moves.
+    /// Changes with every compaction: a reader of the binlog at an offset starts again when
+    /// it moves. Unique in the process, also when the space is opened again (the trunk
+    /// server's role back, new settings), so no reader takes a rewritten file for the one
+    /// it read.
     generation: u64,
+}
+
+/// The next binlog generation of any trunk space in the process.
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Binlog lines past which it may be compacted.
@@ -206,7 +215,7 @@ impl FreeSpace {
             lines: 0,
             compact_after: COMPACT_AFTER_LINES,
             compacted_at: None,
-            generation: 0,
+            generation: next_generation(),
         };
         let dropped = crate::fsutil::drop_cut_line(&space.binlog)?;
         if dropped > 0 {
@@ -426,7 +435,7 @@ impl FreeSpace {
             .open(&self.binlog_path)?;
         self.lines = self.blocks.len() as u64 + 1;
         self.compacted_at = Some(std::time::Instant::now());
-        self.generation += 1;
+        self.generation = next_generation();
         tracing::info!(free_blocks = self.blocks.len(), "trunk binlog compacted");
         Ok(())
     }
@@ -866,17 +875,30 @@ mod tests {
             ..params()
         };
         let mut space = FreeSpace::open(&base, hourly, 0, &files).expect("open");
+        let opened = space.generation();
         space.compact_after = 50;
         for _ in 0..200 {
             let a = space.alloc(&files, 0, 300).expect("alloc");
             space.give_back(a).expect("free");
         }
         // One compaction, then none within the hour however long the binlog grows.
-        assert_eq!(space.generation(), 1);
+        let once = space.generation();
+        assert_ne!(once, opened);
+        for _ in 0..200 {
+            let a = space.alloc(&files, 0, 300).expect("alloc");
+            space.give_back(a).expect("free");
+        }
+        assert_eq!(space.generation(), once);
         assert!(space.compactable());
         space.compact().expect("a scheduled compaction still runs");
-        assert_eq!(space.generation(), 2);
+        let twice = space.generation();
+        assert_ne!(twice, once);
         assert!(!space.compactable());
+        // Opened again in the same process: a generation none of the earlier ones had, so
+        // a reader never takes the file for one it read.
+        drop(space);
+        let again = FreeSpace::open(&base, hourly, 0, &files).expect("reopen");
+        assert!(![opened, once, twice].contains(&again.generation()));
     }
 
     #[test]

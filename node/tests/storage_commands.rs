@@ -610,6 +610,54 @@ async fn a_full_node_answers_enospc_and_writes_nothing() {
     );
 }
 
+/// A disk that takes only part of an upload (it fills up while the file is written): the
+/// client gets a status, nothing of the file stays (under its name, in a temporary file or
+/// in the binlog), the connection goes on, and once there is room the next upload is stored.
+#[tokio::test]
+async fn an_upload_the_disk_takes_only_part_of_leaves_nothing_and_the_next_is_stored() {
+    fdfs_test_support::alone!(
+        an_upload_the_disk_takes_only_part_of_leaves_nothing_and_the_next_is_stored
+    );
+    let c = Cluster::start(&["group1"], 1).await;
+    let client = c.client().await;
+    let kept = client
+        .upload_bytes(b"kept", "txt", None)
+        .await
+        .expect("kept");
+    let data = c.store_root(0).join("data");
+    let binlog = data.join("sync/binlog.000");
+    let (files, lines) = (walk(&data), std::fs::read(&binlog).expect("binlog"));
+    fdfs_test_support::full_disk::limit_file_size(Some(32 * 1024));
+    // One written whole from the request's buffer, one written as it arrives.
+    for size in [48 * 1024, 4 * 1024 * 1024] {
+        let body = vec![7u8; size];
+        assert_eq!(
+            status_of(client.upload_bytes(&body, "bin", None).await),
+            Some(Status::Io),
+            "{size} bytes"
+        );
+    }
+    fdfs_test_support::full_disk::limit_file_size(None);
+    assert_eq!(walk(&data), files, "no file, no temporary file");
+    assert_eq!(std::fs::read(&binlog).expect("binlog"), lines);
+    assert_eq!(
+        client.download_bytes(&kept, 0, 0).await.expect("kept"),
+        b"kept"
+    );
+    let body = vec![9u8; 4 * 1024 * 1024];
+    let stored = client
+        .upload_bytes(&body, "bin", None)
+        .await
+        .expect("stored once there is room");
+    assert_eq!(
+        client
+            .download_bytes(&stored, 0, 0)
+            .await
+            .expect("download"),
+        body
+    );
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).expect("readdir").flatten() {

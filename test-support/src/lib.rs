@@ -1,8 +1,10 @@
 //! Helpers the test suites of the workspace share (the node's, the operator's and the e2e
-//! tests): one way to wait for a condition, polled, with a bound and a name for the failure,
-//! and one way to start trackers and storages in process ([`cluster`]).
+//! tests): one way to wait for a condition, polled, with a bound and a name for the failure;
+//! one way to start trackers and storages in process ([`cluster`]), and a disk that takes
+//! only part of a write ([`full_disk`]).
 
 pub mod cluster;
+pub mod full_disk;
 
 use std::time::Duration;
 

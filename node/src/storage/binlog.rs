@@ -653,6 +653,39 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_the_disk_takes_only_part_of_is_cut_off_before_the_next() {
+        fdfs_test_support::alone!(a_batch_the_disk_takes_only_part_of_is_cut_off_before_the_next);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("data/sync/binlog.000");
+        let log = Binlog::open(dir.path()).expect("open");
+        log.append(&[Record::new(1, Op::Create, "M00/00/00/a")])
+            .expect("append");
+        // The disk takes 5 bytes of the next batch, then no more.
+        fdfs_test_support::full_disk::limit_file_size(Some(16 + 5));
+        let refused = log
+            .append(&[
+                Record::new(2, Op::Create, "M00/00/00/b"),
+                Record::new(3, Op::Truncate, "M00/00/00/c").with_extra("4000"),
+            ])
+            .expect_err("refused");
+        assert_eq!(refused.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(
+            std::fs::read_to_string(&file).expect("file"),
+            "1 C M00/00/00/a\n"
+        );
+        assert_eq!(log.end().offset, 16);
+        fdfs_test_support::full_disk::limit_file_size(None);
+        log.append(&[Record::new(4, Op::Create, "M00/00/00/d")])
+            .expect("append");
+        assert_eq!(
+            read_to_end(&log, Position::default()),
+            ["1 C M00/00/00/a\n", "4 C M00/00/00/d\n"]
+        );
+        let reopened = Binlog::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.end().offset, 32);
+    }
+
+    #[test]
     fn the_remains_of_a_write_cut_short_never_stop_a_reader() {
         let dir = tempfile::tempdir().expect("tempdir");
         let sync = dir.path().join("data/sync");

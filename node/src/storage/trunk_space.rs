@@ -723,6 +723,59 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_line_the_disk_takes_only_part_of_is_cut_off_before_the_next() {
+        fdfs_test_support::alone!(
+            a_slot_line_the_disk_takes_only_part_of_is_cut_off_before_the_next
+        );
+        let (dir, files) = setup();
+        let base = dir.path().join("base");
+        let mut space = FreeSpace::open(&base, params(), 0, &files).expect("open");
+        space.alloc(&files, 0, 24 + 100).expect("a");
+        let (free, blocks) = (space.free_bytes(), space.free_blocks());
+        let binlog = base.join("data/trunk/binlog");
+        let whole = std::fs::read_to_string(&binlog).expect("binlog");
+        // The disk takes 9 bytes of the next line, then no more: the slot is not given
+        // out, and stays free.
+        fdfs_test_support::full_disk::limit_file_size(Some(whole.len() as u64 + 9));
+        space.alloc(&files, 0, 24 + 4096).expect_err("refused");
+        assert_eq!(
+            std::fs::read(&binlog).expect("binlog").len(),
+            whole.len() + 9
+        );
+        assert_eq!(
+            (space.free_bytes(), space.free_blocks()),
+            (free, blocks.clone())
+        );
+        fdfs_test_support::full_disk::limit_file_size(None);
+        let b = space.alloc(&files, 0, 24 + 4096).expect("b");
+        let text = std::fs::read_to_string(&binlog).expect("binlog");
+        assert!(text.starts_with(&whole), "{text}");
+        assert!(
+            text[whole.len()..].lines().all(|l| {
+                let fields: Vec<&str> = l.split(' ').collect();
+                fields.len() == 8
+                    && fields[1].len() == 1
+                    && fields
+                        .iter()
+                        .enumerate()
+                        .all(|(i, f)| i == 1 || f.parse::<u32>().is_ok())
+            }),
+            "only whole lines after the cut: {text}"
+        );
+        let (free, blocks) = (space.free_bytes(), space.free_blocks());
+        drop(space);
+        let space = FreeSpace::open(&base, params(), 0, &files).expect("again");
+        assert_eq!((space.free_bytes(), space.free_blocks()), (free, blocks));
+        assert!(
+            space
+                .free_blocks()
+                .iter()
+                .all(|f| f.id != b.id || f.offset != b.offset),
+            "b's slot is not free again"
+        );
+    }
+
+    #[test]
     fn slot_sizes_round_as_fastdfs_does() {
         let p = params();
         assert_eq!(p.slot_size(1), 256);

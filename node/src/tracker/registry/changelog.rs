@@ -389,6 +389,47 @@ mod tests {
     }
 
     #[test]
+    fn a_line_the_disk_takes_only_part_of_is_written_whole_with_the_next() {
+        fdfs_test_support::alone!(
+            a_line_the_disk_takes_only_part_of_is_written_whole_with_the_next
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("data/storage_changelog.dat");
+        std::fs::create_dir_all(dir.path().join("data")).expect("dirs");
+        let mut log = Changelog::open(dir.path()).expect("open");
+        log.append(100, "group1", "10.0.0.1", StorageStatus::Deleted, "");
+        let first = "100 group1 10.0.0.1 4 \n";
+        // The disk takes 7 bytes of the next line, then no more; the tracker holds the
+        // line (storages read it from memory), the file part of it.
+        fdfs_test_support::full_disk::limit_file_size(Some(first.len() as u64 + 7));
+        log.append(101, "group1", "10.0.0.2", StorageStatus::Deleted, "");
+        assert_eq!(
+            std::fs::read_to_string(&file).expect("file"),
+            format!("{first}101 gro")
+        );
+        // Still full: the whole file cannot be written either, and stays as it was.
+        log.append(102, "group1", "10.0.0.3", StorageStatus::Deleted, "");
+        assert_eq!(
+            std::fs::read_to_string(&file).expect("file"),
+            format!("{first}101 gro")
+        );
+        fdfs_test_support::full_disk::limit_file_size(None);
+        log.append(103, "group1", "10.0.0.4", StorageStatus::Deleted, "");
+        let expected = format!(
+            "{first}101 group1 10.0.0.2 4 \n102 group1 10.0.0.3 4 \n103 group1 10.0.0.4 4 \n"
+        );
+        assert_eq!(std::fs::read_to_string(&file).expect("file"), expected);
+        assert_eq!(log.text, expected.as_bytes());
+        let reopened = Changelog::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.text, expected.as_bytes());
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("data"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["storage_changelog.dat"], "no temporary file left");
+    }
+
+    #[test]
     fn restored_offsets_past_the_changelogs_end_go_back_to_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("data")).expect("dirs");

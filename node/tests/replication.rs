@@ -1086,6 +1086,60 @@ async fn a_stopping_member_pushes_its_whole_binlog_first() {
     );
 }
 
+/// A caught-up push waits `sync_wait_msec` for more changes, to push them together; a member
+/// stopped while its push waits pushes what came before it exits, not after the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_stopped_while_its_push_waits_for_more_pushes_what_came_first() {
+    let mut g = Group(common::TestGroup::start(TrackerConfig::default(), 24000).await);
+    let mut config = g.config("127.0.0.2");
+    config.sync_wait_msec = 3_600_000;
+    g.add(config).await;
+    g.wait_all_active().await;
+    let (a, client) = (g.members[0].addr, g.shared_client().await);
+    let upload = async |i: usize| {
+        let body = content(i);
+        let head = fdfs_node::proto::storage::UploadHead {
+            store_path_index: 0xFF,
+            file_size: body.len() as u64,
+            ext: "bin".into(),
+        };
+        client
+            .upload_to(a, head, &mut &body[..])
+            .await
+            .expect("upload to A")
+    };
+    // B's full copy of A's first file is pushed at once; then A's push is caught up.
+    let first = upload(0).await;
+    g.add_member("127.0.0.5").await;
+    g.wait_all_active().await;
+    wait_until("A's first file on B", Duration::from_secs(30), async || {
+        g.path_on(1, &first).exists()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 1..6 {
+        ids.push(upload(i).await);
+    }
+    assert!(
+        ids.iter().all(|id| !g.path_on(1, id).exists()),
+        "the push waits for more"
+    );
+    let stopped = std::time::Instant::now();
+    let a = g.members.remove(0);
+    a.stop(Duration::from_secs(10)).await;
+    for (i, id) in (1..6).zip(&ids) {
+        assert_eq!(
+            std::fs::read(g.path_on(0, id)).expect("on B after A stopped"),
+            content(i)
+        );
+    }
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "the stop cut the wait short: {:?}",
+        stopped.elapsed()
+    );
+}
+
 /// `fdfs migrate retire`: a member is deleted from the trackers only once it is stopped and
 /// every file it took is on the others. One stopped too early (its last uploads never left
 /// it) is refused until it runs again and pushes them.

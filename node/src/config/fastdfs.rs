@@ -43,7 +43,6 @@ const IGNORED_FASTDFS_KEYS: &[&str] = &[
     "disk_rw_separated",
     "disk_reader_threads",
     "disk_writer_threads",
-    "sync_wait_msec",
     "sync_interval",
     "sync_start_time",
     "sync_end_time",
@@ -117,6 +116,9 @@ pub struct ConfLine {
 }
 
 /// Sections of FastDFS's sample confs (V6.13+) that hold only logging settings.
+/// What FastDFS takes for a `sync_wait_msec` of 0 or less.
+const FASTDFS_SYNC_WAIT_MSEC: u64 = 100;
+
 const IGNORED_FASTDFS_SECTIONS: &[&str] = &["error-log", "access-log"];
 
 /// Reads FastDFS's INI-like format: `key = value`, `#` comments, `#include` ignored.
@@ -438,6 +440,13 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
             "sync_stat_file_interval" => c.sync_stat_file_interval = parse_num(path, &l)?,
             "buff_size" => c.buff_size = parse_bytes(path, &l)?,
             "fsync_after_written_bytes" => c.fsync_after_written_bytes = parse_bytes(path, &l)?,
+            // FastDFS takes a value of 0 or less as its default.
+            "sync_wait_msec" => {
+                c.sync_wait_msec = match parse_num::<i64>(path, &l)? {
+                    ms if ms > 0 => ms as u64,
+                    _ => FASTDFS_SYNC_WAIT_MSEC,
+                }
+            }
             "file_distribute_path_mode" => c.file_distribute_path_mode = parse_num(path, &l)?,
             "file_distribute_rotate_count" => c.file_distribute_rotate_count = parse_num(path, &l)?,
             "upload_priority" => c.upload_priority = parse_num(path, &l)?,
@@ -668,6 +677,7 @@ mod tests {
         assert_eq!(c.bind, "0.0.0.0:23000");
         assert_eq!(c.timeouts().header, Duration::from_secs(60));
         assert_eq!(c.tracker_servers.len(), 2);
+        assert_eq!(c.sync_wait_msec, 10);
 
         // Keys under a section are not global settings: FastDFS finds no tracker in
         // a tracker_server line placed after [access-log], and neither do we.
@@ -767,6 +777,11 @@ mod tests {
         );
         assert_eq!(c.tracker_servers.len(), 2);
         assert_eq!(c.buff_size, 256 * 1024);
+        assert_eq!(c.sync_wait_msec, StorageConfig::default().sync_wait_msec);
+        for (value, ms) in [("250", 250), ("0", 100), ("-1", 100)] {
+            std::fs::write(&p, format!("sync_wait_msec = {value}\n")).expect("write");
+            assert_eq!(storage_from_fastdfs(&p).expect("loads").sync_wait_msec, ms);
+        }
 
         std::fs::write(&p, "no_such_key = 1\n").expect("write");
         assert!(matches!(

@@ -404,6 +404,12 @@ pub struct StorageConfig {
     /// fsync a file being written after every this many bytes, before it is put in place,
     /// and its directory after; 0 (the default, as FastDFS) leaves it to the kernel.
     pub fsync_after_written_bytes: u64,
+    /// Milliseconds a caught-up push waits after the binlog grows before it reads and
+    /// pushes what came (FastDFS's `sync_wait_msec`: how long its caught-up sync thread
+    /// sleeps before reading the binlog again). Changes arriving in that time go together,
+    /// with one wake-up of the push and of the peer for all of them; 0 pushes every
+    /// change as it comes.
+    pub sync_wait_msec: u64,
     pub file_distribute_path_mode: u8,
     pub file_distribute_rotate_count: u32,
     pub upload_priority: u64,
@@ -646,6 +652,7 @@ impl Default for StorageConfig {
             sync_stat_file_interval: 60,
             buff_size: 256 * 1024,
             fsync_after_written_bytes: 0,
+            sync_wait_msec: 10,
             file_distribute_path_mode: 0,
             file_distribute_rotate_count: 100,
             upload_priority: 10,

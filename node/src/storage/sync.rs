@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -568,7 +569,16 @@ async fn push_from(
                     }
                     return Ok(());
                 }
-                _ = end.changed() => {}
+                _ = end.changed() => {
+                    // Let more changes come, to push them together (a stop cuts it short).
+                    let wait = Duration::from_millis(node.config.sync_wait_msec);
+                    if !wait.is_zero() {
+                        tokio::select! {
+                            _ = stop.cancelled() => {}
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                }
                 _ = tokio::time::sleep(node.config.timers.quiet_mark_save()) => {
                     if unsaved > 0 {
                         mark.save_off_thread(mark_path).await?;

@@ -1030,7 +1030,15 @@ async fn concurrent_metadata_merges_keep_every_key() {
 /// rollout) pushes on to the end of its binlog before it exits, not just its current batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_member_pushes_its_whole_binlog_first() {
-    let mut g = start_pair("127.0.0.4").await;
+    let mut g = Group(common::TestGroup::start(TrackerConfig::default(), 24000).await);
+    let mut a = g.config("127.0.0.2");
+    // The push to the end is bounded by the flush grace (3 s by default); on a machine busy
+    // with other tests, 2,400 files can take longer. The test is about going on to the end.
+    a.timers.flush_grace_ms = 8_000;
+    g.add(a).await;
+    g.wait_all_active().await;
+    g.add_member("127.0.0.4").await;
+    g.wait_all_active().await;
     // B is away while A takes many uploads: several push batches' worth.
     let cfg = g.stop_last().await;
     let client = g.shared_client().await;

@@ -9,9 +9,8 @@
 //! connections a tenth of the process's CPU went to that. With a thread per CPU, steps
 //! that arrive while a thread is busy run back to back on it, and a slow read never holds
 //! up a small write (nor the reverse). The small write of a request handled alone runs on
-//! its own async worker instead, through tokio's `block_in_place`, which hands the
-//! worker's other tasks to another thread before the step starts: a lone request needs no
-//! thread woken for it and none woken back.
+//! its own async worker instead: a lone request needs no thread woken for it and none
+//! woken back.
 //!
 //! tokio's own blocking pool guards its queue and idle-thread list with one lock and a
 //! condition variable. With every upload, download, replica and push making trips, the
@@ -165,17 +164,24 @@ pub async fn run<T: Send + 'static>(
 
 /// [`run`] for a small file written whole without fsync (a step bound by the CPU): on the
 /// threads kept for those; or, for a request handled alone (see [`RequestInFlight`]) while
-/// no other small write is queued or running, on the calling async worker itself through
-/// [`tokio::task::block_in_place`], which first hands the worker's other tasks to another
-/// thread, so nothing waits behind the disk. One connection uploading file after file then
-/// wakes no disk thread, and no worker is woken back.
+/// no other small write is queued or running, on the calling async worker itself. One
+/// connection uploading file after file then wakes no disk thread, and no worker is woken
+/// back.
+///
+/// With other workers, the step runs right there: they go on with the rest, taking this
+/// worker's queued tasks as they run out of their own (one upload at a time, that took an
+/// eighth off its CPU against handing the worker's tasks on first). With one worker only,
+/// [`tokio::task::block_in_place`] first hands its tasks to another thread, since nothing
+/// else would run them.
 pub async fn run_small_write<T: Send + 'static>(
     step: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, DiskStepLost> {
     let queue = queue(Pool::SmallWrites);
-    let on_a_pool_worker = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if on_a_pool_worker
+    let workers = tokio::runtime::Handle::try_current()
+        .ok()
+        .filter(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        .map(|h| h.metrics().num_workers());
+    if let Some(workers) = workers
         && REQUESTS.load(Ordering::Relaxed) <= 1
         && queue.started.load(Ordering::Relaxed) > 0
         && queue
@@ -183,7 +189,13 @@ pub async fn run_small_write<T: Send + 'static>(
             .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     {
-        let out = std::panic::catch_unwind(AssertUnwindSafe(|| tokio::task::block_in_place(step)));
+        let out = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if workers > 1 {
+                step()
+            } else {
+                tokio::task::block_in_place(step)
+            }
+        }));
         queue.busy.fetch_sub(1, Ordering::Release);
         return out.map_err(|_| DiskStepLost);
     }
@@ -370,8 +382,8 @@ mod tests {
         }
     }
 
-    /// One connection uploading file after file: its write runs on its own async worker,
-    /// which hands its other tasks on first; a write arriving meanwhile is queued, and so
+    /// One connection uploading file after file: its write runs on its own async worker
+    /// while the other worker runs the rest; a write arriving meanwhile is queued, and so
     /// is any while several requests are under way.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lone_small_write_runs_in_place_and_holds_up_nothing() {
@@ -412,6 +424,45 @@ mod tests {
             .await
             .expect("step");
         assert!(queued.is_some_and(|n| n.starts_with("fdfs-write-")));
+    }
+
+    /// With one worker, a lone write in place first hands the worker's tasks to another
+    /// thread: run right there, it would hold up every task until it ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_lone_small_write_on_the_only_worker_holds_up_nothing() {
+        // Apart from the other tests of the process, whose writes would queue this one's.
+        fdfs_test_support::alone!(a_lone_small_write_on_the_only_worker_holds_up_nothing);
+        let wait = std::time::Duration::from_secs(10);
+        let gate = Arc::new(Gate::default());
+        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+        let held_gate = gate.clone();
+        let held = tokio::spawn(async move {
+            let caller = std::thread::current().id();
+            let ran_on = run_small_write(move || {
+                let _ = started_tx.send(());
+                held_gate.wait();
+                std::thread::current().id()
+            })
+            .await
+            .expect("step");
+            (caller, ran_on)
+        });
+        started.recv().await.expect("the write started");
+        // Waited for on a thread of its own: with the only worker held, no timer would fire.
+        let handle = tokio::runtime::Handle::current();
+        let other = std::thread::spawn(move || {
+            let (ran_tx, ran) = std::sync::mpsc::channel();
+            handle.spawn(async move {
+                let _ = ran_tx.send(7);
+            });
+            ran.recv_timeout(wait).ok()
+        })
+        .join()
+        .expect("thread");
+        gate.open();
+        assert_eq!(other, Some(7), "a task waited behind the write in place");
+        let (caller, ran_on) = held.await.expect("task");
+        assert_eq!(caller, ran_on, "the lone write left its thread");
     }
 
     /// A write in place that panics is an error for its caller, and leaves nothing behind:

@@ -2,7 +2,8 @@
 //! (`RLIMIT_FSIZE`). A write reaching past it writes what fits and the next gets `EFBIG`,
 //! as a write on a disk that fills up gets part way and then `ENOSPC`. The limit holds for
 //! the whole process, so a test that sets it runs in a process of its own
-//! ([`in_a_process_of_its_own`]), whichever way the tests are run.
+//! ([`in_a_process_of_its_own`]), whichever way the tests are run; so does any test that
+//! depends on what the other tests of its process do.
 
 use std::process::Command;
 

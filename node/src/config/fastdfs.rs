@@ -115,10 +115,10 @@ pub struct ConfLine {
     pub value: String,
 }
 
-/// Sections of FastDFS's sample confs (V6.13+) that hold only logging settings.
 /// What FastDFS takes for a `sync_wait_msec` of 0 or less.
 const FASTDFS_SYNC_WAIT_MSEC: u64 = 100;
 
+/// Sections of FastDFS's sample confs (V6.13+) that hold only logging settings.
 const IGNORED_FASTDFS_SECTIONS: &[&str] = &["error-log", "access-log"];
 
 /// Reads FastDFS's INI-like format: `key = value`, `#` comments, `#include` ignored.

@@ -532,6 +532,9 @@ async fn push_from(
         peer: peer.id.clone(),
     };
     loop {
+        // What is appended from here on wakes a caught-up push; what was appended before is
+        // in the read below (a change seen during the last push would wake it for nothing).
+        end.borrow_and_update();
         let (from, scope) = (mark.position, mark.scope());
         let (records, next, mut loaded) = match read_batch_cached(node, from, scope) {
             Some(batch) => batch?,

@@ -168,11 +168,14 @@ pub async fn run<T: Send + 'static>(
 /// connection uploading file after file then wakes no disk thread, and no worker is woken
 /// back.
 ///
-/// With other workers, the step runs right there: they go on with the rest, taking this
-/// worker's queued tasks as they run out of their own (one upload at a time, that took an
-/// eighth off its CPU against handing the worker's tasks on first). With one worker only,
-/// [`tokio::task::block_in_place`] first hands its tasks to another thread, since nothing
-/// else would run them.
+/// With other workers, the step runs right there (one upload at a time, that took an
+/// eighth off its CPU against handing the worker's tasks on first): they go on with new
+/// events and take this worker's queued tasks as they run out of their own, though not the
+/// one task it woke last (tokio keeps that one for itself), which waits for the step; a
+/// step the disk holds up (a directory not in the cache, writeback throttling) holds up
+/// that task and this worker as long, with no other request under way. With one worker
+/// only, [`tokio::task::block_in_place`] first hands its tasks to another thread, since
+/// nothing else would run them.
 pub async fn run_small_write<T: Send + 'static>(
     step: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, DiskStepLost> {
@@ -383,10 +386,12 @@ mod tests {
     }
 
     /// One connection uploading file after file: its write runs on its own async worker
-    /// while the other worker runs the rest; a write arriving meanwhile is queued, and so
+    /// while the other worker runs new tasks; a write arriving meanwhile is queued, and so
     /// is any while several requests are under way.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lone_small_write_runs_in_place_and_holds_up_nothing() {
+        // Apart from the other tests of the process, whose writes and requests count.
+        fdfs_test_support::alone!();
         let wait = std::time::Duration::from_secs(10);
         let gate = Arc::new(Gate::default());
         let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
@@ -431,7 +436,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_lone_small_write_on_the_only_worker_holds_up_nothing() {
         // Apart from the other tests of the process, whose writes would queue this one's.
-        fdfs_test_support::alone!(a_lone_small_write_on_the_only_worker_holds_up_nothing);
+        fdfs_test_support::alone!();
         let wait = std::time::Duration::from_secs(10);
         let gate = Arc::new(Gate::default());
         let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
@@ -469,6 +474,7 @@ mod tests {
     /// the next lone write runs in place again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panicking_write_in_place_is_an_error_and_the_next_runs_in_place() {
+        fdfs_test_support::alone!();
         let lost = tokio::spawn(run_small_write(|| -> u32 { panic!("step fails") }))
             .await
             .expect("task");

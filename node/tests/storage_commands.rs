@@ -615,9 +615,7 @@ async fn a_full_node_answers_enospc_and_writes_nothing() {
 /// in the binlog), the connection goes on, and once there is room the next upload is stored.
 #[tokio::test]
 async fn an_upload_the_disk_takes_only_part_of_leaves_nothing_and_the_next_is_stored() {
-    fdfs_test_support::alone!(
-        an_upload_the_disk_takes_only_part_of_leaves_nothing_and_the_next_is_stored
-    );
+    fdfs_test_support::alone!();
     let c = Cluster::start(&["group1"], 1).await;
     let client = c.client().await;
     let kept = client

@@ -6,50 +6,78 @@
 //! depends on what the other tests of its process do.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// The variable that tells a test's own process which test it is there for.
 const ALONE: &str = "FDFS_TEST_ALONE";
 
+/// How long the test may take in its own process.
+const CHILD_LIMIT: Duration = Duration::from_secs(300);
+
 /// Whether the calling test should go on here: `true` in a process started for it alone;
 /// elsewhere it runs the test again in a process of its own (this test binary, filtered to
-/// the test), fails if that fails or ran no test, and returns `false`.
+/// the test), fails if that fails, runs no test or outlasts [`CHILD_LIMIT`], and returns
+/// `false`.
 ///
-/// `test` is the test's path from [`module_path!`], as [`alone!`](crate::alone) passes it.
-pub fn in_a_process_of_its_own(test: &str) -> bool {
-    // The test harness names tests without the crate's name.
-    let name = test.split_once("::").map_or(test, |(_, rest)| rest);
+/// `here` is the path of a function inside the test, as [`alone!`](crate::alone) passes it.
+pub fn in_a_process_of_its_own(here: &str) -> bool {
+    let name = test_name(here);
     if std::env::var(ALONE).is_ok_and(|v| v == name) {
         return true;
     }
     let exe = std::env::current_exe().expect("the test binary");
-    let out = Command::new(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(ALONE, name)
-        .output()
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = Command::new(exe)
+        .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .env(ALONE, &name)
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
         .expect("the test in a process of its own");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let deadline = Instant::now() + CHILD_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{name} in a process of its own: {}\n{stdout}\n{stderr}",
-        out.status
+        status.is_some_and(|s| s.success()) && stdout.contains("test result: ok. 1 passed"),
+        "{name} in a process of its own: {status:?} (none: killed after {CHILD_LIMIT:?})\n{stdout}\n{stderr}"
     );
     false
 }
 
+/// The harness's name of the test that holds function `here`: its path without the crate,
+/// the closures of async bodies and the function itself.
+fn test_name(here: &str) -> String {
+    let path = here.strip_suffix("::here").unwrap_or(here);
+    let path = path.replace("::{{closure}}", "");
+    // The test harness names tests without the crate's name.
+    match path.split_once("::") {
+        Some((_, rest)) => rest.to_owned(),
+        None => path,
+    }
+}
+
 /// Runs the rest of the calling test in a process of its own (see
-/// [`in_a_process_of_its_own`]); `alone!(test_fn_name)` at the test's start.
+/// [`in_a_process_of_its_own`]): `alone!();` at the test's start.
 #[macro_export]
 macro_rules! alone {
-    ($test:ident) => {
-        if !$crate::full_disk::in_a_process_of_its_own(concat!(
-            module_path!(),
-            "::",
-            stringify!($test)
-        )) {
+    () => {{
+        fn here() {}
+        if !$crate::full_disk::in_a_process_of_its_own(::std::any::type_name_of_val(&here)) {
             return;
         }
-    };
+    }};
 }
 
 /// From now on no file of this process grows past `bytes` (`None`: no limit again). A write
@@ -84,8 +112,25 @@ mod tests {
     use std::io::Write;
 
     #[test]
+    fn tests_are_named_as_the_harness_names_them() {
+        for (here, name) in [
+            (
+                "fdfs_node::disk::tests::a_test::here",
+                "disk::tests::a_test",
+            ),
+            (
+                "fdfs_node::disk::tests::an_async_test::{{closure}}::here",
+                "disk::tests::an_async_test",
+            ),
+            ("storage_commands::a_test::{{closure}}::here", "a_test"),
+        ] {
+            assert_eq!(test_name(here), name);
+        }
+    }
+
+    #[test]
     fn a_write_past_the_limit_writes_what_fits_and_the_rest_is_refused() {
-        crate::alone!(a_write_past_the_limit_writes_what_fits_and_the_rest_is_refused);
+        crate::alone!();
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("f");
         let mut f = std::fs::File::create(&path).expect("create");

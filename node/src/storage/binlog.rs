@@ -654,7 +654,7 @@ mod tests {
 
     #[test]
     fn a_batch_the_disk_takes_only_part_of_is_cut_off_before_the_next() {
-        fdfs_test_support::alone!(a_batch_the_disk_takes_only_part_of_is_cut_off_before_the_next);
+        fdfs_test_support::alone!();
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("data/sync/binlog.000");
         let log = Binlog::open(dir.path()).expect("open");

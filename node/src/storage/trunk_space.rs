@@ -724,9 +724,7 @@ mod tests {
 
     #[test]
     fn a_slot_line_the_disk_takes_only_part_of_is_cut_off_before_the_next() {
-        fdfs_test_support::alone!(
-            a_slot_line_the_disk_takes_only_part_of_is_cut_off_before_the_next
-        );
+        fdfs_test_support::alone!();
         let (dir, files) = setup();
         let base = dir.path().join("base");
         let mut space = FreeSpace::open(&base, params(), 0, &files).expect("open");

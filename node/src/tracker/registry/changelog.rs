@@ -390,9 +390,7 @@ mod tests {
 
     #[test]
     fn a_line_the_disk_takes_only_part_of_is_written_whole_with_the_next() {
-        fdfs_test_support::alone!(
-            a_line_the_disk_takes_only_part_of_is_written_whole_with_the_next
-        );
+        fdfs_test_support::alone!();
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("data/storage_changelog.dat");
         std::fs::create_dir_all(dir.path().join("data")).expect("dirs");

@@ -385,15 +385,11 @@ mod tests {
         }
     }
 
-    /// One connection uploading file after file: its write runs on its own async worker
-    /// while the other worker runs new tasks; a write arriving meanwhile is queued, and so
-    /// is any while several requests are under way.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_lone_small_write_runs_in_place_and_holds_up_nothing() {
-        // Apart from the other tests of the process, whose writes and requests count.
-        fdfs_test_support::alone!();
-        let wait = std::time::Duration::from_secs(10);
-        let gate = Arc::new(Gate::default());
+    /// A lone small write on a task of its own, held by `gate`; returned once it runs. The
+    /// task gives the threads it was called on and ran on.
+    async fn a_lone_write_held_by(
+        gate: &Arc<Gate>,
+    ) -> tokio::task::JoinHandle<(std::thread::ThreadId, std::thread::ThreadId)> {
         let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
         let held_gate = gate.clone();
         let held = tokio::spawn(async move {
@@ -408,6 +404,19 @@ mod tests {
             (caller, ran_on)
         });
         started.recv().await.expect("the write started");
+        held
+    }
+
+    /// One connection uploading file after file: its write runs on its own async worker
+    /// while the other worker runs new tasks; a write arriving meanwhile is queued, and so
+    /// is any while several requests are under way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_small_write_runs_in_place_and_holds_up_nothing() {
+        // Apart from the other tests of the process, whose writes and requests count.
+        fdfs_test_support::alone!();
+        let wait = std::time::Duration::from_secs(10);
+        let gate = Arc::new(Gate::default());
+        let held = a_lone_write_held_by(&gate).await;
         let other = tokio::time::timeout(wait, tokio::spawn(async { 7 }))
             .await
             .expect("a task waited behind the write in place");
@@ -439,20 +448,7 @@ mod tests {
         fdfs_test_support::alone!();
         let wait = std::time::Duration::from_secs(10);
         let gate = Arc::new(Gate::default());
-        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
-        let held_gate = gate.clone();
-        let held = tokio::spawn(async move {
-            let caller = std::thread::current().id();
-            let ran_on = run_small_write(move || {
-                let _ = started_tx.send(());
-                held_gate.wait();
-                std::thread::current().id()
-            })
-            .await
-            .expect("step");
-            (caller, ran_on)
-        });
-        started.recv().await.expect("the write started");
+        let held = a_lone_write_held_by(&gate).await;
         // Waited for on a thread of its own: with the only worker held, no timer would fire.
         let handle = tokio::runtime::Handle::current();
         let other = std::thread::spawn(move || {

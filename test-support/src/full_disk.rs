@@ -80,6 +80,17 @@ macro_rules! alone {
     }};
 }
 
+/// Appends `bytes` to the file at `path` through a handle of its own, as a write cut short
+/// (a crash, a full disk) or one still under way leaves them beside the file's writer.
+pub fn append_part(path: &std::path::Path, bytes: &[u8]) {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .unwrap_or_else(|e| panic!("appending to {}: {e}", path.display()));
+}
+
 /// From now on no file of this process grows past `bytes` (`None`: no limit again). A write
 /// past it gets `EFBIG` instead of the signal that would end the process.
 pub fn limit_file_size(bytes: Option<u64>) {

@@ -637,11 +637,7 @@ mod tests {
 
         // A write that failed part way and could not be cut off at once (its callers
         // were told it failed): the next write cuts it off first.
-        let mut raw = OpenOptions::new()
-            .append(true)
-            .open(sync.join("binlog.000"))
-            .expect("raw");
-        raw.write_all(b"4 C M00/0").expect("part");
+        fdfs_test_support::full_disk::append_part(&sync.join("binlog.000"), b"4 C M00/0");
         log.writer.lock().expect("writer").dirty_tail = true;
         log.append(&[Record::new(5, Op::Create, "M00/00/00/e")])
             .expect("append");
@@ -814,12 +810,10 @@ mod tests {
         assert_eq!((cached.0.len(), cached.1), (2, log.end()));
         // Bytes beyond the published end (an append under way) are left for later.
         let end = log.end();
-        let mut raw = OpenOptions::new()
-            .append(true)
-            .open(dir.path().join("data/sync/binlog.000"))
-            .expect("binlog file");
-        raw.write_all(b"3 C M00/00/00/c\n4 C M00/00/")
-            .expect("write");
+        fdfs_test_support::full_disk::append_part(
+            &dir.path().join("data/sync/binlog.000"),
+            b"3 C M00/00/00/c\n4 C M00/00/",
+        );
         assert_eq!(log.read_from(end, 4096).expect("read"), (Vec::new(), end));
         assert_eq!(
             log.read_cached(end, 4096)

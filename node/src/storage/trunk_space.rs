@@ -687,20 +687,11 @@ mod tests {
         drop(space);
         // A crash in the middle of a binlog line.
         let binlog = base.join("data/trunk/binlog");
-        let mut cut = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&binlog)
-            .expect("binlog");
-        cut.write_all(b"1700000000 D 0 0 1 1 ").expect("cut line");
-        drop(cut);
+        fdfs_test_support::full_disk::append_part(&binlog, b"1700000000 D 0 0 1 1 ");
         let mut space = FreeSpace::open(&base, params(), 0, &files).expect("reopen");
         let b = space.alloc(&files, 0, 24 + 4096).expect("b");
         // A write that failed part way: cut off before the next line is written.
-        let mut part = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&binlog)
-            .expect("binlog");
-        part.write_all(b"1700000001 A 0 0 1 1 4").expect("part");
+        fdfs_test_support::full_disk::append_part(&binlog, b"1700000001 A 0 0 1 1 4");
         space.binlog_cut = true;
         let c = space.alloc(&files, 0, 24 + 1000).expect("c");
         let (free, blocks) = (space.free_bytes(), space.free_blocks());

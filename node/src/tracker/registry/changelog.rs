@@ -371,11 +371,7 @@ mod tests {
         // A write that failed part way: memory holds the line (storages may have read
         // it), the file part of it; the next append writes the file whole.
         log.text.extend_from_slice(b"103 group1 10.0.0.4 4 \n");
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&file)
-            .expect("open");
-        f.write_all(b"103 gro").expect("part");
+        fdfs_test_support::full_disk::append_part(&file, b"103 gro");
         log.cut = true;
         log.append(104, "group1", "10.0.0.5", StorageStatus::Deleted, "");
         let text = std::fs::read_to_string(&file).expect("file");

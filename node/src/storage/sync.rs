@@ -662,30 +662,10 @@ async fn open_lane(node: &StorageNode, addr: SocketAddr) -> Result<Conn, SyncErr
     Ok(conn)
 }
 
-/// The lane of a record among `lanes`: by file name, a metadata file going with its file.
-fn lane_of(r: &Record, lanes: usize) -> usize {
+/// The lane of a record: by file name, a metadata file going with its file.
+fn lane_of(r: &Record) -> usize {
     let base = r.name.strip_suffix("-m").unwrap_or(&r.name);
-    (crc32fast::hash(base.as_bytes()) as usize) % lanes
-}
-
-/// Small files read with the batch that one lane carries before another lane is used.
-const LOADED_PER_LANE: usize = 16;
-
-/// How many lanes a batch is spread over: a file to be read as it is pushed wants a lane
-/// of its own, small files read with the batch share one by [`LOADED_PER_LANE`], so they
-/// go out in runs (one write, one wake-up of the peer) rather than one per lane.
-fn lanes_for(records: &[(Record, Option<Loaded>)]) -> usize {
-    let weight: usize = records
-        .iter()
-        .map(|(_, content)| {
-            if content.is_some() {
-                1
-            } else {
-                LOADED_PER_LANE
-            }
-        })
-        .sum();
-    weight.div_ceil(LOADED_PER_LANE).clamp(1, LANES)
+    (crc32fast::hash(base.as_bytes()) as usize) % LANES
 }
 
 /// Pushes records over the lanes in parallel; renames and links, which touch two
@@ -696,23 +676,19 @@ async fn push_batch(
     records: Vec<(Record, Option<Loaded>)>,
 ) -> Result<u64, SyncError> {
     let total = records.len() as u64;
-    // One count for the whole batch: a file's records stay in one lane, in order.
-    let lanes = lanes_for(&records);
     let mut stretch: Vec<Vec<(Record, Option<Loaded>)>> = vec![Vec::new(); LANES];
     for (r, content) in records {
         if matches!(r.op, Op::Rename | Op::Link) {
-            debug_assert!(content.is_none());
             run_lanes(
                 node,
                 conns,
                 std::mem::replace(&mut stretch, vec![Vec::new(); LANES]),
             )
             .await?;
-            // Renames and links carry no file read with the batch.
             let conn = conns[0].as_mut().ok_or(SyncError::Gone)?;
-            push_record(node, conn, &r).await?;
+            push_record(node, conn, &r, content).await?;
         } else {
-            stretch[lane_of(&r, lanes)].push((r, content));
+            stretch[lane_of(&r)].push((r, content));
         }
     }
     run_lanes(node, conns, stretch).await?;
@@ -732,7 +708,9 @@ async fn run_lanes(
         let mut conn = conns[k].take().ok_or(SyncError::Gone)?;
         let node = node.clone();
         set.spawn(async move {
-            push_lane(&node, &mut conn, lane).await?;
+            for (r, content) in lane {
+                push_record(&node, &mut conn, &r, content).await?;
+            }
             Ok::<_, SyncError>((k, conn))
         });
     }
@@ -745,99 +723,6 @@ async fn run_lanes(
         }
     }
     first_error.map_or(Ok(()), Err)
-}
-
-/// Small files sent in one write before their replies are read, at most (count, bytes).
-const PIPELINE_FILES: usize = 64;
-const PIPELINE_BYTES: usize = 1 << 20;
-
-/// Pushes one lane's records in order. A run of files read with the batch goes out in
-/// one write and its replies are read after: the peer reads several requests per wake-up
-/// and this task wakes once per run, not once per file.
-async fn push_lane(
-    node: &StorageNode,
-    conn: &mut Conn,
-    lane: Vec<(Record, Option<Loaded>)>,
-) -> Result<(), SyncError> {
-    let mut records = lane.into_iter().peekable();
-    while let Some((r, content)) = records.next() {
-        let Some(bytes) = content.filter(|_| matches!(r.op, Op::Create | Op::Update)) else {
-            push_record(node, conn, &r).await?;
-            continue;
-        };
-        let mut run = vec![(r, bytes)];
-        let mut run_bytes = run[0].1.len();
-        while run.len() < PIPELINE_FILES && run_bytes < PIPELINE_BYTES {
-            let Some((next, Some(b))) =
-                records.next_if(|(n, c)| c.is_some() && matches!(n.op, Op::Create | Op::Update))
-            else {
-                break;
-            };
-            run_bytes += b.len();
-            run.push((next, b));
-        }
-        push_loaded_files(node, conn, run).await?;
-    }
-    Ok(())
-}
-
-/// Sends SYNC_CREATE/SYNC_UPDATE requests for files already read, all in one write, then
-/// reads their replies in order.
-async fn push_loaded_files(
-    node: &StorageNode,
-    conn: &mut Conn,
-    files: Vec<(Record, Loaded)>,
-) -> Result<(), SyncError> {
-    let mut out = Vec::new();
-    for (r, bytes) in &files {
-        let size = bytes.len() as u64;
-        let prefix = sync_file_prefix(node, &r.name, r.timestamp, size);
-        let cmd = sync_file_command(r.op == Op::Update);
-        out.extend_from_slice(&request_head(cmd, 0, &prefix, size));
-        out.extend_from_slice(bytes);
-    }
-    conn.write_all(&out).await?;
-    for (_, bytes) in &files {
-        let h = conn.read_reply_header(1 << 20).await?;
-        let mut body = vec![0u8; h.body_len as usize];
-        conn.read_exact(&mut body).await?;
-        file_pushed(node, bytes.len() as u64, h.status())?;
-    }
-    Ok(())
-}
-
-/// A request's header and fixed part `prefix`, for `content` more bytes that follow.
-fn request_head(cmd: Command, status: u8, prefix: &[u8], content: u64) -> Vec<u8> {
-    let mut out = Header {
-        body_len: prefix.len() as u64 + content,
-        cmd,
-        status,
-    }
-    .encode()
-    .to_vec();
-    out.extend_from_slice(prefix);
-    out
-}
-
-/// The fixed part of a SYNC_CREATE/SYNC_UPDATE request for `size` bytes of file `name`.
-fn sync_file_prefix(node: &StorageNode, name: &str, ts: u32, size: u64) -> Vec<u8> {
-    let head = SyncFileHead {
-        name_len: name.len() as u64,
-        file_size: size,
-        timestamp: ts,
-        group: node.config.group_name.clone(),
-    };
-    let mut prefix = head.encode();
-    prefix.extend_from_slice(name.as_bytes());
-    prefix
-}
-
-fn sync_file_command(update: bool) -> Command {
-    if update {
-        Command::SyncUpdateFile
-    } else {
-        Command::SyncCreateFile
-    }
 }
 
 /// Which records go to the peer.
@@ -1032,7 +917,14 @@ async fn send(
     payload: Option<Payload>,
 ) -> Result<Status, SyncError> {
     let content = payload.as_ref().map_or(0, Payload::len);
-    let mut first = request_head(cmd, status, prefix, content);
+    let mut first = Header {
+        body_len: prefix.len() as u64 + content,
+        cmd,
+        status,
+    }
+    .encode()
+    .to_vec();
+    first.extend_from_slice(prefix);
     match payload {
         None => conn.write_all(&first).await?,
         Some(Payload::Bytes(b)) => {
@@ -1069,17 +961,29 @@ async fn push_file(
     name: &str,
     ts: u32,
     update: bool,
+    loaded: Option<Loaded>,
 ) -> Result<(), SyncError> {
-    let Some((size, payload)) = load_payload(node, name, 0, None).await? else {
+    let read = match loaded {
+        Some(bytes) => Some((bytes.len() as u64, Payload::Bytes(bytes))),
+        None => load_payload(node, name, 0, None).await?,
+    };
+    let Some((size, payload)) = read else {
         return Ok(());
     };
-    let prefix = sync_file_prefix(node, name, ts, size);
-    let status = send(conn, sync_file_command(update), 0, &prefix, Some(payload)).await?;
-    file_pushed(node, size, status)
-}
-
-/// Counts a pushed file; the peer storing it or having it already are both success.
-fn file_pushed(node: &StorageNode, size: u64, status: Status) -> Result<(), SyncError> {
+    let head = SyncFileHead {
+        name_len: name.len() as u64,
+        file_size: size,
+        timestamp: ts,
+        group: node.config.group_name.clone(),
+    };
+    let mut prefix = head.encode();
+    prefix.extend_from_slice(name.as_bytes());
+    let cmd = if update {
+        Command::SyncUpdateFile
+    } else {
+        Command::SyncCreateFile
+    };
+    let status = send(conn, cmd, 0, &prefix, Some(payload)).await?;
     node.count_sync(true, size, status == Status::Ok);
     match status {
         Status::Ok | Status::AlreadyExists => Ok(()),
@@ -1087,8 +991,13 @@ fn file_pushed(node: &StorageNode, size: u64, status: Status) -> Result<(), Sync
     }
 }
 
-/// Pushes one record, reading what it needs of the file here.
-async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<(), SyncError> {
+/// Pushes one record; `loaded` is the file's content when read with the batch.
+async fn push_record(
+    node: &StorageNode,
+    conn: &mut Conn,
+    r: &Record,
+    loaded: Option<Loaded>,
+) -> Result<(), SyncError> {
     let group = node.config.group_name.clone();
     let ts = r.timestamp;
     let numbers = || -> Option<(u64, u64)> {
@@ -1096,8 +1005,8 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
         Some((a.parse().ok()?, b.parse().ok()?))
     };
     match r.op {
-        Op::Create => push_file(node, conn, &r.name, ts, false).await,
-        Op::Update => push_file(node, conn, &r.name, ts, true).await,
+        Op::Create => push_file(node, conn, &r.name, ts, false, loaded).await,
+        Op::Update => push_file(node, conn, &r.name, ts, true, loaded).await,
         Op::Delete => {
             // A file that exists again was re-created after this delete.
             let again = exists_locally(node, &r.name).await;
@@ -1124,7 +1033,7 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             };
             if size < start.saturating_add(len) {
                 // Changed since (e.g. truncated): the whole file is the truth.
-                return push_file(node, conn, &r.name, ts, true).await;
+                return push_file(node, conn, &r.name, ts, true, None).await;
             }
             let head = SyncRangeHead {
                 name_len: r.name.len() as u64,
@@ -1144,7 +1053,7 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             node.count_sync(true, len, status == Status::Ok);
             match status {
                 Status::Ok | Status::AlreadyExists => Ok(()),
-                Status::NotFound => push_file(node, conn, &r.name, ts, true).await,
+                Status::NotFound => push_file(node, conn, &r.name, ts, true, None).await,
                 other => Err(SyncError::Status(other)),
             }
         }
@@ -1171,11 +1080,11 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             match send(conn, Command::SyncTruncateFile, 0, &body, None).await? {
                 Status::Ok | Status::AlreadyExists => Ok(()),
                 // The peer lacks the file we have: the whole file is the truth.
-                Status::NotFound => push_file(node, conn, &r.name, ts, true).await,
+                Status::NotFound => push_file(node, conn, &r.name, ts, true, None).await,
                 other => Err(SyncError::Status(other)),
             }
         }
-        Op::Rename if !r.origin => push_file(node, conn, &r.name, ts, false).await,
+        Op::Rename if !r.origin => push_file(node, conn, &r.name, ts, false, None).await,
         Op::Rename | Op::Link => {
             let Some(second) = r.extra.clone() else {
                 return Ok(());
@@ -1195,7 +1104,7 @@ async fn push_record(node: &StorageNode, conn: &mut Conn, r: &Record) -> Result<
             match send(conn, cmd, 0, &body, None).await? {
                 Status::Ok | Status::AlreadyExists => Ok(()),
                 Status::NotFound if r.op == Op::Rename => {
-                    push_file(node, conn, &r.name, ts, false).await
+                    push_file(node, conn, &r.name, ts, false, None).await
                 }
                 Status::NotFound => Ok(()),
                 other => Err(SyncError::Status(other)),
@@ -1442,124 +1351,6 @@ mod tests {
         (addr, rx)
     }
 
-    /// A peer that reads `hold` whole requests before it answers any, then answers each
-    /// with the next of `statuses`. Sends what it read: command and body per request.
-    async fn holding_peer(
-        hold: usize,
-        statuses: Vec<Status>,
-    ) -> (
-        SocketAddr,
-        tokio::sync::oneshot::Receiver<Vec<(Command, Vec<u8>)>>,
-    ) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.expect("accept");
-            let mut got = Vec::new();
-            for _ in 0..hold {
-                let mut h = [0u8; crate::proto::HEADER_LEN];
-                s.read_exact(&mut h).await.expect("header");
-                let header = Header::decode(&h, u64::MAX).expect("header");
-                let mut body = vec![0u8; header.body_len as usize];
-                s.read_exact(&mut body).await.expect("body");
-                got.push((header.cmd, body));
-            }
-            for status in statuses {
-                let reply = Header::response(status, 0).encode();
-                s.write_all(&reply).await.expect("reply");
-            }
-            let _ = tx.send(got);
-            // Hold the connection open until the pusher has read every reply.
-            let _ = s.read(&mut [0u8; 1]).await;
-        });
-        (addr, rx)
-    }
-
-    async fn connect(addr: SocketAddr) -> Conn {
-        let five = std::time::Duration::from_secs(5);
-        Conn::connect(addr, five, five, None)
-            .await
-            .expect("connect")
-    }
-
-    fn small_files(n: usize) -> Vec<(Record, Option<Loaded>)> {
-        (0..n)
-            .map(|i| {
-                let name = format!("M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe4576870{i}");
-                let op = if i == 1 { Op::Update } else { Op::Create };
-                let bytes = vec![i as u8 + 1; 100 + i];
-                (Record::new(100 + i as u32, op, &name), Some(bytes))
-            })
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn a_lane_sends_the_files_read_with_its_batch_before_it_reads_a_reply() {
-        let (_dir, node) = node_in_tempdir();
-        let files = small_files(3);
-        let (addr, got) = holding_peer(3, vec![Status::Ok; 3]).await;
-        let mut conn = connect(addr).await;
-        // One request at a time, the peer (waiting for all three) would never answer.
-        tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            push_lane(&node, &mut conn, files.clone()),
-        )
-        .await
-        .expect("all three went out before the first reply was awaited")
-        .expect("all three stored");
-        let got = got.await.expect("requests");
-        assert_eq!(got.len(), 3);
-        for ((cmd, body), (r, bytes)) in got.iter().zip(&files) {
-            let bytes = bytes.as_deref().expect("loaded");
-            let want = if r.op == Op::Update {
-                Command::SyncUpdateFile
-            } else {
-                Command::SyncCreateFile
-            };
-            assert_eq!(*cmd, want);
-            let head = SyncFileHead::decode(body).expect("head");
-            assert_eq!(head.timestamp, r.timestamp);
-            assert_eq!(head.file_size, bytes.len() as u64);
-            assert_eq!(head.group, "group1");
-            let rest = &body[crate::proto::sync::SYNC_FILE_HEAD_LEN..];
-            assert_eq!(&rest[..r.name.len()], r.name.as_bytes());
-            assert_eq!(&rest[r.name.len()..], bytes);
-        }
-    }
-
-    #[tokio::test]
-    async fn a_file_refused_within_a_run_fails_the_lane() {
-        let (_dir, node) = node_in_tempdir();
-        let (addr, got) = holding_peer(3, vec![Status::Ok, Status::NoSpace, Status::Ok]).await;
-        let mut conn = connect(addr).await;
-        let pushed = push_lane(&node, &mut conn, small_files(3)).await;
-        assert!(
-            matches!(pushed, Err(SyncError::Status(Status::NoSpace))),
-            "{pushed:?}"
-        );
-        assert_eq!(got.await.expect("requests").len(), 3);
-    }
-
-    #[test]
-    fn small_files_share_lanes_and_files_read_as_pushed_get_their_own() {
-        let loaded = small_files(40);
-        assert_eq!(lanes_for(&loaded[..1]), 1);
-        assert_eq!(lanes_for(&loaded[..16]), 1);
-        assert_eq!(lanes_for(&loaded[..17]), 2);
-        assert_eq!(lanes_for(&loaded), 3);
-        let unloaded =
-            |n: usize| -> Vec<_> { small_files(n).into_iter().map(|(r, _)| (r, None)).collect() };
-        assert_eq!(lanes_for(&unloaded(3)), 3);
-        assert_eq!(lanes_for(&unloaded(40)), LANES);
-        let mut mixed = unloaded(2);
-        mixed.extend(small_files(16));
-        assert_eq!(lanes_for(&mixed), 3);
-    }
-
     /// A storage node on a fresh directory, one subdirectory per level.
     fn node_in_tempdir() -> (tempfile::TempDir, StorageNode) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1602,14 +1393,14 @@ mod tests {
         )
         .with_extra("5000 4000");
         // Renamed or deleted here since: skipped, nothing sent (FastDFS does the same).
-        push_record(&node, &mut conn, &gone)
+        push_record(&node, &mut conn, &gone, None)
             .await
             .expect("a truncate of a file gone here is done");
         // Present here, missing there: the peer gets the whole file.
         let name = "M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe45768699";
         store_file(&node, name, &[1u8; 4000]);
         let present = Record::new(100, Op::Truncate, name).with_extra("5000 4000");
-        push_record(&node, &mut conn, &present)
+        push_record(&node, &mut conn, &present, None)
             .await
             .expect("ENOENT answered with the whole file");
         assert_eq!(got.recv().await, Some(Command::SyncTruncateFile));

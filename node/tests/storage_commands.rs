@@ -656,6 +656,46 @@ async fn an_upload_the_disk_takes_only_part_of_leaves_nothing_and_the_next_is_st
     );
 }
 
+/// A modify the disk takes only part of (it fills up past the file's end): the client gets a
+/// status, what it added past the old end is cut back, and the bytes it overwrote before
+/// that, which cannot be put back, are logged as modified, so the other copies get them.
+#[tokio::test]
+async fn a_modify_the_disk_takes_only_part_of_keeps_the_old_end_and_logs_what_changed() {
+    fdfs_test_support::alone!();
+    const OLD: usize = 64 * 1024;
+    let c = Cluster::start(&["group1"], 1).await;
+    let client = c.client().await;
+    let id = client
+        .upload_appender_reader(&vec![1u8; OLD][..], OLD as u64, "bin", None)
+        .await
+        .expect("appender");
+    let path = c.store_root(0).join(id.remote.relative_path());
+    let binlog = c.store_root(0).join("data/sync/binlog.000");
+    let lines = std::fs::read_to_string(&binlog).expect("binlog");
+    fdfs_test_support::full_disk::limit_file_size(Some(OLD as u64 + 2000));
+    let offset = OLD - 1000;
+    assert_eq!(
+        status_of(client.modify_bytes(&id, offset as u64, &[2u8; 8192]).await),
+        Some(Status::Io)
+    );
+    fdfs_test_support::full_disk::limit_file_size(None);
+    let now = std::fs::read(&path).expect("file");
+    assert_eq!(now.len(), OLD, "cut back to its old end");
+    assert!(now[..offset].iter().all(|&b| b == 1));
+    assert!(now[offset..].iter().all(|&b| b == 2));
+    let after = std::fs::read_to_string(&binlog).expect("binlog");
+    let added: Vec<&str> = after[lines.len()..].lines().collect();
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert!(
+        added[0].ends_with(&format!(" M {} {offset} 1000", id.remote)),
+        "{added:?}"
+    );
+    client
+        .modify_bytes(&id, 0, b"room again")
+        .await
+        .expect("a modify once there is room");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).expect("readdir").flatten() {

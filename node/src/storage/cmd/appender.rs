@@ -152,8 +152,18 @@ impl Appender {
             if offset > len {
                 return Err(Status::InvalidArgument.into());
             }
-            body.write_to(&f, offset, n.disk.store().sync_policy())
-                .map_err(io_failure("modifying the appender file"))?;
+            if let Err(e) = body.write_to(&f, offset, n.disk.store().sync_policy()) {
+                // Cut back what the write added past the old end. The bytes it overwrote
+                // before that cannot be put back: they are logged as modified, so the
+                // group's other copies get what this one now holds.
+                let _ = f.set_len(len);
+                let changed = size.min(len - offset);
+                if changed > 0 {
+                    n.log_now(&[Record::new(crate::unix_now() as u32, Op::Modify, remote)
+                        .with_extra(format!("{offset} {changed}"))]);
+                }
+                return Err(io_failure("modifying the appender file")(e));
+            }
             n.log_now(&[Record::new(crate::unix_now() as u32, Op::Modify, remote)
                 .with_extra(format!("{offset} {size}"))]);
             Ok(())

@@ -334,6 +334,16 @@ impl RemoteName {
         })
     }
 
+    /// [`Self::parse`] for the name of a stored file: it must start with the encoded part
+    /// (27 characters) every file name FastDFS gives has. So a trunk file's own name
+    /// (`M00/00/00/000001`), which holds many small files, is no file to read, replace or
+    /// delete.
+    pub fn parse_file(text: &str) -> Result<Self, FileIdError> {
+        let name = Self::parse(text)?;
+        name.core()?;
+        Ok(name)
+    }
+
     /// Path of the file relative to its store path: `data/HH/LL/name`.
     pub fn relative_path(&self) -> String {
         format!("data/{:02X}/{:02X}/{}", self.hh, self.ll, self.name)
@@ -522,6 +532,26 @@ mod tests {
             "M00/00/00/.hidden",
         ] {
             assert!(RemoteName::parse(evil).is_err(), "{evil:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_stored_files_name_starts_with_its_encoded_part() {
+        for name in [
+            "M00/07/F0/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt",
+            "M00/07/F0/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt-m",
+            "M00/07/F0/fwAAAmsHltmAfYkIAAAAZBVz5RY696_150x150.jpg",
+        ] {
+            assert!(RemoteName::parse_file(name).is_ok(), "{name:?} refused");
+        }
+        // A trunk file's own name, and others FastDFS never gives a file.
+        for name in [
+            "M00/00/00/000001",
+            "M00/00/00/abc",
+            "M00/00/00/fwAAAmsHltmAfYk",
+        ] {
+            assert!(RemoteName::parse(name).is_ok(), "{name:?} is well-formed");
+            assert!(RemoteName::parse_file(name).is_err(), "{name:?} accepted");
         }
     }
 

@@ -696,6 +696,33 @@ async fn a_modify_the_disk_takes_only_part_of_keeps_the_old_end_and_logs_what_ch
         .expect("a modify once there is room");
 }
 
+/// A name without the encoded part every file name has, such as a trunk file's own
+/// (`000001`, holding many small files), is refused by every command that reads, replaces
+/// or deletes a file: EINVAL, and the file stays as it was.
+#[tokio::test]
+async fn a_trunk_files_own_name_is_no_file_to_delete_or_read() {
+    let c = Cluster::start(&["group1"], 1).await;
+    let trunk = c.store_root(0).join("data/00/00/000001");
+    std::fs::write(&trunk, b"many small files").expect("a trunk file");
+    let addr = c.storage_addr(0);
+    let file = FileRequest {
+        group: "group1".into(),
+        remote_filename: "M00/00/00/000001".into(),
+    }
+    .encode();
+    let mut download = [0u64.to_be_bytes(), 0u64.to_be_bytes()].concat();
+    download.extend_from_slice(&file);
+    for (cmd, body) in [
+        (Command::DeleteFile, &file),
+        (Command::QueryFileInfo, &file),
+        (Command::DownloadFile, &download),
+    ] {
+        let (h, _) = raw(addr, cmd, 0, body).await;
+        assert_eq!(h.status(), Status::InvalidArgument, "{cmd:?}");
+    }
+    assert_eq!(std::fs::read(&trunk).expect("kept"), b"many small files");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).expect("readdir").flatten() {

@@ -201,7 +201,8 @@ fn parse_path(node: &StorageNode, raw: &str) -> Result<RemoteName, (StatusCode, 
         }
         _ => path,
     };
-    let name = RemoteName::parse(remote).map_err(|_| (StatusCode::BAD_REQUEST, "bad file path"))?;
+    let name =
+        RemoteName::parse_file(remote).map_err(|_| (StatusCode::BAD_REQUEST, "bad file path"))?;
     // `<name>-m` holds a file's metadata, not a file (no valid file name ends so: the slave
     // prefix `-m` without an extension is refused for this reason).
     if name.name.ends_with("-m") {

@@ -301,7 +301,7 @@ impl StorageNode {
 
     /// Parses a remote filename and maps it inside a store path (EINVAL otherwise).
     fn locate(&self, remote: &str) -> Result<(RemoteName, PathBuf), Status> {
-        let name = RemoteName::parse(remote).map_err(|_| Status::InvalidArgument)?;
+        let name = RemoteName::parse_file(remote).map_err(|_| Status::InvalidArgument)?;
         let path = self.disk.store().file_path(&name)?;
         Ok((name, path))
     }

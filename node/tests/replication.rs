@@ -779,6 +779,64 @@ async fn bad_sync_requests_change_nothing() {
     );
 }
 
+/// A sync whose body cannot be staged (its directory is gone) is answered before the body
+/// is read: the connection must end there, or the body's bytes would be taken for requests
+/// (here, one that deletes a stored file).
+#[tokio::test]
+async fn a_sync_body_that_cannot_be_staged_ends_the_connection() {
+    use fdfs_node::proto::sync::{SyncDelete, SyncFileHead};
+    use fdfs_node::proto::{Command, Header};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut g = start_group().await;
+    g.add_member("127.0.0.3").await;
+    let peer = g.members[1].addr.ip();
+    g.wait_member_known(0, peer).await;
+    let kept = g
+        .client
+        .upload_bytes(b"kept", "txt", None)
+        .await
+        .expect("upload");
+    let member = &g.members[0].node.config;
+    std::fs::remove_dir(member.base_path.join("data/03/03")).expect("an empty directory");
+    let delete = SyncDelete {
+        timestamp: 1,
+        group: "group1".into(),
+        name: kept.remote.to_string(),
+    }
+    .encode();
+    let mut content = Header::request(Command::SyncDeleteFile, delete.len() as u64)
+        .encode()
+        .to_vec();
+    content.extend_from_slice(&delete);
+    // Larger than the buffer, so it would be staged in a temporary file.
+    content.resize(2 * member.buff_size as usize, 0);
+    let name = "M00/03/03/fwAAAmsHltmAfYkIAAAAZBVz5RY696.txt";
+    let mut body = SyncFileHead {
+        name_len: name.len() as u64,
+        file_size: content.len() as u64,
+        timestamp: 1,
+        group: "group1".into(),
+    }
+    .encode();
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(&content);
+    let mut req = Header::request(Command::SyncCreateFile, body.len() as u64)
+        .encode()
+        .to_vec();
+    req.extend_from_slice(&body);
+    let mut s = connect_from(peer, g.members[0].addr).await;
+    // The server may hang up before it has taken all of it.
+    let _ = s.write_all(&req).await;
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "the connection ends");
+    assert_eq!(
+        g.client.download_bytes(&kept, 0, 0).await.expect("kept"),
+        b"kept"
+    );
+}
+
 /// One appended chunk: 1,000 bytes that say which writer and which append they are.
 fn chunk(writer: usize, i: usize) -> Vec<u8> {
     let tag = format!("w{writer:02}i{i:03}|");

@@ -114,6 +114,22 @@ impl Failure {
     }
 }
 
+/// A temporary file for a body not read yet could not be made. A missing directory (or a
+/// name taken) is EIO here, not ENOENT (EEXIST): a sync command answered ENOENT or EEXIST
+/// keeps its connection on the understanding that its body was read, and this one was not.
+fn staging_failure(source: std::io::Error) -> Failure {
+    use std::io::ErrorKind::{AlreadyExists, NotFound};
+    let source = if matches!(source.kind(), NotFound | AlreadyExists) {
+        std::io::Error::other(source)
+    } else {
+        source
+    };
+    Failure::Io {
+        what: "creating a temporary file",
+        source,
+    }
+}
+
 /// Turns an I/O error into a failure that keeps it, saying what was being done.
 fn io_failure(what: &'static str) -> impl FnOnce(std::io::Error) -> Failure {
     move |source| Failure::Io { what, source }

@@ -14,7 +14,7 @@ use crate::server::Connection;
 use crate::storage::binlog::{Op, Record};
 use crate::storage::store::NewName;
 use crate::storage::transfer::{file_crc32, receive_into};
-use crate::storage::{Failure, Handled, Reply, StorageNode, blocking, io_failure};
+use crate::storage::{Failure, Handled, Reply, StorageNode, blocking, io_failure, staging_failure};
 
 use super::{CommandFamily, Context};
 
@@ -77,7 +77,7 @@ impl Appender {
         let dir = path.parent().map(Path::to_path_buf);
         let (temp, file) = blocking(move || n.disk.store().create_temp(store_path, dir.as_deref()))
             .await?
-            .map_err(io_failure("creating a temporary file"))?;
+            .map_err(staging_failure)?;
         let chunk = node.config.buff_size as usize;
         let (file, _) = receive_into(conn, file, 0, size, chunk, SyncPolicy::Never).await?;
         // Never named: the open file is all that is needed, and all that remains.

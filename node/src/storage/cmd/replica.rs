@@ -19,6 +19,7 @@ use crate::storage::store::unix_time;
 use crate::storage::transfer::receive_into;
 use crate::storage::{
     Failure, Handled, Reply, Session, StorageNode, blocking, io_failure, small_write,
+    staging_failure,
 };
 
 use super::appender::Appender;
@@ -153,7 +154,7 @@ impl Replica {
         let dir = path.parent().map(std::path::Path::to_path_buf);
         let (temp, file) = blocking(move || n.disk.store().create_temp(store_path, dir.as_deref()))
             .await?
-            .map_err(io_failure("creating a temporary file"))?;
+            .map_err(staging_failure)?;
         let (file, _) = receive_into(
             conn,
             file,

@@ -837,6 +837,60 @@ async fn a_sync_body_that_cannot_be_staged_ends_the_connection() {
     );
 }
 
+/// A sync of a trunk-stored file whose size is not the one its name carries is refused
+/// before its body is read: a name can claim a slot of up to 4 GiB, and the body of a slot
+/// is taken into memory.
+#[tokio::test]
+async fn a_trunk_sync_of_another_size_than_its_name_says_is_refused_before_its_body() {
+    use fdfs_node::fileid::{NameCore, RemoteName, Source, TRUNK_FLAG, TrunkSlot};
+    use fdfs_node::proto::sync::SyncFileHead;
+    use fdfs_node::proto::{Command, HEADER_LEN, Header, Status};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut g = start_group().await;
+    g.add_member("127.0.0.3").await;
+    let peer = g.members[1].addr.ip();
+    g.wait_member_known(0, peer).await;
+    let core = NameCore {
+        source: Source::Ip([127, 0, 0, 3].into()),
+        timestamp: 1_700_000_000,
+        size_field: (0x8000_1234u64 << 32) | TRUNK_FLAG | 10,
+        crc32: 0,
+    };
+    let slot = TrunkSlot {
+        id: 1,
+        offset: 0,
+        size: u32::MAX,
+    };
+    let name = RemoteName::new(0, 0, 0, format!("{}{}000.bin", core.encode(), slot.encode()));
+    let name = name.to_string();
+    let size: u64 = 64 << 20;
+    let mut body = SyncFileHead {
+        name_len: name.len() as u64,
+        file_size: size,
+        timestamp: 1,
+        group: "group1".into(),
+    }
+    .encode();
+    body.extend_from_slice(name.as_bytes());
+    let mut req = Header::request(Command::SyncCreateFile, body.len() as u64 + size)
+        .encode()
+        .to_vec();
+    req.extend_from_slice(&body);
+    let mut s = connect_from(peer, g.members[0].addr).await;
+    // The head and name only: the 64 MiB never come.
+    s.write_all(&req).await.expect("write");
+    let mut h = [0u8; HEADER_LEN];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut h))
+        .await
+        .expect("answered without the body")
+        .expect("reply");
+    assert_eq!(
+        Header::decode(&h, 0).expect("header").status(),
+        Status::InvalidArgument
+    );
+}
+
 /// One appended chunk: 1,000 bytes that say which writer and which append they are.
 fn chunk(writer: usize, i: usize) -> Vec<u8> {
     let tag = format!("w{writer:02}i{i:03}|");

@@ -56,9 +56,12 @@ impl Replica {
         let ts = head.timestamp;
         let op = if update { Op::Update } else { Op::Create };
         if let Some(slot) = name.trunk_slot() {
-            // Kept in the same slot of the same trunk file as on the sender.
+            // Kept in the same slot of the same trunk file as on the sender. The size must
+            // be the one the name carries before the body is taken into memory.
+            let named_size = name.core().map(|c| c.file_size()).ok();
             if !no_content
-                && head.file_size + crate::storage::trunk::HEADER_LEN > u64::from(slot.size)
+                && (named_size != Some(head.file_size)
+                    || head.file_size + crate::storage::trunk::HEADER_LEN > u64::from(slot.size))
             {
                 return Err(Status::InvalidArgument.into());
             }

@@ -20,7 +20,9 @@ const MAX_MASTER_LEN: u64 = 127;
 
 /// Derives a slave file name from its master's (protocol notes §4.5).
 pub fn slave_name(master: &RemoteName, prefix: &str, ext: &str) -> Result<RemoteName, Status> {
-    if prefix.is_empty() || (prefix == "-m" && ext.is_empty()) {
+    // A name ending in `-m` is a file's metadata (the master's own, for a prefix like
+    // `.jpg-m`), which no slave may overwrite.
+    if prefix.is_empty() || (prefix.ends_with("-m") && ext.is_empty()) {
         return Err(Status::InvalidArgument);
     }
     let base = &master.name;
@@ -353,5 +355,11 @@ mod tests {
         );
         assert_eq!(slave_name(&master, "", "jpg"), Err(Status::InvalidArgument));
         assert_eq!(slave_name(&master, "-m", ""), Err(Status::InvalidArgument));
+        // …RY113 + `.txt-m` would be the master's metadata file, …RY113.txt-m.
+        assert_eq!(
+            slave_name(&master, ".txt-m", ""),
+            Err(Status::InvalidArgument)
+        );
+        assert!(slave_name(&master, ".txt-m", "jpg").is_ok());
     }
 }

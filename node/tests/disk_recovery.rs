@@ -85,20 +85,33 @@ async fn fetch_one_path_binlog_matches_the_recorded_reply() {
 
     // Renames go as creates of the new name, replica records keep their lower
     // case, other paths' records and missing files are left out.
-    std::fs::write(root.join("00/00/renamed.txt"), b"r").expect("file");
-    std::fs::write(root.join("00/00/copy.txt"), b"c").expect("file");
+    std::fs::write(root.join("00/00/fwAABGsHltqAV__gAAAAZBVz5RY384.txt"), b"r").expect("file");
+    std::fs::write(root.join("00/00/fwAABGsHltqAV__gAAAAZBVz5RY385.txt"), b"c").expect("file");
     node.disk
         .binlog()
         .append(&[
-            Record::new(1_795_659_490, Op::Rename, "M00/00/00/renamed.txt")
-                .with_extra("M00/00/00/appender.txt"),
-            Record::new(1_795_659_491, Op::Create, "M00/00/00/copy.txt").replica(),
-            Record::new(1_795_659_492, Op::Create, "M01/00/00/copy.txt"),
+            Record::new(
+                1_795_659_490,
+                Op::Rename,
+                "M00/00/00/fwAABGsHltqAV__gAAAAZBVz5RY384.txt",
+            )
+            .with_extra("M00/00/00/fwAABGsHltqAV__gAAAAZBVz5RY386.txt"),
+            Record::new(
+                1_795_659_491,
+                Op::Create,
+                "M00/00/00/fwAABGsHltqAV__gAAAAZBVz5RY385.txt",
+            )
+            .replica(),
+            Record::new(
+                1_795_659_492,
+                Op::Create,
+                "M01/00/00/fwAABGsHltqAV__gAAAAZBVz5RY385.txt",
+            ),
         ])
         .expect("binlog");
     let got = exchange_until_close(cluster.storage_addr(0), &request).await;
     let text = format!(
-        "1795659482 C {RECORDED_NAME}\n1795659490 C M00/00/00/renamed.txt\n1795659491 c M00/00/00/copy.txt\n"
+        "1795659482 C {RECORDED_NAME}\n1795659490 C M00/00/00/fwAABGsHltqAV__gAAAAZBVz5RY384.txt\n1795659491 c M00/00/00/fwAABGsHltqAV__gAAAAZBVz5RY385.txt\n"
     );
     let mut want = hex::decode("04000000000000006400").expect("hex");
     want.extend_from_slice(text.as_bytes());

@@ -862,7 +862,12 @@ async fn a_trunk_sync_of_another_size_than_its_name_says_is_refused_before_its_b
         offset: 0,
         size: u32::MAX,
     };
-    let name = RemoteName::new(0, 0, 0, format!("{}{}000.bin", core.encode(), slot.encode()));
+    let name = RemoteName::new(
+        0,
+        0,
+        0,
+        format!("{}{}000.bin", core.encode(), slot.encode()),
+    );
     let name = name.to_string();
     let size: u64 = 64 << 20;
     let mut body = SyncFileHead {

@@ -724,6 +724,20 @@ async fn bad_sync_requests_change_nothing() {
         send(peer, addr, Command::SyncDeleteFile, &del).await,
         Some(Status::InvalidArgument)
     );
+    // A truncate whose name length runs past any body.
+    let mut lying = fdfs_node::proto::sync::SyncRangeHead {
+        name_len: u64::MAX,
+        a: 4,
+        b: 1,
+        timestamp: 1,
+        group: "group1".into(),
+    }
+    .encode();
+    lying.extend_from_slice(kept.remote.to_string().as_bytes());
+    assert_eq!(
+        send(peer, addr, Command::SyncTruncateFile, &lying).await,
+        Some(Status::InvalidArgument)
+    );
     // From an address that is no member of the group, even a well-formed sync is refused.
     let stranger: std::net::IpAddr = "127.0.0.9".parse().expect("ip");
     let good = file("group1", name, b"from a stranger");

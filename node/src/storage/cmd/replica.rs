@@ -458,7 +458,8 @@ impl CommandFamily for Replica {
                     }
                     Command::SyncTruncateFile => {
                         let head = SyncRangeHead::decode(&body).map_err(decoded)?;
-                        if body.len() as u64 != SYNC_RANGE_HEAD_LEN as u64 + head.name_len {
+                        let whole = (SYNC_RANGE_HEAD_LEN as u64).checked_add(head.name_len);
+                        if whole != Some(body.len() as u64) {
                             return Err(Status::InvalidArgument.into());
                         }
                         node.check_group(&head.group)?;

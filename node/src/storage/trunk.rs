@@ -52,11 +52,28 @@ pub fn trunk_path(root: &Path, name: &RemoteName, slot: TrunkSlot) -> PathBuf {
 
 /// Opens the file `name` stored in `slot` of its trunk file under `root` (a disk step).
 /// `NotFound` when the slot does not hold it: free, reused, or a header that differs from
-/// what the name records. A link slot is followed once, to a file of the same store path.
+/// what the name records. A link slot is followed once, to a stored file of the same store
+/// path: never to another link, a trunk file's own name or a metadata file.
 pub fn open(root: &Path, name: &RemoteName, slot: TrunkSlot) -> io::Result<OpenedFile> {
+    open_slot(root, name, slot, Link::Follow)
+}
+
+/// Whether a link slot is followed: once, from the name asked for, never from its target.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Follow,
+    Refuse,
+}
+
+fn open_slot(
+    root: &Path,
+    name: &RemoteName,
+    slot: TrunkSlot,
+    link: Link,
+) -> io::Result<OpenedFile> {
     let file = File::open(trunk_path(root, name, slot))?;
     let header = read_header(&file, slot)?;
-    checked(root, name, slot, file, header)
+    checked(root, name, slot, file, header, link)
 }
 
 /// The 24 bytes at the slot's start; `NotFound` past the end of the trunk file.
@@ -107,8 +124,11 @@ pub fn open_if_cached(
     if !matches!(read, Ok(24)) || header[0] == LINK {
         return None;
     }
-    Some(checked(root, name, slot, file, header))
+    Some(checked(root, name, slot, file, header, Link::Refuse))
 }
+
+/// Longest name a link slot may hold (a remote filename is at most 128 bytes).
+const MAX_LINK_LEN: u64 = 128;
 
 /// The opened slot, once its header says it holds `name`.
 fn checked(
@@ -117,9 +137,11 @@ fn checked(
     slot: TrunkSlot,
     file: File,
     header: [u8; 24],
+    link: Link,
 ) -> io::Result<OpenedFile> {
     let kind = header[0];
-    if !matches!(kind, REGULAR | LINK) || Some(header) != expected_header(name, slot, kind) {
+    let allowed = kind == REGULAR || (kind == LINK && link == Link::Follow);
+    if !allowed || Some(header) != expected_header(name, slot, kind) {
         return Err(io::ErrorKind::NotFound.into());
     }
     let core = name.core().map_err(io::Error::other)?;
@@ -129,15 +151,22 @@ fn checked(
     }
     let base = u64::from(slot.offset) + HEADER_LEN;
     if kind == LINK {
+        // A link holds a file's name: a stored file's (never a trunk file's own or a
+        // metadata file), of the same store path, itself no link.
+        if size > MAX_LINK_LEN {
+            return Err(io::ErrorKind::NotFound.into());
+        }
         let mut target = vec![0u8; size as usize];
         file.read_exact_at(&mut target, base)?;
         let target = std::str::from_utf8(&target)
             .ok()
-            .and_then(|t| RemoteName::parse(t).ok())
-            .filter(|t| t.store_path == name.store_path)
+            .and_then(|t| RemoteName::parse_file(t).ok())
+            .filter(|t| t.store_path == name.store_path && !t.name.ends_with("-m"))
             .ok_or(io::ErrorKind::NotFound)?;
         return match target.trunk_slot() {
-            Some(s) if target.len() == name.len() && s != slot => open(root, &target, s),
+            Some(s) if target.len() == name.len() && s != slot => {
+                open_slot(root, &target, s, Link::Refuse)
+            }
             Some(_) => Err(io::ErrorKind::NotFound.into()),
             None => crate::disk::open_regular_blocking(&root.join(target.relative_path())),
         };
@@ -223,7 +252,14 @@ pub fn free(root: &Path, name: &RemoteName, slot: TrunkSlot) -> io::Result<()> {
         .write(true)
         .open(trunk_path(root, name, slot))?;
     let header = read_header(&file, slot)?;
-    drop(checked(root, name, slot, file.try_clone()?, header)?);
+    drop(checked(
+        root,
+        name,
+        slot,
+        file.try_clone()?,
+        header,
+        Link::Follow,
+    )?);
     let (start, end) = (
         u64::from(slot.offset),
         u64::from(slot.offset) + u64::from(slot.size),
@@ -251,6 +287,60 @@ mod tests {
             crc32: crc32fast::hash(data),
         };
         RemoteName::new(0, 0, 0, format!("{}{}{ext}", core.encode(), slot.encode()))
+    }
+
+    /// Writes a link slot (`L`) at `slot` holding `target`, and returns its name.
+    fn link(root: &Path, slot: TrunkSlot, target: &str) -> RemoteName {
+        let name = trunk_name(target.as_bytes(), 1_700_000_100, slot, "000.jpg");
+        let mut bytes = expected_header(&name, slot, LINK).expect("header").to_vec();
+        bytes.extend_from_slice(target.as_bytes());
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(trunk_path(root, &name, slot))
+            .expect("trunk file");
+        file.write_all_at(&bytes, u64::from(slot.offset))
+            .expect("link");
+        name
+    }
+
+    #[test]
+    fn a_link_slot_leads_once_to_a_stored_file_and_nowhere_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("data/00/00")).expect("dirs");
+        let slot = |i: u32| TrunkSlot {
+            id: 1,
+            offset: i * 256,
+            size: 256,
+        };
+        let file = trunk_name(b"the file", 1_700_000_000, slot(0), "000.jpg");
+        write(root, &file, slot(0), b"the file", false).expect("write");
+        let to_file = link(root, slot(1), &file.to_string());
+        let opened = open(root, &to_file, slot(1)).expect("a link to a file");
+        let mut buf = [0u8; 8];
+        opened
+            .file
+            .read_exact_at(&mut buf, opened.base)
+            .expect("read");
+        assert_eq!(&buf, b"the file");
+        // A link to a link (so no chain or loop of links is followed), the trunk file's
+        // own name, the file's metadata.
+        let to_link = link(root, slot(2), &to_file.to_string());
+        let to_trunk = link(root, slot(3), "M00/00/00/000001");
+        std::fs::write(root.join(format!("data/00/00/{}-m", file.name)), b"k\x02v")
+            .expect("metadata");
+        let to_meta = link(root, slot(4), &format!("{file}-m"));
+        for (name, at) in [
+            (&to_link, slot(2)),
+            (&to_trunk, slot(3)),
+            (&to_meta, slot(4)),
+        ] {
+            assert_eq!(
+                open(root, name, at).err().map(|e| e.kind()),
+                Some(io::ErrorKind::NotFound),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -416,8 +416,26 @@ fn fit(image: &DynamicImage, preset: &ThumbnailPreset) -> DynamicImage {
         // Never enlarged: an image already inside the box keeps its size.
         Fit::Contain if image.width() <= w && image.height() <= h => image.clone(),
         Fit::Contain => image.resize(w, h, FilterType::Triangle),
-        Fit::Cover => image.resize_to_fill(w, h, FilterType::Triangle),
+        Fit::Cover => cover(image, w.max(1), h.max(1)),
     }
+}
+
+/// The centre of `image` in the box's proportions, scaled to `w` × `h`. Cropped in the
+/// source's pixels first: scaling a very thin image to cover the box before cropping
+/// (65,000 × 2 to 4,875,000 × 150 for a 150 × 150 box) would take gigabytes.
+fn cover(image: &DynamicImage, w: u32, h: u32) -> DynamicImage {
+    let (sw, sh) = (u64::from(image.width()), u64::from(image.height()));
+    let (bw, bh) = (u64::from(w), u64::from(h));
+    let (cw, ch) = if sw * bh > sh * bw {
+        ((sh * bw / bh).max(1), sh)
+    } else {
+        (sw, (sw * bh / bw).max(1))
+    };
+    let (x, y) = ((sw - cw) / 2, (sh - ch) / 2);
+    // Each of these is at most the source's side, so it fits in a u32.
+    image
+        .crop_imm(x as u32, y as u32, cw as u32, ch as u32)
+        .resize_exact(w, h, FilterType::Triangle)
 }
 
 fn decode_error(e: image::ImageError) -> Refusal {
@@ -490,6 +508,35 @@ mod tests {
         let format = reader.format().expect("known format");
         let (w, h) = reader.into_dimensions().expect("dimensions");
         (format, w, h)
+    }
+
+    /// Peak resident memory of this process (`VmHWM`), in bytes.
+    fn peak_rss() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .expect("VmHWM")
+            .trim()
+            .trim_end_matches("kB")
+            .trim();
+        kb.parse::<u64>().expect("kB") * 1024
+    }
+
+    #[test]
+    fn a_very_thin_image_is_cropped_before_it_is_scaled_to_cover() {
+        fdfs_test_support::alone!();
+        let thin = photo(65_000, 2);
+        let before = peak_rss();
+        let fitted = fit(&thin, &preset("_150x150", 150, 150, Fit::Cover));
+        assert_eq!((fitted.width(), fitted.height()), (150, 150));
+        let grown = peak_rss().saturating_sub(before);
+        assert!(grown < 64 << 20, "peak memory grew by {grown} bytes");
+        // The centre of the source is what is kept.
+        let wide = photo(400, 100);
+        let fitted = fit(&wide, &preset("_50x50", 50, 50, Fit::Cover)).to_rgb8();
+        let centre = fitted.get_pixel(25, 25);
+        assert!((i32::from(centre[0]) - 200).abs() <= 2, "{centre:?}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Compat, TrackerConfig, TrunkConfig};
 use crate::proto::cluster::{TrackerStat, TrackerStatus};
-use crate::proto::report::{JoinRequest, Parameters};
+use crate::proto::report::Parameters;
 use crate::proto::{Command, Header, Status, VERSION_TEXT};
 use crate::server::acl::AccessList;
 use crate::server::{self, ConnError, Connection, Service};
@@ -333,14 +333,12 @@ impl Tracker {
     }
 
     /// Learns this tracker's own address and its peers from a storage JOIN.
-    fn learn_from_join(&self, conn: &Connection, req: &JoinRequest) {
-        // Names are resolved before taking the lock.
-        let addrs = resolve_trackers(&req.trackers);
+    fn learn_from_join(&self, conn: &Connection, trackers: &[SocketAddr]) {
         let mut rel = self.relationship();
         if rel.me.is_none() {
             rel.me = Some(conn.local);
         }
-        for a in addrs {
+        for &a in trackers {
             if a != conn.local {
                 rel.learn_peer(a);
             }
@@ -421,17 +419,25 @@ impl Tracker {
     }
 }
 
-/// The trackers a JOIN names (`host:port`), names resolved.
-fn resolve_trackers(trackers: &[String]) -> Vec<SocketAddr> {
-    trackers
-        .iter()
-        .flat_map(|t| match t.parse::<SocketAddr>() {
-            Ok(a) => vec![a],
-            Err(_) => std::net::ToSocketAddrs::to_socket_addrs(t.as_str())
-                .map(|i| i.collect())
-                .unwrap_or_default(),
-        })
-        .collect()
+/// Longest wait for the lookup of one tracker name a JOIN carries.
+const LOOKUP_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The trackers a JOIN names (`host:port`), names resolved off the async workers and each
+/// within [`LOOKUP_BOUND`]: names whose lookups hang cost that JOIN, not the tracker.
+async fn resolve_trackers(trackers: &[String]) -> Vec<SocketAddr> {
+    let mut found = Vec::new();
+    for t in trackers {
+        match t.parse::<SocketAddr>() {
+            Ok(a) => found.push(a),
+            Err(_) => {
+                let lookup = tokio::net::lookup_host(t.as_str());
+                if let Ok(Ok(addrs)) = tokio::time::timeout(LOOKUP_BOUND, lookup).await {
+                    found.extend(addrs);
+                }
+            }
+        }
+    }
+    found
 }
 
 fn status_file(config: &TrackerConfig) -> std::path::PathBuf {
@@ -634,4 +640,27 @@ pub async fn start(config: TrackerConfig) -> std::io::Result<RunningTracker> {
         stop,
         tasks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tracker_names_in_a_join_are_resolved_and_bad_ones_left_out() {
+        let named = [
+            "127.0.0.9:22122".to_string(),
+            "localhost:22123".to_string(),
+            "no-such-host.invalid:22122".to_string(),
+            "not an address".to_string(),
+        ];
+        let found = resolve_trackers(&named).await;
+        assert_eq!(found[0], "127.0.0.9:22122".parse().expect("addr"));
+        assert!(
+            found[1..]
+                .iter()
+                .all(|a| a.port() == 22123 && a.ip().is_loopback())
+        );
+        assert!(found.len() >= 2, "{found:?}");
+    }
 }

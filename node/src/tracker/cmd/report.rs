@@ -182,7 +182,7 @@ impl CommandFamily for Report {
                 .map(|s| s.encode())
                 .unwrap_or_default()),
             Report::Join(req) => {
-                let trackers = resolve_trackers(&req.trackers);
+                let trackers = resolve_trackers(&req.trackers).await;
                 match tracker
                     .bootstrap_before_join(ctx.conn.local, &trackers)
                     .await
@@ -192,7 +192,7 @@ impl CommandFamily for Report {
                         tracing::warn!(error = %e, "cannot take the other trackers' state yet");
                         Err(Status::TryAgain)
                     }
-                    Ok(()) => join(ctx, &req),
+                    Ok(()) => join(ctx, &req, &trackers),
                 }
             }
             Report::Joined(report) => {
@@ -206,7 +206,11 @@ impl CommandFamily for Report {
 }
 
 /// STORAGE_JOIN (81), once this tracker has what other trackers know.
-fn join(ctx: &mut Context<'_>, req: &JoinRequest) -> Result<Vec<u8>, Status> {
+fn join(
+    ctx: &mut Context<'_>,
+    req: &JoinRequest,
+    trackers: &[std::net::SocketAddr],
+) -> Result<Vec<u8>, Status> {
     let (tracker, conn) = (ctx.tracker, ctx.conn);
     let peer_ip = conn.peer.ip().to_string();
     let attempt = || {
@@ -219,7 +223,7 @@ fn join(ctx: &mut Context<'_>, req: &JoinRequest) -> Result<Vec<u8>, Status> {
     match attempt() {
         Ok((id, reply, s)) => {
             tracing::info!(group = %req.group, storage = %id, status = reply.status, "storage joined");
-            tracker.learn_from_join(conn, req);
+            tracker.learn_from_join(conn, trackers);
             tracker.end_session(ctx.session);
             ctx.session.joined = Some((req.group.clone(), id, s));
             ctx.session.members_sent = None;

@@ -77,12 +77,17 @@ pub struct ReportedBacklog {
 }
 
 impl Member {
+    /// Sums saturate: the figures are a storage's own report, any u64 it likes.
     pub fn total_mb(&self) -> u64 {
-        self.paths.iter().map(|p| p.total_mb).sum()
+        self.paths
+            .iter()
+            .fold(0u64, |sum, p| sum.saturating_add(p.total_mb))
     }
 
     pub fn free_mb(&self) -> u64 {
-        self.paths.iter().map(|p| p.free_mb).sum()
+        self.paths
+            .iter()
+            .fold(0u64, |sum, p| sum.saturating_add(p.free_mb))
     }
 
     pub fn addr(&self) -> StorageAddr {
@@ -379,6 +384,29 @@ mod tests {
             ..Default::default()
         };
         reg.join(ip, &req, 1000).expect("join").0
+    }
+
+    #[test]
+    fn disk_figures_a_storage_reports_add_up_without_overflowing() {
+        let mut reg = Registry::new(TrackerConfig::default());
+        let mut req = JoinRequest {
+            group: "group1".into(),
+            storage_port: 23000,
+            store_path_count: 2,
+            subdir_count_per_path: 256,
+            status: 7,
+            ..Default::default()
+        };
+        req.trackers = vec!["127.0.0.1:22122".into()];
+        let id = reg.join("127.0.0.2", &req, 1000).expect("join").0;
+        let huge = |mb| PathUsage {
+            total_mb: mb,
+            free_mb: mb,
+        };
+        reg.disk_usage("group1", &id, vec![huge(u64::MAX), huge(1)], 1000)
+            .expect("disk");
+        let m = &reg.groups()["group1"].members[&id];
+        assert_eq!((m.total_mb(), m.free_mb()), (u64::MAX, u64::MAX));
     }
 
     fn activate(reg: &mut Registry, group: &str, id: &str) {

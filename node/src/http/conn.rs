@@ -262,13 +262,19 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, StatusCode> {
     if headers.contains_key(header::TRANSFER_ENCODING) {
         return Err(StatusCode::BAD_REQUEST);
     }
-    let body_len = match headers.get(header::CONTENT_LENGTH) {
-        Some(v) => v
+    // One Content-Length of digits only: with two, or a `+5`, a proxy in front and this
+    // server could see different bodies, and the rest of one as the next request.
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let body_len = match (lengths.next(), lengths.next()) {
+        (None, _) => 0,
+        (Some(v), None) => v
             .to_str()
             .ok()
-            .and_then(|t| t.trim().parse::<u64>().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse::<u64>().ok())
             .ok_or(StatusCode::BAD_REQUEST)?,
-        None => 0,
+        (Some(_), Some(_)) => return Err(StatusCode::BAD_REQUEST),
     };
     let head = Head {
         request: Request {
@@ -575,6 +581,18 @@ mod tests {
             parse_head(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n").err(),
             Some(StatusCode::BAD_REQUEST)
         );
+        // Two lengths (the second body would be read as the next request), or a sign.
+        for lengths in [
+            "Content-Length: 0\r\nContent-Length: 20",
+            "Content-Length: +5",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\n{lengths}\r\n\r\n");
+            assert_eq!(
+                parse_head(raw.as_bytes()).err(),
+                Some(StatusCode::BAD_REQUEST),
+                "{lengths}"
+            );
+        }
         let many: String = (0..MAX_HEADERS + 1)
             .map(|i| format!("h{i}: v\r\n"))
             .collect();

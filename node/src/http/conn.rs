@@ -467,7 +467,15 @@ async fn write_reply(
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
             let mut sent = 0u64;
-            while let Some(frame) = body.frame().await {
+            loop {
+                // A source that stops sending holds this connection no longer than a
+                // client that stops reading would.
+                let Ok(next) = tokio::time::timeout(stall, body.frame()).await else {
+                    return Ok(false);
+                };
+                let Some(frame) = next else {
+                    break;
+                };
                 let Ok(frame) = frame else {
                     // Cut short upstream: the client must see the body end early.
                     return Ok(false);
@@ -556,6 +564,69 @@ async fn send_head_more(stream: &TcpStream, head: &[u8], stall: Duration) -> io:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A relayed body that sends its first bytes, then nothing more, ever.
+    struct Stalls(Option<Bytes>);
+
+    impl axum::body::HttpBody for Stalls {
+        type Data = Bytes;
+        type Error = io::Error;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, io::Error>>> {
+            match self.0.take() {
+                Some(b) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(b)))),
+                None => std::task::Poll::Pending,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_relayed_body_that_stops_coming_ends_the_response_within_the_stall_bound() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(10));
+        let reply = Reply {
+            status: StatusCode::OK,
+            headers,
+            raw_head: None,
+            payload: Payload::Stream(axum::body::Body::new(Stalls(Some(Bytes::from_static(
+                b"first",
+            ))))),
+        };
+        let written = tokio::time::timeout(
+            Duration::from_secs(10),
+            write_reply(
+                &server,
+                reply,
+                &Method::GET,
+                true,
+                Duration::from_millis(200),
+            ),
+        )
+        .await
+        .expect("ended within the stall bound")
+        .expect("written");
+        assert!(!written, "the connection cannot carry another response");
+        drop(server);
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut client, &mut got)
+            .await
+            .expect("read");
+        assert!(
+            got.ends_with(b"\r\n\r\nfirst"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+    }
 
     #[test]
     fn heads_parse_whole_or_not_at_all() {

@@ -385,4 +385,10 @@ fn recorded_system_files_read_back() {
     // With storage ids, a section without an `id` is refused, naming the section.
     let err = parse_sys_files(&groups, &storages, true).expect_err("no id");
     assert!(err.to_string().contains("[Storage001]"), "{err}");
+    // A count no storage can have (a JOIN carries 1 to 256) is refused, not allocated.
+    let text = String::from_utf8(groups.clone()).expect("text");
+    let huge = text.replacen("store_path_count=1", "store_path_count=1099511627776", 1);
+    assert_ne!(huge, text);
+    let err = parse_sys_files(huge.as_bytes(), &storages, false).expect_err("huge");
+    assert!(err.to_string().contains("store_path_count"), "{err}");
 }

@@ -220,6 +220,17 @@ impl Section<'_> {
                 .map_err(|_| self.error(format!("{key}={v} is not a number"))),
         }
     }
+
+    /// A store path or subdirectory count: at most 256, as a JOIN must carry (0 when
+    /// absent, as for any number here).
+    fn count(&self, key: &str) -> Result<u64, SysFilesError> {
+        let n = self.number(key)?;
+        if n <= 256 {
+            Ok(n)
+        } else {
+            Err(self.error(format!("{key}={n} is more than 256")))
+        }
+    }
 }
 
 /// Reads the groups (`storage_groups_new.dat`) and storages (`storage_servers_new.dat`) of
@@ -253,8 +264,8 @@ pub fn parse_sys_files(
         let trunk_server = s.text("trunk_server").unwrap_or_default();
         state.groups.push(SavedGroup {
             name: group,
-            store_path_count: s.number("store_path_count")?,
-            subdir_count_per_path: s.number("subdir_count_per_path")?,
+            store_path_count: s.count("store_path_count")?,
+            subdir_count_per_path: s.count("subdir_count_per_path")?,
             members: Vec::new(),
             trunk_server: (!trunk_server.is_empty()).then_some(trunk_server),
             trunk_file_id: u32::try_from(s.number("current_trunk_file_id")?)
@@ -290,8 +301,8 @@ pub fn parse_sys_files(
             version: s.text("version").unwrap_or_default(),
             join_time: s.number("join_time")?,
             upload_priority: s.number("upload_priority")?,
-            store_path_count: s.number("store_path_count")?,
-            subdir_count_per_path: s.number("subdir_count_per_path")?,
+            store_path_count: s.count("store_path_count")?,
+            subdir_count_per_path: s.count("subdir_count_per_path")?,
             // Disk figures come with the storage's next report.
             paths: Vec::new(),
             src_id: s.text("sync_src_server").unwrap_or_default(),

@@ -23,6 +23,16 @@ async fn start_group() -> Group {
 }
 
 /// The group of [`start_group`] and a second member on `ip`, both ACTIVE.
+/// A group of two whose first member knows the second, and the second's address: the
+/// peer raw sync requests are sent from.
+async fn group_with_peer() -> (Group, std::net::IpAddr) {
+    let mut g = start_group().await;
+    g.add_member("127.0.0.3").await;
+    let peer = g.members[1].addr.ip();
+    g.wait_member_known(0, peer).await;
+    (g, peer)
+}
+
 async fn start_pair(ip: &str) -> Group {
     let mut g = start_group().await;
     g.add_member(ip).await;
@@ -612,10 +622,7 @@ async fn a_rename_already_applied_answers_eexist() {
     use fdfs_node::proto::sync::SyncPair;
     use fdfs_node::proto::{Command, Status};
 
-    let mut g = start_group().await;
-    g.add_member("127.0.0.3").await;
-    let peer = g.members[1].addr.ip();
-    g.wait_member_known(0, peer).await;
+    let (g, peer) = group_with_peer().await;
     let addr = g.members[0].addr;
     let present = g
         .client
@@ -668,10 +675,7 @@ async fn bad_sync_requests_change_nothing() {
     use fdfs_node::proto::{Command, Header, Status};
     use tokio::io::AsyncWriteExt;
 
-    let mut g = start_group().await;
-    g.add_member("127.0.0.3").await;
-    let peer = g.members[1].addr.ip();
-    g.wait_member_known(0, peer).await;
+    let (g, peer) = group_with_peer().await;
     let kept = g
         .client
         .upload_bytes(b"kept", "txt", None)
@@ -802,10 +806,7 @@ async fn a_sync_body_that_cannot_be_staged_ends_the_connection() {
     use fdfs_node::proto::{Command, Header};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let mut g = start_group().await;
-    g.add_member("127.0.0.3").await;
-    let peer = g.members[1].addr.ip();
-    g.wait_member_known(0, peer).await;
+    let (g, peer) = group_with_peer().await;
     let kept = g
         .client
         .upload_bytes(b"kept", "txt", None)
@@ -861,10 +862,7 @@ async fn a_trunk_sync_of_another_size_than_its_name_says_is_refused_before_its_b
     use fdfs_node::proto::{Command, HEADER_LEN, Header, Status};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let mut g = start_group().await;
-    g.add_member("127.0.0.3").await;
-    let peer = g.members[1].addr.ip();
-    g.wait_member_known(0, peer).await;
+    let (g, peer) = group_with_peer().await;
     let core = NameCore {
         source: Source::Ip([127, 0, 0, 3].into()),
         timestamp: 1_700_000_000,

@@ -565,6 +565,18 @@ async fn send_head_more(stream: &TcpStream, head: &[u8], stall: Duration) -> io:
 mod tests {
     use super::*;
 
+    /// Both ends of a loopback TCP connection: the client's, then the accepted one.
+    async fn connected_pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        (client, accepted)
+    }
+
     /// A relayed body that sends its first bytes, then nothing more, ever.
     struct Stalls(Option<Bytes>);
 
@@ -585,13 +597,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_relayed_body_that_stops_coming_ends_the_response_within_the_stall_bound() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
-            .await
-            .expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
+        let (mut client, server) = connected_pair().await;
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(10));
         let reply = Reply {
@@ -680,14 +686,8 @@ mod tests {
     async fn connections_are_in_quickack_mode_after_a_partial_request() {
         const ROUNDS: usize = 20;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
-            .await
-            .expect("connect");
+        let (mut client, accepted) = connected_pair().await;
         client.set_nodelay(false).expect("nagle on");
-        let (accepted, _) = listener.accept().await.expect("accept");
         let observer = rustix::io::dup(&accepted).expect("dup");
         let deadlines = Deadlines {
             header: Duration::from_secs(5),
@@ -726,13 +726,7 @@ mod tests {
     /// Serves one connection whose handler answers every request with its path, and
     /// returns the client's end.
     async fn served_connection(header: Duration) -> (TcpStream, tokio::task::JoinHandle<()>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let client = TcpStream::connect(listener.local_addr().expect("addr"))
-            .await
-            .expect("connect");
-        let (accepted, _) = listener.accept().await.expect("accept");
+        let (client, accepted) = connected_pair().await;
         let deadlines = Deadlines {
             header,
             stall: Duration::from_secs(5),

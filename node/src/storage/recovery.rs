@@ -641,10 +641,12 @@ async fn fetch_file(
     if name.trunk_slot().is_some() {
         // Back into its slot of the trunk file, which the source keeps at the same place.
         let slot_size = name.trunk_slot().map_or(0, |s| u64::from(s.size));
-        if h.body_len + super::trunk::HEADER_LEN > slot_size {
+        // The size the name carries, checked before the body is taken into memory.
+        let named_size = name.core().map(|c| c.file_size()).ok();
+        if named_size != Some(h.body_len) || h.body_len + super::trunk::HEADER_LEN > slot_size {
             return Err(RecoveryError::Status {
                 addr: source,
-                what: "DOWNLOAD_FILE (larger than its trunk slot)",
+                what: "DOWNLOAD_FILE (not the size its name and slot give)",
                 status: Status::InvalidArgument,
             });
         }

@@ -1168,8 +1168,15 @@ async fn a_stopping_member_pushes_its_whole_binlog_first() {
     g.wait_all_active().await;
     g.add_member("127.0.0.4").await;
     g.wait_all_active().await;
-    // B is away while A takes many uploads: several push batches' worth.
+    // B is away while A takes many uploads: several push batches' worth. Uploads start
+    // once the tracker no longer sends them to B.
     let cfg = g.stop_last().await;
+    wait_until(
+        "B OFFLINE at the tracker",
+        Duration::from_secs(10),
+        async || g.status_of("127.0.0.4") == Some(StorageStatus::Offline),
+    )
+    .await;
     let client = g.shared_client().await;
     let mut tasks = Vec::new();
     for w in 0..4 {

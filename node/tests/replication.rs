@@ -53,6 +53,17 @@ impl Group {
         .await;
     }
 
+    /// Waits until the tracker holds the member at `ip` OFFLINE (after it stopped): from
+    /// then on uploads are no longer routed to it.
+    async fn wait_offline(&self, ip: &str) {
+        wait_until(
+            "the stopped member OFFLINE at the tracker",
+            Duration::from_secs(10),
+            async || self.status_of(ip) == Some(StorageStatus::Offline),
+        )
+        .await;
+    }
+
     /// Stops the member started last; its configuration, to start it again.
     async fn stop_last(&mut self) -> fdfs_node::config::StorageConfig {
         let member = self.members.pop().expect("a member");
@@ -405,6 +416,7 @@ async fn a_restarted_member_catches_up_from_its_mark() {
     )
     .await;
     let cfg = g.stop_last().await;
+    g.wait_offline("127.0.0.4").await;
     let later = g.upload_contents(5000..5050).await;
     // What A has written since is what B lacks, and the trackers are told so.
     let behind = binlog_size(&g.members[0]) - binlog_before;
@@ -484,12 +496,7 @@ async fn a_peer_back_from_a_restart_is_pushed_to_before_the_next_beat() {
     let mut g = start_pair("127.0.0.3").await;
     let b_config = g.stop_last().await;
     let mut a_config = g.stop_last().await;
-    wait_until(
-        "B OFFLINE at the tracker",
-        Duration::from_secs(10),
-        async || g.status_of("127.0.0.3") == Some(StorageStatus::Offline),
-    )
-    .await;
+    g.wait_offline("127.0.0.3").await;
 
     (a_config.heart_beat_interval, a_config.stat_report_interval) = (30, 60);
     g.members.push(
@@ -1171,12 +1178,7 @@ async fn a_stopping_member_pushes_its_whole_binlog_first() {
     // B is away while A takes many uploads: several push batches' worth. Uploads start
     // once the tracker no longer sends them to B.
     let cfg = g.stop_last().await;
-    wait_until(
-        "B OFFLINE at the tracker",
-        Duration::from_secs(10),
-        async || g.status_of("127.0.0.4") == Some(StorageStatus::Offline),
-    )
-    .await;
+    g.wait_offline("127.0.0.4").await;
     let client = g.shared_client().await;
     let mut tasks = Vec::new();
     for w in 0..4 {

@@ -672,14 +672,6 @@ impl StoredAt {
             StoredAt::Slot { root, name, slot } => super::trunk::open_if_cached(root, name, *slot),
         }
     }
-
-    /// Whether something is stored under the name (a disk step).
-    pub fn exists(&self) -> bool {
-        match self {
-            StoredAt::Own(path) => path.exists(),
-            StoredAt::Slot { .. } => self.open().is_ok(),
-        }
-    }
 }
 
 /// Removes a file and its metadata companion (`<name>-m`). ENOENT when absent.

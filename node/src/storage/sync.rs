@@ -774,8 +774,12 @@ async fn load_payload(
         return Ok(None);
     };
     let loaded = crate::disk::run(move || -> io::Result<_> {
-        let Ok(opened) = at.open() else {
-            return Ok(None);
+        let opened = match at.open() {
+            Ok(opened) => opened,
+            Err(e) if gone(&e) => return Ok(None),
+            // Out of descriptors, EIO, EACCES: the file may well be there. Skipping its
+            // record would move the mark past it for good; the session retries instead.
+            Err(e) => return Err(e),
         };
         let (file, size) = (opened.file, opened.size);
         // Where the range is in the file opened: past the slot's header for a trunk file.
@@ -900,12 +904,29 @@ fn load_small_files(
     Some(loaded)
 }
 
-/// Whether a stored file exists here now, asked on a disk thread.
-async fn exists_locally(node: &StorageNode, name: &str) -> bool {
+/// Whether an error opening a stored file says it is not there (rather than that it could
+/// not be read now).
+fn gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+/// Whether a stored file exists here now, asked on a disk thread. An error other than its
+/// absence is the session's to retry, not a reason to skip the record.
+async fn exists_locally(node: &StorageNode, name: &str) -> Result<bool, SyncError> {
     let Some(at) = stored_at(node, name) else {
-        return false;
+        return Ok(false);
     };
-    crate::disk::run(move || at.exists()).await.unwrap_or(false)
+    let found = crate::disk::run(move || match at.open() {
+        Ok(_) => Ok(true),
+        Err(e) if gone(&e) => Ok(false),
+        Err(e) => Err(e),
+    })
+    .await
+    .map_err(io::Error::other)??;
+    Ok(found)
 }
 
 /// Sends a sync request (fixed part `prefix`, then `payload`) and returns the reply status.
@@ -1009,7 +1030,7 @@ async fn push_record(
         Op::Update => push_file(node, conn, &r.name, ts, true, loaded).await,
         Op::Delete => {
             // A file that exists again was re-created after this delete.
-            let again = exists_locally(node, &r.name).await;
+            let again = exists_locally(node, &r.name).await?;
             if again {
                 return Ok(());
             }
@@ -1064,7 +1085,7 @@ async fn push_record(
             // As FastDFS's sender: a file gone here since (renamed, deleted) is skipped.
             // A FastDFS receiver answers ENOENT when it lacks the file, which would
             // otherwise stop this peer's sync for good.
-            let exists = exists_locally(node, &r.name).await;
+            let exists = exists_locally(node, &r.name).await?;
             if !exists {
                 return Ok(());
             }
@@ -1405,6 +1426,49 @@ mod tests {
             .expect("ENOENT answered with the whole file");
         assert_eq!(got.recv().await, Some(Command::SyncTruncateFile));
         assert_eq!(got.recv().await, Some(Command::SyncUpdateFile));
+        assert!(got.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_file_that_cannot_be_opened_now_is_retried_not_skipped() {
+        let (_dir, node) = node_in_tempdir();
+        let (addr, mut got) = enoent_peer().await;
+        let mut conn = Conn::connect(
+            addr,
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(5),
+            None,
+        )
+        .await
+        .expect("connect");
+        // The name resolves to a link to itself: opening it fails with ELOOP, an error
+        // that does not say the file is gone.
+        let name = "M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe45768698";
+        let path = node
+            .disk
+            .store()
+            .file_path(&RemoteName::parse(name).expect("name"))
+            .expect("path");
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        std::os::unix::fs::symlink(&path, &path).expect("symlink");
+        for record in [
+            Record::new(100, Op::Create, name),
+            Record::new(100, Op::Append, name).with_extra("0 10"),
+            Record::new(100, Op::Truncate, name).with_extra("10 0"),
+            Record::new(100, Op::Delete, name),
+        ] {
+            let pushed = push_record(&node, &mut conn, &record, None).await;
+            assert!(
+                matches!(pushed, Err(SyncError::Io(_))),
+                "{:?}: {pushed:?}",
+                record.op
+            );
+        }
+        // Nothing was sent for any of them; a file truly gone is still skipped.
+        std::fs::remove_file(&path).expect("unlink");
+        push_record(&node, &mut conn, &Record::new(100, Op::Create, name), None)
+            .await
+            .expect("a file gone here is skipped");
         assert!(got.try_recv().is_err());
     }
 

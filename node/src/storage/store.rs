@@ -241,7 +241,12 @@ impl Store {
         let Some(slot) = name.trunk_slot() else {
             return delete(&path);
         };
-        super::trunk::free(&self.paths[usize::from(name.store_path)], name, slot)?;
+        super::trunk::free(
+            &self.paths[usize::from(name.store_path)],
+            name,
+            slot,
+            super::trunk::Zeroed::Whole,
+        )?;
         match std::fs::remove_file(meta_path(&path)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -249,12 +254,15 @@ impl Store {
         }
     }
 
-    /// Removes a stored file (not its metadata companion): its own file, or its trunk
-    /// slot (zeroed). ENOENT when absent.
-    pub fn remove_file(&self, name: &RemoteName) -> io::Result<()> {
+    /// Removes a stored file as a peer's delete says (not its metadata companion): its own
+    /// file, or its trunk slot's header (files the peer has put in that space since may be
+    /// here already). ENOENT when absent.
+    pub fn remove_replica(&self, name: &RemoteName) -> io::Result<()> {
         match self.stored_at(name).ok_or(io::ErrorKind::NotFound)? {
             StoredAt::Own(path) => std::fs::remove_file(path),
-            StoredAt::Slot { root, name, slot } => super::trunk::free(&root, &name, slot),
+            StoredAt::Slot { root, name, slot } => {
+                super::trunk::free(&root, &name, slot, super::trunk::Zeroed::Header)
+            }
         }
     }
 

@@ -12,7 +12,7 @@
 //!
 //! (integers big-endian; type `F` a file, `L` a link whose content is the name of the file
 //! it points to, 0 a free slot). The file's bytes follow the header. A deleted file's slot
-//! is zeroed, header included.
+//! is zeroed, header included; a delete replayed from a peer zeroes the header only.
 
 use std::fs::File;
 use std::io;
@@ -242,9 +242,20 @@ fn write_both_at(file: &File, head: &[u8], tail: &[u8], at: u64) -> io::Result<(
     Ok(())
 }
 
-/// Frees the slot holding `name`: zeroes it whole, as FastDFS does. `NotFound` when the
-/// slot does not hold that file (nothing is written then).
-pub fn free(root: &Path, name: &RemoteName, slot: TrunkSlot) -> io::Result<()> {
+/// How much of a freed slot is zeroed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zeroed {
+    /// All of it, as FastDFS does: the slot's space is handed back only after.
+    Whole,
+    /// Its header only, which is all that says a file is there. A delete replayed from a
+    /// peer does this: by then the peer may have handed the space back and cut new slots
+    /// out of it, whose files can arrive here before the delete does.
+    Header,
+}
+
+/// Frees the slot holding `name`. `NotFound` when the slot does not hold that file (nothing
+/// is written then).
+pub fn free(root: &Path, name: &RemoteName, slot: TrunkSlot, zeroed: Zeroed) -> io::Result<()> {
     /// Zeros written a piece at a time, whatever the slot's size.
     static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
     let file = std::fs::OpenOptions::new()
@@ -260,10 +271,11 @@ pub fn free(root: &Path, name: &RemoteName, slot: TrunkSlot) -> io::Result<()> {
         header,
         Link::Follow,
     )?);
-    let (start, end) = (
-        u64::from(slot.offset),
-        u64::from(slot.offset) + u64::from(slot.size),
-    );
+    let extent = match zeroed {
+        Zeroed::Whole => u64::from(slot.size),
+        Zeroed::Header => HEADER_LEN.min(u64::from(slot.size)),
+    };
+    let (start, end) = (u64::from(slot.offset), u64::from(slot.offset) + extent);
     let mut at = start;
     while at < end {
         let n = (end - at).min(ZEROS.len() as u64) as usize;
@@ -344,6 +356,52 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_delete_spares_files_cut_from_the_freed_space_since() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("data/00/00")).expect("dirs");
+        let old = TrunkSlot {
+            id: 1,
+            offset: 0,
+            size: 4096,
+        };
+        let x = trunk_name(b"the old file", 1_700_000_000, old, "000.jpg");
+        write(root, &x, old, b"the old file", false).expect("write x");
+        // The peer deleted x, handed its space back and cut a new slot from its middle;
+        // the new file arrives here before the delete.
+        let new = TrunkSlot {
+            id: 1,
+            offset: 1024,
+            size: 512,
+        };
+        let y = trunk_name(b"a newer file", 1_700_000_100, new, "000.png");
+        write(root, &y, new, b"a newer file", false).expect("write y");
+        let store = crate::storage::store::Store::open(&crate::config::StorageConfig {
+            base_path: root.to_path_buf(),
+            subdir_count_per_path: 1,
+            ..Default::default()
+        })
+        .expect("store");
+        store.remove_replica(&x).expect("replayed delete");
+        assert_eq!(
+            open(root, &x, old).err().map(|e| e.kind()),
+            Some(io::ErrorKind::NotFound)
+        );
+        let opened = open(root, &y, new).expect("y survives");
+        let mut buf = [0u8; 12];
+        opened
+            .file
+            .read_exact_at(&mut buf, opened.base)
+            .expect("read y");
+        assert_eq!(&buf, b"a newer file");
+        // Deleted by a client, on the member that holds it, the slot is zeroed whole.
+        write(root, &x, old, b"the old file", false).expect("x again");
+        write(root, &y, new, b"a newer file", false).expect("y again");
+        store.delete_file(&x).expect("delete");
+        assert!(open(root, &y, new).is_err());
+    }
+
+    #[test]
     fn slots_are_read_written_and_freed_in_fastdfs_layout() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
@@ -393,12 +451,14 @@ mod tests {
             Some(io::ErrorKind::NotFound)
         );
         assert_eq!(
-            free(root, &wrong, one).err().map(|e| e.kind()),
+            free(root, &wrong, one, Zeroed::Whole)
+                .err()
+                .map(|e| e.kind()),
             Some(io::ErrorKind::NotFound)
         );
 
         // Freed: zeroed whole, gone; the neighbour is untouched.
-        free(root, &a, one).expect("free a");
+        free(root, &a, one, Zeroed::Whole).expect("free a");
         let raw = std::fs::read(root.join("data/00/00/000001")).expect("trunk file");
         assert!(raw[..512].iter().all(|&b| b == 0));
         assert_eq!(

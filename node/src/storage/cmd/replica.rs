@@ -188,12 +188,15 @@ impl Replica {
         let (name, _) = node.locate(&req.name)?;
         let (n, doomed) = (node.clone(), name.clone());
         let removed = blocking(move || {
-            let removed = n.disk.store().remove_file(&doomed);
+            let removed = n.disk.store().remove_replica(&doomed);
             n.disk.store().note_removed();
             removed
         })
         .await?;
-        Self::synced_from(node, session, req.timestamp);
+        // A delete that failed here is not progress: the sender tries it again.
+        if !matches!(&removed, Err(e) if e.kind() != std::io::ErrorKind::NotFound) {
+            Self::synced_from(node, session, req.timestamp);
+        }
         removed.map_err(io_failure("deleting a replicated file"))?;
         node.log(&[Record::new(req.timestamp, Op::Delete, name.to_string()).replica()])
             .await;

@@ -674,6 +674,75 @@ async fn a_rename_already_applied_answers_eexist() {
     );
 }
 
+/// The binlog lines of a member, all files together.
+fn binlog_text(member: &RunningStorage) -> String {
+    let dir = member.node.disk.binlog().dir().to_path_buf();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("binlog dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("binlog."))
+                .is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("binlog"))
+        .collect()
+}
+
+/// A file pushed again that is here already (placed before a crash kept its binlog line
+/// from being written, say) is answered EEXIST and gets its replica line anyway: a full
+/// copy from this member to a new one goes by those lines.
+#[tokio::test]
+async fn a_replica_pushed_again_gets_its_binlog_line() {
+    use fdfs_node::proto::sync::SyncFileHead;
+    use fdfs_node::proto::{Command, Status};
+
+    let (g, peer) = group_with_peer().await;
+    let addr = g.members[0].addr;
+    let buff_size = g.members[0].node.config.buff_size as usize;
+    // A small file (read whole before it is stored) and one larger than the buffer.
+    for content in [
+        b"small, here already".to_vec(),
+        vec![7u8; 2 * buff_size + 3],
+    ] {
+        let id = g
+            .client
+            .upload_bytes(&content, "bin", None)
+            .await
+            .expect("upload");
+        let name = id.remote.to_string();
+        let line = format!(" c {name}\n");
+        assert!(!binlog_text(&g.members[0]).contains(&line));
+        let mut body = SyncFileHead {
+            name_len: name.len() as u64,
+            file_size: content.len() as u64,
+            timestamp: 1_700_000_000,
+            group: "group1".into(),
+        }
+        .encode();
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(&content);
+        assert_eq!(
+            send(peer, addr, Command::SyncCreateFile, &body).await,
+            Some(Status::AlreadyExists)
+        );
+        assert!(
+            binlog_text(&g.members[0]).contains(&line),
+            "no replica line for {name}"
+        );
+        assert_eq!(
+            g.client.download_bytes(&id, 0, 0).await.expect("kept"),
+            content
+        );
+    }
+}
+
 /// A peer that sends a sync for another group, a name outside the store, or a
 /// body cut short: refused or dropped, and nothing on disk changes.
 #[tokio::test]

@@ -81,6 +81,10 @@ impl Replica {
                     return Ok(existing.map(|_| false));
                 }
                 if !update && existing == Some(data.len() as u64) {
+                    // Here already, perhaps placed before a crash kept its binlog line
+                    // from being written: the line is written now (a second one is
+                    // harmless), or a later full copy from this member would miss it.
+                    n.log_now(&[record]);
                     return Ok(Some(false));
                 }
                 n.disk
@@ -121,9 +125,8 @@ impl Replica {
                 } else {
                     temp.create_stamped(file, &path, ts, data.len() as u64)?
                 };
-                if stored {
-                    n.log_now(&[record]);
-                }
+                // Written even when the same file was here (a repeated push): see above.
+                n.log_now(&[record]);
                 Ok(stored)
             })
             .await?
@@ -149,6 +152,9 @@ impl Replica {
         if !update && existing == Some(head.file_size) {
             conn.discard(head.file_size).await?;
             node.count_sync(false, head.file_size, false);
+            // Its binlog line may be missing (see the small files' case).
+            node.log(&[Record::new(ts, op, name.to_string()).replica()])
+                .await;
             Self::synced_from(node, session, head.timestamp);
             return Err(Status::AlreadyExists.into());
         }
@@ -320,7 +326,9 @@ impl Replica {
             rename_noreplace(&old_path, &new_path).map_err(io_failure("renaming a replicated file"))
         })
         .await?;
-        Self::synced_from(node, session, req.timestamp);
+        if !matches!(renamed, Err(Failure::Io { .. })) {
+            Self::synced_from(node, session, req.timestamp);
+        }
         renamed?;
         node.log(&[Record::new(req.timestamp, Op::Rename, new.to_string())
             .with_extra(old.to_string())
@@ -347,7 +355,9 @@ impl Replica {
             })
         })
         .await?;
-        Self::synced_from(node, session, req.timestamp);
+        if !matches!(made, Err(Failure::Io { .. })) {
+            Self::synced_from(node, session, req.timestamp);
+        }
         made?;
         node.log(&[Record::new(req.timestamp, Op::Link, link.to_string())
             .with_extra(target.to_string())

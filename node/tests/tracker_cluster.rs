@@ -287,6 +287,81 @@ async fn storage_keeps_its_id_on_a_new_address() {
 
 /// A storage added to `storage_ids.conf` (as the operator does when a group grows, the
 /// kubelet replacing the mounted file) joins without a tracker restart.
+/// `fdfs migrate retire` with storage ids, the member named by its address: it is fenced
+/// and deleted under its id, not reported retired while still listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_retired_by_its_address_is_deleted_under_its_id() {
+    use fdfs_node::client::migrate;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = dir.path().join("storage_ids.conf");
+    std::fs::write(&ids, "100001 group1 127.0.0.2\n100002 group1 127.0.0.4\n").expect("write");
+    let mut cfg = tracker_cfg("127.0.0.1:0", &dir.path().join("tracker"));
+    cfg.use_storage_id = true;
+    cfg.storage_ids_filename = ids;
+    let t = fdfs_node::tracker::start(cfg).await.expect("tracker");
+    // Members of a group share one port.
+    let a = start_storage(
+        "127.0.0.2:23610",
+        "group1",
+        &dir.path().join("a"),
+        &[t.addr],
+        "",
+    )
+    .await;
+    let b = start_storage(
+        "127.0.0.4:23610",
+        "group1",
+        &dir.path().join("b"),
+        &[t.addr],
+        "",
+    )
+    .await;
+    wait_until("both ACTIVE", Duration::from_secs(20), async || {
+        ["100001", "100002"]
+            .iter()
+            .all(|id| member_status(&t, "group1", id) == Some(StorageStatus::Active))
+    })
+    .await;
+    let client = client_of(&[t.addr]).await;
+    let file = client
+        .upload_to(
+            b.addr,
+            fdfs_node::proto::storage::UploadHead {
+                store_path_index: 0xFF,
+                file_size: 7,
+                ext: "txt".into(),
+            },
+            &mut &b"on b  1"[..],
+        )
+        .await
+        .expect("upload to b");
+    b.stop(Duration::from_secs(10)).await;
+    let config = ClientConfig::new(vec![t.addr.to_string()]);
+    migrate::retire(
+        &client,
+        &config,
+        "group1",
+        "127.0.0.4",
+        Duration::from_secs(30),
+        |_| {},
+    )
+    .await
+    .expect("retired");
+    assert!(
+        matches!(
+            member_status(&t, "group1", "100002"),
+            None | Some(StorageStatus::Deleted)
+        ),
+        "{:?}",
+        member_status(&t, "group1", "100002")
+    );
+    assert_eq!(
+        client.download_bytes(&file, 0, 0).await.expect("on a"),
+        b"on b  1"
+    );
+    drop(a);
+}
+
 #[tokio::test]
 async fn a_storage_added_to_storage_ids_conf_joins_without_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");

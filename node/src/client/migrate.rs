@@ -54,10 +54,15 @@ pub fn not_held_elsewhere(
             ));
         }
     }
+    if took_until == 0 {
+        // It never took a change from a client (the storage keeps the time of its last one
+        // across restarts): nothing of its own to be elsewhere.
+        return None;
+    }
     if reported.is_empty() {
         // A FastDFS storage: the trackers' own measure, in whole seconds.
         return others.iter().find_map(|other| {
-            (took_until > 0 && other.stats.last_synced_timestamp < took_until).then(|| {
+            (other.stats.last_synced_timestamp < took_until).then(|| {
                 format!(
                     "{} has synced up to {}, before {}'s last change at {took_until}",
                     other.id, other.stats.last_synced_timestamp, member.id
@@ -156,6 +161,31 @@ pub async fn standing(
     })
 }
 
+/// The id the trackers list `member` of `group` under: `member` itself, or the id of the
+/// member listed at that address (the first tracker that lists one says).
+async fn listed_id(
+    config: &ClientConfig,
+    trackers: &[SocketAddr],
+    group: &str,
+    member: &str,
+) -> Result<String, ClientError> {
+    for &tracker in trackers {
+        let one = Client::new(ClientConfig {
+            trackers: vec![tracker.to_string()],
+            ..config.clone()
+        })
+        .await?;
+        let list = one.list_storages(group).await?;
+        if let Some(s) = list.iter().find(|s| s.id == member && !left(s)) {
+            return Ok(s.id.clone());
+        }
+        if let Some(s) = list.iter().find(|s| s.ip == member && !left(s)) {
+            return Ok(s.id.clone());
+        }
+    }
+    Ok(member.to_string())
+}
+
 /// Why a retirement did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum RetireError {
@@ -182,6 +212,9 @@ pub async fn retire(
     mut progress: impl FnMut(&str),
 ) -> Result<(), RetireError> {
     let deadline = tokio::time::Instant::now() + wait;
+    // Trackers fence and delete members by id: a member named by its address (as the
+    // listing allows) is fenced and deleted by the id listed for it.
+    let id = &listed_id(config, client.trackers(), group, id).await?;
     for (tracker, outcome) in client.fence_storage(group, id, true).await {
         match outcome? {
             // Fenced, or not known there (nothing to route to).

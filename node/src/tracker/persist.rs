@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::registry::{Group, Member, Registry};
+use super::registry::{Group, Member, Registry, ReportedBacklog};
 use crate::proto::StorageStatus;
-use crate::proto::report::PathUsage;
+use crate::proto::monitor::StorageStats;
+use crate::proto::report::{Backlog, PathUsage};
 
 /// Format version written into the file.
 pub(crate) const FORMAT: u32 = 1;
@@ -83,6 +84,27 @@ pub struct SavedMember {
     /// Fenced for its retirement: no uploads.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fenced: bool,
+    /// When it last took a change from a client (`last_source_update`): a member that
+    /// stopped before the tracker restarted is judged by it, not by a blank.
+    #[serde(default)]
+    pub last_source_update: u64,
+    /// What it last said its peers lack of its changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<SavedBacklog>,
+}
+
+/// A member's last backlog report: when the tracker got it, and what each peer lacks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedBacklog {
+    pub at: u64,
+    pub peers: Vec<SavedPeerBacklog>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedPeerBacklog {
+    pub peer_id: String,
+    pub bytes: u64,
+    pub seconds: u64,
 }
 
 /// The state file under a tracker's base path.
@@ -123,6 +145,19 @@ impl SavedState {
                             rw_mode: m.rw_mode,
                             changelog_offset: m.changelog_offset,
                             fenced: m.fenced,
+                            last_source_update: m.stats.last_source_update,
+                            backlog: m.backlog.as_ref().map(|b| SavedBacklog {
+                                at: b.at,
+                                peers: b
+                                    .entries
+                                    .values()
+                                    .map(|e| SavedPeerBacklog {
+                                        peer_id: e.peer_id.clone(),
+                                        bytes: e.bytes,
+                                        seconds: e.seconds,
+                                    })
+                                    .collect(),
+                            }),
                         })
                         .collect(),
                 })
@@ -163,14 +198,33 @@ impl SavedState {
                         .into_iter()
                         .map(|(total_mb, free_mb)| PathUsage { total_mb, free_mb })
                         .collect(),
-                    stats: Default::default(),
+                    stats: StorageStats {
+                        last_source_update: sm.last_source_update,
+                        ..StorageStats::default()
+                    },
                     last_heartbeat: now,
                     src_id: sm.src_id,
                     sync_until: sm.sync_until,
                     last_synced_timestamp: sm.last_synced_timestamp,
                     rw_mode: sm.rw_mode,
                     session: 0,
-                    backlog: None,
+                    backlog: sm.backlog.map(|b| ReportedBacklog {
+                        at: b.at,
+                        entries: b
+                            .peers
+                            .into_iter()
+                            .map(|p| {
+                                (
+                                    p.peer_id.clone(),
+                                    Backlog {
+                                        peer_id: p.peer_id,
+                                        bytes: p.bytes,
+                                        seconds: p.seconds,
+                                    },
+                                )
+                            })
+                            .collect(),
+                    }),
                     problems: Vec::new(),
                     changelog_offset: sm.changelog_offset,
                     fenced: sm.fenced,
@@ -259,6 +313,27 @@ mod tests {
             100,
         )
         .expect("disk");
+        reg.beat(
+            "group1",
+            "127.0.0.2",
+            Some(StorageStats {
+                last_source_update: 90,
+                ..StorageStats::default()
+            }),
+            100,
+        )
+        .expect("beat");
+        reg.sync_backlog(
+            "group1",
+            "127.0.0.2",
+            vec![Backlog {
+                peer_id: "127.0.0.2".into(),
+                bytes: 1,
+                seconds: 1,
+            }],
+            100,
+        )
+        .expect("backlog");
         let saved = SavedState::of(&reg);
         let path = state_path(dir.path());
         write_atomically(&path, &saved.to_bytes()).expect("write");
@@ -271,6 +346,9 @@ mod tests {
         assert_eq!(m.status, StorageStatus::Active);
         assert_eq!(m.free_mb(), 12);
         assert_eq!(m.last_heartbeat, 500);
+        // What decides whether a stopped member's files are elsewhere survives the restart.
+        assert_eq!(m.stats.last_source_update, 90);
+        assert_eq!(m.backlog.as_ref().map(|b| b.at), Some(100));
         assert_eq!(SavedState::of(&back), saved);
 
         assert!(load(&dir.path().join("none.json")).expect("ok").is_none());

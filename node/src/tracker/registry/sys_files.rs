@@ -311,6 +311,8 @@ pub fn parse_sys_files(
             rw_mode: RW_BOTH,
             changelog_offset: s.number("changelog_offset")?,
             fenced: false,
+            last_source_update: s.number("last_source_update").unwrap_or(0),
+            backlog: None,
         };
         let g = state
             .groups

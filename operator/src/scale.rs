@@ -395,6 +395,14 @@ pub fn not_drained(trackers: &[TrackerMembers], ordinal: u32, fence: bool) -> Op
                 m.id
             ));
         }
+        // No report, or one older than its last change, or a peer not ACTIVE: `fdfs
+        // migrate`'s rule says what it says of a member to retire.
+        if let Some(why) = &m.not_held_elsewhere {
+            return Some(format!(
+                "tracker {}: storage {} (Pod ordinal {ordinal}): {why}",
+                view.tracker, m.id
+            ));
+        }
     }
     None
 }
@@ -569,6 +577,17 @@ mod tests {
             panic!("unsent changes must hold the step")
         };
         assert!(reason.contains("4096 bytes"), "{reason}");
+        // No report of what it has sent (a restarted tracker, say) is no proof either.
+        let mut unreported = fenced(active(0..2), 1);
+        unreported[1].unsent_bytes = None;
+        unreported[1].not_held_elsewhere =
+            Some("10.0.0.1 has not reported what 10.0.0.0 lacks of its changes yet".into());
+        let t = [view("t1", unreported)];
+        let ScaleStep::Blocked { reason } = plan(1, Some(2), &[0, 1], &t, Gates::default()).step
+        else {
+            panic!("a member not known to be held elsewhere must hold the step")
+        };
+        assert!(reason.contains("has not reported"), "{reason}");
         // Without storage ids there is no rw=read to wait for.
         let no_fence = Gates {
             fence: false,

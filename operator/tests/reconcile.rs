@@ -711,6 +711,7 @@ async fn scale_down_removes_the_highest_ordinal_when_the_rest_is_active_everywhe
     let s1 = support::storage("127.0.0.62", "group1", &trackers, data.path()).await;
     for t in &trackers {
         support::wait_status(t, "group1", "127.0.0.62", StorageStatus::WaitSync).await;
+        support::wait_held_elsewhere(t, "group1", "127.0.0.62").await;
     }
 
     let sg = group_json(1);
@@ -1600,6 +1601,7 @@ async fn a_member_is_replaced_once_the_others_are_ready_and_only_then() {
     // Ordinal 0 ACTIVE and caught up too: replacing ordinal 1 deletes its claim and Pod,
     // and the request is taken away.
     let s0 = support::active_storage("127.0.0.61", &trackers, data.path()).await;
+    support::wait_held_elsewhere(&tracker, "group1", "127.0.0.62").await;
     let sg = asking("1");
     let mut script = group_fetch(&sg, Some(statefulset(2, &hash)), pods);
     script.push(delete(
@@ -1623,7 +1625,7 @@ async fn a_member_is_replaced_once_the_others_are_ready_and_only_then() {
     let cleared = started.body(Method::PATCH, &format!("{FDFS}/storagegroups/group1"));
     assert_eq!(
         cleared["metadata"]["annotations"],
-        json!({"fdfs.dev/replace-member": null})
+        json!({"fdfs.dev/replace-member": null, "fdfs.dev/replace-member-discard-unsent": null})
     );
     assert_eq!(started.event_reasons(), ["ReplacingMember"]);
     assert_eq!(

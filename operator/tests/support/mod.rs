@@ -341,6 +341,30 @@ pub async fn wait_status(tracker: &str, group: &str, ip: &str, status: StorageSt
     cluster::wait_listed(tracker, group, ip, status).await;
 }
 
+/// Waits until `tracker` holds every file the storage on `ip` took as on the group's other
+/// members (`fdfs migrate`'s rule: it has reported what each of them lacks since they came
+/// up), as a scale-down or a replacement of it requires.
+pub async fn wait_held_elsewhere(tracker: &str, group: &str, ip: &str) {
+    use fdfs_node::client::migrate::{Standing, standing};
+    let config = fdfs_node::client::ClientConfig::new(vec![tracker.to_owned()]);
+    let addr = tracker.parse().expect("tracker address");
+    fdfs_test_support::wait_until(
+        &format!("{ip}'s files held elsewhere"),
+        Duration::from_secs(60),
+        async || {
+            matches!(
+                standing(&config, addr, group, ip).await,
+                Ok(Standing::Running {
+                    held_elsewhere: Ok(())
+                } | Standing::Stopped {
+                    held_elsewhere: Ok(())
+                })
+            )
+        },
+    )
+    .await;
+}
+
 /// A storage of group1 on `ip` reporting to `trackers`, once the first tracker holds it
 /// ACTIVE.
 pub async fn active_storage(ip: &str, trackers: &[String], data: &Path) -> RunningStorage {

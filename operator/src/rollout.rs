@@ -35,6 +35,9 @@ pub struct RolloutState {
     pub status_stale: bool,
     /// The partition the StatefulSet has now.
     pub current_partition: Option<i32>,
+    /// No StatefulSet, but its Pods run (it was deleted, orphaning them, to grow its
+    /// volumes): the one made again must not replace them before it has taken them over.
+    pub adopting: bool,
 }
 
 /// The partition to apply, and what the rollout waits for.
@@ -63,6 +66,12 @@ pub fn step(state: &RolloutState, trackers: &[TrackerMembers], tolerance: u64) -
     if state.replicas <= 0 {
         return Rollout::Idle;
     }
+    if state.adopting {
+        return Rollout::Stepping {
+            partition: state.replicas,
+            waiting: "the StatefulSet made again to take over its running Pods".into(),
+        };
+    }
     // Revisions not yet brought up to date say nothing: a partition in place stays.
     if state.status_stale
         && !state.template_changed
@@ -73,8 +82,17 @@ pub fn step(state: &RolloutState, trackers: &[TrackerMembers], tolerance: u64) -
             waiting: "the StatefulSet controller to take the new template".into(),
         };
     }
+    // Pods on another revision than the update's roll too: a StatefulSet made again over
+    // running Pods starts with its current revision already the update's.
+    let pods_behind = state.update_revision.as_ref().is_some_and(|update| {
+        state
+            .pod_revisions
+            .iter()
+            .any(|(o, r)| i64::from(*o) < i64::from(state.replicas) && r != update)
+    });
     let rolling = state.template_changed
-        || (state.update_revision.is_some() && state.update_revision != state.current_revision);
+        || (state.update_revision.is_some() && state.update_revision != state.current_revision)
+        || (!state.status_stale && pods_behind);
     if !rolling {
         return Rollout::Idle;
     }
@@ -174,6 +192,7 @@ mod tests {
             trackers_rolling: None,
             status_stale: false,
             current_partition: None,
+            adopting: false,
         }
     }
 
@@ -227,6 +246,24 @@ mod tests {
         assert_eq!(step(&s, &views(active()), 10).partition(), Some(1));
         let done = state(&[(0, "new"), (1, "new"), (2, "new")]);
         assert_eq!(step(&done, &views(active()), 10), Rollout::Idle);
+    }
+
+    #[test]
+    fn a_statefulset_made_again_over_running_pods_replaces_none_before_it_holds_them() {
+        // Deleted to grow the volumes: until it exists again, no Pod may be replaced.
+        let mut s = state(&[(0, "old"), (1, "old"), (2, "old")]);
+        s.adopting = true;
+        s.update_revision = None;
+        s.current_revision = None;
+        assert_eq!(step(&s, &views(active()), 10).partition(), Some(3));
+        // Made again with another template: its current revision is already the update's,
+        // but the Pods run the old one. They roll one at a time, the highest first.
+        let mut s = state(&[(0, "old"), (1, "old"), (2, "old")]);
+        s.current_revision = s.update_revision.clone();
+        assert_eq!(step(&s, &views(active()), 10).partition(), Some(2));
+        let mut s = state(&[(0, "new"), (1, "new"), (2, "new")]);
+        s.current_revision = s.update_revision.clone();
+        assert_eq!(step(&s, &views(active()), 10), Rollout::Idle);
     }
 
     #[test]

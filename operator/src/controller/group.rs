@@ -70,10 +70,16 @@ pub async fn reconcile(sg: &StorageGroup, ctx: &Context) -> Result<Action> {
         .ask_trackers(&cluster, Some(&[valid.group_name.as_str()]))
         .await;
     let views = tracker_members(&answers, &valid.group_name, &pods.addresses);
-    let current_replicas = current
-        .as_ref()
-        .and_then(|s| s.spec.as_ref())
-        .and_then(|s| s.replicas);
+    // A StatefulSet deleted to grow its volumes leaves its Pods running until it is made
+    // again: they count as its replicas, so a scale-down still goes through its checks.
+    let current_replicas = match &current {
+        Some(sts) => sts.spec.as_ref().and_then(|s| s.replicas),
+        None => pods
+            .ordinals
+            .last()
+            .and_then(|o| i32::try_from(*o).ok())
+            .map(|o| o + 1),
+    };
     let plan = scale::plan(
         sg.spec.replicas,
         current_replicas,
@@ -176,7 +182,17 @@ fn rollout_state(
     pods: &PodsSeen,
 ) -> RolloutState {
     let Some(current) = current else {
-        return RolloutState::default();
+        return RolloutState {
+            replicas: objects
+                .statefulset
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(0),
+            adopting: !pods.ordinals.is_empty(),
+            pod_revisions: pods.revisions.clone(),
+            ..RolloutState::default()
+        };
     };
     let status = current.status.clone().unwrap_or_default();
     let template_hash = |sts: &StatefulSet| {
@@ -203,6 +219,7 @@ fn rollout_state(
             .and_then(|s| s.update_strategy.as_ref())
             .and_then(|u| u.rolling_update.as_ref())
             .and_then(|r| r.partition),
+        adopting: false,
     }
 }
 

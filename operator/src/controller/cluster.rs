@@ -136,7 +136,19 @@ fn group_ids(
         .filter_map(|sg| {
             let valid =
                 validate::validate_storage_group(sg, Some(cluster), groups, default_image).ok()?;
-            let existing = sg.status.as_ref().map_or(0, |s| s.replicas);
+            // Every storage still running keeps its entry: the Pods counted, and above them
+            // the highest ordinal a member is listed at (a lower Pod may be briefly gone).
+            let existing = sg.status.as_ref().map_or(0, |s| {
+                let highest = s
+                    .members
+                    .iter()
+                    .filter_map(|m| naming::pod_ordinal(&sg.name_any(), m.pod.as_deref()?))
+                    .filter_map(|o| i32::try_from(o).ok())
+                    .map(|o| o.saturating_add(1))
+                    .max()
+                    .unwrap_or(0);
+                s.replicas.max(highest)
+            });
             Some(GroupIds {
                 group_name: valid.group_name,
                 storage_group: sg.name_any(),
@@ -387,4 +399,37 @@ fn summaries(
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::MemberStatus;
+    use serde::Deserialize;
+
+    #[test]
+    fn a_storage_still_running_keeps_its_id_while_a_lower_pod_is_gone() {
+        let cluster: FdfsCluster =
+            serde_norway::from_str(include_str!("../../tests/fixtures/cluster.yaml"))
+                .expect("cluster");
+        let mut sg =
+            serde_norway::Deserializer::from_str(include_str!("../../tests/fixtures/groups.yaml"))
+                .map(|doc| StorageGroup::deserialize(doc).expect("group"))
+                .find(|g| g.name_any() == "group1")
+                .expect("group1");
+        // Scaling from 3 to 2 is held, and Pod 0 is gone for a moment: two Pods counted,
+        // storage 2 still running.
+        let member = |pod: &str| MemberStatus {
+            id: pod.into(),
+            pod: Some(pod.into()),
+            status: "ACTIVE".into(),
+            ..MemberStatus::default()
+        };
+        let status = sg.status.get_or_insert_default();
+        status.replicas = 2;
+        status.members = vec![member("group1-1"), member("group1-2")];
+        let ids = group_ids(&cluster, std::slice::from_ref(&sg), None);
+        assert_eq!(ids.len(), 1);
+        assert_eq!((ids[0].replicas, ids[0].writable), (3, 2));
+    }
 }

@@ -626,6 +626,27 @@ async fn a_larger_volume_grows_the_claims_and_replaces_the_statefulset() {
         "1 of 2 volumes report 2Gi"
     );
     expect_health(&seen, &second, KStatus::InProgress, "Progressing");
+    // Made again over running Pods, it replaces none of them before it holds them.
+    assert_eq!(
+        second.body(Method::PATCH, &format!("{APPS}/statefulsets/group1"))["spec"]["updateStrategy"]
+            ["rollingUpdate"]["partition"],
+        2
+    );
+
+    // 2b. Had the group asked for one storage fewer meanwhile, the running Pods would
+    // still count: the new StatefulSet keeps both until the scale-down's checks pass.
+    let mut fewer = seen.clone();
+    fewer["spec"]["replicas"] = serde_json::json!(1);
+    let mut script = group_fetch(&fewer, None, pods.clone());
+    script.push(claims(vec![claim(0, "2Gi", "2Gi"), claim(1, "2Gi", "1Gi")]));
+    script.extend(group_apply(true, false));
+    script.push(event(NS));
+    script.push(event(NS));
+    script.push(status_write(&fewer));
+    let typed_fewer: StorageGroup = serde_json::from_value(fewer).expect("group");
+    let (_, held) = run_group(typed_fewer, &trackers, script).await;
+    assert_eq!(applied_replicas(&held), 2);
+    assert_eq!(held.event_reasons(), ["Created", "ScaleDownBlocked"]);
 
     // 3. Both claims report 2Gi: the growth is over.
     let seen = health::with_status(&sg, second.status());

@@ -656,6 +656,44 @@ async fn an_upload_the_disk_takes_only_part_of_leaves_nothing_and_the_next_is_st
     );
 }
 
+/// An upload whose binlog line cannot be written (the binlog's volume is full) fails, and
+/// its file goes again: acknowledged, it would stay on this member alone, never pushed.
+#[tokio::test]
+async fn an_upload_whose_binlog_line_cannot_be_written_fails_and_leaves_nothing() {
+    fdfs_test_support::alone!();
+    let c = Cluster::start(&["group1"], 1).await;
+    let client = c.client().await;
+    let kept = client
+        .upload_bytes(b"kept", "txt", None)
+        .await
+        .expect("kept");
+    let data = c.store_root(0).join("data");
+    let binlog = data.join("sync/binlog.000");
+    let (files, lines) = (walk(&data), std::fs::read(&binlog).expect("binlog"));
+    // Files up to the binlog's size can be written; the binlog cannot grow.
+    fdfs_test_support::full_disk::limit_file_size(Some(lines.len() as u64));
+    let refused = client.upload_bytes(b"tiny", "txt", None).await;
+    let slave = client
+        .upload_slave_bytes(&kept, "_s", "txt", b"thumb")
+        .await;
+    fdfs_test_support::full_disk::limit_file_size(None);
+    assert_eq!(status_of(refused), Some(Status::Io));
+    assert_eq!(status_of(slave), Some(Status::Io));
+    assert_eq!(walk(&data), files, "no file left");
+    assert_eq!(std::fs::read(&binlog).expect("binlog"), lines);
+    let stored = client
+        .upload_bytes(b"tiny", "txt", None)
+        .await
+        .expect("stored once the binlog can grow");
+    assert_eq!(
+        client
+            .download_bytes(&stored, 0, 0)
+            .await
+            .expect("download"),
+        b"tiny"
+    );
+}
+
 /// A modify the disk takes only part of (it fills up past the file's end): the client gets a
 /// status, what it added past the old end is cut back, and the bytes it overwrote before
 /// that, which cannot be put back, are logged as modified, so the other copies get them.

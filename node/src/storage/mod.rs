@@ -477,6 +477,26 @@ impl StorageNode {
         self.statistics.changed(records, crate::unix_now());
     }
 
+    /// Writes the binlog line of a file just placed under `name` (blocking, in the disk
+    /// step that placed it). When the binlog cannot take it the file is taken away again
+    /// and the error returned: acknowledged, it would stay on this member alone, its peers
+    /// never told of it.
+    fn log_new_file(
+        &self,
+        name: &crate::fileid::RemoteName,
+        record: binlog::Record,
+    ) -> std::io::Result<()> {
+        if let Err(e) = self.disk.binlog().append(std::slice::from_ref(&record)) {
+            tracing::error!(error = %e, file = %name, "cannot write the binlog; the upload fails");
+            if let Err(undo) = self.disk.store().delete_file(name) {
+                tracing::error!(error = %undo, file = %name, "cannot remove the unlogged file");
+            }
+            return Err(e);
+        }
+        self.statistics.changed(&[record], crate::unix_now());
+        Ok(())
+    }
+
     /// Writes change records to the binlog from an async handler, on a disk thread.
     async fn log(self: &Arc<Self>, records: &[binlog::Record]) {
         let (node, records) = (self.clone(), records.to_vec());

@@ -104,7 +104,7 @@ impl Upload {
             let n = node.clone();
             blocking(move || {
                 let name = n.disk.store().commit(temp, file, &spec)?;
-                n.log_now(&[created(&name)]);
+                n.log_new_file(&name, created(&name))?;
                 Ok::<_, CommitError>(name)
             })
             .await?
@@ -145,7 +145,8 @@ impl Upload {
                     let r = r.unwrap_or_else(|| Err(std::io::ErrorKind::InvalidInput.into()));
                     if r.is_ok() {
                         n.disk.store().note_written(store_path, spec.size);
-                        n.log_now(&[created(&stored)]);
+                        // Unlogged, the slot is freed again and handed back.
+                        return n.log_new_file(&stored, created(&stored));
                     }
                     r
                 })
@@ -167,7 +168,7 @@ impl Upload {
         let n = node.clone();
         small_write(node, move || {
             let name = write_small(n.disk.store(), store_path, &spec, &data)?;
-            n.log_now(&[created(&name)]);
+            n.log_new_file(&name, created(&name))?;
             Ok::<_, CommitError>(name)
         })
         .await?
@@ -211,13 +212,13 @@ impl Upload {
         .await?;
         let n = node.clone();
         let target = slave.clone();
-        blocking(move || n.disk.store().commit_as(temp, file, &target)).await??;
-        node.log(&[Record::new(
-            crate::unix_now() as u32,
-            Op::Create,
-            slave.to_string(),
-        )])
-        .await;
+        blocking(move || {
+            n.disk.store().commit_as(temp, file, &target)?;
+            let record = Record::new(crate::unix_now() as u32, Op::Create, target.to_string());
+            n.log_new_file(&target, record)?;
+            Ok::<_, CommitError>(())
+        })
+        .await??;
         node.count_bytes(Command::UploadSlaveFile, head.file_size);
         tracing::debug!(file = %slave, master = %master, "stored slave");
         Ok(Reply::Body(
@@ -256,11 +257,8 @@ pub(crate) async fn store_slave(
         let (temp, mut file) = store.create_temp(store_path, slave_path.parent())?;
         file.write_all(&data)?;
         store.commit_as(temp, file, &slave)?;
-        n.log_now(&[Record::new(
-            crate::unix_now() as u32,
-            Op::Create,
-            slave.to_string(),
-        )]);
+        let record = Record::new(crate::unix_now() as u32, Op::Create, slave.to_string());
+        n.log_new_file(&slave, record)?;
         Ok(())
     })
     .await

@@ -275,7 +275,22 @@ fn whole_lines_len(file: &File, len: u64) -> io::Result<u64> {
 
 /// Renames without ever replacing an existing file: AlreadyExists when `to` is taken.
 pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    Ok(renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE)?)
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        // File systems that take no rename flags (NFS among them) answer EINVAL.
+        Err(Errno::INVAL | Errno::NOSYS) => move_by_link(from, to),
+        renamed => Ok(renamed?),
+    }
+}
+
+/// [`rename_noreplace`] by a hard link, which fails the same way on a taken name, then the
+/// removal of the old name.
+fn move_by_link(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::hard_link(from, to)?;
+    if let Err(e) = std::fs::remove_file(from) {
+        // The file is in place under `to`; only its temp name is left over.
+        tracing::warn!(error = %e, path = %from.display(), "cannot remove a temp name");
+    }
+    Ok(())
 }
 
 /// Links an `O_TMPFILE` inode under `target`; EEXIST when the name is taken.
@@ -347,7 +362,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", SEQ.fetch_add(1, Ordering::Relaxed)));
-    let (staged, mut file) = StagedFile::create(PathBuf::from(tmp), SyncPolicy::Always)?;
+    let tmp = PathBuf::from(tmp);
+    // Left by a crash of an earlier run (its counter started at 0 too): nobody else
+    // writes this name.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let (staged, mut file) = StagedFile::create(tmp, SyncPolicy::Always)?;
     file.write_all(bytes)?;
     staged.commit(file, path, Placement::Replace, None)
 }
@@ -355,6 +377,34 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_move_by_link_places_the_file_once_and_never_over_another() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (temp, target) = (dir.path().join("t.tmp"), dir.path().join("file"));
+        std::fs::write(&temp, b"new").expect("temp");
+        move_by_link(&temp, &target).expect("moved");
+        assert_eq!(std::fs::read(&target).expect("target"), b"new");
+        assert!(!temp.exists());
+        std::fs::write(&temp, b"other").expect("temp");
+        assert_eq!(
+            move_by_link(&temp, &target).map_err(|e| e.kind()),
+            Err(io::ErrorKind::AlreadyExists)
+        );
+        assert_eq!(std::fs::read(&target).expect("target"), b"new");
+    }
+
+    #[test]
+    fn a_state_file_is_written_over_a_temp_file_a_crash_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        // Every temp name this process will try first, as an earlier run left them.
+        for n in 0..64 {
+            std::fs::write(dir.path().join(format!("state.json.tmp{n}")), b"torn").expect("w");
+        }
+        write_atomically(&path, b"whole").expect("written");
+        assert_eq!(std::fs::read(&path).expect("state"), b"whole");
+    }
 
     #[test]
     fn a_log_ending_inside_a_line_is_cut_back_to_its_last_line_break() {

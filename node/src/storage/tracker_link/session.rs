@@ -69,9 +69,12 @@ async fn report_loop(
     bind_ip: Option<Ipv4Addr>,
     stop: CancellationToken,
 ) {
+    // The session waits for the last pushes first (up to `last_push_wait`), then sends its
+    // last backlog report and beat: cut short before, a retirement would judge this
+    // storage by an older report and an older last change.
     let (first, leave_within) = (
         node.config.timers.tracker_retry(),
-        node.config.timers.tracker_leave(),
+        node.config.timers.last_push_wait() + node.config.timers.tracker_leave(),
     );
     let mut backoff = crate::retry::Backoff::new(first, first * 5);
     loop {

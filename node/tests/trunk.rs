@@ -527,6 +527,39 @@ async fn raw(
     (reply.status(), out)
 }
 
+/// Two deletes of one trunk-stored file at once (a client's retry on another connection):
+/// one succeeds, the other finds nothing, and the slot goes back once: the files uploaded
+/// after never share a byte.
+#[tokio::test]
+async fn two_deletes_of_one_file_hand_its_slot_back_once() {
+    use fdfs_node::proto::query::FileRequest;
+    let g = start_group(100).await;
+    let to = g.member(A).addr;
+    let mut kept = Vec::new();
+    for i in 0..30 {
+        let doomed = g.upload_to(A, &content(i)).await;
+        let body = FileRequest {
+            group: "group1".into(),
+            remote_filename: doomed.remote.to_string(),
+        }
+        .encode();
+        let (first, second) = tokio::join!(
+            raw(A, to, Command::DeleteFile, 0, &body),
+            raw(A, to, Command::DeleteFile, 0, &body)
+        );
+        let done = [first.0, second.0]
+            .iter()
+            .filter(|s| **s == Status::Ok)
+            .count();
+        assert_eq!(done, 1, "{:?} / {:?}", first.0, second.0);
+        // Two uploads of the same size: a slot handed back twice would go to both.
+        for _ in 0..2 {
+            kept.push(g.upload_to(A, &content(i)).await);
+        }
+    }
+    assert_apart(&kept.iter().collect::<Vec<_>>());
+}
+
 #[tokio::test]
 async fn bad_trunk_requests_get_a_status_and_change_nothing() {
     let g = start_group(100).await;

@@ -86,6 +86,9 @@ impl Files {
     /// 12: removes a file and its metadata.
     async fn delete(node: &Arc<StorageNode>, req: FileRequest) -> Handled {
         let (name, _) = node.locate(&req.remote_filename)?;
+        // Two deletes of one file (a client's retry) must not both find it: a trunk slot
+        // would be handed back twice, and two later files given the same space.
+        let _one_writer = node.disk.lock(&name.to_string()).await;
         let n = node.clone();
         let doomed = name.clone();
         let had_meta = blocking(move || {
@@ -96,18 +99,19 @@ impl Files {
         .await?
         .map_err(io_failure("deleting the file"))?;
         tracing::debug!(file = %name, "deleted");
-        // A trunk slot goes back to the group's trunk server for reuse.
-        if let Some(block) =
-            crate::storage::trunking::block_of(&name).filter(|_| node.trunk.params().is_some())
-        {
-            node.trunk_release(block).await;
-        }
         let now = crate::unix_now() as u32;
         let mut records = vec![Record::new(now, Op::Delete, name.to_string())];
         if had_meta {
             records.push(Record::new(now, Op::Delete, format!("{name}-m")));
         }
         node.log(&records).await;
+        // A trunk slot goes back to the group's trunk server for reuse, once the delete is
+        // logged for the peers (a crash in between costs the slot, not their copies).
+        if let Some(block) =
+            crate::storage::trunking::block_of(&name).filter(|_| node.trunk.params().is_some())
+        {
+            node.trunk_release(block).await;
+        }
         Ok(Reply::Body(Vec::new()))
     }
 

@@ -2,9 +2,11 @@
 
 /// More ranges than this in one request are ignored: the whole file is sent.
 pub const MAX_RANGES: usize = 16;
-/// A multi-range answer carries at most this many bytes of the file; a request for more
-/// gets the whole file, which costs less than a multipart body of overlapping pieces.
-pub const MAX_MULTIPART_BYTES: u64 = 16 << 20;
+/// A multi-range answer carries at most this many bytes of the file, and no more than the
+/// file has; a request for more gets the whole file (sent from the page cache, not built
+/// in memory). A multipart body is built whole before it is sent, and a client that reads
+/// it slowly keeps it: a connection holds at most this much.
+pub const MAX_MULTIPART_BYTES: u64 = 1 << 20;
 
 /// What a `Range` header asks of a file of `size` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +87,8 @@ pub fn parse(header: Option<&str>, size: u64) -> RangeRequest {
             start: *start,
             end: *end,
         },
-        _ if total > MAX_MULTIPART_BYTES => RangeRequest::Full,
+        // Overlapping pieces adding up to more than the file are cheaper sent as the file.
+        _ if total > MAX_MULTIPART_BYTES || total > size => RangeRequest::Full,
         _ => RangeRequest::Parts(parts),
     }
 }
@@ -93,6 +96,22 @@ pub fn parse(header: Option<&str>, size: u64) -> RangeRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multipart_bodies_stay_small_and_never_exceed_the_file() {
+        let mib = 1u64 << 20;
+        // Sixteen copies of the whole of a 1 MiB file: the file, once.
+        let copies = format!("bytes={}", ["0-1048575"; 16].join(","));
+        assert_eq!(parse(Some(&copies), mib), RangeRequest::Full);
+        // Two pieces of a large file adding up to more than the cap: the file.
+        let large = "bytes=0-599999,1000000-1599999";
+        assert_eq!(parse(Some(large), 10 * mib), RangeRequest::Full);
+        // Small pieces, as a PDF reader asks: a multipart answer.
+        assert_eq!(
+            parse(Some("bytes=0-99,5000-5999"), 10 * mib),
+            RangeRequest::Parts(vec![(0, 99), (5000, 5999)])
+        );
+    }
 
     #[test]
     fn forms() {

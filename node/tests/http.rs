@@ -157,13 +157,41 @@ async fn get_head_ranges_and_validators() {
     assert_eq!(r.headers["content-length"], "600000");
     let etag = r.headers["etag"].clone();
     let last_modified = r.headers["last-modified"].clone();
-    // Validators.
+    // Validators; a tag a proxy marked weak still matches.
     assert_eq!(
         request(n.http(), "GET", &with_group, &[("If-None-Match", &etag)])
             .await
             .status,
         304
     );
+    let weak = format!("\"x\", W/{etag}");
+    assert_eq!(
+        request(n.http(), "GET", &with_group, &[("If-None-Match", &weak)])
+            .await
+            .status,
+        304
+    );
+    let r = request(n.http(), "DELETE", &with_group, &[]).await;
+    assert_eq!((r.status, r.headers["allow"].as_str()), (405, "GET, HEAD"));
+    // An HTTP/1.0 client asking to keep the connection is told it is kept, and it is.
+    {
+        let mut s = TcpStream::connect(n.http()).await.expect("connect");
+        for _ in 0..2 {
+            let req = format!("HEAD {with_group} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+            s.write_all(req.as_bytes()).await.expect("write");
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut byte))
+                    .await
+                    .expect("in time")
+                    .expect("read");
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            assert!(head.contains("connection: keep-alive"), "{head}");
+        }
+    }
     assert_eq!(
         request(
             n.http(),
@@ -198,6 +226,18 @@ async fn get_head_ranges_and_validators() {
     let r = request(n.http(), "GET", &with_group, &[("Range", "bytes=700000-")]).await;
     assert_eq!(r.status, 416);
     assert_eq!(r.headers["content-range"], "bytes */600000");
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert!(!r.headers.contains_key("etag"));
+    // Overlapping pieces adding up to more than the file: the file, once.
+    let copies = ["0-599999"; 3].join(",");
+    let r = request(
+        n.http(),
+        "GET",
+        &with_group,
+        &[("Range", &format!("bytes={copies}"))],
+    )
+    .await;
+    assert_eq!((r.status, r.body.len()), (200, 600_000));
     // Several ranges: a multipart/byteranges body, each part with its own headers; HEAD
     // says the same length; with a stale If-Range, the whole file.
     let asked = [(0u64, 9u64), (599_990, 599_999), (1000, 1099)];

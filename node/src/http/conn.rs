@@ -444,7 +444,10 @@ async fn write_reply(
     if chunked {
         head.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
-    if !keep_alive {
+    // Said either way: an HTTP/1.0 client keeps the connection only when told so.
+    if keep_alive {
+        head.extend_from_slice(b"connection: keep-alive\r\n");
+    } else {
         head.extend_from_slice(b"connection: close\r\n");
     }
     head.extend_from_slice(b"\r\n");

@@ -331,7 +331,8 @@ async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> R
     let node = &edge.node;
     let (method, uri, headers) = (&request.method, &request.uri, &request.headers);
     if method != Method::GET && method != Method::HEAD {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD")
+            .header(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
     let asked = match parse_path(node, uri.path()) {
         Ok(n) => n,
@@ -457,7 +458,12 @@ async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> R
         .header(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     let header_text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
     let not_modified = match header_text(header::IF_NONE_MATCH) {
-        Some(tags) => tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"),
+        // Weak comparison (RFC 9110 §13.1.2): a proxy that changed the encoding marks
+        // the tag weak, and it still names this file.
+        Some(tags) => tags.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
+        }),
         None => header_text(header::IF_MODIFIED_SINCE)
             .and_then(|d| httpdate::parse_http_date(d).ok())
             .is_some_and(|since| UNIX_EPOCH + Duration::from_secs(secs) <= since),
@@ -493,7 +499,12 @@ async fn serve_file(edge: &Edge, request: &Request, looked: Option<Lookup>) -> R
         }
         RangeRequest::Unsatisfiable => {
             reply.status = StatusCode::RANGE_NOT_SATISFIABLE;
+            // An answer about the request, not the file: nothing for caches to keep.
+            for h in [header::CACHE_CONTROL, header::ETAG, header::LAST_MODIFIED] {
+                reply.headers.remove(h);
+            }
             return reply
+                .header(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
                 .header(header::CONTENT_RANGE, value(&format!("bytes */{size}")))
                 .header(header::CONTENT_LENGTH, HeaderValue::from(0u64));
         }

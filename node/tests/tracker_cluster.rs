@@ -900,7 +900,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (code, body)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_status_health_readiness_and_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = tracker_cfg("127.0.0.1:0", &dir.path().join("t"));
@@ -952,6 +952,18 @@ async fn http_status_health_readiness_and_metrics() {
         "fdfs_tracker_requests_total{command=\"StorageJoin\",status=\"OK\"}",
     ] {
         assert!(body.contains(line), "{line} missing from:\n{body}");
+    }
+    // Scrapes at once (two Prometheus replicas) each count the one storage once.
+    let mut scrapes = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        scrapes.spawn(async move { http_get(http, "/metrics").await });
+    }
+    for (code, body) in scrapes.join_all().await {
+        assert_eq!(code, 200);
+        assert!(
+            body.contains("fdfs_tracker_storages{group=\"group1\",status=\"ACTIVE\"} 1\n"),
+            "{body}"
+        );
     }
     assert_eq!(http_get(http, "/nope").await.0, 404);
     s.stop(Duration::from_secs(1)).await;

@@ -56,6 +56,9 @@ struct Gauges {
     group_total_mb: Family<Labels, Gauge>,
     sync_lag_bytes: Family<Labels, Gauge>,
     sync_blocked: Family<Labels, Gauge>,
+    /// One scrape at a time: a refresh clears the families and fills them again, so two at
+    /// once would count storages twice, or one would encode them half filled.
+    scrape: std::sync::Mutex<()>,
 }
 
 impl Gauges {
@@ -71,6 +74,7 @@ impl Gauges {
             group_total_mb: Family::default(),
             sync_lag_bytes: Family::default(),
             sync_blocked: Family::default(),
+            scrape: std::sync::Mutex::new(()),
         };
         // Metrics are handles onto shared values: registering clones keeps them live.
         registry.register(
@@ -381,9 +385,13 @@ async fn readyz(State(s): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {
-    s.gauges.refresh(&s.tracker);
     let mut body = String::new();
-    match encode(&mut body, &s.gauges.registry) {
+    let encoded = {
+        let _one = s.gauges.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        s.gauges.refresh(&s.tracker);
+        encode(&mut body, &s.gauges.registry)
+    };
+    match encoded {
         Ok(()) => (
             [(
                 header::CONTENT_TYPE,

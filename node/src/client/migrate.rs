@@ -256,7 +256,9 @@ pub async fn retire(
     }
     for (tracker, outcome) in client.delete_storage(group, id).await {
         match outcome? {
-            Status::Ok | Status::NotFound => {}
+            // Deleted there already: a retirement run again after one that reached only
+            // some trackers.
+            Status::Ok | Status::NotFound | Status::AlreadyDone => {}
             status => return Err(RetireError::Refused { tracker, status }),
         }
     }

@@ -103,12 +103,18 @@ impl Changelog {
         Ok(())
     }
 
-    /// Up to [`MAX_CHUNK`] bytes from `offset`, and the offset after them.
+    /// Up to [`MAX_CHUNK`] bytes from `offset`, whole lines only where there is more, and
+    /// the offset after them: a line cut in two would be read as two bad lines.
     fn chunk_from(&self, offset: u64) -> (&[u8], u64) {
         let start = usize::try_from(offset)
             .unwrap_or(usize::MAX)
             .min(self.text.len());
-        let end = (start + MAX_CHUNK).min(self.text.len());
+        let mut end = (start + MAX_CHUNK).min(self.text.len());
+        if end < self.text.len()
+            && let Some(last) = self.text[start..end].iter().rposition(|&b| b == b'\n')
+        {
+            end = start + last + 1;
+        }
         (&self.text[start..end], end as u64)
     }
 }
@@ -221,6 +227,36 @@ mod tests {
     use super::*;
     use crate::config::TrackerConfig;
     use crate::proto::report::JoinRequest;
+
+    #[test]
+    fn a_chunk_of_a_long_changelog_ends_at_a_line_break() {
+        let mut log = Changelog::default();
+        let mut n = 0;
+        while log.text.len() < MAX_CHUNK + 1000 {
+            log.append(
+                1_700_000_000,
+                "group1",
+                &format!("10.0.{}.{}", n / 256, n % 256),
+                StorageStatus::Deleted,
+                "",
+            );
+            n += 1;
+        }
+        let (mut offset, mut lines) = (0u64, 0);
+        loop {
+            let (chunk, next) = log.chunk_from(offset);
+            if chunk.is_empty() {
+                break;
+            }
+            assert!(
+                chunk.ends_with(b"\n"),
+                "chunk from {offset} ends inside a line"
+            );
+            lines += chunk.iter().filter(|&&b| b == b'\n').count();
+            offset = next;
+        }
+        assert_eq!(lines, n);
+    }
 
     fn join(reg: &mut Registry, ip: &str) {
         let req = JoinRequest {

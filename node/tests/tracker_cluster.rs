@@ -81,6 +81,39 @@ async fn client_of(trackers: &[SocketAddr]) -> Client {
     Client::new(cfg).await.expect("client")
 }
 
+/// A tracker stopped (a drain, a rolling restart) saves its storages as they were, not
+/// OFFLINE: restarted, it routes to them at once.
+#[tokio::test]
+async fn a_drained_tracker_saves_its_storages_as_they_were() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().join("tracker");
+    let t = fdfs_node::tracker::start(tracker_cfg("127.0.0.1:0", &base))
+        .await
+        .expect("tracker");
+    let s = start_storage(
+        "127.0.0.2:0",
+        "group1",
+        &dir.path().join("s"),
+        &[t.addr],
+        "",
+    )
+    .await;
+    wait_until("ACTIVE", Duration::from_secs(20), async || {
+        member_status(&t, "group1", "127.0.0.2") == Some(StorageStatus::Active)
+    })
+    .await;
+    t.stop(Duration::from_secs(2)).await;
+    let again = fdfs_node::tracker::start(tracker_cfg("127.0.0.1:0", &base))
+        .await
+        .expect("tracker again");
+    assert_eq!(
+        member_status(&again, "group1", "127.0.0.2"),
+        Some(StorageStatus::Active)
+    );
+    again.stop(Duration::from_secs(1)).await;
+    s.stop(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn restarted_tracker_answers_from_saved_state() {
     let c = Cluster::start(&["group1"], 2).await;

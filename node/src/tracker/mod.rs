@@ -508,7 +508,12 @@ impl Service for TrackerPort {
                 }
             }
         }
-        tracker.end_session(&mut session);
+        // A tracker stopping ends every report connection: the storages did not leave,
+        // and its saved state keeps them as they were (a restarted tracker answers at
+        // once; the ones that stay silent go OFFLINE after check_active_interval).
+        if !stop.is_cancelled() {
+            tracker.end_session(&mut session);
+        }
     }
 }
 

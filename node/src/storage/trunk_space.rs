@@ -435,17 +435,19 @@ impl FreeSpace {
         let file = File::create(&temp)?;
         (&file).write_all(text.as_bytes())?;
         file.sync_all()?;
+        // Opened for appending before the rename, the handle follows the file: once the
+        // new binlog is in place nothing can fail before lines go to it (writing on to the
+        // replaced one would lose them at the next start).
+        let appending = OpenOptions::new().read(true).append(true).open(&temp)?;
         std::fs::rename(&temp, &self.binlog_path)?;
-        if let Some(dir) = self.binlog_path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        self.binlog = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&self.binlog_path)?;
+        self.binlog = appending;
+        self.binlog_cut = false;
         self.lines = self.blocks.len() as u64 + 1;
         self.compacted_at = Some(std::time::Instant::now());
         self.generation = next_generation();
+        if let Some(dir) = self.binlog_path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
         tracing::info!(free_blocks = self.blocks.len(), "trunk binlog compacted");
         Ok(())
     }

@@ -94,6 +94,9 @@ struct Call {
 pub struct Sessions {
     open: Mutex<BTreeMap<SocketAddr, (u64, mpsc::Sender<Call>)>>,
     opened: AtomicU64,
+    /// Held by the session that makes a new storage's first join: one tracker is asked
+    /// for the source to copy the group from, and the others are told that one.
+    pub(crate) first_join: tokio::sync::Mutex<()>,
 }
 
 /// Calls waiting for one session; a caller beyond them waits for room.

@@ -674,6 +674,14 @@ async fn report_session(
     }
     let own_ip = local_ip.map(|ip| ip.to_string()).unwrap_or_default();
     let storage_id = learn_identity(node, &mut conn, tracker, &own_ip).await?;
+    // A new storage's sessions start together: each would ask its own tracker for a sync
+    // source, the trackers may choose differently, and the last answer would win here
+    // while the peers follow the first. One asks; the others join with what it recorded.
+    let first_join = if sync_old_done(node) {
+        None
+    } else {
+        Some(node.tracker_sessions.first_join.lock().await)
+    };
     let done = sync_old_done(node);
     // A member that was given a full-sync source says WAIT_SYNC until replication
     // has brought it up to date; it must not claim ACTIVE to a tracker that is new to it.
@@ -756,6 +764,7 @@ async fn report_session(
             source,
         })?;
     }
+    drop(first_join);
     let mut beat_tick = tokio::time::interval(Duration::from_secs(cfg.heart_beat_interval.max(1)));
     let mut disk_tick = tokio::time::interval(Duration::from_secs(cfg.stat_report_interval.max(1)));
     let mut backlog_tick = tokio::time::interval(

@@ -98,6 +98,10 @@ impl CommandFamily for Peer {
                 tracing::info!(follower = %addr, "tracker joined as follower");
                 session.joined_leader = true;
                 session.joined_as = Some(addr);
+                drop(rel);
+                // The follower may have led until now and named other trunk servers to
+                // storages that still believe it: every storage hears this leader's again.
+                tracker.registry().announce_trunk_servers_again();
             }
             Peer::PingLeader(ping) => return ping_leader(ctx, &ping),
             Peer::NotifyNextLeader(next) => {

@@ -48,6 +48,13 @@ impl Group {
 }
 
 impl Registry {
+    /// Makes every group's trunk server go out again with the next beat replies.
+    pub fn announce_trunk_servers_again(&mut self) {
+        for g in self.groups.values_mut() {
+            g.trunk.changes += 1;
+        }
+    }
+
     /// Keeps the group's trunk server while it is ACTIVE; otherwise chooses the first
     /// ACTIVE member in id order, or none. Returns whether it changed. The leader calls
     /// this; trunk storage off leaves every group without one.

@@ -1273,11 +1273,13 @@ async fn a_running_cluster_moves_onto_the_operators_cluster_losing_no_file() -> 
             async || {
                 for t in retire_client.trackers() {
                     let standing =
-                        fdfs_node::client::migrate::standing(&retire_config, *t, group, ip).await;
+                        fdfs_node::client::migrate::standing(&retire_config, *t, group, ip, None)
+                            .await;
                     if !matches!(
                         standing,
                         Ok(fdfs_node::client::migrate::Standing::Running {
-                            held_elsewhere: Ok(())
+                            held_elsewhere: Ok(()),
+                            ..
                         })
                     ) {
                         return false;

@@ -145,7 +145,7 @@ pub fn members(
                     .map(|r| r.backlog.seconds)
                     .max(),
                 writable: s.rw_mode & RW_WRITE != 0,
-                not_held_elsewhere: migrate::not_held_elsewhere(s, stats, Some(backlog)),
+                not_held_elsewhere: migrate::not_held_elsewhere(s, stats, Some(backlog), None),
             }
         })
         .collect()

@@ -247,10 +247,11 @@ async fn migrate_status(
                 continue;
             }
             for &tracker in c.trackers() {
-                let line = match migrate::standing(config, tracker, &group, &s.id).await? {
+                let line = match migrate::standing(config, tracker, &group, &s.id, None).await? {
                     migrate::Standing::Gone => "not listed".to_owned(),
                     migrate::Standing::Running {
                         held_elsewhere: Ok(()),
+                        ..
                     } => "serving; every file it took is on the others: may be stopped and \
                           retired"
                         .to_owned(),
@@ -259,6 +260,7 @@ async fn migrate_status(
                     } => "stopped; every file it took is on the others: may be retired".to_owned(),
                     migrate::Standing::Running {
                         held_elsewhere: Err(why),
+                        ..
                     } => format!("serving; not yet: {why}"),
                     migrate::Standing::Stopped {
                         held_elsewhere: Err(why),

@@ -25,10 +25,17 @@ fn left(s: &StorageStat) -> bool {
 /// - and `member`, where it reports backlogs, must have said of every other member that it
 ///   lacks none of its changes, in a report made since its last change and since that
 ///   member came up.
+///
+/// A FastDFS storage (no backlog reports) that has stopped cannot be judged by the
+/// timestamps once it has more than one other member: trackers count only ACTIVE sources in
+/// what a member has synced, so the others' timestamps move on without it. It is judged
+/// while it runs; `vouched` is its last change when it was last found held elsewhere
+/// running, and holds while it has taken nothing since.
 pub fn not_held_elsewhere(
     member: &StorageStat,
     group: &[StorageStat],
     backlog: Option<&[BacklogRow]>,
+    vouched: Option<u64>,
 ) -> Option<String> {
     let others: Vec<&StorageStat> = group
         .iter()
@@ -60,6 +67,21 @@ pub fn not_held_elsewhere(
         return None;
     }
     if reported.is_empty() {
+        let running = matches!(
+            StorageStatus::from_byte(member.status),
+            Some(StorageStatus::Active | StorageStatus::Online)
+        );
+        if !running && others.len() > 1 {
+            if vouched == Some(took_until) {
+                return None;
+            }
+            return Some(format!(
+                "{} has stopped: with {} other members the trackers no longer show what \
+                 came from it; it is judged while it runs (fenced, before it is stopped)",
+                member.id,
+                others.len()
+            ));
+        }
         // A FastDFS storage: the trackers' own measure, in whole seconds.
         return others.iter().find_map(|other| {
             (other.stats.last_synced_timestamp < took_until).then(|| {
@@ -119,18 +141,24 @@ pub fn not_held_elsewhere(
 pub enum Standing {
     /// The tracker does not list it (any more).
     Gone,
-    /// Still serving: stop it once the others hold its files.
-    Running { held_elsewhere: Result<(), String> },
+    /// Still serving: stop it once the others hold its files. `last_change` is its last
+    /// change from a client, as the tracker lists it.
+    Running {
+        held_elsewhere: Result<(), String>,
+        last_change: u64,
+    },
     /// Stopped; its files are (or are not yet) all on the others.
     Stopped { held_elsewhere: Result<(), String> },
 }
 
-/// How `id` of `group` stands on the tracker at `tracker`.
+/// How `id` of `group` stands on the tracker at `tracker`; `vouched` as for
+/// [`not_held_elsewhere`].
 pub async fn standing(
     config: &ClientConfig,
     tracker: SocketAddr,
     group: &str,
     id: &str,
+    vouched: Option<u64>,
 ) -> Result<Standing, ClientError> {
     let one = Client::new(ClientConfig {
         trackers: vec![tracker.to_string()],
@@ -142,7 +170,7 @@ pub async fn standing(
         return Ok(Standing::Gone);
     };
     let backlog = one.sync_backlog(group).await.unwrap_or(None);
-    let held = match not_held_elsewhere(member, &list, backlog.as_deref()) {
+    let held = match not_held_elsewhere(member, &list, backlog.as_deref(), vouched) {
         None => Ok(()),
         Some(why) => Err(why),
     };
@@ -153,6 +181,7 @@ pub async fn standing(
     Ok(if running {
         Standing::Running {
             held_elsewhere: held,
+            last_change: member.stats.last_source_update,
         }
     } else {
         Standing::Stopped {
@@ -226,19 +255,28 @@ pub async fn retire(
             status => return Err(RetireError::Refused { tracker, status }),
         }
     }
+    // Per tracker, the member's last change when it was last found held elsewhere while
+    // it ran (what a stopped FastDFS storage is judged by).
+    let mut vouched = std::collections::HashMap::new();
     loop {
         let mut blocker = None;
         for &tracker in client.trackers() {
-            let why = match standing(config, tracker, group, id).await? {
+            let at = vouched.get(&tracker).copied();
+            let why = match standing(config, tracker, group, id, at).await? {
                 Standing::Gone
                 | Standing::Stopped {
                     held_elsewhere: Ok(()),
                 } => continue,
                 Standing::Running {
                     held_elsewhere: Ok(()),
-                } => format!("{id} still serves; its files are on the others: stop it now"),
+                    last_change,
+                } => {
+                    vouched.insert(tracker, last_change);
+                    format!("{id} still serves; its files are on the others: stop it now")
+                }
                 Standing::Running {
                     held_elsewhere: Err(why),
+                    ..
                 }
                 | Standing::Stopped {
                     held_elsewhere: Err(why),
@@ -290,9 +328,9 @@ mod tests {
             stat("10.0.0.12", StorageStatus::Deleted, 0, 0),
             stat("10.0.0.13", StorageStatus::Active, 100, 0),
         ];
-        assert_eq!(not_held_elsewhere(&old, &group, None), None);
+        assert_eq!(not_held_elsewhere(&old, &group, None, None), None);
         let behind = vec![old.clone(), stat("10.0.0.13", StorageStatus::Active, 99, 0)];
-        assert!(not_held_elsewhere(&old, &behind, None).is_some());
+        assert!(not_held_elsewhere(&old, &behind, None, None).is_some());
         // A member that reports backlogs must have reported on every other member.
         let row = |peer: &str, bytes: u64| BacklogRow {
             source_id: "10.0.0.5".into(),
@@ -305,24 +343,24 @@ mod tests {
         };
         let stale = [row("10.0.0.11", 0)];
         assert!(
-            not_held_elsewhere(&old, &group, Some(&stale))
+            not_held_elsewhere(&old, &group, Some(&stale), None)
                 .is_some_and(|w| w.contains("not reported what 10.0.0.13 lacks"))
         );
         assert_eq!(
-            not_held_elsewhere(&old, &group, Some(&[row("10.0.0.13", 0)])),
+            not_held_elsewhere(&old, &group, Some(&[row("10.0.0.13", 0)]), None),
             None
         );
-        assert!(not_held_elsewhere(&old, &group, Some(&[row("10.0.0.13", 7)])).is_some());
+        assert!(not_held_elsewhere(&old, &group, Some(&[row("10.0.0.13", 7)]), None).is_some());
         // A report naming no peer (it has not heard where the others are) proves nothing,
         // whatever the trackers' timestamps say.
         assert!(
-            not_held_elsewhere(&old, &group, Some(&[row("", 0)]))
+            not_held_elsewhere(&old, &group, Some(&[row("", 0)]), None)
                 .is_some_and(|w| w.contains("not reported what 10.0.0.13 lacks"))
         );
         // Its own report decides, not the whole-second timestamps a stopped member's peers
         // no longer advance...
         assert_eq!(
-            not_held_elsewhere(&old, &behind, Some(&[row("10.0.0.13", 0)])),
+            not_held_elsewhere(&old, &behind, Some(&[row("10.0.0.13", 0)]), None),
             None
         );
         // ...when it was made since the member's last change.
@@ -331,25 +369,53 @@ mod tests {
             ..row("10.0.0.13", 0)
         };
         assert!(
-            not_held_elsewhere(&old, &group, Some(&[earlier]))
+            not_held_elsewhere(&old, &group, Some(&[earlier]), None)
                 .is_some_and(|w| w.contains("not reported since its last change"))
         );
         // ...and since the other came up where it is now.
         let mut moved = group.clone();
         moved[3].up_time = 100;
         assert!(
-            not_held_elsewhere(&old, &moved, Some(&[row("10.0.0.13", 0)]))
+            not_held_elsewhere(&old, &moved, Some(&[row("10.0.0.13", 0)]), None)
                 .is_some_and(|w| w.contains("not reported since 10.0.0.13 came up"))
         );
         let later = BacklogRow {
             reported_at: 101,
             ..row("10.0.0.13", 0)
         };
-        assert_eq!(not_held_elsewhere(&old, &moved, Some(&[later])), None);
+        assert_eq!(not_held_elsewhere(&old, &moved, Some(&[later]), None), None);
         let alone = vec![
             old.clone(),
             stat("10.0.0.11", StorageStatus::IpChanged, 0, 0),
         ];
-        assert!(not_held_elsewhere(&old, &alone, None).is_some_and(|w| w.contains("only member")));
+        assert!(
+            not_held_elsewhere(&old, &alone, None, None).is_some_and(|w| w.contains("only member"))
+        );
+    }
+
+    #[test]
+    fn a_stopped_fastdfs_storage_with_several_others_is_judged_as_it_ran() {
+        // Stopped, its last change at 100; the others' timestamps moved past it without
+        // it (trackers count only ACTIVE sources), which proves nothing.
+        let gone = stat("10.0.0.5", StorageStatus::Offline, 0, 100);
+        let group = vec![
+            gone.clone(),
+            stat("10.0.0.6", StorageStatus::Active, 200, 150),
+            stat("10.0.0.7", StorageStatus::Active, 200, 0),
+        ];
+        assert!(
+            not_held_elsewhere(&gone, &group, None, None)
+                .is_some_and(|w| w.contains("judged while it runs"))
+        );
+        // Found held elsewhere while it ran, at the same last change: it may go.
+        assert_eq!(not_held_elsewhere(&gone, &group, None, Some(100)), None);
+        // A change since (or a judgement of an earlier one) does not count.
+        assert!(not_held_elsewhere(&gone, &group, None, Some(99)).is_some());
+        // Running, the timestamps decide.
+        let mut running = gone.clone();
+        running.status = StorageStatus::Active as u8;
+        assert_eq!(not_held_elsewhere(&running, &group, None, None), None);
+        // With one other member its timestamp stays its own: as before.
+        assert_eq!(not_held_elsewhere(&gone, &group[..2], None, None), None);
     }
 }

@@ -353,9 +353,10 @@ pub async fn wait_held_elsewhere(tracker: &str, group: &str, ip: &str) {
         Duration::from_secs(60),
         async || {
             matches!(
-                standing(&config, addr, group, ip).await,
+                standing(&config, addr, group, ip, None).await,
                 Ok(Standing::Running {
-                    held_elsewhere: Ok(())
+                    held_elsewhere: Ok(()),
+                    ..
                 } | Standing::Stopped {
                     held_elsewhere: Ok(())
                 })

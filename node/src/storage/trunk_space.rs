@@ -146,6 +146,12 @@ pub trait TrunkFiles {
     fn root(&self, store_path: u8) -> Option<&Path>;
     /// How many store paths there are.
     fn path_count(&self) -> u8;
+    /// Whether stored files are synced to disk (an fsync policy): then the binlog is synced
+    /// before a slot is handed out, or after a power cut the slot could be handed out again
+    /// over a file its uploader had made durable.
+    fn durable(&self) -> bool {
+        false
+    }
 }
 
 /// The free blocks of one trunk server, and its binlog.
@@ -175,6 +181,8 @@ pub struct FreeSpace {
     /// server's role back, new settings), so no reader takes a rewritten file for the one
     /// it read.
     generation: u64,
+    /// Binlog syncs made before handing out a slot.
+    syncs: u64,
 }
 
 /// The next binlog generation of any trunk space in the process.
@@ -215,6 +223,7 @@ impl FreeSpace {
             lines: 0,
             compact_after: COMPACT_AFTER_LINES,
             compacted_at: None,
+            syncs: 0,
             generation: next_generation(),
         };
         let dropped = crate::fsutil::drop_cut_line(&space.binlog)?;
@@ -384,6 +393,14 @@ impl FreeSpace {
         }
     }
 
+    fn sync_if(&mut self, durable: bool) -> io::Result<()> {
+        if durable {
+            self.binlog.sync_data()?;
+            self.syncs += 1;
+        }
+        Ok(())
+    }
+
     fn log(&mut self, op: char, b: &TrunkBlock) -> io::Result<()> {
         if self.binlog_cut {
             crate::fsutil::drop_cut_line(&self.binlog)?;
@@ -489,6 +506,7 @@ impl FreeSpace {
         let rest = block.size - size;
         if rest < self.params.slot_min_size {
             // Too small to give out on its own: the slot takes the whole block.
+            self.sync_if(files.durable())?;
             return Ok(block);
         }
         let tail = TrunkBlock {
@@ -499,6 +517,7 @@ impl FreeSpace {
         self.log('A', &tail)?;
         self.insert(tail);
         self.maybe_compact()?;
+        self.sync_if(files.durable())?;
         Ok(TrunkBlock { size, ..block })
     }
 
@@ -654,6 +673,37 @@ mod tests {
     use std::os::unix::fs::FileExt;
 
     struct Dirs(PathBuf);
+
+    /// [`Dirs`] of a store that syncs what it writes.
+    struct Durable(Dirs);
+
+    impl TrunkFiles for Durable {
+        fn dirs_for(&self, p: u8, id: u32) -> (u8, u8) {
+            self.0.dirs_for(p, id)
+        }
+        fn root(&self, store_path: u8) -> Option<&Path> {
+            self.0.root(store_path)
+        }
+        fn path_count(&self) -> u8 {
+            1
+        }
+        fn durable(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_slot_is_handed_out_after_its_binlog_line_is_synced_where_files_are() {
+        let (dir, files) = setup();
+        let base = dir.path().join("base");
+        let mut space = FreeSpace::open(&base, params(), 0, &files).expect("open");
+        space.alloc(&files, 0, 300).expect("alloc");
+        assert_eq!(space.syncs, 0, "no fsync policy, no sync");
+        let durable = Durable(files);
+        space.alloc(&durable, 0, 300).expect("alloc");
+        space.alloc(&durable, 0, 1000).expect("alloc");
+        assert_eq!(space.syncs, 2);
+    }
 
     impl TrunkFiles for Dirs {
         fn dirs_for(&self, _: u8, id: u32) -> (u8, u8) {

@@ -243,6 +243,10 @@ impl TrunkFiles for super::store::Store {
     fn path_count(&self) -> u8 {
         u8::try_from(super::store::Store::path_count(self)).unwrap_or(u8::MAX)
     }
+
+    fn durable(&self) -> bool {
+        self.sync_policy().on_commit()
+    }
 }
 
 /// The block a trunk-stored file's name points at.

@@ -885,10 +885,8 @@ fn node_port_storages_listen_on_their_own_port_inside_and_out() {
         let port = &spec.ports.as_ref().expect("ports")[0];
         let want = 30100 + ordinal as i32;
         assert_eq!((port.port, port.node_port), (want, Some(want)));
-        assert_eq!(
-            port.target_port,
-            Some(IntOrString::String("fastdfs".into()))
-        );
+        // Pod n listens on the base plus n: the Service targets that port by number.
+        assert_eq!(port.target_port, Some(IntOrString::Int(want)));
     }
     let pod = pod_spec(&objects.statefulset.spec.as_ref().expect("spec").template).clone();
     let c = container(&pod);

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::{DeletionPolicy, Expose, ExposeType, FdfsCluster, OutsideAddress, StorageGroup};
@@ -149,8 +150,11 @@ fn outside_service(
         ),
         ExposeType::NodePort => (
             "NodePort",
+            // By number: every Pod's template names one port (ordinal 0's), while Pod n
+            // listens on the base plus n.
             vec![ServicePort {
                 node_port: Some(port),
+                target_port: Some(IntOrString::Int(port)),
                 ..service_port(FASTDFS_PORT_NAME, port)
             }],
             None,

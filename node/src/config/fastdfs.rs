@@ -115,25 +115,93 @@ pub struct ConfLine {
     pub value: String,
 }
 
+/// What FastDFS takes for these settings when they are 0 or less.
+const FASTDFS_CHECK_ACTIVE_INTERVAL: u64 = 100;
+const FASTDFS_NETWORK_TIMEOUT: u64 = 30;
+const FASTDFS_HEART_BEAT_INTERVAL: u64 = 30;
+
+/// A number of seconds; 0 or less is FastDFS's default for it, as FastDFS takes it (a 0
+/// would make every storage OFFLINE a second after each beat, or every call time out).
+fn positive_or(path: &Path, l: &ConfLine, default: u64) -> Result<u64, ConfigError> {
+    Ok(match parse_num::<i64>(path, l)? {
+        n if n > 0 => n as u64,
+        _ => default,
+    })
+}
+
+/// A `tracker_server` value: one address. FastDFS 6.11+ also takes `host1,host2:port`,
+/// two addresses of one tracker, which this build does not: refused with a clear message
+/// rather than failing to resolve later.
+fn one_tracker_address(path: &Path, l: &ConfLine) -> Result<String, ConfigError> {
+    if l.value.contains(',') {
+        return Err(ConfigError::BadValue {
+            path: path.into(),
+            line: l.line,
+            key: l.key.clone(),
+            value: l.value.clone(),
+            reason: "several addresses for one tracker are not supported: give one \
+                     (host:port)"
+                .into(),
+        });
+    }
+    Ok(l.value.clone())
+}
+
 /// What FastDFS takes for a `sync_wait_msec` of 0 or less.
 const FASTDFS_SYNC_WAIT_MSEC: u64 = 100;
 
 /// Sections of FastDFS's sample confs (V6.13+) that hold only logging settings.
 const IGNORED_FASTDFS_SECTIONS: &[&str] = &["error-log", "access-log"];
 
-/// Reads FastDFS's INI-like format: `key = value`, `#` comments, `#include` ignored.
-/// A key after a `[section]` line belongs to that section and is named `section.key`
-/// (FastDFS reads only the global keys for its settings, so a `tracker_server` line
-/// under `[access-log]` is not a tracker).
+/// How deep `#include`s may nest (a file including itself ends there).
+const MAX_INCLUDE_DEPTH: usize = 8;
+
+/// Reads FastDFS's INI-like format: `key = value`, `#` comments, `#include <file>` (as
+/// libfastcommon: `#include` then a space or tab, the file relative to the including one;
+/// its lines count as the `#include` line's). A key after a `[section]` line belongs to that
+/// section and is named `section.key` (FastDFS reads only the global keys for its settings,
+/// so a `tracker_server` line under `[access-log]` is not a tracker).
 pub fn read_fastdfs_conf(path: &Path) -> Result<Vec<ConfLine>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let mut out = Vec::new();
+    read_into(path, 0, None, &mut out)?;
+    Ok(out)
+}
+
+fn read_into(
+    path: &Path,
+    depth: usize,
+    included_at: Option<usize>,
+    out: &mut Vec<ConfLine>,
+) -> Result<(), ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
         path: path.into(),
         source,
     })?;
-    let mut out = Vec::new();
+    // Comments in other encodings (GBK in many deployments) do not stop the read: every
+    // key and value FastDFS defines is ASCII.
+    let text = String::from_utf8_lossy(&bytes);
     let mut section: Option<String> = None;
     for (i, raw) in text.lines().enumerate() {
         let l = raw.trim();
+        let line = included_at.unwrap_or(i + 1);
+        if let Some(file) = l
+            .strip_prefix("#include")
+            .filter(|rest| rest.starts_with([' ', '\t']))
+            .map(str::trim)
+        {
+            if depth >= MAX_INCLUDE_DEPTH {
+                return Err(ConfigError::BadValue {
+                    path: path.into(),
+                    line,
+                    key: "#include".into(),
+                    value: file.into(),
+                    reason: format!("includes nest deeper than {MAX_INCLUDE_DEPTH}"),
+                });
+            }
+            let included = path.parent().unwrap_or(Path::new(".")).join(file);
+            read_into(&included, depth + 1, Some(line), out)?;
+            continue;
+        }
         if l.is_empty() || l.starts_with('#') {
             continue;
         }
@@ -151,7 +219,7 @@ pub fn read_fastdfs_conf(path: &Path) -> Result<Vec<ConfLine>, ConfigError> {
             });
         };
         out.push(ConfLine {
-            line: i + 1,
+            line,
             key: match &section {
                 Some(name) => format!("{name}.{}", k.trim()),
                 None => k.trim().to_owned(),
@@ -159,7 +227,7 @@ pub fn read_fastdfs_conf(path: &Path) -> Result<Vec<ConfLine>, ConfigError> {
             value: v.trim().to_owned(),
         });
     }
-    Ok(out)
+    Ok(())
 }
 
 fn parse_num<T: std::str::FromStr>(path: &Path, l: &ConfLine) -> Result<T, ConfigError> {
@@ -198,6 +266,17 @@ fn parse_u32_bytes(path: &Path, l: &ConfLine) -> Result<u32, ConfigError> {
     })
 }
 
+/// A bad value of line `l`, for `reason`.
+fn bad(path: &Path, l: &ConfLine, reason: String) -> ConfigError {
+    ConfigError::BadValue {
+        path: path.into(),
+        line: l.line,
+        key: l.key.clone(),
+        value: l.value.clone(),
+        reason,
+    }
+}
+
 /// `HH:MM`, as FastDFS's schedule keys take it.
 fn time_of_day(path: &Path, l: &ConfLine) -> Result<TimeOfDay, ConfigError> {
     TimeOfDay::parse(&l.value).map_err(|reason| ConfigError::BadValue {
@@ -220,15 +299,16 @@ fn parse_bytes(path: &Path, l: &ConfLine) -> Result<u64, ConfigError> {
         "G" | "GB" => 1024 * 1024 * 1024,
         _ => 0,
     };
+    let bad = |reason: &str| ConfigError::BadValue {
+        path: path.into(),
+        line: l.line,
+        key: l.key.clone(),
+        value: l.value.clone(),
+        reason: reason.into(),
+    };
     match digits.trim().parse::<u64>() {
-        Ok(n) if mult > 0 => Ok(n * mult),
-        _ => Err(ConfigError::BadValue {
-            path: path.into(),
-            line: l.line,
-            key: l.key.clone(),
-            value: l.value.clone(),
-            reason: "not a size".into(),
-        }),
+        Ok(n) if mult > 0 => n.checked_mul(mult).ok_or_else(|| bad("too large")),
+        _ => Err(bad("not a size")),
     }
 }
 
@@ -281,12 +361,14 @@ pub fn tracker_from_fastdfs(path: &Path) -> Result<TrackerConfig, ConfigError> {
             "store_path" => c.store_path = parse_num(path, &l)?,
             "download_server" => c.download_server = parse_num(path, &l)?,
             "reserved_storage_space" => c.reserved_storage_space = reserved(path, &l)?,
-            "check_active_interval" => c.check_active_interval = parse_num(path, &l)?,
+            "check_active_interval" => {
+                c.check_active_interval = positive_or(path, &l, FASTDFS_CHECK_ACTIVE_INTERVAL)?
+            }
             "storage_sync_file_max_delay" => c.storage_sync_file_max_delay = parse_num(path, &l)?,
             "storage_sync_file_max_time" => c.storage_sync_file_max_time = parse_num(path, &l)?,
             "max_connections" => c.max_connections = parse_num(path, &l)?,
             "network_timeout" => {
-                c.network_timeout = parse_num(path, &l)?;
+                c.network_timeout = positive_or(path, &l, FASTDFS_NETWORK_TIMEOUT)?;
                 c.header_timeout = c.network_timeout;
             }
             "max_buff_size" => c.max_body_len = parse_bytes(path, &l)?,
@@ -386,13 +468,58 @@ pub fn tracker_from_fastdfs(path: &Path) -> Result<TrackerConfig, ConfigError> {
     Ok(c)
 }
 
+/// The store paths as FastDFS takes them: `store_path0` to `store_path<count - 1>`
+/// (`store_path_count`, 1 by default), `store_path0` defaulting to `base_path` (an empty
+/// list here). A missing one below the count is an error; one at or past it is not used.
+/// Their indices are the `Mxx` of file names: they are never renumbered.
+fn store_paths(
+    path: &Path,
+    mut given: std::collections::BTreeMap<usize, (PathBuf, usize)>,
+    count: Option<(usize, usize)>,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    let (count, count_line) = count.unwrap_or((1, 0));
+    for (index, (_, line)) in given.range(count..) {
+        tracing::warn!(conf = %path.display(), line, index, count,
+            "store_path{index} is past store_path_count; not used");
+    }
+    if count == 1 && !given.contains_key(&0) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::with_capacity(count);
+    for index in 0..count {
+        match given.remove(&index) {
+            Some((p, _)) => out.push(p),
+            None if index == 0 => {
+                return Err(ConfigError::BadValue {
+                    path: path.into(),
+                    line: count_line,
+                    key: "store_path0".into(),
+                    value: String::new(),
+                    reason: "needed with several store paths (FastDFS would use base_path)".into(),
+                });
+            }
+            None => {
+                return Err(ConfigError::BadValue {
+                    path: path.into(),
+                    line: count_line,
+                    key: format!("store_path{index}"),
+                    value: String::new(),
+                    reason: format!("missing: store_path_count is {count}"),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Builds a storage config from FastDFS's `storage.conf`.
 pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
     let mut c = StorageConfig::default();
     let mut bind_ip = "0.0.0.0".to_owned();
     let mut port = 23000u16;
     let mut http_port: Option<u16> = None;
-    let mut paths: Vec<(usize, PathBuf)> = Vec::new();
+    let mut paths: std::collections::BTreeMap<usize, (PathBuf, usize)> = Default::default();
+    let mut path_count: Option<(usize, usize)> = None;
     for l in read_fastdfs_conf(path)? {
         let store_index = l
             .key
@@ -434,8 +561,10 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
             "group_name" => c.group_name = l.value.clone(),
             "base_path" => c.base_path = PathBuf::from(&l.value),
             "subdir_count_per_path" => c.subdir_count_per_path = parse_num(path, &l)?,
-            "tracker_server" => c.tracker_servers.push(l.value.clone()),
-            "heart_beat_interval" => c.heart_beat_interval = parse_num(path, &l)?,
+            "tracker_server" => c.tracker_servers.push(one_tracker_address(path, &l)?),
+            "heart_beat_interval" => {
+                c.heart_beat_interval = positive_or(path, &l, FASTDFS_HEART_BEAT_INTERVAL)?
+            }
             "stat_report_interval" => c.stat_report_interval = parse_num(path, &l)?,
             "sync_stat_file_interval" => c.sync_stat_file_interval = parse_num(path, &l)?,
             "buff_size" => c.buff_size = parse_bytes(path, &l)?,
@@ -452,7 +581,7 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
             "upload_priority" => c.upload_priority = parse_num(path, &l)?,
             "max_connections" => c.max_connections = parse_num(path, &l)?,
             "network_timeout" => {
-                c.network_timeout = parse_num(path, &l)?;
+                c.network_timeout = positive_or(path, &l, FASTDFS_NETWORK_TIMEOUT)?;
                 c.header_timeout = c.network_timeout;
             }
             "connect_timeout" => c.connect_timeout = parse_num(path, &l)?,
@@ -477,17 +606,23 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
                 }
             }
             "server_id" => c.server_id = l.value.clone(),
-            "store_path_count" => {
-                let _: u32 = parse_num(path, &l)?;
-            }
+            "store_path_count" => match parse_num::<usize>(path, &l)? {
+                0 => return Err(bad(path, &l, "must be 1 or more".into())),
+                n => path_count = Some((n, l.line)),
+            },
             _ if store_index.is_some() => {
-                paths.push((store_index.unwrap_or(0), PathBuf::from(&l.value)))
+                let index = store_index.unwrap_or(0);
+                if paths
+                    .insert(index, (PathBuf::from(&l.value), l.line))
+                    .is_some()
+                {
+                    return Err(bad(path, &l, "given twice".into()));
+                }
             }
             _ => unknown_or_ignored(path, &l)?,
         }
     }
-    paths.sort_by_key(|(i, _)| *i);
-    c.store_paths = paths.into_iter().map(|(_, p)| p).collect();
+    c.store_paths = store_paths(path, paths, path_count)?;
     if let Some(p) = http_port {
         c.http.bind = format!("{bind_ip}:{p}");
     }
@@ -504,10 +639,10 @@ pub fn storage_from_fastdfs(path: &Path) -> Result<StorageConfig, ConfigError> {
 pub fn trackers_from_client_conf(path: &Path) -> Result<Vec<String>, ConfigError> {
     let lines = read_fastdfs_conf(path)?;
     let trackers: Vec<String> = lines
-        .into_iter()
+        .iter()
         .filter(|l| l.key == "tracker_server")
-        .map(|l| l.value)
-        .collect();
+        .map(|l| one_tracker_address(path, l))
+        .collect::<Result<_, _>>()?;
     if trackers.is_empty() {
         return Err(ConfigError::Invalid {
             key: "tracker_server",
@@ -793,6 +928,79 @@ mod tests {
             storage_from_fastdfs(&p),
             Err(ConfigError::BadValue { .. })
         ));
+    }
+
+    #[test]
+    fn store_paths_keep_their_indices_as_store_path_count_says() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("storage.conf");
+        let load = |text: &str| {
+            std::fs::write(&p, format!("base_path = /base\n{text}")).expect("write");
+            storage_from_fastdfs(&p)
+        };
+        // One path, none named: base_path.
+        assert!(load("").expect("loads").store_paths.is_empty());
+        // A leftover path past the count is not used (it would change the group's count).
+        let c = load("store_path_count = 1\nstore_path0 = /d0\nstore_path1 = /d1\n").expect("ok");
+        assert_eq!(c.store_paths, vec![PathBuf::from("/d0")]);
+        // Indices are M00, M01...: a missing one is an error, never a renumbering.
+        for text in [
+            "store_path_count = 2\nstore_path1 = /d1\n",
+            "store_path_count = 3\nstore_path0 = /d0\nstore_path2 = /d2\n",
+            "store_path_count = 0\n",
+            "store_path0 = /a\nstore_path0 = /b\n",
+        ] {
+            assert!(
+                matches!(load(text), Err(ConfigError::BadValue { .. })),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn includes_zero_intervals_sizes_and_tracker_addresses_as_fastdfs_takes_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("storage.conf");
+        std::fs::write(
+            dir.path().join("http.conf"),
+            "http.anti_steal.check_token = true\nhttp.anti_steal.secret_key = s3cret\n",
+        )
+        .expect("write");
+        // `#include` with a space or a tab reads the file; `##include` is a comment. A
+        // comment in another encoding (GBK) is no obstacle.
+        std::fs::write(
+            &p,
+            b"# \xd6\xd0\xce\xc4\n##include nothing.conf\n#include http.conf\nheart_beat_interval = 0\n\
+              network_timeout = -5\n",
+        )
+        .expect("write");
+        let c = storage_from_fastdfs(&p).expect("loads");
+        assert!(c.http.check_token);
+        assert_eq!((c.heart_beat_interval, c.network_timeout), (30, 30));
+        // Including itself ends at the depth limit with an error, not a stack overflow.
+        std::fs::write(&p, "#include storage.conf\n").expect("write");
+        assert!(matches!(
+            storage_from_fastdfs(&p),
+            Err(ConfigError::BadValue { .. })
+        ));
+        for bad in [
+            "tracker_server = 10.0.0.1,192.168.0.1:22122\n",
+            "buff_size = 99999999999G\n",
+        ] {
+            std::fs::write(&p, bad).expect("write");
+            assert!(
+                matches!(storage_from_fastdfs(&p), Err(ConfigError::BadValue { .. })),
+                "{bad}"
+            );
+        }
+        let t = dir.path().join("tracker.conf");
+        std::fs::write(&t, "check_active_interval = 0\n").expect("write");
+        assert_eq!(
+            tracker_from_fastdfs(&t)
+                .expect("loads")
+                .check_active_interval,
+            100
+        );
     }
 
     #[test]

@@ -1372,6 +1372,14 @@ mod tests {
         (addr, rx)
     }
 
+    /// A sync connection to `addr`.
+    async fn connect(addr: SocketAddr) -> Conn {
+        let limit = std::time::Duration::from_secs(5);
+        Conn::connect(addr, limit, limit, None)
+            .await
+            .expect("connect")
+    }
+
     /// A storage node on a fresh directory, one subdirectory per level.
     fn node_in_tempdir() -> (tempfile::TempDir, StorageNode) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1399,14 +1407,7 @@ mod tests {
     async fn truncate_records_never_stall_on_a_fastdfs_peer() {
         let (_dir, node) = node_in_tempdir();
         let (addr, mut got) = enoent_peer().await;
-        let mut conn = Conn::connect(
-            addr,
-            std::time::Duration::from_secs(5),
-            std::time::Duration::from_secs(5),
-            None,
-        )
-        .await
-        .expect("connect");
+        let mut conn = connect(addr).await;
         let gone = Record::new(
             100,
             Op::Truncate,
@@ -1433,14 +1434,7 @@ mod tests {
     async fn a_file_that_cannot_be_opened_now_is_retried_not_skipped() {
         let (_dir, node) = node_in_tempdir();
         let (addr, mut got) = enoent_peer().await;
-        let mut conn = Conn::connect(
-            addr,
-            std::time::Duration::from_secs(5),
-            std::time::Duration::from_secs(5),
-            None,
-        )
-        .await
-        .expect("connect");
+        let mut conn = connect(addr).await;
         // The name resolves to a link to itself: opening it fails with ELOOP, an error
         // that does not say the file is gone.
         let name = "M00/00/00/fwAASWsITg6EUbzUAAAAAF2Ghe45768698";

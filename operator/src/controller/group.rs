@@ -181,14 +181,15 @@ fn rollout_state(
     objects: &GroupObjects,
     pods: &PodsSeen,
 ) -> RolloutState {
+    let replicas = objects
+        .statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(0);
     let Some(current) = current else {
         return RolloutState {
-            replicas: objects
-                .statefulset
-                .spec
-                .as_ref()
-                .and_then(|s| s.replicas)
-                .unwrap_or(0),
+            replicas,
             adopting: !pods.ordinals.is_empty(),
             pod_revisions: pods.revisions.clone(),
             ..RolloutState::default()
@@ -201,12 +202,7 @@ fn rollout_state(
             .cloned()
     };
     RolloutState {
-        replicas: objects
-            .statefulset
-            .spec
-            .as_ref()
-            .and_then(|s| s.replicas)
-            .unwrap_or(0),
+        replicas,
         template_changed: template_hash(current) != template_hash(&objects.statefulset),
         update_revision: status.update_revision,
         current_revision: status.current_revision,

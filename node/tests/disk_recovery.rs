@@ -452,6 +452,18 @@ async fn a_member_that_lost_its_store_path_recovers_it_from_its_peer() {
             "{name}"
         );
     }
+
+    // A flag saying the slice was fetched, without the slice (a finish cut short after
+    // removing it): the slice is fetched again and the recovery ends, not stuck.
+    g.stop_b().await;
+    std::fs::remove_dir_all(g.b_data()).expect("wipe B's disk a third time");
+    std::fs::create_dir_all(g.b_data()).expect("data");
+    std::fs::write(g.b_data().join(FLAG_FILE), flag.render()).expect("flag alone");
+    g.start_b().await;
+    g.wait_status("127.0.0.3", StorageStatus::Active).await;
+    assert_eq!(served(&g.a().node, "FetchOnePathBinlog"), 3);
+    assert_eq!(files_under(&g.b_data()), expected);
+    assert!(!g.b_data().join(FLAG_FILE).exists());
 }
 
 #[tokio::test]

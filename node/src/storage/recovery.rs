@@ -251,7 +251,11 @@ async fn recover_path(node: &Arc<StorageNode>, index: usize) -> Result<(), Recov
     };
     report_status(node, &me, StorageStatus::Recovery).await?;
     confirm_recovery(node, &me).await?;
-    if !flag.fetch_binlog_done {
+    // A slice said fetched but not there (removed by a finish cut short) is fetched again.
+    let slice_there = tokio::fs::try_exists(data.join(BINLOG_FILE))
+        .await
+        .unwrap_or(false);
+    if !flag.fetch_binlog_done || !slice_there {
         fetch_binlog(node, source, index, &data).await?;
         write_mark(&data, 0).await?;
         flag.fetch_binlog_done = true;
@@ -271,13 +275,15 @@ async fn recover_path(node: &Arc<StorageNode>, index: usize) -> Result<(), Recov
     finish(&data).await
 }
 
-/// Removes the flag, slice and mark files: the path is whole again.
+/// Removes the flag, slice and mark files: the path is whole again. The flag first: it is
+/// what says a recovery is under way, and one left without its slice (the removals cut
+/// short) would hold the storage in RECOVERY for good.
 async fn finish(data: &Path) -> Result<(), RecoveryError> {
     for f in [
+        FLAG_FILE,
         BINLOG_FILE,
         &format!("{BINLOG_FILE}.tmp"),
         MARK_FILE,
-        FLAG_FILE,
     ] {
         let p = data.join(f);
         match tokio::fs::remove_file(&p).await {
@@ -652,14 +658,13 @@ async fn fetch_file(
         }
         let mut data = vec![0u8; h.body_len as usize];
         c.read_exact(&mut data).await?;
-        let writing = node.clone();
         let root = node.disk.store().roots()[index].clone();
-        crate::disk::run(move || {
-            writing
-                .disk
-                .store()
-                .write_trunk_file(&name, &data)
-                .unwrap_or_else(|| Err(io::ErrorKind::InvalidInput.into()))
+        // Synced whatever the fsync policy: the recovery mark moves past it next, and a
+        // slot lost to a power cut would never be fetched again.
+        let slot_root = root.clone();
+        crate::disk::run(move || match name.trunk_slot() {
+            Some(slot) => super::trunk::write(&slot_root, &name, slot, &data, true),
+            None => Err(io::ErrorKind::InvalidInput.into()),
         })
         .await
         .map_err(io::Error::other)

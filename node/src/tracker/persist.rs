@@ -145,18 +145,28 @@ impl SavedState {
                             rw_mode: m.rw_mode,
                             changelog_offset: m.changelog_offset,
                             fenced: m.fenced,
-                            last_source_update: m.stats.last_source_update,
-                            backlog: m.backlog.as_ref().map(|b| SavedBacklog {
-                                at: b.at,
-                                peers: b
-                                    .entries
-                                    .values()
-                                    .map(|e| SavedPeerBacklog {
-                                        peer_id: e.peer_id.clone(),
-                                        bytes: e.bytes,
-                                        seconds: e.seconds,
-                                    })
-                                    .collect(),
+                            // Kept for members with no report connection (stopped): what a
+                            // retirement judges them by. A running member's change with every
+                            // beat would rewrite and sync the file each second, and it tells
+                            // a restarted tracker again anyway.
+                            last_source_update: if m.session == 0 {
+                                m.stats.last_source_update
+                            } else {
+                                0
+                            },
+                            backlog: m.backlog.as_ref().filter(|_| m.session == 0).map(|b| {
+                                SavedBacklog {
+                                    at: b.at,
+                                    peers: b
+                                        .entries
+                                        .values()
+                                        .map(|e| SavedPeerBacklog {
+                                            peer_id: e.peer_id.clone(),
+                                            bytes: e.bytes,
+                                            seconds: e.seconds,
+                                        })
+                                        .collect(),
+                                }
                             }),
                         })
                         .collect(),
@@ -334,6 +344,13 @@ mod tests {
             100,
         )
         .expect("backlog");
+        // Running, its beat figures are not saved (they would rewrite the file each second).
+        assert_eq!(
+            SavedState::of(&reg).groups[0].members[0].last_source_update,
+            0
+        );
+        let session = reg.groups()["group1"].members["127.0.0.2"].session;
+        reg.disconnect("group1", "127.0.0.2", session);
         let saved = SavedState::of(&reg);
         let path = state_path(dir.path());
         write_atomically(&path, &saved.to_bytes()).expect("write");
@@ -343,7 +360,7 @@ mod tests {
         let mut back = Registry::new(TrackerConfig::default());
         loaded.restore_into(&mut back, 500);
         let m = &back.groups()["group1"].members["127.0.0.2"];
-        assert_eq!(m.status, StorageStatus::Active);
+        assert_eq!(m.status, StorageStatus::Offline);
         assert_eq!(m.free_mb(), 12);
         assert_eq!(m.last_heartbeat, 500);
         // What decides whether a stopped member's files are elsewhere survives the restart.

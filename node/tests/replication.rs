@@ -352,16 +352,27 @@ async fn two_members_converge_on_every_change() {
 
 /// A's binlog on disk: every `binlog.NNN` file.
 fn binlog_size(member: &RunningStorage) -> u64 {
-    std::fs::read_dir(member.node.disk.binlog().dir())
+    binlog_files(member)
+        .iter()
+        .map(|p| std::fs::metadata(p).expect("metadata").len())
+        .sum()
+}
+
+/// A member's binlog files (`binlog.NNN`), in order.
+fn binlog_files(member: &RunningStorage) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(member.node.disk.binlog().dir())
         .expect("binlog dir")
         .flatten()
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("binlog.")
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("binlog."))
                 .is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()))
         })
-        .map(|e| e.metadata().expect("metadata").len())
-        .sum()
+        .collect();
+    files.sort();
+    files
 }
 
 /// What the tracker's cluster view says B has yet to receive, in bytes.
@@ -676,20 +687,7 @@ async fn a_rename_already_applied_answers_eexist() {
 
 /// The binlog lines of a member, all files together.
 fn binlog_text(member: &RunningStorage) -> String {
-    let dir = member.node.disk.binlog().dir().to_path_buf();
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("binlog dir")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("binlog."))
-                .is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .collect();
-    names.sort();
-    names
+    binlog_files(member)
         .iter()
         .map(|p| std::fs::read_to_string(p).expect("binlog"))
         .collect()

@@ -151,6 +151,16 @@ pub enum Standing {
     Stopped { held_elsewhere: Result<(), String> },
 }
 
+/// A client of the tracker at `tracker` alone: what one tracker lists, not the first that
+/// answers.
+async fn one_tracker(config: &ClientConfig, tracker: SocketAddr) -> Result<Client, ClientError> {
+    Client::new(ClientConfig {
+        trackers: vec![tracker.to_string()],
+        ..config.clone()
+    })
+    .await
+}
+
 /// How `id` of `group` stands on the tracker at `tracker`; `vouched` as for
 /// [`not_held_elsewhere`].
 pub async fn standing(
@@ -160,11 +170,7 @@ pub async fn standing(
     id: &str,
     vouched: Option<u64>,
 ) -> Result<Standing, ClientError> {
-    let one = Client::new(ClientConfig {
-        trackers: vec![tracker.to_string()],
-        ..config.clone()
-    })
-    .await?;
+    let one = one_tracker(config, tracker).await?;
     let list = one.list_storages(group).await?;
     let Some(member) = list.iter().find(|s| (s.id == id || s.ip == id) && !left(s)) else {
         return Ok(Standing::Gone);
@@ -199,11 +205,7 @@ async fn listed_id(
     member: &str,
 ) -> Result<String, ClientError> {
     for &tracker in trackers {
-        let one = Client::new(ClientConfig {
-            trackers: vec![tracker.to_string()],
-            ..config.clone()
-        })
-        .await?;
+        let one = one_tracker(config, tracker).await?;
         let list = one.list_storages(group).await?;
         if let Some(s) = list.iter().find(|s| s.id == member && !left(s)) {
             return Ok(s.id.clone());

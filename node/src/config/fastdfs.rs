@@ -134,15 +134,11 @@ fn positive_or(path: &Path, l: &ConfLine, default: u64) -> Result<u64, ConfigErr
 /// rather than failing to resolve later.
 fn one_tracker_address(path: &Path, l: &ConfLine) -> Result<String, ConfigError> {
     if l.value.contains(',') {
-        return Err(ConfigError::BadValue {
-            path: path.into(),
-            line: l.line,
-            key: l.key.clone(),
-            value: l.value.clone(),
-            reason: "several addresses for one tracker are not supported: give one \
-                     (host:port)"
-                .into(),
-        });
+        return Err(bad(
+            path,
+            l,
+            "several addresses for one tracker are not supported: give one (host:port)".into(),
+        ));
     }
     Ok(l.value.clone())
 }
@@ -299,16 +295,11 @@ fn parse_bytes(path: &Path, l: &ConfLine) -> Result<u64, ConfigError> {
         "G" | "GB" => 1024 * 1024 * 1024,
         _ => 0,
     };
-    let bad = |reason: &str| ConfigError::BadValue {
-        path: path.into(),
-        line: l.line,
-        key: l.key.clone(),
-        value: l.value.clone(),
-        reason: reason.into(),
-    };
     match digits.trim().parse::<u64>() {
-        Ok(n) if mult > 0 => n.checked_mul(mult).ok_or_else(|| bad("too large")),
-        _ => Err(bad("not a size")),
+        Ok(n) if mult > 0 => n
+            .checked_mul(mult)
+            .ok_or_else(|| bad(path, l, "too large".into())),
+        _ => Err(bad(path, l, "not a size".into())),
     }
 }
 

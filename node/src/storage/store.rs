@@ -673,6 +673,15 @@ impl StoredAt {
         }
     }
 
+    /// Whether something is stored under the name (a disk step): a stat of its own file,
+    /// the header check of a slot. Errors other than its absence are passed on.
+    pub fn exists(&self) -> io::Result<bool> {
+        match self {
+            StoredAt::Own(path) => std::fs::metadata(path).map(|m| m.is_file()),
+            StoredAt::Slot { .. } => self.open().map(|_| true),
+        }
+    }
+
     /// [`Self::open`] on any thread: `None` when it would have to read the disk.
     pub fn open_cached(&self) -> Option<io::Result<OpenedFile>> {
         match self {

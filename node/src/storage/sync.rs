@@ -919,10 +919,9 @@ async fn exists_locally(node: &StorageNode, name: &str) -> Result<bool, SyncErro
     let Some(at) = stored_at(node, name) else {
         return Ok(false);
     };
-    let found = crate::disk::run(move || match at.open() {
-        Ok(_) => Ok(true),
+    let found = crate::disk::run(move || match at.exists() {
         Err(e) if gone(&e) => Ok(false),
-        Err(e) => Err(e),
+        found => found,
     })
     .await
     .map_err(io::Error::other)??;
